@@ -1,0 +1,1 @@
+//! storekit backend for Amazon DynamoDB.

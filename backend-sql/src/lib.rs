@@ -1,0 +1,1 @@
+//! storekit backends for SQLite and PostgreSQL.

@@ -1,0 +1,122 @@
+//! What a backend hands the suite ([`Fixture`]), and how a case is run around it.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use storekit_core::{DynAuthStore, DynKvStore};
+
+pub use storekit_core::IdKind;
+
+/// Reads everything a backend has stored, as text, so a case can look for what must not be
+/// there (a raw token).
+pub type DumpFn = Box<dyn Fn() -> BoxFuture<'static, String> + Send + Sync>;
+
+/// Drops everything the fixture created.
+pub type CleanupFn = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+
+/// What the suite needs from a backend for one case: fresh, empty stores.
+#[non_exhaustive]
+pub struct Fixture {
+    /// Users, OAuth accounts and tokens, with the id kind the case asked for.
+    pub auth: Arc<DynAuthStore>,
+    /// The key-value store.
+    pub kv: Arc<DynKvStore>,
+    dump: DumpFn,
+    cleanup: Option<CleanupFn>,
+}
+
+impl std::fmt::Debug for Fixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fixture")
+            .field("auth", &self.auth)
+            .field("kv", &self.kv)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fixture {
+    /// Stores to test, how to dump their storage, and how to drop it afterwards.
+    pub fn new(
+        auth: Arc<DynAuthStore>,
+        kv: Arc<DynKvStore>,
+        dump: DumpFn,
+        cleanup: CleanupFn,
+    ) -> Self {
+        Self {
+            auth,
+            kv,
+            dump,
+            cleanup: Some(cleanup),
+        }
+    }
+
+    /// Everything the backend stored, as text.
+    pub async fn dump(&self) -> String {
+        (self.dump)().await
+    }
+}
+
+/// What the suite tells a backend's setup.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SetupContext {
+    /// The name of the case, for logs.
+    pub case: &'static str,
+    /// The id kind the user store must use.
+    pub id_kind: IdKind,
+    /// A table prefix (a valid identifier) that no other case uses: `sk<random>_`.
+    pub prefix: String,
+}
+
+/// The address of a test server from the environment variable `var`.
+///
+/// Without it the case is skipped with a loud message, unless `CI` is set, where a missing
+/// server fails the run: CI must never pass by skipping.
+pub fn server_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{var} is not set and CI is: run `eval \"$(scripts/services.sh up)\"` first")
+        }
+        _ => {
+            eprintln!(
+                "SKIPPED: {var} is not set; run `eval \"$(scripts/services.sh up)\"` to test this backend"
+            );
+            None
+        }
+    }
+}
+
+/// Runs one case: builds the fixture, runs the case, and always cleans up before reporting.
+pub async fn run_case<S, SF, C>(name: &'static str, id_kind: IdKind, setup: S, case: C)
+where
+    S: FnOnce(SetupContext) -> SF,
+    SF: Future<Output = Option<Fixture>>,
+    C: AsyncFnOnce(&Fixture),
+{
+    let ctx = SetupContext {
+        case: name,
+        id_kind,
+        prefix: unique_prefix(),
+    };
+    let Some(mut fixture) = setup(ctx).await else {
+        return;
+    };
+    let outcome = AssertUnwindSafe(case(&fixture)).catch_unwind().await;
+    if let Some(cleanup) = fixture.cleanup.take() {
+        cleanup().await;
+    }
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+fn unique_prefix() -> String {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).unwrap_or_else(|e| panic!("no randomness for a test prefix: {e}"));
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sk{hex}_")
+}

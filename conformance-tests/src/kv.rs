@@ -1,0 +1,536 @@
+//! Cases for the key-value store.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::TryStreamExt as _;
+use serde::{Deserialize, Serialize};
+use storekit_core::{Error, KvStore, KvStoreExt as _, LIMITS};
+
+use crate::Fixture;
+
+async fn keys_of(kv: &dyn KvStore, namespace: &str, prefix: &str) -> HashSet<String> {
+    kv.keys(namespace, prefix)
+        .try_collect()
+        .await
+        .expect("keys")
+}
+
+/// Set, get, overwrite, contains, delete; binary and empty values.
+pub async fn kv_round_trip(f: &Fixture) {
+    let kv = &*f.kv;
+    assert_eq!(kv.get("ns", "k").await.expect("get"), None);
+    assert!(!kv.contains("ns", "k").await.expect("contains"));
+    kv.set("ns", "k", b"one", None).await.expect("set");
+    assert_eq!(
+        kv.get("ns", "k").await.expect("get").as_deref(),
+        Some(&b"one"[..])
+    );
+    kv.set("ns", "k", b"two", None).await.expect("overwrite");
+    assert_eq!(
+        kv.get("ns", "k").await.expect("get").as_deref(),
+        Some(&b"two"[..])
+    );
+    assert!(kv.contains("ns", "k").await.expect("contains"));
+    assert_eq!(
+        kv.get("other", "k").await.expect("get"),
+        None,
+        "namespaces are separate"
+    );
+
+    let binary: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+    kv.set("ns", "bin", &binary, None).await.expect("binary");
+    assert_eq!(kv.get("ns", "bin").await.expect("get"), Some(binary));
+    kv.set("ns", "empty", b"", None).await.expect("empty value");
+    assert_eq!(kv.get("ns", "empty").await.expect("get"), Some(Vec::new()));
+    let unicode = "ключ/🔑 with spaces";
+    kv.set("ns", unicode, b"u", None)
+        .await
+        .expect("unicode key");
+    assert_eq!(
+        kv.get("ns", unicode).await.expect("get").as_deref(),
+        Some(&b"u"[..])
+    );
+
+    assert!(kv.delete("ns", "k").await.expect("delete"));
+    assert!(!kv.delete("ns", "k").await.expect("delete twice"));
+    assert_eq!(kv.get("ns", "k").await.expect("get"), None);
+}
+
+/// An expired item is never returned — by get, contains, get_many, keys — and counts as
+/// absent for set_if_absent, compare_and_swap and increment, even before it is purged.
+pub async fn kv_ttl_expired_items_are_never_returned(f: &Fixture) {
+    let kv = &*f.kv;
+    let short = Some(Duration::from_millis(300));
+    for key in ["gone", "gone2", "cas", "absent", "count"] {
+        kv.set("ttl", key, b"7", short).await.expect("set");
+    }
+    kv.set("ttl", "stays", b"s", None).await.expect("set");
+    kv.set("ttl", "long", b"l", Some(Duration::from_secs(3600)))
+        .await
+        .expect("set");
+    assert_eq!(
+        kv.get("ttl", "gone").await.expect("get").as_deref(),
+        Some(&b"7"[..])
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+
+    assert_eq!(kv.get("ttl", "gone").await.expect("get"), None);
+    assert!(!kv.contains("ttl", "gone").await.expect("contains"));
+    let many = kv
+        .get_many("ttl", &["gone", "stays", "long"])
+        .await
+        .expect("get_many");
+    assert_eq!(many, vec![None, Some(b"s".to_vec()), Some(b"l".to_vec())]);
+    let keys = keys_of(kv, "ttl", "").await;
+    assert_eq!(keys, HashSet::from(["stays".into(), "long".into()]));
+    assert!(
+        !kv.delete("ttl", "gone2").await.expect("delete"),
+        "an expired item was not live"
+    );
+
+    assert!(
+        kv.set_if_absent("ttl", "absent", b"new", None)
+            .await
+            .expect("sia")
+    );
+    assert_eq!(
+        kv.get("ttl", "absent").await.expect("get").as_deref(),
+        Some(&b"new"[..])
+    );
+    assert!(
+        kv.compare_and_swap("ttl", "cas", None, b"new", None)
+            .await
+            .expect("cas")
+    );
+    assert_eq!(
+        kv.increment("ttl", "count", 1, None).await.expect("incr"),
+        1,
+        "restarts at 0"
+    );
+
+    let purged = kv.purge_expired().await.expect("purge");
+    assert!(
+        purged <= 1,
+        "only 'gone' was still expired, purged {purged}"
+    );
+    assert_eq!(
+        kv.get("ttl", "stays").await.expect("get").as_deref(),
+        Some(&b"s"[..])
+    );
+    let err = kv
+        .set("ttl", "zero", b"x", Some(Duration::ZERO))
+        .await
+        .expect_err("zero ttl");
+    assert!(
+        matches!(err, Error::InvalidInput { what: "ttl", .. }),
+        "{err:?}"
+    );
+}
+
+/// Batches larger than any backend's single request; duplicates; all-or-nothing validation.
+pub async fn kv_batches(f: &Fixture) {
+    let kv = &*f.kv;
+    let keys: Vec<String> = (0..250).map(|i| format!("item-{i:03}")).collect();
+    let values: Vec<Vec<u8>> = (0..250)
+        .map(|i| format!("value {i}").into_bytes())
+        .collect();
+    let items: Vec<(&str, &[u8])> = keys
+        .iter()
+        .map(String::as_str)
+        .zip(values.iter().map(Vec::as_slice))
+        .collect();
+    kv.set_many("batch", &items, None).await.expect("set_many");
+
+    let mut probe: Vec<&str> = keys.iter().map(String::as_str).collect();
+    probe.push("missing");
+    probe.push("item-007");
+    let got = kv.get_many("batch", &probe).await.expect("get_many");
+    assert_eq!(got.len(), 252);
+    for (i, value) in values.iter().enumerate() {
+        assert_eq!(got[i].as_ref(), Some(value), "item {i}");
+    }
+    assert_eq!(got[250], None);
+    assert_eq!(
+        got[251].as_deref(),
+        Some(&b"value 7"[..]),
+        "a repeated key is answered twice"
+    );
+    assert_eq!(kv.get_many("batch", &[]).await.expect("empty").len(), 0);
+
+    let deleted: Vec<&str> = keys[..200].iter().map(String::as_str).collect();
+    kv.delete_many("batch", &deleted)
+        .await
+        .expect("delete_many");
+    assert_eq!(keys_of(kv, "batch", "").await.len(), 50);
+
+    kv.set_many("dups", &[("k", b"first"), ("k", b"last")], None)
+        .await
+        .expect("dups");
+    assert_eq!(
+        kv.get("dups", "k").await.expect("get").as_deref(),
+        Some(&b"last"[..])
+    );
+
+    let too_big = vec![0u8; LIMITS.max_value_bytes + 1];
+    let bad: Vec<(&str, &[u8])> = vec![("ok-1", b"x"), ("bad", &too_big), ("ok-2", b"y")];
+    let err = kv
+        .set_many("atomic", &bad, None)
+        .await
+        .expect_err("one item too big");
+    assert!(matches!(err, Error::ValueTooLarge { .. }), "{err:?}");
+    assert!(
+        keys_of(kv, "atomic", "").await.is_empty(),
+        "nothing of a refused batch is written"
+    );
+}
+
+/// Keys are listed by prefix, completely, across many items.
+pub async fn kv_keys_by_prefix(f: &Fixture) {
+    let kv = &*f.kv;
+    let mut users = HashSet::new();
+    for i in 0..120 {
+        let key = format!("user:{i}");
+        kv.set("p", &key, b"v", None).await.expect("set");
+        users.insert(key);
+    }
+    for key in ["session:a", "session:b", "use", "User:1", "user%", "user_"] {
+        kv.set("p", key, b"v", None).await.expect("set");
+    }
+    assert_eq!(keys_of(kv, "p", "user:").await, users);
+    assert_eq!(
+        keys_of(kv, "p", "session:").await,
+        HashSet::from(["session:a".into(), "session:b".into()])
+    );
+    // Wildcards of SQL LIKE are plain characters here.
+    assert_eq!(
+        keys_of(kv, "p", "user%").await,
+        HashSet::from(["user%".into()])
+    );
+    assert_eq!(
+        keys_of(kv, "p", "user_").await,
+        HashSet::from(["user_".into()])
+    );
+    assert_eq!(keys_of(kv, "p", "").await.len(), 126);
+    assert!(keys_of(kv, "p", "nothing").await.is_empty());
+    assert!(keys_of(kv, "empty-namespace", "").await.is_empty());
+}
+
+/// clear(namespace) removes that namespace only.
+pub async fn kv_clear_leaves_other_namespaces(f: &Fixture) {
+    let kv = &*f.kv;
+    for i in 0..30 {
+        kv.set("a", &format!("k{i}"), b"a", None)
+            .await
+            .expect("set");
+        kv.set("ab", &format!("k{i}"), b"ab", None)
+            .await
+            .expect("set");
+    }
+    kv.clear("a").await.expect("clear");
+    assert!(keys_of(kv, "a", "").await.is_empty());
+    assert_eq!(kv.get("a", "k1").await.expect("get"), None);
+    assert_eq!(
+        keys_of(kv, "ab", "").await.len(),
+        30,
+        "a namespace sharing a prefix survives"
+    );
+    assert_eq!(
+        kv.get("ab", "k1").await.expect("get").as_deref(),
+        Some(&b"ab"[..])
+    );
+    kv.clear("never-used")
+        .await
+        .expect("clearing an empty namespace is fine");
+}
+
+/// Of 32 concurrent set_if_absent calls exactly one stores, and its value is kept.
+pub async fn kv_set_if_absent_race(f: &Fixture) {
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let kv = f.kv.clone();
+            tokio::spawn(async move {
+                let value = format!("owner-{i}");
+                let stored = kv
+                    .set_if_absent("lock", "job", value.as_bytes(), None)
+                    .await;
+                (value, stored)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (value, stored) = task.await.expect("task");
+        if stored.expect("set_if_absent") {
+            winners.push(value);
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    let stored = f.kv.get("lock", "job").await.expect("get").expect("stored");
+    assert_eq!(stored, winners[0].as_bytes());
+    assert!(
+        !f.kv
+            .set_if_absent("lock", "job", b"late", None)
+            .await
+            .expect("sia")
+    );
+}
+
+/// compare_and_swap replaces only the expected value; of 32 racing swaps from one value exactly
+/// one wins.
+pub async fn kv_compare_and_swap_race(f: &Fixture) {
+    let kv = &*f.kv;
+    assert!(
+        !kv.compare_and_swap("cas", "k", Some(b"x"), b"y", None)
+            .await
+            .expect("absent")
+    );
+    assert_eq!(kv.get("cas", "k").await.expect("get"), None);
+    assert!(
+        kv.compare_and_swap("cas", "k", None, b"v0", None)
+            .await
+            .expect("create")
+    );
+    assert!(
+        !kv.compare_and_swap("cas", "k", None, b"v1", None)
+            .await
+            .expect("exists")
+    );
+    assert!(
+        !kv.compare_and_swap("cas", "k", Some(b"v9"), b"v1", None)
+            .await
+            .expect("wrong")
+    );
+    assert_eq!(
+        kv.get("cas", "k").await.expect("get").as_deref(),
+        Some(&b"v0"[..])
+    );
+
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let kv = f.kv.clone();
+            tokio::spawn(async move {
+                let value = format!("v-{i}");
+                let swapped = kv.compare_and_swap("cas", "k", Some(b"v0"), value.as_bytes(), None);
+                (value.clone(), swapped.await)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (value, swapped) = task.await.expect("task");
+        if swapped.expect("cas") {
+            winners.push(value);
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    let stored = kv.get("cas", "k").await.expect("get").expect("stored");
+    assert_eq!(stored, winners[0].as_bytes());
+}
+
+/// 32 concurrent increments give 32 distinct results and a final 32; counters read back as
+/// digits; non-numbers are refused; a new counter gets its TTL.
+pub async fn kv_concurrent_increments(f: &Fixture) {
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let kv = f.kv.clone();
+            tokio::spawn(async move { kv.increment("c", "hits", 1, None).await })
+        })
+        .collect();
+    let mut results = HashSet::new();
+    for task in tasks {
+        results.insert(task.await.expect("task").expect("increment"));
+    }
+    assert_eq!(results, (1..=32).collect());
+    let kv = &*f.kv;
+    assert_eq!(
+        kv.get("c", "hits").await.expect("get").as_deref(),
+        Some(&b"32"[..])
+    );
+    assert_eq!(
+        kv.increment("c", "hits", -40, None)
+            .await
+            .expect("negative"),
+        -8
+    );
+
+    kv.set("c", "digits", b"41", None).await.expect("set");
+    assert_eq!(
+        kv.increment("c", "digits", 1, None)
+            .await
+            .expect("from digits"),
+        42
+    );
+    kv.set("c", "text", b"abc", None).await.expect("set");
+    let err = kv
+        .increment("c", "text", 1, None)
+        .await
+        .expect_err("not a number");
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+    assert_eq!(
+        kv.get("c", "text").await.expect("get").as_deref(),
+        Some(&b"abc"[..])
+    );
+    kv.set("c", "max", i64::MAX.to_string().as_bytes(), None)
+        .await
+        .expect("set");
+    let err = kv
+        .increment("c", "max", 1, None)
+        .await
+        .expect_err("overflow");
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+
+    let window = Some(Duration::from_millis(300));
+    assert_eq!(
+        kv.increment("c", "window", 5, window).await.expect("new"),
+        5
+    );
+    assert_eq!(
+        kv.increment("c", "window", 5, window).await.expect("again"),
+        10
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        kv.get("c", "window").await.expect("get"),
+        None,
+        "the counter expired"
+    );
+    assert_eq!(
+        kv.increment("c", "window", 1, None).await.expect("restart"),
+        1
+    );
+}
+
+/// The same limits everywhere: empty and over-long keys and namespaces are `InvalidInput`; a
+/// value just over the limit is `ValueTooLarge` and nothing is stored; one at it is stored whole.
+pub async fn kv_limits_are_enforced(f: &Fixture) {
+    let kv = &*f.kv;
+    let err = kv.set("ns", "", b"v", None).await.expect_err("empty key");
+    assert!(
+        matches!(err, Error::InvalidInput { what: "key", .. }),
+        "{err:?}"
+    );
+    let err = kv.get("", "k").await.expect_err("empty namespace");
+    assert!(
+        matches!(
+            err,
+            Error::InvalidInput {
+                what: "namespace",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let long_key = "k".repeat(LIMITS.max_key_bytes + 1);
+    let err = kv
+        .set("ns", &long_key, b"v", None)
+        .await
+        .expect_err("long key");
+    assert!(
+        matches!(err, Error::InvalidInput { what: "key", .. }),
+        "{err:?}"
+    );
+    let err = kv.get("ns", &long_key).await.expect_err("long key");
+    assert!(
+        matches!(err, Error::InvalidInput { what: "key", .. }),
+        "{err:?}"
+    );
+    let err = kv.set("ns", "nul\0key", b"v", None).await.expect_err("NUL");
+    assert!(
+        matches!(err, Error::InvalidInput { what: "key", .. }),
+        "{err:?}"
+    );
+    let long_ns = "n".repeat(LIMITS.max_namespace_bytes + 1);
+    let err = kv
+        .set(&long_ns, "k", b"v", None)
+        .await
+        .expect_err("long namespace");
+    assert!(
+        matches!(
+            err,
+            Error::InvalidInput {
+                what: "namespace",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    // Multi-byte characters count in bytes: 128 × 4 bytes is exactly the limit.
+    let widest_key = "🔑".repeat(LIMITS.max_key_bytes / 4);
+    let widest_ns = "n".repeat(LIMITS.max_namespace_bytes);
+    let at_limit = vec![0xabu8; LIMITS.max_value_bytes];
+    kv.set(&widest_ns, &widest_key, &at_limit, None)
+        .await
+        .expect("largest item");
+    let read = kv
+        .get(&widest_ns, &widest_key)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(read.len(), LIMITS.max_value_bytes, "never truncated");
+    assert!(read == at_limit);
+
+    let over = vec![1u8; LIMITS.max_value_bytes + 1];
+    let err = kv
+        .set("ns", "big", &over, None)
+        .await
+        .expect_err("too large");
+    let expected_size = LIMITS.max_value_bytes + 1;
+    assert!(
+        matches!(err, Error::ValueTooLarge { size, limit, .. } if size == expected_size && limit == LIMITS.max_value_bytes),
+        "{err:?}"
+    );
+    let err = kv
+        .set_if_absent("ns", "big", &over, None)
+        .await
+        .expect_err("too large");
+    assert!(matches!(err, Error::ValueTooLarge { .. }), "{err:?}");
+    let err = kv
+        .compare_and_swap("ns", "big", None, &over, None)
+        .await
+        .expect_err("too large");
+    assert!(matches!(err, Error::ValueTooLarge { .. }), "{err:?}");
+    assert_eq!(
+        kv.get("ns", "big").await.expect("get"),
+        None,
+        "nothing stored"
+    );
+    assert!(
+        !kv.contains("ns", "").await.is_ok_and(|found| found),
+        "empty key is never found"
+    );
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Product {
+    name: String,
+    price_cents: u64,
+    tags: Vec<String>,
+}
+
+/// Typed JSON values through the extension trait, on `dyn KvStore`.
+pub async fn kv_typed_json(f: &Fixture) {
+    let kv = &*f.kv;
+    let product = Product {
+        name: "Café crème".into(),
+        price_cents: 450,
+        tags: vec!["hot".into()],
+    };
+    kv.set_json("products", "p1", &product, None)
+        .await
+        .expect("set_json");
+    let read: Option<Product> = kv.get_json("products", "p1").await.expect("get_json");
+    assert_eq!(read, Some(product));
+    kv.set("products", "junk", b"not json", None)
+        .await
+        .expect("set");
+    let err = kv
+        .get_json::<Product>("products", "junk")
+        .await
+        .expect_err("not json");
+    assert!(
+        matches!(err, Error::InvalidInput { what: "value", .. }),
+        "{err:?}"
+    );
+}

@@ -1,0 +1,76 @@
+//! The storekit conformance suite: the contract every backend keeps.
+//!
+//! The cases are plain `pub async fn`s in [`users`] and [`kv`] that take a [`Fixture`] (fresh,
+//! empty stores) and fail by panicking. [`conformance_suite!`] expands to one `#[tokio::test]`
+//! per case for a backend, so a failure names both the case and the backend:
+//!
+//! ```ignore
+//! // tests/mybackend.rs
+//! async fn setup(ctx: storekit_conformance::SetupContext) -> Option<storekit_conformance::Fixture> {
+//!     // Connect (or return None when the server is not configured), create the schema under
+//!     // `ctx.prefix`, and return the stores plus how to inspect and drop what they wrote.
+//!     # unimplemented!()
+//! }
+//! storekit_conformance::conformance_suite!(setup);
+//! ```
+//!
+//! User cases run twice, with UUID and with integer ids. Every case gets its own table prefix
+//! (or schema, or file) and the fixture's cleanup runs whether the case passed or not.
+
+pub mod harness;
+pub mod kv;
+pub mod users;
+
+pub use harness::{Fixture, SetupContext, run_case, server_url};
+
+/// Expands one `#[tokio::test]` per conformance case for the backend whose fixture `setup`
+/// builds (`async fn setup(SetupContext) -> Option<Fixture>`).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($setup:ident) => {
+        $crate::conformance_suite!(@users users_uuid, $crate::harness::IdKind::Uuid, $setup);
+        $crate::conformance_suite!(@users users_int, $crate::harness::IdKind::Int, $setup);
+        $crate::conformance_suite!(@cases kv, $crate::harness::IdKind::Uuid, $setup, kv;
+            kv_round_trip,
+            kv_ttl_expired_items_are_never_returned,
+            kv_batches,
+            kv_keys_by_prefix,
+            kv_clear_leaves_other_namespaces,
+            kv_set_if_absent_race,
+            kv_compare_and_swap_race,
+            kv_concurrent_increments,
+            kv_limits_are_enforced,
+            kv_typed_json,
+        );
+    };
+    (@users $module:ident, $kind:expr, $setup:ident) => {
+        $crate::conformance_suite!(@cases $module, $kind, $setup, users;
+            user_round_trip,
+            email_lookup_is_unicode_case_insensitive,
+            duplicate_email_in_other_case_is_refused,
+            concurrent_creates_of_one_email_give_one_user,
+            update_patches_and_bumps_version,
+            email_change_keeps_uniqueness,
+            stale_version_is_a_conflict,
+            concurrent_updates_lose_nothing,
+            delete_user_removes_accounts_and_tokens,
+            list_users_pages_through_everyone,
+            missing_and_foreign_ids,
+            oauth_accounts_round_trip,
+            oauth_account_is_unique_across_users_under_race,
+            access_tokens,
+            access_tokens_are_stored_hashed,
+        );
+    };
+    (@cases $module:ident, $kind:expr, $setup:ident, $cases:ident; $($case:ident),* $(,)?) => {
+        mod $module {
+            $(
+                #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    $crate::run_case(stringify!($case), $kind, super::$setup, $crate::$cases::$case)
+                        .await;
+                }
+            )*
+        }
+    };
+}

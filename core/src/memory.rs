@@ -1,0 +1,476 @@
+//! The in-memory reference backend (`memory://`): the model the other backends are compared
+//! with. Everything is behind one mutex, so every operation is atomic; nothing is persisted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::{self, BoxStream, StreamExt};
+
+use crate::kv::counter;
+use crate::time::{expiry_millis, is_live, now_millis};
+use crate::{
+    AccessToken, AccessTokenStore, Error, IdKind, IssuedToken, KvStore, NewOAuthAccount, NewUser,
+    OAuthAccount, OAuthAccountPatch, OAuthAccountStore, Page, PageRequest, Result, User, UserId,
+    UserPatch, UserStore, check_oauth_key, now, token, validate,
+};
+
+/// A store that keeps everything in process memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    id_kind: IdKind,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    users: BTreeMap<UserId, User>,
+    user_by_email: HashMap<String, UserId>,
+    /// Keyed by (provider, account id), the pair that is unique across users.
+    oauth: BTreeMap<(String, String), OAuthAccount>,
+    tokens: HashMap<String, AccessToken>,
+    last_int_id: i64,
+    kv: HashMap<String, BTreeMap<String, Entry>>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    value: Vec<u8>,
+    expires_at: Option<i64>,
+}
+
+impl MemoryStore {
+    /// An empty store with UUID user ids.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty store with user ids of the given kind.
+    pub fn with_id_kind(id_kind: IdKind) -> Self {
+        Self {
+            id_kind,
+            state: Mutex::default(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters more than losing the whole store, so a poisoned lock is simply reused.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl State {
+    fn live(&self, namespace: &str, key: &str, now: i64) -> Option<&Entry> {
+        self.kv
+            .get(namespace)?
+            .get(key)
+            .filter(|entry| is_live(entry.expires_at, now))
+    }
+
+    fn put(&mut self, namespace: &str, key: &str, value: &[u8], expires_at: Option<i64>) {
+        let entry = Entry {
+            value: value.to_vec(),
+            expires_at,
+        };
+        self.kv
+            .entry(namespace.to_owned())
+            .or_default()
+            .insert(key.to_owned(), entry);
+    }
+}
+
+#[async_trait]
+impl UserStore for MemoryStore {
+    fn id_kind(&self) -> IdKind {
+        self.id_kind
+    }
+
+    async fn create_user(&self, user: NewUser) -> Result<User> {
+        let draft = user.into_draft()?;
+        let mut state = self.state();
+        if state.user_by_email.contains_key(&draft.email_key) {
+            return Err(Error::AlreadyExists { what: "email" });
+        }
+        let id = match self.id_kind {
+            IdKind::Uuid => UserId::Uuid(uuid::Uuid::now_v7()),
+            IdKind::Int => {
+                state.last_int_id += 1;
+                UserId::Int(state.last_int_id)
+            }
+        };
+        state.user_by_email.insert(draft.email_key.clone(), id);
+        let user = draft.into_user(id);
+        state.users.insert(id, user.clone());
+        Ok(user)
+    }
+
+    async fn get_user(&self, id: UserId) -> Result<Option<User>> {
+        id.expect_kind(self.id_kind)?;
+        Ok(self.state().users.get(&id).cloned())
+    }
+
+    async fn get_user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let key = validate::normalize_email(email)?;
+        let state = self.state();
+        Ok(state
+            .user_by_email
+            .get(&key)
+            .and_then(|id| state.users.get(id))
+            .cloned())
+    }
+
+    async fn update_user(&self, id: UserId, patch: UserPatch) -> Result<User> {
+        id.expect_kind(self.id_kind)?;
+        let mut state = self.state();
+        let current = state
+            .users
+            .get(&id)
+            .ok_or(Error::NotFound { what: "user" })?;
+        let next = patch.apply(current)?;
+        let (old_key, new_key) = (current.email_key()?, next.email_key()?);
+        if new_key != old_key {
+            if state.user_by_email.contains_key(&new_key) {
+                return Err(Error::AlreadyExists { what: "email" });
+            }
+            state.user_by_email.remove(&old_key);
+            state.user_by_email.insert(new_key, id);
+        }
+        state.users.insert(id, next.clone());
+        Ok(next)
+    }
+
+    async fn delete_user(&self, id: UserId) -> Result<()> {
+        id.expect_kind(self.id_kind)?;
+        let mut state = self.state();
+        let user = state
+            .users
+            .remove(&id)
+            .ok_or(Error::NotFound { what: "user" })?;
+        state.user_by_email.remove(&user.email_key()?);
+        state.oauth.retain(|_, account| account.user_id != id);
+        state.tokens.retain(|_, token| token.user_id != id);
+        Ok(())
+    }
+
+    async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
+        page.check()?;
+        let after = page
+            .cursor
+            .as_deref()
+            .map(|c| UserId::parse(self.id_kind, c))
+            .transpose()?;
+        let state = self.state();
+        let mut items: Vec<User> = state
+            .users
+            .values()
+            .filter(|user| after.is_none_or(|after| user.id > after))
+            .take(page.limit + 1)
+            .cloned()
+            .collect();
+        let next = (items.len() > page.limit).then(|| {
+            items.truncate(page.limit);
+            items.last().map(|user| user.id.to_string())
+        });
+        Ok(Page::new(items, next.flatten()))
+    }
+}
+
+#[async_trait]
+impl OAuthAccountStore for MemoryStore {
+    async fn add_oauth_account(
+        &self,
+        user: UserId,
+        account: NewOAuthAccount,
+    ) -> Result<OAuthAccount> {
+        user.expect_kind(self.id_kind)?;
+        let account = account.into_account(user)?;
+        let mut state = self.state();
+        if !state.users.contains_key(&user) {
+            return Err(Error::NotFound { what: "user" });
+        }
+        let key = (account.provider.clone(), account.account_id.clone());
+        if state.oauth.contains_key(&key) {
+            return Err(Error::AlreadyExists {
+                what: "oauth account",
+            });
+        }
+        state.oauth.insert(key, account.clone());
+        Ok(account)
+    }
+
+    async fn update_oauth_account(
+        &self,
+        user: UserId,
+        provider: &str,
+        account_id: &str,
+        patch: OAuthAccountPatch,
+    ) -> Result<OAuthAccount> {
+        check_oauth_key(provider, account_id)?;
+        let mut state = self.state();
+        let key = (provider.to_owned(), account_id.to_owned());
+        let current = state
+            .oauth
+            .get(&key)
+            .filter(|account| account.user_id == user)
+            .ok_or(Error::NotFound {
+                what: "oauth account",
+            })?;
+        let next = patch.apply(current)?;
+        state.oauth.insert(key, next.clone());
+        Ok(next)
+    }
+
+    async fn remove_oauth_account(
+        &self,
+        user: UserId,
+        provider: &str,
+        account_id: &str,
+    ) -> Result<()> {
+        check_oauth_key(provider, account_id)?;
+        let mut state = self.state();
+        let key = (provider.to_owned(), account_id.to_owned());
+        match state.oauth.get(&key) {
+            Some(account) if account.user_id == user => {
+                state.oauth.remove(&key);
+                Ok(())
+            }
+            _ => Err(Error::NotFound {
+                what: "oauth account",
+            }),
+        }
+    }
+
+    async fn oauth_accounts(&self, user: UserId) -> Result<Vec<OAuthAccount>> {
+        user.expect_kind(self.id_kind)?;
+        let state = self.state();
+        Ok(state
+            .oauth
+            .values()
+            .filter(|account| account.user_id == user)
+            .cloned()
+            .collect())
+    }
+
+    async fn get_user_by_oauth_account(
+        &self,
+        provider: &str,
+        account_id: &str,
+    ) -> Result<Option<User>> {
+        check_oauth_key(provider, account_id)?;
+        let state = self.state();
+        let key = (provider.to_owned(), account_id.to_owned());
+        Ok(state
+            .oauth
+            .get(&key)
+            .and_then(|account| state.users.get(&account.user_id))
+            .cloned())
+    }
+}
+
+#[async_trait]
+impl AccessTokenStore for MemoryStore {
+    async fn create_access_token(&self, user: UserId) -> Result<IssuedToken> {
+        user.expect_kind(self.id_kind)?;
+        let secret = token::generate()?;
+        let info = AccessToken::new(user, now());
+        let mut state = self.state();
+        if !state.users.contains_key(&user) {
+            return Err(Error::NotFound { what: "user" });
+        }
+        state.tokens.insert(token::hash(&secret), info.clone());
+        Ok(IssuedToken::new(secret, info))
+    }
+
+    async fn get_access_token(
+        &self,
+        token: &str,
+        max_age: Option<Duration>,
+    ) -> Result<Option<AccessToken>> {
+        let state = self.state();
+        let found = state.tokens.get(&token::hash(token)).cloned();
+        Ok(found.filter(|info| crate::time::is_younger_than(info.created_at, max_age)))
+    }
+
+    async fn delete_access_token(&self, token: &str) -> Result<bool> {
+        Ok(self.state().tokens.remove(&token::hash(token)).is_some())
+    }
+
+    async fn delete_access_tokens_for_user(&self, user: UserId) -> Result<()> {
+        user.expect_kind(self.id_kind)?;
+        self.state().tokens.retain(|_, info| info.user_id != user);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KvStore for MemoryStore {
+    async fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        validate::check_keys(namespace, &[key])?;
+        let state = self.state();
+        Ok(state
+            .live(namespace, key, now_millis())
+            .map(|entry| entry.value.clone()))
+    }
+
+    async fn set(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        validate::check_entry(namespace, key, value)?;
+        let expires_at = expiry_millis(ttl)?;
+        self.state().put(namespace, key, value, expires_at);
+        Ok(())
+    }
+
+    async fn delete(&self, namespace: &str, key: &str) -> Result<bool> {
+        validate::check_keys(namespace, &[key])?;
+        let mut state = self.state();
+        let removed = state
+            .kv
+            .get_mut(namespace)
+            .and_then(|items| items.remove(key));
+        Ok(removed.is_some_and(|entry| is_live(entry.expires_at, now_millis())))
+    }
+
+    async fn contains(&self, namespace: &str, key: &str) -> Result<bool> {
+        Ok(self.get(namespace, key).await?.is_some())
+    }
+
+    async fn get_many(&self, namespace: &str, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
+        validate::check_keys(namespace, keys)?;
+        let state = self.state();
+        let now = now_millis();
+        Ok(keys
+            .iter()
+            .map(|key| state.live(namespace, key, now).map(|e| e.value.clone()))
+            .collect())
+    }
+
+    async fn set_many(
+        &self,
+        namespace: &str,
+        items: &[(&str, &[u8])],
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        for (key, value) in items {
+            validate::check_entry(namespace, key, value)?;
+        }
+        let expires_at = expiry_millis(ttl)?;
+        let mut state = self.state();
+        for (key, value) in items {
+            state.put(namespace, key, value, expires_at);
+        }
+        Ok(())
+    }
+
+    async fn delete_many(&self, namespace: &str, keys: &[&str]) -> Result<()> {
+        validate::check_keys(namespace, keys)?;
+        let mut state = self.state();
+        if let Some(items) = state.kv.get_mut(namespace) {
+            for key in keys {
+                items.remove(*key);
+            }
+        }
+        Ok(())
+    }
+
+    fn keys<'a>(&'a self, namespace: &'a str, prefix: &'a str) -> BoxStream<'a, Result<String>> {
+        let listed = validate::check_namespace(namespace)
+            .and_then(|()| validate::check_prefix(prefix))
+            .map(|()| {
+                let state = self.state();
+                let now = now_millis();
+                state.kv.get(namespace).map_or_else(Vec::new, |items| {
+                    items
+                        .range(prefix.to_owned()..)
+                        .take_while(|(key, _)| key.starts_with(prefix))
+                        .filter(|(_, entry)| is_live(entry.expires_at, now))
+                        .map(|(key, _)| Ok(key.clone()))
+                        .collect()
+                })
+            });
+        match listed {
+            Ok(keys) => stream::iter(keys).boxed(),
+            Err(e) => stream::once(async { Err(e) }).boxed(),
+        }
+    }
+
+    async fn clear(&self, namespace: &str) -> Result<()> {
+        validate::check_namespace(namespace)?;
+        self.state().kv.remove(namespace);
+        Ok(())
+    }
+
+    async fn set_if_absent(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool> {
+        validate::check_entry(namespace, key, value)?;
+        let expires_at = expiry_millis(ttl)?;
+        let mut state = self.state();
+        if state.live(namespace, key, now_millis()).is_some() {
+            return Ok(false);
+        }
+        state.put(namespace, key, value, expires_at);
+        Ok(true)
+    }
+
+    async fn compare_and_swap(
+        &self,
+        namespace: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<bool> {
+        validate::check_entry(namespace, key, new)?;
+        let expires_at = expiry_millis(ttl)?;
+        let mut state = self.state();
+        let current = state
+            .live(namespace, key, now_millis())
+            .map(|e| e.value.as_slice());
+        if current != expected {
+            return Ok(false);
+        }
+        state.put(namespace, key, new, expires_at);
+        Ok(true)
+    }
+
+    async fn increment(
+        &self,
+        namespace: &str,
+        key: &str,
+        delta: i64,
+        ttl: Option<Duration>,
+    ) -> Result<i64> {
+        validate::check_keys(namespace, &[key])?;
+        let new_expiry = expiry_millis(ttl)?;
+        let mut state = self.state();
+        let current = state.live(namespace, key, now_millis()).cloned();
+        let value = counter::add(current.as_ref().map(|e| e.value.as_slice()), delta)?;
+        let expires_at = current.map_or(new_expiry, |e| e.expires_at);
+        state.put(namespace, key, &counter::encode(value), expires_at);
+        Ok(value)
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        let now = now_millis();
+        let mut purged = 0;
+        for items in self.state().kv.values_mut() {
+            let before = items.len();
+            items.retain(|_, entry| is_live(entry.expires_at, now));
+            purged += (before - items.len()) as u64;
+        }
+        Ok(purged)
+    }
+}

@@ -1,0 +1,58 @@
+//! Time as stores keep it: microsecond timestamps for records, millisecond deadlines for TTLs.
+
+use std::time::Duration;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+
+use crate::{Error, Result};
+
+/// The current time, truncated to microseconds: the finest precision every backend stores, so
+/// a value reads back exactly as it was written.
+pub fn now() -> DateTime<Utc> {
+    truncate(Utc::now())
+}
+
+/// Truncates a timestamp to microseconds.
+pub fn truncate(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(at)
+}
+
+/// The current time in milliseconds since the Unix epoch.
+pub fn now_millis() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// The deadline, in Unix milliseconds, of an item written now with `ttl`; `None` never expires.
+///
+/// A zero TTL is refused: it would store an item that can never be read.
+pub fn expiry_millis(ttl: Option<Duration>) -> Result<Option<i64>> {
+    let Some(ttl) = ttl else { return Ok(None) };
+    if ttl.is_zero() {
+        return Err(Error::invalid("ttl", "must be greater than zero"));
+    }
+    let millis = i64::try_from(ttl.as_millis())
+        .ok()
+        .and_then(|ms| now_millis().checked_add(ms.max(1)))
+        .ok_or_else(|| Error::invalid("ttl", "is too long"))?;
+    Ok(Some(millis))
+}
+
+/// True if an item with this deadline is still alive at `now` (milliseconds).
+pub fn is_live(expires_at: Option<i64>, now: i64) -> bool {
+    expires_at.is_none_or(|at| at > now)
+}
+
+/// Converts stored microseconds since the epoch back to a timestamp.
+pub fn from_micros(micros: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(micros)
+        .ok_or_else(|| Error::invalid("timestamp", format!("{micros} is out of range")))
+}
+
+/// True if something created at `created_at` is younger than `max_age` (always, without one).
+pub fn is_younger_than(created_at: DateTime<Utc>, max_age: Option<Duration>) -> bool {
+    let Some(max_age) = max_age else { return true };
+    match TimeDelta::from_std(max_age) {
+        Ok(max_age) => Utc::now().signed_duration_since(created_at) < max_age,
+        Err(_) => true,
+    }
+}

@@ -1,0 +1,224 @@
+//! The input rules every backend shares: email normalisation and the size limits.
+//!
+//! They live here, and only here, so that every backend refuses the same inputs with the same
+//! error, and so that case-insensitive email matching never depends on a database's own
+//! `lower()` (SQLite's folds ASCII only).
+
+use unicode_normalization::UnicodeNormalization;
+
+use crate::{Error, Result};
+
+/// Limits that are the same on every backend.
+///
+/// They are set by the strictest backend (DynamoDB, whose items are at most 400 KiB including
+/// attribute names and whose sort keys are at most 1024 bytes), so that code tested on SQLite
+/// never meets a new limit in production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Longest key-value namespace, in UTF-8 bytes.
+    pub max_namespace_bytes: usize,
+    /// Longest key, in UTF-8 bytes.
+    pub max_key_bytes: usize,
+    /// Largest value, in bytes.
+    pub max_value_bytes: usize,
+    /// Longest email address, in UTF-8 bytes.
+    pub max_email_bytes: usize,
+    /// Largest user `extra` document, as serialized JSON.
+    pub max_extra_bytes: usize,
+    /// Longest string field (password hash, OAuth tokens), in UTF-8 bytes.
+    pub max_field_bytes: usize,
+}
+
+/// The limits every backend enforces.
+///
+/// A value of 400,000 bytes plus the longest namespace and key and the attribute names still
+/// fits in one DynamoDB item (409,600 bytes), so the limit is the same everywhere.
+pub const LIMITS: Limits = Limits {
+    max_namespace_bytes: 128,
+    max_key_bytes: 512,
+    max_value_bytes: 400_000,
+    max_email_bytes: 320,
+    max_extra_bytes: 64 * 1024,
+    max_field_bytes: 8 * 1024,
+};
+
+/// Returns the form of `email` used to compare addresses: trimmed, Unicode NFC, lower case.
+///
+/// `ÉLODIE@Example.com` and `élodie@example.COM` (composed or decomposed) give the same result.
+/// Fails with [`Error::InvalidInput`] unless the address has one `@` with text on both sides and
+/// no whitespace or control characters, or [`Error::ValueTooLarge`] if it is too long.
+pub fn normalize_email(email: &str) -> Result<String> {
+    let trimmed = check_email(email)?;
+    Ok(trimmed.nfc().flat_map(char::to_lowercase).collect())
+}
+
+/// Checks an address as given and returns it trimmed (the case the user typed is kept).
+pub fn check_email(email: &str) -> Result<&str> {
+    let email = email.trim();
+    if email.len() > LIMITS.max_email_bytes {
+        return Err(Error::ValueTooLarge {
+            what: "email",
+            size: email.len(),
+            limit: LIMITS.max_email_bytes,
+        });
+    }
+    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::invalid(
+            "email",
+            "contains whitespace or control characters",
+        ));
+    }
+    match email.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
+        {
+            Ok(email)
+        }
+        _ => Err(Error::invalid(
+            "email",
+            "expected exactly one '@' with text on both sides",
+        )),
+    }
+}
+
+/// Checks a key-value namespace.
+pub fn check_namespace(namespace: &str) -> Result<()> {
+    check_name("namespace", namespace, LIMITS.max_namespace_bytes)
+}
+
+/// Checks a key.
+pub fn check_key(key: &str) -> Result<()> {
+    check_name("key", key, LIMITS.max_key_bytes)
+}
+
+/// Checks a key prefix for listing; the empty prefix lists everything.
+pub fn check_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    check_name("prefix", prefix, LIMITS.max_key_bytes)
+}
+
+/// Checks a value's size.
+pub fn check_value(value: &[u8]) -> Result<()> {
+    check_size("value", value.len(), LIMITS.max_value_bytes)
+}
+
+/// Checks a namespace, key and value about to be written.
+pub fn check_entry(namespace: &str, key: &str, value: &[u8]) -> Result<()> {
+    check_namespace(namespace)?;
+    check_key(key)?;
+    check_value(value)
+}
+
+/// Checks a namespace and every key of a batch.
+pub fn check_keys(namespace: &str, keys: &[&str]) -> Result<()> {
+    check_namespace(namespace)?;
+    keys.iter().try_for_each(|key| check_key(key))
+}
+
+/// Checks a string field such as a password hash or an OAuth token.
+pub fn check_field(what: &'static str, value: &str) -> Result<()> {
+    check_size(what, value.len(), LIMITS.max_field_bytes)
+}
+
+/// Fails with [`Error::ValueTooLarge`] when `size` exceeds `limit`.
+pub fn check_size(what: &'static str, size: usize, limit: usize) -> Result<()> {
+    if size > limit {
+        return Err(Error::ValueTooLarge { what, size, limit });
+    }
+    Ok(())
+}
+
+fn check_name(what: &'static str, name: &str, limit: usize) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::invalid(what, "must not be empty"));
+    }
+    if name.len() > limit {
+        return Err(Error::invalid(
+            what,
+            format!("is {} bytes, over the limit of {limit} bytes", name.len()),
+        ));
+    }
+    // NUL cannot be stored in PostgreSQL text; refusing it everywhere keeps backends alike.
+    if name.contains('\0') {
+        return Err(Error::invalid(what, "must not contain NUL"));
+    }
+    Ok(())
+}
+
+/// Checks an identifier that a backend splices into SQL or a table name (a prefix or schema).
+///
+/// Values are always bound as parameters; identifiers cannot be, so they are restricted to
+/// ASCII letters, digits and `_`, start with a letter or `_`, and are at most 48 bytes.
+pub fn check_identifier(what: &'static str, ident: &str) -> Result<()> {
+    let valid_start = ident
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let valid_rest = ident.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid_start || !valid_rest || ident.len() > 48 {
+        return Err(Error::invalid(
+            what,
+            format!(
+                "{ident:?} must be 1-48 ASCII letters, digits or '_', not starting with a digit"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_normalisation_is_unicode_aware() -> Result<()> {
+        let decomposed = "E\u{301}LODIE@Example.com";
+        assert_eq!(normalize_email("ÉLODIE@Example.com")?, "élodie@example.com");
+        assert_eq!(normalize_email(decomposed)?, "élodie@example.com");
+        assert_eq!(
+            normalize_email("  élodie@example.COM ")?,
+            "élodie@example.com"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn malformed_emails_are_refused() {
+        for bad in [
+            "",
+            "no-at",
+            "@example.com",
+            "a@",
+            "a@b@c",
+            "a b@c.d",
+            "a\n@c.d",
+        ] {
+            assert!(
+                matches!(
+                    normalize_email(bad),
+                    Err(Error::InvalidInput { what: "email", .. })
+                ),
+                "{bad:?} was accepted"
+            );
+        }
+        let long = format!("{}@example.com", "a".repeat(320));
+        assert!(matches!(
+            normalize_email(&long),
+            Err(Error::ValueTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn identifiers_are_restricted() {
+        assert!(check_identifier("prefix", "app_1").is_ok());
+        for bad in ["", "1app", "a-b", "a;drop", "é", &"a".repeat(49)] {
+            assert!(
+                check_identifier("prefix", bad).is_err(),
+                "{bad:?} was accepted"
+            );
+        }
+    }
+}
