@@ -1,1 +1,25 @@
 //! storekit backends for SQLite and PostgreSQL.
+//!
+//! - [`SqliteStore`] (feature `sqlite`, the default): an embedded database file, or
+//!   `sqlite::memory:`, through rusqlite.
+//! - [`PostgresStore`] (feature `postgres`): a PostgreSQL server through an sqlx pool.
+//!
+//! Both implement every storekit trait, keep the same tables (named by an optional prefix, in
+//! an optional PostgreSQL schema), enforce uniqueness and cascades with constraints, and map
+//! constraint violations from the database's answer, never by reading first. Values are always
+//! bound as parameters; table names, the only identifiers spliced into SQL, are validated once
+//! when the store is built. `migrate()` creates or upgrades the tables, idempotently; nothing is
+//! created at first use.
+
+#[cfg(feature = "postgres")]
+mod postgres;
+mod rows;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod tables;
+
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresConfig, PostgresStore};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteConfig, SqliteStore};
+pub use storekit_core::IdKind;

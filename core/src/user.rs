@@ -98,8 +98,10 @@ impl From<i64> for UserId {
 }
 
 /// A stored user.
+///
+/// Its fields are public and it can be built with a struct literal, so that backends can
+/// rebuild it from their rows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct User {
     /// The user's id.
     pub id: UserId,
@@ -431,7 +433,6 @@ impl<T> Page<T> {
 
 /// An OAuth account linked to a user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct OAuthAccount {
     /// The user it belongs to.
     pub user_id: UserId,
@@ -608,7 +609,6 @@ impl OAuthAccountPatch {
 
 /// What a store knows about an access token (never the token itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct AccessToken {
     /// The user the token logs in.
     pub user_id: UserId,

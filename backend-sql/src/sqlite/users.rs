@@ -1,0 +1,480 @@
+//! Users, OAuth accounts and access tokens on SQLite.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use storekit_core::time::from_micros;
+use storekit_core::{
+    AccessToken, AccessTokenStore, Error, IdKind, IssuedToken, NewOAuthAccount, NewUser,
+    OAuthAccount, OAuthAccountPatch, OAuthAccountStore, Page, PageRequest, Result, User, UserId,
+    UserPatch, UserStore, check_oauth_key, normalize_email, now, token,
+};
+use uuid::Uuid;
+
+use super::SqliteStore;
+use super::error::{Violation, on_violation, sqlite_error};
+use crate::rows::{OAuthRow, UserRow, extra_from_text, extra_to_text, token_if_fresh};
+
+
+const BACKEND: &str = "sqlite";
+
+/// A user id as SQLite stores it: 16 bytes for UUIDs, an integer otherwise.
+enum IdValue {
+    Uuid([u8; 16]),
+    Int(i64),
+}
+
+impl rusqlite::ToSql for IdValue {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Self::Uuid(bytes) => bytes.to_sql(),
+            Self::Int(n) => n.to_sql(),
+        }
+    }
+}
+
+impl SqliteStore {
+    fn id(&self, id: UserId) -> Result<IdValue> {
+        id.expect_kind(self.inner.id_kind)?;
+        Ok(match id {
+            UserId::Uuid(uuid) => IdValue::Uuid(uuid.into_bytes()),
+            UserId::Int(n) => IdValue::Int(n),
+        })
+    }
+
+    fn read_id(&self, row: &Row<'_>, column: usize) -> rusqlite::Result<UserId> {
+        Ok(match self.inner.id_kind {
+            IdKind::Uuid => UserId::Uuid(Uuid::from_bytes(row.get::<_, [u8; 16]>(column)?)),
+            IdKind::Int => UserId::Int(row.get(column)?),
+        })
+    }
+
+    fn query_user(
+        &self,
+        conn: &Connection,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Option<User>> {
+        let mut stmt = conn.prepare_cached(sql).map_err(sqlite_error)?;
+        let found = stmt
+            .query_row(params, |row| self.raw_user(row))
+            .optional()
+            .map_err(sqlite_error)?;
+        found.map(RawUser::into_user).transpose()
+    }
+
+    fn raw_user(&self, row: &Row<'_>) -> rusqlite::Result<RawUser> {
+        Ok(RawUser {
+            id: self.read_id(row, 0)?,
+            email: row.get(1)?,
+            hashed_password: row.get(2)?,
+            is_active: row.get(3)?,
+            is_superuser: row.get(4)?,
+            is_verified: row.get(5)?,
+            created_at: row.get(6)?,
+            updated_at: row.get(7)?,
+            version: row.get(8)?,
+            extra: row.get(9)?,
+        })
+    }
+
+    fn raw_oauth(&self, row: &Row<'_>) -> rusqlite::Result<RawOAuth> {
+        Ok(RawOAuth {
+            user_id: self.read_id(row, 0)?,
+            provider: row.get(1)?,
+            account_id: row.get(2)?,
+            account_email: row.get(3)?,
+            access_token: row.get(4)?,
+            expires_at: row.get(5)?,
+            refresh_token: row.get(6)?,
+            created_at: row.get(7)?,
+            updated_at: row.get(8)?,
+        })
+    }
+
+    fn query_oauth(
+        &self,
+        conn: &Connection,
+        user: &IdValue,
+        provider: &str,
+        account_id: &str,
+    ) -> Result<Option<OAuthAccount>> {
+        let mut stmt = conn.prepare_cached(&self.inner.sql.oauth_one).map_err(sqlite_error)?;
+        let found = stmt
+            .query_row(params![provider, account_id, user], |row| self.raw_oauth(row))
+            .optional()
+            .map_err(sqlite_error)?;
+        found.map(RawOAuth::into_account).transpose()
+    }
+}
+
+/// A users row with timestamps and JSON still in their stored form.
+struct RawUser {
+    id: UserId,
+    email: String,
+    hashed_password: String,
+    is_active: bool,
+    is_superuser: bool,
+    is_verified: bool,
+    created_at: i64,
+    updated_at: i64,
+    version: i64,
+    extra: String,
+}
+
+impl RawUser {
+    fn into_user(self) -> Result<User> {
+        UserRow {
+            id: self.id,
+            email: self.email,
+            hashed_password: self.hashed_password,
+            is_active: self.is_active,
+            is_superuser: self.is_superuser,
+            is_verified: self.is_verified,
+            created_at: from_micros(self.created_at)?,
+            updated_at: from_micros(self.updated_at)?,
+            version: self.version,
+            extra: extra_from_text(BACKEND, &self.extra)?,
+        }
+        .into_user(BACKEND)
+    }
+}
+
+/// An oauth_accounts row with timestamps in their stored form.
+struct RawOAuth {
+    user_id: UserId,
+    provider: String,
+    account_id: String,
+    account_email: String,
+    access_token: String,
+    expires_at: Option<i64>,
+    refresh_token: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl RawOAuth {
+    fn into_account(self) -> Result<OAuthAccount> {
+        Ok(OAuthRow {
+            user_id: self.user_id,
+            provider: self.provider,
+            account_id: self.account_id,
+            account_email: self.account_email,
+            access_token: self.access_token,
+            expires_at: self.expires_at.map(from_micros).transpose()?,
+            refresh_token: self.refresh_token,
+            created_at: from_micros(self.created_at)?,
+            updated_at: from_micros(self.updated_at)?,
+        }
+        .into_account())
+    }
+}
+
+fn micros(at: storekit_core::chrono::DateTime<storekit_core::chrono::Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    fn id_kind(&self) -> IdKind {
+        self.inner.id_kind
+    }
+
+    async fn create_user(&self, user: NewUser) -> Result<User> {
+        let draft = user.into_draft()?;
+        let uuid = match self.inner.id_kind {
+            IdKind::Uuid => Some(Uuid::now_v7()),
+            IdKind::Int => None,
+        };
+        let user = draft.clone().into_user(UserId::Int(0));
+        let id = self.inner.conns.write(|conn| {
+            let mut stmt = conn.prepare_cached(&self.inner.sql.insert_user).map_err(sqlite_error)?;
+            let id_param = uuid.map(|u| u.into_bytes().to_vec());
+            stmt.query_row(
+                params![
+                    id_param,
+                    user.email,
+                    draft.email_key,
+                    user.hashed_password,
+                    user.is_active,
+                    user.is_superuser,
+                    user.is_verified,
+                    micros(user.created_at),
+                    extra_to_text(&user.extra),
+                ],
+                |row| self.read_id(row, 0),
+            )
+            .map_err(on_violation(Violation::Unique, Error::AlreadyExists { what: "email" }))
+        })?;
+        Ok(User { id, ..user })
+    }
+
+    async fn get_user(&self, id: UserId) -> Result<Option<User>> {
+        let id = self.id(id)?;
+        self.inner
+            .conns
+            .read(|conn| self.query_user(conn, &self.inner.sql.user_by_id, [&id]))
+    }
+
+    async fn get_user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let key = normalize_email(email)?;
+        self.inner
+            .conns
+            .read(|conn| self.query_user(conn, &self.inner.sql.user_by_email, [&key]))
+    }
+
+    async fn update_user(&self, id: UserId, patch: UserPatch) -> Result<User> {
+        let id_value = self.id(id)?;
+        self.inner.conns.write(|conn| {
+            // The writer lock serialises this process; IMMEDIATE serialises other processes
+            // sharing the file, so the read and the write below see the same row.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_error)?;
+            let current = self
+                .query_user(&tx, &self.inner.sql.user_by_id, [&id_value])?
+                .ok_or(Error::NotFound { what: "user" })?;
+            let next = patch.apply(&current)?;
+            let email_key = next.email_key()?;
+            let changed = tx
+                .prepare_cached(&self.inner.sql.update_user)
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        id_value,
+                        current.version as i64,
+                        next.email,
+                        email_key,
+                        next.hashed_password,
+                        next.is_active,
+                        next.is_superuser,
+                        next.is_verified,
+                        micros(next.updated_at),
+                        next.version as i64,
+                        extra_to_text(&next.extra),
+                    ])
+                })
+                .map_err(on_violation(Violation::Unique, Error::AlreadyExists { what: "email" }))?;
+            if changed != 1 {
+                return Err(Error::backend(BACKEND, "a user changed inside a write transaction"));
+            }
+            tx.commit().map_err(sqlite_error)?;
+            Ok(next)
+        })
+    }
+
+    async fn delete_user(&self, id: UserId) -> Result<()> {
+        let id = self.id(id)?;
+        // ON DELETE CASCADE removes the user's OAuth accounts and tokens in the same statement.
+        let deleted = self.inner.conns.write(|conn| {
+            conn.prepare_cached(&self.inner.sql.delete_user)
+                .and_then(|mut stmt| stmt.execute([&id]))
+                .map_err(sqlite_error)
+        })?;
+        if deleted == 0 {
+            return Err(Error::NotFound { what: "user" });
+        }
+        Ok(())
+    }
+
+    async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
+        page.check()?;
+        let after = page
+            .cursor
+            .as_deref()
+            .map(|c| UserId::parse(self.inner.id_kind, c).and_then(|id| self.id(id)))
+            .transpose()?;
+        let limit = page.limit as i64 + 1;
+        let mut users = self.inner.conns.read(|conn| {
+            let sql = &self.inner.sql;
+            let (sql, after) = match &after {
+                Some(after) => (&sql.list_users_after, Some(after)),
+                None => (&sql.list_users_first, None),
+            };
+            let mut stmt = conn.prepare_cached(sql).map_err(sqlite_error)?;
+            let raw_user = |row: &Row<'_>| self.raw_user(row);
+            let rows = match after {
+                Some(after) => stmt.query_map(params![limit, after], raw_user),
+                None => stmt.query_map(params![limit], raw_user),
+            };
+            rows.and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(sqlite_error)
+        })?
+        .into_iter()
+        .map(RawUser::into_user)
+        .collect::<Result<Vec<_>>>()?;
+        let next = if users.len() > page.limit {
+            users.truncate(page.limit);
+            users.last().map(|u| u.id.to_string())
+        } else {
+            None
+        };
+        Ok(Page::new(users, next))
+    }
+}
+
+#[async_trait]
+impl OAuthAccountStore for SqliteStore {
+    async fn add_oauth_account(
+        &self,
+        user: UserId,
+        account: NewOAuthAccount,
+    ) -> Result<OAuthAccount> {
+        let id = self.id(user)?;
+        let account = account.into_account(user)?;
+        self.inner.conns.write(|conn| {
+            conn.prepare_cached(&self.inner.sql.insert_oauth)
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        id,
+                        account.provider,
+                        account.account_id,
+                        account.account_email,
+                        account.access_token,
+                        account.expires_at.map(micros),
+                        account.refresh_token,
+                        micros(account.created_at),
+                        micros(account.updated_at),
+                    ])
+                })
+                .map_err(|err| match super::error::violation(&err) {
+                    Some(Violation::Unique) => Error::AlreadyExists { what: "oauth account" },
+                    Some(Violation::ForeignKey) => Error::NotFound { what: "user" },
+                    None => sqlite_error(err),
+                })
+        })?;
+        Ok(account)
+    }
+
+    async fn update_oauth_account(
+        &self,
+        user: UserId,
+        provider: &str,
+        account_id: &str,
+        patch: OAuthAccountPatch,
+    ) -> Result<OAuthAccount> {
+        let id = self.id(user)?;
+        check_oauth_key(provider, account_id)?;
+        self.inner.conns.write(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_error)?;
+            let current = self
+                .query_oauth(&tx, &id, provider, account_id)?
+                .ok_or(Error::NotFound { what: "oauth account" })?;
+            let next = patch.apply(&current)?;
+            tx.prepare_cached(&self.inner.sql.update_oauth)
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        provider,
+                        account_id,
+                        id,
+                        next.account_email,
+                        next.access_token,
+                        next.expires_at.map(micros),
+                        next.refresh_token,
+                        micros(next.updated_at),
+                    ])
+                })
+                .map_err(sqlite_error)?;
+            tx.commit().map_err(sqlite_error)?;
+            Ok(next)
+        })
+    }
+
+    async fn remove_oauth_account(
+        &self,
+        user: UserId,
+        provider: &str,
+        account_id: &str,
+    ) -> Result<()> {
+        let id = self.id(user)?;
+        check_oauth_key(provider, account_id)?;
+        let removed = self.inner.conns.write(|conn| {
+            conn.prepare_cached(&self.inner.sql.delete_oauth)
+                .and_then(|mut stmt| stmt.execute(params![provider, account_id, id]))
+                .map_err(sqlite_error)
+        })?;
+        if removed == 0 {
+            return Err(Error::NotFound { what: "oauth account" });
+        }
+        Ok(())
+    }
+
+    async fn oauth_accounts(&self, user: UserId) -> Result<Vec<OAuthAccount>> {
+        let id = self.id(user)?;
+        let rows = self.inner.conns.read(|conn| {
+            let mut stmt = conn.prepare_cached(&self.inner.sql.oauth_of_user).map_err(sqlite_error)?;
+            stmt.query_map([&id], |row| self.raw_oauth(row))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(sqlite_error)
+        })?;
+        rows.into_iter().map(RawOAuth::into_account).collect()
+    }
+
+    async fn get_user_by_oauth_account(
+        &self,
+        provider: &str,
+        account_id: &str,
+    ) -> Result<Option<User>> {
+        check_oauth_key(provider, account_id)?;
+        self.inner.conns.read(|conn| {
+            self.query_user(conn, &self.inner.sql.user_by_oauth, params![provider, account_id])
+        })
+    }
+}
+
+#[async_trait]
+impl AccessTokenStore for SqliteStore {
+    async fn create_access_token(&self, user: UserId) -> Result<IssuedToken> {
+        let id = self.id(user)?;
+        let secret = token::generate()?;
+        let info = AccessToken::new(user, now());
+        self.inner.conns.write(|conn| {
+            conn.prepare_cached(&self.inner.sql.insert_token)
+                .and_then(|mut stmt| {
+                    stmt.execute(params![token::hash(&secret), id, micros(info.created_at)])
+                })
+                .map_err(on_violation(Violation::ForeignKey, Error::NotFound { what: "user" }))
+        })?;
+        Ok(IssuedToken::new(secret, info))
+    }
+
+    async fn get_access_token(
+        &self,
+        token: &str,
+        max_age: Option<Duration>,
+    ) -> Result<Option<AccessToken>> {
+        let hash = token::hash(token);
+        let found = self.inner.conns.read(|conn| {
+            let mut stmt = conn.prepare_cached(&self.inner.sql.token_by_hash).map_err(sqlite_error)?;
+            stmt.query_row([&hash], |row| Ok((self.read_id(row, 0)?, row.get::<_, i64>(1)?)))
+                .optional()
+                .map_err(sqlite_error)
+        })?;
+        let found = found
+            .map(|(user, created)| Ok::<_, Error>(AccessToken::new(user, from_micros(created)?)))
+            .transpose()?;
+        Ok(token_if_fresh(found, max_age))
+    }
+
+    async fn delete_access_token(&self, token: &str) -> Result<bool> {
+        let hash = token::hash(token);
+        let deleted = self.inner.conns.write(|conn| {
+            conn.prepare_cached(&self.inner.sql.delete_token)
+                .and_then(|mut stmt| stmt.execute([&hash]))
+                .map_err(sqlite_error)
+        })?;
+        Ok(deleted > 0)
+    }
+
+    async fn delete_access_tokens_for_user(&self, user: UserId) -> Result<()> {
+        let id = self.id(user)?;
+        self.inner.conns.write(|conn| {
+            conn.prepare_cached(&self.inner.sql.delete_user_tokens)
+                .and_then(|mut stmt| stmt.execute([&id]))
+                .map_err(sqlite_error)
+        })?;
+        Ok(())
+    }
+}

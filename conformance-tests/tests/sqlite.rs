@@ -1,0 +1,37 @@
+//! The conformance suite on SQLite: a fresh database file per case, in the system temp dir.
+
+use futures::FutureExt as _;
+use storekit_conformance::{Fixture, SetupContext};
+use storekit_sql::{SqliteConfig, SqliteStore};
+
+async fn setup(ctx: SetupContext) -> Option<Fixture> {
+    let path = std::env::temp_dir().join(format!("storekit-{}.db", ctx.prefix));
+    // The prefix is used too, so table names with a prefix are what the suite exercises.
+    let config = SqliteConfig::file(&path)
+        .table_prefix(ctx.prefix.clone())
+        .id_kind(ctx.id_kind);
+    let store = SqliteStore::open(&config).expect("open sqlite");
+    store.migrate().expect("migrate");
+    store.migrate().expect("migrate is idempotent");
+    let dumped = store.clone();
+    Some(Fixture::new(
+        std::sync::Arc::new(store.clone()),
+        std::sync::Arc::new(store),
+        Box::new(move || {
+            let text = dumped.dump().expect("dump");
+            async move { text }.boxed()
+        }),
+        Box::new(move || {
+            async move {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut file = path.clone().into_os_string();
+                    file.push(suffix);
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+            .boxed()
+        }),
+    ))
+}
+
+storekit_conformance::conformance_suite!(setup);
