@@ -1,7 +1,7 @@
 //! Turning rows into storekit types, the same way for both dialects.
 
 use storekit_core::chrono::{DateTime, Utc};
-use storekit_core::{AccessToken, Error, Extra, OAuthAccount, Result, User, UserId};
+use storekit_core::{AccessToken, Error, OAuthAccount, Result, User, UserId};
 
 /// A users row as both dialects read it.
 #[derive(Debug)]
@@ -21,7 +21,10 @@ pub(crate) struct UserRow {
 impl UserRow {
     pub(crate) fn into_user(self, backend: &'static str) -> Result<User> {
         let serde_json::Value::Object(extra) = self.extra else {
-            return Err(Error::backend(backend, "a stored user's extra fields are not an object"));
+            return Err(Error::backend(
+                backend,
+                "a stored user's extra fields are not an object",
+            ));
         };
         let version = u64::try_from(self.version)
             .map_err(|_| Error::backend(backend, "a stored user has a negative version"))?;
@@ -76,14 +79,4 @@ pub(crate) fn token_if_fresh(
     max_age: Option<std::time::Duration>,
 ) -> Option<AccessToken> {
     token.filter(|t| storekit_core::time::is_younger_than(t.created_at, max_age))
-}
-
-/// Unused fields stay typed; a row's `extra` is decoded from JSON text on SQLite.
-pub(crate) fn extra_from_text(backend: &'static str, text: &str) -> Result<serde_json::Value> {
-    serde_json::from_str(text).map_err(|e| Error::backend(backend, e))
-}
-
-/// Encodes `extra` for storage.
-pub(crate) fn extra_to_text(extra: &Extra) -> String {
-    serde_json::Value::Object(extra.clone()).to_string()
 }

@@ -1,1 +1,47 @@
-//! The conformance suite on postgres (being written).
+//! The conformance suite on PostgreSQL (`STOREKIT_POSTGRES_URL`), each case in its own schema
+//! with a table prefix, on a pool of 16 connections, dropped afterwards.
+
+use std::sync::Arc;
+
+use futures::FutureExt as _;
+use storekit_conformance::{Fixture, SetupContext, server_url};
+use storekit_sql::{PostgresConfig, PostgresStore};
+
+async fn setup(ctx: SetupContext) -> Option<Fixture> {
+    let url = server_url("STOREKIT_POSTGRES_URL")?;
+    let schema = ctx.prefix.trim_end_matches('_').to_owned();
+    let config = PostgresConfig::new(url)
+        .expect("postgres url")
+        .schema(schema.clone())
+        .table_prefix("t_")
+        .id_kind(ctx.id_kind)
+        .max_connections(16);
+    let store = PostgresStore::connect(&config)
+        .await
+        .expect("connect to postgres");
+    store.migrate().await.expect("migrate");
+    store.migrate().await.expect("migrate is idempotent");
+    let (dumped, dropped) = (store.clone(), store.clone());
+    Some(Fixture::new(
+        Arc::new(store.clone()),
+        Arc::new(store),
+        Box::new(move || {
+            let store = dumped.clone();
+            async move { store.dump().await.expect("dump") }.boxed()
+        }),
+        Box::new(move || {
+            async move {
+                dropped.drop_tables().await.expect("drop tables");
+                let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+                    .execute(dropped.pool())
+                    .await
+                    .expect("drop schema");
+                dropped.pool().close().await;
+            }
+            .boxed()
+        }),
+    ))
+}
+
+storekit_conformance::conformance_suite!(setup);

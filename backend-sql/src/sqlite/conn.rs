@@ -79,15 +79,19 @@ fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
 }
 
 fn configure(conn: &Connection, config: &SqliteConfig, writer: bool) -> Result<()> {
-    conn.busy_timeout(config.busy_timeout).map_err(sqlite_error)?;
+    conn.busy_timeout(config.busy_timeout)
+        .map_err(sqlite_error)?;
     conn.set_prepared_statement_cache_capacity(64);
     if writer {
         // WAL lets readers proceed while the writer writes; NORMAL sync is durable across
         // application crashes and loses at most the last transactions on power loss, the
         // usual trade-off for WAL.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sqlite_error)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sqlite_error)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sqlite_error)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sqlite_error)?;
     }
-    conn.pragma_update(None, "foreign_keys", "ON").map_err(sqlite_error)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(sqlite_error)?;
     Ok(())
 }

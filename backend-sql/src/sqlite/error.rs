@@ -15,7 +15,9 @@ pub(super) enum Violation {
 /// The constraint `err` reports, if it is a constraint violation.
 pub(super) fn violation(err: &rusqlite::Error) -> Option<Violation> {
     match err.sqlite_error()?.extended_code {
-        ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => Some(Violation::Unique),
+        ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+            Some(Violation::Unique)
+        }
         ffi::SQLITE_CONSTRAINT_FOREIGNKEY => Some(Violation::ForeignKey),
         _ => None,
     }

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::{StreamExt as _, TryStreamExt as _};
 use futures::stream::{self, BoxStream};
+use futures::{StreamExt as _, TryStreamExt as _};
 use rusqlite::{OptionalExtension, TransactionBehavior, named_params};
 use storekit_core::kv::counter;
 use storekit_core::time::{expiry_millis, is_live, now_millis};
@@ -26,7 +26,9 @@ impl SqliteStore {
         self.inner.conns.write(|conn| {
             let tx = conn.transaction().map_err(sqlite_error)?;
             {
-                let mut stmt = tx.prepare_cached(&self.inner.sql.kv_upsert).map_err(sqlite_error)?;
+                let mut stmt = tx
+                    .prepare_cached(&self.inner.sql.kv_upsert)
+                    .map_err(sqlite_error)?;
                 for (key, value) in items {
                     stmt.execute(named_params! {
                         ":ns": namespace, ":key": key, ":value": value, ":exp": expires_at,
@@ -40,7 +42,11 @@ impl SqliteStore {
 
     fn keys_page(&self, namespace: &str, from: &str, first: bool) -> Result<Vec<String>> {
         let sql = &self.inner.sql;
-        let sql = if first { &sql.kv_keys_first } else { &sql.kv_keys_after };
+        let sql = if first {
+            &sql.kv_keys_first
+        } else {
+            &sql.kv_keys_after
+        };
         self.inner.conns.read(|conn| {
             let mut stmt = conn.prepare_cached(sql).map_err(sqlite_error)?;
             let params = named_params! {
@@ -58,7 +64,9 @@ impl KvStore for SqliteStore {
     async fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>> {
         validate::check_keys(namespace, &[key])?;
         self.inner.conns.read(|conn| {
-            let mut stmt = conn.prepare_cached(&self.inner.sql.kv_get).map_err(sqlite_error)?;
+            let mut stmt = conn
+                .prepare_cached(&self.inner.sql.kv_get)
+                .map_err(sqlite_error)?;
             stmt.query_row(
                 named_params! { ":ns": namespace, ":key": key, ":now": now_millis() },
                 |row| row.get(0),
@@ -78,7 +86,9 @@ impl KvStore for SqliteStore {
         validate::check_entry(namespace, key, value)?;
         let expires_at = expiry_millis(ttl)?;
         self.inner.conns.write(|conn| {
-            let mut stmt = conn.prepare_cached(&self.inner.sql.kv_upsert).map_err(sqlite_error)?;
+            let mut stmt = conn
+                .prepare_cached(&self.inner.sql.kv_upsert)
+                .map_err(sqlite_error)?;
             stmt.execute(named_params! {
                 ":ns": namespace, ":key": key, ":value": value, ":exp": expires_at,
             })
@@ -90,10 +100,14 @@ impl KvStore for SqliteStore {
     async fn delete(&self, namespace: &str, key: &str) -> Result<bool> {
         validate::check_keys(namespace, &[key])?;
         let removed: Option<Option<i64>> = self.inner.conns.write(|conn| {
-            let mut stmt = conn.prepare_cached(&self.inner.sql.kv_delete).map_err(sqlite_error)?;
-            stmt.query_row(named_params! { ":ns": namespace, ":key": key }, |row| row.get(0))
-                .optional()
-                .map_err(sqlite_error)
+            let mut stmt = conn
+                .prepare_cached(&self.inner.sql.kv_delete)
+                .map_err(sqlite_error)?;
+            stmt.query_row(named_params! { ":ns": namespace, ":key": key }, |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(sqlite_error)
         })?;
         Ok(removed.is_some_and(|expires_at| is_live(expires_at, now_millis())))
     }
@@ -106,7 +120,9 @@ impl KvStore for SqliteStore {
         validate::check_keys(namespace, keys)?;
         let now = now_millis();
         self.inner.conns.read(|conn| {
-            let mut stmt = conn.prepare_cached(&self.inner.sql.kv_get).map_err(sqlite_error)?;
+            let mut stmt = conn
+                .prepare_cached(&self.inner.sql.kv_get)
+                .map_err(sqlite_error)?;
             keys.iter()
                 .map(|key| {
                     stmt.query_row(
@@ -138,7 +154,9 @@ impl KvStore for SqliteStore {
         self.inner.conns.write(|conn| {
             let tx = conn.transaction().map_err(sqlite_error)?;
             {
-                let mut stmt = tx.prepare_cached(&self.inner.sql.kv_delete).map_err(sqlite_error)?;
+                let mut stmt = tx
+                    .prepare_cached(&self.inner.sql.kv_delete)
+                    .map_err(sqlite_error)?;
                 for key in keys {
                     let mut rows = stmt
                         .query(named_params! { ":ns": namespace, ":key": key })
@@ -163,8 +181,10 @@ impl KvStore for SqliteStore {
                 Some(after) => self.keys_page(namespace, after, false)?,
             };
             let fetched = page.len();
-            let matching: Vec<String> =
-                page.into_iter().take_while(|key| key.starts_with(prefix)).collect();
+            let matching: Vec<String> = page
+                .into_iter()
+                .take_while(|key| key.starts_with(prefix))
+                .collect();
             // More may follow only if the page was full and still inside the prefix.
             let more = fetched as i64 == KEYS_PAGE && matching.len() == fetched;
             let next = more.then(|| matching.last().cloned());
@@ -176,8 +196,11 @@ impl KvStore for SqliteStore {
     async fn clear(&self, namespace: &str) -> Result<()> {
         validate::check_namespace(namespace)?;
         self.inner.conns.write(|conn| {
-            let mut stmt = conn.prepare_cached(&self.inner.sql.kv_clear).map_err(sqlite_error)?;
-            stmt.execute(named_params! { ":ns": namespace }).map_err(sqlite_error)?;
+            let mut stmt = conn
+                .prepare_cached(&self.inner.sql.kv_clear)
+                .map_err(sqlite_error)?;
+            stmt.execute(named_params! { ":ns": namespace })
+                .map_err(sqlite_error)?;
             Ok(())
         })
     }
@@ -217,7 +240,9 @@ impl KvStore for SqliteStore {
         validate::check_entry(namespace, key, new)?;
         let expires_at = expiry_millis(ttl)?;
         let swapped = self.inner.conns.write(|conn| {
-            let mut stmt = conn.prepare_cached(&self.inner.sql.kv_swap).map_err(sqlite_error)?;
+            let mut stmt = conn
+                .prepare_cached(&self.inner.sql.kv_swap)
+                .map_err(sqlite_error)?;
             stmt.execute(named_params! {
                 ":ns": namespace, ":key": key, ":value": new, ":exp": expires_at,
                 ":expected": expected, ":now": now_millis(),
@@ -267,8 +292,11 @@ impl KvStore for SqliteStore {
 
     async fn purge_expired(&self) -> Result<u64> {
         let purged = self.inner.conns.write(|conn| {
-            let mut stmt = conn.prepare_cached(&self.inner.sql.kv_purge).map_err(sqlite_error)?;
-            stmt.execute(named_params! { ":now": now_millis() }).map_err(sqlite_error)
+            let mut stmt = conn
+                .prepare_cached(&self.inner.sql.kv_purge)
+                .map_err(sqlite_error)?;
+            stmt.execute(named_params! { ":now": now_millis() })
+                .map_err(sqlite_error)
         })?;
         Ok(purged as u64)
     }

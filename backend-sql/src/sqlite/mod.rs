@@ -141,13 +141,17 @@ impl SqliteStore {
     pub fn migrate(&self) -> Result<()> {
         let tables = &self.inner.tables;
         let kind = self.inner.id_kind;
-        self.inner.conns.write(|conn| schema::migrate(conn, tables, kind))
+        self.inner
+            .conns
+            .write(|conn| schema::migrate(conn, tables, kind))
     }
 
     /// Drops every table of this store (its prefix only), e.g. after a test.
     pub fn drop_tables(&self) -> Result<()> {
         let tables = &self.inner.tables;
-        self.inner.conns.write(|conn| schema::drop_all(conn, tables))
+        self.inner
+            .conns
+            .write(|conn| schema::drop_all(conn, tables))
     }
 
     /// Every row of every table, rendered as text, for tests that check what is stored.

@@ -71,7 +71,10 @@ pub(super) fn migrate(conn: &mut Connection, tables: &Tables, kind: IdKind) -> R
     if let Some(stored) = stored_kind.filter(|stored| stored != id_kind_name(kind)) {
         return Err(Error::invalid(
             "id kind",
-            format!("the tables were created for {stored} ids, not {}", id_kind_name(kind)),
+            format!(
+                "the tables were created for {stored} ids, not {}",
+                id_kind_name(kind)
+            ),
         ));
     }
     let version: usize = tx
@@ -85,14 +88,18 @@ pub(super) fn migrate(conn: &mut Connection, tables: &Tables, kind: IdKind) -> R
         IdKind::Int => ("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
     };
     for migration in MIGRATIONS.iter().skip(version) {
-        let ddl = tables.render(migration).replace("{id}", id).replace("{user_ref}", user_ref);
+        let ddl = tables
+            .render(migration)
+            .replace("{id}", id)
+            .replace("{user_ref}", user_ref);
         tx.execute_batch(&ddl).map_err(sqlite_error)?;
     }
     let upsert = tables.render(
         "INSERT INTO {meta} (name, value) VALUES (?1, ?2) \
          ON CONFLICT (name) DO UPDATE SET value = excluded.value",
     );
-    tx.execute(&upsert, ["id_kind", id_kind_name(kind)]).map_err(sqlite_error)?;
+    tx.execute(&upsert, ["id_kind", id_kind_name(kind)])
+        .map_err(sqlite_error)?;
     tx.execute(&upsert, ["schema_version", &MIGRATIONS.len().to_string()])
         .map_err(sqlite_error)?;
     tx.commit().map_err(sqlite_error)
@@ -108,8 +115,16 @@ pub(super) fn drop_all(conn: &mut Connection, tables: &Tables) -> Result<()> {
 
 pub(super) fn dump(conn: &Connection, tables: &Tables) -> Result<String> {
     let mut out = String::new();
-    for table in [&tables.users, &tables.oauth, &tables.tokens, &tables.kv, &tables.meta] {
-        let mut stmt = conn.prepare(&format!("SELECT * FROM {table}")).map_err(sqlite_error)?;
+    for table in [
+        &tables.users,
+        &tables.oauth,
+        &tables.tokens,
+        &tables.kv,
+        &tables.meta,
+    ] {
+        let mut stmt = conn
+            .prepare(&format!("SELECT * FROM {table}"))
+            .map_err(sqlite_error)?;
         let columns = stmt.column_count();
         let mut rows = stmt.query([]).map_err(sqlite_error)?;
         while let Some(row) = rows.next().map_err(sqlite_error)? {
@@ -119,7 +134,9 @@ pub(super) fn dump(conn: &Connection, tables: &Tables) -> Result<String> {
                     ValueRef::Null => "NULL".to_owned(),
                     ValueRef::Integer(n) => n.to_string(),
                     ValueRef::Real(x) => x.to_string(),
-                    ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8_lossy(t).into_owned(),
+                    ValueRef::Text(t) | ValueRef::Blob(t) => {
+                        String::from_utf8_lossy(t).into_owned()
+                    }
                 };
                 let _ = write!(out, " {cell}");
             }
@@ -179,14 +196,18 @@ impl Statements {
                 .replace("{live}", LIVE)
         };
         Self {
-            insert_user: r("INSERT INTO {users} (id, email, email_key, hashed_password, is_active, \
+            insert_user: r(
+                "INSERT INTO {users} (id, email, email_key, hashed_password, is_active, \
                  is_superuser, is_verified, created_at, updated_at, version, extra) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1, ?9) RETURNING id"),
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1, ?9) RETURNING id",
+            ),
             user_by_id: r("SELECT {user_columns} FROM {users} WHERE id = ?1"),
             user_by_email: r("SELECT {user_columns} FROM {users} WHERE email_key = ?1"),
-            update_user: r("UPDATE {users} SET email = ?3, email_key = ?4, hashed_password = ?5, \
+            update_user: r(
+                "UPDATE {users} SET email = ?3, email_key = ?4, hashed_password = ?5, \
                  is_active = ?6, is_superuser = ?7, is_verified = ?8, updated_at = ?9, \
-                 version = ?10, extra = ?11 WHERE id = ?1 AND version = ?2"),
+                 version = ?10, extra = ?11 WHERE id = ?1 AND version = ?2",
+            ),
             delete_user: r("DELETE FROM {users} WHERE id = ?1"),
             list_users_first: r("SELECT {user_columns} FROM {users} ORDER BY id LIMIT ?1"),
             list_users_after: r(
@@ -213,7 +234,9 @@ impl Statements {
             delete_token: r("DELETE FROM {tokens} WHERE token_hash = ?1"),
             delete_user_tokens: r("DELETE FROM {tokens} WHERE user_id = ?1"),
             kv_get: r("SELECT value FROM {kv} WHERE namespace = :ns AND key = :key AND {live}"),
-            kv_get_any: r("SELECT value, expires_at FROM {kv} WHERE namespace = :ns AND key = :key"),
+            kv_get_any: r(
+                "SELECT value, expires_at FROM {kv} WHERE namespace = :ns AND key = :key",
+            ),
             kv_upsert: r("INSERT INTO {kv} (namespace, key, value, expires_at) \
                  VALUES (:ns, :key, :value, :exp) \
                  ON CONFLICT (namespace, key) DO UPDATE \
@@ -232,10 +255,14 @@ impl Statements {
             ),
             // Keys come in pages, each continuing after the last; `key >= :prefix` on the first
             // and `key > :after` on the next let the primary key index find the start.
-            kv_keys_first: r("SELECT key FROM {kv} WHERE namespace = :ns AND key >= :from \
-                 AND {live} ORDER BY key LIMIT :limit"),
-            kv_keys_after: r("SELECT key FROM {kv} WHERE namespace = :ns AND key > :from \
-                 AND {live} ORDER BY key LIMIT :limit"),
+            kv_keys_first: r(
+                "SELECT key FROM {kv} WHERE namespace = :ns AND key >= :from \
+                 AND {live} ORDER BY key LIMIT :limit",
+            ),
+            kv_keys_after: r(
+                "SELECT key FROM {kv} WHERE namespace = :ns AND key > :from \
+                 AND {live} ORDER BY key LIMIT :limit",
+            ),
             kv_clear: r("DELETE FROM {kv} WHERE namespace = :ns"),
             kv_purge: r("DELETE FROM {kv} WHERE expires_at IS NOT NULL AND expires_at <= :now"),
         }

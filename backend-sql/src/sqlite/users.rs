@@ -14,8 +14,7 @@ use uuid::Uuid;
 
 use super::SqliteStore;
 use super::error::{Violation, on_violation, sqlite_error};
-use crate::rows::{OAuthRow, UserRow, extra_from_text, extra_to_text, token_if_fresh};
-
+use crate::rows::{OAuthRow, UserRow, token_if_fresh};
 
 const BACKEND: &str = "sqlite";
 
@@ -100,9 +99,13 @@ impl SqliteStore {
         provider: &str,
         account_id: &str,
     ) -> Result<Option<OAuthAccount>> {
-        let mut stmt = conn.prepare_cached(&self.inner.sql.oauth_one).map_err(sqlite_error)?;
+        let mut stmt = conn
+            .prepare_cached(&self.inner.sql.oauth_one)
+            .map_err(sqlite_error)?;
         let found = stmt
-            .query_row(params![provider, account_id, user], |row| self.raw_oauth(row))
+            .query_row(params![provider, account_id, user], |row| {
+                self.raw_oauth(row)
+            })
             .optional()
             .map_err(sqlite_error)?;
         found.map(RawOAuth::into_account).transpose()
@@ -135,7 +138,7 @@ impl RawUser {
             created_at: from_micros(self.created_at)?,
             updated_at: from_micros(self.updated_at)?,
             version: self.version,
-            extra: extra_from_text(BACKEND, &self.extra)?,
+            extra: extra_from_text(&self.extra)?,
         }
         .into_user(BACKEND)
     }
@@ -171,6 +174,15 @@ impl RawOAuth {
     }
 }
 
+/// SQLite keeps `extra` as JSON text.
+fn extra_from_text(text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| Error::backend(BACKEND, e))
+}
+
+fn extra_to_text(extra: &storekit_core::Extra) -> String {
+    serde_json::Value::Object(extra.clone()).to_string()
+}
+
 fn micros(at: storekit_core::chrono::DateTime<storekit_core::chrono::Utc>) -> i64 {
     at.timestamp_micros()
 }
@@ -189,7 +201,9 @@ impl UserStore for SqliteStore {
         };
         let user = draft.clone().into_user(UserId::Int(0));
         let id = self.inner.conns.write(|conn| {
-            let mut stmt = conn.prepare_cached(&self.inner.sql.insert_user).map_err(sqlite_error)?;
+            let mut stmt = conn
+                .prepare_cached(&self.inner.sql.insert_user)
+                .map_err(sqlite_error)?;
             let id_param = uuid.map(|u| u.into_bytes().to_vec());
             stmt.query_row(
                 params![
@@ -205,7 +219,10 @@ impl UserStore for SqliteStore {
                 ],
                 |row| self.read_id(row, 0),
             )
-            .map_err(on_violation(Violation::Unique, Error::AlreadyExists { what: "email" }))
+            .map_err(on_violation(
+                Violation::Unique,
+                Error::AlreadyExists { what: "email" },
+            ))
         })?;
         Ok(User { id, ..user })
     }
@@ -254,9 +271,15 @@ impl UserStore for SqliteStore {
                         extra_to_text(&next.extra),
                     ])
                 })
-                .map_err(on_violation(Violation::Unique, Error::AlreadyExists { what: "email" }))?;
+                .map_err(on_violation(
+                    Violation::Unique,
+                    Error::AlreadyExists { what: "email" },
+                ))?;
             if changed != 1 {
-                return Err(Error::backend(BACKEND, "a user changed inside a write transaction"));
+                return Err(Error::backend(
+                    BACKEND,
+                    "a user changed inside a write transaction",
+                ));
             }
             tx.commit().map_err(sqlite_error)?;
             Ok(next)
@@ -285,24 +308,27 @@ impl UserStore for SqliteStore {
             .map(|c| UserId::parse(self.inner.id_kind, c).and_then(|id| self.id(id)))
             .transpose()?;
         let limit = page.limit as i64 + 1;
-        let mut users = self.inner.conns.read(|conn| {
-            let sql = &self.inner.sql;
-            let (sql, after) = match &after {
-                Some(after) => (&sql.list_users_after, Some(after)),
-                None => (&sql.list_users_first, None),
-            };
-            let mut stmt = conn.prepare_cached(sql).map_err(sqlite_error)?;
-            let raw_user = |row: &Row<'_>| self.raw_user(row);
-            let rows = match after {
-                Some(after) => stmt.query_map(params![limit, after], raw_user),
-                None => stmt.query_map(params![limit], raw_user),
-            };
-            rows.and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-                .map_err(sqlite_error)
-        })?
-        .into_iter()
-        .map(RawUser::into_user)
-        .collect::<Result<Vec<_>>>()?;
+        let mut users = self
+            .inner
+            .conns
+            .read(|conn| {
+                let sql = &self.inner.sql;
+                let (sql, after) = match &after {
+                    Some(after) => (&sql.list_users_after, Some(after)),
+                    None => (&sql.list_users_first, None),
+                };
+                let mut stmt = conn.prepare_cached(sql).map_err(sqlite_error)?;
+                let raw_user = |row: &Row<'_>| self.raw_user(row);
+                let rows = match after {
+                    Some(after) => stmt.query_map(params![limit, after], raw_user),
+                    None => stmt.query_map(params![limit], raw_user),
+                };
+                rows.and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                    .map_err(sqlite_error)
+            })?
+            .into_iter()
+            .map(RawUser::into_user)
+            .collect::<Result<Vec<_>>>()?;
         let next = if users.len() > page.limit {
             users.truncate(page.limit);
             users.last().map(|u| u.id.to_string())
@@ -338,7 +364,9 @@ impl OAuthAccountStore for SqliteStore {
                     ])
                 })
                 .map_err(|err| match super::error::violation(&err) {
-                    Some(Violation::Unique) => Error::AlreadyExists { what: "oauth account" },
+                    Some(Violation::Unique) => Error::AlreadyExists {
+                        what: "oauth account",
+                    },
                     Some(Violation::ForeignKey) => Error::NotFound { what: "user" },
                     None => sqlite_error(err),
                 })
@@ -359,9 +387,11 @@ impl OAuthAccountStore for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sqlite_error)?;
-            let current = self
-                .query_oauth(&tx, &id, provider, account_id)?
-                .ok_or(Error::NotFound { what: "oauth account" })?;
+            let current =
+                self.query_oauth(&tx, &id, provider, account_id)?
+                    .ok_or(Error::NotFound {
+                        what: "oauth account",
+                    })?;
             let next = patch.apply(&current)?;
             tx.prepare_cached(&self.inner.sql.update_oauth)
                 .and_then(|mut stmt| {
@@ -396,7 +426,9 @@ impl OAuthAccountStore for SqliteStore {
                 .map_err(sqlite_error)
         })?;
         if removed == 0 {
-            return Err(Error::NotFound { what: "oauth account" });
+            return Err(Error::NotFound {
+                what: "oauth account",
+            });
         }
         Ok(())
     }
@@ -404,7 +436,9 @@ impl OAuthAccountStore for SqliteStore {
     async fn oauth_accounts(&self, user: UserId) -> Result<Vec<OAuthAccount>> {
         let id = self.id(user)?;
         let rows = self.inner.conns.read(|conn| {
-            let mut stmt = conn.prepare_cached(&self.inner.sql.oauth_of_user).map_err(sqlite_error)?;
+            let mut stmt = conn
+                .prepare_cached(&self.inner.sql.oauth_of_user)
+                .map_err(sqlite_error)?;
             stmt.query_map([&id], |row| self.raw_oauth(row))
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .map_err(sqlite_error)
@@ -419,7 +453,11 @@ impl OAuthAccountStore for SqliteStore {
     ) -> Result<Option<User>> {
         check_oauth_key(provider, account_id)?;
         self.inner.conns.read(|conn| {
-            self.query_user(conn, &self.inner.sql.user_by_oauth, params![provider, account_id])
+            self.query_user(
+                conn,
+                &self.inner.sql.user_by_oauth,
+                params![provider, account_id],
+            )
         })
     }
 }
@@ -435,7 +473,10 @@ impl AccessTokenStore for SqliteStore {
                 .and_then(|mut stmt| {
                     stmt.execute(params![token::hash(&secret), id, micros(info.created_at)])
                 })
-                .map_err(on_violation(Violation::ForeignKey, Error::NotFound { what: "user" }))
+                .map_err(on_violation(
+                    Violation::ForeignKey,
+                    Error::NotFound { what: "user" },
+                ))
         })?;
         Ok(IssuedToken::new(secret, info))
     }
@@ -447,10 +488,14 @@ impl AccessTokenStore for SqliteStore {
     ) -> Result<Option<AccessToken>> {
         let hash = token::hash(token);
         let found = self.inner.conns.read(|conn| {
-            let mut stmt = conn.prepare_cached(&self.inner.sql.token_by_hash).map_err(sqlite_error)?;
-            stmt.query_row([&hash], |row| Ok((self.read_id(row, 0)?, row.get::<_, i64>(1)?)))
-                .optional()
-                .map_err(sqlite_error)
+            let mut stmt = conn
+                .prepare_cached(&self.inner.sql.token_by_hash)
+                .map_err(sqlite_error)?;
+            stmt.query_row([&hash], |row| {
+                Ok((self.read_id(row, 0)?, row.get::<_, i64>(1)?))
+            })
+            .optional()
+            .map_err(sqlite_error)
         })?;
         let found = found
             .map(|(user, created)| Ok::<_, Error>(AccessToken::new(user, from_micros(created)?)))

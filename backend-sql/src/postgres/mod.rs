@@ -1,0 +1,189 @@
+//! PostgreSQL through an sqlx pool.
+//!
+//! Every operation is one statement where the database can decide it atomically (uniqueness,
+//! set-if-absent, compare-and-swap, batches through `UNNEST`), and conflicts are read from the
+//! server's answer. Tables live in an optional schema, with an optional prefix, so several
+//! applications or test runs can share one database.
+
+mod error;
+mod kv;
+mod schema;
+mod users;
+
+use std::sync::Arc;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use storekit_core::{Error, IdKind, Result};
+
+use crate::tables::Tables;
+use error::pg_error;
+
+/// How to connect a [`PostgresStore`].
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct PostgresConfig {
+    /// The server's URL (`postgres://user:password@host:port/database`).
+    pub url: String,
+    /// A schema for the tables (created by `migrate`); `None` uses the connection's default.
+    pub schema: Option<String>,
+    /// Prefix for every table name (ASCII letters, digits, `_`).
+    pub table_prefix: String,
+    /// The kind of user ids.
+    pub id_kind: IdKind,
+    /// Pool size. Default 16.
+    pub max_connections: u32,
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    // The URL may carry a password, so only its host part is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = self.url.rsplit('@').next().unwrap_or("");
+        f.debug_struct("PostgresConfig")
+            .field("url", &format_args!("postgres://…@{host}"))
+            .field("schema", &self.schema)
+            .field("table_prefix", &self.table_prefix)
+            .field("id_kind", &self.id_kind)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+impl PostgresConfig {
+    /// Settings for the server at `url`. The URL may carry storekit's own query parameters
+    /// `schema=`, `prefix=` and `id=uuid|int`, which are taken out before connecting.
+    pub fn new(url: impl Into<String>) -> Result<Self> {
+        let url = url.into();
+        let mut parsed =
+            url::Url::parse(&url).map_err(|e| Error::invalid("url", format!("{e}")))?;
+        let mut config = Self {
+            url: String::new(),
+            schema: None,
+            table_prefix: String::new(),
+            id_kind: IdKind::Uuid,
+            max_connections: 16,
+        };
+        let mut kept = Vec::new();
+        for (name, value) in parsed.query_pairs() {
+            match (&*name, &*value) {
+                ("schema", schema) => config.schema = Some(schema.to_owned()),
+                ("prefix", prefix) => config.table_prefix = prefix.to_owned(),
+                ("id", "uuid") => config.id_kind = IdKind::Uuid,
+                ("id", "int") => config.id_kind = IdKind::Int,
+                ("id", other) => {
+                    return Err(Error::invalid(
+                        "url",
+                        format!("id={other} (expected uuid or int)"),
+                    ));
+                }
+                _ => kept.push((name.into_owned(), value.into_owned())),
+            }
+        }
+        if kept.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(kept);
+        }
+        config.url = parsed.into();
+        Ok(config)
+    }
+
+    /// Puts the tables in `schema`.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+
+    /// Sets the table prefix.
+    pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.table_prefix = prefix.into();
+        self
+    }
+
+    /// Sets the kind of user ids.
+    pub fn id_kind(mut self, kind: IdKind) -> Self {
+        self.id_kind = kind;
+        self
+    }
+
+    /// Sets the pool size.
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max;
+        self
+    }
+}
+
+/// A storekit store on PostgreSQL. Cheap to clone; clones share the pool.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: PgPool,
+    sql: schema::Statements,
+    id_kind: IdKind,
+    tables: Tables,
+    schema: Option<String>,
+}
+
+impl PostgresStore {
+    /// Connects a pool. Run [`PostgresStore::migrate`] before first use.
+    pub async fn connect(config: &PostgresConfig) -> Result<Self> {
+        let options: PgConnectOptions = config
+            .url
+            .parse()
+            .map_err(|e| Error::invalid("url", format!("{e}")))?;
+        // A ping before every checkout doubles the round trips of a point read; a broken
+        // connection surfaces as an error on use instead, and the pool replaces it.
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await
+            .map_err(pg_error)?;
+        Self::from_pool(pool, config)
+    }
+
+    /// Uses a pool the application already has; `config.url` is ignored.
+    pub fn from_pool(pool: PgPool, config: &PostgresConfig) -> Result<Self> {
+        let tables = Tables::new(config.schema.as_deref(), &config.table_prefix)?;
+        let sql = schema::Statements::new(&tables, config.id_kind);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                sql,
+                id_kind: config.id_kind,
+                tables,
+                schema: config.schema.clone(),
+            }),
+        })
+    }
+
+    /// The pool, to share with the rest of the application.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// Creates or upgrades the schema and tables; safe to run at every start, concurrently.
+    /// Fails if the tables exist for another id kind.
+    pub async fn migrate(&self) -> Result<()> {
+        schema::migrate(
+            &self.inner.pool,
+            &self.inner.tables,
+            self.inner.schema.as_deref(),
+            self.inner.id_kind,
+        )
+        .await
+    }
+
+    /// Drops every table of this store (its schema and prefix only), e.g. after a test.
+    pub async fn drop_tables(&self) -> Result<()> {
+        schema::drop_all(&self.inner.pool, &self.inner.tables).await
+    }
+
+    /// Every row of every table, rendered as text, for tests that check what is stored.
+    pub async fn dump(&self) -> Result<String> {
+        schema::dump(&self.inner.pool, &self.inner.tables).await
+    }
+}

@@ -1,0 +1,392 @@
+//! Users, OAuth accounts and access tokens on PostgreSQL.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{Postgres, Row as _};
+use storekit_core::{
+    AccessToken, AccessTokenStore, Error, IdKind, IssuedToken, NewOAuthAccount, NewUser,
+    OAuthAccount, OAuthAccountPatch, OAuthAccountStore, Page, PageRequest, Result, User, UserId,
+    UserPatch, UserStore, check_oauth_key, normalize_email, now, token,
+};
+use uuid::Uuid;
+
+use super::PostgresStore;
+use super::error::{Violation, on_violation, pg_error, violation};
+use crate::rows::{OAuthRow, UserRow, token_if_fresh};
+
+const BACKEND: &str = "postgres";
+
+/// How often an unconditional update retries after losing a race to another writer before
+/// reporting the conflict: each retry means another update landed, so this only runs out
+/// under extreme contention on one user.
+const UPDATE_ATTEMPTS: usize = 64;
+
+type PgQuery<'q> = Query<'q, Postgres, PgArguments>;
+
+fn bind_id(query: PgQuery<'_>, id: UserId) -> PgQuery<'_> {
+    match id {
+        UserId::Uuid(uuid) => query.bind(uuid),
+        UserId::Int(n) => query.bind(n),
+    }
+}
+
+impl PostgresStore {
+    fn check_id(&self, id: UserId) -> Result<UserId> {
+        id.expect_kind(self.inner.id_kind)?;
+        Ok(id)
+    }
+
+    fn read_id(&self, row: &PgRow, column: usize) -> Result<UserId> {
+        match self.inner.id_kind {
+            IdKind::Uuid => row.try_get::<Uuid, _>(column).map(UserId::Uuid),
+            IdKind::Int => row.try_get::<i64, _>(column).map(UserId::Int),
+        }
+        .map_err(pg_error)
+    }
+
+    fn user_from(&self, row: &PgRow) -> Result<User> {
+        let get = |e| pg_error(e);
+        UserRow {
+            id: self.read_id(row, 0)?,
+            email: row.try_get(1).map_err(get)?,
+            hashed_password: row.try_get(2).map_err(get)?,
+            is_active: row.try_get(3).map_err(get)?,
+            is_superuser: row.try_get(4).map_err(get)?,
+            is_verified: row.try_get(5).map_err(get)?,
+            created_at: row.try_get(6).map_err(get)?,
+            updated_at: row.try_get(7).map_err(get)?,
+            version: row.try_get(8).map_err(get)?,
+            extra: row.try_get(9).map_err(get)?,
+        }
+        .into_user(BACKEND)
+    }
+
+    fn oauth_from(&self, row: &PgRow) -> Result<OAuthAccount> {
+        let get = |e| pg_error(e);
+        Ok(OAuthRow {
+            user_id: self.read_id(row, 0)?,
+            provider: row.try_get(1).map_err(get)?,
+            account_id: row.try_get(2).map_err(get)?,
+            account_email: row.try_get(3).map_err(get)?,
+            access_token: row.try_get(4).map_err(get)?,
+            expires_at: row.try_get(5).map_err(get)?,
+            refresh_token: row.try_get(6).map_err(get)?,
+            created_at: row.try_get(7).map_err(get)?,
+            updated_at: row.try_get(8).map_err(get)?,
+        }
+        .into_account())
+    }
+
+    async fn fetch_user(&self, query: PgQuery<'_>) -> Result<Option<User>> {
+        let row = query
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(pg_error)?;
+        row.map(|row| self.user_from(&row)).transpose()
+    }
+
+    /// One attempt at an update: `Ok(None)` if another writer got there first.
+    async fn try_update(&self, id: UserId, patch: &UserPatch) -> Result<Option<User>> {
+        let query = bind_id(sqlx::query(self.inner.sql.user_by_id.clone()), id);
+        let current = self
+            .fetch_user(query)
+            .await?
+            .ok_or(Error::NotFound { what: "user" })?;
+        let next = patch.apply(&current)?;
+        let query = bind_id(sqlx::query(self.inner.sql.update_user.clone()), id)
+            .bind(current.version as i64)
+            .bind(&next.email)
+            .bind(next.email_key()?)
+            .bind(&next.hashed_password)
+            .bind(next.is_active)
+            .bind(next.is_superuser)
+            .bind(next.is_verified)
+            .bind(next.updated_at)
+            .bind(next.version as i64)
+            .bind(serde_json::Value::Object(next.extra.clone()));
+        let updated = query.execute(&self.inner.pool).await.map_err(on_violation(
+            Violation::Unique,
+            Error::AlreadyExists { what: "email" },
+        ))?;
+        Ok((updated.rows_affected() == 1).then_some(next))
+    }
+}
+
+#[async_trait]
+impl UserStore for PostgresStore {
+    fn id_kind(&self) -> IdKind {
+        self.inner.id_kind
+    }
+
+    async fn create_user(&self, user: NewUser) -> Result<User> {
+        let draft = user.into_draft()?;
+        let email_key = draft.email_key.clone();
+        let user = draft.into_user(UserId::Uuid(Uuid::now_v7()));
+        let query = sqlx::query(self.inner.sql.insert_user.clone());
+        let query = match self.inner.id_kind {
+            IdKind::Uuid => bind_id(query, user.id),
+            // The identity column assigns integer ids.
+            IdKind::Int => query,
+        };
+        let query = query
+            .bind(&user.email)
+            .bind(email_key)
+            .bind(&user.hashed_password)
+            .bind(user.is_active)
+            .bind(user.is_superuser)
+            .bind(user.is_verified)
+            .bind(user.created_at)
+            .bind(serde_json::Value::Object(user.extra.clone()));
+        let row = query
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(on_violation(
+                Violation::Unique,
+                Error::AlreadyExists { what: "email" },
+            ))?;
+        let id = self.read_id(&row, 0)?;
+        Ok(User { id, ..user })
+    }
+
+    async fn get_user(&self, id: UserId) -> Result<Option<User>> {
+        let id = self.check_id(id)?;
+        self.fetch_user(bind_id(sqlx::query(self.inner.sql.user_by_id.clone()), id))
+            .await
+    }
+
+    async fn get_user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let key = normalize_email(email)?;
+        self.fetch_user(sqlx::query(self.inner.sql.user_by_email.clone()).bind(key))
+            .await
+    }
+
+    async fn update_user(&self, id: UserId, patch: UserPatch) -> Result<User> {
+        let id = self.check_id(id)?;
+        // Optimistic: read, apply, write only if the version is unchanged. A lost race means
+        // another update landed; a conditional patch then fails with Conflict in `apply`, an
+        // unconditional one is applied again on top of the newer user.
+        for _ in 0..UPDATE_ATTEMPTS {
+            if let Some(user) = self.try_update(id, &patch).await? {
+                return Ok(user);
+            }
+        }
+        Err(Error::unavailable(
+            BACKEND,
+            "a user kept changing while being updated",
+        ))
+    }
+
+    async fn delete_user(&self, id: UserId) -> Result<()> {
+        let id = self.check_id(id)?;
+        // ON DELETE CASCADE removes the user's OAuth accounts and tokens in the same statement.
+        let deleted = bind_id(sqlx::query(self.inner.sql.delete_user.clone()), id)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(pg_error)?;
+        if deleted.rows_affected() == 0 {
+            return Err(Error::NotFound { what: "user" });
+        }
+        Ok(())
+    }
+
+    async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
+        page.check()?;
+        let after = page
+            .cursor
+            .as_deref()
+            .map(|c| UserId::parse(self.inner.id_kind, c))
+            .transpose()?;
+        let limit = page.limit as i64 + 1;
+        let query = match after {
+            Some(after) => bind_id(
+                sqlx::query(self.inner.sql.list_users_after.clone()).bind(limit),
+                after,
+            ),
+            None => sqlx::query(self.inner.sql.list_users_first.clone()).bind(limit),
+        };
+        let rows = query.fetch_all(&self.inner.pool).await.map_err(pg_error)?;
+        let mut users = rows
+            .iter()
+            .map(|row| self.user_from(row))
+            .collect::<Result<Vec<_>>>()?;
+        let next = if users.len() > page.limit {
+            users.truncate(page.limit);
+            users.last().map(|u| u.id.to_string())
+        } else {
+            None
+        };
+        Ok(Page::new(users, next))
+    }
+}
+
+#[async_trait]
+impl OAuthAccountStore for PostgresStore {
+    async fn add_oauth_account(
+        &self,
+        user: UserId,
+        account: NewOAuthAccount,
+    ) -> Result<OAuthAccount> {
+        let user = self.check_id(user)?;
+        let account = account.into_account(user)?;
+        let query = bind_id(sqlx::query(self.inner.sql.insert_oauth.clone()), user)
+            .bind(&account.provider)
+            .bind(&account.account_id)
+            .bind(&account.account_email)
+            .bind(&account.access_token)
+            .bind(account.expires_at)
+            .bind(&account.refresh_token)
+            .bind(account.created_at)
+            .bind(account.updated_at);
+        query
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|err| match violation(&err) {
+                Some(Violation::Unique) => Error::AlreadyExists {
+                    what: "oauth account",
+                },
+                Some(Violation::ForeignKey) => Error::NotFound { what: "user" },
+                None => pg_error(err),
+            })?;
+        Ok(account)
+    }
+
+    async fn update_oauth_account(
+        &self,
+        user: UserId,
+        provider: &str,
+        account_id: &str,
+        patch: OAuthAccountPatch,
+    ) -> Result<OAuthAccount> {
+        let user = self.check_id(user)?;
+        check_oauth_key(provider, account_id)?;
+        let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
+        let select = sqlx::query(self.inner.sql.oauth_one_for_update.clone())
+            .bind(provider)
+            .bind(account_id);
+        let row = bind_id(select, user)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(pg_error)?;
+        let current = self.oauth_from(&row.ok_or(Error::NotFound {
+            what: "oauth account",
+        })?)?;
+        let next = patch.apply(&current)?;
+        let update = sqlx::query(self.inner.sql.update_oauth.clone())
+            .bind(provider)
+            .bind(account_id);
+        bind_id(update, user)
+            .bind(&next.account_email)
+            .bind(&next.access_token)
+            .bind(next.expires_at)
+            .bind(&next.refresh_token)
+            .bind(next.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(next)
+    }
+
+    async fn remove_oauth_account(
+        &self,
+        user: UserId,
+        provider: &str,
+        account_id: &str,
+    ) -> Result<()> {
+        let user = self.check_id(user)?;
+        check_oauth_key(provider, account_id)?;
+        let delete = sqlx::query(self.inner.sql.delete_oauth.clone())
+            .bind(provider)
+            .bind(account_id);
+        let removed = bind_id(delete, user)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(pg_error)?;
+        if removed.rows_affected() == 0 {
+            return Err(Error::NotFound {
+                what: "oauth account",
+            });
+        }
+        Ok(())
+    }
+
+    async fn oauth_accounts(&self, user: UserId) -> Result<Vec<OAuthAccount>> {
+        let user = self.check_id(user)?;
+        let rows = bind_id(sqlx::query(self.inner.sql.oauth_of_user.clone()), user)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(pg_error)?;
+        rows.iter().map(|row| self.oauth_from(row)).collect()
+    }
+
+    async fn get_user_by_oauth_account(
+        &self,
+        provider: &str,
+        account_id: &str,
+    ) -> Result<Option<User>> {
+        check_oauth_key(provider, account_id)?;
+        let query = sqlx::query(self.inner.sql.user_by_oauth.clone())
+            .bind(provider)
+            .bind(account_id);
+        self.fetch_user(query).await
+    }
+}
+
+#[async_trait]
+impl AccessTokenStore for PostgresStore {
+    async fn create_access_token(&self, user: UserId) -> Result<IssuedToken> {
+        let user = self.check_id(user)?;
+        let secret = token::generate()?;
+        let info = AccessToken::new(user, now());
+        let insert = sqlx::query(self.inner.sql.insert_token.clone()).bind(token::hash(&secret));
+        bind_id(insert, user)
+            .bind(info.created_at)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(on_violation(
+                Violation::ForeignKey,
+                Error::NotFound { what: "user" },
+            ))?;
+        Ok(IssuedToken::new(secret, info))
+    }
+
+    async fn get_access_token(
+        &self,
+        token: &str,
+        max_age: Option<Duration>,
+    ) -> Result<Option<AccessToken>> {
+        let row = sqlx::query(self.inner.sql.token_by_hash.clone())
+            .bind(token::hash(token))
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(pg_error)?;
+        let found = row
+            .map(|row| {
+                let user = self.read_id(&row, 0)?;
+                Ok::<_, Error>(AccessToken::new(user, row.try_get(1).map_err(pg_error)?))
+            })
+            .transpose()?;
+        Ok(token_if_fresh(found, max_age))
+    }
+
+    async fn delete_access_token(&self, token: &str) -> Result<bool> {
+        let deleted = sqlx::query(self.inner.sql.delete_token.clone())
+            .bind(token::hash(token))
+            .execute(&self.inner.pool)
+            .await
+            .map_err(pg_error)?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    async fn delete_access_tokens_for_user(&self, user: UserId) -> Result<()> {
+        let user = self.check_id(user)?;
+        bind_id(sqlx::query(self.inner.sql.delete_user_tokens.clone()), user)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+}
