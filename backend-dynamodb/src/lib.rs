@@ -1,1 +1,232 @@
-//! storekit backend for Amazon DynamoDB.
+//! storekit backend for Amazon DynamoDB: [`DynamoDbStore`] implements storekit-core's
+//! [`UserStore`](storekit_core::UserStore), [`OAuthAccountStore`](storekit_core::OAuthAccountStore),
+//! [`AccessTokenStore`](storekit_core::AccessTokenStore) and [`KvStore`](storekit_core::KvStore)
+//! on two tables, and passes the storekit conformance suite against DynamoDB Local.
+//!
+//! ```no_run
+//! # async fn demo() -> storekit_core::Result<()> {
+//! use storekit_dynamodb::{DynamoDbConfig, DynamoDbStore};
+//!
+//! let config = DynamoDbConfig::builder().table_prefix("myapp_").build()?;
+//! let store = DynamoDbStore::connect(config).await?; // standard AWS credential chain
+//! store.ensure_schema().await?; // creates `myapp_users` and `myapp_kv` if missing
+//! # Ok(()) }
+//! ```
+//!
+//! # Tables
+//!
+//! Both tables have a string partition key `pk` and a string sort key `sk`, are billed per
+//! request, and are created by [`DynamoDbStore::ensure_schema`], never behind the caller's back.
+//!
+//! **`{prefix}users`** holds users single-table style; every item is small, and each access
+//! touches a known key:
+//!
+//! | item | `pk` | `sk` | attributes |
+//! |---|---|---|---|
+//! | user | `USER#{id}` | `USER` | the [`User`](storekit_core::User) fields; `extra` as a native map |
+//! | email claim | `EMAIL#{normalised email}` | `EMAIL` | `user_id` |
+//! | OAuth claim | `OAUTH#{len(provider)}#{provider}#{account id}` | `OAUTH` | `user_id` |
+//! | OAuth link | `USER#{id}` | `OAUTH#{len(provider)}#{provider}#{account id}` | the [`OAuthAccount`](storekit_core::OAuthAccount) fields, `rev` |
+//! | token | `TOKEN#{sha256(token)}` | `TOKEN` | `user_id`, `created_at` |
+//! | token link | `USER#{id}` | `TOKEN#{sha256(token)}` | — |
+//! | id sequence | `#SEQ` | `USER_ID` | `n` (only for integer ids) |
+//!
+//! Uniqueness lives in the claim items: an email or an OAuth account is taken by writing its
+//! claim with `attribute_not_exists(pk)` in the same `TransactWriteItems` as the user or link,
+//! so of racing writers exactly one succeeds, whatever the timing. (A global secondary index
+//! could find an email but cannot enforce uniqueness, and is only eventually consistent.) The
+//! provider's length in the OAuth key keeps `("a#b", "c")` and `("a", "b#c")` apart. A user's
+//! links and token references share its partition, so one Query finds them all.
+//!
+//! **`{prefix}kv`** holds key-value items. A namespace is spread over `shard_count`
+//! partitions (16 by default) so that one busy namespace is not one hot partition:
+//! `pk = {namespace}#{shard}` where `shard = fnv1a64(key) % shard_count`, and `sk = key`.
+//! The hash and the count are part of the layout: every store on a table must use the same
+//! count. Values are binary attributes `v`; counters are number attributes `n`; an item with a
+//! TTL has `exp` (the deadline in Unix milliseconds, checked exactly on every read) and `ttl`
+//! (Unix seconds, rounded up) on which native TTL is enabled.
+//!
+//! # Access patterns
+//!
+//! All reads are strongly consistent; every Query and Scan follows `LastEvaluatedKey` to the end.
+//!
+//! | operation | requests |
+//! |---|---|
+//! | `create_user` | (integer ids: UpdateItem `ADD` on the id sequence, returning the new value) + TransactWriteItems: put user, put email claim, both `attribute_not_exists` |
+//! | `get_user` | GetItem user |
+//! | `get_user_by_email` | GetItem email claim, GetItem user |
+//! | `update_user` | GetItem user, then PutItem conditioned on the version read; if the email changes, TransactWriteItems of that put, the new claim (`attribute_not_exists`) and the old claim's delete. A lost race is retried, or is `Conflict` if the patch names a version |
+//! | `delete_user` | GetItem user, TransactWriteItems deleting user (version condition) and email claim; then Query of the user's partition and deletes of its links with their claims and tokens (BatchWriteItem; OAuth claims with a conditional DeleteItem each) |
+//! | `list_users` | Scan filtered on `sk = USER`, resuming after the cursor's user key |
+//! | `add_oauth_account` | TransactWriteItems: user exists (ConditionCheck), put claim and link |
+//! | `update_oauth_account` | GetItem link, PutItem conditioned on its `rev` (retried on a lost race) |
+//! | `remove_oauth_account` | TransactWriteItems deleting link and claim |
+//! | `oauth_accounts` | Query the user's partition, `begins_with(sk, "OAUTH#")` |
+//! | `get_user_by_oauth_account` | GetItem claim, GetItem user |
+//! | `create_access_token` | TransactWriteItems: user exists (ConditionCheck), put token and token link |
+//! | `get_access_token` | GetItem token |
+//! | `delete_access_token` | DeleteItem token (returning it), DeleteItem token link |
+//! | `delete_access_tokens_for_user` | Query the user's partition, `begins_with(sk, "TOKEN#")`; BatchWriteItem deletes |
+//! | `get`, `contains` | GetItem (`contains` projects only the key and deadline) |
+//! | `set` | PutItem |
+//! | `delete` | DeleteItem returning the old item (to tell whether it was live) |
+//! | `get_many` | BatchGetItem, 100 distinct keys per call |
+//! | `set_many`, `delete_many` | BatchWriteItem, 25 distinct keys per call (the last of duplicate keys wins) |
+//! | `keys` | one Query per shard, `begins_with(sk, prefix)`, pages fetched as the stream is read |
+//! | `clear` | one Query per shard, each page deleted with BatchWriteItem |
+//! | `set_if_absent` | PutItem with `attribute_not_exists(pk) OR exp <= now` |
+//! | `compare_and_swap` | PutItem with `(v = expected OR n = expected) AND live` |
+//! | `increment` | UpdateItem `ADD n` on a live counter, with an overflow bound; else a conditional PutItem starting a new counter, or converting a live binary value of digits |
+//! | `purge_expired` | nothing: native TTL deletes expired items (see below) |
+//!
+//! Batch calls that come back with unprocessed items are resent with exponential backoff and
+//! jitter; after 10 rounds without progress the operation fails with
+//! [`Error::Unavailable`](storekit_core::Error::Unavailable).
+//!
+//! # Expiry
+//!
+//! DynamoDB's native TTL deletes expired items in the background, typically within days and at
+//! no write cost; until then every read compares `exp` with the clock, so an expired item is
+//! never returned and counts as absent for `set_if_absent`, `compare_and_swap` and `increment`.
+//! [`purge_expired`](storekit_core::KvStore::purge_expired) therefore does nothing and returns
+//! 0: finding expired items without an index would be a full-table Scan, costing more than the
+//! storage it frees.
+//!
+//! # Limits and caveats
+//!
+//! - Items are sized before they are written with DynamoDB's rule (attribute names plus
+//!   values); an item over 400 KB is refused with
+//!   [`Error::ValueTooLarge`](storekit_core::Error::ValueTooLarge) and no request is sent.
+//!   storekit's shared limits already keep valid items well under it.
+//! - `delete_user` first deletes the user and its email claim atomically (after which no link
+//!   or token can be added for it), then sweeps its partition. If the sweep fails, the error is
+//!   returned and leftover links resolve to no user.
+//! - `list_users` is a Scan of the users table: its cost grows with the whole table, so it is
+//!   meant for administration and exports, not hot paths.
+
+mod batch;
+mod config;
+mod error;
+mod item;
+mod kv;
+mod oauth;
+mod retry;
+mod schema;
+mod tokens;
+mod txn;
+mod users;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use storekit_core::{Error, Result};
+
+pub use config::{DynamoDbConfig, DynamoDbConfigBuilder};
+
+/// A storekit store on two DynamoDB tables; see the [crate docs](crate) for their layout.
+///
+/// Cloning is cheap and shares the client.
+#[derive(Debug, Clone)]
+pub struct DynamoDbStore {
+    client: Client,
+    config: DynamoDbConfig,
+    users_table: String,
+    kv_table: String,
+}
+
+impl DynamoDbStore {
+    /// A store using a client the caller already has. Sends no request.
+    ///
+    /// The client's own endpoint, region and credentials are used; those in `config` matter
+    /// only to [`DynamoDbStore::connect`].
+    pub fn new(client: Client, config: DynamoDbConfig) -> Self {
+        Self {
+            client,
+            users_table: config.users_table(),
+            kv_table: config.kv_table(),
+            config,
+        }
+    }
+
+    /// A store with a client built from the standard AWS configuration chain (environment,
+    /// profile, instance role, ...), with the endpoint, region and credentials of `config`
+    /// taking precedence. Sends no request to DynamoDB.
+    pub async fn connect(config: DynamoDbConfig) -> Result<Self> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(region) = config.region() {
+            loader = loader.region(Region::new(region.to_owned()));
+        }
+        if let Some(endpoint) = config.endpoint() {
+            loader = loader.endpoint_url(endpoint);
+        }
+        if let Some((id, secret)) = config.static_credentials() {
+            loader = loader.credentials_provider(Credentials::new(
+                id,
+                secret,
+                None,
+                None,
+                "storekit-config",
+            ));
+        }
+        let sdk_config = loader.load().await;
+        if sdk_config.region().is_none() {
+            // The SDK would fail every request later with a less helpful message.
+            return Err(Error::invalid(
+                "region",
+                "no AWS region configured: set it in the config, the URL or AWS_REGION",
+            ));
+        }
+        Ok(Self::new(Client::new(&sdk_config), config))
+    }
+
+    /// Creates the tables that are missing (pay per request), waits until they are active and
+    /// enables native TTL on the key-value table. Idempotent: existing tables are kept.
+    pub async fn ensure_schema(&self) -> Result<()> {
+        schema::ensure(&self.client, &self.users_table, &self.kv_table).await
+    }
+
+    /// Deletes both tables and everything in them, and waits until they are gone. Meant for
+    /// tests and teardown; missing tables are not an error.
+    pub async fn drop_schema(&self) -> Result<()> {
+        schema::drop(&self.client, &self.users_table, &self.kv_table).await
+    }
+
+    /// The config the store was built with.
+    pub fn config(&self) -> &DynamoDbConfig {
+        &self.config
+    }
+
+    /// The DynamoDB client the store uses.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Every item of both tables, rendered as text, for tests and debugging: it lets a test
+    /// check what is (and is not) stored. A full Scan of both tables; not for production use.
+    pub async fn dump(&self) -> Result<String> {
+        let mut text = String::new();
+        for table in [&self.users_table, &self.kv_table] {
+            let mut start = None;
+            loop {
+                let output = self
+                    .client
+                    .scan()
+                    .table_name(table)
+                    .consistent_read(true)
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(error::sdk)?;
+                for item in output.items() {
+                    let mut attributes: Vec<_> = item.iter().collect();
+                    attributes.sort_by(|a, b| a.0.cmp(b.0));
+                    text.push_str(&format!("{table}: {attributes:?}\n"));
+                }
+                match output.last_evaluated_key {
+                    Some(key) if !key.is_empty() => start = Some(key),
+                    _ => break,
+                }
+            }
+        }
+        Ok(text)
+    }
+}
