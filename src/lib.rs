@@ -1,1 +1,181 @@
-//! Facade.
+//! storekit: one user store and one key-value store for Rust services, on SQLite (embedded, the
+//! default), PostgreSQL or Amazon DynamoDB, chosen by a URL or a Cargo feature, not by code.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use storekit::{KvStoreExt as _, NewUser};
+//!
+//! # async fn run() -> storekit::Result<()> {
+//! let stores = storekit::connect("sqlite://app.db").await?;
+//! stores.migrate().await?;
+//! let users = stores.auth();
+//! let user = users.create_user(NewUser::new("ada@example.com", "$argon2id$...")).await?;
+//! let login = users.create_access_token(user.id).await?;
+//! let kv = stores.kv();
+//! kv.set_json("sessions", &login.token, &user.id, Some(Duration::from_secs(3600))).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! | URL | backend | Cargo feature |
+//! |---|---|---|
+//! | `sqlite://PATH`, `sqlite::memory:` | [`SqliteStore`] | `sqlite` (default) |
+//! | `postgres://user@host/db` | [`PostgresStore`] | `postgres` |
+//! | `dynamodb://?endpoint=URL&region=R&prefix=P` | [`DynamoDbStore`] | `dynamodb` |
+//! | `memory://` | [`MemoryStore`] | always |
+//!
+//! Every URL also takes `prefix=` (table name prefix) and `id=uuid|int` (the kind of user ids);
+//! PostgreSQL also `schema=`. The stores behave the same on every backend: the
+//! `storekit-conformance` suite runs the same cases against each of them.
+
+use std::sync::Arc;
+
+pub use storekit_core::*;
+#[cfg(feature = "dynamodb")]
+pub use storekit_dynamodb::{DynamoDbConfig, DynamoDbStore};
+#[cfg(feature = "postgres")]
+pub use storekit_sql::{PostgresConfig, PostgresStore};
+#[cfg(feature = "sqlite")]
+pub use storekit_sql::{SqliteConfig, SqliteStore};
+
+/// A connected backend: its user store and key-value store as trait objects.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Memory(Arc<MemoryStore>),
+    #[cfg(feature = "sqlite")]
+    Sqlite(SqliteStore),
+    #[cfg(feature = "postgres")]
+    Postgres(PostgresStore),
+    #[cfg(feature = "dynamodb")]
+    DynamoDb(DynamoDbStore),
+}
+
+/// Connects to the backend named by `url`'s scheme. Creates nothing: call
+/// [`Stores::migrate`] (typically once at start-up) before using the stores.
+///
+/// A scheme whose Cargo feature is off fails with [`Error::InvalidInput`] naming the feature.
+pub async fn connect(url: &str) -> Result<Stores> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    let backend = match scheme {
+        "memory" => Backend::Memory(Arc::new(MemoryStore::with_id_kind(memory_id_kind(url)?))),
+        "sqlite" => sqlite(url)?,
+        "postgres" | "postgresql" => postgres(url).await?,
+        "dynamodb" => dynamodb(url).await?,
+        other => {
+            return Err(Error::invalid(
+                "url",
+                format!("unknown scheme {other:?}: expected sqlite, postgres, dynamodb or memory"),
+            ));
+        }
+    };
+    Ok(Stores { backend })
+}
+
+impl Stores {
+    /// Creates or upgrades the tables this backend needs; idempotent and safe to run at every
+    /// start.
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Memory(_) => Ok(()),
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(store) => store.migrate(),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(store) => store.migrate().await,
+            #[cfg(feature = "dynamodb")]
+            Backend::DynamoDb(store) => store.ensure_schema().await,
+        }
+    }
+
+    /// Users, OAuth accounts and access tokens.
+    pub fn auth(&self) -> Arc<DynAuthStore> {
+        match &self.backend {
+            Backend::Memory(store) => store.clone(),
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(store) => Arc::new(store.clone()),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(store) => Arc::new(store.clone()),
+            #[cfg(feature = "dynamodb")]
+            Backend::DynamoDb(store) => Arc::new(store.clone()),
+        }
+    }
+
+    /// The key-value store.
+    pub fn kv(&self) -> Arc<DynKvStore> {
+        match &self.backend {
+            Backend::Memory(store) => store.clone(),
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(store) => Arc::new(store.clone()),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(store) => Arc::new(store.clone()),
+            #[cfg(feature = "dynamodb")]
+            Backend::DynamoDb(store) => Arc::new(store.clone()),
+        }
+    }
+
+    /// The backend's name: `memory`, `sqlite`, `postgres` or `dynamodb`.
+    pub fn backend(&self) -> &'static str {
+        match &self.backend {
+            Backend::Memory(_) => "memory",
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(_) => "sqlite",
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => "postgres",
+            #[cfg(feature = "dynamodb")]
+            Backend::DynamoDb(_) => "dynamodb",
+        }
+    }
+}
+
+fn memory_id_kind(url: &str) -> Result<IdKind> {
+    match url.split_once('?').map(|(_, query)| query) {
+        None | Some("") => Ok(IdKind::Uuid),
+        Some("id=uuid") => Ok(IdKind::Uuid),
+        Some("id=int") => Ok(IdKind::Int),
+        Some(other) => Err(Error::invalid("url", format!("unknown parameter {other:?}"))),
+    }
+}
+
+fn feature_off(backend: &str) -> Error {
+    Error::invalid(
+        "url",
+        format!("the {backend} backend is not compiled in: enable storekit's `{backend}` feature"),
+    )
+}
+
+#[cfg(feature = "sqlite")]
+fn sqlite(url: &str) -> Result<Backend> {
+    SqliteStore::open(&SqliteConfig::from_url(url)?).map(Backend::Sqlite)
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn sqlite(_url: &str) -> Result<Backend> {
+    Err(feature_off("sqlite"))
+}
+
+#[cfg(feature = "postgres")]
+async fn postgres(url: &str) -> Result<Backend> {
+    PostgresStore::connect(&PostgresConfig::new(url)?)
+        .await
+        .map(Backend::Postgres)
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn postgres(_url: &str) -> Result<Backend> {
+    Err(feature_off("postgres"))
+}
+
+#[cfg(feature = "dynamodb")]
+async fn dynamodb(url: &str) -> Result<Backend> {
+    DynamoDbStore::connect(DynamoDbConfig::from_url(url)?)
+        .await
+        .map(Backend::DynamoDb)
+}
+
+#[cfg(not(feature = "dynamodb"))]
+async fn dynamodb(_url: &str) -> Result<Backend> {
+    Err(feature_off("dynamodb"))
+}
