@@ -1,0 +1,253 @@
+//! [`OAuthAccountStore`]: a claim item per (provider, account id), unique across users, and a
+//! link item holding the account in its user's partition.
+//!
+//! Claim and link are written and removed together in one transaction; the claim's
+//! `attribute_not_exists` condition is what makes a pair linkable to one user only.
+
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use storekit_core::{
+    Error, NewOAuthAccount, OAuthAccount, OAuthAccountPatch, OAuthAccountStore, Result, User,
+    UserId, async_trait, check_oauth_key,
+};
+
+use crate::error::{self, DynamoError};
+use crate::item::{self, Item, PK, SK, key, s};
+use crate::retry::Backoff;
+use crate::txn::{self, Condition, Outcome};
+use crate::users::{USER_ID, user_pk};
+use crate::{DynamoDbStore, batch};
+
+/// The sort key prefix of links in a user's partition, and the key prefix of claims.
+pub(crate) const OAUTH_PREFIX: &str = "OAUTH#";
+const CLAIM_SK: &str = "OAUTH";
+/// A link's revision, bumped by every update so concurrent updates cannot overwrite each other.
+const REV: &str = "rev";
+
+/// The pair as one key part; the provider's length makes it unambiguous whatever `#`s the
+/// provider or account id contain.
+fn reference(provider: &str, account_id: &str) -> String {
+    format!("{}#{provider}#{account_id}", provider.len())
+}
+
+/// The key of the claim for a reference.
+pub(crate) fn claim_key(reference: &str) -> Item {
+    key(format!("{OAUTH_PREFIX}{reference}"), CLAIM_SK)
+}
+
+fn link_key(user: UserId, reference: &str) -> Item {
+    key(user_pk(user), format!("{OAUTH_PREFIX}{reference}"))
+}
+
+/// The claim is absent (already swept) or still names this user.
+fn claim_of(user: UserId) -> Condition {
+    Condition::new("attribute_not_exists(#pk) OR #user_id = :user_id")
+        .name("#pk", PK)
+        .name("#user_id", USER_ID)
+        .value(":user_id", s(user.to_string()))
+}
+
+impl DynamoDbStore {
+    fn link_item(&self, account: &OAuthAccount, rev: i64) -> Result<Item> {
+        let mut item = item::to_item(account)?;
+        item.extend(link_key(
+            account.user_id,
+            &reference(&account.provider, &account.account_id),
+        ));
+        item.insert(REV.to_owned(), item::n(rev));
+        item::check_size(&item)?;
+        Ok(item)
+    }
+
+    async fn read_link(
+        &self,
+        user: UserId,
+        reference: &str,
+    ) -> Result<Option<(OAuthAccount, i64)>> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.users_table)
+            .set_key(Some(link_key(user, reference)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(error::sdk)?
+            .item;
+        let Some(item) = item else { return Ok(None) };
+        let rev = item::get_i64(&item, &self.users_table, REV)?.unwrap_or(0);
+        Ok(Some((item::from_item(item, &self.users_table)?, rev)))
+    }
+
+    /// Deletes a claim unless it has meanwhile been taken by another user.
+    pub(crate) async fn delete_oauth_claim(&self, claim: Item, user: UserId) -> Result<()> {
+        let condition = claim_of(user);
+        let request = self
+            .client
+            .delete_item()
+            .table_name(&self.users_table)
+            .set_key(Some(claim))
+            .condition_expression(condition.expression())
+            .set_expression_attribute_names(condition.names())
+            .set_expression_attribute_values(condition.values());
+        match txn::retry_conflicts(|| request.clone().send()).await {
+            Ok(_) => Ok(()),
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(DeleteItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(error::sdk(err)),
+        }
+    }
+}
+
+#[async_trait]
+impl OAuthAccountStore for DynamoDbStore {
+    async fn add_oauth_account(
+        &self,
+        user: UserId,
+        account: NewOAuthAccount,
+    ) -> Result<OAuthAccount> {
+        user.expect_kind(self.config.id_kind())?;
+        let account = account.into_account(user)?;
+        let reference = reference(&account.provider, &account.account_id);
+        let mut claim = claim_key(&reference);
+        claim.insert(USER_ID.to_owned(), s(user.to_string()));
+        item::check_size(&claim)?;
+        let actions = vec![
+            self.user_exists(user)?,
+            txn::put(&self.users_table, claim, &Condition::absent())?,
+            txn::put(
+                &self.users_table,
+                self.link_item(&account, 0)?,
+                &Condition::absent(),
+            )?,
+        ];
+        match txn::transact(&self.client, actions).await? {
+            Outcome::Done => Ok(account),
+            Outcome::ConditionFailed { index: 0, .. } => Err(Error::NotFound { what: "user" }),
+            Outcome::ConditionFailed { .. } => Err(Error::AlreadyExists {
+                what: "oauth account",
+            }),
+        }
+    }
+
+    async fn update_oauth_account(
+        &self,
+        user: UserId,
+        provider: &str,
+        account_id: &str,
+        patch: OAuthAccountPatch,
+    ) -> Result<OAuthAccount> {
+        check_oauth_key(provider, account_id)?;
+        user.expect_kind(self.config.id_kind())?;
+        let reference = reference(provider, account_id);
+        let mut backoff = Backoff::contention();
+        loop {
+            let (current, rev) =
+                self.read_link(user, &reference)
+                    .await?
+                    .ok_or(Error::NotFound {
+                        what: "oauth account",
+                    })?;
+            let next = patch.apply(&current)?;
+            let same_rev = Condition::new("#rev = :rev")
+                .name("#rev", REV)
+                .value(":rev", item::n(rev));
+            match self
+                .put_if(self.link_item(&next, rev.saturating_add(1))?, &same_rev)
+                .await?
+            {
+                Outcome::Done => return Ok(next),
+                Outcome::ConditionFailed { item: None, .. } => {
+                    return Err(Error::NotFound {
+                        what: "oauth account",
+                    });
+                }
+                Outcome::ConditionFailed { .. } => {
+                    if !backoff.wait().await {
+                        return Err(DynamoError::Contention {
+                            attempts: backoff.failures(),
+                        }
+                        .into());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn remove_oauth_account(
+        &self,
+        user: UserId,
+        provider: &str,
+        account_id: &str,
+    ) -> Result<()> {
+        check_oauth_key(provider, account_id)?;
+        user.expect_kind(self.config.id_kind())?;
+        let reference = reference(provider, account_id);
+        let actions = vec![
+            txn::delete(
+                &self.users_table,
+                link_key(user, &reference),
+                &Condition::exists(),
+            )?,
+            txn::delete(&self.users_table, claim_key(&reference), &claim_of(user))?,
+        ];
+        match txn::transact(&self.client, actions).await? {
+            Outcome::Done => Ok(()),
+            Outcome::ConditionFailed { index: 0, .. } => Err(Error::NotFound {
+                what: "oauth account",
+            }),
+            Outcome::ConditionFailed { .. } => Err(error::bad_item(
+                &self.users_table,
+                format!("user {user} has a link whose claim belongs to another user"),
+            )),
+        }
+    }
+
+    async fn oauth_accounts(&self, user: UserId) -> Result<Vec<OAuthAccount>> {
+        user.expect_kind(self.config.id_kind())?;
+        let query = self
+            .client
+            .query()
+            .table_name(&self.users_table)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(user_pk(user)))
+            .expression_attribute_values(":prefix", s(OAUTH_PREFIX));
+        let mut accounts = batch::query_all(query)
+            .await?
+            .into_iter()
+            .map(|item| item::from_item::<OAuthAccount>(item, &self.users_table))
+            .collect::<Result<Vec<_>>>()?;
+        // The sort key orders by provider length first; the promise is provider, account id.
+        accounts.sort_by(|a, b| (&a.provider, &a.account_id).cmp(&(&b.provider, &b.account_id)));
+        Ok(accounts)
+    }
+
+    async fn get_user_by_oauth_account(
+        &self,
+        provider: &str,
+        account_id: &str,
+    ) -> Result<Option<User>> {
+        check_oauth_key(provider, account_id)?;
+        let claim = self
+            .client
+            .get_item()
+            .table_name(&self.users_table)
+            .set_key(Some(claim_key(&reference(provider, account_id))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(error::sdk)?
+            .item;
+        match claim {
+            Some(claim) => self.read_user(self.stored_user_id(&claim)?).await,
+            None => Ok(None),
+        }
+    }
+}

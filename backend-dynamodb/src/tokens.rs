@@ -1,0 +1,118 @@
+//! [`AccessTokenStore`]: token items keyed by the token's SHA-256, plus a reference in the
+//! user's partition so that all of a user's tokens can be found without a scan.
+//!
+//! The raw token is returned to the caller once and stored nowhere.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::ReturnValue;
+use storekit_core::{
+    AccessToken, AccessTokenStore, Error, IssuedToken, Result, UserId, async_trait, now, time,
+    token,
+};
+
+use crate::DynamoDbStore;
+use crate::error;
+use crate::item::{self, Item, key};
+use crate::txn::{self, Condition, Outcome};
+use crate::users::user_pk;
+
+/// The key prefix of token items, and the sort key prefix of their references.
+pub(crate) const TOKEN_PREFIX: &str = "TOKEN#";
+const TOKEN_SK: &str = "TOKEN";
+
+/// The key of the token item for a token hash.
+pub(crate) fn token_key(hash: &str) -> Item {
+    key(format!("{TOKEN_PREFIX}{hash}"), TOKEN_SK)
+}
+
+fn reference_key(user: UserId, hash: &str) -> Item {
+    key(user_pk(user), format!("{TOKEN_PREFIX}{hash}"))
+}
+
+impl DynamoDbStore {
+    async fn read_token(&self, hash: &str) -> Result<Option<AccessToken>> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.users_table)
+            .set_key(Some(token_key(hash)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(error::sdk)?
+            .item;
+        item.map(|item| item::from_item(item, &self.users_table))
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl AccessTokenStore for DynamoDbStore {
+    async fn create_access_token(&self, user: UserId) -> Result<IssuedToken> {
+        user.expect_kind(self.config.id_kind())?;
+        let secret = token::generate()?;
+        let hash = token::hash(&secret);
+        let info = AccessToken::new(user, now());
+        let mut token_item = item::to_item(&info)?;
+        token_item.extend(token_key(&hash));
+        let actions = vec![
+            self.user_exists(user)?,
+            txn::put(&self.users_table, token_item, &Condition::absent())?,
+            txn::put(
+                &self.users_table,
+                reference_key(user, &hash),
+                &Condition::absent(),
+            )?,
+        ];
+        match txn::transact(&self.client, actions).await? {
+            Outcome::Done => Ok(IssuedToken::new(secret, info)),
+            Outcome::ConditionFailed { index: 0, .. } => Err(Error::NotFound { what: "user" }),
+            // 256 random bits collided: report it rather than overwrite another session.
+            Outcome::ConditionFailed { .. } => Err(error::bad_item(
+                &self.users_table,
+                "a token with the new token's hash already exists",
+            )),
+        }
+    }
+
+    async fn get_access_token(
+        &self,
+        token: &str,
+        max_age: Option<Duration>,
+    ) -> Result<Option<AccessToken>> {
+        let info = self.read_token(&token::hash(token)).await?;
+        Ok(info.filter(|info| time::is_younger_than(info.created_at, max_age)))
+    }
+
+    async fn delete_access_token(&self, token: &str) -> Result<bool> {
+        let hash = token::hash(token);
+        let old = self
+            .client
+            .delete_item()
+            .table_name(&self.users_table)
+            .set_key(Some(token_key(&hash)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(error::sdk)?
+            .attributes
+            .filter(|item| !item.is_empty());
+        let Some(old) = old else { return Ok(false) };
+        let info: AccessToken = item::from_item(old, &self.users_table)?;
+        // The reference alone is harmless (it names no live token); remove it all the same.
+        self.client
+            .delete_item()
+            .table_name(&self.users_table)
+            .set_key(Some(reference_key(info.user_id, &hash)))
+            .send()
+            .await
+            .map_err(error::sdk)?;
+        Ok(true)
+    }
+
+    async fn delete_access_tokens_for_user(&self, user: UserId) -> Result<()> {
+        user.expect_kind(self.config.id_kind())?;
+        self.sweep_user_partition(user, TOKEN_PREFIX).await
+    }
+}

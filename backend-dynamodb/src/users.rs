@@ -1,0 +1,449 @@
+//! [`UserStore`] on the users table: user items, email claims and the integer id sequence.
+//!
+//! Email uniqueness is decided by DynamoDB: the claim item `EMAIL#{normalised email}` is
+//! written with `attribute_not_exists` in the same transaction as the user, and a refused
+//! condition on it is `AlreadyExists { what: "email" }`. Updates are optimistic: read, apply
+//! the patch, write conditioned on the version read.
+
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{
+    ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
+use storekit_core::{
+    Error, IdKind, NewUser, Page, PageRequest, Result, User, UserId, UserPatch, UserStore,
+    async_trait, serde_json,
+};
+
+use crate::error::{self, DynamoError};
+use crate::item::{self, Item, PK, SK, key, s};
+use crate::retry::Backoff;
+use crate::txn::{self, Condition, Outcome};
+use crate::{DynamoDbStore, batch};
+
+/// The sort key of a user item.
+pub(crate) const USER_SK: &str = "USER";
+/// The attribute of claims and tokens that names their user.
+pub(crate) const USER_ID: &str = "user_id";
+const EMAIL_SK: &str = "EMAIL";
+const VERSION: &str = "version";
+const SEQ_PK: &str = "#SEQ";
+const SEQ_SK: &str = "USER_ID";
+/// Scan page size for listing: a user owns at least two items (itself and its email claim).
+const ITEMS_PER_USER: usize = 3;
+
+/// The partition of a user: its item, links and token references.
+pub(crate) fn user_pk(id: UserId) -> String {
+    format!("USER#{id}")
+}
+
+fn email_pk(email_key: &str) -> String {
+    format!("EMAIL#{email_key}")
+}
+
+impl DynamoDbStore {
+    pub(crate) fn user_key(&self, id: UserId) -> Item {
+        key(user_pk(id), USER_SK)
+    }
+
+    /// A user read with a strongly consistent GetItem.
+    pub(crate) async fn read_user(&self, id: UserId) -> Result<Option<User>> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.users_table)
+            .set_key(Some(self.user_key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(error::sdk)?;
+        output.item.map(|item| self.decode_user(item)).transpose()
+    }
+
+    fn decode_user(&self, item: Item) -> Result<User> {
+        let user: User = item::from_item(item, &self.users_table)?;
+        if user.id.kind() != self.config.id_kind() {
+            return Err(error::bad_item(
+                &self.users_table,
+                format!(
+                    "user id {} is not a {:?} id as configured",
+                    user.id,
+                    self.config.id_kind()
+                ),
+            ));
+        }
+        Ok(user)
+    }
+
+    /// The user item, sized and checked before any request.
+    fn user_item(&self, user: &User) -> Result<Item> {
+        check_numbers(&serde_json::Value::Object(user.extra.clone()))?;
+        let mut item = item::to_item(user)?;
+        item.extend(key(user_pk(user.id), USER_SK));
+        item::check_size(&item)?;
+        Ok(item)
+    }
+
+    fn email_claim(&self, email_key: &str, id: UserId) -> Result<Item> {
+        let mut item = key(email_pk(email_key), EMAIL_SK);
+        item.insert(USER_ID.to_owned(), s(id.to_string()));
+        item::check_size(&item)?;
+        Ok(item)
+    }
+
+    /// Parses a user id stored in a claim or token item.
+    pub(crate) fn stored_user_id(&self, item: &Item) -> Result<UserId> {
+        let text = item::get_s(item, &self.users_table, USER_ID)?;
+        UserId::parse(self.config.id_kind(), text)
+            .map_err(|e| error::bad_item(&self.users_table, e))
+    }
+
+    /// A transaction action that fails unless the user exists.
+    pub(crate) fn user_exists(&self, id: UserId) -> Result<TransactWriteItem> {
+        txn::check(&self.users_table, self.user_key(id), &Condition::exists())
+    }
+
+    /// The next integer id: an atomic `ADD` on the sequence item, so ids only grow.
+    async fn next_int_id(&self) -> Result<i64> {
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.users_table)
+            .set_key(Some(key(SEQ_PK, SEQ_SK)))
+            .update_expression("ADD #n :one")
+            .expression_attribute_names("#n", "n")
+            .expression_attribute_values(":one", item::n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(error::sdk)?;
+        let attributes = output.attributes.unwrap_or_default();
+        item::get_i64(&attributes, &self.users_table, "n")?
+            .ok_or_else(|| error::bad_item(&self.users_table, "the id sequence returned no value"))
+    }
+
+    /// Writes the patched user if the stored version is still `current.version`; moves the
+    /// email claim in the same transaction when the normalised email changes.
+    async fn write_update(&self, current: &User, next: &User) -> Result<Outcome> {
+        let item = self.user_item(next)?;
+        let same_version = Condition::new("#version = :version")
+            .name("#version", VERSION)
+            .value(":version", item::n(version_number(current.version)?));
+        let (old_key, new_key) = (current.email_key()?, next.email_key()?);
+        if old_key == new_key {
+            return self.put_if(item, &same_version).await;
+        }
+        let owned_by_user = Condition::new("#user_id = :user_id")
+            .name("#user_id", USER_ID)
+            .value(":user_id", s(current.id.to_string()));
+        let actions = vec![
+            txn::put(&self.users_table, item, &same_version)?,
+            txn::put(
+                &self.users_table,
+                self.email_claim(&new_key, next.id)?,
+                &Condition::absent(),
+            )?,
+            txn::delete(
+                &self.users_table,
+                key(email_pk(&old_key), EMAIL_SK),
+                &owned_by_user,
+            )?,
+        ];
+        txn::transact(&self.client, actions).await
+    }
+
+    /// A single conditional PutItem on the users table, reported like a one-action transaction.
+    pub(crate) async fn put_if(&self, item: Item, condition: &Condition) -> Result<Outcome> {
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.users_table)
+            .set_item(Some(item))
+            .condition_expression(condition.expression())
+            .set_expression_attribute_names(condition.names())
+            .set_expression_attribute_values(condition.values())
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        match txn::retry_conflicts(|| request.clone().send()).await {
+            Ok(_) => Ok(Outcome::Done),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                    Ok(Outcome::ConditionFailed {
+                        index: 0,
+                        item: failed.item().cloned(),
+                    })
+                }
+                _ => Err(error::sdk(err)),
+            },
+        }
+    }
+
+    /// The version stored in an item a failed condition returned.
+    fn stored_version(&self, item: &Item) -> Result<u64> {
+        item::get_i64(item, &self.users_table, VERSION)?
+            .and_then(|v| u64::try_from(v).ok())
+            .ok_or_else(|| error::bad_item(&self.users_table, "user item without a version"))
+    }
+}
+
+#[async_trait]
+impl UserStore for DynamoDbStore {
+    fn id_kind(&self) -> IdKind {
+        self.config.id_kind()
+    }
+
+    async fn create_user(&self, user: NewUser) -> Result<User> {
+        let draft = user.into_draft()?;
+        let id = match self.config.id_kind() {
+            IdKind::Uuid => UserId::Uuid(uuid::Uuid::now_v7()),
+            IdKind::Int => UserId::Int(self.next_int_id().await?),
+        };
+        let email_key = draft.email_key.clone();
+        let user = draft.into_user(id);
+        let actions = vec![
+            txn::put(
+                &self.users_table,
+                self.user_item(&user)?,
+                &Condition::absent(),
+            )?,
+            txn::put(
+                &self.users_table,
+                self.email_claim(&email_key, id)?,
+                &Condition::absent(),
+            )?,
+        ];
+        match txn::transact(&self.client, actions).await? {
+            Outcome::Done => Ok(user),
+            Outcome::ConditionFailed { index: 1, .. } => {
+                Err(Error::AlreadyExists { what: "email" })
+            }
+            Outcome::ConditionFailed { .. } => Err(error::bad_item(
+                &self.users_table,
+                format!("a user with the new id {id} already exists"),
+            )),
+        }
+    }
+
+    async fn get_user(&self, id: UserId) -> Result<Option<User>> {
+        id.expect_kind(self.config.id_kind())?;
+        self.read_user(id).await
+    }
+
+    async fn get_user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let email_key = storekit_core::normalize_email(email)?;
+        let claim = self
+            .client
+            .get_item()
+            .table_name(&self.users_table)
+            .set_key(Some(key(email_pk(&email_key), EMAIL_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(error::sdk)?
+            .item;
+        let Some(claim) = claim else { return Ok(None) };
+        let user = self.read_user(self.stored_user_id(&claim)?).await?;
+        // A claim is moved in the same transaction as its user's email, so the two agree; the
+        // check only guards against reading between a delete's two steps.
+        Ok(user.filter(|u| u.email_key().is_ok_and(|k| k == email_key)))
+    }
+
+    async fn update_user(&self, id: UserId, patch: UserPatch) -> Result<User> {
+        id.expect_kind(self.config.id_kind())?;
+        let mut backoff = Backoff::contention();
+        loop {
+            let current = self
+                .read_user(id)
+                .await?
+                .ok_or(Error::NotFound { what: "user" })?;
+            let next = patch.apply(&current)?;
+            match self.write_update(&current, &next).await? {
+                Outcome::Done => return Ok(next),
+                Outcome::ConditionFailed { index: 0, item } => {
+                    let Some(stored) = item else {
+                        return Err(Error::NotFound { what: "user" });
+                    };
+                    let actual = self.stored_version(&stored)?;
+                    if let Some(expected) = patch.expected_version {
+                        return Err(Error::Conflict {
+                            what: "user",
+                            expected,
+                            actual,
+                        });
+                    }
+                    // Another update won the race: apply this patch again on top of it.
+                    if !backoff.wait().await {
+                        return Err(DynamoError::Contention {
+                            attempts: backoff.failures(),
+                        }
+                        .into());
+                    }
+                }
+                Outcome::ConditionFailed { index: 1, .. } => {
+                    return Err(Error::AlreadyExists { what: "email" });
+                }
+                Outcome::ConditionFailed { .. } => {
+                    return Err(error::bad_item(
+                        &self.users_table,
+                        format!("the email claim of user {id} belongs to another user"),
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn delete_user(&self, id: UserId) -> Result<()> {
+        id.expect_kind(self.config.id_kind())?;
+        let mut backoff = Backoff::contention();
+        loop {
+            let current = self
+                .read_user(id)
+                .await?
+                .ok_or(Error::NotFound { what: "user" })?;
+            let same_version = Condition::new("#version = :version")
+                .name("#version", VERSION)
+                .value(":version", item::n(version_number(current.version)?));
+            let owned_by_user = Condition::new("#user_id = :user_id")
+                .name("#user_id", USER_ID)
+                .value(":user_id", s(id.to_string()));
+            let actions = vec![
+                txn::delete(&self.users_table, self.user_key(id), &same_version)?,
+                txn::delete(
+                    &self.users_table,
+                    key(email_pk(&current.email_key()?), EMAIL_SK),
+                    &owned_by_user,
+                )?,
+            ];
+            match txn::transact(&self.client, actions).await? {
+                Outcome::Done => break,
+                Outcome::ConditionFailed {
+                    index: 0,
+                    item: None,
+                } => {
+                    return Err(Error::NotFound { what: "user" });
+                }
+                // Changed (perhaps its email) since it was read: read it again.
+                Outcome::ConditionFailed { index: 0, .. } => {
+                    if !backoff.wait().await {
+                        return Err(DynamoError::Contention {
+                            attempts: backoff.failures(),
+                        }
+                        .into());
+                    }
+                }
+                Outcome::ConditionFailed { .. } => {
+                    return Err(error::bad_item(
+                        &self.users_table,
+                        format!("the email claim of user {id} belongs to another user"),
+                    ));
+                }
+            }
+        }
+        // The user is gone, so nothing new can be linked to it: sweep what is linked.
+        self.sweep_user_partition(id, "").await
+    }
+
+    async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
+        page.check()?;
+        let mut start = match page.cursor.as_deref() {
+            Some(cursor) => {
+                let after = UserId::parse(self.config.id_kind(), cursor)
+                    .map_err(|_| Error::invalid("cursor", format!("{cursor:?} is not a cursor")))?;
+                Some(self.user_key(after))
+            }
+            None => None,
+        };
+        let scan_limit = i32::try_from((page.limit + 1) * ITEMS_PER_USER).unwrap_or(i32::MAX);
+        let mut users = Vec::new();
+        loop {
+            let output = self
+                .client
+                .scan()
+                .table_name(&self.users_table)
+                .filter_expression("#sk = :user")
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":user", s(USER_SK))
+                .consistent_read(true)
+                .limit(scan_limit)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(error::sdk)?;
+            for item in output.items.unwrap_or_default() {
+                users.push(self.decode_user(item)?);
+            }
+            start = output.last_evaluated_key.filter(|k| !k.is_empty());
+            if users.len() > page.limit || start.is_none() {
+                break;
+            }
+        }
+        // The Scan resumes after any key, so the cursor is simply the last user returned.
+        let next = if users.len() > page.limit {
+            users.truncate(page.limit);
+            users.last().map(|u| u.id.to_string())
+        } else {
+            None
+        };
+        Ok(Page::new(users, next))
+    }
+}
+
+impl DynamoDbStore {
+    /// Deletes the items of a user's partition whose sort key starts with `prefix` (all of them
+    /// for `""`), together with the claims and tokens they reference.
+    pub(crate) async fn sweep_user_partition(&self, id: UserId, prefix: &str) -> Result<()> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.users_table)
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
+            .expression_attribute_values(":pk", s(user_pk(id)))
+            .projection_expression("#pk, #sk");
+        query = if prefix.is_empty() {
+            query.key_condition_expression("#pk = :pk")
+        } else {
+            query
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_values(":prefix", s(prefix))
+        };
+        let mut deletes = Vec::new();
+        let mut oauth_claims = Vec::new();
+        for item in batch::query_all(query).await? {
+            let sk = item::get_s(&item, &self.users_table, SK)?.to_owned();
+            if let Some(token) = sk.strip_prefix(crate::tokens::TOKEN_PREFIX) {
+                deletes.push(crate::tokens::token_key(token));
+            } else if let Some(reference) = sk.strip_prefix(crate::oauth::OAUTH_PREFIX) {
+                oauth_claims.push(crate::oauth::claim_key(reference));
+            }
+            deletes.push(key(user_pk(id), sk));
+        }
+        for claim in oauth_claims {
+            self.delete_oauth_claim(claim, id).await?;
+        }
+        let requests = deletes
+            .into_iter()
+            .map(batch::delete_request)
+            .collect::<Result<Vec<_>>>()?;
+        batch::write_all(&self.client, &self.users_table, requests).await
+    }
+}
+
+/// Versions are stored as DynamoDB numbers through i64.
+fn version_number(version: u64) -> Result<i64> {
+    i64::try_from(version).map_err(|_| Error::invalid("version", "is too large"))
+}
+
+/// DynamoDB numbers hold magnitudes from 1e-130 to below 1e126; a JSON number outside that
+/// would be refused by the server, so it is refused here with a typed error.
+fn check_numbers(value: &serde_json::Value) -> Result<()> {
+    match value {
+        serde_json::Value::Number(number) => match number.as_f64() {
+            Some(f) if number.is_f64() && f != 0.0 && !(1e-130..1e126).contains(&f.abs()) => Err(
+                Error::invalid("extra", format!("{f} is outside DynamoDB's number range")),
+            ),
+            _ => Ok(()),
+        },
+        serde_json::Value::Array(values) => values.iter().try_for_each(check_numbers),
+        serde_json::Value::Object(map) => map.values().try_for_each(check_numbers),
+        _ => Ok(()),
+    }
+}

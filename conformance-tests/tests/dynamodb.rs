@@ -1,0 +1,47 @@
+//! The conformance suite on DynamoDB, against the endpoint in `STOREKIT_DYNAMODB_ENDPOINT`
+//! (DynamoDB Local; `eval "$(scripts/services.sh up)"` starts one).
+//!
+//! Each case gets its own tables (prefix `ctx.prefix`), created before and dropped after it.
+//! DynamoDB Local accepts any credentials, so fixed dummy ones are used unless the environment
+//! has real ones (`AWS_ACCESS_KEY_ID`).
+
+use std::sync::Arc;
+
+use futures::FutureExt as _;
+use storekit_conformance::{Fixture, SetupContext, server_url};
+use storekit_dynamodb::{DynamoDbConfig, DynamoDbStore};
+
+async fn setup(ctx: SetupContext) -> Option<Fixture> {
+    let endpoint = server_url("STOREKIT_DYNAMODB_ENDPOINT")?;
+    let mut config = DynamoDbConfig::builder()
+        .endpoint(endpoint)
+        .region(std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()))
+        .table_prefix(&ctx.prefix)
+        .id_kind(ctx.id_kind);
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        config = config.credentials("storekit", "storekit");
+    }
+    let config = config.build().expect("config");
+    let store = Arc::new(DynamoDbStore::connect(config).await.expect("connect"));
+    store.ensure_schema().await.expect("ensure_schema");
+    let dumped = store.clone();
+    let dropped = store.clone();
+    Some(Fixture::new(
+        store.clone(),
+        store,
+        Box::new(move || {
+            let store = dumped.clone();
+            async move { store.dump().await.expect("dump") }.boxed()
+        }),
+        Box::new(move || {
+            async move {
+                if let Err(e) = dropped.drop_schema().await {
+                    eprintln!("dropping the tables of {} failed: {e}", ctx.case);
+                }
+            }
+            .boxed()
+        }),
+    ))
+}
+
+storekit_conformance::conformance_suite!(setup);
