@@ -75,6 +75,8 @@ pub struct SetupContext {
 ///
 /// Without it the case is skipped with a loud message, unless `CI` is set, where a missing
 /// server fails the run: CI must never pass by skipping.
+// A skip must be loud, on the test's own output; this runs only in tests.
+#[allow(clippy::print_stderr)]
 pub fn server_url(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),

@@ -327,14 +327,14 @@ impl UserPatch {
     /// Backends read `current`, call this, and write the result only if the stored version is
     /// still `current.version`, retrying on a lost race unless the caller asked for a version.
     pub fn apply(&self, current: &User) -> Result<User> {
-        if let Some(expected) = self.expected_version {
-            if expected != current.version {
-                return Err(Error::Conflict {
-                    what: "user",
-                    expected,
-                    actual: current.version,
-                });
-            }
+        if let Some(expected) = self.expected_version
+            && expected != current.version
+        {
+            return Err(Error::Conflict {
+                what: "user",
+                expected,
+                actual: current.version,
+            });
         }
         let mut next = current.clone();
         if let Some(email) = &self.email {
