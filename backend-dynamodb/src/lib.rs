@@ -81,7 +81,7 @@
 //!
 //! Batch calls that come back with unprocessed items are resent with exponential backoff and
 //! jitter; after 10 rounds without progress the operation fails with
-//! [`Error::Unavailable`](storekit_core::Error::Unavailable).
+//! [`Error::Unavailable`].
 //!
 //! # Expiry
 //!
@@ -96,7 +96,7 @@
 //!
 //! - Items are sized before they are written with DynamoDB's rule (attribute names plus
 //!   values); an item over 400 KB is refused with
-//!   [`Error::ValueTooLarge`](storekit_core::Error::ValueTooLarge) and no request is sent.
+//!   [`Error::ValueTooLarge`] and no request is sent.
 //!   storekit's shared limits already keep valid items well under it.
 //! - `delete_user` first deletes the user and its email claim atomically (after which no link
 //!   or token can be added for it), then sweeps its partition. If the sweep fails, the error is

@@ -49,14 +49,13 @@ const RETRYABLE_REASONS: &[&str] = &[
 pub(crate) async fn transact(client: &Client, actions: Vec<TransactWriteItem>) -> Result<Outcome> {
     let mut backoff = Backoff::contention();
     loop {
-        let err = match client
+        let Err(err) = client
             .transact_write_items()
             .set_transact_items(Some(actions.clone()))
             .send()
             .await
-        {
-            Ok(_) => return Ok(Outcome::Done),
-            Err(err) => err,
+        else {
+            return Ok(Outcome::Done);
         };
         let retry = match err.as_service_error() {
             Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => {

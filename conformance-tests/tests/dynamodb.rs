@@ -24,6 +24,10 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
     let config = config.build().expect("config");
     let store = Arc::new(DynamoDbStore::connect(config).await.expect("connect"));
     store.ensure_schema().await.expect("ensure_schema");
+    store
+        .ensure_schema()
+        .await
+        .expect("ensure_schema is idempotent");
     let dumped = store.clone();
     let dropped = store.clone();
     Some(Fixture::new(
@@ -33,14 +37,7 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
             let store = dumped.clone();
             async move { store.dump().await.expect("dump") }.boxed()
         }),
-        Box::new(move || {
-            async move {
-                if let Err(e) = dropped.drop_schema().await {
-                    eprintln!("dropping the tables of {} failed: {e}", ctx.case);
-                }
-            }
-            .boxed()
-        }),
+        Box::new(move || async move { dropped.drop_schema().await.expect("drop_schema") }.boxed()),
     ))
 }
 
