@@ -38,6 +38,10 @@ pub use storekit_sql::{PostgresConfig, PostgresStore};
 pub use storekit_sql::{SqliteConfig, SqliteStore};
 
 /// A connected backend: its user store and key-value store as trait objects.
+///
+/// Made by [`connect`] from a URL, or with `.into()` from a store built with its typed config
+/// ([`SqliteConfig`], `PostgresConfig`, `DynamoDbConfig`), which is how to pass options a URL
+/// cannot carry, such as an existing pool or AWS client.
 #[derive(Debug, Clone)]
 pub struct Stores {
     backend: Backend,
@@ -52,6 +56,45 @@ enum Backend {
     Postgres(PostgresStore),
     #[cfg(feature = "dynamodb")]
     DynamoDb(DynamoDbStore),
+}
+
+impl From<MemoryStore> for Stores {
+    fn from(store: MemoryStore) -> Self {
+        Self {
+            backend: Backend::Memory(Arc::new(store)),
+        }
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl From<SqliteStore> for Stores {
+    /// Wraps a store built with its typed config, e.g.
+    /// `SqliteStore::open(&SqliteConfig::file("app.db").table_prefix("app_"))?.into()`.
+    fn from(store: SqliteStore) -> Self {
+        Self {
+            backend: Backend::Sqlite(store),
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<PostgresStore> for Stores {
+    /// Wraps a store built with its typed config or from an existing pool.
+    fn from(store: PostgresStore) -> Self {
+        Self {
+            backend: Backend::Postgres(store),
+        }
+    }
+}
+
+#[cfg(feature = "dynamodb")]
+impl From<DynamoDbStore> for Stores {
+    /// Wraps a store built with its typed config or from an existing client.
+    fn from(store: DynamoDbStore) -> Self {
+        Self {
+            backend: Backend::DynamoDb(store),
+        }
+    }
 }
 
 /// Connects to the backend named by `url`'s scheme. Creates nothing: call
@@ -135,7 +178,10 @@ fn memory_id_kind(url: &str) -> Result<IdKind> {
         None | Some("") => Ok(IdKind::Uuid),
         Some("id=uuid") => Ok(IdKind::Uuid),
         Some("id=int") => Ok(IdKind::Int),
-        Some(other) => Err(Error::invalid("url", format!("unknown parameter {other:?}"))),
+        Some(other) => Err(Error::invalid(
+            "url",
+            format!("unknown parameter {other:?}"),
+        )),
     }
 }
 

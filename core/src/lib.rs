@@ -7,6 +7,7 @@
 //! versioning and token hashing are the same everywhere.
 
 pub mod error;
+mod forward;
 pub mod kv;
 pub mod memory;
 pub mod time;

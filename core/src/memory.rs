@@ -474,3 +474,25 @@ impl KvStore for MemoryStore {
         Ok(purged)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    async fn round_trip(kv: impl KvStore) -> Result<Option<Vec<u8>>> {
+        kv.set("ns", "k", b"v", None).await?;
+        kv.get("ns", "k").await
+    }
+
+    #[tokio::test]
+    async fn shared_and_boxed_stores_are_stores() -> Result<()> {
+        let shared: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+        assert_eq!(round_trip(shared.clone()).await?, Some(b"v".to_vec()));
+        assert_eq!(shared.get("ns", "k").await?, Some(b"v".to_vec()));
+        let boxed: Box<MemoryStore> = Box::new(MemoryStore::new());
+        assert_eq!(round_trip(boxed).await?, Some(b"v".to_vec()));
+        Ok(())
+    }
+}
