@@ -334,6 +334,21 @@ async fn counters_are_numbers_that_read_as_digits() {
                 .expect("min"),
             8 + i64::MIN
         );
+
+        // Empty values are binary attributes like any other.
+        store.set("c", "empty", b"", None).await.expect("set empty");
+        assert!(
+            store
+                .compare_and_swap("c", "empty", Some(b""), b"full", None)
+                .await
+                .expect("cas from empty")
+        );
+        store.set("c", "empty", b"", None).await.expect("set empty");
+        let err = store
+            .increment("c", "empty", 1, None)
+            .await
+            .expect_err("not digits");
+        assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
     })
     .await;
 }
@@ -349,4 +364,28 @@ async fn connect_from_a_url() {
         storekit_core::UserStore::id_kind(&store),
         storekit_core::IdKind::Int
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_increments_of_a_digit_value_convert_it_once() {
+    with_store(16, |store, _requests| async move {
+        store.set("c", "k", b"10", None).await.expect("set");
+        let store = Arc::new(store);
+        let tasks: Vec<_> = (0..24)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.increment("c", "k", 1, None).await })
+            })
+            .collect();
+        let mut results = HashSet::new();
+        for task in tasks {
+            results.insert(task.await.expect("task").expect("increment"));
+        }
+        assert_eq!(results, (11..=34).collect());
+        assert_eq!(
+            store.get("c", "k").await.expect("get").as_deref(),
+            Some(&b"34"[..])
+        );
+    })
+    .await;
 }
