@@ -435,6 +435,9 @@ add_aws_exports() {
   [[ -n ${AWS_ACCESS_KEY_ID:-} ]] || add_export AWS_ACCESS_KEY_ID test
   [[ -n ${AWS_SECRET_ACCESS_KEY:-} ]] || add_export AWS_SECRET_ACCESS_KEY test
   [[ -n ${AWS_REGION:-} ]] || add_export AWS_REGION us-east-1
+  # Tests talk to a local endpoint only: never let the AWS SDK's credential chain fall back to
+  # probing the instance metadata address.
+  add_export AWS_EC2_METADATA_DISABLED true
 }
 
 up_dynamodb() {
