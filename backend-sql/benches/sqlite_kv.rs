@@ -24,7 +24,10 @@ fn main() {
     let raw = raw_connection(&dir.join("raw.db"));
     let store = SqliteStore::open(&SqliteConfig::file(dir.join("storekit.db"))).unwrap();
     store.migrate().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let keys: Vec<String> = (0..KEYS).map(|i| format!("key-{i:05}")).collect();
 
     for key in &keys {
@@ -34,10 +37,15 @@ fn main() {
 
     let raw_reads = rate(|i| raw_get(&raw, &keys[i % KEYS]));
     let kit_reads = rate(|i| {
-        rt.block_on(store.get("bench", &keys[i % KEYS])).unwrap().unwrap();
+        rt.block_on(store.get("bench", &keys[i % KEYS]))
+            .unwrap()
+            .unwrap();
     });
     let raw_writes = rate(|i| raw_upsert(&raw, &keys[i % KEYS]));
-    let kit_writes = rate(|i| rt.block_on(store.set("bench", &keys[i % KEYS], &VALUE, None)).unwrap());
+    let kit_writes = rate(|i| {
+        rt.block_on(store.set("bench", &keys[i % KEYS], &VALUE, None))
+            .unwrap()
+    });
     let kit_parallel = parallel_reads(&store, &keys);
 
     println!("SQLite, 1 KiB values, WAL + synchronous=NORMAL, {KEYS} keys");
@@ -116,7 +124,9 @@ fn raw_get(conn: &Connection, key: &str) {
     let mut stmt = conn
         .prepare_cached("SELECT value FROM kv WHERE namespace = ?1 AND key = ?2")
         .unwrap();
-    let value: Vec<u8> = stmt.query_row(params!["bench", key], |row| row.get(0)).unwrap();
+    let value: Vec<u8> = stmt
+        .query_row(params!["bench", key], |row| row.get(0))
+        .unwrap();
     assert_eq!(value.len(), VALUE.len());
 }
 

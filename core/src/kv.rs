@@ -132,6 +132,43 @@ pub trait KvStoreExt: KvStore {
 
 impl<T: KvStore + ?Sized> KvStoreExt for T {}
 
+/// Streams the keys that start with `prefix`, a page at a time, for backends that can list keys
+/// in order from a starting point.
+///
+/// `fetch(None)` returns up to `page_size` live keys `>= prefix` in ascending order, and
+/// `fetch(Some(last))` those `> last`. Pages are fetched lazily as the stream is read, and the
+/// listing stops at the first key past the prefix, so no connection is held between pages and
+/// a large namespace is never read whole.
+pub fn ordered_key_pages<'a, F, Fut>(
+    prefix: &'a str,
+    page_size: usize,
+    fetch: F,
+) -> BoxStream<'a, Result<String>>
+where
+    F: Fn(Option<String>) -> Fut + Send + Sync + 'a,
+    Fut: Future<Output = Result<Vec<String>>> + Send + 'a,
+{
+    use futures::{StreamExt as _, TryStreamExt as _, stream};
+    let fetch = std::sync::Arc::new(fetch);
+    let pages = stream::try_unfold(Some(None::<String>), move |state| {
+        let fetch = fetch.clone();
+        async move {
+            let Some(after) = state else { return Ok(None) };
+            let page = fetch(after).await?;
+            let fetched = page.len();
+            let matching: Vec<String> = page
+                .into_iter()
+                .take_while(|key| key.starts_with(prefix))
+                .collect();
+            // More may follow only if the page was full and still inside the prefix.
+            let more = fetched == page_size && matching.len() == fetched;
+            let next = more.then(|| matching.last().cloned());
+            Ok(Some((stream::iter(matching.into_iter().map(Ok)), next)))
+        }
+    });
+    pages.try_flatten().boxed()
+}
+
 /// Counter arithmetic shared by every backend that cannot add in the database itself.
 pub mod counter {
     use crate::{Error, Result};
@@ -154,5 +191,57 @@ pub mod counter {
     /// The stored form of a counter.
     pub fn encode(value: i64) -> Vec<u8> {
         value.to_string().into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures::TryStreamExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn ordered_key_pages_lists_every_matching_key_across_pages() -> Result<()> {
+        let keys: BTreeSet<String> = (0..23)
+            .map(|i| format!("p:{i:02}"))
+            .chain(["a", "o", "p", "q:1", "z"].map(String::from))
+            .collect();
+        let fetches = AtomicUsize::new(0);
+        let listed: Vec<String> = ordered_key_pages("p:", 5, |after| {
+            fetches.fetch_add(1, Ordering::Relaxed);
+            let page: Vec<String> = match after {
+                None => keys.range("p:".to_owned()..).take(5).cloned().collect(),
+                Some(after) => keys
+                    .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+                    .take(5)
+                    .cloned()
+                    .collect(),
+            };
+            async move { Ok(page) }
+        })
+        .try_collect()
+        .await?;
+        let expected: Vec<String> = (0..23).map(|i| format!("p:{i:02}")).collect();
+        assert_eq!(listed, expected);
+        // 23 matching keys in pages of 5: five pages, the last one short, and no more.
+        assert_eq!(fetches.load(Ordering::Relaxed), 5);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn ordered_key_pages_stops_at_the_first_key_past_the_prefix() -> Result<()> {
+        let fetches = AtomicUsize::new(0);
+        let listed: Vec<String> = ordered_key_pages("b", 3, |_| {
+            fetches.fetch_add(1, Ordering::Relaxed);
+            async { Ok(vec!["b1".to_owned(), "b2".to_owned(), "c".to_owned()]) }
+        })
+        .try_collect()
+        .await?;
+        assert_eq!(listed, ["b1", "b2"]);
+        assert_eq!(fetches.load(Ordering::Relaxed), 1);
+        Ok(())
     }
 }

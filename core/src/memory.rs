@@ -164,18 +164,16 @@ impl UserStore for MemoryStore {
             .map(|c| UserId::parse(self.id_kind, c))
             .transpose()?;
         let state = self.state();
-        let mut items: Vec<User> = state
+        let items: Vec<User> = state
             .users
             .values()
             .filter(|user| after.is_none_or(|after| user.id > after))
             .take(page.limit + 1)
             .cloned()
             .collect();
-        let next = (items.len() > page.limit).then(|| {
-            items.truncate(page.limit);
-            items.last().map(|user| user.id.to_string())
-        });
-        Ok(Page::new(items, next.flatten()))
+        Ok(Page::from_overfetch(items, page.limit, |user| {
+            user.id.to_string()
+        }))
     }
 }
 

@@ -429,6 +429,18 @@ impl<T> Page<T> {
     pub fn new(items: Vec<T>, next: Option<String>) -> Self {
         Self { items, next }
     }
+
+    /// A page from up to `limit + 1` items fetched in order: the extra item only tells that
+    /// more follow, and the cursor of the last item kept continues the listing.
+    pub fn from_overfetch(mut items: Vec<T>, limit: usize, cursor: impl Fn(&T) -> String) -> Self {
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(cursor)
+        } else {
+            None
+        };
+        Self { items, next }
+    }
 }
 
 /// An OAuth account linked to a user.

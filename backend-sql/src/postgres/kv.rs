@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt as _;
 use futures::stream::{self, BoxStream};
-use futures::{StreamExt as _, TryStreamExt as _};
 use sqlx::Row as _;
-use storekit_core::kv::counter;
+use storekit_core::kv::{counter, ordered_key_pages};
 use storekit_core::time::{expiry_millis, is_live, now_millis};
 use storekit_core::{KvStore, Result, validate};
 
@@ -149,24 +149,12 @@ impl KvStore for PostgresStore {
         if let Err(e) = validate::check_namespace(namespace).and(validate::check_prefix(prefix)) {
             return stream::once(async { Err(e) }).boxed();
         }
-        // Pages continue after the last key seen, so a listing holds no connection between
-        // pages and stops at the first key past the prefix.
-        let pages = stream::try_unfold(Some(None::<String>), move |state| async move {
-            let Some(after) = state else { return Ok(None) };
-            let page = match &after {
-                None => self.keys_page(namespace, prefix, true).await?,
-                Some(after) => self.keys_page(namespace, after, false).await?,
-            };
-            let fetched = page.len();
-            let matching: Vec<String> = page
-                .into_iter()
-                .take_while(|key| key.starts_with(prefix))
-                .collect();
-            let more = fetched as i64 == KEYS_PAGE && matching.len() == fetched;
-            let next = more.then(|| matching.last().cloned());
-            Ok(Some((stream::iter(matching.into_iter().map(Ok)), next)))
-        });
-        pages.try_flatten().boxed()
+        ordered_key_pages(prefix, KEYS_PAGE as usize, move |after| async move {
+            match after {
+                None => self.keys_page(namespace, prefix, true).await,
+                Some(after) => self.keys_page(namespace, &after, false).await,
+            }
+        })
     }
 
     async fn clear(&self, namespace: &str) -> Result<()> {

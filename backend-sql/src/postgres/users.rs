@@ -208,17 +208,13 @@ impl UserStore for PostgresStore {
             None => sqlx::query(self.inner.sql.list_users_first.clone()).bind(limit),
         };
         let rows = query.fetch_all(&self.inner.pool).await.map_err(pg_error)?;
-        let mut users = rows
+        let users = rows
             .iter()
             .map(|row| self.user_from(row))
             .collect::<Result<Vec<_>>>()?;
-        let next = if users.len() > page.limit {
-            users.truncate(page.limit);
-            users.last().map(|u| u.id.to_string())
-        } else {
-            None
-        };
-        Ok(Page::new(users, next))
+        Ok(Page::from_overfetch(users, page.limit, |u| {
+            u.id.to_string()
+        }))
     }
 }
 

@@ -308,7 +308,7 @@ impl UserStore for SqliteStore {
             .map(|c| UserId::parse(self.inner.id_kind, c).and_then(|id| self.id(id)))
             .transpose()?;
         let limit = page.limit as i64 + 1;
-        let mut users = self
+        let users = self
             .inner
             .conns
             .read(|conn| {
@@ -329,13 +329,9 @@ impl UserStore for SqliteStore {
             .into_iter()
             .map(RawUser::into_user)
             .collect::<Result<Vec<_>>>()?;
-        let next = if users.len() > page.limit {
-            users.truncate(page.limit);
-            users.last().map(|u| u.id.to_string())
-        } else {
-            None
-        };
-        Ok(Page::new(users, next))
+        Ok(Page::from_overfetch(users, page.limit, |u| {
+            u.id.to_string()
+        }))
     }
 }
 
