@@ -44,7 +44,7 @@ fn main() {
     let raw_writes = rate(|i| raw_upsert(&raw, &keys[i % KEYS]));
     let kit_writes = rate(|i| {
         rt.block_on(store.set("bench", &keys[i % KEYS], &VALUE, None))
-            .unwrap()
+            .unwrap();
     });
     let kit_parallel = parallel_reads(&store, &keys);
 
