@@ -25,7 +25,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Emails are unique ignoring case, so a second run finds the user made by the first.
     let new = NewUser::new("Ada.Lovelace@Example.com", "$argon2id$v=19$not-a-real-hash")
-        .with_extra(&Profile { display_name: "Ada".into() })?;
+        .with_extra(&Profile {
+            display_name: "Ada".into(),
+        })?;
     let user = match users.create_user(new).await {
         Ok(user) => {
             say(format!("created user {} <{}>", user.id, user.email));
@@ -43,19 +45,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     say(format!("profile: {profile:?}, version {}", user.version));
 
     let verified = users
-        .update_user(user.id, UserPatch::new().verified(true).if_version(user.version))
+        .update_user(
+            user.id,
+            UserPatch::new().verified(true).if_version(user.version),
+        )
         .await?;
-    say(format!("verified the email: version {} -> {}", user.version, verified.version));
+    say(format!(
+        "verified the email: version {} -> {}",
+        user.version, verified.version
+    ));
 
     let login = users.create_access_token(user.id).await?;
     let session = users
         .get_access_token(&login.token, Some(Duration::from_secs(3600)))
         .await?
         .ok_or("the token was not found")?;
-    say(format!("logged in: token for user {} issued at {}", session.user_id, session.created_at));
+    say(format!(
+        "logged in: token for user {} issued at {}",
+        session.user_id, session.created_at
+    ));
 
     let ttl = Some(Duration::from_secs(60));
-    kv.set_json("greetings", "ada", &format!("Hello, {}!", profile.display_name), ttl).await?;
+    kv.set_json(
+        "greetings",
+        "ada",
+        &format!("Hello, {}!", profile.display_name),
+        ttl,
+    )
+    .await?;
     let greeting: Option<String> = kv.get_json("greetings", "ada").await?;
     say(format!("cached for 60 s: {greeting:?}"));
     let visits = kv.increment("visits", "ada", 1, None).await?;

@@ -1,0 +1,380 @@
+//! The `axum_users` example binary, unchanged, on SQLite, PostgreSQL and DynamoDB: only
+//! `DATABASE_URL` differs. Each test starts the compiled example on a free loopback port, drives
+//! it over a real socket (register, login, `/me`, logout, and the error cases a client meets),
+//! and kills it.
+//!
+//! The binary is the one `cargo test` builds next to this test (`target/<profile>/examples/`);
+//! a `cargo test --test axum_users_backends` alone does not rebuild examples, so the test refuses
+//! a binary older than the example's source. PostgreSQL and DynamoDB need
+//! `STOREKIT_POSTGRES_URL` / `STOREKIT_DYNAMODB_ENDPOINT` (`eval "$(scripts/services.sh up)"`):
+//! without them the test says SKIPPED, and fails if `CI` is set.
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use storekit::UserPatch;
+use storekit::futures::future::join_all;
+
+#[tokio::test]
+async fn sqlite() {
+    let file = TempDb::new();
+    let url = format!("sqlite://{}", file.0.display());
+    scenario(&url).await;
+}
+
+#[tokio::test]
+async fn sqlite_tokens_expire_after_their_max_age() {
+    let file = TempDb::new();
+    let url = format!("sqlite://{}", file.0.display());
+    let server = Server::start(&url, &[("TOKEN_MAX_AGE_SECS", "1")]);
+    let api = Api::new(&server);
+    let email = "clock@example.com";
+    assert_eq!(api.register(email, PASSWORD).await.0, StatusCode::CREATED);
+    let token = api.login_token(email, PASSWORD).await;
+    assert_eq!(api.me(Some(&token)).await.0, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(api.me(Some(&token)).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres() {
+    let Some(server) = server_env("STOREKIT_POSTGRES_URL") else {
+        return;
+    };
+    // A unique table prefix: runs sharing the database never see each other's users.
+    let separator = if server.contains('?') { '&' } else { '?' };
+    let url = format!("{server}{separator}prefix={}", unique_name());
+    scenario(&url).await;
+    let config = storekit::PostgresConfig::new(&url).expect("the test URL parses");
+    let store = storekit::PostgresStore::connect(&config)
+        .await
+        .expect("PostgreSQL is reachable for cleanup");
+    store.drop_tables().await.expect("the test's tables drop");
+}
+
+#[cfg(feature = "dynamodb")]
+#[tokio::test]
+async fn dynamodb() {
+    let Some(endpoint) = server_env("STOREKIT_DYNAMODB_ENDPOINT") else {
+        return;
+    };
+    // The tables made under this unique prefix stay in DynamoDB Local, which keeps them in
+    // memory only until it stops; the facade has no call to drop them.
+    let url = format!(
+        "dynamodb://?endpoint={endpoint}&region=us-east-1&prefix={}",
+        unique_name()
+    );
+    scenario(&url).await;
+}
+
+#[cfg(not(all(feature = "postgres", feature = "dynamodb")))]
+#[test]
+#[allow(clippy::print_stderr)] // A skip must be loud on the test's own output.
+fn backends_left_out_of_this_build() {
+    for (feature, on) in [
+        ("postgres", cfg!(feature = "postgres")),
+        ("dynamodb", cfg!(feature = "dynamodb")),
+    ] {
+        if !on {
+            eprintln!(
+                "SKIPPED: axum_users on {feature}: built without storekit's `{feature}` feature \
+                 (run with --all-features)"
+            );
+        }
+    }
+}
+
+const PASSWORD: &str = "correct horse battery";
+
+/// Everything a client of the example can see, on the backend that `url` names.
+async fn scenario(url: &str) {
+    let server = Server::start(url, &[]);
+    let api = Api::new(&server);
+
+    let (status, ada) = api.register("Ada@Example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::CREATED, "{ada}");
+    assert_eq!(
+        ada["email"], "Ada@Example.com",
+        "the email is kept as typed"
+    );
+    assert_eq!(ada["is_active"], true);
+    assert!(
+        ada.get("hashed_password").is_none(),
+        "the hash leaked: {ada}"
+    );
+    assert!(!ada["id"].is_null(), "{ada}");
+
+    // Emails are unique ignoring case, Unicode included; the database decides atomically.
+    let (status, body) = api.register("ada@EXAMPLE.COM", PASSWORD).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let racers = [
+        "Grace@Example.com",
+        "grace@example.com",
+        "GRACE@EXAMPLE.COM",
+    ];
+    let answers = join_all(racers.iter().map(|email| api.register(email, PASSWORD))).await;
+    let mut statuses: Vec<_> = answers.iter().map(|(status, _)| *status).collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::CREATED,
+            StatusCode::CONFLICT,
+            StatusCode::CONFLICT
+        ],
+        "{answers:?}"
+    );
+
+    for bad_email in ["not-an-email", "two@@example.com", ""] {
+        let (status, body) = api.register(bad_email, PASSWORD).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad_email:?}: {body}"
+        );
+    }
+    let (status, body) = api.register("short@example.com", "short").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    for (email, password) in [
+        ("ada@example.com", "wrong horse battery"),
+        ("nobody@example.com", PASSWORD),
+        ("not-an-email", PASSWORD),
+    ] {
+        let (status, body) = api.login(email, password).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{email}: {body}");
+    }
+
+    let token = api.login_token("ADA@example.COM", PASSWORD).await;
+    let (status, me) = api.me(Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!((&me["id"], &me["email"]), (&ada["id"], &ada["email"]));
+    assert_eq!(api.me(None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        api.me(Some("not-a-token")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Logging out ends that login only.
+    let other_login = api.login_token("ada@example.com", PASSWORD).await;
+    assert_eq!(api.logout(Some(&token)).await, StatusCode::NO_CONTENT);
+    assert_eq!(api.me(Some(&token)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(api.logout(Some(&token)).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(api.logout(None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(api.me(Some(&other_login)).await.0, StatusCode::OK);
+
+    // Deactivated through the store itself (as an admin tool would, from another process):
+    // the live token stops working and logging in is refused.
+    let stores = storekit::connect(url).await.expect("the test connects too");
+    let users = stores.auth();
+    let user = users
+        .get_user_by_email("ada@example.com")
+        .await
+        .expect("the store answers")
+        .expect("Ada exists");
+    users
+        .update_user(user.id, UserPatch::new().active(false))
+        .await
+        .expect("Ada is deactivated");
+    assert_eq!(api.me(Some(&other_login)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        api.login("ada@example.com", PASSWORD).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// A client for the example's routes.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    fn new(server: &Server) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: server.base.clone(),
+        }
+    }
+
+    async fn post(&self, path: &str, body: &Value, token: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        read(request.send().await.expect("the server answers")).await
+    }
+
+    async fn register(&self, email: &str, password: &str) -> (StatusCode, Value) {
+        let body = json!({ "email": email, "password": password });
+        self.post("/register", &body, None).await
+    }
+
+    async fn login(&self, email: &str, password: &str) -> (StatusCode, Value) {
+        let body = json!({ "email": email, "password": password });
+        self.post("/login", &body, None).await
+    }
+
+    async fn login_token(&self, email: &str, password: &str) -> String {
+        let (status, body) = self.login(email, password).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["token_type"], "bearer");
+        body["access_token"]
+            .as_str()
+            .expect("login returns a token")
+            .to_owned()
+    }
+
+    async fn me(&self, token: Option<&str>) -> (StatusCode, Value) {
+        let mut request = self.http.get(format!("{}/me", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        read(request.send().await.expect("the server answers")).await
+    }
+
+    async fn logout(&self, token: Option<&str>) -> StatusCode {
+        self.post("/logout", &Value::Null, token).await.0
+    }
+}
+
+async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("the body arrives");
+    // Not every answer is JSON (axum's own rejections are text); keep those as a string.
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// The example binary, running; killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    /// Starts the example with `DATABASE_URL=url` on a free port, and waits until it listens.
+    fn start(url: &str, env: &[(&str, &str)]) -> Self {
+        let binary = example_binary("axum_users");
+        let mut child = Command::new(&binary)
+            .env("DATABASE_URL", url)
+            .env("PORT", "0")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        // Reads the start-up line, then keeps draining so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some((_, address)) = line.split_once("listening on ") {
+                    let _ = tx.send(address.trim().to_owned());
+                }
+            }
+        });
+        // DynamoDB Local takes a few seconds to create tables and enable their TTL.
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(base) => Self { child, base },
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                let mut stderr = String::new();
+                if let Some(mut pipe) = child.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                panic!("axum_users did not start ({status}) with DATABASE_URL={url}:\n{stderr}");
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The path of an example that `cargo test` built beside this test's own executable
+/// (`target/<profile>/deps/THIS` → `target/<profile>/examples/NAME`).
+fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test runs from target/<profile>/deps");
+    let binary = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.rs"));
+    let modified = |path: &PathBuf| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    match (modified(&binary), modified(&source)) {
+        (Some(built), Some(written)) if built >= written => binary,
+        (None, _) => panic!(
+            "{} is missing: run the tests with plain `cargo test` (which builds examples), or \
+             `cargo build --example {name}` with the same features first",
+            binary.display()
+        ),
+        _ => panic!(
+            "{} is older than examples/{name}.rs: plain `cargo test` rebuilds it",
+            binary.display()
+        ),
+    }
+}
+
+/// A table prefix (a valid identifier everywhere) that no other run uses.
+fn unique_name() -> String {
+    static COUNT: AtomicU32 = AtomicU32::new(0);
+    let seconds = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let count = COUNT.fetch_add(1, Ordering::Relaxed);
+    format!("axum_users_{seconds:x}_{}_{count}_", std::process::id())
+}
+
+/// The server address in environment variable `var`; without it a loud skip, or a failure
+/// under CI, which must never pass by skipping.
+#[allow(clippy::print_stderr)] // A skip must be loud on the test's own output.
+#[allow(dead_code)] // Unused when both server backends are compiled out.
+fn server_env(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{var} is not set and CI is: run `eval \"$(scripts/services.sh up)\"` first")
+        }
+        _ => {
+            eprintln!(
+                "SKIPPED: axum_users on {var}: not set; run `eval \"$(scripts/services.sh up)\"`"
+            );
+            None
+        }
+    }
+}
+
+/// An SQLite file in the temp directory, removed (with its WAL files) when dropped.
+struct TempDb(PathBuf);
+
+impl TempDb {
+    fn new() -> Self {
+        Self(std::env::temp_dir().join(format!("{}.db", unique_name())))
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.0.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
