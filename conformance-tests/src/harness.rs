@@ -1,8 +1,10 @@
 //! What a backend hands the suite ([`Fixture`]), and how a case is run around it.
 
+use std::collections::BTreeSet;
 use std::future::Future;
+use std::io::Write as _;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
@@ -71,24 +73,43 @@ pub struct SetupContext {
     pub prefix: String,
 }
 
-/// The address of a test server from the environment variable `var`.
+/// The address of a test server: the environment variable `var` if set, else, for
+/// `STOREKIT_POSTGRES_URL` and `STOREKIT_DYNAMODB_ENDPOINT`, a container that this test binary
+/// starts on first use and shares between its cases (see [`crate::containers`]).
 ///
-/// Without it the case is skipped with a loud message, unless `CI` is set, where a missing
+/// Without either the case is skipped with a loud message, unless `CI` is set, where a missing
 /// server fails the run: CI must never pass by skipping.
-// A skip must be loud, on the test's own output; this runs only in tests.
-#[allow(clippy::print_stderr)]
 pub fn server_url(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("{var} is not set and CI is: run `eval \"$(scripts/services.sh up)\"` first")
-        }
-        _ => {
-            eprintln!(
-                "SKIPPED: {var} is not set; run `eval \"$(scripts/services.sh up)\"` to test this backend"
-            );
-            None
-        }
+    if let Ok(url) = std::env::var(var)
+        && !url.is_empty()
+    {
+        return Some(url);
+    }
+    let why = match crate::containers::Server::for_env_var(var) {
+        Some(server) => match crate::containers::url(server) {
+            Ok(url) => return Some(url),
+            Err(why) => why,
+        },
+        None => format!("{var} is not set"),
+    };
+    let fix = "run `eval \"$(scripts/services.sh up)\"` (local servers) \
+               or `eval \"$(scripts/container-images.sh up)\"` (containers) first";
+    if std::env::var_os("CI").is_some() {
+        panic!("{why}; CI is set, so this fails instead of skipping: {fix}");
+    }
+    skip_loudly(var, &format!("SKIPPED: {why}; {fix}"));
+    None
+}
+
+/// Says once per binary and variable, on stderr past libtest's capture, that cases skip.
+fn skip_loudly(var: &str, message: &str) {
+    static SAID: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let first = SAID
+        .lock()
+        .map(|mut said| said.insert(var.to_owned()))
+        .unwrap_or(true);
+    if first {
+        let _ = writeln!(std::io::stderr().lock(), "storekit-conformance: {message}");
     }
 }
 

@@ -16,7 +16,11 @@
 //!
 //! User cases run twice, with UUID and with integer ids. Every case gets its own table prefix
 //! (or schema, or file) and the fixture's cleanup runs whether the case passed or not.
+//!
+//! Servers come from [`server_url`]: the URL in the environment, else a container started once
+//! per test binary ([`containers`]), else the case is skipped, or fails when `CI` is set.
 
+pub mod containers;
 pub mod harness;
 pub mod kv;
 pub mod users;

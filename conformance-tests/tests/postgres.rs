@@ -1,5 +1,6 @@
-//! The conformance suite on PostgreSQL (`STOREKIT_POSTGRES_URL`), each case in its own schema
-//! with a table prefix, on a pool of 16 connections, dropped afterwards.
+//! The conformance suite on PostgreSQL, each case in its own schema with a table prefix, on a
+//! pool of 16 connections, dropped afterwards. The server is `STOREKIT_POSTGRES_URL`, else a
+//! container this binary starts and shares between its cases (`STOREKIT_POSTGRES_IMAGE`).
 
 use std::sync::Arc;
 
