@@ -325,14 +325,14 @@ impl IntoResponse for ApiError {
             Self::Store(e @ Error::NotFound { .. }) => (StatusCode::NOT_FOUND, e.to_string()),
             Self::Store(e @ Error::Conflict { .. }) => (StatusCode::CONFLICT, e.to_string()),
             Self::Store(e @ Error::Unavailable { .. }) => {
-                log_error(&e);
+                log_error(chain(&e));
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "try again later".to_owned(),
                 )
             }
             Self::Store(e) => {
-                log_error(&e);
+                log_error(chain(&e));
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal error".to_owned(),
@@ -354,7 +354,7 @@ impl IntoResponse for ApiError {
                     .into_response();
             }
             Self::Internal(what) => {
-                log_error(&*Box::<dyn std::error::Error>::from(what));
+                log_error(what);
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal error".to_owned(),
@@ -385,14 +385,19 @@ fn say(line: impl std::fmt::Display) {
     println!("{line}");
 }
 
-/// Logs a server-side failure with its whole source chain; the client only sees a status.
+/// Logs a server-side failure; the client only sees a status.
 #[allow(clippy::print_stderr)] // An example without a logging framework: stderr is the log.
-fn log_error(error: &(dyn std::error::Error + 'static)) {
+fn log_error(what: impl std::fmt::Display) {
+    eprintln!("error: {what}");
+}
+
+/// An error and its sources, `outer: inner: …`, so that the log keeps the whole chain.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut line = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
         line = format!("{line}: {cause}");
         source = cause.source();
     }
-    eprintln!("error: {line}");
+    line
 }

@@ -235,7 +235,8 @@ async fn list_products(
     let prefix = name_key(query.name.as_deref().unwrap_or(""));
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, 1000);
 
-    // Every index entry under the prefix, grouped by product id.
+    // Every index entry under the prefix, grouped by product id. Sorting by update time needs
+    // them all; a catalogue too large for that would keep a second index by time.
     let keys: Vec<String> = kv.keys(BY_NAME, &prefix).try_collect().await?;
     let mut entries: HashMap<u64, Vec<(String, u64)>> = HashMap::new();
     for key in &keys {
@@ -368,21 +369,21 @@ impl IntoResponse for ApiError {
                 "too many concurrent updates: try again".to_owned(),
             ),
             Self::Store(e @ Error::Unavailable { .. }) => {
-                log_error(&e);
+                log_error(chain(&e));
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "try again later".to_owned(),
                 )
             }
             Self::Store(e) => {
-                log_error(&e);
+                log_error(chain(&e));
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal error".to_owned(),
                 )
             }
             Self::Internal(what) => {
-                log_error(&*Box::<dyn std::error::Error>::from(what));
+                log_error(what);
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal error".to_owned(),
@@ -398,16 +399,21 @@ fn say(line: impl std::fmt::Display) {
     println!("{line}");
 }
 
-/// Logs a server-side failure with its whole source chain; the client only sees a status.
+/// Logs a server-side failure; the client only sees a status.
 #[allow(clippy::print_stderr)] // An example without a logging framework: stderr is the log.
-fn log_error(error: &(dyn std::error::Error + 'static)) {
+fn log_error(what: impl std::fmt::Display) {
+    eprintln!("error: {what}");
+}
+
+/// An error and its sources, `outer: inner: …`, so that the log keeps the whole chain.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut line = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
         line = format!("{line}: {cause}");
         source = cause.source();
     }
-    eprintln!("error: {line}");
+    line
 }
 
 #[cfg(test)]
@@ -435,10 +441,14 @@ mod tests {
                 "storekit-products-{name}-{}.db",
                 std::process::id()
             ));
-            let stores = storekit::connect(&format!("sqlite://{}", path.display()))
-                .await
-                .expect("SQLite opens");
-            stores.migrate().await.expect("SQLite migrates");
+            // SQLite (the default backend) when compiled in; the reference store otherwise.
+            let url = if cfg!(feature = "sqlite") {
+                format!("sqlite://{}", path.display())
+            } else {
+                "memory://".to_owned()
+            };
+            let stores = storekit::connect(&url).await.expect("the store opens");
+            stores.migrate().await.expect("the store migrates");
             Self {
                 app: app(stores.kv()),
                 kv: stores.kv(),
