@@ -1,7 +1,7 @@
 //! Test servers in containers, for a backend whose URL is not in the environment.
 //!
-//! [`url`] starts one container per server kind and test binary, on first use, and every case
-//! of the binary shares it. The image is the official one unless `STOREKIT_POSTGRES_IMAGE` /
+//! [`server_url`](crate::server_url) starts one container per server kind and test binary, on
+//! first use, and every case of the binary shares it. The image is the official one unless `STOREKIT_POSTGRES_IMAGE` /
 //! `STOREKIT_DYNAMODB_IMAGE` name another (`name:tag`, e.g. the local images that
 //! `scripts/container-images.sh` builds). The engine is whatever testcontainers finds:
 //! `DOCKER_HOST`, else the default Docker socket.
@@ -216,31 +216,14 @@ mod imp {
             server.url_var()
         ));
         let started = Instant::now();
-        let (held, id, host): (Box<dyn Any + Send + Sync>, String, String) = match server {
-            Server::Postgres => {
-                let request = Postgres::default()
-                    .with_user("postgres")
-                    .with_password(PG_PASSWORD)
-                    .with_db_name(PG_DATABASE)
-                    .with_name(name)
-                    .with_tag(tag);
-                let request = configure(request, &container, &binary, port, 5432);
-                let running = request.start().map_err(|e| fail(e.to_string()))?;
-                let host = host(running.get_host().map_err(|e| fail(e.to_string()))?);
-                let id = running.id().to_owned();
-                (Box::new(running), id, host)
-            }
-            Server::DynamoDb => {
-                let request = DynamoDb::default()
-                    .with_name(name)
-                    .with_tag(tag)
-                    // DynamoDB Local would otherwise try to send usage data from the tests.
-                    .with_env_var("DDB_LOCAL_TELEMETRY", "false");
-                let request = configure(request, &container, &binary, port, 8000);
-                let running = request.start().map_err(|e| fail(e.to_string()))?;
-                let host = host(running.get_host().map_err(|e| fail(e.to_string()))?);
-                let id = running.id().to_owned();
-                (Box::new(running), id, host)
+        let (held, id, host) = match launch(server, (name, tag), &container, &binary, port) {
+            Ok(launched) => launched,
+            Err(e) => {
+                // Never started, or already removed by testcontainers: nothing to watch.
+                if let Some(mut watchdog) = watchdog {
+                    let _ = watchdog.write_all(b"cancel\n");
+                }
+                return Err(fail(e.to_string()));
             }
         };
         let url = match server {
@@ -260,6 +243,41 @@ mod imp {
             url,
             _container: held,
             _watchdog: watchdog,
+        })
+    }
+
+    /// Starts the container; returns it (to hold), its id, and the host to reach it on.
+    fn launch(
+        server: Server,
+        (name, tag): (&str, &str),
+        container: &str,
+        binary: &str,
+        port: u16,
+    ) -> testcontainers::core::error::Result<(Box<dyn Any + Send + Sync>, String, String)> {
+        Ok(match server {
+            Server::Postgres => {
+                let request = Postgres::default()
+                    .with_user("postgres")
+                    .with_password(PG_PASSWORD)
+                    .with_db_name(PG_DATABASE)
+                    .with_name(name)
+                    .with_tag(tag);
+                let running = configure(request, container, binary, port, 5432).start()?;
+                let host = host(running.get_host()?);
+                let id = running.id().to_owned();
+                (Box::new(running), id, host)
+            }
+            Server::DynamoDb => {
+                let request = DynamoDb::default()
+                    .with_name(name)
+                    .with_tag(tag)
+                    // DynamoDB Local would otherwise try to send usage data from the tests.
+                    .with_env_var("DDB_LOCAL_TELEMETRY", "false");
+                let running = configure(request, container, binary, port, 8000).start()?;
+                let host = host(running.get_host()?);
+                let id = running.id().to_owned();
+                (Box::new(running), id, host)
+            }
         })
     }
 
@@ -311,11 +329,13 @@ mod imp {
     }
 
     /// Waits for EOF on stdin (this test binary exited: nobody else holds the pipe's write
-    /// end, which is close-on-exec), then removes the container by name. Signals are ignored
-    /// so that Ctrl-C on `cargo test` does not stop the cleanup with the tests.
+    /// end, which is close-on-exec), then removes the container by name; a line `cancel`
+    /// first means that there is no container. Signals are ignored so that Ctrl-C on
+    /// `cargo test` does not stop the cleanup with the tests.
     const WATCHDOG: &str = r#"
 trap '' HUP INT TERM PIPE
 name=$1 socket=$2 api=$3
+if IFS= read -r line && [ "$line" = cancel ]; then exit 0; fi
 cat >/dev/null 2>&1
 if command -v curl >/dev/null 2>&1 && [ -n "$api" ]; then
   if [ -n "$socket" ]; then set -- --unix-socket "$socket"; else set --; fi
