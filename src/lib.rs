@@ -185,6 +185,7 @@ fn memory_id_kind(url: &str) -> Result<IdKind> {
     }
 }
 
+#[cfg(not(all(feature = "sqlite", feature = "postgres", feature = "dynamodb")))]
 fn feature_off(backend: &str) -> Error {
     Error::invalid(
         "url",
