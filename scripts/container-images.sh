@@ -388,16 +388,19 @@ recipe() { # recipe postgres|dynamodb
 }
 
 ensure_image() { # ensure_image postgres|dynamodb IMAGE
-  local kind=$1 image=$2 want have start=$SECONDS
+  local kind=$1 image=$2 want have old start=$SECONDS
   want=$(recipe "$kind")
   have=$(pm image inspect --format "{{ index .Labels \"$RECIPE_LABEL\" }}" "$image" 2>/dev/null || true)
   if [[ $have == "$want" && -z ${STOREKIT_IMAGES_REBUILD:-} ]]; then
     log "image $image is current (recipe $want)"
     return 0
   fi
+  old=$(pm image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
   ensure_base
   log "image $image: building (recipe $want${have:+, was $have})"
   "build_$kind" "$want"
+  # The image it replaces, unless a container still uses it.
+  if [[ -n $old ]]; then pm rmi "$old" >/dev/null 2>&1 || true; fi
   log "image $image: built in $((SECONDS - start)) s"
 }
 
