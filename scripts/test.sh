@@ -51,7 +51,9 @@ if [[ $containers == 1 || (-n ${CI:-} && $containers != 0) ]]; then
   (
     eval "$images"
     unset STOREKIT_POSTGRES_URL STOREKIT_DYNAMODB_ENDPOINT
-    cargo test -p storekit-conformance --all-features --test postgres --test dynamodb
+    # --workspace --all-features, as above, so that nothing is rebuilt: `-p` would unify
+    # dependency features differently and recompile much of the tree.
+    cargo test --workspace --all-features --test postgres --test dynamodb
   )
   printf '\n== tests through containers took %d s\n' $((SECONDS - started)) >&2
 fi

@@ -21,6 +21,10 @@
 /// Set on every container this module starts (value: the test binary's name).
 pub const LABEL: &str = "storekit.conformance";
 
+/// Set on every container this module starts: the test binary's process id, so that a sweep
+/// can leave alone the containers of binaries that still run.
+pub const PID_LABEL: &str = "storekit.pid";
+
 /// A server the suite can start in a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Server {
@@ -90,7 +94,7 @@ mod imp {
     use testcontainers_modules::dynamodb_local::DynamoDb;
     use testcontainers_modules::postgres::Postgres;
 
-    use super::{LABEL, Server};
+    use super::{LABEL, PID_LABEL, Server};
 
     /// One started server per kind: the result, good or bad, is kept so that a failure is
     /// reported to every case at once instead of being retried by each.
@@ -292,6 +296,7 @@ mod imp {
             .into()
             .with_container_name(container)
             .with_label(LABEL, binary)
+            .with_label(PID_LABEL, std::process::id().to_string())
             .with_mapped_port(host_port, container_port.tcp())
             .with_startup_timeout(STARTUP_TIMEOUT)
     }
