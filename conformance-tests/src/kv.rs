@@ -216,6 +216,25 @@ pub async fn kv_keys_by_prefix(f: &Fixture) {
     assert!(keys_of(kv, "empty-namespace", "").await.is_empty());
 }
 
+/// A listing larger than any backend's page (SQL pages of 500-1000 keys, DynamoDB's 1 MB
+/// Query pages over several shards) is complete, with and without a prefix.
+pub async fn kv_keys_lists_large_namespaces(f: &Fixture) {
+    let kv = &*f.kv;
+    let keys: Vec<String> = (0..2100).map(|i| format!("big:{i:05}")).collect();
+    let items: Vec<(&str, &[u8])> = keys.iter().map(|k| (k.as_str(), &b"v"[..])).collect();
+    kv.set_many("large", &items, None).await.expect("set_many");
+    kv.set_many("large", &[("after", b"v"), ("big", b"v"), ("bif", b"v")], None)
+        .await
+        .expect("set_many");
+    let listed: Vec<String> = kv.keys("large", "big:").try_collect().await.expect("keys");
+    assert_eq!(listed.len(), keys.len(), "no key twice, none missing");
+    assert_eq!(listed.into_iter().collect::<HashSet<_>>(), keys.iter().cloned().collect());
+    assert_eq!(keys_of(kv, "large", "").await.len(), keys.len() + 3);
+    assert_eq!(keys_of(kv, "large", "big").await.len(), keys.len() + 1);
+    kv.clear("large").await.expect("clear");
+    assert!(keys_of(kv, "large", "").await.is_empty(), "clear removes every page");
+}
+
 /// clear(namespace) removes that namespace only.
 pub async fn kv_clear_leaves_other_namespaces(f: &Fixture) {
     let kv = &*f.kv;

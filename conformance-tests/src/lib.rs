@@ -39,6 +39,7 @@ macro_rules! conformance_suite {
             kv_ttl_expired_items_are_never_returned,
             kv_batches,
             kv_keys_by_prefix,
+            kv_keys_lists_large_namespaces,
             kv_clear_leaves_other_namespaces,
             kv_set_if_absent_race,
             kv_compare_and_swap_race,
