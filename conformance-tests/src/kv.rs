@@ -223,16 +223,26 @@ pub async fn kv_keys_lists_large_namespaces(f: &Fixture) {
     let keys: Vec<String> = (0..2100).map(|i| format!("big:{i:05}")).collect();
     let items: Vec<(&str, &[u8])> = keys.iter().map(|k| (k.as_str(), &b"v"[..])).collect();
     kv.set_many("large", &items, None).await.expect("set_many");
-    kv.set_many("large", &[("after", b"v"), ("big", b"v"), ("bif", b"v")], None)
-        .await
-        .expect("set_many");
+    kv.set_many(
+        "large",
+        &[("after", b"v"), ("big", b"v"), ("bif", b"v")],
+        None,
+    )
+    .await
+    .expect("set_many");
     let listed: Vec<String> = kv.keys("large", "big:").try_collect().await.expect("keys");
     assert_eq!(listed.len(), keys.len(), "no key twice, none missing");
-    assert_eq!(listed.into_iter().collect::<HashSet<_>>(), keys.iter().cloned().collect());
+    assert_eq!(
+        listed.into_iter().collect::<HashSet<_>>(),
+        keys.iter().cloned().collect()
+    );
     assert_eq!(keys_of(kv, "large", "").await.len(), keys.len() + 3);
     assert_eq!(keys_of(kv, "large", "big").await.len(), keys.len() + 1);
     kv.clear("large").await.expect("clear");
-    assert!(keys_of(kv, "large", "").await.is_empty(), "clear removes every page");
+    assert!(
+        keys_of(kv, "large", "").await.is_empty(),
+        "clear removes every page"
+    );
 }
 
 /// clear(namespace) removes that namespace only.
