@@ -10,9 +10,14 @@
 //! bound as parameters; table names, the only identifiers spliced into SQL, are validated once
 //! when the store is built. `migrate()` creates or upgrades the tables, idempotently; nothing is
 //! created at first use.
+//!
+//! Expired key-value rows are never returned, and are deleted in small batches as writes go by
+//! (one write in 128 deletes up to 256 expired rows), so a cache does not grow without bound;
+//! `purge_expired` deletes all of them at once.
 
 #[cfg(feature = "postgres")]
 mod postgres;
+mod purge;
 mod rows;
 #[cfg(feature = "sqlite")]
 mod sqlite;

@@ -13,11 +13,26 @@ use storekit_core::{KvStore, Result, validate};
 
 use super::PostgresStore;
 use super::error::pg_error;
+use crate::purge::PurgeSchedule;
 
 /// Keys fetched per query while listing.
 const KEYS_PAGE: i64 = 1000;
 
 impl PostgresStore {
+    /// Deletes a batch of expired rows if this write is one that should (see `crate::purge`).
+    async fn purge_some_if_due(&self, writes: usize) -> Result<()> {
+        if !self.inner.purge.due(writes as u64) {
+            return Ok(());
+        }
+        sqlx::query(self.inner.sql.kv_purge_some.clone())
+            .bind(now_millis())
+            .bind(PurgeSchedule::BATCH)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(pg_error)?;
+        Ok(())
+    }
+
     async fn keys_page(&self, namespace: &str, from: &str, first: bool) -> Result<Vec<String>> {
         let sql = &self.inner.sql;
         let sql = if first {
@@ -65,7 +80,7 @@ impl KvStore for PostgresStore {
             .execute(&self.inner.pool)
             .await
             .map_err(pg_error)?;
-        Ok(())
+        self.purge_some_if_due(1).await
     }
 
     async fn delete(&self, namespace: &str, key: &str) -> Result<bool> {
@@ -123,6 +138,7 @@ impl KvStore for PostgresStore {
             return Ok(());
         }
         let (keys, values): (Vec<&str>, Vec<&[u8]>) = last.into_iter().unzip();
+        let written = keys.len();
         sqlx::query(self.inner.sql.kv_upsert_many.clone())
             .bind(namespace)
             .bind(keys)
@@ -131,7 +147,7 @@ impl KvStore for PostgresStore {
             .execute(&self.inner.pool)
             .await
             .map_err(pg_error)?;
-        Ok(())
+        self.purge_some_if_due(written).await
     }
 
     async fn delete_many(&self, namespace: &str, keys: &[&str]) -> Result<()> {

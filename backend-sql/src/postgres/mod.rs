@@ -125,6 +125,7 @@ struct Inner {
     id_kind: IdKind,
     tables: Tables,
     schema: Option<String>,
+    purge: crate::purge::PurgeSchedule,
 }
 
 impl PostgresStore {
@@ -156,6 +157,7 @@ impl PostgresStore {
                 id_kind: config.id_kind,
                 tables,
                 schema: config.schema.clone(),
+                purge: crate::purge::PurgeSchedule::default(),
             }),
         })
     }

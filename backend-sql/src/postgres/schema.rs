@@ -205,6 +205,7 @@ pub(super) struct Statements {
     pub(super) kv_keys_after: SqlStr,
     pub(super) kv_clear: SqlStr,
     pub(super) kv_purge: SqlStr,
+    pub(super) kv_purge_some: SqlStr,
     pub(super) kv_lock_counter: SqlStr,
     pub(super) kv_set_value: SqlStr,
 }
@@ -299,6 +300,11 @@ impl Statements {
                  AND (expires_at IS NULL OR expires_at > $3) ORDER BY key LIMIT $4"),
             kv_clear: r("DELETE FROM {kv} WHERE namespace = $1"),
             kv_purge: r("DELETE FROM {kv} WHERE expires_at IS NOT NULL AND expires_at <= $1"),
+            // SKIP LOCKED: rows another transaction is writing are left for the next purge
+            // rather than waited for.
+            kv_purge_some: r("DELETE FROM {kv} WHERE (namespace, key) IN \
+                 (SELECT namespace, key FROM {kv} WHERE expires_at IS NOT NULL \
+                 AND expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)"),
             // Locks the counter's row, creating it at 0 (or resetting it if expired), and
             // returns what it holds; the caller adds in Rust and writes back in the same
             // transaction, so the arithmetic and its errors are the same as on every backend.

@@ -12,6 +12,7 @@ use storekit_core::{KvStore, Result, validate};
 
 use super::SqliteStore;
 use super::error::sqlite_error;
+use crate::purge::PurgeSchedule;
 
 /// Keys fetched per query while listing.
 const KEYS_PAGE: i64 = 500;
@@ -37,6 +38,21 @@ impl SqliteStore {
                 }
             }
             tx.commit().map_err(sqlite_error)
+        })
+    }
+
+    /// Deletes a batch of expired rows if this write is one that should (see `crate::purge`).
+    fn purge_some_if_due(&self, writes: usize) -> Result<()> {
+        if !self.inner.purge.due(writes as u64) {
+            return Ok(());
+        }
+        self.inner.conns.write(|conn| {
+            let mut stmt = conn
+                .prepare_cached(&self.inner.sql.kv_purge_some)
+                .map_err(sqlite_error)?;
+            stmt.execute(named_params! { ":now": now_millis(), ":limit": PurgeSchedule::BATCH })
+                .map_err(sqlite_error)?;
+            Ok(())
         })
     }
 
@@ -94,7 +110,8 @@ impl KvStore for SqliteStore {
             })
             .map_err(sqlite_error)?;
             Ok(())
-        })
+        })?;
+        self.purge_some_if_due(1)
     }
 
     async fn delete(&self, namespace: &str, key: &str) -> Result<bool> {
@@ -146,7 +163,8 @@ impl KvStore for SqliteStore {
             validate::check_entry(namespace, key, value)?;
         }
         let expires_at = expiry_millis(ttl)?;
-        self.upsert_all(namespace, items, expires_at)
+        self.upsert_all(namespace, items, expires_at)?;
+        self.purge_some_if_due(items.len())
     }
 
     async fn delete_many(&self, namespace: &str, keys: &[&str]) -> Result<()> {

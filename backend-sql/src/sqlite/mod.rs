@@ -118,6 +118,7 @@ struct Inner {
     sql: schema::Statements,
     id_kind: IdKind,
     tables: Tables,
+    purge: crate::purge::PurgeSchedule,
 }
 
 impl SqliteStore {
@@ -132,6 +133,7 @@ impl SqliteStore {
                 sql,
                 id_kind: config.id_kind,
                 tables,
+                purge: crate::purge::PurgeSchedule::default(),
             }),
         })
     }

@@ -176,6 +176,7 @@ pub(super) struct Statements {
     pub(super) kv_keys_after: String,
     pub(super) kv_clear: String,
     pub(super) kv_purge: String,
+    pub(super) kv_purge_some: String,
 }
 
 const USER_COLUMNS: &str = "id, email, hashed_password, is_active, is_superuser, is_verified, \
@@ -265,6 +266,9 @@ impl Statements {
             ),
             kv_clear: r("DELETE FROM {kv} WHERE namespace = :ns"),
             kv_purge: r("DELETE FROM {kv} WHERE expires_at IS NOT NULL AND expires_at <= :now"),
+            kv_purge_some: r("DELETE FROM {kv} WHERE (namespace, key) IN \
+                 (SELECT namespace, key FROM {kv} \
+                 WHERE expires_at IS NOT NULL AND expires_at <= :now LIMIT :limit)"),
         }
     }
 }
