@@ -56,9 +56,9 @@
 //! | `get_user` | GetItem user |
 //! | `get_user_by_email` | GetItem email claim, GetItem user |
 //! | `update_user` | GetItem user, then PutItem conditioned on the version read; if the email changes, TransactWriteItems of that put, the new claim (`attribute_not_exists`) and the old claim's delete. A lost race is retried, or is `Conflict` if the patch names a version |
-//! | `delete_user` | GetItem user, TransactWriteItems deleting user (version condition) and email claim; then Query of the user's partition and deletes of its links with their claims and tokens (BatchWriteItem; OAuth claims with a conditional DeleteItem each) |
+//! | `delete_user` | GetItem user; Query of the user's partition, read backwards (tokens before links) and only as far as one transaction holds; TransactWriteItems deleting user (version condition), email claim (owned by the user) and, within 100 actions, the tokens with their references and the links with their claims (each claim only while it names the user); then a Query of the partition for what is left (overflow, or a link or token committed after the first Query), deleted as `delete_access_tokens_for_user` does, with a conditional DeleteItem per OAuth claim. Up to 49 links and tokens: 4 requests, 1 write |
 //! | `list_users` | Scan filtered on `sk = USER`, resuming after the cursor's user key |
-//! | `add_oauth_account` | TransactWriteItems: user exists (ConditionCheck), put claim and link |
+//! | `add_oauth_account` | TransactWriteItems: user exists (ConditionCheck), put claim and link. If the claim is taken by a user that no longer exists (GetItem), TransactWriteItems deleting that claim (conditioned on its user) and that user's link, and the first transaction once more |
 //! | `update_oauth_account` | GetItem link, PutItem conditioned on its `rev` (retried on a lost race) |
 //! | `remove_oauth_account` | TransactWriteItems deleting link and claim |
 //! | `oauth_accounts` | Query the user's partition, `begins_with(sk, "OAUTH#")` |
@@ -98,9 +98,17 @@
 //!   values); an item over 400 KB is refused with
 //!   [`Error::ValueTooLarge`] and no request is sent.
 //!   storekit's shared limits already keep valid items well under it.
-//! - `delete_user` first deletes the user and its email claim atomically (after which no link
-//!   or token can be added for it), then sweeps its partition. If the sweep fails, the error is
-//!   returned and leftover links resolve to no user.
+//! - `delete_user` deletes the user, its email claim and up to 49 of its tokens and OAuth links
+//!   (tokens first) in one transaction, then sweeps its partition for the rest. Links and tokens
+//!   are only added by transactions that check the user exists, so once the user is gone nothing
+//!   new appears there, and a user with up to 49 is deleted all at once: no token of it stays
+//!   readable and no OAuth account stays claimed. What the transaction cannot hold is left
+//!   if the sweep fails (the error is returned): the tokens and links beyond the first 49, and
+//!   any created while `delete_user` ran (committed after its first Query; the sweep,
+//!   milliseconds later, normally removes them). An OAuth claim left so is removed by the next
+//!   `add_oauth_account` for that account. A token left so stays readable with
+//!   `get_access_token`, which reads the token item alone to keep lookups to one request, until
+//!   `delete_access_tokens_for_user` is called with the deleted user's id.
 //! - `list_users` is a Scan of the users table: its cost grows with the whole table, so it is
 //!   meant for administration and exports, not hot paths.
 

@@ -2,7 +2,9 @@
 //! link item holding the account in its user's partition.
 //!
 //! Claim and link are written and removed together in one transaction; the claim's
-//! `attribute_not_exists` condition is what makes a pair linkable to one user only.
+//! `attribute_not_exists` condition is what makes a pair linkable to one user only. A claim
+//! whose user no longer exists (left by an unfinished `delete_user`) gives way to the next
+//! `add_oauth_account` for that pair.
 
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use storekit_core::{
@@ -39,7 +41,7 @@ fn link_key(user: UserId, reference: &str) -> Item {
 }
 
 /// The claim is absent (already swept) or still names this user.
-fn claim_of(user: UserId) -> Condition {
+pub(crate) fn claim_of(user: UserId) -> Condition {
     Condition::new("attribute_not_exists(#pk) OR #user_id = :user_id")
         .name("#pk", PK)
         .name("#user_id", USER_ID)
@@ -76,6 +78,30 @@ impl DynamoDbStore {
         let Some(item) = item else { return Ok(None) };
         let rev = item::get_i64(&item, &self.users_table, REV)?.unwrap_or(0);
         Ok(Some((item::from_item(item, &self.users_table)?, rev)))
+    }
+
+    /// If `claim` (as stored under `reference`) names a user that does not exist, deletes it and
+    /// that user's link, and returns true.
+    ///
+    /// Such a claim is left by a `delete_user` whose sweep did not finish. User ids are never
+    /// reused, so its user cannot come back: the claim would block the account forever.
+    async fn remove_orphan_claim(&self, reference: &str, claim: &Item) -> Result<bool> {
+        let owner = self.stored_user_id(claim)?;
+        if self.read_user(owner).await?.is_some() {
+            return Ok(false);
+        }
+        let still_orphaned = Condition::new("#user_id = :orphan")
+            .name("#user_id", USER_ID)
+            .value(":orphan", s(owner.to_string()));
+        let actions = vec![
+            txn::delete(&self.users_table, claim_key(reference), &still_orphaned)?,
+            txn::delete_any(&self.users_table, link_key(owner, reference))?,
+        ];
+        // A failed condition means someone else removed the claim first (and may have taken
+        // the account since): the caller's retry tells which.
+        txn::transact(&self.client, actions).await?;
+        tracing::info!(%owner, "removed an OAuth claim left by a deleted user");
+        Ok(true)
     }
 
     /// Deletes a claim unless it has meanwhile been taken by another user.
@@ -126,12 +152,30 @@ impl OAuthAccountStore for DynamoDbStore {
                 &Condition::absent(),
             )?,
         ];
-        match txn::transact(&self.client, actions).await? {
-            Outcome::Done => Ok(account),
-            Outcome::ConditionFailed { index: 0, .. } => Err(Error::NotFound { what: "user" }),
-            Outcome::ConditionFailed { .. } => Err(Error::AlreadyExists {
-                what: "oauth account",
-            }),
+        let mut healed = false;
+        loop {
+            match txn::transact(&self.client, actions.clone()).await? {
+                Outcome::Done => return Ok(account),
+                Outcome::ConditionFailed { index: 0, .. } => {
+                    return Err(Error::NotFound { what: "user" });
+                }
+                Outcome::ConditionFailed {
+                    index: 1,
+                    item: Some(claim),
+                } if !healed => {
+                    healed = true;
+                    if !self.remove_orphan_claim(&reference, &claim).await? {
+                        return Err(Error::AlreadyExists {
+                            what: "oauth account",
+                        });
+                    }
+                }
+                Outcome::ConditionFailed { .. } => {
+                    return Err(Error::AlreadyExists {
+                        what: "oauth account",
+                    });
+                }
+            }
         }
     }
 

@@ -38,6 +38,9 @@ pub(crate) enum Outcome {
     },
 }
 
+/// The most actions one TransactWriteItems call may hold.
+pub(crate) const MAX_ACTIONS: usize = 100;
+
 /// Cancellation reason codes after which the same transaction may succeed.
 const RETRYABLE_REASONS: &[&str] = &[
     "TransactionConflict",
@@ -191,6 +194,16 @@ pub(crate) fn delete(table: &str, key: Item, condition: &Condition) -> Result<Tr
         .set_expression_attribute_names(condition.names())
         .set_expression_attribute_values(condition.values())
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .map_err(error::build)?;
+    Ok(TransactWriteItem::builder().delete(delete).build())
+}
+
+/// A transactional delete of `key`, whether or not it exists.
+pub(crate) fn delete_any(table: &str, key: Item) -> Result<TransactWriteItem> {
+    let delete = Delete::builder()
+        .table_name(table)
+        .set_key(Some(key))
         .build()
         .map_err(error::build)?;
     Ok(TransactWriteItem::builder().delete(delete).build())

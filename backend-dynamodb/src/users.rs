@@ -3,9 +3,12 @@
 //! Email uniqueness is decided by DynamoDB: the claim item `EMAIL#{normalised email}` is
 //! written with `attribute_not_exists` in the same transaction as the user, and a refused
 //! condition on it is `AlreadyExists { what: "email" }`. Updates are optimistic: read, apply
-//! the patch, write conditioned on the version read.
+//! the patch, write conditioned on the version read. A user is deleted in one transaction
+//! together with its links, tokens and their claims whenever they fit in one, and a sweep of its
+//! partition removes whatever did not fit or was added while the delete ran.
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{
     ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
@@ -293,6 +296,7 @@ impl UserStore for DynamoDbStore {
     async fn delete_user(&self, id: UserId) -> Result<()> {
         id.expect_kind(self.config.id_kind())?;
         let mut backoff = Backoff::contention();
+        let mut with_links = true;
         loop {
             let current = self
                 .read_user(id)
@@ -304,7 +308,7 @@ impl UserStore for DynamoDbStore {
             let owned_by_user = Condition::new("#user_id = :user_id")
                 .name("#user_id", USER_ID)
                 .value(":user_id", s(id.to_string()));
-            let actions = vec![
+            let mut actions = vec![
                 txn::delete(&self.users_table, self.user_key(id), &same_version)?,
                 txn::delete(
                     &self.users_table,
@@ -312,6 +316,8 @@ impl UserStore for DynamoDbStore {
                     &owned_by_user,
                 )?,
             ];
+            let room = txn::MAX_ACTIONS - actions.len();
+            actions.extend(self.partition_deletes(id, room, with_links).await?);
             match txn::transact(&self.client, actions).await? {
                 Outcome::Done => break,
                 Outcome::ConditionFailed {
@@ -329,15 +335,22 @@ impl UserStore for DynamoDbStore {
                         .into());
                     }
                 }
-                Outcome::ConditionFailed { .. } => {
+                Outcome::ConditionFailed { index: 1, .. } => {
                     return Err(error::bad_item(
                         &self.users_table,
                         format!("the email claim of user {id} belongs to another user"),
                     ));
                 }
+                // Only OAuth claims have conditions after the first two: the claim of a link the
+                // Query found now names another user (the link was removed and the account
+                // linked elsewhere since, or the data is inconsistent). The sweep tolerates that,
+                // a transaction cannot: leave the links to the sweep.
+                Outcome::ConditionFailed { .. } => with_links = false,
             }
         }
-        // The user is gone, so nothing new can be linked to it: sweep what is linked.
+        // Nothing can be linked to the user any more, and whatever was linked before the
+        // transaction is in the partition: the sweep removes what the transaction did not hold
+        // (overflow, or links and tokens committed after the Query). Usually it finds nothing.
         self.sweep_user_partition(id, "").await
     }
 
@@ -386,11 +399,38 @@ impl UserStore for DynamoDbStore {
     }
 }
 
+/// An item of a user's partition, told by its sort key, with the item outside the partition
+/// that goes with it.
+enum PartitionItem {
+    /// The user itself.
+    User,
+    /// A token reference, and the key of its token.
+    Token(Item),
+    /// An OAuth link, and the key of its claim.
+    OAuthLink(Item),
+    /// Nothing this crate writes; deleted on its own.
+    Other,
+}
+
+impl PartitionItem {
+    fn of(sort_key: &str) -> Self {
+        if sort_key == USER_SK {
+            Self::User
+        } else if let Some(hash) = sort_key.strip_prefix(crate::tokens::TOKEN_PREFIX) {
+            Self::Token(crate::tokens::token_key(hash))
+        } else if let Some(reference) = sort_key.strip_prefix(crate::oauth::OAUTH_PREFIX) {
+            Self::OAuthLink(crate::oauth::claim_key(reference))
+        } else {
+            Self::Other
+        }
+    }
+}
+
 impl DynamoDbStore {
-    /// Deletes the items of a user's partition whose sort key starts with `prefix` (all of them
-    /// for `""`), together with the claims and tokens they reference.
-    pub(crate) async fn sweep_user_partition(&self, id: UserId, prefix: &str) -> Result<()> {
-        let mut query = self
+    /// A Query of the keys of a user's partition whose sort key starts with `prefix` (all of
+    /// them for `""`).
+    fn partition_query(&self, id: UserId, prefix: &str) -> QueryFluentBuilder {
+        let query = self
             .client
             .query()
             .table_name(&self.users_table)
@@ -398,23 +438,83 @@ impl DynamoDbStore {
             .expression_attribute_names("#sk", SK)
             .expression_attribute_values(":pk", s(user_pk(id)))
             .projection_expression("#pk, #sk");
-        query = if prefix.is_empty() {
+        if prefix.is_empty() {
             query.key_condition_expression("#pk = :pk")
         } else {
             query
                 .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
                 .expression_attribute_values(":prefix", s(prefix))
-        };
+        }
+    }
+
+    /// Transaction actions deleting the items of a user's partition, each with its token or
+    /// OAuth claim (the claim only while it names this user), as many as fit in `room`
+    /// actions. The partition is read backwards (`USER`, then `TOKEN#…`, then `OAUTH#…`) so that
+    /// tokens are the first to go with the user, and reading stops once `room` is full. With
+    /// `with_links` false, no link is included.
+    async fn partition_deletes(
+        &self,
+        id: UserId,
+        room: usize,
+        with_links: bool,
+    ) -> Result<Vec<TransactWriteItem>> {
+        let table = &self.users_table;
+        // Every item costs at least one action, and the user item none: a page this long
+        // fills the room unless the partition ends first.
+        let page = i32::try_from(room.saturating_add(2)).unwrap_or(i32::MAX);
+        let query = self
+            .partition_query(id, "")
+            .scan_index_forward(false)
+            .limit(page);
+        let mut actions = Vec::new();
+        let mut start = None;
+        loop {
+            let (items, next) = batch::query_page(query.clone(), start).await?;
+            for item in items {
+                let sort_key = item::get_s(&item, table, SK)?;
+                let link = key(user_pk(id), sort_key);
+                let group = match PartitionItem::of(sort_key) {
+                    PartitionItem::User => continue,
+                    PartitionItem::Token(token) => {
+                        vec![
+                            txn::delete_any(table, token)?,
+                            txn::delete_any(table, link)?,
+                        ]
+                    }
+                    PartitionItem::OAuthLink(_) if !with_links => return Ok(actions),
+                    PartitionItem::OAuthLink(claim) => vec![
+                        txn::delete(table, claim, &crate::oauth::claim_of(id))?,
+                        txn::delete_any(table, link)?,
+                    ],
+                    PartitionItem::Other => vec![txn::delete_any(table, link)?],
+                };
+                if actions.len() + group.len() > room {
+                    return Ok(actions);
+                }
+                actions.extend(group);
+            }
+            match next {
+                Some(key) => start = Some(key),
+                None => return Ok(actions),
+            }
+        }
+    }
+
+    /// Deletes the items of a user's partition whose sort key starts with `prefix` (all of them
+    /// for `""`), together with the claims and tokens they reference.
+    pub(crate) async fn sweep_user_partition(&self, id: UserId, prefix: &str) -> Result<()> {
         let mut deletes = Vec::new();
         let mut oauth_claims = Vec::new();
-        for item in batch::query_all(query).await? {
-            let sk = item::get_s(&item, &self.users_table, SK)?.to_owned();
-            if let Some(token) = sk.strip_prefix(crate::tokens::TOKEN_PREFIX) {
-                deletes.push(crate::tokens::token_key(token));
-            } else if let Some(reference) = sk.strip_prefix(crate::oauth::OAUTH_PREFIX) {
-                oauth_claims.push(crate::oauth::claim_key(reference));
+        for item in batch::query_all(self.partition_query(id, prefix)).await? {
+            let sort_key = item::get_s(&item, &self.users_table, SK)?.to_owned();
+            match PartitionItem::of(&sort_key) {
+                // Only ever seen while the user exists, and then not the sweep's to delete.
+                PartitionItem::User => continue,
+                PartitionItem::Token(token) => deletes.push(token),
+                PartitionItem::OAuthLink(claim) => oauth_claims.push(claim),
+                PartitionItem::Other => {}
             }
-            deletes.push(key(user_pk(id), sk));
+            deletes.push(key(user_pk(id), sort_key));
         }
         for claim in oauth_claims {
             self.delete_oauth_claim(claim, id).await?;

@@ -1,36 +1,59 @@
 //! DynamoDB-specific behaviour, against the endpoint in `STOREKIT_DYNAMODB_ENDPOINT` (DynamoDB
 //! Local; `eval "$(scripts/services.sh up)"` starts one): pagination over large namespaces,
-//! batch sizes, and refusing oversized items before any request. Requests are counted with an
-//! SDK interceptor, per operation.
+//! batch sizes, refusing oversized items before any request, and deleting a user without
+//! leaving items behind. Requests are counted with an SDK interceptor, per operation, which can
+//! also cut a store off from the server mid-operation.
 //!
 //! Without the variable the tests say loudly that they skipped; with `CI` set they fail.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{
     BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
 };
-use aws_sdk_dynamodb::types::TimeToLiveStatus;
+use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use futures::{FutureExt as _, TryStreamExt as _};
-use storekit_core::{Error, KvStore, LIMITS};
+use storekit_core::{
+    AccessTokenStore, Error, KvStore, LIMITS, NewOAuthAccount, NewUser, OAuthAccountStore, User,
+    UserId, UserStore,
+};
 use storekit_dynamodb::{DynamoDbConfig, DynamoDbStore};
 
-/// Counts the requests sent (attempts, so retries count too), by operation name.
+/// Counts the requests sent (attempts, so retries count too), by operation name, and can make
+/// every request after a given one fail, as if the process had died right after sending it.
 #[derive(Debug, Clone, Default)]
-struct Requests(Arc<Mutex<HashMap<String, usize>>>);
+struct Requests {
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    cut: Arc<Mutex<Cut>>,
+}
+
+/// When requests stop reaching the server.
+#[derive(Debug, Default)]
+enum Cut {
+    #[default]
+    Never,
+    /// After the next request of this operation.
+    After(&'static str),
+    /// From now on.
+    Now,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 impl Requests {
-    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn counts(&self) -> MutexGuard<'_, HashMap<String, usize>> {
+        lock(&self.counts)
     }
 
     fn of(&self, operation: &str) -> usize {
@@ -43,6 +66,15 @@ impl Requests {
 
     fn reset(&self) {
         self.counts().clear();
+    }
+
+    /// Every request after the next one of `operation` fails, until [`Requests::restore`].
+    fn cut_after(&self, operation: &'static str) {
+        *lock(&self.cut) = Cut::After(operation);
+    }
+
+    fn restore(&self) {
+        *lock(&self.cut) = Cut::Never;
     }
 }
 
@@ -61,6 +93,12 @@ impl Intercept for Requests {
             .load::<Metadata>()
             .map_or("unknown", Metadata::name)
             .to_owned();
+        let mut cut = lock(&self.cut);
+        match *cut {
+            Cut::Now => return Err(format!("{operation} cut off by the test").into()),
+            Cut::After(last) if last == operation => *cut = Cut::Now,
+            _ => {}
+        }
         *self.counts().entry(operation).or_default() += 1;
         Ok(())
     }
@@ -360,10 +398,7 @@ async fn connect_from_a_url() {
     let config = DynamoDbConfig::from_url(&url).expect("url");
     let store = DynamoDbStore::connect(config).await.expect("connect");
     assert_eq!(store.config().table_prefix(), "x_");
-    assert_eq!(
-        storekit_core::UserStore::id_kind(&store),
-        storekit_core::IdKind::Int
-    );
+    assert_eq!(UserStore::id_kind(&store), storekit_core::IdKind::Int);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -386,6 +421,305 @@ async fn concurrent_increments_of_a_digit_value_convert_it_once() {
             store.get("c", "k").await.expect("get").as_deref(),
             Some(&b"34"[..])
         );
+    })
+    .await;
+}
+
+/// The keys of the users table's items that belong to user `id`: those in its partition and
+/// those naming it in `user_id` (claims, tokens), sorted.
+async fn items_of(store: &DynamoDbStore, id: UserId) -> Vec<String> {
+    let table = format!("{}users", store.config().table_prefix());
+    let partition = format!("USER#{id}");
+    let owner = id.to_string();
+    let mut found = Vec::new();
+    let mut start = None;
+    loop {
+        let page = store
+            .client()
+            .scan()
+            .table_name(&table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan");
+        for item in page.items() {
+            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+            if text("pk").as_ref() == Some(&partition) || text("user_id").as_ref() == Some(&owner) {
+                found.push(format!("{:?} {:?}", text("pk"), text("sk")));
+            }
+        }
+        match page.last_evaluated_key {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => break,
+        }
+    }
+    found.sort();
+    found
+}
+
+fn account(owner: &str, i: usize) -> NewOAuthAccount {
+    NewOAuthAccount::new("github", format!("{owner}-{i:02}"), "someone@gh", "t")
+}
+
+/// A new user with `links` OAuth accounts (see [`account`]) and `tokens` access tokens, whose
+/// secrets are returned.
+async fn user_with(
+    store: &DynamoDbStore,
+    email: &str,
+    links: usize,
+    tokens: usize,
+) -> (User, Vec<String>) {
+    let user = store
+        .create_user(NewUser::new(email, "h"))
+        .await
+        .expect("create_user");
+    for i in 0..links {
+        store
+            .add_oauth_account(user.id, account(email, i))
+            .await
+            .expect("add_oauth_account");
+    }
+    let mut secrets = Vec::new();
+    for _ in 0..tokens {
+        let issued = store
+            .create_access_token(user.id)
+            .await
+            .expect("create_access_token");
+        secrets.push(issued.token);
+    }
+    assert_eq!(
+        items_of(store, user.id).await.len(),
+        2 + 2 * links + 2 * tokens,
+        "user, email claim, and two items per link and per token"
+    );
+    (user, secrets)
+}
+
+async fn assert_tokens_gone(store: &DynamoDbStore, secrets: &[String]) {
+    for secret in secrets {
+        let token = store.get_access_token(secret, None).await.expect("get");
+        assert!(token.is_none(), "a token of a deleted user: {token:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_user_removes_its_links_and_tokens_in_one_transaction() {
+    with_store(16, |store, requests| async move {
+        let (other, _) = user_with(&store, "stays@example.com", 1, 1).await;
+        let kept = items_of(&store, other.id).await;
+        let (user, secrets) = user_with(&store, "gone@example.com", 3, 5).await;
+
+        requests.reset();
+        store.delete_user(user.id).await.expect("delete_user");
+        assert_eq!(
+            requests.of("TransactWriteItems"),
+            1,
+            "{:?}",
+            requests.counts()
+        );
+        assert_eq!(
+            requests.total(),
+            4,
+            "GetItem, Query, TransactWriteItems, the sweep's Query: {:?}",
+            requests.counts()
+        );
+        assert_eq!(items_of(&store, user.id).await, Vec::<String>::new());
+        assert_eq!(
+            items_of(&store, other.id).await,
+            kept,
+            "the other user is untouched"
+        );
+        assert_tokens_gone(&store, &secrets).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_cut_off_after_its_transaction_leaves_nothing_behind() {
+    with_store(16, |store, requests| async move {
+        let (user, secrets) = user_with(&store, "gone@example.com", 3, 5).await;
+        requests.cut_after("TransactWriteItems");
+        let outcome = store.delete_user(user.id).await;
+        requests.restore();
+        outcome.expect_err("the sweep after the transaction cannot reach the server");
+
+        assert_eq!(items_of(&store, user.id).await, Vec::<String>::new());
+        assert_tokens_gone(&store, &secrets).await;
+        let heir = store
+            .create_user(NewUser::new("heir@example.com", "h"))
+            .await
+            .expect("create_user");
+        for i in 0..3 {
+            store
+                .add_oauth_account(heir.id, account("gone@example.com", i))
+                .await
+                .expect("the deleted user's accounts are free");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn links_and_tokens_added_during_a_delete_are_removed_too() {
+    with_store(16, |store, _requests| async move {
+        let (user, _) = user_with(&store, "busy@example.com", 2, 2).await;
+        let store = Arc::new(store);
+        // Writers add links and tokens until the user is gone; whatever they got in before
+        // that must go with it.
+        let writers: Vec<_> = (0..6)
+            .map(|writer| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut secrets = Vec::new();
+                    for i in 0..200 {
+                        let added = if writer % 2 == 0 {
+                            let owner = format!("busy-{writer}");
+                            store
+                                .add_oauth_account(user.id, account(&owner, i))
+                                .await
+                                .map(drop)
+                        } else {
+                            store
+                                .create_access_token(user.id)
+                                .await
+                                .map(|issued| secrets.push(issued.token))
+                        };
+                        match added {
+                            Ok(()) => {}
+                            Err(Error::NotFound { what: "user" }) => break,
+                            Err(err) => panic!("writer {writer}: {err:?}"),
+                        }
+                    }
+                    secrets
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        store.delete_user(user.id).await.expect("delete_user");
+        let mut secrets = Vec::new();
+        for writer in writers {
+            secrets.extend(writer.await.expect("writer"));
+        }
+        assert_eq!(items_of(&store, user.id).await, Vec::<String>::new());
+        assert_tokens_gone(&store, &secrets).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_with_more_than_one_transaction_holds_is_deleted_tokens_first() {
+    with_store(16, |store, requests| async move {
+        // 49 links and tokens fill one transaction with the user and its email claim.
+        let (full, _) = user_with(&store, "full@example.com", 24, 25).await;
+        requests.reset();
+        store.delete_user(full.id).await.expect("delete_user");
+        let writes = ["TransactWriteItems", "BatchWriteItem", "DeleteItem"].map(|w| requests.of(w));
+        assert_eq!(writes, [1, 0, 0], "{:?}", requests.counts());
+        assert_eq!(items_of(&store, full.id).await, Vec::<String>::new());
+
+        // One more: the transaction holds the tokens and 24 links, the sweep has the last link.
+        let (over, secrets) = user_with(&store, "over@example.com", 25, 25).await;
+        requests.cut_after("TransactWriteItems");
+        let outcome = store.delete_user(over.id).await;
+        requests.restore();
+        outcome.expect_err("the sweep cannot reach the server");
+        assert_tokens_gone(&store, &secrets).await;
+        let left = items_of(&store, over.id).await;
+        assert_eq!(left.len(), 2, "one link and its claim: {left:?}");
+        // The claim left behind does not keep its account from another user.
+        let heir = store
+            .create_user(NewUser::new("heir@example.com", "h"))
+            .await
+            .expect("create_user");
+        for i in 0..25 {
+            store
+                .add_oauth_account(heir.id, account("over@example.com", i))
+                .await
+                .expect("the deleted user's accounts are free");
+        }
+        assert_eq!(items_of(&store, over.id).await, Vec::<String>::new());
+
+        // 60 links and tokens: the sweep deletes the 11 links the transaction could not hold.
+        let (big, secrets) = user_with(&store, "big@example.com", 30, 30).await;
+        requests.reset();
+        store.delete_user(big.id).await.expect("delete_user");
+        let writes = ["TransactWriteItems", "BatchWriteItem", "DeleteItem"].map(|w| requests.of(w));
+        assert_eq!(writes, [1, 1, 11], "{:?}", requests.counts());
+        assert_eq!(items_of(&store, big.id).await, Vec::<String>::new());
+        assert_tokens_gone(&store, &secrets).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orphaned_oauth_claim_does_not_block_its_account() {
+    with_store(16, |store, requests| async move {
+        // What a delete_user that died before its sweep left behind, for a user with more
+        // links than its transaction held: a claim and a link of a user that is gone.
+        let ghost = UserId::Uuid(uuid::Uuid::now_v7());
+        let reference = "OAUTH#6#github#77";
+        let table = format!("{}users", store.config().table_prefix());
+        for (pk, sk) in [
+            (reference.to_owned(), "OAUTH"),
+            (format!("USER#{ghost}"), reference),
+        ] {
+            store
+                .client()
+                .put_item()
+                .table_name(&table)
+                .item("pk", AttributeValue::S(pk))
+                .item("sk", AttributeValue::S(sk.to_owned()))
+                .item("user_id", AttributeValue::S(ghost.to_string()))
+                .send()
+                .await
+                .expect("put_item");
+        }
+        let alice = store
+            .create_user(NewUser::new("alice@example.com", "h"))
+            .await
+            .expect("create_user");
+        requests.reset();
+        store
+            .add_oauth_account(alice.id, NewOAuthAccount::new("github", "77", "a@gh", "t"))
+            .await
+            .expect("the orphaned claim gives way");
+        assert_eq!(
+            [requests.of("TransactWriteItems"), requests.of("GetItem")],
+            [3, 1],
+            "refused, the owner looked up, the orphan removed, accepted: {:?}",
+            requests.counts()
+        );
+        assert_eq!(items_of(&store, ghost).await, Vec::<String>::new());
+        let owner = store
+            .get_user_by_oauth_account("github", "77")
+            .await
+            .expect("get_user_by_oauth_account");
+        assert_eq!(owner.map(|u| u.id), Some(alice.id));
+
+        // A claim of a user that exists still blocks.
+        let bob = store
+            .create_user(NewUser::new("bob@example.com", "h"))
+            .await
+            .expect("create_user");
+        let err = store
+            .add_oauth_account(bob.id, NewOAuthAccount::new("github", "77", "b@gh", "t"))
+            .await
+            .expect_err("taken by alice");
+        assert!(
+            matches!(
+                err,
+                Error::AlreadyExists {
+                    what: "oauth account"
+                }
+            ),
+            "{err:?}"
+        );
+        let owner = store
+            .get_user_by_oauth_account("github", "77")
+            .await
+            .expect("get_user_by_oauth_account");
+        assert_eq!(owner.map(|u| u.id), Some(alice.id));
     })
     .await;
 }
