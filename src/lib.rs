@@ -176,8 +176,7 @@ impl Stores {
 fn memory_id_kind(url: &str) -> Result<IdKind> {
     match url.split_once('?').map(|(_, query)| query) {
         None | Some("") => Ok(IdKind::Uuid),
-        Some("id=uuid") => Ok(IdKind::Uuid),
-        Some("id=int") => Ok(IdKind::Int),
+        Some(query) if query.starts_with("id=") => IdKind::parse(&query["id=".len()..]),
         Some(other) => Err(Error::invalid(
             "url",
             format!("unknown parameter {other:?}"),

@@ -108,7 +108,7 @@ impl DynamoDbConfig {
                 "endpoint" => builder.endpoint(value.as_ref()),
                 "region" => builder.region(value.as_ref()),
                 "prefix" => builder.table_prefix(value.as_ref()),
-                "id" => builder.id_kind(parse_id_kind(&value)?),
+                "id" => builder.id_kind(IdKind::parse(&value)?),
                 "shards" => {
                     builder.shard_count(value.parse().map_err(|_| {
                         Error::invalid("shards", format!("{value:?} is not a number"))
@@ -168,17 +168,6 @@ impl DynamoDbConfig {
     /// The name of the key-value table.
     pub(crate) fn kv_table(&self) -> String {
         format!("{}kv", self.table_prefix)
-    }
-}
-
-fn parse_id_kind(value: &str) -> Result<IdKind> {
-    match value {
-        "uuid" => Ok(IdKind::Uuid),
-        "int" => Ok(IdKind::Int),
-        other => Err(Error::invalid(
-            "id",
-            format!("{other:?} is not an id kind (uuid or int)"),
-        )),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The names of storekit's tables, built once per store from a validated prefix and schema.
 
+use storekit_core::Result;
 use storekit_core::validate::check_identifier;
-use storekit_core::{IdKind, Result};
 
 /// Fully qualified table names, ready to splice into SQL.
 ///
@@ -48,13 +48,5 @@ impl Tables {
             .replace("{kv}", &self.kv)
             .replace("{meta}", &self.meta)
             .replace("{prefix}", &self.prefix)
-    }
-}
-
-/// The name under which a store records the id kind its tables were created for.
-pub(crate) fn id_kind_name(kind: IdKind) -> &'static str {
-    match kind {
-        IdKind::Uuid => "uuid",
-        IdKind::Int => "int",
     }
 }

@@ -30,6 +30,28 @@ pub enum IdKind {
     Int,
 }
 
+impl IdKind {
+    /// The kind's name in URLs and stored metadata: `uuid` or `int`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Uuid => "uuid",
+            Self::Int => "int",
+        }
+    }
+
+    /// Parses a kind's name (`uuid` or `int`), as URLs give it.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "uuid" => Ok(Self::Uuid),
+            "int" => Ok(Self::Int),
+            other => Err(Error::invalid(
+                "id",
+                format!("{other:?} is not an id kind (uuid or int)"),
+            )),
+        }
+    }
+}
+
 /// A user's id: a UUID or a 64-bit integer, depending on the store's [`IdKind`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -663,5 +685,27 @@ impl fmt::Debug for IssuedToken {
             .field("token", &"<redacted>")
             .field("info", &self.info)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_kind_names_round_trip() -> Result<()> {
+        for kind in [IdKind::Uuid, IdKind::Int] {
+            assert_eq!(IdKind::parse(kind.as_str())?, kind);
+        }
+        for bad in ["", "UUID", "integer", "int&prefix=x"] {
+            assert!(
+                matches!(
+                    IdKind::parse(bad),
+                    Err(Error::InvalidInput { what: "id", .. })
+                ),
+                "{bad:?} was accepted"
+            );
+        }
+        Ok(())
     }
 }

@@ -67,14 +67,7 @@ impl PostgresConfig {
             match (&*name, &*value) {
                 ("schema", schema) => config.schema = Some(schema.to_owned()),
                 ("prefix", prefix) => config.table_prefix = prefix.to_owned(),
-                ("id", "uuid") => config.id_kind = IdKind::Uuid,
-                ("id", "int") => config.id_kind = IdKind::Int,
-                ("id", other) => {
-                    return Err(Error::invalid(
-                        "url",
-                        format!("id={other} (expected uuid or int)"),
-                    ));
-                }
+                ("id", kind) => config.id_kind = IdKind::parse(kind)?,
                 _ => kept.push((name.into_owned(), value.into_owned())),
             }
         }

@@ -8,7 +8,7 @@ use sqlx::{AssertSqlSafe, Row as _, SqlSafeStr as _, SqlStr};
 use storekit_core::{Error, IdKind, Result};
 
 use super::error::pg_error;
-use crate::tables::{Tables, id_kind_name};
+use crate::tables::Tables;
 
 /// Migrations in order; each runs once, inside the migration transaction. `{id}` is the users
 /// id column's definition and `{user_ref}` the type of columns that refer to it.
@@ -95,12 +95,12 @@ pub(super) async fn migrate(
         .fetch_optional(&mut *tx)
         .await
         .map_err(pg_error)?;
-    if let Some(stored) = stored_kind.filter(|stored| stored != id_kind_name(kind)) {
+    if let Some(stored) = stored_kind.filter(|stored| stored != kind.as_str()) {
         return Err(Error::invalid(
             "id kind",
             format!(
                 "the tables were created for {stored} ids, not {}",
-                id_kind_name(kind)
+                kind.as_str()
             ),
         ));
     }
@@ -130,7 +130,7 @@ pub(super) async fn migrate(
          ON CONFLICT (name) DO UPDATE SET value = excluded.value",
     ));
     for (name, value) in [
-        ("id_kind", id_kind_name(kind).to_owned()),
+        ("id_kind", kind.as_str().to_owned()),
         ("schema_version", MIGRATIONS.len().to_string()),
     ] {
         sqlx::query(upsert.clone())

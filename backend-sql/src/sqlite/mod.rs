@@ -74,8 +74,7 @@ impl SqliteConfig {
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
                 Some(("prefix", prefix)) => config.table_prefix = prefix.to_owned(),
-                Some(("id", "uuid")) => config.id_kind = IdKind::Uuid,
-                Some(("id", "int")) => config.id_kind = IdKind::Int,
+                Some(("id", kind)) => config.id_kind = IdKind::parse(kind)?,
                 _ => {
                     return Err(storekit_core::Error::invalid(
                         "url",

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use storekit_core::{Error, IdKind, Result};
 
 use super::error::sqlite_error;
-use crate::tables::{Tables, id_kind_name};
+use crate::tables::Tables;
 
 /// Migrations in order; each runs once, inside the migration transaction. `{id}` is the users
 /// id column's type and `{user_ref}` the type of columns that refer to it.
@@ -68,12 +68,12 @@ pub(super) fn migrate(conn: &mut Connection, tables: &Tables, kind: IdKind) -> R
         .query_row(&read, ["id_kind"], |row| row.get(0))
         .optional()
         .map_err(sqlite_error)?;
-    if let Some(stored) = stored_kind.filter(|stored| stored != id_kind_name(kind)) {
+    if let Some(stored) = stored_kind.filter(|stored| stored != kind.as_str()) {
         return Err(Error::invalid(
             "id kind",
             format!(
                 "the tables were created for {stored} ids, not {}",
-                id_kind_name(kind)
+                kind.as_str()
             ),
         ));
     }
@@ -98,7 +98,7 @@ pub(super) fn migrate(conn: &mut Connection, tables: &Tables, kind: IdKind) -> R
         "INSERT INTO {meta} (name, value) VALUES (?1, ?2) \
          ON CONFLICT (name) DO UPDATE SET value = excluded.value",
     );
-    tx.execute(&upsert, ["id_kind", id_kind_name(kind)])
+    tx.execute(&upsert, ["id_kind", kind.as_str()])
         .map_err(sqlite_error)?;
     tx.execute(&upsert, ["schema_version", &MIGRATIONS.len().to_string()])
         .map_err(sqlite_error)?;
