@@ -15,6 +15,7 @@
 //! (one write in 128 deletes up to 256 expired rows), so a cache does not grow without bound;
 //! `purge_expired` deletes all of them at once.
 
+mod migrations;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod purge;

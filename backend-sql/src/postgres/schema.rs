@@ -3,11 +3,12 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{AssertSqlSafe, Row as _, SqlSafeStr as _, SqlStr};
-use storekit_core::{Error, IdKind, Result};
+use storekit_core::{IdKind, Result};
 
 use super::error::pg_error;
+use crate::migrations::{self, IdColumns};
 use crate::tables::Tables;
 
 /// Migrations in order; each runs once, inside the migration transaction. `{id}` is the users
@@ -90,36 +91,27 @@ pub(super) async fn migrate(
         .await
         .map_err(pg_error)?;
     let read = sql(tables.render("SELECT value FROM {meta} WHERE name = $1"));
-    let stored_kind: Option<String> = sqlx::query_scalar(read.clone())
-        .bind("id_kind")
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(pg_error)?;
-    if let Some(stored) = stored_kind.filter(|stored| stored != kind.as_str()) {
-        return Err(Error::invalid(
-            "id kind",
-            format!(
-                "the tables were created for {stored} ids, not {}",
-                kind.as_str()
-            ),
-        ));
-    }
-    let version: usize = sqlx::query_scalar::<_, String>(read)
-        .bind("schema_version")
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(pg_error)?
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let (id, user_ref) = match kind {
-        IdKind::Uuid => ("uuid PRIMARY KEY", "uuid"),
-        IdKind::Int => ("bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "bigint"),
+    let stored_kind = read_meta(&mut tx, &read, migrations::ID_KIND).await?;
+    let stored_version = read_meta(&mut tx, &read, migrations::SCHEMA_VERSION).await?;
+    let columns = match kind {
+        IdKind::Uuid => IdColumns {
+            id: "uuid PRIMARY KEY",
+            user_ref: "uuid",
+        },
+        IdKind::Int => IdColumns {
+            id: "bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+            user_ref: "bigint",
+        },
     };
-    for migration in MIGRATIONS.iter().skip(version) {
-        let ddl = tables
-            .render(migration)
-            .replace("{id}", id)
-            .replace("{user_ref}", user_ref);
+    let plan = migrations::plan(
+        tables,
+        MIGRATIONS,
+        kind,
+        columns,
+        stored_kind,
+        stored_version,
+    )?;
+    for ddl in plan.pending {
         sqlx::raw_sql(sql(ddl))
             .execute(&mut *tx)
             .await
@@ -129,10 +121,7 @@ pub(super) async fn migrate(
         "INSERT INTO {meta} (name, value) VALUES ($1, $2) \
          ON CONFLICT (name) DO UPDATE SET value = excluded.value",
     ));
-    for (name, value) in [
-        ("id_kind", kind.as_str().to_owned()),
-        ("schema_version", MIGRATIONS.len().to_string()),
-    ] {
+    for (name, value) in plan.meta {
         sqlx::query(upsert.clone())
             .bind(name)
             .bind(value)
@@ -141,6 +130,14 @@ pub(super) async fn migrate(
             .map_err(pg_error)?;
     }
     tx.commit().await.map_err(pg_error)
+}
+
+async fn read_meta(conn: &mut PgConnection, read: &SqlStr, name: &str) -> Result<Option<String>> {
+    sqlx::query_scalar(read.clone())
+        .bind(name)
+        .fetch_optional(conn)
+        .await
+        .map_err(pg_error)
 }
 
 pub(super) async fn drop_all(pool: &PgPool, tables: &Tables) -> Result<()> {

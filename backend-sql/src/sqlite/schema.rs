@@ -4,9 +4,10 @@ use std::fmt::Write as _;
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
-use storekit_core::{Error, IdKind, Result};
+use storekit_core::{IdKind, Result};
 
 use super::error::sqlite_error;
+use crate::migrations::{self, IdColumns};
 use crate::tables::Tables;
 
 /// Migrations in order; each runs once, inside the migration transaction. `{id}` is the users
@@ -64,44 +65,40 @@ pub(super) fn migrate(conn: &mut Connection, tables: &Tables, kind: IdKind) -> R
     );
     tx.execute(&meta, []).map_err(sqlite_error)?;
     let read = tables.render("SELECT value FROM {meta} WHERE name = ?1");
-    let stored_kind: Option<String> = tx
-        .query_row(&read, ["id_kind"], |row| row.get(0))
-        .optional()
-        .map_err(sqlite_error)?;
-    if let Some(stored) = stored_kind.filter(|stored| stored != kind.as_str()) {
-        return Err(Error::invalid(
-            "id kind",
-            format!(
-                "the tables were created for {stored} ids, not {}",
-                kind.as_str()
-            ),
-        ));
-    }
-    let version: usize = tx
-        .query_row(&read, ["schema_version"], |row| row.get::<_, String>(0))
-        .optional()
-        .map_err(sqlite_error)?
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let (id, user_ref) = match kind {
-        IdKind::Uuid => ("BLOB PRIMARY KEY NOT NULL", "BLOB"),
-        IdKind::Int => ("INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"),
+    let stored = |name: &str| {
+        tx.query_row(&read, [name], |row| row.get::<_, String>(0))
+            .optional()
+            .map_err(sqlite_error)
     };
-    for migration in MIGRATIONS.iter().skip(version) {
-        let ddl = tables
-            .render(migration)
-            .replace("{id}", id)
-            .replace("{user_ref}", user_ref);
-        tx.execute_batch(&ddl).map_err(sqlite_error)?;
+    let columns = match kind {
+        IdKind::Uuid => IdColumns {
+            id: "BLOB PRIMARY KEY NOT NULL",
+            user_ref: "BLOB",
+        },
+        IdKind::Int => IdColumns {
+            id: "INTEGER PRIMARY KEY AUTOINCREMENT",
+            user_ref: "INTEGER",
+        },
+    };
+    let plan = migrations::plan(
+        tables,
+        MIGRATIONS,
+        kind,
+        columns,
+        stored(migrations::ID_KIND)?,
+        stored(migrations::SCHEMA_VERSION)?,
+    )?;
+    for ddl in &plan.pending {
+        tx.execute_batch(ddl).map_err(sqlite_error)?;
     }
     let upsert = tables.render(
         "INSERT INTO {meta} (name, value) VALUES (?1, ?2) \
          ON CONFLICT (name) DO UPDATE SET value = excluded.value",
     );
-    tx.execute(&upsert, ["id_kind", kind.as_str()])
-        .map_err(sqlite_error)?;
-    tx.execute(&upsert, ["schema_version", &MIGRATIONS.len().to_string()])
-        .map_err(sqlite_error)?;
+    for (name, value) in &plan.meta {
+        tx.execute(&upsert, [name, value.as_str()])
+            .map_err(sqlite_error)?;
+    }
     tx.commit().map_err(sqlite_error)
 }
 
