@@ -195,21 +195,20 @@ impl UserStore for SqliteStore {
 
     async fn create_user(&self, user: NewUser) -> Result<User> {
         let draft = user.into_draft()?;
-        let uuid = match self.inner.id_kind {
-            IdKind::Uuid => Some(Uuid::now_v7()),
-            IdKind::Int => None,
-        };
-        let user = draft.clone().into_user(UserId::Int(0));
+        let email_key = draft.email_key.clone();
+        let uuid = Uuid::now_v7();
+        let user = draft.into_user(UserId::Uuid(uuid));
+        // A NULL id lets AUTOINCREMENT assign an integer one; the stored id is read back.
+        let id_param = (self.inner.id_kind == IdKind::Uuid).then(|| uuid.into_bytes());
         let id = self.inner.conns.write(|conn| {
             let mut stmt = conn
                 .prepare_cached(&self.inner.sql.insert_user)
                 .map_err(sqlite_error)?;
-            let id_param = uuid.map(|u| u.into_bytes().to_vec());
             stmt.query_row(
                 params![
                     id_param,
                     user.email,
-                    draft.email_key,
+                    email_key,
                     user.hashed_password,
                     user.is_active,
                     user.is_superuser,
