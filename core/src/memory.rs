@@ -338,7 +338,8 @@ impl KvStore for MemoryStore {
     }
 
     async fn contains(&self, namespace: &str, key: &str) -> Result<bool> {
-        Ok(self.get(namespace, key).await?.is_some())
+        validate::check_keys(namespace, &[key])?;
+        Ok(self.state().live(namespace, key, now_millis()).is_some())
     }
 
     async fn get_many(&self, namespace: &str, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {

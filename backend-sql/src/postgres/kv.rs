@@ -95,7 +95,14 @@ impl KvStore for PostgresStore {
     }
 
     async fn contains(&self, namespace: &str, key: &str) -> Result<bool> {
-        Ok(self.get(namespace, key).await?.is_some())
+        validate::check_keys(namespace, &[key])?;
+        sqlx::query_scalar(self.inner.sql.kv_contains.clone())
+            .bind(namespace)
+            .bind(key)
+            .bind(now_millis())
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(pg_error)
     }
 
     async fn get_many(&self, namespace: &str, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {

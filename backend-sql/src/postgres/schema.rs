@@ -192,6 +192,7 @@ pub(super) struct Statements {
     pub(super) delete_user_tokens: SqlStr,
     pub(super) kv_get: SqlStr,
     pub(super) kv_get_many: SqlStr,
+    pub(super) kv_contains: SqlStr,
     pub(super) kv_upsert: SqlStr,
     pub(super) kv_upsert_many: SqlStr,
     pub(super) kv_insert_if_absent: SqlStr,
@@ -268,6 +269,11 @@ impl Statements {
             delete_user_tokens: r("DELETE FROM {tokens} WHERE user_id = $1"),
             kv_get: r("SELECT value FROM {kv} WHERE namespace = $1 AND key = $2 \
                  AND (expires_at IS NULL OR expires_at > $3)"),
+            // Existence only: a large value is not sent to answer yes or no.
+            kv_contains: r(
+                "SELECT EXISTS (SELECT 1 FROM {kv} WHERE namespace = $1 AND key = $2 \
+                 AND (expires_at IS NULL OR expires_at > $3))",
+            ),
             kv_get_many: r("SELECT key, value FROM {kv} WHERE namespace = $1 \
                  AND key = ANY($2) AND (expires_at IS NULL OR expires_at > $3)"),
             kv_upsert: r("INSERT INTO {kv} (namespace, key, value, expires_at) \

@@ -130,7 +130,14 @@ impl KvStore for SqliteStore {
     }
 
     async fn contains(&self, namespace: &str, key: &str) -> Result<bool> {
-        Ok(self.get(namespace, key).await?.is_some())
+        validate::check_keys(namespace, &[key])?;
+        self.inner.conns.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(&self.inner.sql.kv_contains)
+                .map_err(sqlite_error)?;
+            stmt.exists(named_params! { ":ns": namespace, ":key": key, ":now": now_millis() })
+                .map_err(sqlite_error)
+        })
     }
 
     async fn get_many(&self, namespace: &str, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {

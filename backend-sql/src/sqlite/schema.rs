@@ -165,6 +165,7 @@ pub(super) struct Statements {
     pub(super) delete_user_tokens: String,
     pub(super) kv_get: String,
     pub(super) kv_get_any: String,
+    pub(super) kv_contains: String,
     pub(super) kv_upsert: String,
     pub(super) kv_insert_if_absent: String,
     pub(super) kv_swap: String,
@@ -232,6 +233,8 @@ impl Statements {
             delete_token: r("DELETE FROM {tokens} WHERE token_hash = ?1"),
             delete_user_tokens: r("DELETE FROM {tokens} WHERE user_id = ?1"),
             kv_get: r("SELECT value FROM {kv} WHERE namespace = :ns AND key = :key AND {live}"),
+            // Existence only: a large value is not read to answer yes or no.
+            kv_contains: r("SELECT 1 FROM {kv} WHERE namespace = :ns AND key = :key AND {live}"),
             kv_get_any: r(
                 "SELECT value, expires_at FROM {kv} WHERE namespace = :ns AND key = :key",
             ),
