@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use storekit_core::{
-    Error, IdKind, NewOAuthAccount, NewUser, OAuthAccountPatch, PageRequest, UserId, UserPatch,
-    chrono, now,
+    Error, IdKind, LIMITS, NewOAuthAccount, NewUser, OAuthAccountPatch, PageRequest, UserId,
+    UserPatch, chrono, now,
 };
 
 use crate::Fixture;
@@ -660,6 +660,28 @@ pub async fn oauth_accounts_round_trip(f: &Fixture) {
         .await
         .expect_err("empty provider");
     assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+
+    // Provider names and account ids share one limit, in bytes, on every backend.
+    let longest = "é".repeat(LIMITS.max_oauth_id_bytes / 2);
+    let linked = store
+        .add_oauth_account(
+            user.id,
+            NewOAuthAccount::new(&*longest, &*longest, "e", "t"),
+        )
+        .await
+        .expect("the longest provider and account id");
+    assert_eq!(linked.account_id, longest);
+    let found = store
+        .get_user_by_oauth_account(&longest, &longest)
+        .await
+        .expect("get");
+    assert_eq!(found.map(|u| u.id), Some(user.id));
+    let too_long = format!("{longest}x");
+    let err = store
+        .add_oauth_account(user.id, NewOAuthAccount::new("gh", &*too_long, "e", "t"))
+        .await
+        .expect_err("account id too long");
+    assert!(matches!(err, Error::ValueTooLarge { .. }), "{err:?}");
 }
 
 /// A (provider, account id) pair links to one user only, even when 16 tasks for two users race.

@@ -568,7 +568,7 @@ pub fn check_oauth_key(provider: &str, account_id: &str) -> Result<()> {
         if value.contains('\0') {
             return Err(Error::invalid(what, "must not contain NUL"));
         }
-        validate::check_size(what, value.len(), 256)?;
+        validate::check_size(what, value.len(), LIMITS.max_oauth_id_bytes)?;
     }
     Ok(())
 }

@@ -28,6 +28,8 @@ pub struct Limits {
     pub max_extra_bytes: usize,
     /// Longest string field (password hash, OAuth tokens), in UTF-8 bytes.
     pub max_field_bytes: usize,
+    /// Longest OAuth provider name or account id, in UTF-8 bytes.
+    pub max_oauth_id_bytes: usize,
 }
 
 /// The limits every backend enforces.
@@ -41,6 +43,7 @@ pub const LIMITS: Limits = Limits {
     max_email_bytes: 320,
     max_extra_bytes: 64 * 1024,
     max_field_bytes: 8 * 1024,
+    max_oauth_id_bytes: 256,
 };
 
 /// Returns the form of `email` used to compare addresses: trimmed, Unicode NFC, lower case.
