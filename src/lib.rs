@@ -125,7 +125,7 @@ impl Stores {
         match &self.backend {
             Backend::Memory(_) => Ok(()),
             #[cfg(feature = "sqlite")]
-            Backend::Sqlite(store) => store.migrate(),
+            Backend::Sqlite(store) => store.migrate().await,
             #[cfg(feature = "postgres")]
             Backend::Postgres(store) => store.migrate().await,
             #[cfg(feature = "dynamodb")]

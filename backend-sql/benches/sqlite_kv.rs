@@ -23,11 +23,11 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let raw = raw_connection(&dir.join("raw.db"));
     let store = SqliteStore::open(&SqliteConfig::file(dir.join("storekit.db"))).unwrap();
-    store.migrate().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    rt.block_on(store.migrate()).unwrap();
     let keys: Vec<String> = (0..KEYS).map(|i| format!("key-{i:05}")).collect();
 
     for key in &keys {

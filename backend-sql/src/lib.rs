@@ -11,9 +11,9 @@
 //! when the store is built. `migrate()` creates or upgrades the tables, idempotently; nothing is
 //! created at first use.
 //!
-//! Expired key-value rows are never returned, and are deleted in small batches as writes go by
-//! (one write in 128 deletes up to 256 expired rows), so a cache does not grow without bound;
-//! `purge_expired` deletes all of them at once.
+//! Expired key-value rows are never returned, and a background task owned by the store deletes
+//! them every minute (`purge_interval` in the config), in batches, off the request path, so a
+//! cache does not grow without bound; `purge_expired` deletes all of them at once.
 
 mod migrations;
 #[cfg(feature = "postgres")]

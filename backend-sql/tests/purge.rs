@@ -1,47 +1,78 @@
-//! Expired rows are deleted as writes go by, without anyone calling `purge_expired`.
+//! Expired rows are deleted by the store's background task, without anyone calling
+//! `purge_expired` and whatever else is (or is not) written.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use storekit_core::KvStore;
 use storekit_sql::{SqliteConfig, SqliteStore};
 
+const TICK: Duration = Duration::from_millis(50);
+
+/// Waits until `rows` reports `want`, or fails after a few seconds with the last count.
+async fn eventually<F, Fut>(want: usize, mut rows: F) -> storekit_core::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = storekit_core::Result<usize>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = rows().await?;
+        if now == want {
+            return Ok(());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{now} rows left, expected {want}"
+        );
+        tokio::time::sleep(TICK).await;
+    }
+}
+
 /// Rows of the kv table in a store's dump.
-fn kv_rows(dump: &str) -> usize {
-    dump.lines()
-        .filter(|line| line.starts_with("\"kv\":"))
-        .count()
+fn kv_rows(dump: &str, table: &str) -> usize {
+    dump.lines().filter(|line| line.starts_with(table)).count()
 }
 
 #[tokio::test]
-async fn writes_purge_expired_rows_on_sqlite() -> storekit_core::Result<()> {
-    let store = SqliteStore::open(&SqliteConfig::memory())?;
-    store.migrate()?;
-    let keys: Vec<String> = (0..300).map(|i| format!("old-{i}")).collect();
+async fn a_background_task_purges_expired_rows_on_sqlite() -> storekit_core::Result<()> {
+    let config = SqliteConfig::memory().purge_interval(Some(TICK));
+    let store = SqliteStore::open(&config)?;
+    store.migrate().await?;
+    // More than one purge batch, so the task must loop until none are left.
+    let keys: Vec<String> = (0..2500).map(|i| format!("old-{i}")).collect();
     let items: Vec<(&str, &[u8])> = keys.iter().map(|k| (k.as_str(), &b"v"[..])).collect();
     store
         .set_many("cache", &items, Some(Duration::from_millis(100)))
         .await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    store.set("cache", "live", b"kept", None).await?;
+    // No write from here on: the purge does not depend on them.
+    eventually(1, || async { Ok(kv_rows(&store.dump().await?, "\"kv\":")) }).await?;
     assert_eq!(
-        kv_rows(&store.dump()?),
-        300,
-        "expired rows stay until something deletes them"
+        store.get("cache", "live").await?.as_deref(),
+        Some(&b"kept"[..])
     );
-
-    // Two purges' worth of ordinary writes, one key each, and nothing else.
-    for i in 0..256 {
-        store
-            .set("cache", "live", format!("{i}").as_bytes(), None)
-            .await?;
-    }
-    assert_eq!(kv_rows(&store.dump()?), 1, "only the live row is left");
     assert_eq!(store.purge_expired().await?, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_a_purge_interval_rows_stay_until_purge_expired() -> storekit_core::Result<()> {
+    let store = SqliteStore::open(&SqliteConfig::memory().purge_interval(None))?;
+    store.migrate().await?;
+    store
+        .set("cache", "old", b"v", Some(Duration::from_millis(20)))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(store.get("cache", "old").await?, None, "never returned");
+    assert_eq!(kv_rows(&store.dump().await?, "\"kv\":"), 1);
+    assert_eq!(store.purge_expired().await?, 1);
+    assert_eq!(kv_rows(&store.dump().await?, "\"kv\":"), 0);
     Ok(())
 }
 
 #[cfg(feature = "postgres")]
 #[tokio::test]
-async fn writes_purge_expired_rows_on_postgres() -> storekit_core::Result<()> {
+async fn a_background_task_purges_expired_rows_on_postgres() -> storekit_core::Result<()> {
     use storekit_sql::{PostgresConfig, PostgresStore};
 
     let Ok(url) = std::env::var("STOREKIT_POSTGRES_URL") else {
@@ -52,25 +83,22 @@ async fn writes_purge_expired_rows_on_postgres() -> storekit_core::Result<()> {
         return Ok(());
     };
     let schema = format!("purge_{}", std::process::id());
-    let store = PostgresStore::connect(&PostgresConfig::new(url)?.schema(&schema)).await?;
+    let config = PostgresConfig::new(url)?
+        .schema(&schema)
+        .purge_interval(Some(TICK));
+    let store = PostgresStore::connect(&config).await?;
     store.migrate().await?;
-    let keys: Vec<String> = (0..300).map(|i| format!("old-{i}")).collect();
+    let keys: Vec<String> = (0..2500).map(|i| format!("old-{i}")).collect();
     let items: Vec<(&str, &[u8])> = keys.iter().map(|k| (k.as_str(), &b"v"[..])).collect();
     store
         .set_many("cache", &items, Some(Duration::from_millis(100)))
         .await?;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    for i in 0..256 {
-        store
-            .set("cache", "live", format!("{i}").as_bytes(), None)
-            .await?;
-    }
-    let rows = store
-        .dump()
-        .await?
-        .lines()
-        .filter(|line| line.contains("kv\": (cache,"))
-        .count();
+    store.set("cache", "live", b"kept", None).await?;
+    let purged = eventually(1, || async {
+        let dump = store.dump().await?;
+        Ok(dump.lines().filter(|l| l.contains("kv\": (cache,")).count())
+    })
+    .await;
     store.drop_tables().await?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP SCHEMA \"{schema}\" CASCADE"
@@ -78,6 +106,5 @@ async fn writes_purge_expired_rows_on_postgres() -> storekit_core::Result<()> {
     .execute(store.pool())
     .await
     .map_err(|e| storekit_core::Error::backend("postgres", e))?;
-    assert_eq!(rows, 1, "only the live row is left");
-    Ok(())
+    purged
 }

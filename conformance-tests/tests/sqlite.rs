@@ -11,15 +11,15 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
         .table_prefix(ctx.prefix.clone())
         .id_kind(ctx.id_kind);
     let store = SqliteStore::open(&config).expect("open sqlite");
-    store.migrate().expect("migrate");
-    store.migrate().expect("migrate is idempotent");
+    store.migrate().await.expect("migrate");
+    store.migrate().await.expect("migrate is idempotent");
     let dumped = store.clone();
     Some(Fixture::new(
         std::sync::Arc::new(store.clone()),
         std::sync::Arc::new(store),
         Box::new(move || {
-            let text = dumped.dump().expect("dump");
-            async move { text }.boxed()
+            let dumped = dumped.clone();
+            async move { dumped.dump().await.expect("dump") }.boxed()
         }),
         Box::new(move || {
             async move {

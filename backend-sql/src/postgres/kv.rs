@@ -1,6 +1,7 @@
 //! The key-value store on PostgreSQL.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,24 +14,37 @@ use storekit_core::{KvStore, Result, validate};
 
 use super::PostgresStore;
 use super::error::pg_error;
-use crate::purge::PurgeSchedule;
+use crate::purge;
 
 /// Keys fetched per query while listing.
 const KEYS_PAGE: i64 = 1000;
 
 impl PostgresStore {
-    /// Deletes a batch of expired rows if this write is one that should (see `crate::purge`).
-    async fn purge_some_if_due(&self, writes: usize) -> Result<()> {
-        if !self.inner.purge.due(writes as u64) {
-            return Ok(());
+    /// Starts the background purge of expired items, once (see `crate::purge`).
+    fn start_purger(&self) {
+        self.inner
+            .purger
+            .ensure_started(Arc::downgrade(&self.inner), |inner| async move {
+                PostgresStore { inner }.purge_all_expired().await
+            });
+    }
+
+    /// Deletes every expired item, a batch per statement so that no transaction runs long.
+    async fn purge_all_expired(&self) -> Result<u64> {
+        let mut purged = 0;
+        loop {
+            let deleted = sqlx::query(self.inner.sql.kv_purge_some.clone())
+                .bind(now_millis())
+                .bind(purge::BATCH)
+                .execute(&self.inner.pool)
+                .await
+                .map_err(pg_error)?
+                .rows_affected();
+            purged += deleted;
+            if deleted < purge::BATCH as u64 {
+                return Ok(purged);
+            }
         }
-        sqlx::query(self.inner.sql.kv_purge_some.clone())
-            .bind(now_millis())
-            .bind(PurgeSchedule::BATCH)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(pg_error)?;
-        Ok(())
     }
 
     async fn keys_page(&self, namespace: &str, from: &str, first: bool) -> Result<Vec<String>> {
@@ -71,6 +85,7 @@ impl KvStore for PostgresStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<()> {
+        self.start_purger();
         validate::check_entry(namespace, key, value)?;
         sqlx::query(self.inner.sql.kv_upsert.clone())
             .bind(namespace)
@@ -80,7 +95,7 @@ impl KvStore for PostgresStore {
             .execute(&self.inner.pool)
             .await
             .map_err(pg_error)?;
-        self.purge_some_if_due(1).await
+        Ok(())
     }
 
     async fn delete(&self, namespace: &str, key: &str) -> Result<bool> {
@@ -132,6 +147,7 @@ impl KvStore for PostgresStore {
         items: &[(&str, &[u8])],
         ttl: Option<Duration>,
     ) -> Result<()> {
+        self.start_purger();
         for (key, value) in items {
             validate::check_entry(namespace, key, value)?;
         }
@@ -145,7 +161,6 @@ impl KvStore for PostgresStore {
             return Ok(());
         }
         let (keys, values): (Vec<&str>, Vec<&[u8]>) = last.into_iter().unzip();
-        let written = keys.len();
         sqlx::query(self.inner.sql.kv_upsert_many.clone())
             .bind(namespace)
             .bind(keys)
@@ -154,7 +169,7 @@ impl KvStore for PostgresStore {
             .execute(&self.inner.pool)
             .await
             .map_err(pg_error)?;
-        self.purge_some_if_due(written).await
+        Ok(())
     }
 
     async fn delete_many(&self, namespace: &str, keys: &[&str]) -> Result<()> {
@@ -197,6 +212,7 @@ impl KvStore for PostgresStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<bool> {
+        self.start_purger();
         validate::check_entry(namespace, key, value)?;
         let stored = sqlx::query(self.inner.sql.kv_insert_if_absent.clone())
             .bind(namespace)
@@ -218,6 +234,7 @@ impl KvStore for PostgresStore {
         new: &[u8],
         ttl: Option<Duration>,
     ) -> Result<bool> {
+        self.start_purger();
         let Some(expected) = expected else {
             return self.set_if_absent(namespace, key, new, ttl).await;
         };
@@ -242,6 +259,7 @@ impl KvStore for PostgresStore {
         delta: i64,
         ttl: Option<Duration>,
     ) -> Result<i64> {
+        self.start_purger();
         validate::check_keys(namespace, &[key])?;
         let new_expiry = expiry_millis(ttl)?;
         let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
@@ -269,11 +287,6 @@ impl KvStore for PostgresStore {
     }
 
     async fn purge_expired(&self) -> Result<u64> {
-        let purged = sqlx::query(self.inner.sql.kv_purge.clone())
-            .bind(now_millis())
-            .execute(&self.inner.pool)
-            .await
-            .map_err(pg_error)?;
-        Ok(purged.rows_affected())
+        self.purge_all_expired().await
     }
 }

@@ -32,6 +32,9 @@ pub struct PostgresConfig {
     pub id_kind: IdKind,
     /// Pool size. Default 16.
     pub max_connections: u32,
+    /// How often a background task deletes expired key-value items; `None` never does (then
+    /// call `purge_expired` yourself). Default 60 s.
+    pub purge_interval: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for PostgresConfig {
@@ -44,6 +47,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("table_prefix", &self.table_prefix)
             .field("id_kind", &self.id_kind)
             .field("max_connections", &self.max_connections)
+            .field("purge_interval", &self.purge_interval)
             .finish()
     }
 }
@@ -61,6 +65,7 @@ impl PostgresConfig {
             table_prefix: String::new(),
             id_kind: IdKind::Uuid,
             max_connections: 16,
+            purge_interval: Some(crate::purge::DEFAULT_INTERVAL),
         };
         let mut kept = Vec::new();
         for (name, value) in parsed.query_pairs() {
@@ -103,6 +108,12 @@ impl PostgresConfig {
         self.max_connections = max;
         self
     }
+
+    /// Sets how often expired key-value items are deleted in the background (`None`: never).
+    pub fn purge_interval(mut self, interval: Option<std::time::Duration>) -> Self {
+        self.purge_interval = interval;
+        self
+    }
 }
 
 /// A storekit store on PostgreSQL. Cheap to clone; clones share the pool.
@@ -118,7 +129,7 @@ struct Inner {
     id_kind: IdKind,
     tables: Tables,
     schema: Option<String>,
-    purge: crate::purge::PurgeSchedule,
+    purger: crate::purge::Purger,
 }
 
 impl PostgresStore {
@@ -150,7 +161,7 @@ impl PostgresStore {
                 id_kind: config.id_kind,
                 tables,
                 schema: config.schema.clone(),
-                purge: crate::purge::PurgeSchedule::default(),
+                purger: crate::purge::Purger::new(config.purge_interval),
             }),
         })
     }

@@ -202,7 +202,6 @@ pub(super) struct Statements {
     pub(super) kv_keys_first: SqlStr,
     pub(super) kv_keys_after: SqlStr,
     pub(super) kv_clear: SqlStr,
-    pub(super) kv_purge: SqlStr,
     pub(super) kv_purge_some: SqlStr,
     pub(super) kv_lock_counter: SqlStr,
     pub(super) kv_set_value: SqlStr,
@@ -302,7 +301,6 @@ impl Statements {
             kv_keys_after: r("SELECT key FROM {kv} WHERE namespace = $1 AND key > $2 \
                  AND (expires_at IS NULL OR expires_at > $3) ORDER BY key LIMIT $4"),
             kv_clear: r("DELETE FROM {kv} WHERE namespace = $1"),
-            kv_purge: r("DELETE FROM {kv} WHERE expires_at IS NOT NULL AND expires_at <= $1"),
             // SKIP LOCKED: rows another transaction is writing are left for the next purge
             // rather than waited for.
             kv_purge_some: r("DELETE FROM {kv} WHERE (namespace, key) IN \

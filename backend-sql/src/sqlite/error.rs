@@ -23,7 +23,25 @@ pub(super) fn violation(err: &rusqlite::Error) -> Option<Violation> {
     }
 }
 
-/// Any other rusqlite error: a lock that outlasted the busy timeout is `Unavailable`.
+/// True if `err` is another connection's lock ([`sqlite_error`] of `SQLITE_BUSY` or
+/// `SQLITE_LOCKED`): nothing was done, and the same work may be tried again.
+pub(super) fn is_busy(err: &Error) -> bool {
+    let Error::Unavailable { source, .. } = err else {
+        return false;
+    };
+    source
+        .downcast_ref::<rusqlite::Error>()
+        .and_then(rusqlite::Error::sqlite_error_code)
+        .is_some_and(|code| {
+            matches!(
+                code,
+                ffi::ErrorCode::DatabaseBusy | ffi::ErrorCode::DatabaseLocked
+            )
+        })
+}
+
+/// Any other rusqlite error: a lock held by another connection is `Unavailable` (retried
+/// until the busy timeout, see `conn`).
 pub(super) fn sqlite_error(err: rusqlite::Error) -> Error {
     match err.sqlite_error_code() {
         Some(ffi::ErrorCode::DatabaseBusy | ffi::ErrorCode::DatabaseLocked) => {

@@ -1,17 +1,21 @@
-//! SQLite through rusqlite, called on the calling thread.
+//! SQLite through rusqlite: short statements on the calling task, long work on the blocking
+//! pool, and never a runtime thread parked while waiting.
 //!
 //! SQLite runs in process and a point read or upsert takes a few microseconds, so handing each
 //! statement to another thread (as `spawn_blocking` or sqlx's worker thread do) costs several
 //! times the work itself: measured here, rusqlite on the calling thread serves ~150k reads/s,
-//! through `spawn_blocking` ~28k, through sqlx ~12k. The store therefore runs statements inline,
-//! on a small set of connections: one writer (SQLite allows one writer at a time anyway, and a
-//! process-local lock is cheaper than `SQLITE_BUSY` retries) and a few readers, which WAL lets
-//! read while the writer writes. No lock is ever held across an `.await`.
+//! through `spawn_blocking` ~28k, through sqlx ~12k. The store therefore runs point statements
+//! inline, on a small set of connections: one writer (SQLite allows one writer at a time
+//! anyway, and a fair async lock in the process is cheaper than `SQLITE_BUSY` retries) and a
+//! few readers, which WAL lets read while the writer writes. Everything that waits, waits
+//! asynchronously; everything long runs on the blocking pool (see `conn`). Every statement is
+//! stepped to its end so that the WAL checkpoints (see `step`).
 
 mod conn;
 mod error;
 mod kv;
 mod schema;
+mod step;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +24,7 @@ use std::time::Duration;
 
 use storekit_core::{IdKind, Result};
 
+use crate::purge::Purger;
 use crate::tables::Tables;
 use conn::Connections;
 
@@ -35,8 +40,13 @@ pub struct SqliteConfig {
     pub id_kind: IdKind,
     /// Read-only connections besides the writer (file databases only). Default 4.
     pub readers: usize,
-    /// How long a statement waits for another process's lock. Default 5 s.
+    /// How long an operation waits for another process's lock before failing with
+    /// [`Error::Unavailable`](storekit_core::Error::Unavailable). It waits asynchronously,
+    /// retrying with backoff. Default 5 s.
     pub busy_timeout: Duration,
+    /// How often a background task deletes expired key-value items; `None` never does (then
+    /// call `purge_expired` yourself). Default 60 s.
+    pub purge_interval: Option<Duration>,
 }
 
 impl SqliteConfig {
@@ -56,6 +66,7 @@ impl SqliteConfig {
             id_kind: IdKind::Uuid,
             readers: 4,
             busy_timeout: Duration::from_secs(5),
+            purge_interval: Some(crate::purge::DEFAULT_INTERVAL),
         }
     }
 
@@ -103,6 +114,18 @@ impl SqliteConfig {
         self.readers = readers;
         self
     }
+
+    /// Sets how long an operation waits for another process's lock.
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Sets how often expired key-value items are deleted in the background (`None`: never).
+    pub fn purge_interval(mut self, interval: Option<Duration>) -> Self {
+        self.purge_interval = interval;
+        self
+    }
 }
 
 /// A storekit store on SQLite. Cheap to clone; clones share connections.
@@ -117,7 +140,7 @@ struct Inner {
     sql: schema::Statements,
     id_kind: IdKind,
     tables: Tables,
-    purge: crate::purge::PurgeSchedule,
+    purger: Purger,
 }
 
 impl SqliteStore {
@@ -132,32 +155,37 @@ impl SqliteStore {
                 sql,
                 id_kind: config.id_kind,
                 tables,
-                purge: crate::purge::PurgeSchedule::default(),
+                purger: Purger::new(config.purge_interval),
             }),
         })
     }
 
     /// Creates or upgrades the tables; safe to run every start and from several processes.
-    /// Fails if the tables exist for another id kind.
-    pub fn migrate(&self) -> Result<()> {
-        let tables = &self.inner.tables;
-        let kind = self.inner.id_kind;
+    /// Fails if the tables exist for another id kind. An existing database is upgraded in
+    /// place, keeping every row.
+    pub async fn migrate(&self) -> Result<()> {
+        let inner = self.inner.clone();
         self.inner
             .conns
-            .write(|conn| schema::migrate(conn, tables, kind))
+            .write_blocking(move |conn| schema::migrate(conn, &inner.tables, inner.id_kind))
+            .await
     }
 
     /// Drops every table of this store (its prefix only), e.g. after a test.
-    pub fn drop_tables(&self) -> Result<()> {
-        let tables = &self.inner.tables;
+    pub async fn drop_tables(&self) -> Result<()> {
+        let inner = self.inner.clone();
         self.inner
             .conns
-            .write(|conn| schema::drop_all(conn, tables))
+            .write_blocking(move |conn| schema::drop_all(conn, &inner.tables))
+            .await
     }
 
     /// Every row of every table, rendered as text, for tests that check what is stored.
-    pub fn dump(&self) -> Result<String> {
-        let tables = &self.inner.tables;
-        self.inner.conns.read(|conn| schema::dump(conn, tables))
+    pub async fn dump(&self) -> Result<String> {
+        let inner = self.inner.clone();
+        self.inner
+            .conns
+            .read_blocking(move |conn| schema::dump(conn, &inner.tables))
+            .await
     }
 }

@@ -12,7 +12,8 @@ use crate::tables::Tables;
 
 /// Migrations in order; each runs once, inside the migration transaction. `{id}` is the users
 /// id column's type and `{user_ref}` the type of columns that refer to it.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE {users} (
     id {id},
     email TEXT NOT NULL,
@@ -54,7 +55,27 @@ CREATE TABLE {kv} (
     PRIMARY KEY (namespace, key)
 ) WITHOUT ROWID;
 CREATE INDEX "{prefix}kv_expiry" ON "{prefix}kv" (expires_at) WHERE expires_at IS NOT NULL;
-"#];
+"#,
+    // The kv table moves from WITHOUT ROWID to a rowid table with a unique index: with values of
+    // a kilobyte or more, a WITHOUT ROWID row overflows its leaf page (about 4.7 KB of file per
+    // 1 KiB item), while a rowid table keeps values up to ~4 KB inline; measured here, reads and
+    // upserts ran 2-2.6x faster (see docs/benchmarks.md). Every row is copied, TTL included.
+    r#"
+CREATE TABLE "{prefix}kv_rowid" (
+    id INTEGER PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    expires_at INTEGER
+);
+INSERT INTO "{prefix}kv_rowid" (namespace, key, value, expires_at)
+    SELECT namespace, key, value, expires_at FROM {kv} ORDER BY namespace, key;
+DROP TABLE {kv};
+ALTER TABLE "{prefix}kv_rowid" RENAME TO "{prefix}kv";
+CREATE UNIQUE INDEX "{prefix}kv_key" ON "{prefix}kv" (namespace, key);
+CREATE INDEX "{prefix}kv_expiry" ON "{prefix}kv" (expires_at) WHERE expires_at IS NOT NULL;
+"#,
+];
 
 pub(super) fn migrate(conn: &mut Connection, tables: &Tables, kind: IdKind) -> Result<()> {
     let tx = conn
@@ -173,7 +194,6 @@ pub(super) struct Statements {
     pub(super) kv_keys_first: String,
     pub(super) kv_keys_after: String,
     pub(super) kv_clear: String,
-    pub(super) kv_purge: String,
     pub(super) kv_purge_some: String,
 }
 
@@ -265,9 +285,7 @@ impl Statements {
                  AND {live} ORDER BY key LIMIT :limit",
             ),
             kv_clear: r("DELETE FROM {kv} WHERE namespace = :ns"),
-            kv_purge: r("DELETE FROM {kv} WHERE expires_at IS NOT NULL AND expires_at <= :now"),
-            kv_purge_some: r("DELETE FROM {kv} WHERE (namespace, key) IN \
-                 (SELECT namespace, key FROM {kv} \
+            kv_purge_some: r("DELETE FROM {kv} WHERE id IN (SELECT id FROM {kv} \
                  WHERE expires_at IS NOT NULL AND expires_at <= :now LIMIT :limit)"),
         }
     }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, Row, TransactionBehavior, params};
 use storekit_core::time::from_micros;
 use storekit_core::{
     AccessToken, AccessTokenStore, Error, IdKind, IssuedToken, NewOAuthAccount, NewUser,
@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::SqliteStore;
 use super::error::{Violation, on_violation, sqlite_error};
+use super::step::first_row;
 use crate::rows::{OAuthRow, UserRow, token_if_fresh};
 
 const BACKEND: &str = "sqlite";
@@ -56,10 +57,7 @@ impl SqliteStore {
         params: impl rusqlite::Params,
     ) -> Result<Option<User>> {
         let mut stmt = conn.prepare_cached(sql).map_err(sqlite_error)?;
-        let found = stmt
-            .query_row(params, |row| self.raw_user(row))
-            .optional()
-            .map_err(sqlite_error)?;
+        let found = first_row(&mut stmt, params, |row| self.raw_user(row)).map_err(sqlite_error)?;
         found.map(RawUser::into_user).transpose()
     }
 
@@ -102,12 +100,10 @@ impl SqliteStore {
         let mut stmt = conn
             .prepare_cached(&self.inner.sql.oauth_one)
             .map_err(sqlite_error)?;
-        let found = stmt
-            .query_row(params![provider, account_id, user], |row| {
-                self.raw_oauth(row)
-            })
-            .optional()
-            .map_err(sqlite_error)?;
+        let found = first_row(&mut stmt, params![provider, account_id, user], |row| {
+            self.raw_oauth(row)
+        })
+        .map_err(sqlite_error)?;
         found.map(RawOAuth::into_account).transpose()
     }
 }
@@ -200,12 +196,14 @@ impl UserStore for SqliteStore {
         let user = draft.into_user(UserId::Uuid(uuid));
         // A NULL id lets AUTOINCREMENT assign an integer one; the stored id is read back.
         let id_param = (self.inner.id_kind == IdKind::Uuid).then(|| uuid.into_bytes());
-        let id = self.inner.conns.write(|conn| {
-            let mut stmt = conn
-                .prepare_cached(&self.inner.sql.insert_user)
-                .map_err(sqlite_error)?;
-            stmt.query_row(
-                params![
+        let id = self
+            .inner
+            .conns
+            .write(|conn| {
+                let mut stmt = conn
+                    .prepare_cached(&self.inner.sql.insert_user)
+                    .map_err(sqlite_error)?;
+                let params = params![
                     id_param,
                     user.email,
                     email_key,
@@ -215,14 +213,15 @@ impl UserStore for SqliteStore {
                     user.is_verified,
                     micros(user.created_at),
                     extra_to_text(&user.extra),
-                ],
-                |row| self.read_id(row, 0),
-            )
-            .map_err(on_violation(
-                Violation::Unique,
-                Error::AlreadyExists { what: "email" },
-            ))
-        })?;
+                ];
+                first_row(&mut stmt, params, |row| self.read_id(row, 0))
+                    .map_err(on_violation(
+                        Violation::Unique,
+                        Error::AlreadyExists { what: "email" },
+                    ))?
+                    .ok_or_else(|| Error::backend(BACKEND, "an insert returned no id"))
+            })
+            .await?;
         Ok(User { id, ..user })
     }
 
@@ -231,6 +230,7 @@ impl UserStore for SqliteStore {
         self.inner
             .conns
             .read(|conn| self.query_user(conn, &self.inner.sql.user_by_id, [&id]))
+            .await
     }
 
     async fn get_user_by_email(&self, email: &str) -> Result<Option<User>> {
@@ -238,61 +238,69 @@ impl UserStore for SqliteStore {
         self.inner
             .conns
             .read(|conn| self.query_user(conn, &self.inner.sql.user_by_email, [&key]))
+            .await
     }
 
     async fn update_user(&self, id: UserId, patch: UserPatch) -> Result<User> {
         let id_value = self.id(id)?;
-        self.inner.conns.write(|conn| {
-            // The writer lock serialises this process; IMMEDIATE serialises other processes
-            // sharing the file, so the read and the write below see the same row.
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sqlite_error)?;
-            let current = self
-                .query_user(&tx, &self.inner.sql.user_by_id, [&id_value])?
-                .ok_or(Error::NotFound { what: "user" })?;
-            let next = patch.apply(&current)?;
-            let email_key = next.email_key()?;
-            let changed = tx
-                .prepare_cached(&self.inner.sql.update_user)
-                .and_then(|mut stmt| {
-                    stmt.execute(params![
-                        id_value,
-                        current.version as i64,
-                        next.email,
-                        email_key,
-                        next.hashed_password,
-                        next.is_active,
-                        next.is_superuser,
-                        next.is_verified,
-                        micros(next.updated_at),
-                        next.version as i64,
-                        extra_to_text(&next.extra),
-                    ])
-                })
-                .map_err(on_violation(
-                    Violation::Unique,
-                    Error::AlreadyExists { what: "email" },
-                ))?;
-            if changed != 1 {
-                return Err(Error::backend(
-                    BACKEND,
-                    "a user changed inside a write transaction",
-                ));
-            }
-            tx.commit().map_err(sqlite_error)?;
-            Ok(next)
-        })
+        self.inner
+            .conns
+            .write(|conn| {
+                // The writer lock serialises this process; IMMEDIATE serialises other processes
+                // sharing the file, so the read and the write below see the same row.
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sqlite_error)?;
+                let current = self
+                    .query_user(&tx, &self.inner.sql.user_by_id, [&id_value])?
+                    .ok_or(Error::NotFound { what: "user" })?;
+                let next = patch.apply(&current)?;
+                let email_key = next.email_key()?;
+                let changed = tx
+                    .prepare_cached(&self.inner.sql.update_user)
+                    .and_then(|mut stmt| {
+                        stmt.execute(params![
+                            id_value,
+                            current.version as i64,
+                            next.email,
+                            email_key,
+                            next.hashed_password,
+                            next.is_active,
+                            next.is_superuser,
+                            next.is_verified,
+                            micros(next.updated_at),
+                            next.version as i64,
+                            extra_to_text(&next.extra),
+                        ])
+                    })
+                    .map_err(on_violation(
+                        Violation::Unique,
+                        Error::AlreadyExists { what: "email" },
+                    ))?;
+                if changed != 1 {
+                    return Err(Error::backend(
+                        BACKEND,
+                        "a user changed inside a write transaction",
+                    ));
+                }
+                tx.commit().map_err(sqlite_error)?;
+                Ok(next)
+            })
+            .await
     }
 
     async fn delete_user(&self, id: UserId) -> Result<()> {
         let id = self.id(id)?;
         // ON DELETE CASCADE removes the user's OAuth accounts and tokens in the same statement.
-        let deleted = self.inner.conns.write(|conn| {
-            conn.prepare_cached(&self.inner.sql.delete_user)
-                .and_then(|mut stmt| stmt.execute([&id]))
-                .map_err(sqlite_error)
-        })?;
+        let deleted = self
+            .inner
+            .conns
+            .write(|conn| {
+                conn.prepare_cached(&self.inner.sql.delete_user)
+                    .and_then(|mut stmt| stmt.execute([&id]))
+                    .map_err(sqlite_error)
+            })
+            .await?;
         if deleted == 0 {
             return Err(Error::NotFound { what: "user" });
         }
@@ -324,7 +332,8 @@ impl UserStore for SqliteStore {
                 };
                 rows.and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                     .map_err(sqlite_error)
-            })?
+            })
+            .await?
             .into_iter()
             .map(RawUser::into_user)
             .collect::<Result<Vec<_>>>()?;
@@ -343,29 +352,32 @@ impl OAuthAccountStore for SqliteStore {
     ) -> Result<OAuthAccount> {
         let id = self.id(user)?;
         let account = account.into_account(user)?;
-        self.inner.conns.write(|conn| {
-            conn.prepare_cached(&self.inner.sql.insert_oauth)
-                .and_then(|mut stmt| {
-                    stmt.execute(params![
-                        id,
-                        account.provider,
-                        account.account_id,
-                        account.account_email,
-                        account.access_token,
-                        account.expires_at.map(micros),
-                        account.refresh_token,
-                        micros(account.created_at),
-                        micros(account.updated_at),
-                    ])
-                })
-                .map_err(|err| match super::error::violation(&err) {
-                    Some(Violation::Unique) => Error::AlreadyExists {
-                        what: "oauth account",
-                    },
-                    Some(Violation::ForeignKey) => Error::NotFound { what: "user" },
-                    None => sqlite_error(err),
-                })
-        })?;
+        self.inner
+            .conns
+            .write(|conn| {
+                conn.prepare_cached(&self.inner.sql.insert_oauth)
+                    .and_then(|mut stmt| {
+                        stmt.execute(params![
+                            id,
+                            account.provider,
+                            account.account_id,
+                            account.account_email,
+                            account.access_token,
+                            account.expires_at.map(micros),
+                            account.refresh_token,
+                            micros(account.created_at),
+                            micros(account.updated_at),
+                        ])
+                    })
+                    .map_err(|err| match super::error::violation(&err) {
+                        Some(Violation::Unique) => Error::AlreadyExists {
+                            what: "oauth account",
+                        },
+                        Some(Violation::ForeignKey) => Error::NotFound { what: "user" },
+                        None => sqlite_error(err),
+                    })
+            })
+            .await?;
         Ok(account)
     }
 
@@ -378,33 +390,36 @@ impl OAuthAccountStore for SqliteStore {
     ) -> Result<OAuthAccount> {
         let id = self.id(user)?;
         check_oauth_key(provider, account_id)?;
-        self.inner.conns.write(|conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sqlite_error)?;
-            let current =
-                self.query_oauth(&tx, &id, provider, account_id)?
-                    .ok_or(Error::NotFound {
-                        what: "oauth account",
-                    })?;
-            let next = patch.apply(&current)?;
-            tx.prepare_cached(&self.inner.sql.update_oauth)
-                .and_then(|mut stmt| {
-                    stmt.execute(params![
-                        provider,
-                        account_id,
-                        id,
-                        next.account_email,
-                        next.access_token,
-                        next.expires_at.map(micros),
-                        next.refresh_token,
-                        micros(next.updated_at),
-                    ])
-                })
-                .map_err(sqlite_error)?;
-            tx.commit().map_err(sqlite_error)?;
-            Ok(next)
-        })
+        self.inner
+            .conns
+            .write(|conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sqlite_error)?;
+                let current =
+                    self.query_oauth(&tx, &id, provider, account_id)?
+                        .ok_or(Error::NotFound {
+                            what: "oauth account",
+                        })?;
+                let next = patch.apply(&current)?;
+                tx.prepare_cached(&self.inner.sql.update_oauth)
+                    .and_then(|mut stmt| {
+                        stmt.execute(params![
+                            provider,
+                            account_id,
+                            id,
+                            next.account_email,
+                            next.access_token,
+                            next.expires_at.map(micros),
+                            next.refresh_token,
+                            micros(next.updated_at),
+                        ])
+                    })
+                    .map_err(sqlite_error)?;
+                tx.commit().map_err(sqlite_error)?;
+                Ok(next)
+            })
+            .await
     }
 
     async fn remove_oauth_account(
@@ -415,11 +430,15 @@ impl OAuthAccountStore for SqliteStore {
     ) -> Result<()> {
         let id = self.id(user)?;
         check_oauth_key(provider, account_id)?;
-        let removed = self.inner.conns.write(|conn| {
-            conn.prepare_cached(&self.inner.sql.delete_oauth)
-                .and_then(|mut stmt| stmt.execute(params![provider, account_id, id]))
-                .map_err(sqlite_error)
-        })?;
+        let removed = self
+            .inner
+            .conns
+            .write(|conn| {
+                conn.prepare_cached(&self.inner.sql.delete_oauth)
+                    .and_then(|mut stmt| stmt.execute(params![provider, account_id, id]))
+                    .map_err(sqlite_error)
+            })
+            .await?;
         if removed == 0 {
             return Err(Error::NotFound {
                 what: "oauth account",
@@ -430,14 +449,18 @@ impl OAuthAccountStore for SqliteStore {
 
     async fn oauth_accounts(&self, user: UserId) -> Result<Vec<OAuthAccount>> {
         let id = self.id(user)?;
-        let rows = self.inner.conns.read(|conn| {
-            let mut stmt = conn
-                .prepare_cached(&self.inner.sql.oauth_of_user)
-                .map_err(sqlite_error)?;
-            stmt.query_map([&id], |row| self.raw_oauth(row))
-                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-                .map_err(sqlite_error)
-        })?;
+        let rows = self
+            .inner
+            .conns
+            .read(|conn| {
+                let mut stmt = conn
+                    .prepare_cached(&self.inner.sql.oauth_of_user)
+                    .map_err(sqlite_error)?;
+                stmt.query_map([&id], |row| self.raw_oauth(row))
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                    .map_err(sqlite_error)
+            })
+            .await?;
         rows.into_iter().map(RawOAuth::into_account).collect()
     }
 
@@ -447,13 +470,16 @@ impl OAuthAccountStore for SqliteStore {
         account_id: &str,
     ) -> Result<Option<User>> {
         check_oauth_key(provider, account_id)?;
-        self.inner.conns.read(|conn| {
-            self.query_user(
-                conn,
-                &self.inner.sql.user_by_oauth,
-                params![provider, account_id],
-            )
-        })
+        self.inner
+            .conns
+            .read(|conn| {
+                self.query_user(
+                    conn,
+                    &self.inner.sql.user_by_oauth,
+                    params![provider, account_id],
+                )
+            })
+            .await
     }
 }
 
@@ -463,16 +489,19 @@ impl AccessTokenStore for SqliteStore {
         let id = self.id(user)?;
         let secret = token::generate()?;
         let info = AccessToken::new(user, now());
-        self.inner.conns.write(|conn| {
-            conn.prepare_cached(&self.inner.sql.insert_token)
-                .and_then(|mut stmt| {
-                    stmt.execute(params![token::hash(&secret), id, micros(info.created_at)])
-                })
-                .map_err(on_violation(
-                    Violation::ForeignKey,
-                    Error::NotFound { what: "user" },
-                ))
-        })?;
+        self.inner
+            .conns
+            .write(|conn| {
+                conn.prepare_cached(&self.inner.sql.insert_token)
+                    .and_then(|mut stmt| {
+                        stmt.execute(params![token::hash(&secret), id, micros(info.created_at)])
+                    })
+                    .map_err(on_violation(
+                        Violation::ForeignKey,
+                        Error::NotFound { what: "user" },
+                    ))
+            })
+            .await?;
         Ok(IssuedToken::new(secret, info))
     }
 
@@ -482,16 +511,19 @@ impl AccessTokenStore for SqliteStore {
         max_age: Option<Duration>,
     ) -> Result<Option<AccessToken>> {
         let hash = token::hash(token);
-        let found = self.inner.conns.read(|conn| {
-            let mut stmt = conn
-                .prepare_cached(&self.inner.sql.token_by_hash)
-                .map_err(sqlite_error)?;
-            stmt.query_row([&hash], |row| {
-                Ok((self.read_id(row, 0)?, row.get::<_, i64>(1)?))
+        let found = self
+            .inner
+            .conns
+            .read(|conn| {
+                let mut stmt = conn
+                    .prepare_cached(&self.inner.sql.token_by_hash)
+                    .map_err(sqlite_error)?;
+                first_row(&mut stmt, [&hash], |row| {
+                    Ok((self.read_id(row, 0)?, row.get::<_, i64>(1)?))
+                })
+                .map_err(sqlite_error)
             })
-            .optional()
-            .map_err(sqlite_error)
-        })?;
+            .await?;
         let found = found
             .map(|(user, created)| Ok::<_, Error>(AccessToken::new(user, from_micros(created)?)))
             .transpose()?;
@@ -500,21 +532,28 @@ impl AccessTokenStore for SqliteStore {
 
     async fn delete_access_token(&self, token: &str) -> Result<bool> {
         let hash = token::hash(token);
-        let deleted = self.inner.conns.write(|conn| {
-            conn.prepare_cached(&self.inner.sql.delete_token)
-                .and_then(|mut stmt| stmt.execute([&hash]))
-                .map_err(sqlite_error)
-        })?;
+        let deleted = self
+            .inner
+            .conns
+            .write(|conn| {
+                conn.prepare_cached(&self.inner.sql.delete_token)
+                    .and_then(|mut stmt| stmt.execute([&hash]))
+                    .map_err(sqlite_error)
+            })
+            .await?;
         Ok(deleted > 0)
     }
 
     async fn delete_access_tokens_for_user(&self, user: UserId) -> Result<()> {
         let id = self.id(user)?;
-        self.inner.conns.write(|conn| {
-            conn.prepare_cached(&self.inner.sql.delete_user_tokens)
-                .and_then(|mut stmt| stmt.execute([&id]))
-                .map_err(sqlite_error)
-        })?;
+        self.inner
+            .conns
+            .write(|conn| {
+                conn.prepare_cached(&self.inner.sql.delete_user_tokens)
+                    .and_then(|mut stmt| stmt.execute([&id]))
+                    .map_err(sqlite_error)
+            })
+            .await?;
         Ok(())
     }
 }
