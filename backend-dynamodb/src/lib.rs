@@ -23,7 +23,7 @@
 //!
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
-//! | user | `USER#{id}` | `USER` | the [`User`](storekit_core::User) fields; `extra` as a native map |
+//! | user | `USER#{id}` | `USER` | the [`User`](storekit_core::User) fields; `extra` as a native map; `children` |
 //! | email claim | `EMAIL#{normalised email}` | `EMAIL` | `user_id` |
 //! | OAuth claim | `OAUTH#{len(provider)}#{provider}#{account id}` | `OAUTH` | `user_id` |
 //! | OAuth link | `USER#{id}` | `OAUTH#{len(provider)}#{provider}#{account id}` | the [`OAuthAccount`](storekit_core::OAuthAccount) fields, `rev` |
@@ -36,7 +36,13 @@
 //! so of racing writers exactly one succeeds, whatever the timing. (A global secondary index
 //! could find an email but cannot enforce uniqueness, and is only eventually consistent.) The
 //! provider's length in the OAuth key keeps `("a#b", "c")` and `("a", "b#c")` apart. A user's
-//! links and token references share its partition, so one Query finds them all.
+//! item, links and token references share its partition, so one Query finds them all.
+//!
+//! `children` on a user item counts the links and tokens ever added to the user: the
+//! transaction that adds one also bumps it (an `ADD` on the user item, conditioned on the user
+//! existing), and `delete_user`'s transaction conditions on the value its Query read, so a link
+//! or token committed after that Query makes the delete read the partition again instead of
+//! leaving the new item behind. It is not the user's `version`, which only user updates change.
 //!
 //! **`{prefix}kv`** holds key-value items. A namespace is spread over `shard_count`
 //! partitions (16 by default) so that one busy namespace is not one hot partition:
@@ -56,14 +62,14 @@
 //! | `get_user` | GetItem user |
 //! | `get_user_by_email` | GetItem email claim, GetItem user |
 //! | `update_user` | GetItem user, then PutItem conditioned on the version read; if the email changes, TransactWriteItems of that put, the new claim (`attribute_not_exists`) and the old claim's delete. A lost race is retried, or is `Conflict` if the patch names a version |
-//! | `delete_user` | GetItem user; Query of the user's partition, read backwards (tokens before links) and only as far as one transaction holds; TransactWriteItems deleting user (version condition), email claim (owned by the user) and, within 100 actions, the tokens with their references and the links with their claims (each claim only while it names the user); then a Query of the partition for what is left (overflow, or a link or token committed after the first Query), deleted as `delete_access_tokens_for_user` does, with a conditional DeleteItem per OAuth claim. Up to 49 links and tokens: 4 requests, 1 write |
+//! | `delete_user` | Query of the user's partition, read backwards (the user item, then tokens, then links); TransactWriteItems deleting the user (conditioned on its `version` and `children` as read), its email claim (owned by the user) and, within 100 actions, the tokens with their references and the links with their claims (each claim only while it names the user). A refused condition (the user updated, a link or token added since the Query) means Query and transaction once more. Up to 49 links and tokens: 2 requests, the minimum (the email claim's key and the tokens' keys are known only from the read). Beyond 49, the rest the Query found are deleted after the transaction, as `delete_access_tokens_for_user` does, with a conditional DeleteItem per OAuth claim |
 //! | `list_users` | Scan filtered on `sk = USER`, resuming after the cursor's user key |
-//! | `add_oauth_account` | TransactWriteItems: user exists (ConditionCheck), put claim and link. If the claim is taken by a user that no longer exists (GetItem), TransactWriteItems deleting that claim (conditioned on its user) and that user's link, and the first transaction once more |
+//! | `add_oauth_account` | TransactWriteItems: user exists (Update `ADD children`, conditioned on it), put claim and link. If the claim is taken by a user that no longer exists (GetItem), TransactWriteItems deleting that claim (conditioned on its user) and that user's link, and the first transaction once more |
 //! | `update_oauth_account` | GetItem link, PutItem conditioned on its `rev` (retried on a lost race) |
 //! | `remove_oauth_account` | TransactWriteItems deleting link and claim |
 //! | `oauth_accounts` | Query the user's partition, `begins_with(sk, "OAUTH#")` |
 //! | `get_user_by_oauth_account` | GetItem claim, GetItem user |
-//! | `create_access_token` | TransactWriteItems: user exists (ConditionCheck), put token and token link |
+//! | `create_access_token` | TransactWriteItems: user exists (Update `ADD children`, conditioned on it), put token and token link |
 //! | `get_access_token` | GetItem token |
 //! | `delete_access_token` | DeleteItem token (returning it), DeleteItem token link |
 //! | `delete_access_tokens_for_user` | Query the user's partition, `begins_with(sk, "TOKEN#")`; BatchWriteItem deletes |
@@ -99,16 +105,18 @@
 //!   [`Error::ValueTooLarge`] and no request is sent.
 //!   storekit's shared limits already keep valid items well under it.
 //! - `delete_user` deletes the user, its email claim and up to 49 of its tokens and OAuth links
-//!   (tokens first) in one transaction, then sweeps its partition for the rest. Links and tokens
-//!   are only added by transactions that check the user exists, so once the user is gone nothing
-//!   new appears there, and a user with up to 49 is deleted all at once: no token of it stays
-//!   readable and no OAuth account stays claimed. What the transaction cannot hold is left
-//!   if the sweep fails (the error is returned): the tokens and links beyond the first 49, and
-//!   any created while `delete_user` ran (committed after its first Query; the sweep,
-//!   milliseconds later, normally removes them). An OAuth claim left so is removed by the next
-//!   `add_oauth_account` for that account. A token left so stays readable with
-//!   `get_access_token`, which reads the token item alone to keep lookups to one request, until
-//!   `delete_access_tokens_for_user` is called with the deleted user's id.
+//!   (tokens first) in one transaction. Links and tokens are only added by transactions that
+//!   update the user item, on which that transaction conditions, so none can be added unseen
+//!   while it runs, and none after it: a user with up to 49 is deleted all at once, with no
+//!   token left readable and no OAuth account left claimed. For more, the rest are deleted after
+//!   the transaction, and are left if that fails (the error is returned). An OAuth claim left so
+//!   is removed by the next `add_oauth_account` for that account. A token left so stays readable
+//!   with `get_access_token`, which reads the token item alone to keep lookups to one request,
+//!   until `delete_access_tokens_for_user` is called with the deleted user's id.
+//! - Concurrent `create_access_token` and `add_oauth_account` calls for one user all write its
+//!   user item. Transactions that include the same item conflict whether they write it or only
+//!   check it (as these did before `children`), so this adds no conflict: DynamoDB cancels the
+//!   overlapping ones (`TransactionConflict`) and they are retried with backoff.
 //! - `list_users` is a Scan of the users table: its cost grows with the whole table, so it is
 //!   meant for administration and exports, not hot paths.
 

@@ -3,7 +3,8 @@
 //!
 //! Claim and link are written and removed together in one transaction; the claim's
 //! `attribute_not_exists` condition is what makes a pair linkable to one user only. A claim
-//! whose user no longer exists (left by an unfinished `delete_user`) gives way to the next
+//! whose user no longer exists (left by an unfinished `delete_user` of a user with more links
+//! and tokens than one transaction holds) gives way to the next
 //! `add_oauth_account` for that pair.
 
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
@@ -83,7 +84,8 @@ impl DynamoDbStore {
     /// If `claim` (as stored under `reference`) names a user that does not exist, deletes it and
     /// that user's link, and returns true.
     ///
-    /// Such a claim is left by a `delete_user` whose sweep did not finish. User ids are never
+    /// Such a claim is left by a `delete_user` of a user with more links and tokens than one
+    /// transaction holds, that failed after its transaction. User ids are never
     /// reused, so its user cannot come back: the claim would block the account forever.
     async fn remove_orphan_claim(&self, reference: &str, claim: &Item) -> Result<bool> {
         let owner = self.stored_user_id(claim)?;
@@ -144,7 +146,7 @@ impl OAuthAccountStore for DynamoDbStore {
         claim.insert(USER_ID.to_owned(), s(user.to_string()));
         item::check_size(&claim)?;
         let actions = vec![
-            self.user_exists(user)?,
+            self.add_child(user)?,
             txn::put(&self.users_table, claim, &Condition::absent())?,
             txn::put(
                 &self.users_table,

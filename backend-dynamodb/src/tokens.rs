@@ -57,7 +57,7 @@ impl AccessTokenStore for DynamoDbStore {
         let mut token_item = item::to_item(&info)?;
         token_item.extend(token_key(&hash));
         let actions = vec![
-            self.user_exists(user)?,
+            self.add_child(user)?,
             txn::put(&self.users_table, token_item, &Condition::absent())?,
             txn::put(
                 &self.users_table,

@@ -14,8 +14,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem,
+    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use storekit_core::{Error, Result};
@@ -209,15 +208,22 @@ pub(crate) fn delete_any(table: &str, key: Item) -> Result<TransactWriteItem> {
     Ok(TransactWriteItem::builder().delete(delete).build())
 }
 
-/// A transactional check that `key` meets `condition`, writing nothing.
-pub(crate) fn check(table: &str, key: Item, condition: &Condition) -> Result<TransactWriteItem> {
-    let check = ConditionCheck::builder()
+/// A transactional update of `key` by `expression` under `condition`; the placeholders of both
+/// are bound in `condition`.
+pub(crate) fn update(
+    table: &str,
+    key: Item,
+    expression: &str,
+    condition: &Condition,
+) -> Result<TransactWriteItem> {
+    let update = Update::builder()
         .table_name(table)
         .set_key(Some(key))
+        .update_expression(expression)
         .condition_expression(condition.expression())
         .set_expression_attribute_names(condition.names())
         .set_expression_attribute_values(condition.values())
         .build()
         .map_err(error::build)?;
-    Ok(TransactWriteItem::builder().condition_check(check).build())
+    Ok(TransactWriteItem::builder().update(update).build())
 }

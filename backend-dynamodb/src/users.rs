@@ -3,14 +3,17 @@
 //! Email uniqueness is decided by DynamoDB: the claim item `EMAIL#{normalised email}` is
 //! written with `attribute_not_exists` in the same transaction as the user, and a refused
 //! condition on it is `AlreadyExists { what: "email" }`. Updates are optimistic: read, apply
-//! the patch, write conditioned on the version read. A user is deleted in one transaction
-//! together with its links, tokens and their claims whenever they fit in one, and a sweep of its
-//! partition removes whatever did not fit or was added while the delete ran.
+//! the patch, write conditioned on the version read. A user is deleted with one Query of its
+//! partition and one transaction holding its links, tokens and their claims whenever they fit in
+//! one; the transaction conditions on the user's `children` count, so a link or token added
+//! after the Query refuses it and the delete reads the partition again.
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use std::collections::HashSet;
+
 use aws_sdk_dynamodb::types::{
-    ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use storekit_core::{
     Error, IdKind, NewUser, Page, PageRequest, Result, User, UserId, UserPatch, UserStore,
@@ -29,6 +32,13 @@ pub(crate) const USER_SK: &str = "USER";
 pub(crate) const USER_ID: &str = "user_id";
 const EMAIL_SK: &str = "EMAIL";
 const VERSION: &str = "version";
+const EMAIL: &str = "email";
+/// How many links and tokens were ever added to a user: a number on the user item that every
+/// transaction adding one bumps (see [`DynamoDbStore::add_child`]) and `delete_user` conditions
+/// on. It is not the user's `version`, which only user updates change. `update_user`'s put
+/// drops it; that is safe because the put also bumps the version, on which the delete conditions
+/// too.
+const CHILDREN: &str = "children";
 const SEQ_PK: &str = "#SEQ";
 const SEQ_SK: &str = "USER_ID";
 /// Scan page size for listing: a user owns at least two items (itself and its email claim).
@@ -100,9 +110,20 @@ impl DynamoDbStore {
             .map_err(|e| error::bad_item(&self.users_table, e))
     }
 
-    /// A transaction action that fails unless the user exists.
-    pub(crate) fn user_exists(&self, id: UserId) -> Result<TransactWriteItem> {
-        txn::check(&self.users_table, self.user_key(id), &Condition::exists())
+    /// A transaction action for every transaction that adds a link or token to a user's
+    /// partition: it fails unless the user exists, and bumps the user's [`CHILDREN`] count, so
+    /// that a `delete_user` whose Query missed the new item fails its transaction and reads the
+    /// partition again.
+    pub(crate) fn add_child(&self, id: UserId) -> Result<TransactWriteItem> {
+        let exists = Condition::exists()
+            .name("#children", CHILDREN)
+            .value(":one", item::n(1));
+        txn::update(
+            &self.users_table,
+            self.user_key(id),
+            "ADD #children :one",
+            &exists,
+        )
     }
 
     /// The next integer id: an atomic `ADD` on the sequence item, so ids only grow.
@@ -295,39 +316,76 @@ impl UserStore for DynamoDbStore {
 
     async fn delete_user(&self, id: UserId) -> Result<()> {
         id.expect_kind(self.config.id_kind())?;
+        let table = &self.users_table;
         let mut backoff = Backoff::contention();
-        let mut with_links = true;
-        loop {
-            let current = self
-                .read_user(id)
-                .await?
-                .ok_or(Error::NotFound { what: "user" })?;
-            let same_version = Condition::new("#version = :version")
-                .name("#version", VERSION)
-                .value(":version", item::n(version_number(current.version)?));
+        // Claims found naming another user: their links are deleted without them.
+        let mut foreign_claims = HashSet::new();
+        let leftover = loop {
+            let partition = self.read_partition(id).await?;
+            let user = partition.user.ok_or(Error::NotFound { what: "user" })?;
             let owned_by_user = Condition::new("#user_id = :user_id")
                 .name("#user_id", USER_ID)
                 .value(":user_id", s(id.to_string()));
             let mut actions = vec![
-                txn::delete(&self.users_table, self.user_key(id), &same_version)?,
+                txn::delete(table, self.user_key(id), &user.unchanged())?,
                 txn::delete(
-                    &self.users_table,
-                    key(email_pk(&current.email_key()?), EMAIL_SK),
+                    table,
+                    key(email_pk(&user.email_key), EMAIL_SK),
                     &owned_by_user,
                 )?,
             ];
-            let room = txn::MAX_ACTIONS - actions.len();
-            actions.extend(self.partition_deletes(id, room, with_links).await?);
+            // The OAuth claim each action deletes, to tell which one a failed condition was on.
+            let mut claims = vec![None, None];
+            let mut children = partition.children.into_iter().peekable();
+            while let Some(sort_key) = children.peek() {
+                let link = key(user_pk(id), sort_key.as_str());
+                let extra = match PartitionItem::of(sort_key) {
+                    PartitionItem::Token(token) => Some((txn::delete_any(table, token)?, None)),
+                    PartitionItem::OAuthLink(claim) => {
+                        let claim_pk = item::get_s(&claim, table, PK)?.to_owned();
+                        if foreign_claims.contains(&claim_pk) {
+                            None
+                        } else {
+                            let action = txn::delete(table, claim, &crate::oauth::claim_of(id))?;
+                            Some((action, Some(claim_pk)))
+                        }
+                    }
+                    PartitionItem::User | PartitionItem::Other => None,
+                };
+                if actions.len() + usize::from(extra.is_some()) + 1 > txn::MAX_ACTIONS {
+                    break;
+                }
+                if let Some((action, claim)) = extra {
+                    actions.push(action);
+                    claims.push(claim);
+                }
+                actions.push(txn::delete_any(table, link)?);
+                claims.push(None);
+                children.next();
+            }
             match txn::transact(&self.client, actions).await? {
-                Outcome::Done => break,
+                Outcome::Done => break children.collect::<Vec<_>>(),
                 Outcome::ConditionFailed {
                     index: 0,
                     item: None,
                 } => {
                     return Err(Error::NotFound { what: "user" });
                 }
-                // Changed (perhaps its email) since it was read: read it again.
-                Outcome::ConditionFailed { index: 0, .. } => {
+                Outcome::ConditionFailed { index: 1, .. } => {
+                    return Err(error::bad_item(
+                        table,
+                        format!("the email claim of user {id} belongs to another user"),
+                    ));
+                }
+                Outcome::ConditionFailed { index, .. } => {
+                    // Index 0: the user was updated, or a link or token was added to it, after
+                    // the Query. Otherwise an OAuth claim now names another user: its link was
+                    // removed and the account linked elsewhere since the Query (the next Query
+                    // will not see the link), or the data is inconsistent (the link is then
+                    // deleted alone). Either way, read the partition again.
+                    if let Some(Some(claim_pk)) = claims.get(index) {
+                        foreign_claims.insert(claim_pk.clone());
+                    }
                     if !backoff.wait().await {
                         return Err(DynamoError::Contention {
                             attempts: backoff.failures(),
@@ -335,23 +393,11 @@ impl UserStore for DynamoDbStore {
                         .into());
                     }
                 }
-                Outcome::ConditionFailed { index: 1, .. } => {
-                    return Err(error::bad_item(
-                        &self.users_table,
-                        format!("the email claim of user {id} belongs to another user"),
-                    ));
-                }
-                // Only OAuth claims have conditions after the first two: the claim of a link the
-                // Query found now names another user (the link was removed and the account
-                // linked elsewhere since, or the data is inconsistent). The sweep tolerates that,
-                // a transaction cannot: leave the links to the sweep.
-                Outcome::ConditionFailed { .. } => with_links = false,
             }
-        }
-        // Nothing can be linked to the user any more, and whatever was linked before the
-        // transaction is in the partition: the sweep removes what the transaction did not hold
-        // (overflow, or links and tokens committed after the Query). Usually it finds nothing.
-        self.sweep_user_partition(id, "").await
+        };
+        // The user is gone, so nothing can be added to its partition any more: what is left is
+        // exactly what the Query found beyond one transaction, usually nothing.
+        self.delete_partition_items(id, leftover).await
     }
 
     async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
@@ -426,6 +472,39 @@ impl PartitionItem {
     }
 }
 
+/// What `delete_user` reads of a user's partition.
+#[derive(Default)]
+struct Partition {
+    /// The user item, if it exists.
+    user: Option<UserHead>,
+    /// The sort keys of the other items, in descending order.
+    children: Vec<String>,
+}
+
+/// What `delete_user` needs of a user item.
+struct UserHead {
+    version: i64,
+    email_key: String,
+    /// The [`CHILDREN`] count, absent until a link or token is added.
+    children: Option<AttributeValue>,
+}
+
+impl UserHead {
+    /// The user item is as read: no update (its version) and no link or token added (its
+    /// [`CHILDREN`] count) since.
+    fn unchanged(&self) -> Condition {
+        let condition = match &self.children {
+            Some(count) => Condition::new("#version = :version AND #children = :children")
+                .value(":children", count.clone()),
+            None => Condition::new("#version = :version AND attribute_not_exists(#children)"),
+        };
+        condition
+            .name("#version", VERSION)
+            .name("#children", CHILDREN)
+            .value(":version", item::n(self.version))
+    }
+}
+
 impl DynamoDbStore {
     /// A Query of the keys of a user's partition whose sort key starts with `prefix` (all of
     /// them for `""`).
@@ -447,66 +526,55 @@ impl DynamoDbStore {
         }
     }
 
-    /// Transaction actions deleting the items of a user's partition, each with its token or
-    /// OAuth claim (the claim only while it names this user), as many as fit in `room`
-    /// actions. The partition is read backwards (`USER`, then `TOKEN#…`, then `OAUTH#…`) so that
-    /// tokens are the first to go with the user, and reading stops once `room` is full. With
-    /// `with_links` false, no link is included.
-    async fn partition_deletes(
-        &self,
-        id: UserId,
-        room: usize,
-        with_links: bool,
-    ) -> Result<Vec<TransactWriteItem>> {
+    /// The user's partition in one strongly consistent Query (more pages only past 1 MB):
+    /// what `delete_user` needs of the user item, and the sort keys of the other items in
+    /// descending order, so that tokens (`TOKEN#…`) come before links (`OAUTH#…`).
+    async fn read_partition(&self, id: UserId) -> Result<Partition> {
         let table = &self.users_table;
-        // Every item costs at least one action, and the user item none: a page this long
-        // fills the room unless the partition ends first.
-        let page = i32::try_from(room.saturating_add(2)).unwrap_or(i32::MAX);
         let query = self
             .partition_query(id, "")
-            .scan_index_forward(false)
-            .limit(page);
-        let mut actions = Vec::new();
-        let mut start = None;
-        loop {
-            let (items, next) = batch::query_page(query.clone(), start).await?;
-            for item in items {
-                let sort_key = item::get_s(&item, table, SK)?;
-                let link = key(user_pk(id), sort_key);
-                let group = match PartitionItem::of(sort_key) {
-                    PartitionItem::User => continue,
-                    PartitionItem::Token(token) => {
-                        vec![
-                            txn::delete_any(table, token)?,
-                            txn::delete_any(table, link)?,
-                        ]
-                    }
-                    PartitionItem::OAuthLink(_) if !with_links => return Ok(actions),
-                    PartitionItem::OAuthLink(claim) => vec![
-                        txn::delete(table, claim, &crate::oauth::claim_of(id))?,
-                        txn::delete_any(table, link)?,
-                    ],
-                    PartitionItem::Other => vec![txn::delete_any(table, link)?],
-                };
-                if actions.len() + group.len() > room {
-                    return Ok(actions);
-                }
-                actions.extend(group);
+            .projection_expression("#pk, #sk, #version, #email, #children")
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_names("#email", EMAIL)
+            .expression_attribute_names("#children", CHILDREN)
+            .scan_index_forward(false);
+        let mut partition = Partition::default();
+        for item in batch::query_all(query).await? {
+            let sort_key = item::get_s(&item, table, SK)?;
+            if sort_key != USER_SK {
+                partition.children.push(sort_key.to_owned());
+                continue;
             }
-            match next {
-                Some(key) => start = Some(key),
-                None => return Ok(actions),
-            }
+            let version = item::get_i64(&item, table, VERSION)?
+                .ok_or_else(|| error::bad_item(table, "user item without a version"))?;
+            let email_key = storekit_core::normalize_email(item::get_s(&item, table, EMAIL)?)?;
+            partition.user = Some(UserHead {
+                version,
+                email_key,
+                children: item.get(CHILDREN).cloned(),
+            });
         }
+        Ok(partition)
     }
 
     /// Deletes the items of a user's partition whose sort key starts with `prefix` (all of them
     /// for `""`), together with the claims and tokens they reference.
     pub(crate) async fn sweep_user_partition(&self, id: UserId, prefix: &str) -> Result<()> {
+        let sort_keys = batch::query_all(self.partition_query(id, prefix))
+            .await?
+            .iter()
+            .map(|item| item::get_s(item, &self.users_table, SK).map(str::to_owned))
+            .collect::<Result<Vec<_>>>()?;
+        self.delete_partition_items(id, sort_keys).await
+    }
+
+    /// Deletes these items of a user's partition, by sort key, with the tokens they reference
+    /// and the OAuth claims of their links (each claim only while it names the user): a
+    /// conditional DeleteItem per claim, then BatchWriteItem.
+    async fn delete_partition_items(&self, id: UserId, sort_keys: Vec<String>) -> Result<()> {
         let mut deletes = Vec::new();
         let mut oauth_claims = Vec::new();
-        for item in batch::query_all(self.partition_query(id, prefix)).await? {
-            let sort_key = item::get_s(&item, &self.users_table, SK)?.to_owned();
+        for sort_key in sort_keys {
             match PartitionItem::of(&sort_key) {
                 // Only ever seen while the user exists, and then not the sweep's to delete.
                 PartitionItem::User => continue,

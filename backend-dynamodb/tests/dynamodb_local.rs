@@ -27,11 +27,27 @@ use storekit_core::{
 use storekit_dynamodb::{DynamoDbConfig, DynamoDbStore};
 
 /// Counts the requests sent (attempts, so retries count too), by operation name, and can make
-/// every request after a given one fail, as if the process had died right after sending it.
+/// every request after a given one fail, as if the process had died right after sending it, or
+/// run something just before a given request is sent.
 #[derive(Debug, Clone, Default)]
 struct Requests {
     counts: Arc<Mutex<HashMap<String, usize>>>,
     cut: Arc<Mutex<Cut>>,
+    hook: Arc<Mutex<Option<Hook>>>,
+}
+
+/// Work run (blocking the request) before the next request of an operation.
+struct Hook {
+    operation: &'static str,
+    run: Box<dyn FnOnce() + Send>,
+}
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hook")
+            .field("operation", &self.operation)
+            .finish_non_exhaustive()
+    }
 }
 
 /// When requests stop reaching the server.
@@ -76,6 +92,15 @@ impl Requests {
     fn restore(&self) {
         *lock(&self.cut) = Cut::Never;
     }
+
+    /// Runs `run` before the next request of `operation` is sent, as another client would
+    /// between two requests of an operation.
+    fn before_next(&self, operation: &'static str, run: impl FnOnce() + Send + 'static) {
+        *lock(&self.hook) = Some(Hook {
+            operation,
+            run: Box::new(run),
+        });
+    }
 }
 
 impl Intercept for Requests {
@@ -93,6 +118,16 @@ impl Intercept for Requests {
             .load::<Metadata>()
             .map_or("unknown", Metadata::name)
             .to_owned();
+        let hook = {
+            let mut hook = lock(&self.hook);
+            match hook.as_ref() {
+                Some(next) if next.operation == operation => hook.take(),
+                _ => None,
+            }
+        };
+        if let Some(hook) = hook {
+            (hook.run)();
+        }
         let mut cut = lock(&self.cut);
         match *cut {
             Cut::Now => return Err(format!("{operation} cut off by the test").into()),
@@ -131,19 +166,12 @@ where
 {
     let Some(endpoint) = endpoint() else { return };
     let requests = Requests::default();
-    let client_config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("storekit", "storekit", None, None, "test"))
-        .interceptor(requests.clone())
-        .build();
     let config = DynamoDbConfig::builder()
         .table_prefix(unique_prefix())
         .shard_count(shards)
         .build()
         .expect("config");
-    let store = DynamoDbStore::new(Client::from_conf(client_config), config);
+    let store = DynamoDbStore::new(client(&endpoint, Some(requests.clone())), config);
     store.ensure_schema().await.expect("ensure_schema");
     requests.reset();
     let outcome = AssertUnwindSafe(test(store.clone(), requests))
@@ -153,6 +181,38 @@ where
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// A client of DynamoDB Local, with a request counter if given.
+fn client(endpoint: &str, requests: Option<Requests>) -> Client {
+    let mut client_config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("storekit", "storekit", None, None, "test"));
+    if let Some(requests) = requests {
+        client_config = client_config.interceptor(requests);
+    }
+    Client::from_conf(client_config.build())
+}
+
+/// The same tables as `store`, through a client of its own (no counter, no hook), driven by a
+/// runtime of its own: another process, as far as `store` can tell.
+fn run_elsewhere<T: Send + 'static>(
+    store: &DynamoDbStore,
+    work: impl AsyncFnOnce(DynamoDbStore) -> T + Send + 'static,
+) -> T {
+    let endpoint = endpoint().expect("the store has an endpoint");
+    let other = DynamoDbStore::new(client(&endpoint, None), store.config().clone());
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(work(other))
+    })
+    .join()
+    .expect("the other process")
 }
 
 fn unique_prefix() -> String {
@@ -504,24 +564,39 @@ async fn assert_tokens_gone(store: &DynamoDbStore, secrets: &[String]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleting_a_user_removes_its_links_and_tokens_in_one_transaction() {
+async fn deleting_a_user_with_links_and_tokens_is_one_query_and_one_transaction() {
     with_store(16, |store, requests| async move {
         let (other, _) = user_with(&store, "stays@example.com", 1, 1).await;
         let kept = items_of(&store, other.id).await;
-        let (user, secrets) = user_with(&store, "gone@example.com", 3, 5).await;
+        let (user, secrets) = user_with(&store, "gone@example.com", 3, 4).await;
+        // Adding a link or a token stays one request.
+        requests.reset();
+        let last = store
+            .create_access_token(user.id)
+            .await
+            .expect("create_access_token");
+        store
+            .add_oauth_account(user.id, account("gone@example.com", 3))
+            .await
+            .expect("add_oauth_account");
+        assert_eq!(
+            [requests.of("TransactWriteItems"), requests.total()],
+            [2, 2],
+            "{:?}",
+            requests.counts()
+        );
+        let secrets = [secrets, vec![last.token]].concat();
 
         requests.reset();
         store.delete_user(user.id).await.expect("delete_user");
         assert_eq!(
-            requests.of("TransactWriteItems"),
-            1,
-            "{:?}",
-            requests.counts()
-        );
-        assert_eq!(
-            requests.total(),
-            4,
-            "GetItem, Query, TransactWriteItems, the sweep's Query: {:?}",
+            [
+                requests.of("Query"),
+                requests.of("TransactWriteItems"),
+                requests.total()
+            ],
+            [1, 1, 2],
+            "one Query of the partition finds the user and its items: {:?}",
             requests.counts()
         );
         assert_eq!(items_of(&store, user.id).await, Vec::<String>::new());
@@ -536,14 +611,25 @@ async fn deleting_a_user_removes_its_links_and_tokens_in_one_transaction() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delete_cut_off_after_its_transaction_leaves_nothing_behind() {
+async fn a_delete_is_all_or_nothing_wherever_it_is_cut_off() {
     with_store(16, |store, requests| async move {
         let (user, secrets) = user_with(&store, "gone@example.com", 3, 5).await;
+        let before = items_of(&store, user.id).await;
+        requests.cut_after("Query");
+        let outcome = store.delete_user(user.id).await;
+        requests.restore();
+        outcome.expect_err("the transaction cannot reach the server");
+        assert_eq!(items_of(&store, user.id).await, before, "nothing deleted");
+        for secret in &secrets {
+            let token = store.get_access_token(secret, None).await.expect("get");
+            assert!(token.is_some(), "the user's tokens still work");
+        }
+
+        // Its transaction is its last request: once it is sent, the delete is done.
         requests.cut_after("TransactWriteItems");
         let outcome = store.delete_user(user.id).await;
         requests.restore();
-        outcome.expect_err("the sweep after the transaction cannot reach the server");
-
+        outcome.expect("nothing follows the transaction");
         assert_eq!(items_of(&store, user.id).await, Vec::<String>::new());
         assert_tokens_gone(&store, &secrets).await;
         let heir = store
@@ -555,6 +641,118 @@ async fn a_delete_cut_off_after_its_transaction_leaves_nothing_behind() {
                 .add_oauth_account(heir.id, account("gone@example.com", i))
                 .await
                 .expect("the deleted user's accounts are free");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_and_tokens_added_after_a_delete_read_the_partition_fail_its_transaction() {
+    with_store(16, |store, requests| async move {
+        let (user, _) = user_with(&store, "gone@example.com", 1, 1).await;
+        let added = Arc::new(Mutex::new(None));
+        let (slot, other) = (added.clone(), store.clone());
+        // Between the delete's Query and its transaction, another process adds a token and a
+        // link: the Query did not see them, the transaction must not miss them.
+        requests.reset();
+        requests.before_next("TransactWriteItems", move || {
+            let issued = run_elsewhere(&other, async move |other| {
+                other
+                    .add_oauth_account(user.id, account("late@example.com", 0))
+                    .await
+                    .expect("add_oauth_account");
+                other.create_access_token(user.id).await
+            });
+            *lock(&slot) = Some(issued.expect("create_access_token").token);
+        });
+        store.delete_user(user.id).await.expect("delete_user");
+        assert!(lock(&added).is_some(), "the hook ran");
+        assert_eq!(
+            [requests.of("Query"), requests.of("TransactWriteItems")],
+            [2, 2],
+            "the first transaction is refused, the partition read again: {:?}",
+            requests.counts()
+        );
+        assert_eq!(items_of(&store, user.id).await, Vec::<String>::new());
+        let late = lock(&added).take().into_iter().collect::<Vec<_>>();
+        assert_tokens_gone(&store, &late).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_whose_claim_names_another_user_is_deleted_without_the_claim() {
+    with_store(16, |store, requests| async move {
+        let (user, _) = user_with(&store, "gone@example.com", 2, 1).await;
+        let (other, _) = user_with(&store, "other@example.com", 0, 0).await;
+        // Inconsistent data: the claim of one of the user's links names another user.
+        let claim = format!(
+            "OAUTH#6#github#{}",
+            account("gone@example.com", 1).account_id
+        );
+        store
+            .client()
+            .put_item()
+            .table_name(format!("{}users", store.config().table_prefix()))
+            .item("pk", AttributeValue::S(claim))
+            .item("sk", AttributeValue::S("OAUTH".to_owned()))
+            .item("user_id", AttributeValue::S(other.id.to_string()))
+            .send()
+            .await
+            .expect("put_item");
+        requests.reset();
+        store.delete_user(user.id).await.expect("delete_user");
+        assert_eq!(
+            [requests.of("Query"), requests.of("TransactWriteItems")],
+            [2, 2],
+            "refused on the claim, then done without it: {:?}",
+            requests.counts()
+        );
+        assert_eq!(items_of(&store, user.id).await, Vec::<String>::new());
+        let owner = store
+            .get_user_by_oauth_account("github", &account("gone@example.com", 1).account_id)
+            .await
+            .expect("get_user_by_oauth_account");
+        assert_eq!(owner.map(|u| u.id), Some(other.id), "the claim is kept");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tokens_created_while_their_user_is_deleted_never_survive_it() {
+    with_store(16, |store, _requests| async move {
+        let store = Arc::new(store);
+        for round in 0u64..20 {
+            let (user, mut secrets) =
+                user_with(&store, &format!("r{round}@example.com"), 1, 1).await;
+            let creators: Vec<_> = (0..3)
+                .map(|_| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        let mut secrets = Vec::new();
+                        for _ in 0..100 {
+                            match store.create_access_token(user.id).await {
+                                Ok(issued) => secrets.push(issued.token),
+                                Err(Error::NotFound { what: "user" }) => break,
+                                Err(err) => panic!("create_access_token: {err:?}"),
+                            }
+                        }
+                        secrets
+                    })
+                })
+                .collect();
+            // Let the creators start, so that the delete races them rather than precedes them.
+            tokio::time::sleep(std::time::Duration::from_millis((round % 4) * 5)).await;
+            store.delete_user(user.id).await.expect("delete_user");
+            for creator in creators {
+                secrets.extend(creator.await.expect("creator"));
+            }
+            assert_eq!(
+                items_of(&store, user.id).await,
+                Vec::<String>::new(),
+                "round {round}: nothing in the partition, no token naming the user"
+            );
+            assert_tokens_gone(&store, &secrets).await;
         }
     })
     .await;
@@ -618,12 +816,13 @@ async fn a_user_with_more_than_one_transaction_holds_is_deleted_tokens_first() {
         assert_eq!(writes, [1, 0, 0], "{:?}", requests.counts());
         assert_eq!(items_of(&store, full.id).await, Vec::<String>::new());
 
-        // One more: the transaction holds the tokens and 24 links, the sweep has the last link.
+        // One more: the transaction holds the tokens and 24 links; the last link is deleted
+        // after it.
         let (over, secrets) = user_with(&store, "over@example.com", 25, 25).await;
         requests.cut_after("TransactWriteItems");
         let outcome = store.delete_user(over.id).await;
         requests.restore();
-        outcome.expect_err("the sweep cannot reach the server");
+        outcome.expect_err("the deletes after the transaction cannot reach the server");
         assert_tokens_gone(&store, &secrets).await;
         let left = items_of(&store, over.id).await;
         assert_eq!(left.len(), 2, "one link and its claim: {left:?}");
@@ -640,12 +839,18 @@ async fn a_user_with_more_than_one_transaction_holds_is_deleted_tokens_first() {
         }
         assert_eq!(items_of(&store, over.id).await, Vec::<String>::new());
 
-        // 60 links and tokens: the sweep deletes the 11 links the transaction could not hold.
+        // 60 links and tokens: the 11 links the transaction could not hold are deleted after it.
         let (big, secrets) = user_with(&store, "big@example.com", 30, 30).await;
         requests.reset();
         store.delete_user(big.id).await.expect("delete_user");
         let writes = ["TransactWriteItems", "BatchWriteItem", "DeleteItem"].map(|w| requests.of(w));
         assert_eq!(writes, [1, 1, 11], "{:?}", requests.counts());
+        assert_eq!(
+            requests.of("Query"),
+            1,
+            "the first Query found all of them: {:?}",
+            requests.counts()
+        );
         assert_eq!(items_of(&store, big.id).await, Vec::<String>::new());
         assert_tokens_gone(&store, &secrets).await;
     })
@@ -655,7 +860,7 @@ async fn a_user_with_more_than_one_transaction_holds_is_deleted_tokens_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orphaned_oauth_claim_does_not_block_its_account() {
     with_store(16, |store, requests| async move {
-        // What a delete_user that died before its sweep left behind, for a user with more
+        // What a delete_user that died after its transaction left behind, for a user with more
         // links than its transaction held: a claim and a link of a user that is gone.
         let ghost = UserId::Uuid(uuid::Uuid::now_v7());
         let reference = "OAUTH#6#github#77";
