@@ -204,7 +204,9 @@ fn parse_backends(text: &str) -> Result<Vec<Backend>, BoxError> {
         .find(|b| b.name() == text)
         .ok_or(format!("unknown backend {text:?}\n{USAGE}"))?;
     if !backend.compiled_in() {
-        return Err(format!("the {text} backend is not compiled in: build with --features {text}").into());
+        return Err(
+            format!("the {text} backend is not compiled in: build with --features {text}").into(),
+        );
     }
     Ok(vec![backend])
 }
@@ -299,6 +301,7 @@ async fn compare<R: Kv + Users + 'static>(
 }
 
 /// `bench_<pid>`: names the tables of one run, so runs never meet.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "dynamodb"))]
 fn run_tag() -> String {
     format!("bench_{}", std::process::id())
 }
@@ -310,7 +313,10 @@ struct TempDir(PathBuf);
 #[cfg(feature = "sqlite")]
 impl TempDir {
     fn new() -> std::io::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("storekit-{}", run_tag()));
+        // Numbered too: the tests run several benches at once in one process.
+        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let number = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("storekit-{}_{number}", run_tag()));
         std::fs::create_dir_all(&dir)?;
         Ok(Self(dir))
     }
@@ -325,7 +331,12 @@ impl Drop for TempDir {
 
 #[cfg(feature = "sqlite")]
 async fn sqlite_stores(path: &std::path::Path) -> Result<Stores, BoxError> {
-    let stores = storekit::connect(&format!("sqlite://{}?prefix={}_", path.display(), run_tag())).await?;
+    let stores = storekit::connect(&format!(
+        "sqlite://{}?prefix={}_",
+        path.display(),
+        run_tag()
+    ))
+    .await?;
     stores.migrate().await?;
     Ok(stores)
 }
@@ -388,7 +399,10 @@ fn dynamodb_endpoint() -> Result<String, BoxError> {
 
 /// storekit on a client the bench builds itself, so that its requests can be counted.
 #[cfg(feature = "dynamodb")]
-async fn dynamodb_store(endpoint: &str, requests: Arc<AtomicU64>) -> Result<storekit::DynamoDbStore, BoxError> {
+async fn dynamodb_store(
+    endpoint: &str,
+    requests: Arc<AtomicU64>,
+) -> Result<storekit::DynamoDbStore, BoxError> {
     let config = storekit::DynamoDbConfig::builder()
         .table_prefix(format!("{}_", run_tag()))
         .build()?;
@@ -404,8 +418,15 @@ async fn dynamodb(plan: &Plan) -> Result<Vec<Sample>, BoxError> {
     let stores = Stores::from(store.clone());
     stores.migrate().await?;
     let client = raw_dynamodb::client(&endpoint, raw_requests.clone()).await;
-    let raw = Arc::new(raw_dynamodb::RawDynamo::create(client, &format!("{}_raw_", run_tag())).await?);
-    let samples = compare(plan, &stores, Some(requests), Some((raw.clone(), Some(raw_requests)))).await;
+    let raw =
+        Arc::new(raw_dynamodb::RawDynamo::create(client, &format!("{}_raw_", run_tag())).await?);
+    let samples = compare(
+        plan,
+        &stores,
+        Some(requests),
+        Some((raw.clone(), Some(raw_requests))),
+    )
+    .await;
     store.drop_schema().await?;
     if let Some(raw) = Arc::into_inner(raw) {
         raw.remove().await?;
@@ -479,10 +500,15 @@ mod tests {
         let tokens = ["create", "get", "delete"];
         let mut rows = Vec::new();
         for mode in ["seq", "conc4"] {
-            let ops = kv.iter().map(|op| ("kv", *op)).chain(users.iter().map(|op| ("users", *op))).chain(tokens.iter().map(|op| ("tokens", *op)));
+            let ops = kv
+                .iter()
+                .map(|op| ("kv", *op))
+                .chain(users.iter().map(|op| ("users", *op)))
+                .chain(tokens.iter().map(|op| ("tokens", *op)));
             for (workload, op) in ops {
                 rows.push((workload, op, mode, "storekit"));
-                let compared = workload == "kv" || (workload == "users" && matches!(op, "create" | "get"));
+                let compared =
+                    workload == "kv" || (workload == "users" && matches!(op, "create" | "get"));
                 if raw && compared {
                     rows.push((workload, op, mode, "raw"));
                 }
@@ -506,13 +532,28 @@ mod tests {
         let samples = bench(backend, &tiny_plan()).await?;
         for (workload, op, mode, peer) in expected(raw) {
             let sample = samples.iter().find(|s| {
-                s.op.workload == workload && s.op.name == op && s.mode.label() == mode && s.peer == peer
+                s.op.workload == workload
+                    && s.op.name == op
+                    && s.mode.label() == mode
+                    && s.peer == peer
             });
             let Some(sample) = sample else {
-                panic!("{}: no row for {workload} {op} {mode} {peer}", backend.name());
+                panic!(
+                    "{}: no row for {workload} {op} {mode} {peer}",
+                    backend.name()
+                );
             };
-            assert!(sample.ops_per_sec() > 0.0, "{}: {workload} {op} {mode} {peer} did nothing", backend.name());
-            assert_eq!(sample.errors, 0, "{}: {workload} {op} {mode} {peer} had errors", backend.name());
+            assert!(
+                sample.ops_per_sec() > 0.0,
+                "{}: {workload} {op} {mode} {peer} did nothing",
+                backend.name()
+            );
+            assert_eq!(
+                sample.errors,
+                0,
+                "{}: {workload} {op} {mode} {peer} had errors",
+                backend.name()
+            );
         }
         assert!(!report::markdown(&samples).is_empty());
         Ok(())
@@ -525,7 +566,8 @@ mod tests {
 
     #[cfg(feature = "sqlite")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite_reports_every_operation_and_its_baseline_without_errors() -> Result<(), BoxError> {
+    async fn sqlite_reports_every_operation_and_its_baseline_without_errors() -> Result<(), BoxError>
+    {
         check(Backend::Sqlite, true).await
     }
 
@@ -534,8 +576,17 @@ mod tests {
     async fn sqlite_scale_measures_reads_and_file_sizes() -> Result<(), BoxError> {
         let found = scale(Backend::Sqlite, &tiny_plan(), 1500).await?;
         // 1500 rows is below the 10^4 of the first measurement, so there is one size only.
-        assert_eq!(found.points.len(), 4, "kv.get and get_by_email, seq and conc");
-        assert!(found.points.iter().all(|p| p.sample.errors == 0 && p.sample.ops_per_sec() > 0.0));
+        assert_eq!(
+            found.points.len(),
+            4,
+            "kv.get and get_by_email, seq and conc"
+        );
+        assert!(
+            found
+                .points
+                .iter()
+                .all(|p| p.sample.errors == 0 && p.sample.ops_per_sec() > 0.0)
+        );
         assert!(found.db_bytes.is_some_and(|bytes| bytes > 0));
         Ok(())
     }
@@ -547,7 +598,10 @@ mod tests {
             panic!("not a help request");
         };
         assert_eq!(parsed.backends, [Backend::Memory]);
-        assert_eq!((parsed.plan.n, parsed.plan.concurrency, parsed.scale), (7, 3, true));
+        assert_eq!(
+            (parsed.plan.n, parsed.plan.concurrency, parsed.scale),
+            (7, 3, true)
+        );
         assert!(args("--backend nosuch").is_err());
         assert!(args("--backend memory --n 0").is_err());
         assert!(args("--n 5").is_err(), "--backend is required");

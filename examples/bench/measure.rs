@@ -184,7 +184,7 @@ impl Tally {
             }
             Err(error) => {
                 self.errors += 1;
-                self.first_error.get_or_insert_with(|| error.to_string());
+                self.first_error.get_or_insert_with(|| with_sources(&*error));
             }
         }
     }
@@ -197,6 +197,19 @@ impl Tally {
             self.first_error = other.first_error;
         }
     }
+}
+
+/// An error and its sources on one line: storekit's errors name the operation, their sources
+/// say what the database answered.
+fn with_sources(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Turns an unexpected answer (a miss where a hit was due) into a counted error, so that a

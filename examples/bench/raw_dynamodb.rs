@@ -126,7 +126,12 @@ impl RawDynamo {
             .send()
             .await?;
         for _ in 0..600 {
-            let described = self.client.describe_table().table_name(table).send().await?;
+            let described = self
+                .client
+                .describe_table()
+                .table_name(table)
+                .send()
+                .await?;
             let status = described.table.and_then(|t| t.table_status);
             if status == Some(TableStatus::Active) {
                 return Ok(());

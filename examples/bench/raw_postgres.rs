@@ -108,9 +108,11 @@ impl RawPostgres {
     /// Drops a schema and everything in it: the baseline's own, or storekit's after the run
     /// (a name the bench made, as above).
     pub(crate) async fn drop_schema(&self, schema: &str) -> Result<(), BoxError> {
-        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")))
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+        )))
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

@@ -44,7 +44,9 @@ pub(crate) fn markdown(samples: &[Sample]) -> String {
             both(&|s| format!("{:.0}", s.percentile_us(0.99))),
             both(&|s| s.errors.to_string()),
             match kit.requests_per_op() {
-                Some(_) => both(&|s| s.requests_per_op().map_or("–".to_owned(), |r| format!("{r:.2}"))),
+                Some(_) => both(&|s| s
+                    .requests_per_op()
+                    .map_or("–".to_owned(), |r| format!("{r:.2}"))),
                 None => "–".to_owned(),
             },
         );
@@ -92,7 +94,9 @@ pub(crate) fn scale_markdown(report: &ScaleReport) -> String {
         let base = report
             .points
             .iter()
-            .find(|p| p.sample.op.name == point.sample.op.name && p.sample.mode == point.sample.mode)
+            .find(|p| {
+                p.sample.op.name == point.sample.op.name && p.sample.mode == point.sample.mode
+            })
             .map_or(1.0, |p| p.sample.ops_per_sec());
         let _ = writeln!(
             out,
@@ -108,7 +112,11 @@ pub(crate) fn scale_markdown(report: &ScaleReport) -> String {
             point.sample.ops_per_sec() / base.max(1e-9),
         );
     }
-    let mib = |bytes: Option<u64>| bytes.map_or("n/a".to_owned(), |b| format!("{:.1} MiB", b as f64 / 1_048_576.0));
+    let mib = |bytes: Option<u64>| {
+        bytes.map_or("n/a".to_owned(), |b| {
+            format!("{:.1} MiB", b as f64 / 1_048_576.0)
+        })
+    };
     let _ = writeln!(
         out,
         "\nfill: {} kv items and {} users in {:.1} s; database file {}, largest WAL seen {}, WAL at the end {}",

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use storekit::futures::{StreamExt as _, TryStreamExt as _, stream};
 use storekit::{BoxError, DynAuthStore, DynKvStore, NewUser, Stores};
 
+use crate::Plan;
 use crate::measure::{Mode, Op, Runner, Sample, expect, scatter};
 use crate::targets::PASSWORD_HASH;
 use crate::workloads::VALUE_SIZE;
-use crate::Plan;
 
 /// The size reads are first measured at, the baseline of the ratio.
 const SMALL: usize = 10_000;
@@ -150,7 +150,9 @@ async fn fill(
     let mut start = range.start;
     while start < range.end {
         let end = (start + PROGRESS_EVERY).min(range.end);
-        let batches = (start..end).step_by(FILL_BATCH).map(|from| from..(from + FILL_BATCH).min(end));
+        let batches = (start..end)
+            .step_by(FILL_BATCH)
+            .map(|from| from..(from + FILL_BATCH).min(end));
         stream::iter(batches)
             .map(|batch| {
                 let keys: Vec<String> = batch.map(key).collect();
@@ -169,7 +171,10 @@ async fn fill(
             .buffer_unordered(concurrency.max(1))
             .try_for_each(|_| async { Ok(()) })
             .await?;
-        eprintln!("bench: scale: filled {end} of {} items and users", range.end);
+        eprintln!(
+            "bench: scale: filled {end} of {} items and users",
+            range.end
+        );
         start = end;
     }
     Ok(())

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use storekit::{BoxError, DynAuthStore, DynKvStore, NewUser, Stores, UserId, async_trait};
 use storekit::futures::TryStreamExt as _;
+use storekit::{BoxError, DynAuthStore, DynKvStore, NewUser, Stores, UserId, async_trait};
 
 /// The key-value operations that are compared with a raw driver.
 #[async_trait]
@@ -35,8 +35,7 @@ pub(crate) trait Users: Send + Sync {
 }
 
 /// A password hash of a realistic length; hashing itself is not what is measured.
-pub(crate) const PASSWORD_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$YmVuY2hzYWx0YmVuY2g$3dZ3ZP2Zq8mQ5lq0o2mJ8oV0c2z6q3Ye1nTn2c8vV0k";
+pub(crate) const PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$YmVuY2hzYWx0YmVuY2g$3dZ3ZP2Zq8mQ5lq0o2mJ8oV0c2z6q3Ye1nTn2c8vV0k";
 
 /// The age limit of token lookups, as a service checking logins would pass it.
 pub(crate) const TOKEN_MAX_AGE: Duration = Duration::from_secs(3600);

@@ -38,7 +38,11 @@ fn point(workload: &'static str, name: &'static str) -> Op {
 
 /// set, get, contains (hit and miss), list, delete, then set_many and delete_many of
 /// `batch` items per call; each mode in its own namespace.
-pub(crate) async fn kv<K: Kv + 'static>(runner: &Runner, store: Arc<K>, batch: usize) -> Vec<Sample> {
+pub(crate) async fn kv<K: Kv + 'static>(
+    runner: &Runner,
+    store: Arc<K>,
+    batch: usize,
+) -> Vec<Sample> {
     let ctx = Arc::new(KvCtx {
         store,
         namespace: format!("bench-{}", runner.mode.label()),
@@ -68,17 +72,25 @@ pub(crate) async fn kv<K: Kv + 'static>(runner: &Runner, store: Arc<K>, batch: u
     );
     samples.push(
         runner
-            .run(point("kv", "contains_hit"), &ctx, all, move |c, i| async move {
-                let found = c.store.contains(&c.namespace, &key(i % written)).await?;
-                expect(found, "contains missed a key that was set")?;
-                Ok(1)
-            })
+            .run(
+                point("kv", "contains_hit"),
+                &ctx,
+                all,
+                move |c, i| async move {
+                    let found = c.store.contains(&c.namespace, &key(i % written)).await?;
+                    expect(found, "contains missed a key that was set")?;
+                    Ok(1)
+                },
+            )
             .await,
     );
     samples.push(
         runner
             .run(point("kv", "contains_miss"), &ctx, all, |c, i| async move {
-                let found = c.store.contains(&c.namespace, &format!("absent-{i}")).await?;
+                let found = c
+                    .store
+                    .contains(&c.namespace, &format!("absent-{i}"))
+                    .await?;
                 expect(!found, "contains found a key that was never set")?;
                 Ok(1)
             })
@@ -95,7 +107,10 @@ pub(crate) async fn kv<K: Kv + 'static>(runner: &Runner, store: Arc<K>, batch: u
         runner
             .run(list, &ctx, LISTINGS, move |c, _| async move {
                 let listed = c.store.count_keys(&c.namespace).await?;
-                expect(listed == stored, "the listing missed keys or found extra ones")?;
+                expect(
+                    listed == stored,
+                    "the listing missed keys or found extra ones",
+                )?;
                 Ok(listed)
             })
             .await,
@@ -117,12 +132,18 @@ pub(crate) async fn kv<K: Kv + 'static>(runner: &Runner, store: Arc<K>, batch: u
         batch,
     };
     let set_many = runner
-        .run(many("set_many"), &ctx, all / batch.max(1), |c, call| async move {
-            let keys = batch_keys(call, c.batch);
-            let items: Vec<(&str, &[u8])> = keys.iter().map(|k| (k.as_str(), &c.value[..])).collect();
-            c.store.set_many(&c.namespace, &items).await?;
-            Ok(items.len() as u64)
-        })
+        .run(
+            many("set_many"),
+            &ctx,
+            all / batch.max(1),
+            |c, call| async move {
+                let keys = batch_keys(call, c.batch);
+                let items: Vec<(&str, &[u8])> =
+                    keys.iter().map(|k| (k.as_str(), &c.value[..])).collect();
+                c.store.set_many(&c.namespace, &items).await?;
+                Ok(items.len() as u64)
+            },
+        )
         .await;
     let calls = set_many.calls;
     samples.push(set_many);
@@ -207,21 +228,31 @@ pub(crate) async fn storekit_users(runner: &Runner, store: Arc<Storekit>) -> Vec
     let (mut samples, ctx, created) = create_and_get(runner, store).await;
     samples.push(
         runner
-            .run(point("users", "get_by_email"), &ctx, all, move |c, i| async move {
-                let email = c.email(i % created).to_uppercase();
-                let found = c.store.auth.get_user_by_email(&email).await?;
-                expect(found.is_some(), "get_user_by_email missed a user")?;
-                Ok(1)
-            })
+            .run(
+                point("users", "get_by_email"),
+                &ctx,
+                all,
+                move |c, i| async move {
+                    let email = c.email(i % created).to_uppercase();
+                    let found = c.store.auth.get_user_by_email(&email).await?;
+                    expect(found.is_some(), "get_user_by_email missed a user")?;
+                    Ok(1)
+                },
+            )
             .await,
     );
     samples.push(
         runner
-            .run(point("users", "update"), &ctx, all, move |c, i| async move {
-                let patch = UserPatch::new().verified(i % 2 == 0);
-                c.store.auth.update_user(*c.id(i % created)?, patch).await?;
-                Ok(1)
-            })
+            .run(
+                point("users", "update"),
+                &ctx,
+                all,
+                move |c, i| async move {
+                    let patch = UserPatch::new().verified(i % 2 == 0);
+                    c.store.auth.update_user(*c.id(i % created)?, patch).await?;
+                    Ok(1)
+                },
+            )
             .await,
     );
     let tokens = token_phases(runner, &ctx, created).await;
@@ -240,11 +271,16 @@ pub(crate) async fn storekit_users(runner: &Runner, store: Arc<Storekit>) -> Vec
 async fn token_phases(runner: &Runner, ctx: &Arc<UserCtx<Storekit>>, users: usize) -> Vec<Sample> {
     let all = runner.limits.max_ops;
     let create = runner
-        .run(point("tokens", "create"), ctx, all, move |c, i| async move {
-            let issued = c.store.auth.create_access_token(*c.id(i % users)?).await?;
-            let _ = c.tokens[i].set(issued.token);
-            Ok(1)
-        })
+        .run(
+            point("tokens", "create"),
+            ctx,
+            all,
+            move |c, i| async move {
+                let issued = c.store.auth.create_access_token(*c.id(i % users)?).await?;
+                let _ = c.tokens[i].set(issued.token);
+                Ok(1)
+            },
+        )
         .await;
     let issued = create.calls.max(1);
     let token = |c: &UserCtx<Storekit>, i: usize| -> Result<String, BoxError> {
@@ -256,17 +292,26 @@ async fn token_phases(runner: &Runner, ctx: &Arc<UserCtx<Storekit>>, users: usiz
     let get = runner
         .run(point("tokens", "get"), ctx, all, move |c, i| async move {
             let token = token(&c, i % issued)?;
-            let found = c.store.auth.get_access_token(&token, Some(TOKEN_MAX_AGE)).await?;
+            let found = c
+                .store
+                .auth
+                .get_access_token(&token, Some(TOKEN_MAX_AGE))
+                .await?;
             expect(found.is_some(), "get_access_token missed a token")?;
             Ok(1)
         })
         .await;
     let delete = runner
-        .run(point("tokens", "delete"), ctx, issued, move |c, i| async move {
-            let deleted = c.store.auth.delete_access_token(&token(&c, i)?).await?;
-            expect(deleted, "delete_access_token found nothing")?;
-            Ok(1)
-        })
+        .run(
+            point("tokens", "delete"),
+            ctx,
+            issued,
+            move |c, i| async move {
+                let deleted = c.store.auth.delete_access_token(&token(&c, i)?).await?;
+                expect(deleted, "delete_access_token found nothing")?;
+                Ok(1)
+            },
+        )
         .await;
     vec![create, get, delete]
 }
