@@ -13,8 +13,9 @@
 //! Options: `--backend memory|sqlite|postgres|dynamodb|all`; `--n N` items per `set_many` /
 //! `delete_many` call (100); `--concurrency C` tasks in the concurrent mode (32); `--ops N` and
 //! `--seconds S`, the most calls and the longest time one measurement may take (20000, 1);
-//! `--json FILE` also writes one JSON object per measurement; `--scale` fills 10^6 items and
-//! users (`--scale-rows N`) and measures reads at 10^4 and at that size.
+//! `--json FILE` also writes one JSON object per measurement; `--scale`, after the workloads,
+//! fills 10^6 items and users (`--scale-rows N`) and measures random reads at 10^4 and at that
+//! size, with the SQLite file's size and its WAL's largest size during the fill.
 //! PostgreSQL is found at `STOREKIT_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`), DynamoDB at `STOREKIT_DYNAMODB_ENDPOINT`.
 //! Each run works on fresh tables (a temporary SQLite file, a `bench_<pid>` schema or table
@@ -40,6 +41,7 @@
 // A command-line program: printing its results is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod backends;
 mod measure;
 #[cfg(feature = "dynamodb")]
 mod raw_dynamodb;
@@ -58,10 +60,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use storekit::{BoxError, Stores};
+use storekit::BoxError;
 
-use measure::{Limits, Mode, Runner, Sample};
-use targets::{Kv, Storekit, Users};
+use backends::{bench, bench_scale};
+use measure::{Limits, Mode, Runner};
 
 const USAGE: &str = "usage: bench --backend memory|sqlite|postgres|dynamodb|all [--n N] \
                      [--concurrency C] [--ops N] [--seconds S] [--json FILE] [--scale] \
@@ -237,7 +239,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
             }
         }
         if args.scale {
-            let found = scale(*backend, &args.plan, args.scale_rows).await?;
+            let found = bench_scale(*backend, &args.plan, args.scale_rows).await?;
             println!("{}", report::scale_markdown(&found));
             if let Some(out) = &mut json {
                 for line in report::scale_json(&found) {
@@ -250,234 +252,6 @@ async fn run(args: Args) -> Result<(), BoxError> {
         out.flush()?;
     }
     Ok(())
-}
-
-/// Every workload on one backend, storekit and (except in memory) the raw driver.
-async fn bench(backend: Backend, plan: &Plan) -> Result<Vec<Sample>, BoxError> {
-    let mut samples = match backend {
-        Backend::Memory => {
-            let stores = storekit::connect("memory://").await?;
-            // There is no driver to compare the reference backend with.
-            compare::<Storekit>(plan, &stores, None, None).await
-        }
-        Backend::Sqlite => sqlite(plan).await?,
-        Backend::Postgres => postgres(plan).await?,
-        Backend::DynamoDb => dynamodb(plan).await?,
-    };
-    for sample in &mut samples {
-        sample.backend = backend.name();
-    }
-    Ok(samples)
-}
-
-/// A raw-driver baseline, and where its DynamoDB requests are counted.
-type Raw<R> = (Arc<R>, Option<Arc<AtomicU64>>);
-
-/// Runs each workload on storekit then on the raw driver, one mode after the other, so the
-/// two peers of a row are measured moments apart.
-async fn compare<R: Kv + Users + 'static>(
-    plan: &Plan,
-    stores: &Stores,
-    requests: Option<Arc<AtomicU64>>,
-    raw: Option<Raw<R>>,
-) -> Vec<Sample> {
-    let storekit = Arc::new(Storekit::new(stores));
-    let mut samples = Vec::new();
-    for mode in [Mode::Seq, Mode::Concurrent(plan.concurrency)] {
-        let kit = plan.runner("storekit", mode, requests.clone());
-        let raw = raw
-            .as_ref()
-            .map(|(store, requests)| (store, plan.runner("raw", mode, requests.clone())));
-        samples.extend(workloads::kv(&kit, storekit.clone(), plan.n).await);
-        if let Some((store, runner)) = &raw {
-            samples.extend(workloads::kv(runner, Arc::clone(store), plan.n).await);
-        }
-        samples.extend(workloads::storekit_users(&kit, storekit.clone()).await);
-        if let Some((store, runner)) = &raw {
-            samples.extend(workloads::raw_users(runner, Arc::clone(store)).await);
-        }
-    }
-    samples
-}
-
-/// `bench_<pid>`: names the tables of one run, so runs never meet.
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "dynamodb"))]
-fn run_tag() -> String {
-    format!("bench_{}", std::process::id())
-}
-
-/// A directory for one run's SQLite files, removed when dropped (also on an error).
-#[cfg(feature = "sqlite")]
-struct TempDir(PathBuf);
-
-#[cfg(feature = "sqlite")]
-impl TempDir {
-    fn new() -> std::io::Result<Self> {
-        // Numbered too: the tests run several benches at once in one process.
-        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let number = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("storekit-{}_{number}", run_tag()));
-        std::fs::create_dir_all(&dir)?;
-        Ok(Self(dir))
-    }
-}
-
-#[cfg(feature = "sqlite")]
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-#[cfg(feature = "sqlite")]
-async fn sqlite_stores(path: &std::path::Path) -> Result<Stores, BoxError> {
-    let stores = storekit::connect(&format!(
-        "sqlite://{}?prefix={}_",
-        path.display(),
-        run_tag()
-    ))
-    .await?;
-    stores.migrate().await?;
-    Ok(stores)
-}
-
-#[cfg(feature = "sqlite")]
-async fn sqlite(plan: &Plan) -> Result<Vec<Sample>, BoxError> {
-    let dir = TempDir::new()?;
-    let stores = sqlite_stores(&dir.0.join("storekit.db")).await?;
-    let raw = Arc::new(raw_sqlite::RawSqlite::create(&dir.0.join("raw.db"))?);
-    Ok(compare(plan, &stores, None, Some((raw, None))).await)
-}
-
-#[cfg(not(feature = "sqlite"))]
-async fn sqlite(_plan: &Plan) -> Result<Vec<Sample>, BoxError> {
-    Err("the sqlite backend is not compiled in: build with --features sqlite".into())
-}
-
-#[cfg(feature = "postgres")]
-fn postgres_url() -> String {
-    std::env::var("STOREKIT_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// `url` with one more query parameter.
-#[cfg(feature = "postgres")]
-fn with_param(url: &str, param: &str) -> String {
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}{param}")
-}
-
-#[cfg(feature = "postgres")]
-async fn postgres(plan: &Plan) -> Result<Vec<Sample>, BoxError> {
-    let url = postgres_url();
-    let schema = run_tag();
-    let stores = storekit::connect(&with_param(&url, &format!("schema={schema}"))).await?;
-    stores.migrate().await?;
-    let raw = Arc::new(raw_postgres::RawPostgres::create(&url, &format!("{schema}_raw")).await?);
-    let samples = compare(plan, &stores, None, Some((raw.clone(), None))).await;
-    // `Stores` has no way to drop what `migrate` created, so the schema goes with plain SQL.
-    raw.drop_schema(&schema).await?;
-    if let Some(raw) = Arc::into_inner(raw) {
-        raw.remove().await?;
-    }
-    Ok(samples)
-}
-
-#[cfg(not(feature = "postgres"))]
-async fn postgres(_plan: &Plan) -> Result<Vec<Sample>, BoxError> {
-    Err("the postgres backend is not compiled in: build with --features postgres".into())
-}
-
-#[cfg(feature = "dynamodb")]
-fn dynamodb_endpoint() -> Result<String, BoxError> {
-    std::env::var("STOREKIT_DYNAMODB_ENDPOINT").map_err(|_| {
-        "set STOREKIT_DYNAMODB_ENDPOINT to DynamoDB Local's URL \
-         (eval \"$(scripts/services.sh up)\" starts one and sets it)"
-            .into()
-    })
-}
-
-/// storekit on a client the bench builds itself, so that its requests can be counted.
-#[cfg(feature = "dynamodb")]
-async fn dynamodb_store(
-    endpoint: &str,
-    requests: Arc<AtomicU64>,
-) -> Result<storekit::DynamoDbStore, BoxError> {
-    let config = storekit::DynamoDbConfig::builder()
-        .table_prefix(format!("{}_", run_tag()))
-        .build()?;
-    let client = raw_dynamodb::client(endpoint, requests).await;
-    Ok(storekit::DynamoDbStore::new(client, config))
-}
-
-#[cfg(feature = "dynamodb")]
-async fn dynamodb(plan: &Plan) -> Result<Vec<Sample>, BoxError> {
-    let endpoint = dynamodb_endpoint()?;
-    let (requests, raw_requests) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let store = dynamodb_store(&endpoint, requests.clone()).await?;
-    let stores = Stores::from(store.clone());
-    stores.migrate().await?;
-    let client = raw_dynamodb::client(&endpoint, raw_requests.clone()).await;
-    let raw =
-        Arc::new(raw_dynamodb::RawDynamo::create(client, &format!("{}_raw_", run_tag())).await?);
-    let samples = compare(
-        plan,
-        &stores,
-        Some(requests),
-        Some((raw.clone(), Some(raw_requests))),
-    )
-    .await;
-    store.drop_schema().await?;
-    if let Some(raw) = Arc::into_inner(raw) {
-        raw.remove().await?;
-    }
-    Ok(samples)
-}
-
-#[cfg(not(feature = "dynamodb"))]
-async fn dynamodb(_plan: &Plan) -> Result<Vec<Sample>, BoxError> {
-    Err("the dynamodb backend is not compiled in: build with --features dynamodb".into())
-}
-
-/// `--scale` on one backend, on fresh tables of its own.
-async fn scale(backend: Backend, plan: &Plan, rows: usize) -> Result<scale::ScaleReport, BoxError> {
-    eprintln!("bench: {} --scale to {rows} rows ...", backend.name());
-    match backend {
-        Backend::Memory => {
-            let stores = storekit::connect("memory://").await?;
-            scale::run(backend.name(), &stores, None, rows, plan).await
-        }
-        #[cfg(feature = "sqlite")]
-        Backend::Sqlite => {
-            let dir = TempDir::new()?;
-            let path = dir.0.join("scale.db");
-            let stores = sqlite_stores(&path).await?;
-            scale::run(backend.name(), &stores, Some(&path), rows, plan).await
-        }
-        #[cfg(feature = "postgres")]
-        Backend::Postgres => {
-            let url = postgres_url();
-            let schema = format!("{}_scale", run_tag());
-            let stores = storekit::connect(&with_param(&url, &format!("schema={schema}"))).await?;
-            stores.migrate().await?;
-            let report = scale::run(backend.name(), &stores, None, rows, plan).await;
-            let cleaner = raw_postgres::RawPostgres::create(&url, &format!("{schema}_raw")).await?;
-            cleaner.drop_schema(&schema).await?;
-            cleaner.remove().await?;
-            report
-        }
-        #[cfg(feature = "dynamodb")]
-        Backend::DynamoDb => {
-            let store = dynamodb_store(&dynamodb_endpoint()?, Arc::new(AtomicU64::new(0))).await?;
-            let stores = Stores::from(store.clone());
-            stores.migrate().await?;
-            let report = scale::run(backend.name(), &stores, None, rows, plan).await;
-            store.drop_schema().await?;
-            report
-        }
-        #[allow(unreachable_patterns)] // Reached only for backends whose feature is off.
-        other => Err(format!("the {} backend is not compiled in", other.name()).into()),
-    }
 }
 
 #[cfg(test)]
@@ -574,7 +348,7 @@ mod tests {
     #[cfg(feature = "sqlite")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite_scale_measures_reads_and_file_sizes() -> Result<(), BoxError> {
-        let found = scale(Backend::Sqlite, &tiny_plan(), 1500).await?;
+        let found = bench_scale(Backend::Sqlite, &tiny_plan(), 1500).await?;
         // 1500 rows is below the 10^4 of the first measurement, so there is one size only.
         assert_eq!(
             found.points.len(),

@@ -184,7 +184,8 @@ impl Tally {
             }
             Err(error) => {
                 self.errors += 1;
-                self.first_error.get_or_insert_with(|| with_sources(&*error));
+                self.first_error
+                    .get_or_insert_with(|| with_sources(&*error));
             }
         }
     }

@@ -142,7 +142,7 @@ impl RawDynamo {
     }
 
     /// Deletes both tables.
-    pub(crate) async fn remove(self) -> Result<(), BoxError> {
+    pub(crate) async fn remove(&self) -> Result<(), BoxError> {
         for table in [&self.kv_table, &self.users_table] {
             self.client.delete_table().table_name(table).send().await?;
         }

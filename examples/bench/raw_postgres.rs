@@ -117,7 +117,7 @@ impl RawPostgres {
     }
 
     /// Drops the baseline's schema and closes the pool.
-    pub(crate) async fn remove(self) -> Result<(), BoxError> {
+    pub(crate) async fn remove(&self) -> Result<(), BoxError> {
         self.drop_schema(&self.schema).await?;
         self.pool.close().await;
         Ok(())

@@ -73,15 +73,23 @@ pub(crate) fn json_line(sample: &Sample) -> Value {
         "mode": sample.mode.label(),
         "concurrency": sample.mode.tasks(),
         "n": sample.op.batch,
-        "ops_per_sec": sample.ops_per_sec(),
-        "p50_us": sample.percentile_us(0.5),
-        "p99_us": sample.percentile_us(0.99),
+        "ops_per_sec": tenths(sample.ops_per_sec()),
+        "p50_us": tenths(sample.percentile_us(0.5)),
+        "p99_us": tenths(sample.percentile_us(0.99)),
         "errors": sample.errors,
     });
     if let (Some(requests), Value::Object(fields)) = (sample.requests_per_op(), &mut line) {
-        fields.insert("requests_per_op".to_owned(), json!(requests));
+        fields.insert(
+            "requests_per_op".to_owned(),
+            json!(tenths(requests * 10.0) / 10.0),
+        );
     }
     line
+}
+
+/// Rounded to a tenth: finer digits in a timing are noise.
+fn tenths(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
 }
 
 /// The table of a `--scale` run.
@@ -144,9 +152,9 @@ pub(crate) fn scale_json(report: &ScaleReport) -> Vec<Value> {
                 "rows": point.rows,
                 "mode": point.sample.mode.label(),
                 "concurrency": point.sample.mode.tasks(),
-                "ops_per_sec": point.sample.ops_per_sec(),
-                "p50_us": point.sample.percentile_us(0.5),
-                "p99_us": point.sample.percentile_us(0.99),
+                "ops_per_sec": tenths(point.sample.ops_per_sec()),
+                "p50_us": tenths(point.sample.percentile_us(0.5)),
+                "p99_us": tenths(point.sample.percentile_us(0.99)),
                 "errors": point.sample.errors,
             })
         })
@@ -157,7 +165,7 @@ pub(crate) fn scale_json(report: &ScaleReport) -> Vec<Value> {
         "backend": report.backend,
         "op": "fill",
         "rows": report.rows,
-        "fill_secs": report.fill_secs,
+        "fill_secs": tenths(report.fill_secs),
         "db_bytes": report.db_bytes,
         "wal_max_bytes": report.wal_max_bytes,
         "wal_end_bytes": report.wal_end_bytes,
