@@ -141,9 +141,8 @@ async fn postgres(plan: &Plan) -> Result<Vec<Sample>, BoxError> {
     stores.migrate().await?;
     let raw = Arc::new(raw_postgres::RawPostgres::create(&url, &format!("{schema}_raw")).await?);
     let samples = compare(plan, &stores, None, Some((raw.clone(), None))).await;
-    // `Stores` has no way to drop what `migrate` created, so the schema goes with plain SQL.
-    raw.drop_schema(&schema).await?;
     raw.remove().await?;
+    raw_postgres::drop_storekit_schema(&url, &schema).await?;
     Ok(samples)
 }
 
@@ -227,9 +226,7 @@ pub(crate) async fn bench_scale(
             let stores = storekit::connect(&with_param(&url, &format!("schema={schema}"))).await?;
             stores.migrate().await?;
             let report = scale::run(backend.name(), &stores, None, rows, plan).await;
-            let cleaner = raw_postgres::RawPostgres::create(&url, &format!("{schema}_raw")).await?;
-            cleaner.drop_schema(&schema).await?;
-            cleaner.remove().await?;
+            raw_postgres::drop_storekit_schema(&url, &schema).await?;
             report
         }
         #[cfg(feature = "dynamodb")]

@@ -13,6 +13,7 @@
 //! Options: `--backend memory|sqlite|postgres|dynamodb|all`; `--n N` items per `set_many` /
 //! `delete_many` call (100); `--concurrency C` tasks in the concurrent mode (32); `--ops N` and
 //! `--seconds S`, the most calls and the longest time one measurement may take (20000, 1);
+//! `--rounds R` runs everything R times and keeps each row's median round (1);
 //! `--json FILE` also writes one JSON object per measurement; `--scale`, after the workloads,
 //! fills 10^6 items and users (`--scale-rows N`) and measures random reads at 10^4 and at that
 //! size, with the SQLite file's size and its WAL's largest size during the fill.
@@ -66,7 +67,7 @@ use backends::{bench, bench_scale};
 use measure::{Limits, Mode, Runner};
 
 const USAGE: &str = "usage: bench --backend memory|sqlite|postgres|dynamodb|all [--n N] \
-                     [--concurrency C] [--ops N] [--seconds S] [--json FILE] [--scale] \
+                     [--concurrency C] [--ops N] [--seconds S] [--rounds R] [--json FILE] [--scale] \
                      [--scale-rows N]";
 
 /// The backends, in the order `all` runs them.
@@ -106,6 +107,7 @@ struct Args {
     backends: Vec<Backend>,
     plan: Plan,
     json: Option<PathBuf>,
+    rounds: usize,
     scale: bool,
     scale_rows: usize,
 }
@@ -146,7 +148,7 @@ impl Args {
                 window: Duration::from_secs(1),
             },
         };
-        let (mut json, mut scale, mut scale_rows) = (None, false, 1_000_000);
+        let (mut json, mut rounds, mut scale, mut scale_rows) = (None, 1, false, 1_000_000);
         while let Some(flag) = args.next() {
             let mut value = || args.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
             match flag.as_str() {
@@ -163,6 +165,7 @@ impl Args {
                         .ok_or(format!("--seconds: {text:?} is not a duration in seconds"))?;
                 }
                 "--json" => json = Some(PathBuf::from(value()?)),
+                "--rounds" => rounds = positive(&flag, &value()?)?,
                 "--scale" => scale = true,
                 "--scale-rows" => scale_rows = positive(&flag, &value()?)?,
                 "-h" | "--help" => return Ok(None),
@@ -174,6 +177,7 @@ impl Args {
             backends,
             plan,
             json,
+            rounds,
             scale,
             scale_rows,
         }))
@@ -230,8 +234,16 @@ async fn run(args: Args) -> Result<(), BoxError> {
         None => None,
     };
     for backend in &args.backends {
-        eprintln!("bench: {} ...", backend.name());
-        let samples = bench(*backend, &args.plan).await?;
+        let mut rounds = Vec::new();
+        for round in 1..=args.rounds {
+            eprintln!(
+                "bench: {} round {round} of {} ...",
+                backend.name(),
+                args.rounds
+            );
+            rounds.push(bench(*backend, &args.plan).await?);
+        }
+        let samples = measure::median_of(rounds);
         println!("{}", report::markdown(&samples));
         if let Some(out) = &mut json {
             for sample in &samples {
@@ -368,13 +380,19 @@ mod tests {
     #[test]
     fn arguments_parse_and_bad_ones_are_refused() -> Result<(), BoxError> {
         let args = |line: &str| Args::parse(line.split_whitespace().map(str::to_owned));
-        let Some(parsed) = args("--backend memory --n 7 --concurrency 3 --scale")? else {
+        let Some(parsed) = args("--backend memory --n 7 --concurrency 3 --rounds 3 --scale")?
+        else {
             panic!("not a help request");
         };
         assert_eq!(parsed.backends, [Backend::Memory]);
         assert_eq!(
-            (parsed.plan.n, parsed.plan.concurrency, parsed.scale),
-            (7, 3, true)
+            (
+                parsed.plan.n,
+                parsed.plan.concurrency,
+                parsed.rounds,
+                parsed.scale
+            ),
+            (7, 3, 3, true)
         );
         assert!(args("--backend nosuch").is_err());
         assert!(args("--backend memory --n 0").is_err());

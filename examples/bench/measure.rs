@@ -200,6 +200,28 @@ impl Tally {
     }
 }
 
+/// Of several rounds of the same measurements, each measurement from its median round by rate,
+/// so that a burst of load elsewhere on the machine moves no row. Every round makes the same
+/// measurements in the same order, so they are matched by position.
+pub(crate) fn median_of(rounds: Vec<Vec<Sample>>) -> Vec<Sample> {
+    let mut rounds = rounds.into_iter();
+    let Some(first) = rounds.next() else {
+        return Vec::new();
+    };
+    let mut rows: Vec<Vec<Sample>> = first.into_iter().map(|sample| vec![sample]).collect();
+    for round in rounds {
+        for (row, sample) in rows.iter_mut().zip(round) {
+            row.push(sample);
+        }
+    }
+    rows.into_iter()
+        .map(|mut row| {
+            row.sort_by(|a, b| a.ops_per_sec().total_cmp(&b.ops_per_sec()));
+            row.swap_remove(row.len() / 2)
+        })
+        .collect()
+}
+
 /// An error and its sources on one line: storekit's errors name the operation, their sources
 /// say what the database answered.
 fn with_sources(error: &(dyn std::error::Error + 'static)) -> String {

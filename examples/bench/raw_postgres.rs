@@ -105,23 +105,31 @@ impl RawPostgres {
         })
     }
 
-    /// Drops a schema and everything in it: the baseline's own, or storekit's after the run
-    /// (a name the bench made, as above).
-    pub(crate) async fn drop_schema(&self, schema: &str) -> Result<(), BoxError> {
-        sqlx::query(AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-        )))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     /// Drops the baseline's schema and closes the pool.
     pub(crate) async fn remove(&self) -> Result<(), BoxError> {
-        self.drop_schema(&self.schema).await?;
+        drop_schema(&self.pool, &self.schema).await?;
         self.pool.close().await;
         Ok(())
     }
+}
+
+/// Drops a schema that storekit's `migrate` made for a run: `Stores` has no way to drop what
+/// it created, so it goes with plain SQL.
+pub(crate) async fn drop_storekit_schema(url: &str, schema: &str) -> Result<(), BoxError> {
+    let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
+    drop_schema(&pool, schema).await?;
+    pool.close().await;
+    Ok(())
+}
+
+/// Drops a schema the bench made (`bench_<pid>…`, as above) and everything in it.
+async fn drop_schema(pool: &PgPool, schema: &str) -> Result<(), BoxError> {
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+    )))
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 fn now_ms() -> i64 {
