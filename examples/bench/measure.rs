@@ -249,3 +249,46 @@ pub(crate) fn scatter(i: usize, bound: usize) -> usize {
     z ^= z >> 31;
     (z % bound.max(1) as u64) as usize
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(items: u64) -> Sample {
+        Sample {
+            backend: "memory",
+            peer: "storekit",
+            op: Op {
+                workload: "kv",
+                name: "get",
+                batch: 1,
+            },
+            mode: Mode::Seq,
+            calls: usize::try_from(items).unwrap_or(usize::MAX),
+            items,
+            errors: 0,
+            elapsed: Duration::from_secs(1),
+            latencies: vec![Duration::from_micros(1); 3],
+            requests: None,
+        }
+    }
+
+    #[test]
+    fn each_row_comes_from_its_median_round() {
+        let rounds = vec![
+            vec![sample(30), sample(1)],
+            vec![sample(10), sample(3)],
+            vec![sample(20), sample(2)],
+        ];
+        let rates: Vec<f64> = median_of(rounds).iter().map(Sample::ops_per_sec).collect();
+        assert_eq!(rates, [20.0, 2.0]);
+    }
+
+    #[test]
+    fn percentiles_come_from_the_sorted_latencies() {
+        let mut timed = sample(3);
+        timed.latencies = [1, 2, 100].map(Duration::from_micros).to_vec();
+        assert_eq!(timed.percentile_us(0.5), 2.0);
+        assert_eq!(timed.percentile_us(0.99), 100.0);
+    }
+}
