@@ -57,6 +57,7 @@ mod workloads;
 
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -217,7 +218,19 @@ fn parse_backends(text: &str) -> Result<Vec<Backend>, BoxError> {
     Ok(vec![backend])
 }
 
-fn main() -> Result<(), BoxError> {
+// Errors are shown with Display and their sources: returning them from `main` would print
+// their Debug form.
+fn main() -> ExitCode {
+    match parse_and_run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bench: {}", measure::with_sources(&*error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_and_run() -> Result<(), BoxError> {
     let Some(args) = Args::parse(std::env::args().skip(1))? else {
         println!("{USAGE}");
         return Ok(());

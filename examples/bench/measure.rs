@@ -224,7 +224,7 @@ pub(crate) fn median_of(rounds: Vec<Vec<Sample>>) -> Vec<Sample> {
 
 /// An error and its sources on one line: storekit's errors name the operation, their sources
 /// say what the database answered.
-fn with_sources(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn with_sources(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
