@@ -1,0 +1,174 @@
+//! The Markdown table on stdout and the JSON lines of `--json`.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use crate::measure::Sample;
+use crate::scale::ScaleReport;
+
+/// One row per storekit measurement, with the raw driver's measurement of the same operation
+/// and mode beside it.
+pub(crate) fn markdown(samples: &[Sample]) -> String {
+    let mut out = String::from(
+        "| backend | workload | op | mode | storekit ops/s | raw ops/s | storekit/raw \
+         | p50 µs | p99 µs | errors | requests/op |\n\
+         |---|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for kit in samples.iter().filter(|s| s.peer == "storekit") {
+        let raw = samples.iter().find(|s| {
+            s.peer == "raw"
+                && s.backend == kit.backend
+                && s.op.workload == kit.op.workload
+                && s.op.name == kit.op.name
+                && s.mode == kit.mode
+        });
+        let both = |f: &dyn Fn(&Sample) -> String| match raw {
+            Some(raw) => format!("{} / {}", f(kit), f(raw)),
+            None => f(kit),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            kit.backend,
+            kit.op.workload,
+            op_name(kit),
+            kit.mode.label(),
+            kit.ops_per_sec(),
+            raw.map_or("–".to_owned(), |raw| format!("{:.0}", raw.ops_per_sec())),
+            raw.map_or("–".to_owned(), |raw| format!(
+                "{:.2}",
+                kit.ops_per_sec() / raw.ops_per_sec().max(1e-9)
+            )),
+            both(&|s| format!("{:.0}", s.percentile_us(0.5))),
+            both(&|s| format!("{:.0}", s.percentile_us(0.99))),
+            both(&|s| s.errors.to_string()),
+            match kit.requests_per_op() {
+                Some(_) => both(&|s| s
+                    .requests_per_op()
+                    .map_or("–".to_owned(), |r| format!("{r:.2}"))),
+                None => "–".to_owned(),
+            },
+        );
+    }
+    out
+}
+
+/// Batch operations are named with their size, since their rate counts items, not calls.
+fn op_name(sample: &Sample) -> String {
+    match sample.op.name {
+        "set_many" | "delete_many" => format!("{} ×{}", sample.op.name, sample.op.batch),
+        name => name.to_owned(),
+    }
+}
+
+/// One JSON object per measurement.
+pub(crate) fn json_line(sample: &Sample) -> Value {
+    let mut line = json!({
+        "kind": "bench",
+        "peer": sample.peer,
+        "backend": sample.backend,
+        "workload": sample.op.workload,
+        "op": sample.op.name,
+        "mode": sample.mode.label(),
+        "concurrency": sample.mode.tasks(),
+        "n": sample.op.batch,
+        "ops_per_sec": tenths(sample.ops_per_sec()),
+        "p50_us": tenths(sample.percentile_us(0.5)),
+        "p99_us": tenths(sample.percentile_us(0.99)),
+        "errors": sample.errors,
+    });
+    if let (Some(requests), Value::Object(fields)) = (sample.requests_per_op(), &mut line) {
+        fields.insert(
+            "requests_per_op".to_owned(),
+            json!(tenths(requests * 10.0) / 10.0),
+        );
+    }
+    line
+}
+
+/// Rounded to a tenth: finer digits in a timing are noise.
+fn tenths(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
+}
+
+/// The table of a `--scale` run.
+pub(crate) fn scale_markdown(report: &ScaleReport) -> String {
+    let mut out = String::from(
+        "| backend | op | mode | rows | ops/s | p50 µs | p99 µs | errors | rate / rate at the first size |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for point in &report.points {
+        let base = report
+            .points
+            .iter()
+            .find(|p| {
+                p.sample.op.name == point.sample.op.name && p.sample.mode == point.sample.mode
+            })
+            .map_or(1.0, |p| p.sample.ops_per_sec());
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {} | {:.2} |",
+            point.sample.backend,
+            point.sample.op.name,
+            point.sample.mode.label(),
+            point.rows,
+            point.sample.ops_per_sec(),
+            point.sample.percentile_us(0.5),
+            point.sample.percentile_us(0.99),
+            point.sample.errors,
+            point.sample.ops_per_sec() / base.max(1e-9),
+        );
+    }
+    let mib = |bytes: Option<u64>| {
+        bytes.map_or("n/a".to_owned(), |b| {
+            format!("{:.1} MiB", b as f64 / 1_048_576.0)
+        })
+    };
+    let _ = writeln!(
+        out,
+        "\nfill: {} kv items and {} users in {:.1} s; database file {}, largest WAL seen {}, WAL at the end {}",
+        report.rows,
+        report.rows,
+        report.fill_secs,
+        mib(report.db_bytes),
+        mib(report.wal_max_bytes),
+        mib(report.wal_end_bytes),
+    );
+    out
+}
+
+/// The JSON lines of a `--scale` run: one per measurement, and one for the file sizes.
+pub(crate) fn scale_json(report: &ScaleReport) -> Vec<Value> {
+    let mut lines: Vec<Value> = report
+        .points
+        .iter()
+        .map(|point| {
+            json!({
+                "kind": "scale",
+                "peer": "storekit",
+                "backend": point.sample.backend,
+                "op": point.sample.op.name,
+                "rows": point.rows,
+                "mode": point.sample.mode.label(),
+                "concurrency": point.sample.mode.tasks(),
+                "ops_per_sec": tenths(point.sample.ops_per_sec()),
+                "p50_us": tenths(point.sample.percentile_us(0.5)),
+                "p99_us": tenths(point.sample.percentile_us(0.99)),
+                "errors": point.sample.errors,
+            })
+        })
+        .collect();
+    lines.push(json!({
+        "kind": "scale",
+        "peer": "storekit",
+        "backend": report.backend,
+        "op": "fill",
+        "rows": report.rows,
+        "fill_secs": tenths(report.fill_secs),
+        "db_bytes": report.db_bytes,
+        "wal_max_bytes": report.wal_max_bytes,
+        "wal_end_bytes": report.wal_end_bytes,
+    }));
+    lines
+}
