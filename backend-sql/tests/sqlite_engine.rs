@@ -213,6 +213,32 @@ async fn long_work_leaves_the_runtime_free() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn a_batch_abandoned_midway_leaves_nothing_behind() -> Result<()> {
+    let dir = TempDir::new("abandoned");
+    let store = open(&dir.file("abandoned.db"), SqliteConfig::memory()).await?;
+    let keys: Vec<String> = (0..1000).map(|i| format!("key-{i:04}")).collect();
+    let items: Vec<(&str, &[u8])> = keys.iter().map(|k| (k.as_str(), &b"v"[..])).collect();
+    let mut batch = Box::pin(store.set_many("ns", &items, None));
+    // Each poll writes one chunk inside the batch's transaction, then yields.
+    for _ in 0..3 {
+        assert!(futures::poll!(batch.as_mut()).is_pending());
+    }
+    drop(batch);
+    let all: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let found = store.get_many("ns", &all).await?;
+    assert!(
+        found.iter().all(Option::is_none),
+        "part of the batch was kept"
+    );
+    // The writer is free and outside any transaction: the next batch commits on its own.
+    store.set_many("ns", &items[..10], None).await?;
+    let reopened = open(&dir.file("abandoned.db"), SqliteConfig::memory()).await?;
+    assert!(reopened.contains("ns", "key-0009").await?);
+    assert!(!reopened.contains("ns", "key-0010").await?);
+    Ok(())
+}
+
 /// Another process's connection holding the write lock until `release` is set, on a thread of
 /// its own. Returns when the lock is taken; the thread reports when it let go.
 fn hold_write_lock(db: &Path, release: Arc<AtomicBool>) -> std::thread::JoinHandle<Instant> {
@@ -369,5 +395,70 @@ async fn migrate_upgrades_a_database_of_the_first_layout_in_place() -> Result<()
     let (after, version) = layout(&db);
     assert!(!after.contains("WITHOUT ROWID"), "{after}");
     assert_eq!(version, "2");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_grouped_into_one_transaction_keep_their_own_outcomes() -> Result<()> {
+    const TASKS: usize = 32;
+    const EMAILS: usize = 100;
+    let dir = TempDir::new("grouped");
+    let store = open(&dir.file("grouped.db"), SqliteConfig::memory()).await?;
+    let tasks = (0..TASKS).map(|t| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut taken = 0;
+            for i in 0..50 {
+                store
+                    .set(
+                        "kv",
+                        &format!("{t}-{i}"),
+                        format!("{t}:{i}").as_bytes(),
+                        None,
+                    )
+                    .await?;
+                // Every email is tried by several tasks in different letter cases: of the
+                // writes grouped together, the duplicates fail and the others commit.
+                let email = format!("User{}@Example.com", (t * 50 + i) % EMAILS);
+                let email = if t % 2 == 0 {
+                    email.to_lowercase()
+                } else {
+                    email
+                };
+                match store.create_user(NewUser::new(email, "hash")).await {
+                    Ok(_) => {}
+                    Err(Error::AlreadyExists { what: "email" }) => taken += 1,
+                    Err(other) => return Err(other),
+                }
+            }
+            Ok::<_, Error>(taken)
+        })
+    });
+    let mut taken = 0;
+    for task in futures::future::join_all(tasks).await {
+        taken += task.map_err(|e| Error::backend("test", e))??;
+    }
+    assert_eq!(
+        taken,
+        TASKS * 50 - EMAILS,
+        "every email but its first create is refused"
+    );
+    let mut users = 0;
+    let mut page = storekit_core::PageRequest::first(1000);
+    loop {
+        let listed = store.list_users(page.clone()).await?;
+        users += listed.items.len();
+        match listed.next {
+            Some(next) => page = storekit_core::PageRequest::after(1000, next),
+            None => break,
+        }
+    }
+    assert_eq!(users, EMAILS);
+    for t in 0..TASKS {
+        for i in 0..50 {
+            let value = store.get("kv", &format!("{t}-{i}")).await?;
+            assert_eq!(value, Some(format!("{t}:{i}").into_bytes()));
+        }
+    }
     Ok(())
 }

@@ -154,16 +154,17 @@ where
         let fetch = fetch.clone();
         async move {
             let Some(after) = state else { return Ok(None) };
-            let page = fetch(after).await?;
+            let mut page = fetch(after).await?;
             let fetched = page.len();
-            let matching: Vec<String> = page
-                .into_iter()
-                .take_while(|key| key.starts_with(prefix))
-                .collect();
+            let matching = page
+                .iter()
+                .position(|key| !key.starts_with(prefix))
+                .unwrap_or(fetched);
+            page.truncate(matching);
             // More may follow only if the page was full and still inside the prefix.
-            let more = fetched == page_size && matching.len() == fetched;
-            let next = more.then(|| matching.last().cloned());
-            Ok(Some((stream::iter(matching.into_iter().map(Ok)), next)))
+            let more = fetched == page_size && matching == fetched;
+            let next = more.then(|| page.last().cloned());
+            Ok(Some((stream::iter(page.into_iter().map(Ok)), next)))
         }
     });
     pages.try_flatten().boxed()

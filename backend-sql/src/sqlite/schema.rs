@@ -190,7 +190,9 @@ pub(super) struct Statements {
     pub(super) kv_upsert: String,
     pub(super) kv_insert_if_absent: String,
     pub(super) kv_swap: String,
-    pub(super) kv_delete: String,
+    pub(super) kv_delete_live: String,
+    pub(super) kv_delete_expired: String,
+    pub(super) kv_delete_any: String,
     pub(super) kv_keys_first: String,
     pub(super) kv_keys_after: String,
     pub(super) kv_clear: String,
@@ -271,9 +273,10 @@ impl Statements {
                  WHERE expires_at IS NOT NULL AND expires_at <= :now"),
             kv_swap: r("UPDATE {kv} SET value = :value, expires_at = :exp \
                  WHERE namespace = :ns AND key = :key AND value = :expected AND {live}"),
-            kv_delete: r(
-                "DELETE FROM {kv} WHERE namespace = :ns AND key = :key RETURNING expires_at",
-            ),
+            kv_delete_live: r("DELETE FROM {kv} WHERE namespace = :ns AND key = :key AND {live}"),
+            kv_delete_expired: r("DELETE FROM {kv} WHERE namespace = :ns AND key = :key \
+                 AND expires_at IS NOT NULL AND expires_at <= :now"),
+            kv_delete_any: r("DELETE FROM {kv} WHERE namespace = :ns AND key = :key"),
             // Keys come in pages, each continuing after the last; `key >= :prefix` on the first
             // and `key > :after` on the next let the primary key index find the start.
             kv_keys_first: r(

@@ -196,25 +196,29 @@ impl UserStore for SqliteStore {
         let user = draft.into_user(UserId::Uuid(uuid));
         // A NULL id lets AUTOINCREMENT assign an integer one; the stored id is read back.
         let id_param = (self.inner.id_kind == IdKind::Uuid).then(|| uuid.into_bytes());
+        let store = self.clone();
+        let (email, hashed_password) = (user.email.clone(), user.hashed_password.clone());
+        let flags = (user.is_active, user.is_superuser, user.is_verified);
+        let (created_at, extra) = (micros(user.created_at), extra_to_text(&user.extra));
         let id = self
             .inner
             .conns
-            .write(|conn| {
+            .write_grouped(move |conn| {
                 let mut stmt = conn
-                    .prepare_cached(&self.inner.sql.insert_user)
+                    .prepare_cached(&store.inner.sql.insert_user)
                     .map_err(sqlite_error)?;
                 let params = params![
                     id_param,
-                    user.email,
+                    email,
                     email_key,
-                    user.hashed_password,
-                    user.is_active,
-                    user.is_superuser,
-                    user.is_verified,
-                    micros(user.created_at),
-                    extra_to_text(&user.extra),
+                    hashed_password,
+                    flags.0,
+                    flags.1,
+                    flags.2,
+                    created_at,
+                    extra,
                 ];
-                first_row(&mut stmt, params, |row| self.read_id(row, 0))
+                first_row(&mut stmt, params, |row| store.read_id(row, 0))
                     .map_err(on_violation(
                         Violation::Unique,
                         Error::AlreadyExists { what: "email" },
@@ -292,11 +296,12 @@ impl UserStore for SqliteStore {
     async fn delete_user(&self, id: UserId) -> Result<()> {
         let id = self.id(id)?;
         // ON DELETE CASCADE removes the user's OAuth accounts and tokens in the same statement.
+        let inner = self.inner.clone();
         let deleted = self
             .inner
             .conns
-            .write(|conn| {
-                conn.prepare_cached(&self.inner.sql.delete_user)
+            .write_grouped(move |conn| {
+                conn.prepare_cached(&inner.sql.delete_user)
                     .and_then(|mut stmt| stmt.execute([&id]))
                     .map_err(sqlite_error)
             })
@@ -489,13 +494,12 @@ impl AccessTokenStore for SqliteStore {
         let id = self.id(user)?;
         let secret = token::generate()?;
         let info = AccessToken::new(user, now());
+        let (inner, hash, created_at) = (self.inner.clone(), token::hash(&secret), info.created_at);
         self.inner
             .conns
-            .write(|conn| {
-                conn.prepare_cached(&self.inner.sql.insert_token)
-                    .and_then(|mut stmt| {
-                        stmt.execute(params![token::hash(&secret), id, micros(info.created_at)])
-                    })
+            .write_grouped(move |conn| {
+                conn.prepare_cached(&inner.sql.insert_token)
+                    .and_then(|mut stmt| stmt.execute(params![hash, id, micros(created_at)]))
                     .map_err(on_violation(
                         Violation::ForeignKey,
                         Error::NotFound { what: "user" },
@@ -531,12 +535,12 @@ impl AccessTokenStore for SqliteStore {
     }
 
     async fn delete_access_token(&self, token: &str) -> Result<bool> {
-        let hash = token::hash(token);
+        let (inner, hash) = (self.inner.clone(), token::hash(token));
         let deleted = self
             .inner
             .conns
-            .write(|conn| {
-                conn.prepare_cached(&self.inner.sql.delete_token)
+            .write_grouped(move |conn| {
+                conn.prepare_cached(&inner.sql.delete_token)
                     .and_then(|mut stmt| stmt.execute([&hash]))
                     .map_err(sqlite_error)
             })
