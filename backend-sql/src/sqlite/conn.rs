@@ -534,6 +534,12 @@ fn configure(conn: &Connection, config: &SqliteConfig, writer: bool) -> Result<(
     }
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(sqlite_error)?;
+    conn.pragma_update(
+        None,
+        "mmap_size",
+        i64::try_from(config.mmap_size).unwrap_or(i64::MAX),
+    )
+    .map_err(sqlite_error)?;
     // From now on a lock is waited for asynchronously (see the module docs).
     conn.busy_timeout(Duration::ZERO).map_err(sqlite_error)?;
     Ok(())

@@ -47,6 +47,12 @@ pub struct SqliteConfig {
     /// How often a background task deletes expired key-value items; `None` never does (then
     /// call `purge_expired` yourself). Default 60 s.
     pub purge_interval: Option<Duration>,
+    /// How much of the database file connections read through memory-mapped I/O (SQLite's
+    /// `mmap_size`; 0 turns it off). Reads then come from the operating system's page cache
+    /// without a system call or a copy per page, shared by all connections, which is what
+    /// keeps random reads fast when the database is much larger than SQLite's own caches.
+    /// Default 2 GiB (SQLite caps it at its compile-time maximum).
+    pub mmap_size: u64,
 }
 
 impl SqliteConfig {
@@ -67,6 +73,7 @@ impl SqliteConfig {
             readers: 4,
             busy_timeout: Duration::from_secs(5),
             purge_interval: Some(crate::purge::DEFAULT_INTERVAL),
+            mmap_size: 2 << 30,
         }
     }
 
@@ -118,6 +125,12 @@ impl SqliteConfig {
     /// Sets how long an operation waits for another process's lock.
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
+        self
+    }
+
+    /// Sets how much of the file is read through memory-mapped I/O (0: none).
+    pub fn mmap_size(mut self, bytes: u64) -> Self {
+        self.mmap_size = bytes;
         self
     }
 
