@@ -168,19 +168,37 @@ impl Connections {
                 return;
             }
             Ok(()) => {
-                let done: Vec<Delivery> = group.into_iter().map(|write| write.run(&conn)).collect();
-                let committed = if conn.is_autocommit() {
-                    Err(Error::backend(
+                let mut done: Vec<Delivery> = Vec::with_capacity(group.len());
+                let mut ended = None;
+                for write in group {
+                    // A failure that ends the whole transaction (a full disk, say) would leave
+                    // the writes after it to commit one by one: they are refused instead.
+                    if conn.is_autocommit() {
+                        let err = ended.get_or_insert_with(|| {
+                            Arc::new(Error::backend(
+                                "sqlite",
+                                "a write in the group ended its transaction",
+                            ))
+                        });
+                        write.fail(err);
+                    } else {
+                        done.push(write.run(&conn));
+                    }
+                }
+                let committed = match ended {
+                    Some(err) => Err(err),
+                    None if conn.is_autocommit() => Err(Arc::new(Error::backend(
                         "sqlite",
-                        "a grouped write ended its transaction",
-                    ))
-                } else {
-                    conn.execute_batch("COMMIT").map_err(sqlite_error)
+                        "a write in the group ended its transaction",
+                    ))),
+                    None => conn
+                        .execute_batch("COMMIT")
+                        .map_err(|err| Arc::new(sqlite_error(err))),
                 };
                 if committed.is_err() && !conn.is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
-                (done, committed.err().map(Arc::new))
+                (done, committed.err())
             }
         };
         let (done, failure) = outcome;
@@ -476,8 +494,10 @@ fn shared(err: &Arc<Error>) -> Error {
     }
 }
 
+/// The task that took this write from the queue was dropped while waiting for another
+/// process's lock, before running it: nothing was written, and the write may be retried.
 fn abandoned(err: tokio::sync::oneshot::error::RecvError) -> Error {
-    Error::backend("sqlite", err)
+    Error::unavailable("sqlite", err)
 }
 
 /// The queue of writes; its `Debug` shows only how many wait.
