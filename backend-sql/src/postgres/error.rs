@@ -25,7 +25,8 @@ pub(super) fn violation(err: &sqlx::Error) -> Option<Violation> {
     }
 }
 
-/// Any other sqlx error: connection trouble is `Unavailable`, the rest `Backend`.
+/// Any other sqlx error: connection trouble, a deadlock or a serialization failure (worth
+/// retrying: the statement was rolled back) is `Unavailable`, the rest `Backend`.
 pub(super) fn pg_error(err: sqlx::Error) -> Error {
     match err {
         sqlx::Error::Io(_)
@@ -33,6 +34,12 @@ pub(super) fn pg_error(err: sqlx::Error) -> Error {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => Error::unavailable(BACKEND, err),
+        // 40001 serialization_failure, 40P01 deadlock_detected.
+        sqlx::Error::Database(ref db)
+            if matches!(db.code().as_deref(), Some("40001" | "40P01")) =>
+        {
+            Error::unavailable(BACKEND, err)
+        }
         _ => Error::backend(BACKEND, err),
     }
 }
