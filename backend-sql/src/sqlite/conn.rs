@@ -108,14 +108,14 @@ impl Connections {
         F: FnMut(&Connection) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        if let Ok(mut conn) = self.writer.try_lock() {
-            if lock_queue(&self.queued).is_empty() {
-                let mut busy = Backoff::new(self.busy_timeout);
-                loop {
-                    match f(&mut conn) {
-                        Err(err) if is_busy(&err) => busy.wait(err).await?,
-                        result => return result,
-                    }
+        if let Ok(mut conn) = self.writer.try_lock()
+            && lock_queue(&self.queued).is_empty()
+        {
+            let mut busy = Backoff::new(self.busy_timeout);
+            loop {
+                match f(&mut conn) {
+                    Err(err) if is_busy(&err) => busy.wait(err).await?,
+                    result => return result,
                 }
             }
         }
@@ -378,13 +378,14 @@ impl<C: DerefMut<Target = Connection>> OpenTransaction<C> {
 
 impl<C: DerefMut<Target = Connection>> Drop for OpenTransaction<C> {
     fn drop(&mut self) {
-        if !self.committed && !self.conn.is_autocommit() {
-            if let Err(err) = self.conn.execute_batch("ROLLBACK") {
-                tracing::error!(
-                    error = &err as &dyn std::error::Error,
-                    "rolling back an abandoned transaction failed"
-                );
-            }
+        if !self.committed
+            && !self.conn.is_autocommit()
+            && let Err(err) = self.conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!(
+                error = &err as &dyn std::error::Error,
+                "rolling back an abandoned transaction failed"
+            );
         }
     }
 }

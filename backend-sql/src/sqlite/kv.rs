@@ -95,12 +95,12 @@ impl SqliteStore {
 
 /// Splits `items` into runs of at most `max_items` items and `max_bytes` bytes (a single
 /// larger item is a run of its own).
-fn chunks<'i, I>(
-    items: &'i [I],
+fn chunks<I>(
+    items: &[I],
     max_items: usize,
     max_bytes: usize,
     bytes: impl Fn(&I) -> usize,
-) -> impl Iterator<Item = &'i [I]> {
+) -> impl Iterator<Item = &[I]> {
     let mut rest = items;
     std::iter::from_fn(move || {
         if rest.is_empty() {
