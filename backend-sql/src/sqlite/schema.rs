@@ -220,7 +220,7 @@ impl Statements {
             insert_user: r(
                 "INSERT INTO {users} (id, email, email_key, hashed_password, is_active, \
                  is_superuser, is_verified, created_at, updated_at, version, extra) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1, ?9) RETURNING id",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1, ?9)",
             ),
             user_by_id: r("SELECT {user_columns} FROM {users} WHERE id = ?1"),
             user_by_email: r("SELECT {user_columns} FROM {users} WHERE email_key = ?1"),

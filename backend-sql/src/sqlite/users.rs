@@ -194,7 +194,7 @@ impl UserStore for SqliteStore {
         let email_key = draft.email_key.clone();
         let uuid = Uuid::now_v7();
         let user = draft.into_user(UserId::Uuid(uuid));
-        // A NULL id lets AUTOINCREMENT assign an integer one; the stored id is read back.
+        // A NULL id lets AUTOINCREMENT assign an integer one.
         let id_param = (self.inner.id_kind == IdKind::Uuid).then(|| uuid.into_bytes());
         let store = self.clone();
         let (email, hashed_password) = (user.email.clone(), user.hashed_password.clone());
@@ -218,12 +218,17 @@ impl UserStore for SqliteStore {
                     created_at,
                     extra,
                 ];
-                first_row(&mut stmt, params, |row| store.read_id(row, 0))
-                    .map_err(on_violation(
-                        Violation::Unique,
-                        Error::AlreadyExists { what: "email" },
-                    ))?
-                    .ok_or_else(|| Error::backend(BACKEND, "an insert returned no id"))
+                stmt.execute(params).map_err(on_violation(
+                    Violation::Unique,
+                    Error::AlreadyExists { what: "email" },
+                ))?;
+                // No RETURNING (it buffers the row in a temporary table): a UUID is known
+                // already, and an integer id is the row id SQLite just assigned on this
+                // connection.
+                Ok(match id_param {
+                    Some(_) => UserId::Uuid(uuid),
+                    None => UserId::Int(conn.last_insert_rowid()),
+                })
             })
             .await?;
         Ok(User { id, ..user })
