@@ -156,10 +156,9 @@ where
             let Some(after) = state else { return Ok(None) };
             let mut page = fetch(after).await?;
             let fetched = page.len();
-            let matching = page
-                .iter()
-                .position(|key| !key.starts_with(prefix))
-                .unwrap_or(fetched);
+            // The page is in order, so the keys with the prefix come first: a binary search
+            // finds where they end without looking at every key.
+            let matching = page.partition_point(|key| key.starts_with(prefix));
             page.truncate(matching);
             // More may follow only if the page was full and still inside the prefix.
             let more = fetched == page_size && matching == fetched;

@@ -85,9 +85,12 @@ impl SqliteStore {
                 let params = named_params! {
                     ":ns": namespace, ":from": from, ":now": now, ":limit": KEYS_PAGE as i64,
                 };
-                stmt.query_map(params, |row| row.get(0))
-                    .and_then(|rows| rows.collect())
-                    .map_err(sqlite_error)
+                let mut keys = Vec::with_capacity(KEYS_PAGE);
+                let mut rows = stmt.query(params).map_err(sqlite_error)?;
+                while let Some(row) = rows.next().map_err(sqlite_error)? {
+                    keys.push(row.get(0).map_err(sqlite_error)?);
+                }
+                Ok(keys)
             })
             .await
     }
