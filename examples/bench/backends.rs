@@ -39,8 +39,9 @@ pub(crate) async fn bench(backend: Backend, plan: &Plan) -> Result<Vec<Sample>, 
 /// A raw-driver baseline, and where its DynamoDB requests are counted.
 type Raw<R> = (Arc<R>, Option<Arc<AtomicU64>>);
 
-/// Runs each workload on storekit then on the raw driver, one mode after the other, so the
-/// two peers of a row are measured moments apart.
+/// Runs each workload on storekit and on the raw driver, one mode after the other, so the
+/// two peers of a row are measured moments apart; `plan.raw_first` says which goes first. The
+/// samples come out in the same order either way, which `--rounds` relies on.
 async fn compare<R: Kv + Users + 'static>(
     plan: &Plan,
     stores: &Stores,
@@ -54,14 +55,35 @@ async fn compare<R: Kv + Users + 'static>(
         let raw = raw
             .as_ref()
             .map(|(store, requests)| (store, plan.runner("raw", mode, requests.clone())));
-        samples.extend(workloads::kv(&kit, storekit.clone(), plan.n).await);
-        if let Some((store, runner)) = &raw {
-            samples.extend(workloads::kv(runner, Arc::clone(store), plan.n).await);
-        }
-        samples.extend(workloads::storekit_users(&kit, storekit.clone()).await);
-        if let Some((store, runner)) = &raw {
-            samples.extend(workloads::raw_users(runner, Arc::clone(store)).await);
-        }
+        let raw_kv = async {
+            match &raw {
+                Some((store, runner)) => workloads::kv(runner, Arc::clone(store), plan.n).await,
+                None => Vec::new(),
+            }
+        };
+        let raw_users = async {
+            match &raw {
+                Some((store, runner)) => workloads::raw_users(runner, Arc::clone(store)).await,
+                None => Vec::new(),
+            }
+        };
+        let kit_kv = workloads::kv(&kit, storekit.clone(), plan.n);
+        let kit_users = workloads::storekit_users(&kit, storekit.clone());
+        let (kit_kv, raw_kv, kit_users, raw_users) = if plan.raw_first {
+            let raw_kv = raw_kv.await;
+            let kit_kv = kit_kv.await;
+            let raw_users = raw_users.await;
+            (kit_kv, raw_kv, kit_users.await, raw_users)
+        } else {
+            let kit_kv = kit_kv.await;
+            let raw_kv = raw_kv.await;
+            let kit_users = kit_users.await;
+            (kit_kv, raw_kv, kit_users, raw_users.await)
+        };
+        samples.extend(kit_kv);
+        samples.extend(raw_kv);
+        samples.extend(kit_users);
+        samples.extend(raw_users);
     }
     samples
 }

@@ -13,7 +13,8 @@
 //! Options: `--backend memory|sqlite|postgres|dynamodb|all`; `--n N` items per `set_many` /
 //! `delete_many` call (100); `--concurrency C` tasks in the concurrent mode (32); `--ops N` and
 //! `--seconds S`, the most calls and the longest time one measurement may take (20000, 1);
-//! `--rounds R` runs everything R times and keeps each row's median round (1);
+//! `--rounds R` runs everything R times, storekit first in odd rounds and the raw driver first
+//! in even ones, and keeps each row's median round (1);
 //! `--json FILE` also writes one JSON object per measurement; `--scale`, after the workloads,
 //! fills 10^6 items and users (`--scale-rows N`) and measures random reads at 10^4 and at that
 //! size, with the SQLite file's size and its WAL's largest size during the fill.
@@ -119,6 +120,9 @@ pub(crate) struct Plan {
     pub(crate) n: usize,
     pub(crate) concurrency: usize,
     pub(crate) limits: Limits,
+    /// Measure the raw baseline before storekit. Rounds alternate, so that a burst of load on
+    /// the shared machine does not always fall on the same peer.
+    pub(crate) raw_first: bool,
 }
 
 impl Plan {
@@ -142,6 +146,7 @@ impl Args {
     fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Self>, BoxError> {
         let mut backends = None;
         let mut plan = Plan {
+            raw_first: false,
             n: 100,
             concurrency: 32,
             limits: Limits {
@@ -254,7 +259,11 @@ async fn run(args: Args) -> Result<(), BoxError> {
                 backend.name(),
                 args.rounds
             );
-            rounds.push(bench(*backend, &args.plan).await?);
+            let plan = Plan {
+                raw_first: round % 2 == 0,
+                ..args.plan.clone()
+            };
+            rounds.push(bench(*backend, &plan).await?);
         }
         let samples = measure::median_of(rounds);
         println!("{}", report::markdown(&samples));
@@ -318,6 +327,7 @@ mod tests {
 
     fn tiny_plan() -> Plan {
         Plan {
+            raw_first: false,
             n: 10,
             concurrency: 4,
             limits: Limits {
