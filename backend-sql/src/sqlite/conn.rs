@@ -82,18 +82,9 @@ impl Connections {
     /// Runs a short `f` inline on the writer, once the writer is free. `f` runs again if the
     /// database is locked by another process, so it must leave nothing behind when it fails
     /// (one statement, or one transaction).
-    pub(super) async fn write<T>(
-        &self,
-        mut f: impl FnMut(&mut Connection) -> Result<T>,
-    ) -> Result<T> {
+    pub(super) async fn write<T>(&self, f: impl FnMut(&mut Connection) -> Result<T>) -> Result<T> {
         let mut conn = self.writer.lock().await;
-        let mut busy = Backoff::new(self.busy_timeout);
-        loop {
-            match f(&mut conn) {
-                Err(err) if is_busy(&err) => busy.wait(err).await?,
-                result => return result,
-            }
-        }
+        retry_while_busy(&mut conn, self.busy_timeout, f).await
     }
 
     /// Runs a short one-statement write `f`: inline if the writer is free, as [`Connections::write`]
@@ -111,13 +102,7 @@ impl Connections {
         if let Ok(mut conn) = self.writer.try_lock()
             && lock_queue(&self.queued).is_empty()
         {
-            let mut busy = Backoff::new(self.busy_timeout);
-            loop {
-                match f(&mut conn) {
-                    Err(err) if is_busy(&err) => busy.wait(err).await?,
-                    result => return result,
-                }
-            }
+            return retry_while_busy(&mut conn, self.busy_timeout, |conn| f(conn)).await;
         }
         let (sender, mut result) = tokio::sync::oneshot::channel();
         lock_queue(&self.queued).push_back(queued_write(f, sender));
@@ -139,7 +124,7 @@ impl Connections {
 
     /// Runs up to [`GROUP`] queued writes, oldest first, in one transaction, then delivers
     /// their results.
-    async fn run_group(&self, conn: MutexGuard<'_, Connection>) {
+    async fn run_group(&self, mut conn: MutexGuard<'_, Connection>) {
         let group: Vec<QueuedWrite> = {
             let mut queue = lock_queue(&self.queued);
             let take = queue.len().min(GROUP);
@@ -148,17 +133,10 @@ impl Connections {
         if group.is_empty() {
             return;
         }
-        let mut busy = Backoff::new(self.busy_timeout);
-        let begun = loop {
-            match conn.execute_batch("BEGIN IMMEDIATE").map_err(sqlite_error) {
-                Err(err) if is_busy(&err) => {
-                    if let Err(err) = busy.wait(err).await {
-                        break Err(err);
-                    }
-                }
-                begun => break begun,
-            }
-        };
+        let begun = retry_while_busy(&mut conn, self.busy_timeout, |conn| {
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(sqlite_error)
+        })
+        .await;
         let outcome = match begun {
             Err(err) => {
                 let err = Arc::new(err);
@@ -251,13 +229,7 @@ impl Connections {
             return self.write(|conn| f(conn)).await;
         }
         let mut conn = self.reader().await;
-        let mut busy = Backoff::new(self.busy_timeout);
-        loop {
-            match f(&mut conn) {
-                Err(err) if is_busy(&err) => busy.wait(err).await?,
-                result => return result,
-            }
-        }
+        retry_while_busy(&mut conn, self.busy_timeout, |conn| f(conn)).await
     }
 
     /// Like [`Connections::read`], for long work: `f` runs on the blocking pool.
@@ -299,6 +271,22 @@ impl Connections {
     }
 }
 
+/// Runs a short `f` inline on `conn`, again with async backoff while the database is locked by
+/// another process, until the busy timeout has passed since the first attempt.
+async fn retry_while_busy<T>(
+    conn: &mut Connection,
+    busy_timeout: Duration,
+    mut f: impl FnMut(&mut Connection) -> Result<T>,
+) -> Result<T> {
+    let mut busy = Backoff::new(busy_timeout);
+    loop {
+        match f(conn) {
+            Err(err) if is_busy(&err) => busy.wait(err).await?,
+            result => return result,
+        }
+    }
+}
+
 /// Runs `f` with `conn` on the blocking pool, retrying with async backoff while the database
 /// is locked by another process. If the caller stops waiting, the work still completes (or
 /// fails) as a whole and the connection is released when it does.
@@ -328,7 +316,7 @@ where
 /// `step` on each chunk with a yield to the runtime in between, and commits. Dropping the
 /// future midway rolls the transaction back (see [`OpenTransaction`]).
 async fn in_transaction<'i, C, I: 'i, T>(
-    conn: C,
+    mut conn: C,
     begin: &str,
     busy_timeout: Duration,
     chunks: impl IntoIterator<Item = &'i [I]>,
@@ -337,14 +325,10 @@ async fn in_transaction<'i, C, I: 'i, T>(
 where
     C: DerefMut<Target = Connection>,
 {
-    let mut busy = Backoff::new(busy_timeout);
-    loop {
-        match conn.execute_batch(begin).map_err(sqlite_error) {
-            Err(err) if is_busy(&err) => busy.wait(err).await?,
-            Err(err) => return Err(err),
-            Ok(()) => break,
-        }
-    }
+    retry_while_busy(&mut conn, busy_timeout, |conn| {
+        conn.execute_batch(begin).map_err(sqlite_error)
+    })
+    .await?;
     let tx = OpenTransaction {
         conn,
         committed: false,
