@@ -314,6 +314,102 @@ pub async fn kv_set_if_absent_race(f: &Fixture) {
     );
 }
 
+/// 32 tasks write at once, to four keys they share and to keys of their own, with every kind
+/// of write: each call still gets its own answer (a store that batches concurrent writes must
+/// not hand one caller another's result), and no value lands under another key.
+pub async fn kv_concurrent_writers_keep_their_own_outcomes(f: &Fixture) {
+    const SHARED: usize = 4;
+    const ROUNDS: usize = 20;
+    let shared_value = |key: &str, task: usize, round: usize| {
+        format!("{key}|task {task}|round {round}|{}", "x".repeat(200)).into_bytes()
+    };
+    let tasks: Vec<_> = (0..32)
+        .map(|task| {
+            let kv = f.kv.clone();
+            tokio::spawn(async move {
+                let own = format!("own-{task}");
+                let own_batch = format!("own-batch-{task}");
+                for round in 0..ROUNDS {
+                    let shared = format!("shared-{}", round % SHARED);
+                    let next = format!("shared-{}", (round + 1) % SHARED);
+                    kv.set(
+                        "writers",
+                        &shared,
+                        &shared_value(&shared, task, round),
+                        None,
+                    )
+                    .await
+                    .expect("set shared");
+                    let mine = format!("task {task} round {round}");
+                    kv.set("writers", &own, mine.as_bytes(), None)
+                        .await
+                        .expect("set own");
+                    assert_eq!(
+                        kv.get("writers", &own).await.expect("get own"),
+                        Some(mine.clone().into_bytes()),
+                        "a task's own key holds what it wrote"
+                    );
+                    assert!(kv.delete("writers", &own).await.expect("delete"));
+                    assert!(!kv.delete("writers", &own).await.expect("delete again"));
+                    assert!(
+                        kv.set_if_absent("writers", &own, mine.as_bytes(), None)
+                            .await
+                            .expect("set_if_absent")
+                    );
+                    assert!(
+                        !kv.set_if_absent("writers", &own, b"second", None)
+                            .await
+                            .expect("set_if_absent again")
+                    );
+                    assert!(
+                        kv.compare_and_swap(
+                            "writers",
+                            &own,
+                            Some(mine.as_bytes()),
+                            b"swapped",
+                            None
+                        )
+                        .await
+                        .expect("compare_and_swap")
+                    );
+                    let next_value = shared_value(&next, task, round);
+                    kv.set_many(
+                        "writers",
+                        &[(next.as_str(), &next_value[..]), (own_batch.as_str(), b"b")],
+                        None,
+                    )
+                    .await
+                    .expect("set_many");
+                    kv.delete_many("writers", &[own_batch.as_str(), own.as_str()])
+                        .await
+                        .expect("delete_many");
+                    assert!(!kv.contains("writers", &own).await.expect("contains"));
+                    let read = kv.get("writers", &shared).await.expect("get shared");
+                    let read = read.expect("a shared key is never deleted");
+                    assert!(
+                        read.starts_with(format!("{shared}|").as_bytes()),
+                        "{shared} holds a value written for another key"
+                    );
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a writer failed");
+    }
+    let keys = keys_of(&*f.kv, "writers", "").await;
+    let expected: HashSet<String> = (0..SHARED).map(|i| format!("shared-{i}")).collect();
+    assert_eq!(keys, expected, "only the shared keys are left");
+    for key in &expected {
+        let value =
+            f.kv.get("writers", key)
+                .await
+                .expect("get")
+                .expect("present");
+        assert!(value.starts_with(format!("{key}|task ").as_bytes()));
+    }
+}
+
 /// compare_and_swap replaces only the expected value; of 32 racing swaps from one value exactly
 /// one wins.
 pub async fn kv_compare_and_swap_race(f: &Fixture) {
