@@ -132,41 +132,157 @@ pub trait KvStoreExt: KvStore {
 
 impl<T: KvStore + ?Sized> KvStoreExt for T {}
 
+/// One page of a key listing, in order, with the keys back to back in one buffer.
+///
+/// A listing hands its reader one `String` per key. Kept as one buffer, a page costs two
+/// allocations, and each key's `String` is allocated only as it is handed over, usually right
+/// after the reader dropped the one before: the allocator's fastest path. A `Vec<String>` page
+/// instead allocates a page's worth of small strings at once and frees them all at once,
+/// which measured a quarter slower when listing keys of SQLite.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyPage {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl KeyPage {
+    /// An empty page with room for `keys` keys.
+    pub fn with_capacity(keys: usize) -> Self {
+        Self {
+            text: String::with_capacity(keys * 16),
+            ends: Vec::with_capacity(keys),
+        }
+    }
+
+    /// Appends `key`, which must sort after every key already in the page.
+    pub fn push(&mut self, key: &str) {
+        self.text.push_str(key);
+        self.ends.push(self.text.len());
+    }
+
+    /// How many keys the page holds.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True if the page holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The `i`th key.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)?;
+        let start = i.checked_sub(1).map_or(0, |before| self.ends[before]);
+        Some(&self.text[start..end])
+    }
+
+    /// The last key.
+    pub fn last(&self) -> Option<&str> {
+        self.len().checked_sub(1).and_then(|i| self.get(i))
+    }
+
+    /// The keys, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    /// How many keys at the start of the page begin with `prefix`: the page is in order, so
+    /// they come first, and a binary search finds where they end.
+    fn count_prefixed(&self, prefix: &str) -> usize {
+        let (mut low, mut high) = (0, self.len());
+        while low < high {
+            let mid = low + (high - low) / 2;
+            if self.get(mid).is_some_and(|key| key.starts_with(prefix)) {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        low
+    }
+
+    /// Keeps the first `len` keys.
+    fn truncate(&mut self, len: usize) {
+        self.ends.truncate(len);
+        self.text.truncate(self.ends.last().copied().unwrap_or(0));
+    }
+
+    /// The keys as owned strings, each allocated as it is taken.
+    fn into_keys(self) -> impl Iterator<Item = String> {
+        (0..self.len()).map(move |i| self.get(i).unwrap_or_default().to_owned())
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for KeyPage {
+    fn from_iter<I: IntoIterator<Item = S>>(keys: I) -> Self {
+        let mut page = Self::default();
+        for key in keys {
+            page.push(key.as_ref());
+        }
+        page
+    }
+}
+
 /// Streams the keys that start with `prefix`, a page at a time, for backends that can list keys
 /// in order from a starting point.
 ///
-/// `fetch(None)` returns up to `page_size` live keys `>= prefix` in ascending order, and
-/// `fetch(Some(last))` those `> last`. Pages are fetched lazily as the stream is read, and the
-/// listing stops at the first key past the prefix, so no connection is held between pages and
-/// a large namespace is never read whole.
+/// `fetch(None, n)` returns up to `n` live keys `>= prefix` in ascending order, and
+/// `fetch(Some(last), n)` those `> last`. Pages are fetched lazily as the stream is read, and
+/// the listing stops at the first key past the prefix, so no connection is held between pages
+/// and a large namespace is never read whole. Pages grow fourfold from `pages.first` keys to
+/// `pages.max`: a short listing reads little past its prefix, and a long one pays a query's
+/// fixed cost once per `pages.max` keys.
 pub fn ordered_key_pages<'a, F, Fut>(
     prefix: &'a str,
-    page_size: usize,
+    pages: PageSizes,
     fetch: F,
 ) -> BoxStream<'a, Result<String>>
 where
-    F: Fn(Option<String>) -> Fut + Send + Sync + 'a,
-    Fut: Future<Output = Result<Vec<String>>> + Send + 'a,
+    F: Fn(Option<String>, usize) -> Fut + Send + Sync + 'a,
+    Fut: Future<Output = Result<KeyPage>> + Send + 'a,
 {
     use futures::{StreamExt as _, TryStreamExt as _, stream};
     let fetch = std::sync::Arc::new(fetch);
-    let pages = stream::try_unfold(Some(None::<String>), move |state| {
+    let first = Some((None::<String>, pages.first.max(1)));
+    let listing = stream::try_unfold(first, move |state| {
         let fetch = fetch.clone();
         async move {
-            let Some(after) = state else { return Ok(None) };
-            let mut page = fetch(after).await?;
+            let Some((after, size)) = state else {
+                return Ok(None);
+            };
+            let mut page = fetch(after, size).await?;
             let fetched = page.len();
-            // The page is in order, so the keys with the prefix come first: a binary search
-            // finds where they end without looking at every key.
-            let matching = page.partition_point(|key| key.starts_with(prefix));
+            let matching = page.count_prefixed(prefix);
             page.truncate(matching);
             // More may follow only if the page was full and still inside the prefix.
-            let more = fetched == page_size && matching == fetched;
-            let next = more.then(|| page.last().cloned());
-            Ok(Some((stream::iter(page.into_iter().map(Ok)), next)))
+            let more = fetched == size && matching == fetched;
+            let next_size = size.saturating_mul(4).min(pages.max).max(size);
+            let next = more.then(|| (page.last().map(str::to_owned), next_size));
+            Ok(Some((stream::iter(page.into_keys().map(Ok)), next)))
         }
     });
-    pages.try_flatten().boxed()
+    listing.try_flatten().boxed()
+}
+
+/// How many keys [`ordered_key_pages`] asks for per page: `first`, then four times as many
+/// each page up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageSizes {
+    /// Keys asked for by the first page.
+    pub first: usize,
+    /// Most keys asked for by any page.
+    pub max: usize,
+}
+
+impl PageSizes {
+    /// Every page the same size.
+    pub fn fixed(size: usize) -> Self {
+        Self {
+            first: size,
+            max: size,
+        }
+    }
 }
 
 /// Counter arithmetic shared by every backend that cannot add in the database itself.
@@ -210,13 +326,13 @@ mod tests {
             .chain(["a", "o", "p", "q:1", "z"].map(String::from))
             .collect();
         let fetches = AtomicUsize::new(0);
-        let listed: Vec<String> = ordered_key_pages("p:", 5, |after| {
+        let listed: Vec<String> = ordered_key_pages("p:", PageSizes::fixed(5), |after, size| {
             fetches.fetch_add(1, Ordering::Relaxed);
-            let page: Vec<String> = match after {
-                None => keys.range("p:".to_owned()..).take(5).cloned().collect(),
+            let page: KeyPage = match after {
+                None => keys.range("p:".to_owned()..).take(size).cloned().collect(),
                 Some(after) => keys
                     .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
-                    .take(5)
+                    .take(size)
                     .cloned()
                     .collect(),
             };
@@ -232,11 +348,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn ordered_key_pages_grow_fourfold_up_to_the_largest_size() -> Result<()> {
+        let keys: BTreeSet<String> = (0..40).map(|i| format!("k{i:02}")).collect();
+        let asked = std::sync::Mutex::new(Vec::new());
+        let pages = PageSizes { first: 2, max: 16 };
+        let listed: Vec<String> = ordered_key_pages("", pages, |after, size| {
+            asked.lock().expect("not poisoned").push(size);
+            let page: KeyPage = match after {
+                None => keys.iter().take(size).collect(),
+                Some(after) => keys
+                    .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
+                    .take(size)
+                    .collect(),
+            };
+            async move { Ok(page) }
+        })
+        .try_collect()
+        .await?;
+        assert_eq!(listed, keys.into_iter().collect::<Vec<_>>());
+        // 2 + 8 + 16 + 16 = 42 >= 40: the fourth page is short, and the listing ends there.
+        assert_eq!(*asked.lock().expect("not poisoned"), [2, 8, 16, 16]);
+        Ok(())
+    }
+
+    #[test]
+    fn key_page_keeps_keys_in_order_and_counts_a_prefix() {
+        let mut page = KeyPage::with_capacity(1);
+        for key in ["a", "ab", "abc", "b", "é"] {
+            page.push(key);
+        }
+        assert_eq!(page.len(), 5);
+        assert_eq!(page.get(1), Some("ab"));
+        assert_eq!(page.get(5), None);
+        assert_eq!(page.last(), Some("é"));
+        assert_eq!(page.count_prefixed("a"), 3);
+        assert_eq!(page.count_prefixed(""), 5);
+        assert_eq!(page.count_prefixed("c"), 0);
+        page.truncate(2);
+        assert_eq!(page.iter().collect::<Vec<_>>(), ["a", "ab"]);
+        assert_eq!(page.into_keys().collect::<Vec<_>>(), ["a", "ab"]);
+    }
+
+    #[tokio::test]
     async fn ordered_key_pages_stops_at_the_first_key_past_the_prefix() -> Result<()> {
         let fetches = AtomicUsize::new(0);
-        let listed: Vec<String> = ordered_key_pages("b", 3, |_| {
+        let listed: Vec<String> = ordered_key_pages("b", PageSizes::fixed(3), |_, _| {
             fetches.fetch_add(1, Ordering::Relaxed);
-            async { Ok(vec!["b1".to_owned(), "b2".to_owned(), "c".to_owned()]) }
+            async { Ok(KeyPage::from_iter(["b1", "b2", "c"])) }
         })
         .try_collect()
         .await?;

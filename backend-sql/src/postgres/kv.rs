@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use futures::StreamExt as _;
 use futures::stream::{self, BoxStream};
 use sqlx::Row as _;
-use storekit_core::kv::{counter, ordered_key_pages};
+use storekit_core::kv::{KeyPage, PageSizes, counter, ordered_key_pages};
 use storekit_core::time::{expiry_millis, is_live, now_millis};
 use storekit_core::{KvStore, Result, validate};
 
@@ -55,7 +55,7 @@ impl PostgresStore {
         from: &str,
         first: bool,
         page: i64,
-    ) -> Result<Vec<String>> {
+    ) -> Result<KeyPage> {
         let sql = &self.inner.sql;
         let sql = if first {
             &sql.kv_keys_first
@@ -73,7 +73,7 @@ impl PostgresStore {
             .begin_with("BEGIN READ ONLY; SET LOCAL enable_sort = off")
             .await
             .map_err(pg_error)?;
-        let keys = sqlx::query_scalar(sql.clone())
+        let keys: Vec<String> = sqlx::query_scalar(sql.clone())
             .bind(namespace)
             .bind(from)
             .bind(now_millis())
@@ -82,7 +82,7 @@ impl PostgresStore {
             .await
             .map_err(pg_error)?;
         tx.commit().await.map_err(pg_error)?;
-        Ok(keys)
+        Ok(KeyPage::from_iter(keys))
     }
 
     /// `keys`, in pages of `page` keys (a parameter so that tests can cross pages cheaply).
@@ -96,7 +96,7 @@ impl PostgresStore {
             return stream::once(async { Err(e) }).boxed();
         }
         let size = usize::try_from(page).unwrap_or(usize::MAX);
-        ordered_key_pages(prefix, size, move |after| async move {
+        ordered_key_pages(prefix, PageSizes::fixed(size), move |after, _| async move {
             match after {
                 None => self.keys_page(namespace, prefix, true, page).await,
                 Some(after) => self.keys_page(namespace, &after, false, page).await,

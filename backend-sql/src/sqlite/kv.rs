@@ -7,18 +7,24 @@ use async_trait::async_trait;
 use futures::StreamExt as _;
 use futures::stream::{self, BoxStream};
 use rusqlite::{Connection, TransactionBehavior, named_params};
-use storekit_core::kv::{counter, ordered_key_pages};
+use storekit_core::kv::{KeyPage, PageSizes, counter, ordered_key_pages};
 use storekit_core::time::{expiry_millis, is_live, now_millis};
-use storekit_core::{KvStore, Result, validate};
+use storekit_core::{Error, KvStore, Result, validate};
 
 use super::error::sqlite_error;
 use super::step::{any_row, first_row};
 use super::{Inner, SqliteStore};
 use crate::purge;
 
-/// Keys fetched per query while listing, inline: a page takes about as long as one short
-/// statement (~1 µs a key), and the runtime runs other tasks between pages.
-const KEYS_PAGE: usize = 256;
+/// Keys fetched per query while listing, inline, with the runtime serving other tasks between
+/// pages: from 64 (a listing of a narrow prefix reads little past it) up to 1,024, about
+/// 200 µs of work (as long as a batch chunk), which makes the query's own cost (a read
+/// transaction and a seek, ~5 µs) negligible. With pages of 256, a long listing ran at 0.8 of
+/// one unbroken query; with 1,024, at 0.9.
+const KEYS_PAGES: PageSizes = PageSizes {
+    first: 64,
+    max: 1024,
+};
 
 /// A batch runs inline in one transaction, a chunk of at most this many items (or
 /// [`CHUNK_BYTES`]) at a time, yielding to the runtime between chunks: each chunk takes about
@@ -67,7 +73,13 @@ impl SqliteStore {
         }
     }
 
-    async fn keys_page(&self, namespace: &str, from: &str, first: bool) -> Result<Vec<String>> {
+    async fn keys_page(
+        &self,
+        namespace: &str,
+        from: &str,
+        first: bool,
+        limit: usize,
+    ) -> Result<KeyPage> {
         if !first {
             // A long listing is many pages; the runtime serves other tasks between them even
             // if the caller never awaits anything else.
@@ -83,12 +95,14 @@ impl SqliteStore {
             .read(|conn| {
                 let mut stmt = conn.prepare_cached(sql).map_err(sqlite_error)?;
                 let params = named_params! {
-                    ":ns": namespace, ":from": from, ":now": now, ":limit": KEYS_PAGE as i64,
+                    ":ns": namespace, ":from": from, ":now": now, ":limit": limit as i64,
                 };
-                let mut keys = Vec::with_capacity(KEYS_PAGE);
+                let mut keys = KeyPage::with_capacity(limit);
                 let mut rows = stmt.query(params).map_err(sqlite_error)?;
                 while let Some(row) = rows.next().map_err(sqlite_error)? {
-                    keys.push(row.get(0).map_err(sqlite_error)?);
+                    // Copied straight from SQLite's row into the page (see `KeyPage`).
+                    let key = row.get_ref(0).map_err(sqlite_error)?;
+                    keys.push(key.as_str().map_err(|e| Error::backend("sqlite", e))?);
                 }
                 Ok(keys)
             })
@@ -399,10 +413,10 @@ impl KvStore for SqliteStore {
         if let Err(e) = validate::check_namespace(namespace).and(validate::check_prefix(prefix)) {
             return stream::once(async { Err(e) }).boxed();
         }
-        ordered_key_pages(prefix, KEYS_PAGE, move |after| async move {
+        ordered_key_pages(prefix, KEYS_PAGES, move |after, limit| async move {
             match after {
-                None => self.keys_page(namespace, prefix, true).await,
-                Some(after) => self.keys_page(namespace, &after, false).await,
+                None => self.keys_page(namespace, prefix, true, limit).await,
+                Some(after) => self.keys_page(namespace, &after, false, limit).await,
             }
         })
     }

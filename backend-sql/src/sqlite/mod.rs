@@ -8,9 +8,11 @@
 //! inline, on a small set of connections: one writer (SQLite allows one writer at a time
 //! anyway, and a fair async lock in the process is cheaper than `SQLITE_BUSY` retries) and a
 //! few readers, which WAL lets read while the writer writes. Everything that waits, waits
-//! asynchronously; everything long runs on the blocking pool (see `conn`). Every statement is
-//! stepped to its end so that the WAL checkpoints (see `step`).
+//! asynchronously; everything long runs on the blocking pool (see `conn`), and so do WAL
+//! checkpoints (see `checkpoint`). Every statement is stepped to its end so that the WAL's
+//! growth is seen (see `step`).
 
+mod checkpoint;
 mod conn;
 mod error;
 mod kv;

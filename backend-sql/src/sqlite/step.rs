@@ -1,9 +1,10 @@
 //! Running statements to completion.
 //!
-//! SQLite runs the WAL auto-checkpoint when a statement steps to `SQLITE_DONE`. A statement
-//! reset earlier (as rusqlite's `query_row` and `exists` do after the first row) still commits,
-//! but skips the checkpoint, and a store whose writes all end that way grows its WAL without
-//! bound, slowing every read. So every statement the store runs goes through here.
+//! SQLite calls the WAL hook, which is what asks for a checkpoint (see `checkpoint`), when a
+//! statement steps to `SQLITE_DONE`. A statement reset earlier (as rusqlite's `query_row` and
+//! `exists` do after the first row) still commits, but skips the hook, and a store whose writes
+//! all end that way grows its WAL without bound, slowing every read. So every statement the
+//! store runs goes through here.
 
 use rusqlite::{CachedStatement, Params, Row};
 
