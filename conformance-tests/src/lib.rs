@@ -57,6 +57,7 @@ macro_rules! conformance_suite {
             concurrent_creates_of_one_email_give_one_user,
             update_patches_and_bumps_version,
             email_change_keeps_uniqueness,
+            concurrent_email_swaps_are_refused_cleanly,
             stale_version_is_a_conflict,
             concurrent_updates_lose_nothing,
             delete_user_removes_accounts_and_tokens,

@@ -322,6 +322,51 @@ pub async fn email_change_keeps_uniqueness(f: &Fixture) {
     assert_eq!(won, 1, "exactly one user gets the email");
 }
 
+/// Pairs of users swapping emails at the same moment (`update(x, email of y)` beside
+/// `update(y, email of x)`): each target is taken when asked for, so every answer is
+/// `AlreadyExists`, never a deadlock or another error, and every email stays with its user.
+pub async fn concurrent_email_swaps_are_refused_cleanly(f: &Fixture) {
+    const PAIRS: usize = 8;
+    const ROUNDS: usize = 40;
+    let mut pairs = Vec::with_capacity(PAIRS);
+    for p in 0..PAIRS {
+        let x = f
+            .auth
+            .create_user(NewUser::new(format!("swap-x{p}@example.com"), "h"));
+        let y = f
+            .auth
+            .create_user(NewUser::new(format!("swap-y{p}@example.com"), "h"));
+        pairs.push((x.await.expect("x"), y.await.expect("y")));
+    }
+    for _ in 0..ROUNDS {
+        let mut racers = Vec::with_capacity(PAIRS * 2);
+        for (x, y) in &pairs {
+            // Both halves of a swap leave together, so their writes overlap.
+            let start = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+            for (me, other) in [(x, y), (y, x)] {
+                let (store, start) = (f.auth.clone(), start.clone());
+                let (id, email) = (me.id, other.email.clone());
+                racers.push(tokio::spawn(async move {
+                    start.wait().await;
+                    store.update_user(id, UserPatch::new().email(email)).await
+                }));
+            }
+        }
+        for racer in racers {
+            match racer.await.expect("task") {
+                Err(Error::AlreadyExists { what: "email" }) => {}
+                other => panic!("a swap must be refused as AlreadyExists, got {other:?}"),
+            }
+        }
+    }
+    for (x, y) in &pairs {
+        for user in [x, y] {
+            let found = f.auth.get_user_by_email(&user.email).await.expect("get");
+            assert_eq!(found.map(|u| (u.id, u.version)), Some((user.id, 1)));
+        }
+    }
+}
+
 /// An update conditional on a version that is no longer stored fails with `Conflict` and
 /// writes nothing; of 16 concurrent updates conditional on one version exactly one wins.
 pub async fn stale_version_is_a_conflict(f: &Fixture) {

@@ -35,6 +35,13 @@ pub struct PostgresConfig {
     /// How often a background task deletes expired key-value items; `None` never does (then
     /// call `purge_expired` yourself). Default 60 s.
     pub purge_interval: Option<std::time::Duration>,
+    /// How long `connect` and each operation wait for a connection (connecting included)
+    /// before failing with [`Error::Unavailable`]. Default 5 s.
+    pub connect_timeout: std::time::Duration,
+    /// The server cancels a statement that runs longer than this (PostgreSQL's
+    /// `statement_timeout`), and the operation fails with [`Error::Unavailable`]; `None` leaves
+    /// the server's setting. Default 30 s.
+    pub statement_timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for PostgresConfig {
@@ -48,6 +55,8 @@ impl std::fmt::Debug for PostgresConfig {
             .field("id_kind", &self.id_kind)
             .field("max_connections", &self.max_connections)
             .field("purge_interval", &self.purge_interval)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("statement_timeout", &self.statement_timeout)
             .finish()
     }
 }
@@ -66,6 +75,8 @@ impl PostgresConfig {
             id_kind: IdKind::Uuid,
             max_connections: 16,
             purge_interval: Some(crate::purge::DEFAULT_INTERVAL),
+            connect_timeout: std::time::Duration::from_secs(5),
+            statement_timeout: Some(std::time::Duration::from_secs(30)),
         };
         let mut kept = Vec::new();
         for (name, value) in parsed.query_pairs() {
@@ -114,6 +125,18 @@ impl PostgresConfig {
         self.purge_interval = interval;
         self
     }
+
+    /// Sets how long to wait for a connection before failing with `Unavailable`.
+    pub fn connect_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the server-side limit on one statement (`None`: the server's own setting).
+    pub fn statement_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
 }
 
 /// A storekit store on PostgreSQL. Cheap to clone; clones share the pool.
@@ -135,22 +158,30 @@ struct Inner {
 impl PostgresStore {
     /// Connects a pool. Run [`PostgresStore::migrate`] before first use.
     pub async fn connect(config: &PostgresConfig) -> Result<Self> {
-        let options: PgConnectOptions = config
+        let mut options: PgConnectOptions = config
             .url
             .parse()
             .map_err(|e| Error::invalid("url", format!("{e}")))?;
+        if let Some(timeout) = config.statement_timeout {
+            let millis = timeout.as_millis().max(1).to_string();
+            options = options.options([("statement_timeout", millis)]);
+        }
         // A ping before every checkout doubles the round trips of a point read; a broken
         // connection surfaces as an error on use instead, and the pool replaces it.
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .test_before_acquire(false)
+            // Without it, an unreachable server answers after sqlx's default of 30 s.
+            .acquire_timeout(config.connect_timeout)
             .connect_with(options)
             .await
             .map_err(pg_error)?;
         Self::from_pool(pool, config)
     }
 
-    /// Uses a pool the application already has; `config.url` is ignored.
+    /// Uses a pool the application already has; `config.url` and the connection settings
+    /// (`max_connections`, `connect_timeout`, `statement_timeout`) are ignored: the pool's
+    /// own apply.
     pub fn from_pool(pool: PgPool, config: &PostgresConfig) -> Result<Self> {
         let tables = Tables::new(config.schema.as_deref(), &config.table_prefix)?;
         let sql = schema::Statements::new(&tables, config.id_kind);

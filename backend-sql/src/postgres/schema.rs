@@ -236,10 +236,18 @@ impl Statements {
             insert_user,
             user_by_id: r("SELECT {user_columns} FROM {users} WHERE id = $1"),
             user_by_email: r("SELECT {user_columns} FROM {users} WHERE email_key = $1"),
+            // An email held by another user in the statement's snapshot is refused before
+            // the row is touched. Inserting the key into the unique index instead would wait
+            // for that user's transaction, and two users swapping emails would each wait for
+            // the other: a deadlock, broken only after the server's deadlock_timeout (1 s).
             update_user: r(
-                "UPDATE {users} SET email = $3, email_key = $4, hashed_password = $5, \
-                 is_active = $6, is_superuser = $7, is_verified = $8, updated_at = $9, \
-                 version = $10, extra = $11 WHERE id = $1 AND version = $2",
+                "WITH taken AS (SELECT 1 FROM {users} WHERE email_key = $4 AND id <> $1), \
+                 updated AS (UPDATE {users} SET email = $3, email_key = $4, \
+                 hashed_password = $5, is_active = $6, is_superuser = $7, is_verified = $8, \
+                 updated_at = $9, version = $10, extra = $11 \
+                 WHERE id = $1 AND version = $2 AND NOT EXISTS (SELECT 1 FROM taken) \
+                 RETURNING 1) \
+                 SELECT EXISTS (SELECT 1 FROM taken), EXISTS (SELECT 1 FROM updated)",
             ),
             delete_user: r("DELETE FROM {users} WHERE id = $1"),
             list_users_first: r("SELECT {user_columns} FROM {users} ORDER BY id LIMIT $1"),

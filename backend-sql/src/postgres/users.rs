@@ -14,7 +14,7 @@ use storekit_core::{
 use uuid::Uuid;
 
 use super::PostgresStore;
-use super::error::{Violation, on_violation, pg_error, violation};
+use super::error::{Violation, is_deadlock, on_violation, pg_error, violation};
 use crate::rows::{OAuthRow, UserRow, token_if_fresh};
 
 const BACKEND: &str = "postgres";
@@ -107,11 +107,26 @@ impl PostgresStore {
             .bind(next.updated_at)
             .bind(next.version as i64)
             .bind(serde_json::Value::Object(next.extra.clone()));
-        let updated = query.execute(&self.inner.pool).await.map_err(on_violation(
-            Violation::Unique,
-            Error::AlreadyExists { what: "email" },
-        ))?;
-        Ok((updated.rows_affected() == 1).then_some(next))
+        // A unique violation remains possible when two users claim the same free email at
+        // once: the second waits for the first, then is refused.
+        let (taken, updated): (bool, bool) = match query.fetch_one(&self.inner.pool).await {
+            Ok(row) => (
+                row.try_get(0).map_err(pg_error)?,
+                row.try_get(1).map_err(pg_error)?,
+            ),
+            // Rolled back whole: read again and retry, like a lost race.
+            Err(err) if is_deadlock(&err) => return Ok(None),
+            Err(err) => {
+                return Err(on_violation(
+                    Violation::Unique,
+                    Error::AlreadyExists { what: "email" },
+                )(err));
+            }
+        };
+        if taken {
+            return Err(Error::AlreadyExists { what: "email" });
+        }
+        Ok(updated.then_some(next))
     }
 }
 

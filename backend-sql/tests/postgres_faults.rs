@@ -1,0 +1,118 @@
+//! PostgreSQL when the server is not there, does not answer, or holds a lock: each is a typed
+//! `Unavailable` within the configured time, and nothing is half-written.
+#![cfg(feature = "postgres")]
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use storekit_core::{Error, KvStore, Result};
+use storekit_sql::{PostgresConfig, PostgresStore};
+
+/// A server that accepts connections and never says a word, as a stalled or half-dead one
+/// does. Connections are held open until the test process ends.
+fn silent_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    format!("postgres://postgres@127.0.0.1:{port}/test")
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_unavailable_at_the_connect_timeout() -> Result<()> {
+    let config = PostgresConfig::new(silent_server())?.connect_timeout(Duration::from_millis(500));
+    let started = Instant::now();
+    let err = PostgresStore::connect(&config)
+        .await
+        .expect_err("nothing answers");
+    let took = started.elapsed();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(5),
+        "gave up after {took:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_closed_port_is_unavailable_within_the_connect_timeout() -> Result<()> {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/test");
+    let config = PostgresConfig::new(url)?.connect_timeout(Duration::from_secs(1));
+    let started = Instant::now();
+    let err = PostgresStore::connect(&config)
+        .await
+        .expect_err("nothing listens");
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    Ok(())
+}
+
+/// Another session holds a lock on the row a write needs: the write is cancelled by the
+/// server at `statement_timeout`, reported as `Unavailable` (safe to retry), and once the lock
+/// is gone the value is the one the other session left.
+#[tokio::test]
+async fn a_write_blocked_by_a_lock_is_unavailable_at_the_statement_timeout() -> Result<()> {
+    let Ok(url) = std::env::var("STOREKIT_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "STOREKIT_POSTGRES_URL is not set and CI is"
+        );
+        return Ok(());
+    };
+    let schema = format!("faults_{}", std::process::id());
+    let config = PostgresConfig::new(&url)?
+        .schema(&schema)
+        .statement_timeout(Some(Duration::from_millis(300)));
+    let store = PostgresStore::connect(&config).await?;
+    store.migrate().await?;
+    store.set("locks", "row", b"before", None).await?;
+
+    let outcome = async {
+        let mut holder = store.pool().begin().await.map_err(backend)?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "SELECT 1 FROM \"{schema}\".kv WHERE namespace = 'locks' FOR UPDATE"
+        )))
+        .execute(&mut *holder)
+        .await
+        .map_err(backend)?;
+        let started = Instant::now();
+        let err = store
+            .set("locks", "row", b"blocked", None)
+            .await
+            .expect_err("the row is locked");
+        let took = started.elapsed();
+        holder.rollback().await.map_err(backend)?;
+        assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(5),
+            "gave up after {took:?}"
+        );
+        assert_eq!(
+            store.get("locks", "row").await?.as_deref(),
+            Some(&b"before"[..])
+        );
+        Ok(())
+    }
+    .await;
+
+    store.drop_tables().await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(store.pool())
+    .await
+    .map_err(backend)?;
+    outcome
+}
+
+fn backend(err: sqlx::Error) -> Error {
+    Error::backend("postgres", err)
+}
