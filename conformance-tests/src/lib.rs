@@ -1,6 +1,6 @@
 //! The storekit conformance suite: the contract every backend keeps.
 //!
-//! The cases are plain `pub async fn`s in [`users`] and [`kv`] that take a [`Fixture`] (fresh,
+//! The cases are plain `pub async fn`s in [`users`], [`kv`] and [`input`] that take a [`Fixture`] (fresh,
 //! empty stores) and fail by panicking. [`conformance_suite!`] expands to one `#[tokio::test]`
 //! per case for a backend, so a failure names both the case and the backend:
 //!
@@ -22,6 +22,7 @@
 
 pub mod containers;
 pub mod harness;
+pub mod input;
 pub mod kv;
 pub mod users;
 
@@ -47,6 +48,12 @@ macro_rules! conformance_suite {
             kv_concurrent_writers_keep_their_own_outcomes,
             kv_limits_are_enforced,
             kv_typed_json,
+        );
+        $crate::conformance_suite!(@cases input, $crate::harness::IdKind::Uuid, $setup, input;
+            nul_characters_are_refused,
+            extra_reads_back_as_returned,
+            oauth_expiry_at_the_ends_of_time,
+            one_answer_when_two_rules_apply,
         );
     };
     (@users $module:ident, $kind:expr, $setup:ident) => {

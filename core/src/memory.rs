@@ -158,11 +158,7 @@ impl UserStore for MemoryStore {
 
     async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
         page.check()?;
-        let after = page
-            .cursor
-            .as_deref()
-            .map(|c| UserId::parse(self.id_kind, c))
-            .transpose()?;
+        let after = page.user_cursor(self.id_kind)?;
         let state = self.state();
         let items: Vec<User> = state
             .users
@@ -207,6 +203,7 @@ impl OAuthAccountStore for MemoryStore {
         account_id: &str,
         patch: OAuthAccountPatch,
     ) -> Result<OAuthAccount> {
+        user.expect_kind(self.id_kind)?;
         check_oauth_key(provider, account_id)?;
         let mut state = self.state();
         let key = (provider.to_owned(), account_id.to_owned());
@@ -228,6 +225,7 @@ impl OAuthAccountStore for MemoryStore {
         provider: &str,
         account_id: &str,
     ) -> Result<()> {
+        user.expect_kind(self.id_kind)?;
         check_oauth_key(provider, account_id)?;
         let mut state = self.state();
         let key = (provider.to_owned(), account_id.to_owned());

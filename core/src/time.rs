@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::{Error, Result};
 
@@ -12,9 +12,23 @@ pub fn now() -> DateTime<Utc> {
     truncate(Utc::now())
 }
 
-/// Truncates a timestamp to microseconds.
+/// Truncates a timestamp to microseconds, whatever its year (chrono's `duration_trunc` gives
+/// up past 2262, when nanoseconds overflow 64 bits, and left such times untruncated).
 pub fn truncate(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(at)
+    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
+}
+
+/// Checks a timestamp given by a caller: years 1 to 9999, the range every backend stores to
+/// the microsecond (PostgreSQL's `timestamptz` ends earlier in the past than chrono does).
+pub fn check_timestamp(what: &'static str, at: DateTime<Utc>) -> Result<()> {
+    use chrono::Datelike as _;
+    if !(1..=9999).contains(&at.year()) {
+        return Err(Error::invalid(
+            what,
+            format!("{at} is outside the years 1 to 9999"),
+        ));
+    }
+    Ok(())
 }
 
 /// The current time in milliseconds since the Unix epoch.

@@ -220,7 +220,8 @@ impl NewUser {
         let email = validate::check_email(&self.email)?.to_owned();
         let email_key = validate::normalize_email(&email)?;
         validate::check_field("hashed_password", &self.hashed_password)?;
-        check_extra(&self.extra)?;
+        let mut extra = self.extra;
+        check_extra(&mut extra)?;
         Ok(UserDraft {
             email_key,
             user_without_id: UserFields {
@@ -229,7 +230,7 @@ impl NewUser {
                 is_active: self.is_active,
                 is_superuser: self.is_superuser,
                 is_verified: self.is_verified,
-                extra: self.extra,
+                extra,
             },
             created_at: now(),
         })
@@ -367,8 +368,8 @@ impl UserPatch {
             next.hashed_password.clone_from(hash);
         }
         if let Some(extra) = &self.extra {
-            check_extra(extra)?;
             next.extra.clone_from(extra);
+            check_extra(&mut next.extra)?;
         }
         next.is_active = self.is_active.unwrap_or(next.is_active);
         next.is_superuser = self.is_superuser.unwrap_or(next.is_superuser);
@@ -387,7 +388,9 @@ fn extra_from<T: Serialize>(extra: &T) -> Result<Extra> {
     }
 }
 
-fn check_extra(extra: &Extra) -> Result<()> {
+/// Checks `extra` (see [`validate::normalize_extra`]), normalising its numbers, and its size.
+fn check_extra(extra: &mut Extra) -> Result<()> {
+    validate::normalize_extra(extra)?;
     let size = serde_json::to_vec(extra)
         .map_err(|e| Error::invalid("extra", e.to_string()))?
         .len();
@@ -422,6 +425,19 @@ impl PageRequest {
             limit,
             cursor: Some(cursor.into()),
         }
+    }
+
+    /// For a listing of users: the id the page continues after, `None` for the first page. A
+    /// cursor that no listing of this id kind returned is [`Error::InvalidInput`] for
+    /// `"cursor"`, on every backend.
+    pub fn user_cursor(&self, kind: IdKind) -> Result<Option<UserId>> {
+        self.cursor
+            .as_deref()
+            .map(|cursor| {
+                UserId::parse(kind, cursor)
+                    .map_err(|_| Error::invalid("cursor", format!("{cursor:?} is not a cursor")))
+            })
+            .transpose()
     }
 
     /// Fails unless `limit` is within range.
@@ -544,6 +560,9 @@ impl NewOAuthAccount {
         if let Some(token) = &self.refresh_token {
             validate::check_field("refresh_token", token)?;
         }
+        if let Some(expires_at) = self.expires_at {
+            crate::time::check_timestamp("expires_at", expires_at)?;
+        }
         let at = now();
         Ok(OAuthAccount {
             user_id,
@@ -628,6 +647,9 @@ impl OAuthAccountPatch {
             next.access_token.clone_from(token);
         }
         if let Some(expires_at) = self.expires_at {
+            if let Some(at) = expires_at {
+                crate::time::check_timestamp("expires_at", at)?;
+            }
             next.expires_at = expires_at.map(crate::truncate);
         }
         if let Some(refresh) = &self.refresh_token {

@@ -123,7 +123,106 @@ pub fn check_keys(namespace: &str, keys: &[&str]) -> Result<()> {
 
 /// Checks a string field such as a password hash or an OAuth token.
 pub fn check_field(what: &'static str, value: &str) -> Result<()> {
-    check_size(what, value.len(), LIMITS.max_field_bytes)
+    check_size(what, value.len(), LIMITS.max_field_bytes)?;
+    check_no_nul(what, value)
+}
+
+/// NUL cannot be stored in PostgreSQL text; refusing it everywhere keeps backends alike.
+fn check_no_nul(what: &'static str, value: &str) -> Result<()> {
+    if value.contains('\0') {
+        return Err(Error::invalid(what, "must not contain NUL"));
+    }
+    Ok(())
+}
+
+/// Deepest nesting of objects and arrays in a user's `extra`, the object itself counting as 1:
+/// DynamoDB allows 32 levels in an item, and an item and an update expression around `extra`
+/// take two of them (measured on DynamoDB Local: 30 passes, 31 is refused on update).
+pub const MAX_EXTRA_DEPTH: usize = 30;
+/// Largest magnitude of a number in `extra` (exclusive), and smallest non-zero one: the range
+/// of DynamoDB's number type.
+pub const EXTRA_NUMBER_RANGE: (f64, f64) = (1e-130, 1e126);
+
+/// Checks a user's `extra` document and brings it to the form every backend reads back
+/// identically.
+///
+/// Refused, as [`Error::InvalidInput`]: nesting deeper than [`MAX_EXTRA_DEPTH`], an empty
+/// object key, NUL in a key or string, and numbers outside [`EXTRA_NUMBER_RANGE`]. Changed: a
+/// float with an integral value that fits an `i64` (such as `3.0` or `-0.0`) becomes that
+/// integer, since DynamoDB keeps numbers by value and returns `3.0` as `3`; serde reads it
+/// back into an `f64` field all the same.
+pub fn normalize_extra(extra: &mut serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    for (key, value) in extra.iter_mut() {
+        check_extra_key(key)?;
+        normalize_extra_value(value, 2)?;
+    }
+    Ok(())
+}
+
+fn check_extra_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::invalid("extra", "an object key is empty"));
+    }
+    check_no_nul("extra", key)
+}
+
+fn normalize_extra_value(value: &mut serde_json::Value, depth: usize) -> Result<()> {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => check_no_nul("extra", text),
+        Value::Number(number) => {
+            if let Some(integer) = integral(number)? {
+                *number = integer.into();
+            }
+            Ok(())
+        }
+        Value::Array(items) => {
+            check_depth(depth)?;
+            items
+                .iter_mut()
+                .try_for_each(|item| normalize_extra_value(item, depth + 1))
+        }
+        Value::Object(fields) => {
+            check_depth(depth)?;
+            fields.iter_mut().try_for_each(|(key, field)| {
+                check_extra_key(key)?;
+                normalize_extra_value(field, depth + 1)
+            })
+        }
+        Value::Null | Value::Bool(_) => Ok(()),
+    }
+}
+
+fn check_depth(depth: usize) -> Result<()> {
+    if depth > MAX_EXTRA_DEPTH {
+        return Err(Error::invalid(
+            "extra",
+            format!("nests deeper than {MAX_EXTRA_DEPTH} levels"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a number's range; returns the integer a float with an integral value stands for.
+fn integral(number: &serde_json::Number) -> Result<Option<i64>> {
+    if number.is_i64() || number.is_u64() {
+        // Integers have at most 20 digits, well inside the range.
+        return Ok(None);
+    }
+    let Some(float) = number.as_f64() else {
+        return Ok(None);
+    };
+    let (smallest, largest) = EXTRA_NUMBER_RANGE;
+    let magnitude = float.abs();
+    if magnitude >= largest || (magnitude != 0.0 && magnitude < smallest) {
+        return Err(Error::invalid(
+            "extra",
+            format!("the number {float} is outside the range every backend stores"),
+        ));
+    }
+    // i64::MIN is -2^63, exactly a float; i64::MAX is not, so the bound is exclusive there.
+    let fits = (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&float);
+    Ok((float.fract() == 0.0 && fits).then_some(float as i64))
 }
 
 /// Fails with [`Error::ValueTooLarge`] when `size` exceeds `limit`.
@@ -175,6 +274,55 @@ pub fn check_identifier(what: &'static str, ident: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn normalized(value: serde_json::Value) -> Result<serde_json::Value> {
+        let serde_json::Value::Object(mut map) = value else {
+            panic!("not an object")
+        };
+        normalize_extra(&mut map)?;
+        Ok(serde_json::Value::Object(map))
+    }
+
+    #[test]
+    fn integral_floats_in_extra_become_integers_and_others_stay() -> Result<()> {
+        use serde_json::json;
+        let two_63 = 9_223_372_036_854_775_808.0_f64;
+        let out = normalized(json!({
+            "a": 3.0, "b": -0.0, "c": 0.5, "d": [1e15, -2.0], "e": two_63, "f": -two_63, "g": 7
+        }))?;
+        assert_eq!(out["a"], json!(3));
+        assert_eq!(out["b"], json!(0));
+        assert_eq!(out["c"], json!(0.5));
+        assert_eq!(out["d"], json!([1_000_000_000_000_000_i64, -2]));
+        // 2^63 does not fit an i64 and stays a float; -2^63 does.
+        assert!(out["e"].is_f64());
+        assert_eq!(out["f"], json!(i64::MIN));
+        assert_eq!(out["g"], json!(7));
+        Ok(())
+    }
+
+    #[test]
+    fn extra_outside_what_every_backend_stores_is_refused() {
+        use serde_json::json;
+        let deep = |depth: usize| (1..depth).fold(json!(1), |inner, _| json!([inner]));
+        assert!(normalized(json!({ "ok": deep(MAX_EXTRA_DEPTH) })).is_ok());
+        for bad in [
+            json!({ "deep": deep(MAX_EXTRA_DEPTH + 1) }),
+            json!({"n": 1e126}),
+            json!({"n": 1e-131}),
+            json!({"": 1}),
+            json!({"s": "a\0b"}),
+            json!({"k\0": 1}),
+        ] {
+            assert!(
+                matches!(
+                    normalized(bad.clone()),
+                    Err(Error::InvalidInput { what: "extra", .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn email_normalisation_is_unicode_aware() -> Result<()> {

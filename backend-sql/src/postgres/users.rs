@@ -209,11 +209,7 @@ impl UserStore for PostgresStore {
 
     async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
         page.check()?;
-        let after = page
-            .cursor
-            .as_deref()
-            .map(|c| UserId::parse(self.inner.id_kind, c))
-            .transpose()?;
+        let after = page.user_cursor(self.inner.id_kind)?;
         let limit = page.limit as i64 + 1;
         let query = match after {
             Some(after) => bind_id(
@@ -251,7 +247,7 @@ impl OAuthAccountStore for PostgresStore {
             .bind(&account.refresh_token)
             .bind(account.created_at)
             .bind(account.updated_at);
-        query
+        let inserted = query
             .execute(&self.inner.pool)
             .await
             .map_err(|err| match violation(&err) {
@@ -260,8 +256,15 @@ impl OAuthAccountStore for PostgresStore {
                 },
                 Some(Violation::ForeignKey) => Error::NotFound { what: "user" },
                 None => pg_error(err),
-            })?;
-        Ok(account)
+            });
+        match inserted {
+            // The rule on every backend: a missing user is reported before a taken account.
+            Err(Error::AlreadyExists { .. }) if self.get_user(user).await?.is_none() => {
+                Err(Error::NotFound { what: "user" })
+            }
+            Err(err) => Err(err),
+            Ok(_) => Ok(account),
+        }
     }
 
     async fn update_oauth_account(

@@ -320,9 +320,8 @@ impl UserStore for SqliteStore {
     async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
         page.check()?;
         let after = page
-            .cursor
-            .as_deref()
-            .map(|c| UserId::parse(self.inner.id_kind, c).and_then(|id| self.id(id)))
+            .user_cursor(self.inner.id_kind)?
+            .map(|id| self.id(id))
             .transpose()?;
         let limit = page.limit as i64 + 1;
         let users = self
@@ -362,7 +361,8 @@ impl OAuthAccountStore for SqliteStore {
     ) -> Result<OAuthAccount> {
         let id = self.id(user)?;
         let account = account.into_account(user)?;
-        self.inner
+        let inserted = self
+            .inner
             .conns
             .write(|conn| {
                 conn.prepare_cached(&self.inner.sql.insert_oauth)
@@ -387,8 +387,15 @@ impl OAuthAccountStore for SqliteStore {
                         None => sqlite_error(err),
                     })
             })
-            .await?;
-        Ok(account)
+            .await;
+        match inserted {
+            // The rule on every backend: a missing user is reported before a taken account.
+            Err(Error::AlreadyExists { .. }) if self.get_user(user).await?.is_none() => {
+                Err(Error::NotFound { what: "user" })
+            }
+            Err(err) => Err(err),
+            Ok(_) => Ok(account),
+        }
     }
 
     async fn update_oauth_account(
