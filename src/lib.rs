@@ -173,15 +173,27 @@ impl Stores {
     }
 }
 
+/// The id kind of a `memory://` URL. It takes the parameters every URL takes, `id=` and
+/// `prefix=`; a prefix is checked like any other but changes nothing, since every
+/// `MemoryStore` is a world of its own.
 fn memory_id_kind(url: &str) -> Result<IdKind> {
-    match url.split_once('?').map(|(_, query)| query) {
-        None | Some("") => Ok(IdKind::Uuid),
-        Some(query) if query.starts_with("id=") => IdKind::parse(&query["id=".len()..]),
-        Some(other) => Err(Error::invalid(
-            "url",
-            format!("unknown parameter {other:?}"),
-        )),
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    let mut kind = IdKind::Uuid;
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        match pair.split_once('=') {
+            Some(("id", value)) => kind = IdKind::parse(value)?,
+            Some(("prefix", prefix)) => {
+                storekit_core::validate::check_identifier("prefix", prefix)?
+            }
+            _ => {
+                return Err(Error::invalid(
+                    "url",
+                    format!("unknown parameter {pair:?} (expected id= or prefix=)"),
+                ));
+            }
+        }
     }
+    Ok(kind)
 }
 
 #[cfg(not(all(feature = "sqlite", feature = "postgres", feature = "dynamodb")))]

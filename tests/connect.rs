@@ -7,6 +7,9 @@ async fn memory_and_sqlite_urls_give_working_stores() -> storekit::Result<()> {
     for url in [
         "memory://",
         "memory://?id=int",
+        "memory://?id=int&prefix=app_",
+        "memory://?prefix=app_&id=int",
+        "memory://?prefix=app_",
         "sqlite::memory:",
         "sqlite::memory:?id=int&prefix=app_",
     ] {
@@ -46,7 +49,13 @@ async fn bad_urls_are_typed_errors() {
         "mysql://localhost/db",
         "nonsense",
         "memory://?colour=blue",
+        "memory://?prefix=1bad",
         "sqlite::memory:?prefix=1bad",
+        // No path: a temporary database whose writes would vanish on reconnect.
+        "sqlite://",
+        "sqlite:",
+        "sqlite://?prefix=app_",
+        "postgres://postgres@127.0.0.1:1/test?schema=pg_app",
     ] {
         let result = match storekit::connect(url).await {
             Ok(stores) => stores.migrate().await,

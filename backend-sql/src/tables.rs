@@ -29,6 +29,13 @@ impl Tables {
         };
         if let Some(schema) = schema {
             check_identifier("schema", schema)?;
+            // PostgreSQL reserves these names and refuses `CREATE SCHEMA pg_…`.
+            if schema.to_ascii_lowercase().starts_with("pg_") {
+                return Err(storekit_core::Error::invalid(
+                    "schema",
+                    format!("{schema:?}: names starting with pg_ are reserved by PostgreSQL"),
+                ));
+            }
         }
         Ok(Self {
             users: qualify("users"),

@@ -113,6 +113,74 @@ async fn a_write_blocked_by_a_lock_is_unavailable_at_the_statement_timeout() -> 
     outcome
 }
 
+/// The server terminates every connection of the store (`pg_terminate_backend`, as a failover
+/// or an administrator does): calls on a dead connection fail with a retryable error, never
+/// `Backend`, and the same store serves again without being rebuilt.
+#[tokio::test]
+async fn connections_killed_by_the_server_are_retryable_and_the_store_recovers() -> Result<()> {
+    let Ok(url) = std::env::var("STOREKIT_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "STOREKIT_POSTGRES_URL is not set and CI is"
+        );
+        return Ok(());
+    };
+    let app = format!("storekit_kill_{}", std::process::id());
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let schema = format!("kill_{}", std::process::id());
+    let config = PostgresConfig::new(format!("{url}{separator}application_name={app}"))?
+        .schema(&schema)
+        .max_connections(4);
+    let store = PostgresStore::connect(&config).await?;
+    store.migrate().await?;
+    // Every connection of the pool in use, so that all of them are killed.
+    let keys: Vec<String> = (0..8).map(|i| format!("k{i}")).collect();
+    let writes = keys.iter().map(|key| store.set("kill", key, b"v", None));
+    futures::future::try_join_all(writes).await?;
+
+    let admin = PostgresStore::connect(&PostgresConfig::new(&url)?).await?;
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = $1) AS t",
+    )
+    .bind(&app)
+    .fetch_one(admin.pool())
+    .await
+    .map_err(backend)?;
+    assert!(killed >= 1, "no connection of the store was found");
+
+    let mut failures = 0;
+    for i in 0..8 {
+        match store.set("kill", &format!("after{i}"), b"w", None).await {
+            Ok(()) => {}
+            Err(err) if err.is_retryable() => failures += 1,
+            Err(err) => panic!("a killed connection must be retryable, got {err:?}"),
+        }
+    }
+    // At most one failure per killed connection, then fresh connections.
+    assert!(
+        failures <= killed,
+        "{failures} failures for {killed} killed"
+    );
+    for i in 0..8 {
+        assert_eq!(
+            store.get("kill", &format!("k{i}")).await?.as_deref(),
+            Some(&b"v"[..])
+        );
+    }
+    store.set("kill", "last", b"x", None).await?;
+    assert_eq!(store.get("kill", "last").await?.as_deref(), Some(&b"x"[..]));
+
+    store.drop_tables().await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(admin.pool())
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
 fn backend(err: sqlx::Error) -> Error {
     Error::backend("postgres", err)
 }

@@ -72,6 +72,18 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The request reached (or may have reached) the server, and the connection failed before
+    /// its answer: a write may or may not have been applied. Retrying is safe for writes that
+    /// are idempotent (a `set`, a `delete`); otherwise read first to find out.
+    #[error("{backend} did not answer: the outcome is unknown")]
+    OutcomeUnknown {
+        /// The backend's name, e.g. `"postgres"`.
+        backend: &'static str,
+        /// What the driver reported.
+        #[source]
+        source: BoxError,
+    },
+
     /// Any other failure reported by the database or its driver.
     #[error("{backend} error")]
     Backend {
@@ -106,6 +118,27 @@ impl Error {
             backend,
             source: source.into(),
         }
+    }
+
+    /// Builds [`Error::OutcomeUnknown`] from any driver error.
+    pub fn outcome_unknown(backend: &'static str, source: impl Into<BoxError>) -> Self {
+        Self::OutcomeUnknown {
+            backend,
+            source: source.into(),
+        }
+    }
+
+    /// True if trying the same call again may succeed: [`Error::Unavailable`] (nothing was
+    /// applied) and [`Error::OutcomeUnknown`] (something may have been; see
+    /// [`Error::may_have_been_applied`]).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. } | Self::OutcomeUnknown { .. })
+    }
+
+    /// True if a write that failed with this error may nevertheless have been applied
+    /// ([`Error::OutcomeUnknown`]). Every other error means nothing was written.
+    pub fn may_have_been_applied(&self) -> bool {
+        matches!(self, Self::OutcomeUnknown { .. })
     }
 
     /// True for [`Error::AlreadyExists`].

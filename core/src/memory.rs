@@ -17,13 +17,16 @@ use crate::{
 };
 
 /// A store that keeps everything in process memory.
-#[derive(Debug, Default)]
+///
+/// Its `Debug` shows how much it holds, never what: stored values and token hashes stay out
+/// of logs.
+#[derive(Default)]
 pub struct MemoryStore {
     id_kind: IdKind,
     state: Mutex<State>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct State {
     users: BTreeMap<UserId, User>,
     user_by_email: HashMap<String, UserId>,
@@ -34,10 +37,26 @@ struct State {
     kv: HashMap<String, BTreeMap<String, Entry>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Entry {
     value: Vec<u8>,
     expires_at: Option<i64>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state();
+        f.debug_struct("MemoryStore")
+            .field("id_kind", &self.id_kind)
+            .field("users", &state.users.len())
+            .field("oauth_accounts", &state.oauth.len())
+            .field("access_tokens", &state.tokens.len())
+            .field(
+                "kv_items",
+                &state.kv.values().map(BTreeMap::len).sum::<usize>(),
+            )
+            .finish()
+    }
 }
 
 impl MemoryStore {
@@ -490,6 +509,23 @@ mod tests {
         assert_eq!(shared.get("ns", "k").await?, Some(b"v".to_vec()));
         let boxed: Box<MemoryStore> = Box::new(MemoryStore::new());
         assert_eq!(round_trip(boxed).await?, Some(b"v".to_vec()));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn debug_shows_counts_never_values_or_secrets() -> Result<()> {
+        use crate::{AccessTokenStore as _, NewUser, UserStore as _};
+        let store = MemoryStore::new();
+        store.set("ns", "k", b"stored-value", None).await?;
+        let user = store
+            .create_user(NewUser::new("a@example.com", "hash-secret"))
+            .await?;
+        let token = store.create_access_token(user.id).await?;
+        let debug = format!("{store:?}");
+        for hidden in ["stored-value", "hash-secret", token.token.as_str()] {
+            assert!(!debug.contains(hidden), "{hidden} in {debug}");
+        }
+        assert!(debug.contains("kv_items: 1"), "{debug}");
         Ok(())
     }
 }

@@ -123,7 +123,7 @@ impl From<i64> for UserId {
 ///
 /// Its fields are public and it can be built with a struct literal, so that backends can
 /// rebuild it from their rows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct User {
     /// The user's id.
     pub id: UserId,
@@ -161,7 +161,7 @@ impl User {
 }
 
 /// A user to create.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct NewUser {
     /// The email; must be unique, ignoring case.
@@ -247,7 +247,7 @@ pub struct UserDraft {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct UserFields {
     email: String,
     hashed_password: String,
@@ -277,7 +277,7 @@ impl UserDraft {
 }
 
 /// Changes to a user; fields left `None` are kept.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct UserPatch {
     /// A new email (must stay unique, ignoring case).
@@ -482,7 +482,7 @@ impl<T> Page<T> {
 }
 
 /// An OAuth account linked to a user.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct OAuthAccount {
     /// The user it belongs to.
     pub user_id: UserId,
@@ -505,7 +505,7 @@ pub struct OAuthAccount {
 }
 
 /// An OAuth account to link to a user.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct NewOAuthAccount {
     /// The provider's name.
@@ -593,7 +593,7 @@ pub fn check_oauth_key(provider: &str, account_id: &str) -> Result<()> {
 }
 
 /// Changes to an OAuth link (typically after a token refresh); `None` keeps a field.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct OAuthAccountPatch {
     /// A new account email.
@@ -728,6 +728,150 @@ mod tests {
                 "{bad:?} was accepted"
             );
         }
+        Ok(())
+    }
+}
+
+/// What `Debug` shows in place of a secret (a password hash or an OAuth token), so that a
+/// logged value never carries one.
+const REDACTED: &str = "<redacted>";
+
+fn redacted_if_some(secret: &Option<String>) -> Option<&'static str> {
+    secret.as_ref().map(|_| REDACTED)
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("hashed_password", &REDACTED)
+            .field("is_active", &self.is_active)
+            .field("is_superuser", &self.is_superuser)
+            .field("is_verified", &self.is_verified)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .field("version", &self.version)
+            .field("extra", &self.extra)
+            .finish()
+    }
+}
+
+impl fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewUser")
+            .field("email", &self.email)
+            .field("hashed_password", &REDACTED)
+            .field("is_active", &self.is_active)
+            .field("is_superuser", &self.is_superuser)
+            .field("is_verified", &self.is_verified)
+            .field("extra", &self.extra)
+            .finish()
+    }
+}
+
+impl fmt::Debug for UserFields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserFields")
+            .field("email", &self.email)
+            .field("hashed_password", &REDACTED)
+            .field("is_active", &self.is_active)
+            .field("is_superuser", &self.is_superuser)
+            .field("is_verified", &self.is_verified)
+            .field("extra", &self.extra)
+            .finish()
+    }
+}
+
+impl fmt::Debug for UserPatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserPatch")
+            .field("email", &self.email)
+            .field("hashed_password", &redacted_if_some(&self.hashed_password))
+            .field("is_active", &self.is_active)
+            .field("is_superuser", &self.is_superuser)
+            .field("is_verified", &self.is_verified)
+            .field("extra", &self.extra)
+            .field("expected_version", &self.expected_version)
+            .finish()
+    }
+}
+
+impl fmt::Debug for OAuthAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthAccount")
+            .field("user_id", &self.user_id)
+            .field("provider", &self.provider)
+            .field("account_id", &self.account_id)
+            .field("account_email", &self.account_email)
+            .field("access_token", &REDACTED)
+            .field("expires_at", &self.expires_at)
+            .field("refresh_token", &redacted_if_some(&self.refresh_token))
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+impl fmt::Debug for NewOAuthAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewOAuthAccount")
+            .field("provider", &self.provider)
+            .field("account_id", &self.account_id)
+            .field("account_email", &self.account_email)
+            .field("access_token", &REDACTED)
+            .field("expires_at", &self.expires_at)
+            .field("refresh_token", &redacted_if_some(&self.refresh_token))
+            .finish()
+    }
+}
+
+impl fmt::Debug for OAuthAccountPatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthAccountPatch")
+            .field("account_email", &self.account_email)
+            .field("access_token", &redacted_if_some(&self.access_token))
+            .field("expires_at", &self.expires_at)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(redacted_if_some),
+            )
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    const SECRET: &str = "s3cr3t-value";
+
+    fn assert_hidden(debug: &str) {
+        assert!(!debug.contains(SECRET), "a secret in {debug}");
+        assert!(
+            debug.contains(REDACTED),
+            "nothing marked redacted in {debug}"
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_a_password_hash_or_a_token() -> Result<()> {
+        let new_user = NewUser::new("a@example.com", SECRET);
+        assert_hidden(&format!("{new_user:?}"));
+        let draft = new_user.into_draft()?;
+        assert_hidden(&format!("{draft:?}"));
+        let user = draft.into_user(UserId::Int(1));
+        assert_hidden(&format!("{user:?}"));
+        assert_hidden(&format!("{:?}", UserPatch::new().hashed_password(SECRET)));
+        let account =
+            NewOAuthAccount::new("github", "1", "a@example.com", SECRET).refresh_token(SECRET);
+        assert_hidden(&format!("{account:?}"));
+        let account = account.into_account(user.id)?;
+        assert_hidden(&format!("{account:?}"));
+        let patch = OAuthAccountPatch::new()
+            .access_token(SECRET, None)
+            .refresh_token(Some(SECRET.to_owned()));
+        assert_hidden(&format!("{patch:?}"));
         Ok(())
     }
 }

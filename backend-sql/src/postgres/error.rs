@@ -25,16 +25,17 @@ pub(super) fn violation(err: &sqlx::Error) -> Option<Violation> {
     }
 }
 
-/// Any other sqlx error: connection trouble, or a server error that says the statement was
-/// rolled back and may succeed if tried again ([`is_retryable_code`]), is `Unavailable`; the
-/// rest `Backend`.
+/// Any other sqlx error: no connection, or a server error that says the statement was rolled
+/// back and may succeed if tried again ([`is_retryable_code`]), is `Unavailable`; a connection
+/// that broke mid-call is `OutcomeUnknown`; the rest `Backend`.
 pub(super) fn pg_error(err: sqlx::Error) -> Error {
     match err {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => Error::unavailable(BACKEND, err),
+        // No connection was had: nothing was sent.
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => Error::unavailable(BACKEND, err),
+        // The connection broke, perhaps after the statement was sent and even committed.
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => {
+            Error::outcome_unknown(BACKEND, err)
+        }
         sqlx::Error::Database(ref db) if db.code().is_some_and(|code| is_retryable_code(&code)) => {
             Error::unavailable(BACKEND, err)
         }

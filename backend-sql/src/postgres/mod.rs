@@ -45,11 +45,9 @@ pub struct PostgresConfig {
 }
 
 impl std::fmt::Debug for PostgresConfig {
-    // The URL may carry a password, so only its host part is shown.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let host = self.url.rsplit('@').next().unwrap_or("");
         f.debug_struct("PostgresConfig")
-            .field("url", &format_args!("postgres://…@{host}"))
+            .field("url", &format_args!("{}", redacted_url(&self.url)))
             .field("schema", &self.schema)
             .field("table_prefix", &self.table_prefix)
             .field("id_kind", &self.id_kind)
@@ -59,6 +57,25 @@ impl std::fmt::Debug for PostgresConfig {
             .field("statement_timeout", &self.statement_timeout)
             .finish()
     }
+}
+
+/// The URL without what may be secret: user, password and the query string (which may hold
+/// `password=` or `sslpassword=`); host, port and database stay.
+fn redacted_url(url: &str) -> String {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return "<not a URL>".to_owned();
+    };
+    let port = parsed
+        .port()
+        .map(|port| format!(":{port}"))
+        .unwrap_or_default();
+    let query = if parsed.query().is_some() { "?…" } else { "" };
+    format!(
+        "{}://…@{}{port}{}{query}",
+        parsed.scheme(),
+        parsed.host_str().unwrap_or(""),
+        parsed.path()
+    )
 }
 
 impl PostgresConfig {
@@ -158,6 +175,8 @@ struct Inner {
 impl PostgresStore {
     /// Connects a pool. Run [`PostgresStore::migrate`] before first use.
     pub async fn connect(config: &PostgresConfig) -> Result<Self> {
+        // A bad schema or prefix is the caller's mistake, reported before any connection.
+        Tables::new(config.schema.as_deref(), &config.table_prefix)?;
         let mut options: PgConnectOptions = config
             .url
             .parse()
@@ -222,5 +241,25 @@ impl PostgresStore {
     /// Every row of every table, rendered as text, for tests that check what is stored.
     pub async fn dump(&self) -> Result<String> {
         schema::dump(&self.inner.pool, &self.inner.tables).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PostgresConfig;
+
+    #[test]
+    fn debug_shows_no_password_wherever_the_url_carries_it() -> storekit_core::Result<()> {
+        for url in [
+            "postgres://app:hunter2@db.internal:5433/shop",
+            "postgres://db.internal/shop?user=app&password=hunter2",
+            "postgres:///shop?host=/run/pg&sslpassword=hunter2",
+        ] {
+            let debug = format!("{:?}", PostgresConfig::new(url)?);
+            assert!(!debug.contains("hunter2"), "{debug}");
+            assert!(!debug.contains("app"), "{debug}");
+            assert!(debug.contains("shop"), "{debug}");
+        }
+        Ok(())
     }
 }

@@ -88,7 +88,15 @@ impl SqliteConfig {
             .ok_or_else(|| storekit_core::Error::invalid("url", "expected sqlite://PATH"))?;
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
         let mut config = match path {
-            ":memory:" | "" => Self::memory(),
+            ":memory:" => Self::memory(),
+            // An empty path would open a temporary database whose writes vanish on reconnect.
+            "" => {
+                return Err(storekit_core::Error::invalid(
+                    "url",
+                    "sqlite:// needs a file path (or sqlite::memory: for a private in-memory \
+                     database)",
+                ));
+            }
             path => Self::file(path),
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
