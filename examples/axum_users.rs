@@ -324,7 +324,7 @@ impl IntoResponse for ApiError {
             }
             Self::Store(e @ Error::NotFound { .. }) => (StatusCode::NOT_FOUND, e.to_string()),
             Self::Store(e @ Error::Conflict { .. }) => (StatusCode::CONFLICT, e.to_string()),
-            Self::Store(e @ Error::Unavailable { .. }) => {
+            Self::Store(e) if e.is_retryable() => {
                 log_error(chain(&e));
                 (
                     StatusCode::SERVICE_UNAVAILABLE,

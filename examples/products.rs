@@ -368,7 +368,7 @@ impl IntoResponse for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too many concurrent updates: try again".to_owned(),
             ),
-            Self::Store(e @ Error::Unavailable { .. }) => {
+            Self::Store(e) if e.is_retryable() => {
                 log_error(chain(&e));
                 (
                     StatusCode::SERVICE_UNAVAILABLE,

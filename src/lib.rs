@@ -182,9 +182,7 @@ fn memory_id_kind(url: &str) -> Result<IdKind> {
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         match pair.split_once('=') {
             Some(("id", value)) => kind = IdKind::parse(value)?,
-            Some(("prefix", prefix)) => {
-                storekit_core::validate::check_identifier("prefix", prefix)?
-            }
+            Some(("prefix", prefix)) => validate::check_identifier("prefix", prefix)?,
             _ => {
                 return Err(Error::invalid(
                     "url",
