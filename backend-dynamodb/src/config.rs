@@ -1,7 +1,9 @@
-//! [`DynamoDbConfig`]: the table prefix, connection overrides, id kind and KV shard count of a
-//! store, validated once when it is built so that a store never holds a bad table name.
+//! [`DynamoDbConfig`]: the table prefix, connection overrides, timeouts, id kind and KV shard
+//! count of a store, validated once when it is built so that a store never holds a bad table
+//! name.
 
 use std::fmt;
+use std::time::Duration;
 
 use storekit_core::{Error, IdKind, Result, validate};
 
@@ -20,6 +22,8 @@ pub struct DynamoDbConfig {
     endpoint: Option<String>,
     region: Option<String>,
     credentials: Option<StaticCredentials>,
+    attempt_timeout: Duration,
+    operation_timeout: Duration,
     id_kind: IdKind,
     shard_count: u16,
 }
@@ -37,6 +41,8 @@ impl Default for DynamoDbConfig {
             endpoint: None,
             region: None,
             credentials: None,
+            attempt_timeout: DynamoDbConfig::DEFAULT_ATTEMPT_TIMEOUT,
+            operation_timeout: DynamoDbConfig::DEFAULT_OPERATION_TIMEOUT,
             id_kind: IdKind::Uuid,
             shard_count: DynamoDbConfig::DEFAULT_SHARDS,
         }
@@ -53,6 +59,8 @@ impl fmt::Debug for DynamoDbConfig {
                 "access_key_id",
                 &self.credentials.as_ref().map(|c| &c.access_key_id),
             )
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("operation_timeout", &self.operation_timeout)
             .field("id_kind", &self.id_kind)
             .field("shard_count", &self.shard_count)
             .finish_non_exhaustive()
@@ -66,8 +74,23 @@ impl DynamoDbConfig {
     /// The number of partitions per key-value namespace unless another is set.
     pub const DEFAULT_SHARDS: u16 = 16;
 
-    /// A builder starting from the defaults: prefix `storekit_`, UUID ids, 16 shards, and the
-    /// endpoint, region and credentials of the standard AWS chain.
+    /// How long one attempt of a request may take unless set otherwise: 5 s.
+    ///
+    /// DynamoDB answers in milliseconds (a transaction in tens of them), so an attempt still
+    /// unanswered after 5 s is stuck (a stalled connection, an endpoint that accepted it and
+    /// went silent), and sending it again on a fresh connection is the better bet. It is long
+    /// enough that a slow but working network is never cut off.
+    pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// How long a request may take with all its retries unless set otherwise: 15 s.
+    ///
+    /// Room for the SDK's three attempts at their timeout, minus its backoff: a caller waits at
+    /// most this long for an answer, then gets [`Error::Unavailable`] instead of a hang.
+    pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(15);
+
+    /// A builder starting from the defaults: prefix `storekit_`, UUID ids, 16 shards, attempt
+    /// and operation timeouts of 5 s and 15 s, and the endpoint, region and credentials of the
+    /// standard AWS chain.
     pub fn builder() -> DynamoDbConfigBuilder {
         DynamoDbConfigBuilder {
             config: Self::default(),
@@ -75,7 +98,8 @@ impl DynamoDbConfig {
     }
 
     /// Parses a `dynamodb://` URL, as `storekit::connect` receives it:
-    /// `dynamodb://?endpoint=http://127.0.0.1:8000&region=us-east-1&prefix=myapp_&id=int&shards=16`.
+    /// `dynamodb://?endpoint=http://127.0.0.1:8000&region=us-east-1&prefix=myapp_&id=int&shards=16`,
+    /// with the timeouts in milliseconds: `&attempt_timeout_ms=5000&operation_timeout_ms=15000`.
     ///
     /// Every query parameter is optional; an unknown or repeated one is an error rather than
     /// silently ignored, so a typo cannot point an application at the wrong tables. Credentials
@@ -104,25 +128,27 @@ impl DynamoDbConfig {
             if seen.contains(&name) {
                 return Err(Error::invalid("url", format!("{name} is given twice")));
             }
-            builder = match &*name {
-                "endpoint" => builder.endpoint(value.as_ref()),
-                "region" => builder.region(value.as_ref()),
-                "prefix" => builder.table_prefix(value.as_ref()),
-                "id" => builder.id_kind(IdKind::parse(&value)?),
-                "shards" => {
-                    builder.shard_count(value.parse().map_err(|_| {
+            builder =
+                match &*name {
+                    "endpoint" => builder.endpoint(value.as_ref()),
+                    "region" => builder.region(value.as_ref()),
+                    "prefix" => builder.table_prefix(value.as_ref()),
+                    "id" => builder.id_kind(IdKind::parse(&value)?),
+                    "shards" => builder.shard_count(value.parse().map_err(|_| {
                         Error::invalid("shards", format!("{value:?} is not a number"))
-                    })?)
-                }
-                other => {
-                    return Err(Error::invalid(
-                        "url",
-                        format!(
-                            "unknown parameter {other:?} (known: endpoint, region, prefix, id, shards)"
-                        ),
-                    ));
-                }
-            };
+                    })?),
+                    "attempt_timeout_ms" => builder.attempt_timeout(millis(&name, &value)?),
+                    "operation_timeout_ms" => builder.operation_timeout(millis(&name, &value)?),
+                    other => {
+                        return Err(Error::invalid(
+                            "url",
+                            format!(
+                                "unknown parameter {other:?} (known: endpoint, region, prefix, id, \
+                             shards, attempt_timeout_ms, operation_timeout_ms)"
+                            ),
+                        ));
+                    }
+                };
             seen.push(name);
         }
         builder.build()
@@ -141,6 +167,18 @@ impl DynamoDbConfig {
     /// The region override, if any.
     pub fn region(&self) -> Option<&str> {
         self.region.as_deref()
+    }
+
+    /// How long one attempt of a request may take before it is abandoned (and retried, if the
+    /// operation's time allows). Used by [`crate::DynamoDbStore::connect`].
+    pub fn attempt_timeout(&self) -> Duration {
+        self.attempt_timeout
+    }
+
+    /// How long a request may take with all its retries before it fails with
+    /// [`Error::Unavailable`]. Used by [`crate::DynamoDbStore::connect`].
+    pub fn operation_timeout(&self) -> Duration {
+        self.operation_timeout
     }
 
     /// The kind of user id the store assigns.
@@ -213,6 +251,24 @@ impl DynamoDbConfigBuilder {
         self
     }
 
+    /// How long one attempt of a request may take before it is abandoned and, if the operation
+    /// timeout allows, sent again (default [`DynamoDbConfig::DEFAULT_ATTEMPT_TIMEOUT`]). Used
+    /// by [`crate::DynamoDbStore::connect`]; a client passed to [`crate::DynamoDbStore::new`]
+    /// keeps its own timeouts.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.config.attempt_timeout = timeout;
+        self
+    }
+
+    /// How long a request may take with all its attempts before it fails with
+    /// [`Error::Unavailable`] (default [`DynamoDbConfig::DEFAULT_OPERATION_TIMEOUT`]). Used by
+    /// [`crate::DynamoDbStore::connect`]; a client passed to [`crate::DynamoDbStore::new`]
+    /// keeps its own timeouts.
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.config.operation_timeout = timeout;
+        self
+    }
+
     /// The kind of user id the store assigns (default UUID v7).
     pub fn id_kind(mut self, kind: IdKind) -> Self {
         self.config.id_kind = kind;
@@ -256,8 +312,30 @@ impl DynamoDbConfigBuilder {
         if config.region.as_deref().is_some_and(str::is_empty) {
             return Err(Error::invalid("region", "must not be empty"));
         }
+        if config.attempt_timeout.is_zero() {
+            return Err(Error::invalid("attempt_timeout", "must not be zero"));
+        }
+        // An attempt longer than the operation could never be retried, so the setting would
+        // silently mean less than it says.
+        if config.operation_timeout < config.attempt_timeout {
+            return Err(Error::invalid(
+                "operation_timeout",
+                format!(
+                    "{:?} is shorter than the attempt timeout ({:?})",
+                    config.operation_timeout, config.attempt_timeout
+                ),
+            ));
+        }
         Ok(config)
     }
+}
+
+/// A timeout given in a URL, in milliseconds.
+fn millis(name: &str, value: &str) -> Result<Duration> {
+    value
+        .parse()
+        .map(Duration::from_millis)
+        .map_err(|_| Error::invalid("url", format!("{name}={value:?} is not a number of ms")))
 }
 
 #[cfg(test)]
@@ -267,8 +345,11 @@ mod tests {
     #[test]
     fn urls_are_parsed_strictly() -> Result<()> {
         let config = DynamoDbConfig::from_url(
-            "dynamodb://?endpoint=http://127.0.0.1:8000&region=us-east-1&prefix=myapp_&id=int&shards=4",
+            "dynamodb://?endpoint=http://127.0.0.1:8000&region=us-east-1&prefix=myapp_&id=int&shards=4\
+             &attempt_timeout_ms=250&operation_timeout_ms=1000",
         )?;
+        assert_eq!(config.attempt_timeout(), Duration::from_millis(250));
+        assert_eq!(config.operation_timeout(), Duration::from_secs(1));
         assert_eq!(config.endpoint(), Some("http://127.0.0.1:8000"));
         assert_eq!(config.region(), Some("us-east-1"));
         assert_eq!(config.table_prefix(), "myapp_");
@@ -290,6 +371,9 @@ mod tests {
             "dynamodb://?regoin=us-east-1",
             "dynamodb://?region=a&region=b",
             "dynamodb://?endpoint=localhost:8000",
+            "dynamodb://?attempt_timeout_ms=0",
+            "dynamodb://?attempt_timeout_ms=5s",
+            "dynamodb://?attempt_timeout_ms=2000&operation_timeout_ms=1000",
             "not a url",
         ] {
             let err = DynamoDbConfig::from_url(bad).expect_err(bad);

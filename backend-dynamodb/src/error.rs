@@ -1,7 +1,8 @@
 //! The one place where DynamoDB's failures become storekit's [`Error`].
 //!
-//! SDK errors are classified once: throttling, timeouts and failures to reach the service are
-//! [`Error::Unavailable`] (retrying may help), everything else is [`Error::Backend`]. Either way
+//! SDK errors are classified once: throttling, timeouts, failures to reach the service, a
+//! connection lost while reading an answer and server faults (5xx) are [`Error::Unavailable`]
+//! (retrying may help), everything else is [`Error::Backend`]. Either way
 //! the SDK error is kept whole as the source, never turned into a string. Failures that are
 //! storekit's own (a batch that kept coming back unprocessed, a malformed stored item) are
 //! [`DynamoError`] and convert the same way.
@@ -13,14 +14,25 @@ use storekit_core::Error;
 /// The backend name in every error.
 pub(crate) const BACKEND: &str = "dynamodb";
 
-/// Service error codes after which a later attempt may succeed.
+/// Service error codes after which a later attempt may succeed: DynamoDB's own, and the
+/// throttling and fault codes AWS services share (the SDK retries the same ones).
 const TRANSIENT_CODES: &[&str] = &[
     "InternalServerError",
+    "InternalFailure",
     "LimitExceededException",
     "ProvisionedThroughputExceededException",
+    "ReplicatedWriteConflictException",
     "RequestLimitExceeded",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "RequestTimeout",
+    "RequestTimeoutException",
     "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "SlowDown",
+    "Throttling",
     "ThrottlingException",
+    "TooManyRequestsException",
     "TransactionConflictException",
     "TransactionInProgressException",
 ];
@@ -80,13 +92,24 @@ where
     E: ProvideErrorMetadata,
 {
     match err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => true,
+        // No answer in time, or the connection broke while the answer was read: the request
+        // may or may not have been applied, and a later attempt may get through.
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        // The request could not be sent or its answer not received (refused, reset, timed
+        // out). A failure the caller caused (e.g. an endpoint the connector cannot use) will
+        // fail the same way every time.
+        SdkError::DispatchFailure(failure) => !failure.is_user(),
         SdkError::ServiceError(service) => {
-            service.raw().status().is_server_error()
+            let status = service.raw().status();
+            status.is_server_error()
+                || status.as_u16() == 429
                 || err
                     .code()
                     .is_some_and(|code| TRANSIENT_CODES.contains(&code))
         }
+        // The request could not be built: a bug, not a passing condition.
+        SdkError::ConstructionFailure(_) => false,
+        // `SdkError` is non-exhaustive; a new kind is reported as it is until classified.
         _ => false,
     }
 }
@@ -103,4 +126,72 @@ pub(crate) fn bad_item(table: &str, why: impl std::fmt::Display) -> Error {
         why: why.to_string(),
     }
     .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+
+    type GetError = SdkError<GetItemError, HttpResponse>;
+
+    fn response(status: u16) -> HttpResponse {
+        HttpResponse::new(
+            StatusCode::try_from(status).unwrap_or_else(|_| unreachable!("a valid status")),
+            SdkBody::empty(),
+        )
+    }
+
+    fn service(status: u16, code: &str) -> GetError {
+        let err = GetItemError::generic(ErrorMetadata::builder().code(code).build());
+        SdkError::service_error(err, response(status))
+    }
+
+    fn unavailable(err: GetError) -> bool {
+        matches!(sdk(err), Error::Unavailable { .. })
+    }
+
+    #[test]
+    fn failures_worth_retrying_are_unavailable() {
+        let io = || "connection reset by peer".to_owned();
+        assert!(unavailable(SdkError::response_error(io(), response(200))));
+        assert!(unavailable(SdkError::timeout_error(io())));
+        assert!(unavailable(SdkError::dispatch_failure(ConnectorError::io(
+            io().into()
+        ))));
+        assert!(unavailable(SdkError::dispatch_failure(
+            ConnectorError::timeout(io().into())
+        )));
+        assert!(unavailable(SdkError::dispatch_failure(
+            ConnectorError::other(io().into(), None)
+        )));
+        for code in [
+            "ThrottlingException",
+            "ProvisionedThroughputExceededException",
+            "RequestLimitExceeded",
+            "TransactionConflictException",
+        ] {
+            assert!(unavailable(service(400, code)), "{code}");
+        }
+        assert!(unavailable(service(500, "InternalServerError")));
+        assert!(unavailable(service(503, "Anything")));
+        assert!(unavailable(service(429, "Anything")));
+    }
+
+    #[test]
+    fn failures_that_would_repeat_are_backend_errors() {
+        let why = || "bad".to_owned();
+        assert!(!unavailable(service(400, "ValidationException")));
+        assert!(!unavailable(service(400, "ResourceNotFoundException")));
+        assert!(!unavailable(service(400, "AccessDeniedException")));
+        assert!(!unavailable(SdkError::construction_failure(why())));
+        assert!(!unavailable(SdkError::dispatch_failure(
+            ConnectorError::user(why().into())
+        )));
+    }
 }

@@ -5,6 +5,36 @@
 //! (a counter), and with a TTL also `exp` (deadline, Unix ms) and `ttl` (Unix s, for native
 //! TTL). Counters read back as their decimal digits, so they look like any other value; a value
 //! written as digits becomes a counter on its first increment, by a conditional write.
+//!
+//! # Exactly once under the SDK's retries
+//!
+//! When the answer to a write is lost after the write landed (a connection reset while it is
+//! read, an attempt timeout), the SDK sends the same request again. A conditional write then
+//! meets its own effect, so each one carries a token that is unique to the call and tells the
+//! resend what happened:
+//!
+//! - `set_if_absent` and `compare_and_swap` store the token in `w` with the value. A resend
+//!   refused by its condition asks for the stored item (`ReturnValuesOnConditionCheckFailure`,
+//!   free) and answers `true` if it carries this call's token: the earlier attempt landed and
+//!   is still what is stored. Cost: the attribute (33 bytes) on the item, no request.
+//! - `increment` writes its result under an attribute named by its token,
+//!   `i{token} = n + delta`, in the same UpdateItem as the addition, conditioned on that
+//!   attribute not existing. A resend is refused by that condition and reads its result from
+//!   the old item, so it never adds twice and answers what the first attempt computed, however
+//!   many other increments landed in between (they have tokens of their own and leave this
+//!   one alone). Once the call has its answer, and no attempt of it can still be sent, one
+//!   more UpdateItem removes the attribute, so a counter carries only the tokens of increments
+//!   in flight. Cost: 2 requests instead of 1 (a new counter: 3 instead of 2). Keeping the
+//!   token for good would save that request but grow a hot counter by one attribute per
+//!   increment; keeping only the last token would let an increment landing in between make
+//!   the resend add again; a TransactWriteItems with a `ClientRequestToken` is deduplicated by
+//!   the server but cannot return the new value, and reading it afterwards could see other
+//!   increments, so two calls could answer the same number. A token left behind by a process
+//!   that died in between is removed by the next increment of the key after 10 minutes.
+//!
+//! What this does not cover: a write that replaces or deletes the item (`set`, `delete`, a
+//! swap) between the lost answer and the resend also removes the token, and the resend is then
+//! judged like a new call.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -31,6 +61,16 @@ pub(crate) const TTL: &str = "ttl";
 const VALUE: &str = "v";
 const COUNTER: &str = "n";
 const EXPIRES: &str = "exp";
+/// The token of the `set_if_absent` or `compare_and_swap` call that wrote the item.
+const WRITER: &str = "w";
+/// The first letter of the attribute an increment keeps while it runs: `i{token}`, its result.
+const PENDING: &str = "i";
+/// How old a pending increment's token must be before another increment removes it: far longer
+/// than any call's retries, as long as DynamoDB keeps a transaction's request token.
+const PENDING_STALE_MS: i64 = 10 * 60 * 1000;
+/// Hex digits of a token, and of the time (Unix ms) it starts with.
+const TOKEN_DIGITS: usize = 32;
+const TOKEN_TIME_DIGITS: usize = 12;
 /// Shards of one namespace listed or cleared at once.
 const SHARD_CONCURRENCY: usize = 4;
 
@@ -54,6 +94,26 @@ enum Stored<'a> {
     Counter(i64),
 }
 
+/// A token naming one call: a UUID v7 in hex, whose first 48 bits are its start in Unix ms
+/// (so a token left behind can be aged) and whose 74 random bits keep calls apart.
+fn call_token() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// The attribute an increment with this token keeps its result in while it runs.
+fn pending(token: &str) -> String {
+    format!("{PENDING}{token}")
+}
+
+/// The start (Unix ms) of the increment that left the attribute `name`, if it is one.
+fn pending_since(name: &str) -> Option<i64> {
+    let token = name.strip_prefix(PENDING)?;
+    if token.len() != TOKEN_DIGITS || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    i64::from_str_radix(token.get(..TOKEN_TIME_DIGITS)?, 16).ok()
+}
+
 /// The item has no live value: absent, or past its deadline.
 fn absent_or_expired(now: i64) -> Condition {
     Condition::new("attribute_not_exists(#pk) OR #exp <= :now")
@@ -72,13 +132,15 @@ impl DynamoDbStore {
         item::key(partition(namespace, self.shard_of(key)), key)
     }
 
-    /// A full item, sized before it is sent.
+    /// A full item, with the attribute `mark` if given (a call's token), sized before it is
+    /// sent.
     fn kv_item(
         &self,
         namespace: &str,
         key: &str,
         stored: &Stored<'_>,
         expires: Option<i64>,
+        mark: Option<(String, AttributeValue)>,
     ) -> Result<Item> {
         let mut item = self.kv_key(namespace, key);
         match stored {
@@ -93,6 +155,7 @@ impl DynamoDbStore {
             item.insert(EXPIRES.to_owned(), item::n(ms));
             item.insert(TTL.to_owned(), item::n(ms.div_euclid(1000) + 1));
         }
+        item.extend(mark);
         item::check_size(&item)?;
         Ok(item)
     }
@@ -133,8 +196,13 @@ impl DynamoDbStore {
         Ok(request.send().await.map_err(error::sdk)?.item)
     }
 
-    /// Puts an item, under a condition if given; false if the condition was not met.
-    async fn put_kv(&self, item: Item, condition: Option<&Condition>) -> Result<bool> {
+    /// Puts an item, under a condition if given. If the condition was not met, returns the
+    /// item as stored (if any), so the caller can tell whether it was its own earlier attempt.
+    async fn put_kv(
+        &self,
+        item: Item,
+        condition: Option<&Condition>,
+    ) -> Result<std::result::Result<(), Option<Item>>> {
         let mut request = self
             .client
             .put_item()
@@ -144,66 +212,158 @@ impl DynamoDbStore {
             request = request
                 .condition_expression(condition.expression())
                 .set_expression_attribute_names(condition.names())
-                .set_expression_attribute_values(condition.values());
+                .set_expression_attribute_values(condition.values())
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
         }
         match request.send().await {
-            Ok(_) => Ok(true),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(error::sdk(err)),
+            Ok(_) => Ok(Ok(())),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                    Ok(Err(failed.item().cloned().filter(|i| !i.is_empty())))
+                }
+                _ => Err(error::sdk(err)),
+            },
         }
     }
 
-    /// Adds `delta` to a live counter in one UpdateItem. On a refused condition, returns the
-    /// item as it was (if any), so the caller can tell why.
+    /// A conditional put by `set_if_absent` or `compare_and_swap` whose item carries `token`
+    /// in [`WRITER`]: true if written, by this attempt or by an earlier attempt of the same
+    /// call whose answer was lost (the stored item carries the token).
+    async fn put_once(&self, item: Item, condition: &Condition, token: &str) -> Result<bool> {
+        Ok(match self.put_kv(item, Some(condition)).await? {
+            Ok(()) => true,
+            Err(stored) => stored.is_some_and(
+                |item| matches!(item.get(WRITER), Some(AttributeValue::S(t)) if t == token),
+            ),
+        })
+    }
+
+    /// A conditional put by `increment` whose item carries its result under `pending`: the
+    /// result if written, by this attempt or by an earlier one whose answer was lost; else the
+    /// item as stored.
+    async fn put_counter(
+        &self,
+        item: Item,
+        condition: &Condition,
+        pending: &str,
+        value: i64,
+    ) -> Result<std::result::Result<i64, Option<Item>>> {
+        match self.put_kv(item, Some(condition)).await? {
+            Ok(()) => Ok(Ok(value)),
+            Err(stored) => match self.own_result(stored.as_ref(), pending)? {
+                Some(value) => Ok(Ok(value)),
+                None => Ok(Err(stored)),
+            },
+        }
+    }
+
+    /// The result an earlier attempt of this increment left on the stored item, if it landed.
+    fn own_result(&self, stored: Option<&Item>, pending: &str) -> Result<Option<i64>> {
+        match stored {
+            Some(item) => item::get_i64(item, &self.kv_table, pending),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes the attribute this increment kept its result in, now that no attempt of it can
+    /// be sent any more, with any that increments of dead processes left behind (`stale`).
+    /// The increment has happened whatever this does, so a failure is logged, not returned:
+    /// the next increment of the key removes the attribute once it is stale.
+    async fn finish_increment(&self, namespace: &str, key: &str, pending: &str, stale: &[String]) {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.kv_table)
+            .set_key(Some(self.kv_key(namespace, key)))
+            // Without it, an item deleted meanwhile would come back holding only its key.
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#p0", pending);
+        let mut expression = "REMOVE #p0".to_owned();
+        for (i, name) in stale.iter().enumerate() {
+            let placeholder = format!("#p{}", i + 1);
+            expression.push_str(&format!(", {placeholder}"));
+            request = request.expression_attribute_names(placeholder, name);
+        }
+        match request.update_expression(expression).send().await {
+            Ok(_) => {}
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "dynamodb: could not remove an increment's token");
+            }
+        }
+    }
+
+    /// Adds `delta` to a live counter in one UpdateItem, keeping the result under `pending`
+    /// too. Returns the result (this attempt's, or an earlier attempt's whose answer was lost)
+    /// and the stale pending attributes seen on the item; on a refused condition, the item as
+    /// it was (if any), so the caller can tell why.
     async fn add_to_counter(
         &self,
         namespace: &str,
         key: &str,
         delta: i64,
         now: i64,
-    ) -> Result<std::result::Result<i64, Option<Item>>> {
+        pending: &str,
+    ) -> Result<std::result::Result<(i64, Vec<String>), Option<Item>>> {
         // The bound keeps the stored number within i64, which DynamoDB's 38 digits would not.
         let (bound_check, bound) = if delta >= 0 {
             ("#n <= :bound", i64::MAX - delta)
         } else {
             ("#n >= :bound", i64::MIN - delta)
         };
+        // Both right-hand sides read the counter as it was before this update.
         let condition = format!(
-            "attribute_exists(#n) AND (attribute_not_exists(#exp) OR #exp > :now) AND {bound_check}"
+            "attribute_not_exists(#mine) AND attribute_exists(#n) \
+             AND (attribute_not_exists(#exp) OR #exp > :now) AND {bound_check}"
         );
         let result = self
             .client
             .update_item()
             .table_name(&self.kv_table)
             .set_key(Some(self.kv_key(namespace, key)))
-            .update_expression("ADD #n :delta")
+            .update_expression("SET #n = #n + :delta, #mine = #n + :delta")
             .condition_expression(condition)
             .expression_attribute_names("#n", COUNTER)
             .expression_attribute_names("#exp", EXPIRES)
+            .expression_attribute_names("#mine", pending)
             .expression_attribute_values(":delta", item::n(delta))
             .expression_attribute_values(":now", item::n(now))
             .expression_attribute_values(":bound", item::n(bound))
-            .return_values(ReturnValue::UpdatedNew)
+            // The whole item, to see tokens left behind; it costs no capacity.
+            .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(output) => {
                 let attributes = output.attributes.unwrap_or_default();
-                let value = item::get_i64(&attributes, &self.kv_table, COUNTER)?
-                    .ok_or_else(|| error::bad_item(&self.kv_table, "ADD returned no counter"))?;
-                Ok(Ok(value))
+                let value =
+                    item::get_i64(&attributes, &self.kv_table, pending)?.ok_or_else(|| {
+                        error::bad_item(&self.kv_table, "the update returned no result")
+                    })?;
+                let stale = attributes
+                    .keys()
+                    .filter(|name| {
+                        pending_since(name).is_some_and(|since| since < now - PENDING_STALE_MS)
+                    })
+                    .cloned()
+                    .collect();
+                Ok(Ok((value, stale)))
             }
             Err(err) => match err.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    Ok(Err(failed.item().cloned().filter(|i| !i.is_empty())))
+                    let stored = failed.item().cloned().filter(|i| !i.is_empty());
+                    match self.own_result(stored.as_ref(), pending)? {
+                        Some(value) => Ok(Ok((value, Vec::new()))),
+                        None => Ok(Err(stored)),
+                    }
                 }
                 _ => Err(error::sdk(err)),
             },
@@ -282,7 +442,13 @@ impl KvStore for DynamoDbStore {
         ttl: Option<Duration>,
     ) -> Result<()> {
         validate::check_entry(namespace, key, value)?;
-        let item = self.kv_item(namespace, key, &Stored::Bytes(value), expiry_millis(ttl)?)?;
+        let item = self.kv_item(
+            namespace,
+            key,
+            &Stored::Bytes(value),
+            expiry_millis(ttl)?,
+            None,
+        )?;
         self.put_kv(item, None).await.map(drop)
     }
 
@@ -347,7 +513,7 @@ impl KvStore for DynamoDbStore {
             .into_iter()
             .map(|key| {
                 let value = last.get(key).copied().unwrap_or_default();
-                let item = self.kv_item(namespace, key, &Stored::Bytes(value), expires)?;
+                let item = self.kv_item(namespace, key, &Stored::Bytes(value), expires, None)?;
                 batch::put_request(item)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -421,9 +587,17 @@ impl KvStore for DynamoDbStore {
         ttl: Option<Duration>,
     ) -> Result<bool> {
         validate::check_entry(namespace, key, value)?;
-        let item = self.kv_item(namespace, key, &Stored::Bytes(value), expiry_millis(ttl)?)?;
-        self.put_kv(item, Some(&absent_or_expired(now_millis())))
-            .await
+        let now = now_millis();
+        let token = call_token();
+        let mark = (WRITER.to_owned(), s(&token));
+        let item = self.kv_item(
+            namespace,
+            key,
+            &Stored::Bytes(value),
+            expiry_millis(ttl)?,
+            Some(mark),
+        )?;
+        self.put_once(item, &absent_or_expired(now), &token).await
     }
 
     async fn compare_and_swap(
@@ -435,10 +609,18 @@ impl KvStore for DynamoDbStore {
         ttl: Option<Duration>,
     ) -> Result<bool> {
         validate::check_entry(namespace, key, new)?;
-        let item = self.kv_item(namespace, key, &Stored::Bytes(new), expiry_millis(ttl)?)?;
         let now = now_millis();
+        let token = call_token();
+        let mark = (WRITER.to_owned(), s(&token));
+        let item = self.kv_item(
+            namespace,
+            key,
+            &Stored::Bytes(new),
+            expiry_millis(ttl)?,
+            Some(mark),
+        )?;
         let Some(expected) = expected else {
-            return self.put_kv(item, Some(&absent_or_expired(now))).await;
+            return self.put_once(item, &absent_or_expired(now), &token).await;
         };
         // A counter reads back as its digits, so digits in their canonical form also match it.
         let as_counter = counter::parse(expected)
@@ -461,7 +643,7 @@ impl KvStore for DynamoDbStore {
                 .name("#n", COUNTER)
                 .value(":expected_n", item::n(n));
         }
-        self.put_kv(item, Some(&condition)).await
+        self.put_once(item, &condition, &token).await
     }
 
     async fn increment(
@@ -473,11 +655,43 @@ impl KvStore for DynamoDbStore {
     ) -> Result<i64> {
         validate::check_keys(namespace, &[key])?;
         let new_expiry = expiry_millis(ttl)?;
+        // One token for the whole call: whichever of its writes lands, a resend of it, or a
+        // later write of the same call, finds the result there.
+        let pending = pending(&call_token());
+        let (value, stale) = self
+            .increment_once(namespace, key, delta, new_expiry, &pending)
+            .await?;
+        self.finish_increment(namespace, key, &pending, &stale)
+            .await;
+        Ok(value)
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        // Native TTL deletes expired items; reads already ignore them (see the crate docs).
+        Ok(0)
+    }
+}
+
+impl DynamoDbStore {
+    /// The work of [`KvStore::increment`], every write carrying the call's result under
+    /// `pending`: the result, and the stale pending attributes seen on the item.
+    async fn increment_once(
+        &self,
+        namespace: &str,
+        key: &str,
+        delta: i64,
+        new_expiry: Option<i64>,
+        pending: &str,
+    ) -> Result<(i64, Vec<String>)> {
+        let mark = |value: i64| Some((pending.to_owned(), item::n(value)));
         let mut backoff = Backoff::contention();
         loop {
             let now = now_millis();
-            let stored = match self.add_to_counter(namespace, key, delta, now).await? {
-                Ok(value) => return Ok(value),
+            let stored = match self
+                .add_to_counter(namespace, key, delta, now, pending)
+                .await?
+            {
+                Ok(done) => return Ok(done),
                 Err(stored) => stored,
             };
             let live = match stored {
@@ -487,9 +701,16 @@ impl KvStore for DynamoDbStore {
             let written = match live {
                 // Absent or expired: a new counter at `delta`, with the new TTL.
                 None => {
-                    let item = self.kv_item(namespace, key, &Stored::Counter(delta), new_expiry)?;
-                    if self.put_kv(item, Some(&absent_or_expired(now))).await? {
-                        return Ok(delta);
+                    let item = self.kv_item(
+                        namespace,
+                        key,
+                        &Stored::Counter(delta),
+                        new_expiry,
+                        mark(delta),
+                    )?;
+                    let condition = absent_or_expired(now);
+                    if let Ok(value) = self.put_counter(item, &condition, pending, delta).await? {
+                        return Ok((value, Vec::new()));
                     }
                     false
                 }
@@ -506,9 +727,15 @@ impl KvStore for DynamoDbStore {
                     let expires = self.expires(&item)?;
                     let unchanged =
                         unchanged_value(current.as_deref().unwrap_or_default(), expires, now);
-                    let item = self.kv_item(namespace, key, &Stored::Counter(value), expires)?;
-                    if self.put_kv(item, Some(&unchanged)).await? {
-                        return Ok(value);
+                    let item = self.kv_item(
+                        namespace,
+                        key,
+                        &Stored::Counter(value),
+                        expires,
+                        mark(value),
+                    )?;
+                    if let Ok(value) = self.put_counter(item, &unchanged, pending, value).await? {
+                        return Ok((value, Vec::new()));
                     }
                     false
                 }
@@ -521,11 +748,6 @@ impl KvStore for DynamoDbStore {
                 .into());
             }
         }
-    }
-
-    async fn purge_expired(&self) -> Result<u64> {
-        // Native TTL deletes expired items; reads already ignore them (see the crate docs).
-        Ok(0)
     }
 }
 
@@ -556,6 +778,21 @@ mod tests {
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a(b"foobar"), 0x85944171f73967e8);
+    }
+
+    #[test]
+    fn pending_tokens_are_aged_by_their_start() {
+        let before = now_millis();
+        let name = pending(&call_token());
+        let since = pending_since(&name).unwrap_or_default();
+        assert!(
+            since >= before && since <= now_millis(),
+            "{since} vs {before}"
+        );
+        for other in [PK, SK, VALUE, COUNTER, EXPIRES, TTL, WRITER, "i", "ix"] {
+            assert_eq!(pending_since(other), None, "{other}");
+        }
+        assert_ne!(call_token(), call_token());
     }
 
     #[test]

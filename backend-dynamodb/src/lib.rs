@@ -80,10 +80,14 @@
 //! | `set_many`, `delete_many` | BatchWriteItem, 25 distinct keys per call (the last of duplicate keys wins) |
 //! | `keys` | one Query per shard, `begins_with(sk, prefix)`, pages fetched as the stream is read |
 //! | `clear` | one Query per shard, each page deleted with BatchWriteItem |
-//! | `set_if_absent` | PutItem with `attribute_not_exists(pk) OR exp <= now` |
-//! | `compare_and_swap` | PutItem with `(v = expected OR n = expected) AND live` |
-//! | `increment` | UpdateItem `ADD n` on a live counter, with an overflow bound; else a conditional PutItem starting a new counter, or converting a live binary value of digits |
+//! | `set_if_absent` | PutItem with `attribute_not_exists(pk) OR exp <= now`, carrying the call's token `w` |
+//! | `compare_and_swap` | PutItem with `(v = expected OR n = expected) AND live`, carrying the call's token `w` |
+//! | `increment` | UpdateItem `SET n = n + delta` on a live counter, with an overflow bound, keeping the result under the call's token; else a conditional PutItem starting a new counter, or converting a live binary value of digits; then UpdateItem removing the token (2 requests; 3 for a new counter) |
 //! | `purge_expired` | nothing: native TTL deletes expired items (see below) |
+//!
+//! `set_if_absent`, `compare_and_swap` and `increment` take effect exactly once, and answer
+//! for their own write, when the SDK resends a request whose answer was lost after it landed;
+//! the tokens that make it so never show in values read (see the `kv` module's source docs).
 //!
 //! Batch calls that come back with unprocessed items are resent with exponential backoff and
 //! jitter; after 10 rounds without progress the operation fails with
@@ -100,6 +104,10 @@
 //!
 //! # Limits and caveats
 //!
+//! - A store built by [`DynamoDbStore::connect`] gives each request attempt 5 s and each
+//!   request 15 s with its retries (see [`DynamoDbConfigBuilder::attempt_timeout`]); a request
+//!   out of time fails with [`Error::Unavailable`], as do throttling, server faults and lost
+//!   connections. A client passed to [`DynamoDbStore::new`] keeps its own timeouts.
 //! - Items are sized before they are written with DynamoDB's rule (attribute names plus
 //!   values); an item over 400 KB is refused with
 //!   [`Error::ValueTooLarge`] and no request is sent.
@@ -132,6 +140,7 @@ mod tokens;
 mod txn;
 mod users;
 
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use storekit_core::{Error, Result};
@@ -152,8 +161,12 @@ pub struct DynamoDbStore {
 impl DynamoDbStore {
     /// A store using a client the caller already has. Sends no request.
     ///
-    /// The client's own endpoint, region and credentials are used; those in `config` matter
-    /// only to [`DynamoDbStore::connect`].
+    /// The client's own endpoint, region, credentials, retries and timeouts are used; those in
+    /// `config` matter only to [`DynamoDbStore::connect`]. A client without an operation
+    /// timeout waits for a silent server as long as the connection stays open, so give it one
+    /// (`TimeoutConfig` in the SDK's config; the defaults storekit uses are
+    /// [`DynamoDbConfig::DEFAULT_ATTEMPT_TIMEOUT`] and
+    /// [`DynamoDbConfig::DEFAULT_OPERATION_TIMEOUT`]).
     pub fn new(client: Client, config: DynamoDbConfig) -> Self {
         Self {
             client,
@@ -165,9 +178,15 @@ impl DynamoDbStore {
 
     /// A store with a client built from the standard AWS configuration chain (environment,
     /// profile, instance role, ...), with the endpoint, region and credentials of `config`
-    /// taking precedence. Sends no request to DynamoDB.
+    /// taking precedence, and the attempt and operation timeouts of `config` (a request that
+    /// runs out of time fails with [`Error::Unavailable`]). Sends no request to DynamoDB.
     pub async fn connect(config: DynamoDbConfig) -> Result<Self> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        // Merged with the chain's defaults, which keep their connect timeout.
+        let timeouts = TimeoutConfig::builder()
+            .operation_attempt_timeout(config.attempt_timeout())
+            .operation_timeout(config.operation_timeout())
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
         if let Some(region) = config.region() {
             loader = loader.region(Region::new(region.to_owned()));
         }
