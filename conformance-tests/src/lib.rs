@@ -1,6 +1,6 @@
 //! The storekit conformance suite: the contract every backend keeps.
 //!
-//! The cases are plain `pub async fn`s in [`users`], [`kv`] and [`input`] that take a [`Fixture`] (fresh,
+//! The cases are plain `pub async fn`s in [`users`], [`kv`], [`input`] and [`load`] that take a [`Fixture`] (fresh,
 //! empty stores) and fail by panicking. [`conformance_suite!`] expands to one `#[tokio::test]`
 //! per case for a backend, so a failure names both the case and the backend:
 //!
@@ -24,6 +24,7 @@ pub mod containers;
 pub mod harness;
 pub mod input;
 pub mod kv;
+pub mod load;
 pub mod users;
 
 pub use harness::{Fixture, SetupContext, run_case, server_url};
@@ -54,6 +55,9 @@ macro_rules! conformance_suite {
             extra_reads_back_as_returned,
             oauth_expiry_at_the_ends_of_time,
             one_answer_when_two_rules_apply,
+        );
+        $crate::conformance_suite!(@cases load, $crate::harness::IdKind::Uuid, $setup, load;
+            mixed_writers_on_few_keys_account_for_every_success,
         );
     };
     (@users $module:ident, $kind:expr, $setup:ident) => {
