@@ -55,7 +55,8 @@ enum Backend {
     #[cfg(feature = "postgres")]
     Postgres(PostgresStore),
     #[cfg(feature = "dynamodb")]
-    DynamoDb(DynamoDbStore),
+    // Boxed: the store carries its whole config, several times the size of the others.
+    DynamoDb(Box<DynamoDbStore>),
 }
 
 impl From<MemoryStore> for Stores {
@@ -92,7 +93,7 @@ impl From<DynamoDbStore> for Stores {
     /// Wraps a store built with its typed config or from an existing client.
     fn from(store: DynamoDbStore) -> Self {
         Self {
-            backend: Backend::DynamoDb(store),
+            backend: Backend::DynamoDb(Box::new(store)),
         }
     }
 }
@@ -142,7 +143,7 @@ impl Stores {
             #[cfg(feature = "postgres")]
             Backend::Postgres(store) => Arc::new(store.clone()),
             #[cfg(feature = "dynamodb")]
-            Backend::DynamoDb(store) => Arc::new(store.clone()),
+            Backend::DynamoDb(store) => Arc::new(DynamoDbStore::clone(store)),
         }
     }
 
@@ -155,7 +156,7 @@ impl Stores {
             #[cfg(feature = "postgres")]
             Backend::Postgres(store) => Arc::new(store.clone()),
             #[cfg(feature = "dynamodb")]
-            Backend::DynamoDb(store) => Arc::new(store.clone()),
+            Backend::DynamoDb(store) => Arc::new(DynamoDbStore::clone(store)),
         }
     }
 
@@ -228,7 +229,7 @@ async fn postgres(_url: &str) -> Result<Backend> {
 async fn dynamodb(url: &str) -> Result<Backend> {
     DynamoDbStore::connect(DynamoDbConfig::from_url(url)?)
         .await
-        .map(Backend::DynamoDb)
+        .map(|store| Backend::DynamoDb(Box::new(store)))
 }
 
 #[cfg(not(feature = "dynamodb"))]

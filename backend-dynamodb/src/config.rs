@@ -85,7 +85,7 @@ impl DynamoDbConfig {
     /// How long a request may take with all its retries unless set otherwise: 15 s.
     ///
     /// Room for the SDK's three attempts at their timeout, minus its backoff: a caller waits at
-    /// most this long for an answer, then gets [`Error::Unavailable`] instead of a hang.
+    /// most this long for an answer, then gets [`Error::OutcomeUnknown`] instead of a hang.
     pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(15);
 
     /// A builder starting from the defaults: prefix `storekit_`, UUID ids, 16 shards, attempt
@@ -176,7 +176,7 @@ impl DynamoDbConfig {
     }
 
     /// How long a request may take with all its retries before it fails with
-    /// [`Error::Unavailable`]. Used by [`crate::DynamoDbStore::connect`].
+    /// [`Error::OutcomeUnknown`]. Used by [`crate::DynamoDbStore::connect`].
     pub fn operation_timeout(&self) -> Duration {
         self.operation_timeout
     }
@@ -261,7 +261,7 @@ impl DynamoDbConfigBuilder {
     }
 
     /// How long a request may take with all its attempts before it fails with
-    /// [`Error::Unavailable`] (default [`DynamoDbConfig::DEFAULT_OPERATION_TIMEOUT`]). Used by
+    /// [`Error::OutcomeUnknown`] (default [`DynamoDbConfig::DEFAULT_OPERATION_TIMEOUT`]). Used by
     /// [`crate::DynamoDbStore::connect`]; a client passed to [`crate::DynamoDbStore::new`]
     /// keeps its own timeouts.
     pub fn operation_timeout(mut self, timeout: Duration) -> Self {

@@ -1,8 +1,10 @@
 //! The one place where DynamoDB's failures become storekit's [`Error`].
 //!
-//! SDK errors are classified once: throttling, timeouts, failures to reach the service, a
-//! connection lost while reading an answer and server faults (5xx) are [`Error::Unavailable`]
-//! (retrying may help), everything else is [`Error::Backend`]. Either way
+//! SDK errors are classified once: a request that got no answer (a timeout, a connection lost
+//! while the answer was read) is [`Error::OutcomeUnknown`], since it may have been applied;
+//! throttling, failures to reach the service and server faults (5xx) are
+//! [`Error::Unavailable`] (nothing applied, retrying may help); everything else is
+//! [`Error::Backend`]. Either way
 //! the SDK error is kept whole as the source, never turned into a string. Failures that are
 //! storekit's own (a batch that kept coming back unprocessed, a malformed stored item) are
 //! [`DynamoError`] and convert the same way.
@@ -79,10 +81,22 @@ pub(crate) fn sdk<E>(err: SdkError<E, HttpResponse>) -> Error
 where
     E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
-    if is_transient(&err) {
+    if is_unanswered(&err) {
+        Error::outcome_unknown(BACKEND, err)
+    } else if is_transient(&err) {
         Error::unavailable(BACKEND, err)
     } else {
         Error::backend(BACKEND, err)
+    }
+}
+
+/// True if the request may have reached DynamoDB and no answer came back: timed out, or the
+/// connection broke while the answer was read.
+fn is_unanswered<E>(err: &SdkError<E, HttpResponse>) -> bool {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(failure) => failure.is_timeout(),
+        _ => false,
     }
 }
 
@@ -156,17 +170,29 @@ mod tests {
         matches!(sdk(err), Error::Unavailable { .. })
     }
 
+    fn outcome_unknown(err: GetError) -> bool {
+        matches!(sdk(err), Error::OutcomeUnknown { .. })
+    }
+
+    #[test]
+    fn requests_without_an_answer_have_an_unknown_outcome() {
+        let io = || "connection reset by peer".to_owned();
+        assert!(outcome_unknown(SdkError::response_error(
+            io(),
+            response(200)
+        )));
+        assert!(outcome_unknown(SdkError::timeout_error(io())));
+        assert!(outcome_unknown(SdkError::dispatch_failure(
+            ConnectorError::timeout(io().into())
+        )));
+    }
+
     #[test]
     fn failures_worth_retrying_are_unavailable() {
         let io = || "connection reset by peer".to_owned();
-        assert!(unavailable(SdkError::response_error(io(), response(200))));
-        assert!(unavailable(SdkError::timeout_error(io())));
         assert!(unavailable(SdkError::dispatch_failure(ConnectorError::io(
             io().into()
         ))));
-        assert!(unavailable(SdkError::dispatch_failure(
-            ConnectorError::timeout(io().into())
-        )));
         assert!(unavailable(SdkError::dispatch_failure(
             ConnectorError::other(io().into(), None)
         )));

@@ -106,8 +106,10 @@
 //!
 //! - A store built by [`DynamoDbStore::connect`] gives each request attempt 5 s and each
 //!   request 15 s with its retries (see [`DynamoDbConfigBuilder::attempt_timeout`]); a request
-//!   out of time fails with [`Error::Unavailable`], as do throttling, server faults and lost
-//!   connections. A client passed to [`DynamoDbStore::new`] keeps its own timeouts.
+//!   out of time, or whose connection is lost before the answer, fails with
+//!   [`Error::OutcomeUnknown`] (it may have been applied); throttling, server faults and
+//!   unreachable endpoints fail with [`Error::Unavailable`]. A client passed to
+//!   [`DynamoDbStore::new`] keeps its own timeouts.
 //! - Items are sized before they are written with DynamoDB's rule (attribute names plus
 //!   values); an item over 400 KB is refused with
 //!   [`Error::ValueTooLarge`] and no request is sent.
@@ -179,7 +181,7 @@ impl DynamoDbStore {
     /// A store with a client built from the standard AWS configuration chain (environment,
     /// profile, instance role, ...), with the endpoint, region and credentials of `config`
     /// taking precedence, and the attempt and operation timeouts of `config` (a request that
-    /// runs out of time fails with [`Error::Unavailable`]). Sends no request to DynamoDB.
+    /// runs out of time fails with [`Error::OutcomeUnknown`]). Sends no request to DynamoDB.
     pub async fn connect(config: DynamoDbConfig) -> Result<Self> {
         // Merged with the chain's defaults, which keep their connect timeout.
         let timeouts = TimeoutConfig::builder()
