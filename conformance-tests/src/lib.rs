@@ -1,6 +1,6 @@
 //! The storekit conformance suite: the contract every backend keeps.
 //!
-//! The cases are plain `pub async fn`s in [`users`], [`kv`], [`input`] and [`load`] that take a [`Fixture`] (fresh,
+//! The cases are plain `pub async fn`s in [`users`], [`kv`], [`input`], [`load`] and [`model`] that take a [`Fixture`] (fresh,
 //! empty stores) and fail by panicking. [`conformance_suite!`] expands to one `#[tokio::test]`
 //! per case for a backend, so a failure names both the case and the backend:
 //!
@@ -25,6 +25,7 @@ pub mod harness;
 pub mod input;
 pub mod kv;
 pub mod load;
+pub mod model;
 pub mod users;
 
 pub use harness::{Fixture, SetupContext, run_case, server_url};
@@ -58,6 +59,12 @@ macro_rules! conformance_suite {
         );
         $crate::conformance_suite!(@cases load, $crate::harness::IdKind::Uuid, $setup, load;
             mixed_writers_on_few_keys_account_for_every_success,
+        );
+        $crate::conformance_suite!(@cases model_uuid, $crate::harness::IdKind::Uuid, $setup, model;
+            random_sequences_agree_with_a_plain_model,
+        );
+        $crate::conformance_suite!(@cases model_int, $crate::harness::IdKind::Int, $setup, model;
+            random_sequences_agree_with_a_plain_model,
         );
     };
     (@users $module:ident, $kind:expr, $setup:ident) => {
