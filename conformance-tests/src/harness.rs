@@ -26,6 +26,8 @@ pub struct Fixture {
     pub auth: Arc<DynAuthStore>,
     /// The key-value store.
     pub kv: Arc<DynKvStore>,
+    /// Where backends legitimately differ, what this one does.
+    pub capabilities: Capabilities,
     dump: DumpFn,
     cleanup: Option<CleanupFn>,
 }
@@ -50,14 +52,47 @@ impl Fixture {
         Self {
             auth,
             kv,
+            capabilities: Capabilities::default(),
             dump,
             cleanup: Some(cleanup),
         }
     }
 
+    /// Declares where this backend differs from the default [`Capabilities`].
+    pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = capabilities;
+        self
+    }
+
     /// Everything the backend stored, as text.
     pub async fn dump(&self) -> String {
         (self.dump)().await
+    }
+}
+
+/// The documented differences between backends, so that the cases can assert each exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// `purge_expired` deletes expired items and counts them (the SQL backends and memory).
+    /// `false` where the database expires items itself and `purge_expired` returns 0
+    /// (DynamoDB's native TTL).
+    pub purge_on_demand: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Self {
+            purge_on_demand: true,
+        }
+    }
+}
+
+impl Capabilities {
+    /// Expired items are removed by the database itself; `purge_expired` returns 0.
+    pub fn database_expires_items(mut self) -> Self {
+        self.purge_on_demand = false;
+        self
     }
 }
 

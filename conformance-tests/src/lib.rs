@@ -28,7 +28,7 @@ pub mod load;
 pub mod model;
 pub mod users;
 
-pub use harness::{Fixture, SetupContext, run_case, server_url};
+pub use harness::{Capabilities, Fixture, SetupContext, run_case, server_url};
 
 /// Expands one `#[tokio::test]` per conformance case for the backend whose fixture `setup`
 /// builds (`async fn setup(SetupContext) -> Option<Fixture>`).

@@ -30,15 +30,20 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
         .expect("ensure_schema is idempotent");
     let dumped = store.clone();
     let dropped = store.clone();
-    Some(Fixture::new(
-        store.clone(),
-        store,
-        Box::new(move || {
-            let store = dumped.clone();
-            async move { store.dump().await.expect("dump") }.boxed()
-        }),
-        Box::new(move || async move { dropped.drop_schema().await.expect("drop_schema") }.boxed()),
-    ))
+    Some(
+        Fixture::new(
+            store.clone(),
+            store,
+            Box::new(move || {
+                let store = dumped.clone();
+                async move { store.dump().await.expect("dump") }.boxed()
+            }),
+            Box::new(move || {
+                async move { dropped.drop_schema().await.expect("drop_schema") }.boxed()
+            }),
+        )
+        .with_capabilities(storekit_conformance::Capabilities::default().database_expires_items()),
+    )
 }
 
 storekit_conformance::conformance_suite!(setup);
