@@ -181,6 +181,111 @@ async fn connections_killed_by_the_server_are_retryable_and_the_store_recovers()
     Ok(())
 }
 
+/// Connections killed again and again in the middle of a load of user creates and kv writes:
+/// every failure is retryable, and afterwards no user is half there: each one found by id is
+/// found by its email and the other way round, and a create that failed with an unknown outcome
+/// left either a whole user or nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_killed_mid_load_leave_no_half_written_user() -> Result<()> {
+    use storekit_core::{NewUser, UserStore as _};
+
+    let Ok(url) = std::env::var("STOREKIT_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "STOREKIT_POSTGRES_URL is not set and CI is"
+        );
+        return Ok(());
+    };
+    let app = format!("storekit_midload_{}", std::process::id());
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let schema = format!("midload_{}", std::process::id());
+    let config = PostgresConfig::new(format!("{url}{separator}application_name={app}"))?
+        .schema(&schema)
+        .max_connections(8);
+    let store = PostgresStore::connect(&config).await?;
+    store.migrate().await?;
+    let admin = PostgresStore::connect(&PostgresConfig::new(&url)?).await?;
+
+    let writers: Vec<_> = (0..8)
+        .map(|task| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                for i in 0..40 {
+                    let email = format!("load-{task}-{i}@example.com");
+                    let created = store.create_user(NewUser::new(email.clone(), "h")).await;
+                    let kv = store.set("load", &format!("{task}-{i}"), b"v", None).await;
+                    for err in [created.as_ref().err(), kv.as_ref().err()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        assert!(err.is_retryable(), "not retryable: {err:?}");
+                    }
+                    outcomes.push((email, created.map(|user| user.id)));
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let mut kills = 0;
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let killed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = $1) AS t",
+        )
+        .bind(&app)
+        .fetch_one(admin.pool())
+        .await
+        .map_err(backend)?;
+        kills += killed;
+    }
+    let mut outcomes = Vec::new();
+    for writer in writers {
+        outcomes.extend(writer.await.expect("a writer panicked"));
+    }
+    assert!(kills > 0, "no connection was killed");
+
+    let mut failed = 0;
+    for (email, created) in &outcomes {
+        let by_email = store.get_user_by_email(email).await?;
+        match created {
+            Ok(id) => {
+                assert_eq!(by_email.as_ref().map(|u| u.id), Some(*id), "{email}");
+                assert_eq!(
+                    store.get_user(*id).await?.map(|u| u.email),
+                    Some(email.clone())
+                );
+            }
+            // Not known whether it landed: if it did, it is whole.
+            Err(_) => {
+                failed += 1;
+                if let Some(user) = by_email {
+                    assert_eq!(
+                        store.get_user(user.id).await?.map(|u| u.email),
+                        Some(email.clone())
+                    );
+                }
+            }
+        }
+    }
+    // The store recovered after each kill: most calls went through.
+    assert!(
+        failed * 4 < outcomes.len(),
+        "{failed} of {} creates failed after {kills} kills",
+        outcomes.len()
+    );
+
+    store.drop_tables().await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(admin.pool())
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
 fn backend(err: sqlx::Error) -> Error {
     Error::backend("postgres", err)
 }
