@@ -286,6 +286,134 @@ async fn connections_killed_mid_load_leave_no_half_written_user() -> Result<()> 
     Ok(())
 }
 
+/// A TCP proxy to the server that can stall: while stalled it keeps every connection open
+/// and passes no byte either way, as a hung server or a network that drops packets does.
+struct StallingProxy {
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StallingProxy {
+    async fn start(upstream: String) -> (Self, u16) {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stalled.clone();
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (from_client, to_client) = inbound.into_split();
+                let (from_server, to_server) = outbound.into_split();
+                for (mut from, mut to) in [(from_client, to_server), (from_server, to_client)] {
+                    let flag = flag.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let read = match from.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(read) => read,
+                            };
+                            while flag.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(5)).await;
+                            }
+                            if to.write_all(&buf[..read]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        (Self { stalled }, port)
+    }
+
+    fn stall(&self, stalled: bool) {
+        self.stalled
+            .store(stalled, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The server stops answering in the middle of a session: a call fails with `OutcomeUnknown`
+/// at the operation timeout instead of waiting for ever, and once the server answers again
+/// the same store serves, on the connections it already had.
+#[tokio::test]
+async fn a_server_that_stalls_mid_session_is_reported_at_the_operation_timeout() -> Result<()> {
+    let Ok(url) = std::env::var("STOREKIT_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "STOREKIT_POSTGRES_URL is not set and CI is"
+        );
+        return Ok(());
+    };
+    let parsed = url::Url::parse(&url).map_err(|e| Error::invalid("url", e.to_string()))?;
+    let upstream = format!(
+        "{}:{}",
+        parsed.host_str().unwrap_or("127.0.0.1"),
+        parsed.port().unwrap_or(5432)
+    );
+    let (proxy, port) = StallingProxy::start(upstream).await;
+    let mut proxied = parsed.clone();
+    proxied
+        .set_port(Some(port))
+        .map_err(|()| Error::invalid("url", "no port"))?;
+    let schema = format!("stall_{}", std::process::id());
+    let config = PostgresConfig::new(proxied.as_str())?
+        .schema(&schema)
+        .max_connections(2)
+        .operation_timeout(Some(Duration::from_millis(700)));
+    let store = PostgresStore::connect(&config).await?;
+    store.migrate().await?;
+    store.set("stall", "k", b"before", None).await?;
+
+    proxy.stall(true);
+    let started = Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(5), store.get("stall", "k"))
+        .await
+        .expect("the call came back")
+        .expect_err("no answer");
+    let took = started.elapsed();
+    assert!(matches!(err, Error::OutcomeUnknown { .. }), "{err:?}");
+    assert!(
+        took >= Duration::from_millis(600) && took < Duration::from_secs(3),
+        "gave up after {took:?}"
+    );
+    proxy.stall(false);
+
+    // The server answers again: the store serves, whatever state the cut call left behind.
+    let mut served = false;
+    for _ in 0..5 {
+        match store.get("stall", "k").await {
+            Ok(value) => {
+                assert_eq!(value.as_deref(), Some(&b"before"[..]));
+                served = true;
+                break;
+            }
+            Err(err) => assert!(err.is_retryable(), "{err:?}"),
+        }
+    }
+    assert!(served, "the store did not recover");
+    store.set("stall", "k", b"after", None).await?;
+    assert_eq!(
+        store.get("stall", "k").await?.as_deref(),
+        Some(&b"after"[..])
+    );
+
+    store.drop_tables().await?;
+    let admin = PostgresStore::connect(&PostgresConfig::new(&url)?).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(admin.pool())
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
 fn backend(err: sqlx::Error) -> Error {
     Error::backend("postgres", err)
 }

@@ -48,6 +48,7 @@ macro_rules! conformance_suite {
             kv_compare_and_swap_race,
             kv_concurrent_increments,
             kv_concurrent_writers_keep_their_own_outcomes,
+            kv_overlapping_batches_in_any_order,
             kv_limits_are_enforced,
             kv_typed_json,
         );

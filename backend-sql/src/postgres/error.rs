@@ -62,6 +62,42 @@ pub(super) fn is_deadlock(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("40P01"))
 }
 
+/// True if the server rolled the statement back to break a deadlock or a serialization
+/// conflict: the same statement may simply be run again.
+pub(super) fn is_rolled_back_conflict(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db)
+        if matches!(db.code().as_deref(), Some("40P01" | "40001")))
+}
+
+/// Attempts an idempotent statement gets when the server keeps rolling it back.
+const CONFLICT_ATTEMPTS: u32 = 5;
+
+/// Runs an idempotent statement, again when the server rolled it back to break a deadlock or
+/// a serialization conflict: up to [`CONFLICT_ATTEMPTS`] times, pausing 1-2 ms, then twice
+/// as long each time, with jitter so that the transactions that collided do not collide again.
+pub(super) async fn retry_conflicts<T, F, Fut>(mut statement: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut pause = std::time::Duration::from_millis(1);
+    for _ in 1..CONFLICT_ATTEMPTS {
+        match statement().await {
+            Err(err) if is_rolled_back_conflict(&err) => {
+                // The sub-second clock is jitter enough for a pause of a few milliseconds.
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |now| now.subsec_nanos());
+                let jitter = f64::from(nanos % 1000) / 1000.0;
+                tokio::time::sleep(pause.mul_f64(1.0 + jitter)).await;
+                pause *= 2;
+            }
+            other => return other.map_err(pg_error),
+        }
+    }
+    statement().await.map_err(pg_error)
+}
+
 /// Maps a violation of `kind` to `then`, anything else through [`pg_error`].
 pub(super) fn on_violation(kind: Violation, then: Error) -> impl FnOnce(sqlx::Error) -> Error {
     move |err| {

@@ -13,7 +13,7 @@ use storekit_core::time::{expiry_millis, is_live, now_millis};
 use storekit_core::{KvStore, Result, validate};
 
 use super::PostgresStore;
-use super::error::pg_error;
+use super::error::{pg_error, retry_conflicts};
 use crate::purge;
 
 /// Keys fetched per query while listing. Each page is one index walk from the last key, in a
@@ -108,14 +108,17 @@ impl PostgresStore {
 #[async_trait]
 impl KvStore for PostgresStore {
     async fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        validate::check_keys(namespace, &[key])?;
-        sqlx::query_scalar(self.inner.sql.kv_get.clone())
-            .bind(namespace)
-            .bind(key)
-            .bind(now_millis())
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(pg_error)
+        self.within_deadline(async {
+            validate::check_keys(namespace, &[key])?;
+            sqlx::query_scalar(self.inner.sql.kv_get.clone())
+                .bind(namespace)
+                .bind(key)
+                .bind(now_millis())
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(pg_error)
+        })
+        .await
     }
 
     async fn set(
@@ -125,60 +128,72 @@ impl KvStore for PostgresStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<()> {
-        self.start_purger();
-        validate::check_entry(namespace, key, value)?;
-        sqlx::query(self.inner.sql.kv_upsert.clone())
-            .bind(namespace)
-            .bind(key)
-            .bind(value)
-            .bind(expiry_millis(ttl)?)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(pg_error)?;
-        Ok(())
+        self.within_deadline(async {
+            self.start_purger();
+            validate::check_entry(namespace, key, value)?;
+            sqlx::query(self.inner.sql.kv_upsert.clone())
+                .bind(namespace)
+                .bind(key)
+                .bind(value)
+                .bind(expiry_millis(ttl)?)
+                .execute(&self.inner.pool)
+                .await
+                .map_err(pg_error)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn delete(&self, namespace: &str, key: &str) -> Result<bool> {
-        validate::check_keys(namespace, &[key])?;
-        let removed: Option<Option<i64>> = sqlx::query_scalar(self.inner.sql.kv_delete.clone())
-            .bind(namespace)
-            .bind(key)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(pg_error)?;
-        Ok(removed.is_some_and(|expires_at| is_live(expires_at, now_millis())))
+        self.within_deadline(async {
+            validate::check_keys(namespace, &[key])?;
+            let removed: Option<Option<i64>> = sqlx::query_scalar(self.inner.sql.kv_delete.clone())
+                .bind(namespace)
+                .bind(key)
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(pg_error)?;
+            Ok(removed.is_some_and(|expires_at| is_live(expires_at, now_millis())))
+        })
+        .await
     }
 
     async fn contains(&self, namespace: &str, key: &str) -> Result<bool> {
-        validate::check_keys(namespace, &[key])?;
-        sqlx::query_scalar(self.inner.sql.kv_contains.clone())
-            .bind(namespace)
-            .bind(key)
-            .bind(now_millis())
-            .fetch_one(&self.inner.pool)
-            .await
-            .map_err(pg_error)
+        self.within_deadline(async {
+            validate::check_keys(namespace, &[key])?;
+            sqlx::query_scalar(self.inner.sql.kv_contains.clone())
+                .bind(namespace)
+                .bind(key)
+                .bind(now_millis())
+                .fetch_one(&self.inner.pool)
+                .await
+                .map_err(pg_error)
+        })
+        .await
     }
 
     async fn get_many(&self, namespace: &str, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
-        validate::check_keys(namespace, keys)?;
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(self.inner.sql.kv_get_many.clone())
-            .bind(namespace)
-            .bind(keys)
-            .bind(now_millis())
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(pg_error)?;
-        let mut found = HashMap::with_capacity(rows.len());
-        for row in rows {
-            let key: String = row.try_get(0).map_err(pg_error)?;
-            let value: Vec<u8> = row.try_get(1).map_err(pg_error)?;
-            found.insert(key, value);
-        }
-        Ok(keys.iter().map(|key| found.get(*key).cloned()).collect())
+        self.within_deadline(async {
+            validate::check_keys(namespace, keys)?;
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let rows = sqlx::query(self.inner.sql.kv_get_many.clone())
+                .bind(namespace)
+                .bind(keys)
+                .bind(now_millis())
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(pg_error)?;
+            let mut found = HashMap::with_capacity(rows.len());
+            for row in rows {
+                let key: String = row.try_get(0).map_err(pg_error)?;
+                let value: Vec<u8> = row.try_get(1).map_err(pg_error)?;
+                found.insert(key, value);
+            }
+            Ok(keys.iter().map(|key| found.get(*key).cloned()).collect())
+        })
+        .await
     }
 
     async fn set_many(
@@ -187,42 +202,50 @@ impl KvStore for PostgresStore {
         items: &[(&str, &[u8])],
         ttl: Option<Duration>,
     ) -> Result<()> {
-        self.start_purger();
-        for (key, value) in items {
-            validate::check_entry(namespace, key, value)?;
-        }
-        let expires_at = expiry_millis(ttl)?;
-        // One upsert cannot touch a row twice, so repeated keys keep only their last value.
-        // Rows are written, and locked, in key order: concurrent batches over overlapping keys
-        // then wait for each other instead of deadlocking, and the index is walked in order.
-        let mut last: BTreeMap<&str, &[u8]> = BTreeMap::new();
-        for (key, value) in items {
-            last.insert(key, value);
-        }
-        if last.is_empty() {
-            return Ok(());
-        }
-        let (keys, values): (Vec<&str>, Vec<&[u8]>) = last.into_iter().unzip();
-        sqlx::query(self.inner.sql.kv_upsert_many.clone())
-            .bind(namespace)
-            .bind(keys)
-            .bind(values)
-            .bind(expires_at)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(pg_error)?;
-        Ok(())
+        self.within_deadline(async {
+            self.start_purger();
+            for (key, value) in items {
+                validate::check_entry(namespace, key, value)?;
+            }
+            let expires_at = expiry_millis(ttl)?;
+            // One upsert cannot touch a row twice, so repeated keys keep only their last value.
+            // Rows are written, and locked, in key order: concurrent batches over overlapping keys
+            // then wait for each other instead of deadlocking, and the index is walked in order.
+            let mut last: BTreeMap<&str, &[u8]> = BTreeMap::new();
+            for (key, value) in items {
+                last.insert(key, value);
+            }
+            if last.is_empty() {
+                return Ok(());
+            }
+            let (keys, values): (Vec<&str>, Vec<&[u8]>) = last.into_iter().unzip();
+            retry_conflicts(|| {
+                sqlx::query(self.inner.sql.kv_upsert_many.clone())
+                    .bind(namespace)
+                    .bind(&keys)
+                    .bind(&values)
+                    .bind(expires_at)
+                    .execute(&self.inner.pool)
+            })
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn delete_many(&self, namespace: &str, keys: &[&str]) -> Result<()> {
-        validate::check_keys(namespace, keys)?;
-        sqlx::query(self.inner.sql.kv_delete_many.clone())
-            .bind(namespace)
-            .bind(keys)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(pg_error)?;
-        Ok(())
+        self.within_deadline(async {
+            validate::check_keys(namespace, keys)?;
+            retry_conflicts(|| {
+                sqlx::query(self.inner.sql.kv_delete_many.clone())
+                    .bind(namespace)
+                    .bind(keys)
+                    .execute(&self.inner.pool)
+            })
+            .await?;
+            Ok(())
+        })
+        .await
     }
 
     fn keys<'a>(&'a self, namespace: &'a str, prefix: &'a str) -> BoxStream<'a, Result<String>> {
@@ -246,18 +269,21 @@ impl KvStore for PostgresStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<bool> {
-        self.start_purger();
-        validate::check_entry(namespace, key, value)?;
-        let stored = sqlx::query(self.inner.sql.kv_insert_if_absent.clone())
-            .bind(namespace)
-            .bind(key)
-            .bind(value)
-            .bind(expiry_millis(ttl)?)
-            .bind(now_millis())
-            .execute(&self.inner.pool)
-            .await
-            .map_err(pg_error)?;
-        Ok(stored.rows_affected() == 1)
+        self.within_deadline(async {
+            self.start_purger();
+            validate::check_entry(namespace, key, value)?;
+            let stored = sqlx::query(self.inner.sql.kv_insert_if_absent.clone())
+                .bind(namespace)
+                .bind(key)
+                .bind(value)
+                .bind(expiry_millis(ttl)?)
+                .bind(now_millis())
+                .execute(&self.inner.pool)
+                .await
+                .map_err(pg_error)?;
+            Ok(stored.rows_affected() == 1)
+        })
+        .await
     }
 
     async fn compare_and_swap(
@@ -268,22 +294,25 @@ impl KvStore for PostgresStore {
         new: &[u8],
         ttl: Option<Duration>,
     ) -> Result<bool> {
-        self.start_purger();
-        let Some(expected) = expected else {
-            return self.set_if_absent(namespace, key, new, ttl).await;
-        };
-        validate::check_entry(namespace, key, new)?;
-        let swapped = sqlx::query(self.inner.sql.kv_swap.clone())
-            .bind(namespace)
-            .bind(key)
-            .bind(new)
-            .bind(expiry_millis(ttl)?)
-            .bind(expected)
-            .bind(now_millis())
-            .execute(&self.inner.pool)
-            .await
-            .map_err(pg_error)?;
-        Ok(swapped.rows_affected() == 1)
+        self.within_deadline(async {
+            self.start_purger();
+            let Some(expected) = expected else {
+                return self.set_if_absent(namespace, key, new, ttl).await;
+            };
+            validate::check_entry(namespace, key, new)?;
+            let swapped = sqlx::query(self.inner.sql.kv_swap.clone())
+                .bind(namespace)
+                .bind(key)
+                .bind(new)
+                .bind(expiry_millis(ttl)?)
+                .bind(expected)
+                .bind(now_millis())
+                .execute(&self.inner.pool)
+                .await
+                .map_err(pg_error)?;
+            Ok(swapped.rows_affected() == 1)
+        })
+        .await
     }
 
     async fn increment(
@@ -293,31 +322,34 @@ impl KvStore for PostgresStore {
         delta: i64,
         ttl: Option<Duration>,
     ) -> Result<i64> {
-        self.start_purger();
-        validate::check_keys(namespace, &[key])?;
-        let new_expiry = expiry_millis(ttl)?;
-        let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
-        let row = sqlx::query(self.inner.sql.kv_lock_counter.clone())
-            .bind(namespace)
-            .bind(key)
-            .bind(new_expiry)
-            .bind(now_millis())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(pg_error)?;
-        let current: Vec<u8> = row.try_get(0).map_err(pg_error)?;
-        // On a non-counter value or an overflow the transaction is dropped, which rolls back
-        // and leaves the stored value as it was.
-        let value = counter::add(Some(&current), delta)?;
-        sqlx::query(self.inner.sql.kv_set_value.clone())
-            .bind(namespace)
-            .bind(key)
-            .bind(counter::encode(value))
-            .execute(&mut *tx)
-            .await
-            .map_err(pg_error)?;
-        tx.commit().await.map_err(pg_error)?;
-        Ok(value)
+        self.within_deadline(async {
+            self.start_purger();
+            validate::check_keys(namespace, &[key])?;
+            let new_expiry = expiry_millis(ttl)?;
+            let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
+            let row = sqlx::query(self.inner.sql.kv_lock_counter.clone())
+                .bind(namespace)
+                .bind(key)
+                .bind(new_expiry)
+                .bind(now_millis())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(pg_error)?;
+            let current: Vec<u8> = row.try_get(0).map_err(pg_error)?;
+            // On a non-counter value or an overflow the transaction is dropped, which rolls back
+            // and leaves the stored value as it was.
+            let value = counter::add(Some(&current), delta)?;
+            sqlx::query(self.inner.sql.kv_set_value.clone())
+                .bind(namespace)
+                .bind(key)
+                .bind(counter::encode(value))
+                .execute(&mut *tx)
+                .await
+                .map_err(pg_error)?;
+            tx.commit().await.map_err(pg_error)?;
+            Ok(value)
+        })
+        .await
     }
 
     async fn purge_expired(&self) -> Result<u64> {

@@ -42,6 +42,12 @@ pub struct PostgresConfig {
     /// `statement_timeout`), and the operation fails with [`Error::Unavailable`]; `None` leaves
     /// the server's setting. Default 30 s.
     pub statement_timeout: Option<std::time::Duration>,
+    /// The longest a call (all its statements and retries) waits for the server before failing
+    /// with [`Error::OutcomeUnknown`]: what reports a server that stopped answering mid-call,
+    /// which no server-side timeout can. `clear`, `purge_expired` and `migrate`, whose work
+    /// grows with the data, are bounded by `statement_timeout` only. `None`: no limit.
+    /// Default 10 s.
+    pub operation_timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for PostgresConfig {
@@ -55,6 +61,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("purge_interval", &self.purge_interval)
             .field("connect_timeout", &self.connect_timeout)
             .field("statement_timeout", &self.statement_timeout)
+            .field("operation_timeout", &self.operation_timeout)
             .finish()
     }
 }
@@ -94,6 +101,7 @@ impl PostgresConfig {
             purge_interval: Some(crate::purge::DEFAULT_INTERVAL),
             connect_timeout: std::time::Duration::from_secs(5),
             statement_timeout: Some(std::time::Duration::from_secs(30)),
+            operation_timeout: Some(std::time::Duration::from_secs(10)),
         };
         let mut kept = Vec::new();
         for (name, value) in parsed.query_pairs() {
@@ -154,6 +162,12 @@ impl PostgresConfig {
         self.statement_timeout = timeout;
         self
     }
+
+    /// Sets how long a call waits for the server before `OutcomeUnknown` (`None`: no limit).
+    pub fn operation_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
 }
 
 /// A storekit store on PostgreSQL. Cheap to clone; clones share the pool.
@@ -170,6 +184,7 @@ struct Inner {
     tables: Tables,
     schema: Option<String>,
     purger: crate::purge::Purger,
+    operation_timeout: Option<std::time::Duration>,
 }
 
 impl PostgresStore {
@@ -212,7 +227,22 @@ impl PostgresStore {
                 tables,
                 schema: config.schema.clone(),
                 purger: crate::purge::Purger::new(config.purge_interval),
+                operation_timeout: config.operation_timeout,
             }),
+        })
+    }
+
+    /// Runs one call within the operation timeout. Past it, the call is dropped (sqlx then
+    /// discards the connection it was using) and its outcome is unknown.
+    async fn within_deadline<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T> {
+        let Some(limit) = self.inner.operation_timeout else {
+            return call.await;
+        };
+        tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            Err(Error::outcome_unknown(
+                "postgres",
+                format!("no answer within the operation timeout of {limit:?}"),
+            ))
         })
     }
 

@@ -303,7 +303,13 @@ impl Statements {
                  WHERE namespace = $1 AND key = $2 AND value = $5 \
                  AND (expires_at IS NULL OR expires_at > $6)"),
             kv_delete: r("DELETE FROM {kv} WHERE namespace = $1 AND key = $2 RETURNING expires_at"),
-            kv_delete_many: r("DELETE FROM {kv} WHERE namespace = $1 AND key = ANY($2)"),
+            // Rows are locked in key order, as `kv_upsert_many` writes them, whatever plan
+            // finds them (a scan of a small table visits them in storage order): concurrent
+            // batches over overlapping keys then wait for each other instead of deadlocking.
+            kv_delete_many: r(
+                "DELETE FROM {kv} WHERE (namespace, key) IN (SELECT namespace, key \
+                 FROM {kv} WHERE namespace = $1 AND key = ANY($2) ORDER BY key FOR UPDATE)",
+            ),
             kv_keys_first: r("SELECT key FROM {kv} WHERE namespace = $1 AND key >= $2 \
                  AND (expires_at IS NULL OR expires_at > $3) ORDER BY key LIMIT $4"),
             kv_keys_after: r("SELECT key FROM {kv} WHERE namespace = $1 AND key > $2 \

@@ -137,95 +137,113 @@ impl UserStore for PostgresStore {
     }
 
     async fn create_user(&self, user: NewUser) -> Result<User> {
-        let draft = user.into_draft()?;
-        let email_key = draft.email_key.clone();
-        let user = draft.into_user(UserId::Uuid(Uuid::now_v7()));
-        let query = sqlx::query(self.inner.sql.insert_user.clone());
-        let query = match self.inner.id_kind {
-            IdKind::Uuid => bind_id(query, user.id),
-            // The identity column assigns integer ids.
-            IdKind::Int => query,
-        };
-        let query = query
-            .bind(&user.email)
-            .bind(email_key)
-            .bind(&user.hashed_password)
-            .bind(user.is_active)
-            .bind(user.is_superuser)
-            .bind(user.is_verified)
-            .bind(user.created_at)
-            .bind(serde_json::Value::Object(user.extra.clone()));
-        let row = query
-            .fetch_one(&self.inner.pool)
-            .await
-            .map_err(on_violation(
-                Violation::Unique,
-                Error::AlreadyExists { what: "email" },
-            ))?;
-        let id = self.read_id(&row, 0)?;
-        Ok(User { id, ..user })
+        self.within_deadline(async {
+            let draft = user.into_draft()?;
+            let email_key = draft.email_key.clone();
+            let user = draft.into_user(UserId::Uuid(Uuid::now_v7()));
+            let query = sqlx::query(self.inner.sql.insert_user.clone());
+            let query = match self.inner.id_kind {
+                IdKind::Uuid => bind_id(query, user.id),
+                // The identity column assigns integer ids.
+                IdKind::Int => query,
+            };
+            let query = query
+                .bind(&user.email)
+                .bind(email_key)
+                .bind(&user.hashed_password)
+                .bind(user.is_active)
+                .bind(user.is_superuser)
+                .bind(user.is_verified)
+                .bind(user.created_at)
+                .bind(serde_json::Value::Object(user.extra.clone()));
+            let row = query
+                .fetch_one(&self.inner.pool)
+                .await
+                .map_err(on_violation(
+                    Violation::Unique,
+                    Error::AlreadyExists { what: "email" },
+                ))?;
+            let id = self.read_id(&row, 0)?;
+            Ok(User { id, ..user })
+        })
+        .await
     }
 
     async fn get_user(&self, id: UserId) -> Result<Option<User>> {
-        let id = self.check_id(id)?;
-        self.fetch_user(bind_id(sqlx::query(self.inner.sql.user_by_id.clone()), id))
-            .await
+        self.within_deadline(async {
+            let id = self.check_id(id)?;
+            self.fetch_user(bind_id(sqlx::query(self.inner.sql.user_by_id.clone()), id))
+                .await
+        })
+        .await
     }
 
     async fn get_user_by_email(&self, email: &str) -> Result<Option<User>> {
-        let key = normalize_email(email)?;
-        self.fetch_user(sqlx::query(self.inner.sql.user_by_email.clone()).bind(key))
-            .await
+        self.within_deadline(async {
+            let key = normalize_email(email)?;
+            self.fetch_user(sqlx::query(self.inner.sql.user_by_email.clone()).bind(key))
+                .await
+        })
+        .await
     }
 
     async fn update_user(&self, id: UserId, patch: UserPatch) -> Result<User> {
-        let id = self.check_id(id)?;
-        // Optimistic: read, apply, write only if the version is unchanged. A lost race means
-        // another update landed; a conditional patch then fails with Conflict in `apply`, an
-        // unconditional one is applied again on top of the newer user.
-        for _ in 0..UPDATE_ATTEMPTS {
-            if let Some(user) = self.try_update(id, &patch).await? {
-                return Ok(user);
+        self.within_deadline(async {
+            let id = self.check_id(id)?;
+            // Optimistic: read, apply, write only if the version is unchanged. A lost race means
+            // another update landed; a conditional patch then fails with Conflict in `apply`, an
+            // unconditional one is applied again on top of the newer user.
+            for _ in 0..UPDATE_ATTEMPTS {
+                if let Some(user) = self.try_update(id, &patch).await? {
+                    return Ok(user);
+                }
             }
-        }
-        Err(Error::unavailable(
-            BACKEND,
-            "a user kept changing while being updated",
-        ))
+            Err(Error::unavailable(
+                BACKEND,
+                "a user kept changing while being updated",
+            ))
+        })
+        .await
     }
 
     async fn delete_user(&self, id: UserId) -> Result<()> {
-        let id = self.check_id(id)?;
-        // ON DELETE CASCADE removes the user's OAuth accounts and tokens in the same statement.
-        let deleted = bind_id(sqlx::query(self.inner.sql.delete_user.clone()), id)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(pg_error)?;
-        if deleted.rows_affected() == 0 {
-            return Err(Error::NotFound { what: "user" });
-        }
-        Ok(())
+        self.within_deadline(async {
+            let id = self.check_id(id)?;
+            // ON DELETE CASCADE removes the user's OAuth accounts and tokens in the same statement.
+            let deleted = bind_id(sqlx::query(self.inner.sql.delete_user.clone()), id)
+                .execute(&self.inner.pool)
+                .await
+                .map_err(pg_error)?;
+            if deleted.rows_affected() == 0 {
+                return Err(Error::NotFound { what: "user" });
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
-        page.check()?;
-        let after = page.user_cursor(self.inner.id_kind)?;
-        let limit = page.limit as i64 + 1;
-        let query = match after {
-            Some(after) => bind_id(
-                sqlx::query(self.inner.sql.list_users_after.clone()).bind(limit),
-                after,
-            ),
-            None => sqlx::query(self.inner.sql.list_users_first.clone()).bind(limit),
-        };
-        let rows = query.fetch_all(&self.inner.pool).await.map_err(pg_error)?;
-        let users = rows
-            .iter()
-            .map(|row| self.user_from(row))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Page::from_overfetch(users, page.limit, |u| {
-            u.id.to_string()
-        }))
+        self.within_deadline(async {
+            page.check()?;
+            let after = page.user_cursor(self.inner.id_kind)?;
+            let limit = page.limit as i64 + 1;
+            let query = match after {
+                Some(after) => bind_id(
+                    sqlx::query(self.inner.sql.list_users_after.clone()).bind(limit),
+                    after,
+                ),
+                None => sqlx::query(self.inner.sql.list_users_first.clone()).bind(limit),
+            };
+            let rows = query.fetch_all(&self.inner.pool).await.map_err(pg_error)?;
+            let users = rows
+                .iter()
+                .map(|row| self.user_from(row))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Page::from_overfetch(users, page.limit, |u| {
+                u.id.to_string()
+            }))
+        })
+        .await
     }
 }
 
@@ -236,35 +254,39 @@ impl OAuthAccountStore for PostgresStore {
         user: UserId,
         account: NewOAuthAccount,
     ) -> Result<OAuthAccount> {
-        let user = self.check_id(user)?;
-        let account = account.into_account(user)?;
-        let query = bind_id(sqlx::query(self.inner.sql.insert_oauth.clone()), user)
-            .bind(&account.provider)
-            .bind(&account.account_id)
-            .bind(&account.account_email)
-            .bind(&account.access_token)
-            .bind(account.expires_at)
-            .bind(&account.refresh_token)
-            .bind(account.created_at)
-            .bind(account.updated_at);
-        let inserted = query
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|err| match violation(&err) {
-                Some(Violation::Unique) => Error::AlreadyExists {
-                    what: "oauth account",
-                },
-                Some(Violation::ForeignKey) => Error::NotFound { what: "user" },
-                None => pg_error(err),
-            });
-        match inserted {
-            // The rule on every backend: a missing user is reported before a taken account.
-            Err(Error::AlreadyExists { .. }) if self.get_user(user).await?.is_none() => {
-                Err(Error::NotFound { what: "user" })
+        self.within_deadline(async {
+            let user = self.check_id(user)?;
+            let account = account.into_account(user)?;
+            let query = bind_id(sqlx::query(self.inner.sql.insert_oauth.clone()), user)
+                .bind(&account.provider)
+                .bind(&account.account_id)
+                .bind(&account.account_email)
+                .bind(&account.access_token)
+                .bind(account.expires_at)
+                .bind(&account.refresh_token)
+                .bind(account.created_at)
+                .bind(account.updated_at);
+            let inserted =
+                query
+                    .execute(&self.inner.pool)
+                    .await
+                    .map_err(|err| match violation(&err) {
+                        Some(Violation::Unique) => Error::AlreadyExists {
+                            what: "oauth account",
+                        },
+                        Some(Violation::ForeignKey) => Error::NotFound { what: "user" },
+                        None => pg_error(err),
+                    });
+            match inserted {
+                // The rule on every backend: a missing user is reported before a taken account.
+                Err(Error::AlreadyExists { .. }) if self.get_user(user).await?.is_none() => {
+                    Err(Error::NotFound { what: "user" })
+                }
+                Err(err) => Err(err),
+                Ok(_) => Ok(account),
             }
-            Err(err) => Err(err),
-            Ok(_) => Ok(account),
-        }
+        })
+        .await
     }
 
     async fn update_oauth_account(
@@ -274,34 +296,37 @@ impl OAuthAccountStore for PostgresStore {
         account_id: &str,
         patch: OAuthAccountPatch,
     ) -> Result<OAuthAccount> {
-        let user = self.check_id(user)?;
-        check_oauth_key(provider, account_id)?;
-        let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
-        let select = sqlx::query(self.inner.sql.oauth_one_for_update.clone())
-            .bind(provider)
-            .bind(account_id);
-        let row = bind_id(select, user)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(pg_error)?;
-        let current = self.oauth_from(&row.ok_or(Error::NotFound {
-            what: "oauth account",
-        })?)?;
-        let next = patch.apply(&current)?;
-        let update = sqlx::query(self.inner.sql.update_oauth.clone())
-            .bind(provider)
-            .bind(account_id);
-        bind_id(update, user)
-            .bind(&next.account_email)
-            .bind(&next.access_token)
-            .bind(next.expires_at)
-            .bind(&next.refresh_token)
-            .bind(next.updated_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(pg_error)?;
-        tx.commit().await.map_err(pg_error)?;
-        Ok(next)
+        self.within_deadline(async {
+            let user = self.check_id(user)?;
+            check_oauth_key(provider, account_id)?;
+            let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
+            let select = sqlx::query(self.inner.sql.oauth_one_for_update.clone())
+                .bind(provider)
+                .bind(account_id);
+            let row = bind_id(select, user)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(pg_error)?;
+            let current = self.oauth_from(&row.ok_or(Error::NotFound {
+                what: "oauth account",
+            })?)?;
+            let next = patch.apply(&current)?;
+            let update = sqlx::query(self.inner.sql.update_oauth.clone())
+                .bind(provider)
+                .bind(account_id);
+            bind_id(update, user)
+                .bind(&next.account_email)
+                .bind(&next.access_token)
+                .bind(next.expires_at)
+                .bind(&next.refresh_token)
+                .bind(next.updated_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(pg_error)?;
+            tx.commit().await.map_err(pg_error)?;
+            Ok(next)
+        })
+        .await
     }
 
     async fn remove_oauth_account(
@@ -310,30 +335,36 @@ impl OAuthAccountStore for PostgresStore {
         provider: &str,
         account_id: &str,
     ) -> Result<()> {
-        let user = self.check_id(user)?;
-        check_oauth_key(provider, account_id)?;
-        let delete = sqlx::query(self.inner.sql.delete_oauth.clone())
-            .bind(provider)
-            .bind(account_id);
-        let removed = bind_id(delete, user)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(pg_error)?;
-        if removed.rows_affected() == 0 {
-            return Err(Error::NotFound {
-                what: "oauth account",
-            });
-        }
-        Ok(())
+        self.within_deadline(async {
+            let user = self.check_id(user)?;
+            check_oauth_key(provider, account_id)?;
+            let delete = sqlx::query(self.inner.sql.delete_oauth.clone())
+                .bind(provider)
+                .bind(account_id);
+            let removed = bind_id(delete, user)
+                .execute(&self.inner.pool)
+                .await
+                .map_err(pg_error)?;
+            if removed.rows_affected() == 0 {
+                return Err(Error::NotFound {
+                    what: "oauth account",
+                });
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn oauth_accounts(&self, user: UserId) -> Result<Vec<OAuthAccount>> {
-        let user = self.check_id(user)?;
-        let rows = bind_id(sqlx::query(self.inner.sql.oauth_of_user.clone()), user)
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(pg_error)?;
-        rows.iter().map(|row| self.oauth_from(row)).collect()
+        self.within_deadline(async {
+            let user = self.check_id(user)?;
+            let rows = bind_id(sqlx::query(self.inner.sql.oauth_of_user.clone()), user)
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(pg_error)?;
+            rows.iter().map(|row| self.oauth_from(row)).collect()
+        })
+        .await
     }
 
     async fn get_user_by_oauth_account(
@@ -341,30 +372,37 @@ impl OAuthAccountStore for PostgresStore {
         provider: &str,
         account_id: &str,
     ) -> Result<Option<User>> {
-        check_oauth_key(provider, account_id)?;
-        let query = sqlx::query(self.inner.sql.user_by_oauth.clone())
-            .bind(provider)
-            .bind(account_id);
-        self.fetch_user(query).await
+        self.within_deadline(async {
+            check_oauth_key(provider, account_id)?;
+            let query = sqlx::query(self.inner.sql.user_by_oauth.clone())
+                .bind(provider)
+                .bind(account_id);
+            self.fetch_user(query).await
+        })
+        .await
     }
 }
 
 #[async_trait]
 impl AccessTokenStore for PostgresStore {
     async fn create_access_token(&self, user: UserId) -> Result<IssuedToken> {
-        let user = self.check_id(user)?;
-        let secret = token::generate()?;
-        let info = AccessToken::new(user, now());
-        let insert = sqlx::query(self.inner.sql.insert_token.clone()).bind(token::hash(&secret));
-        bind_id(insert, user)
-            .bind(info.created_at)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(on_violation(
-                Violation::ForeignKey,
-                Error::NotFound { what: "user" },
-            ))?;
-        Ok(IssuedToken::new(secret, info))
+        self.within_deadline(async {
+            let user = self.check_id(user)?;
+            let secret = token::generate()?;
+            let info = AccessToken::new(user, now());
+            let insert =
+                sqlx::query(self.inner.sql.insert_token.clone()).bind(token::hash(&secret));
+            bind_id(insert, user)
+                .bind(info.created_at)
+                .execute(&self.inner.pool)
+                .await
+                .map_err(on_violation(
+                    Violation::ForeignKey,
+                    Error::NotFound { what: "user" },
+                ))?;
+            Ok(IssuedToken::new(secret, info))
+        })
+        .await
     }
 
     async fn get_access_token(
@@ -372,35 +410,44 @@ impl AccessTokenStore for PostgresStore {
         token: &str,
         max_age: Option<Duration>,
     ) -> Result<Option<AccessToken>> {
-        let row = sqlx::query(self.inner.sql.token_by_hash.clone())
-            .bind(token::hash(token))
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(pg_error)?;
-        let found = row
-            .map(|row| {
-                let user = self.read_id(&row, 0)?;
-                Ok::<_, Error>(AccessToken::new(user, row.try_get(1).map_err(pg_error)?))
-            })
-            .transpose()?;
-        Ok(token_if_fresh(found, max_age))
+        self.within_deadline(async {
+            let row = sqlx::query(self.inner.sql.token_by_hash.clone())
+                .bind(token::hash(token))
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(pg_error)?;
+            let found = row
+                .map(|row| {
+                    let user = self.read_id(&row, 0)?;
+                    Ok::<_, Error>(AccessToken::new(user, row.try_get(1).map_err(pg_error)?))
+                })
+                .transpose()?;
+            Ok(token_if_fresh(found, max_age))
+        })
+        .await
     }
 
     async fn delete_access_token(&self, token: &str) -> Result<bool> {
-        let deleted = sqlx::query(self.inner.sql.delete_token.clone())
-            .bind(token::hash(token))
-            .execute(&self.inner.pool)
-            .await
-            .map_err(pg_error)?;
-        Ok(deleted.rows_affected() > 0)
+        self.within_deadline(async {
+            let deleted = sqlx::query(self.inner.sql.delete_token.clone())
+                .bind(token::hash(token))
+                .execute(&self.inner.pool)
+                .await
+                .map_err(pg_error)?;
+            Ok(deleted.rows_affected() > 0)
+        })
+        .await
     }
 
     async fn delete_access_tokens_for_user(&self, user: UserId) -> Result<()> {
-        let user = self.check_id(user)?;
-        bind_id(sqlx::query(self.inner.sql.delete_user_tokens.clone()), user)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(pg_error)?;
-        Ok(())
+        self.within_deadline(async {
+            let user = self.check_id(user)?;
+            bind_id(sqlx::query(self.inner.sql.delete_user_tokens.clone()), user)
+                .execute(&self.inner.pool)
+                .await
+                .map_err(pg_error)?;
+            Ok(())
+        })
+        .await
     }
 }
