@@ -13,7 +13,7 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
         store.clone(),
         store,
         Box::new(move || {
-            let text = format!("{dumped:?}");
+            let text = dumped.dump();
             async move { text }.boxed()
         }),
         Box::new(|| async {}.boxed()),

@@ -73,6 +73,46 @@ impl MemoryStore {
         }
     }
 
+    /// Everything the store holds, rendered as text, for tests that check what is stored (the
+    /// SQL and DynamoDB stores have the same). Unlike `Debug`, it shows values and hashes.
+    pub fn dump(&self) -> String {
+        use std::fmt::Write as _;
+        let state = self.state();
+        let mut out = String::new();
+        for user in state.users.values() {
+            let _ = writeln!(
+                out,
+                "user {} {} {} v{} {}",
+                user.id,
+                user.email,
+                user.hashed_password,
+                user.version,
+                serde_json::Value::Object(user.extra.clone())
+            );
+        }
+        for ((provider, account_id), account) in &state.oauth {
+            let _ = writeln!(
+                out,
+                "oauth {provider} {account_id} user {} {}",
+                account.user_id, account.account_email
+            );
+        }
+        for (hash, token) in &state.tokens {
+            let _ = writeln!(out, "token {hash} user {}", token.user_id);
+        }
+        for (namespace, items) in &state.kv {
+            for (key, entry) in items {
+                let _ = writeln!(
+                    out,
+                    "kv {namespace} {key} {:?} expires {:?}",
+                    String::from_utf8_lossy(&entry.value),
+                    entry.expires_at
+                );
+            }
+        }
+        out
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the maps half-updated in a way that
         // matters more than losing the whole store, so a poisoned lock is simply reused.
