@@ -74,22 +74,23 @@ impl DynamoDbConfig {
     /// The number of partitions per key-value namespace unless another is set.
     pub const DEFAULT_SHARDS: u16 = 16;
 
-    /// How long one attempt of a request may take unless set otherwise: 5 s.
+    /// How long one attempt of a request may take unless set otherwise: 3 s.
     ///
     /// DynamoDB answers in milliseconds (a transaction in tens of them), so an attempt still
-    /// unanswered after 5 s is stuck (a stalled connection, an endpoint that accepted it and
+    /// unanswered after 3 s is stuck (a stalled connection, an endpoint that accepted it and
     /// went silent), and sending it again on a fresh connection is the better bet. It is long
     /// enough that a slow but working network is never cut off.
-    pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 
-    /// How long a request may take with all its retries unless set otherwise: 15 s.
+    /// How long a request may take with all its retries unless set otherwise: 10 s.
     ///
-    /// Room for the SDK's three attempts at their timeout, minus its backoff: a caller waits at
-    /// most this long for an answer, then gets [`Error::OutcomeUnknown`] instead of a hang.
-    pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(15);
+    /// Room for the SDK's three attempts at their timeout, with its backoff: a caller learns of
+    /// a stalled or unreachable server within 10 s, as [`Error::OutcomeUnknown`] (no answer)
+    /// or [`Error::Unavailable`] (no connection), instead of a hang.
+    pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// A builder starting from the defaults: prefix `storekit_`, UUID ids, 16 shards, attempt
-    /// and operation timeouts of 5 s and 15 s, and the endpoint, region and credentials of the
+    /// and operation timeouts of 3 s and 10 s, and the endpoint, region and credentials of the
     /// standard AWS chain.
     pub fn builder() -> DynamoDbConfigBuilder {
         DynamoDbConfigBuilder {

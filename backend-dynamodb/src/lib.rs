@@ -104,8 +104,8 @@
 //!
 //! # Limits and caveats
 //!
-//! - A store built by [`DynamoDbStore::connect`] gives each request attempt 5 s and each
-//!   request 15 s with its retries (see [`DynamoDbConfigBuilder::attempt_timeout`]); a request
+//! - A store built by [`DynamoDbStore::connect`] gives each request attempt 3 s and each
+//!   request 10 s with its retries (see [`DynamoDbConfigBuilder::attempt_timeout`]); a request
 //!   out of time, or whose connection is lost before the answer, fails with
 //!   [`Error::OutcomeUnknown`] (it may have been applied); throttling, server faults and
 //!   unreachable endpoints fail with [`Error::Unavailable`]. A client passed to
