@@ -135,6 +135,7 @@ impl Stores {
     }
 
     /// Users, OAuth accounts and access tokens.
+    #[must_use]
     pub fn auth(&self) -> Arc<DynAuthStore> {
         match &self.backend {
             Backend::Memory(store) => store.clone(),
@@ -148,6 +149,7 @@ impl Stores {
     }
 
     /// The key-value store.
+    #[must_use]
     pub fn kv(&self) -> Arc<DynKvStore> {
         match &self.backend {
             Backend::Memory(store) => store.clone(),
@@ -161,6 +163,7 @@ impl Stores {
     }
 
     /// The backend's name: `memory`, `sqlite`, `postgres` or `dynamodb`.
+    #[must_use]
     pub fn backend(&self) -> &'static str {
         match &self.backend {
             Backend::Memory(_) => "memory",

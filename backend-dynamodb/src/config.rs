@@ -92,6 +92,7 @@ impl DynamoDbConfig {
     /// A builder starting from the defaults: prefix `storekit_`, UUID ids, 16 shards, attempt
     /// and operation timeouts of 3 s and 10 s, and the endpoint, region and credentials of the
     /// standard AWS chain.
+    #[must_use]
     pub fn builder() -> DynamoDbConfigBuilder {
         DynamoDbConfigBuilder {
             config: Self::default(),
@@ -156,38 +157,45 @@ impl DynamoDbConfig {
     }
 
     /// The prefix of every table name.
+    #[must_use]
     pub fn table_prefix(&self) -> &str {
         &self.table_prefix
     }
 
     /// The endpoint override (e.g. DynamoDB Local), if any.
+    #[must_use]
     pub fn endpoint(&self) -> Option<&str> {
         self.endpoint.as_deref()
     }
 
     /// The region override, if any.
+    #[must_use]
     pub fn region(&self) -> Option<&str> {
         self.region.as_deref()
     }
 
     /// How long one attempt of a request may take before it is abandoned (and retried, if the
     /// operation's time allows). Used by [`crate::DynamoDbStore::connect`].
+    #[must_use]
     pub fn attempt_timeout(&self) -> Duration {
         self.attempt_timeout
     }
 
     /// How long a request may take with all its retries before it fails with
     /// [`Error::OutcomeUnknown`]. Used by [`crate::DynamoDbStore::connect`].
+    #[must_use]
     pub fn operation_timeout(&self) -> Duration {
         self.operation_timeout
     }
 
     /// The kind of user id the store assigns.
+    #[must_use]
     pub fn id_kind(&self) -> IdKind {
         self.id_kind
     }
 
     /// How many partitions each key-value namespace is spread over.
+    #[must_use]
     pub fn shard_count(&self) -> u16 {
         self.shard_count
     }
@@ -219,6 +227,7 @@ pub struct DynamoDbConfigBuilder {
 impl DynamoDbConfigBuilder {
     /// The prefix of every table name (letters, digits and `_`, at most 48 bytes), so several
     /// applications or test runs can share one account.
+    #[must_use]
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.config.table_prefix = prefix.into();
         self
@@ -226,6 +235,7 @@ impl DynamoDbConfigBuilder {
 
     /// Sends requests to this endpoint instead of AWS's, e.g. `http://127.0.0.1:8000` for
     /// DynamoDB Local. Used by [`crate::DynamoDbStore::connect`].
+    #[must_use]
     pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.config.endpoint = Some(endpoint.into());
         self
@@ -233,6 +243,7 @@ impl DynamoDbConfigBuilder {
 
     /// The AWS region, overriding the standard chain. Used by
     /// [`crate::DynamoDbStore::connect`].
+    #[must_use]
     pub fn region(mut self, region: impl Into<String>) -> Self {
         self.config.region = Some(region.into());
         self
@@ -240,6 +251,7 @@ impl DynamoDbConfigBuilder {
 
     /// Fixed credentials instead of the standard AWS chain, e.g. dummy ones for DynamoDB Local.
     /// Used by [`crate::DynamoDbStore::connect`].
+    #[must_use]
     pub fn credentials(
         mut self,
         access_key_id: impl Into<String>,
@@ -256,6 +268,7 @@ impl DynamoDbConfigBuilder {
     /// timeout allows, sent again (default [`DynamoDbConfig::DEFAULT_ATTEMPT_TIMEOUT`]). Used
     /// by [`crate::DynamoDbStore::connect`]; a client passed to [`crate::DynamoDbStore::new`]
     /// keeps its own timeouts.
+    #[must_use]
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.config.attempt_timeout = timeout;
         self
@@ -265,12 +278,14 @@ impl DynamoDbConfigBuilder {
     /// [`Error::OutcomeUnknown`] (default [`DynamoDbConfig::DEFAULT_OPERATION_TIMEOUT`]). Used by
     /// [`crate::DynamoDbStore::connect`]; a client passed to [`crate::DynamoDbStore::new`]
     /// keeps its own timeouts.
+    #[must_use]
     pub fn operation_timeout(mut self, timeout: Duration) -> Self {
         self.config.operation_timeout = timeout;
         self
     }
 
     /// The kind of user id the store assigns (default UUID v7).
+    #[must_use]
     pub fn id_kind(mut self, kind: IdKind) -> Self {
         self.config.id_kind = kind;
         self
@@ -280,6 +295,7 @@ impl DynamoDbConfigBuilder {
     ///
     /// It is part of the table's layout: every store using a table must use the same count,
     /// and it cannot change once items are written.
+    #[must_use]
     pub fn shard_count(mut self, shards: u16) -> Self {
         self.config.shard_count = shards;
         self

@@ -169,6 +169,7 @@ impl DynamoDbStore {
     /// (`TimeoutConfig` in the SDK's config; the defaults storekit uses are
     /// [`DynamoDbConfig::DEFAULT_ATTEMPT_TIMEOUT`] and
     /// [`DynamoDbConfig::DEFAULT_OPERATION_TIMEOUT`]).
+    #[must_use]
     pub fn new(client: Client, config: DynamoDbConfig) -> Self {
         Self {
             client,
@@ -228,11 +229,13 @@ impl DynamoDbStore {
     }
 
     /// The config the store was built with.
+    #[must_use]
     pub fn config(&self) -> &DynamoDbConfig {
         &self.config
     }
 
     /// The DynamoDB client the store uses.
+    #[must_use]
     pub fn client(&self) -> &Client {
         &self.client
     }

@@ -59,6 +59,7 @@ impl Fixture {
     }
 
     /// Declares where this backend differs from the default [`Capabilities`].
+    #[must_use]
     pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
         self.capabilities = capabilities;
         self
@@ -90,6 +91,7 @@ impl Default for Capabilities {
 
 impl Capabilities {
     /// Expired items are removed by the database itself; `purge_expired` returns 0.
+    #[must_use]
     pub fn database_expires_items(mut self) -> Self {
         self.purge_on_demand = false;
         self
@@ -114,6 +116,7 @@ pub struct SetupContext {
 ///
 /// Without either the case is skipped with a loud message, unless `CI` is set, where a missing
 /// server fails the run: CI must never pass by skipping.
+#[must_use]
 pub fn server_url(var: &str) -> Option<String> {
     if let Ok(url) = std::env::var(var)
         && !url.is_empty()

@@ -131,27 +131,32 @@ impl Error {
     /// True if trying the same call again may succeed: [`Error::Unavailable`] (nothing was
     /// applied) and [`Error::OutcomeUnknown`] (something may have been; see
     /// [`Error::may_have_been_applied`]).
+    #[must_use]
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable { .. } | Self::OutcomeUnknown { .. })
     }
 
     /// True if a write that failed with this error may nevertheless have been applied
     /// ([`Error::OutcomeUnknown`]). Every other error means nothing was written.
+    #[must_use]
     pub fn may_have_been_applied(&self) -> bool {
         matches!(self, Self::OutcomeUnknown { .. })
     }
 
     /// True for [`Error::AlreadyExists`].
+    #[must_use]
     pub fn is_already_exists(&self) -> bool {
         matches!(self, Self::AlreadyExists { .. })
     }
 
     /// True for [`Error::NotFound`].
+    #[must_use]
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::NotFound { .. })
     }
 
     /// True for [`Error::Conflict`].
+    #[must_use]
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Conflict { .. })
     }

@@ -147,6 +147,7 @@ pub struct KeyPage {
 
 impl KeyPage {
     /// An empty page with room for `keys` keys.
+    #[must_use]
     pub fn with_capacity(keys: usize) -> Self {
         Self {
             text: String::with_capacity(keys * 16),
@@ -161,16 +162,19 @@ impl KeyPage {
     }
 
     /// How many keys the page holds.
+    #[must_use]
     pub fn len(&self) -> usize {
         self.ends.len()
     }
 
     /// True if the page holds no key.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
     }
 
     /// The `i`th key.
+    #[must_use]
     pub fn get(&self, i: usize) -> Option<&str> {
         let end = *self.ends.get(i)?;
         let start = i.checked_sub(1).map_or(0, |before| self.ends[before]);
@@ -178,6 +182,7 @@ impl KeyPage {
     }
 
     /// The last key.
+    #[must_use]
     pub fn last(&self) -> Option<&str> {
         self.len().checked_sub(1).and_then(|i| self.get(i))
     }
@@ -277,6 +282,7 @@ pub struct PageSizes {
 
 impl PageSizes {
     /// Every page the same size.
+    #[must_use]
     pub fn fixed(size: usize) -> Self {
         Self {
             first: size,
@@ -305,6 +311,7 @@ pub mod counter {
     }
 
     /// The stored form of a counter.
+    #[must_use]
     pub fn encode(value: i64) -> Vec<u8> {
         value.to_string().into_bytes()
     }

@@ -61,11 +61,13 @@ impl std::fmt::Debug for MemoryStore {
 
 impl MemoryStore {
     /// An empty store with UUID user ids.
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
     /// An empty store with user ids of the given kind.
+    #[must_use]
     pub fn with_id_kind(id_kind: IdKind) -> Self {
         Self {
             id_kind,

@@ -8,12 +8,14 @@ use crate::{Error, Result};
 
 /// The current time, truncated to microseconds: the finest precision every backend stores, so
 /// a value reads back exactly as it was written.
+#[must_use]
 pub fn now() -> DateTime<Utc> {
     truncate(Utc::now())
 }
 
 /// Truncates a timestamp to microseconds, whatever its year (chrono's `duration_trunc` gives
 /// up past 2262, when nanoseconds overflow 64 bits, and left such times untruncated).
+#[must_use]
 pub fn truncate(at: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
 }
@@ -32,6 +34,7 @@ pub fn check_timestamp(what: &'static str, at: DateTime<Utc>) -> Result<()> {
 }
 
 /// The current time in milliseconds since the Unix epoch.
+#[must_use]
 pub fn now_millis() -> i64 {
     Utc::now().timestamp_millis()
 }
@@ -52,6 +55,7 @@ pub fn expiry_millis(ttl: Option<Duration>) -> Result<Option<i64>> {
 }
 
 /// True if an item with this deadline is still alive at `now` (milliseconds).
+#[must_use]
 pub fn is_live(expires_at: Option<i64>, now: i64) -> bool {
     expires_at.is_none_or(|at| at > now)
 }
@@ -63,6 +67,7 @@ pub fn from_micros(micros: i64) -> Result<DateTime<Utc>> {
 }
 
 /// True if something created at `created_at` is younger than `max_age` (always, without one).
+#[must_use]
 pub fn is_younger_than(created_at: DateTime<Utc>, max_age: Option<Duration>) -> bool {
     let Some(max_age) = max_age else { return true };
     match TimeDelta::from_std(max_age) {

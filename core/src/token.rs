@@ -18,6 +18,7 @@ pub fn generate() -> Result<String> {
 /// The form of a token that stores keep and look up by: SHA-256, lower-case hex.
 ///
 /// A plain hash is enough because tokens are 256 random bits, not guessable passwords.
+#[must_use]
 pub fn hash(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
     let mut hex = String::with_capacity(64);

@@ -32,6 +32,7 @@ pub enum IdKind {
 
 impl IdKind {
     /// The kind's name in URLs and stored metadata: `uuid` or `int`.
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Uuid => "uuid",
@@ -64,6 +65,7 @@ pub enum UserId {
 
 impl UserId {
     /// The kind of this id.
+    #[must_use]
     pub fn kind(&self) -> IdKind {
         match self {
             Self::Uuid(_) => IdKind::Uuid,
@@ -192,18 +194,21 @@ impl NewUser {
     }
 
     /// Sets `is_active`.
+    #[must_use]
     pub fn active(mut self, yes: bool) -> Self {
         self.is_active = yes;
         self
     }
 
     /// Sets `is_superuser`.
+    #[must_use]
     pub fn superuser(mut self, yes: bool) -> Self {
         self.is_superuser = yes;
         self
     }
 
     /// Sets `is_verified`.
+    #[must_use]
     pub fn verified(mut self, yes: bool) -> Self {
         self.is_verified = yes;
         self
@@ -259,6 +264,7 @@ struct UserFields {
 
 impl UserDraft {
     /// The stored user, once the backend knows its id.
+    #[must_use]
     pub fn into_user(self, id: UserId) -> User {
         let f = self.user_without_id;
         User {
@@ -298,35 +304,41 @@ pub struct UserPatch {
 
 impl UserPatch {
     /// An empty patch.
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Changes the email.
+    #[must_use]
     pub fn email(mut self, email: impl Into<String>) -> Self {
         self.email = Some(email.into());
         self
     }
 
     /// Changes the password hash.
+    #[must_use]
     pub fn hashed_password(mut self, hash: impl Into<String>) -> Self {
         self.hashed_password = Some(hash.into());
         self
     }
 
     /// Changes `is_active`.
+    #[must_use]
     pub fn active(mut self, yes: bool) -> Self {
         self.is_active = Some(yes);
         self
     }
 
     /// Changes `is_superuser`.
+    #[must_use]
     pub fn superuser(mut self, yes: bool) -> Self {
         self.is_superuser = Some(yes);
         self
     }
 
     /// Changes `is_verified`.
+    #[must_use]
     pub fn verified(mut self, yes: bool) -> Self {
         self.is_verified = Some(yes);
         self
@@ -340,6 +352,7 @@ impl UserPatch {
 
     /// Makes the update conditional: it fails with [`Error::Conflict`] unless the stored user
     /// still has this version (the one the caller read).
+    #[must_use]
     pub fn if_version(mut self, version: u64) -> Self {
         self.expected_version = Some(version);
         self
@@ -412,6 +425,7 @@ impl PageRequest {
     pub const MAX_LIMIT: usize = 1000;
 
     /// The first page, of up to `limit` items.
+    #[must_use]
     pub fn first(limit: usize) -> Self {
         Self {
             limit,
@@ -464,6 +478,7 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     /// A page of `items` followed by `next`.
+    #[must_use]
     pub fn new(items: Vec<T>, next: Option<String>) -> Self {
         Self { items, next }
     }
@@ -541,12 +556,14 @@ impl NewOAuthAccount {
     }
 
     /// Sets when the access token expires.
+    #[must_use]
     pub fn expires_at(mut self, at: DateTime<Utc>) -> Self {
         self.expires_at = Some(crate::truncate(at));
         self
     }
 
     /// Sets the refresh token.
+    #[must_use]
     pub fn refresh_token(mut self, token: impl Into<String>) -> Self {
         self.refresh_token = Some(token.into());
         self
@@ -608,11 +625,13 @@ pub struct OAuthAccountPatch {
 
 impl OAuthAccountPatch {
     /// An empty patch.
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Changes the access token and its expiry.
+    #[must_use]
     pub fn access_token(
         mut self,
         token: impl Into<String>,
@@ -624,12 +643,14 @@ impl OAuthAccountPatch {
     }
 
     /// Changes the refresh token.
+    #[must_use]
     pub fn refresh_token(mut self, token: Option<String>) -> Self {
         self.refresh_token = Some(token);
         self
     }
 
     /// Changes the account email.
+    #[must_use]
     pub fn account_email(mut self, email: impl Into<String>) -> Self {
         self.account_email = Some(email.into());
         self
@@ -674,6 +695,7 @@ pub struct AccessToken {
 
 impl AccessToken {
     /// A token record for `user_id` issued at `created_at`.
+    #[must_use]
     pub fn new(user_id: UserId, created_at: DateTime<Utc>) -> Self {
         Self {
             user_id,
@@ -686,6 +708,7 @@ impl AccessToken {
 /// stored.
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[must_use = "the token is shown only once: hand it to the client"]
 pub struct IssuedToken {
     /// The secret to give to the client.
     pub token: String,

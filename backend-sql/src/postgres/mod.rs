@@ -122,48 +122,56 @@ impl PostgresConfig {
     }
 
     /// Puts the tables in `schema`.
+    #[must_use]
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
         self.schema = Some(schema.into());
         self
     }
 
     /// Sets the table prefix.
+    #[must_use]
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.table_prefix = prefix.into();
         self
     }
 
     /// Sets the kind of user ids.
+    #[must_use]
     pub fn id_kind(mut self, kind: IdKind) -> Self {
         self.id_kind = kind;
         self
     }
 
     /// Sets the pool size.
+    #[must_use]
     pub fn max_connections(mut self, max: u32) -> Self {
         self.max_connections = max;
         self
     }
 
     /// Sets how often expired key-value items are deleted in the background (`None`: never).
+    #[must_use]
     pub fn purge_interval(mut self, interval: Option<std::time::Duration>) -> Self {
         self.purge_interval = interval;
         self
     }
 
     /// Sets how long to wait for a connection before failing with `Unavailable`.
+    #[must_use]
     pub fn connect_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
     /// Sets the server-side limit on one statement (`None`: the server's own setting).
+    #[must_use]
     pub fn statement_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
         self.statement_timeout = timeout;
         self
     }
 
     /// Sets how long a call waits for the server before `OutcomeUnknown` (`None`: no limit).
+    #[must_use]
     pub fn operation_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
         self.operation_timeout = timeout;
         self
@@ -247,6 +255,7 @@ impl PostgresStore {
     }
 
     /// The pool, to share with the rest of the application.
+    #[must_use]
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
     }

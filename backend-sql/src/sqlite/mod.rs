@@ -67,6 +67,7 @@ impl SqliteConfig {
     }
 
     /// A private in-memory database, gone when the store is dropped.
+    #[must_use]
     pub fn memory() -> Self {
         Self {
             path: None,
@@ -115,36 +116,42 @@ impl SqliteConfig {
     }
 
     /// Sets the table prefix.
+    #[must_use]
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.table_prefix = prefix.into();
         self
     }
 
     /// Sets the kind of user ids.
+    #[must_use]
     pub fn id_kind(mut self, kind: IdKind) -> Self {
         self.id_kind = kind;
         self
     }
 
     /// Sets the number of reader connections.
+    #[must_use]
     pub fn readers(mut self, readers: usize) -> Self {
         self.readers = readers;
         self
     }
 
     /// Sets how long an operation waits for another process's lock.
+    #[must_use]
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
         self
     }
 
     /// Sets how much of the file is read through memory-mapped I/O (0: none).
+    #[must_use]
     pub fn mmap_size(mut self, bytes: u64) -> Self {
         self.mmap_size = bytes;
         self
     }
 
     /// Sets how often expired key-value items are deleted in the background (`None`: never).
+    #[must_use]
     pub fn purge_interval(mut self, interval: Option<Duration>) -> Self {
         self.purge_interval = interval;
         self
