@@ -130,7 +130,7 @@ impl Stores {
             #[cfg(feature = "postgres")]
             Backend::Postgres(store) => store.migrate().await,
             #[cfg(feature = "dynamodb")]
-            Backend::DynamoDb(store) => store.ensure_schema().await,
+            Backend::DynamoDb(store) => store.migrate().await,
         }
     }
 

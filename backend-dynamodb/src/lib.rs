@@ -9,14 +9,14 @@
 //!
 //! let config = DynamoDbConfig::builder().table_prefix("myapp_").build()?;
 //! let store = DynamoDbStore::connect(config).await?; // standard AWS credential chain
-//! store.ensure_schema().await?; // creates `myapp_users` and `myapp_kv` if missing
+//! store.migrate().await?; // creates `myapp_users` and `myapp_kv` if missing
 //! # Ok(()) }
 //! ```
 //!
 //! # Tables
 //!
 //! Both tables have a string partition key `pk` and a string sort key `sk`, are billed per
-//! request, and are created by [`DynamoDbStore::ensure_schema`], never behind the caller's back.
+//! request, and are created by [`DynamoDbStore::migrate`], never behind the caller's back.
 //!
 //! **`{prefix}users`** holds users single-table style; every item is small, and each access
 //! touches a known key:
@@ -217,15 +217,32 @@ impl DynamoDbStore {
     }
 
     /// Creates the tables that are missing (pay per request), waits until they are active and
-    /// enables native TTL on the key-value table. Idempotent: existing tables are kept.
-    pub async fn ensure_schema(&self) -> Result<()> {
+    /// enables native TTL on the key-value table. Idempotent: existing tables are kept. The
+    /// same act as `SqliteStore::migrate` and `PostgresStore::migrate`, under the same name.
+    pub async fn migrate(&self) -> Result<()> {
         schema::ensure(&self.client, &self.users_table, &self.kv_table).await
     }
 
     /// Deletes both tables and everything in them, and waits until they are gone. Meant for
-    /// tests and teardown; missing tables are not an error.
-    pub async fn drop_schema(&self) -> Result<()> {
+    /// tests and teardown; missing tables are not an error. The same act as the SQL stores'
+    /// `drop_tables`.
+    pub async fn drop_tables(&self) -> Result<()> {
         schema::drop(&self.client, &self.users_table, &self.kv_table).await
+    }
+
+    /// The former name of [`DynamoDbStore::migrate`].
+    #[deprecated(since = "0.1.0", note = "renamed `migrate`, as on the other backends")]
+    pub async fn ensure_schema(&self) -> Result<()> {
+        self.migrate().await
+    }
+
+    /// The former name of [`DynamoDbStore::drop_tables`].
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed `drop_tables`, as on the other backends"
+    )]
+    pub async fn drop_schema(&self) -> Result<()> {
+        self.drop_tables().await
     }
 
     /// The config the store was built with.

@@ -87,7 +87,7 @@ async fn create_table(client: &Client, table: &str) -> Result<()> {
             tracing::info!(table, "created dynamodb table");
             Ok(())
         }
-        // Already there (or being created by a concurrent ensure_schema): wait for it below.
+        // Already there (or being created by a concurrent migrate): wait for it below.
         Err(err)
             if matches!(
                 err.as_service_error(),
@@ -211,7 +211,7 @@ async fn enable_ttl(client: &Client, table: &str) -> Result<()> {
             tracing::info!(table, attribute = TTL, "enabled dynamodb native TTL");
             Ok(())
         }
-        // A concurrent ensure_schema enabled it between our look and our update.
+        // A concurrent migrate enabled it between our look and our update.
         Err(err) if err.code() == Some("ValidationException") => {
             let again = client
                 .describe_time_to_live()

@@ -172,12 +172,12 @@ where
         .build()
         .expect("config");
     let store = DynamoDbStore::new(client(&endpoint, Some(requests.clone())), config);
-    store.ensure_schema().await.expect("ensure_schema");
+    store.migrate().await.expect("migrate");
     requests.reset();
     let outcome = AssertUnwindSafe(test(store.clone(), requests))
         .catch_unwind()
         .await;
-    store.drop_schema().await.expect("drop_schema");
+    store.drop_tables().await.expect("drop_tables");
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
@@ -375,9 +375,9 @@ async fn an_item_over_400kb_is_refused_before_any_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ensure_schema_is_idempotent_and_enables_ttl() {
+async fn migrate_is_idempotent_and_enables_ttl() {
     with_store(16, |store, _requests| async move {
-        store.ensure_schema().await.expect("second ensure_schema");
+        store.migrate().await.expect("second migrate");
         let table = format!("{}kv", store.config().table_prefix());
         let ttl = store
             .client()

@@ -193,12 +193,12 @@ where
         .build()
         .expect("config");
     let store = DynamoDbStore::new(client(&endpoint, Some(faults.clone())), config);
-    store.ensure_schema().await.expect("ensure_schema");
+    store.migrate().await.expect("migrate");
     faults.reset();
     let outcome = AssertUnwindSafe(test(store.clone(), faults))
         .catch_unwind()
         .await;
-    store.drop_schema().await.expect("drop_schema");
+    store.drop_tables().await.expect("drop_tables");
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

@@ -95,7 +95,7 @@ async fn an_outage_mid_load_is_retryable_and_leaves_no_half_written_user() {
         .build()
         .expect("config");
     let store = DynamoDbStore::connect(config).await.expect("connect");
-    store.ensure_schema().await.expect("ensure_schema");
+    store.migrate().await.expect("migrate");
 
     // Writers run for 3.5 s; DynamoDB is away from 0.3 s to 2.8 s, longer than an operation
     // may take with its retries (1 s), so calls made during the outage fail.
@@ -169,5 +169,5 @@ async fn an_outage_mid_load_is_retryable_and_leaves_no_half_written_user() {
             );
         }
     }
-    store.drop_schema().await.expect("drop_schema");
+    store.drop_tables().await.expect("drop_tables");
 }

@@ -23,11 +23,8 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
     }
     let config = config.build().expect("config");
     let store = Arc::new(DynamoDbStore::connect(config).await.expect("connect"));
-    store.ensure_schema().await.expect("ensure_schema");
-    store
-        .ensure_schema()
-        .await
-        .expect("ensure_schema is idempotent");
+    store.migrate().await.expect("migrate");
+    store.migrate().await.expect("migrate is idempotent");
     let dumped = store.clone();
     let dropped = store.clone();
     Some(
@@ -39,7 +36,7 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
                 async move { store.dump().await.expect("dump") }.boxed()
             }),
             Box::new(move || {
-                async move { dropped.drop_schema().await.expect("drop_schema") }.boxed()
+                async move { dropped.drop_tables().await.expect("drop_tables") }.boxed()
             }),
         )
         .with_capabilities(storekit_conformance::Capabilities::default().database_expires_items()),

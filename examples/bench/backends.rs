@@ -212,7 +212,7 @@ async fn dynamodb(plan: &Plan) -> Result<Vec<Sample>, BoxError> {
         Some((raw.clone(), Some(raw_requests))),
     )
     .await;
-    store.drop_schema().await?;
+    store.drop_tables().await?;
     raw.remove().await?;
     Ok(samples)
 }
@@ -257,7 +257,7 @@ pub(crate) async fn bench_scale(
             let stores = Stores::from(store.clone());
             stores.migrate().await?;
             let report = scale::run(backend.name(), &stores, None, rows, plan).await;
-            store.drop_schema().await?;
+            store.drop_tables().await?;
             report
         }
         #[allow(unreachable_patterns)] // Reached only for backends whose feature is off.

@@ -66,6 +66,24 @@ impl std::fmt::Debug for PostgresConfig {
     }
 }
 
+impl Default for PostgresConfig {
+    /// The default settings without a server URL: what [`PostgresStore::from_pool`] needs, since
+    /// the pool brings its own connections.
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            schema: None,
+            table_prefix: String::new(),
+            id_kind: IdKind::Uuid,
+            max_connections: 16,
+            purge_interval: Some(crate::purge::DEFAULT_INTERVAL),
+            connect_timeout: std::time::Duration::from_secs(5),
+            statement_timeout: Some(std::time::Duration::from_secs(30)),
+            operation_timeout: Some(std::time::Duration::from_secs(10)),
+        }
+    }
+}
+
 /// The URL without what may be secret: user, password and the query string (which may hold
 /// `password=` or `sslpassword=`); host, port and database stay.
 fn redacted_url(url: &str) -> String {
@@ -92,17 +110,7 @@ impl PostgresConfig {
         let url = url.into();
         let mut parsed =
             url::Url::parse(&url).map_err(|e| Error::invalid("url", format!("{e}")))?;
-        let mut config = Self {
-            url: String::new(),
-            schema: None,
-            table_prefix: String::new(),
-            id_kind: IdKind::Uuid,
-            max_connections: 16,
-            purge_interval: Some(crate::purge::DEFAULT_INTERVAL),
-            connect_timeout: std::time::Duration::from_secs(5),
-            statement_timeout: Some(std::time::Duration::from_secs(30)),
-            operation_timeout: Some(std::time::Duration::from_secs(10)),
-        };
+        let mut config = Self::default();
         let mut kept = Vec::new();
         for (name, value) in parsed.query_pairs() {
             match (&*name, &*value) {
