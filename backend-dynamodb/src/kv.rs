@@ -586,18 +586,9 @@ impl KvStore for DynamoDbStore {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<bool> {
-        validate::check_entry(namespace, key, value)?;
-        let now = now_millis();
-        let token = call_token();
-        let mark = (WRITER.to_owned(), s(&token));
-        let item = self.kv_item(
-            namespace,
-            key,
-            &Stored::Bytes(value),
-            expiry_millis(ttl)?,
-            Some(mark),
-        )?;
-        self.put_once(item, &absent_or_expired(now), &token).await
+        // The same conditional put as a swap from absent, with the same exactly-once answer.
+        self.compare_and_swap(namespace, key, None, value, ttl)
+            .await
     }
 
     async fn compare_and_swap(

@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::types::{
 };
 use storekit_core::{
     Error, IdKind, NewUser, Page, PageRequest, Result, User, UserId, UserPatch, UserStore,
-    async_trait, serde_json,
+    async_trait,
 };
 
 use crate::error::{self, DynamoError};
@@ -89,7 +89,8 @@ impl DynamoDbStore {
 
     /// The user item, sized and checked before any request.
     fn user_item(&self, user: &User) -> Result<Item> {
-        check_numbers(&serde_json::Value::Object(user.extra.clone()))?;
+        // `extra`'s numbers are within DynamoDB's range: core's `validate::normalize_extra`
+        // checked them before any backend sees a user.
         let mut item = item::to_item(user)?;
         item.extend(key(user_pk(user.id), USER_SK));
         item::check_size(&item)?;
@@ -598,20 +599,4 @@ impl DynamoDbStore {
 /// Versions are stored as DynamoDB numbers through i64.
 fn version_number(version: u64) -> Result<i64> {
     i64::try_from(version).map_err(|_| Error::invalid("version", "is too large"))
-}
-
-/// DynamoDB numbers hold magnitudes from 1e-130 to below 1e126; a JSON number outside that
-/// would be refused by the server, so it is refused here with a typed error.
-fn check_numbers(value: &serde_json::Value) -> Result<()> {
-    match value {
-        serde_json::Value::Number(number) => match number.as_f64() {
-            Some(f) if number.is_f64() && f != 0.0 && !(1e-130..1e126).contains(&f.abs()) => Err(
-                Error::invalid("extra", format!("{f} is outside DynamoDB's number range")),
-            ),
-            _ => Ok(()),
-        },
-        serde_json::Value::Array(values) => values.iter().try_for_each(check_numbers),
-        serde_json::Value::Object(map) => map.values().try_for_each(check_numbers),
-        _ => Ok(()),
-    }
 }
