@@ -6,6 +6,8 @@
 //!
 //! Without the variable the tests say loudly that they skipped; with `CI` set they fail.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -139,24 +141,6 @@ impl Intercept for Requests {
     }
 }
 
-/// The endpoint, or `None` (skip) when it is not set; under `CI` a missing one fails.
-fn endpoint() -> Option<String> {
-    const VAR: &str = "STOREKIT_DYNAMODB_ENDPOINT";
-    match std::env::var(VAR) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("{VAR} is not set and CI is: run `eval \"$(scripts/services.sh up)\"` first")
-        }
-        _ => {
-            #[allow(clippy::print_stderr)] // the test harness shows stderr; a skip must be seen
-            {
-                eprintln!("SKIPPED: {VAR} is not set; run `eval \"$(scripts/services.sh up)\"`");
-            }
-            None
-        }
-    }
-}
-
 /// Runs `test` on a store with fresh tables and a request counter, dropping the tables after
 /// it whether it passed or not.
 async fn with_store<F, Fut>(shards: u16, test: F)
@@ -164,7 +148,9 @@ where
     F: FnOnce(DynamoDbStore, Requests) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = common::endpoint() else {
+        return;
+    };
     let requests = Requests::default();
     let config = DynamoDbConfig::builder()
         .table_prefix(unique_prefix())
@@ -202,7 +188,7 @@ fn run_elsewhere<T: Send + 'static>(
     store: &DynamoDbStore,
     work: impl AsyncFnOnce(DynamoDbStore) -> T + Send + 'static,
 ) -> T {
-    let endpoint = endpoint().expect("the store has an endpoint");
+    let endpoint = common::endpoint().expect("the store has an endpoint");
     let other = DynamoDbStore::new(client(&endpoint, None), store.config().clone());
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
@@ -453,7 +439,9 @@ async fn counters_are_numbers_that_read_as_digits() {
 
 #[tokio::test]
 async fn connect_from_a_url() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = common::endpoint() else {
+        return;
+    };
     let url = format!("dynamodb://?endpoint={endpoint}&region=us-east-1&prefix=x_&id=int");
     let config = DynamoDbConfig::from_url(&url).expect("url");
     let store = DynamoDbStore::connect(config).await.expect("connect");

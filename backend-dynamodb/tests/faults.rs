@@ -7,6 +7,8 @@
 //! Local; `eval "$(scripts/services.sh up)"` starts one). Without it they say loudly that they
 //! skipped; with `CI` set they fail. The silent-server test needs no server.
 
+mod common;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::TcpListener;
@@ -138,24 +140,6 @@ impl Intercept for LoseAnswer {
     }
 }
 
-/// The endpoint, or `None` (skip) when it is not set; under `CI` a missing one fails.
-fn endpoint() -> Option<String> {
-    const VAR: &str = "STOREKIT_DYNAMODB_ENDPOINT";
-    match std::env::var(VAR) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("{VAR} is not set and CI is: run `eval \"$(scripts/services.sh up)\"` first")
-        }
-        _ => {
-            #[allow(clippy::print_stderr)] // the test harness shows stderr; a skip must be seen
-            {
-                eprintln!("SKIPPED: {VAR} is not set; run `eval \"$(scripts/services.sh up)\"`");
-            }
-            None
-        }
-    }
-}
-
 /// A client of DynamoDB Local with the SDK's standard retries (3 attempts) and, if given, the
 /// answer-losing interceptor.
 fn client(endpoint: &str, faults: Option<LoseAnswer>) -> Client {
@@ -185,7 +169,9 @@ where
     F: FnOnce(DynamoDbStore, LoseAnswer) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = common::endpoint() else {
+        return;
+    };
     let faults = LoseAnswer::default();
     let config = DynamoDbConfig::builder()
         .table_prefix(unique_prefix())
@@ -210,7 +196,7 @@ fn run_elsewhere<T: Send + 'static>(
     store: &DynamoDbStore,
     work: impl AsyncFnOnce(DynamoDbStore) -> T + Send + 'static,
 ) -> T {
-    let endpoint = endpoint().expect("the store has an endpoint");
+    let endpoint = common::endpoint().expect("the store has an endpoint");
     let other = DynamoDbStore::new(client(&endpoint, None), store.config().clone());
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()

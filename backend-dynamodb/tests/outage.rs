@@ -7,6 +7,8 @@
 //! cuts every connection and refuses new ones while "down", so other tests sharing the server
 //! are not disturbed.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,18 +17,6 @@ use storekit_core::{KvStore, NewUser, UserStore};
 use storekit_dynamodb::{DynamoDbConfig, DynamoDbStore};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
-
-/// The endpoint, or `None` (skip) when it is not set; under `CI` a missing one fails.
-fn endpoint() -> Option<String> {
-    const VAR: &str = "STOREKIT_DYNAMODB_ENDPOINT";
-    match std::env::var(VAR) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("{VAR} is not set and CI is: run `eval \"$(scripts/services.sh up)\"` first")
-        }
-        _ => None,
-    }
-}
 
 /// A TCP proxy that can be switched off (every connection cut, new ones closed at once) and on.
 struct Proxy {
@@ -75,7 +65,9 @@ impl Proxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_mid_load_is_retryable_and_leaves_no_half_written_user() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = common::endpoint() else {
+        return;
+    };
     let upstream = endpoint
         .trim_start_matches("http://")
         .trim_end_matches('/')

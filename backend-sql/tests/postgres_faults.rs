@@ -2,6 +2,8 @@
 //! `Unavailable` within the configured time, and nothing is half-written.
 #![cfg(feature = "postgres")]
 
+mod common;
+
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
@@ -60,11 +62,7 @@ async fn a_closed_port_is_unavailable_within_the_connect_timeout() -> Result<()>
 /// is gone the value is the one the other session left.
 #[tokio::test]
 async fn a_write_blocked_by_a_lock_is_unavailable_at_the_statement_timeout() -> Result<()> {
-    let Ok(url) = std::env::var("STOREKIT_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "STOREKIT_POSTGRES_URL is not set and CI is"
-        );
+    let Some(url) = common::postgres_url() else {
         return Ok(());
     };
     let schema = format!("faults_{}", std::process::id());
@@ -104,12 +102,7 @@ async fn a_write_blocked_by_a_lock_is_unavailable_at_the_statement_timeout() -> 
     .await;
 
     store.drop_tables().await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA \"{schema}\" CASCADE"
-    )))
-    .execute(store.pool())
-    .await
-    .map_err(backend)?;
+    common::drop_schema(store.pool(), &schema).await?;
     outcome
 }
 
@@ -118,11 +111,7 @@ async fn a_write_blocked_by_a_lock_is_unavailable_at_the_statement_timeout() -> 
 /// `Backend`, and the same store serves again without being rebuilt.
 #[tokio::test]
 async fn connections_killed_by_the_server_are_retryable_and_the_store_recovers() -> Result<()> {
-    let Ok(url) = std::env::var("STOREKIT_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "STOREKIT_POSTGRES_URL is not set and CI is"
-        );
+    let Some(url) = common::postgres_url() else {
         return Ok(());
     };
     let app = format!("storekit_kill_{}", std::process::id());
@@ -172,12 +161,7 @@ async fn connections_killed_by_the_server_are_retryable_and_the_store_recovers()
     assert_eq!(store.get("kill", "last").await?.as_deref(), Some(&b"x"[..]));
 
     store.drop_tables().await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA \"{schema}\" CASCADE"
-    )))
-    .execute(admin.pool())
-    .await
-    .map_err(backend)?;
+    common::drop_schema(admin.pool(), &schema).await?;
     Ok(())
 }
 
@@ -189,11 +173,7 @@ async fn connections_killed_by_the_server_are_retryable_and_the_store_recovers()
 async fn connections_killed_mid_load_leave_no_half_written_user() -> Result<()> {
     use storekit_core::{NewUser, UserStore as _};
 
-    let Ok(url) = std::env::var("STOREKIT_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "STOREKIT_POSTGRES_URL is not set and CI is"
-        );
+    let Some(url) = common::postgres_url() else {
         return Ok(());
     };
     let app = format!("storekit_midload_{}", std::process::id());
@@ -277,12 +257,7 @@ async fn connections_killed_mid_load_leave_no_half_written_user() -> Result<()> 
     );
 
     store.drop_tables().await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA \"{schema}\" CASCADE"
-    )))
-    .execute(admin.pool())
-    .await
-    .map_err(backend)?;
+    common::drop_schema(admin.pool(), &schema).await?;
     Ok(())
 }
 
@@ -343,11 +318,7 @@ impl StallingProxy {
 /// the same store serves, on the connections it already had.
 #[tokio::test]
 async fn a_server_that_stalls_mid_session_is_reported_at_the_operation_timeout() -> Result<()> {
-    let Ok(url) = std::env::var("STOREKIT_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "STOREKIT_POSTGRES_URL is not set and CI is"
-        );
+    let Some(url) = common::postgres_url() else {
         return Ok(());
     };
     let parsed = url::Url::parse(&url).map_err(|e| Error::invalid("url", e.to_string()))?;
@@ -405,12 +376,7 @@ async fn a_server_that_stalls_mid_session_is_reported_at_the_operation_timeout()
 
     store.drop_tables().await?;
     let admin = PostgresStore::connect(&PostgresConfig::new(&url)?).await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA \"{schema}\" CASCADE"
-    )))
-    .execute(admin.pool())
-    .await
-    .map_err(backend)?;
+    common::drop_schema(admin.pool(), &schema).await?;
     Ok(())
 }
 

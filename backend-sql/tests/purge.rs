@@ -1,6 +1,9 @@
 //! Expired rows are deleted by the store's background task, without anyone calling
 //! `purge_expired` and whatever else is (or is not) written.
 
+#[cfg(feature = "postgres")]
+mod common;
+
 use std::time::{Duration, Instant};
 
 use storekit_core::KvStore;
@@ -75,11 +78,7 @@ async fn without_a_purge_interval_rows_stay_until_purge_expired() -> storekit_co
 async fn a_background_task_purges_expired_rows_on_postgres() -> storekit_core::Result<()> {
     use storekit_sql::{PostgresConfig, PostgresStore};
 
-    let Ok(url) = std::env::var("STOREKIT_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "STOREKIT_POSTGRES_URL is not set and CI is"
-        );
+    let Some(url) = common::postgres_url() else {
         return Ok(());
     };
     let schema = format!("purge_{}", std::process::id());
@@ -100,11 +99,6 @@ async fn a_background_task_purges_expired_rows_on_postgres() -> storekit_core::R
     })
     .await;
     store.drop_tables().await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA \"{schema}\" CASCADE"
-    )))
-    .execute(store.pool())
-    .await
-    .map_err(|e| storekit_core::Error::backend("postgres", e))?;
+    common::drop_schema(store.pool(), &schema).await?;
     purged
 }
