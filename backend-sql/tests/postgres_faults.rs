@@ -115,9 +115,8 @@ async fn connections_killed_by_the_server_are_retryable_and_the_store_recovers()
         return Ok(());
     };
     let app = format!("storekit_kill_{}", std::process::id());
-    let separator = if url.contains('?') { '&' } else { '?' };
     let schema = format!("kill_{}", std::process::id());
-    let config = PostgresConfig::new(format!("{url}{separator}application_name={app}"))?
+    let config = PostgresConfig::new(with_application_name(&url, &app))?
         .schema(&schema)
         .max_connections(4);
     let store = PostgresStore::connect(&config).await?;
@@ -128,14 +127,7 @@ async fn connections_killed_by_the_server_are_retryable_and_the_store_recovers()
     futures::future::try_join_all(writes).await?;
 
     let admin = PostgresStore::connect(&PostgresConfig::new(&url)?).await?;
-    let killed: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE application_name = $1) AS t",
-    )
-    .bind(&app)
-    .fetch_one(admin.pool())
-    .await
-    .map_err(backend)?;
+    let killed = kill_connections(&admin, &app).await?;
     assert!(killed >= 1, "no connection of the store was found");
 
     let mut failures = 0;
@@ -177,9 +169,8 @@ async fn connections_killed_mid_load_leave_no_half_written_user() -> Result<()> 
         return Ok(());
     };
     let app = format!("storekit_midload_{}", std::process::id());
-    let separator = if url.contains('?') { '&' } else { '?' };
     let schema = format!("midload_{}", std::process::id());
-    let config = PostgresConfig::new(format!("{url}{separator}application_name={app}"))?
+    let config = PostgresConfig::new(with_application_name(&url, &app))?
         .schema(&schema)
         .max_connections(8);
     let store = PostgresStore::connect(&config).await?;
@@ -210,15 +201,7 @@ async fn connections_killed_mid_load_leave_no_half_written_user() -> Result<()> 
     let mut kills = 0;
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_millis(30)).await;
-        let killed: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE application_name = $1) AS t",
-        )
-        .bind(&app)
-        .fetch_one(admin.pool())
-        .await
-        .map_err(backend)?;
-        kills += killed;
+        kills += kill_connections(&admin, &app).await?;
     }
     let mut outcomes = Vec::new();
     for writer in writers {
@@ -378,6 +361,25 @@ async fn a_server_that_stalls_mid_session_is_reported_at_the_operation_timeout()
     let admin = PostgresStore::connect(&PostgresConfig::new(&url)?).await?;
     common::drop_schema(admin.pool(), &schema).await?;
     Ok(())
+}
+
+/// `url` with an `application_name`, by which the server's sessions of one store are found.
+fn with_application_name(url: &str, app: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}application_name={app}")
+}
+
+/// Terminates every server session named `app` (`pg_terminate_backend`), through `admin`'s
+/// pool; returns how many there were.
+async fn kill_connections(admin: &PostgresStore, app: &str) -> Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = $1) AS t",
+    )
+    .bind(app)
+    .fetch_one(admin.pool())
+    .await
+    .map_err(backend)
 }
 
 fn backend(err: sqlx::Error) -> Error {
