@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::{Postgres, Row as _};
+use storekit_core::users::missing_user_before_taken_account;
 use storekit_core::{
     AccessToken, AccessTokenStore, Error, IdKind, IssuedToken, NewOAuthAccount, NewUser,
     OAuthAccount, OAuthAccountPatch, OAuthAccountStore, Page, PageRequest, Result, User, UserId,
@@ -277,14 +278,7 @@ impl OAuthAccountStore for PostgresStore {
                         Some(Violation::ForeignKey) => Error::NotFound { what: "user" },
                         None => pg_error(err),
                     });
-            match inserted {
-                // The rule on every backend: a missing user is reported before a taken account.
-                Err(Error::AlreadyExists { .. }) if self.get_user(user).await?.is_none() => {
-                    Err(Error::NotFound { what: "user" })
-                }
-                Err(err) => Err(err),
-                Ok(_) => Ok(account),
-            }
+            missing_user_before_taken_account(self, user, inserted.map(|_| account)).await
         })
         .await
     }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{Connection, Row, TransactionBehavior, params};
 use storekit_core::time::from_micros;
+use storekit_core::users::missing_user_before_taken_account;
 use storekit_core::{
     AccessToken, AccessTokenStore, Error, IdKind, IssuedToken, NewOAuthAccount, NewUser,
     OAuthAccount, OAuthAccountPatch, OAuthAccountStore, Page, PageRequest, Result, User, UserId,
@@ -388,14 +389,7 @@ impl OAuthAccountStore for SqliteStore {
                     })
             })
             .await;
-        match inserted {
-            // The rule on every backend: a missing user is reported before a taken account.
-            Err(Error::AlreadyExists { .. }) if self.get_user(user).await?.is_none() => {
-                Err(Error::NotFound { what: "user" })
-            }
-            Err(err) => Err(err),
-            Ok(_) => Ok(account),
-        }
+        missing_user_before_taken_account(self, user, inserted.map(|_| account)).await
     }
 
     async fn update_oauth_account(
