@@ -229,7 +229,7 @@ impl NewUser {
         check_extra(&mut extra)?;
         Ok(UserDraft {
             email_key,
-            user_without_id: UserFields {
+            user_without_id: NewUser {
                 email,
                 hashed_password: self.hashed_password,
                 is_active: self.is_active,
@@ -247,19 +247,10 @@ impl NewUser {
 pub struct UserDraft {
     /// The normalised email the backend must keep unique.
     pub email_key: String,
-    user_without_id: UserFields,
+    /// The validated fields: the email trimmed, `extra` normalised.
+    user_without_id: NewUser,
     /// The creation time (also the first `updated_at`).
     pub created_at: DateTime<Utc>,
-}
-
-#[derive(Clone)]
-struct UserFields {
-    email: String,
-    hashed_password: String,
-    is_active: bool,
-    is_superuser: bool,
-    is_verified: bool,
-    extra: Extra,
 }
 
 impl UserDraft {
@@ -783,19 +774,6 @@ impl fmt::Debug for User {
 impl fmt::Debug for NewUser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NewUser")
-            .field("email", &self.email)
-            .field("hashed_password", &REDACTED)
-            .field("is_active", &self.is_active)
-            .field("is_superuser", &self.is_superuser)
-            .field("is_verified", &self.is_verified)
-            .field("extra", &self.extra)
-            .finish()
-    }
-}
-
-impl fmt::Debug for UserFields {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UserFields")
             .field("email", &self.email)
             .field("hashed_password", &REDACTED)
             .field("is_active", &self.is_active)
