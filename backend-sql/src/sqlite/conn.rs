@@ -100,8 +100,13 @@ impl Connections {
     /// due for one. Called right after each write, before any await, so on the thread the
     /// commit ran on (see [`checkpoint::wal_pages_after_commit`]).
     fn after_write(&self) {
+        self.after_commit(checkpoint::wal_pages_after_commit());
+    }
+
+    /// Asks for a checkpoint if a commit left `wal_pages` in the WAL (see [`Checkpointer`]).
+    fn after_commit(&self, wal_pages: std::ffi::c_int) {
         if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.after_commit(checkpoint::wal_pages_after_commit(), &self.writer);
+            checkpointer.after_commit(wal_pages, &self.writer);
         }
     }
 
@@ -258,9 +263,7 @@ impl Connections {
         let with_wal_pages =
             move |conn: &mut Connection| f(conn).map(|v| (v, checkpoint::wal_pages_after_commit()));
         let (value, wal_pages) = run_blocking(conn, with_wal_pages, self.busy_timeout).await?;
-        if let Some(checkpointer) = &self.checkpointer {
-            checkpointer.after_commit(wal_pages, &self.writer);
-        }
+        self.after_commit(wal_pages);
         Ok(value)
     }
 
