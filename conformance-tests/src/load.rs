@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use storekit_core::kv::counter;
 use storekit_core::{Error, NewUser, UserId, UserPatch};
 
 use crate::Fixture;
@@ -39,6 +40,11 @@ impl Rng {
 struct Tally {
     increments: [AtomicI64; COUNTERS],
     swaps: AtomicI64,
+}
+
+/// A stored counter's value, 0 when absent.
+fn count(stored: Option<&[u8]>) -> i64 {
+    stored.map_or(0, |v| counter::parse(v).expect("a counter"))
 }
 
 fn email(i: usize) -> String {
@@ -75,12 +81,7 @@ pub async fn mixed_writers_on_few_keys_account_for_every_success(f: &Fixture) {
                     }
                     1 => {
                         let current = kv.get(NS, "swapped").await.expect("get");
-                        let seen: i64 = current.as_deref().map_or(0, |v| {
-                            std::str::from_utf8(v)
-                                .expect("utf-8")
-                                .parse()
-                                .expect("a number")
-                        });
+                        let seen = count(current.as_deref());
                         let next = (seen + 1).to_string();
                         if kv
                             .compare_and_swap(
@@ -144,21 +145,11 @@ pub async fn mixed_writers_on_few_keys_account_for_every_success(f: &Fixture) {
 
     for (c, done) in tally.increments.iter().enumerate() {
         let stored = f.kv.get(NS, &counter(c)).await.expect("get");
-        let stored: i64 = stored.map_or(0, |v| {
-            String::from_utf8(v)
-                .expect("utf-8")
-                .parse()
-                .expect("a number")
-        });
+        let stored = count(stored.as_deref());
         assert_eq!(stored, done.load(Ordering::Relaxed), "counter {c}");
     }
     let swapped = f.kv.get(NS, "swapped").await.expect("get");
-    let swapped: i64 = swapped.map_or(0, |v| {
-        String::from_utf8(v)
-            .expect("utf-8")
-            .parse()
-            .expect("a number")
-    });
+    let swapped = count(swapped.as_deref());
     assert_eq!(
         swapped,
         tally.swaps.load(Ordering::Relaxed),
