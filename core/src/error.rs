@@ -63,35 +63,41 @@ pub enum Error {
     },
 
     /// The server could not be reached or refused to serve for now; retrying may help.
-    #[error("{backend} is unavailable")]
+    #[error("{backend} is unavailable{context}")]
     Unavailable {
         /// The backend's name, e.g. `"postgres"`.
         backend: &'static str,
         /// What the driver reported.
         #[source]
         source: BoxError,
+        /// The call that failed and what it was about.
+        context: Context,
     },
 
     /// The request reached (or may have reached) the server, and the connection failed before
     /// its answer: a write may or may not have been applied. Retrying is safe for writes that
     /// are idempotent (a `set`, a `delete`); otherwise read first to find out.
-    #[error("{backend} did not answer: the outcome is unknown")]
+    #[error("{backend} did not answer: the outcome is unknown{context}")]
     OutcomeUnknown {
         /// The backend's name, e.g. `"postgres"`.
         backend: &'static str,
         /// What the driver reported.
         #[source]
         source: BoxError,
+        /// The call that failed and what it was about.
+        context: Context,
     },
 
     /// Any other failure reported by the database or its driver.
-    #[error("{backend} error")]
+    #[error("{backend} error{context}")]
     Backend {
         /// The backend's name, e.g. `"sqlite"`.
         backend: &'static str,
         /// What the driver reported.
         #[source]
         source: BoxError,
+        /// The call that failed and what it was about.
+        context: Context,
     },
 }
 
@@ -109,6 +115,7 @@ impl Error {
         Self::Backend {
             backend,
             source: source.into(),
+            context: Context::default(),
         }
     }
 
@@ -117,6 +124,7 @@ impl Error {
         Self::Unavailable {
             backend,
             source: source.into(),
+            context: Context::default(),
         }
     }
 
@@ -125,6 +133,7 @@ impl Error {
         Self::OutcomeUnknown {
             backend,
             source: source.into(),
+            context: Context::default(),
         }
     }
 
@@ -143,6 +152,53 @@ impl Error {
         matches!(self, Self::OutcomeUnknown { .. })
     }
 
+    /// The kind of error as one stable word, as spans and metrics label it: `not_found`,
+    /// `already_exists`, `conflict`, `invalid_input`, `value_too_large`, `unavailable`,
+    /// `outcome_unknown` or `backend`.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NotFound { .. } => "not_found",
+            Self::AlreadyExists { .. } => "already_exists",
+            Self::Conflict { .. } => "conflict",
+            Self::InvalidInput { .. } => "invalid_input",
+            Self::ValueTooLarge { .. } => "value_too_large",
+            Self::Unavailable { .. } => "unavailable",
+            Self::OutcomeUnknown { .. } => "outcome_unknown",
+            Self::Backend { .. } => "backend",
+        }
+    }
+
+    /// The call that failed and what it was about, for failures of the database or its
+    /// driver (the other variants say what was wrong themselves).
+    #[must_use]
+    pub fn context(&self) -> Option<&Context> {
+        match self {
+            Self::Unavailable { context, .. }
+            | Self::OutcomeUnknown { context, .. }
+            | Self::Backend { context, .. } => Some(context).filter(|c| !c.is_empty()),
+            _ => None,
+        }
+    }
+
+    /// Names the call that failed and what it was about (a namespace and key, a user id, never
+    /// a value or a secret), unless the error already has a context. Every store call does
+    /// this for its backend.
+    #[must_use]
+    pub fn during(mut self, operation: &'static str, about: impl FnOnce() -> String) -> Self {
+        if let Self::Unavailable { context, .. }
+        | Self::OutcomeUnknown { context, .. }
+        | Self::Backend { context, .. } = &mut self
+            && context.is_empty()
+        {
+            *context = Context {
+                operation,
+                about: about(),
+            };
+        }
+        self
+    }
+
     /// True for [`Error::AlreadyExists`].
     #[must_use]
     pub fn is_already_exists(&self) -> bool {
@@ -159,5 +215,45 @@ impl Error {
     #[must_use]
     pub fn is_conflict(&self) -> bool {
         matches!(self, Self::Conflict { .. })
+    }
+}
+
+/// The store call a failure happened in, shown after the error's message: ` in get (namespace
+/// "sessions", key "abc")`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Context {
+    operation: &'static str,
+    about: String,
+}
+
+impl Context {
+    /// The trait method that failed, e.g. `get` or `update_user`.
+    #[must_use]
+    pub fn operation(&self) -> &'static str {
+        self.operation
+    }
+
+    /// What the call was about, e.g. `namespace "sessions", key "abc"` or `user 42`; empty if
+    /// nothing can be shown.
+    #[must_use]
+    pub fn about(&self) -> &str {
+        &self.about
+    }
+
+    fn is_empty(&self) -> bool {
+        self.operation.is_empty()
+    }
+}
+
+impl std::fmt::Display for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_empty() {
+            return Ok(());
+        }
+        write!(f, " in {}", self.operation)?;
+        if !self.about.is_empty() {
+            write!(f, " ({})", self.about)?;
+        }
+        Ok(())
     }
 }

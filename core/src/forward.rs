@@ -1,5 +1,9 @@
-//! `Arc<S>` and `Box<S>` are stores whenever `S` is, so code generic over a store accepts a
-//! shared or boxed one (including `Arc<dyn KvStore>`).
+//! `Arc<S>` is a store whenever `S` is, so code generic over a store accepts a shared one
+//! (including `Arc<dyn KvStore>`).
+//!
+//! `Box<S>` is not: every backend gets the public traits from a blanket implementation over
+//! the traits of [`crate::backend`], and a downstream crate may implement those for a
+//! `Box<TheirType>`, which would give it two implementations. Share a store with `Arc`.
 //!
 //! The impls come from one macro that denies `clippy::missing_trait_methods`, so a method added
 //! to a trait cannot be forgotten here, where a default would silently shadow the real one.
@@ -142,11 +146,7 @@ macro_rules! forward {
             async fn delete_many(&self, namespace: &str, keys: &[&str]) -> Result<()> {
                 (**self).delete_many(namespace, keys).await
             }
-            fn keys<'a>(
-                &'a self,
-                namespace: &'a str,
-                prefix: &'a str,
-            ) -> BoxStream<'a, Result<String>> {
+            fn keys(&self, namespace: &str, prefix: &str) -> BoxStream<'static, Result<String>> {
                 (**self).keys(namespace, prefix)
             }
             async fn clear(&self, namespace: &str) -> Result<()> {
@@ -187,4 +187,4 @@ macro_rules! forward {
     )*};
 }
 
-forward!(Arc, Box);
+forward!(Arc);

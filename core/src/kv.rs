@@ -57,7 +57,20 @@ pub trait KvStore: Debug + Send + Sync + 'static {
 
     /// The live keys of the namespace that start with `prefix` (`""` for all), in no particular
     /// order, following the database's pagination to the end.
-    fn keys<'a>(&'a self, namespace: &'a str, prefix: &'a str) -> BoxStream<'a, Result<String>>;
+    ///
+    /// The stream borrows nothing: it can be returned from a function, sent to another task or
+    /// become a response body. Pages are read as the stream is polled.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use storekit_core::futures::Stream;
+    /// use storekit_core::{KvStore, Result};
+    ///
+    /// fn all_keys(kv: Arc<dyn KvStore>, ns: String) -> impl Stream<Item = Result<String>> + 'static {
+    ///     kv.keys(&ns, "")
+    /// }
+    /// ```
+    fn keys(&self, namespace: &str, prefix: &str) -> BoxStream<'static, Result<String>>;
 
     /// Deletes every item of the namespace; other namespaces are untouched.
     async fn clear(&self, namespace: &str) -> Result<()>;
@@ -238,24 +251,25 @@ impl<S: AsRef<str>> FromIterator<S> for KeyPage {
 /// and a large namespace is never read whole. Pages grow fourfold from `pages.first` keys to
 /// `pages.max`: a short listing reads little past its prefix, and a long one pays a query's
 /// fixed cost once per `pages.max` keys.
-pub fn ordered_key_pages<'a, F, Fut>(
-    prefix: &'a str,
+pub fn ordered_key_pages<F, Fut>(
+    prefix: String,
     pages: PageSizes,
     fetch: F,
-) -> BoxStream<'a, Result<String>>
+) -> BoxStream<'static, Result<String>>
 where
-    F: Fn(Option<String>, usize) -> Fut + Send + Sync + 'a,
-    Fut: Future<Output = Result<KeyPage>> + Send + 'a,
+    F: Fn(Option<String>, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<KeyPage>> + Send + 'static,
 {
     use futures::{StreamExt as _, TryStreamExt as _, stream};
-    let fetch = std::sync::Arc::new(fetch);
+    let shared = std::sync::Arc::new((fetch, prefix));
     let first = Some((None::<String>, pages.first.max(1)));
     let listing = stream::try_unfold(first, move |state| {
-        let fetch = fetch.clone();
+        let shared = shared.clone();
         async move {
             let Some((after, size)) = state else {
                 return Ok(None);
             };
+            let (fetch, prefix) = &*shared;
             let mut page = fetch(after, size).await?;
             let fetched = page.len();
             let matching = page.count_prefixed(prefix);
@@ -320,46 +334,18 @@ pub mod counter {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
 
     use futures::TryStreamExt as _;
 
     use super::*;
 
-    #[tokio::test]
-    async fn ordered_key_pages_lists_every_matching_key_across_pages() -> Result<()> {
-        let keys: BTreeSet<String> = (0..23)
-            .map(|i| format!("p:{i:02}"))
-            .chain(["a", "o", "p", "q:1", "z"].map(String::from))
-            .collect();
-        let fetches = AtomicUsize::new(0);
-        let listed: Vec<String> = ordered_key_pages("p:", PageSizes::fixed(5), |after, size| {
-            fetches.fetch_add(1, Ordering::Relaxed);
-            let page: KeyPage = match after {
-                None => keys.range("p:".to_owned()..).take(size).cloned().collect(),
-                Some(after) => keys
-                    .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
-                    .take(size)
-                    .cloned()
-                    .collect(),
-            };
-            async move { Ok(page) }
-        })
-        .try_collect()
-        .await?;
-        let expected: Vec<String> = (0..23).map(|i| format!("p:{i:02}")).collect();
-        assert_eq!(listed, expected);
-        // 23 matching keys in pages of 5: five pages, the last one short, and no more.
-        assert_eq!(fetches.load(Ordering::Relaxed), 5);
-        Ok(())
-    }
-
-    #[tokio::test]
-    async fn ordered_key_pages_grow_fourfold_up_to_the_largest_size() -> Result<()> {
-        let keys: BTreeSet<String> = (0..40).map(|i| format!("k{i:02}")).collect();
-        let asked = std::sync::Mutex::new(Vec::new());
-        let pages = PageSizes { first: 2, max: 16 };
-        let listed: Vec<String> = ordered_key_pages("", pages, |after, size| {
+    /// Serves pages of `keys` as a backend would, counting the sizes asked for.
+    fn serve(
+        keys: BTreeSet<String>,
+        asked: Arc<Mutex<Vec<usize>>>,
+    ) -> impl Fn(Option<String>, usize) -> std::future::Ready<Result<KeyPage>> + Send + Sync {
+        move |after, size| {
             asked.lock().expect("not poisoned").push(size);
             let page: KeyPage = match after {
                 None => keys.iter().take(size).collect(),
@@ -368,10 +354,41 @@ mod tests {
                     .take(size)
                     .collect(),
             };
-            async move { Ok(page) }
-        })
-        .try_collect()
-        .await?;
+            std::future::ready(Ok(page))
+        }
+    }
+
+    #[tokio::test]
+    async fn ordered_key_pages_lists_every_matching_key_across_pages() -> Result<()> {
+        let keys: BTreeSet<String> = (0..23)
+            .map(|i| format!("p:{i:02}"))
+            .chain(["p", "q:1", "z"].map(String::from))
+            .collect();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let fetch = serve(keys, asked.clone());
+        let listed: Vec<String> =
+            ordered_key_pages("p:".to_owned(), PageSizes::fixed(5), move |after, size| {
+                // The first page starts at the prefix, as a backend's query does.
+                fetch(Some(after.unwrap_or_else(|| "p".to_owned())), size)
+            })
+            .try_collect()
+            .await?;
+        let expected: Vec<String> = (0..23).map(|i| format!("p:{i:02}")).collect();
+        assert_eq!(listed, expected);
+        // 23 matching keys in pages of 5: five pages, the last one short, and no more.
+        assert_eq!(asked.lock().expect("not poisoned").len(), 5);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn ordered_key_pages_grow_fourfold_up_to_the_largest_size() -> Result<()> {
+        let keys: BTreeSet<String> = (0..40).map(|i| format!("k{i:02}")).collect();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let pages = PageSizes { first: 2, max: 16 };
+        let listed: Vec<String> =
+            ordered_key_pages(String::new(), pages, serve(keys.clone(), asked.clone()))
+                .try_collect()
+                .await?;
         assert_eq!(listed, keys.into_iter().collect::<Vec<_>>());
         // 2 + 8 + 16 + 16 = 42 >= 40: the fourth page is short, and the listing ends there.
         assert_eq!(*asked.lock().expect("not poisoned"), [2, 8, 16, 16]);
@@ -398,15 +415,14 @@ mod tests {
 
     #[tokio::test]
     async fn ordered_key_pages_stops_at_the_first_key_past_the_prefix() -> Result<()> {
-        let fetches = AtomicUsize::new(0);
-        let listed: Vec<String> = ordered_key_pages("b", PageSizes::fixed(3), |_, _| {
-            fetches.fetch_add(1, Ordering::Relaxed);
-            async { Ok(KeyPage::from_iter(["b1", "b2", "c"])) }
-        })
-        .try_collect()
-        .await?;
+        let keys: BTreeSet<String> = ["b1", "b2", "c", "c1", "c2"].map(String::from).into();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let fetch = serve(keys, asked.clone());
+        let listed: Vec<String> = ordered_key_pages("b".to_owned(), PageSizes::fixed(3), fetch)
+            .try_collect()
+            .await?;
         assert_eq!(listed, ["b1", "b2"]);
-        assert_eq!(fetches.load(Ordering::Relaxed), 1);
+        assert_eq!(asked.lock().expect("not poisoned").len(), 1);
         Ok(())
     }
 }

@@ -3,21 +3,25 @@
 //!
 //! Applications use [`AuthStore`] (users, OAuth accounts, access tokens) and [`KvStore`]
 //! (namespaced values with TTLs) as `Arc<dyn ...>`, and pick a backend at start-up. Backends
-//! implement the traits using the helpers here, so that input rules, email normalisation,
-//! versioning and token hashing are the same everywhere.
+//! implement the narrower traits of [`backend`], and get the public ones from this crate, which
+//! applies the input rules, email normalisation, expiry and token hashing once for all of them,
+//! and opens one `tracing` span per call (see [`trace`]).
 
+pub mod backend;
 pub mod error;
 mod forward;
 pub mod kv;
+mod layer;
 pub mod memory;
 pub mod time;
 pub mod token;
+pub mod trace;
 pub mod user;
 pub mod users;
 pub mod validate;
 
 pub use async_trait::async_trait;
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Context, Error, Result};
 pub use kv::{DynKvStore, KvStore, KvStoreExt};
 pub use memory::MemoryStore;
 pub use time::{now, truncate};

@@ -3,17 +3,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
 
+use crate::backend::{
+    Backend, EmailKey, Expiry, Items, Key, Keys, KvBackend, Namespace, OAuthBackend, OAuthKey,
+    TokenBackend, TokenHash, UserBackend, UserPageRequest,
+};
 use crate::kv::counter;
-use crate::time::{expiry_millis, is_live, now_millis};
+use crate::time::{is_live, now_millis};
 use crate::{
-    AccessToken, AccessTokenStore, Error, IdKind, IssuedToken, KvStore, NewOAuthAccount, NewUser,
-    OAuthAccount, OAuthAccountPatch, OAuthAccountStore, Page, PageRequest, Result, User, UserId,
-    UserPatch, UserStore, check_oauth_key, now, token, validate,
+    AccessToken, Error, IdKind, OAuthAccount, OAuthAccountPatch, Page, Result, User, UserDraft,
+    UserId, UserPatch,
 };
 
 /// A store that keeps everything in process memory.
@@ -144,14 +146,19 @@ impl State {
     }
 }
 
+impl Backend for MemoryStore {
+    fn system(&self) -> &'static str {
+        "memory"
+    }
+}
+
 #[async_trait]
-impl UserStore for MemoryStore {
+impl UserBackend for MemoryStore {
     fn id_kind(&self) -> IdKind {
         self.id_kind
     }
 
-    async fn create_user(&self, user: NewUser) -> Result<User> {
-        let draft = user.into_draft()?;
+    async fn create_user(&self, draft: UserDraft) -> Result<User> {
         let mut state = self.state();
         if state.user_by_email.contains_key(&draft.email_key) {
             return Err(Error::AlreadyExists { what: "email" });
@@ -170,22 +177,19 @@ impl UserStore for MemoryStore {
     }
 
     async fn get_user(&self, id: UserId) -> Result<Option<User>> {
-        id.expect_kind(self.id_kind)?;
         Ok(self.state().users.get(&id).cloned())
     }
 
-    async fn get_user_by_email(&self, email: &str) -> Result<Option<User>> {
-        let key = validate::normalize_email(email)?;
+    async fn get_user_by_email(&self, email: EmailKey<'_>) -> Result<Option<User>> {
         let state = self.state();
         Ok(state
             .user_by_email
-            .get(&key)
+            .get(email.as_str())
             .and_then(|id| state.users.get(id))
             .cloned())
     }
 
-    async fn update_user(&self, id: UserId, patch: UserPatch) -> Result<User> {
-        id.expect_kind(self.id_kind)?;
+    async fn update_user(&self, id: UserId, patch: &UserPatch) -> Result<User> {
         let mut state = self.state();
         let current = state
             .users
@@ -205,7 +209,6 @@ impl UserStore for MemoryStore {
     }
 
     async fn delete_user(&self, id: UserId) -> Result<()> {
-        id.expect_kind(self.id_kind)?;
         let mut state = self.state();
         let user = state
             .users
@@ -217,9 +220,8 @@ impl UserStore for MemoryStore {
         Ok(())
     }
 
-    async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
-        page.check()?;
-        let after = page.user_cursor(self.id_kind)?;
+    async fn list_users(&self, page: UserPageRequest) -> Result<Page<User>> {
+        let after = page.after;
         let state = self.state();
         let items: Vec<User> = state
             .users
@@ -235,16 +237,10 @@ impl UserStore for MemoryStore {
 }
 
 #[async_trait]
-impl OAuthAccountStore for MemoryStore {
-    async fn add_oauth_account(
-        &self,
-        user: UserId,
-        account: NewOAuthAccount,
-    ) -> Result<OAuthAccount> {
-        user.expect_kind(self.id_kind)?;
-        let account = account.into_account(user)?;
+impl OAuthBackend for MemoryStore {
+    async fn add_oauth_account(&self, account: OAuthAccount) -> Result<OAuthAccount> {
         let mut state = self.state();
-        if !state.users.contains_key(&user) {
+        if !state.users.contains_key(&account.user_id) {
             return Err(Error::NotFound { what: "user" });
         }
         let key = (account.provider.clone(), account.account_id.clone());
@@ -260,14 +256,11 @@ impl OAuthAccountStore for MemoryStore {
     async fn update_oauth_account(
         &self,
         user: UserId,
-        provider: &str,
-        account_id: &str,
-        patch: OAuthAccountPatch,
+        key: OAuthKey<'_>,
+        patch: &OAuthAccountPatch,
     ) -> Result<OAuthAccount> {
-        user.expect_kind(self.id_kind)?;
-        check_oauth_key(provider, account_id)?;
         let mut state = self.state();
-        let key = (provider.to_owned(), account_id.to_owned());
+        let key = (key.provider().to_owned(), key.account_id().to_owned());
         let current = state
             .oauth
             .get(&key)
@@ -280,16 +273,9 @@ impl OAuthAccountStore for MemoryStore {
         Ok(next)
     }
 
-    async fn remove_oauth_account(
-        &self,
-        user: UserId,
-        provider: &str,
-        account_id: &str,
-    ) -> Result<()> {
-        user.expect_kind(self.id_kind)?;
-        check_oauth_key(provider, account_id)?;
+    async fn remove_oauth_account(&self, user: UserId, key: OAuthKey<'_>) -> Result<()> {
         let mut state = self.state();
-        let key = (provider.to_owned(), account_id.to_owned());
+        let key = (key.provider().to_owned(), key.account_id().to_owned());
         match state.oauth.get(&key) {
             Some(account) if account.user_id == user => {
                 state.oauth.remove(&key);
@@ -302,7 +288,6 @@ impl OAuthAccountStore for MemoryStore {
     }
 
     async fn oauth_accounts(&self, user: UserId) -> Result<Vec<OAuthAccount>> {
-        user.expect_kind(self.id_kind)?;
         let state = self.state();
         Ok(state
             .oauth
@@ -312,14 +297,9 @@ impl OAuthAccountStore for MemoryStore {
             .collect())
     }
 
-    async fn get_user_by_oauth_account(
-        &self,
-        provider: &str,
-        account_id: &str,
-    ) -> Result<Option<User>> {
-        check_oauth_key(provider, account_id)?;
+    async fn get_user_by_oauth_account(&self, key: OAuthKey<'_>) -> Result<Option<User>> {
         let state = self.state();
-        let key = (provider.to_owned(), account_id.to_owned());
+        let key = (key.provider().to_owned(), key.account_id().to_owned());
         Ok(state
             .oauth
             .get(&key)
@@ -329,195 +309,169 @@ impl OAuthAccountStore for MemoryStore {
 }
 
 #[async_trait]
-impl AccessTokenStore for MemoryStore {
-    async fn create_access_token(&self, user: UserId) -> Result<IssuedToken> {
-        user.expect_kind(self.id_kind)?;
-        let secret = token::generate()?;
-        let info = AccessToken::new(user, now());
+impl TokenBackend for MemoryStore {
+    async fn insert_access_token(&self, hash: TokenHash<'_>, token: &AccessToken) -> Result<()> {
         let mut state = self.state();
-        if !state.users.contains_key(&user) {
+        if !state.users.contains_key(&token.user_id) {
             return Err(Error::NotFound { what: "user" });
         }
-        state.tokens.insert(token::hash(&secret), info.clone());
-        Ok(IssuedToken::new(secret, info))
+        state.tokens.insert(hash.to_string(), token.clone());
+        Ok(())
     }
 
-    async fn get_access_token(
-        &self,
-        token: &str,
-        max_age: Option<Duration>,
-    ) -> Result<Option<AccessToken>> {
-        let state = self.state();
-        let found = state.tokens.get(&token::hash(token)).cloned();
-        Ok(found.filter(|info| crate::time::is_younger_than(info.created_at, max_age)))
+    async fn get_access_token(&self, hash: TokenHash<'_>) -> Result<Option<AccessToken>> {
+        Ok(self.state().tokens.get(hash.as_str()).cloned())
     }
 
-    async fn delete_access_token(&self, token: &str) -> Result<bool> {
-        Ok(self.state().tokens.remove(&token::hash(token)).is_some())
+    async fn delete_access_token(&self, hash: TokenHash<'_>) -> Result<bool> {
+        Ok(self.state().tokens.remove(hash.as_str()).is_some())
     }
 
     async fn delete_access_tokens_for_user(&self, user: UserId) -> Result<()> {
-        user.expect_kind(self.id_kind)?;
         self.state().tokens.retain(|_, info| info.user_id != user);
         Ok(())
     }
 }
 
 #[async_trait]
-impl KvStore for MemoryStore {
-    async fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        validate::check_keys(namespace, &[key])?;
+impl KvBackend for MemoryStore {
+    async fn get(&self, namespace: Namespace<'_>, key: Key<'_>) -> Result<Option<Vec<u8>>> {
         let state = self.state();
         Ok(state
-            .live(namespace, key, now_millis())
+            .live(&namespace, &key, now_millis())
             .map(|entry| entry.value.clone()))
     }
 
     async fn set(
         &self,
-        namespace: &str,
-        key: &str,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
         value: &[u8],
-        ttl: Option<Duration>,
+        expiry: Expiry,
     ) -> Result<()> {
-        validate::check_entry(namespace, key, value)?;
-        let expires_at = expiry_millis(ttl)?;
-        self.state().put(namespace, key, value, expires_at);
+        self.state().put(&namespace, &key, value, expiry.millis());
         Ok(())
     }
 
-    async fn delete(&self, namespace: &str, key: &str) -> Result<bool> {
-        validate::check_keys(namespace, &[key])?;
+    async fn delete(&self, namespace: Namespace<'_>, key: Key<'_>) -> Result<bool> {
         let mut state = self.state();
         let removed = state
             .kv
-            .get_mut(namespace)
-            .and_then(|items| items.remove(key));
+            .get_mut(namespace.as_str())
+            .and_then(|items| items.remove(key.as_str()));
         Ok(removed.is_some_and(|entry| is_live(entry.expires_at, now_millis())))
     }
 
-    async fn contains(&self, namespace: &str, key: &str) -> Result<bool> {
-        validate::check_keys(namespace, &[key])?;
-        Ok(self.state().live(namespace, key, now_millis()).is_some())
+    async fn contains(&self, namespace: Namespace<'_>, key: Key<'_>) -> Result<bool> {
+        Ok(self.state().live(&namespace, &key, now_millis()).is_some())
     }
 
-    async fn get_many(&self, namespace: &str, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
-        validate::check_keys(namespace, keys)?;
+    async fn get_many(
+        &self,
+        namespace: Namespace<'_>,
+        keys: Keys<'_>,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
         let state = self.state();
         let now = now_millis();
         Ok(keys
             .iter()
-            .map(|key| state.live(namespace, key, now).map(|e| e.value.clone()))
+            .map(|key| state.live(&namespace, key, now).map(|e| e.value.clone()))
             .collect())
     }
 
     async fn set_many(
         &self,
-        namespace: &str,
-        items: &[(&str, &[u8])],
-        ttl: Option<Duration>,
+        namespace: Namespace<'_>,
+        items: Items<'_>,
+        expiry: Expiry,
     ) -> Result<()> {
-        for (key, value) in items {
-            validate::check_entry(namespace, key, value)?;
-        }
-        let expires_at = expiry_millis(ttl)?;
         let mut state = self.state();
-        for (key, value) in items {
-            state.put(namespace, key, value, expires_at);
+        for (key, value) in items.iter() {
+            state.put(&namespace, key, value, expiry.millis());
         }
         Ok(())
     }
 
-    async fn delete_many(&self, namespace: &str, keys: &[&str]) -> Result<()> {
-        validate::check_keys(namespace, keys)?;
+    async fn delete_many(&self, namespace: Namespace<'_>, keys: Keys<'_>) -> Result<()> {
         let mut state = self.state();
-        if let Some(items) = state.kv.get_mut(namespace) {
-            for key in keys {
+        if let Some(items) = state.kv.get_mut(namespace.as_str()) {
+            for key in keys.iter() {
                 items.remove(*key);
             }
         }
         Ok(())
     }
 
-    fn keys<'a>(&'a self, namespace: &'a str, prefix: &'a str) -> BoxStream<'a, Result<String>> {
-        let listed = validate::check_namespace(namespace)
-            .and_then(|()| validate::check_prefix(prefix))
-            .map(|()| {
-                let state = self.state();
-                let now = now_millis();
-                state.kv.get(namespace).map_or_else(Vec::new, |items| {
+    fn keys(&self, namespace: Namespace<'_>, prefix: &str) -> BoxStream<'static, Result<String>> {
+        // Everything is in memory: the listing is taken at once, under the lock.
+        let state = self.state();
+        let now = now_millis();
+        let keys: Vec<Result<String>> =
+            state
+                .kv
+                .get(namespace.as_str())
+                .map_or_else(Vec::new, |items| {
                     items
                         .range(prefix.to_owned()..)
                         .take_while(|(key, _)| key.starts_with(prefix))
                         .filter(|(_, entry)| is_live(entry.expires_at, now))
                         .map(|(key, _)| Ok(key.clone()))
                         .collect()
-                })
-            });
-        match listed {
-            Ok(keys) => stream::iter(keys).boxed(),
-            Err(e) => stream::once(async { Err(e) }).boxed(),
-        }
+                });
+        stream::iter(keys).boxed()
     }
 
-    async fn clear(&self, namespace: &str) -> Result<()> {
-        validate::check_namespace(namespace)?;
-        self.state().kv.remove(namespace);
+    async fn clear(&self, namespace: Namespace<'_>) -> Result<()> {
+        self.state().kv.remove(namespace.as_str());
         Ok(())
     }
 
     async fn set_if_absent(
         &self,
-        namespace: &str,
-        key: &str,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
         value: &[u8],
-        ttl: Option<Duration>,
+        expiry: Expiry,
     ) -> Result<bool> {
-        validate::check_entry(namespace, key, value)?;
-        let expires_at = expiry_millis(ttl)?;
         let mut state = self.state();
-        if state.live(namespace, key, now_millis()).is_some() {
+        if state.live(&namespace, &key, now_millis()).is_some() {
             return Ok(false);
         }
-        state.put(namespace, key, value, expires_at);
+        state.put(&namespace, &key, value, expiry.millis());
         Ok(true)
     }
 
     async fn compare_and_swap(
         &self,
-        namespace: &str,
-        key: &str,
-        expected: Option<&[u8]>,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
+        expected: &[u8],
         new: &[u8],
-        ttl: Option<Duration>,
+        expiry: Expiry,
     ) -> Result<bool> {
-        validate::check_entry(namespace, key, new)?;
-        let expires_at = expiry_millis(ttl)?;
         let mut state = self.state();
         let current = state
-            .live(namespace, key, now_millis())
+            .live(&namespace, &key, now_millis())
             .map(|e| e.value.as_slice());
-        if current != expected {
+        if current != Some(expected) {
             return Ok(false);
         }
-        state.put(namespace, key, new, expires_at);
+        state.put(&namespace, &key, new, expiry.millis());
         Ok(true)
     }
 
     async fn increment(
         &self,
-        namespace: &str,
-        key: &str,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
         delta: i64,
-        ttl: Option<Duration>,
+        expiry: Expiry,
     ) -> Result<i64> {
-        validate::check_keys(namespace, &[key])?;
-        let new_expiry = expiry_millis(ttl)?;
         let mut state = self.state();
-        let current = state.live(namespace, key, now_millis()).cloned();
+        let current = state.live(&namespace, &key, now_millis()).cloned();
         let value = counter::add(current.as_ref().map(|e| e.value.as_slice()), delta)?;
-        let expires_at = current.map_or(new_expiry, |e| e.expires_at);
-        state.put(namespace, key, &counter::encode(value), expires_at);
+        let expires_at = current.map_or(expiry.millis(), |e| e.expires_at);
+        state.put(&namespace, &key, &counter::encode(value), expires_at);
         Ok(value)
     }
 
@@ -537,7 +491,8 @@ impl KvStore for MemoryStore {
 mod tests {
     use std::sync::Arc;
 
-    use super::*;
+    use super::MemoryStore;
+    use crate::{KvStore, Result};
 
     async fn round_trip(kv: impl KvStore) -> Result<Option<Vec<u8>>> {
         kv.set("ns", "k", b"v", None).await?;
@@ -545,12 +500,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn shared_and_boxed_stores_are_stores() -> Result<()> {
+    async fn shared_stores_are_stores() -> Result<()> {
         let shared: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
         assert_eq!(round_trip(shared.clone()).await?, Some(b"v".to_vec()));
         assert_eq!(shared.get("ns", "k").await?, Some(b"v".to_vec()));
-        let boxed: Box<MemoryStore> = Box::new(MemoryStore::new());
-        assert_eq!(round_trip(boxed).await?, Some(b"v".to_vec()));
+        let typed: Arc<MemoryStore> = Arc::new(MemoryStore::new());
+        assert_eq!(round_trip(typed).await?, Some(b"v".to_vec()));
         Ok(())
     }
 

@@ -349,6 +349,21 @@ impl UserPatch {
         self
     }
 
+    /// Checks the fields the patch sets, before anything is read: every store does this first,
+    /// so a bad patch fails the same way whether or not the user exists.
+    pub fn check(&self) -> Result<()> {
+        if let Some(email) = &self.email {
+            validate::check_email(email)?;
+        }
+        if let Some(hash) = &self.hashed_password {
+            validate::check_field("hashed_password", hash)?;
+        }
+        if let Some(extra) = &self.extra {
+            check_extra(&mut extra.clone())?;
+        }
+        Ok(())
+    }
+
     /// The user after the patch, with its version bumped and `updated_at` set.
     ///
     /// Backends read `current`, call this, and write the result only if the stored version is
@@ -645,6 +660,26 @@ impl OAuthAccountPatch {
     pub fn account_email(mut self, email: impl Into<String>) -> Self {
         self.account_email = Some(email.into());
         self
+    }
+
+    /// Checks the fields the patch sets, before anything is read.
+    pub fn check(&self) -> Result<()> {
+        let fields = [
+            ("account_email", &self.account_email),
+            ("access_token", &self.access_token),
+        ];
+        for (what, value) in fields {
+            if let Some(value) = value {
+                validate::check_field(what, value)?;
+            }
+        }
+        if let Some(Some(token)) = &self.refresh_token {
+            validate::check_field("refresh_token", token)?;
+        }
+        if let Some(Some(at)) = self.expires_at {
+            crate::time::check_timestamp("expires_at", at)?;
+        }
+        Ok(())
     }
 
     /// The link after the patch.

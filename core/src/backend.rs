@@ -1,0 +1,492 @@
+//! What a backend implements: small traits whose arguments have already passed every rule.
+//!
+//! Callers use the public traits ([`KvStore`](crate::KvStore), [`UserStore`](crate::UserStore),
+//! [`OAuthAccountStore`](crate::OAuthAccountStore), [`AccessTokenStore`](crate::AccessTokenStore)).
+//! A backend implements the narrower traits here instead, and gets the public ones for free from
+//! a blanket implementation (`crate::layer`) that, once for every backend:
+//!
+//! - checks namespaces, keys, values, emails, OAuth keys, page requests and id kinds, and
+//!   computes expiry deadlines and email keys, before the backend sees a call;
+//! - hashes access tokens and generates new ones, so a backend only ever stores hashes;
+//! - opens a `tracing` span per call (see [`crate::trace`]) and adds the operation and what it
+//!   was about to a failure's message.
+//!
+//! So a backend cannot forget a rule, and a rule changes in one place. The arguments are
+//! newtypes that only this crate can build, which is what "already checked" means here.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use std::sync::{Arc, Mutex};
+//!
+//! use storekit_core::backend::{Backend, Expiry, Items, Key, KvBackend, Keys, Namespace};
+//! use storekit_core::futures::stream::{self, BoxStream, StreamExt as _};
+//! use storekit_core::time::{is_live, now_millis};
+//! use storekit_core::{async_trait, KvStore, Result};
+//!
+//! /// A tiny key-value store: one map, one lock.
+//! #[derive(Debug, Default, Clone)]
+//! struct TinyKv(Arc<Mutex<BTreeMap<(String, String), (Vec<u8>, Option<i64>)>>>);
+//!
+//! impl TinyKv {
+//!     fn live(&self, ns: &str, key: &str) -> Option<Vec<u8>> {
+//!         let map = self.0.lock().unwrap();
+//!         let (value, expires) = map.get(&(ns.to_owned(), key.to_owned()))?;
+//!         is_live(*expires, now_millis()).then(|| value.clone())
+//!     }
+//!     fn put(&self, ns: &str, key: &str, value: &[u8], expiry: Expiry) {
+//!         let entry = (value.to_vec(), expiry.millis());
+//!         self.0.lock().unwrap().insert((ns.to_owned(), key.to_owned()), entry);
+//!     }
+//! }
+//!
+//! impl Backend for TinyKv {
+//!     fn system(&self) -> &'static str { "tiny" }
+//! }
+//!
+//! #[async_trait]
+//! impl KvBackend for TinyKv {
+//!     async fn get(&self, ns: Namespace<'_>, key: Key<'_>) -> Result<Option<Vec<u8>>> {
+//!         Ok(self.live(&ns, &key))
+//!     }
+//!     async fn set(&self, ns: Namespace<'_>, key: Key<'_>, value: &[u8], expiry: Expiry)
+//!         -> Result<()> {
+//!         self.put(&ns, &key, value, expiry);
+//!         Ok(())
+//!     }
+//!     async fn delete(&self, ns: Namespace<'_>, key: Key<'_>) -> Result<bool> {
+//!         let live = self.live(&ns, &key).is_some();
+//!         self.0.lock().unwrap().remove(&(ns.to_string(), key.to_string()));
+//!         Ok(live)
+//!     }
+//!     async fn contains(&self, ns: Namespace<'_>, key: Key<'_>) -> Result<bool> {
+//!         Ok(self.live(&ns, &key).is_some())
+//!     }
+//!     async fn get_many(&self, ns: Namespace<'_>, keys: Keys<'_>)
+//!         -> Result<Vec<Option<Vec<u8>>>> {
+//!         Ok(keys.iter().map(|key| self.live(&ns, key)).collect())
+//!     }
+//!     async fn set_many(&self, ns: Namespace<'_>, items: Items<'_>, expiry: Expiry)
+//!         -> Result<()> {
+//!         items.iter().for_each(|(key, value)| self.put(&ns, key, value, expiry));
+//!         Ok(())
+//!     }
+//!     async fn delete_many(&self, ns: Namespace<'_>, keys: Keys<'_>) -> Result<()> {
+//!         let mut map = self.0.lock().unwrap();
+//!         keys.iter().for_each(|key| { map.remove(&(ns.to_string(), key.to_string())); });
+//!         Ok(())
+//!     }
+//!     fn keys(&self, ns: Namespace<'_>, prefix: &str) -> BoxStream<'static, Result<String>> {
+//!         let now = now_millis();
+//!         let keys: Vec<Result<String>> = self.0.lock().unwrap().iter()
+//!             .filter(|((n, k), (_, exp))| *n == *ns && k.starts_with(prefix) && is_live(*exp, now))
+//!             .map(|((_, k), _)| Ok(k.clone()))
+//!             .collect();
+//!         stream::iter(keys).boxed()
+//!     }
+//!     async fn clear(&self, ns: Namespace<'_>) -> Result<()> {
+//!         self.0.lock().unwrap().retain(|(n, _), _| *n != *ns);
+//!         Ok(())
+//!     }
+//!     async fn set_if_absent(&self, ns: Namespace<'_>, key: Key<'_>, value: &[u8],
+//!         expiry: Expiry) -> Result<bool> {
+//!         // One lock around the read and the write makes it atomic.
+//!         let mut map = self.0.lock().unwrap();
+//!         let slot = (ns.to_string(), key.to_string());
+//!         if map.get(&slot).is_some_and(|(_, exp)| is_live(*exp, now_millis())) {
+//!             return Ok(false);
+//!         }
+//!         map.insert(slot, (value.to_vec(), expiry.millis()));
+//!         Ok(true)
+//!     }
+//!     async fn compare_and_swap(&self, ns: Namespace<'_>, key: Key<'_>, expected: &[u8],
+//!         new: &[u8], expiry: Expiry) -> Result<bool> {
+//!         let mut map = self.0.lock().unwrap();
+//!         let slot = (ns.to_string(), key.to_string());
+//!         let live = map.get(&slot).filter(|(_, exp)| is_live(*exp, now_millis()));
+//!         if live.map(|(value, _)| value.as_slice()) != Some(expected) {
+//!             return Ok(false);
+//!         }
+//!         map.insert(slot, (new.to_vec(), expiry.millis()));
+//!         Ok(true)
+//!     }
+//!     async fn increment(&self, ns: Namespace<'_>, key: Key<'_>, delta: i64, expiry: Expiry)
+//!         -> Result<i64> {
+//!         use storekit_core::kv::counter;
+//!         let mut map = self.0.lock().unwrap();
+//!         let slot = (ns.to_string(), key.to_string());
+//!         let live = map.get(&slot).filter(|(_, exp)| is_live(*exp, now_millis())).cloned();
+//!         let value = counter::add(live.as_ref().map(|(v, _)| v.as_slice()), delta)?;
+//!         let expires = live.map_or(expiry.millis(), |(_, exp)| exp);
+//!         map.insert(slot, (counter::encode(value), expires));
+//!         Ok(value)
+//!     }
+//!     async fn purge_expired(&self) -> Result<u64> {
+//!         let mut map = self.0.lock().unwrap();
+//!         let before = map.len();
+//!         map.retain(|_, (_, exp)| is_live(*exp, now_millis()));
+//!         Ok((before - map.len()) as u64)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<()> {
+//! // The public trait comes with the backend one, rules included.
+//! let kv: Arc<dyn KvStore> = Arc::new(TinyKv::default());
+//! kv.set("sessions", "a", b"1", None).await?;
+//! assert_eq!(kv.get("sessions", "a").await?, Some(b"1".to_vec()));
+//! assert!(kv.set("sessions", "", b"1", None).await.is_err(), "an empty key never reaches TinyKv");
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt::Debug;
+use std::ops::Deref;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+use crate::{
+    AccessToken, IdKind, OAuthAccount, OAuthAccountPatch, Page, Result, User, UserDraft, UserId,
+    UserPatch,
+};
+
+/// What every backend tells about itself.
+pub trait Backend: Debug + Send + Sync + 'static {
+    /// The database, as OpenTelemetry's `db.system.name` names it: `sqlite`, `postgresql`,
+    /// `aws.dynamodb`, or `memory` for the in-memory store.
+    fn system(&self) -> &'static str;
+}
+
+/// Declares a `&str` newtype that only this crate builds, after checking it.
+macro_rules! checked_str {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name<'a>(&'a str);
+
+        impl<'a> $name<'a> {
+            /// The checked text.
+            #[must_use]
+            pub fn as_str(&self) -> &'a str {
+                self.0
+            }
+        }
+
+        impl Deref for $name<'_> {
+            type Target = str;
+            fn deref(&self) -> &str {
+                self.0
+            }
+        }
+
+        impl std::fmt::Display for $name<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+    };
+}
+
+checked_str!(
+    /// A key-value namespace that passed [`crate::validate::check_namespace`].
+    Namespace
+);
+checked_str!(
+    /// A key that passed [`crate::validate::check_key`].
+    Key
+);
+checked_str!(
+    /// A normalised email (see [`crate::normalize_email`]): what uniqueness and lookups use.
+    EmailKey
+);
+checked_str!(
+    /// The hash of an access token (see [`crate::token::hash`]), never the token itself.
+    TokenHash
+);
+
+impl<'a> Namespace<'a> {
+    pub(crate) fn checked(namespace: &'a str) -> Result<Self> {
+        crate::validate::check_namespace(namespace)?;
+        Ok(Self(namespace))
+    }
+}
+
+impl<'a> Key<'a> {
+    pub(crate) fn checked(key: &'a str) -> Result<Self> {
+        crate::validate::check_key(key)?;
+        Ok(Self(key))
+    }
+}
+
+impl<'a> EmailKey<'a> {
+    pub(crate) fn new(normalised: &'a str) -> Self {
+        Self(normalised)
+    }
+}
+
+impl<'a> TokenHash<'a> {
+    pub(crate) fn new(hash: &'a str) -> Self {
+        Self(hash)
+    }
+}
+
+/// The keys of a batch, each checked; in the caller's order, repeats included.
+#[derive(Debug, Clone, Copy)]
+pub struct Keys<'a>(&'a [&'a str]);
+
+impl<'a> Keys<'a> {
+    pub(crate) fn checked(keys: &'a [&'a str]) -> Result<Self> {
+        keys.iter()
+            .try_for_each(|key| crate::validate::check_key(key))?;
+        Ok(Self(keys))
+    }
+
+    /// The keys as a slice.
+    #[must_use]
+    pub fn as_slice(&self) -> &'a [&'a str] {
+        self.0
+    }
+}
+
+impl<'a> Deref for Keys<'a> {
+    type Target = [&'a str];
+    fn deref(&self) -> &[&'a str] {
+        self.0
+    }
+}
+
+/// The items of a batch write, each key and value checked; in the caller's order, so that the
+/// last of a repeated key wins.
+#[derive(Debug, Clone, Copy)]
+pub struct Items<'a>(&'a [(&'a str, &'a [u8])]);
+
+impl<'a> Items<'a> {
+    pub(crate) fn checked(items: &'a [(&'a str, &'a [u8])]) -> Result<Self> {
+        for (key, value) in items {
+            crate::validate::check_key(key)?;
+            crate::validate::check_value(value)?;
+        }
+        Ok(Self(items))
+    }
+
+    /// The items as a slice.
+    #[must_use]
+    pub fn as_slice(&self) -> &'a [(&'a str, &'a [u8])] {
+        self.0
+    }
+}
+
+impl<'a> Deref for Items<'a> {
+    type Target = [(&'a str, &'a [u8])];
+    fn deref(&self) -> &[(&'a str, &'a [u8])] {
+        self.0
+    }
+}
+
+/// When an item written now expires, computed once from the caller's TTL (see
+/// [`crate::time::expiry_millis`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry(Option<i64>);
+
+impl Expiry {
+    pub(crate) fn from_ttl(ttl: Option<Duration>) -> Result<Self> {
+        crate::time::expiry_millis(ttl).map(Self)
+    }
+
+    /// The deadline in Unix milliseconds; `None` never expires.
+    #[must_use]
+    pub fn millis(self) -> Option<i64> {
+        self.0
+    }
+}
+
+/// An OAuth (provider, account id) pair that passed [`crate::check_oauth_key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OAuthKey<'a> {
+    provider: &'a str,
+    account_id: &'a str,
+}
+
+impl<'a> OAuthKey<'a> {
+    pub(crate) fn checked(provider: &'a str, account_id: &'a str) -> Result<Self> {
+        crate::check_oauth_key(provider, account_id)?;
+        Ok(Self {
+            provider,
+            account_id,
+        })
+    }
+
+    /// The provider, e.g. `github`.
+    #[must_use]
+    pub fn provider(&self) -> &'a str {
+        self.provider
+    }
+
+    /// The account's id at the provider.
+    #[must_use]
+    pub fn account_id(&self) -> &'a str {
+        self.account_id
+    }
+}
+
+/// A checked page request for users: the limit within range, the cursor parsed as an id of the
+/// store's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserPageRequest {
+    /// How many users at most (1 to [`crate::PageRequest::MAX_LIMIT`]).
+    pub limit: usize,
+    /// List users after this one (`None`: from the start).
+    pub after: Option<UserId>,
+}
+
+/// The key-value store as a backend implements it; callers get [`crate::KvStore`] from it.
+///
+/// Each method is the [`crate::KvStore`] method of the same name, with its arguments checked
+/// and its TTL turned into an [`Expiry`].
+#[async_trait]
+pub trait KvBackend: Backend {
+    /// See [`crate::KvStore::get`].
+    async fn get(&self, namespace: Namespace<'_>, key: Key<'_>) -> Result<Option<Vec<u8>>>;
+
+    /// See [`crate::KvStore::set`].
+    async fn set(
+        &self,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
+        value: &[u8],
+        expiry: Expiry,
+    ) -> Result<()>;
+
+    /// See [`crate::KvStore::delete`].
+    async fn delete(&self, namespace: Namespace<'_>, key: Key<'_>) -> Result<bool>;
+
+    /// See [`crate::KvStore::contains`].
+    async fn contains(&self, namespace: Namespace<'_>, key: Key<'_>) -> Result<bool>;
+
+    /// See [`crate::KvStore::get_many`].
+    async fn get_many(
+        &self,
+        namespace: Namespace<'_>,
+        keys: Keys<'_>,
+    ) -> Result<Vec<Option<Vec<u8>>>>;
+
+    /// See [`crate::KvStore::set_many`].
+    async fn set_many(
+        &self,
+        namespace: Namespace<'_>,
+        items: Items<'_>,
+        expiry: Expiry,
+    ) -> Result<()>;
+
+    /// See [`crate::KvStore::delete_many`].
+    async fn delete_many(&self, namespace: Namespace<'_>, keys: Keys<'_>) -> Result<()>;
+
+    /// See [`crate::KvStore::keys`]: the stream owns what it needs (the prefix is checked).
+    fn keys(&self, namespace: Namespace<'_>, prefix: &str) -> BoxStream<'static, Result<String>>;
+
+    /// See [`crate::KvStore::clear`].
+    async fn clear(&self, namespace: Namespace<'_>) -> Result<()>;
+
+    /// See [`crate::KvStore::set_if_absent`]; also serves `compare_and_swap` with no expected
+    /// value.
+    async fn set_if_absent(
+        &self,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
+        value: &[u8],
+        expiry: Expiry,
+    ) -> Result<bool>;
+
+    /// See [`crate::KvStore::compare_and_swap`], with an expected value.
+    async fn compare_and_swap(
+        &self,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
+        expected: &[u8],
+        new: &[u8],
+        expiry: Expiry,
+    ) -> Result<bool>;
+
+    /// See [`crate::KvStore::increment`]; `expiry` applies only to a new counter.
+    async fn increment(
+        &self,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
+        delta: i64,
+        expiry: Expiry,
+    ) -> Result<i64>;
+
+    /// See [`crate::KvStore::purge_expired`].
+    async fn purge_expired(&self) -> Result<u64>;
+}
+
+/// Users as a backend implements them; callers get [`crate::UserStore`] from it.
+///
+/// Ids passed in are of the store's kind, and patches have passed their field rules.
+#[async_trait]
+pub trait UserBackend: Backend {
+    /// See [`crate::UserStore::id_kind`].
+    fn id_kind(&self) -> IdKind;
+
+    /// Stores a validated user, unique on [`UserDraft::email_key`], giving it an id.
+    async fn create_user(&self, user: UserDraft) -> Result<User>;
+
+    /// See [`crate::UserStore::get_user`].
+    async fn get_user(&self, id: UserId) -> Result<Option<User>>;
+
+    /// The user whose normalised email is `email`.
+    async fn get_user_by_email(&self, email: EmailKey<'_>) -> Result<Option<User>>;
+
+    /// See [`crate::UserStore::update_user`]: read, [`UserPatch::apply`], and write at the
+    /// version read, retrying a lost race unless the patch names a version.
+    async fn update_user(&self, id: UserId, patch: &UserPatch) -> Result<User>;
+
+    /// See [`crate::UserStore::delete_user`].
+    async fn delete_user(&self, id: UserId) -> Result<()>;
+
+    /// See [`crate::UserStore::list_users`].
+    async fn list_users(&self, page: UserPageRequest) -> Result<Page<User>>;
+}
+
+/// OAuth accounts as a backend implements them; callers get [`crate::OAuthAccountStore`].
+#[async_trait]
+pub trait OAuthBackend: UserBackend {
+    /// Stores a validated link. A missing user may be reported as taken account: the layer
+    /// turns that into `NotFound` (see [`crate::users::missing_user_before_taken_account`]).
+    async fn add_oauth_account(&self, account: OAuthAccount) -> Result<OAuthAccount>;
+
+    /// See [`crate::OAuthAccountStore::update_oauth_account`].
+    async fn update_oauth_account(
+        &self,
+        user: UserId,
+        key: OAuthKey<'_>,
+        patch: &OAuthAccountPatch,
+    ) -> Result<OAuthAccount>;
+
+    /// See [`crate::OAuthAccountStore::remove_oauth_account`].
+    async fn remove_oauth_account(&self, user: UserId, key: OAuthKey<'_>) -> Result<()>;
+
+    /// See [`crate::OAuthAccountStore::oauth_accounts`].
+    async fn oauth_accounts(&self, user: UserId) -> Result<Vec<OAuthAccount>>;
+
+    /// See [`crate::OAuthAccountStore::get_user_by_oauth_account`].
+    async fn get_user_by_oauth_account(&self, key: OAuthKey<'_>) -> Result<Option<User>>;
+}
+
+/// Access tokens as a backend implements them: it stores and finds hashes only. Callers get
+/// [`crate::AccessTokenStore`], which generates the secret and checks `max_age`.
+#[async_trait]
+pub trait TokenBackend: UserBackend {
+    /// Stores `token` under `hash`; [`crate::Error::NotFound`] if its user does not exist.
+    async fn insert_access_token(&self, hash: TokenHash<'_>, token: &AccessToken) -> Result<()>;
+
+    /// The token stored under `hash`, whatever its age.
+    async fn get_access_token(&self, hash: TokenHash<'_>) -> Result<Option<AccessToken>>;
+
+    /// Deletes the token stored under `hash`; true if it existed.
+    async fn delete_access_token(&self, hash: TokenHash<'_>) -> Result<bool>;
+
+    /// See [`crate::AccessTokenStore::delete_access_tokens_for_user`].
+    async fn delete_access_tokens_for_user(&self, user: UserId) -> Result<()>;
+}
