@@ -1,8 +1,14 @@
 //! The storekit conformance suite: the contract every backend keeps.
 //!
-//! The cases are plain `pub async fn`s in [`users`], [`kv`], [`input`], [`load`] and [`model`] that take a [`Fixture`] (fresh,
-//! empty stores) and fail by panicking. [`conformance_suite!`] expands to one `#[tokio::test]`
-//! per case for a backend, so a failure names both the case and the backend:
+//! The cases are plain `pub async fn`s in [`users`], [`kv`], [`input`], [`load`], [`observe`]
+//! and [`model`] that take a [`Fixture`] (fresh, empty stores) and fail by panicking. A backend
+//! runs them in one of two ways:
+//!
+//! - [`run_suite`], one function: every case of a [`Suite`] in turn, then one panic naming
+//!   every case that failed. `storekit_core`'s `tiny_kv` and `tiny_auth` examples (also the
+//!   doctests of its store traits) pass the suite this way.
+//! - [`conformance_suite!`], which expands to one `#[tokio::test]` per case, so a failure names
+//!   both the case and the backend and cases run in parallel:
 //!
 //! ```ignore
 //! // tests/mybackend.rs
@@ -26,77 +32,139 @@ pub mod input;
 pub mod kv;
 pub mod load;
 pub mod model;
+pub mod observe;
 pub mod users;
 
 pub use harness::{Capabilities, Fixture, SetupContext, run_case, server_url};
+pub use suite::{Case, Suite, cases, run_suite};
+
+mod suite;
+
+/// Every case, listed once: calls `$crate::$callback!` with the groups of cases, each as
+/// `group, IdKind variant, module: [case, ...];`, after `($($args)*)`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_cases {
+    ($callback:ident $($args:tt)*) => {
+        $crate::$callback! { ($($args)*)
+            users_uuid, Uuid, users: [
+                user_round_trip,
+                email_lookup_is_unicode_case_insensitive,
+                duplicate_email_in_other_case_is_refused,
+                concurrent_creates_of_one_email_give_one_user,
+                update_patches_and_bumps_version,
+                email_change_keeps_uniqueness,
+                concurrent_email_swaps_are_refused_cleanly,
+                stale_version_is_a_conflict,
+                concurrent_updates_lose_nothing,
+                delete_user_removes_accounts_and_tokens,
+                list_users_pages_through_everyone,
+                missing_and_foreign_ids,
+                oauth_accounts_round_trip,
+                oauth_account_is_unique_across_users_under_race,
+                access_tokens,
+                access_tokens_are_stored_hashed,
+            ];
+            users_int, Int, users: [
+                user_round_trip,
+                email_lookup_is_unicode_case_insensitive,
+                duplicate_email_in_other_case_is_refused,
+                concurrent_creates_of_one_email_give_one_user,
+                update_patches_and_bumps_version,
+                email_change_keeps_uniqueness,
+                concurrent_email_swaps_are_refused_cleanly,
+                stale_version_is_a_conflict,
+                concurrent_updates_lose_nothing,
+                delete_user_removes_accounts_and_tokens,
+                list_users_pages_through_everyone,
+                missing_and_foreign_ids,
+                oauth_accounts_round_trip,
+                oauth_account_is_unique_across_users_under_race,
+                access_tokens,
+                access_tokens_are_stored_hashed,
+            ];
+            kv, Uuid, kv: [
+                kv_round_trip,
+                kv_ttl_expired_items_are_never_returned,
+                kv_batches,
+                kv_keys_by_prefix,
+                kv_keys_lists_large_namespaces,
+                kv_clear_leaves_other_namespaces,
+                kv_set_if_absent_race,
+                kv_compare_and_swap_race,
+                kv_concurrent_increments,
+                kv_concurrent_writers_keep_their_own_outcomes,
+                kv_overlapping_batches_in_any_order,
+                kv_limits_are_enforced,
+                kv_typed_json,
+            ];
+            input, Uuid, input: [
+                nul_characters_are_refused,
+                extra_reads_back_as_returned,
+                oauth_expiry_at_the_ends_of_time,
+                one_answer_when_two_rules_apply,
+            ];
+            load, Uuid, load: [
+                mixed_writers_on_few_keys_account_for_every_success,
+            ];
+            observe, Uuid, observe: [
+                every_call_opens_one_span_with_database_fields,
+            ];
+            model_uuid, Uuid, model: [
+                random_sequences_agree_with_a_plain_model,
+            ];
+            model_int, Int, model: [
+                random_sequences_agree_with_a_plain_model,
+            ];
+        }
+    };
+}
 
 /// Expands one `#[tokio::test]` per conformance case for the backend whose fixture `setup`
 /// builds (`async fn setup(SetupContext) -> Option<Fixture>`).
 #[macro_export]
 macro_rules! conformance_suite {
     ($setup:ident) => {
-        $crate::conformance_suite!(@users users_uuid, $crate::harness::IdKind::Uuid, $setup);
-        $crate::conformance_suite!(@users users_int, $crate::harness::IdKind::Int, $setup);
-        $crate::conformance_suite!(@cases kv, $crate::harness::IdKind::Uuid, $setup, kv;
-            kv_round_trip,
-            kv_ttl_expired_items_are_never_returned,
-            kv_batches,
-            kv_keys_by_prefix,
-            kv_keys_lists_large_namespaces,
-            kv_clear_leaves_other_namespaces,
-            kv_set_if_absent_race,
-            kv_compare_and_swap_race,
-            kv_concurrent_increments,
-            kv_concurrent_writers_keep_their_own_outcomes,
-            kv_overlapping_batches_in_any_order,
-            kv_limits_are_enforced,
-            kv_typed_json,
-        );
-        $crate::conformance_suite!(@cases input, $crate::harness::IdKind::Uuid, $setup, input;
-            nul_characters_are_refused,
-            extra_reads_back_as_returned,
-            oauth_expiry_at_the_ends_of_time,
-            one_answer_when_two_rules_apply,
-        );
-        $crate::conformance_suite!(@cases load, $crate::harness::IdKind::Uuid, $setup, load;
-            mixed_writers_on_few_keys_account_for_every_success,
-        );
-        $crate::conformance_suite!(@cases model_uuid, $crate::harness::IdKind::Uuid, $setup, model;
-            random_sequences_agree_with_a_plain_model,
-        );
-        $crate::conformance_suite!(@cases model_int, $crate::harness::IdKind::Int, $setup, model;
-            random_sequences_agree_with_a_plain_model,
-        );
+        $crate::__with_cases!(__tests $setup);
     };
-    (@users $module:ident, $kind:expr, $setup:ident) => {
-        $crate::conformance_suite!(@cases $module, $kind, $setup, users;
-            user_round_trip,
-            email_lookup_is_unicode_case_insensitive,
-            duplicate_email_in_other_case_is_refused,
-            concurrent_creates_of_one_email_give_one_user,
-            update_patches_and_bumps_version,
-            email_change_keeps_uniqueness,
-            concurrent_email_swaps_are_refused_cleanly,
-            stale_version_is_a_conflict,
-            concurrent_updates_lose_nothing,
-            delete_user_removes_accounts_and_tokens,
-            list_users_pages_through_everyone,
-            missing_and_foreign_ids,
-            oauth_accounts_round_trip,
-            oauth_account_is_unique_across_users_under_race,
-            access_tokens,
-            access_tokens_are_stored_hashed,
-        );
-    };
-    (@cases $module:ident, $kind:expr, $setup:ident, $cases:ident; $($case:ident),* $(,)?) => {
-        mod $module {
-            $(
-                #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    $crate::run_case(stringify!($case), $kind, super::$setup, $crate::$cases::$case)
+}
+
+/// The tests [`conformance_suite!`] expands to.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __tests {
+    (($setup:ident) $($group:ident, $kind:ident, $module:ident: [$($case:ident),* $(,)?];)*) => {
+        $(
+            mod $group {
+                $(
+                    #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                    async fn $case() {
+                        $crate::run_case(
+                            stringify!($case),
+                            $crate::harness::IdKind::$kind,
+                            super::$setup,
+                            $crate::$module::$case,
+                        )
                         .await;
-                }
-            )*
-        }
+                    }
+                )*
+            }
+        )*
+    };
+}
+
+/// The cases as [`Case`] values, for [`cases`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __case_list {
+    (() $($group:ident, $kind:ident, $module:ident: [$($case:ident),* $(,)?];)*) => {
+        vec![$($(
+            $crate::Case {
+                group: stringify!($group),
+                name: stringify!($case),
+                id_kind: $crate::harness::IdKind::$kind,
+                run: |fixture| Box::pin($crate::$module::$case(fixture)),
+            },
+        )*)*]
     };
 }

@@ -19,6 +19,16 @@ use crate::{Error, Result};
 /// Every method validates its namespace, keys and values with [`crate::validate`] before
 /// touching the database, so a bad input fails the same way on every backend and nothing is
 /// written.
+///
+/// # Implementing it
+///
+/// Implement [`crate::backend::KvBackend`] instead, and this trait comes with it: the checks,
+/// the expiry computation, a span per call and the error context are done once, in this crate.
+/// A complete backend that passes the conformance suite (`examples/tiny_kv.rs`):
+///
+/// ```
+#[doc = include_str!("../examples/tiny_kv.rs")]
+/// ```
 #[async_trait]
 pub trait KvStore: Debug + Send + Sync + 'static {
     /// The value under `key`, unless absent or expired.

@@ -6,39 +6,11 @@
 //!
 //! # Implementing your own store
 //!
-//! Backends validate input through the helpers in this crate so that every backend refuses the
-//! same input the same way: [`NewUser::into_draft`] validates a user and normalises its email,
-//! [`UserPatch::apply`] checks the version and bumps it, [`crate::token::hash`] is what tokens are
-//! stored under. A sketch of the shape (see `MemoryStore` for a complete one):
-//!
-//! ```
-//! use storekit_core::{async_trait, IdKind, NewUser, Page, PageRequest, Result, User, UserId,
-//!     UserPatch, UserStore};
-//!
-//! #[derive(Debug)]
-//! struct MyStore;
-//!
-//! #[async_trait]
-//! impl UserStore for MyStore {
-//!     fn id_kind(&self) -> IdKind { IdKind::Uuid }
-//!     async fn create_user(&self, user: NewUser) -> Result<User> {
-//!         let draft = user.into_draft()?;
-//!         // Insert atomically, unique on `draft.email_key`; map a conflict to AlreadyExists.
-//!         Ok(draft.into_user(UserId::Uuid(uuid::Uuid::now_v7())))
-//!     }
-//!     async fn get_user(&self, _id: UserId) -> Result<Option<User>> { Ok(None) }
-//!     async fn get_user_by_email(&self, _email: &str) -> Result<Option<User>> { Ok(None) }
-//!     async fn update_user(&self, _id: UserId, _patch: UserPatch) -> Result<User> {
-//!         Err(storekit_core::Error::NotFound { what: "user" })
-//!     }
-//!     async fn delete_user(&self, _id: UserId) -> Result<()> {
-//!         Err(storekit_core::Error::NotFound { what: "user" })
-//!     }
-//!     async fn list_users(&self, _page: PageRequest) -> Result<Page<User>> {
-//!         Ok(Page::new(Vec::new(), None))
-//!     }
-//! }
-//! ```
+//! Implement the traits of [`crate::backend`] ([`UserBackend`](crate::backend::UserBackend),
+//! [`OAuthBackend`](crate::backend::OAuthBackend), [`TokenBackend`](crate::backend::TokenBackend))
+//! and these come with them, so every backend refuses the same input the same way, hashes
+//! tokens the same way and is traced the same way. Each trait's docs hold a complete backend
+//! that passes the conformance suite (`examples/tiny_auth.rs`).
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -51,6 +23,15 @@ use crate::{
 };
 
 /// Users: create, read, update, delete and list.
+///
+/// # Implementing it
+///
+/// Implement the user traits of [`crate::backend`] and this trait comes with them. A complete
+/// backend that passes the conformance suite (`examples/tiny_auth.rs`):
+///
+/// ```
+#[doc = include_str!("../examples/tiny_auth.rs")]
+/// ```
 #[async_trait]
 pub trait UserStore: Debug + Send + Sync + 'static {
     /// The kind of id this store assigns; ids of another kind are refused with
@@ -89,6 +70,15 @@ pub trait UserStore: Debug + Send + Sync + 'static {
 }
 
 /// OAuth accounts linked to users.
+///
+/// # Implementing it
+///
+/// Implement the user traits of [`crate::backend`] and this trait comes with them. A complete
+/// backend that passes the conformance suite (`examples/tiny_auth.rs`):
+///
+/// ```
+#[doc = include_str!("../examples/tiny_auth.rs")]
+/// ```
 #[async_trait]
 pub trait OAuthAccountStore: Debug + Send + Sync + 'static {
     /// Links an account to a user. [`crate::Error::NotFound`] if the user does not exist;
@@ -129,6 +119,15 @@ pub trait OAuthAccountStore: Debug + Send + Sync + 'static {
 }
 
 /// Access tokens (login sessions). Only a hash of each token is stored.
+///
+/// # Implementing it
+///
+/// Implement the user traits of [`crate::backend`] and this trait comes with them. A complete
+/// backend that passes the conformance suite (`examples/tiny_auth.rs`):
+///
+/// ```
+#[doc = include_str!("../examples/tiny_auth.rs")]
+/// ```
 #[async_trait]
 pub trait AccessTokenStore: Debug + Send + Sync + 'static {
     /// Issues a new token for the user; [`crate::Error::NotFound`] if there is no such user.
