@@ -23,7 +23,8 @@
 //! Environment: `DATABASE_URL` (any storekit URL; default an SQLite file), `PORT` (default 3000,
 //! on 127.0.0.1; `0` picks a free port), `TOKEN_MAX_AGE_SECS` (default one day). The server
 //! migrates the database at start, so the same binary runs on SQLite, PostgreSQL and DynamoDB
-//! by changing only `DATABASE_URL`.
+//! by changing only `DATABASE_URL`. With `RUST_LOG=storekit=debug`, every storekit call a
+//! request makes prints its span to stderr.
 
 use std::net::Ipv4Addr;
 use std::sync::{Arc, LazyLock};
@@ -49,6 +50,7 @@ const MAX_PASSWORD_BYTES: usize = 1024;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    log_spans_if_asked();
     let url =
         std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://storekit-users.db".to_owned());
     let port: u16 = env_number("PORT")?.unwrap_or(3000);
@@ -377,6 +379,19 @@ where
             .map(Some)
             .map_err(|e| format!("{name}={text:?}: {e}")),
         Err(_) => Ok(None),
+    }
+}
+
+/// With `RUST_LOG` set (e.g. `RUST_LOG=storekit=debug`), prints one line to stderr per storekit
+/// call as its span closes, with the span's fields (operation, collection, outcome, counts).
+fn log_spans_if_asked() {
+    use tracing_subscriber::fmt::format::FmtSpan;
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_span_events(FmtSpan::CLOSE)
+            .with_writer(std::io::stderr)
+            .init();
     }
 }
 

@@ -3,6 +3,7 @@
 //! ```sh
 //! cargo run --example quickstart                       # ./storekit-quickstart.db
 //! DATABASE_URL=memory:// cargo run --example quickstart
+//! RUST_LOG=storekit=debug cargo run --example quickstart   # and a span per storekit call
 //! ```
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ struct Profile {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    log_spans_if_asked();
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "sqlite://storekit-quickstart.db".to_owned());
     let stores = storekit::connect(&url).await?;
@@ -81,6 +83,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     users.delete_access_token(&login.token).await?;
     say("logged out");
     Ok(())
+}
+
+/// With `RUST_LOG` set (e.g. `RUST_LOG=storekit=debug`), prints one line to stderr per storekit
+/// call as its span closes, with the span's fields (operation, collection, outcome, counts).
+fn log_spans_if_asked() {
+    use tracing_subscriber::fmt::format::FmtSpan;
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_span_events(FmtSpan::CLOSE)
+            .with_writer(std::io::stderr)
+            .init();
+    }
 }
 
 #[allow(clippy::print_stdout)] // An example's output is the point.

@@ -50,6 +50,47 @@ async fn sqlite_tokens_expire_after_their_max_age() {
     assert_eq!(api.me(Some(&token)).await.0, StatusCode::UNAUTHORIZED);
 }
 
+/// One login request, as an operator sees it with `RUST_LOG=storekit=debug`: one span per store
+/// call it made, in order, with OpenTelemetry's database fields and never the email, password
+/// or token.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_login_request_shows_one_span_per_store_call() {
+    let file = TempDb::new();
+    let url = format!("sqlite://{}", file.0.display());
+    let server = Server::start(&url, &[("RUST_LOG", "storekit=debug")]);
+    let api = Api::new(&server);
+    let email = "traced@example.com";
+    assert_eq!(api.register(email, PASSWORD).await.0, StatusCode::CREATED);
+    let token = api.login_token(email, PASSWORD).await;
+    let log = server.stop();
+    let spans: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains(" close "))
+        .collect();
+    let operations: Vec<&str> = spans
+        .iter()
+        .filter_map(|line| line.split("db.operation.name=\"").nth(1)?.split('"').next())
+        .collect();
+    assert_eq!(
+        operations,
+        ["create_user", "get_user_by_email", "create_access_token"],
+        "register, then login: {log}"
+    );
+    for (span, collection) in spans.iter().zip(["users", "users", "access_tokens"]) {
+        for field in [
+            "db.system.name=\"sqlite\"".to_owned(),
+            format!("db.collection.name=\"{collection}\""),
+            "storekit.outcome=\"ok\"".to_owned(),
+        ] {
+            assert!(span.contains(&field), "{field} in {span}");
+        }
+        for secret in [email, PASSWORD, token.as_str()] {
+            assert!(!span.contains(secret), "{secret} in {span}");
+        }
+    }
+}
+
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn postgres() {
@@ -303,6 +344,19 @@ impl Server {
                 panic!("axum_users did not start ({status}) with DATABASE_URL={url}:\n{stderr}");
             }
         }
+    }
+}
+
+impl Server {
+    /// Stops the server and returns everything it wrote to stderr.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        stderr
     }
 }
 

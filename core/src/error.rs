@@ -257,3 +257,37 @@ impl std::fmt::Display for Context {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    #[test]
+    fn a_driver_failure_names_its_call_and_keeps_its_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let error = Error::outcome_unknown("postgresql", io)
+            .during("set", || "namespace \"sessions\", key \"abc\"".to_owned());
+        assert_eq!(
+            error.to_string(),
+            "postgresql did not answer: the outcome is unknown in set \
+             (namespace \"sessions\", key \"abc\")"
+        );
+        let context = error.context().expect("a context");
+        assert_eq!(context.operation(), "set");
+        let source = std::error::Error::source(&error).expect("the driver's error");
+        assert_eq!(source.to_string(), "reset by peer");
+        assert!(error.is_retryable() && error.may_have_been_applied());
+        assert_eq!(error.kind(), "outcome_unknown");
+    }
+
+    #[test]
+    fn the_innermost_call_names_the_failure_and_input_errors_stay_as_they_are() {
+        let error = Error::backend("sqlite", "disk I/O error")
+            .during("get_user", || "user 42".to_owned())
+            .during("add_oauth_account", || "user 42".to_owned());
+        assert_eq!(error.to_string(), "sqlite error in get_user (user 42)");
+        let invalid = Error::invalid("key", "must not be empty").during("get", String::new);
+        assert_eq!(invalid.to_string(), "invalid key: must not be empty");
+        assert!(invalid.context().is_none());
+    }
+}
