@@ -30,6 +30,17 @@
 use std::sync::Arc;
 
 pub use storekit_core::*;
+
+/// What a service needs in one `use storekit::prelude::*;`: the store traits (and their typed
+/// helpers), the types their calls take and return, the error, [`connect`] and [`Stores`].
+pub mod prelude {
+    pub use crate::{
+        AccessToken, AccessTokenStore, AuthStore, DynAuthStore, DynKvStore, Error, IdKind,
+        IssuedToken, KvStore, KvStoreExt, NewOAuthAccount, NewUser, OAuthAccount,
+        OAuthAccountPatch, OAuthAccountStore, Page, PageRequest, Result, Stores, User, UserId,
+        UserPatch, UserStore, connect,
+    };
+}
 #[cfg(feature = "dynamodb")]
 pub use storekit_dynamodb::{DynamoDbConfig, DynamoDbStore};
 #[cfg(feature = "postgres")]
