@@ -1,7 +1,7 @@
 //! Turning rows into storekit types, the same way for both dialects.
 
 use storekit_core::chrono::{DateTime, Utc};
-use storekit_core::{AccessToken, Error, OAuthAccount, Result, User, UserId};
+use storekit_core::{Error, OAuthAccount, Result, User, UserId};
 
 /// A users row as both dialects read it.
 #[derive(Debug)]
@@ -71,12 +71,4 @@ impl OAuthRow {
             updated_at: self.updated_at,
         }
     }
-}
-
-/// Keeps a token only if it is younger than `max_age`.
-pub(crate) fn token_if_fresh(
-    token: Option<AccessToken>,
-    max_age: Option<std::time::Duration>,
-) -> Option<AccessToken> {
-    token.filter(|t| storekit_core::time::is_younger_than(t.created_at, max_age))
 }

@@ -2,15 +2,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt as _;
-use futures::stream::{self, BoxStream};
+use futures::stream::BoxStream;
 use sqlx::Row as _;
+use storekit_core::backend::{Expiry, Items, Key, Keys, KvBackend, Namespace};
 use storekit_core::kv::{KeyPage, PageSizes, counter, ordered_key_pages};
-use storekit_core::time::{expiry_millis, is_live, now_millis};
-use storekit_core::{KvStore, Result, validate};
+use storekit_core::time::{is_live, now_millis};
+use storekit_core::Result;
 
 use super::PostgresStore;
 use super::error::{pg_error, retry_conflicts};
@@ -86,30 +85,31 @@ impl PostgresStore {
     }
 
     /// `keys`, in pages of `page` keys (a parameter so that tests can cross pages cheaply).
-    fn keys_in_pages<'a>(
-        &'a self,
-        namespace: &'a str,
-        prefix: &'a str,
+    fn keys_in_pages(
+        &self,
+        namespace: &str,
+        prefix: &str,
         page: i64,
-    ) -> BoxStream<'a, Result<String>> {
-        if let Err(e) = validate::check_namespace(namespace).and(validate::check_prefix(prefix)) {
-            return stream::once(async { Err(e) }).boxed();
-        }
+    ) -> BoxStream<'static, Result<String>> {
         let size = usize::try_from(page).unwrap_or(usize::MAX);
-        ordered_key_pages(prefix, PageSizes::fixed(size), move |after, _| async move {
-            match after {
-                None => self.keys_page(namespace, prefix, true, page).await,
-                Some(after) => self.keys_page(namespace, &after, false, page).await,
+        let (store, namespace, from) = (self.clone(), namespace.to_owned(), prefix.to_owned());
+        ordered_key_pages(prefix.to_owned(), PageSizes::fixed(size), move |after, _| {
+            let (store, namespace, from) = (store.clone(), namespace.clone(), from.clone());
+            async move {
+                match after {
+                    None => store.keys_page(&namespace, &from, true, page).await,
+                    Some(after) => store.keys_page(&namespace, &after, false, page).await,
+                }
             }
         })
     }
 }
 
 #[async_trait]
-impl KvStore for PostgresStore {
-    async fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>> {
+impl KvBackend for PostgresStore {
+    async fn get(&self, namespace: Namespace<'_>, key: Key<'_>) -> Result<Option<Vec<u8>>> {
+        let (namespace, key) = (namespace.as_str(), key.as_str());
         self.within_deadline(async {
-            validate::check_keys(namespace, &[key])?;
             sqlx::query_scalar(self.inner.sql.kv_get.clone())
                 .bind(namespace)
                 .bind(key)
@@ -123,19 +123,19 @@ impl KvStore for PostgresStore {
 
     async fn set(
         &self,
-        namespace: &str,
-        key: &str,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
         value: &[u8],
-        ttl: Option<Duration>,
+        expiry: Expiry,
     ) -> Result<()> {
+        let (namespace, key) = (namespace.as_str(), key.as_str());
         self.within_deadline(async {
             self.start_purger();
-            validate::check_entry(namespace, key, value)?;
             sqlx::query(self.inner.sql.kv_upsert.clone())
                 .bind(namespace)
                 .bind(key)
                 .bind(value)
-                .bind(expiry_millis(ttl)?)
+                .bind(expiry.millis())
                 .execute(&self.inner.pool)
                 .await
                 .map_err(pg_error)?;
@@ -144,9 +144,9 @@ impl KvStore for PostgresStore {
         .await
     }
 
-    async fn delete(&self, namespace: &str, key: &str) -> Result<bool> {
+    async fn delete(&self, namespace: Namespace<'_>, key: Key<'_>) -> Result<bool> {
+        let (namespace, key) = (namespace.as_str(), key.as_str());
         self.within_deadline(async {
-            validate::check_keys(namespace, &[key])?;
             let removed: Option<Option<i64>> = sqlx::query_scalar(self.inner.sql.kv_delete.clone())
                 .bind(namespace)
                 .bind(key)
@@ -158,9 +158,9 @@ impl KvStore for PostgresStore {
         .await
     }
 
-    async fn contains(&self, namespace: &str, key: &str) -> Result<bool> {
+    async fn contains(&self, namespace: Namespace<'_>, key: Key<'_>) -> Result<bool> {
+        let (namespace, key) = (namespace.as_str(), key.as_str());
         self.within_deadline(async {
-            validate::check_keys(namespace, &[key])?;
             sqlx::query_scalar(self.inner.sql.kv_contains.clone())
                 .bind(namespace)
                 .bind(key)
@@ -172,9 +172,13 @@ impl KvStore for PostgresStore {
         .await
     }
 
-    async fn get_many(&self, namespace: &str, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
+    async fn get_many(
+        &self,
+        namespace: Namespace<'_>,
+        keys: Keys<'_>,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let (namespace, keys) = (namespace.as_str(), keys.as_slice());
         self.within_deadline(async {
-            validate::check_keys(namespace, keys)?;
             if keys.is_empty() {
                 return Ok(Vec::new());
             }
@@ -198,16 +202,14 @@ impl KvStore for PostgresStore {
 
     async fn set_many(
         &self,
-        namespace: &str,
-        items: &[(&str, &[u8])],
-        ttl: Option<Duration>,
+        namespace: Namespace<'_>,
+        items: Items<'_>,
+        expiry: Expiry,
     ) -> Result<()> {
+        let (namespace, items) = (namespace.as_str(), items.as_slice());
         self.within_deadline(async {
             self.start_purger();
-            for (key, value) in items {
-                validate::check_entry(namespace, key, value)?;
-            }
-            let expires_at = expiry_millis(ttl)?;
+            let expires_at = expiry.millis();
             // One upsert cannot touch a row twice, so repeated keys keep only their last value.
             // Rows are written, and locked, in key order: concurrent batches over overlapping keys
             // then wait for each other instead of deadlocking, and the index is walked in order.
@@ -233,9 +235,9 @@ impl KvStore for PostgresStore {
         .await
     }
 
-    async fn delete_many(&self, namespace: &str, keys: &[&str]) -> Result<()> {
+    async fn delete_many(&self, namespace: Namespace<'_>, keys: Keys<'_>) -> Result<()> {
+        let (namespace, keys) = (namespace.as_str(), keys.as_slice());
         self.within_deadline(async {
-            validate::check_keys(namespace, keys)?;
             retry_conflicts(|| {
                 sqlx::query(self.inner.sql.kv_delete_many.clone())
                     .bind(namespace)
@@ -248,14 +250,13 @@ impl KvStore for PostgresStore {
         .await
     }
 
-    fn keys<'a>(&'a self, namespace: &'a str, prefix: &'a str) -> BoxStream<'a, Result<String>> {
-        self.keys_in_pages(namespace, prefix, KEYS_PAGE)
+    fn keys(&self, namespace: Namespace<'_>, prefix: &str) -> BoxStream<'static, Result<String>> {
+        self.keys_in_pages(&namespace, prefix, KEYS_PAGE)
     }
 
-    async fn clear(&self, namespace: &str) -> Result<()> {
-        validate::check_namespace(namespace)?;
+    async fn clear(&self, namespace: Namespace<'_>) -> Result<()> {
         sqlx::query(self.inner.sql.kv_clear.clone())
-            .bind(namespace)
+            .bind(namespace.as_str())
             .execute(&self.inner.pool)
             .await
             .map_err(pg_error)?;
@@ -264,19 +265,19 @@ impl KvStore for PostgresStore {
 
     async fn set_if_absent(
         &self,
-        namespace: &str,
-        key: &str,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
         value: &[u8],
-        ttl: Option<Duration>,
+        expiry: Expiry,
     ) -> Result<bool> {
+        let (namespace, key) = (namespace.as_str(), key.as_str());
         self.within_deadline(async {
             self.start_purger();
-            validate::check_entry(namespace, key, value)?;
             let stored = sqlx::query(self.inner.sql.kv_insert_if_absent.clone())
                 .bind(namespace)
                 .bind(key)
                 .bind(value)
-                .bind(expiry_millis(ttl)?)
+                .bind(expiry.millis())
                 .bind(now_millis())
                 .execute(&self.inner.pool)
                 .await
@@ -288,23 +289,20 @@ impl KvStore for PostgresStore {
 
     async fn compare_and_swap(
         &self,
-        namespace: &str,
-        key: &str,
-        expected: Option<&[u8]>,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
+        expected: &[u8],
         new: &[u8],
-        ttl: Option<Duration>,
+        expiry: Expiry,
     ) -> Result<bool> {
+        let (namespace, key) = (namespace.as_str(), key.as_str());
         self.within_deadline(async {
             self.start_purger();
-            let Some(expected) = expected else {
-                return self.set_if_absent(namespace, key, new, ttl).await;
-            };
-            validate::check_entry(namespace, key, new)?;
             let swapped = sqlx::query(self.inner.sql.kv_swap.clone())
                 .bind(namespace)
                 .bind(key)
                 .bind(new)
-                .bind(expiry_millis(ttl)?)
+                .bind(expiry.millis())
                 .bind(expected)
                 .bind(now_millis())
                 .execute(&self.inner.pool)
@@ -317,15 +315,15 @@ impl KvStore for PostgresStore {
 
     async fn increment(
         &self,
-        namespace: &str,
-        key: &str,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
         delta: i64,
-        ttl: Option<Duration>,
+        expiry: Expiry,
     ) -> Result<i64> {
+        let (namespace, key) = (namespace.as_str(), key.as_str());
         self.within_deadline(async {
             self.start_purger();
-            validate::check_keys(namespace, &[key])?;
-            let new_expiry = expiry_millis(ttl)?;
+            let new_expiry = expiry.millis();
             let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
             let row = sqlx::query(self.inner.sql.kv_lock_counter.clone())
                 .bind(namespace)

@@ -203,6 +203,12 @@ struct Inner {
     operation_timeout: Option<std::time::Duration>,
 }
 
+impl storekit_core::backend::Backend for PostgresStore {
+    fn system(&self) -> &'static str {
+        "postgresql"
+    }
+}
+
 impl PostgresStore {
     /// Connects a pool. Run [`PostgresStore::migrate`] before first use.
     pub async fn connect(config: &PostgresConfig) -> Result<Self> {

@@ -1,22 +1,21 @@
 //! Users, OAuth accounts and access tokens on PostgreSQL.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::{Postgres, Row as _};
-use storekit_core::users::missing_user_before_taken_account;
+use storekit_core::backend::{
+    EmailKey, OAuthBackend, OAuthKey, TokenBackend, TokenHash, UserBackend, UserPageRequest,
+};
 use storekit_core::{
-    AccessToken, AccessTokenStore, Error, IdKind, IssuedToken, NewOAuthAccount, NewUser,
-    OAuthAccount, OAuthAccountPatch, OAuthAccountStore, Page, PageRequest, Result, User, UserId,
-    UserPatch, UserStore, check_oauth_key, normalize_email, now, token,
+    AccessToken, Error, IdKind, OAuthAccount, OAuthAccountPatch, Page, Result, User, UserDraft,
+    UserId, UserPatch,
 };
 use uuid::Uuid;
 
 use super::PostgresStore;
 use super::error::{Violation, is_deadlock, on_violation, pg_error, violation};
-use crate::rows::{OAuthRow, UserRow, token_if_fresh};
+use crate::rows::{OAuthRow, UserRow};
 
 const BACKEND: &str = "postgres";
 
@@ -35,11 +34,6 @@ fn bind_id(query: PgQuery<'_>, id: UserId) -> PgQuery<'_> {
 }
 
 impl PostgresStore {
-    fn check_id(&self, id: UserId) -> Result<UserId> {
-        id.expect_kind(self.inner.id_kind)?;
-        Ok(id)
-    }
-
     fn read_id(&self, row: &PgRow, column: usize) -> Result<UserId> {
         match self.inner.id_kind {
             IdKind::Uuid => row.try_get::<Uuid, _>(column).map(UserId::Uuid),
@@ -132,14 +126,13 @@ impl PostgresStore {
 }
 
 #[async_trait]
-impl UserStore for PostgresStore {
+impl UserBackend for PostgresStore {
     fn id_kind(&self) -> IdKind {
         self.inner.id_kind
     }
 
-    async fn create_user(&self, user: NewUser) -> Result<User> {
+    async fn create_user(&self, draft: UserDraft) -> Result<User> {
         self.within_deadline(async {
-            let draft = user.into_draft()?;
             let email_key = draft.email_key.clone();
             let user = draft.into_user(UserId::Uuid(Uuid::now_v7()));
             let query = sqlx::query(self.inner.sql.insert_user.clone());
@@ -172,30 +165,28 @@ impl UserStore for PostgresStore {
 
     async fn get_user(&self, id: UserId) -> Result<Option<User>> {
         self.within_deadline(async {
-            let id = self.check_id(id)?;
             self.fetch_user(bind_id(sqlx::query(self.inner.sql.user_by_id.clone()), id))
                 .await
         })
         .await
     }
 
-    async fn get_user_by_email(&self, email: &str) -> Result<Option<User>> {
+    async fn get_user_by_email(&self, email: EmailKey<'_>) -> Result<Option<User>> {
         self.within_deadline(async {
-            let key = normalize_email(email)?;
+            let key = email.as_str();
             self.fetch_user(sqlx::query(self.inner.sql.user_by_email.clone()).bind(key))
                 .await
         })
         .await
     }
 
-    async fn update_user(&self, id: UserId, patch: UserPatch) -> Result<User> {
+    async fn update_user(&self, id: UserId, patch: &UserPatch) -> Result<User> {
         self.within_deadline(async {
-            let id = self.check_id(id)?;
             // Optimistic: read, apply, write only if the version is unchanged. A lost race means
             // another update landed; a conditional patch then fails with Conflict in `apply`, an
             // unconditional one is applied again on top of the newer user.
             for _ in 0..UPDATE_ATTEMPTS {
-                if let Some(user) = self.try_update(id, &patch).await? {
+                if let Some(user) = self.try_update(id, patch).await? {
                     return Ok(user);
                 }
             }
@@ -209,7 +200,6 @@ impl UserStore for PostgresStore {
 
     async fn delete_user(&self, id: UserId) -> Result<()> {
         self.within_deadline(async {
-            let id = self.check_id(id)?;
             // ON DELETE CASCADE removes the user's OAuth accounts and tokens in the same statement.
             let deleted = bind_id(sqlx::query(self.inner.sql.delete_user.clone()), id)
                 .execute(&self.inner.pool)
@@ -223,10 +213,9 @@ impl UserStore for PostgresStore {
         .await
     }
 
-    async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
+    async fn list_users(&self, page: UserPageRequest) -> Result<Page<User>> {
         self.within_deadline(async {
-            page.check()?;
-            let after = page.user_cursor(self.inner.id_kind)?;
+            let after = page.after;
             let limit = page.limit as i64 + 1;
             let query = match after {
                 Some(after) => bind_id(
@@ -249,15 +238,10 @@ impl UserStore for PostgresStore {
 }
 
 #[async_trait]
-impl OAuthAccountStore for PostgresStore {
-    async fn add_oauth_account(
-        &self,
-        user: UserId,
-        account: NewOAuthAccount,
-    ) -> Result<OAuthAccount> {
+impl OAuthBackend for PostgresStore {
+    async fn add_oauth_account(&self, account: OAuthAccount) -> Result<OAuthAccount> {
         self.within_deadline(async {
-            let user = self.check_id(user)?;
-            let account = account.into_account(user)?;
+            let user = account.user_id;
             let query = bind_id(sqlx::query(self.inner.sql.insert_oauth.clone()), user)
                 .bind(&account.provider)
                 .bind(&account.account_id)
@@ -267,18 +251,17 @@ impl OAuthAccountStore for PostgresStore {
                 .bind(&account.refresh_token)
                 .bind(account.created_at)
                 .bind(account.updated_at);
-            let inserted =
-                query
-                    .execute(&self.inner.pool)
-                    .await
-                    .map_err(|err| match violation(&err) {
-                        Some(Violation::Unique) => Error::AlreadyExists {
-                            what: "oauth account",
-                        },
-                        Some(Violation::ForeignKey) => Error::NotFound { what: "user" },
-                        None => pg_error(err),
-                    });
-            missing_user_before_taken_account(self, user, inserted.map(|_| account)).await
+            query
+                .execute(&self.inner.pool)
+                .await
+                .map_err(|err| match violation(&err) {
+                    Some(Violation::Unique) => Error::AlreadyExists {
+                        what: "oauth account",
+                    },
+                    Some(Violation::ForeignKey) => Error::NotFound { what: "user" },
+                    None => pg_error(err),
+                })?;
+            Ok(account)
         })
         .await
     }
@@ -286,13 +269,11 @@ impl OAuthAccountStore for PostgresStore {
     async fn update_oauth_account(
         &self,
         user: UserId,
-        provider: &str,
-        account_id: &str,
-        patch: OAuthAccountPatch,
+        key: OAuthKey<'_>,
+        patch: &OAuthAccountPatch,
     ) -> Result<OAuthAccount> {
+        let (provider, account_id) = (key.provider(), key.account_id());
         self.within_deadline(async {
-            let user = self.check_id(user)?;
-            check_oauth_key(provider, account_id)?;
             let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
             let select = sqlx::query(self.inner.sql.oauth_one_for_update.clone())
                 .bind(provider)
@@ -323,15 +304,9 @@ impl OAuthAccountStore for PostgresStore {
         .await
     }
 
-    async fn remove_oauth_account(
-        &self,
-        user: UserId,
-        provider: &str,
-        account_id: &str,
-    ) -> Result<()> {
+    async fn remove_oauth_account(&self, user: UserId, key: OAuthKey<'_>) -> Result<()> {
+        let (provider, account_id) = (key.provider(), key.account_id());
         self.within_deadline(async {
-            let user = self.check_id(user)?;
-            check_oauth_key(provider, account_id)?;
             let delete = sqlx::query(self.inner.sql.delete_oauth.clone())
                 .bind(provider)
                 .bind(account_id);
@@ -351,7 +326,6 @@ impl OAuthAccountStore for PostgresStore {
 
     async fn oauth_accounts(&self, user: UserId) -> Result<Vec<OAuthAccount>> {
         self.within_deadline(async {
-            let user = self.check_id(user)?;
             let rows = bind_id(sqlx::query(self.inner.sql.oauth_of_user.clone()), user)
                 .fetch_all(&self.inner.pool)
                 .await
@@ -361,13 +335,9 @@ impl OAuthAccountStore for PostgresStore {
         .await
     }
 
-    async fn get_user_by_oauth_account(
-        &self,
-        provider: &str,
-        account_id: &str,
-    ) -> Result<Option<User>> {
+    async fn get_user_by_oauth_account(&self, key: OAuthKey<'_>) -> Result<Option<User>> {
+        let (provider, account_id) = (key.provider(), key.account_id());
         self.within_deadline(async {
-            check_oauth_key(provider, account_id)?;
             let query = sqlx::query(self.inner.sql.user_by_oauth.clone())
                 .bind(provider)
                 .bind(account_id);
@@ -378,53 +348,43 @@ impl OAuthAccountStore for PostgresStore {
 }
 
 #[async_trait]
-impl AccessTokenStore for PostgresStore {
-    async fn create_access_token(&self, user: UserId) -> Result<IssuedToken> {
+impl TokenBackend for PostgresStore {
+    async fn insert_access_token(&self, hash: TokenHash<'_>, token: &AccessToken) -> Result<()> {
         self.within_deadline(async {
-            let user = self.check_id(user)?;
-            let secret = token::generate()?;
-            let info = AccessToken::new(user, now());
-            let insert =
-                sqlx::query(self.inner.sql.insert_token.clone()).bind(token::hash(&secret));
-            bind_id(insert, user)
-                .bind(info.created_at)
+            let insert = sqlx::query(self.inner.sql.insert_token.clone()).bind(hash.as_str());
+            bind_id(insert, token.user_id)
+                .bind(token.created_at)
                 .execute(&self.inner.pool)
                 .await
                 .map_err(on_violation(
                     Violation::ForeignKey,
                     Error::NotFound { what: "user" },
                 ))?;
-            Ok(IssuedToken::new(secret, info))
+            Ok(())
         })
         .await
     }
 
-    async fn get_access_token(
-        &self,
-        token: &str,
-        max_age: Option<Duration>,
-    ) -> Result<Option<AccessToken>> {
+    async fn get_access_token(&self, hash: TokenHash<'_>) -> Result<Option<AccessToken>> {
         self.within_deadline(async {
             let row = sqlx::query(self.inner.sql.token_by_hash.clone())
-                .bind(token::hash(token))
+                .bind(hash.as_str())
                 .fetch_optional(&self.inner.pool)
                 .await
                 .map_err(pg_error)?;
-            let found = row
-                .map(|row| {
-                    let user = self.read_id(&row, 0)?;
-                    Ok::<_, Error>(AccessToken::new(user, row.try_get(1).map_err(pg_error)?))
-                })
-                .transpose()?;
-            Ok(token_if_fresh(found, max_age))
+            row.map(|row| {
+                let user = self.read_id(&row, 0)?;
+                Ok(AccessToken::new(user, row.try_get(1).map_err(pg_error)?))
+            })
+            .transpose()
         })
         .await
     }
 
-    async fn delete_access_token(&self, token: &str) -> Result<bool> {
+    async fn delete_access_token(&self, hash: TokenHash<'_>) -> Result<bool> {
         self.within_deadline(async {
             let deleted = sqlx::query(self.inner.sql.delete_token.clone())
-                .bind(token::hash(token))
+                .bind(hash.as_str())
                 .execute(&self.inner.pool)
                 .await
                 .map_err(pg_error)?;
@@ -435,7 +395,6 @@ impl AccessTokenStore for PostgresStore {
 
     async fn delete_access_tokens_for_user(&self, user: UserId) -> Result<()> {
         self.within_deadline(async {
-            let user = self.check_id(user)?;
             bind_id(sqlx::query(self.inner.sql.delete_user_tokens.clone()), user)
                 .execute(&self.inner.pool)
                 .await

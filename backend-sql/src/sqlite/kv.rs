@@ -1,15 +1,14 @@
 //! The key-value store on SQLite.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt as _;
-use futures::stream::{self, BoxStream};
+use futures::stream::BoxStream;
 use rusqlite::{Connection, TransactionBehavior, named_params};
+use storekit_core::backend::{Expiry, Items, Key, Keys, KvBackend, Namespace};
 use storekit_core::kv::{KeyPage, PageSizes, counter, ordered_key_pages};
-use storekit_core::time::{expiry_millis, is_live, now_millis};
-use storekit_core::{Error, KvStore, Result, validate};
+use storekit_core::time::{is_live, now_millis};
+use storekit_core::{Error, Result};
 
 use super::error::sqlite_error;
 use super::step::{any_row, first_row};
@@ -231,9 +230,9 @@ fn borrowed(keys: &[String]) -> Vec<&str> {
 }
 
 #[async_trait]
-impl KvStore for SqliteStore {
-    async fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        validate::check_keys(namespace, &[key])?;
+impl KvBackend for SqliteStore {
+    async fn get(&self, namespace: Namespace<'_>, key: Key<'_>) -> Result<Option<Vec<u8>>> {
+        let (namespace, key) = (namespace.as_str(), key.as_str());
         let now = now_millis();
         self.inner
             .conns
@@ -253,18 +252,17 @@ impl KvStore for SqliteStore {
 
     async fn set(
         &self,
-        namespace: &str,
-        key: &str,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
         value: &[u8],
-        ttl: Option<Duration>,
+        expiry: Expiry,
     ) -> Result<()> {
-        validate::check_entry(namespace, key, value)?;
-        let expires_at = expiry_millis(ttl)?;
+        let expires_at = expiry.millis();
         self.start_purger();
         let (inner, namespace, key, value) = (
             self.inner.clone(),
-            namespace.to_owned(),
-            key.to_owned(),
+            namespace.to_string(),
+            key.to_string(),
             value.to_vec(),
         );
         self.inner
@@ -282,9 +280,8 @@ impl KvStore for SqliteStore {
             .await
     }
 
-    async fn delete(&self, namespace: &str, key: &str) -> Result<bool> {
-        validate::check_keys(namespace, &[key])?;
-        let (inner, namespace, key) = (self.inner.clone(), namespace.to_owned(), key.to_owned());
+    async fn delete(&self, namespace: Namespace<'_>, key: Key<'_>) -> Result<bool> {
+        let (inner, namespace, key) = (self.inner.clone(), namespace.to_string(), key.to_string());
         self.inner
             .conns
             .write_grouped(move |conn| {
@@ -306,8 +303,8 @@ impl KvStore for SqliteStore {
             .await
     }
 
-    async fn contains(&self, namespace: &str, key: &str) -> Result<bool> {
-        validate::check_keys(namespace, &[key])?;
+    async fn contains(&self, namespace: Namespace<'_>, key: Key<'_>) -> Result<bool> {
+        let (namespace, key) = (namespace.as_str(), key.as_str());
         let now = now_millis();
         self.inner
             .conns
@@ -324,8 +321,12 @@ impl KvStore for SqliteStore {
             .await
     }
 
-    async fn get_many(&self, namespace: &str, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
-        validate::check_keys(namespace, keys)?;
+    async fn get_many(
+        &self,
+        namespace: Namespace<'_>,
+        keys: Keys<'_>,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let (namespace, keys) = (namespace.as_str(), keys.as_slice());
         let (conns, now) = (&self.inner.conns, now_millis());
         if !is_large(keys.len(), 0) {
             return conns
@@ -334,7 +335,7 @@ impl KvStore for SqliteStore {
                 })
                 .await;
         }
-        let (inner, namespace, keys) = (self.inner.clone(), namespace.to_owned(), owned_keys(keys));
+        let (inner, namespace, keys) = (self.inner.clone(), namespace.to_string(), owned_keys(keys));
         conns
             .read_blocking(move |conn| {
                 let tx = conn.unchecked_transaction().map_err(sqlite_error)?;
@@ -347,14 +348,12 @@ impl KvStore for SqliteStore {
 
     async fn set_many(
         &self,
-        namespace: &str,
-        items: &[(&str, &[u8])],
-        ttl: Option<Duration>,
+        namespace: Namespace<'_>,
+        items: Items<'_>,
+        expiry: Expiry,
     ) -> Result<()> {
-        for (key, value) in items {
-            validate::check_entry(namespace, key, value)?;
-        }
-        let expires_at = expiry_millis(ttl)?;
+        let (namespace, items) = (namespace.as_str(), items.as_slice());
+        let expires_at = expiry.millis();
         self.start_purger();
         let conns = &self.inner.conns;
         let bytes = items.iter().map(value_bytes).sum();
@@ -368,7 +367,7 @@ impl KvStore for SqliteStore {
             return Ok(());
         }
         let inner = self.inner.clone();
-        let namespace = namespace.to_owned();
+        let namespace = namespace.to_string();
         let owned: Vec<(String, Vec<u8>)> = items
             .iter()
             .map(|(key, value)| ((*key).to_owned(), value.to_vec()))
@@ -387,8 +386,8 @@ impl KvStore for SqliteStore {
         Ok(())
     }
 
-    async fn delete_many(&self, namespace: &str, keys: &[&str]) -> Result<()> {
-        validate::check_keys(namespace, keys)?;
+    async fn delete_many(&self, namespace: Namespace<'_>, keys: Keys<'_>) -> Result<()> {
+        let (namespace, keys) = (namespace.as_str(), keys.as_slice());
         let conns = &self.inner.conns;
         if !is_large(keys.len(), 0) {
             conns
@@ -398,7 +397,7 @@ impl KvStore for SqliteStore {
                 .await?;
             return Ok(());
         }
-        let (inner, namespace, keys) = (self.inner.clone(), namespace.to_owned(), owned_keys(keys));
+        let (inner, namespace, keys) = (self.inner.clone(), namespace.to_string(), owned_keys(keys));
         conns
             .write_blocking(move |conn| {
                 in_one_transaction(conn, TransactionBehavior::Immediate, |tx| {
@@ -409,21 +408,21 @@ impl KvStore for SqliteStore {
         Ok(())
     }
 
-    fn keys<'a>(&'a self, namespace: &'a str, prefix: &'a str) -> BoxStream<'a, Result<String>> {
-        if let Err(e) = validate::check_namespace(namespace).and(validate::check_prefix(prefix)) {
-            return stream::once(async { Err(e) }).boxed();
-        }
-        ordered_key_pages(prefix, KEYS_PAGES, move |after, limit| async move {
-            match after {
-                None => self.keys_page(namespace, prefix, true, limit).await,
-                Some(after) => self.keys_page(namespace, &after, false, limit).await,
+    fn keys(&self, namespace: Namespace<'_>, prefix: &str) -> BoxStream<'static, Result<String>> {
+        let (store, namespace, from) = (self.clone(), namespace.to_string(), prefix.to_owned());
+        ordered_key_pages(prefix.to_owned(), KEYS_PAGES, move |after, limit| {
+            let (store, namespace, from) = (store.clone(), namespace.clone(), from.clone());
+            async move {
+                match after {
+                    None => store.keys_page(&namespace, &from, true, limit).await,
+                    Some(after) => store.keys_page(&namespace, &after, false, limit).await,
+                }
             }
         })
     }
 
-    async fn clear(&self, namespace: &str) -> Result<()> {
-        validate::check_namespace(namespace)?;
-        let (inner, namespace) = (self.inner.clone(), namespace.to_owned());
+    async fn clear(&self, namespace: Namespace<'_>) -> Result<()> {
+        let (inner, namespace) = (self.inner.clone(), namespace.to_string());
         self.inner
             .conns
             .write_blocking(move |conn| {
@@ -439,18 +438,17 @@ impl KvStore for SqliteStore {
 
     async fn set_if_absent(
         &self,
-        namespace: &str,
-        key: &str,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
         value: &[u8],
-        ttl: Option<Duration>,
+        expiry: Expiry,
     ) -> Result<bool> {
-        validate::check_entry(namespace, key, value)?;
-        let expires_at = expiry_millis(ttl)?;
+        let expires_at = expiry.millis();
         self.start_purger();
         let (inner, namespace, key, value) = (
             self.inner.clone(),
-            namespace.to_owned(),
-            key.to_owned(),
+            namespace.to_string(),
+            key.to_string(),
             value.to_vec(),
         );
         let stored = self
@@ -471,22 +469,18 @@ impl KvStore for SqliteStore {
 
     async fn compare_and_swap(
         &self,
-        namespace: &str,
-        key: &str,
-        expected: Option<&[u8]>,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
+        expected: &[u8],
         new: &[u8],
-        ttl: Option<Duration>,
+        expiry: Expiry,
     ) -> Result<bool> {
-        let Some(expected) = expected else {
-            return self.set_if_absent(namespace, key, new, ttl).await;
-        };
-        validate::check_entry(namespace, key, new)?;
-        let expires_at = expiry_millis(ttl)?;
+        let expires_at = expiry.millis();
         self.start_purger();
         let (inner, namespace, key, new, expected) = (
             self.inner.clone(),
-            namespace.to_owned(),
-            key.to_owned(),
+            namespace.to_string(),
+            key.to_string(),
             new.to_vec(),
             expected.to_vec(),
         );
@@ -509,13 +503,13 @@ impl KvStore for SqliteStore {
 
     async fn increment(
         &self,
-        namespace: &str,
-        key: &str,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
         delta: i64,
-        ttl: Option<Duration>,
+        expiry: Expiry,
     ) -> Result<i64> {
-        validate::check_keys(namespace, &[key])?;
-        let new_expiry = expiry_millis(ttl)?;
+        let (namespace, key) = (namespace.as_str(), key.as_str());
+        let new_expiry = expiry.millis();
         self.start_purger();
         let sql = &self.inner.sql;
         self.inner

@@ -173,6 +173,12 @@ struct Inner {
     purger: Purger,
 }
 
+impl storekit_core::backend::Backend for SqliteStore {
+    fn system(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
 impl SqliteStore {
     /// Opens the database. Run [`SqliteStore::migrate`] before first use.
     pub fn open(config: &SqliteConfig) -> Result<Self> {

@@ -1,22 +1,21 @@
 //! Users, OAuth accounts and access tokens on SQLite.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use rusqlite::{Connection, Row, TransactionBehavior, params};
+use storekit_core::backend::{
+    EmailKey, OAuthBackend, OAuthKey, TokenBackend, TokenHash, UserBackend, UserPageRequest,
+};
 use storekit_core::time::from_micros;
-use storekit_core::users::missing_user_before_taken_account;
 use storekit_core::{
-    AccessToken, AccessTokenStore, Error, IdKind, IssuedToken, NewOAuthAccount, NewUser,
-    OAuthAccount, OAuthAccountPatch, OAuthAccountStore, Page, PageRequest, Result, User, UserId,
-    UserPatch, UserStore, check_oauth_key, normalize_email, now, token,
+    AccessToken, Error, IdKind, OAuthAccount, OAuthAccountPatch, Page, Result, User, UserDraft,
+    UserId, UserPatch,
 };
 use uuid::Uuid;
 
 use super::SqliteStore;
 use super::error::{Violation, on_violation, sqlite_error};
 use super::step::first_row;
-use crate::rows::{OAuthRow, UserRow, token_if_fresh};
+use crate::rows::{OAuthRow, UserRow};
 
 const BACKEND: &str = "sqlite";
 
@@ -36,12 +35,12 @@ impl rusqlite::ToSql for IdValue {
 }
 
 impl SqliteStore {
-    fn id(&self, id: UserId) -> Result<IdValue> {
-        id.expect_kind(self.inner.id_kind)?;
-        Ok(match id {
+    /// The stored form of an id (of the store's kind: the core layer checked it).
+    fn id(id: UserId) -> IdValue {
+        match id {
             UserId::Uuid(uuid) => IdValue::Uuid(uuid.into_bytes()),
             UserId::Int(n) => IdValue::Int(n),
-        })
+        }
     }
 
     fn read_id(&self, row: &Row<'_>, column: usize) -> rusqlite::Result<UserId> {
@@ -185,13 +184,12 @@ fn micros(at: storekit_core::chrono::DateTime<storekit_core::chrono::Utc>) -> i6
 }
 
 #[async_trait]
-impl UserStore for SqliteStore {
+impl UserBackend for SqliteStore {
     fn id_kind(&self) -> IdKind {
         self.inner.id_kind
     }
 
-    async fn create_user(&self, user: NewUser) -> Result<User> {
-        let draft = user.into_draft()?;
+    async fn create_user(&self, draft: UserDraft) -> Result<User> {
         let email_key = draft.email_key.clone();
         let uuid = Uuid::now_v7();
         let user = draft.into_user(UserId::Uuid(uuid));
@@ -236,23 +234,23 @@ impl UserStore for SqliteStore {
     }
 
     async fn get_user(&self, id: UserId) -> Result<Option<User>> {
-        let id = self.id(id)?;
+        let id = Self::id(id);
         self.inner
             .conns
             .read(|conn| self.query_user(conn, &self.inner.sql.user_by_id, [&id]))
             .await
     }
 
-    async fn get_user_by_email(&self, email: &str) -> Result<Option<User>> {
-        let key = normalize_email(email)?;
+    async fn get_user_by_email(&self, email: EmailKey<'_>) -> Result<Option<User>> {
+        let key = email.as_str();
         self.inner
             .conns
-            .read(|conn| self.query_user(conn, &self.inner.sql.user_by_email, [&key]))
+            .read(|conn| self.query_user(conn, &self.inner.sql.user_by_email, [key]))
             .await
     }
 
-    async fn update_user(&self, id: UserId, patch: UserPatch) -> Result<User> {
-        let id_value = self.id(id)?;
+    async fn update_user(&self, id: UserId, patch: &UserPatch) -> Result<User> {
+        let id_value = Self::id(id);
         self.inner
             .conns
             .write(|conn| {
@@ -300,7 +298,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn delete_user(&self, id: UserId) -> Result<()> {
-        let id = self.id(id)?;
+        let id = Self::id(id);
         // ON DELETE CASCADE removes the user's OAuth accounts and tokens in the same statement.
         let inner = self.inner.clone();
         let deleted = self
@@ -318,12 +316,8 @@ impl UserStore for SqliteStore {
         Ok(())
     }
 
-    async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
-        page.check()?;
-        let after = page
-            .user_cursor(self.inner.id_kind)?
-            .map(|id| self.id(id))
-            .transpose()?;
+    async fn list_users(&self, page: UserPageRequest) -> Result<Page<User>> {
+        let after = page.after.map(Self::id);
         let limit = page.limit as i64 + 1;
         let users = self
             .inner
@@ -354,15 +348,10 @@ impl UserStore for SqliteStore {
 }
 
 #[async_trait]
-impl OAuthAccountStore for SqliteStore {
-    async fn add_oauth_account(
-        &self,
-        user: UserId,
-        account: NewOAuthAccount,
-    ) -> Result<OAuthAccount> {
-        let id = self.id(user)?;
-        let account = account.into_account(user)?;
-        let inserted = self
+impl OAuthBackend for SqliteStore {
+    async fn add_oauth_account(&self, account: OAuthAccount) -> Result<OAuthAccount> {
+        let id = Self::id(account.user_id);
+        self
             .inner
             .conns
             .write(|conn| {
@@ -388,19 +377,18 @@ impl OAuthAccountStore for SqliteStore {
                         None => sqlite_error(err),
                     })
             })
-            .await;
-        missing_user_before_taken_account(self, user, inserted.map(|_| account)).await
+            .await?;
+        Ok(account)
     }
 
     async fn update_oauth_account(
         &self,
         user: UserId,
-        provider: &str,
-        account_id: &str,
-        patch: OAuthAccountPatch,
+        key: OAuthKey<'_>,
+        patch: &OAuthAccountPatch,
     ) -> Result<OAuthAccount> {
-        let id = self.id(user)?;
-        check_oauth_key(provider, account_id)?;
+        let id = Self::id(user);
+        let (provider, account_id) = (key.provider(), key.account_id());
         self.inner
             .conns
             .write(|conn| {
@@ -433,14 +421,9 @@ impl OAuthAccountStore for SqliteStore {
             .await
     }
 
-    async fn remove_oauth_account(
-        &self,
-        user: UserId,
-        provider: &str,
-        account_id: &str,
-    ) -> Result<()> {
-        let id = self.id(user)?;
-        check_oauth_key(provider, account_id)?;
+    async fn remove_oauth_account(&self, user: UserId, key: OAuthKey<'_>) -> Result<()> {
+        let id = Self::id(user);
+        let (provider, account_id) = (key.provider(), key.account_id());
         let removed = self
             .inner
             .conns
@@ -459,7 +442,7 @@ impl OAuthAccountStore for SqliteStore {
     }
 
     async fn oauth_accounts(&self, user: UserId) -> Result<Vec<OAuthAccount>> {
-        let id = self.id(user)?;
+        let id = Self::id(user);
         let rows = self
             .inner
             .conns
@@ -475,12 +458,8 @@ impl OAuthAccountStore for SqliteStore {
         rows.into_iter().map(RawOAuth::into_account).collect()
     }
 
-    async fn get_user_by_oauth_account(
-        &self,
-        provider: &str,
-        account_id: &str,
-    ) -> Result<Option<User>> {
-        check_oauth_key(provider, account_id)?;
+    async fn get_user_by_oauth_account(&self, key: OAuthKey<'_>) -> Result<Option<User>> {
+        let (provider, account_id) = (key.provider(), key.account_id());
         self.inner
             .conns
             .read(|conn| {
@@ -495,12 +474,10 @@ impl OAuthAccountStore for SqliteStore {
 }
 
 #[async_trait]
-impl AccessTokenStore for SqliteStore {
-    async fn create_access_token(&self, user: UserId) -> Result<IssuedToken> {
-        let id = self.id(user)?;
-        let secret = token::generate()?;
-        let info = AccessToken::new(user, now());
-        let (inner, hash, created_at) = (self.inner.clone(), token::hash(&secret), info.created_at);
+impl TokenBackend for SqliteStore {
+    async fn insert_access_token(&self, hash: TokenHash<'_>, token: &AccessToken) -> Result<()> {
+        let id = Self::id(token.user_id);
+        let (inner, hash, created_at) = (self.inner.clone(), hash.to_string(), token.created_at);
         self.inner
             .conns
             .write_grouped(move |conn| {
@@ -512,15 +489,11 @@ impl AccessTokenStore for SqliteStore {
                     ))
             })
             .await?;
-        Ok(IssuedToken::new(secret, info))
+        Ok(())
     }
 
-    async fn get_access_token(
-        &self,
-        token: &str,
-        max_age: Option<Duration>,
-    ) -> Result<Option<AccessToken>> {
-        let hash = token::hash(token);
+    async fn get_access_token(&self, hash: TokenHash<'_>) -> Result<Option<AccessToken>> {
+        let hash = hash.as_str();
         let found = self
             .inner
             .conns
@@ -528,20 +501,19 @@ impl AccessTokenStore for SqliteStore {
                 let mut stmt = conn
                     .prepare_cached(&self.inner.sql.token_by_hash)
                     .map_err(sqlite_error)?;
-                first_row(&mut stmt, [&hash], |row| {
+                first_row(&mut stmt, [hash], |row| {
                     Ok((self.read_id(row, 0)?, row.get::<_, i64>(1)?))
                 })
                 .map_err(sqlite_error)
             })
             .await?;
-        let found = found
-            .map(|(user, created)| Ok::<_, Error>(AccessToken::new(user, from_micros(created)?)))
-            .transpose()?;
-        Ok(token_if_fresh(found, max_age))
+        found
+            .map(|(user, created)| Ok(AccessToken::new(user, from_micros(created)?)))
+            .transpose()
     }
 
-    async fn delete_access_token(&self, token: &str) -> Result<bool> {
-        let (inner, hash) = (self.inner.clone(), token::hash(token));
+    async fn delete_access_token(&self, hash: TokenHash<'_>) -> Result<bool> {
+        let (inner, hash) = (self.inner.clone(), hash.to_string());
         let deleted = self
             .inner
             .conns
@@ -555,7 +527,7 @@ impl AccessTokenStore for SqliteStore {
     }
 
     async fn delete_access_tokens_for_user(&self, user: UserId) -> Result<()> {
-        let id = self.id(user)?;
+        let id = Self::id(user);
         self.inner
             .conns
             .write(|conn| {
