@@ -332,6 +332,12 @@ async fn a_server_that_stalls_mid_session_is_reported_at_the_operation_timeout()
         .expect_err("no answer");
     let took = started.elapsed();
     assert!(matches!(err, Error::OutcomeUnknown { .. }), "{err:?}");
+    // The message names the call and what it was about; the driver's error stays its source.
+    assert_eq!(
+        err.to_string(),
+        "postgres did not answer: the outcome is unknown in get (namespace \"stall\", key \"k\")"
+    );
+    assert!(std::error::Error::source(&err).is_some(), "{err:?}");
     assert!(
         took >= Duration::from_millis(600) && took < Duration::from_secs(3),
         "gave up after {took:?}"
