@@ -1,9 +1,10 @@
 //! Cases for what an operator sees: one `tracing` span per store call, with OpenTelemetry's
 //! database fields, and no value, email or secret in any of them.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use futures::TryStreamExt as _;
 use storekit_core::{NewOAuthAccount, NewUser, UserId};
@@ -32,14 +33,54 @@ impl CapturedSpan {
     }
 }
 
-/// A `tracing` layer that keeps the spans of target `storekit`, for tests (here and in an
-/// application's own) that check what a call shows.
+/// Collects the spans of target `storekit` opened on one thread while it is armed, for tests
+/// (here and in an application's own) that check what a call shows.
 #[derive(Debug, Clone, Default)]
 pub struct SpanCapture {
     closed: Arc<Mutex<Vec<CapturedSpan>>>,
 }
 
+thread_local! {
+    static ARMED: RefCell<Option<SpanCapture>> = const { RefCell::new(None) };
+}
+
+/// Disarms the capture when dropped.
+#[derive(Debug)]
+pub struct Armed {
+    _scoped: Option<tracing::subscriber::DefaultGuard>,
+}
+
+impl Drop for Armed {
+    fn drop(&mut self) {
+        ARMED.with(|armed| armed.borrow_mut().take());
+    }
+}
+
 impl SpanCapture {
+    /// Captures the storekit spans opened on this thread until the returned guard drops.
+    ///
+    /// The capturing layer is installed as the global subscriber, once per process: a
+    /// thread-local subscriber would miss spans whose sites other threads reached first, since
+    /// `tracing` caches per site whether anyone listens. If the process already has a global
+    /// subscriber, this falls back to a thread-local one, which is exact only when no other
+    /// thread runs storekit calls at the same time.
+    #[must_use]
+    pub fn arm(&self) -> Armed {
+        static GLOBAL: OnceLock<bool> = OnceLock::new();
+        let global = *GLOBAL.get_or_init(|| {
+            let subscriber = tracing_subscriber::registry().with(Router);
+            tracing::subscriber::set_global_default(subscriber).is_ok()
+        });
+        ARMED.with(|armed| *armed.borrow_mut() = Some(self.clone()));
+        let scoped = (!global).then(|| {
+            let scoped =
+                tracing::subscriber::set_default(tracing_subscriber::registry().with(Router));
+            tracing::callsite::rebuild_interest_cache();
+            scoped
+        });
+        Armed { _scoped: scoped }
+    }
+
     /// The spans closed so far, oldest first; the capture is emptied.
     #[must_use]
     pub fn take(&self) -> Vec<CapturedSpan> {
@@ -60,12 +101,17 @@ impl Visit for Fields {
     }
 }
 
+/// A span being captured, kept in the span's extensions until it closes.
 struct Open {
+    capture: SpanCapture,
     fields: Fields,
     top_level: bool,
 }
 
-impl<S> Layer<S> for SpanCapture
+/// The layer: hands each storekit span opened on an armed thread to that thread's capture.
+struct Router;
+
+impl<S> Layer<S> for Router
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -73,6 +119,9 @@ where
         if attrs.metadata().target() != storekit_core::trace::TARGET {
             return;
         }
+        let Some(capture) = ARMED.with(|armed| armed.borrow().clone()) else {
+            return;
+        };
         let Some(span) = ctx.span(id) else { return };
         let mut fields = Fields::default();
         attrs.record(&mut fields);
@@ -80,7 +129,11 @@ where
             .scope()
             .skip(1)
             .any(|outer| outer.metadata().target() == storekit_core::trace::TARGET);
-        span.extensions_mut().insert(Open { fields, top_level });
+        span.extensions_mut().insert(Open {
+            capture,
+            fields,
+            top_level,
+        });
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
@@ -96,7 +149,8 @@ where
         let Some(open) = span.extensions_mut().remove::<Open>() else {
             return;
         };
-        self.closed
+        open.capture
+            .closed
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(CapturedSpan {
@@ -114,9 +168,8 @@ const SYSTEMS: [&str; 4] = ["sqlite", "postgresql", "aws.dynamodb", "memory"];
 /// carry its request count and consumed capacity; no field holds a value, email or secret.
 pub async fn every_call_opens_one_span_with_database_fields(f: &Fixture) {
     let capture = SpanCapture::default();
-    let subscriber = tracing_subscriber::registry().with(capture.clone());
     // The case runs on the test's own thread (`block_on`), where the stores open their spans.
-    let _default = tracing::subscriber::set_default(subscriber);
+    let _armed = capture.arm();
 
     const EMAIL: &str = "observed.person@example.com";
     const HASH: &str = "$argon2id$observed-hash";
