@@ -15,6 +15,7 @@ use aws_sdk_dynamodb::types::{DeleteRequest, KeysAndAttributes, PutRequest, Writ
 use futures::{StreamExt as _, TryStreamExt as _, stream};
 use storekit_core::Result;
 
+use crate::count::Counted as _;
 use crate::error::{self, DynamoError};
 use crate::item::Item;
 use crate::retry::Backoff;
@@ -63,7 +64,7 @@ async fn get_chunk(
         let output = client
             .batch_get_item()
             .request_items(table, request.build().map_err(error::build)?)
-            .send()
+            .send_counted()
             .await
             .map_err(error::sdk)?;
         if let Some(mut responses) = output.responses {
@@ -106,7 +107,7 @@ async fn write_chunk(client: &Client, table: &str, mut requests: Vec<WriteReques
         let output = client
             .batch_write_item()
             .request_items(table, requests)
-            .send()
+            .send_counted()
             .await
             .map_err(error::sdk)?;
         requests = output
@@ -146,7 +147,7 @@ pub(crate) async fn query_page(
     let output = query
         .consistent_read(true)
         .set_exclusive_start_key(start)
-        .send()
+        .send_counted()
         .await
         .map_err(error::sdk)?;
     let next = output.last_evaluated_key.filter(|key| !key.is_empty());

@@ -1,4 +1,4 @@
-//! [`KvStore`] on the kv table: namespaces spread over shards, binary values, number counters,
+//! [`KvBackend`] on the kv table: namespaces spread over shards, binary values, number counters,
 //! and deadlines checked on every read.
 //!
 //! An item is `{pk: "{namespace}#{shard}", sk: key}` with either `v` (the value's bytes) or `n`
@@ -37,7 +37,6 @@
 //! judged like a new call.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
@@ -46,10 +45,12 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use futures::stream::{self, BoxStream};
 use futures::{StreamExt as _, TryStreamExt as _};
+use storekit_core::backend::{Expiry, Items, Key, Keys, KvBackend, Namespace};
 use storekit_core::kv::counter;
-use storekit_core::time::{expiry_millis, is_live, now_millis};
-use storekit_core::{KvStore, Result, async_trait, validate};
+use storekit_core::time::{is_live, now_millis};
+use storekit_core::{Result, async_trait};
 
+use crate::count::Counted as _;
 use crate::error::{self, DynamoError};
 use crate::item::{self, Item, PK, SK, s};
 use crate::retry::Backoff;
@@ -193,7 +194,7 @@ impl DynamoDbStore {
                 .expression_attribute_names("#sk", SK)
                 .expression_attribute_names("#exp", EXPIRES);
         }
-        Ok(request.send().await.map_err(error::sdk)?.item)
+        Ok(request.send_counted().await.map_err(error::sdk)?.item)
     }
 
     /// Puts an item, under a condition if given. If the condition was not met, returns the
@@ -217,7 +218,7 @@ impl DynamoDbStore {
                     ReturnValuesOnConditionCheckFailure::AllOld,
                 );
         }
-        match request.send().await {
+        match request.send_counted().await {
             Ok(_) => Ok(Ok(())),
             Err(err) => match err.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(failed)) => {
@@ -287,7 +288,7 @@ impl DynamoDbStore {
             expression.push_str(&format!(", {placeholder}"));
             request = request.expression_attribute_names(placeholder, name);
         }
-        match request.update_expression(expression).send().await {
+        match request.update_expression(expression).send_counted().await {
             Ok(_) => {}
             Err(err)
                 if matches!(
@@ -339,7 +340,7 @@ impl DynamoDbStore {
             // The whole item, to see tokens left behind; it costs no capacity.
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
+            .send_counted()
             .await;
         match result {
             Ok(output) => {
@@ -418,17 +419,20 @@ fn distinct<'a>(keys: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
     keys.into_iter().filter(|key| seen.insert(*key)).collect()
 }
 
-/// Where a [`KvStore::keys`] listing is: which shard, and where in it.
+/// Where a [`KvBackend::keys`] listing is: which shard, and where in it; with what it owns (a
+/// clone of the store, which shares the client and config).
 struct Listing {
+    store: DynamoDbStore,
+    namespace: String,
+    prefix: String,
     shard: u16,
     start: Option<Item>,
 }
 
 #[async_trait]
-impl KvStore for DynamoDbStore {
-    async fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        validate::check_keys(namespace, &[key])?;
-        match self.read_kv(namespace, key, false).await? {
+impl KvBackend for DynamoDbStore {
+    async fn get(&self, namespace: Namespace<'_>, key: Key<'_>) -> Result<Option<Vec<u8>>> {
+        match self.read_kv(&namespace, &key, false).await? {
             Some(item) => self.live_value(&item, now_millis()),
             None => Ok(None),
         }
@@ -436,31 +440,29 @@ impl KvStore for DynamoDbStore {
 
     async fn set(
         &self,
-        namespace: &str,
-        key: &str,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
         value: &[u8],
-        ttl: Option<Duration>,
+        expiry: Expiry,
     ) -> Result<()> {
-        validate::check_entry(namespace, key, value)?;
         let item = self.kv_item(
-            namespace,
-            key,
+            &namespace,
+            &key,
             &Stored::Bytes(value),
-            expiry_millis(ttl)?,
+            expiry.millis(),
             None,
         )?;
         self.put_kv(item, None).await.map(drop)
     }
 
-    async fn delete(&self, namespace: &str, key: &str) -> Result<bool> {
-        validate::check_keys(namespace, &[key])?;
+    async fn delete(&self, namespace: Namespace<'_>, key: Key<'_>) -> Result<bool> {
         let old = self
             .client
             .delete_item()
             .table_name(&self.kv_table)
-            .set_key(Some(self.kv_key(namespace, key)))
+            .set_key(Some(self.kv_key(&namespace, &key)))
             .return_values(ReturnValue::AllOld)
-            .send()
+            .send_counted()
             .await
             .map_err(error::sdk)?
             .attributes
@@ -471,20 +473,22 @@ impl KvStore for DynamoDbStore {
         }
     }
 
-    async fn contains(&self, namespace: &str, key: &str) -> Result<bool> {
-        validate::check_keys(namespace, &[key])?;
-        match self.read_kv(namespace, key, true).await? {
+    async fn contains(&self, namespace: Namespace<'_>, key: Key<'_>) -> Result<bool> {
+        match self.read_kv(&namespace, &key, true).await? {
             Some(item) => Ok(is_live(self.expires(&item)?, now_millis())),
             None => Ok(false),
         }
     }
 
-    async fn get_many(&self, namespace: &str, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
-        validate::check_keys(namespace, keys)?;
+    async fn get_many(
+        &self,
+        namespace: Namespace<'_>,
+        keys: Keys<'_>,
+    ) -> Result<Vec<Option<Vec<u8>>>> {
         let unique = distinct(keys.iter().copied());
         let wanted = unique
             .iter()
-            .map(|key| self.kv_key(namespace, key))
+            .map(|key| self.kv_key(&namespace, key))
             .collect();
         let items = batch::get_all(&self.client, &self.kv_table, wanted, None).await?;
         let now = now_millis();
@@ -499,80 +503,70 @@ impl KvStore for DynamoDbStore {
 
     async fn set_many(
         &self,
-        namespace: &str,
-        items: &[(&str, &[u8])],
-        ttl: Option<Duration>,
+        namespace: Namespace<'_>,
+        items: Items<'_>,
+        expiry: Expiry,
     ) -> Result<()> {
-        for (key, value) in items {
-            validate::check_entry(namespace, key, value)?;
-        }
-        let expires = expiry_millis(ttl)?;
+        let expires = expiry.millis();
         // DynamoDB refuses a batch naming a key twice; the last value of a key wins.
         let last: HashMap<&str, &[u8]> = items.iter().copied().collect();
         let requests = distinct(items.iter().map(|(key, _)| *key))
             .into_iter()
             .map(|key| {
                 let value = last.get(key).copied().unwrap_or_default();
-                let item = self.kv_item(namespace, key, &Stored::Bytes(value), expires, None)?;
+                let item = self.kv_item(&namespace, key, &Stored::Bytes(value), expires, None)?;
                 batch::put_request(item)
             })
             .collect::<Result<Vec<_>>>()?;
         batch::write_all(&self.client, &self.kv_table, requests).await
     }
 
-    async fn delete_many(&self, namespace: &str, keys: &[&str]) -> Result<()> {
-        validate::check_keys(namespace, keys)?;
+    async fn delete_many(&self, namespace: Namespace<'_>, keys: Keys<'_>) -> Result<()> {
         let requests = distinct(keys.iter().copied())
             .into_iter()
-            .map(|key| batch::delete_request(self.kv_key(namespace, key)))
+            .map(|key| batch::delete_request(self.kv_key(&namespace, key)))
             .collect::<Result<Vec<_>>>()?;
         batch::write_all(&self.client, &self.kv_table, requests).await
     }
 
-    fn keys<'a>(&'a self, namespace: &'a str, prefix: &'a str) -> BoxStream<'a, Result<String>> {
-        if let Err(e) = validate::check_namespace(namespace).and(validate::check_prefix(prefix)) {
-            return stream::once(async { Err(e) }).boxed();
-        }
+    fn keys(&self, namespace: Namespace<'_>, prefix: &str) -> BoxStream<'static, Result<String>> {
         let first = Listing {
+            store: self.clone(),
+            namespace: namespace.to_string(),
+            prefix: prefix.to_owned(),
             shard: 0,
             start: None,
         };
         // One page is fetched each time the stream runs dry, shard after shard.
-        stream::try_unfold(first, move |listing| async move {
-            if listing.shard >= self.config.shard_count() {
+        stream::try_unfold(first, |mut listing| async move {
+            let store = &listing.store;
+            if listing.shard >= store.config.shard_count() {
                 return Ok::<_, storekit_core::Error>(None);
             }
-            let query = self.shard_query(namespace, listing.shard, prefix);
-            let (items, next) = batch::query_page(query, listing.start).await?;
+            let query = store.shard_query(&listing.namespace, listing.shard, &listing.prefix);
+            let (items, next) = batch::query_page(query, listing.start.take()).await?;
             let now = now_millis();
             let mut keys = Vec::with_capacity(items.len());
             for item in &items {
-                if is_live(self.expires(item)?, now) {
+                if is_live(store.expires(item)?, now) {
                     keys.push(Ok::<_, storekit_core::Error>(
-                        item::get_s(item, &self.kv_table, SK)?.to_owned(),
+                        item::get_s(item, &store.kv_table, SK)?.to_owned(),
                     ));
                 }
             }
-            let following = match next {
-                Some(start) => Listing {
-                    shard: listing.shard,
-                    start: Some(start),
-                },
-                None => Listing {
-                    shard: listing.shard + 1,
-                    start: None,
-                },
-            };
-            Ok(Some((stream::iter(keys), following)))
+            match next {
+                Some(start) => listing.start = Some(start),
+                None => listing.shard += 1,
+            }
+            Ok(Some((stream::iter(keys), listing)))
         })
         .try_flatten()
         .boxed()
     }
 
-    async fn clear(&self, namespace: &str) -> Result<()> {
-        validate::check_namespace(namespace)?;
+    async fn clear(&self, namespace: Namespace<'_>) -> Result<()> {
         stream::iter(0..self.config.shard_count())
-            .map(|shard| self.clear_shard(namespace, shard))
+            .map(|shard| self.clear_shard(&namespace, shard))
             .buffer_unordered(SHARD_CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await
@@ -581,38 +575,26 @@ impl KvStore for DynamoDbStore {
 
     async fn set_if_absent(
         &self,
-        namespace: &str,
-        key: &str,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
         value: &[u8],
-        ttl: Option<Duration>,
+        expiry: Expiry,
     ) -> Result<bool> {
-        // The same conditional put as a swap from absent, with the same exactly-once answer.
-        self.compare_and_swap(namespace, key, None, value, ttl)
-            .await
+        let now = now_millis();
+        let (item, token) = self.written_once(&namespace, &key, value, expiry)?;
+        self.put_once(item, &absent_or_expired(now), &token).await
     }
 
     async fn compare_and_swap(
         &self,
-        namespace: &str,
-        key: &str,
-        expected: Option<&[u8]>,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
+        expected: &[u8],
         new: &[u8],
-        ttl: Option<Duration>,
+        expiry: Expiry,
     ) -> Result<bool> {
-        validate::check_entry(namespace, key, new)?;
         let now = now_millis();
-        let token = call_token();
-        let mark = (WRITER.to_owned(), s(&token));
-        let item = self.kv_item(
-            namespace,
-            key,
-            &Stored::Bytes(new),
-            expiry_millis(ttl)?,
-            Some(mark),
-        )?;
-        let Some(expected) = expected else {
-            return self.put_once(item, &absent_or_expired(now), &token).await;
-        };
+        let (item, token) = self.written_once(&namespace, &key, new, expiry)?;
         // A counter reads back as its digits, so digits in their canonical form also match it.
         let as_counter = counter::parse(expected)
             .ok()
@@ -639,20 +621,18 @@ impl KvStore for DynamoDbStore {
 
     async fn increment(
         &self,
-        namespace: &str,
-        key: &str,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
         delta: i64,
-        ttl: Option<Duration>,
+        expiry: Expiry,
     ) -> Result<i64> {
-        validate::check_keys(namespace, &[key])?;
-        let new_expiry = expiry_millis(ttl)?;
         // One token for the whole call: whichever of its writes lands, a resend of it, or a
         // later write of the same call, finds the result there.
         let pending = pending(&call_token());
         let (value, stale) = self
-            .increment_once(namespace, key, delta, new_expiry, &pending)
+            .increment_once(&namespace, &key, delta, expiry.millis(), &pending)
             .await?;
-        self.finish_increment(namespace, key, &pending, &stale)
+        self.finish_increment(&namespace, &key, &pending, &stale)
             .await;
         Ok(value)
     }
@@ -664,7 +644,30 @@ impl KvStore for DynamoDbStore {
 }
 
 impl DynamoDbStore {
-    /// The work of [`KvStore::increment`], every write carrying the call's result under
+    /// The item a `set_if_absent` or `compare_and_swap` writes, carrying a new call token in
+    /// [`WRITER`], and that token.
+    fn written_once(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &[u8],
+        expiry: Expiry,
+    ) -> Result<(Item, String)> {
+        let token = call_token();
+        let mark = (WRITER.to_owned(), s(&token));
+        let item = self.kv_item(
+            namespace,
+            key,
+            &Stored::Bytes(value),
+            expiry.millis(),
+            Some(mark),
+        )?;
+        Ok((item, token))
+    }
+}
+
+impl DynamoDbStore {
+    /// The work of [`KvBackend::increment`], every write carrying the call's result under
     /// `pending`: the result, and the stale pending attributes seen on the item.
     async fn increment_once(
         &self,

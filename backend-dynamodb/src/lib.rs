@@ -1,7 +1,11 @@
 //! storekit backend for Amazon DynamoDB: [`DynamoDbStore`] implements storekit-core's
+//! [backend traits](storekit_core::backend) on two tables, and so is a
 //! [`UserStore`](storekit_core::UserStore), [`OAuthAccountStore`](storekit_core::OAuthAccountStore),
 //! [`AccessTokenStore`](storekit_core::AccessTokenStore) and [`KvStore`](storekit_core::KvStore)
-//! on two tables, and passes the storekit conformance suite against DynamoDB Local.
+//! (core applies the input rules, hashes tokens and opens a span per call); it passes the
+//! storekit conformance suite against DynamoDB Local. Each call's span also counts the
+//! DynamoDB requests it sent and the capacity units they consumed
+//! (`aws.dynamodb.request_count`, `aws.dynamodb.consumed_capacity`).
 //!
 //! ```no_run
 //! # async fn demo() -> storekit_core::Result<()> {
@@ -64,7 +68,7 @@
 //! | `update_user` | GetItem user, then PutItem conditioned on the version read; if the email changes, TransactWriteItems of that put, the new claim (`attribute_not_exists`) and the old claim's delete. A lost race is retried, or is `Conflict` if the patch names a version |
 //! | `delete_user` | Query of the user's partition, read backwards (the user item, then tokens, then links); TransactWriteItems deleting the user (conditioned on its `version` and `children` as read), its email claim (owned by the user) and, within 100 actions, the tokens with their references and the links with their claims (each claim only while it names the user). A refused condition (the user updated, a link or token added since the Query) means Query and transaction once more. Up to 49 links and tokens: 2 requests, the minimum (the email claim's key and the tokens' keys are known only from the read). Beyond 49, the rest the Query found are deleted after the transaction, as `delete_access_tokens_for_user` does, with a conditional DeleteItem per OAuth claim |
 //! | `list_users` | Scan filtered on `sk = USER`, resuming after the cursor's user key |
-//! | `add_oauth_account` | TransactWriteItems: user exists (Update `ADD children`, conditioned on it), put claim and link. If the claim is taken by a user that no longer exists (GetItem), TransactWriteItems deleting that claim (conditioned on its user) and that user's link, and the first transaction once more |
+//! | `add_oauth_account` | TransactWriteItems: user exists (Update `ADD children`, conditioned on it), put claim and link. If the claim is taken by a user that no longer exists (GetItem), TransactWriteItems deleting that claim (conditioned on its user) and that user's link, and the first transaction once more. If the account is taken, core's GetItem of the user (a missing user is reported first) |
 //! | `update_oauth_account` | GetItem link, PutItem conditioned on its `rev` (retried on a lost race) |
 //! | `remove_oauth_account` | TransactWriteItems deleting link and claim |
 //! | `oauth_accounts` | Query the user's partition, `begins_with(sk, "OAUTH#")` |
@@ -132,6 +136,7 @@
 
 mod batch;
 mod config;
+mod count;
 mod error;
 mod item;
 mod kv;
@@ -142,9 +147,12 @@ mod tokens;
 mod txn;
 mod users;
 
+use std::sync::Arc;
+
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use storekit_core::backend::Backend;
 use storekit_core::{Error, Result};
 
 pub use config::{DynamoDbConfig, DynamoDbConfigBuilder};
@@ -155,9 +163,16 @@ pub use config::{DynamoDbConfig, DynamoDbConfigBuilder};
 #[derive(Debug, Clone)]
 pub struct DynamoDbStore {
     client: Client,
-    config: DynamoDbConfig,
+    /// Shared, so that a clone (e.g. the one a key listing owns) copies no config.
+    config: Arc<DynamoDbConfig>,
     users_table: String,
     kv_table: String,
+}
+
+impl Backend for DynamoDbStore {
+    fn system(&self) -> &'static str {
+        "aws.dynamodb"
+    }
 }
 
 impl DynamoDbStore {
@@ -175,7 +190,7 @@ impl DynamoDbStore {
             client,
             users_table: config.users_table(),
             kv_table: config.kv_table(),
-            config,
+            config: Arc::new(config),
         }
     }
 

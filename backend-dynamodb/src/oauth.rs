@@ -1,4 +1,4 @@
-//! [`OAuthAccountStore`]: a claim item per (provider, account id), unique across users, and a
+//! [`OAuthBackend`]: a claim item per (provider, account id), unique across users, and a
 //! link item holding the account in its user's partition.
 //!
 //! Claim and link are written and removed together in one transaction; the claim's
@@ -8,11 +8,10 @@
 //! `add_oauth_account` for that pair.
 
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
-use storekit_core::{
-    Error, NewOAuthAccount, OAuthAccount, OAuthAccountPatch, OAuthAccountStore, Result, User,
-    UserId, async_trait, check_oauth_key,
-};
+use storekit_core::backend::{OAuthBackend, OAuthKey};
+use storekit_core::{Error, OAuthAccount, OAuthAccountPatch, Result, User, UserId, async_trait};
 
+use crate::count::Counted as _;
 use crate::error::{self, DynamoError};
 use crate::item::{self, Item, PK, SK, key, s};
 use crate::retry::Backoff;
@@ -72,7 +71,7 @@ impl DynamoDbStore {
             .table_name(&self.users_table)
             .set_key(Some(link_key(user, reference)))
             .consistent_read(true)
-            .send()
+            .send_counted()
             .await
             .map_err(error::sdk)?
             .item;
@@ -117,7 +116,7 @@ impl DynamoDbStore {
             .condition_expression(condition.expression())
             .set_expression_attribute_names(condition.names())
             .set_expression_attribute_values(condition.values());
-        match txn::retry_conflicts(|| request.clone().send()).await {
+        match txn::retry_conflicts(|| request.clone().send_counted()).await {
             Ok(_) => Ok(()),
             Err(err)
                 if matches!(
@@ -133,14 +132,9 @@ impl DynamoDbStore {
 }
 
 #[async_trait]
-impl OAuthAccountStore for DynamoDbStore {
-    async fn add_oauth_account(
-        &self,
-        user: UserId,
-        account: NewOAuthAccount,
-    ) -> Result<OAuthAccount> {
-        user.expect_kind(self.config.id_kind())?;
-        let account = account.into_account(user)?;
+impl OAuthBackend for DynamoDbStore {
+    async fn add_oauth_account(&self, account: OAuthAccount) -> Result<OAuthAccount> {
+        let user = account.user_id;
         let reference = reference(&account.provider, &account.account_id);
         let mut claim = claim_key(&reference);
         claim.insert(USER_ID.to_owned(), s(user.to_string()));
@@ -184,13 +178,10 @@ impl OAuthAccountStore for DynamoDbStore {
     async fn update_oauth_account(
         &self,
         user: UserId,
-        provider: &str,
-        account_id: &str,
-        patch: OAuthAccountPatch,
+        key: OAuthKey<'_>,
+        patch: &OAuthAccountPatch,
     ) -> Result<OAuthAccount> {
-        check_oauth_key(provider, account_id)?;
-        user.expect_kind(self.config.id_kind())?;
-        let reference = reference(provider, account_id);
+        let reference = reference(key.provider(), key.account_id());
         let mut backoff = Backoff::contention();
         loop {
             let (current, rev) =
@@ -225,15 +216,8 @@ impl OAuthAccountStore for DynamoDbStore {
         }
     }
 
-    async fn remove_oauth_account(
-        &self,
-        user: UserId,
-        provider: &str,
-        account_id: &str,
-    ) -> Result<()> {
-        check_oauth_key(provider, account_id)?;
-        user.expect_kind(self.config.id_kind())?;
-        let reference = reference(provider, account_id);
+    async fn remove_oauth_account(&self, user: UserId, key: OAuthKey<'_>) -> Result<()> {
+        let reference = reference(key.provider(), key.account_id());
         let actions = vec![
             txn::delete(
                 &self.users_table,
@@ -255,7 +239,6 @@ impl OAuthAccountStore for DynamoDbStore {
     }
 
     async fn oauth_accounts(&self, user: UserId) -> Result<Vec<OAuthAccount>> {
-        user.expect_kind(self.config.id_kind())?;
         let query = self
             .client
             .query()
@@ -275,19 +258,15 @@ impl OAuthAccountStore for DynamoDbStore {
         Ok(accounts)
     }
 
-    async fn get_user_by_oauth_account(
-        &self,
-        provider: &str,
-        account_id: &str,
-    ) -> Result<Option<User>> {
-        check_oauth_key(provider, account_id)?;
+    async fn get_user_by_oauth_account(&self, key: OAuthKey<'_>) -> Result<Option<User>> {
+        let reference = reference(key.provider(), key.account_id());
         let claim = self
             .client
             .get_item()
             .table_name(&self.users_table)
-            .set_key(Some(claim_key(&reference(provider, account_id))))
+            .set_key(Some(claim_key(&reference)))
             .consistent_read(true)
-            .send()
+            .send_counted()
             .await
             .map_err(error::sdk)?
             .item;

@@ -1,17 +1,15 @@
-//! [`AccessTokenStore`]: token items keyed by the token's SHA-256, plus a reference in the
-//! user's partition so that all of a user's tokens can be found without a scan.
+//! [`TokenBackend`]: token items keyed by the token's SHA-256 (computed by core, which also
+//! generates the token), plus a reference in the user's partition so that all of a user's
+//! tokens can be found without a scan.
 //!
-//! The raw token is returned to the caller once and stored nowhere.
-
-use std::time::Duration;
+//! The raw token never reaches this crate, and is stored nowhere.
 
 use aws_sdk_dynamodb::types::ReturnValue;
-use storekit_core::{
-    AccessToken, AccessTokenStore, Error, IssuedToken, Result, UserId, async_trait, now, time,
-    token,
-};
+use storekit_core::backend::{TokenBackend, TokenHash};
+use storekit_core::{AccessToken, Error, Result, UserId, async_trait};
 
 use crate::DynamoDbStore;
+use crate::count::Counted as _;
 use crate::error;
 use crate::item::{self, Item, key};
 use crate::txn::{self, Condition, Outcome};
@@ -38,7 +36,7 @@ impl DynamoDbStore {
             .table_name(&self.users_table)
             .set_key(Some(token_key(hash)))
             .consistent_read(true)
-            .send()
+            .send_counted()
             .await
             .map_err(error::sdk)?
             .item;
@@ -48,13 +46,10 @@ impl DynamoDbStore {
 }
 
 #[async_trait]
-impl AccessTokenStore for DynamoDbStore {
-    async fn create_access_token(&self, user: UserId) -> Result<IssuedToken> {
-        user.expect_kind(self.config.id_kind())?;
-        let secret = token::generate()?;
-        let hash = token::hash(&secret);
-        let info = AccessToken::new(user, now());
-        let mut token_item = item::to_item(&info)?;
+impl TokenBackend for DynamoDbStore {
+    async fn insert_access_token(&self, hash: TokenHash<'_>, token: &AccessToken) -> Result<()> {
+        let user = token.user_id;
+        let mut token_item = item::to_item(token)?;
         token_item.extend(token_key(&hash));
         let actions = vec![
             self.add_child(user)?,
@@ -66,7 +61,7 @@ impl AccessTokenStore for DynamoDbStore {
             )?,
         ];
         match txn::transact(&self.client, actions).await? {
-            Outcome::Done => Ok(IssuedToken::new(secret, info)),
+            Outcome::Done => Ok(()),
             Outcome::ConditionFailed { index: 0, .. } => Err(Error::NotFound { what: "user" }),
             // 256 random bits collided: report it rather than overwrite another session.
             Outcome::ConditionFailed { .. } => Err(error::bad_item(
@@ -76,24 +71,18 @@ impl AccessTokenStore for DynamoDbStore {
         }
     }
 
-    async fn get_access_token(
-        &self,
-        token: &str,
-        max_age: Option<Duration>,
-    ) -> Result<Option<AccessToken>> {
-        let info = self.read_token(&token::hash(token)).await?;
-        Ok(info.filter(|info| time::is_younger_than(info.created_at, max_age)))
+    async fn get_access_token(&self, hash: TokenHash<'_>) -> Result<Option<AccessToken>> {
+        self.read_token(&hash).await
     }
 
-    async fn delete_access_token(&self, token: &str) -> Result<bool> {
-        let hash = token::hash(token);
+    async fn delete_access_token(&self, hash: TokenHash<'_>) -> Result<bool> {
         let old = self
             .client
             .delete_item()
             .table_name(&self.users_table)
             .set_key(Some(token_key(&hash)))
             .return_values(ReturnValue::AllOld)
-            .send()
+            .send_counted()
             .await
             .map_err(error::sdk)?
             .attributes
@@ -105,14 +94,13 @@ impl AccessTokenStore for DynamoDbStore {
             .delete_item()
             .table_name(&self.users_table)
             .set_key(Some(reference_key(info.user_id, &hash)))
-            .send()
+            .send_counted()
             .await
             .map_err(error::sdk)?;
         Ok(true)
     }
 
     async fn delete_access_tokens_for_user(&self, user: UserId) -> Result<()> {
-        user.expect_kind(self.config.id_kind())?;
         self.sweep_user_partition(user, TOKEN_PREFIX).await
     }
 }

@@ -19,6 +19,7 @@ use aws_sdk_dynamodb::types::{
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use storekit_core::{Error, Result};
 
+use crate::count::Counted as _;
 use crate::error::{self, BACKEND};
 use crate::item::{Item, PK};
 use crate::retry::Backoff;
@@ -54,7 +55,7 @@ pub(crate) async fn transact(client: &Client, actions: Vec<TransactWriteItem>) -
         let Err(err) = client
             .transact_write_items()
             .set_transact_items(Some(actions.clone()))
-            .send()
+            .send_counted()
             .await
         else {
             return Ok(Outcome::Done);

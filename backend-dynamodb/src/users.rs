@@ -1,4 +1,4 @@
-//! [`UserStore`] on the users table: user items, email claims and the integer id sequence.
+//! [`UserBackend`] on the users table: user items, email claims and the integer id sequence.
 //!
 //! Email uniqueness is decided by DynamoDB: the claim item `EMAIL#{normalised email}` is
 //! written with `attribute_not_exists` in the same transaction as the user, and a refused
@@ -15,11 +15,10 @@ use std::collections::HashSet;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
-use storekit_core::{
-    Error, IdKind, NewUser, Page, PageRequest, Result, User, UserId, UserPatch, UserStore,
-    async_trait,
-};
+use storekit_core::backend::{EmailKey, UserBackend, UserPageRequest};
+use storekit_core::{Error, IdKind, Page, Result, User, UserDraft, UserId, UserPatch, async_trait};
 
+use crate::count::Counted as _;
 use crate::error::{self, DynamoError};
 use crate::item::{self, Item, PK, SK, key, s};
 use crate::retry::Backoff;
@@ -66,7 +65,7 @@ impl DynamoDbStore {
             .table_name(&self.users_table)
             .set_key(Some(self.user_key(id)))
             .consistent_read(true)
-            .send()
+            .send_counted()
             .await
             .map_err(error::sdk)?;
         output.item.map(|item| self.decode_user(item)).transpose()
@@ -138,7 +137,7 @@ impl DynamoDbStore {
             .expression_attribute_names("#n", "n")
             .expression_attribute_values(":one", item::n(1))
             .return_values(ReturnValue::UpdatedNew)
-            .send()
+            .send_counted()
             .await
             .map_err(error::sdk)?;
         let attributes = output.attributes.unwrap_or_default();
@@ -187,7 +186,7 @@ impl DynamoDbStore {
             .set_expression_attribute_names(condition.names())
             .set_expression_attribute_values(condition.values())
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        match txn::retry_conflicts(|| request.clone().send()).await {
+        match txn::retry_conflicts(|| request.clone().send_counted()).await {
             Ok(_) => Ok(Outcome::Done),
             Err(err) => match err.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(failed)) => {
@@ -210,13 +209,12 @@ impl DynamoDbStore {
 }
 
 #[async_trait]
-impl UserStore for DynamoDbStore {
+impl UserBackend for DynamoDbStore {
     fn id_kind(&self) -> IdKind {
         self.config.id_kind()
     }
 
-    async fn create_user(&self, user: NewUser) -> Result<User> {
-        let draft = user.into_draft()?;
+    async fn create_user(&self, draft: UserDraft) -> Result<User> {
         let id = match self.config.id_kind() {
             IdKind::Uuid => UserId::Uuid(uuid::Uuid::now_v7()),
             IdKind::Int => UserId::Int(self.next_int_id().await?),
@@ -248,19 +246,17 @@ impl UserStore for DynamoDbStore {
     }
 
     async fn get_user(&self, id: UserId) -> Result<Option<User>> {
-        id.expect_kind(self.config.id_kind())?;
         self.read_user(id).await
     }
 
-    async fn get_user_by_email(&self, email: &str) -> Result<Option<User>> {
-        let email_key = storekit_core::normalize_email(email)?;
+    async fn get_user_by_email(&self, email_key: EmailKey<'_>) -> Result<Option<User>> {
         let claim = self
             .client
             .get_item()
             .table_name(&self.users_table)
             .set_key(Some(key(email_pk(&email_key), EMAIL_SK)))
             .consistent_read(true)
-            .send()
+            .send_counted()
             .await
             .map_err(error::sdk)?
             .item;
@@ -268,11 +264,10 @@ impl UserStore for DynamoDbStore {
         let user = self.read_user(self.stored_user_id(&claim)?).await?;
         // A claim is moved in the same transaction as its user's email, so the two agree; the
         // check only guards against reading between a delete's two steps.
-        Ok(user.filter(|u| u.email_key().is_ok_and(|k| k == email_key)))
+        Ok(user.filter(|u| u.email_key().is_ok_and(|k| k == *email_key)))
     }
 
-    async fn update_user(&self, id: UserId, patch: UserPatch) -> Result<User> {
-        id.expect_kind(self.config.id_kind())?;
+    async fn update_user(&self, id: UserId, patch: &UserPatch) -> Result<User> {
         let mut backoff = Backoff::contention();
         loop {
             let current = self
@@ -316,7 +311,6 @@ impl UserStore for DynamoDbStore {
     }
 
     async fn delete_user(&self, id: UserId) -> Result<()> {
-        id.expect_kind(self.config.id_kind())?;
         let table = &self.users_table;
         let mut backoff = Backoff::contention();
         // Claims found naming another user: their links are deleted without them.
@@ -401,16 +395,8 @@ impl UserStore for DynamoDbStore {
         self.delete_partition_items(id, leftover).await
     }
 
-    async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
-        page.check()?;
-        let mut start = match page.cursor.as_deref() {
-            Some(cursor) => {
-                let after = UserId::parse(self.config.id_kind(), cursor)
-                    .map_err(|_| Error::invalid("cursor", format!("{cursor:?} is not a cursor")))?;
-                Some(self.user_key(after))
-            }
-            None => None,
-        };
+    async fn list_users(&self, page: UserPageRequest) -> Result<Page<User>> {
+        let mut start = page.after.map(|after| self.user_key(after));
         let scan_limit = i32::try_from((page.limit + 1) * ITEMS_PER_USER).unwrap_or(i32::MAX);
         let mut users = Vec::new();
         loop {
@@ -424,7 +410,7 @@ impl UserStore for DynamoDbStore {
                 .consistent_read(true)
                 .limit(scan_limit)
                 .set_exclusive_start_key(start)
-                .send()
+                .send_counted()
                 .await
                 .map_err(error::sdk)?;
             for item in output.items.unwrap_or_default() {
