@@ -331,8 +331,10 @@ pub trait UserBackend: Backend {
 /// OAuth accounts as a backend implements them; callers get [`crate::OAuthAccountStore`].
 #[async_trait]
 pub trait OAuthBackend: UserBackend {
-    /// Stores a validated link. A missing user may be reported as taken account: the layer
-    /// turns that into `NotFound` (see [`crate::users::missing_user_before_taken_account`]).
+    /// Stores a validated link: [`crate::Error::NotFound`] if its user does not exist,
+    /// [`crate::Error::AlreadyExists`] if the pair is linked to any user. A backend whose
+    /// database checks the pair first may answer `AlreadyExists` for a missing user: the layer
+    /// then reads the user and answers `NotFound`, as every backend must.
     async fn add_oauth_account(&self, account: OAuthAccount) -> Result<OAuthAccount>;
 
     /// See [`crate::OAuthAccountStore::update_oauth_account`].

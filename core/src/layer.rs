@@ -12,9 +12,8 @@ use crate::backend::{
     UserBackend, UserPageRequest,
 };
 use crate::trace::{Call, call_span};
-use crate::users::missing_user_before_taken_account;
 use crate::{
-    AccessToken, AccessTokenStore, IdKind, IssuedToken, KvStore, NewOAuthAccount, NewUser,
+    AccessToken, AccessTokenStore, Error, IdKind, IssuedToken, KvStore, NewOAuthAccount, NewUser,
     OAuthAccount, OAuthAccountPatch, OAuthAccountStore, Page, PageRequest, Result, User, UserId,
     UserPatch, UserStore, now, token, validate,
 };
@@ -357,8 +356,16 @@ impl<B: OAuthBackend> OAuthAccountStore for B {
             .run(
                 async {
                     let account = account.into_account(own_kind(self, user)?)?;
-                    let linked = OAuthBackend::add_oauth_account(self, account).await;
-                    missing_user_before_taken_account(self, user, linked).await
+                    match OAuthBackend::add_oauth_account(self, account).await {
+                        // The rule when both are wrong: a missing user is reported before a
+                        // taken account, on every backend, whichever the database checks first.
+                        Err(Error::AlreadyExists { .. })
+                            if UserBackend::get_user(self, user).await?.is_none() =>
+                        {
+                            Err(Error::NotFound { what: "user" })
+                        }
+                        linked => linked,
+                    }
                 },
                 |_| Some(1),
             )

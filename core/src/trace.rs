@@ -154,12 +154,22 @@ impl Call {
         inner: BoxStream<'static, Result<String>>,
         context: impl Fn(Error) -> Error + Send + 'static,
     ) -> BoxStream<'static, Result<String>> {
+        let usage = (!self.span.is_disabled()).then(Arc::<Usage>::default);
         Box::pin(TracedStream {
             call: Some(self),
             inner,
+            usage,
             returned: 0,
             context: Box::new(context),
         })
+    }
+
+    fn end_listing(self, returned: usize, usage: Option<&Usage>, error: Option<&Error>) {
+        self.span.record("db.response.returned_rows", returned);
+        if let Some(usage) = usage {
+            self.record_usage(usage);
+        }
+        self.finish(error);
     }
 
     fn record_usage(&self, usage: &Usage) {
@@ -198,6 +208,8 @@ struct TracedStream {
     /// Taken when the listing ends, so the outcome is recorded once.
     call: Option<Call>,
     inner: BoxStream<'static, Result<String>>,
+    /// What the pages' requests consumed, counted while the stream is polled.
+    usage: Option<Arc<Usage>>,
     returned: usize,
     context: ErrorContext,
 }
@@ -212,7 +224,11 @@ impl Stream for TracedStream {
         };
         let polled = {
             let _entered = call.span.enter();
-            this.inner.as_mut().poll_next(cx)
+            let inner = &mut this.inner;
+            match &this.usage {
+                Some(usage) => USAGE.sync_scope(usage.clone(), || inner.as_mut().poll_next(cx)),
+                None => inner.as_mut().poll_next(cx),
+            }
         };
         match polled {
             Poll::Ready(Some(Ok(key))) => {
@@ -222,15 +238,13 @@ impl Stream for TracedStream {
             Poll::Ready(Some(Err(e))) => {
                 let e = (this.context)(e);
                 if let Some(call) = this.call.take() {
-                    call.span.record("db.response.returned_rows", this.returned);
-                    call.finish(Some(&e));
+                    call.end_listing(this.returned, this.usage.as_deref(), Some(&e));
                 }
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
                 if let Some(call) = this.call.take() {
-                    call.span.record("db.response.returned_rows", this.returned);
-                    call.finish(None);
+                    call.end_listing(this.returned, this.usage.as_deref(), None);
                 }
                 Poll::Ready(None)
             }

@@ -18,8 +18,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::{
-    AccessToken, Error, IdKind, IssuedToken, NewOAuthAccount, NewUser, OAuthAccount,
-    OAuthAccountPatch, Page, PageRequest, Result, User, UserId, UserPatch,
+    AccessToken, IdKind, IssuedToken, NewOAuthAccount, NewUser, OAuthAccount, OAuthAccountPatch,
+    Page, PageRequest, Result, User, UserId, UserPatch,
 };
 
 /// Users: create, read, update, delete and list.
@@ -155,20 +155,3 @@ impl<T: UserStore + OAuthAccountStore + AccessTokenStore + ?Sized> AuthStore for
 
 /// The trait object users pass around: `Arc<DynAuthStore>`.
 pub type DynAuthStore = dyn AuthStore;
-
-/// The rule for linking an OAuth account when both the user and the account are wrong: a
-/// missing user is reported before a taken account, on every backend. For a backend whose
-/// database checks the account's uniqueness before the user's existence, this turns the
-/// `AlreadyExists` of a `linked` attempt into `NotFound` if `user` no longer exists.
-pub async fn missing_user_before_taken_account<S: UserStore + ?Sized>(
-    store: &S,
-    user: UserId,
-    linked: Result<OAuthAccount>,
-) -> Result<OAuthAccount> {
-    match linked {
-        Err(Error::AlreadyExists { .. }) if store.get_user(user).await?.is_none() => {
-            Err(Error::NotFound { what: "user" })
-        }
-        other => other,
-    }
-}
