@@ -6,10 +6,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use sqlx::Row as _;
+use storekit_core::Result;
 use storekit_core::backend::{Expiry, Items, Key, Keys, KvBackend, Namespace};
 use storekit_core::kv::{KeyPage, PageSizes, counter, ordered_key_pages};
 use storekit_core::time::{is_live, now_millis};
-use storekit_core::Result;
 
 use super::PostgresStore;
 use super::error::{pg_error, retry_conflicts};
@@ -92,16 +92,22 @@ impl PostgresStore {
         page: i64,
     ) -> BoxStream<'static, Result<String>> {
         let size = usize::try_from(page).unwrap_or(usize::MAX);
-        let (store, namespace, from) = (self.clone(), namespace.to_owned(), prefix.to_owned());
-        ordered_key_pages(prefix.to_owned(), PageSizes::fixed(size), move |after, _| {
-            let (store, namespace, from) = (store.clone(), namespace.clone(), from.clone());
-            async move {
-                match after {
-                    None => store.keys_page(&namespace, &from, true, page).await,
-                    Some(after) => store.keys_page(&namespace, &after, false, page).await,
+        // Owned once per listing and shared by its pages: a page costs a reference count.
+        let listing = Arc::new((self.clone(), namespace.to_owned(), prefix.to_owned()));
+        ordered_key_pages(
+            prefix.to_owned(),
+            PageSizes::fixed(size),
+            move |after, _| {
+                let listing = listing.clone();
+                async move {
+                    let (store, namespace, prefix) = &*listing;
+                    match after {
+                        None => store.keys_page(namespace, prefix, true, page).await,
+                        Some(after) => store.keys_page(namespace, &after, false, page).await,
+                    }
                 }
-            }
-        })
+            },
+        )
     }
 }
 

@@ -335,7 +335,8 @@ impl KvBackend for SqliteStore {
                 })
                 .await;
         }
-        let (inner, namespace, keys) = (self.inner.clone(), namespace.to_string(), owned_keys(keys));
+        let (inner, namespace, keys) =
+            (self.inner.clone(), namespace.to_string(), owned_keys(keys));
         conns
             .read_blocking(move |conn| {
                 let tx = conn.unchecked_transaction().map_err(sqlite_error)?;
@@ -397,7 +398,8 @@ impl KvBackend for SqliteStore {
                 .await?;
             return Ok(());
         }
-        let (inner, namespace, keys) = (self.inner.clone(), namespace.to_string(), owned_keys(keys));
+        let (inner, namespace, keys) =
+            (self.inner.clone(), namespace.to_string(), owned_keys(keys));
         conns
             .write_blocking(move |conn| {
                 in_one_transaction(conn, TransactionBehavior::Immediate, |tx| {
@@ -409,13 +411,15 @@ impl KvBackend for SqliteStore {
     }
 
     fn keys(&self, namespace: Namespace<'_>, prefix: &str) -> BoxStream<'static, Result<String>> {
-        let (store, namespace, from) = (self.clone(), namespace.to_string(), prefix.to_owned());
+        // Owned once per listing and shared by its pages: a page costs a reference count.
+        let listing = Arc::new((self.clone(), namespace.to_string(), prefix.to_owned()));
         ordered_key_pages(prefix.to_owned(), KEYS_PAGES, move |after, limit| {
-            let (store, namespace, from) = (store.clone(), namespace.clone(), from.clone());
+            let listing = listing.clone();
             async move {
+                let (store, namespace, prefix) = &*listing;
                 match after {
-                    None => store.keys_page(&namespace, &from, true, limit).await,
-                    Some(after) => store.keys_page(&namespace, &after, false, limit).await,
+                    None => store.keys_page(namespace, prefix, true, limit).await,
+                    Some(after) => store.keys_page(namespace, &after, false, limit).await,
                 }
             }
         })

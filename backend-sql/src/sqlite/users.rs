@@ -351,8 +351,7 @@ impl UserBackend for SqliteStore {
 impl OAuthBackend for SqliteStore {
     async fn add_oauth_account(&self, account: OAuthAccount) -> Result<OAuthAccount> {
         let id = Self::id(account.user_id);
-        self
-            .inner
+        self.inner
             .conns
             .write(|conn| {
                 conn.prepare_cached(&self.inner.sql.insert_oauth)
