@@ -81,7 +81,7 @@ impl From<MemoryStore> for Stores {
 #[cfg(feature = "sqlite")]
 impl From<SqliteStore> for Stores {
     /// Wraps a store built with its typed config, e.g.
-    /// `SqliteStore::open(&SqliteConfig::file("app.db").table_prefix("app_"))?.into()`.
+    /// `SqliteStore::connect(&SqliteConfig::file("app.db").table_prefix("app_")).await?.into()`.
     fn from(store: SqliteStore) -> Self {
         Self {
             backend: Backend::Sqlite(store),
@@ -117,7 +117,7 @@ pub async fn connect(url: &str) -> Result<Stores> {
     let scheme = url.split(':').next().unwrap_or_default();
     let backend = match scheme {
         "memory" => Backend::Memory(Arc::new(MemoryStore::with_id_kind(memory_id_kind(url)?))),
-        "sqlite" => sqlite(url)?,
+        "sqlite" => sqlite(url).await?,
         "postgres" | "postgresql" => postgres(url).await?,
         "dynamodb" => dynamodb(url).await?,
         other => {
@@ -218,18 +218,20 @@ fn feature_off(backend: &str) -> Error {
 }
 
 #[cfg(feature = "sqlite")]
-fn sqlite(url: &str) -> Result<Backend> {
-    SqliteStore::open(&SqliteConfig::from_url(url)?).map(Backend::Sqlite)
+async fn sqlite(url: &str) -> Result<Backend> {
+    SqliteStore::connect(&SqliteConfig::from_url(url)?)
+        .await
+        .map(Backend::Sqlite)
 }
 
 #[cfg(not(feature = "sqlite"))]
-fn sqlite(_url: &str) -> Result<Backend> {
+async fn sqlite(_url: &str) -> Result<Backend> {
     Err(feature_off("sqlite"))
 }
 
 #[cfg(feature = "postgres")]
 async fn postgres(url: &str) -> Result<Backend> {
-    PostgresStore::connect(&PostgresConfig::new(url)?)
+    PostgresStore::connect(&PostgresConfig::from_url(url)?)
         .await
         .map(Backend::Postgres)
 }
@@ -241,7 +243,7 @@ async fn postgres(_url: &str) -> Result<Backend> {
 
 #[cfg(feature = "dynamodb")]
 async fn dynamodb(url: &str) -> Result<Backend> {
-    DynamoDbStore::connect(DynamoDbConfig::from_url(url)?)
+    DynamoDbStore::connect(&DynamoDbConfig::from_url(url)?)
         .await
         .map(|store| Backend::DynamoDb(Box::new(store)))
 }

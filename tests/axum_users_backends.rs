@@ -101,7 +101,7 @@ async fn postgres() {
     let separator = if server.contains('?') { '&' } else { '?' };
     let url = format!("{server}{separator}prefix={}", unique_name());
     scenario(&url).await;
-    let config = storekit::PostgresConfig::new(&url).expect("the test URL parses");
+    let config = storekit::PostgresConfig::from_url(&url).expect("the test URL parses");
     let store = storekit::PostgresStore::connect(&config)
         .await
         .expect("PostgreSQL is reachable for cleanup");

@@ -99,6 +99,11 @@ impl DynamoDbConfig {
         }
     }
 
+    /// Settings from the URL in `DATABASE_URL` (see [`DynamoDbConfig::from_url`]).
+    pub fn from_env() -> Result<Self> {
+        Self::from_url(&storekit_core::database_url_from_env()?)
+    }
+
     /// Parses a `dynamodb://` URL, as `storekit::connect` receives it:
     /// `dynamodb://?endpoint=http://127.0.0.1:8000&region=us-east-1&prefix=myapp_&id=int&shards=16`,
     /// with the timeouts in milliseconds: `&attempt_timeout_ms=5000&operation_timeout_ms=15000`.
@@ -266,7 +271,7 @@ impl DynamoDbConfigBuilder {
 
     /// How long one attempt of a request may take before it is abandoned and, if the operation
     /// timeout allows, sent again (default [`DynamoDbConfig::DEFAULT_ATTEMPT_TIMEOUT`]). Used
-    /// by [`crate::DynamoDbStore::connect`]; a client passed to [`crate::DynamoDbStore::new`]
+    /// by [`crate::DynamoDbStore::connect`]; a client passed to [`crate::DynamoDbStore::from_client`]
     /// keeps its own timeouts.
     #[must_use]
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
@@ -276,7 +281,7 @@ impl DynamoDbConfigBuilder {
 
     /// How long a request may take with all its attempts before it fails with
     /// [`Error::OutcomeUnknown`] (default [`DynamoDbConfig::DEFAULT_OPERATION_TIMEOUT`]). Used by
-    /// [`crate::DynamoDbStore::connect`]; a client passed to [`crate::DynamoDbStore::new`]
+    /// [`crate::DynamoDbStore::connect`]; a client passed to [`crate::DynamoDbStore::from_client`]
     /// keeps its own timeouts.
     #[must_use]
     pub fn operation_timeout(mut self, timeout: Duration) -> Self {

@@ -12,7 +12,7 @@
 //! use storekit_dynamodb::{DynamoDbConfig, DynamoDbStore};
 //!
 //! let config = DynamoDbConfig::builder().table_prefix("myapp_").build()?;
-//! let store = DynamoDbStore::connect(config).await?; // standard AWS credential chain
+//! let store = DynamoDbStore::connect(&config).await?; // standard AWS credential chain
 //! store.migrate().await?; // creates `myapp_users` and `myapp_kv` if missing
 //! # Ok(()) }
 //! ```
@@ -113,7 +113,7 @@
 //!   out of time, or whose connection is lost before the answer, fails with
 //!   [`Error::OutcomeUnknown`] (it may have been applied); throttling, server faults and
 //!   unreachable endpoints fail with [`Error::Unavailable`]. A client passed to
-//!   [`DynamoDbStore::new`] keeps its own timeouts.
+//!   [`DynamoDbStore::from_client`] keeps its own timeouts.
 //! - Items are sized before they are written with DynamoDB's rule (attribute names plus
 //!   values); an item over 400 KB is refused with
 //!   [`Error::ValueTooLarge`] and no request is sent.
@@ -185,12 +185,12 @@ impl DynamoDbStore {
     /// [`DynamoDbConfig::DEFAULT_ATTEMPT_TIMEOUT`] and
     /// [`DynamoDbConfig::DEFAULT_OPERATION_TIMEOUT`]).
     #[must_use]
-    pub fn new(client: Client, config: DynamoDbConfig) -> Self {
+    pub fn from_client(client: Client, config: &DynamoDbConfig) -> Self {
         Self {
             client,
             users_table: config.users_table(),
             kv_table: config.kv_table(),
-            config: Arc::new(config),
+            config: Arc::new(config.clone()),
         }
     }
 
@@ -198,7 +198,7 @@ impl DynamoDbStore {
     /// profile, instance role, ...), with the endpoint, region and credentials of `config`
     /// taking precedence, and the attempt and operation timeouts of `config` (a request that
     /// runs out of time fails with [`Error::OutcomeUnknown`]). Sends no request to DynamoDB.
-    pub async fn connect(config: DynamoDbConfig) -> Result<Self> {
+    pub async fn connect(config: &DynamoDbConfig) -> Result<Self> {
         // Merged with the chain's defaults, which keep their connect timeout.
         let timeouts = TimeoutConfig::builder()
             .operation_attempt_timeout(config.attempt_timeout())
@@ -228,7 +228,7 @@ impl DynamoDbStore {
                 "no AWS region configured: set it in the config, the URL or AWS_REGION",
             ));
         }
-        Ok(Self::new(Client::new(&sdk_config), config))
+        Ok(Self::from_client(Client::new(&sdk_config), config))
     }
 
     /// Creates the tables that are missing (pay per request), waits until they are active and

@@ -157,7 +157,7 @@ where
         .shard_count(shards)
         .build()
         .expect("config");
-    let store = DynamoDbStore::new(client(&endpoint, Some(requests.clone())), config);
+    let store = DynamoDbStore::from_client(client(&endpoint, Some(requests.clone())), &config);
     store.migrate().await.expect("migrate");
     requests.reset();
     let outcome = AssertUnwindSafe(test(store.clone(), requests))
@@ -189,7 +189,7 @@ fn run_elsewhere<T: Send + 'static>(
     work: impl AsyncFnOnce(DynamoDbStore) -> T + Send + 'static,
 ) -> T {
     let endpoint = common::endpoint().expect("the store has an endpoint");
-    let other = DynamoDbStore::new(client(&endpoint, None), store.config().clone());
+    let other = DynamoDbStore::from_client(client(&endpoint, None), store.config());
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -444,7 +444,7 @@ async fn connect_from_a_url() {
     };
     let url = format!("dynamodb://?endpoint={endpoint}&region=us-east-1&prefix=x_&id=int");
     let config = DynamoDbConfig::from_url(&url).expect("url");
-    let store = DynamoDbStore::connect(config).await.expect("connect");
+    let store = DynamoDbStore::connect(&config).await.expect("connect");
     assert_eq!(store.config().table_prefix(), "x_");
     assert_eq!(UserStore::id_kind(&store), storekit_core::IdKind::Int);
 }

@@ -178,7 +178,7 @@ where
         .shard_count(2)
         .build()
         .expect("config");
-    let store = DynamoDbStore::new(client(&endpoint, Some(faults.clone())), config);
+    let store = DynamoDbStore::from_client(client(&endpoint, Some(faults.clone())), &config);
     store.migrate().await.expect("migrate");
     faults.reset();
     let outcome = AssertUnwindSafe(test(store.clone(), faults))
@@ -197,7 +197,7 @@ fn run_elsewhere<T: Send + 'static>(
     work: impl AsyncFnOnce(DynamoDbStore) -> T + Send + 'static,
 ) -> T {
     let endpoint = common::endpoint().expect("the store has an endpoint");
-    let other = DynamoDbStore::new(client(&endpoint, None), store.config().clone());
+    let other = DynamoDbStore::from_client(client(&endpoint, None), store.config());
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -445,7 +445,7 @@ async fn a_silent_endpoint_fails_within_the_timeout() {
         .operation_timeout(operation_timeout)
         .build()
         .expect("config");
-    let store = DynamoDbStore::connect(config).await.expect("connect");
+    let store = DynamoDbStore::connect(&config).await.expect("connect");
     let bound = operation_timeout * 3;
 
     let started = Instant::now();

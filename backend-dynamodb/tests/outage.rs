@@ -86,7 +86,7 @@ async fn an_outage_mid_load_is_retryable_and_leaves_no_half_written_user() {
         .operation_timeout(Duration::from_secs(1))
         .build()
         .expect("config");
-    let store = DynamoDbStore::connect(config).await.expect("connect");
+    let store = DynamoDbStore::connect(&config).await.expect("connect");
     store.migrate().await.expect("migrate");
 
     // Writers run for 3.5 s; DynamoDB is away from 0.3 s to 2.8 s, longer than an operation

@@ -143,7 +143,7 @@ async fn spans_count_the_requests_and_capacity_of_each_call() {
         .table_prefix(format!("spans{prefix}_"))
         .build()
         .expect("config");
-    let store = DynamoDbStore::connect(config).await.expect("connect");
+    let store = DynamoDbStore::connect(&config).await.expect("connect");
     store.migrate().await.expect("migrate");
     let set = store.set("spans", "k", b"v", None).await;
     let got = store.get("spans", "k").await;

@@ -26,7 +26,8 @@ fn silent_server() -> String {
 
 #[tokio::test]
 async fn a_server_that_never_answers_is_unavailable_at_the_connect_timeout() -> Result<()> {
-    let config = PostgresConfig::new(silent_server())?.connect_timeout(Duration::from_millis(500));
+    let config =
+        PostgresConfig::from_url(&silent_server())?.connect_timeout(Duration::from_millis(500));
     let started = Instant::now();
     let err = PostgresStore::connect(&config)
         .await
@@ -47,7 +48,7 @@ async fn a_closed_port_is_unavailable_within_the_connect_timeout() -> Result<()>
         .expect("a free port")
         .port();
     let url = format!("postgres://postgres@127.0.0.1:{port}/test");
-    let config = PostgresConfig::new(url)?.connect_timeout(Duration::from_secs(1));
+    let config = PostgresConfig::from_url(&url)?.connect_timeout(Duration::from_secs(1));
     let started = Instant::now();
     let err = PostgresStore::connect(&config)
         .await
@@ -66,7 +67,7 @@ async fn a_write_blocked_by_a_lock_is_unavailable_at_the_statement_timeout() -> 
         return Ok(());
     };
     let schema = format!("faults_{}", std::process::id());
-    let config = PostgresConfig::new(&url)?
+    let config = PostgresConfig::from_url(&url)?
         .schema(&schema)
         .statement_timeout(Some(Duration::from_millis(300)));
     let store = PostgresStore::connect(&config).await?;
@@ -116,7 +117,7 @@ async fn connections_killed_by_the_server_are_retryable_and_the_store_recovers()
     };
     let app = format!("storekit_kill_{}", std::process::id());
     let schema = format!("kill_{}", std::process::id());
-    let config = PostgresConfig::new(with_application_name(&url, &app))?
+    let config = PostgresConfig::from_url(&with_application_name(&url, &app))?
         .schema(&schema)
         .max_connections(4);
     let store = PostgresStore::connect(&config).await?;
@@ -126,7 +127,7 @@ async fn connections_killed_by_the_server_are_retryable_and_the_store_recovers()
     let writes = keys.iter().map(|key| store.set("kill", key, b"v", None));
     futures::future::try_join_all(writes).await?;
 
-    let admin = PostgresStore::connect(&PostgresConfig::new(&url)?).await?;
+    let admin = PostgresStore::connect(&PostgresConfig::from_url(&url)?).await?;
     let killed = kill_connections(&admin, &app).await?;
     assert!(killed >= 1, "no connection of the store was found");
 
@@ -170,12 +171,12 @@ async fn connections_killed_mid_load_leave_no_half_written_user() -> Result<()> 
     };
     let app = format!("storekit_midload_{}", std::process::id());
     let schema = format!("midload_{}", std::process::id());
-    let config = PostgresConfig::new(with_application_name(&url, &app))?
+    let config = PostgresConfig::from_url(&with_application_name(&url, &app))?
         .schema(&schema)
         .max_connections(8);
     let store = PostgresStore::connect(&config).await?;
     store.migrate().await?;
-    let admin = PostgresStore::connect(&PostgresConfig::new(&url)?).await?;
+    let admin = PostgresStore::connect(&PostgresConfig::from_url(&url)?).await?;
 
     let writers: Vec<_> = (0..8)
         .map(|task| {
@@ -316,7 +317,7 @@ async fn a_server_that_stalls_mid_session_is_reported_at_the_operation_timeout()
         .set_port(Some(port))
         .map_err(|()| Error::invalid("url", "no port"))?;
     let schema = format!("stall_{}", std::process::id());
-    let config = PostgresConfig::new(proxied.as_str())?
+    let config = PostgresConfig::from_url(proxied.as_str())?
         .schema(&schema)
         .max_connections(2)
         .operation_timeout(Some(Duration::from_millis(700)));
@@ -364,7 +365,7 @@ async fn a_server_that_stalls_mid_session_is_reported_at_the_operation_timeout()
     );
 
     store.drop_tables().await?;
-    let admin = PostgresStore::connect(&PostgresConfig::new(&url)?).await?;
+    let admin = PostgresStore::connect(&PostgresConfig::from_url(&url)?).await?;
     common::drop_schema(admin.pool(), &schema).await?;
     Ok(())
 }

@@ -39,7 +39,7 @@ fn kv_rows(dump: &str, table: &str) -> usize {
 #[tokio::test]
 async fn a_background_task_purges_expired_rows_on_sqlite() -> storekit_core::Result<()> {
     let config = SqliteConfig::memory().purge_interval(Some(TICK));
-    let store = SqliteStore::open(&config)?;
+    let store = SqliteStore::connect(&config).await?;
     store.migrate().await?;
     // More than one purge batch, so the task must loop until none are left.
     let keys: Vec<String> = (0..2500).map(|i| format!("old-{i}")).collect();
@@ -60,7 +60,7 @@ async fn a_background_task_purges_expired_rows_on_sqlite() -> storekit_core::Res
 
 #[tokio::test]
 async fn without_a_purge_interval_rows_stay_until_purge_expired() -> storekit_core::Result<()> {
-    let store = SqliteStore::open(&SqliteConfig::memory().purge_interval(None))?;
+    let store = SqliteStore::connect(&SqliteConfig::memory().purge_interval(None)).await?;
     store.migrate().await?;
     store
         .set("cache", "old", b"v", Some(Duration::from_millis(20)))
@@ -82,7 +82,7 @@ async fn a_background_task_purges_expired_rows_on_postgres() -> storekit_core::R
         return Ok(());
     };
     let schema = format!("purge_{}", std::process::id());
-    let config = PostgresConfig::new(url)?
+    let config = PostgresConfig::from_url(&url)?
         .schema(&schema)
         .purge_interval(Some(TICK));
     let store = PostgresStore::connect(&config).await?;

@@ -50,7 +50,7 @@ fn wal_size(db: &Path) -> u64 {
 async fn open(path: &Path, config: SqliteConfig) -> Result<SqliteStore> {
     let mut config = config;
     config.path = Some(path.to_owned());
-    let store = SqliteStore::open(&config)?;
+    let store = SqliteStore::connect(&config).await?;
     store.migrate().await?;
     Ok(store)
 }

@@ -22,7 +22,7 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
         config = config.credentials("storekit", "storekit");
     }
     let config = config.build().expect("config");
-    let store = Arc::new(DynamoDbStore::connect(config).await.expect("connect"));
+    let store = Arc::new(DynamoDbStore::connect(&config).await.expect("connect"));
     store.migrate().await.expect("migrate");
     store.migrate().await.expect("migrate is idempotent");
     let dumped = store.clone();

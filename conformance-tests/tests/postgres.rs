@@ -11,7 +11,7 @@ use storekit_sql::{PostgresConfig, PostgresStore};
 async fn setup(ctx: SetupContext) -> Option<Fixture> {
     let url = server_url("STOREKIT_POSTGRES_URL")?;
     let schema = ctx.prefix.trim_end_matches('_').to_owned();
-    let config = PostgresConfig::new(url)
+    let config = PostgresConfig::from_url(&url)
         .expect("postgres url")
         .schema(schema.clone())
         .table_prefix("t_")

@@ -10,7 +10,7 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
     let config = SqliteConfig::file(&path)
         .table_prefix(ctx.prefix.clone())
         .id_kind(ctx.id_kind);
-    let store = SqliteStore::open(&config).expect("open sqlite");
+    let store = SqliteStore::connect(&config).await.expect("open sqlite");
     store.migrate().await.expect("migrate");
     store.migrate().await.expect("migrate is idempotent");
     let dumped = store.clone();

@@ -32,5 +32,16 @@ pub use user::{
 pub use users::{AccessTokenStore, AuthStore, DynAuthStore, OAuthAccountStore, UserStore};
 pub use validate::{LIMITS, Limits, normalize_email};
 
+/// The environment variable every backend's `from_env` reads its URL from.
+pub const DATABASE_URL: &str = "DATABASE_URL";
+
+/// The URL in [`DATABASE_URL`], for the backends' `from_env` constructors.
+pub fn database_url_from_env() -> Result<String> {
+    match std::env::var(DATABASE_URL) {
+        Ok(url) if !url.is_empty() => Ok(url),
+        _ => Err(Error::invalid("url", format!("{DATABASE_URL} is not set"))),
+    }
+}
+
 /// Re-exported so backends and tests name the same versions.
 pub use {chrono, futures, serde_json, uuid};

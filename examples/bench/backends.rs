@@ -192,7 +192,7 @@ async fn dynamodb_store(
         .table_prefix(format!("{}_", run_tag()))
         .build()?;
     let client = raw_dynamodb::client(endpoint, requests).await;
-    Ok(storekit::DynamoDbStore::new(client, config))
+    Ok(storekit::DynamoDbStore::from_client(client, &config))
 }
 
 #[cfg(feature = "dynamodb")]

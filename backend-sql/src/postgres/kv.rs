@@ -383,7 +383,8 @@ mod tests {
             return Ok(());
         };
         let schema = format!("kv_pages_{}", std::process::id());
-        let store = PostgresStore::connect(&PostgresConfig::new(url)?.schema(&schema)).await?;
+        let store =
+            PostgresStore::connect(&PostgresConfig::from_url(&url)?.schema(&schema)).await?;
         store.migrate().await?;
         let listed = async {
             let prefixed: Vec<String> = (0..25).map(|i| format!("p:{i:02}")).collect();

@@ -106,10 +106,8 @@ fn redacted_url(url: &str) -> String {
 impl PostgresConfig {
     /// Settings for the server at `url`. The URL may carry storekit's own query parameters
     /// `schema=`, `prefix=` and `id=uuid|int`, which are taken out before connecting.
-    pub fn new(url: impl Into<String>) -> Result<Self> {
-        let url = url.into();
-        let mut parsed =
-            url::Url::parse(&url).map_err(|e| Error::invalid("url", format!("{e}")))?;
+    pub fn from_url(url: &str) -> Result<Self> {
+        let mut parsed = url::Url::parse(url).map_err(|e| Error::invalid("url", format!("{e}")))?;
         let mut config = Self::default();
         let mut kept = Vec::new();
         for (name, value) in parsed.query_pairs() {
@@ -127,6 +125,11 @@ impl PostgresConfig {
         }
         config.url = parsed.into();
         Ok(config)
+    }
+
+    /// Settings from the URL in `DATABASE_URL` (see [`PostgresConfig::from_url`]).
+    pub fn from_env() -> Result<Self> {
+        Self::from_url(&storekit_core::database_url_from_env()?)
     }
 
     /// Puts the tables in `schema`.
@@ -308,7 +311,7 @@ mod tests {
             "postgres://db.internal/shop?user=app&password=hunter2",
             "postgres:///shop?host=/run/pg&sslpassword=hunter2",
         ] {
-            let debug = format!("{:?}", PostgresConfig::new(url)?);
+            let debug = format!("{:?}", PostgresConfig::from_url(url)?);
             assert!(!debug.contains("hunter2"), "{debug}");
             assert!(!debug.contains("app"), "{debug}");
             assert!(debug.contains("shop"), "{debug}");

@@ -115,6 +115,11 @@ impl SqliteConfig {
         Ok(config)
     }
 
+    /// Settings from the URL in `DATABASE_URL` (see [`SqliteConfig::from_url`]).
+    pub fn from_env() -> Result<Self> {
+        Self::from_url(&storekit_core::database_url_from_env()?)
+    }
+
     /// Sets the table prefix.
     #[must_use]
     pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -180,8 +185,16 @@ impl storekit_core::backend::Backend for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens the database. Run [`SqliteStore::migrate`] before first use.
-    pub fn open(config: &SqliteConfig) -> Result<Self> {
+    /// Opens the database (on the blocking pool: it opens files and prepares connections).
+    /// Run [`SqliteStore::migrate`] before first use.
+    pub async fn connect(config: &SqliteConfig) -> Result<Self> {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || Self::open(&config))
+            .await
+            .map_err(|e| storekit_core::Error::backend("sqlite", e))?
+    }
+
+    fn open(config: &SqliteConfig) -> Result<Self> {
         let tables = Tables::new(None, &config.table_prefix)?;
         let conns = Connections::open(config)?;
         let sql = schema::Statements::new(&tables);
