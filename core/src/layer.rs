@@ -60,9 +60,9 @@ impl<B: KvBackend> KvStore for B {
                     KvBackend::get(self, ns, k).await
                 },
                 |found| Some(one(found.is_some())),
+                || about_key(namespace, key),
             )
             .await
-            .map_err(|e| e.during("get", || about_key(namespace, key)))
     }
 
     async fn set(
@@ -80,9 +80,9 @@ impl<B: KvBackend> KvStore for B {
                     KvBackend::set(self, ns, k, value, Expiry::from_ttl(ttl)?).await
                 },
                 |()| None,
+                || about_key(namespace, key),
             )
             .await
-            .map_err(|e| e.during("set", || about_key(namespace, key)))
     }
 
     async fn delete(&self, namespace: &str, key: &str) -> Result<bool> {
@@ -93,9 +93,9 @@ impl<B: KvBackend> KvStore for B {
                     KvBackend::delete(self, ns, k).await
                 },
                 |deleted| Some(one(*deleted)),
+                || about_key(namespace, key),
             )
             .await
-            .map_err(|e| e.during("delete", || about_key(namespace, key)))
     }
 
     async fn contains(&self, namespace: &str, key: &str) -> Result<bool> {
@@ -106,9 +106,9 @@ impl<B: KvBackend> KvStore for B {
                     KvBackend::contains(self, ns, k).await
                 },
                 |found| Some(one(*found)),
+                || about_key(namespace, key),
             )
             .await
-            .map_err(|e| e.during("contains", || about_key(namespace, key)))
     }
 
     async fn get_many(&self, namespace: &str, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>> {
@@ -120,9 +120,9 @@ impl<B: KvBackend> KvStore for B {
                     KvBackend::get_many(self, ns, keys).await
                 },
                 |values| Some(values.iter().flatten().count()),
+                || about_namespace(namespace),
             )
             .await
-            .map_err(|e| e.during("get_many", || about_namespace(namespace)))
     }
 
     async fn set_many(
@@ -139,9 +139,9 @@ impl<B: KvBackend> KvStore for B {
                     KvBackend::set_many(self, ns, items, Expiry::from_ttl(ttl)?).await
                 },
                 |()| None,
+                || about_namespace(namespace),
             )
             .await
-            .map_err(|e| e.during("set_many", || about_namespace(namespace)))
     }
 
     async fn delete_many(&self, namespace: &str, keys: &[&str]) -> Result<()> {
@@ -153,9 +153,9 @@ impl<B: KvBackend> KvStore for B {
                     KvBackend::delete_many(self, ns, keys).await
                 },
                 |()| None,
+                || about_namespace(namespace),
             )
             .await
-            .map_err(|e| e.during("delete_many", || about_namespace(namespace)))
     }
 
     fn keys(&self, namespace: &str, prefix: &str) -> BoxStream<'static, Result<String>> {
@@ -166,8 +166,7 @@ impl<B: KvBackend> KvStore for B {
             Ok(ns) => KvBackend::keys(self, ns, prefix),
             Err(e) => stream::once(async { Err(e) }).boxed(),
         };
-        let about = about_namespace(namespace);
-        call.stream(listing, move |e| e.during("keys", || about.clone()))
+        call.stream(listing, about_namespace(namespace))
     }
 
     async fn clear(&self, namespace: &str) -> Result<()> {
@@ -175,9 +174,9 @@ impl<B: KvBackend> KvStore for B {
             .run(
                 async { KvBackend::clear(self, Namespace::checked(namespace)?).await },
                 |()| None,
+                || about_namespace(namespace),
             )
             .await
-            .map_err(|e| e.during("clear", || about_namespace(namespace)))
     }
 
     async fn set_if_absent(
@@ -195,9 +194,9 @@ impl<B: KvBackend> KvStore for B {
                     KvBackend::set_if_absent(self, ns, k, value, Expiry::from_ttl(ttl)?).await
                 },
                 |stored| Some(one(*stored)),
+                || about_key(namespace, key),
             )
             .await
-            .map_err(|e| e.during("set_if_absent", || about_key(namespace, key)))
     }
 
     async fn compare_and_swap(
@@ -223,9 +222,9 @@ impl<B: KvBackend> KvStore for B {
                     }
                 },
                 |swapped| Some(one(*swapped)),
+                || about_key(namespace, key),
             )
             .await
-            .map_err(|e| e.during("compare_and_swap", || about_key(namespace, key)))
     }
 
     async fn increment(
@@ -242,18 +241,19 @@ impl<B: KvBackend> KvStore for B {
                     KvBackend::increment(self, ns, k, delta, Expiry::from_ttl(ttl)?).await
                 },
                 |_| None,
+                || about_key(namespace, key),
             )
             .await
-            .map_err(|e| e.during("increment", || about_key(namespace, key)))
     }
 
     async fn purge_expired(&self) -> Result<u64> {
         call!(self, "purge_expired", "")
-            .run(KvBackend::purge_expired(self), |purged| {
-                usize::try_from(*purged).ok()
-            })
+            .run(
+                KvBackend::purge_expired(self),
+                |purged| usize::try_from(*purged).ok(),
+                String::new,
+            )
             .await
-            .map_err(|e| e.during("purge_expired", String::new))
     }
 }
 
@@ -274,9 +274,9 @@ impl<B: UserBackend> UserStore for B {
             .run(
                 async { UserBackend::create_user(self, user.into_draft()?).await },
                 |_| Some(1),
+                String::new,
             )
             .await
-            .map_err(|e| e.during("create_user", String::new))
     }
 
     async fn get_user(&self, id: UserId) -> Result<Option<User>> {
@@ -284,9 +284,9 @@ impl<B: UserBackend> UserStore for B {
             .run(
                 async { UserBackend::get_user(self, own_kind(self, id)?).await },
                 |found| Some(one(found.is_some())),
+                || about_user(id),
             )
             .await
-            .map_err(|e| e.during("get_user", || about_user(id)))
     }
 
     async fn get_user_by_email(&self, email: &str) -> Result<Option<User>> {
@@ -297,10 +297,10 @@ impl<B: UserBackend> UserStore for B {
                     UserBackend::get_user_by_email(self, EmailKey::new(&key)).await
                 },
                 |found| Some(one(found.is_some())),
+                // Never the email: it is personal data, and errors end up in logs.
+                String::new,
             )
             .await
-            // Never the email: it is personal data, and errors end up in logs.
-            .map_err(|e| e.during("get_user_by_email", String::new))
     }
 
     async fn update_user(&self, id: UserId, patch: UserPatch) -> Result<User> {
@@ -311,9 +311,9 @@ impl<B: UserBackend> UserStore for B {
                     UserBackend::update_user(self, own_kind(self, id)?, &patch).await
                 },
                 |_| Some(1),
+                || about_user(id),
             )
             .await
-            .map_err(|e| e.during("update_user", || about_user(id)))
     }
 
     async fn delete_user(&self, id: UserId) -> Result<()> {
@@ -321,9 +321,9 @@ impl<B: UserBackend> UserStore for B {
             .run(
                 async { UserBackend::delete_user(self, own_kind(self, id)?).await },
                 |()| None,
+                || about_user(id),
             )
             .await
-            .map_err(|e| e.during("delete_user", || about_user(id)))
     }
 
     async fn list_users(&self, page: PageRequest) -> Result<Page<User>> {
@@ -339,9 +339,9 @@ impl<B: UserBackend> UserStore for B {
                     UserBackend::list_users(self, request).await
                 },
                 |page| Some(page.items.len()),
+                String::new,
             )
             .await
-            .map_err(|e| e.during("list_users", String::new))
     }
 }
 
@@ -368,9 +368,9 @@ impl<B: OAuthBackend> OAuthAccountStore for B {
                     }
                 },
                 |_| Some(1),
+                || about_user(user),
             )
             .await
-            .map_err(|e| e.during("add_oauth_account", || about_user(user)))
     }
 
     async fn update_oauth_account(
@@ -389,9 +389,9 @@ impl<B: OAuthBackend> OAuthAccountStore for B {
                     OAuthBackend::update_oauth_account(self, user, key, &patch).await
                 },
                 |_| Some(1),
+                || about_oauth(provider, account_id),
             )
             .await
-            .map_err(|e| e.during("update_oauth_account", || about_oauth(provider, account_id)))
     }
 
     async fn remove_oauth_account(
@@ -408,9 +408,9 @@ impl<B: OAuthBackend> OAuthAccountStore for B {
                     OAuthBackend::remove_oauth_account(self, user, key).await
                 },
                 |()| None,
+                || about_oauth(provider, account_id),
             )
             .await
-            .map_err(|e| e.during("remove_oauth_account", || about_oauth(provider, account_id)))
     }
 
     async fn oauth_accounts(&self, user: UserId) -> Result<Vec<OAuthAccount>> {
@@ -418,9 +418,9 @@ impl<B: OAuthBackend> OAuthAccountStore for B {
             .run(
                 async { OAuthBackend::oauth_accounts(self, own_kind(self, user)?).await },
                 |accounts| Some(accounts.len()),
+                || about_user(user),
             )
             .await
-            .map_err(|e| e.during("oauth_accounts", || about_user(user)))
     }
 
     async fn get_user_by_oauth_account(
@@ -435,13 +435,9 @@ impl<B: OAuthBackend> OAuthAccountStore for B {
                     OAuthBackend::get_user_by_oauth_account(self, key).await
                 },
                 |found| Some(one(found.is_some())),
+                || about_oauth(provider, account_id),
             )
             .await
-            .map_err(|e| {
-                e.during("get_user_by_oauth_account", || {
-                    about_oauth(provider, account_id)
-                })
-            })
     }
 }
 
@@ -463,9 +459,9 @@ impl<B: TokenBackend> AccessTokenStore for B {
                     Ok(IssuedToken::new(secret, info))
                 },
                 |_| Some(1),
+                || about_user(user),
             )
             .await
-            .map_err(|e| e.during("create_access_token", || about_user(user)))
     }
 
     async fn get_access_token(
@@ -483,10 +479,10 @@ impl<B: TokenBackend> AccessTokenStore for B {
                     Ok(found.filter(|info| crate::time::is_younger_than(info.created_at, max_age)))
                 },
                 |found| Some(one(found.is_some())),
+                // Never the token, nor its hash.
+                String::new,
             )
             .await
-            // Never the token, nor its hash.
-            .map_err(|e| e.during("get_access_token", String::new))
     }
 
     async fn delete_access_token(&self, token: &str) -> Result<bool> {
@@ -498,9 +494,9 @@ impl<B: TokenBackend> AccessTokenStore for B {
                         .await
                 },
                 |deleted| Some(one(*deleted)),
+                String::new,
             )
             .await
-            .map_err(|e| e.during("delete_access_token", String::new))
     }
 
     async fn delete_access_tokens_for_user(&self, user: UserId) -> Result<()> {
@@ -510,8 +506,8 @@ impl<B: TokenBackend> AccessTokenStore for B {
                     TokenBackend::delete_access_tokens_for_user(self, own_kind(self, user)?).await
                 },
                 |()| None,
+                || about_user(user),
             )
             .await
-            .map_err(|e| e.during("delete_access_tokens_for_user", || about_user(user)))
     }
 }

@@ -96,19 +96,21 @@ macro_rules! call_span {
 }
 pub(crate) use call_span;
 
-/// One store call being traced: its span, and what its metrics are labelled with.
+/// One store call being traced: its span, its operation, and what its metrics need.
 pub(crate) struct Call {
     span: Span,
+    operation: &'static str,
     #[cfg(feature = "metrics")]
-    labels: (&'static str, &'static str, std::time::Instant),
+    metrics: (&'static str, std::time::Instant),
 }
 
 impl Call {
-    pub(crate) fn new(span: Span, _system: &'static str, _operation: &'static str) -> Self {
+    pub(crate) fn new(span: Span, _system: &'static str, operation: &'static str) -> Self {
         Self {
             span,
+            operation,
             #[cfg(feature = "metrics")]
-            labels: (_system, _operation, std::time::Instant::now()),
+            metrics: (_system, std::time::Instant::now()),
         }
     }
 
@@ -118,12 +120,13 @@ impl Call {
         self
     }
 
-    /// Runs the call's future inside its span, then records its outcome and how many items it
-    /// returned.
+    /// Runs the call's future inside its span, names the call and what it was `about` in a
+    /// failure (see [`Error::during`]), then records its outcome and how many items it returned.
     pub(crate) async fn run<T>(
         self,
         work: impl Future<Output = Result<T>>,
         returned: impl FnOnce(&T) -> Option<usize>,
+        about: impl FnOnce() -> String,
     ) -> Result<T> {
         use tracing::Instrument as _;
         let usage = (!self.span.is_disabled()).then(Arc::<Usage>::default);
@@ -135,6 +138,7 @@ impl Call {
             }
             None => work.await,
         };
+        let out = out.map_err(|e| e.during(self.operation, about));
         if let Some(usage) = usage {
             self.record_usage(&usage);
         }
@@ -148,11 +152,12 @@ impl Call {
     }
 
     /// Wraps a listing: the span is entered while the stream is polled, counts the items, and
-    /// records the outcome when the stream ends or fails.
+    /// records the outcome when the stream ends or fails; a failure names what the listing was
+    /// `about` (see [`Call::run`]).
     pub(crate) fn stream(
         self,
         inner: BoxStream<'static, Result<String>>,
-        context: impl Fn(Error) -> Error + Send + 'static,
+        about: String,
     ) -> BoxStream<'static, Result<String>> {
         let usage = (!self.span.is_disabled()).then(Arc::<Usage>::default);
         Box::pin(TracedStream {
@@ -160,7 +165,7 @@ impl Call {
             inner,
             usage,
             returned: 0,
-            context: Box::new(context),
+            about,
         })
     }
 
@@ -189,10 +194,10 @@ impl Call {
         }
         #[cfg(feature = "metrics")]
         {
-            let (system, operation, started) = self.labels;
+            let (system, started) = self.metrics;
             let labels = [
                 ("system", system),
-                ("operation", operation),
+                ("operation", self.operation),
                 ("outcome", outcome),
             ];
             metrics::counter!("storekit_operations_total", &labels).increment(1);
@@ -202,8 +207,6 @@ impl Call {
     }
 }
 
-type ErrorContext = Box<dyn Fn(Error) -> Error + Send>;
-
 struct TracedStream {
     /// Taken when the listing ends, so the outcome is recorded once.
     call: Option<Call>,
@@ -211,7 +214,7 @@ struct TracedStream {
     /// What the pages' requests consumed, counted while the stream is polled.
     usage: Option<Arc<Usage>>,
     returned: usize,
-    context: ErrorContext,
+    about: String,
 }
 
 impl Stream for TracedStream {
@@ -236,7 +239,7 @@ impl Stream for TracedStream {
                 Poll::Ready(Some(Ok(key)))
             }
             Poll::Ready(Some(Err(e))) => {
-                let e = (this.context)(e);
+                let e = e.during(call.operation, || this.about.clone());
                 if let Some(call) = this.call.take() {
                     call.end_listing(this.returned, this.usage.as_deref(), Some(&e));
                 }
