@@ -25,6 +25,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
+use crate::table::{
+    Consistency, IndexQuery, KeyValue, MissingIndexes, Record, RecordKey, Row, TableSchema,
+    TableShape,
+};
 use crate::{
     AccessToken, IdKind, OAuthAccount, OAuthAccountPatch, Page, Result, User, UserDraft, UserId,
     UserPatch,
@@ -370,4 +374,90 @@ pub trait TokenBackend: UserBackend {
 
     /// See [`crate::AccessTokenStore::delete_access_tokens_for_user`].
     async fn delete_access_tokens_for_user(&self, user: UserId) -> Result<()>;
+}
+
+/// The tables store, as a backend implements it; [`crate::table::TableStore`] comes from it.
+///
+/// Every argument is checked: documents are canonical [`Row`]s with their keys read, keys
+/// and query values have the schema's types, cursors are decoded into positions, and pages
+/// are cut by the layer (a backend returns up to `fetch` records after `after`). A backend
+/// reports a taken key or unique value as [`Error::AlreadyExists`](crate::Error) (`"record"`
+/// or `"unique value"`), a version mismatch as [`Error::Conflict`](crate::Error) (`"record"`)
+/// from the database's answer to the write, a missing record on a versioned write as
+/// [`Error::NotFound`](crate::Error) (`"record"`), and a table that does not exist as
+/// [`Error::NotFound`](crate::Error) (`"table"`).
+#[async_trait]
+pub trait TableBackend: Backend {
+    /// How fresh index queries are; read-after-write unless the database says otherwise.
+    fn index_consistency(&self) -> Consistency {
+        Consistency::ReadAfterWrite
+    }
+
+    /// The live table's keys and indexes, or `None` if it does not exist.
+    async fn describe_table(&self, schema: &TableSchema) -> Result<Option<TableShape>>;
+
+    /// Creates the table with every declared index and waits until it is usable; succeeds if
+    /// a concurrent call created it first.
+    async fn create_table(&self, schema: &TableSchema) -> Result<()>;
+
+    /// Adds the `missing` indexes to a live table, fills them from its records, and waits
+    /// until they are usable. A unique index whose values are already taken twice is
+    /// [`Error::AlreadyExists`](crate::Error).
+    async fn add_indexes(&self, schema: &TableSchema, missing: &MissingIndexes) -> Result<()>;
+
+    /// Drops the table; `false` if it did not exist.
+    async fn drop_table(&self, schema: &TableSchema) -> Result<bool>;
+
+    /// Writes a new record at version 1.
+    async fn insert(&self, schema: &TableSchema, row: &Row) -> Result<()>;
+
+    /// Writes a record whether or not it exists; returns its new version.
+    async fn put(&self, schema: &TableSchema, row: &Row) -> Result<u64>;
+
+    /// Overwrites a record at `expected`, writing version `expected + 1`.
+    async fn replace(&self, schema: &TableSchema, row: &Row, expected: u64) -> Result<()>;
+
+    /// Deletes a record (at `expected`, if given); `false` if there was none and no version
+    /// was given.
+    async fn delete(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        expected: Option<u64>,
+    ) -> Result<bool>;
+
+    /// Reads one record, consistently.
+    async fn get(&self, schema: &TableSchema, key: &RecordKey) -> Result<Option<Record>>;
+
+    /// Reads records consistently, in the order of `keys` (repeats included).
+    async fn get_many(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+    ) -> Result<Vec<Option<Record>>>;
+
+    /// Whether a record exists, consistently.
+    async fn contains(&self, schema: &TableSchema, key: &RecordKey) -> Result<bool>;
+
+    /// The record holding `values` in the schema's unique index number `index`, consistently.
+    async fn get_by_unique(
+        &self,
+        schema: &TableSchema,
+        index: usize,
+        values: &[KeyValue],
+    ) -> Result<Option<Record>>;
+
+    /// Up to `query.fetch` records of a query, in its order, after `query.after`.
+    async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Vec<Record>>;
+
+    /// Up to `fetch` records after the record `after`, in the backend's own stable order.
+    async fn scan(
+        &self,
+        schema: &TableSchema,
+        after: Option<&RecordKey>,
+        fetch: usize,
+    ) -> Result<Vec<Record>>;
+
+    /// How many records the table holds.
+    async fn count(&self, schema: &TableSchema) -> Result<u64>;
 }

@@ -62,6 +62,16 @@ pub enum Error {
         limit: usize,
     },
 
+    /// A live table differs from the schema declared for it in ways storekit will not change
+    /// by itself (a key, or an index that is defined differently or not declared).
+    #[error("table {table:?} differs from its schema: {}", differences.join("; "))]
+    SchemaMismatch {
+        /// The table.
+        table: String,
+        /// Each difference, e.g. `partition key is id int, declared id text`.
+        differences: Vec<String>,
+    },
+
     /// The server could not be reached or refused to serve for now; retrying may help.
     #[error("{backend} is unavailable{context}")]
     Unavailable {
@@ -153,7 +163,7 @@ impl Error {
     }
 
     /// The kind of error as one stable word, as spans and metrics label it: `not_found`,
-    /// `already_exists`, `conflict`, `invalid_input`, `value_too_large`, `unavailable`,
+    /// `already_exists`, `conflict`, `invalid_input`, `value_too_large`, `schema_mismatch`, `unavailable`,
     /// `outcome_unknown` or `backend`.
     #[must_use]
     pub fn kind(&self) -> &'static str {
@@ -163,6 +173,7 @@ impl Error {
             Self::Conflict { .. } => "conflict",
             Self::InvalidInput { .. } => "invalid_input",
             Self::ValueTooLarge { .. } => "value_too_large",
+            Self::SchemaMismatch { .. } => "schema_mismatch",
             Self::Unavailable { .. } => "unavailable",
             Self::OutcomeUnknown { .. } => "outcome_unknown",
             Self::Backend { .. } => "backend",

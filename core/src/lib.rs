@@ -13,6 +13,7 @@ mod forward;
 pub mod kv;
 mod layer;
 pub mod memory;
+pub mod table;
 pub mod time;
 pub mod token;
 pub mod trace;
@@ -24,6 +25,7 @@ pub use async_trait::async_trait;
 pub use error::{BoxError, Context, Error, Result};
 pub use kv::{DynKvStore, KvStore, KvStoreExt};
 pub use memory::MemoryStore;
+pub use table::{DynTableStore, Table, TableSchema, TableStore};
 pub use time::{now, truncate};
 pub use user::{
     AccessToken, Extra, IdKind, IssuedToken, NewOAuthAccount, NewUser, OAuthAccount,

@@ -152,51 +152,65 @@ pub const EXTRA_NUMBER_RANGE: (f64, f64) = (1e-130, 1e126);
 /// integer, since DynamoDB keeps numbers by value and returns `3.0` as `3`; serde reads it
 /// back into an `f64` field all the same.
 pub fn normalize_extra(extra: &mut serde_json::Map<String, serde_json::Value>) -> Result<()> {
-    for (key, value) in extra.iter_mut() {
-        check_extra_key(key)?;
-        normalize_extra_value(value, 2)?;
+    normalize_json("extra", extra)
+}
+
+/// The rules of [`normalize_extra`], for any JSON object stored as a DynamoDB map or item
+/// (a user's `extra`, a table's document), reported as `what`. A float with an integral value
+/// that only fits a `u64` (such as `1e19`) becomes that integer too, as DynamoDB returns it.
+pub fn normalize_json(
+    what: &'static str,
+    object: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
+    for (key, value) in object.iter_mut() {
+        check_json_key(what, key)?;
+        normalize_json_value(what, value, 2)?;
     }
     Ok(())
 }
 
-fn check_extra_key(key: &str) -> Result<()> {
+fn check_json_key(what: &'static str, key: &str) -> Result<()> {
     if key.is_empty() {
-        return Err(Error::invalid("extra", "an object key is empty"));
+        return Err(Error::invalid(what, "an object key is empty"));
     }
-    check_no_nul("extra", key)
+    check_no_nul(what, key)
 }
 
-fn normalize_extra_value(value: &mut serde_json::Value, depth: usize) -> Result<()> {
+fn normalize_json_value(
+    what: &'static str,
+    value: &mut serde_json::Value,
+    depth: usize,
+) -> Result<()> {
     use serde_json::Value;
     match value {
-        Value::String(text) => check_no_nul("extra", text),
+        Value::String(text) => check_no_nul(what, text),
         Value::Number(number) => {
-            if let Some(integer) = integral(number)? {
-                *number = integer.into();
+            if let Some(integer) = integral(what, number)? {
+                *number = integer;
             }
             Ok(())
         }
         Value::Array(items) => {
-            check_depth(depth)?;
+            check_depth(what, depth)?;
             items
                 .iter_mut()
-                .try_for_each(|item| normalize_extra_value(item, depth + 1))
+                .try_for_each(|item| normalize_json_value(what, item, depth + 1))
         }
         Value::Object(fields) => {
-            check_depth(depth)?;
+            check_depth(what, depth)?;
             fields.iter_mut().try_for_each(|(key, field)| {
-                check_extra_key(key)?;
-                normalize_extra_value(field, depth + 1)
+                check_json_key(what, key)?;
+                normalize_json_value(what, field, depth + 1)
             })
         }
         Value::Null | Value::Bool(_) => Ok(()),
     }
 }
 
-fn check_depth(depth: usize) -> Result<()> {
+fn check_depth(what: &'static str, depth: usize) -> Result<()> {
     if depth > MAX_EXTRA_DEPTH {
         return Err(Error::invalid(
-            "extra",
+            what,
             format!("nests deeper than {MAX_EXTRA_DEPTH} levels"),
         ));
     }
@@ -204,7 +218,7 @@ fn check_depth(depth: usize) -> Result<()> {
 }
 
 /// Checks a number's range; returns the integer a float with an integral value stands for.
-fn integral(number: &serde_json::Number) -> Result<Option<i64>> {
+fn integral(what: &'static str, number: &serde_json::Number) -> Result<Option<serde_json::Number>> {
     if number.is_i64() || number.is_u64() {
         // Integers have at most 20 digits, well inside the range.
         return Ok(None);
@@ -216,13 +230,21 @@ fn integral(number: &serde_json::Number) -> Result<Option<i64>> {
     let magnitude = float.abs();
     if magnitude >= largest || (magnitude != 0.0 && magnitude < smallest) {
         return Err(Error::invalid(
-            "extra",
+            what,
             format!("the number {float} is outside the range every backend stores"),
         ));
     }
-    // i64::MIN is -2^63, exactly a float; i64::MAX is not, so the bound is exclusive there.
-    let fits = (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&float);
-    Ok((float.fract() == 0.0 && fits).then_some(float as i64))
+    if float.fract() != 0.0 {
+        return Ok(None);
+    }
+    // i64::MIN is -2^63, exactly a float; i64::MAX and u64::MAX are not, so the upper bounds
+    // are exclusive.
+    if (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&float) {
+        return Ok(Some((float as i64).into()));
+    }
+    Ok((0.0..18_446_744_073_709_551_616.0)
+        .contains(&float)
+        .then(|| (float as u64).into()))
 }
 
 /// Fails with [`Error::ValueTooLarge`] when `size` exceeds `limit`.

@@ -1,0 +1,415 @@
+//! The tables store in memory: the reference the other backends are compared with, with
+//! optional index lag to stand in for DynamoDB's eventual indexes.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::MutexGuard;
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use super::MemoryStore;
+use crate::backend::TableBackend;
+use crate::table::{
+    Consistency, Document, IndexQuery, KeyValue, MissingIndexes, Order, Position, Record,
+    RecordKey, Row, TableSchema, TableShape,
+};
+use crate::{Error, Result};
+
+#[derive(Default)]
+pub(super) struct Tables {
+    tables: HashMap<String, Table>,
+}
+
+struct Table {
+    shape: TableShape,
+    rows: BTreeMap<RecordKey, Stored>,
+    /// Per unique index name: who holds each value.
+    uniques: HashMap<String, HashMap<Vec<KeyValue>, RecordKey>>,
+    /// What query indexes see when they lag: the rows as of `lag` ago.
+    indexed: BTreeMap<RecordKey, Stored>,
+    /// Writes on their way to `indexed`, oldest first.
+    pending: VecDeque<(Instant, RecordKey, Option<Stored>)>,
+}
+
+#[derive(Clone)]
+struct Stored {
+    version: u64,
+    document: Document,
+    /// The record's values in each unique index, by index name.
+    uniques: Vec<(String, Vec<KeyValue>)>,
+}
+
+impl Stored {
+    fn record(&self, key: &RecordKey) -> Record {
+        Record {
+            key: key.clone(),
+            version: self.version,
+            document: self.document.clone(),
+        }
+    }
+}
+
+fn no_table() -> Error {
+    Error::NotFound { what: "table" }
+}
+
+impl MemoryStore {
+    fn tables(&self) -> MutexGuard<'_, Tables> {
+        // As with the other maps: a panic under the lock leaves nothing worse than a lost
+        // write, so a poisoned lock is reused.
+        self.tables
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn with_table<T>(
+        &self,
+        schema: &TableSchema,
+        f: impl FnOnce(&mut Table) -> Result<T>,
+    ) -> Result<T> {
+        let mut tables = self.tables();
+        let table = tables.tables.get_mut(schema.name()).ok_or_else(no_table)?;
+        f(table)
+    }
+
+    fn write(&self, schema: &TableSchema, row: &Row, expected: Expect) -> Result<u64> {
+        let lag = !self.index_lag.is_zero();
+        self.with_table(schema, |table| {
+            let current = table.rows.get(row.key()).map(|s| s.version);
+            let version = match (expected, current) {
+                (Expect::Absent, Some(_)) => return Err(Error::AlreadyExists { what: "record" }),
+                (Expect::Version(_), None) => return Err(Error::NotFound { what: "record" }),
+                (Expect::Version(expected), Some(actual)) if expected != actual => {
+                    return Err(Error::Conflict {
+                        what: "record",
+                        expected,
+                        actual,
+                    });
+                }
+                (_, current) => current.unwrap_or(0) + 1,
+            };
+            let uniques: Vec<(String, Vec<KeyValue>)> = schema
+                .uniques()
+                .iter()
+                .zip(row.uniques())
+                .filter_map(|(index, values)| Some((index.name().to_owned(), values.clone()?)))
+                .collect();
+            for (index, values) in &uniques {
+                let holder = table.uniques.get(index).and_then(|held| held.get(values));
+                if holder.is_some_and(|holder| holder != row.key()) {
+                    return Err(Error::AlreadyExists {
+                        what: "unique value",
+                    });
+                }
+            }
+            table.release(row.key());
+            for (index, values) in &uniques {
+                table
+                    .uniques
+                    .entry(index.clone())
+                    .or_default()
+                    .insert(values.clone(), row.key().clone());
+            }
+            let stored = Stored {
+                version,
+                document: row.document().clone(),
+                uniques,
+            };
+            if lag {
+                table
+                    .pending
+                    .push_back((Instant::now(), row.key().clone(), Some(stored.clone())));
+            }
+            table.rows.insert(row.key().clone(), stored);
+            Ok(version)
+        })
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Expect {
+    Absent,
+    Any,
+    Version(u64),
+}
+
+impl Table {
+    /// Frees the unique values `key` holds.
+    fn release(&mut self, key: &RecordKey) {
+        if let Some(old) = self.rows.get(key) {
+            for (index, values) in &old.uniques {
+                if let Some(held) = self.uniques.get_mut(index) {
+                    held.remove(values);
+                }
+            }
+        }
+    }
+
+    /// The rows query indexes see now.
+    fn indexed(&mut self, lag: std::time::Duration) -> &BTreeMap<RecordKey, Stored> {
+        if lag.is_zero() {
+            return &self.rows;
+        }
+        while let Some((at, _, _)) = self.pending.front()
+            && at.elapsed() >= lag
+        {
+            if let Some((_, key, stored)) = self.pending.pop_front() {
+                match stored {
+                    Some(stored) => self.indexed.insert(key, stored),
+                    None => self.indexed.remove(&key),
+                };
+            }
+        }
+        &self.indexed
+    }
+}
+
+#[async_trait]
+impl TableBackend for MemoryStore {
+    fn index_consistency(&self) -> Consistency {
+        if self.index_lag.is_zero() {
+            Consistency::ReadAfterWrite
+        } else {
+            Consistency::Eventual
+        }
+    }
+
+    async fn describe_table(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
+        Ok(self
+            .tables()
+            .tables
+            .get(schema.name())
+            .map(|t| t.shape.clone()))
+    }
+
+    async fn create_table(&self, schema: &TableSchema) -> Result<()> {
+        self.tables()
+            .tables
+            .entry(schema.name().to_owned())
+            .or_insert_with(|| Table {
+                shape: schema.shape(),
+                rows: BTreeMap::new(),
+                uniques: HashMap::new(),
+                indexed: BTreeMap::new(),
+                pending: VecDeque::new(),
+            });
+        Ok(())
+    }
+
+    async fn add_indexes(&self, schema: &TableSchema, missing: &MissingIndexes) -> Result<()> {
+        self.with_table(schema, |table| {
+            let declared = schema.shape();
+            // Fill the new unique indexes first, so a duplicate leaves the table as it was.
+            let mut filled = Vec::new();
+            for &u in &missing.uniques {
+                let index = &schema.uniques()[u];
+                let mut held: HashMap<Vec<KeyValue>, RecordKey> = HashMap::new();
+                let mut entries = Vec::new();
+                for (key, stored) in &table.rows {
+                    let values = index
+                        .components()
+                        .iter()
+                        .map(|c| c.read(&stored.document))
+                        .collect::<Result<Option<Vec<_>>>>()?;
+                    if let Some(values) = values {
+                        if held.insert(values.clone(), key.clone()).is_some() {
+                            return Err(Error::AlreadyExists {
+                                what: "unique value",
+                            });
+                        }
+                        entries.push((key.clone(), values));
+                    }
+                }
+                filled.push((index.name().to_owned(), held, entries));
+            }
+            for (name, held, entries) in filled {
+                for (key, values) in entries {
+                    if let Some(stored) = table.rows.get_mut(&key) {
+                        stored.uniques.push((name.clone(), values));
+                    }
+                }
+                table.uniques.insert(name, held);
+            }
+            for &i in &missing.indexes {
+                table.shape.indexes.push(declared.indexes[i].clone());
+            }
+            for &u in &missing.uniques {
+                table.shape.uniques.push(declared.uniques[u].clone());
+            }
+            Ok(())
+        })
+    }
+
+    async fn drop_table(&self, schema: &TableSchema) -> Result<bool> {
+        Ok(self.tables().tables.remove(schema.name()).is_some())
+    }
+
+    async fn insert(&self, schema: &TableSchema, row: &Row) -> Result<()> {
+        self.write(schema, row, Expect::Absent).map(drop)
+    }
+
+    async fn put(&self, schema: &TableSchema, row: &Row) -> Result<u64> {
+        self.write(schema, row, Expect::Any)
+    }
+
+    async fn replace(&self, schema: &TableSchema, row: &Row, expected: u64) -> Result<()> {
+        self.write(schema, row, Expect::Version(expected)).map(drop)
+    }
+
+    async fn delete(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        expected: Option<u64>,
+    ) -> Result<bool> {
+        let lag = !self.index_lag.is_zero();
+        self.with_table(schema, |table| {
+            match (table.rows.get(key).map(|s| s.version), expected) {
+                (None, None) => return Ok(false),
+                (None, Some(_)) => return Err(Error::NotFound { what: "record" }),
+                (Some(actual), Some(expected)) if actual != expected => {
+                    return Err(Error::Conflict {
+                        what: "record",
+                        expected,
+                        actual,
+                    });
+                }
+                _ => {}
+            }
+            table.release(key);
+            table.rows.remove(key);
+            if lag {
+                table.pending.push_back((Instant::now(), key.clone(), None));
+            }
+            Ok(true)
+        })
+    }
+
+    async fn get(&self, schema: &TableSchema, key: &RecordKey) -> Result<Option<Record>> {
+        self.with_table(schema, |table| {
+            Ok(table.rows.get(key).map(|s| s.record(key)))
+        })
+    }
+
+    async fn get_many(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+    ) -> Result<Vec<Option<Record>>> {
+        self.with_table(schema, |table| {
+            Ok(keys
+                .iter()
+                .map(|key| table.rows.get(key).map(|s| s.record(key)))
+                .collect())
+        })
+    }
+
+    async fn contains(&self, schema: &TableSchema, key: &RecordKey) -> Result<bool> {
+        self.with_table(schema, |table| Ok(table.rows.contains_key(key)))
+    }
+
+    async fn get_by_unique(
+        &self,
+        schema: &TableSchema,
+        index: usize,
+        values: &[KeyValue],
+    ) -> Result<Option<Record>> {
+        let name = schema.uniques()[index].name();
+        self.with_table(schema, |table| {
+            let key = table.uniques.get(name).and_then(|held| held.get(values));
+            Ok(key.and_then(|key| table.rows.get(key).map(|s| s.record(key))))
+        })
+    }
+
+    async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Vec<Record>> {
+        let lag = self.index_lag;
+        self.with_table(schema, |table| {
+            let mut hits: Vec<(Position, Record)> = Vec::new();
+            match query.index {
+                None => {
+                    let start = RecordKey {
+                        partition: query.partition.clone(),
+                        sort: None,
+                    };
+                    for (key, stored) in table.rows.range(start..) {
+                        if key.partition != *query.partition {
+                            break;
+                        }
+                        let sort_ok = match (query.sort, &key.sort) {
+                            (Some(condition), Some(sort)) => condition.matches(sort),
+                            _ => true,
+                        };
+                        let position = Position {
+                            sort: None,
+                            key: key.clone(),
+                        };
+                        if sort_ok && query.is_after(&position) {
+                            hits.push((position, stored.record(key)));
+                        }
+                    }
+                }
+                Some(i) => {
+                    let index = &schema.indexes()[i];
+                    for (key, stored) in table.indexed(lag) {
+                        let Some(partition) = index.partition().read(&stored.document)? else {
+                            continue;
+                        };
+                        if partition != *query.partition {
+                            continue;
+                        }
+                        let sort = match index.sort() {
+                            Some(def) => match def.read(&stored.document)? {
+                                Some(sort) => Some(sort),
+                                None => continue,
+                            },
+                            None => None,
+                        };
+                        if let (Some(condition), Some(sort)) = (query.sort, &sort)
+                            && !condition.matches(sort)
+                        {
+                            continue;
+                        }
+                        let position = Position {
+                            sort,
+                            key: key.clone(),
+                        };
+                        if query.is_after(&position) {
+                            hits.push((position, stored.record(key)));
+                        }
+                    }
+                }
+            }
+            hits.sort_by(|a, b| a.0.sort.cmp(&b.0.sort).then_with(|| a.0.key.cmp(&b.0.key)));
+            if query.order == Order::Descending {
+                hits.reverse();
+            }
+            Ok(hits
+                .into_iter()
+                .take(query.fetch)
+                .map(|(_, record)| record)
+                .collect())
+        })
+    }
+
+    async fn scan(
+        &self,
+        schema: &TableSchema,
+        after: Option<&RecordKey>,
+        fetch: usize,
+    ) -> Result<Vec<Record>> {
+        use std::ops::Bound;
+        self.with_table(schema, |table| {
+            let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+            Ok(table
+                .rows
+                .range((start, Bound::Unbounded))
+                .take(fetch)
+                .map(|(key, stored)| stored.record(key))
+                .collect())
+        })
+    }
+
+    async fn count(&self, schema: &TableSchema) -> Result<u64> {
+        self.with_table(schema, |table| Ok(table.rows.len() as u64))
+    }
+}

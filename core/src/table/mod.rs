@@ -1,0 +1,250 @@
+//! Tables of records with query indexes and unique indexes: storekit's third store.
+//!
+//! A table is declared in code ([`TableSchema`]): a name, a partition key and optional sort
+//! key, up to 20 query indexes and up to 20 unique indexes. Records are JSON documents
+//! ([`Document`]); [`Table`] reads and writes them as your own serde types. Every backend keeps
+//! the same contract, which the conformance suite's `tables` cases check:
+//!
+//! | | memory | SQLite | PostgreSQL | DynamoDB |
+//! |---|---|---|---|---|
+//! | get, get_many, contains, scan, count, table queries | read-after-write | read-after-write | read-after-write | read-after-write (consistent reads) |
+//! | query on a query index | read-after-write (or lagged, if asked) | read-after-write | read-after-write | **eventual** (a GSI); [`Query::verified`] drops stale hits |
+//! | get_by_unique | read-after-write | read-after-write | read-after-write | read-after-write |
+//! | uniqueness | one lock | unique index | unique index | marker items in the record's transaction |
+//!
+//! [`TableStore::index_consistency`] says which applies. Every write bumps the record's
+//! version; a version conflict is the database's answer to the write, never a read made
+//! before it.
+//!
+//! ```
+//! # async fn run() -> storekit_core::Result<()> {
+//! use std::sync::Arc;
+//! use serde::{Deserialize, Serialize};
+//! use storekit_core::MemoryStore;
+//! use storekit_core::table::{KeyDef, Query, Table, TableSchema};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Product { id: String, name: String, updated_at: f64 }
+//!
+//! let schema = TableSchema::builder("products", KeyDef::text("id"))
+//!     .index("product-name-index", KeyDef::text("name"), Some(KeyDef::float("updated_at")))
+//!     .build()?;
+//! let products: Table<Product> = Table::new(Arc::new(MemoryStore::new()), schema);
+//! products.ensure().await?;
+//! products.insert(&Product { id: "p1".into(), name: "lamp".into(), updated_at: 1.5 }).await?;
+//! let newest = products.query(Query::index("product-name-index", "lamp").descending()).await?;
+//! assert_eq!(newest.items[0].record.id, "p1");
+//! # Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(run()).unwrap();
+//! ```
+
+mod document;
+mod layer;
+mod query;
+mod schema;
+mod typed;
+mod value;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+pub use document::{Document, MAX_DOCUMENT_BYTES, canonicalize, dynamodb_size};
+pub use query::{
+    Consistency, DEFAULT_PAGE, IndexQuery, MAX_PAGE, Order, Position, Query, QueryPage,
+    SortCondition,
+};
+pub use schema::{
+    IndexEntry, IndexShape, KeyDef, KeyShape, MAX_INDEXES, MAX_UNIQUE_COMPONENTS,
+    MAX_UNIQUE_INDEXES, MissingIndexes, NAME_LENGTH, QueryIndex, RESERVED_FIELD_PREFIX, Row,
+    TableSchema, TableSchemaBuilder, TableShape, UniqueIndex, UniqueShape,
+};
+pub use typed::{Table, Versioned};
+pub use value::{KeyType, KeyValue, MAX_KEY_BYTES, RecordKey};
+
+use crate::Result;
+
+/// One stored record: its key, its version and its document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The record's key in its table.
+    pub key: RecordKey,
+    /// Starts at 1 and grows by one with every write.
+    pub version: u64,
+    /// The document, as stored (canonical, with computed keys).
+    pub document: Document,
+}
+
+/// What [`TableStore::ensure_table`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableStatus {
+    /// The table did not exist and was created.
+    Created,
+    /// The table existed and matched the schema.
+    Unchanged,
+    /// The table existed, and these newly declared indexes were added and filled from its
+    /// records.
+    IndexesAdded(Vec<String>),
+}
+
+/// A change to one record's document, for [`TableStore::update`]: it may run more than once
+/// when a concurrent write wins the race.
+pub type Change<'a> = &'a mut (dyn FnMut(Document) -> Result<Document> + Send);
+
+/// Tables of records, on any backend, as `Arc<dyn TableStore>`.
+///
+/// Every call takes the table's [`TableSchema`]; the store keeps no state about tables
+/// besides what the database holds. Most code uses the typed [`Table`] instead.
+#[async_trait]
+pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
+    /// Creates the table with its indexes if it does not exist, and waits until it is usable.
+    /// Safe to call concurrently and on every start-up. A table that exists and lacks an index
+    /// the schema declares gets it, filled from its records; a table whose keys or indexes
+    /// differ is refused with [`Error::SchemaMismatch`](crate::Error::SchemaMismatch) listing
+    /// the differences.
+    async fn ensure_table(&self, schema: &TableSchema) -> Result<TableStatus>;
+
+    /// Drops the table and everything in it; `false` if it did not exist.
+    async fn drop_table(&self, schema: &TableSchema) -> Result<bool>;
+
+    /// How fresh queries on query indexes are on this backend.
+    fn index_consistency(&self) -> Consistency;
+
+    /// Writes a new record at version 1; [`AlreadyExists`](crate::Error::AlreadyExists) if its
+    /// key (`"record"`) or one of its unique values (`"unique value"`) is taken.
+    async fn insert(&self, schema: &TableSchema, document: Document) -> Result<Record>;
+
+    /// Writes the record whether or not it exists (version 1, or one more than before).
+    async fn put(&self, schema: &TableSchema, document: Document) -> Result<Record>;
+
+    /// Overwrites the record if it is still at `version`; otherwise
+    /// [`Conflict`](crate::Error::Conflict), or [`NotFound`](crate::Error::NotFound) if it is
+    /// gone.
+    async fn replace(
+        &self,
+        schema: &TableSchema,
+        document: Document,
+        version: u64,
+    ) -> Result<Record>;
+
+    /// Reads the record, changes it with `change`, and writes it at the version read; when
+    /// another write came first, reads and changes again. The change must keep the key.
+    async fn update(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        change: Change<'_>,
+    ) -> Result<Record>;
+
+    /// Deletes the record; `false` if it did not exist. With a `version`, only if the record is
+    /// at it ([`Conflict`](crate::Error::Conflict) otherwise, [`NotFound`](crate::Error::NotFound)
+    /// if it is gone).
+    async fn delete(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        version: Option<u64>,
+    ) -> Result<bool>;
+
+    /// Reads one record.
+    async fn get(&self, schema: &TableSchema, key: &RecordKey) -> Result<Option<Record>>;
+
+    /// Reads records by key, in the order of `keys` (at most 1,000).
+    async fn get_many(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+    ) -> Result<Vec<Option<Record>>>;
+
+    /// Whether the record exists.
+    async fn contains(&self, schema: &TableSchema, key: &RecordKey) -> Result<bool>;
+
+    /// The record holding `values` in the unique index `index`; read-after-write everywhere.
+    async fn get_by_unique(
+        &self,
+        schema: &TableSchema,
+        index: &str,
+        values: &[KeyValue],
+    ) -> Result<Option<Record>>;
+
+    /// One page of a query on the table or one of its query indexes.
+    async fn query(&self, schema: &TableSchema, query: &Query) -> Result<QueryPage>;
+
+    /// One page of every record of the table, in an order of the backend's choosing.
+    async fn scan(
+        &self,
+        schema: &TableSchema,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<QueryPage>;
+
+    /// How many records the table holds, exactly.
+    async fn count(&self, schema: &TableSchema) -> Result<u64>;
+}
+
+/// A shared table store.
+pub type DynTableStore = Arc<dyn TableStore>;
+
+/// Every record a query matches, page after page, fetched as the stream is read.
+pub fn query_stream(
+    store: Arc<dyn TableStore>,
+    schema: TableSchema,
+    query: Query,
+) -> BoxStream<'static, Result<Record>> {
+    pages(
+        move |query: Query| {
+            let (store, schema) = (store.clone(), schema.clone());
+            async move {
+                let page = store.query(&schema, &query).await?;
+                let next = query.continued(page.next);
+                Ok((page.items, next))
+            }
+        },
+        query,
+    )
+}
+
+/// Every record of a table, page after page, fetched as the stream is read.
+pub fn scan_stream(
+    store: Arc<dyn TableStore>,
+    schema: TableSchema,
+) -> BoxStream<'static, Result<Record>> {
+    pages(
+        move |cursor: Option<String>| {
+            let (store, schema) = (store.clone(), schema.clone());
+            async move {
+                let page = store.scan(&schema, DEFAULT_PAGE, cursor.as_deref()).await?;
+                Ok((page.items, page.next.map(Some)))
+            }
+        },
+        None,
+    )
+}
+
+/// Flattens pages into a stream: `fetch(state)` gives a page and the state of the next one,
+/// if any.
+fn pages<S, F, Fut>(fetch: F, first: S) -> BoxStream<'static, Result<Record>>
+where
+    S: Send + 'static,
+    F: Fn(S) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(Vec<Record>, Option<S>)>> + Send + 'static,
+{
+    use futures::StreamExt as _;
+    let fetch = Arc::new(fetch);
+    futures::stream::try_unfold(Some(first), move |state| {
+        let fetch = fetch.clone();
+        async move {
+            match state {
+                None => Ok(None),
+                Some(state) => fetch(state).await.map(|(items, next)| Some((items, next))),
+            }
+        }
+    })
+    .map(|page| match page {
+        Ok(items) => futures::stream::iter(items.into_iter().map(Ok)).boxed(),
+        Err(e) => futures::stream::once(async { Err(e) }).boxed(),
+    })
+    .flatten()
+    .boxed()
+}

@@ -1,0 +1,907 @@
+//! A table's schema, declared in code and checked by the rules of the strictest backend when
+//! it is built.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::document::{self, Document};
+use super::value::{KeyType, KeyValue, RecordKey};
+use crate::{Error, Result};
+
+/// Most query indexes per table: DynamoDB's default quota of global secondary indexes.
+pub const MAX_INDEXES: usize = 20;
+/// Most unique indexes per table.
+pub const MAX_UNIQUE_INDEXES: usize = 20;
+/// Most components of one unique index.
+pub const MAX_UNIQUE_COMPONENTS: usize = 4;
+/// Shortest and longest table or index name. DynamoDB wants at least 3 characters; 40 leaves
+/// room in PostgreSQL's 63-byte identifiers for a prefix and an index's derived name.
+pub const NAME_LENGTH: (usize, usize) = (3, 40);
+/// Document fields starting with this are storekit's own (a record's version on DynamoDB).
+pub const RESERVED_FIELD_PREFIX: &str = "_storekit";
+
+type Compute = Arc<dyn Fn(&Document) -> Option<KeyValue> + Send + Sync>;
+
+/// One key attribute: the document field it is read from, its type, and, for a computed key,
+/// the function that derives it from the record (its result is written to the field).
+#[derive(Clone)]
+pub struct KeyDef {
+    field: String,
+    kind: KeyType,
+    compute: Option<Compute>,
+}
+
+impl std::fmt::Debug for KeyDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyDef")
+            .field("field", &self.field)
+            .field("kind", &self.kind)
+            .field("computed", &self.compute.is_some())
+            .finish()
+    }
+}
+
+impl KeyDef {
+    /// A key of type `kind` read from the record's top-level `field`.
+    pub fn new(field: impl Into<String>, kind: KeyType) -> Self {
+        Self {
+            field: field.into(),
+            kind,
+            compute: None,
+        }
+    }
+
+    /// A text key read from `field`.
+    pub fn text(field: impl Into<String>) -> Self {
+        Self::new(field, KeyType::Text)
+    }
+
+    /// An integer key read from `field`.
+    pub fn int(field: impl Into<String>) -> Self {
+        Self::new(field, KeyType::Int)
+    }
+
+    /// A bytes key read from `field` (standard base64 in the document).
+    pub fn bytes(field: impl Into<String>) -> Self {
+        Self::new(field, KeyType::Bytes)
+    }
+
+    /// A float key read from `field`.
+    pub fn float(field: impl Into<String>) -> Self {
+        Self::new(field, KeyType::Float)
+    }
+
+    /// Makes this key computed: on every write, `compute` derives it from the record and the
+    /// result is stored in the key's field (removed when `None`, which leaves a query or
+    /// unique index sparse). For example a case-folded name:
+    /// `KeyDef::text("name_folded").computed(|doc| Some(doc["name"].as_str()?.to_lowercase().into()))`.
+    #[must_use]
+    pub fn computed(
+        mut self,
+        compute: impl Fn(&Document) -> Option<KeyValue> + Send + Sync + 'static,
+    ) -> Self {
+        self.compute = Some(Arc::new(compute));
+        self
+    }
+
+    /// The document field that holds the key.
+    #[must_use]
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// The key's type.
+    #[must_use]
+    pub fn kind(&self) -> KeyType {
+        self.kind
+    }
+
+    /// Whether storekit computes the key from the record.
+    #[must_use]
+    pub fn is_computed(&self) -> bool {
+        self.compute.is_some()
+    }
+
+    /// Reads the key from a (computed, canonical) document.
+    pub fn read(&self, document: &Document) -> Result<Option<KeyValue>> {
+        KeyValue::from_field(self.kind, &self.field, document.get(&self.field))
+    }
+
+    fn shape(&self) -> KeyShape {
+        KeyShape {
+            field: self.field.clone(),
+            kind: self.kind,
+        }
+    }
+}
+
+/// A query index: records listed by a partition key and ordered by an optional sort key.
+/// Records without the partition key (or the sort key, if declared) are not in the index.
+#[derive(Debug, Clone)]
+pub struct QueryIndex {
+    name: String,
+    partition: KeyDef,
+    sort: Option<KeyDef>,
+}
+
+impl QueryIndex {
+    /// The index's name (on DynamoDB, its GSI's name).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The index's partition key.
+    #[must_use]
+    pub fn partition(&self) -> &KeyDef {
+        &self.partition
+    }
+
+    /// The index's sort key, if any.
+    #[must_use]
+    pub fn sort(&self) -> Option<&KeyDef> {
+        self.sort.as_ref()
+    }
+
+    fn shape(&self) -> IndexShape {
+        IndexShape {
+            name: self.name.clone(),
+            partition: self.partition.shape(),
+            sort: self.sort.as_ref().map(KeyDef::shape),
+        }
+    }
+}
+
+/// A unique index: no two records hold the same values in all its components. A record that
+/// lacks any component is not constrained.
+#[derive(Debug, Clone)]
+pub struct UniqueIndex {
+    name: String,
+    components: Vec<KeyDef>,
+}
+
+impl UniqueIndex {
+    /// The index's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its components, in order.
+    #[must_use]
+    pub fn components(&self) -> &[KeyDef] {
+        &self.components
+    }
+
+    fn shape(&self) -> UniqueShape {
+        UniqueShape {
+            name: self.name.clone(),
+            components: self.components.iter().map(KeyDef::shape).collect(),
+        }
+    }
+}
+
+/// A table's declaration: its name, key, query indexes and unique indexes. Cheap to clone.
+///
+/// ```
+/// use storekit_core::table::{KeyDef, TableSchema};
+///
+/// let products = TableSchema::builder("products", KeyDef::text("id"))
+///     .index("product-name-index", KeyDef::text("name"), Some(KeyDef::float("updated_at")))
+///     .unique("product-sku", [KeyDef::text("sku")])
+///     .build()?;
+/// assert_eq!(products.indexes()[0].name(), "product-name-index");
+/// # Ok::<(), storekit_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct TableSchema(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    name: String,
+    partition: KeyDef,
+    sort: Option<KeyDef>,
+    indexes: Vec<QueryIndex>,
+    uniques: Vec<UniqueIndex>,
+    /// The computed keys, each once, in declaration order.
+    computed: Vec<KeyDef>,
+}
+
+/// Builds a [`TableSchema`]; [`TableSchemaBuilder::build`] checks it.
+#[derive(Debug)]
+pub struct TableSchemaBuilder {
+    name: String,
+    partition: KeyDef,
+    sort: Option<KeyDef>,
+    indexes: Vec<QueryIndex>,
+    uniques: Vec<UniqueIndex>,
+}
+
+impl TableSchemaBuilder {
+    /// Gives the table a sort key.
+    #[must_use]
+    pub fn sort_key(mut self, sort: KeyDef) -> Self {
+        self.sort = Some(sort);
+        self
+    }
+
+    /// Declares a query index.
+    #[must_use]
+    pub fn index(
+        mut self,
+        name: impl Into<String>,
+        partition: KeyDef,
+        sort: Option<KeyDef>,
+    ) -> Self {
+        self.indexes.push(QueryIndex {
+            name: name.into(),
+            partition,
+            sort,
+        });
+        self
+    }
+
+    /// Declares a unique index over 1 to 4 components.
+    #[must_use]
+    pub fn unique(
+        mut self,
+        name: impl Into<String>,
+        components: impl IntoIterator<Item = KeyDef>,
+    ) -> Self {
+        self.uniques.push(UniqueIndex {
+            name: name.into(),
+            components: components.into_iter().collect(),
+        });
+        self
+    }
+
+    /// Checks the schema by the rules of the strictest backend: names, counts, and one type
+    /// and at most one computation per field.
+    pub fn build(self) -> Result<TableSchema> {
+        check_name("table name", &self.name)?;
+        if self.indexes.len() > MAX_INDEXES {
+            return Err(bad(format!(
+                "{} query indexes, over the limit of {MAX_INDEXES}",
+                self.indexes.len()
+            )));
+        }
+        if self.uniques.len() > MAX_UNIQUE_INDEXES {
+            return Err(bad(format!(
+                "{} unique indexes, over the limit of {MAX_UNIQUE_INDEXES}",
+                self.uniques.len()
+            )));
+        }
+        let mut names = HashMap::new();
+        for name in self
+            .indexes
+            .iter()
+            .map(QueryIndex::name)
+            .chain(self.uniques.iter().map(UniqueIndex::name))
+        {
+            check_name("index name", name)?;
+            if names.insert(name, ()).is_some() {
+                return Err(bad(format!("two indexes are named {name:?}")));
+            }
+        }
+        for index in &self.indexes {
+            if index
+                .sort
+                .as_ref()
+                .is_some_and(|s| s.field == index.partition.field)
+            {
+                return Err(bad(format!(
+                    "index {:?} sorts by its partition key",
+                    index.name
+                )));
+            }
+        }
+        if self
+            .sort
+            .as_ref()
+            .is_some_and(|s| s.field == self.partition.field)
+        {
+            return Err(bad("the table's sort key is its partition key".to_owned()));
+        }
+        for unique in &self.uniques {
+            let n = unique.components.len();
+            if !(1..=MAX_UNIQUE_COMPONENTS).contains(&n) {
+                return Err(bad(format!(
+                    "unique index {:?} has {n} components, not 1 to {MAX_UNIQUE_COMPONENTS}",
+                    unique.name
+                )));
+            }
+            let mut fields: Vec<_> = unique.components.iter().map(KeyDef::field).collect();
+            fields.sort_unstable();
+            if fields.windows(2).any(|w| w[0] == w[1]) {
+                return Err(bad(format!(
+                    "unique index {:?} names a field twice",
+                    unique.name
+                )));
+            }
+        }
+        let keys = std::iter::once(&self.partition)
+            .chain(&self.sort)
+            .chain(
+                self.indexes
+                    .iter()
+                    .flat_map(|i| std::iter::once(&i.partition).chain(&i.sort)),
+            )
+            .chain(self.uniques.iter().flat_map(|u| &u.components));
+        let mut types: HashMap<&str, KeyType> = HashMap::new();
+        let mut computed: Vec<KeyDef> = Vec::new();
+        for key in keys {
+            check_field(&key.field)?;
+            match types.insert(&key.field, key.kind) {
+                Some(kind) if kind != key.kind => {
+                    return Err(bad(format!(
+                        "field {:?} is declared as both {kind} and {}",
+                        key.field, key.kind
+                    )));
+                }
+                _ => {}
+            }
+            if key.compute.is_some() {
+                if computed.iter().any(|c| c.field == key.field) {
+                    return Err(bad(format!("field {:?} is computed twice", key.field)));
+                }
+                computed.push(key.clone());
+            }
+        }
+        Ok(TableSchema(Arc::new(Inner {
+            name: self.name,
+            partition: self.partition,
+            sort: self.sort,
+            indexes: self.indexes,
+            uniques: self.uniques,
+            computed,
+        })))
+    }
+}
+
+fn bad(why: String) -> Error {
+    Error::invalid("schema", why)
+}
+
+fn check_name(what: &str, name: &str) -> Result<()> {
+    let (shortest, longest) = NAME_LENGTH;
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if !(shortest..=longest).contains(&name.len()) || !name.chars().all(allowed) {
+        return Err(bad(format!(
+            "{what} {name:?} must be {shortest} to {longest} of the characters a-z, A-Z, 0-9, _, - and ."
+        )));
+    }
+    Ok(())
+}
+
+fn check_field(field: &str) -> Result<()> {
+    // DynamoDB's limit for a key attribute's name.
+    if field.is_empty() || field.len() > 255 || field.contains('\0') {
+        return Err(bad(format!(
+            "key field {field:?} must be 1 to 255 bytes without NUL"
+        )));
+    }
+    if field.starts_with(RESERVED_FIELD_PREFIX) {
+        return Err(bad(format!(
+            "key field {field:?} starts with the reserved {RESERVED_FIELD_PREFIX:?}"
+        )));
+    }
+    Ok(())
+}
+
+impl TableSchema {
+    /// Starts a schema: the table's name and its partition key.
+    pub fn builder(name: impl Into<String>, partition: KeyDef) -> TableSchemaBuilder {
+        TableSchemaBuilder {
+            name: name.into(),
+            partition,
+            sort: None,
+            indexes: Vec::new(),
+            uniques: Vec::new(),
+        }
+    }
+
+    /// The table's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// The table's partition key.
+    #[must_use]
+    pub fn partition(&self) -> &KeyDef {
+        &self.0.partition
+    }
+
+    /// The table's sort key, if any.
+    #[must_use]
+    pub fn sort(&self) -> Option<&KeyDef> {
+        self.0.sort.as_ref()
+    }
+
+    /// The query indexes, in declaration order.
+    #[must_use]
+    pub fn indexes(&self) -> &[QueryIndex] {
+        &self.0.indexes
+    }
+
+    /// The unique indexes, in declaration order.
+    #[must_use]
+    pub fn uniques(&self) -> &[UniqueIndex] {
+        &self.0.uniques
+    }
+
+    /// The position of the query index `name`.
+    pub fn index_position(&self, name: &str) -> Result<usize> {
+        self.0
+            .indexes
+            .iter()
+            .position(|i| i.name == name)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "index",
+                    format!("table {:?} has no query index {name:?}", self.name()),
+                )
+            })
+    }
+
+    /// The position of the unique index `name`.
+    pub fn unique_position(&self, name: &str) -> Result<usize> {
+        self.0
+            .uniques
+            .iter()
+            .position(|u| u.name == name)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "index",
+                    format!("table {:?} has no unique index {name:?}", self.name()),
+                )
+            })
+    }
+
+    /// Every distinct key field with its type: what a DynamoDB table declares as attribute
+    /// definitions, and what SQL stores in typed columns.
+    #[must_use]
+    pub fn key_fields(&self) -> Vec<(&str, KeyType)> {
+        let mut fields: Vec<(&str, KeyType)> = Vec::new();
+        let keys = std::iter::once(&self.0.partition)
+            .chain(&self.0.sort)
+            .chain(
+                self.0
+                    .indexes
+                    .iter()
+                    .flat_map(|i| std::iter::once(&i.partition).chain(&i.sort)),
+            )
+            .chain(self.0.uniques.iter().flat_map(|u| &u.components));
+        for key in keys {
+            if !fields.iter().any(|(f, _)| *f == key.field) {
+                fields.push((&key.field, key.kind));
+            }
+        }
+        fields
+    }
+
+    /// Checks a record and brings it to the form every backend stores and reads back alike
+    /// (see [`document::canonicalize`]), with its computed keys written, then reads its keys.
+    pub fn row(&self, mut document: Document) -> Result<Row> {
+        for key in &self.0.computed {
+            match (
+                key.compute.as_ref().and_then(|f| f(&document)),
+                key.kind,
+            ) {
+                (Some(value), kind) if value.key_type() == kind => {
+                    document.insert(key.field.clone(), value.to_json());
+                }
+                (Some(value), kind) => {
+                    return Err(Error::invalid(
+                        "document",
+                        format!(
+                            "computed key {:?} is {}, declared {kind}",
+                            key.field,
+                            value.key_type()
+                        ),
+                    ));
+                }
+                (None, _) => {
+                    document.remove(&key.field);
+                }
+            }
+        }
+        // A `null` in an index key is an absent key: DynamoDB refuses a NULL there.
+        for (field, _) in self.key_fields() {
+            if document.get(field).is_some_and(serde_json::Value::is_null) {
+                document.remove(field);
+            }
+        }
+        document::canonicalize(&mut document)?;
+        let key = self.key_of(&document)?;
+        let indexes = self
+            .0
+            .indexes
+            .iter()
+            .map(|index| {
+                let partition = index.partition.read(&document)?;
+                let sort = index.sort.as_ref().map(|s| s.read(&document)).transpose()?;
+                Ok(match (partition, sort) {
+                    (Some(p), None) if index.sort.is_none() => Some(IndexEntry {
+                        partition: p,
+                        sort: None,
+                    }),
+                    (Some(p), Some(Some(s))) => Some(IndexEntry {
+                        partition: p,
+                        sort: Some(s),
+                    }),
+                    _ => None,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let uniques = self
+            .0
+            .uniques
+            .iter()
+            .map(|unique| {
+                let values = unique
+                    .components
+                    .iter()
+                    .map(|c| c.read(&document))
+                    .collect::<Result<Option<Vec<_>>>>()?;
+                if let Some(values) = &values {
+                    document::check_unique_size(&unique.name, values)?;
+                }
+                Ok(values)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Row {
+            key,
+            document,
+            indexes,
+            uniques,
+        })
+    }
+
+    /// Reads a stored record's key.
+    pub fn key_of(&self, document: &Document) -> Result<RecordKey> {
+        let missing =
+            |field: &str| Error::invalid("document", format!("key field {field:?} is missing"));
+        let partition = self
+            .0
+            .partition
+            .read(document)?
+            .ok_or_else(|| missing(&self.0.partition.field))?;
+        let sort = match &self.0.sort {
+            Some(sort) => Some(sort.read(document)?.ok_or_else(|| missing(&sort.field))?),
+            None => None,
+        };
+        Ok(RecordKey { partition, sort })
+    }
+
+    /// Checks that `key` has this table's key types.
+    pub fn check_key(&self, key: &RecordKey) -> Result<()> {
+        check_value(&self.0.partition, &key.partition)?;
+        match (&self.0.sort, &key.sort) {
+            (Some(def), Some(value)) => check_value(def, value),
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(Error::invalid(
+                "key",
+                format!("table {:?} needs a sort key", self.name()),
+            )),
+            (None, Some(_)) => Err(Error::invalid(
+                "key",
+                format!("table {:?} has no sort key", self.name()),
+            )),
+        }
+    }
+
+    /// What the schema declares, in the form backends describe a live table.
+    #[must_use]
+    pub fn shape(&self) -> TableShape {
+        TableShape {
+            partition: self.0.partition.shape(),
+            sort: self.0.sort.as_ref().map(KeyDef::shape),
+            indexes: self.0.indexes.iter().map(QueryIndex::shape).collect(),
+            uniques: self.0.uniques.iter().map(UniqueIndex::shape).collect(),
+        }
+    }
+}
+
+/// Checks a key value against its declaration.
+pub(crate) fn check_value(def: &KeyDef, value: &KeyValue) -> Result<()> {
+    if value.key_type() != def.kind {
+        return Err(Error::invalid(
+            "key",
+            format!(
+                "{:?} is a key of type {}, not {}",
+                def.field,
+                def.kind,
+                value.key_type()
+            ),
+        ));
+    }
+    value.check(&def.field)
+}
+
+/// A record's key in one query index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The index partition key.
+    pub partition: KeyValue,
+    /// The index sort key, when the index has one.
+    pub sort: Option<KeyValue>,
+}
+
+/// A checked record about to be written: its canonical document with computed keys, and every
+/// key read from it. Only [`TableSchema::row`] builds one.
+#[derive(Debug, Clone)]
+pub struct Row {
+    key: RecordKey,
+    document: Document,
+    indexes: Vec<Option<IndexEntry>>,
+    uniques: Vec<Option<Vec<KeyValue>>>,
+}
+
+impl Row {
+    /// The record's key.
+    #[must_use]
+    pub fn key(&self) -> &RecordKey {
+        &self.key
+    }
+
+    /// The canonical document, computed keys included.
+    #[must_use]
+    pub fn document(&self) -> &Document {
+        &self.document
+    }
+
+    /// The record's entry in each query index, in the schema's order; `None` where the record
+    /// lacks a key of that index (a sparse index).
+    #[must_use]
+    pub fn indexes(&self) -> &[Option<IndexEntry>] {
+        &self.indexes
+    }
+
+    /// The record's values in each unique index, in the schema's order; `None` where it lacks
+    /// a component.
+    #[must_use]
+    pub fn uniques(&self) -> &[Option<Vec<KeyValue>>] {
+        &self.uniques
+    }
+
+    /// The document, taken.
+    #[must_use]
+    pub fn into_document(self) -> Document {
+        self.document
+    }
+}
+
+/// A key attribute as a live table or a schema has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyShape {
+    /// The field.
+    pub field: String,
+    /// Its type.
+    pub kind: KeyType,
+}
+
+/// A query index as a live table or a schema has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexShape {
+    /// Its name.
+    pub name: String,
+    /// Its partition key.
+    pub partition: KeyShape,
+    /// Its sort key.
+    pub sort: Option<KeyShape>,
+}
+
+/// A unique index as a live table or a schema has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UniqueShape {
+    /// Its name.
+    pub name: String,
+    /// Its components.
+    pub components: Vec<KeyShape>,
+}
+
+/// What a table is, without its records: what a backend reads back from the database to
+/// compare with a schema in [`TableStore::ensure_table`](super::TableStore::ensure_table).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableShape {
+    /// The partition key.
+    pub partition: KeyShape,
+    /// The sort key.
+    pub sort: Option<KeyShape>,
+    /// The query indexes.
+    pub indexes: Vec<IndexShape>,
+    /// The unique indexes.
+    pub uniques: Vec<UniqueShape>,
+}
+
+/// The indexes a schema declares that a live table lacks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MissingIndexes {
+    /// Positions of missing query indexes in the schema.
+    pub indexes: Vec<usize>,
+    /// Positions of missing unique indexes in the schema.
+    pub uniques: Vec<usize>,
+}
+
+impl MissingIndexes {
+    /// Whether nothing is missing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.indexes.is_empty() && self.uniques.is_empty()
+    }
+}
+
+impl TableShape {
+    /// Compares a live table (`self`) with what `schema` declares: the indexes to add, or
+    /// [`Error::SchemaMismatch`] listing every difference that adding indexes cannot mend.
+    pub fn compare(&self, schema: &TableSchema) -> Result<MissingIndexes> {
+        let declared = schema.shape();
+        let mut differences = Vec::new();
+        let describe = |k: &KeyShape| format!("{} {}", k.field, k.kind);
+        let describe_opt = |k: &Option<KeyShape>| k.as_ref().map_or("none".to_owned(), describe);
+        if self.partition != declared.partition {
+            differences.push(format!(
+                "partition key is {}, declared {}",
+                describe(&self.partition),
+                describe(&declared.partition)
+            ));
+        }
+        if self.sort != declared.sort {
+            differences.push(format!(
+                "sort key is {}, declared {}",
+                describe_opt(&self.sort),
+                describe_opt(&declared.sort)
+            ));
+        }
+        let mut missing = MissingIndexes::default();
+        for (position, index) in declared.indexes.iter().enumerate() {
+            match self.indexes.iter().find(|live| live.name == index.name) {
+                None => missing.indexes.push(position),
+                Some(live) if live != index => differences.push(format!(
+                    "index {:?} is on ({}, {}), declared ({}, {})",
+                    index.name,
+                    describe(&live.partition),
+                    describe_opt(&live.sort),
+                    describe(&index.partition),
+                    describe_opt(&index.sort)
+                )),
+                Some(_) => {}
+            }
+        }
+        for live in &self.indexes {
+            if !declared.indexes.iter().any(|i| i.name == live.name) {
+                differences.push(format!("index {:?} is not declared", live.name));
+            }
+        }
+        for (position, unique) in declared.uniques.iter().enumerate() {
+            match self.uniques.iter().find(|live| live.name == unique.name) {
+                None => missing.uniques.push(position),
+                Some(live) if live != unique => differences.push(format!(
+                    "unique index {:?} is on ({}), declared ({})",
+                    unique.name,
+                    live.components
+                        .iter()
+                        .map(describe)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    unique
+                        .components
+                        .iter()
+                        .map(describe)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                Some(_) => {}
+            }
+        }
+        for live in &self.uniques {
+            if !declared.uniques.iter().any(|u| u.name == live.name) {
+                differences.push(format!("unique index {:?} is not declared", live.name));
+            }
+        }
+        if differences.is_empty() {
+            Ok(missing)
+        } else {
+            Err(Error::SchemaMismatch {
+                table: schema.name().to_owned(),
+                differences,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn products() -> TableSchema {
+        TableSchema::builder("products", KeyDef::text("id"))
+            .index(
+                "product-name-index",
+                KeyDef::text("name"),
+                Some(KeyDef::float("updated_at")),
+            )
+            .unique(
+                "folded-name",
+                [KeyDef::text("name_folded")
+                    .computed(|doc| Some(doc.get("name")?.as_str()?.to_lowercase().into()))],
+            )
+            .build()
+            .expect("valid")
+    }
+
+    fn doc(value: serde_json::Value) -> Document {
+        match value {
+            serde_json::Value::Object(map) => map,
+            _ => Document::new(),
+        }
+    }
+
+    #[test]
+    fn a_row_has_its_computed_keys_and_index_entries() {
+        let row = products()
+            .row(doc(json!({"id": "a", "name": "Ünï", "updated_at": 2.0})))
+            .expect("valid");
+        assert_eq!(row.document()["name_folded"], json!("ünï"));
+        assert_eq!(row.document()["updated_at"], json!(2));
+        assert_eq!(
+            row.indexes()[0].as_ref().map(|e| e.sort.clone()),
+            Some(Some(KeyValue::Float(2.0)))
+        );
+        assert_eq!(row.uniques()[0], Some(vec![KeyValue::from("ünï")]));
+        let sparse = products()
+            .row(doc(json!({"id": "b", "name": null})))
+            .expect("valid");
+        assert!(!sparse.document().contains_key("name"));
+        assert_eq!(sparse.indexes()[0], None);
+        assert_eq!(sparse.uniques()[0], None);
+    }
+
+    #[test]
+    fn rules_of_the_strictest_backend_are_checked_when_built() {
+        let refused = |b: TableSchemaBuilder| {
+            matches!(b.build(), Err(Error::InvalidInput { what: "schema", .. }))
+        };
+        assert!(refused(TableSchema::builder("ab", KeyDef::text("id"))));
+        assert!(refused(TableSchema::builder("a b c", KeyDef::text("id"))));
+        assert!(refused(
+            TableSchema::builder("t_1", KeyDef::text("id")).index("ix1", KeyDef::int("id"), None)
+        ));
+        assert!(refused(
+            TableSchema::builder("t_1", KeyDef::text("id")).unique("u1", [])
+        ));
+        assert!(refused(TableSchema::builder(
+            "t_1",
+            KeyDef::text("_storekit_version")
+        )));
+        assert!(refused(
+            TableSchema::builder("t_1", KeyDef::text("id"))
+                .index("same", KeyDef::text("a"), None)
+                .unique("same", [KeyDef::text("b")])
+        ));
+        let mut many = TableSchema::builder("t_1", KeyDef::text("id"));
+        for i in 0..=MAX_INDEXES {
+            many = many.index(format!("ix{i}"), KeyDef::text("a"), None);
+        }
+        assert!(refused(many));
+    }
+
+    #[test]
+    fn a_live_table_is_compared_with_its_schema() {
+        let schema = products();
+        let mut live = schema.shape();
+        assert_eq!(live.compare(&schema).ok(), Some(MissingIndexes::default()));
+        live.indexes.clear();
+        assert_eq!(live.compare(&schema).ok().map(|m| m.indexes), Some(vec![0]));
+        live.partition.kind = KeyType::Int;
+        let Err(Error::SchemaMismatch { differences, .. }) = live.compare(&schema) else {
+            panic!("a different key is a mismatch");
+        };
+        assert_eq!(differences, ["partition key is id int, declared id text"]);
+    }
+}

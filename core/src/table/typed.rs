@@ -1,0 +1,267 @@
+//! [`Table`]: one table of a store, read and written as a serde type.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use futures::StreamExt as _;
+use futures::stream::BoxStream;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{
+    Document, KeyValue, Query, QueryPage, Record, RecordKey, TableSchema, TableStatus, TableStore,
+    query_stream, scan_stream,
+};
+use crate::{Error, Result};
+
+/// A record with the version it was read or written at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    /// The record.
+    pub record: T,
+    /// Its version: pass it to [`Table::replace`] or [`Table::delete_at`].
+    pub version: u64,
+}
+
+/// One table of a [`TableStore`], read and written as `T`, which must serialise to a JSON
+/// object whose fields include the schema's keys. Cheap to clone.
+///
+/// Every write checks that the record, as it will be stored, still reads back as `T` before
+/// anything is written (a float field holding NaN, say, would not).
+pub struct Table<T> {
+    store: Arc<dyn TableStore>,
+    schema: TableSchema,
+    record: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Table<T> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            schema: self.schema.clone(),
+            record: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Table<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("table", &self.schema.name())
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
+    /// The table `schema` declares, in `store`.
+    pub fn new(store: Arc<dyn TableStore>, schema: TableSchema) -> Self {
+        Self {
+            store,
+            schema,
+            record: PhantomData,
+        }
+    }
+
+    /// The table's schema.
+    #[must_use]
+    pub fn schema(&self) -> &TableSchema {
+        &self.schema
+    }
+
+    /// The store underneath, for calls on documents.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn TableStore> {
+        &self.store
+    }
+
+    /// See [`TableStore::ensure_table`].
+    pub async fn ensure(&self) -> Result<TableStatus> {
+        self.store.ensure_table(&self.schema).await
+    }
+
+    /// See [`TableStore::drop_table`].
+    pub async fn drop(&self) -> Result<bool> {
+        self.store.drop_table(&self.schema).await
+    }
+
+    /// Writes a new record; see [`TableStore::insert`].
+    pub async fn insert(&self, record: &T) -> Result<Versioned<T>> {
+        let document = self.document(record)?;
+        self.typed(self.store.insert(&self.schema, document).await?)
+    }
+
+    /// Writes a record whether or not it exists; see [`TableStore::put`].
+    pub async fn put(&self, record: &T) -> Result<Versioned<T>> {
+        let document = self.document(record)?;
+        self.typed(self.store.put(&self.schema, document).await?)
+    }
+
+    /// Overwrites a record still at `version`; see [`TableStore::replace`].
+    pub async fn replace(&self, record: &T, version: u64) -> Result<Versioned<T>> {
+        let document = self.document(record)?;
+        self.typed(self.store.replace(&self.schema, document, version).await?)
+    }
+
+    /// Reads the record, changes it with `change`, and writes it at the version read, reading
+    /// and changing again if another write came first (so `change` may run more than once).
+    /// An error from `change` ends the update with nothing written.
+    pub async fn update(
+        &self,
+        key: impl Into<RecordKey>,
+        mut change: impl FnMut(&mut T) -> Result<()> + Send,
+    ) -> Result<Versioned<T>> {
+        let schema = self.schema.clone();
+        let mut change_document = move |document: Document| -> Result<Document> {
+            let mut record = from_document::<T>(document)?;
+            change(&mut record)?;
+            let document = to_document(&record)?;
+            // Read back as stored, before anything is written.
+            let row = schema.row(document)?;
+            from_document::<T>(row.document().clone())?;
+            Ok(row.into_document())
+        };
+        let key = key.into();
+        self.typed(
+            self.store
+                .update(&self.schema, &key, &mut change_document)
+                .await?,
+        )
+    }
+
+    /// Deletes the record; `false` if it did not exist.
+    pub async fn delete(&self, key: impl Into<RecordKey>) -> Result<bool> {
+        self.store.delete(&self.schema, &key.into(), None).await
+    }
+
+    /// Deletes the record if it is still at `version`; see [`TableStore::delete`].
+    pub async fn delete_at(&self, key: impl Into<RecordKey>, version: u64) -> Result<bool> {
+        self.store
+            .delete(&self.schema, &key.into(), Some(version))
+            .await
+    }
+
+    /// Reads one record.
+    pub async fn get(&self, key: impl Into<RecordKey>) -> Result<Option<Versioned<T>>> {
+        self.store
+            .get(&self.schema, &key.into())
+            .await?
+            .map(|r| self.typed(r))
+            .transpose()
+    }
+
+    /// Reads records by key, in the order of `keys`.
+    pub async fn get_many(&self, keys: &[RecordKey]) -> Result<Vec<Option<Versioned<T>>>> {
+        self.store
+            .get_many(&self.schema, keys)
+            .await?
+            .into_iter()
+            .map(|r| r.map(|r| self.typed(r)).transpose())
+            .collect()
+    }
+
+    /// Whether the record exists.
+    pub async fn contains(&self, key: impl Into<RecordKey>) -> Result<bool> {
+        self.store.contains(&self.schema, &key.into()).await
+    }
+
+    /// The record holding `values` in the unique index `index`.
+    pub async fn get_by_unique(
+        &self,
+        index: &str,
+        values: &[KeyValue],
+    ) -> Result<Option<Versioned<T>>> {
+        self.store
+            .get_by_unique(&self.schema, index, values)
+            .await?
+            .map(|r| self.typed(r))
+            .transpose()
+    }
+
+    /// One page of a query; see [`Query`].
+    pub async fn query(&self, query: Query) -> Result<QueryPage<Versioned<T>>> {
+        let page = self.store.query(&self.schema, &query).await?;
+        Ok(QueryPage {
+            items: page
+                .items
+                .into_iter()
+                .map(|r| self.typed(r))
+                .collect::<Result<_>>()?,
+            next: page.next,
+        })
+    }
+
+    /// Every record the query matches, page after page as the stream is read.
+    #[must_use]
+    pub fn query_all(&self, query: Query) -> BoxStream<'static, Result<Versioned<T>>> {
+        query_stream(self.store.clone(), self.schema.clone(), query)
+            .map(|r| r.and_then(typed))
+            .boxed()
+    }
+
+    /// One page of every record, in the backend's order.
+    pub async fn scan(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<QueryPage<Versioned<T>>> {
+        let page = self.store.scan(&self.schema, limit, cursor).await?;
+        Ok(QueryPage {
+            items: page
+                .items
+                .into_iter()
+                .map(|r| self.typed(r))
+                .collect::<Result<_>>()?,
+            next: page.next,
+        })
+    }
+
+    /// Every record of the table, page after page as the stream is read.
+    #[must_use]
+    pub fn scan_all(&self) -> BoxStream<'static, Result<Versioned<T>>> {
+        scan_stream(self.store.clone(), self.schema.clone())
+            .map(|r| r.and_then(typed))
+            .boxed()
+    }
+
+    /// How many records the table holds.
+    pub async fn count(&self) -> Result<u64> {
+        self.store.count(&self.schema).await
+    }
+
+    /// The record as a document, checked to read back as `T` once stored.
+    fn document(&self, record: &T) -> Result<Document> {
+        let row = self.schema.row(to_document(record)?)?;
+        from_document::<T>(row.document().clone())?;
+        Ok(row.into_document())
+    }
+
+    #[allow(clippy::unused_self)]
+    fn typed(&self, record: Record) -> Result<Versioned<T>> {
+        typed(record)
+    }
+}
+
+fn typed<T: DeserializeOwned>(record: Record) -> Result<Versioned<T>> {
+    Ok(Versioned {
+        version: record.version,
+        record: from_document(record.document)?,
+    })
+}
+
+fn to_document<T: Serialize>(record: &T) -> Result<Document> {
+    match serde_json::to_value(record) {
+        Ok(serde_json::Value::Object(document)) => Ok(document),
+        Ok(_) => Err(Error::invalid("record", "must serialise to a JSON object")),
+        Err(e) => Err(Error::invalid("record", e.to_string())),
+    }
+}
+
+fn from_document<T: DeserializeOwned>(document: Document) -> Result<T> {
+    serde_json::from_value(serde_json::Value::Object(document)).map_err(|e| {
+        Error::invalid(
+            "record",
+            format!("does not read back as {}: {e}", std::any::type_name::<T>()),
+        )
+    })
+}
