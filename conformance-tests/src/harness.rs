@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
+use storekit_core::table::TableStore;
 use storekit_core::{DynAuthStore, DynKvStore};
 
 pub use storekit_core::IdKind;
@@ -28,6 +29,7 @@ pub struct Fixture {
     pub kv: Arc<DynKvStore>,
     /// Where backends legitimately differ, what this one does.
     pub capabilities: Capabilities,
+    tables: Option<Arc<dyn TableStore>>,
     dump: DumpFn,
     cleanup: Option<CleanupFn>,
 }
@@ -53,6 +55,7 @@ impl Fixture {
             auth,
             kv,
             capabilities: Capabilities::default(),
+            tables: None,
             dump,
             cleanup: Some(cleanup),
         }
@@ -63,6 +66,25 @@ impl Fixture {
     pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
         self.capabilities = capabilities;
         self
+    }
+
+    /// Adds the backend's tables store, which the `tables` cases need. Its tables must be
+    /// dropped by the fixture's cleanup (or live in a database the cleanup removes).
+    #[must_use]
+    pub fn with_tables(mut self, tables: Arc<dyn TableStore>) -> Self {
+        self.tables = Some(tables);
+        self
+    }
+
+    /// The tables store; the `tables` cases panic without one (see [`Fixture::with_tables`]).
+    ///
+    /// # Panics
+    /// When the fixture has no tables store.
+    #[must_use]
+    pub fn tables(&self) -> &Arc<dyn TableStore> {
+        self.tables
+            .as_ref()
+            .expect("the tables cases need Fixture::with_tables")
     }
 
     /// Everything the backend stored, as text.

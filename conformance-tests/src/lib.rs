@@ -33,6 +33,7 @@ pub mod kv;
 pub mod load;
 pub mod model;
 pub mod observe;
+pub mod tables;
 pub mod users;
 
 pub use harness::{Capabilities, Fixture, SetupContext, run_case, server_url};
@@ -115,6 +116,9 @@ macro_rules! __with_cases {
             ];
             model_int, Int, model: [
                 random_sequences_agree_with_a_plain_model,
+            ];
+            tables, Uuid, tables: [
+                round_trip_and_versions,
             ];
         }
     };

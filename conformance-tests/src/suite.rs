@@ -15,8 +15,8 @@ use crate::{Fixture, SetupContext, run_case};
 /// One conformance case.
 #[derive(Debug, Clone, Copy)]
 pub struct Case {
-    /// Its group: `users_uuid`, `users_int`, `kv`, `input`, `load`, `observe`, `model_uuid`
-    /// or `model_int` (the module of the tests [`crate::conformance_suite!`] writes).
+    /// Its group: `users_uuid`, `users_int`, `kv`, `input`, `load`, `observe`, `model_uuid`,
+    /// `model_int` or `tables` (the module of the tests [`crate::conformance_suite!`] writes).
     pub group: &'static str,
     /// Its name, the name of its function.
     pub name: &'static str,
@@ -42,7 +42,10 @@ pub enum Suite {
     /// The user, OAuth account and access token cases, with both id kinds: for a store that
     /// implements only the user traits (the fixture's `kv` is not used).
     Users,
-    /// Every case: both stores, bad input, load, spans and the model-based sequences.
+    /// The tables cases: for a store that implements only `TableStore` (give the fixture
+    /// one with `Fixture::with_tables`).
+    Tables,
+    /// Every case: every store, bad input, load, spans and the model-based sequences.
     All,
 }
 
@@ -51,6 +54,7 @@ impl Suite {
         match self {
             Self::Kv => case.group == "kv",
             Self::Users => case.group.starts_with("users_"),
+            Self::Tables => case.group == "tables",
             Self::All => true,
         }
     }
