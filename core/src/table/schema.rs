@@ -486,10 +486,7 @@ impl TableSchema {
     /// (see [`document::canonicalize`]), with its computed keys written, then reads its keys.
     pub fn row(&self, mut document: Document) -> Result<Row> {
         for key in &self.0.computed {
-            match (
-                key.compute.as_ref().and_then(|f| f(&document)),
-                key.kind,
-            ) {
+            match (key.compute.as_ref().and_then(|f| f(&document)), key.kind) {
                 (Some(value), kind) if value.key_type() == kind => {
                     document.insert(key.field.clone(), value.to_json());
                 }
