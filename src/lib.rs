@@ -1,5 +1,7 @@
-//! storekit: one user store and one key-value store for Rust services, on SQLite (embedded, the
-//! default), PostgreSQL or Amazon DynamoDB, chosen by a URL or a Cargo feature, not by code.
+//! storekit: a user store, a key-value store and tables of records for Rust services, on
+//! SQLite (embedded, the default), PostgreSQL or Amazon DynamoDB, chosen by a URL or a Cargo
+//! feature, not by code. Tables (typed records with query and unique indexes) are in
+//! [`table`], whose docs hold the consistency of each backend.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -34,11 +36,12 @@ pub use storekit_core::*;
 /// What a service needs in one `use storekit::prelude::*;`: the store traits (and their typed
 /// helpers), the types their calls take and return, the error, [`connect`] and [`Stores`].
 pub mod prelude {
+    pub use crate::table::{KeyDef, KeyValue, Query, RecordKey, SortCondition, Versioned};
     pub use crate::{
         AccessToken, AccessTokenStore, AuthStore, DynAuthStore, DynKvStore, Error, IdKind,
         IssuedToken, KvStore, KvStoreExt, NewOAuthAccount, NewUser, OAuthAccount,
-        OAuthAccountPatch, OAuthAccountStore, Page, PageRequest, Result, Stores, User, UserId,
-        UserPatch, UserStore, connect,
+        OAuthAccountPatch, OAuthAccountStore, Page, PageRequest, Result, Stores, Table,
+        TableSchema, TableStore, User, UserId, UserPatch, UserStore, connect,
     };
 }
 #[cfg(feature = "dynamodb")]
@@ -48,7 +51,7 @@ pub use storekit_sql::{PostgresConfig, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use storekit_sql::{SqliteConfig, SqliteStore};
 
-/// A connected backend: its user store and key-value store as trait objects.
+/// A connected backend: its user store, key-value store and tables store as trait objects.
 ///
 /// Made by [`connect`] from a URL, or with `.into()` from a store built with its typed config
 /// ([`SqliteConfig`], `PostgresConfig`, `DynamoDbConfig`), which is how to pass options a URL
@@ -162,6 +165,21 @@ impl Stores {
     /// The key-value store.
     #[must_use]
     pub fn kv(&self) -> Arc<DynKvStore> {
+        match &self.backend {
+            Backend::Memory(store) => store.clone(),
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(store) => Arc::new(store.clone()),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(store) => Arc::new(store.clone()),
+            #[cfg(feature = "dynamodb")]
+            Backend::DynamoDb(store) => Arc::new(DynamoDbStore::clone(store)),
+        }
+    }
+
+    /// Tables of records with query and unique indexes (see [`table`]); declare each table
+    /// with a [`TableSchema`] and use it through a typed [`Table`].
+    #[must_use]
+    pub fn tables(&self) -> Arc<dyn TableStore> {
         match &self.backend {
             Backend::Memory(store) => store.clone(),
             #[cfg(feature = "sqlite")]

@@ -12,6 +12,11 @@
 //! | get_by_unique | read-after-write | read-after-write | read-after-write | read-after-write |
 //! | uniqueness | one lock | unique index | unique index | marker items in the record's transaction |
 //!
+//! On DynamoDB, the calls cost the fewest requests the database allows (the backend's tests
+//! count them): `insert` 1 `PutItem`, or 1 `TransactWriteItems` with unique indexes; `get` and
+//! `contains` 1 consistent `GetItem`; a page of `query` under 1 MB 1 `Query`; `get_many` of n
+//! keys ⌈n/100⌉ `BatchGetItem`, unprocessed keys retried.
+//!
 //! [`TableStore::index_consistency`] says which applies. Every write bumps the record's
 //! version; a version conflict is the database's answer to the write, never a read made
 //! before it.
