@@ -53,7 +53,7 @@ fn value_size(value: &Value) -> usize {
     match value {
         Value::Null | Value::Bool(_) => 1,
         Value::String(text) => text.len(),
-        Value::Number(number) => number.to_string().len().div_ceil(2) + 1,
+        Value::Number(number) => number_chars(number).div_ceil(2) + 1,
         Value::Array(items) => 3 + items.iter().map(|v| 1 + value_size(v)).sum::<usize>(),
         Value::Object(fields) => {
             3 + fields
@@ -62,6 +62,22 @@ fn value_size(value: &Value) -> usize {
                 .sum::<usize>()
         }
     }
+}
+
+/// How many characters a number takes as text: digits and sign of an integer, counted without
+/// formatting it; a float's shortest form.
+fn number_chars(number: &serde_json::Number) -> usize {
+    if let Some(int) = number.as_i64() {
+        usize::from(int < 0) + digits(int.unsigned_abs())
+    } else if let Some(int) = number.as_u64() {
+        digits(int)
+    } else {
+        number.to_string().len()
+    }
+}
+
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |log| log as usize + 1)
 }
 
 /// A unique index's values together fit one DynamoDB key, whatever the backend.
@@ -106,6 +122,13 @@ mod tests {
             Value::Object(d),
             json!({"a": 2, "b": 0, "c": 0.5, "d": 10_000_000_000_000_000_000_u64, "e": u64::MAX, "f": i64::MIN, "g": 1e20})
         );
+    }
+
+    #[test]
+    fn sizes_count_numbers_by_their_digits() {
+        let d = doc(json!({"a": -12345, "b": u64::MAX, "c": 0, "d": 0.5}));
+        // name + one byte per two characters + 1: "-12345" 6, u64::MAX 20, "0" 1, "0.5" 3.
+        assert_eq!(dynamodb_size(&d), (1 + 4) + (1 + 11) + (1 + 2) + (1 + 3));
     }
 
     #[test]

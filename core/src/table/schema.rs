@@ -207,6 +207,8 @@ struct Inner {
     uniques: Vec<UniqueIndex>,
     /// The computed keys, each once, in declaration order.
     computed: Vec<KeyDef>,
+    /// Every distinct key field, once: what `row` clears of `null`s.
+    key_fields: Vec<String>,
 }
 
 /// Builds a [`TableSchema`]; [`TableSchemaBuilder::build`] checks it.
@@ -349,6 +351,7 @@ impl TableSchemaBuilder {
                 computed.push(key.clone());
             }
         }
+        let key_fields = types.into_keys().map(str::to_owned).collect();
         Ok(TableSchema(Arc::new(Inner {
             name: self.name,
             partition: self.partition,
@@ -356,6 +359,7 @@ impl TableSchemaBuilder {
             indexes: self.indexes,
             uniques: self.uniques,
             computed,
+            key_fields,
         })))
     }
 }
@@ -506,7 +510,7 @@ impl TableSchema {
             }
         }
         // A `null` in an index key is an absent key: DynamoDB refuses a NULL there.
-        for (field, _) in self.key_fields() {
+        for field in &self.0.key_fields {
             if document.get(field).is_some_and(serde_json::Value::is_null) {
                 document.remove(field);
             }
