@@ -1,7 +1,7 @@
 //! The storekit conformance suite: the contract every backend keeps.
 //!
-//! The cases are plain `pub async fn`s in [`users`], [`kv`], [`input`], [`load`], [`observe`]
-//! and [`model`] that take a [`Fixture`] (fresh, empty stores) and fail by panicking. A backend
+//! The cases are plain `pub async fn`s in [`users`], [`kv`], [`tables`], [`input`], [`load`],
+//! [`observe`] and [`model`] that take a [`Fixture`] (fresh, empty stores) and fail by panicking. A backend
 //! runs them in one of two ways:
 //!
 //! - [`run_suite`], one function: every case of a [`Suite`] in turn, then one panic naming

@@ -1,7 +1,7 @@
 //! The tables store: records, versions, unique and query indexes, pages, documents and
 //! schemas, the same on every backend.
 //!
-//! Index queries right after a write go through [`settled`], which waits out a backend whose
+//! Index queries right after a write go through `settled`, which waits out a backend whose
 //! index reads are eventual ([`Consistency::Eventual`]): a case that assumed read-after-write
 //! there would fail on the memory backend with index lag, not only on DynamoDB.
 
