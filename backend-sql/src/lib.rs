@@ -22,6 +22,7 @@ mod purge;
 mod rows;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod table_layout;
 mod tables;
 
 #[cfg(feature = "postgres")]

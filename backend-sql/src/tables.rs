@@ -3,6 +3,21 @@
 use storekit_core::Result;
 use storekit_core::validate::check_identifier;
 
+/// The catalog of the tables store, after the prefix.
+pub(crate) const CATALOG: &str = "storekit_tables";
+
+/// The names, after the prefix, of every table storekit itself keeps (and of the one a past
+/// migration used), which a declared table may not take.
+const RESERVED: &[&str] = &[
+    "users",
+    "oauth_accounts",
+    "access_tokens",
+    "kv",
+    "kv_rowid",
+    "storekit_meta",
+    CATALOG,
+];
+
 /// Fully qualified table names, ready to splice into SQL.
 ///
 /// Identifiers cannot be bound as parameters, so the prefix and schema are checked with
@@ -14,8 +29,12 @@ pub(crate) struct Tables {
     pub(crate) tokens: String,
     pub(crate) kv: String,
     pub(crate) meta: String,
+    /// The tables store's catalog: one row per declared table, with its shape.
+    pub(crate) catalog: String,
     /// The bare prefix, for naming indexes and constraints.
     pub(crate) prefix: String,
+    /// The PostgreSQL schema the tables live in, if not the connection's default.
+    schema: Option<String>,
 }
 
 impl Tables {
@@ -43,8 +62,33 @@ impl Tables {
             tokens: qualify("access_tokens"),
             kv: qualify("kv"),
             meta: qualify("storekit_meta"),
+            catalog: qualify(CATALOG),
             prefix: prefix.to_owned(),
+            schema: schema.map(str::to_owned),
         })
+    }
+
+    /// The quoted, qualified name of the table `bare` (a name that already holds the prefix).
+    /// Callers pass only names made of validated parts, which never hold a `"`.
+    pub(crate) fn qualify_bare(&self, bare: &str) -> String {
+        match &self.schema {
+            Some(schema) => format!("\"{schema}\".\"{bare}\""),
+            None => format!("\"{bare}\""),
+        }
+    }
+
+    /// The quoted, qualified SQL table of the declared table `name`, as read back from the
+    /// catalog; `None` for a name no schema could declare, which is then never spliced.
+    pub(crate) fn declared(&self, name: &str) -> Option<String> {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        (!name.is_empty() && name.chars().all(allowed))
+            .then(|| self.qualify_bare(&format!("{}{name}", self.prefix)))
+    }
+
+    /// Whether `name`, with the prefix, would be one of storekit's own tables; compared
+    /// without case, as SQLite compares identifiers.
+    pub(crate) fn is_reserved(name: &str) -> bool {
+        RESERVED.iter().any(|own| own.eq_ignore_ascii_case(name))
     }
 
     /// Replaces `{users}`, `{oauth}`, `{tokens}`, `{kv}`, `{meta}` and `{prefix}` in `sql`.

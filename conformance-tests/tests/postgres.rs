@@ -22,28 +22,31 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
         .expect("connect to postgres");
     store.migrate().await.expect("migrate");
     store.migrate().await.expect("migrate is idempotent");
-    let (dumped, dropped) = (store.clone(), store.clone());
-    Some(Fixture::new(
-        Arc::new(store.clone()),
-        Arc::new(store),
-        Box::new(move || {
-            let store = dumped.clone();
-            async move { store.dump().await.expect("dump") }.boxed()
-        }),
-        Box::new(move || {
-            async move {
-                dropped.drop_tables().await.expect("drop tables");
-                // Without CASCADE: the schema drops only if `drop_tables` left nothing in it.
-                let drop = format!("DROP SCHEMA \"{schema}\" RESTRICT");
-                sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
-                    .execute(dropped.pool())
-                    .await
-                    .expect("drop_tables left something in the schema");
-                dropped.pool().close().await;
-            }
-            .boxed()
-        }),
-    ))
+    let (dumped, dropped, tables) = (store.clone(), store.clone(), store.clone());
+    Some(
+        Fixture::new(
+            Arc::new(store.clone()),
+            Arc::new(store),
+            Box::new(move || {
+                let store = dumped.clone();
+                async move { store.dump().await.expect("dump") }.boxed()
+            }),
+            Box::new(move || {
+                async move {
+                    dropped.drop_tables().await.expect("drop tables");
+                    // Without CASCADE: the schema drops only if `drop_tables` left nothing in it.
+                    let drop = format!("DROP SCHEMA \"{schema}\" RESTRICT");
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+                        .execute(dropped.pool())
+                        .await
+                        .expect("drop_tables left something in the schema");
+                    dropped.pool().close().await;
+                }
+                .boxed()
+            }),
+        )
+        .with_tables(Arc::new(tables)),
+    )
 }
 
 storekit_conformance::conformance_suite!(setup);

@@ -13,25 +13,28 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
     let store = SqliteStore::connect(&config).await.expect("open sqlite");
     store.migrate().await.expect("migrate");
     store.migrate().await.expect("migrate is idempotent");
-    let dumped = store.clone();
-    Some(Fixture::new(
-        std::sync::Arc::new(store.clone()),
-        std::sync::Arc::new(store),
-        Box::new(move || {
-            let dumped = dumped.clone();
-            async move { dumped.dump().await.expect("dump") }.boxed()
-        }),
-        Box::new(move || {
-            async move {
-                for suffix in ["", "-wal", "-shm"] {
-                    let mut file = path.clone().into_os_string();
-                    file.push(suffix);
-                    let _ = std::fs::remove_file(file);
+    let (dumped, tables) = (store.clone(), store.clone());
+    Some(
+        Fixture::new(
+            std::sync::Arc::new(store.clone()),
+            std::sync::Arc::new(store),
+            Box::new(move || {
+                let dumped = dumped.clone();
+                async move { dumped.dump().await.expect("dump") }.boxed()
+            }),
+            Box::new(move || {
+                async move {
+                    for suffix in ["", "-wal", "-shm"] {
+                        let mut file = path.clone().into_os_string();
+                        file.push(suffix);
+                        let _ = std::fs::remove_file(file);
+                    }
                 }
-            }
-            .boxed()
-        }),
-    ))
+                .boxed()
+            }),
+        )
+        .with_tables(std::sync::Arc::new(tables)),
+    )
 }
 
 storekit_conformance::conformance_suite!(setup);

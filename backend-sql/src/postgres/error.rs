@@ -75,7 +75,19 @@ const CONFLICT_ATTEMPTS: u32 = 5;
 /// Runs an idempotent statement, again when the server rolled it back to break a deadlock or
 /// a serialization conflict: up to [`CONFLICT_ATTEMPTS`] times, pausing 1-2 ms, then twice
 /// as long each time, with jitter so that the transactions that collided do not collide again.
-pub(super) async fn retry_conflicts<T, F, Fut>(mut statement: F) -> Result<T, Error>
+pub(super) async fn retry_conflicts<T, F, Fut>(statement: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    retry_conflicts_with(statement, pg_error).await
+}
+
+/// Like [`retry_conflicts`], converting the final error with `convert`.
+pub(super) async fn retry_conflicts_with<T, F, Fut>(
+    mut statement: F,
+    convert: impl FnOnce(sqlx::Error) -> Error,
+) -> Result<T, Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, sqlx::Error>>,
@@ -92,10 +104,10 @@ where
                 tokio::time::sleep(pause.mul_f64(1.0 + jitter)).await;
                 pause *= 2;
             }
-            other => return other.map_err(pg_error),
+            other => return other.map_err(convert),
         }
     }
-    statement().await.map_err(pg_error)
+    statement().await.map_err(convert)
 }
 
 /// Maps a violation of `kind` to `then`, anything else through [`pg_error`].
@@ -107,6 +119,33 @@ pub(super) fn on_violation(kind: Violation, then: Error) -> impl FnOnce(sqlx::Er
             pg_error(err)
         }
     }
+}
+
+/// An error of a statement on a table of the tables store: a violation of its primary key
+/// (the constraint `primary_key`) is `AlreadyExists` (`"record"`), of any other unique index
+/// `AlreadyExists` (`"unique value"`), a missing table (42P01) `NotFound` (`"table"`), anything
+/// else through [`pg_error`].
+pub(super) fn table_error(err: sqlx::Error, primary_key: &str) -> Error {
+    if let sqlx::Error::Database(db) = &err {
+        if db.is_unique_violation() {
+            return if db.constraint() == Some(primary_key) {
+                Error::AlreadyExists { what: "record" }
+            } else {
+                Error::AlreadyExists {
+                    what: "unique value",
+                }
+            };
+        }
+        if is_missing_table(&err) {
+            return Error::NotFound { what: "table" };
+        }
+    }
+    pg_error(err)
+}
+
+/// True if `err` is the server's undefined_table (42P01).
+pub(super) fn is_missing_table(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01"))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 mod error;
 mod kv;
 mod schema;
+mod tables;
 mod users;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use storekit_core::{Error, IdKind, Result};
 
+use crate::table_layout::{Catalog, Dialect};
 use crate::tables::Tables;
 use error::pg_error;
 
@@ -201,6 +203,7 @@ struct Inner {
     sql: schema::Statements,
     id_kind: IdKind,
     tables: Tables,
+    catalog: Catalog,
     schema: Option<String>,
     purger: crate::purge::Purger,
     operation_timeout: Option<std::time::Duration>,
@@ -244,12 +247,14 @@ impl PostgresStore {
     pub fn from_pool(pool: PgPool, config: &PostgresConfig) -> Result<Self> {
         let tables = Tables::new(config.schema.as_deref(), &config.table_prefix)?;
         let sql = schema::Statements::new(&tables, config.id_kind);
+        let catalog = Catalog::new(Dialect::Postgres, &tables);
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
                 sql,
                 id_kind: config.id_kind,
                 tables,
+                catalog,
                 schema: config.schema.clone(),
                 purger: crate::purge::Purger::new(config.purge_interval),
                 operation_timeout: config.operation_timeout,
@@ -289,12 +294,14 @@ impl PostgresStore {
         .await
     }
 
-    /// Drops every table of this store (its schema and prefix only), e.g. after a test.
+    /// Drops every table of this store (its schema and prefix only), the tables store's
+    /// included, e.g. after a test.
     pub async fn drop_tables(&self) -> Result<()> {
         schema::drop_all(&self.inner.pool, &self.inner.tables).await
     }
 
-    /// Every row of every table, rendered as text, for tests that check what is stored.
+    /// Every row of every table, the tables store's included, rendered as text, for tests
+    /// that check what is stored.
     pub async fn dump(&self) -> Result<String> {
         schema::dump(&self.inner.pool, &self.inner.tables).await
     }

@@ -7,7 +7,7 @@ use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{AssertSqlSafe, Row as _, SqlSafeStr as _, SqlStr};
 use storekit_core::{IdKind, Result};
 
-use super::error::pg_error;
+use super::error::{is_missing_table, pg_error};
 use crate::migrations::{self, IdColumns};
 use crate::tables::Tables;
 
@@ -58,7 +58,7 @@ CREATE TABLE {kv} (
 CREATE INDEX "{prefix}kv_expiry" ON {kv} (expires_at) WHERE expires_at IS NOT NULL;
 "#];
 
-fn sql(text: String) -> SqlStr {
+pub(super) fn sql(text: String) -> SqlStr {
     // Safe: the only spliced parts are table names, validated by `Tables::new`; values are
     // always bound. An `Arc` makes each later clone free.
     AssertSqlSafe(Arc::<str>::from(text)).into_sql_str()
@@ -141,7 +141,11 @@ async fn read_meta(conn: &mut PgConnection, read: &SqlStr, name: &str) -> Result
 }
 
 pub(super) async fn drop_all(pool: &PgPool, tables: &Tables) -> Result<()> {
-    let drop = tables.render("DROP TABLE IF EXISTS {tokens}, {oauth}, {users}, {kv}, {meta}");
+    let mut drop = tables.render("DROP TABLE IF EXISTS {tokens}, {oauth}, {users}, {kv}, {meta}");
+    for table in declared_tables(pool, tables).await? {
+        let _ = write!(drop, ", {table}");
+    }
+    let _ = write!(drop, ", {}", tables.catalog);
     sqlx::query(sql(drop))
         .execute(pool)
         .await
@@ -149,15 +153,40 @@ pub(super) async fn drop_all(pool: &PgPool, tables: &Tables) -> Result<()> {
     Ok(())
 }
 
+/// The SQL tables of the tables store's declared tables, from its catalog (none if there is
+/// no catalog).
+async fn declared_tables(pool: &PgPool, tables: &Tables) -> Result<Vec<String>> {
+    let names: std::result::Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(sql(format!(
+        "SELECT name FROM {} ORDER BY name",
+        tables.catalog
+    )))
+    .fetch_all(pool)
+    .await;
+    match names {
+        Ok(names) => Ok(names
+            .iter()
+            .filter_map(|name| tables.declared(name))
+            .collect()),
+        Err(err) if is_missing_table(&err) => Ok(Vec::new()),
+        Err(err) => Err(pg_error(err)),
+    }
+}
+
 pub(super) async fn dump(pool: &PgPool, tables: &Tables) -> Result<String> {
     let mut out = String::new();
+    let declared = declared_tables(pool, tables).await?;
+    let catalog = (!declared.is_empty()).then_some(&tables.catalog);
     for table in [
         &tables.users,
         &tables.oauth,
         &tables.tokens,
         &tables.kv,
         &tables.meta,
-    ] {
+    ]
+    .into_iter()
+    .chain(catalog)
+    .chain(&declared)
+    {
         let rows = sqlx::query(sql(format!("SELECT t::text FROM {table} t")))
             .fetch_all(pool)
             .await

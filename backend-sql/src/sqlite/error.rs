@@ -61,3 +61,25 @@ pub(super) fn on_violation(kind: Violation, then: Error) -> impl FnOnce(rusqlite
         }
     }
 }
+
+/// An error of a statement on a table of the tables store: a taken key is `AlreadyExists`
+/// (`"record"`), a taken unique value `AlreadyExists` (`"unique value"`), a missing table
+/// `NotFound` (`"table"`), anything else through [`sqlite_error`].
+pub(super) fn table_error(err: rusqlite::Error) -> Error {
+    match err.sqlite_error().map(|e| e.extended_code) {
+        Some(ffi::SQLITE_CONSTRAINT_PRIMARYKEY) => Error::AlreadyExists { what: "record" },
+        Some(ffi::SQLITE_CONSTRAINT_UNIQUE) => Error::AlreadyExists {
+            what: "unique value",
+        },
+        // SQLite gives no code of its own for a missing table, only SQLITE_ERROR and this
+        // message, unchanged for as long as SQLite has had it.
+        Some(ffi::SQLITE_ERROR) if is_missing_table(&err) => Error::NotFound { what: "table" },
+        _ => sqlite_error(err),
+    }
+}
+
+/// True if `err` says a statement named a table that does not exist.
+pub(super) fn is_missing_table(err: &rusqlite::Error) -> bool {
+    matches!(err, rusqlite::Error::SqliteFailure(_, Some(message))
+        if message.starts_with("no such table"))
+}

@@ -18,6 +18,7 @@ mod error;
 mod kv;
 mod schema;
 mod step;
+mod tables;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ use std::time::Duration;
 use storekit_core::{IdKind, Result};
 
 use crate::purge::Purger;
+use crate::table_layout::{Catalog, Dialect};
 use crate::tables::Tables;
 use conn::Connections;
 
@@ -175,6 +177,7 @@ struct Inner {
     sql: schema::Statements,
     id_kind: IdKind,
     tables: Tables,
+    catalog: Catalog,
     purger: Purger,
 }
 
@@ -198,12 +201,14 @@ impl SqliteStore {
         let tables = Tables::new(None, &config.table_prefix)?;
         let conns = Connections::open(config)?;
         let sql = schema::Statements::new(&tables);
+        let catalog = Catalog::new(Dialect::Sqlite, &tables);
         Ok(Self {
             inner: Arc::new(Inner {
                 conns,
                 sql,
                 id_kind: config.id_kind,
                 tables,
+                catalog,
                 purger: Purger::new(config.purge_interval),
             }),
         })
@@ -220,7 +225,8 @@ impl SqliteStore {
             .await
     }
 
-    /// Drops every table of this store (its prefix only), e.g. after a test.
+    /// Drops every table of this store (its prefix only), the tables store's included, e.g.
+    /// after a test.
     pub async fn drop_tables(&self) -> Result<()> {
         let inner = self.inner.clone();
         self.inner
@@ -229,7 +235,8 @@ impl SqliteStore {
             .await
     }
 
-    /// Every row of every table, rendered as text, for tests that check what is stored.
+    /// Every row of every table, the tables store's included, rendered as text, for tests
+    /// that check what is stored.
     pub async fn dump(&self) -> Result<String> {
         let inner = self.inner.clone();
         self.inner

@@ -6,7 +6,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use storekit_core::{IdKind, Result};
 
-use super::error::sqlite_error;
+use super::error::{is_missing_table, sqlite_error};
 use crate::migrations::{self, IdColumns};
 use crate::tables::Tables;
 
@@ -124,22 +124,60 @@ pub(super) fn migrate(conn: &mut Connection, tables: &Tables, kind: IdKind) -> R
 }
 
 pub(super) fn drop_all(conn: &mut Connection, tables: &Tables) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_error)?;
+    for table in declared_tables(&tx, tables)? {
+        tx.execute_batch(&format!("DROP TABLE IF EXISTS {table};"))
+            .map_err(sqlite_error)?;
+    }
     let sql = tables.render(
         "DROP TABLE IF EXISTS {tokens}; DROP TABLE IF EXISTS {oauth}; \
          DROP TABLE IF EXISTS {users}; DROP TABLE IF EXISTS {kv}; DROP TABLE IF EXISTS {meta};",
     );
-    conn.execute_batch(&sql).map_err(sqlite_error)
+    tx.execute_batch(&sql).map_err(sqlite_error)?;
+    tx.execute_batch(&format!("DROP TABLE IF EXISTS {};", tables.catalog))
+        .map_err(sqlite_error)?;
+    tx.commit().map_err(sqlite_error)
+}
+
+/// The SQL tables of the tables store's declared tables, from its catalog (none if there is
+/// no catalog).
+fn declared_tables(conn: &Connection, tables: &Tables) -> Result<Vec<String>> {
+    let mut stmt = match conn.prepare(&format!(
+        "SELECT name FROM {} ORDER BY name",
+        tables.catalog
+    )) {
+        Ok(stmt) => stmt,
+        Err(err) if is_missing_table(&err) => return Ok(Vec::new()),
+        Err(err) => return Err(sqlite_error(err)),
+    };
+    let names = stmt
+        .query_map([], |row| row.get::<_, String>(0))
+        .map_err(sqlite_error)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(sqlite_error)?;
+    Ok(names
+        .iter()
+        .filter_map(|name| tables.declared(name))
+        .collect())
 }
 
 pub(super) fn dump(conn: &Connection, tables: &Tables) -> Result<String> {
     let mut out = String::new();
+    let declared = declared_tables(conn, tables)?;
+    let catalog = (!declared.is_empty()).then_some(&tables.catalog);
     for table in [
         &tables.users,
         &tables.oauth,
         &tables.tokens,
         &tables.kv,
         &tables.meta,
-    ] {
+    ]
+    .into_iter()
+    .chain(catalog)
+    .chain(&declared)
+    {
         let mut stmt = conn
             .prepare(&format!("SELECT * FROM {table}"))
             .map_err(sqlite_error)?;

@@ -1,0 +1,416 @@
+//! The tables store on PostgreSQL: the layout and statements of `crate::table_layout`, each
+//! operation one statement where the server decides it (a taken key or unique value, an
+//! upsert's version, a versioned write), and DDL in a transaction under an advisory lock.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgArguments, PgConnection, PgRow};
+use sqlx::query::Query;
+use sqlx::{Postgres, Row as _};
+use storekit_core::backend::TableBackend;
+use storekit_core::table::{
+    IndexQuery, KeyType, KeyValue, MissingIndexes, Record, RecordKey, Row, TableSchema, TableShape,
+};
+use storekit_core::{Error, Result};
+
+use super::PostgresStore;
+use super::error::{is_missing_table, pg_error, retry_conflicts_with, table_error};
+use super::schema::sql;
+use crate::table_layout::{Dialect, Layout, Param, Statement, parse_shape, shape_json};
+
+const BACKEND: &str = "postgres";
+
+/// Records read per statement while filling new index columns.
+const FILL_PAGE: usize = 500;
+
+/// Attempts of a versioned write whose record was deleted and written again at the expected
+/// version between the write and the read that learns why it changed nothing.
+const VERSIONED_ATTEMPTS: usize = 3;
+
+type PgQuery = Query<'static, Postgres, PgArguments>;
+
+fn query(statement: &Statement) -> PgQuery {
+    statement.params.iter().fold(
+        sqlx::query(sql(statement.sql.clone())).persistent(statement.recurs),
+        |query, param| match param {
+            Param::Text(text) | Param::Document(text) => query.bind(text.clone()),
+            Param::Int(int) => query.bind(*int),
+            Param::Bytes(bytes) => query.bind(bytes.clone()),
+            Param::Float(float) => query.bind(*float),
+            Param::Null(KeyType::Text) => query.bind(None::<String>),
+            Param::Null(KeyType::Int) => query.bind(None::<i64>),
+            Param::Null(KeyType::Bytes) => query.bind(None::<Vec<u8>>),
+            Param::Null(KeyType::Float) => query.bind(None::<f64>),
+        },
+    )
+}
+
+fn record_of(layout: &Layout, row: &PgRow) -> Result<Record> {
+    let version: i64 = row.try_get(0).map_err(pg_error)?;
+    let document: serde_json::Value = row.try_get(1).map_err(pg_error)?;
+    layout.record(version, document)
+}
+
+/// The first column of `row`, a version or a count, which is never negative.
+fn first_number(row: &PgRow) -> Result<u64> {
+    let number: i64 = row.try_get(0).map_err(pg_error)?;
+    u64::try_from(number).map_err(|_| Error::backend(BACKEND, "a version or count is negative"))
+}
+
+/// Takes the lock that orders DDL on this store's tables, until the transaction ends: tables
+/// are created, grown and dropped one at a time, and concurrent `CREATE TABLE IF NOT EXISTS`
+/// never collide in the system catalogs.
+async fn lock_tables(conn: &mut PgConnection, catalog_table: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(format!("storekit tables {catalog_table}"))
+        .execute(conn)
+        .await
+        .map_err(pg_error)
+        .map(drop)
+}
+
+async fn ddl(conn: &mut PgConnection, text: String) -> Result<()> {
+    sqlx::raw_sql(sql(text))
+        .execute(conn)
+        .await
+        .map_err(pg_error)
+        .map(drop)
+}
+
+impl PostgresStore {
+    fn layout(&self, schema: &TableSchema) -> Result<Layout> {
+        Layout::new(Dialect::Postgres, &self.inner.tables, schema)
+    }
+
+    /// The shape the catalog holds for `name` (the catalog must exist).
+    async fn read_shape(&self, conn: &mut PgConnection, name: &str) -> Result<Option<TableShape>> {
+        let json: Option<String> = sqlx::query_scalar(sql(self.inner.catalog.read.clone()))
+            .bind(name)
+            .fetch_optional(conn)
+            .await
+            .map_err(pg_error)?;
+        json.map(|json| parse_shape(&json, BACKEND)).transpose()
+    }
+
+    /// Runs an idempotent statement (again if the server rolled it back to break a deadlock),
+    /// within the operation timeout, mapping its errors for `layout`.
+    async fn run<T, F, Fut>(&self, layout: &Layout, statement: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = std::result::Result<T, sqlx::Error>>,
+    {
+        self.within_deadline(retry_conflicts_with(statement, |err| {
+            table_error(err, &layout.primary_key)
+        }))
+        .await
+    }
+
+    async fn records(&self, layout: &Layout, statement: &Statement) -> Result<Vec<Record>> {
+        let rows = self
+            .run(layout, || query(statement).fetch_all(&self.inner.pool))
+            .await?;
+        rows.iter().map(|row| record_of(layout, row)).collect()
+    }
+
+    async fn one_record(&self, layout: &Layout, statement: &Statement) -> Result<Option<Record>> {
+        let row = self
+            .run(layout, || query(statement).fetch_optional(&self.inner.pool))
+            .await?;
+        row.map(|row| record_of(layout, &row)).transpose()
+    }
+
+    /// Runs a write at `expected` that changed no row when the record is missing or at
+    /// another version, and says which: the record's version is read after the write, and
+    /// if the record is at `expected` again by then (deleted and written anew), the write is
+    /// tried again.
+    async fn versioned(
+        &self,
+        layout: &Layout,
+        write: &Statement,
+        key: &RecordKey,
+        expected: u64,
+    ) -> Result<()> {
+        let read = layout.version(key);
+        for _ in 0..VERSIONED_ATTEMPTS {
+            let done = self
+                .run(layout, || query(write).execute(&self.inner.pool))
+                .await?;
+            if done.rows_affected() > 0 {
+                return Ok(());
+            }
+            let actual = self
+                .run(layout, || query(&read).fetch_optional(&self.inner.pool))
+                .await?;
+            match actual.as_ref().map(first_number).transpose()? {
+                None => return Err(Error::NotFound { what: "record" }),
+                Some(actual) if actual != expected => {
+                    return Err(Error::Conflict {
+                        what: "record",
+                        expected,
+                        actual,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        Err(Error::unavailable(
+            BACKEND,
+            "the record kept being deleted and written again at the expected version",
+        ))
+    }
+
+    async fn fill(
+        &self,
+        conn: &mut PgConnection,
+        layout: &Layout,
+        missing: &MissingIndexes,
+    ) -> Result<()> {
+        let mut after: Option<RecordKey> = None;
+        loop {
+            let rows = query(&layout.scan(after.as_ref(), FILL_PAGE))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(pg_error)?;
+            let page = rows
+                .iter()
+                .map(|row| record_of(layout, row))
+                .collect::<Result<Vec<_>>>()?;
+            for record in &page {
+                if let Some(update) = layout.fill(missing, record)? {
+                    query(&update)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| table_error(e, &layout.primary_key))?;
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == FILL_PAGE => after = Some(last.key.clone()),
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl TableBackend for PostgresStore {
+    async fn describe_table(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
+        self.within_deadline(async {
+            let json: std::result::Result<Option<String>, sqlx::Error> =
+                sqlx::query_scalar(sql(self.inner.catalog.read.clone()))
+                    .bind(schema.name())
+                    .fetch_optional(&self.inner.pool)
+                    .await;
+            match json {
+                Ok(json) => json.map(|json| parse_shape(&json, BACKEND)).transpose(),
+                // No catalog yet: no table either.
+                Err(err) if is_missing_table(&err) => Ok(None),
+                Err(err) => Err(pg_error(err)),
+            }
+        })
+        .await
+    }
+
+    async fn create_table(&self, schema: &TableSchema) -> Result<()> {
+        let layout = self.layout(schema)?;
+        let shape = shape_json(schema)?;
+        self.within_deadline(async {
+            let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
+            lock_tables(&mut tx, &self.inner.tables.catalog).await?;
+            if let Some(schema) = &self.inner.schema {
+                ddl(&mut tx, format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).await?;
+            }
+            ddl(&mut tx, self.inner.catalog.create.clone()).await?;
+            // Under the lock: a table another call created meanwhile is in the catalog now.
+            if self.read_shape(&mut tx, schema.name()).await?.is_none() {
+                for statement in layout.create() {
+                    ddl(&mut tx, statement).await?;
+                }
+                sqlx::query(sql(self.inner.catalog.insert.clone()))
+                    .bind(schema.name())
+                    .bind(&shape)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(pg_error)?;
+            }
+            tx.commit().await.map_err(pg_error)
+        })
+        .await
+    }
+
+    /// Not bounded by the operation timeout: filling the columns takes as long as the table
+    /// is large (the statement timeout still applies to each statement).
+    async fn add_indexes(&self, schema: &TableSchema, _missing: &MissingIndexes) -> Result<()> {
+        let layout = self.layout(schema)?;
+        let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
+        lock_tables(&mut tx, &self.inner.tables.catalog).await?;
+        // Compared again under the lock: a concurrent call may have added them already.
+        let live = self
+            .read_shape(&mut tx, schema.name())
+            .await?
+            .ok_or(Error::NotFound { what: "table" })?;
+        let missing = live.compare(schema)?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let (columns, indexes) = layout.add(&missing);
+        for statement in columns {
+            ddl(&mut tx, statement).await?;
+        }
+        self.fill(&mut tx, &layout, &missing).await?;
+        for statement in indexes {
+            // A value taken twice fails the unique index, and the transaction rolls back.
+            sqlx::raw_sql(sql(statement))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| table_error(e, &layout.primary_key))?;
+        }
+        sqlx::query(sql(self.inner.catalog.update.clone()))
+            .bind(schema.name())
+            .bind(shape_json(schema)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)
+    }
+
+    async fn drop_table(&self, schema: &TableSchema) -> Result<bool> {
+        let layout = self.layout(schema)?;
+        self.within_deadline(async {
+            let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
+            lock_tables(&mut tx, &self.inner.tables.catalog).await?;
+            // A missing catalog fails the statement; the savepoint keeps the transaction.
+            ddl(&mut tx, "SAVEPOINT catalog".to_owned()).await?;
+            let deleted = sqlx::query(sql(self.inner.catalog.delete.clone()))
+                .bind(schema.name())
+                .execute(&mut *tx)
+                .await;
+            let existed = match deleted {
+                Ok(done) => done.rows_affected() > 0,
+                Err(err) if is_missing_table(&err) => {
+                    ddl(&mut tx, "ROLLBACK TO SAVEPOINT catalog".to_owned()).await?;
+                    false
+                }
+                Err(err) => return Err(pg_error(err)),
+            };
+            ddl(&mut tx, layout.drop()).await?;
+            tx.commit().await.map_err(pg_error)?;
+            Ok(existed)
+        })
+        .await
+    }
+
+    async fn insert(&self, schema: &TableSchema, row: &Row) -> Result<()> {
+        let layout = self.layout(schema)?;
+        let statement = layout.insert(row, false)?;
+        self.run(&layout, || query(&statement).execute(&self.inner.pool))
+            .await
+            .map(drop)
+    }
+
+    async fn put(&self, schema: &TableSchema, row: &Row) -> Result<u64> {
+        let layout = self.layout(schema)?;
+        let statement = layout.insert(row, true)?;
+        let row = self
+            .run(&layout, || query(&statement).fetch_one(&self.inner.pool))
+            .await?;
+        first_number(&row)
+    }
+
+    async fn replace(&self, schema: &TableSchema, row: &Row, expected: u64) -> Result<()> {
+        let layout = self.layout(schema)?;
+        let statement = layout.replace(row, expected)?;
+        self.versioned(&layout, &statement, row.key(), expected)
+            .await
+    }
+
+    async fn delete(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        expected: Option<u64>,
+    ) -> Result<bool> {
+        let layout = self.layout(schema)?;
+        let statement = layout.delete(key, expected);
+        match expected {
+            Some(expected) => self
+                .versioned(&layout, &statement, key, expected)
+                .await
+                .map(|()| true),
+            None => {
+                let done = self
+                    .run(&layout, || query(&statement).execute(&self.inner.pool))
+                    .await?;
+                Ok(done.rows_affected() > 0)
+            }
+        }
+    }
+
+    async fn get(&self, schema: &TableSchema, key: &RecordKey) -> Result<Option<Record>> {
+        let layout = self.layout(schema)?;
+        self.one_record(&layout, &layout.get(key)).await
+    }
+
+    async fn get_many(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+    ) -> Result<Vec<Option<Record>>> {
+        let layout = self.layout(schema)?;
+        let mut seen = HashSet::new();
+        let distinct: Vec<&RecordKey> = keys.iter().filter(|key| seen.insert(*key)).collect();
+        let found: HashMap<RecordKey, Record> = self
+            .records(&layout, &layout.get_many(&distinct))
+            .await?
+            .into_iter()
+            .map(|record| (record.key.clone(), record))
+            .collect();
+        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
+    }
+
+    async fn contains(&self, schema: &TableSchema, key: &RecordKey) -> Result<bool> {
+        let layout = self.layout(schema)?;
+        let statement = layout.contains(key);
+        let row = self
+            .run(&layout, || {
+                query(&statement).fetch_optional(&self.inner.pool)
+            })
+            .await?;
+        Ok(row.is_some())
+    }
+
+    async fn get_by_unique(
+        &self,
+        schema: &TableSchema,
+        index: usize,
+        values: &[KeyValue],
+    ) -> Result<Option<Record>> {
+        let layout = self.layout(schema)?;
+        self.one_record(&layout, &layout.by_unique(index, values))
+            .await
+    }
+
+    async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Vec<Record>> {
+        let layout = self.layout(schema)?;
+        self.records(&layout, &layout.query(query)).await
+    }
+
+    async fn scan(
+        &self,
+        schema: &TableSchema,
+        after: Option<&RecordKey>,
+        fetch: usize,
+    ) -> Result<Vec<Record>> {
+        let layout = self.layout(schema)?;
+        self.records(&layout, &layout.scan(after, fetch)).await
+    }
+
+    async fn count(&self, schema: &TableSchema) -> Result<u64> {
+        let layout = self.layout(schema)?;
+        let statement = layout.count();
+        let row = self
+            .run(&layout, || query(&statement).fetch_one(&self.inner.pool))
+            .await?;
+        first_number(&row)
+    }
+}

@@ -1,0 +1,429 @@
+//! The tables store on SQLite: the layout and statements of `crate::table_layout`, run the
+//! way the rest of the store runs its statements (see `conn`): point reads and writes inline,
+//! writes grouped, and long work (big pages, counts, DDL) on the blocking pool.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{CachedStatement, Connection, ToSql, TransactionBehavior, params_from_iter};
+use storekit_core::backend::TableBackend;
+use storekit_core::table::{
+    IndexQuery, KeyValue, MissingIndexes, Record, RecordKey, Row, TableSchema, TableShape,
+};
+use storekit_core::{Error, Result};
+
+use super::SqliteStore;
+use super::error::{is_missing_table, sqlite_error, table_error};
+use super::step::{any_row, first_row};
+use crate::table_layout::{Catalog, Dialect, Layout, Param, Statement, parse_shape, shape_json};
+
+const BACKEND: &str = "sqlite";
+
+/// Reads of up to this many records run inline; larger ones, whose documents may add up to
+/// many megabytes to parse, on the blocking pool.
+const INLINE_RECORDS: usize = 32;
+
+/// Records read per statement while filling new index columns.
+const FILL_PAGE: usize = 500;
+
+impl ToSql for Param {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Self::Text(text) | Self::Document(text) => ValueRef::Text(text.as_bytes()),
+            Self::Int(int) => ValueRef::Integer(*int),
+            Self::Bytes(bytes) => ValueRef::Blob(bytes),
+            Self::Float(float) => ValueRef::Real(*float),
+            Self::Null(_) => ValueRef::Null,
+        }))
+    }
+}
+
+/// Prepares `statement` (through the cache when its text recurs) and maps a missing table.
+fn prepare<'c>(conn: &'c Connection, statement: &Statement) -> Result<CachedStatement<'c>> {
+    conn.prepare_cached(&statement.sql).map_err(table_error)
+}
+
+fn execute(conn: &Connection, statement: &Statement) -> Result<usize> {
+    prepare(conn, statement)?
+        .execute(params_from_iter(&statement.params))
+        .map_err(table_error)
+}
+
+/// The records a `SELECT version, document` statement returns.
+fn records(conn: &Connection, layout: &Layout, statement: &Statement) -> Result<Vec<Record>> {
+    let mut uncached;
+    let mut cached;
+    let stmt: &mut rusqlite::Statement<'_> = if !statement.recurs {
+        uncached = conn.prepare(&statement.sql).map_err(table_error)?;
+        &mut uncached
+    } else {
+        cached = prepare(conn, statement)?;
+        &mut cached
+    };
+    let mut rows = stmt
+        .query(params_from_iter(&statement.params))
+        .map_err(table_error)?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next().map_err(sqlite_error)? {
+        found.push(record_of(layout, row)?);
+    }
+    Ok(found)
+}
+
+fn record_of(layout: &Layout, row: &rusqlite::Row<'_>) -> Result<Record> {
+    let version: i64 = row.get(0).map_err(sqlite_error)?;
+    let text = row.get_ref(1).map_err(sqlite_error)?;
+    let text = text.as_str().map_err(|e| Error::backend(BACKEND, e))?;
+    let document = serde_json::from_str(text).map_err(|e| Error::backend(BACKEND, e))?;
+    layout.record(version, document)
+}
+
+/// The one record a statement returns, if any.
+fn one_record(conn: &Connection, layout: &Layout, statement: &Statement) -> Result<Option<Record>> {
+    let mut stmt = prepare(conn, statement)?;
+    let found = first_row(&mut stmt, params_from_iter(&statement.params), |row| {
+        let version: i64 = row.get(0)?;
+        let document: String = row.get(1)?;
+        Ok((version, document))
+    })
+    .map_err(table_error)?;
+    found
+        .map(|(version, document)| {
+            let document =
+                serde_json::from_str(&document).map_err(|e| Error::backend(BACKEND, e))?;
+            layout.record(version, document)
+        })
+        .transpose()
+}
+
+/// The version of the record `key`, after a conditional write changed nothing: the writer is
+/// still held, so this is why the write changed nothing.
+fn refused_write(conn: &Connection, layout: &Layout, key: &RecordKey, expected: u64) -> Error {
+    let statement = layout.version(key);
+    let actual = prepare(conn, &statement).and_then(|mut stmt| {
+        first_row(&mut stmt, params_from_iter(&statement.params), |row| {
+            row.get::<_, i64>(0)
+        })
+        .map_err(table_error)
+    });
+    match actual {
+        Err(err) => err,
+        Ok(None) => Error::NotFound { what: "record" },
+        Ok(Some(actual)) => Error::Conflict {
+            what: "record",
+            expected,
+            actual: u64::try_from(actual).unwrap_or_default(),
+        },
+    }
+}
+
+/// The shape the catalog holds for `name`; `None` when it holds none, or does not exist.
+fn read_shape(conn: &Connection, catalog: &Catalog, name: &str) -> Result<Option<TableShape>> {
+    let mut stmt = match conn.prepare_cached(&catalog.read) {
+        Ok(stmt) => stmt,
+        Err(err) if is_missing_table(&err) => return Ok(None),
+        Err(err) => return Err(sqlite_error(err)),
+    };
+    let json: Option<String> =
+        first_row(&mut stmt, [name], |row| row.get(0)).map_err(sqlite_error)?;
+    json.map(|json| parse_shape(&json, BACKEND)).transpose()
+}
+
+fn create_table(
+    conn: &mut Connection,
+    catalog: &Catalog,
+    layout: &Layout,
+    name: &str,
+    shape: &str,
+) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_error)?;
+    tx.execute(&catalog.create, []).map_err(sqlite_error)?;
+    // The write lock is held: a table another call created meanwhile is in the catalog now.
+    if read_shape(&tx, catalog, name)?.is_none() {
+        for ddl in layout.create() {
+            tx.execute(&ddl, []).map_err(sqlite_error)?;
+        }
+        tx.execute(&catalog.insert, [name, shape])
+            .map_err(sqlite_error)?;
+    }
+    tx.commit().map_err(sqlite_error)
+}
+
+fn add_indexes(
+    conn: &mut Connection,
+    catalog: &Catalog,
+    layout: &Layout,
+    schema: &TableSchema,
+) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_error)?;
+    // Compared again under the write lock: a concurrent call may have added them already.
+    let live = read_shape(&tx, catalog, schema.name())?.ok_or(Error::NotFound { what: "table" })?;
+    let missing = live.compare(schema)?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let (columns, indexes) = layout.add(&missing);
+    for ddl in columns {
+        tx.execute(&ddl, []).map_err(sqlite_error)?;
+    }
+    fill(&tx, layout, &missing)?;
+    for ddl in indexes {
+        // A value taken twice fails the unique index, and the transaction rolls back.
+        tx.execute(&ddl, []).map_err(table_error)?;
+    }
+    let shape = shape_json(schema)?;
+    tx.execute(&catalog.update, [schema.name(), shape.as_str()])
+        .map_err(sqlite_error)?;
+    tx.commit().map_err(sqlite_error)
+}
+
+/// Writes the new index columns of every record, a page of records at a time.
+fn fill(conn: &Connection, layout: &Layout, missing: &MissingIndexes) -> Result<()> {
+    let mut after: Option<RecordKey> = None;
+    loop {
+        let page = records(conn, layout, &layout.scan(after.as_ref(), FILL_PAGE))?;
+        for record in &page {
+            if let Some(update) = layout.fill(missing, record)? {
+                execute(conn, &update)?;
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() == FILL_PAGE => after = Some(last.key.clone()),
+            _ => return Ok(()),
+        }
+    }
+}
+
+fn drop_table(
+    conn: &mut Connection,
+    catalog: &Catalog,
+    layout: &Layout,
+    name: &str,
+) -> Result<bool> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_error)?;
+    let existed = match tx.execute(&catalog.delete, [name]) {
+        Ok(deleted) => deleted > 0,
+        Err(err) if is_missing_table(&err) => false,
+        Err(err) => return Err(sqlite_error(err)),
+    };
+    tx.execute(&layout.drop(), []).map_err(sqlite_error)?;
+    tx.commit().map_err(sqlite_error)?;
+    Ok(existed)
+}
+
+impl SqliteStore {
+    fn layout(&self, schema: &TableSchema) -> Result<Layout> {
+        Layout::new(Dialect::Sqlite, &self.inner.tables, schema)
+    }
+
+    /// Runs a `SELECT version, document` statement expected to return up to `rows` records.
+    async fn read_records(
+        &self,
+        layout: Layout,
+        statement: Statement,
+        rows: usize,
+    ) -> Result<Vec<Record>> {
+        if rows <= INLINE_RECORDS {
+            return self
+                .inner
+                .conns
+                .read(|conn| records(conn, &layout, &statement))
+                .await;
+        }
+        self.inner
+            .conns
+            .read_blocking(move |conn| records(conn, &layout, &statement))
+            .await
+    }
+}
+
+#[async_trait]
+impl TableBackend for SqliteStore {
+    async fn describe_table(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
+        let catalog = &self.inner.catalog;
+        self.inner
+            .conns
+            .read(|conn| read_shape(conn, catalog, schema.name()))
+            .await
+    }
+
+    async fn create_table(&self, schema: &TableSchema) -> Result<()> {
+        let layout = self.layout(schema)?;
+        let (inner, name, shape) = (
+            self.inner.clone(),
+            schema.name().to_owned(),
+            shape_json(schema)?,
+        );
+        self.inner
+            .conns
+            .write_blocking(move |conn| create_table(conn, &inner.catalog, &layout, &name, &shape))
+            .await
+    }
+
+    async fn add_indexes(&self, schema: &TableSchema, _missing: &MissingIndexes) -> Result<()> {
+        let layout = self.layout(schema)?;
+        let (inner, schema) = (self.inner.clone(), schema.clone());
+        self.inner
+            .conns
+            .write_blocking(move |conn| add_indexes(conn, &inner.catalog, &layout, &schema))
+            .await
+    }
+
+    async fn drop_table(&self, schema: &TableSchema) -> Result<bool> {
+        let layout = self.layout(schema)?;
+        let (inner, name) = (self.inner.clone(), schema.name().to_owned());
+        self.inner
+            .conns
+            .write_blocking(move |conn| drop_table(conn, &inner.catalog, &layout, &name))
+            .await
+    }
+
+    async fn insert(&self, schema: &TableSchema, row: &Row) -> Result<()> {
+        let statement = self.layout(schema)?.insert(row, false)?;
+        self.inner
+            .conns
+            .write_grouped(move |conn| execute(conn, &statement).map(drop))
+            .await
+    }
+
+    async fn put(&self, schema: &TableSchema, row: &Row) -> Result<u64> {
+        let statement = self.layout(schema)?.insert(row, true)?;
+        self.inner
+            .conns
+            .write_grouped(move |conn| {
+                let mut stmt = prepare(conn, &statement)?;
+                let version = first_row(&mut stmt, params_from_iter(&statement.params), |row| {
+                    row.get::<_, i64>(0)
+                })
+                .map_err(table_error)?;
+                version
+                    .and_then(|v| u64::try_from(v).ok())
+                    .ok_or_else(|| Error::backend(BACKEND, "an upsert returned no version"))
+            })
+            .await
+    }
+
+    async fn replace(&self, schema: &TableSchema, row: &Row, expected: u64) -> Result<()> {
+        let layout = self.layout(schema)?;
+        let statement = layout.replace(row, expected)?;
+        let key = row.key().clone();
+        self.inner
+            .conns
+            .write_grouped(move |conn| match execute(conn, &statement)? {
+                0 => Err(refused_write(conn, &layout, &key, expected)),
+                _ => Ok(()),
+            })
+            .await
+    }
+
+    async fn delete(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        expected: Option<u64>,
+    ) -> Result<bool> {
+        let layout = self.layout(schema)?;
+        let statement = layout.delete(key, expected);
+        let key = key.clone();
+        self.inner
+            .conns
+            .write_grouped(move |conn| match (execute(conn, &statement)?, expected) {
+                (0, None) => Ok(false),
+                (0, Some(expected)) => Err(refused_write(conn, &layout, &key, expected)),
+                _ => Ok(true),
+            })
+            .await
+    }
+
+    async fn get(&self, schema: &TableSchema, key: &RecordKey) -> Result<Option<Record>> {
+        let layout = self.layout(schema)?;
+        let statement = layout.get(key);
+        self.inner
+            .conns
+            .read(|conn| one_record(conn, &layout, &statement))
+            .await
+    }
+
+    async fn get_many(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+    ) -> Result<Vec<Option<Record>>> {
+        let layout = self.layout(schema)?;
+        let mut seen = HashSet::new();
+        let distinct: Vec<&RecordKey> = keys.iter().filter(|key| seen.insert(*key)).collect();
+        let statement = layout.get_many(&distinct);
+        let found: HashMap<RecordKey, Record> = self
+            .read_records(layout, statement, distinct.len())
+            .await?
+            .into_iter()
+            .map(|record| (record.key.clone(), record))
+            .collect();
+        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
+    }
+
+    async fn contains(&self, schema: &TableSchema, key: &RecordKey) -> Result<bool> {
+        let statement = self.layout(schema)?.contains(key);
+        self.inner
+            .conns
+            .read(|conn| {
+                let mut stmt = prepare(conn, &statement)?;
+                any_row(&mut stmt, params_from_iter(&statement.params)).map_err(table_error)
+            })
+            .await
+    }
+
+    async fn get_by_unique(
+        &self,
+        schema: &TableSchema,
+        index: usize,
+        values: &[KeyValue],
+    ) -> Result<Option<Record>> {
+        let layout = self.layout(schema)?;
+        let statement = layout.by_unique(index, values);
+        self.inner
+            .conns
+            .read(|conn| one_record(conn, &layout, &statement))
+            .await
+    }
+
+    async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Vec<Record>> {
+        let layout = self.layout(schema)?;
+        let statement = layout.query(query);
+        self.read_records(layout, statement, query.fetch).await
+    }
+
+    async fn scan(
+        &self,
+        schema: &TableSchema,
+        after: Option<&RecordKey>,
+        fetch: usize,
+    ) -> Result<Vec<Record>> {
+        let layout = self.layout(schema)?;
+        let statement = layout.scan(after, fetch);
+        self.read_records(layout, statement, fetch).await
+    }
+
+    async fn count(&self, schema: &TableSchema) -> Result<u64> {
+        let statement = self.layout(schema)?.count();
+        // Counting reads the whole table.
+        self.inner
+            .conns
+            .read_blocking(move |conn| {
+                let mut stmt = prepare(conn, &statement)?;
+                let count =
+                    first_row(&mut stmt, [], |row| row.get::<_, i64>(0)).map_err(table_error)?;
+                Ok(count
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or_default())
+            })
+            .await
+    }
+}
