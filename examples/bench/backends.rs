@@ -15,7 +15,7 @@ use crate::raw_dynamodb;
 use crate::raw_postgres;
 #[cfg(feature = "sqlite")]
 use crate::raw_sqlite;
-use crate::targets::{Kv, Storekit, Users};
+use crate::targets::{Kv, Products, Storekit, Users};
 use crate::{Backend, Plan, scale, workloads};
 
 /// Every workload on one backend, storekit and (except in memory) the raw driver.
@@ -24,7 +24,7 @@ pub(crate) async fn bench(backend: Backend, plan: &Plan) -> Result<Vec<Sample>, 
         Backend::Memory => {
             let stores = storekit::connect("memory://").await?;
             // There is no driver to compare the reference backend with.
-            compare::<Storekit>(plan, &stores, None, None).await
+            compare::<Storekit>(plan, &stores, None, None).await?
         }
         Backend::Sqlite => sqlite(plan).await?,
         Backend::Postgres => postgres(plan).await?,
@@ -42,50 +42,69 @@ type Raw<R> = (Arc<R>, Option<Arc<AtomicU64>>);
 /// Runs each workload on storekit and on the raw driver, one mode after the other, so the
 /// two peers of a row are measured moments apart; `plan.raw_first` says which goes first. The
 /// samples come out in the same order either way, which `--rounds` relies on.
-async fn compare<R: Kv + Users + 'static>(
+async fn compare<R: Kv + Users + Products + 'static>(
     plan: &Plan,
     stores: &Stores,
     requests: Option<Arc<AtomicU64>>,
     raw: Option<Raw<R>>,
-) -> Vec<Sample> {
-    let storekit = Arc::new(Storekit::new(stores));
+) -> Result<Vec<Sample>, BoxError> {
+    let storekit = Arc::new(Storekit::new(stores)?);
     let mut samples = Vec::new();
     for mode in [Mode::Seq, Mode::Concurrent(plan.concurrency)] {
         let kit = plan.runner("storekit", mode, requests.clone());
         let raw = raw
             .as_ref()
             .map(|(store, requests)| (store, plan.runner("raw", mode, requests.clone())));
-        let raw_kv = async {
+        let (kit_kv, raw_kv) = pair(plan, workloads::kv(&kit, storekit.clone(), plan.n), async {
             match &raw {
                 Some((store, runner)) => workloads::kv(runner, Arc::clone(store), plan.n).await,
                 None => Vec::new(),
             }
-        };
-        let raw_users = async {
-            match &raw {
-                Some((store, runner)) => workloads::raw_users(runner, Arc::clone(store)).await,
-                None => Vec::new(),
-            }
-        };
-        let kit_kv = workloads::kv(&kit, storekit.clone(), plan.n);
-        let kit_users = workloads::storekit_users(&kit, storekit.clone());
-        let (kit_kv, raw_kv, kit_users, raw_users) = if plan.raw_first {
-            let raw_kv = raw_kv.await;
-            let kit_kv = kit_kv.await;
-            let raw_users = raw_users.await;
-            (kit_kv, raw_kv, kit_users.await, raw_users)
-        } else {
-            let kit_kv = kit_kv.await;
-            let raw_kv = raw_kv.await;
-            let kit_users = kit_users.await;
-            (kit_kv, raw_kv, kit_users, raw_users.await)
-        };
+        })
+        .await;
+        let (kit_users, raw_users) = pair(
+            plan,
+            workloads::storekit_users(&kit, storekit.clone()),
+            async {
+                match &raw {
+                    Some((store, runner)) => workloads::raw_users(runner, Arc::clone(store)).await,
+                    None => Vec::new(),
+                }
+            },
+        )
+        .await;
+        let (kit_tables, raw_tables) =
+            pair(plan, workloads::tables(&kit, storekit.clone()), async {
+                match &raw {
+                    Some((store, runner)) => workloads::tables(runner, Arc::clone(store)).await,
+                    None => Ok(Vec::new()),
+                }
+            })
+            .await;
         samples.extend(kit_kv);
         samples.extend(raw_kv);
         samples.extend(kit_users);
         samples.extend(raw_users);
+        samples.extend(kit_tables?);
+        samples.extend(raw_tables?);
     }
-    samples
+    Ok(samples)
+}
+
+/// Runs storekit's and the raw driver's measurement of one workload, one after the other, in
+/// the order the plan says.
+async fn pair<K, R>(
+    plan: &Plan,
+    kit: impl Future<Output = K>,
+    raw: impl Future<Output = R>,
+) -> (K, R) {
+    if plan.raw_first {
+        let raw = raw.await;
+        (kit.await, raw)
+    } else {
+        let kit = kit.await;
+        (kit, raw.await)
+    }
 }
 
 /// `bench_<pid>`: names the tables of one run, so runs never meet.
@@ -134,7 +153,7 @@ async fn sqlite(plan: &Plan) -> Result<Vec<Sample>, BoxError> {
     let dir = TempDir::new()?;
     let stores = sqlite_stores(&dir.0.join("storekit.db")).await?;
     let raw = Arc::new(raw_sqlite::RawSqlite::create(&dir.0.join("raw.db"))?);
-    Ok(compare(plan, &stores, None, Some((raw, None))).await)
+    compare(plan, &stores, None, Some((raw, None))).await
 }
 
 #[cfg(not(feature = "sqlite"))]
@@ -162,10 +181,11 @@ async fn postgres(plan: &Plan) -> Result<Vec<Sample>, BoxError> {
     let stores = storekit::connect(&with_param(&url, &format!("schema={schema}"))).await?;
     stores.migrate().await?;
     let raw = Arc::new(raw_postgres::RawPostgres::create(&url, &format!("{schema}_raw")).await?);
+    // What the run created is removed even when it failed.
     let samples = compare(plan, &stores, None, Some((raw.clone(), None))).await;
     raw.remove().await?;
     raw_postgres::drop_storekit_schema(&url, &schema).await?;
-    Ok(samples)
+    samples
 }
 
 #[cfg(not(feature = "postgres"))]
@@ -214,7 +234,7 @@ async fn dynamodb(plan: &Plan) -> Result<Vec<Sample>, BoxError> {
     .await;
     store.drop_tables().await?;
     raw.remove().await?;
-    Ok(samples)
+    samples
 }
 
 #[cfg(not(feature = "dynamodb"))]

@@ -28,10 +28,17 @@
 //! - `kv` (1 KiB values): set, get, contains of a present and of an absent key, list all keys,
 //!   delete, set_many and delete_many of N items;
 //! - `users`: create, get by id, get by email in another letter case, update, delete;
-//! - `tokens`: create, get with a max age, delete.
+//! - `tokens`: create, get with a max age, delete;
+//! - `tables`, on the catalogue's `products` table (by `id`, and by `name` newest first in
+//!   `product-name-index`) through `Stores::tables` and a typed `Table`: insert (create-only),
+//!   get, update (read, change price and time, write at the version read), and `index_query`,
+//!   the first page of 20 products of one of 50 names, newest first. The table is created
+//!   before the phases and dropped after them, in each mode.
 //!
 //! The raw baselines do the same work on the best layout known for each database (see their
-//! modules) for every `kv` operation and for user create and get.
+//! modules) for every `kv` operation and for user create and get, and on the layout of
+//! storekit's own backend for every `tables` operation, so that what those rows show is the
+//! cost of the tables layer, not of a layout.
 //!
 //! Columns of the table: `storekit ops/s` and `raw ops/s` are operations per second (for
 //! set_many, delete_many and list: keys per second); `storekit/raw` is their ratio (above 1:
@@ -306,17 +313,19 @@ mod tests {
         ];
         let users = ["create", "get", "get_by_email", "update", "delete"];
         let tokens = ["create", "get", "delete"];
+        let tables = ["insert", "get", "update", "index_query"];
         let mut rows = Vec::new();
         for mode in ["seq", "conc4"] {
             let ops = kv
                 .iter()
                 .map(|op| ("kv", *op))
                 .chain(users.iter().map(|op| ("users", *op)))
-                .chain(tokens.iter().map(|op| ("tokens", *op)));
+                .chain(tokens.iter().map(|op| ("tokens", *op)))
+                .chain(tables.iter().map(|op| ("tables", *op)));
             for (workload, op) in ops {
                 rows.push((workload, op, mode, "storekit"));
-                let compared =
-                    workload == "kv" || (workload == "users" && matches!(op, "create" | "get"));
+                let compared = matches!(workload, "kv" | "tables")
+                    || (workload == "users" && matches!(op, "create" | "get"));
                 if raw && compared {
                     rows.push((workload, op, mode, "raw"));
                 }

@@ -1,17 +1,22 @@
 //! The PostgreSQL baseline: an sqlx pool of 16 without a ping on every checkout, statements
 //! prepared once per connection (sqlx caches them), batches as one `UNNEST` statement, in a
 //! schema of its own that is dropped afterwards.
+//!
+//! Products are laid out as storekit's PostgreSQL tables backend lays out a table (a text
+//! primary key in byte order, the document as `jsonb`, the version, the index's key columns and
+//! a B-tree over (name, updated_at, id)), so their rows measure storekit's layer alone.
 
 use std::str::FromStr as _;
 
 use sqlx::AssertSqlSafe;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::types::Json;
 use storekit::chrono::{DateTime, Utc};
 use storekit::futures::TryStreamExt as _;
 use storekit::uuid::Uuid;
 use storekit::{BoxError, async_trait};
 
-use crate::targets::{Kv, PASSWORD_HASH, Users};
+use crate::targets::{Kv, PASSWORD_HASH, Product, Products, Users};
 
 const SCHEMA: [&str; 2] = [
     r#"CREATE TABLE kv (
@@ -35,6 +40,28 @@ const SCHEMA: [&str; 2] = [
         extra jsonb NOT NULL
     )",
 ];
+
+const CREATE_PRODUCTS: [&str; 2] = [
+    r#"CREATE TABLE products (
+        id text COLLATE "C" PRIMARY KEY,
+        version bigint NOT NULL,
+        document jsonb NOT NULL,
+        name text COLLATE "C",
+        updated_at double precision
+    )"#,
+    "CREATE INDEX products_by_name ON products (name, updated_at, id)",
+];
+const DROP_PRODUCTS: &str = "DROP TABLE IF EXISTS products";
+const INSERT_PRODUCT: &str = "INSERT INTO products (id, version, document, name, updated_at) \
+                              VALUES ($1, 1, $2, $3, $4)";
+const GET_PRODUCT: &str = "SELECT version, document FROM products WHERE id = $1";
+const REPLACE_PRODUCT: &str = "UPDATE products SET version = version + 1, document = $2, \
+                               name = $3, updated_at = $4 WHERE id = $1 AND version = $5";
+const NEWEST_PRODUCTS: &str = "SELECT version, document FROM products WHERE name = $1 \
+                               ORDER BY updated_at DESC, id DESC LIMIT $2";
+
+/// Reads of a product before an update gives up, as storekit's `update` does.
+const UPDATE_ATTEMPTS: usize = 100;
 
 // Every read checks the expiry, as a cache must.
 const GET: &str = "SELECT value FROM kv WHERE namespace = $1 AND key = $2 \
@@ -228,5 +255,90 @@ impl Users for RawPostgres {
             .fetch_optional(&self.pool)
             .await?;
         Ok(user.is_some())
+    }
+}
+
+impl RawPostgres {
+    /// The product's version and document, if it exists.
+    async fn product_row(&self, id: &str) -> Result<Option<(i64, Json<Product>)>, BoxError> {
+        Ok(sqlx::query_as(GET_PRODUCT)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+}
+
+#[async_trait]
+impl Products for RawPostgres {
+    async fn create_products(&self) -> Result<(), BoxError> {
+        let mut tx = self.pool.begin().await?;
+        for ddl in CREATE_PRODUCTS {
+            sqlx::query(ddl).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn drop_products(&self) -> Result<(), BoxError> {
+        sqlx::query(DROP_PRODUCTS).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_product(&self, product: &Product) -> Result<(), BoxError> {
+        sqlx::query(INSERT_PRODUCT)
+            .bind(&product.id)
+            .bind(Json(product))
+            .bind(&product.name)
+            .bind(product.updated_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_product(&self, id: &str) -> Result<Option<Product>, BoxError> {
+        Ok(self.product_row(id).await?.map(|(_version, Json(p))| p))
+    }
+
+    async fn update_product(
+        &self,
+        id: &str,
+        price_cents: u64,
+        updated_at: f64,
+    ) -> Result<(), BoxError> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let (version, Json(mut product)) =
+                self.product_row(id).await?.ok_or("no product to update")?;
+            product.price_cents = price_cents;
+            product.updated_at = updated_at;
+            let written = sqlx::query(REPLACE_PRODUCT)
+                .bind(id)
+                .bind(Json(&product))
+                .bind(&product.name)
+                .bind(product.updated_at)
+                .bind(version)
+                .execute(&self.pool)
+                .await?;
+            if written.rows_affected() == 1 {
+                return Ok(());
+            }
+        }
+        Err("every update of the product lost to another write".into())
+    }
+
+    async fn newest_products(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<(Vec<Product>, bool), BoxError> {
+        // One more than the page, to know whether another follows, as storekit's query does.
+        let rows: Vec<(i64, Json<Product>)> = sqlx::query_as(NEWEST_PRODUCTS)
+            .bind(name)
+            .bind(i64::try_from(limit + 1)?)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut page: Vec<Product> = rows.into_iter().map(|(_version, Json(p))| p).collect();
+        let more = page.len() > limit;
+        page.truncate(limit);
+        Ok((page, more))
     }
 }

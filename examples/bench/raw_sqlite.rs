@@ -8,6 +8,10 @@
 //! synchronous=NORMAL and 2 GiB of memory-mapped I/O, as storekit sets. Concurrency is what a
 //! careful application would do: one writer connection behind a mutex (SQLite has one writer
 //! at a time anyway) and four read-only connections that WAL lets read while it writes.
+//!
+//! Products are laid out as storekit's SQLite tables backend lays out a table (one rowid table
+//! with a text primary key, the JSON document as text, the version, the index's key columns
+//! and a B-tree over (name, updated_at, id)), so their rows measure storekit's layer alone.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +22,7 @@ use storekit::chrono::Utc;
 use storekit::uuid::Uuid;
 use storekit::{BoxError, async_trait};
 
-use crate::targets::{Kv, PASSWORD_HASH, Users};
+use crate::targets::{Kv, PASSWORD_HASH, Product, Products, Users};
 
 const READERS: usize = 4;
 /// Memory-mapped reads, as storekit's default: no system call or copy per page read.
@@ -46,6 +50,25 @@ CREATE TABLE users (
     extra TEXT NOT NULL
 );
 ";
+
+const CREATE_PRODUCTS: &str = "
+CREATE TABLE products (
+    id TEXT PRIMARY KEY NOT NULL,
+    version INTEGER NOT NULL,
+    document TEXT NOT NULL,
+    name TEXT,
+    updated_at REAL
+);
+CREATE INDEX products_by_name ON products (name, updated_at, id);
+";
+const DROP_PRODUCTS: &str = "DROP TABLE IF EXISTS products";
+const INSERT_PRODUCT: &str = "INSERT INTO products (id, version, document, name, updated_at) \
+                              VALUES (?1, 1, ?2, ?3, ?4)";
+const GET_PRODUCT: &str = "SELECT version, document FROM products WHERE id = ?1";
+const REPLACE_PRODUCT: &str = "UPDATE products SET version = version + 1, document = ?2, \
+                               name = ?3, updated_at = ?4 WHERE id = ?1 AND version = ?5";
+const NEWEST_PRODUCTS: &str = "SELECT version, document FROM products WHERE name = ?1 \
+                               ORDER BY updated_at DESC, id DESC LIMIT ?2";
 
 // Every read checks the expiry, as a cache must.
 const GET: &str = "SELECT value FROM kv WHERE namespace = ?1 AND key = ?2 \
@@ -257,5 +280,101 @@ impl Users for RawSqlite {
                 .optional()
         })?;
         Ok(user.is_some())
+    }
+}
+
+/// Reads of a product before an update gives up, as storekit's `update` does.
+const UPDATE_ATTEMPTS: usize = 100;
+
+impl RawSqlite {
+    /// The product's version and document as stored, if it exists.
+    fn product_row(&self, id: &str) -> rusqlite::Result<Option<(i64, String)>> {
+        self.read(|conn| {
+            conn.prepare_cached(GET_PRODUCT)?
+                .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+        })
+    }
+}
+
+#[async_trait]
+impl Products for RawSqlite {
+    async fn create_products(&self) -> Result<(), BoxError> {
+        self.write(|conn| conn.execute_batch(CREATE_PRODUCTS))?;
+        Ok(())
+    }
+
+    async fn drop_products(&self) -> Result<(), BoxError> {
+        self.write(|conn| conn.execute(DROP_PRODUCTS, []))?;
+        Ok(())
+    }
+
+    async fn insert_product(&self, product: &Product) -> Result<(), BoxError> {
+        let document = serde_json::to_string(product)?;
+        self.write(|conn| {
+            conn.prepare_cached(INSERT_PRODUCT)?.execute(params![
+                product.id,
+                document,
+                product.name,
+                product.updated_at
+            ])
+        })?;
+        Ok(())
+    }
+
+    async fn get_product(&self, id: &str) -> Result<Option<Product>, BoxError> {
+        match self.product_row(id)? {
+            Some((_version, document)) => Ok(Some(serde_json::from_str(&document)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn update_product(
+        &self,
+        id: &str,
+        price_cents: u64,
+        updated_at: f64,
+    ) -> Result<(), BoxError> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let (version, document) = self.product_row(id)?.ok_or("no product to update")?;
+            let mut product: Product = serde_json::from_str(&document)?;
+            product.price_cents = price_cents;
+            product.updated_at = updated_at;
+            let document = serde_json::to_string(&product)?;
+            let written = self.write(|conn| {
+                conn.prepare_cached(REPLACE_PRODUCT)?.execute(params![
+                    id,
+                    document,
+                    product.name,
+                    product.updated_at,
+                    version
+                ])
+            })?;
+            if written == 1 {
+                return Ok(());
+            }
+        }
+        Err("every update of the product lost to another write".into())
+    }
+
+    async fn newest_products(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<(Vec<Product>, bool), BoxError> {
+        // One more than the page, to know whether another follows, as storekit's query does.
+        let fetch = i64::try_from(limit + 1)?;
+        let documents = self.read(|conn| {
+            let mut stmt = conn.prepare_cached(NEWEST_PRODUCTS)?;
+            let rows = stmt.query_map(params![name, fetch], |row| row.get::<_, String>(1))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        let mut page = documents
+            .iter()
+            .map(|document| serde_json::from_str(document))
+            .collect::<Result<Vec<Product>, _>>()?;
+        let more = page.len() > limit;
+        page.truncate(limit);
+        Ok((page, more))
     }
 }

@@ -6,10 +6,11 @@
 
 use std::sync::{Arc, OnceLock};
 
+use storekit::uuid::Builder;
 use storekit::{BoxError, UserPatch};
 
 use crate::measure::{Op, Runner, Sample, expect};
-use crate::targets::{Kv, Storekit, TOKEN_MAX_AGE, Users};
+use crate::targets::{Kv, Product, Products, Storekit, TOKEN_MAX_AGE, Users};
 
 /// The size of every value written.
 pub(crate) const VALUE_SIZE: usize = 1024;
@@ -314,4 +315,132 @@ async fn token_phases(runner: &Runner, ctx: &Arc<UserCtx<Storekit>>, users: usiz
         )
         .await;
     vec![create, get, delete]
+}
+
+/// Distinct product names: each name's partition of the index holds many products.
+const PRODUCT_NAMES: usize = 50;
+/// Products in one page of `index_query`.
+pub(crate) const PRODUCT_PAGE: usize = 20;
+/// The catalogue's descriptions are a couple of hundred bytes.
+const DESCRIPTION: &str = "A sturdy everyday product for home and office, made of recycled \
+materials, with a two-year warranty. Ships flat-packed in plastic-free packaging; assembly \
+takes about ten minutes and needs no tools. Spare parts ship on request.";
+
+/// Products inserted by the `insert` phase, by call index, for the phases after it.
+struct ProductCtx<P> {
+    store: Arc<P>,
+    ids: Vec<String>,
+}
+
+impl<P> ProductCtx<P> {
+    fn product(&self, i: usize) -> Product {
+        Product {
+            id: self.ids[i].clone(),
+            name: product_name(i % PRODUCT_NAMES),
+            price_cents: 1000 + i as u64,
+            updated_at: stamp(i),
+            description: DESCRIPTION.to_owned(),
+        }
+    }
+}
+
+/// A version-4 UUID, as the catalogue's ids are: random ones spread the inserts over the
+/// key's B-tree, as in production. Drawn from the index, so both peers write the same ids.
+fn product_id(i: usize) -> String {
+    let mix = |z: u64| {
+        let z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let high = mix((i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15));
+    let low = mix(high);
+    let bytes = ((u128::from(high) << 64) | u128::from(low)).to_be_bytes();
+    Builder::from_random_bytes(bytes).into_uuid().to_string()
+}
+
+fn product_name(n: usize) -> String {
+    format!("product-{n:02}")
+}
+
+/// A time in seconds, later for a larger `tick`, and never a whole number: storekit stores a
+/// float with an integral value as an integer, as DynamoDB does, and the bench keeps to the
+/// float case the catalogue has.
+fn stamp(tick: usize) -> f64 {
+    1_700_000_000.0 + tick as f64 / 1000.0 + 0.0005
+}
+
+/// On a fresh products table: insert (create-only), get by id, update (read, change price and
+/// time, write at the version read), then one page of the newest products of one name; the
+/// table is dropped afterwards.
+pub(crate) async fn tables<P: Products + 'static>(
+    runner: &Runner,
+    store: Arc<P>,
+) -> Result<Vec<Sample>, BoxError> {
+    let all = runner.limits.max_ops;
+    store.create_products().await?;
+    let ctx = Arc::new(ProductCtx {
+        store,
+        ids: (0..all).map(product_id).collect(),
+    });
+    let insert = runner
+        .run(point("tables", "insert"), &ctx, all, |c, i| async move {
+            c.store.insert_product(&c.product(i)).await?;
+            Ok(1)
+        })
+        .await;
+    let inserted = insert.calls.max(1);
+    let get = runner
+        .run(point("tables", "get"), &ctx, all, move |c, i| async move {
+            let id = &c.ids[i % inserted];
+            let found = c.store.get_product(id).await?;
+            expect(
+                found.is_some_and(|p| p.id == *id),
+                "get missed a product that was inserted",
+            )?;
+            Ok(1)
+        })
+        .await;
+    // Every update moves its product to the front of its name's listing.
+    let update = runner
+        .run(
+            point("tables", "update"),
+            &ctx,
+            all,
+            move |c, i| async move {
+                let id = &c.ids[i % inserted];
+                let price = 2000 + i as u64;
+                c.store
+                    .update_product(id, price, stamp(inserted + i))
+                    .await?;
+                Ok(1)
+            },
+        )
+        .await;
+    let names = inserted.min(PRODUCT_NAMES);
+    let index_query = runner
+        .run(
+            point("tables", "index_query"),
+            &ctx,
+            all,
+            move |c, i| async move {
+                let n = i % names;
+                // Products n, n + 50, n + 100, … of the insert phase bear name n.
+                let named = (inserted - n).div_ceil(PRODUCT_NAMES);
+                let name = product_name(n);
+                let (page, more) = c.store.newest_products(&name, PRODUCT_PAGE).await?;
+                expect(
+                    page.len() == named.min(PRODUCT_PAGE) && more == (named > PRODUCT_PAGE),
+                    "a page of one name missed products or found extra ones",
+                )?;
+                expect(
+                    page.iter().all(|p| p.name == name)
+                        && page.windows(2).all(|w| w[0].updated_at >= w[1].updated_at),
+                    "a page of one name is not that name's products, newest first",
+                )?;
+                Ok(1)
+            },
+        )
+        .await;
+    ctx.store.drop_products().await?;
+    Ok(vec![insert, get, update, index_query])
 }
