@@ -852,7 +852,7 @@ pub(crate) fn prefix_end(prefix: &KeyValue) -> Option<KeyValue> {
 pub(crate) struct Catalog {
     /// `CREATE TABLE IF NOT EXISTS` of the catalog.
     pub(crate) create: String,
-    /// The shape of table `?1`.
+    /// The name and shape of table `?1`.
     pub(crate) read: String,
     /// Records table `?1` with shape `?2`.
     pub(crate) insert: String,
@@ -864,9 +864,18 @@ pub(crate) struct Catalog {
 
 impl Catalog {
     pub(crate) fn new(dialect: Dialect, tables: &Tables) -> Self {
-        let (name, shape, one, two) = match dialect {
-            Dialect::Sqlite => ("TEXT", "TEXT", "?1", "?2"),
-            Dialect::Postgres => ("text COLLATE \"C\"", "jsonb", "$1", "$2::jsonb"),
+        // SQLite compares identifiers without case, so `Things` and `things` would be one SQL
+        // table: the catalog's names compare the same way, and a name that differs from the
+        // one found only in case is refused (see `checked_shape`).
+        let (name, shape, shape_text, one, two) = match dialect {
+            Dialect::Sqlite => ("TEXT COLLATE NOCASE", "TEXT", "shape", "?1", "?2"),
+            Dialect::Postgres => (
+                "text COLLATE \"C\"",
+                "jsonb",
+                "shape::text",
+                "$1",
+                "$2::jsonb",
+            ),
         };
         let catalog = &tables.catalog;
         Self {
@@ -874,12 +883,7 @@ impl Catalog {
                 "CREATE TABLE IF NOT EXISTS {catalog} (name {name} PRIMARY KEY NOT NULL, \
                  shape {shape} NOT NULL)"
             ),
-            read: match dialect {
-                Dialect::Sqlite => format!("SELECT shape FROM {catalog} WHERE name = {one}"),
-                Dialect::Postgres => {
-                    format!("SELECT shape::text FROM {catalog} WHERE name = {one}")
-                }
-            },
+            read: format!("SELECT name, {shape_text} FROM {catalog} WHERE name = {one}"),
             insert: format!("INSERT INTO {catalog} (name, shape) VALUES ({one}, {two})"),
             update: format!("UPDATE {catalog} SET shape = {two} WHERE name = {one}"),
             delete: format!("DELETE FROM {catalog} WHERE name = {one}"),
@@ -887,14 +891,32 @@ impl Catalog {
     }
 }
 
+/// The shape of table `name` from the catalog's row for it (`found`, its name and shape).
+pub(crate) fn checked_shape(
+    name: &str,
+    found: Option<(String, String)>,
+    backend: &'static str,
+) -> Result<Option<TableShape>> {
+    let Some((found, json)) = found else {
+        return Ok(None);
+    };
+    if found != name {
+        return Err(Error::invalid(
+            "table name",
+            format!(
+                "{name:?} and the existing table {found:?} differ only in case, which {backend} \
+                 does not tell apart"
+            ),
+        ));
+    }
+    serde_json::from_str(&json)
+        .map(Some)
+        .map_err(|e| Error::backend(backend, e))
+}
+
 /// A table's shape as the catalog holds it.
 pub(crate) fn shape_json(schema: &TableSchema) -> Result<String> {
     serde_json::to_string(&schema.shape()).map_err(|e| Error::backend("sql", e))
-}
-
-/// A table's shape from the catalog's JSON.
-pub(crate) fn parse_shape(json: &str, backend: &'static str) -> Result<TableShape> {
-    serde_json::from_str(json).map_err(|e| Error::backend(backend, e))
 }
 
 #[cfg(test)]

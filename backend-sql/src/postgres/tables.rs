@@ -17,7 +17,7 @@ use storekit_core::{Error, Result};
 use super::PostgresStore;
 use super::error::{is_missing_table, pg_error, retry_conflicts_with, table_error};
 use super::schema::sql;
-use crate::table_layout::{Dialect, Layout, Param, Statement, parse_shape, shape_json};
+use crate::table_layout::{Dialect, Layout, Param, Statement, checked_shape, shape_json};
 
 const BACKEND: &str = "postgres";
 
@@ -85,12 +85,12 @@ impl PostgresStore {
 
     /// The shape the catalog holds for `name` (the catalog must exist).
     async fn read_shape(&self, conn: &mut PgConnection, name: &str) -> Result<Option<TableShape>> {
-        let json: Option<String> = sqlx::query_scalar(sql(self.inner.catalog.read.clone()))
+        let found = sqlx::query_as(sql(self.inner.catalog.read.clone()))
             .bind(name)
             .fetch_optional(conn)
             .await
             .map_err(pg_error)?;
-        json.map(|json| parse_shape(&json, BACKEND)).transpose()
+        checked_shape(name, found, BACKEND)
     }
 
     /// Runs an idempotent statement (again if the server rolled it back to break a deadlock),
@@ -196,13 +196,13 @@ impl PostgresStore {
 impl TableBackend for PostgresStore {
     async fn describe_table(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
         self.within_deadline(async {
-            let json: std::result::Result<Option<String>, sqlx::Error> =
-                sqlx::query_scalar(sql(self.inner.catalog.read.clone()))
+            let found: std::result::Result<Option<(String, String)>, sqlx::Error> =
+                sqlx::query_as(sql(self.inner.catalog.read.clone()))
                     .bind(schema.name())
                     .fetch_optional(&self.inner.pool)
                     .await;
-            match json {
-                Ok(json) => json.map(|json| parse_shape(&json, BACKEND)).transpose(),
+            match found {
+                Ok(found) => checked_shape(schema.name(), found, BACKEND),
                 // No catalog yet: no table either.
                 Err(err) if is_missing_table(&err) => Ok(None),
                 Err(err) => Err(pg_error(err)),

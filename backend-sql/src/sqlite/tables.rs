@@ -16,7 +16,7 @@ use storekit_core::{Error, Result};
 use super::SqliteStore;
 use super::error::{is_missing_table, sqlite_error, table_error};
 use super::step::{any_row, first_row};
-use crate::table_layout::{Catalog, Dialect, Layout, Param, Statement, parse_shape, shape_json};
+use crate::table_layout::{Catalog, Dialect, Layout, Param, Statement, checked_shape, shape_json};
 
 const BACKEND: &str = "sqlite";
 
@@ -125,9 +125,9 @@ fn read_shape(conn: &Connection, catalog: &Catalog, name: &str) -> Result<Option
         Err(err) if is_missing_table(&err) => return Ok(None),
         Err(err) => return Err(sqlite_error(err)),
     };
-    let json: Option<String> =
-        first_row(&mut stmt, [name], |row| row.get(0)).map_err(sqlite_error)?;
-    json.map(|json| parse_shape(&json, BACKEND)).transpose()
+    let found =
+        first_row(&mut stmt, [name], |row| Ok((row.get(0)?, row.get(1)?))).map_err(sqlite_error)?;
+    checked_shape(name, found, BACKEND)
 }
 
 fn create_table(
@@ -208,6 +208,8 @@ fn drop_table(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sqlite_error)?;
+    // Refuses a name that is another table's but for case, before dropping that one.
+    read_shape(&tx, catalog, name)?;
     let existed = match tx.execute(&catalog.delete, [name]) {
         Ok(deleted) => deleted > 0,
         Err(err) if is_missing_table(&err) => false,
