@@ -11,6 +11,16 @@
 //! when the store is built. `migrate()` creates or upgrades the tables, idempotently; nothing is
 //! created at first use.
 //!
+//! The tables store (`TableStore`) keeps each declared table as a plain SQL table that other
+//! tools can read: `{prefix}{name}` with the key in `partition_key` (and `sort_key`), the
+//! record's `version`, its canonical `document` (JSON text on SQLite, `jsonb` on PostgreSQL),
+//! and for each index typed columns named after it (`{index}:partition` and `{index}:sort`
+//! for a query index, `{unique}:1` to `{unique}:4` for a unique index), NULL where the record
+//! is not in the index. Text keys are in byte order (BINARY, `COLLATE "C"`). Each query index
+//! is a partial B-tree index `{prefix}{name}:{index}`, each unique index a partial UNIQUE
+//! index; the catalog `{prefix}storekit_tables` holds every table's shape as JSON. Tables are
+//! created by `ensure_table`, not by `migrate()`, and `drop_tables()` drops them too.
+//!
 //! Expired key-value rows are never returned, and a background task owned by the store deletes
 //! them every minute (`purge_interval` in the config), in batches, off the request path, so a
 //! cache does not grow without bound; `purge_expired` deletes all of them at once.

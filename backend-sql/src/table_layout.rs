@@ -78,6 +78,14 @@ impl Dialect {
         }
     }
 
+    /// The name errors give the database.
+    fn backend(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+
     fn placeholder(self, n: usize) -> String {
         match self {
             Self::Sqlite => format!("?{n}"),
@@ -754,30 +762,23 @@ impl Layout {
     }
 
     /// A stored record from its version and document.
+    /// A stored record from its version and document, its key read from the document.
     pub(crate) fn record(&self, version: i64, document: serde_json::Value) -> Result<Record> {
-        record(&self.schema, version, document)
+        let backend = self.dialect.backend();
+        let serde_json::Value::Object(document) = document else {
+            return Err(Error::backend(
+                backend,
+                "a stored document is not a JSON object",
+            ));
+        };
+        let version = u64::try_from(version)
+            .map_err(|_| Error::backend(backend, "a stored record has a negative version"))?;
+        Ok(Record {
+            key: self.schema.key_of(&document)?,
+            version,
+            document,
+        })
     }
-}
-
-/// A stored record from its version and document, its key read from the document.
-pub(crate) fn record(
-    schema: &TableSchema,
-    version: i64,
-    document: serde_json::Value,
-) -> Result<Record> {
-    let serde_json::Value::Object(document) = document else {
-        return Err(Error::invalid(
-            "document",
-            "a stored document is not a JSON object",
-        ));
-    };
-    let version = u64::try_from(version)
-        .map_err(|_| Error::invalid("version", "a stored record has a negative version"))?;
-    Ok(Record {
-        key: schema.key_of(&document)?,
-        version,
-        document,
-    })
 }
 
 /// A version as bound: one past `i64::MAX` matches no row, which is what such a version means.

@@ -567,7 +567,9 @@ fn configure(conn: &Connection, config: &SqliteConfig, writer: bool) -> Result<(
     // happens once, at start-up, before the store serves anything.
     conn.busy_timeout(config.busy_timeout)
         .map_err(sqlite_error)?;
-    conn.set_prepared_statement_cache_capacity(64);
+    // The user and key-value stores run about 30 statements; every table of the tables store
+    // adds a dozen or more (one per query shape), which a smaller cache would keep evicting.
+    conn.set_prepared_statement_cache_capacity(256);
     // SQLite built with STAT4 (as the bundled one is) recompiles a cached statement each time
     // new values are bound to parameters that meet an index, in case they change the best
     // plan: listing keys paid a parse and a plan per page. Our statements have one right plan
