@@ -62,8 +62,9 @@ pub use query::{
 };
 pub use schema::{
     IndexEntry, IndexShape, KeyDef, KeyShape, MAX_INDEXES, MAX_UNIQUE_COMPONENTS,
-    MAX_UNIQUE_INDEXES, MissingIndexes, NAME_LENGTH, QueryIndex, RESERVED_FIELD_PREFIX, Row,
-    TableSchema, TableSchemaBuilder, TableShape, UniqueIndex, UniqueShape,
+    MAX_UNIQUE_INDEXES, MissingIndexes, NAME_LENGTH, QueryIndex, RESERVED_FIELD_PREFIX,
+    RESERVED_TABLE_NAMES, Row, TableSchema, TableSchemaBuilder, TableShape, UniqueIndex,
+    UniqueShape,
 };
 pub use typed::{Table, Versioned};
 pub use value::{KeyType, KeyValue, MAX_KEY_BYTES, RecordKey};

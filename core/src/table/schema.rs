@@ -19,6 +19,18 @@ pub const MAX_UNIQUE_COMPONENTS: usize = 4;
 /// Shortest and longest table or index name. DynamoDB wants at least 3 characters; 40 leaves
 /// room in PostgreSQL's 63-byte identifiers for a prefix and an index's derived name.
 pub const NAME_LENGTH: (usize, usize) = (3, 40);
+/// Table names storekit's own stores use, refused (in any case) on every backend so a schema
+/// valid on one is valid on all.
+pub const RESERVED_TABLE_NAMES: [&str; 8] = [
+    "users",
+    "oauth_accounts",
+    "access_tokens",
+    "kv",
+    "kv_rowid",
+    "storekit_meta",
+    "storekit_tables",
+    "storekit_unique",
+];
 /// Document fields starting with this are storekit's own (a record's version on DynamoDB).
 pub const RESERVED_FIELD_PREFIX: &str = "_storekit";
 
@@ -263,6 +275,15 @@ impl TableSchemaBuilder {
     /// and at most one computation per field.
     pub fn build(self) -> Result<TableSchema> {
         check_name("table name", &self.name)?;
+        if RESERVED_TABLE_NAMES
+            .iter()
+            .any(|reserved| reserved.eq_ignore_ascii_case(&self.name))
+        {
+            return Err(bad(format!(
+                "table name {:?} is one of storekit's own tables",
+                self.name
+            )));
+        }
         if self.indexes.len() > MAX_INDEXES {
             return Err(bad(format!(
                 "{} query indexes, over the limit of {MAX_INDEXES}",
@@ -283,8 +304,11 @@ impl TableSchemaBuilder {
             .chain(self.uniques.iter().map(UniqueIndex::name))
         {
             check_name("index name", name)?;
-            if names.insert(name, ()).is_some() {
-                return Err(bad(format!("two indexes are named {name:?}")));
+            // SQLite's names ignore ASCII case, so two names that differ only there are one.
+            if names.insert(name.to_ascii_lowercase(), ()).is_some() {
+                return Err(bad(format!(
+                    "two indexes are named {name:?} (ignoring case)"
+                )));
             }
         }
         for index in &self.indexes {
@@ -880,6 +904,12 @@ mod tests {
             "t_1",
             KeyDef::text("_storekit_version")
         )));
+        assert!(refused(TableSchema::builder("Users", KeyDef::text("id"))));
+        assert!(refused(
+            TableSchema::builder("t_1", KeyDef::text("id"))
+                .index("by-a", KeyDef::text("a"), None)
+                .index("BY-A", KeyDef::text("b"), None)
+        ));
         assert!(refused(
             TableSchema::builder("t_1", KeyDef::text("id"))
                 .index("same", KeyDef::text("a"), None)
