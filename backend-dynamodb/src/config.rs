@@ -221,6 +221,11 @@ impl DynamoDbConfig {
     pub(crate) fn kv_table(&self) -> String {
         format!("{}kv", self.table_prefix)
     }
+
+    /// The name of the tables store's shared table of unique-value markers and table catalogs.
+    pub(crate) fn unique_table(&self) -> String {
+        format!("{}{}", self.table_prefix, crate::tables::UNIQUE_TABLE)
+    }
 }
 
 /// Builds a [`DynamoDbConfig`]; [`DynamoDbConfigBuilder::build`] validates it.

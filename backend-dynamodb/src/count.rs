@@ -6,8 +6,10 @@
 //! count once; a request that failed counts without capacity. Attempts the SDK itself retries
 //! inside one `send` count as one request.
 //!
-//! Schema requests ([`crate::schema`]) and [`crate::DynamoDbStore::dump`] are not store
-//! operations and keep the plain `send`.
+//! Schema requests of `migrate` and `drop_tables` ([`crate::schema`]) and
+//! [`crate::DynamoDbStore::dump`] are not store operations and keep the plain `send`; the tables
+//! store's `ensure_table` and `drop_table` are, and count their table requests (with no
+//! capacity) like any other.
 
 use std::future::Future;
 
@@ -62,6 +64,33 @@ macro_rules! counted {
             }
         }
     )*};
+}
+
+/// Implements [`Counted`] for operations that consume no capacity (table management), which
+/// the tables store's `ensure_table` and `drop_table` send as part of their calls.
+macro_rules! counted_without_capacity {
+    ($($module:ident: $builder:ident, $output:ident, $error:ident;)*) => {$(
+        impl Counted for operation::$module::builders::$builder {
+            type Output = operation::$module::$output;
+            type Error = operation::$module::$error;
+
+            async fn send_counted(
+                self,
+            ) -> Result<Self::Output, SdkError<Self::Error, HttpResponse>> {
+                let sent = self.send().await;
+                count_request(None);
+                sent
+            }
+        }
+    )*};
+}
+
+counted_without_capacity! {
+    describe_table: DescribeTableFluentBuilder, DescribeTableOutput, DescribeTableError;
+    create_table: CreateTableFluentBuilder, CreateTableOutput, CreateTableError;
+    update_table: UpdateTableFluentBuilder, UpdateTableOutput, UpdateTableError;
+    delete_table: DeleteTableFluentBuilder, DeleteTableOutput, DeleteTableError;
+    list_tables: ListTablesFluentBuilder, ListTablesOutput, ListTablesError;
 }
 
 counted! {

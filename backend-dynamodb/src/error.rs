@@ -3,8 +3,8 @@
 //! SDK errors are classified once: a request that got no answer (a timeout, a connection lost
 //! while the answer was read) is [`Error::OutcomeUnknown`], since it may have been applied;
 //! throttling, failures to reach the service and server faults (5xx) are
-//! [`Error::Unavailable`] (nothing applied, retrying may help); everything else is
-//! [`Error::Backend`]. Either way
+//! [`Error::Unavailable`] (nothing applied, retrying may help); a table that does not exist is
+//! [`Error::NotFound`] (`"table"`); everything else is [`Error::Backend`]. Either way
 //! the SDK error is kept whole as the source, never turned into a string. Failures that are
 //! storekit's own (a batch that kept coming back unprocessed, a malformed stored item) are
 //! [`DynamoError`] and convert the same way.
@@ -81,7 +81,11 @@ pub(crate) fn sdk<E>(err: SdkError<E, HttpResponse>) -> Error
 where
     E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
 {
-    if is_unanswered(&err) {
+    if err.code() == Some("ResourceNotFoundException") {
+        // As the SQL backends answer for a missing table: the caller can tell it apart, and
+        // `migrate` or `ensure_table` mends it.
+        Error::NotFound { what: "table" }
+    } else if is_unanswered(&err) {
         Error::outcome_unknown(BACKEND, err)
     } else if is_transient(&err) {
         Error::unavailable(BACKEND, err)

@@ -143,6 +143,7 @@ mod kv;
 mod oauth;
 mod retry;
 mod schema;
+mod tables;
 mod tokens;
 mod txn;
 mod users;
@@ -167,6 +168,8 @@ pub struct DynamoDbStore {
     config: Arc<DynamoDbConfig>,
     users_table: String,
     kv_table: String,
+    /// The tables store's unique-value markers and table catalogs.
+    unique_table: String,
 }
 
 impl Backend for DynamoDbStore {
@@ -190,6 +193,7 @@ impl DynamoDbStore {
             client,
             users_table: config.users_table(),
             kv_table: config.kv_table(),
+            unique_table: config.unique_table(),
             config: Arc::new(config.clone()),
         }
     }
@@ -231,18 +235,32 @@ impl DynamoDbStore {
         Ok(Self::from_client(Client::new(&sdk_config), config))
     }
 
-    /// Creates the tables that are missing (pay per request), waits until they are active and
-    /// enables native TTL on the key-value table. Idempotent: existing tables are kept. The
+    /// Creates the tables that are missing (pay per request: users, key-value, and the tables
+    /// store's unique markers), waits until they are active and enables native TTL on the
+    /// key-value table. Idempotent: existing tables are kept. The
     /// same act as `SqliteStore::migrate` and `PostgresStore::migrate`, under the same name.
     pub async fn migrate(&self) -> Result<()> {
-        schema::ensure(&self.client, &self.users_table, &self.kv_table).await
+        schema::ensure(
+            &self.client,
+            &[&self.users_table, &self.kv_table, &self.unique_table],
+            &self.kv_table,
+        )
+        .await
     }
 
-    /// Deletes both tables and everything in them, and waits until they are gone. Meant for
-    /// tests and teardown; missing tables are not an error. The same act as the SQL stores'
-    /// `drop_tables`.
+    /// Deletes the store's tables and everything in them, and waits until they are gone: users,
+    /// key-value, the unique markers, and every table whose name starts with the prefix (the
+    /// tables store's tables; so also those of another store whose prefix starts with this
+    /// one). Meant for tests and teardown; missing tables are not an error. The same act as the
+    /// SQL stores' `drop_tables`.
     pub async fn drop_tables(&self) -> Result<()> {
-        schema::drop(&self.client, &self.users_table, &self.kv_table).await
+        let mut tables = self.tables_under_prefix().await?;
+        for own in [&self.users_table, &self.kv_table, &self.unique_table] {
+            if !tables.contains(own) {
+                tables.push(own.clone());
+            }
+        }
+        schema::drop(&self.client, &tables).await
     }
 
     /// The former name of [`DynamoDbStore::migrate`].

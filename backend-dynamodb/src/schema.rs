@@ -1,4 +1,5 @@
-//! Creating and dropping the store's two tables.
+//! Creating and dropping the store's own tables (users, key-value, and the tables store's
+//! markers), all keyed by string `pk` and `sk`.
 //!
 //! [`ensure`] is idempotent and safe to run concurrently: a table that exists is kept (after
 //! checking its key schema), creation waits until the table is `ACTIVE`, and native TTL is
@@ -22,25 +23,26 @@ use crate::item::{PK, SK};
 use crate::kv::TTL;
 
 /// How long to wait for a table to become active or to disappear.
-const TABLE_WAIT: Duration = Duration::from_secs(300);
+pub(crate) const TABLE_WAIT: Duration = Duration::from_secs(300);
 /// How often to look while waiting.
-const POLL: Duration = Duration::from_millis(250);
+pub(crate) const POLL: Duration = Duration::from_millis(250);
 
-/// Creates the tables that are missing, waits until both are active, and enables TTL.
-pub(crate) async fn ensure(client: &Client, users: &str, kv: &str) -> Result<()> {
-    for table in [users, kv] {
+/// Creates the tables that are missing (all keyed by `pk` and `sk`), waits until they are
+/// active, and enables TTL on the key-value table.
+pub(crate) async fn ensure(client: &Client, tables: &[&str], kv: &str) -> Result<()> {
+    for &table in tables {
         create_table(client, table).await?;
     }
-    for table in [users, kv] {
+    for &table in tables {
         let description = wait_active(client, table).await?;
         check_keys(table, &description)?;
     }
     enable_ttl(client, kv).await
 }
 
-/// Deletes both tables and waits until they are gone; missing tables are fine.
-pub(crate) async fn drop(client: &Client, users: &str, kv: &str) -> Result<()> {
-    for table in [users, kv] {
+/// Deletes the tables and waits until they are gone; missing tables are fine.
+pub(crate) async fn drop(client: &Client, tables: &[String]) -> Result<()> {
+    for table in tables {
         match client.delete_table().table_name(table).send().await {
             Ok(_) => {}
             Err(err)
@@ -51,13 +53,14 @@ pub(crate) async fn drop(client: &Client, users: &str, kv: &str) -> Result<()> {
             Err(err) => return Err(error::sdk(err)),
         }
     }
-    for table in [users, kv] {
+    for table in tables {
         wait_gone(client, table).await?;
     }
     Ok(())
 }
 
-async fn create_table(client: &Client, table: &str) -> Result<()> {
+/// Creates a table keyed by `pk` and `sk` unless it exists; does not wait.
+pub(crate) async fn create_table(client: &Client, table: &str) -> Result<()> {
     let attribute = |name: &str| {
         AttributeDefinition::builder()
             .attribute_name(name)
@@ -100,7 +103,7 @@ async fn create_table(client: &Client, table: &str) -> Result<()> {
     }
 }
 
-async fn wait_active(client: &Client, table: &str) -> Result<TableDescription> {
+pub(crate) async fn wait_active(client: &Client, table: &str) -> Result<TableDescription> {
     let deadline = tokio::time::Instant::now() + TABLE_WAIT;
     loop {
         let description = client
@@ -126,7 +129,7 @@ async fn wait_active(client: &Client, table: &str) -> Result<TableDescription> {
     }
 }
 
-async fn wait_gone(client: &Client, table: &str) -> Result<()> {
+pub(crate) async fn wait_gone(client: &Client, table: &str) -> Result<()> {
     let deadline = tokio::time::Instant::now() + TABLE_WAIT;
     loop {
         match client.describe_table().table_name(table).send().await {
@@ -153,7 +156,7 @@ async fn wait_gone(client: &Client, table: &str) -> Result<()> {
 
 /// A table of the same name made by something else would fail every request in confusing
 /// ways; say so once, here.
-fn check_keys(table: &str, description: &TableDescription) -> Result<()> {
+pub(crate) fn check_keys(table: &str, description: &TableDescription) -> Result<()> {
     let keys: Vec<(&str, &KeyType)> = description
         .key_schema()
         .iter()

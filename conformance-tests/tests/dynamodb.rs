@@ -1,7 +1,8 @@
 //! The conformance suite on DynamoDB, against the endpoint in `STOREKIT_DYNAMODB_ENDPOINT`
 //! (DynamoDB Local; `eval "$(scripts/services.sh up)"` starts one).
 //!
-//! Each case gets its own tables (prefix `ctx.prefix`), created before and dropped after it.
+//! Each case gets its own tables (prefix `ctx.prefix`), created before and dropped after it
+//! (`drop_tables` also drops the tables the `tables` cases made under that prefix).
 //! DynamoDB Local accepts any credentials, so fixed dummy ones are used unless the environment
 //! has real ones (`AWS_ACCESS_KEY_ID`).
 
@@ -30,7 +31,7 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
     Some(
         Fixture::new(
             store.clone(),
-            store,
+            store.clone(),
             Box::new(move || {
                 let store = dumped.clone();
                 async move { store.dump().await.expect("dump") }.boxed()
@@ -39,7 +40,8 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
                 async move { dropped.drop_tables().await.expect("drop_tables") }.boxed()
             }),
         )
-        .with_capabilities(storekit_conformance::Capabilities::default().database_expires_items()),
+        .with_capabilities(storekit_conformance::Capabilities::default().database_expires_items())
+        .with_tables(store),
     )
 }
 

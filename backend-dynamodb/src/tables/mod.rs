@@ -1,0 +1,246 @@
+//! [`TableBackend`] on DynamoDB: one DynamoDB table per declared table, laid out so that a table
+//! made by Terraform and filled by another client (a PynamoDB model) can be adopted as it is,
+//! and stays readable by that client.
+//!
+//! # Layout
+//!
+//! - **`{prefix}{name}`** per declared table: its key attributes are the record's own fields
+//!   (text `S`, integer and float `N`, bytes `B`), every other document field is a native
+//!   attribute (see [`item`]), and the version is the number `_storekit_version`. One global
+//!   secondary index per query index, named as declared and projecting `ALL`; billed per
+//!   request.
+//! - **`{prefix}storekit_unique`**, shared by every table of the store, with the store's usual
+//!   `pk`/`sk` string keys. A *marker* item per value held in a unique index:
+//!   `pk = {table}#{index}#{values}` (each value typed and length-prefixed, see [`unique`]),
+//!   `sk = UNIQUE`, and `holder`, the key of the record holding it. A *catalog* item per table:
+//!   `pk = {table}`, `sk = CATALOG`, and `shape`, the [`TableShape`] storekit built, which is
+//!   where unique indexes (which DynamoDB has no notion of) and the declared type of numeric
+//!   keys (`N` is both int and float) are kept. A table without a catalog item (made outside
+//!   storekit) has no unique index until `ensure_table` builds them from its records.
+//!
+//! # Requests
+//!
+//! | call | requests |
+//! |---|---|
+//! | `insert` | PutItem `attribute_not_exists`; with unique values, one TransactWriteItems of the record and its markers |
+//! | `put` | as `insert`; if the record exists, the refused write returns it and a second write is conditioned on its version, moving the markers whose values change |
+//! | `replace` | PutItem conditioned on the version and, with unique indexes, on still holding the new unique values; otherwise the refused write returns the old item and one TransactWriteItems moves the markers |
+//! | `delete` | DeleteItem (conditioned on the version, if given); with unique indexes, GetItem and then one TransactWriteItems with the markers (DeleteItem if the record holds none) |
+//! | `get`, `contains` | GetItem, consistent |
+//! | `get_many` | BatchGetItem per 100 distinct keys, consistent |
+//! | `get_by_unique` | GetItem of the marker, GetItem of the record, both consistent |
+//! | `query` | Query per 1 MB page, consistent on the table, eventual on an index |
+//! | `scan`, `count` | Scan per 1 MB page, consistent (`count` with `Select=COUNT`) |
+//!
+//! Conflicts are read from the database's answer: a refused condition returns the item as it
+//! was (`ReturnValuesOnConditionCheckFailure`), from which the version in a `Conflict`, or the
+//! next attempt of a `put`, is taken. A marker held by a record that no longer holds its value
+//! (left by another client's write) is removed when a write meets it, in a transaction
+//! conditioned on that record as it was read.
+
+mod item;
+mod read;
+mod schema;
+mod unique;
+mod write;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use storekit_core::backend::TableBackend;
+use storekit_core::table::{
+    Consistency, IndexQuery, KeyValue, MissingIndexes, Record, RecordKey, Row, TableSchema,
+    TableShape,
+};
+use storekit_core::{Error, Result};
+
+use crate::DynamoDbStore;
+use crate::txn::Condition;
+
+/// The name, after the store's prefix, of the table of unique-value markers and catalogs.
+pub(crate) const UNIQUE_TABLE: &str = "storekit_unique";
+
+/// Declared names that would land on the store's own tables.
+const RESERVED_NAMES: &[&str] = &["users", "kv", UNIQUE_TABLE];
+
+impl DynamoDbStore {
+    /// The DynamoDB table of a declared table.
+    fn table_name(&self, schema: &TableSchema) -> Result<String> {
+        if RESERVED_NAMES.contains(&schema.name()) {
+            return Err(Error::invalid(
+                "schema",
+                format!(
+                    "table name {:?} is taken by the store's own tables on DynamoDB",
+                    schema.name()
+                ),
+            ));
+        }
+        Ok(format!("{}{}", self.config.table_prefix(), schema.name()))
+    }
+}
+
+/// An expression's placeholders, numbered as they are added, so that no attribute name can
+/// collide with one of DynamoDB's reserved words.
+#[derive(Debug, Default)]
+struct Placeholders {
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Placeholders {
+    /// The placeholder of an attribute name (the same one each time it is named).
+    fn name(&mut self, attribute: &str) -> String {
+        if let Some((placeholder, _)) = self.names.iter().find(|(_, a)| *a == attribute) {
+            return placeholder.clone();
+        }
+        let placeholder = format!("#a{}", self.names.len());
+        self.names.insert(placeholder.clone(), attribute.to_owned());
+        placeholder
+    }
+
+    /// The placeholder of a value.
+    fn value(&mut self, value: AttributeValue) -> String {
+        let placeholder = format!(":v{}", self.values.len());
+        self.values.insert(placeholder.clone(), value);
+        placeholder
+    }
+
+    /// A condition of `expression` with these placeholders.
+    fn condition(self, expression: String) -> Condition {
+        let condition = self
+            .names
+            .iter()
+            .fold(Condition::new(expression), |c, (p, a)| c.name(p, a));
+        self.values
+            .into_iter()
+            .fold(condition, |c, (p, v)| c.value(&p, v))
+    }
+
+    fn names(&self) -> Option<HashMap<String, String>> {
+        (!self.names.is_empty()).then(|| self.names.clone())
+    }
+
+    fn values(&self) -> Option<HashMap<String, AttributeValue>> {
+        (!self.values.is_empty()).then(|| self.values.clone())
+    }
+}
+
+/// No record has this key.
+fn absent(schema: &TableSchema) -> Condition {
+    let mut p = Placeholders::default();
+    let expression = format!(
+        "attribute_not_exists({})",
+        p.name(schema.partition().field())
+    );
+    p.condition(expression)
+}
+
+/// The record exists at `version`, 0 standing for an item written without one.
+fn at_version(schema: &TableSchema, version: u64) -> Condition {
+    let mut p = Placeholders::default();
+    let expression = version_clause(&mut p, schema, version);
+    p.condition(expression)
+}
+
+fn version_clause(p: &mut Placeholders, schema: &TableSchema, version: u64) -> String {
+    let v = p.name(item::VERSION);
+    if version == 0 {
+        let pk = p.name(schema.partition().field());
+        format!("attribute_exists({pk}) AND attribute_not_exists({v})")
+    } else {
+        let value = p.value(item::version_value(version));
+        format!("{v} = {value}")
+    }
+}
+
+#[async_trait]
+impl TableBackend for DynamoDbStore {
+    fn index_consistency(&self) -> Consistency {
+        // Global secondary indexes cannot be read consistently.
+        Consistency::Eventual
+    }
+
+    async fn describe_table(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
+        self.describe(schema).await
+    }
+
+    async fn create_table(&self, schema: &TableSchema) -> Result<()> {
+        self.create(schema).await
+    }
+
+    async fn add_indexes(&self, schema: &TableSchema, missing: &MissingIndexes) -> Result<()> {
+        self.add(schema, missing).await
+    }
+
+    async fn drop_table(&self, schema: &TableSchema) -> Result<bool> {
+        self.drop_one(schema).await
+    }
+
+    async fn insert(&self, schema: &TableSchema, row: &Row) -> Result<()> {
+        self.write_row(schema, row, write::Expect::Absent)
+            .await
+            .map(drop)
+    }
+
+    async fn put(&self, schema: &TableSchema, row: &Row) -> Result<u64> {
+        self.write_row(schema, row, write::Expect::Any).await
+    }
+
+    async fn replace(&self, schema: &TableSchema, row: &Row, expected: u64) -> Result<()> {
+        self.write_row(schema, row, write::Expect::Version(expected))
+            .await
+            .map(drop)
+    }
+
+    async fn delete(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        expected: Option<u64>,
+    ) -> Result<bool> {
+        self.delete_record(schema, key, expected).await
+    }
+
+    async fn get(&self, schema: &TableSchema, key: &RecordKey) -> Result<Option<Record>> {
+        self.get_record(schema, key).await
+    }
+
+    async fn get_many(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+    ) -> Result<Vec<Option<Record>>> {
+        self.get_records(schema, keys).await
+    }
+
+    async fn contains(&self, schema: &TableSchema, key: &RecordKey) -> Result<bool> {
+        self.contains_record(schema, key).await
+    }
+
+    async fn get_by_unique(
+        &self,
+        schema: &TableSchema,
+        index: usize,
+        values: &[KeyValue],
+    ) -> Result<Option<Record>> {
+        self.get_by_marker(schema, index, values).await
+    }
+
+    async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Vec<Record>> {
+        self.query_records(schema, query).await
+    }
+
+    async fn scan(
+        &self,
+        schema: &TableSchema,
+        after: Option<&RecordKey>,
+        fetch: usize,
+    ) -> Result<Vec<Record>> {
+        self.scan_records(schema, after, fetch).await
+    }
+
+    async fn count(&self, schema: &TableSchema) -> Result<u64> {
+        self.count_records(schema).await
+    }
+}

@@ -1,0 +1,218 @@
+//! Reads: single records and batches by key, queries on the table or a global secondary
+//! index, scans and counts. All consistent, except queries on an index, which DynamoDB cannot
+//! read consistently.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::Select;
+use storekit_core::Result;
+use storekit_core::table::{IndexQuery, Order, Record, RecordKey, SortCondition, TableSchema};
+
+use super::{Placeholders, item};
+use crate::DynamoDbStore;
+use crate::batch;
+use crate::count::Counted as _;
+use crate::error;
+use crate::item::Item;
+
+/// A Query or Scan `Limit` for `fetch` more records.
+fn limit(fetch: usize) -> i32 {
+    i32::try_from(fetch).unwrap_or(i32::MAX)
+}
+
+impl DynamoDbStore {
+    /// One record, read consistently.
+    pub(super) async fn get_record(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+    ) -> Result<Option<Record>> {
+        let table = self.table_name(schema)?;
+        self.get_item(schema, key)
+            .await?
+            .map(|stored| item::record(schema, &table, &stored))
+            .transpose()
+    }
+
+    /// Whether a record exists: a consistent GetItem of its partition key alone.
+    pub(super) async fn contains_record(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+    ) -> Result<bool> {
+        let table = self.table_name(schema)?;
+        let mut p = Placeholders::default();
+        let projection = p.name(schema.partition().field());
+        let found = self
+            .client
+            .get_item()
+            .table_name(table)
+            .set_key(Some(item::key_item(schema, key)))
+            .consistent_read(true)
+            .projection_expression(projection)
+            .set_expression_attribute_names(p.names())
+            .send_counted()
+            .await
+            .map_err(error::sdk)?
+            .item;
+        Ok(found.is_some_and(|item| !item.is_empty()))
+    }
+
+    /// Records by key, in the order of `keys`: BatchGetItem per 100 distinct keys.
+    pub(super) async fn get_records(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+    ) -> Result<Vec<Option<Record>>> {
+        let table = self.table_name(schema)?;
+        let mut distinct: Vec<&RecordKey> = Vec::with_capacity(keys.len());
+        let mut seen = std::collections::HashSet::with_capacity(keys.len());
+        for key in keys {
+            if seen.insert(key) {
+                distinct.push(key);
+            }
+        }
+        let requests = distinct
+            .iter()
+            .map(|key| item::key_item(schema, key))
+            .collect();
+        let mut found: HashMap<RecordKey, Record> = HashMap::with_capacity(keys.len());
+        for stored in batch::get_all(&self.client, &table, requests, None).await? {
+            let record = item::record(schema, &table, &stored)?;
+            found.insert(record.key.clone(), record);
+        }
+        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
+    }
+
+    /// Up to `query.fetch` records of a query, following 1 MB pages.
+    pub(super) async fn query_records(
+        &self,
+        schema: &TableSchema,
+        query: &IndexQuery<'_>,
+    ) -> Result<Vec<Record>> {
+        let table = self.table_name(schema)?;
+        let index = query.index.map(|i| &schema.indexes()[i]);
+        let (partition, sort) = match index {
+            Some(index) => (index.partition(), index.sort()),
+            None => (schema.partition(), schema.sort()),
+        };
+        let mut p = Placeholders::default();
+        let mut expression = format!(
+            "{} = {}",
+            p.name(partition.field()),
+            p.value(item::key_value(query.partition))
+        );
+        if let (Some(condition), Some(sort)) = (query.sort, sort) {
+            let name = p.name(sort.field());
+            let mut value = |v| p.value(item::key_value(v));
+            let clause = match condition {
+                SortCondition::Eq(x) => format!("{name} = {}", value(x)),
+                SortCondition::Lt(x) => format!("{name} < {}", value(x)),
+                SortCondition::Le(x) => format!("{name} <= {}", value(x)),
+                SortCondition::Gt(x) => format!("{name} > {}", value(x)),
+                SortCondition::Ge(x) => format!("{name} >= {}", value(x)),
+                SortCondition::Between(low, high) => {
+                    format!("{name} BETWEEN {} AND {}", value(low), value(high))
+                }
+                SortCondition::BeginsWith(x) => format!("begins_with({name}, {})", value(x)),
+            };
+            expression = format!("{expression} AND {clause}");
+        }
+        // Where the previous page ended: the record's table key, plus its key in the index.
+        let mut start: Option<Item> = query.after.map(|after| {
+            let mut key = item::key_item(schema, &after.key);
+            if index.is_some() {
+                key.insert(
+                    partition.field().to_owned(),
+                    item::key_value(query.partition),
+                );
+                if let (Some(sort), Some(value)) = (sort, &after.sort) {
+                    key.insert(sort.field().to_owned(), item::key_value(value));
+                }
+            }
+            key
+        });
+        let mut records = Vec::new();
+        while records.len() < query.fetch {
+            let output = self
+                .client
+                .query()
+                .table_name(&table)
+                .set_index_name(index.map(|i| i.name().to_owned()))
+                .key_condition_expression(&expression)
+                .set_expression_attribute_names(p.names())
+                .set_expression_attribute_values(p.values())
+                .scan_index_forward(query.order == Order::Ascending)
+                .consistent_read(index.is_none())
+                .limit(limit(query.fetch - records.len()))
+                .set_exclusive_start_key(start)
+                .send_counted()
+                .await
+                .map_err(error::sdk)?;
+            for stored in output.items() {
+                records.push(item::record(schema, &table, stored)?);
+            }
+            start = output.last_evaluated_key.filter(|key| !key.is_empty());
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(records)
+    }
+
+    /// Up to `fetch` records after `after`, in DynamoDB's scan order, following 1 MB pages.
+    pub(super) async fn scan_records(
+        &self,
+        schema: &TableSchema,
+        after: Option<&RecordKey>,
+        fetch: usize,
+    ) -> Result<Vec<Record>> {
+        let table = self.table_name(schema)?;
+        let mut start = after.map(|key| item::key_item(schema, key));
+        let mut records = Vec::new();
+        while records.len() < fetch {
+            let output = self
+                .client
+                .scan()
+                .table_name(&table)
+                .consistent_read(true)
+                .limit(limit(fetch - records.len()))
+                .set_exclusive_start_key(start)
+                .send_counted()
+                .await
+                .map_err(error::sdk)?;
+            for stored in output.items() {
+                records.push(item::record(schema, &table, stored)?);
+            }
+            start = output.last_evaluated_key.filter(|key| !key.is_empty());
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(records)
+    }
+
+    /// The number of records: a consistent `Select=COUNT` Scan over every page.
+    pub(super) async fn count_records(&self, schema: &TableSchema) -> Result<u64> {
+        let table = self.table_name(schema)?;
+        let mut start = None;
+        let mut count = 0u64;
+        loop {
+            let output = self
+                .client
+                .scan()
+                .table_name(&table)
+                .consistent_read(true)
+                .select(Select::Count)
+                .set_exclusive_start_key(start)
+                .send_counted()
+                .await
+                .map_err(error::sdk)?;
+            count += u64::try_from(output.count).unwrap_or_default();
+            start = output.last_evaluated_key.filter(|key| !key.is_empty());
+            if start.is_none() {
+                return Ok(count);
+            }
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! Declared tables as DynamoDB tables: describing a live one (DescribeTable and the catalog
+//! item), creating one with its global secondary indexes, adding indexes to a live one, and
+//! dropping one with its markers.
+//!
+//! A live table is described from DynamoDB's own answer, so a table made by Terraform is
+//! compared with the schema as it is: keys and global secondary indexes with their attribute
+//! types. Two things DynamoDB cannot say come from the catalog item storekit writes: the
+//! unique indexes, and whether an `N` key was declared int or float (without a catalog, it is
+//! taken as declared, or as int). A global secondary index that does not project `ALL` is a
+//! mismatch: index queries return whole records.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::ProvideErrorMetadata as _;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType as DynamoKeyType,
+    Projection, ProjectionType, ScalarAttributeType, TableDescription, TableStatus,
+};
+use storekit_core::table::{
+    KeyDef, KeyShape, KeyType, MissingIndexes, QueryIndex, TableSchema, TableShape,
+};
+use storekit_core::{Error, Result};
+
+use crate::DynamoDbStore;
+use crate::count::Counted as _;
+use crate::error::{self, DynamoError};
+use crate::item::{self as items, Item, s};
+use crate::schema::{POLL, TABLE_WAIT};
+
+/// The sort key of a table's catalog item.
+const CATALOG_SK: &str = "CATALOG";
+/// The catalog attribute holding the table's shape, as JSON.
+const SHAPE: &str = "shape";
+
+fn not_found<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(err: &E) -> bool {
+    err.code() == Some("ResourceNotFoundException")
+}
+
+fn scalar(kind: KeyType) -> ScalarAttributeType {
+    match kind {
+        KeyType::Text => ScalarAttributeType::S,
+        KeyType::Int | KeyType::Float => ScalarAttributeType::N,
+        KeyType::Bytes => ScalarAttributeType::B,
+    }
+}
+
+fn definition(def: &KeyDef) -> Result<AttributeDefinition> {
+    AttributeDefinition::builder()
+        .attribute_name(def.field())
+        .attribute_type(scalar(def.kind()))
+        .build()
+        .map_err(error::build)
+}
+
+fn key_schema(partition: &KeyDef, sort: Option<&KeyDef>) -> Result<Vec<KeySchemaElement>> {
+    std::iter::once((partition, DynamoKeyType::Hash))
+        .chain(sort.map(|s| (s, DynamoKeyType::Range)))
+        .map(|(def, kind)| {
+            KeySchemaElement::builder()
+                .attribute_name(def.field())
+                .key_type(kind)
+                .build()
+                .map_err(error::build)
+        })
+        .collect()
+}
+
+/// The attribute definitions of the table's keys and of these indexes' keys, each once.
+fn definitions<'a>(
+    schema: &'a TableSchema,
+    indexes: impl IntoIterator<Item = &'a QueryIndex>,
+) -> Result<Vec<AttributeDefinition>> {
+    let mut keys: Vec<&KeyDef> = std::iter::once(schema.partition())
+        .chain(schema.sort())
+        .collect();
+    for index in indexes {
+        keys.push(index.partition());
+        keys.extend(index.sort());
+    }
+    let mut seen = Vec::new();
+    keys.into_iter()
+        .filter(|def| {
+            let new = !seen.contains(&def.field());
+            seen.push(def.field());
+            new
+        })
+        .map(definition)
+        .collect()
+}
+
+fn index_projection() -> Projection {
+    Projection::builder()
+        .projection_type(ProjectionType::All)
+        .build()
+}
+
+/// Every key field a shape names, with its type.
+fn shape_kinds(shape: &TableShape) -> HashMap<String, KeyType> {
+    std::iter::once(&shape.partition)
+        .chain(&shape.sort)
+        .chain(
+            shape
+                .indexes
+                .iter()
+                .flat_map(|i| std::iter::once(&i.partition).chain(&i.sort)),
+        )
+        .chain(shape.uniques.iter().flat_map(|u| &u.components))
+        .map(|k| (k.field.clone(), k.kind))
+        .collect()
+}
+
+/// A live table's shape, from DynamoDB's description and storekit's catalog.
+fn shape_of(
+    schema: &TableSchema,
+    table: &str,
+    description: &TableDescription,
+    catalog: Option<&TableShape>,
+) -> Result<TableShape> {
+    let types: HashMap<&str, &ScalarAttributeType> = description
+        .attribute_definitions()
+        .iter()
+        .map(|d| (d.attribute_name(), d.attribute_type()))
+        .collect();
+    let cataloged = catalog.map(shape_kinds).unwrap_or_default();
+    let declared: HashMap<&str, KeyType> = schema.key_fields().into_iter().collect();
+    let numeric = |kind: &KeyType| matches!(kind, KeyType::Int | KeyType::Float);
+    let bad = |why: String| -> Error {
+        DynamoError::Schema {
+            table: table.to_owned(),
+            why,
+        }
+        .into()
+    };
+    let shape = |element: &KeySchemaElement| -> Result<KeyShape> {
+        let field = element.attribute_name();
+        let kind = match types.get(field) {
+            Some(ScalarAttributeType::S) => KeyType::Text,
+            Some(ScalarAttributeType::B) => KeyType::Bytes,
+            Some(ScalarAttributeType::N) => cataloged
+                .get(field)
+                .filter(|k| numeric(k))
+                .or_else(|| declared.get(field).filter(|k| numeric(k)))
+                .copied()
+                .unwrap_or(KeyType::Int),
+            other => return Err(bad(format!("key {field:?} has the type {other:?}"))),
+        };
+        Ok(KeyShape {
+            field: field.to_owned(),
+            kind,
+        })
+    };
+    let keys = |elements: &[KeySchemaElement]| -> Result<(KeyShape, Option<KeyShape>)> {
+        let of = |kind: DynamoKeyType| elements.iter().find(|e| *e.key_type() == kind);
+        let partition = of(DynamoKeyType::Hash)
+            .ok_or_else(|| bad("a key schema has no HASH key".to_owned()))?;
+        Ok((
+            shape(partition)?,
+            of(DynamoKeyType::Range).map(shape).transpose()?,
+        ))
+    };
+    let (partition, sort) = keys(description.key_schema())?;
+    let mut indexes = Vec::new();
+    let mut differences = Vec::new();
+    for index in description.global_secondary_indexes() {
+        let name = index.index_name().unwrap_or_default().to_owned();
+        let projection = index.projection().and_then(Projection::projection_type);
+        if projection != Some(&ProjectionType::All) {
+            differences.push(format!(
+                "index {name:?} projects {projection:?}, and storekit reads whole records from \
+                 an index: it needs ALL"
+            ));
+        }
+        let (index_partition, index_sort) = keys(index.key_schema())?;
+        indexes.push(storekit_core::table::IndexShape {
+            name,
+            partition: index_partition,
+            sort: index_sort,
+        });
+    }
+    if !differences.is_empty() {
+        return Err(Error::SchemaMismatch {
+            table: schema.name().to_owned(),
+            differences,
+        });
+    }
+    Ok(TableShape {
+        partition,
+        sort,
+        indexes,
+        uniques: catalog.map(|c| c.uniques.clone()).unwrap_or_default(),
+    })
+}
+
+/// Whether a description shows the table and every index usable.
+fn ready(description: &TableDescription) -> bool {
+    description.table_status() == Some(&TableStatus::Active)
+        && description.global_secondary_indexes().iter().all(|i| {
+            i.index_status() == Some(&IndexStatus::Active) && i.backfilling() != Some(true)
+        })
+}
+
+impl DynamoDbStore {
+    fn catalog_key(schema: &TableSchema) -> Item {
+        items::key(schema.name(), CATALOG_SK)
+    }
+
+    /// The table's catalog item, if storekit wrote one; none either if the marker table does
+    /// not exist yet (a table adopted before any `ensure_table` made it).
+    async fn read_catalog(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
+        let sent = self
+            .client
+            .get_item()
+            .table_name(&self.unique_table)
+            .set_key(Some(Self::catalog_key(schema)))
+            .consistent_read(true)
+            .send_counted()
+            .await;
+        let item = match sent {
+            Ok(output) => output.item,
+            Err(err) if not_found(&err) => None,
+            Err(err) => return Err(error::sdk(err)),
+        };
+        let Some(item) = item else { return Ok(None) };
+        let text = items::get_s(&item, &self.unique_table, SHAPE)?;
+        serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| error::bad_item(&self.unique_table, e))
+    }
+
+    /// Records the declared shape as the table's catalog.
+    async fn write_catalog(&self, schema: &TableSchema) -> Result<()> {
+        let shape = serde_json::to_string(&schema.shape())
+            .map_err(|e| Error::backend(error::BACKEND, e))?;
+        let mut item = Self::catalog_key(schema);
+        item.insert(SHAPE.to_owned(), s(shape));
+        self.client
+            .put_item()
+            .table_name(&self.unique_table)
+            .set_item(Some(item))
+            .send_counted()
+            .await
+            .map_err(error::sdk)?;
+        Ok(())
+    }
+
+    /// The live table's shape, or `None` if it does not exist.
+    pub(super) async fn describe(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
+        let table = self.table_name(schema)?;
+        let Some(description) = self.description(&table).await? else {
+            return Ok(None);
+        };
+        let catalog = self.read_catalog(schema).await?;
+        shape_of(schema, &table, &description, catalog.as_ref()).map(Some)
+    }
+
+    async fn description(&self, table: &str) -> Result<Option<TableDescription>> {
+        match self
+            .client
+            .describe_table()
+            .table_name(table)
+            .send_counted()
+            .await
+        {
+            Ok(output) => Ok(output.table),
+            Err(err) if not_found(&err) => Ok(None),
+            Err(err) => Err(error::sdk(err)),
+        }
+    }
+
+    /// Waits until the table and every index on it are active (an index just added is
+    /// backfilled by DynamoDB first).
+    async fn wait_ready(&self, table: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + TABLE_WAIT;
+        loop {
+            if self.description(table).await?.as_ref().is_some_and(ready) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DynamoError::TableWait {
+                    table: table.to_owned(),
+                    state: "active with its indexes",
+                }
+                .into());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Creates the marker table unless it exists, and waits until it is active.
+    async fn ensure_unique_table(&self) -> Result<()> {
+        if self
+            .description(&self.unique_table)
+            .await?
+            .is_some_and(|d| d.table_status() == Some(&TableStatus::Active))
+        {
+            return Ok(());
+        }
+        crate::schema::create_table(&self.client, &self.unique_table).await?;
+        let description = crate::schema::wait_active(&self.client, &self.unique_table).await?;
+        crate::schema::check_keys(&self.unique_table, &description)
+    }
+
+    /// Creates the table with its indexes and catalog, and waits until it is usable; a table
+    /// a concurrent call created is waited for.
+    pub(super) async fn create(&self, schema: &TableSchema) -> Result<()> {
+        let table = self.table_name(schema)?;
+        self.ensure_unique_table().await?;
+        let indexes = schema
+            .indexes()
+            .iter()
+            .map(|index| {
+                GlobalSecondaryIndex::builder()
+                    .index_name(index.name())
+                    .set_key_schema(Some(key_schema(index.partition(), index.sort())?))
+                    .projection(index_projection())
+                    .build()
+                    .map_err(error::build)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let created = self
+            .client
+            .create_table()
+            .table_name(&table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .set_attribute_definitions(Some(definitions(schema, schema.indexes())?))
+            .set_key_schema(Some(key_schema(schema.partition(), schema.sort())?))
+            .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
+            .send_counted()
+            .await;
+        match created {
+            // Written before the table is active, so a concurrent `ensure_table` waiting for it
+            // finds its unique indexes.
+            Ok(_) => {
+                tracing::info!(table, "created dynamodb table");
+                self.write_catalog(schema).await?;
+            }
+            Err(err) if err.code() == Some("ResourceInUseException") => {}
+            Err(err) => return Err(error::sdk(err)),
+        }
+        self.wait_ready(&table).await
+    }
+
+    /// Builds the missing unique indexes from the records (first, so that a duplicate leaves
+    /// the table's indexes as they were), adds the missing global secondary indexes one at a
+    /// time (DynamoDB backfills each before the next may start), and records the catalog.
+    pub(super) async fn add(&self, schema: &TableSchema, missing: &MissingIndexes) -> Result<()> {
+        let table = self.table_name(schema)?;
+        self.ensure_unique_table().await?;
+        if !missing.uniques.is_empty() {
+            self.backfill(schema, &missing.uniques).await?;
+        }
+        for &position in &missing.indexes {
+            self.add_index(schema, &table, &schema.indexes()[position])
+                .await?;
+        }
+        self.write_catalog(schema).await
+    }
+
+    async fn add_index(&self, schema: &TableSchema, table: &str, index: &QueryIndex) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + TABLE_WAIT;
+        loop {
+            let live = self
+                .description(table)
+                .await?
+                .ok_or(Error::NotFound { what: "table" })?;
+            // Added meanwhile by a concurrent `ensure_table`: wait for it like for our own.
+            if live
+                .global_secondary_indexes()
+                .iter()
+                .any(|i| i.index_name() == Some(index.name()))
+            {
+                return self.wait_ready(table).await;
+            }
+            let create = CreateGlobalSecondaryIndexAction::builder()
+                .index_name(index.name())
+                .set_key_schema(Some(key_schema(index.partition(), index.sort())?))
+                .projection(index_projection())
+                .build()
+                .map_err(error::build)?;
+            let sent = self
+                .client
+                .update_table()
+                .table_name(table)
+                .set_attribute_definitions(Some(definitions(schema, [index])?))
+                .global_secondary_index_updates(
+                    GlobalSecondaryIndexUpdate::builder().create(create).build(),
+                )
+                .send_counted()
+                .await;
+            match sent {
+                Ok(_) => {
+                    tracing::info!(table, index = index.name(), "adding a dynamodb index");
+                    return self.wait_ready(table).await;
+                }
+                // Another index is being built, or another caller adds this one: look again.
+                Err(err)
+                    if matches!(
+                        err.code(),
+                        Some("ResourceInUseException" | "LimitExceededException")
+                    ) && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(POLL).await;
+                }
+                Err(err) => return Err(error::sdk(err)),
+            }
+        }
+    }
+
+    /// Deletes the table and waits until it is gone, then its catalog and markers.
+    pub(super) async fn drop_one(&self, schema: &TableSchema) -> Result<bool> {
+        let table = self.table_name(schema)?;
+        let deadline = tokio::time::Instant::now() + TABLE_WAIT;
+        let existed = loop {
+            match self
+                .client
+                .delete_table()
+                .table_name(&table)
+                .send_counted()
+                .await
+            {
+                Ok(_) => break true,
+                Err(err) if not_found(&err) => break false,
+                // Being created or changed: it can be deleted once that is done.
+                Err(err)
+                    if err.code() == Some("ResourceInUseException")
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    self.wait_ready(&table).await?;
+                }
+                Err(err) => return Err(error::sdk(err)),
+            }
+        };
+        if existed {
+            crate::schema::wait_gone(&self.client, &table).await?;
+        }
+        match self.forget(schema).await {
+            Err(Error::NotFound { what: "table" }) => {}
+            other => other?,
+        }
+        Ok(existed)
+    }
+
+    /// Deletes a table's catalog item and markers.
+    async fn forget(&self, schema: &TableSchema) -> Result<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.unique_table)
+            .set_key(Some(Self::catalog_key(schema)))
+            .send_counted()
+            .await
+            .map_err(error::sdk)?;
+        self.delete_markers(schema).await
+    }
+
+    /// The names of every table starting with the store's prefix.
+    pub(crate) async fn tables_under_prefix(&self) -> Result<Vec<String>> {
+        let prefix = self.config.table_prefix();
+        let mut names = Vec::new();
+        let mut start: Option<String> = None;
+        loop {
+            let output = self
+                .client
+                .list_tables()
+                .set_exclusive_start_table_name(start)
+                .send()
+                .await
+                .map_err(error::sdk)?;
+            names.extend(
+                output
+                    .table_names()
+                    .iter()
+                    .filter(|name| name.starts_with(prefix))
+                    .cloned(),
+            );
+            match output.last_evaluated_table_name {
+                Some(last) => start = Some(last),
+                None => return Ok(names),
+            }
+        }
+    }
+}
