@@ -48,12 +48,12 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
+use storekit_core::Result;
 use storekit_core::backend::TableBackend;
 use storekit_core::table::{
     Consistency, IndexQuery, KeyValue, MissingIndexes, Record, RecordKey, Row, TableSchema,
     TableShape,
 };
-use storekit_core::{Error, Result};
 
 use crate::DynamoDbStore;
 use crate::txn::Condition;
@@ -61,22 +61,11 @@ use crate::txn::Condition;
 /// The name, after the store's prefix, of the table of unique-value markers and catalogs.
 pub(crate) const UNIQUE_TABLE: &str = "storekit_unique";
 
-/// Declared names that would land on the store's own tables.
-const RESERVED_NAMES: &[&str] = &["users", "kv", UNIQUE_TABLE];
-
 impl DynamoDbStore {
-    /// The DynamoDB table of a declared table.
-    fn table_name(&self, schema: &TableSchema) -> Result<String> {
-        if RESERVED_NAMES.contains(&schema.name()) {
-            return Err(Error::invalid(
-                "schema",
-                format!(
-                    "table name {:?} is taken by the store's own tables on DynamoDB",
-                    schema.name()
-                ),
-            ));
-        }
-        Ok(format!("{}{}", self.config.table_prefix(), schema.name()))
+    /// The DynamoDB table of a declared table. Core refuses the names of the store's own
+    /// tables (`users`, `kv`, [`UNIQUE_TABLE`]) in every schema, so none can land on them.
+    fn table_name(&self, schema: &TableSchema) -> String {
+        format!("{}{}", self.config.table_prefix(), schema.name())
     }
 }
 
@@ -242,5 +231,24 @@ impl TableBackend for DynamoDbStore {
 
     async fn count(&self, schema: &TableSchema) -> Result<u64> {
         self.count_records(schema).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use storekit_core::table::{KeyDef, RESERVED_TABLE_NAMES};
+
+    use super::*;
+
+    #[test]
+    fn no_schema_can_name_the_store_s_own_tables() {
+        for own in ["users", "kv", UNIQUE_TABLE] {
+            assert!(RESERVED_TABLE_NAMES.contains(&own), "{own}");
+            assert!(
+                TableSchema::builder(own, KeyDef::text("id"))
+                    .build()
+                    .is_err()
+            );
+        }
     }
 }

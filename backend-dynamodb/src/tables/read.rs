@@ -27,7 +27,7 @@ impl DynamoDbStore {
         schema: &TableSchema,
         key: &RecordKey,
     ) -> Result<Option<Record>> {
-        let table = self.table_name(schema)?;
+        let table = self.table_name(schema);
         self.get_item(schema, key)
             .await?
             .map(|stored| item::record(schema, &table, &stored))
@@ -40,7 +40,7 @@ impl DynamoDbStore {
         schema: &TableSchema,
         key: &RecordKey,
     ) -> Result<bool> {
-        let table = self.table_name(schema)?;
+        let table = self.table_name(schema);
         let mut p = Placeholders::default();
         let projection = p.name(schema.partition().field());
         let found = self
@@ -64,7 +64,7 @@ impl DynamoDbStore {
         schema: &TableSchema,
         keys: &[RecordKey],
     ) -> Result<Vec<Option<Record>>> {
-        let table = self.table_name(schema)?;
+        let table = self.table_name(schema);
         let mut distinct: Vec<&RecordKey> = Vec::with_capacity(keys.len());
         let mut seen = std::collections::HashSet::with_capacity(keys.len());
         for key in keys {
@@ -90,7 +90,7 @@ impl DynamoDbStore {
         schema: &TableSchema,
         query: &IndexQuery<'_>,
     ) -> Result<Vec<Record>> {
-        let table = self.table_name(schema)?;
+        let table = self.table_name(schema);
         let index = query.index.map(|i| &schema.indexes()[i]);
         let (partition, sort) = match index {
             Some(index) => (index.partition(), index.sort()),
@@ -167,7 +167,7 @@ impl DynamoDbStore {
         after: Option<&RecordKey>,
         fetch: usize,
     ) -> Result<Vec<Record>> {
-        let table = self.table_name(schema)?;
+        let table = self.table_name(schema);
         let mut start = after.map(|key| item::key_item(schema, key));
         let mut records = Vec::new();
         while records.len() < fetch {
@@ -194,7 +194,7 @@ impl DynamoDbStore {
 
     /// The number of records: a consistent `Select=COUNT` Scan over every page.
     pub(super) async fn count_records(&self, schema: &TableSchema) -> Result<u64> {
-        let table = self.table_name(schema)?;
+        let table = self.table_name(schema);
         let mut start = None;
         let mut count = 0u64;
         loop {

@@ -246,7 +246,7 @@ impl DynamoDbStore {
 
     /// The live table's shape, or `None` if it does not exist.
     pub(super) async fn describe(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
-        let table = self.table_name(schema)?;
+        let table = self.table_name(schema);
         let Some(description) = self.description(&table).await? else {
             return Ok(None);
         };
@@ -304,7 +304,7 @@ impl DynamoDbStore {
     /// Creates the table with its indexes and catalog, and waits until it is usable; a table
     /// a concurrent call created is waited for.
     pub(super) async fn create(&self, schema: &TableSchema) -> Result<()> {
-        let table = self.table_name(schema)?;
+        let table = self.table_name(schema);
         self.ensure_unique_table().await?;
         let indexes = schema
             .indexes()
@@ -345,7 +345,7 @@ impl DynamoDbStore {
     /// the table's indexes as they were), adds the missing global secondary indexes one at a
     /// time (DynamoDB backfills each before the next may start), and records the catalog.
     pub(super) async fn add(&self, schema: &TableSchema, missing: &MissingIndexes) -> Result<()> {
-        let table = self.table_name(schema)?;
+        let table = self.table_name(schema);
         self.ensure_unique_table().await?;
         if !missing.uniques.is_empty() {
             self.backfill(schema, &missing.uniques).await?;
@@ -409,7 +409,7 @@ impl DynamoDbStore {
 
     /// Deletes the table and waits until it is gone, then its catalog and markers.
     pub(super) async fn drop_one(&self, schema: &TableSchema) -> Result<bool> {
-        let table = self.table_name(schema)?;
+        let table = self.table_name(schema);
         let deadline = tokio::time::Instant::now() + TABLE_WAIT;
         let existed = loop {
             match self

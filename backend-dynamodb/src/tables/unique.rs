@@ -158,7 +158,7 @@ impl DynamoDbStore {
         values: &[KeyValue],
     ) -> Result<Option<Record>> {
         // A missing record table is reported as such, rather than as an absent marker.
-        let table = self.table_name(schema)?;
+        let table = self.table_name(schema);
         let marker = self
             .client
             .get_item()
@@ -193,7 +193,7 @@ impl DynamoDbStore {
         values: &[KeyValue],
         taker: Option<&Item>,
     ) -> Result<bool> {
-        let table = self.table_name(schema)?;
+        let table = self.table_name(schema);
         // The marker was released meanwhile, or its holder cannot be read: try again, and a
         // second refusal comes back here with a fresh answer.
         let Some(holder) = taker
@@ -240,7 +240,7 @@ impl DynamoDbStore {
     /// holds. Two records holding one value are [`Error::AlreadyExists`]; the markers claimed so
     /// far stay, held by their records, and are claimed again by the next attempt.
     pub(super) async fn backfill(&self, schema: &TableSchema, positions: &[usize]) -> Result<()> {
-        let table = self.table_name(schema)?;
+        let table = self.table_name(schema);
         let mut start = None;
         loop {
             let output = self
@@ -365,7 +365,7 @@ impl DynamoDbStore {
         schema: &TableSchema,
         key: &RecordKey,
     ) -> Result<Option<Item>> {
-        let table = self.table_name(schema)?;
+        let table = self.table_name(schema);
         Ok(self
             .client
             .get_item()

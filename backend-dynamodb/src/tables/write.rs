@@ -100,7 +100,7 @@ impl DynamoDbStore {
         row: &Row,
         expect: Expect,
     ) -> Result<u64> {
-        let table = self.table_name(schema)?;
+        let table = self.table_name(schema);
         let no_values = vec![None; schema.uniques().len()];
         let mut known = Known::Guess;
         // Indexes whose old marker is held by another record: left alone.
@@ -265,7 +265,7 @@ impl DynamoDbStore {
         key: &RecordKey,
         expected: Option<u64>,
     ) -> Result<bool> {
-        let table = self.table_name(schema)?;
+        let table = self.table_name(schema);
         if schema.uniques().is_empty() {
             let condition = expected.map(|v| at_version(schema, v));
             return match self

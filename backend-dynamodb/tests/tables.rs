@@ -1,0 +1,664 @@
+//! The tables store on DynamoDB Local (`STOREKIT_DYNAMODB_ENDPOINT`), beyond the conformance
+//! suite: how many requests each call sends (from the `aws.dynamodb.request_count` of its
+//! span), the marker items that hold unique values, and a table made outside storekit (as
+//! Terraform would make it, filled as a PynamoDB model would fill it) adopted as it is. Its own
+//! test binary, because it installs the global subscriber.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType as DynamoKeyType, Projection, ProjectionType, ScalarAttributeType,
+};
+use serde_json::{Value, json};
+use storekit_core::Error;
+use storekit_core::table::{
+    Document, KeyDef, KeyValue, Query, RecordKey, TableSchema, TableStatus, TableStore,
+};
+use storekit_dynamodb::{DynamoDbConfig, DynamoDbStore};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Subscriber, subscriber};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The request count and table of a closed storekit span.
+#[derive(Debug, Default, Clone)]
+struct Counted {
+    table: String,
+    requests: u64,
+}
+
+impl Visit for Counted {
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if field.name() == "aws.dynamodb.request_count" {
+            self.requests = value;
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.record_u64(field, u64::try_from(value).unwrap_or_default());
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "db.collection.name" {
+            self.table = value.to_owned();
+        }
+    }
+
+    fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+}
+
+/// Every storekit span closed in this process: (operation, what it counted).
+#[derive(Debug, Default, Clone)]
+struct Spans(Arc<Mutex<Vec<(&'static str, Counted)>>>);
+
+impl Spans {
+    /// The global capture, installed once for the whole binary.
+    fn global() -> &'static Spans {
+        static SPANS: OnceLock<Spans> = OnceLock::new();
+        SPANS.get_or_init(|| {
+            let spans = Spans::default();
+            subscriber::set_global_default(tracing_subscriber::registry().with(spans.clone()))
+                .expect("the only subscriber of this test binary");
+            spans
+        })
+    }
+
+    /// The request counts of the `operation` calls on `table` closed so far, which are
+    /// forgotten; the other tests' spans stay.
+    fn take(&self, operation: &str, table: &str) -> Vec<u64> {
+        let mut spans = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut counts = Vec::new();
+        spans.retain(|(name, counted)| {
+            let ours = *name == operation && counted.table == table;
+            if ours {
+                counts.push(counted.requests);
+            }
+            !ours
+        });
+        counts
+    }
+}
+
+impl<S> Layer<S> for Spans
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if attrs.metadata().target() != storekit_core::trace::TARGET {
+            return;
+        }
+        let mut counted = Counted::default();
+        attrs.record(&mut counted);
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(counted);
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id)
+            && let Some(counted) = span.extensions_mut().get_mut::<Counted>()
+        {
+            values.record(counted);
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(&id)
+            && let Some(counted) = span.extensions_mut().remove::<Counted>()
+        {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((span.name(), counted));
+        }
+    }
+}
+
+/// A store on fresh tables (a random prefix), or `None` without DynamoDB Local.
+async fn store(name: &str) -> Option<DynamoDbStore> {
+    let endpoint = common::endpoint()?;
+    Spans::global();
+    let mut random = [0u8; 4];
+    getrandom::fill(&mut random).expect("randomness");
+    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let config = DynamoDbConfig::builder()
+        .endpoint(endpoint)
+        .region("us-east-1")
+        .credentials("storekit", "storekit")
+        .table_prefix(format!("{name}{suffix}_"))
+        .build()
+        .expect("config");
+    Some(DynamoDbStore::connect(&config).await.expect("connect"))
+}
+
+fn doc(value: Value) -> Document {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+/// A table of this name (each test its own, so that spans tell them apart): a text id, a query
+/// index on (group, rank) and a unique sku.
+fn counted(name: &str) -> TableSchema {
+    TableSchema::builder(name, KeyDef::text("id"))
+        .index("by-group", KeyDef::text("group"), Some(KeyDef::int("rank")))
+        .unique("sku", [KeyDef::text("sku")])
+        .build()
+        .expect("valid schema")
+}
+
+#[tokio::test]
+async fn each_call_sends_the_fewest_requests_dynamodb_allows() {
+    let Some(store) = store("reqs").await else {
+        return;
+    };
+    let spans = Spans::global();
+    let schema = counted("counted");
+    let run = async {
+        store.ensure_table(&schema).await.expect("ensure_table");
+        let count = |op: &str| spans.take(op, "counted");
+
+        store
+            .insert(&schema, doc(json!({"id": "a", "group": "g", "rank": 1})))
+            .await
+            .expect("insert");
+        assert_eq!(count("insert"), [1], "insert: one PutItem");
+        store
+            .insert(&schema, doc(json!({"id": "b", "sku": "S1"})))
+            .await
+            .expect("insert");
+        assert_eq!(
+            count("insert"),
+            [1],
+            "with a unique value: one TransactWriteItems"
+        );
+        let taken = store
+            .insert(&schema, doc(json!({"id": "c", "sku": "S1"})))
+            .await;
+        assert!(
+            matches!(
+                taken,
+                Err(Error::AlreadyExists {
+                    what: "unique value"
+                })
+            ),
+            "{taken:?}"
+        );
+        // The refused transaction, and the GetItem showing that the holder holds the value.
+        assert_eq!(count("insert"), [2]);
+
+        store.get(&schema, &"a".into()).await.expect("get");
+        assert_eq!(count("get"), [1], "get: one GetItem");
+        store
+            .contains(&schema, &"a".into())
+            .await
+            .expect("contains");
+        assert_eq!(count("contains"), [1], "contains: one GetItem");
+
+        let put = store
+            .put(&schema, doc(json!({"id": "new"})))
+            .await
+            .expect("put");
+        assert_eq!(
+            (put.version, count("put")),
+            (1, vec![1]),
+            "put of a new record"
+        );
+        let put = store
+            .put(&schema, doc(json!({"id": "a", "group": "g", "rank": 2})))
+            .await
+            .expect("put");
+        assert_eq!(
+            (put.version, count("put")),
+            (2, vec![2]),
+            "put over a record: the refused PutItem returns its version"
+        );
+        store
+            .replace(&schema, doc(json!({"id": "b", "sku": "S1", "n": 1})), 1)
+            .await
+            .expect("replace");
+        assert_eq!(
+            count("replace"),
+            [1],
+            "replace keeping the unique value: one PutItem"
+        );
+        store
+            .replace(&schema, doc(json!({"id": "b", "sku": "S2"})), 2)
+            .await
+            .expect("replace");
+        assert_eq!(
+            count("replace"),
+            [2],
+            "replace moving the unique value: a refused PutItem, then the transaction"
+        );
+        let stale = store
+            .replace(&schema, doc(json!({"id": "b", "sku": "S2"})), 1)
+            .await;
+        assert!(
+            matches!(
+                stale,
+                Err(Error::Conflict {
+                    expected: 1,
+                    actual: 3,
+                    ..
+                })
+            ),
+            "{stale:?}"
+        );
+        assert_eq!(
+            count("replace"),
+            [1],
+            "a conflict is the write's own answer"
+        );
+
+        store
+            .get_by_unique(&schema, "sku", &[KeyValue::from("S2")])
+            .await
+            .expect("get_by_unique")
+            .expect("found");
+        assert_eq!(count("get_by_unique"), [2], "the marker, then the record");
+
+        store
+            .query(&schema, &Query::table("a"))
+            .await
+            .expect("query");
+        store
+            .query(&schema, &Query::index("by-group", "g"))
+            .await
+            .expect("query");
+        assert_eq!(count("query"), [1, 1], "a page under 1 MB: one Query");
+
+        for i in 0..150 {
+            store
+                .put(&schema, doc(json!({"id": format!("k{i:03}")})))
+                .await
+                .expect("put");
+        }
+        let keys: Vec<RecordKey> = (0..250).map(|i| format!("k{i:03}").into()).collect();
+        let found = store.get_many(&schema, &keys).await.expect("get_many");
+        assert_eq!(found.iter().flatten().count(), 150);
+        assert_eq!(count("get_many"), [3], "250 keys: three BatchGetItem");
+
+        assert!(
+            store
+                .delete(&schema, &"new".into(), None)
+                .await
+                .expect("delete")
+        );
+        assert!(
+            !store
+                .delete(&schema, &"new".into(), None)
+                .await
+                .expect("delete")
+        );
+        // Records with unique indexes are read first, to know their markers.
+        assert_eq!(count("delete"), [2, 1]);
+        assert!(
+            store
+                .delete(&schema, &"b".into(), Some(3))
+                .await
+                .expect("delete")
+        );
+        assert_eq!(
+            count("delete"),
+            [2],
+            "GetItem, then the transaction with the marker"
+        );
+    };
+    run.await;
+    store.drop_tables().await.expect("drop_tables");
+}
+
+/// The marker of `value` in `marked`'s `sku` index, if it exists: its `holder`.
+async fn marker(store: &DynamoDbStore, value: &str) -> Option<String> {
+    let table = format!("{}storekit_unique", store.config().table_prefix());
+    let pk = format!("marked#sku#t{}:{value}", value.len());
+    let item = store
+        .client()
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(pk))
+        .key("sk", AttributeValue::S("UNIQUE".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get marker")
+        .item?;
+    match item.get("holder") {
+        Some(AttributeValue::S(holder)) => Some(holder.clone()),
+        other => panic!("a marker without a holder: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn markers_are_claimed_moved_and_released_with_their_records() {
+    let Some(store) = store("mark").await else {
+        return;
+    };
+    let schema = counted("marked");
+    let run = async {
+        store.ensure_table(&schema).await.expect("ensure_table");
+        store
+            .insert(&schema, doc(json!({"id": "r1", "sku": "X"})))
+            .await
+            .expect("insert");
+        assert_eq!(marker(&store, "X").await.as_deref(), Some("t2:r1"));
+
+        let mut to_y = |mut d: Document| {
+            d.insert("sku".into(), json!("Y"));
+            Ok(d)
+        };
+        store
+            .update(&schema, &"r1".into(), &mut to_y)
+            .await
+            .expect("update");
+        assert_eq!(marker(&store, "X").await, None, "the old value is released");
+        assert_eq!(marker(&store, "Y").await.as_deref(), Some("t2:r1"));
+        store
+            .insert(&schema, doc(json!({"id": "r2", "sku": "X"})))
+            .await
+            .expect("X is free at once");
+        assert_eq!(marker(&store, "X").await.as_deref(), Some("t2:r2"));
+
+        assert!(
+            store
+                .delete(&schema, &"r1".into(), None)
+                .await
+                .expect("delete")
+        );
+        assert_eq!(
+            marker(&store, "Y").await,
+            None,
+            "a delete releases its values"
+        );
+        store
+            .put(&schema, doc(json!({"id": "r2"})))
+            .await
+            .expect("put without a sku");
+        assert_eq!(
+            marker(&store, "X").await,
+            None,
+            "a value dropped is released"
+        );
+
+        // A marker another client left behind (its record no longer holds the value) does not
+        // keep the value taken.
+        store
+            .insert(&schema, doc(json!({"id": "r3", "sku": "Z"})))
+            .await
+            .expect("insert");
+        let table = format!("{}marked", store.config().table_prefix());
+        store
+            .client()
+            .put_item()
+            .table_name(&table)
+            .item("id", AttributeValue::S("r3".into()))
+            .send()
+            .await
+            .expect("a write by another client");
+        store
+            .insert(&schema, doc(json!({"id": "r4", "sku": "Z"})))
+            .await
+            .expect("a stale marker is cleared");
+        assert_eq!(marker(&store, "Z").await.as_deref(), Some("t2:r4"));
+
+        assert!(store.drop_table(&schema).await.expect("drop_table"));
+        assert_eq!(
+            marker(&store, "Z").await,
+            None,
+            "dropping a table drops its markers"
+        );
+    };
+    run.await;
+    store.drop_tables().await.expect("drop_tables");
+}
+
+fn key(name: &str, kind: DynamoKeyType) -> KeySchemaElement {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .expect("key")
+}
+
+fn attribute(name: &str, kind: ScalarAttributeType) -> AttributeDefinition {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(kind)
+        .build()
+        .expect("attribute")
+}
+
+/// The `orders` table as Terraform would make it: `customer` (S) and `placed` (N), a
+/// `by-status` index on (`status`, `placed`) projecting everything.
+async fn create_orders(client: &Client, table: &str) {
+    let index = GlobalSecondaryIndex::builder()
+        .index_name("by-status")
+        .key_schema(key("status", DynamoKeyType::Hash))
+        .key_schema(key("placed", DynamoKeyType::Range))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .expect("index");
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("customer", ScalarAttributeType::S))
+        .attribute_definitions(attribute("placed", ScalarAttributeType::N))
+        .attribute_definitions(attribute("status", ScalarAttributeType::S))
+        .key_schema(key("customer", DynamoKeyType::Hash))
+        .key_schema(key("placed", DynamoKeyType::Range))
+        .global_secondary_indexes(index)
+        .send()
+        .await
+        .expect("create table");
+}
+
+fn orders() -> storekit_core::table::TableSchemaBuilder {
+    TableSchema::builder("orders", KeyDef::text("customer"))
+        .sort_key(KeyDef::int("placed"))
+        .index(
+            "by-status",
+            KeyDef::text("status"),
+            Some(KeyDef::int("placed")),
+        )
+}
+
+#[tokio::test]
+async fn a_table_made_outside_storekit_is_adopted_as_it_is() {
+    let Some(store) = store("adopt").await else {
+        return;
+    };
+    let client = store.client().clone();
+    let table = format!("{}orders", store.config().table_prefix());
+    let run = async {
+        create_orders(&client, &table).await;
+        // An item as a PynamoDB model writes it: native attributes, no storekit version.
+        let lines = AttributeValue::L(vec![AttributeValue::M(HashMap::from([
+            ("sku".to_owned(), AttributeValue::S("lamp".into())),
+            ("qty".to_owned(), AttributeValue::N("2".into())),
+        ]))]);
+        client
+            .put_item()
+            .table_name(&table)
+            .item("customer", AttributeValue::S("ada".into()))
+            .item("placed", AttributeValue::N("1700000000".into()))
+            .item("status", AttributeValue::S("open".into()))
+            .item("total", AttributeValue::N("12.50".into()))
+            .item("ref", AttributeValue::S("R-1".into()))
+            .item("lines", lines)
+            .item("receipt", AttributeValue::B(Blob::new(vec![0, 1, 2])))
+            .send()
+            .await
+            .expect("put item");
+
+        let schema = orders().build().expect("valid");
+        assert_eq!(
+            store.ensure_table(&schema).await.expect("ensure_table"),
+            TableStatus::Unchanged,
+            "no drift"
+        );
+        let key = RecordKey::with_sort("ada", 1_700_000_000);
+        let read = store.get(&schema, &key).await.expect("get").expect("found");
+        assert_eq!(read.version, 0, "an item written without a version");
+        assert_eq!(
+            Value::Object(read.document.clone()),
+            json!({"customer": "ada", "placed": 1_700_000_000, "status": "open", "total": 12.5,
+                   "ref": "R-1", "lines": [{"sku": "lamp", "qty": 2}], "receipt": "AAEC"})
+        );
+        let open = store
+            .query(&schema, &Query::index("by-status", "open"))
+            .await
+            .expect("query");
+        assert_eq!(open.items.len(), 1);
+
+        let mut document = read.document.clone();
+        document.insert("status".into(), json!("paid"));
+        let written = store
+            .replace(&schema, document, 0)
+            .await
+            .expect("replace at version 0");
+        assert_eq!(written.version, 1);
+        let raw = client
+            .get_item()
+            .table_name(&table)
+            .key("customer", AttributeValue::S("ada".into()))
+            .key("placed", AttributeValue::N("1700000000".into()))
+            .send()
+            .await
+            .expect("get item")
+            .item
+            .expect("stored");
+        assert_eq!(raw.get("status"), Some(&AttributeValue::S("paid".into())));
+        assert_eq!(raw.get("total"), Some(&AttributeValue::N("12.5".into())));
+        assert!(
+            matches!(raw.get("lines"), Some(AttributeValue::L(l)) if matches!(l[0], AttributeValue::M(_)))
+        );
+        assert_eq!(
+            raw.get("_storekit_version"),
+            Some(&AttributeValue::N("1".into()))
+        );
+
+        // A unique index over the existing records is built from them.
+        let with_ref = orders()
+            .unique("order-ref", [KeyDef::text("ref")])
+            .build()
+            .expect("valid");
+        assert_eq!(
+            store.ensure_table(&with_ref).await.expect("add the index"),
+            TableStatus::IndexesAdded(vec!["order-ref".to_owned()])
+        );
+        let found = store
+            .get_by_unique(&with_ref, "order-ref", &["R-1".into()])
+            .await
+            .expect("get_by_unique");
+        assert_eq!(found.map(|r| r.key), Some(key.clone()));
+        let taken = store
+            .insert(
+                &with_ref,
+                doc(json!({"customer": "bob", "placed": 1, "ref": "R-1"})),
+            )
+            .await;
+        assert!(
+            matches!(
+                taken,
+                Err(Error::AlreadyExists {
+                    what: "unique value"
+                })
+            ),
+            "{taken:?}"
+        );
+        assert_eq!(
+            store.ensure_table(&with_ref).await.expect("again"),
+            TableStatus::Unchanged
+        );
+
+        // A schema that differs from the live table is refused, naming the difference.
+        let drifted = TableSchema::builder("orders", KeyDef::text("customer"))
+            .sort_key(KeyDef::int("placed"))
+            .index(
+                "by-status",
+                KeyDef::text("status"),
+                Some(KeyDef::text("placed_at")),
+            )
+            .unique("order-ref", [KeyDef::text("ref")])
+            .build()
+            .expect("valid");
+        let refused = store.ensure_table(&drifted).await;
+        assert!(
+            matches!(&refused, Err(Error::SchemaMismatch { differences, .. }) if differences.len() == 1),
+            "{refused:?}"
+        );
+    };
+    run.await;
+    store.drop_tables().await.expect("drop_tables");
+}
+
+#[tokio::test]
+async fn bytes_keys_are_binary_attributes_and_base64_in_documents() {
+    let Some(store) = store("bytes").await else {
+        return;
+    };
+    let client = store.client().clone();
+    let table = format!("{}blobs", store.config().table_prefix());
+    let run = async {
+        client
+            .create_table()
+            .table_name(&table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute("digest", ScalarAttributeType::B))
+            .key_schema(key("digest", DynamoKeyType::Hash))
+            .send()
+            .await
+            .expect("create table");
+        client
+            .put_item()
+            .table_name(&table)
+            .item("digest", AttributeValue::B(Blob::new(vec![0xff, 0])))
+            .item("size", AttributeValue::N("3".into()))
+            .send()
+            .await
+            .expect("put item");
+        let schema = TableSchema::builder("blobs", KeyDef::bytes("digest"))
+            .build()
+            .expect("valid");
+        assert_eq!(
+            store.ensure_table(&schema).await.expect("ensure_table"),
+            TableStatus::Unchanged
+        );
+        let read = store
+            .get(&schema, &RecordKey::new(vec![0xff, 0]))
+            .await
+            .expect("get")
+            .expect("found");
+        assert_eq!(read.document["digest"], json!("/wA="));
+        store
+            .insert(&schema, doc(json!({"digest": "AAEC", "size": 1})))
+            .await
+            .expect("insert");
+        let raw = client
+            .get_item()
+            .table_name(&table)
+            .key("digest", AttributeValue::B(Blob::new(vec![0, 1, 2])))
+            .send()
+            .await
+            .expect("get item")
+            .item
+            .expect("stored as binary");
+        assert_eq!(raw.get("size"), Some(&AttributeValue::N("1".into())));
+    };
+    run.await;
+    store.drop_tables().await.expect("drop_tables");
+}
