@@ -232,8 +232,10 @@ async fn dynamodb(plan: &Plan) -> Result<Vec<Sample>, BoxError> {
         Some((raw.clone(), Some(raw_requests))),
     )
     .await;
-    store.drop_tables().await?;
+    // The baseline's first: storekit's `drop_tables` drops every table under its prefix,
+    // which the baseline's prefix extends.
     raw.remove().await?;
+    store.drop_tables().await?;
     samples
 }
 

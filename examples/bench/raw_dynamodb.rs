@@ -2,6 +2,11 @@
 //! binary value `v`), strongly consistent reads, BatchWriteItem at 25 requests per call with
 //! four calls in flight and unprocessed items resent with backoff, and Query followed to the
 //! last page. Also the request counter that both peers' clients carry.
+//!
+//! Products are laid out as storekit's DynamoDB tables backend lays out a table: a table of
+//! their own keyed by `id`, the record's fields as native attributes beside its version, and
+//! the GSI `product-name-index` on (name, updated_at) projecting every attribute. An item is
+//! built and read field by field, as hand-written code would.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,15 +20,15 @@ use aws_sdk_dynamodb::config::{
 };
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, KeySchemaElement, KeyType,
-    Put, PutRequest, ReturnValue, ScalarAttributeType, TableStatus, TransactWriteItem,
-    WriteRequest,
+    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, PutRequest, ReturnValue,
+    ScalarAttributeType, TableStatus, TransactWriteItem, WriteRequest,
 };
 use storekit::futures::{StreamExt as _, TryStreamExt as _, stream};
 use storekit::uuid::Uuid;
 use storekit::{BoxError, async_trait};
 
-use crate::targets::{Kv, PASSWORD_HASH, Users};
+use crate::targets::{Kv, NAME_INDEX, PASSWORD_HASH, Product, Products, Users};
 
 /// The most requests one BatchWriteItem call may hold.
 const WRITE_BATCH: usize = 25;
@@ -72,12 +77,17 @@ pub(crate) async fn client(endpoint: &str, counter: Arc<AtomicU64>) -> Client {
     Client::from_conf(config)
 }
 
-/// The baseline's two tables.
+/// Reads of a product before an update gives up, as storekit's `update` does.
+const UPDATE_ATTEMPTS: usize = 100;
+
+/// The baseline's tables: two made at the start, and one for products that the tables
+/// workload makes and drops.
 #[derive(Debug)]
 pub(crate) struct RawDynamo {
     client: Client,
     kv_table: String,
     users_table: String,
+    products_table: String,
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -95,6 +105,7 @@ impl RawDynamo {
             client,
             kv_table: format!("{prefix}kv"),
             users_table: format!("{prefix}users"),
+            products_table: format!("{prefix}products"),
         };
         for table in [&raw.kv_table, &raw.users_table] {
             raw.create_table(table).await?;
@@ -125,6 +136,11 @@ impl RawDynamo {
             .key_schema(key("sk", KeyType::Range)?)
             .send()
             .await?;
+        self.wait_active(table).await
+    }
+
+    /// Waits until `table` (and the indexes created with it) can be used.
+    async fn wait_active(&self, table: &str) -> Result<(), BoxError> {
         for _ in 0..600 {
             let described = self
                 .client
@@ -335,5 +351,179 @@ impl Users for RawDynamo {
             .send()
             .await?;
         Ok(output.item.is_some())
+    }
+}
+
+fn n(number: &impl ToString) -> AttributeValue {
+    AttributeValue::N(number.to_string())
+}
+
+/// A product as an item at `version`.
+fn product_item(product: &Product, version: u64) -> Item {
+    HashMap::from([
+        ("id".to_owned(), s(&product.id)),
+        ("name".to_owned(), s(&product.name)),
+        ("price_cents".to_owned(), n(&product.price_cents)),
+        ("updated_at".to_owned(), n(&product.updated_at)),
+        ("description".to_owned(), s(&product.description)),
+        ("version".to_owned(), n(&version)),
+    ])
+}
+
+/// A product and its version from an item.
+fn product_of(item: &Item) -> Result<(Product, u64), BoxError> {
+    let text = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(text)) => Ok(text.clone()),
+        _ => Err(format!("the item's {name} is not a string")),
+    };
+    let number = |name: &str| match item.get(name) {
+        Some(AttributeValue::N(number)) => Ok(number.as_str()),
+        _ => Err(format!("the item's {name} is not a number")),
+    };
+    let product = Product {
+        id: text("id")?,
+        name: text("name")?,
+        price_cents: number("price_cents")?.parse()?,
+        updated_at: number("updated_at")?.parse()?,
+        description: text("description")?,
+    };
+    Ok((product, number("version")?.parse()?))
+}
+
+impl RawDynamo {
+    /// The product and its version, read consistently, if it exists.
+    async fn product(&self, id: &str) -> Result<Option<(Product, u64)>, BoxError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.products_table)
+            .key("id", s(id))
+            .consistent_read(true)
+            .send()
+            .await?;
+        output.item.as_ref().map(product_of).transpose()
+    }
+}
+
+#[async_trait]
+impl Products for RawDynamo {
+    async fn create_products(&self) -> Result<(), BoxError> {
+        let attribute = |name: &str, kind| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(kind)
+                .build()
+        };
+        let key = |name: &str, kind| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+        };
+        let by_name = GlobalSecondaryIndex::builder()
+            .index_name(NAME_INDEX)
+            .key_schema(key("name", KeyType::Hash)?)
+            .key_schema(key("updated_at", KeyType::Range)?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
+            .build()?;
+        self.client
+            .create_table()
+            .table_name(&self.products_table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute("id", ScalarAttributeType::S)?)
+            .attribute_definitions(attribute("name", ScalarAttributeType::S)?)
+            .attribute_definitions(attribute("updated_at", ScalarAttributeType::N)?)
+            .key_schema(key("id", KeyType::Hash)?)
+            .global_secondary_indexes(by_name)
+            .send()
+            .await?;
+        self.wait_active(&self.products_table).await
+    }
+
+    async fn drop_products(&self) -> Result<(), BoxError> {
+        self.client
+            .delete_table()
+            .table_name(&self.products_table)
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_product(&self, product: &Product) -> Result<(), BoxError> {
+        self.client
+            .put_item()
+            .table_name(&self.products_table)
+            .set_item(Some(product_item(product, 1)))
+            .condition_expression("attribute_not_exists(id)")
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    async fn get_product(&self, id: &str) -> Result<Option<Product>, BoxError> {
+        Ok(self.product(id).await?.map(|(product, _version)| product))
+    }
+
+    async fn update_product(
+        &self,
+        id: &str,
+        price_cents: u64,
+        updated_at: f64,
+    ) -> Result<(), BoxError> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let (mut product, version) = self.product(id).await?.ok_or("no product to update")?;
+            product.price_cents = price_cents;
+            product.updated_at = updated_at;
+            let written = self
+                .client
+                .put_item()
+                .table_name(&self.products_table)
+                .set_item(Some(product_item(&product, version + 1)))
+                .condition_expression("#version = :read")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":read", n(&version))
+                .send()
+                .await;
+            match written {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err("every update of the product lost to another write".into())
+    }
+
+    async fn newest_products(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<(Vec<Product>, bool), BoxError> {
+        // One more than the page, to know whether another follows, as storekit's query does.
+        let output = self
+            .client
+            .query()
+            .table_name(&self.products_table)
+            .index_name(NAME_INDEX)
+            .key_condition_expression("#name = :name")
+            .expression_attribute_names("#name", "name")
+            .expression_attribute_values(":name", s(name))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit + 1)?)
+            .send()
+            .await?;
+        let mut page = output
+            .items()
+            .iter()
+            .map(|item| product_of(item).map(|(product, _version)| product))
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = page.len() > limit;
+        page.truncate(limit);
+        Ok((page, more))
     }
 }

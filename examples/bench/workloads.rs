@@ -377,7 +377,10 @@ pub(crate) async fn tables<P: Products + 'static>(
     store: Arc<P>,
 ) -> Result<Vec<Sample>, BoxError> {
     let all = runner.limits.max_ops;
-    store.create_products().await?;
+    store
+        .create_products()
+        .await
+        .inspect_err(|_| eprintln!("bench: {} tables: creating the table failed", runner.peer))?;
     let ctx = Arc::new(ProductCtx {
         store,
         ids: (0..all).map(product_id).collect(),
@@ -441,6 +444,9 @@ pub(crate) async fn tables<P: Products + 'static>(
             },
         )
         .await;
-    ctx.store.drop_products().await?;
+    ctx.store
+        .drop_products()
+        .await
+        .inspect_err(|_| eprintln!("bench: {} tables: dropping the table failed", runner.peer))?;
     Ok(vec![insert, get, update, index_query])
 }
