@@ -2,7 +2,9 @@
 //! [backend traits](storekit_core::backend) on two tables, and so is a
 //! [`UserStore`](storekit_core::UserStore), [`OAuthAccountStore`](storekit_core::OAuthAccountStore),
 //! [`AccessTokenStore`](storekit_core::AccessTokenStore) and [`KvStore`](storekit_core::KvStore)
-//! (core applies the input rules, hashes tokens and opens a span per call); it passes the
+//! (core applies the input rules, hashes tokens and opens a span per call), and a
+//! [`TableStore`](storekit_core::table::TableStore) on one DynamoDB table per declared table
+//! (see [Tables store](#tables-store)); it passes the
 //! storekit conformance suite against DynamoDB Local. Each call's span also counts the
 //! DynamoDB requests it sent and the capacity units they consumed
 //! (`aws.dynamodb.request_count`, `aws.dynamodb.consumed_capacity`).
@@ -13,14 +15,16 @@
 //!
 //! let config = DynamoDbConfig::builder().table_prefix("myapp_").build()?;
 //! let store = DynamoDbStore::connect(&config).await?; // standard AWS credential chain
-//! store.migrate().await?; // creates `myapp_users` and `myapp_kv` if missing
+//! store.migrate().await?; // creates `myapp_users`, `myapp_kv` and `myapp_storekit_unique` if missing
 //! # Ok(()) }
 //! ```
 //!
 //! # Tables
 //!
-//! Both tables have a string partition key `pk` and a string sort key `sk`, are billed per
-//! request, and are created by [`DynamoDbStore::migrate`], never behind the caller's back.
+//! Both tables (and the tables store's marker table, see [Tables store](#tables-store)) have a
+//! string partition key `pk` and a string sort key `sk`, are billed per request, and are
+//! created by [`DynamoDbStore::migrate`], never behind the caller's back (the marker table also
+//! by the first `ensure_table`).
 //!
 //! **`{prefix}users`** holds users single-table style; every item is small, and each access
 //! touches a known key:
@@ -55,6 +59,18 @@
 //! count. Values are binary attributes `v`; counters are number attributes `n`; an item with a
 //! TTL has `exp` (the deadline in Unix milliseconds, checked exactly on every read) and `ttl`
 //! (Unix seconds, rounded up) on which native TTL is enabled.
+//!
+//! # Tables store
+//!
+//! Each declared table is the DynamoDB table `{prefix}{name}`, created by `ensure_table` (or
+//! made beforehand, e.g. by Terraform, and adopted as it is): its keys are the record's own
+//! fields, every other field is a native attribute that other clients (a PynamoDB model) read
+//! and write, and each query index is a global secondary index projecting `ALL`. Unique indexes
+//! are marker items in `{prefix}storekit_unique`, claimed with `attribute_not_exists` in the
+//! same `TransactWriteItems` as the record. Queries on a query index are eventually consistent
+//! (GSIs cannot be read consistently); everything else reads consistently. The layout, the
+//! catalog item and the requests of each call are described in the source of the `tables`
+//! module.
 //!
 //! # Access patterns
 //!
