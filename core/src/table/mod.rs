@@ -76,7 +76,8 @@ use crate::Result;
 pub struct Record {
     /// The record's key in its table.
     pub key: RecordKey,
-    /// Starts at 1 and grows by one with every write.
+    /// Starts at 1 and grows by one with every write through storekit. An item written by
+    /// another client into an adopted DynamoDB table has no version yet and reads as 0.
     pub version: u64,
     /// The document, as stored (canonical, with computed keys).
     pub document: Document,

@@ -223,8 +223,10 @@ pub struct Position {
 /// A query after every check, as a backend runs it: the records of `partition` in the index
 /// (or table), meeting `sort`, in `order`, strictly after `after`, at most `fetch` of them.
 ///
-/// Records are ordered by the index's sort key, then by the table's partition and sort key
-/// (all reversed when descending); a table query orders by the table's sort key.
+/// Records are ordered by the index's sort key (all reversed when descending); a table query
+/// orders by the table's sort key. Records that tie on an index's sort key come in the
+/// backend's own stable order: the table's key on memory and SQL, the GSI's internal order on
+/// DynamoDB. Either way a cursor continues after the last record returned, so each comes once.
 #[derive(Debug, Clone, Copy)]
 pub struct IndexQuery<'a> {
     /// The query index's position in the schema, or `None` for the table itself.
