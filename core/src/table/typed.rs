@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use super::{
     Document, KeyValue, Query, QueryPage, Record, RecordKey, TableSchema, TableStatus, TableStore,
@@ -87,20 +87,32 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
 
     /// Writes a new record; see [`TableStore::insert`].
     pub async fn insert(&self, record: &T) -> Result<Versioned<T>> {
-        let document = self.document(record)?;
-        self.typed(self.store.insert(&self.schema, document).await?)
+        let (document, stored) = self.checked(record)?;
+        let written = self.store.insert(&self.schema, document).await?;
+        Ok(Versioned {
+            record: stored,
+            version: written.version,
+        })
     }
 
     /// Writes a record whether or not it exists; see [`TableStore::put`].
     pub async fn put(&self, record: &T) -> Result<Versioned<T>> {
-        let document = self.document(record)?;
-        self.typed(self.store.put(&self.schema, document).await?)
+        let (document, stored) = self.checked(record)?;
+        let written = self.store.put(&self.schema, document).await?;
+        Ok(Versioned {
+            record: stored,
+            version: written.version,
+        })
     }
 
     /// Overwrites a record still at `version`; see [`TableStore::replace`].
     pub async fn replace(&self, record: &T, version: u64) -> Result<Versioned<T>> {
-        let document = self.document(record)?;
-        self.typed(self.store.replace(&self.schema, document, version).await?)
+        let (document, stored) = self.checked(record)?;
+        let written = self.store.replace(&self.schema, document, version).await?;
+        Ok(Versioned {
+            record: stored,
+            version: written.version,
+        })
     }
 
     /// Reads the record, changes it with `change`, and writes it at the version read, reading
@@ -111,22 +123,28 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
         key: impl Into<RecordKey>,
         mut change: impl FnMut(&mut T) -> Result<()> + Send,
     ) -> Result<Versioned<T>> {
-        let schema = self.schema.clone();
-        let mut change_document = move |document: Document| -> Result<Document> {
+        // The record as the last change made it, read back as stored: what the write that
+        // lands (the one after the last change) holds.
+        let mut stored = None;
+        let mut change_document = |document: Document| -> Result<Document> {
             let mut record = from_document::<T>(document)?;
             change(&mut record)?;
-            let document = to_document(&record)?;
-            // Read back as stored, before anything is written.
-            let row = schema.row(document)?;
-            from_document::<T>(row.document().clone())?;
-            Ok(row.into_document())
+            let (document, back) = self.checked(&record)?;
+            stored = Some(back);
+            Ok(document)
         };
         let key = key.into();
-        self.typed(
-            self.store
-                .update(&self.schema, &key, &mut change_document)
-                .await?,
-        )
+        let written = self
+            .store
+            .update(&self.schema, &key, &mut change_document)
+            .await?;
+        match stored {
+            Some(record) => Ok(Versioned {
+                record,
+                version: written.version,
+            }),
+            None => self.typed(written),
+        }
     }
 
     /// Deletes the record; `false` if it did not exist.
@@ -229,11 +247,16 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
         self.store.count(&self.schema).await
     }
 
-    /// The record as a document, checked to read back as `T` once stored.
-    fn document(&self, record: &T) -> Result<Document> {
+    /// The record as the document to store, and as it will read back once stored; a record
+    /// that would not read back as `T` is refused here, before anything is written.
+    fn checked(&self, record: &T) -> Result<(Document, T)> {
         let row = self.schema.row(to_document(record)?)?;
-        from_document::<T>(row.document().clone())?;
-        Ok(row.into_document())
+        let document = serde_json::Value::Object(row.into_document());
+        let stored = T::deserialize(&document).map_err(|e| not_readable::<T>(&e))?;
+        match document {
+            serde_json::Value::Object(document) => Ok((document, stored)),
+            _ => Err(Error::invalid("record", "must serialise to a JSON object")),
+        }
     }
 
     #[allow(clippy::unused_self)]
@@ -258,10 +281,12 @@ fn to_document<T: Serialize>(record: &T) -> Result<Document> {
 }
 
 fn from_document<T: DeserializeOwned>(document: Document) -> Result<T> {
-    serde_json::from_value(serde_json::Value::Object(document)).map_err(|e| {
-        Error::invalid(
-            "record",
-            format!("does not read back as {}: {e}", std::any::type_name::<T>()),
-        )
-    })
+    serde_json::from_value(serde_json::Value::Object(document)).map_err(|e| not_readable::<T>(&e))
+}
+
+fn not_readable<T>(e: &serde_json::Error) -> Error {
+    Error::invalid(
+        "record",
+        format!("does not read back as {}: {e}", std::any::type_name::<T>()),
+    )
 }
