@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::TryStreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use storekit_core::Error;
@@ -1536,23 +1536,17 @@ pub async fn adding_indexes_to_a_populated_table_backfills_them(f: &Fixture) {
         .build()
         .expect("valid");
     let store = ensure(f, &before).await;
-    let writes: Vec<_> = (0..500)
+    // 32 writers at a time: enough to fill it quickly, few enough for a local server.
+    futures::stream::iter(0..500)
         .map(|i| {
-            let (store, schema) = (self::store(f), before.clone());
-            tokio::spawn(async move {
-                let color = ["red", "green", "blue", "grey", "black"][i % 5];
-                store
-                    .insert(
-                        &schema,
-                        doc(json!({"id": format!("g{i:03}"), "color": color, "code": i})),
-                    )
-                    .await
-            })
+            let color = ["red", "green", "blue", "grey", "black"][i % 5];
+            let record = doc(json!({"id": format!("g{i:03}"), "color": color, "code": i}));
+            store.insert(&before, record)
         })
-        .collect();
-    for write in writes {
-        write.await.expect("task").expect("insert");
-    }
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("insert");
     let after = TableSchema::builder("grown", KeyDef::text("id"))
         .index("by-color", KeyDef::text("color"), Some(KeyDef::int("code")))
         .unique("code", [KeyDef::int("code")])
