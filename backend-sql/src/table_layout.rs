@@ -25,12 +25,18 @@
 //! before: the prefix and schema when the store is built, table and index names by
 //! [`TableSchema`]'s builder (ASCII letters, digits, `_`, `-`, `.`), and the rest is ours, so
 //! no identifier can hold a `"`.
+//!
+//! A store keeps each table's layout in [`Layouts`], with the texts of its recurring
+//! statements built once, so a call on a table builds no names and no SQL: it only binds
+//! values.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use storekit_core::table::{
-    IndexEntry, IndexQuery, KeyType, KeyValue, MissingIndexes, Order, Record, RecordKey, Row,
-    SortCondition, TableSchema, TableShape,
+    IndexEntry, IndexQuery, KeyDef, KeyType, KeyValue, MissingIndexes, Order, Record, RecordKey,
+    Row, SortCondition, TableSchema, TableShape,
 };
 use storekit_core::{Error, Result};
 
@@ -86,10 +92,10 @@ impl Dialect {
         }
     }
 
-    fn placeholder(self, n: usize) -> String {
+    fn placeholder(self) -> char {
         match self {
-            Self::Sqlite => format!("?{n}"),
-            Self::Postgres => format!("${n}"),
+            Self::Sqlite => '?',
+            Self::Postgres => '$',
         }
     }
 }
@@ -121,7 +127,8 @@ impl From<&KeyValue> for Param {
 /// A statement and its parameters, in the order of their placeholders.
 #[derive(Debug, Clone)]
 pub(crate) struct Statement {
-    pub(crate) sql: String,
+    /// Shared with the layout's cache of texts, so a recurring text is never built again.
+    pub(crate) sql: Arc<str>,
     pub(crate) params: Vec<Param>,
     /// Whether the text recurs, so that a driver's statement cache should keep it (false for
     /// a text that changes with the number of values, which would only push out the rest).
@@ -129,24 +136,56 @@ pub(crate) struct Statement {
 }
 
 /// Builds a [`Statement`], numbering placeholders as values are bound.
+///
+/// Given the statement's text already (from the layout's cache), it only collects the
+/// values: the same code then yields the text once and the values on every call, so the two
+/// cannot disagree.
 struct Builder {
     dialect: Dialect,
-    sql: String,
+    /// The text being built, or the known one.
+    sql: Text,
     params: Vec<Param>,
 }
 
+#[derive(Debug)]
+enum Text {
+    Building(String),
+    Known(Arc<str>),
+}
+
 impl Builder {
-    fn new(dialect: Dialect) -> Self {
+    fn new(dialect: Dialect, known: Option<&Arc<str>>) -> Self {
         Self {
             dialect,
-            sql: String::with_capacity(256),
+            sql: match known {
+                Some(text) => Text::Known(Arc::clone(text)),
+                None => Text::Building(String::with_capacity(256)),
+            },
             params: Vec::new(),
         }
     }
 
     fn sql(&mut self, text: &str) -> &mut Self {
-        self.sql.push_str(text);
+        if let Text::Building(sql) = &mut self.sql {
+            sql.push_str(text);
+        }
         self
+    }
+
+    /// `columns`, unquoted, separated by commas.
+    fn columns(&mut self, columns: &[&str]) -> &mut Self {
+        for (i, column) in columns.iter().enumerate() {
+            if i > 0 {
+                self.sql(", ");
+            }
+            self.sql(column);
+        }
+        self
+    }
+
+    /// `identifier`, quoted.
+    fn quoted(&mut self, identifier: &str) -> &mut Self {
+        self.sql("\"").sql(identifier).sql("\"")
     }
 
     fn bind(&mut self, param: Param) -> &mut Self {
@@ -155,10 +194,11 @@ impl Builder {
             (Dialect::Postgres, Param::Document(_))
         );
         self.params.push(param);
-        let placeholder = self.dialect.placeholder(self.params.len());
-        self.sql.push_str(&placeholder);
-        if cast {
-            self.sql.push_str("::jsonb");
+        if let Text::Building(sql) = &mut self.sql {
+            let _ = write!(sql, "{}{}", self.dialect.placeholder(), self.params.len());
+            if cast {
+                sql.push_str("::jsonb");
+            }
         }
         self
     }
@@ -167,7 +207,12 @@ impl Builder {
     fn compare(&mut self, columns: &[&str], op: &str, values: Vec<Param>) -> &mut Self {
         let one = columns.len() == 1;
         self.sql(if one { "" } else { "(" });
-        self.sql(&list(columns.iter().map(|c| quote(c))));
+        for (i, column) in columns.iter().enumerate() {
+            if i > 0 {
+                self.sql(", ");
+            }
+            self.quoted(column);
+        }
         self.sql(if one { " " } else { ") " }).sql(op);
         self.sql(if one { " " } else { " (" });
         for (i, value) in values.into_iter().enumerate() {
@@ -181,7 +226,10 @@ impl Builder {
 
     fn finish(self) -> Statement {
         Statement {
-            sql: self.sql,
+            sql: match self.sql {
+                Text::Building(sql) => Arc::from(sql),
+                Text::Known(sql) => sql,
+            },
             params: self.params,
             recurs: true,
         }
@@ -228,8 +276,36 @@ struct UniqueColumns {
     components: Vec<(String, KeyType)>,
 }
 
+/// The texts of a layout's recurring statements, each built once, when the layout is (see
+/// [`Builder`]); `None` only while they are being built.
+#[derive(Debug, Default)]
+struct Texts {
+    get: Option<Arc<str>>,
+    contains: Option<Arc<str>>,
+    version: Option<Arc<str>>,
+    insert: Option<Arc<str>>,
+    upsert: Option<Arc<str>>,
+    replace: Option<Arc<str>>,
+    delete: Option<Arc<str>>,
+    delete_at: Option<Arc<str>>,
+    scan: Option<Arc<str>>,
+    scan_after: Option<Arc<str>>,
+    count: Option<Arc<str>>,
+    by_unique: Vec<Arc<str>>,
+}
+
+/// What a query's text depends on, beyond the layout: its values only fill placeholders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct QueryText {
+    index: Option<usize>,
+    condition: Option<u8>,
+    descending: bool,
+    /// The number of values of the position the page starts after, if any.
+    after: Option<usize>,
+}
+
 /// One declared table as SQL: its names, its DDL and its statements.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Layout {
     dialect: Dialect,
     schema: TableSchema,
@@ -241,6 +317,9 @@ pub(crate) struct Layout {
     sort: Option<KeyType>,
     indexes: Vec<IndexColumns>,
     uniques: Vec<UniqueColumns>,
+    texts: Texts,
+    /// Query texts, built on first use: there are too many combinations to build them all.
+    queries: RwLock<HashMap<QueryText, Arc<str>>>,
 }
 
 impl Layout {
@@ -293,7 +372,7 @@ impl Layout {
                     .collect(),
             })
             .collect();
-        Ok(Self {
+        let mut layout = Self {
             dialect,
             schema: schema.clone(),
             table: tables.qualify_bare(&bare),
@@ -303,18 +382,83 @@ impl Layout {
             sort: schema.sort().map(|s| s.kind()),
             indexes,
             uniques,
+            texts: Texts::default(),
+            queries: RwLock::default(),
+        };
+        layout.texts = layout.texts();
+        Ok(layout)
+    }
+
+    /// The texts of the recurring statements, built from placeholder values of the right
+    /// types (a text depends on their number and types only).
+    fn texts(&self) -> Texts {
+        let value = |kind| match kind {
+            KeyType::Text => KeyValue::Text(String::new()),
+            KeyType::Int => KeyValue::Int(0),
+            KeyType::Bytes => KeyValue::Bytes(Vec::new()),
+            KeyType::Float => KeyValue::Float(0.0),
+        };
+        let key = RecordKey {
+            partition: value(self.partition),
+            sort: self.sort.map(value),
+        };
+        let mut row = Self::key_params(&key);
+        row.push(Param::Document(String::new()));
+        row.extend(self.index_params(
+            &vec![None; self.indexes.len()],
+            &vec![None; self.uniques.len()],
+        ));
+        let text = |statement: Statement| Some(statement.sql);
+        Texts {
+            get: text(self.get(&key)),
+            contains: text(self.contains(&key)),
+            version: text(self.version(&key)),
+            insert: text(self.insert_with(row.clone(), false, None)),
+            upsert: text(self.insert_with(row.clone(), true, None)),
+            replace: text(self.replace_with(row, &key, 0, None)),
+            delete: text(self.delete(&key, None)),
+            delete_at: text(self.delete(&key, Some(0))),
+            scan: text(self.scan(None, 0)),
+            scan_after: text(self.scan(Some(&key), 0)),
+            count: text(self.count()),
+            by_unique: (0..self.uniques.len())
+                .map(|u| {
+                    let values: Vec<KeyValue> = self.uniques[u]
+                        .components
+                        .iter()
+                        .map(|(_, kind)| value(*kind))
+                        .collect();
+                    self.by_unique(u, &values).sql
+                })
+                .collect(),
+        }
+    }
+
+    fn builder(&self, known: Option<&Arc<str>>) -> Builder {
+        Builder::new(self.dialect, known)
+    }
+
+    /// `text`, if it is the text of a statement on `key` (which has the table's key types
+    /// when it comes through storekit's checks).
+    fn keyed<'t>(&self, text: &'t Option<Arc<str>>, key: &RecordKey) -> Option<&'t Arc<str>> {
+        text.as_ref()
+            .filter(|_| key.sort.is_some() == self.sort.is_some())
+    }
+
+    /// `text`, if it is the text of a write of `row`.
+    fn for_row<'t>(&self, text: &'t Option<Arc<str>>, row: &Row) -> Option<&'t Arc<str>> {
+        self.keyed(text, row.key()).filter(|_| {
+            row.indexes().len() == self.indexes.len() && row.uniques().len() == self.uniques.len()
         })
     }
 
-    fn builder(&self) -> Builder {
-        Builder::new(self.dialect)
-    }
-
     /// The table's key columns.
-    fn key_columns(&self) -> Vec<&'static str> {
-        std::iter::once(PARTITION)
-            .chain(self.sort.map(|_| SORT))
-            .collect()
+    fn key_columns(&self) -> &'static [&'static str] {
+        if self.sort.is_some() {
+            &[PARTITION, SORT]
+        } else {
+            &[PARTITION]
+        }
     }
 
     fn key_params(key: &RecordKey) -> Vec<Param> {
@@ -324,7 +468,7 @@ impl Layout {
     }
 
     /// Every index column with its type, query indexes first, in the schema's order.
-    fn index_columns(&self) -> Vec<(&str, KeyType)> {
+    fn index_columns(&self) -> impl Iterator<Item = (&str, KeyType)> {
         let query = self.indexes.iter().flat_map(|i| {
             std::iter::once(&i.partition)
                 .chain(&i.sort)
@@ -334,7 +478,7 @@ impl Layout {
             .uniques
             .iter()
             .flat_map(|u| u.components.iter().map(|(c, k)| (c.as_str(), *k)));
-        query.chain(unique).collect()
+        query.chain(unique)
     }
 
     /// The values of [`Layout::index_columns`] for a record with these entries.
@@ -402,7 +546,7 @@ impl Layout {
         let columns = std::iter::once(index.partition.0.as_str())
             .chain(index.sort.as_ref().map(|s| s.0.as_str()))
             .map(quote)
-            .chain(self.key_columns().into_iter().map(str::to_owned));
+            .chain(self.key_columns().iter().map(|c| (*c).to_owned()));
         // Only records in the index are in it, as in a sparse DynamoDB index; a query's
         // `partition = ?` implies the condition, so both databases use it.
         format!(
@@ -497,19 +641,19 @@ impl Layout {
         if sets.is_empty() {
             return Ok(None);
         }
-        let mut b = self.builder();
+        let mut b = self.builder(None);
         b.sql("UPDATE ").sql(&self.table).sql(" SET ");
         for (i, (column, value)) in sets.into_iter().enumerate() {
             if i > 0 {
                 b.sql(", ");
             }
-            b.sql(&quote(column)).sql(" = ").bind(value);
+            b.quoted(column).sql(" = ").bind(value);
         }
         self.where_key(&mut b, &record.key);
         Ok(Some(b.finish()))
     }
 
-    pub(crate) fn drop(&self) -> String {
+    pub(crate) fn drop_table(&self) -> String {
         format!("DROP TABLE IF EXISTS {}", self.table)
     }
 
@@ -533,67 +677,94 @@ impl Layout {
     /// `INSERT` of `row` at version 1 (`RETURNING version` when `upsert`, which on a taken
     /// key overwrites the record one version up instead).
     pub(crate) fn insert(&self, row: &Row, upsert: bool) -> Result<Statement> {
-        let index_columns = self.index_columns();
-        let columns: Vec<String> = self
-            .key_columns()
-            .into_iter()
-            .map(str::to_owned)
-            .chain(["version".to_owned(), "document".to_owned()])
-            .chain(index_columns.iter().map(|(c, _)| quote(c)))
-            .collect();
-        let mut params = self.row_params(row)?.into_iter();
-        let mut b = self.builder();
+        let text = if upsert {
+            &self.texts.upsert
+        } else {
+            &self.texts.insert
+        };
+        let known = self.for_row(text, row);
+        Ok(self.insert_with(self.row_params(row)?, upsert, known))
+    }
+
+    /// [`Layout::insert`] of a row's values.
+    fn insert_with(&self, params: Vec<Param>, upsert: bool, known: Option<&Arc<str>>) -> Statement {
+        let keys = self.key_columns();
+        let mut params = params.into_iter();
+        let mut b = self.builder(known);
         b.sql("INSERT INTO ").sql(&self.table).sql(" AS old (");
-        b.sql(&columns.join(", ")).sql(") VALUES (");
-        for (i, column) in columns.iter().enumerate() {
+        b.columns(keys).sql(", version, document");
+        for (column, _) in self.index_columns() {
+            b.sql(", ").quoted(column);
+        }
+        b.sql(") VALUES (");
+        // The key's values, version 1, then the document's and the index columns'.
+        for i in 0..keys.len() {
             if i > 0 {
                 b.sql(", ");
             }
-            if column == "version" {
-                b.sql("1");
-            } else if let Some(param) = params.next() {
+            if let Some(param) = params.next() {
                 b.bind(param);
             }
+        }
+        b.sql(", 1");
+        for param in params {
+            b.sql(", ").bind(param);
         }
         b.sql(")");
         if upsert {
             b.sql(" ON CONFLICT (")
-                .sql(&self.key_columns().join(", "))
+                .columns(keys)
                 .sql(") DO UPDATE SET version = old.version + 1, document = excluded.document");
-            for (column, _) in &index_columns {
-                let column = quote(column);
-                let _ = write!(b.sql, ", {column} = excluded.{column}");
+            for (column, _) in self.index_columns() {
+                b.sql(", ")
+                    .quoted(column)
+                    .sql(" = excluded.")
+                    .quoted(column);
             }
             b.sql(" RETURNING version");
         }
-        Ok(b.finish())
+        b.finish()
     }
 
     /// Overwrites the record at `expected` with `row`, one version up; changes no row if the
     /// record is missing or at another version.
     pub(crate) fn replace(&self, row: &Row, expected: u64) -> Result<Statement> {
-        let mut params = self.row_params(row)?;
-        let key_count = self.key_columns().len();
-        let rest = params.split_off(key_count);
-        let mut rest = rest.into_iter();
-        let mut b = self.builder();
+        let known = self.for_row(&self.texts.replace, row);
+        Ok(self.replace_with(self.row_params(row)?, row.key(), expected, known))
+    }
+
+    /// [`Layout::replace`] of a row's values.
+    fn replace_with(
+        &self,
+        params: Vec<Param>,
+        key: &RecordKey,
+        expected: u64,
+        known: Option<&Arc<str>>,
+    ) -> Statement {
+        // The key's values are bound again below, in the condition.
+        let mut rest = params.into_iter().skip(self.key_columns().len());
+        let mut b = self.builder(known);
         b.sql("UPDATE ")
             .sql(&self.table)
             .sql(" SET version = version + 1, document = ");
         if let Some(document) = rest.next() {
             b.bind(document);
         }
-        for ((column, _), value) in self.index_columns().into_iter().zip(rest) {
-            b.sql(", ").sql(&quote(column)).sql(" = ").bind(value);
+        for ((column, _), value) in self.index_columns().zip(rest) {
+            b.sql(", ").quoted(column).sql(" = ").bind(value);
         }
-        self.where_key(&mut b, row.key());
+        self.where_key(&mut b, key);
         b.sql(" AND version = ").bind(version_param(expected));
-        Ok(b.finish())
+        b.finish()
     }
 
     /// Deletes the record (at `expected`, if given).
     pub(crate) fn delete(&self, key: &RecordKey, expected: Option<u64>) -> Statement {
-        let mut b = self.builder();
+        let text = match expected {
+            None => &self.texts.delete,
+            Some(_) => &self.texts.delete_at,
+        };
+        let mut b = self.builder(self.keyed(text, key));
         b.sql("DELETE FROM ").sql(&self.table);
         self.where_key(&mut b, key);
         if let Some(expected) = expected {
@@ -604,7 +775,7 @@ impl Layout {
 
     /// The record's version.
     pub(crate) fn version(&self, key: &RecordKey) -> Statement {
-        let mut b = self.builder();
+        let mut b = self.builder(self.keyed(&self.texts.version, key));
         b.sql("SELECT version FROM ").sql(&self.table);
         self.where_key(&mut b, key);
         b.finish()
@@ -612,7 +783,7 @@ impl Layout {
 
     /// The record's version and document.
     pub(crate) fn get(&self, key: &RecordKey) -> Statement {
-        let mut b = self.builder();
+        let mut b = self.builder(self.keyed(&self.texts.get, key));
         b.sql("SELECT version, document FROM ").sql(&self.table);
         self.where_key(&mut b, key);
         b.finish()
@@ -620,7 +791,7 @@ impl Layout {
 
     /// A row if the record exists (its document is not read).
     pub(crate) fn contains(&self, key: &RecordKey) -> Statement {
-        let mut b = self.builder();
+        let mut b = self.builder(self.keyed(&self.texts.contains, key));
         b.sql("SELECT 1 FROM ").sql(&self.table);
         self.where_key(&mut b, key);
         b.finish()
@@ -629,7 +800,7 @@ impl Layout {
     /// The version and document of every record of `keys` that exists, in no order; `keys`
     /// must not be empty.
     pub(crate) fn get_many(&self, keys: &[&RecordKey]) -> Statement {
-        let mut b = self.builder();
+        let mut b = self.builder(None);
         b.sql("SELECT version, document FROM ").sql(&self.table);
         match self.sort {
             None => {
@@ -666,7 +837,12 @@ impl Layout {
 
     /// The version and document of the record holding `values` in unique index `u`.
     pub(crate) fn by_unique(&self, u: usize, values: &[KeyValue]) -> Statement {
-        let mut b = self.builder();
+        let known = self
+            .texts
+            .by_unique
+            .get(u)
+            .filter(|_| values.len() == self.uniques[u].components.len());
+        let mut b = self.builder(known);
         b.sql("SELECT version, document FROM ")
             .sql(&self.table)
             .sql(" WHERE ");
@@ -674,7 +850,7 @@ impl Layout {
             if i > 0 {
                 b.sql(" AND ");
             }
-            b.sql(&quote(column)).sql(" = ").bind(Param::from(value));
+            b.quoted(column).sql(" = ").bind(Param::from(value));
         }
         b.finish()
     }
@@ -699,24 +875,36 @@ impl Layout {
             after.extend(position.sort.as_ref().map(Param::from));
         }
         if query.index.is_some() {
-            order.extend(self.key_columns());
+            order.extend(self.key_columns().iter().copied());
             if let Some(position) = query.after {
                 after.extend(Self::key_params(&position.key));
             }
         } else if let Some(position) = query.after {
             after.extend(position.key.sort.as_ref().map(Param::from));
         }
-        let mut b = self.builder();
+        let descending = query.order == Order::Descending;
+        let text = QueryText {
+            index: query.index,
+            condition: query.sort.map(condition_text),
+            descending,
+            after: query.after.map(|_| after.len()),
+        };
+        let known = self
+            .queries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&text)
+            .cloned();
+        let mut b = self.builder(known.as_ref());
         b.sql("SELECT version, document FROM ")
             .sql(&self.table)
             .sql(" WHERE ")
-            .sql(&quote(partition))
+            .quoted(partition)
             .sql(" = ")
             .bind(Param::from(query.partition));
         if let (Some(condition), Some(sort)) = (query.sort, sort) {
-            sort_condition(&mut b, &quote(sort), condition);
+            sort_condition(&mut b, sort, condition);
         }
-        let descending = query.order == Order::Descending;
         if query.after.is_some() {
             if order.is_empty() {
                 // A table without a sort key has one record per partition: the page that
@@ -730,24 +918,38 @@ impl Layout {
         if !order.is_empty() {
             let direction = if descending { " DESC" } else { "" };
             b.sql(" ORDER BY ");
-            b.sql(&list(
-                order.iter().map(|c| format!("{}{direction}", quote(c))),
-            ));
+            for (i, column) in order.iter().enumerate() {
+                if i > 0 {
+                    b.sql(", ");
+                }
+                b.quoted(column).sql(direction);
+            }
         }
         b.sql(" LIMIT ").bind(Param::Int(limit(query.fetch)));
-        b.finish()
+        let statement = b.finish();
+        if known.is_none() {
+            self.queries
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(text, Arc::clone(&statement.sql));
+        }
+        statement
     }
 
     /// Up to `fetch` records after `after`, in key order.
     pub(crate) fn scan(&self, after: Option<&RecordKey>, fetch: usize) -> Statement {
         let columns = self.key_columns();
-        let mut b = self.builder();
+        let known = match after {
+            None => self.texts.scan.as_ref(),
+            Some(after) => self.keyed(&self.texts.scan_after, after),
+        };
+        let mut b = self.builder(known);
         b.sql("SELECT version, document FROM ").sql(&self.table);
         if let Some(after) = after {
             b.sql(" WHERE ");
-            b.compare(&columns, ">", Self::key_params(after));
+            b.compare(columns, ">", Self::key_params(after));
         }
-        b.sql(" ORDER BY ").sql(&columns.join(", "));
+        b.sql(" ORDER BY ").columns(columns);
         b.sql(" LIMIT ").bind(Param::Int(limit(fetch)));
         b.finish()
     }
@@ -755,7 +957,10 @@ impl Layout {
     /// How many records the table holds.
     pub(crate) fn count(&self) -> Statement {
         Statement {
-            sql: format!("SELECT COUNT(*) FROM {}", self.table),
+            sql: match &self.texts.count {
+                Some(text) => Arc::clone(text),
+                None => Arc::from(format!("SELECT COUNT(*) FROM {}", self.table)),
+            },
             params: Vec::new(),
             recurs: true,
         }
@@ -781,6 +986,77 @@ impl Layout {
     }
 }
 
+/// The layouts of the tables a store has been called on, by table name, so that a call
+/// builds no names and no statement texts.
+///
+/// An entry serves only a schema of the shape it was built for: a schema that declares
+/// another index (as `ensure_table` adds), or another schema under the same name, gets a
+/// layout of its own, which replaces the entry. Schemas of one shape have one layout: it
+/// reads keys by their fields, which the shape holds, never through a computed key's function.
+#[derive(Debug)]
+pub(crate) struct Layouts {
+    dialect: Dialect,
+    by_name: RwLock<HashMap<String, Arc<Layout>>>,
+}
+
+impl Layouts {
+    pub(crate) fn new(dialect: Dialect) -> Self {
+        Self {
+            dialect,
+            by_name: RwLock::default(),
+        }
+    }
+
+    /// The layout of `schema` in the store whose names `tables` holds (see [`Layout::new`]).
+    pub(crate) fn get(&self, tables: &Tables, schema: &TableSchema) -> Result<Arc<Layout>> {
+        if let Some(layout) = self
+            .by_name
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(schema.name())
+            .filter(|layout| same_shape(&layout.schema, schema))
+        {
+            return Ok(Arc::clone(layout));
+        }
+        let layout = Arc::new(Layout::new(self.dialect, tables, schema)?);
+        self.by_name
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(schema.name().to_owned(), Arc::clone(&layout));
+        Ok(layout)
+    }
+}
+
+/// Whether `a` and `b` have one shape (`a.shape() == b.shape()`, without building either).
+fn same_shape(a: &TableSchema, b: &TableSchema) -> bool {
+    fn key(a: &KeyDef, b: &KeyDef) -> bool {
+        a.field() == b.field() && a.kind() == b.kind()
+    }
+    fn sort(a: Option<&KeyDef>, b: Option<&KeyDef>) -> bool {
+        match (a, b) {
+            (Some(a), Some(b)) => key(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+    a.name() == b.name()
+        && key(a.partition(), b.partition())
+        && sort(a.sort(), b.sort())
+        && a.indexes().len() == b.indexes().len()
+        && a.indexes().iter().zip(b.indexes()).all(|(a, b)| {
+            a.name() == b.name() && key(a.partition(), b.partition()) && sort(a.sort(), b.sort())
+        })
+        && a.uniques().len() == b.uniques().len()
+        && a.uniques().iter().zip(b.uniques()).all(|(a, b)| {
+            a.name() == b.name()
+                && a.components().len() == b.components().len()
+                && a.components()
+                    .iter()
+                    .zip(b.components())
+                    .all(|(a, b)| key(a, b))
+        })
+}
+
 /// A version as bound: one past `i64::MAX` matches no row, which is what such a version means.
 fn version_param(version: u64) -> Param {
     Param::Int(i64::try_from(version).unwrap_or(-1))
@@ -790,9 +1066,28 @@ fn limit(fetch: usize) -> i64 {
     i64::try_from(fetch).unwrap_or(i64::MAX)
 }
 
+/// Which [`SortCondition`] a query has, as far as its text is concerned.
+fn condition_text(condition: &SortCondition) -> u8 {
+    match condition {
+        SortCondition::Eq(_) => 0,
+        SortCondition::Lt(_) => 1,
+        SortCondition::Le(_) => 2,
+        SortCondition::Gt(_) => 3,
+        SortCondition::Ge(_) => 4,
+        SortCondition::Between(..) => 5,
+        SortCondition::BeginsWith(prefix) => match prefix_end(prefix) {
+            Some(_) => 6,
+            None => 7,
+        },
+    }
+}
+
 fn sort_condition(b: &mut Builder, column: &str, condition: &SortCondition) {
     let mut compare = |op: &str, value: &KeyValue| {
-        b.sql(" AND ").sql(column).sql(op).bind(Param::from(value));
+        b.sql(" AND ")
+            .quoted(column)
+            .sql(op)
+            .bind(Param::from(value));
     };
     match condition {
         SortCondition::Eq(x) => compare(" = ", x),
@@ -993,10 +1288,12 @@ mod tests {
             .expect("valid");
         assert!(Layout::new(Dialect::Postgres, &tables, &long).is_err());
         assert!(Layout::new(Dialect::Sqlite, &tables, &long).is_ok());
-        let users = TableSchema::builder("Users", KeyDef::text("id"))
-            .build()
-            .expect("valid");
-        assert!(Layout::new(Dialect::Sqlite, &tables, &users).is_err());
+        // Core's builder refuses storekit's own names now, before any layout sees them.
+        assert!(
+            TableSchema::builder("Users", KeyDef::text("id"))
+                .build()
+                .is_err()
+        );
     }
 
     #[test]
@@ -1017,12 +1314,133 @@ mod tests {
         };
         let statement = layout.query(&query);
         assert_eq!(
-            statement.sql,
+            &*statement.sql,
             "SELECT version, document FROM \"things\" WHERE \"by-group:partition\" = ?1 \
              AND \"by-group:sort\" >= ?2 AND (\"by-group:sort\", \"partition_key\") < (?3, ?4) \
              ORDER BY \"by-group:sort\" DESC, \"partition_key\" DESC LIMIT ?5"
         );
         assert_eq!(statement.params.len(), 5);
+    }
+
+    /// `things` with a sort key, for statements on a two-column key.
+    fn sorted_things() -> TableSchema {
+        TableSchema::builder("sorted", KeyDef::text("id"))
+            .sort_key(KeyDef::int("at"))
+            .index("by-group", KeyDef::text("group"), Some(KeyDef::int("rank")))
+            .unique("pair", [KeyDef::text("a"), KeyDef::int("b")])
+            .build()
+            .expect("valid")
+    }
+
+    fn same(a: Statement, b: Statement) {
+        assert_eq!((a.sql, a.params, a.recurs), (b.sql, b.params, b.recurs));
+    }
+
+    #[test]
+    fn cached_texts_are_the_texts_each_call_would_build() {
+        let tables = Tables::new(None, "app_").expect("valid prefix");
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            for (schema, sort) in [(things(), None), (sorted_things(), Some(KeyValue::Int(7)))] {
+                let cached = Layout::new(dialect, &tables, &schema).expect("valid layout");
+                let mut built = Layout::new(dialect, &tables, &schema).expect("valid layout");
+                built.texts = Texts::default();
+                let key = RecordKey {
+                    partition: "k".into(),
+                    sort: sort.clone(),
+                };
+                let mut document = serde_json::json!({
+                    "id": "k", "group": "g", "rank": 3, "a": "x", "b": 2, "at": 7
+                });
+                if sort.is_none() {
+                    document.as_object_mut().expect("object").remove("at");
+                }
+                let serde_json::Value::Object(document) = document else {
+                    unreachable!()
+                };
+                let row = schema.row(document).expect("valid row");
+                for upsert in [false, true] {
+                    same(
+                        cached.insert(&row, upsert).expect("insert"),
+                        built.insert(&row, upsert).expect("insert"),
+                    );
+                }
+                same(
+                    cached.replace(&row, 4).expect("replace"),
+                    built.replace(&row, 4).expect("replace"),
+                );
+                same(cached.get(&key), built.get(&key));
+                same(cached.contains(&key), built.contains(&key));
+                same(cached.version(&key), built.version(&key));
+                same(cached.delete(&key, None), built.delete(&key, None));
+                same(cached.delete(&key, Some(4)), built.delete(&key, Some(4)));
+                same(cached.scan(None, 5), built.scan(None, 5));
+                same(cached.scan(Some(&key), 5), built.scan(Some(&key), 5));
+                same(cached.count(), built.count());
+                let values = ["x".into(), KeyValue::Int(2)];
+                same(cached.by_unique(0, &values), built.by_unique(0, &values));
+                let partition = KeyValue::from("g");
+                let position = Position {
+                    sort: Some(KeyValue::Int(3)),
+                    key: key.clone(),
+                };
+                let conditions = [
+                    None,
+                    Some(SortCondition::Eq(KeyValue::Int(1))),
+                    Some(SortCondition::Between(KeyValue::Int(1), KeyValue::Int(9))),
+                    Some(SortCondition::BeginsWith("a".into())),
+                    Some(SortCondition::BeginsWith("\u{10ffff}".into())),
+                ];
+                for index in [None, Some(0)] {
+                    for condition in &conditions {
+                        for order in [Order::Ascending, Order::Descending] {
+                            for after in [None, Some(&position)] {
+                                let query = IndexQuery {
+                                    index,
+                                    partition: &partition,
+                                    sort: condition.as_ref(),
+                                    order,
+                                    after,
+                                    fetch: 11,
+                                };
+                                // Twice: the first call builds the text, the second reuses it.
+                                same(cached.query(&query), built.query(&query));
+                                same(cached.query(&query), built.query(&query));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_layout_serves_only_schemas_of_its_shape() {
+        let tables = Tables::new(None, "").expect("valid prefix");
+        let layouts = Layouts::new(Dialect::Sqlite);
+        let first = layouts.get(&tables, &things()).expect("layout");
+        // Another schema of the same shape shares the layout.
+        let again = layouts.get(&tables, &things()).expect("layout");
+        assert!(Arc::ptr_eq(&first, &again));
+        // One more index (what `ensure_table` adds) or another key type does not.
+        let grown = TableSchema::builder("things", KeyDef::text("id"))
+            .index("by-group", KeyDef::text("group"), Some(KeyDef::int("rank")))
+            .index("by-name", KeyDef::text("name"), None)
+            .index("by-size", KeyDef::int("size"), None)
+            .unique("pair", [KeyDef::text("a"), KeyDef::int("b")])
+            .build()
+            .expect("valid");
+        let other = TableSchema::builder("things", KeyDef::int("id"))
+            .build()
+            .expect("valid");
+        for schema in [grown, other] {
+            assert!(!same_shape(&schema, &things()));
+            let layout = layouts.get(&tables, &schema).expect("layout");
+            assert!(!Arc::ptr_eq(&first, &layout));
+            assert_eq!(layout.indexes.len(), schema.indexes().len());
+            assert!(same_shape(&layout.schema, &schema));
+        }
+        assert!(same_shape(&things(), &things()));
+        assert_eq!(things().shape(), things().shape());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use storekit_core::{Error, IdKind, Result};
 
-use crate::table_layout::{Catalog, Dialect};
+use crate::table_layout::{Catalog, Dialect, Layouts};
 use crate::tables::Tables;
 use error::pg_error;
 
@@ -204,6 +204,7 @@ struct Inner {
     id_kind: IdKind,
     tables: Tables,
     catalog: Catalog,
+    layouts: Layouts,
     schema: Option<String>,
     purger: crate::purge::Purger,
     operation_timeout: Option<std::time::Duration>,
@@ -255,6 +256,7 @@ impl PostgresStore {
                 id_kind: config.id_kind,
                 tables,
                 catalog,
+                layouts: Layouts::new(Dialect::Postgres),
                 schema: config.schema.clone(),
                 purger: crate::purge::Purger::new(config.purge_interval),
                 operation_timeout: config.operation_timeout,

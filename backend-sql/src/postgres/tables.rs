@@ -3,11 +3,12 @@
 //! upsert's version, a versioned write), and DDL in a transaction under an advisory lock.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgArguments, PgConnection, PgRow};
 use sqlx::query::Query;
-use sqlx::{Postgres, Row as _};
+use sqlx::{AssertSqlSafe, Postgres, Row as _, SqlSafeStr as _};
 use storekit_core::backend::TableBackend;
 use storekit_core::table::{
     IndexQuery, KeyType, KeyValue, MissingIndexes, Record, RecordKey, Row, TableSchema, TableShape,
@@ -17,7 +18,7 @@ use storekit_core::{Error, Result};
 use super::PostgresStore;
 use super::error::{is_missing_table, pg_error, retry_conflicts_with, table_error};
 use super::schema::sql;
-use crate::table_layout::{Dialect, Layout, Param, Statement, checked_shape, shape_json};
+use crate::table_layout::{Layout, Param, Statement, checked_shape, shape_json};
 
 const BACKEND: &str = "postgres";
 
@@ -30,13 +31,17 @@ const VERSIONED_ATTEMPTS: usize = 3;
 
 type PgQuery = Query<'static, Postgres, PgArguments>;
 
+/// The statement, its values bound: each is encoded from where it is, never copied first.
 fn query(statement: &Statement) -> PgQuery {
+    // Safe: the text is a layout's, whose identifiers are validated and whose values are
+    // all bound. The `Arc` is shared with the layout's cache of texts.
+    let text = AssertSqlSafe(Arc::clone(&statement.sql)).into_sql_str();
     statement.params.iter().fold(
-        sqlx::query(sql(statement.sql.clone())).persistent(statement.recurs),
+        sqlx::query(text).persistent(statement.recurs),
         |query, param| match param {
-            Param::Text(text) | Param::Document(text) => query.bind(text.clone()),
+            Param::Text(text) | Param::Document(text) => query.bind(text.as_str()),
             Param::Int(int) => query.bind(*int),
-            Param::Bytes(bytes) => query.bind(bytes.clone()),
+            Param::Bytes(bytes) => query.bind(bytes.as_slice()),
             Param::Float(float) => query.bind(*float),
             Param::Null(KeyType::Text) => query.bind(None::<String>),
             Param::Null(KeyType::Int) => query.bind(None::<i64>),
@@ -79,8 +84,8 @@ async fn ddl(conn: &mut PgConnection, text: String) -> Result<()> {
 }
 
 impl PostgresStore {
-    fn layout(&self, schema: &TableSchema) -> Result<Layout> {
-        Layout::new(Dialect::Postgres, &self.inner.tables, schema)
+    fn layout(&self, schema: &TableSchema) -> Result<Arc<Layout>> {
+        self.inner.layouts.get(&self.inner.tables, schema)
     }
 
     /// The shape the catalog holds for `name` (the catalog must exist).
@@ -293,7 +298,7 @@ impl TableBackend for PostgresStore {
                 }
                 Err(err) => return Err(pg_error(err)),
             };
-            ddl(&mut tx, layout.drop()).await?;
+            ddl(&mut tx, layout.drop_table()).await?;
             tx.commit().await.map_err(pg_error)?;
             Ok(existed)
         })

@@ -28,7 +28,7 @@ use std::time::Duration;
 use storekit_core::{IdKind, Result};
 
 use crate::purge::Purger;
-use crate::table_layout::{Catalog, Dialect};
+use crate::table_layout::{Catalog, Dialect, Layouts};
 use crate::tables::Tables;
 use conn::Connections;
 
@@ -178,6 +178,7 @@ struct Inner {
     id_kind: IdKind,
     tables: Tables,
     catalog: Catalog,
+    layouts: Layouts,
     purger: Purger,
 }
 
@@ -209,6 +210,7 @@ impl SqliteStore {
                 id_kind: config.id_kind,
                 tables,
                 catalog,
+                layouts: Layouts::new(Dialect::Sqlite),
                 purger: Purger::new(config.purge_interval),
             }),
         })

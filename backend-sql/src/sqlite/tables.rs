@@ -3,6 +3,7 @@
 //! writes grouped, and long work (big pages, counts, DDL) on the blocking pool.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -16,7 +17,7 @@ use storekit_core::{Error, Result};
 use super::SqliteStore;
 use super::error::{is_missing_table, sqlite_error, table_error};
 use super::step::{any_row, first_row};
-use crate::table_layout::{Catalog, Dialect, Layout, Param, Statement, checked_shape, shape_json};
+use crate::table_layout::{Catalog, Layout, Param, Statement, checked_shape, shape_json};
 
 const BACKEND: &str = "sqlite";
 
@@ -215,20 +216,20 @@ fn drop_table(
         Err(err) if is_missing_table(&err) => false,
         Err(err) => return Err(sqlite_error(err)),
     };
-    tx.execute(&layout.drop(), []).map_err(sqlite_error)?;
+    tx.execute(&layout.drop_table(), []).map_err(sqlite_error)?;
     tx.commit().map_err(sqlite_error)?;
     Ok(existed)
 }
 
 impl SqliteStore {
-    fn layout(&self, schema: &TableSchema) -> Result<Layout> {
-        Layout::new(Dialect::Sqlite, &self.inner.tables, schema)
+    fn layout(&self, schema: &TableSchema) -> Result<Arc<Layout>> {
+        self.inner.layouts.get(&self.inner.tables, schema)
     }
 
     /// Runs a `SELECT version, document` statement expected to return up to `rows` records.
     async fn read_records(
         &self,
-        layout: Layout,
+        layout: Arc<Layout>,
         statement: Statement,
         rows: usize,
     ) -> Result<Vec<Record>> {
