@@ -310,14 +310,17 @@ mod tests {
         use serde_json::json;
         let two_63 = 9_223_372_036_854_775_808.0_f64;
         let out = normalized(json!({
-            "a": 3.0, "b": -0.0, "c": 0.5, "d": [1e15, -2.0], "e": two_63, "f": -two_63, "g": 7
+            "a": 3.0, "b": -0.0, "c": 0.5, "d": [1e15, -2.0], "e": two_63, "f": -two_63, "g": 7,
+            "h": 2.0 * two_63
         }))?;
         assert_eq!(out["a"], json!(3));
         assert_eq!(out["b"], json!(0));
         assert_eq!(out["c"], json!(0.5));
         assert_eq!(out["d"], json!([1_000_000_000_000_000_i64, -2]));
-        // 2^63 does not fit an i64 and stays a float; -2^63 does.
-        assert!(out["e"].is_f64());
+        // 2^63 does not fit an i64 but fits a u64, as DynamoDB returns it; 2^64 fits neither
+        // and stays a float; -2^63 fits an i64.
+        assert_eq!(out["e"], json!(9_223_372_036_854_775_808_u64));
+        assert!(out["h"].is_f64());
         assert_eq!(out["f"], json!(i64::MIN));
         assert_eq!(out["g"], json!(7));
         Ok(())
