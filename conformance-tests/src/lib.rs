@@ -126,6 +126,7 @@ macro_rules! __with_cases {
                 composite_and_multiple_unique_indexes,
                 stale_versions_are_conflicts,
                 concurrent_updates_lose_nothing,
+                mixed_writers_on_three_keys_account_for_every_success,
                 every_sort_condition_on_integer_keys,
                 every_sort_condition_on_text_keys,
                 integer_order_spans_the_whole_range,

@@ -576,6 +576,89 @@ pub async fn concurrent_updates_lose_nothing(f: &Fixture) {
     );
 }
 
+/// 32 tasks put and replace three records at once, each sku moving between them: every
+/// successful write bumps its record's version exactly once, a failed one changes nothing, and
+/// the unique values end held by the records that hold them.
+pub async fn mixed_writers_on_three_keys_account_for_every_success(f: &Fixture) {
+    let schema = things();
+    let store = ensure(f, &schema).await;
+    for k in 0..3 {
+        insert(store, &schema, json!({"id": format!("k{k}"), "n": 0})).await;
+    }
+    let tasks: Vec<_> = (0..32)
+        .map(|task| {
+            let (store, schema) = (self::store(f), schema.clone());
+            tokio::spawn(async move {
+                let mut successes = [0u64; 3];
+                for round in 0..8usize {
+                    let k = (task + round) % 3;
+                    let id = format!("k{k}");
+                    let sku = format!("S{}", (task + round) % 4);
+                    let record = doc(json!({"id": id, "n": task, "sku": sku}));
+                    let written = if round % 2 == 0 {
+                        store.put(&schema, record).await
+                    } else {
+                        let read = store.get(&schema, &id.as_str().into()).await.expect("get");
+                        let version = read.expect("never deleted").version;
+                        store.replace(&schema, record, version).await
+                    };
+                    match written {
+                        Ok(_) => successes[k] += 1,
+                        Err(
+                            Error::Conflict { .. }
+                            | Error::AlreadyExists {
+                                what: "unique value",
+                            },
+                        ) => {}
+                        Err(e) => panic!("unexpected: {e}"),
+                    }
+                }
+                successes
+            })
+        })
+        .collect();
+    let mut successes = [0u64; 3];
+    for task in tasks {
+        let done = task.await.expect("task");
+        for k in 0..3 {
+            successes[k] += done[k];
+        }
+    }
+    let mut holders = Vec::new();
+    for (k, writes) in successes.iter().enumerate() {
+        let record = store
+            .get(&schema, &format!("k{k}").as_str().into())
+            .await
+            .expect("get")
+            .expect("stored");
+        assert_eq!(
+            record.version,
+            writes + 1,
+            "k{k}: one version per successful write"
+        );
+        if let Some(sku) = record.document.get("sku").and_then(Value::as_str) {
+            holders.push((sku.to_owned(), record.key));
+        }
+    }
+    let distinct: std::collections::HashSet<&String> = holders.iter().map(|(sku, _)| sku).collect();
+    assert_eq!(
+        distinct.len(),
+        holders.len(),
+        "a sku held twice: {holders:?}"
+    );
+    for (sku, key) in holders {
+        let found = store
+            .get_by_unique(&schema, "sku", &[sku.as_str().into()])
+            .await
+            .expect("lookup");
+        assert_eq!(
+            found.map(|r| r.key),
+            Some(key),
+            "{sku} points at its holder"
+        );
+    }
+}
+
 /// Every sort condition on an integer sort key, both orders, against a plain filter.
 pub async fn every_sort_condition_on_integer_keys(f: &Fixture) {
     let schema = series();
