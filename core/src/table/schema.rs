@@ -219,8 +219,8 @@ struct Inner {
     uniques: Vec<UniqueIndex>,
     /// The computed keys, each once, in declaration order.
     computed: Vec<KeyDef>,
-    /// Every distinct key field, once: what `row` clears of `null`s.
-    key_fields: Vec<String>,
+    /// Every distinct key field with its type, once, in declaration order.
+    key_fields: Vec<(String, KeyType)>,
 }
 
 /// Builds a [`TableSchema`]; [`TableSchemaBuilder::build`] checks it.
@@ -355,12 +355,13 @@ impl TableSchemaBuilder {
                     .flat_map(|i| std::iter::once(&i.partition).chain(&i.sort)),
             )
             .chain(self.uniques.iter().flat_map(|u| &u.components));
-        let mut types: HashMap<&str, KeyType> = HashMap::new();
+        let mut key_fields: Vec<(String, KeyType)> = Vec::new();
         let mut computed: Vec<KeyDef> = Vec::new();
         for key in keys {
             check_field(&key.field)?;
-            match types.insert(&key.field, key.kind) {
-                Some(kind) if kind != key.kind => {
+            match key_fields.iter().find(|(field, _)| *field == key.field) {
+                None => key_fields.push((key.field.clone(), key.kind)),
+                Some(&(_, kind)) if kind != key.kind => {
                     return Err(bad(format!(
                         "field {:?} is declared as both {kind} and {}",
                         key.field, key.kind
@@ -375,7 +376,6 @@ impl TableSchemaBuilder {
                 computed.push(key.clone());
             }
         }
-        let key_fields = types.into_keys().map(str::to_owned).collect();
         Ok(TableSchema(Arc::new(Inner {
             name: self.name,
             partition: self.partition,
@@ -492,22 +492,11 @@ impl TableSchema {
     /// definitions, and what SQL stores in typed columns.
     #[must_use]
     pub fn key_fields(&self) -> Vec<(&str, KeyType)> {
-        let mut fields: Vec<(&str, KeyType)> = Vec::new();
-        let keys = std::iter::once(&self.0.partition)
-            .chain(&self.0.sort)
-            .chain(
-                self.0
-                    .indexes
-                    .iter()
-                    .flat_map(|i| std::iter::once(&i.partition).chain(&i.sort)),
-            )
-            .chain(self.0.uniques.iter().flat_map(|u| &u.components));
-        for key in keys {
-            if !fields.iter().any(|(f, _)| *f == key.field) {
-                fields.push((&key.field, key.kind));
-            }
-        }
-        fields
+        self.0
+            .key_fields
+            .iter()
+            .map(|(field, kind)| (field.as_str(), *kind))
+            .collect()
     }
 
     /// Checks a record and brings it to the form every backend stores and reads back alike
@@ -534,7 +523,7 @@ impl TableSchema {
             }
         }
         // A `null` in an index key is an absent key: DynamoDB refuses a NULL there.
-        for field in &self.0.key_fields {
+        for (field, _) in &self.0.key_fields {
             if document.get(field).is_some_and(serde_json::Value::is_null) {
                 document.remove(field);
             }
