@@ -7,6 +7,7 @@
 //! applies the input rules, email normalisation, expiry and token hashing once for all of them,
 //! and opens one `tracing` span per call (see [`trace`]).
 
+pub mod admin;
 pub mod backend;
 pub mod error;
 mod forward;
@@ -17,6 +18,7 @@ pub mod table;
 pub mod time;
 pub mod token;
 pub mod trace;
+pub mod transfer;
 pub mod user;
 pub mod users;
 pub mod validate;
@@ -26,6 +28,7 @@ pub use error::{BoxError, Context, Error, Result};
 pub use kv::{DynKvStore, KvStore, KvStoreExt};
 pub use memory::MemoryStore;
 pub use table::{DynTableStore, Table, TableSchema, TableStore};
+pub use transfer::{TransferBackend, TransferStore};
 pub use time::{now, truncate};
 pub use user::{
     AccessToken, Extra, IdKind, IssuedToken, NewOAuthAccount, NewUser, OAuthAccount,

@@ -617,6 +617,28 @@ impl TableSchema {
             uniques: self.0.uniques.iter().map(UniqueIndex::shape).collect(),
         }
     }
+
+    /// The schema of a live table from its shape, as a backend's catalog records it: what
+    /// `storekit copy` writes records through. It has no computed keys: their values are
+    /// already in the stored records.
+    pub fn from_shape(name: &str, shape: &TableShape) -> Result<TableSchema> {
+        let def = |k: &KeyShape| KeyDef::new(k.field.clone(), k.kind);
+        let mut builder = TableSchema::builder(name, def(&shape.partition));
+        if let Some(sort) = &shape.sort {
+            builder = builder.sort_key(def(sort));
+        }
+        for index in &shape.indexes {
+            builder = builder.index(
+                index.name.clone(),
+                def(&index.partition),
+                index.sort.as_ref().map(def),
+            );
+        }
+        for unique in &shape.uniques {
+            builder = builder.unique(unique.name.clone(), unique.components.iter().map(def));
+        }
+        builder.build()
+    }
 }
 
 /// Checks a key value against its declaration.
