@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use storekit_core::table::TableStore;
-use storekit_core::{DynAuthStore, DynKvStore};
+use storekit_core::transfer::TransferStore;
+use storekit_core::{DynAuthStore, DynKvStore, MemoryStore};
 
 pub use storekit_core::IdKind;
 
@@ -30,6 +31,7 @@ pub struct Fixture {
     /// Where backends legitimately differ, what this one does.
     pub capabilities: Capabilities,
     tables: Option<Arc<dyn TableStore>>,
+    transfer: Option<Arc<dyn TransferStore>>,
     dump: DumpFn,
     cleanup: Option<CleanupFn>,
 }
@@ -56,6 +58,7 @@ impl Fixture {
             kv,
             capabilities: Capabilities::default(),
             tables: None,
+            transfer: None,
             dump,
             cleanup: Some(cleanup),
         }
@@ -85,6 +88,42 @@ impl Fixture {
         self.tables
             .as_ref()
             .expect("the tables cases need Fixture::with_tables")
+    }
+
+    /// Adds the backend's transfer store (export and import for `storekit copy`), which the
+    /// `transfer` cases need.
+    #[must_use]
+    pub fn with_transfer(mut self, transfer: Arc<dyn TransferStore>) -> Self {
+        self.transfer = Some(transfer);
+        self
+    }
+
+    /// The transfer store; the `transfer` cases panic without one.
+    ///
+    /// # Panics
+    /// When the fixture has no transfer store (see [`Fixture::with_transfer`]).
+    #[must_use]
+    pub fn transfer(&self) -> &dyn TransferStore {
+        self.transfer
+            .as_deref()
+            .expect("the transfer cases need Fixture::with_transfer")
+    }
+
+    /// A fixture of every store on one in-memory backend.
+    #[must_use]
+    pub fn memory(store: Arc<MemoryStore>) -> Self {
+        let dumped = store.clone();
+        Self::new(
+            store.clone(),
+            store.clone(),
+            Box::new(move || {
+                let text = dumped.dump();
+                async move { text }.boxed()
+            }),
+            Box::new(|| async {}.boxed()),
+        )
+        .with_tables(store.clone())
+        .with_transfer(store)
     }
 
     /// Everything the backend stored, as text.

@@ -1,8 +1,8 @@
 //! The storekit conformance suite: the contract every backend keeps.
 //!
-//! The cases are plain `pub async fn`s in [`users`], [`kv`], [`tables`], [`input`], [`load`],
-//! [`observe`] and [`model`] that take a [`Fixture`] (fresh, empty stores) and fail by panicking. A backend
-//! runs them in one of two ways:
+//! The cases are plain `pub async fn`s in [`users`], [`kv`], [`tables`], [`transfer`],
+//! [`input`], [`load`], [`observe`] and [`model`] that take a [`Fixture`] (fresh, empty
+//! stores) and fail by panicking. A backend runs them in one of two ways:
 //!
 //! - [`run_suite`], one function: every case of a [`Suite`] in turn, then one panic naming
 //!   every case that failed. `storekit_core`'s `tiny_kv` and `tiny_auth` examples (also the
@@ -34,6 +34,7 @@ pub mod load;
 pub mod model;
 pub mod observe;
 pub mod tables;
+pub mod transfer;
 pub mod users;
 
 pub use harness::{Capabilities, Fixture, SetupContext, run_case, server_url};
@@ -152,6 +153,17 @@ macro_rules! __with_cases {
                 query_streams_follow_every_page,
                 typed_tables_read_and_write_serde_records,
                 float_keys_sort_numerically,
+            ];
+            transfer_uuid, Uuid, transfer: [
+                kv_export_pages_every_live_item_once_with_its_deadline,
+                kv_import_keeps_values_and_deadlines_and_replaces,
+                users_copy_out_and_back_unchanged,
+                users_import_into_a_store_that_never_saw_them,
+                records_copy_with_their_versions_and_tables,
+            ];
+            transfer_int, Int, transfer: [
+                users_copy_out_and_back_unchanged,
+                users_import_into_a_store_that_never_saw_them,
             ];
         }
     };

@@ -28,8 +28,8 @@ pub use error::{BoxError, Context, Error, Result};
 pub use kv::{DynKvStore, KvStore, KvStoreExt};
 pub use memory::MemoryStore;
 pub use table::{DynTableStore, Table, TableSchema, TableStore};
-pub use transfer::{TransferBackend, TransferStore};
 pub use time::{now, truncate};
+pub use transfer::{TransferBackend, TransferStore};
 pub use user::{
     AccessToken, Extra, IdKind, IssuedToken, NewOAuthAccount, NewUser, OAuthAccount,
     OAuthAccountPatch, Page, PageRequest, User, UserDraft, UserId, UserPatch, check_oauth_key,

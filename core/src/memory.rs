@@ -32,6 +32,7 @@ pub struct MemoryStore {
 }
 
 mod tables;
+mod transfer;
 
 #[derive(Default)]
 struct State {

@@ -84,9 +84,8 @@ impl UserBundle {
     /// compare equal whatever order a backend listed them in.
     #[must_use]
     pub fn sorted(mut self) -> Self {
-        self.oauth_accounts.sort_by(|a, b| {
-            (&a.provider, &a.account_id).cmp(&(&b.provider, &b.account_id))
-        });
+        self.oauth_accounts
+            .sort_by(|a, b| (&a.provider, &a.account_id).cmp(&(&b.provider, &b.account_id)));
         self.access_tokens.sort_by(|a, b| a.hash.cmp(&b.hash));
         self
     }

@@ -54,6 +54,18 @@ fn no_table() -> Error {
 }
 
 impl MemoryStore {
+    /// Every table with its shape, by name.
+    pub(super) fn table_shapes(&self) -> Vec<(String, TableShape)> {
+        let tables = self.tables();
+        let mut shapes: Vec<_> = tables
+            .tables
+            .iter()
+            .map(|(name, table)| (name.clone(), table.shape.clone()))
+            .collect();
+        shapes.sort_by(|a, b| a.0.cmp(&b.0));
+        shapes
+    }
+
     fn tables(&self) -> MutexGuard<'_, Tables> {
         // As with the other maps: a panic under the lock leaves nothing worse than a lost
         // write, so a poisoned lock is reused.
@@ -72,7 +84,7 @@ impl MemoryStore {
         f(table)
     }
 
-    fn write(&self, schema: &TableSchema, row: &Row, expected: Expect) -> Result<u64> {
+    pub(super) fn write(&self, schema: &TableSchema, row: &Row, expected: Expect) -> Result<u64> {
         let lag = !self.index_lag.is_zero();
         self.with_table(schema, |table| {
             let current = table.rows.get(row.key()).map(|s| s.version);
@@ -86,6 +98,7 @@ impl MemoryStore {
                         actual,
                     });
                 }
+                (Expect::At(version), _) => version,
                 (_, current) => current.unwrap_or(0) + 1,
             };
             let uniques: Vec<(String, Vec<KeyValue>)> = schema
@@ -127,10 +140,12 @@ impl MemoryStore {
 }
 
 #[derive(Clone, Copy)]
-enum Expect {
+pub(super) enum Expect {
     Absent,
     Any,
     Version(u64),
+    /// Written at this version whatever is there: a record copied from another store.
+    At(u64),
 }
 
 impl Table {
