@@ -153,7 +153,9 @@
 mod batch;
 mod config;
 mod count;
+mod definition;
 mod error;
+pub mod export;
 mod item;
 mod kv;
 mod oauth;
@@ -161,6 +163,7 @@ mod retry;
 mod schema;
 mod tables;
 mod tokens;
+mod transfer;
 mod txn;
 mod users;
 
@@ -169,6 +172,7 @@ use std::sync::Arc;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use storekit_core::admin::{MigrationReport, SchemaDifference};
 use storekit_core::backend::Backend;
 use storekit_core::{Error, Result};
 
@@ -256,12 +260,32 @@ impl DynamoDbStore {
     /// key-value table. Idempotent: existing tables are kept. The
     /// same act as `SqliteStore::migrate` and `PostgresStore::migrate`, under the same name.
     pub async fn migrate(&self) -> Result<()> {
-        schema::ensure(
-            &self.client,
-            &[&self.users_table, &self.kv_table, &self.unique_table],
-            &self.kv_table,
-        )
-        .await
+        self.migrate_report().await.map(drop)
+    }
+
+    /// [`DynamoDbStore::migrate`], reporting each table and TTL setting as created by this
+    /// call or already present (`table "myapp_users"`, `table "myapp_kv": time to live on
+    /// "ttl"`). A table that exists but is laid out otherwise fails it with
+    /// [`Error::Backend`].
+    pub async fn migrate_report(&self) -> Result<MigrationReport> {
+        schema::ensure(&self.client, &definition::own_tables(&self.config)).await
+    }
+
+    /// How the live database differs from what this code expects, without changing anything:
+    /// the store's own tables (existence, key schema and attribute types, TTL on the right
+    /// attribute), then every table the tables store's catalog records (its keys and global
+    /// secondary indexes, with their key schema and projection `ALL`, against the catalog).
+    /// Empty when there is no difference. Indexes a table has beyond those expected are not
+    /// differences: other clients may query by them.
+    pub async fn schema_differences(&self) -> Result<Vec<SchemaDifference>> {
+        let mut differences = Vec::new();
+        for table in definition::own_tables(&self.config) {
+            differences.extend(schema::differences(&self.client, &table).await?);
+        }
+        for table in self.cataloged_definitions().await? {
+            differences.extend(schema::differences(&self.client, &table).await?);
+        }
+        Ok(differences)
     }
 
     /// Deletes the store's tables and everything in them, and waits until they are gone: users,

@@ -1,9 +1,11 @@
-//! Creating and dropping the store's own tables (users, key-value, and the tables store's
-//! markers), all keyed by string `pk` and `sk`.
+//! Creating, checking and dropping the store's own tables (users, key-value, and the tables
+//! store's markers), as [`crate::definition`] defines them.
 //!
 //! [`ensure`] is idempotent and safe to run concurrently: a table that exists is kept (after
-//! checking its key schema), creation waits until the table is `ACTIVE`, and native TTL is
-//! enabled on the key-value table's `ttl` attribute only if it is not already.
+//! checking it against its definition), creation waits until the table is `ACTIVE`, and native
+//! TTL is enabled on the key-value table's `ttl` attribute only if it is not already. It
+//! reports each table and TTL setting as created or present; [`differences`] compares without
+//! changing anything.
 
 use std::time::Duration;
 
@@ -13,31 +15,94 @@ use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::delete_table::DeleteTableError;
 use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     TableDescription, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use storekit_core::Result;
+use storekit_core::admin::{MigrationReport, SchemaDifference};
 
+use crate::definition::TableDefinition;
 use crate::error::{self, DynamoError};
-use crate::item::{PK, SK};
-use crate::kv::TTL;
 
 /// How long to wait for a table to become active or to disappear.
 pub(crate) const TABLE_WAIT: Duration = Duration::from_secs(300);
 /// How often to look while waiting.
 pub(crate) const POLL: Duration = Duration::from_millis(250);
 
-/// Creates the tables that are missing (all keyed by `pk` and `sk`), waits until they are
-/// active, and enables TTL on the key-value table.
-pub(crate) async fn ensure(client: &Client, tables: &[&str], kv: &str) -> Result<()> {
-    for &table in tables {
-        create_table(client, table).await?;
+/// Creates the tables that are missing, waits until they are active, checks that each is
+/// laid out as defined, and enables TTL where defined: what was created and what was there.
+pub(crate) async fn ensure(client: &Client, tables: &[TableDefinition]) -> Result<MigrationReport> {
+    let mut report = MigrationReport::default();
+    let mut created = Vec::with_capacity(tables.len());
+    // All creations first, so the tables become active in parallel.
+    for table in tables {
+        created.push(create_table(client, table).await?);
     }
-    for &table in tables {
-        let description = wait_active(client, table).await?;
-        check_keys(table, &description)?;
+    for (table, created) in tables.iter().zip(created) {
+        let description = wait_active(client, &table.name).await?;
+        check(table, &description)?;
+        record(&mut report, created, format!("table {:?}", table.name));
     }
-    enable_ttl(client, kv).await
+    for table in tables {
+        if let Some(attribute) = table.ttl {
+            let enabled = enable_ttl(client, &table.name, attribute).await?;
+            let object = format!("table {:?}: time to live on {attribute:?}", table.name);
+            record(&mut report, enabled, object);
+        }
+    }
+    Ok(report)
+}
+
+fn record(report: &mut MigrationReport, created: bool, object: String) {
+    if created {
+        report.created.push(object);
+    } else {
+        report.present.push(object);
+    }
+}
+
+/// How the live table differs from its definition, TTL included; a missing table is one
+/// difference.
+pub(crate) async fn differences(
+    client: &Client,
+    table: &TableDefinition,
+) -> Result<Vec<SchemaDifference>> {
+    let difference = |difference: String| SchemaDifference {
+        object: format!("table {:?}", table.name),
+        difference,
+    };
+    let description = match client.describe_table().table_name(&table.name).send().await {
+        Ok(output) => output.table,
+        Err(err)
+            if matches!(
+                err.as_service_error(),
+                Some(DescribeTableError::ResourceNotFoundException(_))
+            ) =>
+        {
+            None
+        }
+        Err(err) => return Err(error::sdk(err)),
+    };
+    let Some(description) = description else {
+        return Ok(vec![difference("missing".to_owned())]);
+    };
+    let mut found: Vec<SchemaDifference> = table
+        .differences(&description)
+        .into_iter()
+        .map(difference)
+        .collect();
+    if let Some(wanted) = table.ttl {
+        let (status, attribute) = ttl_of(client, &table.name).await?;
+        if !ttl_on(status.as_ref()) {
+            found.push(difference(format!(
+                "time to live is not enabled, expected on {wanted:?}"
+            )));
+        } else if attribute.as_deref() != Some(wanted) {
+            found.push(difference(format!(
+                "time to live is on {attribute:?}, expected on {wanted:?}"
+            )));
+        }
+    }
+    Ok(found)
 }
 
 /// Deletes the tables and waits until they are gone; missing tables are fine.
@@ -59,36 +124,12 @@ pub(crate) async fn drop(client: &Client, tables: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Creates a table keyed by `pk` and `sk` unless it exists; does not wait.
-pub(crate) async fn create_table(client: &Client, table: &str) -> Result<()> {
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .map_err(error::build)
-    };
-    let key = |name: &str, kind| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .map_err(error::build)
-    };
-    let created = client
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute(PK)?)
-        .attribute_definitions(attribute(SK)?)
-        .key_schema(key(PK, KeyType::Hash)?)
-        .key_schema(key(SK, KeyType::Range)?)
-        .send()
-        .await;
-    match created {
+/// Creates the table unless it exists; does not wait. True if this call created it.
+pub(crate) async fn create_table(client: &Client, table: &TableDefinition) -> Result<bool> {
+    match table.create_request(client)?.send().await {
         Ok(_) => {
-            tracing::info!(table, "created dynamodb table");
-            Ok(())
+            tracing::info!(table = table.name, "created dynamodb table");
+            Ok(true)
         }
         // Already there (or being created by a concurrent migrate): wait for it below.
         Err(err)
@@ -97,7 +138,7 @@ pub(crate) async fn create_table(client: &Client, table: &str) -> Result<()> {
                 Some(CreateTableError::ResourceInUseException(_))
             ) =>
         {
-            Ok(())
+            Ok(false)
         }
         Err(err) => Err(error::sdk(err)),
     }
@@ -156,24 +197,31 @@ pub(crate) async fn wait_gone(client: &Client, table: &str) -> Result<()> {
 
 /// A table of the same name made by something else would fail every request in confusing
 /// ways; say so once, here.
-pub(crate) fn check_keys(table: &str, description: &TableDescription) -> Result<()> {
-    let keys: Vec<(&str, &KeyType)> = description
-        .key_schema()
-        .iter()
-        .map(|k| (k.attribute_name(), k.key_type()))
-        .collect();
-    if keys == [(PK, &KeyType::Hash), (SK, &KeyType::Range)] {
+pub(crate) fn check(table: &TableDefinition, description: &TableDescription) -> Result<()> {
+    let differences = table.differences(description);
+    if differences.is_empty() {
         Ok(())
     } else {
         Err(DynamoError::Schema {
-            table: table.to_owned(),
-            why: format!("its key schema is {keys:?}, not (pk HASH, sk RANGE)"),
+            table: table.name.clone(),
+            why: differences.join("; "),
         }
         .into())
     }
 }
 
-async fn enable_ttl(client: &Client, table: &str) -> Result<()> {
+fn ttl_on(status: Option<&TimeToLiveStatus>) -> bool {
+    matches!(
+        status,
+        Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+    )
+}
+
+/// The table's TTL status and attribute.
+async fn ttl_of(
+    client: &Client,
+    table: &str,
+) -> Result<(Option<TimeToLiveStatus>, Option<String>)> {
     let described = client
         .describe_time_to_live()
         .table_name(table)
@@ -181,26 +229,25 @@ async fn enable_ttl(client: &Client, table: &str) -> Result<()> {
         .await
         .map_err(error::sdk)?
         .time_to_live_description;
-    let status = described
-        .as_ref()
-        .and_then(|d| d.time_to_live_status.clone());
-    let attribute = described.as_ref().and_then(|d| d.attribute_name.as_deref());
-    if matches!(
-        status,
-        Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
-    ) {
-        if attribute == Some(TTL) {
-            return Ok(());
+    Ok(described.map_or((None, None), |d| (d.time_to_live_status, d.attribute_name)))
+}
+
+/// Enables native TTL on `attribute` unless it is; true if this call enabled it.
+async fn enable_ttl(client: &Client, table: &str, attribute: &str) -> Result<bool> {
+    let (status, current) = ttl_of(client, table).await?;
+    if ttl_on(status.as_ref()) {
+        if current.as_deref() == Some(attribute) {
+            return Ok(false);
         }
         return Err(DynamoError::Schema {
             table: table.to_owned(),
-            why: format!("its TTL is on attribute {attribute:?}, not {TTL:?}"),
+            why: format!("its TTL is on attribute {current:?}, not {attribute:?}"),
         }
         .into());
     }
     let spec = TimeToLiveSpecification::builder()
         .enabled(true)
-        .attribute_name(TTL)
+        .attribute_name(attribute)
         .build()
         .map_err(error::build)?;
     match client
@@ -211,26 +258,14 @@ async fn enable_ttl(client: &Client, table: &str) -> Result<()> {
         .await
     {
         Ok(_) => {
-            tracing::info!(table, attribute = TTL, "enabled dynamodb native TTL");
-            Ok(())
+            tracing::info!(table, attribute, "enabled dynamodb native TTL");
+            Ok(true)
         }
         // A concurrent migrate enabled it between our look and our update.
         Err(err) if err.code() == Some("ValidationException") => {
-            let again = client
-                .describe_time_to_live()
-                .table_name(table)
-                .send()
-                .await
-                .map_err(error::sdk)?;
-            let enabled = again.time_to_live_description.is_some_and(|d| {
-                d.attribute_name.as_deref() == Some(TTL)
-                    && matches!(
-                        d.time_to_live_status,
-                        Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
-                    )
-            });
-            if enabled {
-                Ok(())
+            let (status, current) = ttl_of(client, table).await?;
+            if ttl_on(status.as_ref()) && current.as_deref() == Some(attribute) {
+                Ok(false)
             } else {
                 Err(error::sdk(err))
             }

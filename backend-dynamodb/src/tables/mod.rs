@@ -42,7 +42,7 @@ mod item;
 mod read;
 mod schema;
 mod unique;
-mod write;
+pub(crate) mod write;
 
 use std::collections::HashMap;
 
@@ -61,11 +61,16 @@ use crate::txn::Condition;
 /// The name, after the store's prefix, of the table of unique-value markers and catalogs.
 pub(crate) const UNIQUE_TABLE: &str = "storekit_unique";
 
+/// The DynamoDB table of a declared table. Core refuses the names of the store's own tables
+/// (`users`, `kv`, [`UNIQUE_TABLE`]) in every schema, so none can land on them.
+pub(crate) fn table_name(prefix: &str, schema: &TableSchema) -> String {
+    format!("{prefix}{}", schema.name())
+}
+
 impl DynamoDbStore {
-    /// The DynamoDB table of a declared table. Core refuses the names of the store's own
-    /// tables (`users`, `kv`, [`UNIQUE_TABLE`]) in every schema, so none can land on them.
+    /// The DynamoDB table of a declared table in this store.
     fn table_name(&self, schema: &TableSchema) -> String {
-        format!("{}{}", self.config.table_prefix(), schema.name())
+        table_name(self.config.table_prefix(), schema)
     }
 }
 

@@ -13,17 +13,15 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata as _;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
-    GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType as DynamoKeyType,
-    Projection, ProjectionType, ScalarAttributeType, TableDescription, TableStatus,
+    IndexStatus, KeySchemaElement, KeyType as DynamoKeyType, Projection, ProjectionType,
+    ScalarAttributeType, TableDescription, TableStatus,
 };
-use storekit_core::table::{
-    KeyDef, KeyShape, KeyType, MissingIndexes, QueryIndex, TableSchema, TableShape,
-};
+use storekit_core::table::{KeyShape, KeyType, MissingIndexes, TableSchema, TableShape};
 use storekit_core::{Error, Result};
 
 use crate::DynamoDbStore;
 use crate::count::Counted as _;
+use crate::definition::TableDefinition;
 use crate::error::{self, DynamoError};
 use crate::item::{self as items, Item, s};
 use crate::schema::{POLL, TABLE_WAIT};
@@ -35,64 +33,6 @@ const SHAPE: &str = "shape";
 
 fn not_found<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(err: &E) -> bool {
     err.code() == Some("ResourceNotFoundException")
-}
-
-fn scalar(kind: KeyType) -> ScalarAttributeType {
-    match kind {
-        KeyType::Text => ScalarAttributeType::S,
-        KeyType::Int | KeyType::Float => ScalarAttributeType::N,
-        KeyType::Bytes => ScalarAttributeType::B,
-    }
-}
-
-fn definition(def: &KeyDef) -> Result<AttributeDefinition> {
-    AttributeDefinition::builder()
-        .attribute_name(def.field())
-        .attribute_type(scalar(def.kind()))
-        .build()
-        .map_err(error::build)
-}
-
-fn key_schema(partition: &KeyDef, sort: Option<&KeyDef>) -> Result<Vec<KeySchemaElement>> {
-    std::iter::once((partition, DynamoKeyType::Hash))
-        .chain(sort.map(|s| (s, DynamoKeyType::Range)))
-        .map(|(def, kind)| {
-            KeySchemaElement::builder()
-                .attribute_name(def.field())
-                .key_type(kind)
-                .build()
-                .map_err(error::build)
-        })
-        .collect()
-}
-
-/// The attribute definitions of the table's keys and of these indexes' keys, each once.
-fn definitions<'a>(
-    schema: &'a TableSchema,
-    indexes: impl IntoIterator<Item = &'a QueryIndex>,
-) -> Result<Vec<AttributeDefinition>> {
-    let mut keys: Vec<&KeyDef> = std::iter::once(schema.partition())
-        .chain(schema.sort())
-        .collect();
-    for index in indexes {
-        keys.push(index.partition());
-        keys.extend(index.sort());
-    }
-    let mut seen = Vec::new();
-    keys.into_iter()
-        .filter(|def| {
-            let new = !seen.contains(&def.field());
-            seen.push(def.field());
-            new
-        })
-        .map(definition)
-        .collect()
-}
-
-fn index_projection() -> Projection {
-    Projection::builder()
-        .projection_type(ProjectionType::All)
-        .build()
 }
 
 /// Every key field a shape names, with its type.
@@ -228,6 +168,73 @@ impl DynamoDbStore {
             .map_err(|e| error::bad_item(&self.unique_table, e))
     }
 
+    /// Every catalog item: each table storekit made or adopted, with the shape it recorded,
+    /// ordered by name. None if the marker table does not exist.
+    pub(crate) async fn catalogs(&self) -> Result<Vec<(String, TableShape)>> {
+        let mut p = super::Placeholders::default();
+        let sk = p.name(items::SK);
+        let catalog = p.value(s(CATALOG_SK));
+        let filter = format!("{sk} = {catalog}");
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let sent = self
+                .client
+                .scan()
+                .table_name(&self.unique_table)
+                .consistent_read(true)
+                .filter_expression(&filter)
+                .set_expression_attribute_names(p.names())
+                .set_expression_attribute_values(p.values())
+                .set_exclusive_start_key(start)
+                .send_counted()
+                .await;
+            let output = match sent {
+                Ok(output) => output,
+                Err(err) if not_found(&err) => return Ok(Vec::new()),
+                Err(err) => return Err(error::sdk(err)),
+            };
+            for item in output.items() {
+                let name = items::get_s(item, &self.unique_table, items::PK)?.to_owned();
+                let text = items::get_s(item, &self.unique_table, SHAPE)?;
+                let shape = serde_json::from_str(text)
+                    .map_err(|e| error::bad_item(&self.unique_table, e))?;
+                found.push((name, shape));
+            }
+            match output.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(key) => start = Some(key),
+                None => break,
+            }
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(found)
+    }
+
+    /// Every cataloged table that exists, with its live shape (as `describe` reads it),
+    /// ordered by name.
+    pub(crate) async fn list_cataloged(&self) -> Result<Vec<(String, TableShape)>> {
+        let mut tables = Vec::new();
+        for (name, shape) in self.catalogs().await? {
+            let schema = TableSchema::from_shape(&name, &shape)?;
+            if let Some(live) = self.describe(&schema).await? {
+                tables.push((name, live));
+            }
+        }
+        Ok(tables)
+    }
+
+    /// The definition of every cataloged table, as its catalog shape declares it.
+    pub(crate) async fn cataloged_definitions(&self) -> Result<Vec<TableDefinition>> {
+        self.catalogs()
+            .await?
+            .iter()
+            .map(|(name, shape)| {
+                let schema = TableSchema::from_shape(name, shape)?;
+                Ok(TableDefinition::declared(self.table_name(&schema), &schema))
+            })
+            .collect()
+    }
+
     /// Records the declared shape as the table's catalog.
     async fn write_catalog(&self, schema: &TableSchema) -> Result<()> {
         let shape = serde_json::to_string(&schema.shape())
@@ -296,9 +303,10 @@ impl DynamoDbStore {
         {
             return Ok(());
         }
-        crate::schema::create_table(&self.client, &self.unique_table).await?;
-        let description = crate::schema::wait_active(&self.client, &self.unique_table).await?;
-        crate::schema::check_keys(&self.unique_table, &description)
+        let markers = crate::definition::marker_table(&self.config);
+        crate::schema::create_table(&self.client, &markers).await?;
+        let description = crate::schema::wait_active(&self.client, &markers.name).await?;
+        crate::schema::check(&markers, &description)
     }
 
     /// Creates the table with its indexes and catalog, and waits until it is usable; a table
@@ -306,26 +314,8 @@ impl DynamoDbStore {
     pub(super) async fn create(&self, schema: &TableSchema) -> Result<()> {
         let table = self.table_name(schema);
         self.ensure_unique_table().await?;
-        let indexes = schema
-            .indexes()
-            .iter()
-            .map(|index| {
-                GlobalSecondaryIndex::builder()
-                    .index_name(index.name())
-                    .set_key_schema(Some(key_schema(index.partition(), index.sort())?))
-                    .projection(index_projection())
-                    .build()
-                    .map_err(error::build)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let created = self
-            .client
-            .create_table()
-            .table_name(&table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .set_attribute_definitions(Some(definitions(schema, schema.indexes())?))
-            .set_key_schema(Some(key_schema(schema.partition(), schema.sort())?))
-            .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
+        let created = TableDefinition::declared(table.clone(), schema)
+            .create_request(&self.client)?
             .send_counted()
             .await;
         match created {
@@ -351,13 +341,13 @@ impl DynamoDbStore {
             self.backfill(schema, &missing.uniques).await?;
         }
         for &position in &missing.indexes {
-            self.add_index(schema, &table, &schema.indexes()[position])
-                .await?;
+            self.add_index(schema, &table, position).await?;
         }
         self.write_catalog(schema).await
     }
 
-    async fn add_index(&self, schema: &TableSchema, table: &str, index: &QueryIndex) -> Result<()> {
+    async fn add_index(&self, schema: &TableSchema, table: &str, position: usize) -> Result<()> {
+        let index = &schema.indexes()[position];
         let deadline = tokio::time::Instant::now() + TABLE_WAIT;
         loop {
             let live = self
@@ -372,20 +362,8 @@ impl DynamoDbStore {
             {
                 return self.wait_ready(table).await;
             }
-            let create = CreateGlobalSecondaryIndexAction::builder()
-                .index_name(index.name())
-                .set_key_schema(Some(key_schema(index.partition(), index.sort())?))
-                .projection(index_projection())
-                .build()
-                .map_err(error::build)?;
-            let sent = self
-                .client
-                .update_table()
-                .table_name(table)
-                .set_attribute_definitions(Some(definitions(schema, [index])?))
-                .global_secondary_index_updates(
-                    GlobalSecondaryIndexUpdate::builder().create(create).build(),
-                )
+            let sent = TableDefinition::declared(table.to_owned(), schema)
+                .add_index_request(&self.client, position)?
                 .send_counted()
                 .await;
             match sent {

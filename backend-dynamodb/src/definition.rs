@@ -1,0 +1,294 @@
+//! The one definition of every DynamoDB table storekit makes: its name, key attributes with
+//! their types, keys, global secondary indexes and TTL attribute.
+//!
+//! `migrate` and `ensure_table` send CreateTable (and UpdateTable, to add an index) built from
+//! a [`TableDefinition`]; the Terraform and CloudFormation exports ([`crate::export`]) render
+//! the same value, and `schema_differences` compares a live table with it. So a key name or
+//! type is written down once, and an exported table is the table the backend would have made.
+//! Every table is billed per request and every index projects `ALL` (index queries return
+//! whole records).
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
+use aws_sdk_dynamodb::operation::update_table::builders::UpdateTableFluentBuilder;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType as DynamoKeyType, Projection,
+    ProjectionType, ScalarAttributeType, TableDescription,
+};
+use storekit_core::Result;
+use storekit_core::table::{KeyDef, KeyType, TableSchema};
+
+use crate::config::DynamoDbConfig;
+use crate::error;
+use crate::item::{PK, SK};
+use crate::kv::TTL;
+
+/// The billing mode of every table.
+pub(crate) const BILLING: BillingMode = BillingMode::PayPerRequest;
+/// The projection of every global secondary index.
+pub(crate) const PROJECTION: ProjectionType = ProjectionType::All;
+
+/// A table as storekit creates it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TableDefinition {
+    /// The table's name in DynamoDB, prefix included.
+    pub(crate) name: String,
+    /// Every attribute a key of the table or of an index names, with its type, each once.
+    pub(crate) attributes: Vec<(String, ScalarAttributeType)>,
+    /// The partition (HASH) key.
+    pub(crate) hash: String,
+    /// The sort (RANGE) key.
+    pub(crate) range: Option<String>,
+    /// The global secondary indexes.
+    pub(crate) indexes: Vec<IndexDefinition>,
+    /// The attribute native TTL is enabled on.
+    pub(crate) ttl: Option<&'static str>,
+}
+
+/// A global secondary index, projecting `ALL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IndexDefinition {
+    /// Its name.
+    pub(crate) name: String,
+    /// Its partition key.
+    pub(crate) hash: String,
+    /// Its sort key.
+    pub(crate) range: Option<String>,
+}
+
+/// The attribute type a key type is stored as (`N` holds both ints and floats).
+pub(crate) fn scalar(kind: KeyType) -> ScalarAttributeType {
+    match kind {
+        KeyType::Text => ScalarAttributeType::S,
+        KeyType::Int | KeyType::Float => ScalarAttributeType::N,
+        KeyType::Bytes => ScalarAttributeType::B,
+    }
+}
+
+/// The store's own tables: users, key-value (with TTL) and the tables store's markers, in
+/// that order.
+pub(crate) fn own_tables(config: &DynamoDbConfig) -> [TableDefinition; 3] {
+    [
+        TableDefinition::own(config.users_table(), None),
+        TableDefinition::own(config.kv_table(), Some(TTL)),
+        marker_table(config),
+    ]
+}
+
+/// The table of unique-value markers and table catalogs.
+pub(crate) fn marker_table(config: &DynamoDbConfig) -> TableDefinition {
+    TableDefinition::own(config.unique_table(), None)
+}
+
+impl TableDefinition {
+    /// One of the store's own tables: string `pk` and `sk`, no index.
+    fn own(name: String, ttl: Option<&'static str>) -> Self {
+        Self {
+            name,
+            attributes: vec![
+                (PK.to_owned(), ScalarAttributeType::S),
+                (SK.to_owned(), ScalarAttributeType::S),
+            ],
+            hash: PK.to_owned(),
+            range: Some(SK.to_owned()),
+            indexes: Vec::new(),
+            ttl,
+        }
+    }
+
+    /// A declared table, named `name` in DynamoDB: its keys are the record's own fields, and
+    /// each query index is a global secondary index named as declared.
+    pub(crate) fn declared(name: String, schema: &TableSchema) -> Self {
+        let mut attributes: Vec<(String, ScalarAttributeType)> = Vec::new();
+        let mut add = |def: &KeyDef| {
+            if !attributes.iter().any(|(field, _)| field == def.field()) {
+                attributes.push((def.field().to_owned(), scalar(def.kind())));
+            }
+        };
+        add(schema.partition());
+        schema.sort().into_iter().for_each(&mut add);
+        for index in schema.indexes() {
+            add(index.partition());
+            index.sort().into_iter().for_each(&mut add);
+        }
+        Self {
+            name,
+            attributes,
+            hash: schema.partition().field().to_owned(),
+            range: schema.sort().map(|s| s.field().to_owned()),
+            indexes: schema
+                .indexes()
+                .iter()
+                .map(|index| IndexDefinition {
+                    name: index.name().to_owned(),
+                    hash: index.partition().field().to_owned(),
+                    range: index.sort().map(|s| s.field().to_owned()),
+                })
+                .collect(),
+            ttl: None,
+        }
+    }
+
+    /// The type of a key attribute.
+    pub(crate) fn attribute_type(&self, name: &str) -> Option<&ScalarAttributeType> {
+        self.attributes
+            .iter()
+            .find(|(field, _)| field == name)
+            .map(|(_, kind)| kind)
+    }
+
+    /// The attribute definitions of these attributes (in the definition's order).
+    fn attribute_definitions(&self, names: &[&str]) -> Result<Vec<AttributeDefinition>> {
+        self.attributes
+            .iter()
+            .filter(|(field, _)| names.contains(&field.as_str()))
+            .map(|(field, kind)| {
+                AttributeDefinition::builder()
+                    .attribute_name(field)
+                    .attribute_type(kind.clone())
+                    .build()
+                    .map_err(error::build)
+            })
+            .collect()
+    }
+
+    /// The CreateTable request making the table with its indexes; not sent.
+    pub(crate) fn create_request(&self, client: &Client) -> Result<CreateTableFluentBuilder> {
+        let names: Vec<&str> = self.attributes.iter().map(|(f, _)| f.as_str()).collect();
+        let indexes = self
+            .indexes
+            .iter()
+            .map(|index| {
+                GlobalSecondaryIndex::builder()
+                    .index_name(&index.name)
+                    .set_key_schema(Some(key_schema(&index.hash, index.range.as_deref())?))
+                    .projection(projection())
+                    .build()
+                    .map_err(error::build)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(client
+            .create_table()
+            .table_name(&self.name)
+            .billing_mode(BILLING)
+            .set_attribute_definitions(Some(self.attribute_definitions(&names)?))
+            .set_key_schema(Some(key_schema(&self.hash, self.range.as_deref())?))
+            .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes)))
+    }
+
+    /// The UpdateTable request adding the index at `position` to the live table; not sent.
+    pub(crate) fn add_index_request(
+        &self,
+        client: &Client,
+        position: usize,
+    ) -> Result<UpdateTableFluentBuilder> {
+        let index = &self.indexes[position];
+        let mut names = vec![self.hash.as_str(), index.hash.as_str()];
+        names.extend(self.range.as_deref());
+        names.extend(index.range.as_deref());
+        let create = CreateGlobalSecondaryIndexAction::builder()
+            .index_name(&index.name)
+            .set_key_schema(Some(key_schema(&index.hash, index.range.as_deref())?))
+            .projection(projection())
+            .build()
+            .map_err(error::build)?;
+        Ok(client
+            .update_table()
+            .table_name(&self.name)
+            .set_attribute_definitions(Some(self.attribute_definitions(&names)?))
+            .global_secondary_index_updates(
+                GlobalSecondaryIndexUpdate::builder().create(create).build(),
+            ))
+    }
+
+    /// How a live table differs from the definition: its keys, the types of the key
+    /// attributes, and each index's keys and projection. Indexes the definition does not have
+    /// are left alone (another client may query by them); TTL is checked apart
+    /// ([`crate::schema`]), as DescribeTable does not show it.
+    pub(crate) fn differences(&self, live: &TableDescription) -> Vec<String> {
+        let mut differences = Vec::new();
+        let types = |elements: &[KeySchemaElement]| -> Vec<String> {
+            elements
+                .iter()
+                .map(|e| {
+                    let kind = live
+                        .attribute_definitions()
+                        .iter()
+                        .find(|d| d.attribute_name() == e.attribute_name())
+                        .map_or("?", |d| d.attribute_type().as_str());
+                    format!("{} {} {kind}", e.key_type().as_str(), e.attribute_name())
+                })
+                .collect()
+        };
+        let wanted = |hash: &str, range: Option<&str>| -> Vec<String> {
+            std::iter::once((DynamoKeyType::Hash, hash))
+                .chain(range.map(|r| (DynamoKeyType::Range, r)))
+                .map(|(key, name)| {
+                    let kind = self.attribute_type(name).map_or("?", |t| t.as_str());
+                    format!("{} {name} {kind}", key.as_str())
+                })
+                .collect()
+        };
+        let (live_keys, keys) = (
+            types(live.key_schema()),
+            wanted(&self.hash, self.range.as_deref()),
+        );
+        if live_keys != keys {
+            differences.push(format!(
+                "key schema is ({}), expected ({})",
+                live_keys.join(", "),
+                keys.join(", ")
+            ));
+        }
+        for index in &self.indexes {
+            let Some(found) = live
+                .global_secondary_indexes()
+                .iter()
+                .find(|i| i.index_name() == Some(index.name.as_str()))
+            else {
+                differences.push(format!("index {:?} is missing", index.name));
+                continue;
+            };
+            let (live_keys, keys) = (
+                types(found.key_schema()),
+                wanted(&index.hash, index.range.as_deref()),
+            );
+            if live_keys != keys {
+                differences.push(format!(
+                    "index {:?} key schema is ({}), expected ({})",
+                    index.name,
+                    live_keys.join(", "),
+                    keys.join(", ")
+                ));
+            }
+            let projection = found.projection().and_then(Projection::projection_type);
+            if projection != Some(&PROJECTION) {
+                differences.push(format!(
+                    "index {:?} projects {}, expected {}",
+                    index.name,
+                    projection.map_or("nothing", ProjectionType::as_str),
+                    PROJECTION.as_str()
+                ));
+            }
+        }
+        differences
+    }
+}
+
+fn projection() -> Projection {
+    Projection::builder().projection_type(PROJECTION).build()
+}
+
+fn key_schema(hash: &str, range: Option<&str>) -> Result<Vec<KeySchemaElement>> {
+    std::iter::once((hash, DynamoKeyType::Hash))
+        .chain(range.map(|r| (r, DynamoKeyType::Range)))
+        .map(|(name, kind)| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .map_err(error::build)
+        })
+        .collect()
+}

@@ -1,0 +1,255 @@
+//! The store's tables as Terraform or CloudFormation, for `storekit schema --backend
+//! dynamodb`: rendered from the same definitions `migrate` and `ensure_table` send to
+//! DynamoDB, so an exported table is exactly the table the store would create.
+//!
+//! Both renderers take the [`ExportOptions`] (the table prefix, and whether to include the
+//! store's own tables) and the declared tables to include. Without the own stores
+//! ([`ExportOptions::tables_only`]) the output still holds the marker table
+//! (`{prefix}storekit_unique`): it keeps the unique markers and each table's catalog item,
+//! which `ensure_table` needs. A table made from an export has no catalog item yet; the first
+//! `ensure_table` adopts it as it is and records one (building its unique indexes from the
+//! records), and reports no drift.
+//!
+//! ```
+//! use storekit_core::admin::ExportOptions;
+//! use storekit_core::table::{KeyDef, TableSchema};
+//!
+//! let products = TableSchema::builder("products", KeyDef::text("id"))
+//!     .index("by_name", KeyDef::text("name"), Some(KeyDef::int("updated_at")))
+//!     .build()?;
+//! let options = ExportOptions::default().prefix("shop_");
+//! let terraform = storekit_dynamodb::export::terraform(&options, &[&products])?;
+//! assert!(terraform.contains(r#"resource "aws_dynamodb_table" "shop_products""#));
+//! let template = storekit_dynamodb::export::cloudformation(&options, &[&products])?;
+//! assert!(template.contains("AWS::DynamoDB::Table"));
+//! # Ok::<(), storekit_core::Error>(())
+//! ```
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+use storekit_core::admin::ExportOptions;
+use storekit_core::table::TableSchema;
+use storekit_core::{Error, Result};
+
+use crate::DynamoDbConfig;
+use crate::definition::{self, BILLING, PROJECTION, TableDefinition};
+
+/// The tables an export holds: the store's own (or only the marker table), then the declared
+/// tables in the order given.
+fn definitions(options: &ExportOptions, tables: &[&TableSchema]) -> Result<Vec<TableDefinition>> {
+    // The config checks the prefix, as it does for a store, and names the tables.
+    let config = DynamoDbConfig::builder()
+        .table_prefix(&options.prefix)
+        .id_kind(options.id_kind)
+        .build()?;
+    let mut definitions: Vec<TableDefinition> = if options.stores {
+        definition::own_tables(&config).into()
+    } else {
+        vec![definition::marker_table(&config)]
+    };
+    for schema in tables {
+        let name = crate::tables::table_name(config.table_prefix(), schema);
+        if definitions.iter().any(|d| d.name == name) {
+            return Err(Error::invalid(
+                "tables",
+                format!("table {:?} is given twice", schema.name()),
+            ));
+        }
+        definitions.push(TableDefinition::declared(name, schema));
+    }
+    Ok(definitions)
+}
+
+/// Names unique within one document, made of the characters `allowed` keeps: `a_b` and `a-b`
+/// could otherwise become the same resource.
+fn unique_label(taken: &mut HashSet<String>, base: String) -> String {
+    let mut label = base.clone();
+    let mut n = 2;
+    while !taken.insert(label.clone()) {
+        label = format!("{base}_{n}");
+        n += 1;
+    }
+    label
+}
+
+/// A Terraform string literal: JSON's escapes are HCL's, and `${` and `%{` would start a
+/// template.
+fn hcl_string(text: &str) -> String {
+    Value::from(text)
+        .to_string()
+        .replace("${", "$${")
+        .replace("%{", "%%{")
+}
+
+/// The tables as Terraform `aws_dynamodb_table` resources (billed per request, with their
+/// key attributes, global secondary indexes projecting `ALL`, and TTL on the key-value
+/// table), each resource labelled as its table is named.
+///
+/// [`Error::InvalidInput`] if the prefix is not one a store accepts, or a table is given twice.
+pub fn terraform(options: &ExportOptions, tables: &[&TableSchema]) -> Result<String> {
+    let mut out = String::from(
+        "# DynamoDB tables of storekit, rendered by `storekit schema --backend dynamodb \
+         --format terraform`.\n",
+    );
+    let mut labels = HashSet::new();
+    for table in definitions(options, tables)? {
+        let base: String = table
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .collect();
+        let base = if base.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+            base
+        } else {
+            format!("_{base}")
+        };
+        let label = unique_label(&mut labels, base);
+        render_terraform(&mut out, &label, &table);
+    }
+    Ok(out)
+}
+
+fn render_terraform(out: &mut String, label: &str, table: &TableDefinition) {
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "\nresource \"aws_dynamodb_table\" {} {{", hcl_string(label));
+    let _ = writeln!(out, "  name         = {}", hcl_string(&table.name));
+    let _ = writeln!(out, "  billing_mode = {}", hcl_string(BILLING.as_str()));
+    let _ = writeln!(out, "  hash_key     = {}", hcl_string(&table.hash));
+    if let Some(range) = &table.range {
+        let _ = writeln!(out, "  range_key    = {}", hcl_string(range));
+    }
+    for (name, kind) in &table.attributes {
+        let _ = writeln!(out, "\n  attribute {{");
+        let _ = writeln!(out, "    name = {}", hcl_string(name));
+        let _ = writeln!(out, "    type = {}", hcl_string(kind.as_str()));
+        let _ = writeln!(out, "  }}");
+    }
+    for index in &table.indexes {
+        let _ = writeln!(out, "\n  global_secondary_index {{");
+        let _ = writeln!(out, "    name            = {}", hcl_string(&index.name));
+        let _ = writeln!(out, "    hash_key        = {}", hcl_string(&index.hash));
+        if let Some(range) = &index.range {
+            let _ = writeln!(out, "    range_key       = {}", hcl_string(range));
+        }
+        let _ = writeln!(
+            out,
+            "    projection_type = {}",
+            hcl_string(PROJECTION.as_str())
+        );
+        let _ = writeln!(out, "  }}");
+    }
+    if let Some(ttl) = table.ttl {
+        let _ = writeln!(out, "\n  ttl {{");
+        let _ = writeln!(out, "    attribute_name = {}", hcl_string(ttl));
+        let _ = writeln!(out, "    enabled        = true");
+        let _ = writeln!(out, "  }}");
+    }
+    let _ = writeln!(out, "}}");
+}
+
+/// The tables as a CloudFormation template (JSON) of `AWS::DynamoDB::Table` resources
+/// (`BillingMode` `PAY_PER_REQUEST`, `AttributeDefinitions`, `KeySchema`,
+/// `GlobalSecondaryIndexes` projecting `ALL`, `TimeToLiveSpecification` on the key-value
+/// table). Logical ids are the table names in CamelCase, letters and digits only.
+///
+/// [`Error::InvalidInput`] if the prefix is not one a store accepts, or a table is given twice.
+pub fn cloudformation(options: &ExportOptions, tables: &[&TableSchema]) -> Result<String> {
+    let mut resources = serde_json::Map::new();
+    let mut ids = HashSet::new();
+    for table in definitions(options, tables)? {
+        let id = unique_label(&mut ids, logical_id(&table.name));
+        resources.insert(id, cloudformation_table(&table));
+    }
+    let template = json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": "DynamoDB tables of storekit, rendered by `storekit schema --backend \
+                        dynamodb --format cloudformation`",
+        "Resources": resources,
+    });
+    serde_json::to_string_pretty(&template)
+        .map_err(|e| Error::backend(crate::error::BACKEND, e))
+}
+
+/// `shop_products` → `ShopProducts`; a leading digit gets `Table` before it.
+fn logical_id(name: &str) -> String {
+    let mut id = String::new();
+    let mut upper = true;
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            id.push(if upper { c.to_ascii_uppercase() } else { c });
+            upper = false;
+        } else {
+            upper = true;
+        }
+    }
+    if !id.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        id.insert_str(0, "Table");
+    }
+    id
+}
+
+fn cloudformation_keys(hash: &str, range: Option<&str>) -> Value {
+    let mut keys = vec![json!({ "AttributeName": hash, "KeyType": "HASH" })];
+    if let Some(range) = range {
+        keys.push(json!({ "AttributeName": range, "KeyType": "RANGE" }));
+    }
+    Value::Array(keys)
+}
+
+fn cloudformation_table(table: &TableDefinition) -> Value {
+    let mut properties = serde_json::Map::new();
+    properties.insert("TableName".into(), json!(table.name));
+    properties.insert("BillingMode".into(), json!(BILLING.as_str()));
+    properties.insert(
+        "AttributeDefinitions".into(),
+        table
+            .attributes
+            .iter()
+            .map(|(name, kind)| json!({ "AttributeName": name, "AttributeType": kind.as_str() }))
+            .collect(),
+    );
+    properties.insert(
+        "KeySchema".into(),
+        cloudformation_keys(&table.hash, table.range.as_deref()),
+    );
+    if !table.indexes.is_empty() {
+        properties.insert(
+            "GlobalSecondaryIndexes".into(),
+            table
+                .indexes
+                .iter()
+                .map(|index| {
+                    json!({
+                        "IndexName": index.name,
+                        "KeySchema": cloudformation_keys(&index.hash, index.range.as_deref()),
+                        "Projection": { "ProjectionType": PROJECTION.as_str() },
+                    })
+                })
+                .collect(),
+        );
+    }
+    if let Some(ttl) = table.ttl {
+        properties.insert(
+            "TimeToLiveSpecification".into(),
+            json!({ "AttributeName": ttl, "Enabled": true }),
+        );
+    }
+    json!({ "Type": "AWS::DynamoDB::Table", "Properties": properties })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_logical_ids_stay_distinct() {
+        assert_eq!(logical_id("shop_products"), "ShopProducts");
+        assert_eq!(logical_id("1x"), "Table1x");
+        let mut taken = HashSet::new();
+        assert_eq!(unique_label(&mut taken, "a".into()), "a");
+        assert_eq!(unique_label(&mut taken, "a".into()), "a_2");
+        assert_eq!(hcl_string("a${b}\""), r#""a$${b}\"""#);
+    }
+}
