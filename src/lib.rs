@@ -33,6 +33,10 @@ use std::sync::Arc;
 
 pub use storekit_core::*;
 
+pub mod copy;
+pub mod schema;
+pub mod stats;
+
 /// What a service needs in one `use storekit::prelude::*;`: the store traits (and their typed
 /// helpers), the types their calls take and return, the error, [`connect`] and [`Stores`].
 pub mod prelude {
@@ -148,6 +152,49 @@ impl Stores {
         }
     }
 
+    /// What [`Stores::migrate`] does, reporting each object (table, index, TTL setting,
+    /// migration step) as created or already present: what `storekit migrate` prints.
+    pub async fn migrate_report(&self) -> Result<admin::MigrationReport> {
+        match &self.backend {
+            Backend::Memory(_) => Ok(admin::MigrationReport::default()),
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(store) => store.migrate_report().await,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(store) => store.migrate_report().await,
+            #[cfg(feature = "dynamodb")]
+            Backend::DynamoDb(store) => store.migrate_report().await,
+        }
+    }
+
+    /// How the live database differs from what this code expects: storekit's own tables
+    /// (keys, columns, indexes, TTL) and every table the tables store's catalog records. Empty
+    /// when they agree; what `storekit schema check` prints.
+    pub async fn schema_differences(&self) -> Result<Vec<admin::SchemaDifference>> {
+        match &self.backend {
+            Backend::Memory(_) => Ok(Vec::new()),
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(store) => store.schema_differences().await,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(store) => store.schema_differences().await,
+            #[cfg(feature = "dynamodb")]
+            Backend::DynamoDb(store) => store.schema_differences().await,
+        }
+    }
+
+    /// Drops every table of this store (its prefix only), the tables store's included, and
+    /// everything in them: for tests and teardown. The memory store is left as it is.
+    pub async fn drop_tables(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Memory(_) => Ok(()),
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(store) => store.drop_tables().await,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(store) => store.drop_tables().await,
+            #[cfg(feature = "dynamodb")]
+            Backend::DynamoDb(store) => store.drop_tables().await,
+        }
+    }
+
     /// Users, OAuth accounts and access tokens.
     #[must_use]
     pub fn auth(&self) -> Arc<DynAuthStore> {
@@ -180,6 +227,21 @@ impl Stores {
     /// with a [`TableSchema`] and use it through a typed [`Table`].
     #[must_use]
     pub fn tables(&self) -> Arc<dyn TableStore> {
+        match &self.backend {
+            Backend::Memory(store) => store.clone(),
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(store) => Arc::new(store.clone()),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(store) => Arc::new(store.clone()),
+            #[cfg(feature = "dynamodb")]
+            Backend::DynamoDb(store) => Arc::new(DynamoDbStore::clone(store)),
+        }
+    }
+
+    /// Reading the stores out and writing them back exactly (see [`transfer`]): what
+    /// [`copy::copy`] and [`stats::stats`] are built on.
+    #[must_use]
+    pub fn transfer(&self) -> Arc<dyn TransferStore> {
         match &self.backend {
             Backend::Memory(store) => store.clone(),
             #[cfg(feature = "sqlite")]
@@ -228,9 +290,9 @@ fn memory_id_kind(url: &str) -> Result<IdKind> {
 }
 
 #[cfg(not(all(feature = "sqlite", feature = "postgres", feature = "dynamodb")))]
-fn feature_off(backend: &str) -> Error {
+fn feature_off(what: &'static str, backend: &str) -> Error {
     Error::invalid(
-        "url",
+        what,
         format!("the {backend} backend is not compiled in: enable storekit's `{backend}` feature"),
     )
 }
@@ -244,7 +306,7 @@ async fn sqlite(url: &str) -> Result<Backend> {
 
 #[cfg(not(feature = "sqlite"))]
 async fn sqlite(_url: &str) -> Result<Backend> {
-    Err(feature_off("sqlite"))
+    Err(feature_off("url", "sqlite"))
 }
 
 #[cfg(feature = "postgres")]
@@ -256,7 +318,7 @@ async fn postgres(url: &str) -> Result<Backend> {
 
 #[cfg(not(feature = "postgres"))]
 async fn postgres(_url: &str) -> Result<Backend> {
-    Err(feature_off("postgres"))
+    Err(feature_off("url", "postgres"))
 }
 
 #[cfg(feature = "dynamodb")]
@@ -268,5 +330,5 @@ async fn dynamodb(url: &str) -> Result<Backend> {
 
 #[cfg(not(feature = "dynamodb"))]
 async fn dynamodb(_url: &str) -> Result<Backend> {
-    Err(feature_off("dynamodb"))
+    Err(feature_off("url", "dynamodb"))
 }

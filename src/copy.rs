@@ -1,0 +1,379 @@
+//! Copying everything from one backend to another: what `storekit copy` runs, as a library
+//! call.
+//!
+//! [`copy`] streams every live kv item (with its deadline, so its remaining TTL carries over),
+//! every user (with its id, version, OAuth accounts and token hashes) and every table record
+//! (with its version) in batches, reading the next batch while the last ones are written. Each
+//! write is an upsert keyed by what identifies the thing, so a copy that stops half-way and
+//! runs again neither loses nor duplicates anything, and a user already equal in the
+//! destination is not written at all. A destination user that holds the same email (or OAuth
+//! account) under another id is never overwritten: it is reported in
+//! [`CopySummary::conflicts`]. At the end the counts of both sides are compared
+//! ([`CopySummary::mismatches`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use storekit_core::futures::channel::mpsc;
+use storekit_core::futures::{SinkExt as _, StreamExt as _, TryStreamExt as _, try_join};
+use storekit_core::table::TableSchema;
+use storekit_core::transfer::{Imported, KvPosition, MAX_IMPORT_BATCH};
+use storekit_core::{Error, PageRequest, Result, UserId};
+
+use crate::Stores;
+use crate::stats::{self, Stats};
+
+/// One kind of thing a store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// Users with their OAuth accounts and access tokens.
+    Users,
+    /// Key-value items.
+    Kv,
+    /// Records of the tables store.
+    Tables,
+}
+
+impl Kind {
+    /// Every kind, in the order `copy` copies them.
+    pub const ALL: [Kind; 3] = [Kind::Users, Kind::Kv, Kind::Tables];
+
+    /// Its name on the command line: `users`, `kv` or `tables`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Users => "users",
+            Kind::Kv => "kv",
+            Kind::Tables => "tables",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        Kind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .ok_or_else(|| Error::invalid("kind", format!("{name:?}: expected users, kv or tables")))
+    }
+}
+
+/// What [`copy`] copies and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyOptions {
+    /// Only this kind; every kind when `None`.
+    pub only: Option<Kind>,
+    /// Only the kv items of this namespace (users and tables are not namespaced).
+    pub namespace: Option<String>,
+    /// Items or records per read and per write (1 to 1,000; default 500).
+    pub batch: usize,
+    /// Writes in flight at once (default 4).
+    pub parallel: usize,
+    /// Whether to compare the counts of both sides at the end (default true).
+    pub verify: bool,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        Self {
+            only: None,
+            namespace: None,
+            batch: 500,
+            parallel: 4,
+            verify: true,
+        }
+    }
+}
+
+impl CopyOptions {
+    fn includes(&self, kind: Kind) -> bool {
+        self.only.is_none_or(|only| only == kind)
+    }
+
+    fn check(&self) -> Result<()> {
+        if !(1..=MAX_IMPORT_BATCH).contains(&self.batch) {
+            return Err(Error::invalid(
+                "batch",
+                format!("{}: must be 1 to {MAX_IMPORT_BATCH}", self.batch),
+            ));
+        }
+        if self.parallel == 0 {
+            return Err(Error::invalid("parallel", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Where a long copy reports how far it got (a progress bar in the `storekit` command).
+pub trait Progress: Send + Sync {
+    /// A stage starts: copying `what` (`users`, `kv`, `table products`), `total` items if
+    /// known.
+    fn begin(&self, what: &str, total: Option<u64>) {
+        let _ = (what, total);
+    }
+
+    /// `done` more items of the current stage were written.
+    fn advance(&self, done: u64) {
+        let _ = done;
+    }
+
+    /// The current stage is over.
+    fn end(&self) {}
+}
+
+/// Reports nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
+
+/// What [`copy`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopySummary {
+    /// Kv items written.
+    pub kv_items: u64,
+    /// Users the destination did not have.
+    pub users_created: u64,
+    /// Users the destination had with other fields, accounts or tokens, now equal.
+    pub users_updated: u64,
+    /// Users the destination already had equal; not written.
+    pub users_unchanged: u64,
+    /// Records written, per table.
+    pub records: BTreeMap<String, u64>,
+    /// Users not copied because the destination holds their email or an OAuth account under
+    /// another id, one line each.
+    pub conflicts: Vec<String>,
+    /// Counts that differ between source and destination after the copy, one line each
+    /// (empty when verified, or when verification was off).
+    pub mismatches: Vec<String>,
+}
+
+impl CopySummary {
+    /// Whether everything was copied and the counts agree.
+    #[must_use]
+    pub fn is_complete(&self) -> bool {
+        self.conflicts.is_empty() && self.mismatches.is_empty()
+    }
+}
+
+/// Copies what `options` selects from `from` to `to`, creating missing tables in `to` with
+/// the schemas `from`'s catalog records. The destination should be migrated first.
+///
+/// Safe to run again after an interruption or a full run: nothing is lost or duplicated.
+pub async fn copy(
+    from: &Stores,
+    to: &Stores,
+    options: &CopyOptions,
+    progress: &dyn Progress,
+) -> Result<CopySummary> {
+    options.check()?;
+    let (source, destination) = (from.transfer(), to.transfer());
+    if options.includes(Kind::Users) && source.id_kind() != destination.id_kind() {
+        return Err(Error::invalid(
+            "id kind",
+            format!(
+                "the source's user ids are {} and the destination's {}: copy between stores of one \
+                 id kind (the URL's id= parameter)",
+                source.id_kind().as_str(),
+                destination.id_kind().as_str()
+            ),
+        ));
+    }
+    let mut summary = CopySummary::default();
+    if options.includes(Kind::Users) {
+        copy_users(from, to, options, progress, &mut summary).await?;
+    }
+    if options.includes(Kind::Kv) {
+        summary.kv_items = copy_kv(from, to, options, progress).await?;
+    }
+    if options.includes(Kind::Tables) {
+        for schema in source.tables().await? {
+            let copied = copy_table(from, to, &schema, options, progress).await?;
+            summary.records.insert(schema.name().to_owned(), copied);
+        }
+    }
+    if options.verify {
+        let scope = stats::Scope {
+            only: options.only,
+            namespace: options.namespace.clone(),
+        };
+        let (before, after) = try_join!(stats::stats(from, &scope), stats::stats(to, &scope))?;
+        summary.mismatches = mismatches(&before, &after);
+    }
+    Ok(summary)
+}
+
+/// Every page of live kv items, read ahead of the writes.
+async fn copy_kv(
+    from: &Stores,
+    to: &Stores,
+    options: &CopyOptions,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let (source, destination) = (from.transfer(), to.transfer());
+    progress.begin("kv", None);
+    let (mut pages, received) = mpsc::channel(options.parallel);
+    let read = async {
+        let mut after: Option<KvPosition> = None;
+        loop {
+            let page = source
+                .export_kv(options.namespace.as_deref(), after.as_ref(), options.batch)
+                .await?;
+            let last = (page.len() == options.batch)
+                .then(|| page.last().map(|entry| entry.position()))
+                .flatten();
+            if !page.is_empty() {
+                // The writer only stops early on an error, which `try_join!` reports.
+                let _ = pages.send(page).await;
+            }
+            match last {
+                Some(position) => after = Some(position),
+                None => break,
+            }
+        }
+        pages.close_channel();
+        Ok::<_, Error>(())
+    };
+    let write = received
+        .map(|page: Vec<_>| {
+            let destination = destination.clone();
+            async move { destination.import_kv(&page).await }
+        })
+        .buffer_unordered(options.parallel)
+        .try_fold(0_u64, |written, n| async move {
+            let n = n as u64;
+            progress.advance(n);
+            Ok(written + n)
+        });
+    let ((), written) = try_join!(read, write)?;
+    progress.end();
+    Ok(written)
+}
+
+/// What became of one user.
+enum UserOutcome {
+    Imported(Imported),
+    /// Not copied: the destination holds its email or an OAuth account under another id.
+    Conflict(String),
+    /// Deleted from the source while the copy ran.
+    Gone,
+}
+
+/// Every user, page after page of ids, each exported and imported whole.
+async fn copy_users(
+    from: &Stores,
+    to: &Stores,
+    options: &CopyOptions,
+    progress: &dyn Progress,
+    summary: &mut CopySummary,
+) -> Result<()> {
+    let (auth, source, destination) = (from.auth(), from.transfer(), to.transfer());
+    progress.begin("users", None);
+    let mut page = PageRequest::first(options.batch.min(PageRequest::MAX_LIMIT));
+    loop {
+        let users = auth.list_users(page.clone()).await?;
+        let ids: Vec<UserId> = users.items.iter().map(|user| user.id).collect();
+        let outcomes: Vec<Result<UserOutcome>> = storekit_core::futures::stream::iter(ids)
+            .map(|id| {
+                let (source, destination) = (source.clone(), destination.clone());
+                async move {
+                    // A user deleted since it was listed has nothing left to copy.
+                    let Some(bundle) = source.export_user(id).await? else {
+                        return Ok(UserOutcome::Gone);
+                    };
+                    match destination.import_user(&bundle).await {
+                        Ok(imported) => Ok(UserOutcome::Imported(imported)),
+                        Err(Error::AlreadyExists { what }) => Ok(UserOutcome::Conflict(format!(
+                            "user {id} ({}): the destination holds its {what} under another id",
+                            bundle.user.email
+                        ))),
+                        Err(err) => Err(err),
+                    }
+                }
+            })
+            .buffer_unordered(options.parallel)
+            .collect()
+            .await;
+        for outcome in outcomes {
+            match outcome? {
+                UserOutcome::Imported(Imported::Created) => summary.users_created += 1,
+                UserOutcome::Imported(Imported::Updated) => summary.users_updated += 1,
+                UserOutcome::Imported(Imported::Unchanged) => summary.users_unchanged += 1,
+                UserOutcome::Conflict(line) => summary.conflicts.push(line),
+                UserOutcome::Gone => {}
+            }
+        }
+        progress.advance(users.items.len() as u64);
+        match users.next {
+            Some(next) => page = PageRequest::after(page.limit, next),
+            None => break,
+        }
+    }
+    progress.end();
+    Ok(())
+}
+
+/// Every record of one table, into the same table (created if missing) in the destination.
+async fn copy_table(
+    from: &Stores,
+    to: &Stores,
+    schema: &TableSchema,
+    options: &CopyOptions,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let (tables, destination) = (from.tables(), to.transfer());
+    to.tables().ensure_table(schema).await?;
+    let total = tables.count(schema).await?;
+    progress.begin(&format!("table {}", schema.name()), Some(total));
+    let (mut pages, received) = mpsc::channel(options.parallel);
+    let read = async {
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = tables
+                .scan(schema, options.batch, cursor.as_deref())
+                .await?;
+            if !page.items.is_empty() {
+                let _ = pages.send(page.items).await;
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        pages.close_channel();
+        Ok::<_, Error>(())
+    };
+    let write = received
+        .map(|records: Vec<_>| {
+            let destination = destination.clone();
+            async move {
+                destination.import_records(schema, &records).await?;
+                Ok::<_, Error>(records.len() as u64)
+            }
+        })
+        .buffer_unordered(options.parallel)
+        .try_fold(0_u64, |written, n| async move {
+            progress.advance(n);
+            Ok(written + n)
+        });
+    let ((), written) = try_join!(read, write)?;
+    progress.end();
+    Ok(written)
+}
+
+/// One line per count that differs between the two sides.
+fn mismatches(source: &Stats, destination: &Stats) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (what, (a, b)) in source.compare(destination) {
+        lines.push(format!("{what}: source {a}, destination {b}"));
+    }
+    lines
+}
