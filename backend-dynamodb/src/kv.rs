@@ -85,12 +85,12 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// The partition holding `key`: the shard suffix is the text after the last `#`, so it never
 /// mixes with `#`s in the namespace.
-fn partition(namespace: &str, shard: u16) -> String {
+pub(crate) fn partition(namespace: &str, shard: u16) -> String {
     format!("{namespace}#{shard}")
 }
 
 /// What an item holds.
-enum Stored<'a> {
+pub(crate) enum Stored<'a> {
     Bytes(&'a [u8]),
     Counter(i64),
 }
@@ -124,18 +124,18 @@ fn absent_or_expired(now: i64) -> Condition {
 }
 
 impl DynamoDbStore {
-    fn shard_of(&self, key: &str) -> u16 {
+    pub(crate) fn shard_of(&self, key: &str) -> u16 {
         let shards = u64::from(self.config.shard_count());
         u16::try_from(fnv1a(key.as_bytes()) % shards).unwrap_or(0)
     }
 
-    fn kv_key(&self, namespace: &str, key: &str) -> Item {
+    pub(crate) fn kv_key(&self, namespace: &str, key: &str) -> Item {
         item::key(partition(namespace, self.shard_of(key)), key)
     }
 
     /// A full item, with the attribute `mark` if given (a call's token), sized before it is
     /// sent.
-    fn kv_item(
+    pub(crate) fn kv_item(
         &self,
         namespace: &str,
         key: &str,
@@ -161,12 +161,12 @@ impl DynamoDbStore {
         Ok(item)
     }
 
-    fn expires(&self, item: &Item) -> Result<Option<i64>> {
+    pub(crate) fn expires(&self, item: &Item) -> Result<Option<i64>> {
         item::get_i64(item, &self.kv_table, EXPIRES)
     }
 
     /// The value an item holds, unless it has expired.
-    fn live_value(&self, item: &Item, now: i64) -> Result<Option<Vec<u8>>> {
+    pub(crate) fn live_value(&self, item: &Item, now: i64) -> Result<Option<Vec<u8>>> {
         if !is_live(self.expires(item)?, now) {
             return Ok(None);
         }

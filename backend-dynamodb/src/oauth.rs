@@ -27,7 +27,7 @@ const REV: &str = "rev";
 
 /// The pair as one key part; the provider's length makes it unambiguous whatever `#`s the
 /// provider or account id contain.
-fn reference(provider: &str, account_id: &str) -> String {
+pub(crate) fn reference(provider: &str, account_id: &str) -> String {
     format!("{}#{provider}#{account_id}", provider.len())
 }
 
@@ -36,7 +36,7 @@ pub(crate) fn claim_key(reference: &str) -> Item {
     key(format!("{OAUTH_PREFIX}{reference}"), CLAIM_SK)
 }
 
-fn link_key(user: UserId, reference: &str) -> Item {
+pub(crate) fn link_key(user: UserId, reference: &str) -> Item {
     key(user_pk(user), format!("{OAUTH_PREFIX}{reference}"))
 }
 
@@ -49,7 +49,7 @@ pub(crate) fn claim_of(user: UserId) -> Condition {
 }
 
 impl DynamoDbStore {
-    fn link_item(&self, account: &OAuthAccount, rev: i64) -> Result<Item> {
+    pub(crate) fn link_item(&self, account: &OAuthAccount, rev: i64) -> Result<Item> {
         let mut item = item::to_item(account)?;
         item.extend(link_key(
             account.user_id,
@@ -86,7 +86,7 @@ impl DynamoDbStore {
     /// Such a claim is left by a `delete_user` of a user with more links and tokens than one
     /// transaction holds, that failed after its transaction. User ids are never
     /// reused, so its user cannot come back: the claim would block the account forever.
-    async fn remove_orphan_claim(&self, reference: &str, claim: &Item) -> Result<bool> {
+    pub(crate) async fn remove_orphan_claim(&self, reference: &str, claim: &Item) -> Result<bool> {
         let owner = self.stored_user_id(claim)?;
         if self.read_user(owner).await?.is_some() {
             return Ok(false);

@@ -24,7 +24,7 @@ pub(crate) fn token_key(hash: &str) -> Item {
     key(format!("{TOKEN_PREFIX}{hash}"), TOKEN_SK)
 }
 
-fn reference_key(user: UserId, hash: &str) -> Item {
+pub(crate) fn reference_key(user: UserId, hash: &str) -> Item {
     key(user_pk(user), format!("{TOKEN_PREFIX}{hash}"))
 }
 

@@ -1,0 +1,461 @@
+//! [`TransferBackend`]: reading the store out and writing it into another exactly, for
+//! `storekit copy`.
+//!
+//! | call | requests |
+//! |---|---|
+//! | `export_kv` | all namespaces: Scan of the kv table from the position's item key; one namespace: Query per shard, from the position's shard and key. Either reads until `limit` live items or the end |
+//! | `import_kv` | BatchWriteItem puts, 25 per call, a few calls in flight, unprocessed items resent with backoff |
+//! | `access_tokens_of` | Query of the user's token references, BatchGetItem of the tokens |
+//! | `import_user` | (int ids: UpdateItem raising the id sequence to the id) + Query of the user's partition + TransactWriteItems (see below) |
+//! | `list_tables` | Scan of the marker table's catalog items; DescribeTable per table |
+//! | `import_records` | per record, `put`'s write at the given version (a few records in flight) |
+//!
+//! Scan order is fixed for a table, and a Scan started at an item's key continues after it
+//! whether or not that item still exists, so a page's last item is a position the next page
+//! resumes from without repeats. Expired items that native TTL has not deleted yet are
+//! skipped, and each item's deadline is read from `exp`, its exact millisecond.
+//!
+//! # Importing a user
+//!
+//! One TransactWriteItems writes the user item (conditioned on the user as the Query read it:
+//! absent, or its version and `children` count, which it bumps, so a concurrent
+//! `delete_user` reads again), claims its email (free or already the user's) and releases
+//! the old one, claims and writes each of the bundle's OAuth accounts, removes the user's
+//! other links with their claims, and writes its tokens with their references. A refused
+//! claim is `AlreadyExists` (`"email"` or `"oauth account"`); a user changed meanwhile makes
+//! the import read and try again. Tokens that do not fit in the 100 actions of that
+//! transaction are written afterwards, 49 per transaction with the user's `children` bump; if
+//! one of those fails, the user is written with only some of its tokens, and running the
+//! import again (which `storekit copy` does on a re-run) writes the rest, since every write
+//! is an idempotent put. A user with more OAuth accounts to write or remove than one
+//! transaction holds (48) is refused with [`Error::InvalidInput`].
+
+use std::collections::HashSet;
+
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
+use futures::{StreamExt as _, TryStreamExt as _, stream};
+use storekit_core::backend::Namespace;
+use storekit_core::table::{Row, TableSchema, TableShape};
+use storekit_core::time::now_millis;
+use storekit_core::transfer::{KvEntry, KvPosition, StoredToken, TransferBackend, UserBundle};
+use storekit_core::{AccessToken, Error, Result, UserId, async_trait};
+
+use crate::count::Counted as _;
+use crate::error::{self, DynamoError};
+use crate::item::{self, Item, PK, SK, key, s};
+use crate::kv::Stored;
+use crate::oauth::{OAUTH_PREFIX, claim_key, claim_of, link_key, reference};
+use crate::retry::Backoff;
+use crate::tables::write::Expect;
+use crate::tokens::{TOKEN_PREFIX, reference_key, token_key};
+use crate::txn::{self, Condition, MAX_ACTIONS, Outcome};
+use crate::users::{CHILDREN, SEQ_PK, SEQ_SK, USER_ID, UserHead, email_pk};
+use crate::{DynamoDbStore, batch};
+
+/// Records written at once by `import_records`, each its own transaction.
+const RECORD_CONCURRENCY: usize = 8;
+/// Tokens per follow-up transaction: two actions each, and the user's `children` bump.
+const TOKENS_PER_FOLLOW_UP: usize = (MAX_ACTIONS - 1) / 2;
+
+/// What each action of an import's first transaction does, to read which one a refusal names.
+#[derive(Debug, Clone)]
+enum Role {
+    /// Writes the user item.
+    User,
+    /// Claims the user's email.
+    Email,
+    /// Releases the user's old email claim.
+    OldEmail,
+    /// Claims an OAuth account (by reference).
+    Claim(String),
+    /// Anything else (links, tokens, references, releases of removed accounts).
+    Other,
+}
+
+/// The transactions of one import: the first, with the role of each action, then the rest
+/// of the tokens.
+struct ImportPlan {
+    first: Vec<TransactWriteItem>,
+    roles: Vec<Role>,
+    rest: Vec<Vec<TransactWriteItem>>,
+}
+
+impl DynamoDbStore {
+    /// The entry of a kv item, or `None` if it has expired.
+    fn entry_of(&self, item: &Item, now: i64) -> Result<Option<KvEntry>> {
+        let Some(value) = self.live_value(item, now)? else {
+            return Ok(None);
+        };
+        let partition = item::get_s(item, &self.kv_table, PK)?;
+        // The shard is after the last `#`; the namespace may hold `#`s of its own.
+        let (namespace, _shard) = partition
+            .rsplit_once('#')
+            .ok_or_else(|| error::bad_item(&self.kv_table, "a pk without a shard"))?;
+        Ok(Some(KvEntry {
+            namespace: namespace.to_owned(),
+            key: item::get_s(item, &self.kv_table, SK)?.to_owned(),
+            value,
+            expires_at: self.expires(item)?,
+        }))
+    }
+
+    /// Every namespace: a Scan from the position's item.
+    async fn export_all(&self, after: Option<&KvPosition>, limit: usize) -> Result<Vec<KvEntry>> {
+        let now = now_millis();
+        let mut start = after.map(|p| self.kv_key(&p.namespace, &p.key));
+        let mut entries = Vec::new();
+        loop {
+            let wanted = i32::try_from(limit - entries.len()).unwrap_or(i32::MAX);
+            let output = self
+                .client
+                .scan()
+                .table_name(&self.kv_table)
+                .consistent_read(true)
+                .limit(wanted)
+                .set_exclusive_start_key(start)
+                .send_counted()
+                .await
+                .map_err(error::sdk)?;
+            for item in output.items() {
+                entries.extend(self.entry_of(item, now)?);
+                if entries.len() == limit {
+                    return Ok(entries);
+                }
+            }
+            match output.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(key) => start = Some(key),
+                None => return Ok(entries),
+            }
+        }
+    }
+
+    /// One namespace: its shards in order, each a Query in key order, from the position's
+    /// shard and key.
+    async fn export_namespace(
+        &self,
+        namespace: &str,
+        after: Option<&KvPosition>,
+        limit: usize,
+    ) -> Result<Vec<KvEntry>> {
+        if after.is_some_and(|p| p.namespace != namespace) {
+            return Err(Error::invalid(
+                "after",
+                "the position is in another namespace than the one exported",
+            ));
+        }
+        let now = now_millis();
+        let first = after.map_or(0, |p| self.shard_of(&p.key));
+        let mut start = after.map(|p| self.kv_key(&p.namespace, &p.key));
+        let mut entries = Vec::new();
+        for shard in first..self.config.shard_count() {
+            loop {
+                let wanted = i32::try_from(limit - entries.len()).unwrap_or(i32::MAX);
+                let query = self
+                    .client
+                    .query()
+                    .table_name(&self.kv_table)
+                    .key_condition_expression("#pk = :pk")
+                    .expression_attribute_names("#pk", PK)
+                    .expression_attribute_values(
+                        ":pk",
+                        s(crate::kv::partition(namespace, shard)),
+                    )
+                    .limit(wanted);
+                let (page, next) = batch::query_page(query, start.take()).await?;
+                for item in &page {
+                    entries.extend(self.entry_of(item, now)?);
+                    if entries.len() == limit {
+                        return Ok(entries);
+                    }
+                }
+                match next {
+                    Some(key) => start = Some(key),
+                    None => break,
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Makes the integer id sequence at least `id`, so `create_user` never hands it out.
+    async fn raise_id_sequence(&self, id: i64) -> Result<()> {
+        let sent = self
+            .client
+            .update_item()
+            .table_name(&self.users_table)
+            .set_key(Some(key(SEQ_PK, SEQ_SK)))
+            .update_expression("SET #n = :id")
+            .condition_expression("attribute_not_exists(#n) OR #n < :id")
+            .expression_attribute_names("#n", "n")
+            .expression_attribute_values(":id", item::n(id))
+            .send_counted()
+            .await;
+        match sent {
+            Ok(_) => Ok(()),
+            // Already at or past the id.
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(error::sdk(err)),
+        }
+    }
+
+    /// The transactions that make the stored user equal `bundle`, given the user as read
+    /// (`head`) and the sort keys of its partition's other items.
+    fn import_plan(
+        &self,
+        bundle: &UserBundle,
+        head: Option<&UserHead>,
+        children: &[String],
+    ) -> Result<ImportPlan> {
+        let table = &self.users_table;
+        let user = &bundle.user;
+        let id = user.id;
+        let mut first = Vec::new();
+        let mut roles = Vec::new();
+        // The user item, bumping `children` past the value read, on which it conditions.
+        let mut user_item = self.user_item(user)?;
+        let (condition, children_count) = match head {
+            Some(head) => (head.unchanged(), children_of(head, table)? + 1),
+            None => (Condition::absent(), 1),
+        };
+        user_item.insert(CHILDREN.to_owned(), item::n(children_count));
+        first.push(txn::put(table, user_item, &condition)?);
+        roles.push(Role::User);
+        let email_key = user.email_key()?;
+        first.push(txn::put(
+            table,
+            self.email_claim(&email_key, id)?,
+            &claim_of(id),
+        )?);
+        roles.push(Role::Email);
+        if let Some(head) = head
+            && head.email_key != email_key
+        {
+            first.push(txn::delete(
+                table,
+                key(email_pk(&head.email_key), crate::users::EMAIL_SK),
+                &claim_of(id),
+            )?);
+            roles.push(Role::OldEmail);
+        }
+        let mut wanted = HashSet::new();
+        // A fresh revision, so an `update_oauth_account` that read the link before the import
+        // cannot write over it (it conditions on the revision it read, a small count).
+        let rev = now_millis();
+        for account in &bundle.oauth_accounts {
+            let reference = reference(&account.provider, &account.account_id);
+            let mut claim = claim_key(&reference);
+            claim.insert(USER_ID.to_owned(), s(id.to_string()));
+            first.push(txn::put(table, claim, &claim_of(id))?);
+            roles.push(Role::Claim(reference.clone()));
+            first.push(txn::put_any(table, self.link_item(account, rev)?)?);
+            roles.push(Role::Other);
+            wanted.insert(reference);
+        }
+        for sort_key in children {
+            let Some(reference) = sort_key.strip_prefix(OAUTH_PREFIX) else {
+                continue;
+            };
+            if wanted.contains(reference) {
+                continue;
+            }
+            first.push(txn::delete_any(table, link_key(id, reference))?);
+            roles.push(Role::Other);
+            first.push(txn::delete(table, claim_key(reference), &claim_of(id))?);
+            roles.push(Role::Other);
+        }
+        if first.len() > MAX_ACTIONS {
+            return Err(Error::invalid(
+                "oauth accounts",
+                "more OAuth accounts to write or remove than one transaction holds (48)",
+            ));
+        }
+        let mut tokens = bundle.access_tokens.iter();
+        let fit = (MAX_ACTIONS - first.len()) / 2;
+        for token in tokens.by_ref().take(fit) {
+            first.extend(self.token_actions(token)?);
+            roles.extend([Role::Other, Role::Other]);
+        }
+        let rest: Vec<&StoredToken> = tokens.collect();
+        let rest = rest
+            .chunks(TOKENS_PER_FOLLOW_UP)
+            .map(|chunk| {
+                let mut actions = vec![self.add_child(id)?];
+                for token in chunk {
+                    actions.extend(self.token_actions(token)?);
+                }
+                Ok(actions)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ImportPlan { first, roles, rest })
+    }
+
+    /// A token item (free or already the user's) and its reference.
+    fn token_actions(&self, token: &StoredToken) -> Result<[TransactWriteItem; 2]> {
+        let user = token.token.user_id;
+        let mut token_item = item::to_item(&token.token)?;
+        token_item.extend(token_key(&token.hash));
+        Ok([
+            txn::put(&self.users_table, token_item, &claim_of(user))?,
+            txn::put_any(&self.users_table, reference_key(user, &token.hash))?,
+        ])
+    }
+}
+
+/// The `children` count a user item holds (0 before any link or token).
+fn children_of(head: &UserHead, table: &str) -> Result<i64> {
+    match &head.children {
+        None => Ok(0),
+        Some(AttributeValue::N(count)) => count
+            .parse()
+            .map_err(|_| error::bad_item(table, format!("children = {count} is not an i64"))),
+        Some(_) => Err(error::bad_item(table, "children is not a number")),
+    }
+}
+
+#[async_trait]
+impl TransferBackend for DynamoDbStore {
+    async fn export_kv(
+        &self,
+        namespace: Option<Namespace<'_>>,
+        after: Option<&KvPosition>,
+        limit: usize,
+    ) -> Result<Vec<KvEntry>> {
+        match namespace {
+            Some(namespace) => self.export_namespace(&namespace, after, limit).await,
+            None => self.export_all(after, limit).await,
+        }
+    }
+
+    async fn import_kv(&self, items: &[KvEntry]) -> Result<()> {
+        let requests = items
+            .iter()
+            .map(|entry| {
+                let item = self.kv_item(
+                    &entry.namespace,
+                    &entry.key,
+                    &Stored::Bytes(&entry.value),
+                    entry.expires_at,
+                    None,
+                )?;
+                batch::put_request(item)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        batch::write_all(&self.client, &self.kv_table, requests).await
+    }
+
+    async fn access_tokens_of(&self, user: UserId) -> Result<Vec<StoredToken>> {
+        let references = batch::query_all(self.partition_query(user, TOKEN_PREFIX)).await?;
+        let keys = references
+            .iter()
+            .map(|reference| {
+                let sort_key = item::get_s(reference, &self.users_table, SK)?;
+                Ok(token_key(
+                    sort_key.strip_prefix(TOKEN_PREFIX).unwrap_or(sort_key),
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let tokens = batch::get_all(&self.client, &self.users_table, keys, None).await?;
+        tokens
+            .into_iter()
+            .map(|item| {
+                let hash = item::get_s(&item, &self.users_table, PK)?
+                    .strip_prefix(TOKEN_PREFIX)
+                    .ok_or_else(|| error::bad_item(&self.users_table, "a token key"))?
+                    .to_owned();
+                let token: AccessToken = item::from_item(item, &self.users_table)?;
+                Ok(StoredToken { hash, token })
+            })
+            .collect()
+    }
+
+    async fn import_user(&self, bundle: &UserBundle) -> Result<()> {
+        let id = bundle.user.id;
+        if let UserId::Int(n) = id {
+            // First, so no `create_user` can take the id between the import and this.
+            self.raise_id_sequence(n).await?;
+        }
+        let mut healed = HashSet::new();
+        let mut backoff = Backoff::contention();
+        loop {
+            let partition = self.read_partition(id).await?;
+            let plan = self.import_plan(bundle, partition.user.as_ref(), &partition.children)?;
+            let (index, stored) = match txn::transact(&self.client, plan.first).await? {
+                Outcome::Done => break self.import_rest(plan.rest).await,
+                Outcome::ConditionFailed { index, item } => (index, item),
+            };
+            match plan.roles.get(index) {
+                Some(Role::Email) => return Err(Error::AlreadyExists { what: "email" }),
+                Some(Role::Claim(reference)) => {
+                    // A claim left by a deleted user gives way once, as in add_oauth_account.
+                    let orphan = match &stored {
+                        Some(claim) if healed.insert(reference.clone()) => {
+                            self.remove_orphan_claim(reference, claim).await?
+                        }
+                        _ => false,
+                    };
+                    if !orphan {
+                        return Err(Error::AlreadyExists {
+                            what: "oauth account",
+                        });
+                    }
+                }
+                // The user (or its old email claim) changed since it was read: read again.
+                Some(Role::User | Role::OldEmail) => {
+                    if !backoff.wait().await {
+                        return Err(DynamoError::Contention {
+                            attempts: backoff.failures(),
+                        }
+                        .into());
+                    }
+                }
+                Some(Role::Other) | None => {
+                    return Err(error::bad_item(
+                        &self.users_table,
+                        format!("user {id}: a token or link of the import belongs to another user"),
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn list_tables(&self) -> Result<Vec<(String, TableShape)>> {
+        self.list_cataloged().await
+    }
+
+    async fn import_records(&self, schema: &TableSchema, rows: &[(Row, u64)]) -> Result<()> {
+        // Built before the stream: a closure in `StreamExt::map` would make the future of this
+        // `async_trait` method too general to be `Send`.
+        let writes: Vec<_> = rows
+            .iter()
+            .map(|(row, version)| self.write_row(schema, row, Expect::At(*version)))
+            .collect();
+        stream::iter(writes)
+            .buffer_unordered(RECORD_CONCURRENCY)
+            .try_collect::<Vec<u64>>()
+            .await
+            .map(drop)
+    }
+}
+
+impl DynamoDbStore {
+    /// The follow-up token transactions of an import.
+    async fn import_rest(&self, rest: Vec<Vec<TransactWriteItem>>) -> Result<()> {
+        for actions in rest {
+            if let Outcome::ConditionFailed { .. } = txn::transact(&self.client, actions).await? {
+                return Err(error::bad_item(
+                    &self.users_table,
+                    "the imported user was deleted, or a token belongs to another user",
+                ));
+            }
+        }
+        Ok(())
+    }
+}

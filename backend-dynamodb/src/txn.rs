@@ -185,6 +185,16 @@ pub(crate) fn put(table: &str, item: Item, condition: &Condition) -> Result<Tran
     Ok(TransactWriteItem::builder().put(put).build())
 }
 
+/// A transactional put of `item`, whatever is stored.
+pub(crate) fn put_any(table: &str, item: Item) -> Result<TransactWriteItem> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .build()
+        .map_err(error::build)?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
 /// A transactional delete of `key` under `condition`.
 pub(crate) fn delete(table: &str, key: Item, condition: &Condition) -> Result<TransactWriteItem> {
     let delete = Delete::builder()

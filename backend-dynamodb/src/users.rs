@@ -29,17 +29,17 @@ use crate::{DynamoDbStore, batch};
 pub(crate) const USER_SK: &str = "USER";
 /// The attribute of claims and tokens that names their user.
 pub(crate) const USER_ID: &str = "user_id";
-const EMAIL_SK: &str = "EMAIL";
-const VERSION: &str = "version";
+pub(crate) const EMAIL_SK: &str = "EMAIL";
+pub(crate) const VERSION: &str = "version";
 const EMAIL: &str = "email";
 /// How many links and tokens were ever added to a user: a number on the user item that every
 /// transaction adding one bumps (see [`DynamoDbStore::add_child`]) and `delete_user` conditions
 /// on. It is not the user's `version`, which only user updates change. `update_user`'s put
 /// drops it; that is safe because the put also bumps the version, on which the delete conditions
 /// too.
-const CHILDREN: &str = "children";
-const SEQ_PK: &str = "#SEQ";
-const SEQ_SK: &str = "USER_ID";
+pub(crate) const CHILDREN: &str = "children";
+pub(crate) const SEQ_PK: &str = "#SEQ";
+pub(crate) const SEQ_SK: &str = "USER_ID";
 /// Scan page size for listing: a user owns at least two items (itself and its email claim).
 const ITEMS_PER_USER: usize = 3;
 
@@ -48,7 +48,7 @@ pub(crate) fn user_pk(id: UserId) -> String {
     format!("USER#{id}")
 }
 
-fn email_pk(email_key: &str) -> String {
+pub(crate) fn email_pk(email_key: &str) -> String {
     format!("EMAIL#{email_key}")
 }
 
@@ -87,7 +87,7 @@ impl DynamoDbStore {
     }
 
     /// The user item, sized and checked before any request.
-    fn user_item(&self, user: &User) -> Result<Item> {
+    pub(crate) fn user_item(&self, user: &User) -> Result<Item> {
         // `extra`'s numbers are within DynamoDB's range: core's `validate::normalize_extra`
         // checked them before any backend sees a user.
         let mut item = item::to_item(user)?;
@@ -96,7 +96,7 @@ impl DynamoDbStore {
         Ok(item)
     }
 
-    fn email_claim(&self, email_key: &str, id: UserId) -> Result<Item> {
+    pub(crate) fn email_claim(&self, email_key: &str, id: UserId) -> Result<Item> {
         let mut item = key(email_pk(email_key), EMAIL_SK);
         item.insert(USER_ID.to_owned(), s(id.to_string()));
         item::check_size(&item)?;
@@ -461,25 +461,25 @@ impl PartitionItem {
 
 /// What `delete_user` reads of a user's partition.
 #[derive(Default)]
-struct Partition {
+pub(crate) struct Partition {
     /// The user item, if it exists.
-    user: Option<UserHead>,
+    pub(crate) user: Option<UserHead>,
     /// The sort keys of the other items, in descending order.
-    children: Vec<String>,
+    pub(crate) children: Vec<String>,
 }
 
 /// What `delete_user` needs of a user item.
-struct UserHead {
-    version: i64,
-    email_key: String,
+pub(crate) struct UserHead {
+    pub(crate) version: i64,
+    pub(crate) email_key: String,
     /// The [`CHILDREN`] count, absent until a link or token is added.
-    children: Option<AttributeValue>,
+    pub(crate) children: Option<AttributeValue>,
 }
 
 impl UserHead {
     /// The user item is as read: no update (its version) and no link or token added (its
     /// [`CHILDREN`] count) since.
-    fn unchanged(&self) -> Condition {
+    pub(crate) fn unchanged(&self) -> Condition {
         let condition = match &self.children {
             Some(count) => Condition::new("#version = :version AND #children = :children")
                 .value(":children", count.clone()),
@@ -495,7 +495,7 @@ impl UserHead {
 impl DynamoDbStore {
     /// A Query of the keys of a user's partition whose sort key starts with `prefix` (all of
     /// them for `""`).
-    fn partition_query(&self, id: UserId, prefix: &str) -> QueryFluentBuilder {
+    pub(crate) fn partition_query(&self, id: UserId, prefix: &str) -> QueryFluentBuilder {
         let query = self
             .client
             .query()
@@ -516,7 +516,7 @@ impl DynamoDbStore {
     /// The user's partition in one strongly consistent Query (more pages only past 1 MB):
     /// what `delete_user` needs of the user item, and the sort keys of the other items in
     /// descending order, so that tokens (`TOKEN#…`) come before links (`OAUTH#…`).
-    async fn read_partition(&self, id: UserId) -> Result<Partition> {
+    pub(crate) async fn read_partition(&self, id: UserId) -> Result<Partition> {
         let table = &self.users_table;
         let query = self
             .partition_query(id, "")
@@ -583,6 +583,6 @@ impl DynamoDbStore {
 }
 
 /// Versions are stored as DynamoDB numbers through i64.
-fn version_number(version: u64) -> Result<i64> {
+pub(crate) fn version_number(version: u64) -> Result<i64> {
     i64::try_from(version).map_err(|_| Error::invalid("version", "is too large"))
 }

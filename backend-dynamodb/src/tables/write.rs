@@ -29,13 +29,15 @@ const MAX_ROUNDS: u32 = 200;
 
 /// What a write expects to find.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Expect {
+pub(crate) enum Expect {
     /// No record (`insert`).
     Absent,
     /// Anything (`put`).
     Any,
     /// The record at this version (`replace`).
     Version(u64),
+    /// Anything, and the record is written at exactly this version (an import).
+    At(u64),
 }
 
 /// What a write knows of the stored record.
@@ -94,7 +96,7 @@ fn holding_clauses(
 
 impl DynamoDbStore {
     /// Writes `row` as `expect` says; returns the version written.
-    pub(super) async fn write_row(
+    pub(crate) async fn write_row(
         &self,
         schema: &TableSchema,
         row: &Row,
@@ -113,6 +115,10 @@ impl DynamoDbStore {
                 }
                 (Expect::Any, Known::Stored { version, .. }) => {
                     (at_version(schema, *version), version + 1)
+                }
+                (Expect::At(at), Known::Guess | Known::Absent) => (absent(schema), at),
+                (Expect::At(at), Known::Stored { version, .. }) => {
+                    (at_version(schema, *version), at)
                 }
                 // A first guess: the unique values do not change, so no marker moves.
                 (Expect::Version(expected), Known::Guess) => {
@@ -181,7 +187,7 @@ impl DynamoDbStore {
                     // At the version expected, holding other unique values: move them.
                     known = self.known(schema, &table, Some(&stored))?;
                 }
-                (Some(Role::Record), Expect::Any) => {
+                (Some(Role::Record), Expect::Any | Expect::At(_)) => {
                     known = self.known(schema, &table, stored.as_ref())?;
                 }
                 (Some(Role::Release(index)), _) => {
