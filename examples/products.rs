@@ -18,6 +18,13 @@
 //!
 //! Environment: `DATABASE_URL` (any storekit URL; default an SQLite file), `PORT` (default 3000,
 //! on 127.0.0.1; `0` picks a free port).
+//!
+//! The catalogue's Terraform and CloudFormation come from the same schema, so the table the
+//! service expects and the table the infrastructure makes cannot disagree:
+//!
+//! ```sh
+//! cargo run --example products --features dynamodb -- export infra/   # products.tf, products.cfn.json
+//! ```
 
 use std::net::Ipv4Addr;
 
@@ -105,6 +112,15 @@ struct ListQuery {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [command, dir] = args.as_slice()
+        && command == "export"
+    {
+        for file in export(std::path::Path::new(dir))? {
+            say(format!("wrote {}", file.display()));
+        }
+        return Ok(());
+    }
     let url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "sqlite://storekit-products.db".to_owned());
     let port: u16 = match std::env::var("PORT") {
@@ -121,6 +137,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ));
     axum::serve(listener, app(products)).await?;
     Ok(())
+}
+
+/// Writes the catalogue table's Terraform (`products.tf`) and CloudFormation template
+/// (`products.cfn.json`) into `dir`, rendered from [`schema`], with the marker table storekit
+/// keeps catalog items in.
+#[cfg(feature = "dynamodb")]
+fn export(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, Box<dyn std::error::Error>> {
+    let schema = schema();
+    std::fs::create_dir_all(dir)?;
+    let files = [
+        (dir.join("products.tf"), storekit::schema::terraform(&[&schema])?),
+        (
+            dir.join("products.cfn.json"),
+            storekit::schema::cloudformation(&[&schema])?,
+        ),
+    ];
+    for (path, text) in &files {
+        std::fs::write(path, text)?;
+    }
+    Ok(files.into_iter().map(|(path, _)| path).collect())
+}
+
+#[cfg(not(feature = "dynamodb"))]
+fn export(_dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, Box<dyn std::error::Error>> {
+    Err("exporting Terraform needs the dynamodb feature: cargo run --example products --features dynamodb -- export DIR".into())
 }
 
 /// The products table, created (or checked against the schema) on the way.
@@ -664,5 +705,110 @@ mod tests {
             );
             t.drop().await;
         }
+    }
+
+    /// The exported Terraform and CloudFormation say what the catalogue's seed says: hash key
+    /// `id` (S), and the GSI `product-name-index` on `name` (S) and `updated_at` (N),
+    /// projecting every attribute, billed per request.
+    #[cfg(feature = "dynamodb")]
+    #[test]
+    fn exported_terraform_and_cloudformation_match_the_catalogue() {
+        let dir = std::env::temp_dir().join(format!("storekit-products-{}", std::process::id()));
+        let files = export(&dir).expect("export");
+        assert_eq!(files.len(), 2);
+
+        let template: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("products.cfn.json")).expect("read"),
+        )
+        .expect("JSON");
+        let table = template["Resources"]
+            .as_object()
+            .expect("resources")
+            .values()
+            .find(|r| r["Properties"]["TableName"] == "products")
+            .expect("the products table")["Properties"]
+            .clone();
+        assert_eq!(table["BillingMode"], "PAY_PER_REQUEST");
+        assert_eq!(
+            table["KeySchema"],
+            json!([{"AttributeName": "id", "KeyType": "HASH"}])
+        );
+        let mut attributes = table["AttributeDefinitions"]
+            .as_array()
+            .expect("attributes")
+            .clone();
+        attributes.sort_by_key(|a| a["AttributeName"].to_string());
+        assert_eq!(
+            Value::from(attributes),
+            json!([
+                {"AttributeName": "id", "AttributeType": "S"},
+                {"AttributeName": "name", "AttributeType": "S"},
+                {"AttributeName": "updated_at", "AttributeType": "N"},
+            ])
+        );
+        assert_eq!(
+            table["GlobalSecondaryIndexes"],
+            json!([{
+                "IndexName": "product-name-index",
+                "KeySchema": [
+                    {"AttributeName": "name", "KeyType": "HASH"},
+                    {"AttributeName": "updated_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }])
+        );
+
+        let terraform: hcl::Body =
+            hcl::from_str(&std::fs::read_to_string(dir.join("products.tf")).expect("read"))
+                .expect("HCL");
+        let resource = terraform
+            .blocks()
+            .find(|b| {
+                b.identifier() == "resource"
+                    && b.body()
+                        .attributes()
+                        .any(|a| a.key() == "name" && a.expr() == &hcl::Expression::from("products"))
+            })
+            .expect("the products resource");
+        let attribute = |key: &str| {
+            resource
+                .body()
+                .attributes()
+                .find(|a| a.key() == key)
+                .map(|a| a.expr().clone())
+        };
+        assert_eq!(attribute("hash_key"), Some("id".into()));
+        assert_eq!(attribute("range_key"), None);
+        assert_eq!(attribute("billing_mode"), Some("PAY_PER_REQUEST".into()));
+        let blocks = |name: &str| {
+            resource
+                .body()
+                .blocks()
+                .filter(|b| b.identifier() == name)
+                .map(|b| {
+                    b.body()
+                        .attributes()
+                        .map(|a| (a.key().to_owned(), a.expr().to_string()))
+                        .collect::<std::collections::BTreeMap<_, _>>()
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut attributes: Vec<_> = blocks("attribute")
+            .into_iter()
+            .map(|a| (a["name"].clone(), a["type"].clone()))
+            .collect();
+        attributes.sort();
+        assert_eq!(
+            attributes,
+            [("id", "S"), ("name", "S"), ("updated_at", "N")]
+                .map(|(n, t)| (format!("{n:?}"), format!("{t:?}")))
+        );
+        let indexes = blocks("global_secondary_index");
+        assert_eq!(indexes.len(), 1);
+        assert_eq!(indexes[0]["name"], "\"product-name-index\"");
+        assert_eq!(indexes[0]["hash_key"], "\"name\"");
+        assert_eq!(indexes[0]["range_key"], "\"updated_at\"");
+        assert_eq!(indexes[0]["projection_type"], "\"ALL\"");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -15,7 +15,7 @@
 //!     .index("product-name-index", KeyDef::text("name"), Some(KeyDef::float("updated_at")))
 //!     .build()
 //!     .unwrap();
-//! let terraform = storekit::schema::terraform(&[&products]);
+//! let terraform = storekit::schema::terraform(&[&products]).unwrap();
 //! assert!(terraform.contains("product-name-index"));
 //! # }
 //! ```
@@ -131,31 +131,27 @@ pub fn render(
 /// Terraform for `tables` on DynamoDB, with the marker table their unique indexes and
 /// catalog items live in; no prefix.
 #[cfg(feature = "dynamodb")]
-#[must_use]
-pub fn terraform(tables: &[&TableSchema]) -> String {
+pub fn terraform(tables: &[&TableSchema]) -> Result<String> {
     storekit_dynamodb::export::terraform(&ExportOptions::default().tables_only(), tables)
 }
 
 /// A CloudFormation template (JSON) for `tables` on DynamoDB, with the marker table; no
 /// prefix.
 #[cfg(feature = "dynamodb")]
-#[must_use]
-pub fn cloudformation(tables: &[&TableSchema]) -> String {
+pub fn cloudformation(tables: &[&TableSchema]) -> Result<String> {
     storekit_dynamodb::export::cloudformation(&ExportOptions::default().tables_only(), tables)
 }
 
 /// The SQLite statements that create `tables` and the tables store's catalog; no prefix.
 #[cfg(feature = "sqlite")]
-#[must_use]
-pub fn sqlite(tables: &[&TableSchema]) -> String {
+pub fn sqlite(tables: &[&TableSchema]) -> Result<String> {
     storekit_sql::export::sqlite(&ExportOptions::default().tables_only(), tables)
 }
 
 /// The PostgreSQL statements that create `tables` and the tables store's catalog; no
 /// prefix.
 #[cfg(feature = "postgres")]
-#[must_use]
-pub fn postgres(tables: &[&TableSchema]) -> String {
+pub fn postgres(tables: &[&TableSchema]) -> Result<String> {
     storekit_sql::export::postgres(&ExportOptions::default().tables_only(), tables)
 }
 
@@ -164,7 +160,7 @@ mod dynamodb {
 
     #[cfg(feature = "dynamodb")]
     pub(super) fn terraform(options: &ExportOptions, tables: &[&TableSchema]) -> Result<String> {
-        Ok(storekit_dynamodb::export::terraform(options, tables))
+        storekit_dynamodb::export::terraform(options, tables)
     }
 
     #[cfg(feature = "dynamodb")]
@@ -172,7 +168,7 @@ mod dynamodb {
         options: &ExportOptions,
         tables: &[&TableSchema],
     ) -> Result<String> {
-        Ok(storekit_dynamodb::export::cloudformation(options, tables))
+        storekit_dynamodb::export::cloudformation(options, tables)
     }
 
     #[cfg(not(feature = "dynamodb"))]
@@ -191,7 +187,7 @@ mod sql {
 
     #[cfg(feature = "sqlite")]
     pub(super) fn sqlite(options: &ExportOptions, tables: &[&TableSchema]) -> Result<String> {
-        Ok(storekit_sql::export::sqlite(options, tables))
+        storekit_sql::export::sqlite(options, tables)
     }
 
     #[cfg(not(feature = "sqlite"))]
@@ -201,7 +197,7 @@ mod sql {
 
     #[cfg(feature = "postgres")]
     pub(super) fn postgres(options: &ExportOptions, tables: &[&TableSchema]) -> Result<String> {
-        Ok(storekit_sql::export::postgres(options, tables))
+        storekit_sql::export::postgres(options, tables)
     }
 
     #[cfg(not(feature = "postgres"))]
