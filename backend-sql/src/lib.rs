@@ -25,6 +25,8 @@
 //! them every minute (`purge_interval` in the config), in batches, off the request path, so a
 //! cache does not grow without bound; `purge_expired` deletes all of them at once.
 
+mod check;
+pub mod export;
 mod migrations;
 #[cfg(feature = "postgres")]
 mod postgres;

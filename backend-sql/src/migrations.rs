@@ -4,6 +4,9 @@
 //! how many migrations have run. From those, [`plan`] refuses a store opened with the other id
 //! kind and renders the migrations still to run; the dialects only execute the plan.
 
+use std::collections::BTreeSet;
+
+use storekit_core::admin::MigrationReport;
 use storekit_core::{Error, IdKind, Result};
 
 use crate::tables::Tables;
@@ -19,6 +22,92 @@ pub(crate) const SCHEMA_VERSION: &str = "schema_version";
 pub(crate) struct IdColumns {
     pub(crate) id: &'static str,
     pub(crate) user_ref: &'static str,
+}
+
+/// One dialect's migrations, and the meta table that records how many have run: the one
+/// source of storekit's own DDL, which `migrate()` runs, `schema_differences()` compares with
+/// and the export renders.
+#[derive(Debug)]
+pub(crate) struct Migrations {
+    /// `CREATE TABLE IF NOT EXISTS {meta} ...`, run before anything else.
+    pub(crate) meta: &'static str,
+    /// The migrations in order (see [`plan`]).
+    pub(crate) steps: &'static [&'static str],
+    /// The id columns of each id kind.
+    pub(crate) id_columns: fn(IdKind) -> IdColumns,
+}
+
+impl Migrations {
+    /// Plans a run from the meta rows read (see [`plan`]).
+    pub(crate) fn plan(
+        &self,
+        tables: &Tables,
+        kind: IdKind,
+        stored_kind: Option<String>,
+        stored_version: Option<String>,
+    ) -> Result<Plan> {
+        plan(
+            tables,
+            self.steps,
+            kind,
+            (self.id_columns)(kind),
+            stored_kind,
+            stored_version,
+        )
+    }
+
+    /// Everything a run on an empty database executes, in order: the meta table, every
+    /// migration, and the meta rows it then records (their values spliced in as literals).
+    pub(crate) fn script(&self, tables: &Tables, kind: IdKind) -> Result<Vec<String>> {
+        let plan = self.plan(tables, kind, None, None)?;
+        let mut script = vec![tables.render(self.meta)];
+        script.extend(plan.pending);
+        script.extend(
+            plan.meta
+                .iter()
+                .map(|(name, value)| upsert_meta(tables, &literal(name), &literal(value))),
+        );
+        Ok(script)
+    }
+}
+
+/// What a run did: each object of storekit's own tables (`table "…"`, `index "…"`) found
+/// `before` it or made by it, then each migration, run before (the first `done`) or by it.
+pub(crate) fn report(
+    before: &BTreeSet<String>,
+    after: BTreeSet<String>,
+    done: usize,
+    total: usize,
+) -> MigrationReport {
+    let mut report = MigrationReport::default();
+    for object in after {
+        match before.contains(&object) {
+            true => report.present.push(object),
+            false => report.created.push(object),
+        }
+    }
+    for step in 1..=total {
+        let name = format!("migration {step}");
+        match step <= done {
+            true => report.present.push(name),
+            false => report.created.push(name),
+        }
+    }
+    report
+}
+
+/// The statement that records meta row `name` with `value` (placeholders or literals).
+pub(crate) fn upsert_meta(tables: &Tables, name: &str, value: &str) -> String {
+    format!(
+        "INSERT INTO {} (name, value) VALUES ({name}, {value}) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        tables.meta
+    )
+}
+
+/// `text` as an SQL string literal (both dialects double a quote inside one).
+pub(crate) fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// What a migration run executes and then records.

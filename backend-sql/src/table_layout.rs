@@ -285,6 +285,7 @@ struct Texts {
     version: Option<Arc<str>>,
     insert: Option<Arc<str>>,
     upsert: Option<Arc<str>>,
+    import: Option<Arc<str>>,
     replace: Option<Arc<str>>,
     delete: Option<Arc<str>>,
     delete_at: Option<Arc<str>>,
@@ -292,6 +293,17 @@ struct Texts {
     scan_after: Option<Arc<str>>,
     count: Option<Arc<str>>,
     by_unique: Vec<Arc<str>>,
+}
+
+/// How an `INSERT` treats the record's version and a taken key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    /// Version 1; a taken key fails.
+    Insert,
+    /// Version 1, or one up over a taken key.
+    Upsert,
+    /// This version, over a taken key too.
+    Import(u64),
 }
 
 /// What a query's text depends on, beyond the layout: its values only fill placeholders.
@@ -413,8 +425,9 @@ impl Layout {
             get: text(self.get(&key)),
             contains: text(self.contains(&key)),
             version: text(self.version(&key)),
-            insert: text(self.insert_with(row.clone(), false, None)),
-            upsert: text(self.insert_with(row.clone(), true, None)),
+            insert: text(self.insert_with(row.clone(), Write::Insert, None)),
+            upsert: text(self.insert_with(row.clone(), Write::Upsert, None)),
+            import: text(self.insert_with(row.clone(), Write::Import(1), None)),
             replace: text(self.replace_with(row, &key, 0, None)),
             delete: text(self.delete(&key, None)),
             delete_at: text(self.delete(&key, Some(0))),
@@ -677,17 +690,24 @@ impl Layout {
     /// `INSERT` of `row` at version 1 (`RETURNING version` when `upsert`, which on a taken
     /// key overwrites the record one version up instead).
     pub(crate) fn insert(&self, row: &Row, upsert: bool) -> Result<Statement> {
-        let text = if upsert {
-            &self.texts.upsert
+        let (text, write) = if upsert {
+            (&self.texts.upsert, Write::Upsert)
         } else {
-            &self.texts.insert
+            (&self.texts.insert, Write::Insert)
         };
         let known = self.for_row(text, row);
-        Ok(self.insert_with(self.row_params(row)?, upsert, known))
+        Ok(self.insert_with(self.row_params(row)?, write, known))
     }
 
-    /// [`Layout::insert`] of a row's values.
-    fn insert_with(&self, params: Vec<Param>, upsert: bool, known: Option<&Arc<str>>) -> Statement {
+    /// `INSERT` of `row` at `version`, which on a taken key overwrites the record with the
+    /// row and that version: how a copied record keeps its version.
+    pub(crate) fn import(&self, row: &Row, version: u64) -> Result<Statement> {
+        let known = self.for_row(&self.texts.import, row);
+        Ok(self.insert_with(self.row_params(row)?, Write::Import(version), known))
+    }
+
+    /// [`Layout::insert`] or [`Layout::import`] of a row's values.
+    fn insert_with(&self, params: Vec<Param>, write: Write, known: Option<&Arc<str>>) -> Statement {
         let keys = self.key_columns();
         let mut params = params.into_iter();
         let mut b = self.builder(known);
@@ -697,7 +717,7 @@ impl Layout {
             b.sql(", ").quoted(column);
         }
         b.sql(") VALUES (");
-        // The key's values, version 1, then the document's and the index columns'.
+        // The key's values, the version, then the document's and the index columns'.
         for i in 0..keys.len() {
             if i > 0 {
                 b.sql(", ");
@@ -706,21 +726,31 @@ impl Layout {
                 b.bind(param);
             }
         }
-        b.sql(", 1");
+        match write {
+            Write::Import(version) => b.sql(", ").bind(version_param(version)),
+            Write::Insert | Write::Upsert => b.sql(", 1"),
+        };
         for param in params {
             b.sql(", ").bind(param);
         }
         b.sql(")");
-        if upsert {
-            b.sql(" ON CONFLICT (")
-                .columns(keys)
-                .sql(") DO UPDATE SET version = old.version + 1, document = excluded.document");
-            for (column, _) in self.index_columns() {
-                b.sql(", ")
-                    .quoted(column)
-                    .sql(" = excluded.")
-                    .quoted(column);
-            }
+        let version = match write {
+            Write::Insert => return b.finish(),
+            Write::Upsert => "old.version + 1",
+            Write::Import(_) => "excluded.version",
+        };
+        b.sql(" ON CONFLICT (")
+            .columns(keys)
+            .sql(") DO UPDATE SET version = ")
+            .sql(version)
+            .sql(", document = excluded.document");
+        for (column, _) in self.index_columns() {
+            b.sql(", ")
+                .quoted(column)
+                .sql(" = excluded.")
+                .quoted(column);
+        }
+        if write == Write::Upsert {
             b.sql(" RETURNING version");
         }
         b.finish()
@@ -1180,10 +1210,35 @@ impl Catalog {
                  shape {shape} NOT NULL)"
             ),
             read: format!("SELECT name, {shape_text} FROM {catalog} WHERE name = {one}"),
-            insert: format!("INSERT INTO {catalog} (name, shape) VALUES ({one}, {two})"),
+            insert: Self::insert_text(catalog, one, two),
             update: format!("UPDATE {catalog} SET shape = {two} WHERE name = {one}"),
             delete: format!("DELETE FROM {catalog} WHERE name = {one}"),
         }
+    }
+
+    /// Every table's name and shape (JSON text), in no particular order.
+    pub(crate) fn list(dialect: Dialect, tables: &Tables) -> String {
+        let shape = match dialect {
+            Dialect::Sqlite => "shape",
+            Dialect::Postgres => "shape::text",
+        };
+        format!("SELECT name, {shape} FROM {}", tables.catalog)
+    }
+
+    /// The catalog row of `schema` as a statement of its own, its values spliced in as
+    /// literals: what a schema export records so that `ensure_table` finds the table.
+    pub(crate) fn insert_row(dialect: Dialect, tables: &Tables, schema: &TableSchema) -> Result<String> {
+        let shape = crate::migrations::literal(&shape_json(schema)?);
+        let shape = match dialect {
+            Dialect::Sqlite => shape,
+            Dialect::Postgres => format!("{shape}::jsonb"),
+        };
+        let name = crate::migrations::literal(schema.name());
+        Ok(Self::insert_text(&tables.catalog, &name, &shape))
+    }
+
+    fn insert_text(catalog: &str, name: &str, shape: &str) -> String {
+        format!("INSERT INTO {catalog} (name, shape) VALUES ({name}, {shape})")
     }
 }
 
@@ -1364,6 +1419,10 @@ mod tests {
                         built.insert(&row, upsert).expect("insert"),
                     );
                 }
+                same(
+                    cached.import(&row, 7).expect("import"),
+                    built.import(&row, 7).expect("import"),
+                );
                 same(
                     cached.replace(&row, 4).expect("replace"),
                     built.replace(&row, 4).expect("replace"),

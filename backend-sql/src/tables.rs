@@ -68,6 +68,23 @@ impl Tables {
         })
     }
 
+    /// The names, unquoted and unqualified, of the tables `migrate()` keeps: what the
+    /// database's own catalog calls them.
+    pub(crate) fn own_bare(&self) -> Vec<String> {
+        ["users", "oauth_accounts", "access_tokens", "kv", "storekit_meta"]
+            .iter()
+            .map(|name| format!("{}{name}", self.prefix))
+            .collect()
+    }
+
+    /// The bare name (prefix and name, unquoted) of the meta table and of the catalog.
+    pub(crate) fn bare_meta_and_catalog(&self) -> (String, String) {
+        (
+            format!("{}storekit_meta", self.prefix),
+            format!("{}{CATALOG}", self.prefix),
+        )
+    }
+
     /// The quoted, qualified name of the table `bare` (a name that already holds the prefix).
     /// Callers pass only names made of validated parts, which never hold a `"`.
     pub(crate) fn qualify_bare(&self, bare: &str) -> String {

@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use rusqlite::{Connection, TransactionBehavior, named_params};
+use rusqlite::{Connection, ToSql, TransactionBehavior, named_params};
 use storekit_core::backend::{Expiry, Items, Key, Keys, KvBackend, Namespace};
 use storekit_core::kv::{KeyPage, PageSizes, counter, ordered_key_pages};
 use storekit_core::time::{is_live, now_millis};
+use storekit_core::transfer::{KvEntry, KvPosition};
 use storekit_core::{Error, Result};
 
 use super::error::sqlite_error;
@@ -552,4 +553,86 @@ impl KvBackend for SqliteStore {
     async fn purge_expired(&self) -> Result<u64> {
         self.purge_all_expired().await
     }
+}
+
+/// What `storekit copy` reads and writes of the key-value store.
+impl SqliteStore {
+    /// One page of live items after `after`, in (namespace, key) order (on the blocking pool:
+    /// a page of a thousand values may be large).
+    pub(super) async fn export_kv_page(
+        &self,
+        namespace: Option<&str>,
+        after: Option<&KvPosition>,
+        limit: usize,
+    ) -> Result<Vec<KvEntry>> {
+        let inner = self.inner.clone();
+        let (namespace, after) = (namespace.map(str::to_owned), after.cloned());
+        let (now, limit) = (now_millis(), i64::try_from(limit).unwrap_or(i64::MAX));
+        self.inner
+            .conns
+            .read_blocking(move |conn| {
+                let sql = inner.sql.kv_export(namespace.is_some(), after.is_some());
+                let mut stmt = conn.prepare_cached(sql).map_err(sqlite_error)?;
+                let mut params: Vec<(&str, &dyn ToSql)> = vec![(":now", &now), (":limit", &limit)];
+                if let Some(namespace) = &namespace {
+                    params.push((":only", namespace));
+                }
+                if let Some(after) = &after {
+                    params.extend([(":ns", &after.namespace as &dyn ToSql), (":key", &after.key)]);
+                }
+                stmt.query_map(params.as_slice(), |row| {
+                    Ok(KvEntry {
+                        namespace: row.get(0)?,
+                        key: row.get(1)?,
+                        value: row.get(2)?,
+                        expires_at: row.get(3)?,
+                    })
+                })
+                .and_then(|rows| rows.collect())
+                .map_err(sqlite_error)
+            })
+            .await
+    }
+
+    /// Writes every item with its own deadline in one transaction, as `set_many` writes.
+    pub(super) async fn import_kv_items(&self, items: &[KvEntry]) -> Result<()> {
+        self.start_purger();
+        let conns = &self.inner.conns;
+        let bytes = items.iter().map(entry_bytes).sum();
+        if !is_large(items.len(), bytes) {
+            let parts = chunks(items, CHUNK_ITEMS, CHUNK_BYTES, entry_bytes);
+            conns
+                .write_chunks(parts, |conn, items| upsert_entries(conn, &self.inner, items))
+                .await?;
+            return Ok(());
+        }
+        let (inner, items) = (self.inner.clone(), items.to_vec());
+        conns
+            .write_blocking(move |conn| {
+                in_one_transaction(conn, TransactionBehavior::Immediate, |tx| {
+                    upsert_entries(tx, &inner, &items)
+                })
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+fn entry_bytes(entry: &KvEntry) -> usize {
+    entry.namespace.len() + entry.key.len() + entry.value.len()
+}
+
+/// Stores every entry with its deadline; the caller holds a write transaction.
+fn upsert_entries(conn: &Connection, inner: &Inner, entries: &[KvEntry]) -> Result<Vec<()>> {
+    let mut stmt = conn
+        .prepare_cached(&inner.sql.kv_upsert)
+        .map_err(sqlite_error)?;
+    for entry in entries {
+        stmt.execute(named_params! {
+            ":ns": entry.namespace, ":key": entry.key, ":value": entry.value,
+            ":exp": entry.expires_at,
+        })
+        .map_err(sqlite_error)?;
+    }
+    Ok(Vec::new())
 }

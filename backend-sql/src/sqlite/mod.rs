@@ -19,13 +19,17 @@ mod kv;
 mod schema;
 mod step;
 mod tables;
+mod transfer;
 mod users;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use storekit_core::admin::{MigrationReport, SchemaDifference};
 use storekit_core::{IdKind, Result};
+
+pub(crate) use schema::MIGRATIONS;
 
 use crate::purge::Purger;
 use crate::table_layout::{Catalog, Dialect, Layouts};
@@ -220,10 +224,29 @@ impl SqliteStore {
     /// Fails if the tables exist for another id kind. An existing database is upgraded in
     /// place, keeping every row.
     pub async fn migrate(&self) -> Result<()> {
+        self.migrate_report().await.map(drop)
+    }
+
+    /// What [`SqliteStore::migrate`] does, reporting each table and index of storekit's own
+    /// tables and each migration as created by this run or already present.
+    pub async fn migrate_report(&self) -> Result<MigrationReport> {
         let inner = self.inner.clone();
         self.inner
             .conns
             .write_blocking(move |conn| schema::migrate(conn, &inner.tables, inner.id_kind))
+            .await
+    }
+
+    /// How the database differs from what this code expects: storekit's own tables (their
+    /// columns, indexes and foreign keys, and the migrations recorded) and every table the
+    /// tables store's catalog records, compared with the same statements applied to a scratch
+    /// database in memory. Empty when they agree; a database never migrated lists its
+    /// missing tables.
+    pub async fn schema_differences(&self) -> Result<Vec<SchemaDifference>> {
+        let inner = self.inner.clone();
+        self.inner
+            .conns
+            .read_blocking(move |conn| schema::differences(conn, &inner.tables, inner.id_kind))
             .await
     }
 

@@ -1,18 +1,47 @@
 //! SQLite tables, their migrations, and every statement the store runs, rendered once.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use storekit_core::admin::{MigrationReport, SchemaDifference};
+use storekit_core::table::TableSchema;
 use storekit_core::{IdKind, Result};
 
 use super::error::{is_missing_table, sqlite_error};
-use crate::migrations::{self, IdColumns};
+use super::step::first_row;
+use crate::check::{self, Snapshot};
+use crate::export::{self, Parts};
+use crate::migrations::{self, IdColumns, Migrations};
+use crate::table_layout::{Catalog, Dialect};
 use crate::tables::Tables;
+
+/// SQLite's meta table and migrations.
+pub(crate) const MIGRATIONS: Migrations = Migrations {
+    meta: "CREATE TABLE IF NOT EXISTS {meta} (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
+    steps: STEPS,
+    id_columns,
+};
+
+fn id_columns(kind: IdKind) -> IdColumns {
+    match kind {
+        IdKind::Uuid => IdColumns {
+            id: "BLOB PRIMARY KEY NOT NULL",
+            user_ref: "BLOB",
+        },
+        // AUTOINCREMENT records the highest id ever used in sqlite_sequence, which an insert
+        // with an explicit larger id (a copied user) raises too: ids are never reused.
+        IdKind::Int => IdColumns {
+            id: "INTEGER PRIMARY KEY AUTOINCREMENT",
+            user_ref: "INTEGER",
+        },
+    }
+}
 
 /// Migrations in order; each runs once, inside the migration transaction. `{id}` is the users
 /// id column's type and `{user_ref}` the type of columns that refer to it.
-const MIGRATIONS: &[&str] = &[
+const STEPS: &[&str] = &[
     r#"
 CREATE TABLE {users} (
     id {id},
@@ -77,50 +106,68 @@ CREATE INDEX "{prefix}kv_expiry" ON "{prefix}kv" (expires_at) WHERE expires_at I
 "#,
 ];
 
-pub(super) fn migrate(conn: &mut Connection, tables: &Tables, kind: IdKind) -> Result<()> {
+pub(super) fn migrate(
+    conn: &mut Connection,
+    tables: &Tables,
+    kind: IdKind,
+) -> Result<MigrationReport> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sqlite_error)?;
-    let meta = tables.render(
-        "CREATE TABLE IF NOT EXISTS {meta} (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
-    );
-    tx.execute(&meta, []).map_err(sqlite_error)?;
+    let before = own_objects(&tx, tables)?;
+    tx.execute(&tables.render(MIGRATIONS.meta), [])
+        .map_err(sqlite_error)?;
     let read = tables.render("SELECT value FROM {meta} WHERE name = ?1");
     let stored = |name: &str| {
         tx.query_row(&read, [name], |row| row.get::<_, String>(0))
             .optional()
             .map_err(sqlite_error)
     };
-    let columns = match kind {
-        IdKind::Uuid => IdColumns {
-            id: "BLOB PRIMARY KEY NOT NULL",
-            user_ref: "BLOB",
-        },
-        IdKind::Int => IdColumns {
-            id: "INTEGER PRIMARY KEY AUTOINCREMENT",
-            user_ref: "INTEGER",
-        },
-    };
-    let plan = migrations::plan(
+    let plan = MIGRATIONS.plan(
         tables,
-        MIGRATIONS,
         kind,
-        columns,
         stored(migrations::ID_KIND)?,
         stored(migrations::SCHEMA_VERSION)?,
     )?;
     for ddl in &plan.pending {
         tx.execute_batch(ddl).map_err(sqlite_error)?;
     }
-    let upsert = tables.render(
-        "INSERT INTO {meta} (name, value) VALUES (?1, ?2) \
-         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-    );
+    let upsert = migrations::upsert_meta(tables, "?1", "?2");
     for (name, value) in &plan.meta {
         tx.execute(&upsert, [name, value.as_str()])
             .map_err(sqlite_error)?;
     }
-    tx.commit().map_err(sqlite_error)
+    let after = own_objects(&tx, tables)?;
+    tx.commit().map_err(sqlite_error)?;
+    let total = MIGRATIONS.steps.len();
+    Ok(migrations::report(
+        &before,
+        after,
+        total - plan.pending.len(),
+        total,
+    ))
+}
+
+/// The tables and indexes of storekit's own tables, as `table "…"` and `index "…"` (the
+/// indexes SQLite makes for constraints are left out: they come with their tables).
+fn own_objects(conn: &Connection, tables: &Tables) -> Result<BTreeSet<String>> {
+    let own = tables.own_bare();
+    let mut stmt = conn
+        .prepare(
+            "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'index') \
+             AND tbl_name IN (SELECT value FROM json_each(?1)) AND name NOT LIKE 'sqlite%'",
+        )
+        .map_err(sqlite_error)?;
+    let names = serde_json::to_string(&own).map_err(|e| storekit_core::Error::backend("sqlite", e))?;
+    stmt.query_map([names], |row| {
+        Ok(format!(
+            "{} {:?}",
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?
+        ))
+    })
+    .and_then(|rows| rows.collect())
+    .map_err(sqlite_error)
 }
 
 pub(super) fn drop_all(conn: &mut Connection, tables: &Tables) -> Result<()> {
@@ -235,6 +282,12 @@ pub(super) struct Statements {
     pub(super) kv_keys_after: String,
     pub(super) kv_clear: String,
     pub(super) kv_purge_some: String,
+    /// [`Statements::kv_export`]'s four texts.
+    kv_export: [String; 4],
+    pub(super) import_user: String,
+    pub(super) delete_user_oauth: String,
+    pub(super) import_token: String,
+    pub(super) tokens_of_user: String,
 }
 
 const USER_COLUMNS: &str = "id, email, hashed_password, is_active, is_superuser, is_verified, \
@@ -328,6 +381,172 @@ impl Statements {
             kv_clear: r("DELETE FROM {kv} WHERE namespace = :ns"),
             kv_purge_some: r("DELETE FROM {kv} WHERE id IN (SELECT id FROM {kv} \
                  WHERE expires_at IS NOT NULL AND expires_at <= :now LIMIT :limit)"),
+            kv_export: [(false, false), (false, true), (true, false), (true, true)]
+                .map(|(only, after)| r(&kv_export(only, after))),
+            import_user: r(
+                "INSERT INTO {users} (id, email, email_key, hashed_password, is_active, \
+                 is_superuser, is_verified, created_at, updated_at, version, extra) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                 ON CONFLICT (id) DO UPDATE SET email = excluded.email, \
+                 email_key = excluded.email_key, hashed_password = excluded.hashed_password, \
+                 is_active = excluded.is_active, is_superuser = excluded.is_superuser, \
+                 is_verified = excluded.is_verified, created_at = excluded.created_at, \
+                 updated_at = excluded.updated_at, version = excluded.version, \
+                 extra = excluded.extra",
+            ),
+            delete_user_oauth: r("DELETE FROM {oauth} WHERE user_id = ?1"),
+            import_token: r("INSERT INTO {tokens} (token_hash, user_id, created_at) \
+                 VALUES (?1, ?2, ?3) ON CONFLICT (token_hash) DO NOTHING"),
+            tokens_of_user: r("SELECT token_hash, created_at FROM {tokens} WHERE user_id = ?1"),
         }
     }
+
+    /// The text of one page of live kv items after (`:ns`, `:key`) when `after`, of
+    /// namespace `:only` when `only`, in (namespace, key) order: the unique index on
+    /// (namespace, key) finds the start and yields the order.
+    pub(super) fn kv_export(&self, only: bool, after: bool) -> &str {
+        &self.kv_export[usize::from(only) * 2 + usize::from(after)]
+    }
+}
+
+fn kv_export(only: bool, after: bool) -> String {
+    let only = if only { " AND namespace = :only" } else { "" };
+    let after = if after {
+        " AND (namespace, key) > (:ns, :key)"
+    } else {
+        ""
+    };
+    format!(
+        "SELECT namespace, key, value, expires_at FROM {{kv}} WHERE {{live}}{only}{after} \
+         ORDER BY namespace, key LIMIT :limit"
+    )
+}
+
+/// The catalog's rows (name, shape JSON); `None` when there is no catalog.
+pub(super) fn catalog_rows(
+    conn: &Connection,
+    tables: &Tables,
+) -> Result<Option<Vec<(String, String)>>> {
+    let mut stmt = match conn.prepare(&Catalog::list(Dialect::Sqlite, tables)) {
+        Ok(stmt) => stmt,
+        Err(err) if is_missing_table(&err) => return Ok(None),
+        Err(err) => return Err(sqlite_error(err)),
+    };
+    stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map(Some)
+        .map_err(sqlite_error)
+}
+
+/// How the database differs from what `migrate()` creates for `kind` and from the tables its
+/// catalog records (see `crate::check`).
+pub(super) fn differences(
+    conn: &Connection,
+    tables: &Tables,
+    kind: IdKind,
+) -> Result<Vec<SchemaDifference>> {
+    let mut found = Vec::new();
+    let recorded = catalog_rows(conn, tables)?;
+    let (meta, catalog) = tables.bare_meta_and_catalog();
+    let schemas = check::recorded_schemas(&catalog, recorded.as_deref().unwrap_or_default(), &mut found);
+    let schemas: Vec<&TableSchema> = schemas.iter().collect();
+    let parts = Parts {
+        stores: true,
+        catalog: recorded.is_some(),
+    };
+    let expected = export::statements(Dialect::Sqlite, &MIGRATIONS, tables, kind, parts, &schemas)?;
+    let scratch = Connection::open_in_memory().map_err(sqlite_error)?;
+    scratch
+        .execute_batch(&export::join(&expected))
+        .map_err(sqlite_error)?;
+    let names = table_names(&scratch)?;
+    found.extend(check::differences(
+        &snapshot(&scratch, &names)?,
+        &snapshot(conn, &names)?,
+    ));
+    let read = tables.render("SELECT value FROM {meta} WHERE name = ?1");
+    // A database without the meta table has had its absence reported already.
+    let mut stmt = match conn.prepare_cached(&read) {
+        Ok(stmt) => stmt,
+        Err(err) if is_missing_table(&err) => return Ok(found),
+        Err(err) => return Err(sqlite_error(err)),
+    };
+    let mut stored = |name: &str| {
+        first_row(&mut stmt, [name], |row| row.get::<_, String>(0)).map_err(sqlite_error)
+    };
+    let (stored_kind, stored_version) = (
+        stored(migrations::ID_KIND)?,
+        stored(migrations::SCHEMA_VERSION)?,
+    );
+    found.extend(check::meta_differences(
+        &meta,
+        stored_kind,
+        stored_version,
+        kind,
+        MIGRATIONS.steps.len(),
+    ));
+    Ok(found)
+}
+
+/// Every table of a database (SQLite's own left out).
+fn table_names(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'")
+        .map_err(sqlite_error)?;
+    stmt.query_map([], |row| row.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(sqlite_error)
+}
+
+/// What the catalog of the database says about the tables `names` that exist.
+fn snapshot(conn: &Connection, names: &[String]) -> Result<Snapshot> {
+    let mut snapshot = Snapshot::default();
+    for name in names {
+        let sql: Option<String> = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [name],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sqlite_error)?;
+        let Some(sql) = sql else {
+            continue;
+        };
+        let table = snapshot.table(name);
+        let without_rowid = check::normalize(&sql)
+            .to_ascii_uppercase()
+            .ends_with("WITHOUT ROWID");
+        table.storage = if without_rowid { "without rowids" } else { "with rowids" }.to_owned();
+        let rows = |sql: &str| -> Result<Vec<(String, String)>> {
+            let mut stmt = conn.prepare(sql).map_err(sqlite_error)?;
+            stmt.query_map([name], |row| Ok((row.get(0)?, row.get(1)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(sqlite_error)
+        };
+        table.columns = rows(
+            "SELECT name, type || CASE WHEN \"notnull\" THEN ' NOT NULL' ELSE '' END \
+             || CASE WHEN pk > 0 THEN ' PRIMARY KEY ' || pk ELSE '' END \
+             FROM pragma_table_info(?1)",
+        )?
+        .into_iter()
+        .collect();
+        // An index made for a constraint has no text: its columns describe it.
+        table.indexes = rows(
+            "SELECT il.name, COALESCE((SELECT sql FROM sqlite_master m WHERE m.type = 'index' \
+             AND m.name = il.name), il.origin || ' unique index on (' || (SELECT \
+             group_concat(name, ', ') FROM (SELECT name FROM pragma_index_info(il.name) \
+             ORDER BY seqno)) || ')') FROM pragma_index_list(?1) il",
+        )?
+        .into_iter()
+        .map(|(name, sql)| (name, check::normalize(&sql)))
+        .collect();
+        table.constraints = rows(
+            "SELECT 'foreign key (' || \"from\" || ')', 'references ' || \"table\" || ' (' \
+             || \"to\" || ') on delete ' || on_delete FROM pragma_foreign_key_list(?1)",
+        )?
+        .into_iter()
+        .collect();
+    }
+    Ok(snapshot)
 }

@@ -430,3 +430,36 @@ impl TableBackend for SqliteStore {
             .await
     }
 }
+
+/// What `storekit copy` reads and writes of the tables store.
+impl SqliteStore {
+    /// Every table the catalog records, with its shape, ordered by name.
+    pub(super) async fn catalog_shapes(&self) -> Result<Vec<(String, TableShape)>> {
+        let tables = &self.inner.tables;
+        let rows = self
+            .inner
+            .conns
+            .read(|conn| super::schema::catalog_rows(conn, tables))
+            .await?;
+        crate::check::shapes(rows.unwrap_or_default(), BACKEND)
+    }
+
+    /// Writes each row at its version in one transaction, a chunk of rows at a time.
+    pub(super) async fn import_rows(&self, schema: &TableSchema, rows: &[(Row, u64)]) -> Result<()> {
+        let layout = self.layout(schema)?;
+        let statements = rows
+            .iter()
+            .map(|(row, version)| layout.import(row, *version))
+            .collect::<Result<Vec<_>>>()?;
+        self.inner
+            .conns
+            .write_chunks(statements.chunks(INLINE_RECORDS), |conn, chunk| {
+                for statement in chunk {
+                    execute(conn, statement)?;
+                }
+                Ok(Vec::<()>::new())
+            })
+            .await?;
+        Ok(())
+    }
+}

@@ -6,6 +6,7 @@ use storekit_core::backend::{
     EmailKey, OAuthBackend, OAuthKey, TokenBackend, TokenHash, UserBackend, UserPageRequest,
 };
 use storekit_core::time::from_micros;
+use storekit_core::transfer::{StoredToken, UserBundle};
 use storekit_core::{
     AccessToken, Error, IdKind, OAuthAccount, OAuthAccountPatch, Page, Result, User, UserDraft,
     UserId, UserPatch,
@@ -536,5 +537,105 @@ impl TokenBackend for SqliteStore {
             })
             .await?;
         Ok(())
+    }
+}
+
+/// What `storekit copy` reads and writes of users.
+impl SqliteStore {
+    /// The hashes and records of `user`'s access tokens.
+    pub(super) async fn tokens_of(&self, user: UserId) -> Result<Vec<StoredToken>> {
+        let id = Self::id(user);
+        let rows: Vec<(String, i64)> = self
+            .inner
+            .conns
+            .read(|conn| {
+                let mut stmt = conn
+                    .prepare_cached(&self.inner.sql.tokens_of_user)
+                    .map_err(sqlite_error)?;
+                stmt.query_map([&id], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .and_then(|rows| rows.collect())
+                    .map_err(sqlite_error)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(hash, created)| {
+                Ok(StoredToken {
+                    hash,
+                    token: AccessToken::new(user, from_micros(created)?),
+                })
+            })
+            .collect()
+    }
+
+    /// Makes the stored user equal `bundle`, in one transaction (see
+    /// `TransferBackend::import_user`).
+    pub(super) async fn import_bundle(&self, bundle: &UserBundle) -> Result<()> {
+        let user = &bundle.user;
+        let id = Self::id(user.id);
+        let email_key = user.email_key()?;
+        self.inner
+            .conns
+            .write(|conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sqlite_error)?;
+                let sql = &self.inner.sql;
+                tx.prepare_cached(&sql.import_user)
+                    .and_then(|mut stmt| {
+                        stmt.execute(params![
+                            id,
+                            user.email,
+                            email_key,
+                            user.hashed_password,
+                            user.is_active,
+                            user.is_superuser,
+                            user.is_verified,
+                            micros(user.created_at),
+                            micros(user.updated_at),
+                            i64::try_from(user.version).unwrap_or(i64::MAX),
+                            extra_to_text(&user.extra),
+                        ])
+                    })
+                    .map_err(on_violation(
+                        Violation::Unique,
+                        Error::AlreadyExists { what: "email" },
+                    ))?;
+                // The user's accounts are replaced by the bundle's; one another user holds
+                // then fails its insert, as in `add_oauth_account`.
+                tx.prepare_cached(&sql.delete_user_oauth)
+                    .and_then(|mut stmt| stmt.execute([&id]))
+                    .map_err(sqlite_error)?;
+                let mut insert = tx.prepare_cached(&sql.insert_oauth).map_err(sqlite_error)?;
+                for account in &bundle.oauth_accounts {
+                    insert
+                        .execute(params![
+                            id,
+                            account.provider,
+                            account.account_id,
+                            account.account_email,
+                            account.access_token,
+                            account.expires_at.map(micros),
+                            account.refresh_token,
+                            micros(account.created_at),
+                            micros(account.updated_at),
+                        ])
+                        .map_err(on_violation(
+                            Violation::Unique,
+                            Error::AlreadyExists {
+                                what: "oauth account",
+                            },
+                        ))?;
+                }
+                drop(insert);
+                let mut insert = tx.prepare_cached(&sql.import_token).map_err(sqlite_error)?;
+                for token in &bundle.access_tokens {
+                    insert
+                        .execute(params![token.hash, id, micros(token.token.created_at)])
+                        .map_err(sqlite_error)?;
+                }
+                drop(insert);
+                tx.commit().map_err(sqlite_error)
+            })
+            .await
     }
 }
