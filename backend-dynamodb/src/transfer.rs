@@ -302,8 +302,17 @@ impl DynamoDbStore {
         let user = token.token.user_id;
         let mut token_item = item::to_item(&token.token)?;
         token_item.extend(token_key(&token.hash));
+        // Compared as the token item stores it (a number for int ids), not as claims do.
+        let owner = token_item
+            .get(USER_ID)
+            .cloned()
+            .ok_or_else(|| error::bad_item(&self.users_table, "a token without its user"))?;
+        let free_or_own = Condition::new("attribute_not_exists(#pk) OR #user_id = :user_id")
+            .name("#pk", PK)
+            .name("#user_id", USER_ID)
+            .value(":user_id", owner);
         Ok([
-            txn::put(&self.users_table, token_item, &claim_of(user))?,
+            txn::put(&self.users_table, token_item, &free_or_own)?,
             txn::put_any(&self.users_table, reference_key(user, &token.hash))?,
         ])
     }
