@@ -10,6 +10,7 @@ use storekit_core::Result;
 use storekit_core::backend::{Expiry, Items, Key, Keys, KvBackend, Namespace};
 use storekit_core::kv::{KeyPage, PageSizes, counter, ordered_key_pages};
 use storekit_core::time::{is_live, now_millis};
+use storekit_core::transfer::{KvEntry, KvPosition};
 
 use super::PostgresStore;
 use super::error::{pg_error, retry_conflicts};
@@ -414,5 +415,67 @@ mod tests {
             .map_err(super::pg_error)?;
         assert_eq!(listed?, (true, true), "every live key once, in key order");
         Ok(())
+    }
+}
+
+/// What `storekit copy` reads and writes of the key-value store.
+impl PostgresStore {
+    /// One page of live items after `after`, in (namespace, key) order.
+    pub(super) async fn export_kv_page(
+        &self,
+        namespace: Option<&str>,
+        after: Option<&KvPosition>,
+        limit: usize,
+    ) -> Result<Vec<KvEntry>> {
+        self.within_deadline(async {
+            let sql = self.inner.sql.kv_export(namespace.is_some(), after.is_some());
+            let mut query = sqlx::query(sql.clone())
+                .bind(now_millis())
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+            if let Some(namespace) = namespace {
+                query = query.bind(namespace);
+            }
+            if let Some(after) = after {
+                query = query.bind(&after.namespace).bind(&after.key);
+            }
+            let rows = query.fetch_all(&self.inner.pool).await.map_err(pg_error)?;
+            rows.iter()
+                .map(|row| {
+                    Ok(KvEntry {
+                        namespace: row.try_get(0).map_err(pg_error)?,
+                        key: row.try_get(1).map_err(pg_error)?,
+                        value: row.try_get(2).map_err(pg_error)?,
+                        expires_at: row.try_get(3).map_err(pg_error)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Writes every item with its own deadline in one statement.
+    pub(super) async fn import_kv_items(&self, items: &[KvEntry]) -> Result<()> {
+        self.within_deadline(async {
+            self.start_purger();
+            // In key order, as `set_many` writes, so that concurrent batches over the same
+            // keys wait for each other instead of deadlocking.
+            let mut sorted: Vec<&KvEntry> = items.iter().collect();
+            sorted.sort_by(|a, b| (&a.namespace, &a.key).cmp(&(&b.namespace, &b.key)));
+            let namespaces: Vec<&str> = sorted.iter().map(|e| e.namespace.as_str()).collect();
+            let keys: Vec<&str> = sorted.iter().map(|e| e.key.as_str()).collect();
+            let values: Vec<&[u8]> = sorted.iter().map(|e| e.value.as_slice()).collect();
+            let deadlines: Vec<Option<i64>> = sorted.iter().map(|e| e.expires_at).collect();
+            retry_conflicts(|| {
+                sqlx::query(self.inner.sql.kv_import.clone())
+                    .bind(&namespaces)
+                    .bind(&keys)
+                    .bind(&values)
+                    .bind(&deadlines)
+                    .execute(&self.inner.pool)
+            })
+            .await?;
+            Ok(())
+        })
+        .await
     }
 }

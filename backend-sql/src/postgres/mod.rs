@@ -9,12 +9,16 @@ mod error;
 mod kv;
 mod schema;
 mod tables;
+mod transfer;
 mod users;
 
 use std::sync::Arc;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use storekit_core::admin::{MigrationReport, SchemaDifference};
 use storekit_core::{Error, IdKind, Result};
+
+pub(crate) use schema::MIGRATIONS;
 
 use crate::table_layout::{Catalog, Dialect, Layouts};
 use crate::tables::Tables;
@@ -287,7 +291,29 @@ impl PostgresStore {
     /// Creates or upgrades the schema and tables; safe to run at every start, concurrently.
     /// Fails if the tables exist for another id kind.
     pub async fn migrate(&self) -> Result<()> {
+        self.migrate_report().await.map(drop)
+    }
+
+    /// What [`PostgresStore::migrate`] does, reporting the schema (when the store has one of
+    /// its own), each table and index of storekit's own tables, and each migration as created
+    /// by this run or already present.
+    pub async fn migrate_report(&self) -> Result<MigrationReport> {
         schema::migrate(
+            &self.inner.pool,
+            &self.inner.tables,
+            self.inner.schema.as_deref(),
+            self.inner.id_kind,
+        )
+        .await
+    }
+
+    /// How the database differs from what this code expects: storekit's own tables (their
+    /// columns, indexes and constraints, and the migrations recorded) and every table the
+    /// tables store's catalog records, compared with the same statements run in a scratch
+    /// schema inside a transaction that is rolled back. Empty when they agree; a database
+    /// never migrated lists its missing tables.
+    pub async fn schema_differences(&self) -> Result<Vec<SchemaDifference>> {
+        schema::differences(
             &self.inner.pool,
             &self.inner.tables,
             self.inner.schema.as_deref(),

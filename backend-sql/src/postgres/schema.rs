@@ -1,19 +1,45 @@
 //! PostgreSQL tables, their migrations, and every statement the store runs, rendered once.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{AssertSqlSafe, Row as _, SqlSafeStr as _, SqlStr};
+use storekit_core::admin::{MigrationReport, SchemaDifference};
+use storekit_core::table::TableSchema;
 use storekit_core::{IdKind, Result};
 
 use super::error::{is_missing_table, pg_error};
-use crate::migrations::{self, IdColumns};
+use crate::check::{self, Snapshot};
+use crate::export::{self, Parts};
+use crate::migrations::{self, IdColumns, Migrations};
+use crate::table_layout::{Catalog, Dialect};
 use crate::tables::Tables;
+
+/// PostgreSQL's meta table and migrations.
+pub(crate) const MIGRATIONS: Migrations = Migrations {
+    meta: "CREATE TABLE IF NOT EXISTS {meta} (name text PRIMARY KEY, value text NOT NULL)",
+    steps: STEPS,
+    id_columns,
+};
+
+fn id_columns(kind: IdKind) -> IdColumns {
+    match kind {
+        IdKind::Uuid => IdColumns {
+            id: "uuid PRIMARY KEY",
+            user_ref: "uuid",
+        },
+        IdKind::Int => IdColumns {
+            id: "bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+            user_ref: "bigint",
+        },
+    }
+}
 
 /// Migrations in order; each runs once, inside the migration transaction. `{id}` is the users
 /// id column's definition and `{user_ref}` the type of columns that refer to it.
-const MIGRATIONS: &[&str] = &[r#"
+const STEPS: &[&str] = &[r#"
 CREATE TABLE {users} (
     id {id},
     email text NOT NULL,
@@ -69,7 +95,7 @@ pub(super) async fn migrate(
     tables: &Tables,
     schema: Option<&str>,
     kind: IdKind,
-) -> Result<()> {
+) -> Result<MigrationReport> {
     let mut tx = pool.begin().await.map_err(pg_error)?;
     // Concurrent migrations of the same tables wait for each other instead of colliding.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
@@ -77,6 +103,8 @@ pub(super) async fn migrate(
         .execute(&mut *tx)
         .await
         .map_err(pg_error)?;
+    let live = live_schema(&mut tx, schema).await?;
+    let before = own_objects(&mut tx, tables, &live, schema.is_some()).await?;
     if let Some(schema) = schema {
         let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
         sqlx::query(sql(create))
@@ -84,43 +112,23 @@ pub(super) async fn migrate(
             .await
             .map_err(pg_error)?;
     }
-    let meta = tables
-        .render("CREATE TABLE IF NOT EXISTS {meta} (name text PRIMARY KEY, value text NOT NULL)");
-    sqlx::query(sql(meta))
+    sqlx::query(sql(tables.render(MIGRATIONS.meta)))
         .execute(&mut *tx)
         .await
         .map_err(pg_error)?;
     let read = sql(tables.render("SELECT value FROM {meta} WHERE name = $1"));
     let stored_kind = read_meta(&mut tx, &read, migrations::ID_KIND).await?;
     let stored_version = read_meta(&mut tx, &read, migrations::SCHEMA_VERSION).await?;
-    let columns = match kind {
-        IdKind::Uuid => IdColumns {
-            id: "uuid PRIMARY KEY",
-            user_ref: "uuid",
-        },
-        IdKind::Int => IdColumns {
-            id: "bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
-            user_ref: "bigint",
-        },
-    };
-    let plan = migrations::plan(
-        tables,
-        MIGRATIONS,
-        kind,
-        columns,
-        stored_kind,
-        stored_version,
-    )?;
+    let plan = MIGRATIONS.plan(tables, kind, stored_kind, stored_version)?;
+    let total = MIGRATIONS.steps.len();
+    let done = total - plan.pending.len();
     for ddl in plan.pending {
         sqlx::raw_sql(sql(ddl))
             .execute(&mut *tx)
             .await
             .map_err(pg_error)?;
     }
-    let upsert = sql(tables.render(
-        "INSERT INTO {meta} (name, value) VALUES ($1, $2) \
-         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-    ));
+    let upsert = sql(migrations::upsert_meta(tables, "$1", "$2"));
     for (name, value) in plan.meta {
         sqlx::query(upsert.clone())
             .bind(name)
@@ -129,7 +137,47 @@ pub(super) async fn migrate(
             .await
             .map_err(pg_error)?;
     }
-    tx.commit().await.map_err(pg_error)
+    let after = own_objects(&mut tx, tables, &live, schema.is_some()).await?;
+    tx.commit().await.map_err(pg_error)?;
+    Ok(migrations::report(&before, after, done, total))
+}
+
+/// The schema the store's tables are in: its own, or the connection's default.
+async fn live_schema(conn: &mut PgConnection, schema: Option<&str>) -> Result<String> {
+    match schema {
+        Some(schema) => Ok(schema.to_owned()),
+        None => sqlx::query_scalar("SELECT COALESCE(current_schema(), 'public')::text")
+            .fetch_one(conn)
+            .await
+            .map_err(pg_error),
+    }
+}
+
+/// The tables and indexes of storekit's own tables in `schema`, as `table "…"` and
+/// `index "…"`, and the schema itself (`schema "…"`) when the store has one of its own.
+async fn own_objects(
+    conn: &mut PgConnection,
+    tables: &Tables,
+    schema: &str,
+    own_schema: bool,
+) -> Result<BTreeSet<String>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT 'table', tablename::text FROM pg_tables \
+         WHERE schemaname = $1 AND tablename = ANY($2) \
+         UNION ALL SELECT 'index', indexname::text FROM pg_indexes \
+         WHERE schemaname = $1 AND tablename = ANY($2) \
+         UNION ALL SELECT 'schema', nspname::text FROM pg_namespace WHERE $3 AND nspname = $1",
+    )
+    .bind(schema)
+    .bind(tables.own_bare())
+    .bind(own_schema)
+    .fetch_all(conn)
+    .await
+    .map_err(pg_error)?;
+    Ok(rows
+        .into_iter()
+        .map(|(kind, name)| format!("{kind} {name:?}"))
+        .collect())
 }
 
 async fn read_meta(conn: &mut PgConnection, read: &SqlStr, name: &str) -> Result<Option<String>> {
@@ -234,6 +282,14 @@ pub(super) struct Statements {
     pub(super) kv_purge_some: SqlStr,
     pub(super) kv_lock_counter: SqlStr,
     pub(super) kv_set_value: SqlStr,
+    /// [`Statements::kv_export`]'s four texts.
+    kv_export: [SqlStr; 4],
+    pub(super) kv_import: SqlStr,
+    pub(super) import_user: SqlStr,
+    pub(super) delete_user_oauth: SqlStr,
+    pub(super) import_token: SqlStr,
+    pub(super) tokens_of_user: SqlStr,
+    pub(super) raise_ids: SqlStr,
 }
 
 const USER_COLUMNS: &str = "id, email, hashed_password, is_active, is_superuser, is_verified, \
@@ -361,6 +417,232 @@ impl Statements {
                  RETURNING value, expires_at",
             ),
             kv_set_value: r("UPDATE {kv} SET value = $3 WHERE namespace = $1 AND key = $2"),
+            kv_export: [(false, false), (false, true), (true, false), (true, true)]
+                .map(|(only, after)| r(&kv_export(only, after))),
+            // One statement for the whole batch, whatever its size: four arrays, never
+            // near the limit of 65,535 parameters.
+            kv_import: r("INSERT INTO {kv} (namespace, key, value, expires_at) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::bigint[]) \
+                 ON CONFLICT (namespace, key) DO UPDATE \
+                 SET value = excluded.value, expires_at = excluded.expires_at"),
+            // An integer id is given as it was: the identity column must be told to take it.
+            import_user: r(&format!(
+                "INSERT INTO {{users}} (id, email, email_key, hashed_password, is_active, \
+                 is_superuser, is_verified, created_at, updated_at, version, extra) {} \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (id) DO UPDATE SET email = excluded.email, \
+                 email_key = excluded.email_key, hashed_password = excluded.hashed_password, \
+                 is_active = excluded.is_active, is_superuser = excluded.is_superuser, \
+                 is_verified = excluded.is_verified, created_at = excluded.created_at, \
+                 updated_at = excluded.updated_at, version = excluded.version, \
+                 extra = excluded.extra",
+                match kind {
+                    IdKind::Uuid => "",
+                    IdKind::Int => "OVERRIDING SYSTEM VALUE",
+                }
+            )),
+            delete_user_oauth: r("DELETE FROM {oauth} WHERE user_id = $1"),
+            import_token: r("INSERT INTO {tokens} (token_hash, user_id, created_at) \
+                 VALUES ($1, $2, $3) ON CONFLICT (token_hash) DO NOTHING"),
+            tokens_of_user: r("SELECT token_hash, created_at FROM {tokens} WHERE user_id = $1"),
+            // Moves the identity's sequence past an imported id (never back), so that
+            // `create_user` never hands it out again.
+            raise_ids: r("SELECT setval(s, GREATEST($1, COALESCE(pg_sequence_last_value(s), 1))) \
+                 FROM (SELECT pg_get_serial_sequence($2, 'id')::regclass AS s) AS identity"),
         }
     }
+
+    /// The text of one page of live kv items (`$1` now, `$2` the limit) of namespace `$3`
+    /// when `only`, after (namespace, key) in the next two parameters when `after`, in
+    /// (namespace, key) order: the primary key's index finds the start and yields the order.
+    pub(super) fn kv_export(&self, only: bool, after: bool) -> &SqlStr {
+        &self.kv_export[usize::from(only) * 2 + usize::from(after)]
+    }
+}
+
+fn kv_export(only: bool, after: bool) -> String {
+    let mut text = "SELECT namespace, key, value, expires_at FROM {kv} \
+                    WHERE (expires_at IS NULL OR expires_at > $1)"
+        .to_owned();
+    let mut next = 3;
+    if only {
+        text.push_str(" AND namespace = $3");
+        next += 1;
+    }
+    if after {
+        let _ = write!(text, " AND (namespace, key) > (${next}, ${})", next + 1);
+    }
+    text.push_str(" ORDER BY namespace, key LIMIT $2");
+    text
+}
+
+/// True if the table `qualified` (quoted, as `Tables` names it) exists; asked first, since a
+/// statement on a missing table would abort the transaction it runs in.
+async fn exists(conn: &mut PgConnection, qualified: &str) -> Result<bool> {
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(qualified)
+        .fetch_one(conn)
+        .await
+        .map_err(pg_error)
+}
+
+/// The catalog's rows (name, shape JSON); `None` when there is no catalog.
+pub(super) async fn catalog_rows(
+    conn: &mut PgConnection,
+    tables: &Tables,
+) -> Result<Option<Vec<(String, String)>>> {
+    if !exists(conn, &tables.catalog).await? {
+        return Ok(None);
+    }
+    sqlx::query_as(sql(Catalog::list(Dialect::Postgres, tables)))
+        .fetch_all(conn)
+        .await
+        .map(Some)
+        .map_err(pg_error)
+}
+
+/// How the database differs from what `migrate()` creates for `kind` and from the tables its
+/// catalog records: the same statements are run in a scratch schema, in a transaction that is
+/// rolled back, and the two schemas' catalogs compared (see `crate::check`).
+pub(super) async fn differences(
+    pool: &PgPool,
+    tables: &Tables,
+    schema: Option<&str>,
+    kind: IdKind,
+) -> Result<Vec<SchemaDifference>> {
+    let mut tx = pool.begin().await.map_err(pg_error)?;
+    let live = live_schema(&mut tx, schema).await?;
+    let mut found = Vec::new();
+    let recorded = catalog_rows(&mut tx, tables).await?;
+    let (meta, catalog) = tables.bare_meta_and_catalog();
+    let schemas =
+        check::recorded_schemas(&catalog, recorded.as_deref().unwrap_or_default(), &mut found);
+    let schemas: Vec<&TableSchema> = schemas.iter().collect();
+    let parts = Parts {
+        stores: true,
+        catalog: recorded.is_some(),
+    };
+    // Unqualified names, created in the scratch schema by the search path.
+    let plain = Tables::new(None, &tables.prefix)?;
+    let expected = export::statements(
+        Dialect::Postgres,
+        &MIGRATIONS,
+        &plain,
+        kind,
+        parts,
+        &schemas,
+    )?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |now| now.subsec_nanos());
+    let scratch = format!("storekit_check_{}_{nanos}", std::process::id());
+    let setup = format!("CREATE SCHEMA \"{scratch}\"; SET LOCAL search_path TO \"{scratch}\"");
+    sqlx::raw_sql(sql(setup))
+        .execute(&mut *tx)
+        .await
+        .map_err(pg_error)?;
+    sqlx::raw_sql(sql(export::join(&expected)))
+        .execute(&mut *tx)
+        .await
+        .map_err(pg_error)?;
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = $1")
+            .bind(&scratch)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(pg_error)?;
+    let want = snapshot(&mut tx, &scratch, &names).await?;
+    let have = snapshot(&mut tx, &live, &names).await?;
+    found.extend(check::differences(&want, &have));
+    if exists(&mut tx, &tables.meta).await? {
+        let read = sql(tables.render("SELECT value FROM {meta} WHERE name = $1"));
+        let stored_kind = read_meta(&mut tx, &read, migrations::ID_KIND).await?;
+        let stored_version = read_meta(&mut tx, &read, migrations::SCHEMA_VERSION).await?;
+        found.extend(check::meta_differences(
+            &meta,
+            stored_kind,
+            stored_version,
+            kind,
+            MIGRATIONS.steps.len(),
+        ));
+    }
+    // The scratch schema goes with the transaction.
+    tx.rollback().await.map_err(pg_error)?;
+    Ok(found)
+}
+
+/// What the catalogs say about the tables `names` of `schema` that exist, with `schema`'s
+/// name taken out of definitions so that two schemas compare.
+async fn snapshot(conn: &mut PgConnection, schema: &str, names: &[String]) -> Result<Snapshot> {
+    let mut snapshot = Snapshot::default();
+    let existing: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = $1 AND tablename = ANY($2)",
+    )
+    .bind(schema)
+    .bind(names)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(pg_error)?;
+    for name in &existing {
+        snapshot.table(name);
+    }
+    let described = [
+        (
+            "SELECT table_name::text, column_name::text, data_type::text \
+             || COALESCE(' COLLATE ' || collation_name::text, '') \
+             || CASE WHEN is_nullable = 'NO' THEN ' NOT NULL' ELSE '' END \
+             || CASE WHEN is_identity = 'YES' \
+             THEN ' GENERATED ' || identity_generation::text || ' AS IDENTITY' ELSE '' END \
+             FROM information_schema.columns WHERE table_schema = $1 AND table_name = ANY($2)",
+            Part::Columns,
+        ),
+        (
+            "SELECT tablename::text, indexname::text, indexdef FROM pg_indexes \
+             WHERE schemaname = $1 AND tablename = ANY($2)",
+            Part::Indexes,
+        ),
+        (
+            "SELECT c.relname::text, con.conname::text, pg_get_constraintdef(con.oid) \
+             FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = ANY($2)",
+            Part::Constraints,
+        ),
+    ];
+    for (query, part) in described {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(query)
+            .bind(schema)
+            .bind(&existing)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(pg_error)?;
+        for (table, name, definition) in rows {
+            let definition = unqualified(&definition, schema);
+            let table = snapshot.table(&table);
+            match part {
+                Part::Columns => table.columns.insert(name, definition),
+                Part::Indexes => table.indexes.insert(name, definition),
+                Part::Constraints => table.constraints.insert(name, definition),
+            };
+        }
+    }
+    Ok(snapshot)
+}
+
+/// Which part of a table a catalog query describes.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Columns,
+    Indexes,
+    Constraints,
+}
+
+/// `definition` without `schema.` before the names in it (quoted or not, as PostgreSQL
+/// prints the schema).
+fn unqualified(definition: &str, schema: &str) -> String {
+    check::normalize(
+        &definition
+            .replace(&format!(" \"{schema}\"."), " ")
+            .replace(&format!(" {schema}."), " "),
+    )
 }

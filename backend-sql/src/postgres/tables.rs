@@ -419,3 +419,36 @@ impl TableBackend for PostgresStore {
         first_number(&row)
     }
 }
+
+/// What `storekit copy` reads and writes of the tables store.
+impl PostgresStore {
+    /// Every table the catalog records, with its shape, ordered by name.
+    pub(super) async fn catalog_shapes(&self) -> Result<Vec<(String, TableShape)>> {
+        self.within_deadline(async {
+            let mut conn = self.inner.pool.acquire().await.map_err(pg_error)?;
+            let rows = super::schema::catalog_rows(&mut conn, &self.inner.tables).await?;
+            crate::check::shapes(rows.unwrap_or_default(), BACKEND)
+        })
+        .await
+    }
+
+    /// Writes each row at its version, all in one transaction.
+    pub(super) async fn import_rows(&self, schema: &TableSchema, rows: &[(Row, u64)]) -> Result<()> {
+        let layout = self.layout(schema)?;
+        let statements = rows
+            .iter()
+            .map(|(row, version)| layout.import(row, *version))
+            .collect::<Result<Vec<_>>>()?;
+        self.within_deadline(async {
+            let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
+            for statement in &statements {
+                query(statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| table_error(e, &layout.primary_key))?;
+            }
+            tx.commit().await.map_err(pg_error)
+        })
+        .await
+    }
+}

@@ -7,6 +7,7 @@ use sqlx::{Postgres, Row as _};
 use storekit_core::backend::{
     EmailKey, OAuthBackend, OAuthKey, TokenBackend, TokenHash, UserBackend, UserPageRequest,
 };
+use storekit_core::transfer::{StoredToken, UserBundle};
 use storekit_core::{
     AccessToken, Error, IdKind, OAuthAccount, OAuthAccountPatch, Page, Result, User, UserDraft,
     UserId, UserPatch,
@@ -400,6 +401,99 @@ impl TokenBackend for PostgresStore {
                 .await
                 .map_err(pg_error)?;
             Ok(())
+        })
+        .await
+    }
+}
+
+/// What `storekit copy` reads and writes of users.
+impl PostgresStore {
+    /// The hashes and records of `user`'s access tokens.
+    pub(super) async fn tokens_of(&self, user: UserId) -> Result<Vec<StoredToken>> {
+        self.within_deadline(async {
+            let rows = bind_id(sqlx::query(self.inner.sql.tokens_of_user.clone()), user)
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(pg_error)?;
+            rows.iter()
+                .map(|row| {
+                    Ok(StoredToken {
+                        hash: row.try_get(0).map_err(pg_error)?,
+                        token: AccessToken::new(user, row.try_get(1).map_err(pg_error)?),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Makes the stored user equal `bundle`, in one transaction (see
+    /// `TransferBackend::import_user`).
+    pub(super) async fn import_bundle(&self, bundle: &UserBundle) -> Result<()> {
+        let user = &bundle.user;
+        let email_key = user.email_key()?;
+        let sql = &self.inner.sql;
+        self.within_deadline(async {
+            let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
+            bind_id(sqlx::query(sql.import_user.clone()), user.id)
+                .bind(&user.email)
+                .bind(&email_key)
+                .bind(&user.hashed_password)
+                .bind(user.is_active)
+                .bind(user.is_superuser)
+                .bind(user.is_verified)
+                .bind(user.created_at)
+                .bind(user.updated_at)
+                .bind(i64::try_from(user.version).unwrap_or(i64::MAX))
+                .bind(serde_json::Value::Object(user.extra.clone()))
+                .execute(&mut *tx)
+                .await
+                .map_err(on_violation(
+                    Violation::Unique,
+                    Error::AlreadyExists { what: "email" },
+                ))?;
+            // The user's accounts are replaced by the bundle's; one another user holds then
+            // fails its insert, as in `add_oauth_account`.
+            bind_id(sqlx::query(sql.delete_user_oauth.clone()), user.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(pg_error)?;
+            for account in &bundle.oauth_accounts {
+                bind_id(sqlx::query(sql.insert_oauth.clone()), user.id)
+                    .bind(&account.provider)
+                    .bind(&account.account_id)
+                    .bind(&account.account_email)
+                    .bind(&account.access_token)
+                    .bind(account.expires_at)
+                    .bind(&account.refresh_token)
+                    .bind(account.created_at)
+                    .bind(account.updated_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(on_violation(
+                        Violation::Unique,
+                        Error::AlreadyExists {
+                            what: "oauth account",
+                        },
+                    ))?;
+            }
+            for token in &bundle.access_tokens {
+                let insert = sqlx::query(sql.import_token.clone()).bind(&token.hash);
+                bind_id(insert, user.id)
+                    .bind(token.token.created_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(pg_error)?;
+            }
+            if let UserId::Int(id) = user.id {
+                sqlx::query(sql.raise_ids.clone())
+                    .bind(id)
+                    .bind(&self.inner.tables.users)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(pg_error)?;
+            }
+            tx.commit().await.map_err(pg_error)
         })
         .await
     }
