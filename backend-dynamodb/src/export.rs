@@ -2,8 +2,8 @@
 //! dynamodb`: rendered from the same definitions `migrate` and `ensure_table` send to
 //! DynamoDB, so an exported table is exactly the table the store would create.
 //!
-//! Both renderers take the [`ExportOptions`] (the table prefix, and whether to include the
-//! store's own tables) and the declared tables to include. Without the own stores
+//! Both renderers take the [`ExportOptions`] (the table prefix, [`DynamoDbConfig::DEFAULT_PREFIX`]
+//! when it is empty, as for a store; and whether to include the store's own tables) and the declared tables to include. Without the own stores
 //! ([`ExportOptions::tables_only`]) the output still holds the marker table
 //! (`{prefix}storekit_unique`): it keeps the unique markers and each table's catalog item,
 //! which `ensure_table` needs. A table made from an export has no catalog item yet; the first
@@ -39,9 +39,15 @@ use crate::definition::{self, BILLING, PROJECTION, TableDefinition};
 /// The tables an export holds: the store's own (or only the marker table), then the declared
 /// tables in the order given.
 fn definitions(options: &ExportOptions, tables: &[&TableSchema]) -> Result<Vec<TableDefinition>> {
-    // The config checks the prefix, as it does for a store, and names the tables.
+    // The config checks the prefix, as it does for a store, and names the tables. No prefix
+    // given is the prefix a store gets without one (a DynamoDB store always has one).
+    let prefix = if options.prefix.is_empty() {
+        DynamoDbConfig::DEFAULT_PREFIX
+    } else {
+        &options.prefix
+    };
     let config = DynamoDbConfig::builder()
-        .table_prefix(&options.prefix)
+        .table_prefix(prefix)
         .id_kind(options.id_kind)
         .build()?;
     let mut definitions: Vec<TableDefinition> = if options.stores {

@@ -293,10 +293,11 @@ fn products_render_with_their_keys_and_index_in_both_formats() {
 fn the_store_s_own_tables_render_with_ttl_on_the_kv_table() {
     for format in [Format::CloudFormation, Format::Terraform] {
         let tables = rendered_tables(format, &ExportOptions::default(), &[]);
-        let names: Vec<&str> = tables.iter().map(|t| str_of(t, "TableName")).collect();
+        let mut names: Vec<&str> = tables.iter().map(|t| str_of(t, "TableName")).collect();
+        names.sort_unstable();
         assert_eq!(
             names,
-            ["storekit_users", "storekit_kv", "storekit_storekit_unique"],
+            ["storekit_kv", "storekit_storekit_unique", "storekit_users"],
             "{format:?}"
         );
         let ttl: Vec<&Value> = tables
@@ -385,7 +386,9 @@ async fn conformance_on_exported_tables(format: Format, groups: &[&str]) {
             ctx.id_kind,
         )))
     };
-    suite::run_groups(groups, 4, setup).await;
+    // Two at a time: the kv cases' deadlines are a few hundred milliseconds, which a loaded
+    // DynamoDB Local on a small machine can overrun.
+    suite::run_groups(groups, 2, setup).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
