@@ -65,7 +65,12 @@ pub(crate) fn differences(expected: &Snapshot, live: &Snapshot) -> Vec<SchemaDif
         }
         compare("column", &want.columns, &have.columns, &mut differ);
         compare("index", &want.indexes, &have.indexes, &mut differ);
-        compare("constraint", &want.constraints, &have.constraints, &mut differ);
+        compare(
+            "constraint",
+            &want.constraints,
+            &have.constraints,
+            &mut differ,
+        );
     }
     found
 }
@@ -115,7 +120,10 @@ pub(crate) fn recorded_schemas(
 }
 
 /// The catalog's rows (name, shape JSON) as shapes, ordered by name.
-pub(crate) fn shapes(rows: Vec<(String, String)>, backend: &'static str) -> Result<Vec<(String, TableShape)>> {
+pub(crate) fn shapes(
+    rows: Vec<(String, String)>,
+    backend: &'static str,
+) -> Result<Vec<(String, TableShape)>> {
     let mut shapes = rows
         .into_iter()
         .map(|(name, json)| {
@@ -148,7 +156,10 @@ pub(crate) fn meta_differences(
             ),
         });
     }
-    let done = stored_version.as_deref().and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+    let done = stored_version
+        .as_deref()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
     if done != total {
         found.push(SchemaDifference {
             object: object(),
@@ -173,7 +184,9 @@ mod tests {
         let table = expected.table("t");
         table.columns.insert("a".into(), "TEXT NOT NULL".into());
         table.columns.insert("b".into(), "INTEGER".into());
-        table.indexes.insert("t_a".into(), "CREATE INDEX t_a ON t (a)".into());
+        table
+            .indexes
+            .insert("t_a".into(), "CREATE INDEX t_a ON t (a)".into());
         expected.table("gone");
         let mut live = Snapshot::default();
         let table = live.table("t");

@@ -21,12 +21,7 @@ use crate::tables::Tables;
 /// prefix and id kind. Fails on a prefix or table name the store would refuse.
 #[cfg(feature = "sqlite")]
 pub fn sqlite(options: &ExportOptions, tables: &[&TableSchema]) -> Result<String> {
-    render(
-        Dialect::Sqlite,
-        &crate::sqlite::MIGRATIONS,
-        options,
-        tables,
-    )
+    render(Dialect::Sqlite, &crate::sqlite::MIGRATIONS, options, tables)
 }
 
 /// The PostgreSQL script that creates what [`PostgresStore`](crate::PostgresStore)'s
@@ -54,7 +49,14 @@ fn render(
         stores: options.stores,
         catalog: true,
     };
-    let statements = statements(dialect, migrations, &tables, options.id_kind, parts, schemas)?;
+    let statements = statements(
+        dialect,
+        migrations,
+        &tables,
+        options.id_kind,
+        parts,
+        schemas,
+    )?;
     let name = match dialect {
         Dialect::Sqlite => "SQLite",
         Dialect::Postgres => "PostgreSQL",

@@ -1227,7 +1227,11 @@ impl Catalog {
 
     /// The catalog row of `schema` as a statement of its own, its values spliced in as
     /// literals: what a schema export records so that `ensure_table` finds the table.
-    pub(crate) fn insert_row(dialect: Dialect, tables: &Tables, schema: &TableSchema) -> Result<String> {
+    pub(crate) fn insert_row(
+        dialect: Dialect,
+        tables: &Tables,
+        schema: &TableSchema,
+    ) -> Result<String> {
         let shape = crate::migrations::literal(&shape_json(schema)?);
         let shape = match dialect {
             Dialect::Sqlite => shape,

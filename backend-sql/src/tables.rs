@@ -71,10 +71,16 @@ impl Tables {
     /// The names, unquoted and unqualified, of the tables `migrate()` keeps: what the
     /// database's own catalog calls them.
     pub(crate) fn own_bare(&self) -> Vec<String> {
-        ["users", "oauth_accounts", "access_tokens", "kv", "storekit_meta"]
-            .iter()
-            .map(|name| format!("{}{name}", self.prefix))
-            .collect()
+        [
+            "users",
+            "oauth_accounts",
+            "access_tokens",
+            "kv",
+            "storekit_meta",
+        ]
+        .iter()
+        .map(|name| format!("{}{name}", self.prefix))
+        .collect()
     }
 
     /// The bare name (prefix and name, unquoted) of the meta table and of the catalog.

@@ -428,7 +428,10 @@ impl PostgresStore {
         limit: usize,
     ) -> Result<Vec<KvEntry>> {
         self.within_deadline(async {
-            let sql = self.inner.sql.kv_export(namespace.is_some(), after.is_some());
+            let sql = self
+                .inner
+                .sql
+                .kv_export(namespace.is_some(), after.is_some());
             let mut query = sqlx::query(sql.clone())
                 .bind(now_millis())
                 .bind(i64::try_from(limit).unwrap_or(i64::MAX));

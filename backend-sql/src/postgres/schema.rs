@@ -447,8 +447,10 @@ impl Statements {
             tokens_of_user: r("SELECT token_hash, created_at FROM {tokens} WHERE user_id = $1"),
             // Moves the identity's sequence past an imported id (never back), so that
             // `create_user` never hands it out again.
-            raise_ids: r("SELECT setval(s, GREATEST($1, COALESCE(pg_sequence_last_value(s), 1))) \
-                 FROM (SELECT pg_get_serial_sequence($2, 'id')::regclass AS s) AS identity"),
+            raise_ids: r(
+                "SELECT setval(s, GREATEST($1, COALESCE(pg_sequence_last_value(s), 1))) \
+                 FROM (SELECT pg_get_serial_sequence($2, 'id')::regclass AS s) AS identity",
+            ),
         }
     }
 
@@ -515,8 +517,11 @@ pub(super) async fn differences(
     let mut found = Vec::new();
     let recorded = catalog_rows(&mut tx, tables).await?;
     let (meta, catalog) = tables.bare_meta_and_catalog();
-    let schemas =
-        check::recorded_schemas(&catalog, recorded.as_deref().unwrap_or_default(), &mut found);
+    let schemas = check::recorded_schemas(
+        &catalog,
+        recorded.as_deref().unwrap_or_default(),
+        &mut found,
+    );
     let schemas: Vec<&TableSchema> = schemas.iter().collect();
     let parts = Parts {
         stores: true,

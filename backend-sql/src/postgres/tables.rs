@@ -433,7 +433,11 @@ impl PostgresStore {
     }
 
     /// Writes each row at its version, all in one transaction.
-    pub(super) async fn import_rows(&self, schema: &TableSchema, rows: &[(Row, u64)]) -> Result<()> {
+    pub(super) async fn import_rows(
+        &self,
+        schema: &TableSchema,
+        rows: &[(Row, u64)],
+    ) -> Result<()> {
         let layout = self.layout(schema)?;
         let statements = rows
             .iter()

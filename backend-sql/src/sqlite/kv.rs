@@ -578,7 +578,10 @@ impl SqliteStore {
                     params.push((":only", namespace));
                 }
                 if let Some(after) = &after {
-                    params.extend([(":ns", &after.namespace as &dyn ToSql), (":key", &after.key)]);
+                    params.extend([
+                        (":ns", &after.namespace as &dyn ToSql),
+                        (":key", &after.key),
+                    ]);
                 }
                 stmt.query_map(params.as_slice(), |row| {
                     Ok(KvEntry {
@@ -602,7 +605,9 @@ impl SqliteStore {
         if !is_large(items.len(), bytes) {
             let parts = chunks(items, CHUNK_ITEMS, CHUNK_BYTES, entry_bytes);
             conns
-                .write_chunks(parts, |conn, items| upsert_entries(conn, &self.inner, items))
+                .write_chunks(parts, |conn, items| {
+                    upsert_entries(conn, &self.inner, items)
+                })
                 .await?;
             return Ok(());
         }

@@ -158,7 +158,8 @@ fn own_objects(conn: &Connection, tables: &Tables) -> Result<BTreeSet<String>> {
              AND tbl_name IN (SELECT value FROM json_each(?1)) AND name NOT LIKE 'sqlite%'",
         )
         .map_err(sqlite_error)?;
-    let names = serde_json::to_string(&own).map_err(|e| storekit_core::Error::backend("sqlite", e))?;
+    let names =
+        serde_json::to_string(&own).map_err(|e| storekit_core::Error::backend("sqlite", e))?;
     stmt.query_map([names], |row| {
         Ok(format!(
             "{} {:?}",
@@ -448,7 +449,11 @@ pub(super) fn differences(
     let mut found = Vec::new();
     let recorded = catalog_rows(conn, tables)?;
     let (meta, catalog) = tables.bare_meta_and_catalog();
-    let schemas = check::recorded_schemas(&catalog, recorded.as_deref().unwrap_or_default(), &mut found);
+    let schemas = check::recorded_schemas(
+        &catalog,
+        recorded.as_deref().unwrap_or_default(),
+        &mut found,
+    );
     let schemas: Vec<&TableSchema> = schemas.iter().collect();
     let parts = Parts {
         stores: true,
@@ -517,7 +522,12 @@ fn snapshot(conn: &Connection, names: &[String]) -> Result<Snapshot> {
         let without_rowid = check::normalize(&sql)
             .to_ascii_uppercase()
             .ends_with("WITHOUT ROWID");
-        table.storage = if without_rowid { "without rowids" } else { "with rowids" }.to_owned();
+        table.storage = if without_rowid {
+            "without rowids"
+        } else {
+            "with rowids"
+        }
+        .to_owned();
         let rows = |sql: &str| -> Result<Vec<(String, String)>> {
             let mut stmt = conn.prepare(sql).map_err(sqlite_error)?;
             stmt.query_map([name], |row| Ok((row.get(0)?, row.get(1)?)))

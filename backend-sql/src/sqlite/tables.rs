@@ -445,7 +445,11 @@ impl SqliteStore {
     }
 
     /// Writes each row at its version in one transaction, a chunk of rows at a time.
-    pub(super) async fn import_rows(&self, schema: &TableSchema, rows: &[(Row, u64)]) -> Result<()> {
+    pub(super) async fn import_rows(
+        &self,
+        schema: &TableSchema,
+        rows: &[(Row, u64)],
+    ) -> Result<()> {
         let layout = self.layout(schema)?;
         let statements = rows
             .iter()
