@@ -68,10 +68,10 @@ fn definitions(options: &ExportOptions, tables: &[&TableSchema]) -> Result<Vec<T
     Ok(definitions)
 }
 
-/// Names unique within one document, made of the characters `allowed` keeps: `a_b` and `a-b`
-/// could otherwise become the same resource.
-fn unique_label(taken: &mut HashSet<String>, base: String) -> String {
-    let mut label = base.clone();
+/// A label unique within one document: two table names can map to one label (`a_b` and
+/// `a__b` to one logical id), which would make them one resource; a suffix keeps them apart.
+fn unique_label(taken: &mut HashSet<String>, base: &str) -> String {
+    let mut label = base.to_owned();
     let mut n = 2;
     while !taken.insert(label.clone()) {
         label = format!("{base}_{n}");
@@ -104,14 +104,20 @@ pub fn terraform(options: &ExportOptions, tables: &[&TableSchema]) -> Result<Str
         let base: String = table
             .name
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let base = if base.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
             base
         } else {
             format!("_{base}")
         };
-        let label = unique_label(&mut labels, base);
+        let label = unique_label(&mut labels, &base);
         render_terraform(&mut out, &label, &table);
     }
     Ok(out)
@@ -119,7 +125,11 @@ pub fn terraform(options: &ExportOptions, tables: &[&TableSchema]) -> Result<Str
 
 fn render_terraform(out: &mut String, label: &str, table: &TableDefinition) {
     // Writing to a String cannot fail.
-    let _ = writeln!(out, "\nresource \"aws_dynamodb_table\" {} {{", hcl_string(label));
+    let _ = writeln!(
+        out,
+        "\nresource \"aws_dynamodb_table\" {} {{",
+        hcl_string(label)
+    );
     let _ = writeln!(out, "  name         = {}", hcl_string(&table.name));
     let _ = writeln!(out, "  billing_mode = {}", hcl_string(BILLING.as_str()));
     let _ = writeln!(out, "  hash_key     = {}", hcl_string(&table.hash));
@@ -165,7 +175,7 @@ pub fn cloudformation(options: &ExportOptions, tables: &[&TableSchema]) -> Resul
     let mut resources = serde_json::Map::new();
     let mut ids = HashSet::new();
     for table in definitions(options, tables)? {
-        let id = unique_label(&mut ids, logical_id(&table.name));
+        let id = unique_label(&mut ids, &logical_id(&table.name));
         resources.insert(id, cloudformation_table(&table));
     }
     let template = json!({
@@ -174,8 +184,7 @@ pub fn cloudformation(options: &ExportOptions, tables: &[&TableSchema]) -> Resul
                         dynamodb --format cloudformation`",
         "Resources": resources,
     });
-    serde_json::to_string_pretty(&template)
-        .map_err(|e| Error::backend(crate::error::BACKEND, e))
+    serde_json::to_string_pretty(&template).map_err(|e| Error::backend(crate::error::BACKEND, e))
 }
 
 /// `shop_products` → `ShopProducts`; a leading digit gets `Table` before it.
@@ -254,8 +263,8 @@ mod tests {
         assert_eq!(logical_id("shop_products"), "ShopProducts");
         assert_eq!(logical_id("1x"), "Table1x");
         let mut taken = HashSet::new();
-        assert_eq!(unique_label(&mut taken, "a".into()), "a");
-        assert_eq!(unique_label(&mut taken, "a".into()), "a_2");
+        assert_eq!(unique_label(&mut taken, "a"), "a");
+        assert_eq!(unique_label(&mut taken, "a"), "a_2");
         assert_eq!(hcl_string("a${b}\""), r#""a$${b}\"""#);
     }
 }

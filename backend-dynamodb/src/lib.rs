@@ -72,6 +72,20 @@
 //! catalog item and the requests of each call are described in the source of the `tables`
 //! module.
 //!
+//! # Administration: `storekit migrate`, `schema`, `copy`
+//!
+//! Every table storekit makes is written down once, as a definition (name, key attributes
+//! with their types, keys, global secondary indexes projecting `ALL`, TTL attribute, billed
+//! per request), from which [`DynamoDbStore::migrate`] and `ensure_table` build their
+//! CreateTable requests and [`export::terraform`] and [`export::cloudformation`] render
+//! their resources, so an exported table is the table the store would make.
+//! [`DynamoDbStore::migrate_report`] says what a migration created and what was there;
+//! [`DynamoDbStore::schema_differences`] compares the live tables with the definitions
+//! without changing anything. The store is also a
+//! [`TransferStore`](storekit_core::transfer::TransferStore) (kv items with their deadlines,
+//! users with their ids, accounts and token hashes, records at their versions); its requests
+//! are described in the source of the `transfer` module.
+//!
 //! # Access patterns
 //!
 //! All reads are strongly consistent; every Query and Scan follows `LastEvaluatedKey` to the end.

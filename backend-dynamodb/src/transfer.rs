@@ -157,10 +157,7 @@ impl DynamoDbStore {
                     .table_name(&self.kv_table)
                     .key_condition_expression("#pk = :pk")
                     .expression_attribute_names("#pk", PK)
-                    .expression_attribute_values(
-                        ":pk",
-                        s(crate::kv::partition(namespace, shard)),
-                    )
+                    .expression_attribute_values(":pk", s(crate::kv::partition(namespace, shard)))
                     .limit(wanted);
                 let (page, next) = batch::query_page(query, start.take()).await?;
                 for item in &page {

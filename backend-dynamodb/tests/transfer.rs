@@ -115,19 +115,31 @@ async fn kv_pages_resume_without_repeats_and_skip_expired_items() {
             .collect();
         for chunk in items.chunks(1_000) {
             assert_eq!(
-                TransferStore::import_kv(&store, chunk).await.expect("import"),
+                TransferStore::import_kv(&store, chunk)
+                    .await
+                    .expect("import"),
                 1_000
             );
         }
         // Items already past their deadline but not yet deleted by native TTL: written
         // directly, as `import_kv` skips them.
-        KvStore::set(&store, "a", "soon", b"v", Some(std::time::Duration::from_millis(50)))
-            .await
-            .expect("set");
+        KvStore::set(
+            &store,
+            "a",
+            "soon",
+            b"v",
+            Some(std::time::Duration::from_millis(50)),
+        )
+        .await
+        .expect("set");
         tokio::time::sleep(std::time::Duration::from_millis(120)).await;
 
         let everything = export_everything(&store, None, 333).await;
-        assert_eq!(everything.len(), 2_000, "every live item once, none expired");
+        assert_eq!(
+            everything.len(),
+            2_000,
+            "every live item once, none expired"
+        );
         let mut sorted = everything.clone();
         sorted.sort_by(|a, b| (&a.namespace, &a.key).cmp(&(&b.namespace, &b.key)));
         let mut expected = items.clone();
@@ -139,9 +151,10 @@ async fn kv_pages_resume_without_repeats_and_skip_expired_items() {
         assert_eq!(only_a.len(), 1_000);
         assert!(only_a.iter().all(|e| e.namespace == "a"));
         // Resuming from the middle gives exactly the rest, in the same order.
-        let resumed = TransferStore::export_kv(&store, Some("a"), Some(&only_a[499].position()), 1_000)
-            .await
-            .expect("export");
+        let resumed =
+            TransferStore::export_kv(&store, Some("a"), Some(&only_a[499].position()), 1_000)
+                .await
+                .expect("export");
         assert_eq!(resumed, only_a[500..]);
     })
     .await;
@@ -167,22 +180,32 @@ async fn users_import_at_their_id_and_move_the_counter_and_the_email() {
             access_tokens: Vec::new(),
         };
         assert_eq!(
-            TransferStore::import_user(&store, &bundle).await.expect("import"),
+            TransferStore::import_user(&store, &bundle)
+                .await
+                .expect("import"),
             Imported::Created
         );
         assert_eq!(
-            TransferStore::export_user(&store, user.id).await.expect("export"),
+            TransferStore::export_user(&store, user.id)
+                .await
+                .expect("export"),
             Some(bundle.clone())
         );
         assert_eq!(
-            TransferStore::import_user(&store, &bundle).await.expect("again"),
+            TransferStore::import_user(&store, &bundle)
+                .await
+                .expect("again"),
             Imported::Unchanged
         );
         // Later ids come after the imported one.
         let next = UserStore::create_user(&store, new_user("next@example.com"))
             .await
             .expect("create");
-        assert!(matches!(next.id, UserId::Int(n) if n > 1_000), "{}", next.id);
+        assert!(
+            matches!(next.id, UserId::Int(n) if n > 1_000),
+            "{}",
+            next.id
+        );
 
         // Another user's email is refused, and nothing of the import is written.
         let mut thief = bundle.clone();
@@ -193,7 +216,9 @@ async fn users_import_at_their_id_and_move_the_counter_and_the_email() {
             Err(Error::AlreadyExists { what: "email" })
         ));
         assert_eq!(
-            UserStore::get_user(&store, thief.user.id).await.expect("get"),
+            UserStore::get_user(&store, thief.user.id)
+                .await
+                .expect("get"),
             None
         );
 
@@ -201,7 +226,9 @@ async fn users_import_at_their_id_and_move_the_counter_and_the_email() {
         let mut moved = bundle.clone();
         moved.user.email = "moved@example.com".into();
         assert_eq!(
-            TransferStore::import_user(&store, &moved).await.expect("import"),
+            TransferStore::import_user(&store, &moved)
+                .await
+                .expect("import"),
             Imported::Updated
         );
         UserStore::create_user(&store, new_user("imported@example.com"))
@@ -218,7 +245,9 @@ async fn records_import_at_their_version_and_refuse_a_taken_unique_value() {
             .unique("sku", [KeyDef::text("sku")])
             .build()
             .expect("schema");
-        TableStore::ensure_table(&store, &schema).await.expect("ensure");
+        TableStore::ensure_table(&store, &schema)
+            .await
+            .expect("ensure");
         let record = |id: &str, sku: &str, version: u64| {
             let document = json!({"id": id, "sku": sku})
                 .as_object()
@@ -259,13 +288,15 @@ async fn records_import_at_their_version_and_refuse_a_taken_unique_value() {
         // `d` taking b's sku is refused, and neither `d` nor a marker of it is written.
         let thief = record("d", "s2", 3);
         assert!(matches!(
-            TransferStore::import_records(&store, &schema, &[thief.clone()]).await,
+            TransferStore::import_records(&store, &schema, std::slice::from_ref(&thief)).await,
             Err(Error::AlreadyExists {
                 what: "unique value"
             })
         ));
         assert_eq!(
-            TableStore::get(&store, &schema, &thief.key).await.expect("get"),
+            TableStore::get(&store, &schema, &thief.key)
+                .await
+                .expect("get"),
             None
         );
         let by_sku = TableStore::get_by_unique(

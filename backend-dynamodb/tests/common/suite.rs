@@ -67,14 +67,10 @@ where
     let runs = chosen.into_iter().map(|case| {
         let setup = setup.clone();
         async move {
-            let ran = std::panic::AssertUnwindSafe(run_case(
-                case.name,
-                case.id_kind,
-                setup,
-                case.run,
-            ))
-            .catch_unwind()
-            .await;
+            let ran =
+                std::panic::AssertUnwindSafe(run_case(case.name, case.id_kind, setup, case.run))
+                    .catch_unwind()
+                    .await;
             ran.err().map(|_| format!("{}::{}", case.group, case.name))
         }
     });
