@@ -41,7 +41,8 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
             }),
         )
         .with_capabilities(storekit_conformance::Capabilities::default().database_expires_items())
-        .with_tables(store),
+        .with_tables(store.clone())
+        .with_transfer(store),
     )
 }
 

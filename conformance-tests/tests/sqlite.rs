@@ -33,7 +33,8 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
                 .boxed()
             }),
         )
-        .with_tables(std::sync::Arc::new(tables)),
+        .with_tables(std::sync::Arc::new(tables.clone()))
+        .with_transfer(std::sync::Arc::new(tables)),
     )
 }
 
