@@ -140,7 +140,7 @@ pub(crate) fn shapes(
 pub(crate) fn meta_differences(
     meta: &str,
     stored_kind: Option<String>,
-    stored_version: Option<String>,
+    stored_version: Option<&str>,
     kind: IdKind,
     total: usize,
 ) -> Vec<SchemaDifference> {
@@ -157,7 +157,6 @@ pub(crate) fn meta_differences(
         });
     }
     let done = stored_version
-        .as_deref()
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(0);
     if done != total {

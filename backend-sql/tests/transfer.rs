@@ -304,7 +304,7 @@ async fn records_keep_their_versions_and_unique_values(store: &dyn Store) {
         7,
     );
     transfer
-        .import_records(&schema, &[first.clone()])
+        .import_records(&schema, std::slice::from_ref(&first))
         .await
         .expect("import");
     let got = tables.get(&schema, &first.key).await.expect("get");
@@ -316,7 +316,7 @@ async fn records_keep_their_versions_and_unique_values(store: &dyn Store) {
         3,
     );
     transfer
-        .import_records(&schema, &[again.clone()])
+        .import_records(&schema, std::slice::from_ref(&again))
         .await
         .expect("import");
     assert_eq!(

@@ -362,62 +362,6 @@ impl KvBackend for PostgresStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use futures::TryStreamExt as _;
-    use storekit_core::{KvStore as _, Result};
-
-    use crate::postgres::{PostgresConfig, PostgresStore};
-
-    /// Listings that cross many pages, ending on a short page and on an exact multiple of the
-    /// page, with a prefix, past expired rows: the conformance suite's namespaces fit in one of
-    /// the store's real pages, so the statement that continues a listing is checked here.
-    #[tokio::test]
-    async fn listings_cross_pages() -> Result<()> {
-        let Ok(url) = std::env::var("STOREKIT_POSTGRES_URL") else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "STOREKIT_POSTGRES_URL is not set and CI is"
-            );
-            return Ok(());
-        };
-        let schema = format!("kv_pages_{}", std::process::id());
-        let store =
-            PostgresStore::connect(&PostgresConfig::from_url(&url)?.schema(&schema)).await?;
-        store.migrate().await?;
-        let listed = async {
-            let prefixed: Vec<String> = (0..25).map(|i| format!("p:{i:02}")).collect();
-            let mut all: Vec<String> = prefixed
-                .iter()
-                .cloned()
-                .chain(["a", "o", "p", "q:1", "z"].map(String::from))
-                .collect();
-            all.sort();
-            let items: Vec<(&str, &[u8])> = all.iter().map(|k| (k.as_str(), &b"v"[..])).collect();
-            store.set_many("paged", &items, None).await?;
-            let expired: Vec<(&str, &[u8])> = vec![("p:00x", b"v"), ("p:99", b"v"), ("b", b"v")];
-            store
-                .set_many("paged", &expired, Some(Duration::from_millis(1)))
-                .await?;
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let by_prefix: Vec<String> =
-                store.keys_in_pages("paged", "p:", 4).try_collect().await?;
-            let whole: Vec<String> = store.keys_in_pages("paged", "", 5).try_collect().await?;
-            Ok::<_, storekit_core::Error>((by_prefix == prefixed, whole == all))
-        }
-        .await;
-        store.drop_tables().await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\"")))
-            .execute(store.pool())
-            .await
-            .map_err(super::pg_error)?;
-        assert_eq!(listed?, (true, true), "every live key once, in key order");
-        Ok(())
-    }
-}
-
 /// What `storekit copy` reads and writes of the key-value store.
 impl PostgresStore {
     /// One page of live items after `after`, in (namespace, key) order.
@@ -480,5 +424,61 @@ impl PostgresStore {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::TryStreamExt as _;
+    use storekit_core::{KvStore as _, Result};
+
+    use crate::postgres::{PostgresConfig, PostgresStore};
+
+    /// Listings that cross many pages, ending on a short page and on an exact multiple of the
+    /// page, with a prefix, past expired rows: the conformance suite's namespaces fit in one of
+    /// the store's real pages, so the statement that continues a listing is checked here.
+    #[tokio::test]
+    async fn listings_cross_pages() -> Result<()> {
+        let Ok(url) = std::env::var("STOREKIT_POSTGRES_URL") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "STOREKIT_POSTGRES_URL is not set and CI is"
+            );
+            return Ok(());
+        };
+        let schema = format!("kv_pages_{}", std::process::id());
+        let store =
+            PostgresStore::connect(&PostgresConfig::from_url(&url)?.schema(&schema)).await?;
+        store.migrate().await?;
+        let listed = async {
+            let prefixed: Vec<String> = (0..25).map(|i| format!("p:{i:02}")).collect();
+            let mut all: Vec<String> = prefixed
+                .iter()
+                .cloned()
+                .chain(["a", "o", "p", "q:1", "z"].map(String::from))
+                .collect();
+            all.sort();
+            let items: Vec<(&str, &[u8])> = all.iter().map(|k| (k.as_str(), &b"v"[..])).collect();
+            store.set_many("paged", &items, None).await?;
+            let expired: Vec<(&str, &[u8])> = vec![("p:00x", b"v"), ("p:99", b"v"), ("b", b"v")];
+            store
+                .set_many("paged", &expired, Some(Duration::from_millis(1)))
+                .await?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let by_prefix: Vec<String> =
+                store.keys_in_pages("paged", "p:", 4).try_collect().await?;
+            let whole: Vec<String> = store.keys_in_pages("paged", "", 5).try_collect().await?;
+            Ok::<_, storekit_core::Error>((by_prefix == prefixed, whole == all))
+        }
+        .await;
+        store.drop_tables().await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA \"{schema}\"")))
+            .execute(store.pool())
+            .await
+            .map_err(super::pg_error)?;
+        assert_eq!(listed?, (true, true), "every live key once, in key order");
+        Ok(())
     }
 }

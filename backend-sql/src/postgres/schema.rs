@@ -566,7 +566,7 @@ pub(super) async fn differences(
         found.extend(check::meta_differences(
             &meta,
             stored_kind,
-            stored_version,
+            stored_version.as_deref(),
             kind,
             MIGRATIONS.steps.len(),
         ));

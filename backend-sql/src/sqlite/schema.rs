@@ -486,7 +486,7 @@ pub(super) fn differences(
     found.extend(check::meta_differences(
         &meta,
         stored_kind,
-        stored_version,
+        stored_version.as_deref(),
         kind,
         MIGRATIONS.steps.len(),
     ));
