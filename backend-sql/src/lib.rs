@@ -21,6 +21,12 @@
 //! index; the catalog `{prefix}storekit_tables` holds every table's shape as JSON. Tables are
 //! created by `ensure_table`, not by `migrate()`, and `drop_tables()` drops them too.
 //!
+//! `storekit copy` reads and writes both stores through `TransferBackend` (kv items in
+//! (namespace, key) byte order with their deadlines, users with their ids and versions,
+//! records at their versions), each import one transaction. `migrate_report()` says what a
+//! migration created, `schema_differences()` compares the live tables with the statements
+//! the code runs, and [`export`] renders those statements as a script.
+//!
 //! Expired key-value rows are never returned, and a background task owned by the store deletes
 //! them every minute (`purge_interval` in the config), in batches, off the request path, so a
 //! cache does not grow without bound; `purge_expired` deletes all of them at once.

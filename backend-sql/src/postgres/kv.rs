@@ -385,7 +385,16 @@ impl PostgresStore {
             if let Some(after) = after {
                 query = query.bind(&after.namespace).bind(&after.key);
             }
-            let rows = query.fetch_all(&self.inner.pool).await.map_err(pg_error)?;
+            // As for `keys_page`: an index walk from the last position, never a sort of
+            // everything after it on every page, even before the table has statistics.
+            let mut tx = self
+                .inner
+                .pool
+                .begin_with("BEGIN READ ONLY; SET LOCAL enable_sort = off")
+                .await
+                .map_err(pg_error)?;
+            let rows = query.fetch_all(&mut *tx).await.map_err(pg_error)?;
+            tx.commit().await.map_err(pg_error)?;
             rows.iter()
                 .map(|row| {
                     Ok(KvEntry {
