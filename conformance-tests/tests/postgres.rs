@@ -45,7 +45,8 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
                 .boxed()
             }),
         )
-        .with_tables(Arc::new(tables)),
+        .with_tables(Arc::new(tables.clone()))
+        .with_transfer(Arc::new(tables)),
     )
 }
 
