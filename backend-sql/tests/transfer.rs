@@ -482,3 +482,102 @@ mod postgres {
         close(store, &schema).await;
     }
 }
+
+/// 100,000 kv items copied SQLite → PostgreSQL a thousand at a time, beside the same rows
+/// bulk-inserted straight into PostgreSQL; prints both rates. Run by hand:
+/// `cargo test -p storekit-sql --all-features --release --test transfer -- --ignored --nocapture`.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn copy_rate_beside_a_raw_bulk_insert() {
+    use std::time::Instant;
+
+    use storekit_sql::{PostgresConfig, PostgresStore, SqliteConfig, SqliteStore};
+
+    let Some(url) = common::postgres_url() else {
+        return;
+    };
+    const ITEMS: usize = 100_000;
+    let source = SqliteStore::connect(&SqliteConfig::memory())
+        .await
+        .expect("open");
+    source.migrate().await.expect("migrate");
+    let items: Vec<KvEntry> = (0..ITEMS)
+        .map(|i| KvEntry {
+            namespace: "bench".into(),
+            key: format!("key:{i:08}"),
+            value: vec![b'v'; 100],
+            expires_at: None,
+        })
+        .collect();
+    for batch in items.chunks(1000) {
+        TransferStore::import_kv(&source, batch)
+            .await
+            .expect("fill");
+    }
+    let schema = format!("transfer_rate_{}", std::process::id());
+    let config = PostgresConfig::from_url(&url).expect("url").schema(&schema);
+    let target = PostgresStore::connect(&config).await.expect("connect");
+    common::drop_schema(target.pool(), &schema).await.ok();
+    target.migrate().await.expect("migrate");
+
+    let started = Instant::now();
+    let mut after: Option<KvPosition> = None;
+    let (mut reading, mut writing) = (Duration::ZERO, Duration::ZERO);
+    loop {
+        let read = Instant::now();
+        let page = TransferStore::export_kv(&source, None, after.as_ref(), 1000)
+            .await
+            .expect("export");
+        let write = Instant::now();
+        reading += write - read;
+        TransferStore::import_kv(&target, &page)
+            .await
+            .expect("import");
+        writing += write.elapsed();
+        match page.last() {
+            Some(last) if page.len() == 1000 => after = Some(last.position()),
+            _ => break,
+        }
+    }
+    let copy = started.elapsed();
+
+    let raw = format!("\"{schema}\".raw_kv");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE {raw} (namespace text COLLATE \"C\", key text COLLATE \"C\", \
+         value bytea, expires_at bigint, PRIMARY KEY (namespace, key))"
+    )))
+    .execute(target.pool())
+    .await
+    .expect("raw table");
+    let insert = format!(
+        "INSERT INTO {raw} SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::bigint[])"
+    );
+    let started = Instant::now();
+    for batch in items.chunks(1000) {
+        let namespaces: Vec<&str> = batch.iter().map(|e| e.namespace.as_str()).collect();
+        let keys: Vec<&str> = batch.iter().map(|e| e.key.as_str()).collect();
+        let values: Vec<&[u8]> = batch.iter().map(|e| e.value.as_slice()).collect();
+        let deadlines: Vec<Option<i64>> = batch.iter().map(|e| e.expires_at).collect();
+        sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
+            .bind(&namespaces)
+            .bind(&keys)
+            .bind(&values)
+            .bind(&deadlines)
+            .execute(target.pool())
+            .await
+            .expect("raw insert");
+    }
+    let bulk = started.elapsed();
+    let rate = |took: Duration| ITEMS as f64 / took.as_secs_f64();
+    println!("reading {reading:?}, writing {writing:?}");
+    println!(
+        "copy {:.0} items/s, raw bulk insert {:.0} items/s: {:.2}x",
+        rate(copy),
+        rate(bulk),
+        rate(copy) / rate(bulk)
+    );
+    common::drop_schema(target.pool(), &schema)
+        .await
+        .expect("drop");
+}
