@@ -489,6 +489,7 @@ mod postgres {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check"]
+#[expect(clippy::print_stdout, reason = "the measurement is for whoever runs it")]
 async fn copy_rate_beside_a_raw_bulk_insert() {
     use std::time::Instant;
 
