@@ -417,3 +417,66 @@ async fn conformance_passes_on_exported_tables() {
     conformance_on_exported_tables(Format::Terraform, &["kv"], 1).await;
     conformance_on_exported_tables(Format::Terraform, &["users_uuid", "tables"], 2).await;
 }
+
+/// A fresh prefix's migration creates every table and TTL, and a second finds them present;
+/// tables made otherwise are reported with each difference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrate_reports_and_differences_are_found() {
+    let Some(endpoint) = common::endpoint() else {
+        return;
+    };
+    let prefix = format!("df{}_", std::process::id());
+    let store = suite::store(&endpoint, &prefix, IdKind::Uuid);
+    let outcome = std::panic::AssertUnwindSafe(async {
+        // Made from the export, but with the users table's sort key a number and no TTL on
+        // the kv table; the marker table is left out.
+        let mut tables = rendered_tables(
+            Format::CloudFormation,
+            &ExportOptions::default().prefix(&prefix),
+            &[],
+        );
+        tables.retain(|t| !str_of(t, "TableName").ends_with("storekit_unique"));
+        for table in &mut tables {
+            if str_of(table, "TableName").ends_with("users") {
+                table["AttributeDefinitions"][1]["AttributeType"] = json!("N");
+            }
+            if let Some(properties) = table.as_object_mut() {
+                properties.remove("TimeToLiveSpecification");
+            }
+        }
+        apply_all(&suite::client(&endpoint), &tables).await;
+        let found: Vec<String> = store
+            .schema_differences()
+            .await
+            .expect("differences")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                format!(
+                    "table \"{prefix}users\": key schema is (HASH pk S, RANGE sk N), expected \
+                     (HASH pk S, RANGE sk S)"
+                ),
+                format!("table \"{prefix}kv\": time to live is not enabled, expected on \"ttl\""),
+                format!("table \"{prefix}storekit_unique\": missing"),
+            ]
+        );
+        assert!(store.migrate().await.is_err(), "a mistyped key is refused");
+    });
+    let outcome = futures::FutureExt::catch_unwind(outcome).await;
+    store.drop_tables().await.expect("drop_tables");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+
+    let fresh = suite::store(&endpoint, &format!("{prefix}m_"), IdKind::Uuid);
+    let first = fresh.migrate_report().await.expect("migrate");
+    let second = fresh.migrate_report().await.expect("again");
+    fresh.drop_tables().await.expect("drop_tables");
+    assert_eq!(first.created.len(), 4, "{first:?}");
+    assert!(first.present.is_empty(), "{first:?}");
+    assert_eq!(second.created, Vec::<String>::new());
+    assert_eq!(second.present, first.created);
+}
