@@ -36,6 +36,7 @@ fn lists(found: &[SchemaDifference], object: &str, about: &str) -> bool {
         .any(|d| d.object == object && d.difference.contains(about))
 }
 
+#[cfg(feature = "sqlite")]
 #[test]
 fn a_script_has_a_header_and_ends_each_statement() {
     let script =
@@ -51,6 +52,7 @@ fn a_script_has_a_header_and_ends_each_statement() {
     assert!(refused.is_err());
 }
 
+#[cfg(feature = "sqlite")]
 mod sqlite {
     use std::path::PathBuf;
 

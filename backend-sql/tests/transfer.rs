@@ -350,6 +350,7 @@ async fn records_keep_their_versions_and_unique_values(store: &dyn Store) {
     assert_eq!(tables.count(&schema).await.expect("count"), 1);
 }
 
+#[cfg(feature = "sqlite")]
 mod sqlite {
     use storekit_core::IdKind;
     use storekit_sql::{SqliteConfig, SqliteStore};
@@ -486,10 +487,13 @@ mod postgres {
 /// 100,000 kv items copied SQLite → PostgreSQL a thousand at a time, beside the same rows
 /// bulk-inserted straight into PostgreSQL; prints both rates. Run by hand:
 /// `cargo test -p storekit-sql --all-features --release --test transfer -- --ignored --nocapture`.
-#[cfg(feature = "postgres")]
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement, not a check"]
-#[expect(clippy::print_stdout, reason = "the measurement is for whoever runs it")]
+#[expect(
+    clippy::print_stdout,
+    reason = "the measurement is for whoever runs it"
+)]
 async fn copy_rate_beside_a_raw_bulk_insert() {
     use std::time::Instant;
 
