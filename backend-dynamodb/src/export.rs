@@ -6,7 +6,8 @@
 //! when it is empty, as for a store; and whether to include the store's own tables) and the declared tables to include. Without the own stores
 //! ([`ExportOptions::tables_only`]) the output still holds the marker table
 //! (`{prefix}storekit_unique`): it keeps the unique markers and each table's catalog item,
-//! which `ensure_table` needs. A table made from an export has no catalog item yet; the first
+//! which `ensure_table` needs. The id kind changes nothing here: ids are stored in string
+//! keys either way. A table made from an export has no catalog item yet; the first
 //! `ensure_table` adopts it as it is and records one (building its unique indexes from the
 //! records), and reports no drift.
 //!

@@ -31,6 +31,7 @@
 //! | `get_by_unique` | GetItem of the marker, GetItem of the record, both consistent |
 //! | `query` | Query per 1 MB page, consistent on the table, eventual on an index |
 //! | `scan`, `count` | Scan per 1 MB page, consistent (`count` with `Select=COUNT`) |
+//! | `import_records` (`storekit copy`) | per record, `put`'s write at the version given rather than the next one |
 //!
 //! Conflicts are read from the database's answer: a refused condition returns the item as it
 //! was (`ReturnValuesOnConditionCheckFailure`), from which the version in a `Conflict`, or the
