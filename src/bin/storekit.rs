@@ -138,20 +138,38 @@ enum Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
     };
     match runtime.block_on(run(cli.command)) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::Unequal) => ExitCode::from(1),
-        Err(err) => fail(&err.to_string()),
+        Err(err) => fail(&explain(&err)),
     }
+}
+
+/// The error and its causes, outermost first, each said once: a store's error names what
+/// failed, its source says why (a refused connection, missing credentials).
+fn explain(err: &Error) -> String {
+    let mut line = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(next) = cause {
+        let text = next.to_string();
+        if !line.contains(&text) {
+            line = format!("{line}: {text}");
+        }
+        cause = next.source();
+    }
+    line
 }
 
 /// One line on stderr, exit 2.
 fn fail(message: &str) -> ExitCode {
-    let line = message.replace('\n', " ");
+    let line = message.split_whitespace().collect::<Vec<_>>().join(" ");
     let _ = writeln!(std::io::stderr().lock(), "storekit: error: {line}");
     ExitCode::from(2)
 }
@@ -183,7 +201,12 @@ async fn run(command: Command) -> storekit::Result<Outcome> {
             Ok(Outcome::Done)
         }
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "storekit", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "storekit",
+                &mut std::io::stdout(),
+            );
             Ok(Outcome::Done)
         }
     }
