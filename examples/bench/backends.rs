@@ -109,17 +109,17 @@ async fn pair<K, R>(
 
 /// `bench_<pid>`: names the tables of one run, so runs never meet.
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "dynamodb"))]
-fn run_tag() -> String {
+pub(crate) fn run_tag() -> String {
     format!("bench_{}", std::process::id())
 }
 
 /// A directory for one run's SQLite files, removed when dropped (also on an error).
 #[cfg(feature = "sqlite")]
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 #[cfg(feature = "sqlite")]
 impl TempDir {
-    fn new() -> std::io::Result<Self> {
+    pub(crate) fn new() -> std::io::Result<Self> {
         // Numbered too: the tests run several benches at once in one process.
         static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let number = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -137,7 +137,7 @@ impl Drop for TempDir {
 }
 
 #[cfg(feature = "sqlite")]
-async fn sqlite_stores(path: &std::path::Path) -> Result<Stores, BoxError> {
+pub(crate) async fn sqlite_stores(path: &std::path::Path) -> Result<Stores, BoxError> {
     let stores = storekit::connect(&format!(
         "sqlite://{}?prefix={}_",
         path.display(),
@@ -162,14 +162,14 @@ async fn sqlite(_plan: &Plan) -> Result<Vec<Sample>, BoxError> {
 }
 
 #[cfg(feature = "postgres")]
-fn postgres_url() -> String {
+pub(crate) fn postgres_url() -> String {
     std::env::var("STOREKIT_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
 /// `url` with one more query parameter.
 #[cfg(feature = "postgres")]
-fn with_param(url: &str, param: &str) -> String {
+pub(crate) fn with_param(url: &str, param: &str) -> String {
     let separator = if url.contains('?') { '&' } else { '?' };
     format!("{url}{separator}{param}")
 }

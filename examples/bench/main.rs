@@ -8,6 +8,8 @@
 //! eval "$(scripts/services.sh up)"   # DynamoDB Local, and STOREKIT_DYNAMODB_ENDPOINT
 //! cargo run --release --example bench --all-features -- --backend all --json bench.jsonl
 //! cargo run --release --example bench -- --backend sqlite --scale --scale-rows 100000
+//! cargo run --release --example bench --features sqlite,postgres -- --backend postgres \
+//!     --copy --no-workloads
 //! ```
 //!
 //! Options: `--backend memory|sqlite|postgres|dynamodb|all`; `--n N` items per `set_many` /
@@ -17,7 +19,12 @@
 //! in even ones, and keeps each row's median round (1);
 //! `--json FILE` also writes one JSON object per measurement; `--scale`, after the workloads,
 //! fills 10^6 items and users (`--scale-rows N`) and measures random reads at 10^4 and at that
-//! size, with the SQLite file's size and its WAL's largest size during the fill.
+//! size, with the SQLite file's size and its WAL's largest size during the fill;
+//! `--copy`, after the workloads, with `--backend postgres` or `all` and both the `sqlite` and
+//! `postgres` features, times `storekit::copy::copy` of `--copy-rows N` kv items (100000) from
+//! a SQLite store into PostgreSQL beside a hand-written copy with rusqlite and sqlx (see
+//! `copy.rs`), `--rounds` times; `--no-workloads` skips the workloads, to run only `--scale`
+//! or `--copy`.
 //! PostgreSQL is found at `STOREKIT_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`), DynamoDB at `STOREKIT_DYNAMODB_ENDPOINT`.
 //! Each run works on fresh tables (a temporary SQLite file, a `bench_<pid>` schema or table
@@ -33,7 +40,15 @@
 //!   `product-name-index`) through `Stores::tables` and a typed `Table`: insert (create-only),
 //!   get, update (read, change price and time, write at the version read), and `index_query`,
 //!   the first page of 20 products of one of 50 names, newest first. The table is created
-//!   before the phases and dropped after them, in each mode.
+//!   before the phases and dropped after them, in each mode;
+//! - `copy` (`--copy`, one row, mode `conc4` for the four writes in flight): every kv item of a
+//!   SQLite store (1 KiB values, a quarter with a TTL) copied into empty PostgreSQL tables by
+//!   `storekit::copy::copy` (kv only, batches of 500, verification off and the count checked
+//!   afterwards) and by the raw drivers: one rusqlite scan of the same file in batches of 500,
+//!   each one sqlx `UNNEST` upsert with the deadlines, four in flight. Both read the SQLite file
+//!   while they write, so both rates include the read; the time each takes to read the source
+//!   alone is printed under the row. Rates are items per second; the issue's target is a
+//!   `storekit/raw` of at least 0.5.
 //!
 //! The raw baselines do the same work on the best layout known for each database (see their
 //! modules) for every `kv` operation and for user create and get, and on the layout of
@@ -41,7 +56,7 @@
 //! cost of the tables layer, not of a layout.
 //!
 //! Columns of the table: `storekit ops/s` and `raw ops/s` are operations per second (for
-//! set_many, delete_many and list: keys per second); `storekit/raw` is their ratio (above 1:
+//! set_many, delete_many and list: keys per second; for copy: items per second); `storekit/raw` is their ratio (above 1:
 //! storekit is faster); `p50 µs` and `p99 µs` are the median and 99th percentile latency of one
 //! call, `errors` the calls that failed or answered wrongly (a miss where a hit was due), and
 //! `requests/op` the HTTP requests per call counted by the DynamoDB client, retries included;
@@ -51,6 +66,8 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod backends;
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+mod copy;
 mod measure;
 #[cfg(feature = "dynamodb")]
 mod raw_dynamodb;
@@ -77,7 +94,7 @@ use measure::{Limits, Mode, Runner};
 
 const USAGE: &str = "usage: bench --backend memory|sqlite|postgres|dynamodb|all [--n N] \
                      [--concurrency C] [--ops N] [--seconds S] [--rounds R] [--json FILE] [--scale] \
-                     [--scale-rows N]";
+                     [--scale-rows N] [--copy] [--copy-rows N] [--no-workloads]";
 
 /// The backends, in the order `all` runs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +136,9 @@ struct Args {
     rounds: usize,
     scale: bool,
     scale_rows: usize,
+    /// `--copy-rows` when `--copy` is given.
+    copy: Option<usize>,
+    workloads: bool,
 }
 
 /// How every backend is measured.
@@ -162,6 +182,7 @@ impl Args {
             },
         };
         let (mut json, mut rounds, mut scale, mut scale_rows) = (None, 1, false, 1_000_000);
+        let (mut copy, mut copy_rows, mut workloads) = (false, 100_000, true);
         while let Some(flag) = args.next() {
             let mut value = || args.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
             match flag.as_str() {
@@ -181,11 +202,17 @@ impl Args {
                 "--rounds" => rounds = positive(&flag, &value()?)?,
                 "--scale" => scale = true,
                 "--scale-rows" => scale_rows = positive(&flag, &value()?)?,
+                "--copy" => copy = true,
+                "--copy-rows" => copy_rows = positive(&flag, &value()?)?,
+                "--no-workloads" => workloads = false,
                 "-h" | "--help" => return Ok(None),
                 other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
             }
         }
         let backends = backends.ok_or(format!("--backend is required\n{USAGE}"))?;
+        if copy {
+            check_copy(&backends)?;
+        }
         Ok(Some(Self {
             backends,
             plan,
@@ -193,8 +220,26 @@ impl Args {
             rounds,
             scale,
             scale_rows,
+            copy: copy.then_some(copy_rows),
+            workloads,
         }))
     }
+}
+
+/// `--copy` reads SQLite and writes PostgreSQL: both must be compiled in, and PostgreSQL
+/// chosen.
+fn check_copy(backends: &[Backend]) -> Result<(), BoxError> {
+    if !(Backend::Sqlite.compiled_in() && Backend::Postgres.compiled_in()) {
+        return Err(
+            "--copy copies from SQLite into PostgreSQL, and this build lacks one of them: \
+             build with --features sqlite,postgres (or --all-features)"
+                .into(),
+        );
+    }
+    if !backends.contains(&Backend::Postgres) {
+        return Err("--copy is measured on PostgreSQL: use --backend postgres or all".into());
+    }
+    Ok(())
 }
 
 fn positive(flag: &str, text: &str) -> Result<usize, BoxError> {
@@ -259,25 +304,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
         None => None,
     };
     for backend in &args.backends {
-        let mut rounds = Vec::new();
-        for round in 1..=args.rounds {
-            eprintln!(
-                "bench: {} round {round} of {} ...",
-                backend.name(),
-                args.rounds
-            );
-            let plan = Plan {
-                raw_first: round % 2 == 0,
-                ..args.plan.clone()
-            };
-            rounds.push(bench(*backend, &plan).await?);
-        }
-        let samples = measure::median_of(rounds);
-        println!("{}", report::markdown(&samples));
-        if let Some(out) = &mut json {
-            for sample in &samples {
-                writeln!(out, "{}", report::json_line(sample))?;
-            }
+        if args.workloads {
+            workloads(&args, *backend, json.as_mut()).await?;
         }
         if args.scale {
             let found = bench_scale(*backend, &args.plan, args.scale_rows).await?;
@@ -288,11 +316,69 @@ async fn run(args: Args) -> Result<(), BoxError> {
                 }
             }
         }
+        if let (Some(rows), Backend::Postgres) = (args.copy, backend) {
+            copy_phase(rows, args.rounds, json.as_mut()).await?;
+        }
     }
     if let Some(mut out) = json {
         out.flush()?;
     }
     Ok(())
+}
+
+type JsonOut = std::io::BufWriter<std::fs::File>;
+
+/// Every workload on one backend, `--rounds` times, and the median rows.
+async fn workloads(
+    args: &Args,
+    backend: Backend,
+    json: Option<&mut JsonOut>,
+) -> Result<(), BoxError> {
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds {
+        eprintln!(
+            "bench: {} round {round} of {} ...",
+            backend.name(),
+            args.rounds
+        );
+        let plan = Plan {
+            raw_first: round % 2 == 0,
+            ..args.plan.clone()
+        };
+        rounds.push(bench(backend, &plan).await?);
+    }
+    let samples = measure::median_of(rounds);
+    println!("{}", report::markdown(&samples));
+    if let Some(out) = json {
+        for sample in &samples {
+            writeln!(out, "{}", report::json_line(sample))?;
+        }
+    }
+    Ok(())
+}
+
+/// `--copy`: `rows` kv items from SQLite into PostgreSQL, by storekit and by the raw drivers.
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+async fn copy_phase(
+    rows: usize,
+    rounds: usize,
+    json: Option<&mut JsonOut>,
+) -> Result<(), BoxError> {
+    eprintln!("bench: postgres --copy of {rows} kv items from SQLite ...");
+    let found = copy::run(rows, rounds).await?;
+    println!("{}", report::copy_markdown(&found));
+    if let Some(out) = json {
+        for line in report::copy_json(&found) {
+            writeln!(out, "{line}")?;
+        }
+    }
+    Ok(())
+}
+
+// Refused when the arguments are parsed; this is never reached.
+#[cfg(not(all(feature = "sqlite", feature = "postgres")))]
+async fn copy_phase(_: usize, _: usize, _: Option<&mut JsonOut>) -> Result<(), BoxError> {
+    check_copy(&[Backend::Postgres])
 }
 
 #[cfg(test)]
@@ -426,10 +512,63 @@ mod tests {
             ),
             (7, 3, 3, true)
         );
+        assert_eq!((parsed.copy, parsed.workloads), (None, true));
         assert!(args("--backend nosuch").is_err());
+        assert!(
+            args("--backend memory --copy").is_err(),
+            "--copy is measured on PostgreSQL"
+        );
         assert!(args("--backend memory --n 0").is_err());
         assert!(args("--n 5").is_err(), "--backend is required");
         assert!(args("--help")?.is_none());
+        if cfg!(all(feature = "sqlite", feature = "postgres")) {
+            let Some(parsed) = args("--backend all --copy --copy-rows 500 --no-workloads")? else {
+                panic!("not a help request");
+            };
+            assert!(parsed.backends.contains(&Backend::Postgres));
+            assert_eq!((parsed.copy, parsed.workloads), (Some(500), false));
+            assert!(args("--backend postgres --copy --copy-rows 0").is_err());
+        } else {
+            assert!(
+                args("--backend all --copy").is_err(),
+                "--copy needs SQLite and PostgreSQL compiled in"
+            );
+        }
+        Ok(())
+    }
+
+    /// `--copy` with 500 items, on `STOREKIT_POSTGRES_URL`: a loud skip without it, a failure
+    /// when `CI` is set.
+    #[cfg(all(feature = "sqlite", feature = "postgres"))]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_copy_measures_both_peers_without_errors() -> Result<(), BoxError> {
+        match std::env::var("STOREKIT_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => {}
+            _ if std::env::var_os("CI").is_some() => {
+                panic!(
+                    "STOREKIT_POSTGRES_URL is not set and CI is: run \
+                     `eval \"$(scripts/services.sh up)\"` first"
+                )
+            }
+            _ => {
+                eprintln!("SKIPPED: bench --copy: STOREKIT_POSTGRES_URL is not set");
+                return Ok(());
+            }
+        }
+        let found = copy::run(500, 1).await?;
+        let rate = |peer| {
+            let sample = found.samples.iter().find(|s| s.peer == peer);
+            let Some(sample) = sample else {
+                panic!("no {peer} row");
+            };
+            assert_eq!(sample.errors, 0, "{peer} copy had errors");
+            assert_eq!(sample.items, 500, "{peer} copied every item");
+            sample.ops_per_sec()
+        };
+        let ratio = rate("storekit") / rate("raw");
+        assert!(ratio > 0.0 && ratio.is_finite(), "storekit/raw is {ratio}");
+        assert!(report::copy_markdown(&found).contains("copy sqlite→postgres ×500"));
+        assert_eq!(report::copy_json(&found).len(), 3);
         Ok(())
     }
 }

@@ -75,6 +75,14 @@ const UPSERT_MANY: &str = "INSERT INTO kv (namespace, key, value, expires_at) \
                            SELECT $1, key, value, NULL FROM UNNEST($2::text[], $3::bytea[]) AS t (key, value) \
                            ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value, \
                            expires_at = EXCLUDED.expires_at";
+/// `--copy`'s batch: items of any namespaces, each with its deadline.
+#[cfg(feature = "sqlite")]
+const IMPORT_MANY: &str = "INSERT INTO kv (namespace, key, value, expires_at) \
+                           SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::int8[]) \
+                           ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value, \
+                           expires_at = EXCLUDED.expires_at";
+#[cfg(feature = "sqlite")]
+const COUNT_ROWS: &str = "SELECT count(*) FROM kv";
 const DELETE: &str = "DELETE FROM kv WHERE namespace = $1 AND key = $2";
 const DELETE_MANY: &str = "DELETE FROM kv WHERE namespace = $1 AND key = ANY ($2)";
 const KEYS: &str = "SELECT key FROM kv WHERE namespace = $1 \
@@ -100,6 +108,17 @@ type UserRow = (
     i64,
     serde_json::Value,
 );
+
+/// One kv item as `--copy`'s raw copy reads it from SQLite and writes it.
+#[cfg(feature = "sqlite")]
+#[derive(Debug)]
+pub(crate) struct CopiedItem {
+    pub(crate) namespace: String,
+    pub(crate) key: String,
+    pub(crate) value: Vec<u8>,
+    /// Unix milliseconds; `None` never.
+    pub(crate) expires_at: Option<i64>,
+}
 
 /// A pool whose connections work in the baseline's own schema.
 #[derive(Debug)]
@@ -137,6 +156,32 @@ impl RawPostgres {
         drop_schema(&self.pool, &self.schema).await?;
         self.pool.close().await;
         Ok(())
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl RawPostgres {
+    /// Writes every item with its deadline in one statement, replacing items of the same key:
+    /// the raw side of `--copy`.
+    pub(crate) async fn import_kv(&self, items: &[CopiedItem]) -> Result<(), BoxError> {
+        let namespaces: Vec<&str> = items.iter().map(|item| item.namespace.as_str()).collect();
+        let keys: Vec<&str> = items.iter().map(|item| item.key.as_str()).collect();
+        let values: Vec<&[u8]> = items.iter().map(|item| item.value.as_slice()).collect();
+        let deadlines: Vec<Option<i64>> = items.iter().map(|item| item.expires_at).collect();
+        sqlx::query(IMPORT_MANY)
+            .bind(namespaces)
+            .bind(keys)
+            .bind(values)
+            .bind(deadlines)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every row of the kv table, expired or not.
+    pub(crate) async fn count_kv_rows(&self) -> Result<u64, BoxError> {
+        let count: i64 = sqlx::query_scalar(COUNT_ROWS).fetch_one(&self.pool).await?;
+        Ok(u64::try_from(count)?)
     }
 }
 

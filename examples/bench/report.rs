@@ -4,6 +4,8 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+use crate::copy::CopyReport;
 use crate::measure::Sample;
 use crate::scale::ScaleReport;
 
@@ -58,6 +60,7 @@ pub(crate) fn markdown(samples: &[Sample]) -> String {
 fn op_name(sample: &Sample) -> String {
     match sample.op.name {
         "set_many" | "delete_many" => format!("{} ×{}", sample.op.name, sample.op.batch),
+        _ if sample.op.workload == "copy" => format!("{} ×{}", sample.op.name, sample.op.batch),
         name => name.to_owned(),
     }
 }
@@ -169,6 +172,47 @@ pub(crate) fn scale_json(report: &ScaleReport) -> Vec<Value> {
         "db_bytes": report.db_bytes,
         "wal_max_bytes": report.wal_max_bytes,
         "wal_end_bytes": report.wal_end_bytes,
+    }));
+    lines
+}
+
+/// The row of a `--copy` run, and how fast each peer reads the source alone.
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn copy_markdown(report: &CopyReport) -> String {
+    let (kit, raw) = report.read_only;
+    format!(
+        "{}\nsource: {} kv items filled into SQLite in {:.1} s; reading them alone: storekit \
+         export_kv {kit:.0} items/s, rusqlite {raw:.0} items/s\n",
+        markdown(&report.samples),
+        report.rows,
+        report.fill_secs,
+    )
+}
+
+/// The JSON lines of a `--copy` run: one per peer, then one for the source.
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn copy_json(report: &CopyReport) -> Vec<Value> {
+    let raw = report.samples.iter().find(|s| s.peer == "raw");
+    let mut lines = Vec::new();
+    for sample in &report.samples {
+        let mut line = json_line(sample);
+        // The issue's figure, on storekit's line: its rate over the raw copy's.
+        if let (Some(raw), "storekit", Value::Object(fields)) = (raw, sample.peer, &mut line) {
+            let ratio = sample.ops_per_sec() / raw.ops_per_sec().max(1e-9);
+            fields.insert(
+                "storekit_over_raw".to_owned(),
+                json!((ratio * 100.0).round() / 100.0),
+            );
+        }
+        lines.push(line);
+    }
+    lines.push(json!({
+        "kind": "copy_source",
+        "backend": "sqlite",
+        "rows": report.rows,
+        "fill_secs": tenths(report.fill_secs),
+        "storekit_export_items_per_sec": tenths(report.read_only.0),
+        "raw_read_items_per_sec": tenths(report.read_only.1),
     }));
     lines
 }
