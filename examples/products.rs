@@ -147,7 +147,10 @@ fn export(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, Box<dyn std:
     let schema = schema();
     std::fs::create_dir_all(dir)?;
     let files = [
-        (dir.join("products.tf"), storekit::schema::terraform(&[&schema])?),
+        (
+            dir.join("products.tf"),
+            storekit::schema::terraform(&[&schema])?,
+        ),
         (
             dir.join("products.cfn.json"),
             storekit::schema::cloudformation(&[&schema])?,

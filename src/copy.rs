@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use storekit_core::futures::channel::mpsc;
-use storekit_core::futures::{SinkExt as _, StreamExt as _, TryStreamExt as _, try_join};
+use storekit_core::futures::{SinkExt as _, StreamExt as _, TryStreamExt as _, stream, try_join};
 use storekit_core::table::TableSchema;
 use storekit_core::transfer::{Imported, KvPosition, MAX_IMPORT_BATCH};
 use storekit_core::{Error, PageRequest, Result, UserId};
@@ -62,7 +62,9 @@ impl std::str::FromStr for Kind {
         Kind::ALL
             .into_iter()
             .find(|kind| kind.as_str() == name)
-            .ok_or_else(|| Error::invalid("kind", format!("{name:?}: expected users, kv or tables")))
+            .ok_or_else(|| {
+                Error::invalid("kind", format!("{name:?}: expected users, kv or tables"))
+            })
     }
 }
 
@@ -281,7 +283,7 @@ async fn copy_users(
     loop {
         let users = auth.list_users(page.clone()).await?;
         let ids: Vec<UserId> = users.items.iter().map(|user| user.id).collect();
-        let outcomes: Vec<Result<UserOutcome>> = storekit_core::futures::stream::iter(ids)
+        let outcomes: Vec<Result<UserOutcome>> = stream::iter(ids)
             .map(|id| {
                 let (source, destination) = (source.clone(), destination.clone());
                 async move {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use storekit_core::futures::{StreamExt as _, TryStreamExt as _};
+use storekit_core::futures::{StreamExt as _, TryStreamExt as _, stream};
 use storekit_core::transfer::{KvPosition, MAX_IMPORT_BATCH};
 use storekit_core::{PageRequest, Result};
 
@@ -53,7 +53,11 @@ impl Stats {
             self.oauth_accounts,
             other.oauth_accounts,
         );
-        check("access tokens".into(), self.access_tokens, other.access_tokens);
+        check(
+            "access tokens".into(),
+            self.access_tokens,
+            other.access_tokens,
+        );
         for (namespace, &count) in &self.kv {
             let theirs = other.kv.get(namespace).copied().unwrap_or(0);
             check(format!("kv namespace {namespace:?}"), count, theirs);
@@ -133,7 +137,7 @@ async fn count_users(stores: &Stores, stats: &mut Stats) -> Result<()> {
     loop {
         let users = auth.list_users(page.clone()).await?;
         stats.users += users.items.len() as u64;
-        let bundles: Vec<_> = storekit_core::futures::stream::iter(&users.items)
+        let bundles: Vec<_> = stream::iter(&users.items)
             .map(|user| transfer.export_user(user.id))
             .buffer_unordered(8)
             .try_collect()

@@ -31,7 +31,11 @@ async fn a_copy_is_equal_and_a_second_copy_changes_nothing() {
     assert_eq!(first.users_created, 40);
     assert_eq!(first.kv_items, 300);
     assert_eq!(first.records.get("catalogue"), Some(&200));
-    assert_same(&snapshot(&source).await, &snapshot(&destination).await, "copy");
+    assert_same(
+        &snapshot(&source).await,
+        &snapshot(&destination).await,
+        "copy",
+    );
 
     let second = copy(&source, &destination, &CopyOptions::default(), &NoProgress)
         .await
@@ -39,7 +43,11 @@ async fn a_copy_is_equal_and_a_second_copy_changes_nothing() {
     assert!(second.is_complete(), "{second:?}");
     assert_eq!((second.users_created, second.users_updated), (0, 0));
     assert_eq!(second.users_unchanged, 40);
-    assert_same(&snapshot(&source).await, &snapshot(&destination).await, "again");
+    assert_same(
+        &snapshot(&source).await,
+        &snapshot(&destination).await,
+        "again",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -87,7 +95,10 @@ async fn a_user_whose_email_is_taken_is_reported_not_overwritten() {
     assert_eq!(kept, squatter, "the destination's own user is untouched");
     // Counts compare too: the squatter makes up the number of users, not their accounts.
     assert!(
-        summary.mismatches.iter().any(|line| line.starts_with("oauth accounts")),
+        summary
+            .mismatches
+            .iter()
+            .any(|line| line.starts_with("oauth accounts")),
         "{summary:?}"
     );
 }
@@ -99,7 +110,13 @@ async fn users_of_another_id_kind_are_refused_before_anything_is_written() {
     let destination: Stores = MemoryStore::with_id_kind(IdKind::Int).into();
     let refused = copy(&source, &destination, &CopyOptions::default(), &NoProgress).await;
     assert!(
-        matches!(refused, Err(storekit::Error::InvalidInput { what: "id kind", .. })),
+        matches!(
+            refused,
+            Err(storekit::Error::InvalidInput {
+                what: "id kind",
+                ..
+            })
+        ),
         "{refused:?}"
     );
     assert!(snapshot(&destination).await.kv.is_empty());
@@ -180,13 +197,22 @@ async fn sqlite_to_dynamodb_to_postgres_to_sqlite_ends_equal() {
         let summary = copy(from, to, &CopyOptions::default(), &NoProgress)
             .await
             .unwrap_or_else(|err| panic!("{} → {}: {err}", from.backend(), to.backend()));
-        assert!(summary.is_complete(), "{} → {}: {summary:?}", from.backend(), to.backend());
+        assert!(
+            summary.is_complete(),
+            "{} → {}: {summary:?}",
+            from.backend(),
+            to.backend()
+        );
         assert_eq!(summary.users_created, 1_000);
         assert_eq!(summary.kv_items, 10_000);
         assert_eq!(summary.records.get("catalogue"), Some(&5_000));
         from = to;
     }
-    assert_same(&original, &snapshot(&hops[2]).await, "sqlite after the chain");
+    assert_same(
+        &original,
+        &snapshot(&hops[2]).await,
+        "sqlite after the chain",
+    );
 
     let resumed = open(&postgres_again).await;
     interrupted_then_resumed(&first, &resumed, 300).await;

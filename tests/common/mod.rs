@@ -61,11 +61,18 @@ pub(crate) async fn seed(stores: &Stores, sizes: Sizes) {
         let mut github = NewOAuthAccount::new("github", format!("gh{i}"), "", "gho");
         github.refresh_token = Some(format!("ghr{i}"));
         github.expires_at = Some(storekit::now() + storekit::chrono::Duration::hours(2));
-        auth.add_oauth_account(user.id, github).await.expect("oauth");
+        auth.add_oauth_account(user.id, github)
+            .await
+            .expect("oauth");
         if i % 2 == 0 {
             auth.add_oauth_account(
                 user.id,
-                NewOAuthAccount::new("google", format!("g{i}"), format!("user{i}@gmail.com"), "ya29"),
+                NewOAuthAccount::new(
+                    "google",
+                    format!("g{i}"),
+                    format!("user{i}@gmail.com"),
+                    "ya29",
+                ),
             )
             .await
             .expect("oauth");
@@ -108,7 +115,10 @@ pub(crate) async fn seed(stores: &Stores, sizes: Sizes) {
             .await
             .expect("put record");
         if i % 5 == 0 {
-            tables.put(&schema, record.document).await.expect("put again");
+            tables
+                .put(&schema, record.document)
+                .await
+                .expect("put again");
         }
     }
 }
@@ -235,7 +245,10 @@ pub(crate) fn sqlite_url(name: &str) -> String {
 pub(crate) fn postgres_url(prefix: &str) -> Option<String> {
     let server = server("STOREKIT_POSTGRES_URL")?;
     let separator = if server.contains('?') { '&' } else { '?' };
-    Some(format!("{server}{separator}prefix={prefix}_{:x}_", std::process::id()))
+    Some(format!(
+        "{server}{separator}prefix={prefix}_{:x}_",
+        std::process::id()
+    ))
 }
 
 /// A DynamoDB Local URL with a fresh prefix, if an endpoint is configured.
