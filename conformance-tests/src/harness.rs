@@ -103,9 +103,9 @@ impl Fixture {
     /// # Panics
     /// When the fixture has no transfer store (see [`Fixture::with_transfer`]).
     #[must_use]
-    pub fn transfer(&self) -> &dyn TransferStore {
+    pub fn transfer(&self) -> &Arc<dyn TransferStore> {
         self.transfer
-            .as_deref()
+            .as_ref()
             .expect("the transfer cases need Fixture::with_transfer")
     }
 

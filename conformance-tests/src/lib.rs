@@ -160,10 +160,12 @@ macro_rules! __with_cases {
                 users_copy_out_and_back_unchanged,
                 users_import_into_a_store_that_never_saw_them,
                 records_copy_with_their_versions_and_tables,
+                racing_imports_leave_one_whole_winner,
             ];
             transfer_int, Int, transfer: [
                 users_copy_out_and_back_unchanged,
                 users_import_into_a_store_that_never_saw_them,
+                racing_imports_leave_one_whole_winner,
             ];
         }
     };

@@ -56,7 +56,7 @@ fn millis_in(ttl: Duration) -> i64 {
 /// Export pages hold every live item once, in full pages, with its deadline; expired items
 /// and other namespaces stay out.
 pub async fn kv_export_pages_every_live_item_once_with_its_deadline(f: &Fixture) {
-    let store = f.transfer();
+    let store = f.transfer().as_ref();
     let kv = &f.kv;
     let ttl = Duration::from_secs(600);
     let before = millis_in(ttl);
@@ -113,7 +113,7 @@ pub async fn kv_export_pages_every_live_item_once_with_its_deadline(f: &Fixture)
 /// Imported items read back with their values and deadlines to the millisecond, replace
 /// what was there, and bad batches write nothing.
 pub async fn kv_import_keeps_values_and_deadlines_and_replaces(f: &Fixture) {
-    let store = f.transfer();
+    let store = f.transfer().as_ref();
     let deadline = millis_in(Duration::from_secs(900));
     let entry = |ns: &str, key: &str, value: &[u8], expires_at| KvEntry {
         namespace: ns.into(),
@@ -215,7 +215,7 @@ async fn rich_user(f: &Fixture, email: &str) -> (UserId, Vec<String>) {
 /// A user copied out and back is unchanged; a changed bundle makes the stored user equal it
 /// (email freed, account dropped), and its tokens keep working.
 pub async fn users_copy_out_and_back_unchanged(f: &Fixture) {
-    let store = f.transfer();
+    let store = f.transfer().as_ref();
     let kind = store.id_kind();
     let (id, tokens) = rich_user(f, "Zoë.Copy@Example.com").await;
     let bundle = store.export_user(id).await.expect("export").expect("found");
@@ -290,12 +290,12 @@ pub async fn users_copy_out_and_back_unchanged(f: &Fixture) {
 /// A user from another store lands with its id; int ids move the store's counter past it;
 /// a taken email or OAuth account is refused with nothing written.
 pub async fn users_import_into_a_store_that_never_saw_them(f: &Fixture) {
-    let store = f.transfer();
+    let store = f.transfer().as_ref();
     let kind = store.id_kind();
     let source = MemoryStore::with_id_kind(kind);
     let source_fixture = Fixture::memory(Arc::new(source));
     let (id, tokens) = rich_user(&source_fixture, "ada@example.com").await;
-    let source = source_fixture.transfer();
+    let source = source_fixture.transfer().as_ref();
     let bundle = source
         .export_user(id)
         .await
@@ -433,7 +433,7 @@ async fn records_of(store: &dyn TableStore, schema: &TableSchema) -> Vec<Record>
 /// Tables are listed with their shapes, and records copy out and back at their versions,
 /// unique indexes holding; a unique value held by another record is refused.
 pub async fn records_copy_with_their_versions_and_tables(f: &Fixture) {
-    let store = f.transfer();
+    let store = f.transfer().as_ref();
     let tables = f.tables().as_ref();
     let schema = catalogue();
     tables.ensure_table(&schema).await.expect("ensure");
@@ -519,5 +519,154 @@ pub async fn records_copy_with_their_versions_and_tables(f: &Fixture) {
         store.import_records(found, &[zero]).await,
         Err(Error::InvalidInput { .. })
     ));
+    tables.drop_table(&schema).await.expect("drop");
+}
+
+/// 32 tasks import users of one email under 32 ids (one wins, the rest are refused with
+/// nothing written), then 32 versions of the winner at once (it ends equal to one of them,
+/// never a mix), then 32 versions of one record holding 32 different unique values (it ends
+/// at one of them, holding only that value).
+pub async fn racing_imports_leave_one_whole_winner(f: &Fixture) {
+    let store = f.transfer();
+    let kind = store.id_kind();
+    let source = Fixture::memory(Arc::new(MemoryStore::with_id_kind(kind)));
+    let (id, _) = rich_user(&source, "race@example.com").await;
+    let template = source
+        .transfer()
+        .export_user(id)
+        .await
+        .expect("export")
+        .expect("found");
+    let ids: Vec<UserId> = (0..32_i64)
+        .map(|i| match kind {
+            IdKind::Uuid => UserId::Uuid(storekit_core::uuid::Uuid::now_v7()),
+            IdKind::Int => UserId::Int(2_000 + i),
+        })
+        .collect();
+    let tasks: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| {
+            let mut bundle = renumber(template.clone(), id);
+            bundle.user.email = if i % 2 == 0 {
+                "RACE@example.com".into()
+            } else {
+                "race@EXAMPLE.com".into()
+            };
+            let store = Arc::clone(store);
+            tokio::spawn(async move { (bundle.clone(), store.import_user(&bundle).await) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.expect("task") {
+            (bundle, Ok(Imported::Created)) => winners.push(bundle),
+            (_, Err(Error::AlreadyExists { .. })) => {}
+            (_, other) => panic!("an import answered {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "one user per email");
+    let winner = winners.remove(0);
+    for &id in &ids {
+        let stored = store.export_user(id).await.expect("export");
+        if id == winner.user.id {
+            assert_eq!(stored.as_ref(), Some(&winner));
+        } else {
+            assert_eq!(stored, None, "a refused import wrote nothing");
+        }
+    }
+    let by_email = f
+        .auth
+        .get_user_by_email("race@example.com")
+        .await
+        .expect("by email");
+    assert_eq!(by_email.map(|u| u.id), Some(winner.user.id));
+
+    // 32 versions of the winner at once: each bundle's fields, accounts and tokens carry its
+    // number, so a stored mix of two shows.
+    let versions: Vec<UserBundle> = (0..32_u64)
+        .map(|i| {
+            let mut bundle = winner.clone();
+            bundle.user.version = 10 + i;
+            bundle.user.extra = json!({"i": i}).as_object().cloned().expect("object");
+            bundle.oauth_accounts.truncate(1);
+            bundle.oauth_accounts[0].account_email = format!("v{i}@example.com");
+            bundle
+        })
+        .collect();
+    let tasks: Vec<_> = versions
+        .iter()
+        .cloned()
+        .map(|bundle| {
+            let store = Arc::clone(store);
+            tokio::spawn(async move { store.import_user(&bundle).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await
+            .expect("task")
+            .expect("an import of the same id succeeds");
+    }
+    let stored = store
+        .export_user(winner.user.id)
+        .await
+        .expect("export")
+        .expect("found");
+    assert!(
+        versions.contains(&stored),
+        "the stored user is one whole bundle: {stored:?}"
+    );
+
+    // 32 versions of one record, each with its own sku.
+    let schema = catalogue();
+    f.tables().ensure_table(&schema).await.expect("ensure");
+    let records: Vec<Record> = (0..32_u64)
+        .map(|i| {
+            let document = json!({"id": "contested", "n": 1, "group": "g", "at": 1.5,
+                "sku": format!("race-{i}")})
+            .as_object()
+            .cloned()
+            .expect("object");
+            Record {
+                key: schema.key_of(&document).expect("key"),
+                version: 1 + i,
+                document,
+            }
+        })
+        .collect();
+    let tasks: Vec<_> = records
+        .iter()
+        .cloned()
+        .map(|record| {
+            let (store, schema) = (Arc::clone(store), schema.clone());
+            tokio::spawn(async move { store.import_records(&schema, &[record]).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await
+            .expect("task")
+            .expect("an import of the same key succeeds");
+    }
+    let tables = f.tables().as_ref();
+    let stored = tables
+        .get(&schema, &records[0].key)
+        .await
+        .expect("get")
+        .expect("the record");
+    assert!(records.contains(&stored), "one whole record: {stored:?}");
+    for record in &records {
+        let sku = storekit_core::table::KeyValue::Text(
+            record.document["sku"].as_str().expect("sku").to_owned(),
+        );
+        let holder = tables
+            .get_by_unique(&schema, "sku", &[sku])
+            .await
+            .expect("by unique");
+        if record.version == stored.version {
+            assert_eq!(holder.as_ref(), Some(&stored), "its sku finds it");
+        } else {
+            assert_eq!(holder, None, "sku {} was freed", record.document["sku"]);
+        }
+    }
     tables.drop_table(&schema).await.expect("drop");
 }
