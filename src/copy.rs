@@ -14,8 +14,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use storekit_core::futures::channel::mpsc;
-use storekit_core::futures::{SinkExt as _, StreamExt as _, TryStreamExt as _, stream, try_join};
+use storekit_core::futures::{StreamExt as _, TryStreamExt as _, stream, try_join};
 use storekit_core::table::TableSchema;
 use storekit_core::transfer::{Imported, KvPosition, MAX_IMPORT_BATCH};
 use storekit_core::{Error, PageRequest, Result, UserId};
@@ -213,7 +212,7 @@ pub async fn copy(
     Ok(summary)
 }
 
-/// Every page of live kv items, read ahead of the writes.
+/// Every page of live kv items.
 async fn copy_kv(
     from: &Stores,
     to: &Stores,
@@ -222,42 +221,51 @@ async fn copy_kv(
 ) -> Result<u64> {
     let (source, destination) = (from.transfer(), to.transfer());
     progress.begin("kv", None);
-    let (mut pages, received) = mpsc::channel(options.parallel);
-    let read = async {
-        let mut after: Option<KvPosition> = None;
-        loop {
-            let page = source
-                .export_kv(options.namespace.as_deref(), after.as_ref(), options.batch)
-                .await?;
-            let last = (page.len() == options.batch)
-                .then(|| page.last().map(|entry| entry.position()))
+    let (namespace, batch) = (options.namespace.as_deref(), options.batch);
+    // The state is where the next page starts; `None` once a short page said it was the last.
+    let pages = stream::try_unfold(Some(None::<KvPosition>), |after| {
+        let source = source.clone();
+        async move {
+            let Some(after) = after else {
+                return Ok(None);
+            };
+            let page = source.export_kv(namespace, after.as_ref(), batch).await?;
+            let next = (page.len() == batch)
+                .then(|| page.last().map(|entry| Some(entry.position())))
                 .flatten();
-            if !page.is_empty() {
-                // The writer only stops early on an error, which `try_join!` reports.
-                let _ = pages.send(page).await;
-            }
-            match last {
-                Some(position) => after = Some(position),
-                None => break,
-            }
+            Ok(Some((page, next)))
         }
-        pages.close_channel();
-        Ok::<_, Error>(())
-    };
-    let write = received
-        .map(|page: Vec<_>| {
-            let destination = destination.clone();
-            async move { destination.import_kv(&page).await }
-        })
-        .buffer_unordered(options.parallel)
-        .try_fold(0_u64, |written, n| async move {
-            let n = n as u64;
-            progress.advance(n);
-            Ok(written + n)
-        });
-    let ((), written) = try_join!(read, write)?;
+    });
+    let written = write_pages(pages, options.parallel, progress, |page| {
+        let destination = destination.clone();
+        async move { Ok(destination.import_kv(&page).await? as u64) }
+    })
+    .await?;
     progress.end();
     Ok(written)
+}
+
+/// Writes each page with `write` as it is read, up to `parallel` writes in flight while the
+/// next page is read, and adds up what the writes report.
+async fn write_pages<T, W, F>(
+    pages: impl stream::Stream<Item = Result<Vec<T>>>,
+    parallel: usize,
+    progress: &dyn Progress,
+    write: W,
+) -> Result<u64>
+where
+    W: FnMut(Vec<T>) -> F,
+    F: Future<Output = Result<u64>>,
+{
+    pages
+        .try_filter(|page| std::future::ready(!page.is_empty()))
+        .map_ok(write)
+        .try_buffer_unordered(parallel)
+        .try_fold(0_u64, |written, n| async move {
+            progress.advance(n);
+            Ok(written + n)
+        })
+        .await
 }
 
 /// What became of one user.
@@ -335,38 +343,26 @@ async fn copy_table(
     to.tables().ensure_table(schema).await?;
     let total = tables.count(schema).await?;
     progress.begin(&format!("table {}", schema.name()), Some(total));
-    let (mut pages, received) = mpsc::channel(options.parallel);
-    let read = async {
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = tables
-                .scan(schema, options.batch, cursor.as_deref())
-                .await?;
-            if !page.items.is_empty() {
-                let _ = pages.send(page.items).await;
-            }
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
+    let batch = options.batch;
+    // The state is the cursor of the next page; `None` after the last page.
+    let pages = stream::try_unfold(Some(None::<String>), |cursor| {
+        let tables = tables.clone();
+        async move {
+            let Some(cursor) = cursor else {
+                return Ok(None);
+            };
+            let page = tables.scan(schema, batch, cursor.as_deref()).await?;
+            Ok(Some((page.items, page.next.map(Some))))
         }
-        pages.close_channel();
-        Ok::<_, Error>(())
-    };
-    let write = received
-        .map(|records: Vec<_>| {
-            let destination = destination.clone();
-            async move {
-                destination.import_records(schema, &records).await?;
-                Ok::<_, Error>(records.len() as u64)
-            }
-        })
-        .buffer_unordered(options.parallel)
-        .try_fold(0_u64, |written, n| async move {
-            progress.advance(n);
-            Ok(written + n)
-        });
-    let ((), written) = try_join!(read, write)?;
+    });
+    let written = write_pages(pages, options.parallel, progress, |records| {
+        let destination = destination.clone();
+        async move {
+            destination.import_records(schema, &records).await?;
+            Ok(records.len() as u64)
+        }
+    })
+    .await?;
     progress.end();
     Ok(written)
 }
