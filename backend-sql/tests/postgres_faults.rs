@@ -62,6 +62,24 @@ async fn a_closed_port_is_unavailable_within_the_connect_timeout() -> Result<()>
 /// server at `statement_timeout`, reported as `Unavailable` (safe to retry), and once the lock
 /// is gone the value is the one the other session left.
 #[tokio::test]
+async fn a_host_name_that_does_not_resolve_is_unavailable_not_an_unknown_outcome() -> Result<()> {
+    // `.invalid` never resolves (RFC 2606), so nothing can have been sent.
+    let url = "postgres://postgres@storekit-test.invalid:5432/test";
+    let config = PostgresConfig::from_url(url)?.connect_timeout(Duration::from_secs(2));
+    let started = Instant::now();
+    let err = PostgresStore::connect(&config)
+        .await
+        .expect_err("the name does not resolve");
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    assert!(
+        err.is_retryable() && !err.may_have_been_applied(),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_write_blocked_by_a_lock_is_unavailable_at_the_statement_timeout() -> Result<()> {
     let Some(url) = common::postgres_url() else {
         return Ok(());

@@ -153,6 +153,7 @@ macro_rules! __with_cases {
                 query_streams_follow_every_page,
                 typed_tables_read_and_write_serde_records,
                 float_keys_sort_numerically,
+                every_call_on_a_dropped_table_is_not_found,
             ];
             transfer_uuid, Uuid, transfer: [
                 kv_export_pages_every_live_item_once_with_its_deadline,

@@ -1758,6 +1758,67 @@ pub async fn scan_and_count_see_every_record_once(f: &Fixture) {
     );
 }
 
+/// Once a table is dropped, every call on it answers `NotFound { what: "table" }`, reads
+/// included: an empty answer would hide the mistake (a miss of a unique value, on DynamoDB,
+/// reads only the marker table, which outlives the record table).
+pub async fn every_call_on_a_dropped_table_is_not_found(f: &Fixture) {
+    let schema = things();
+    let store = ensure(f, &schema).await;
+    insert(
+        store,
+        &schema,
+        json!({"id": "t1", "sku": "S1", "group": "g", "rank": 1}),
+    )
+    .await;
+    assert!(store.drop_table(&schema).await.expect("drop"));
+    let key = RecordKey::new("t1");
+    let not_found = |what: &str, result: Result<(), Error>| {
+        assert!(
+            matches!(result, Err(Error::NotFound { what: "table" })),
+            "{what}: {result:?}"
+        );
+    };
+    for sku in ["S1", "S2"] {
+        not_found(
+            &format!("get_by_unique {sku}"),
+            store
+                .get_by_unique(&schema, "sku", &[KeyValue::from(sku)])
+                .await
+                .map(drop),
+        );
+    }
+    not_found("get", store.get(&schema, &key).await.map(drop));
+    not_found(
+        "get_many",
+        store
+            .get_many(&schema, std::slice::from_ref(&key))
+            .await
+            .map(drop),
+    );
+    not_found("contains", store.contains(&schema, &key).await.map(drop));
+    not_found(
+        "query",
+        store.query(&schema, &Query::table("t1")).await.map(drop),
+    );
+    not_found(
+        "index query",
+        store
+            .query(&schema, &Query::index("by-group", "g"))
+            .await
+            .map(drop),
+    );
+    not_found("scan", store.scan(&schema, 10, None).await.map(drop));
+    not_found("count", store.count(&schema).await.map(drop));
+    not_found(
+        "insert",
+        store
+            .insert(&schema, doc(json!({"id": "t2"})))
+            .await
+            .map(drop),
+    );
+    not_found("delete", store.delete(&schema, &key, None).await.map(drop));
+}
+
 /// A verified index query drops hits whose record no longer matches, and returns records as
 /// they are now, whether or not the backend's indexes lag.
 pub async fn verified_queries_drop_stale_hits(f: &Fixture) {

@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem}
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use futures::{StreamExt as _, TryStreamExt as _, stream};
-use storekit_core::table::{KeyValue, Record, RecordKey, TableSchema};
+use storekit_core::table::{KeyDef, KeyType, KeyValue, Record, RecordKey, TableSchema};
 use storekit_core::{Error, Result};
 
 use super::{Placeholders, at_version, item};
@@ -170,6 +170,10 @@ impl DynamoDbStore {
             .map_err(error::sdk)?
             .item;
         let Some(marker) = marker else {
+            // No marker is also what a dropped table leaves behind (its markers go with it):
+            // ask the record table, so that a missing table is `NotFound` here as it is for
+            // every other call.
+            self.probe_table(schema).await?;
             return Ok(None);
         };
         let key = holder_of(&marker)
@@ -180,6 +184,33 @@ impl DynamoDbStore {
         let record = self.get_record(schema, &key).await?;
         Ok(record
             .filter(|r| item::unique_values(schema, &r.document)[index].as_deref() == Some(values)))
+    }
+
+    /// Fails with [`Error::NotFound`] (`"table"`) when the record table does not exist: one
+    /// eventually consistent `GetItem` of a key no record need hold, reading only that key.
+    async fn probe_table(&self, schema: &TableSchema) -> Result<()> {
+        let probe = |def: &KeyDef| match def.kind() {
+            KeyType::Text => KeyValue::from("storekit-probe"),
+            KeyType::Int => KeyValue::Int(0),
+            KeyType::Float => KeyValue::Float(0.0),
+            KeyType::Bytes => KeyValue::Bytes(vec![0]),
+        };
+        let key = RecordKey {
+            partition: probe(schema.partition()),
+            sort: schema.sort().map(probe),
+        };
+        let mut p = Placeholders::default();
+        let projection = p.name(schema.partition().field());
+        self.client
+            .get_item()
+            .table_name(self.table_name(schema))
+            .set_key(Some(item::key_item(schema, &key)))
+            .projection_expression(projection)
+            .set_expression_attribute_names(p.names())
+            .send_counted()
+            .await
+            .map_err(error::sdk)?;
+        Ok(())
     }
 
     /// Called when the marker of `values` is held by another record (`taker`, from the refused

@@ -32,6 +32,9 @@ pub(super) fn pg_error(err: sqlx::Error) -> Error {
     match err {
         // No connection was had: nothing was sent.
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => Error::unavailable(BACKEND, err),
+        // No connection could be opened (the name does not resolve, nothing listens): no
+        // statement can have been sent.
+        sqlx::Error::Io(ref io) if never_connected(io) => Error::unavailable(BACKEND, err),
         // The connection broke, perhaps after the statement was sent and even committed.
         sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => {
             Error::outcome_unknown(BACKEND, err)
@@ -40,6 +43,26 @@ pub(super) fn pg_error(err: sqlx::Error) -> Error {
             Error::unavailable(BACKEND, err)
         }
         _ => Error::backend(BACKEND, err),
+    }
+}
+
+/// True if `io` is a failure to open a connection at all, as opposed to one that broke while
+/// in use.
+fn never_connected(io: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    match io.kind() {
+        ErrorKind::ConnectionRefused
+        | ErrorKind::AddrNotAvailable
+        | ErrorKind::NetworkUnreachable
+        | ErrorKind::HostUnreachable => true,
+        // The standard library's resolver failure has no kind of its own and no OS error code;
+        // its message is the one thing that names it.
+        _ => {
+            io.raw_os_error().is_none()
+                && io
+                    .to_string()
+                    .starts_with("failed to lookup address information")
+        }
     }
 }
 

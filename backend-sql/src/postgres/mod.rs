@@ -109,9 +109,42 @@ fn redacted_url(url: &str) -> String {
     )
 }
 
+/// The connection parameters the driver (sqlx) reads from a URL; `options[NAME]` sets a
+/// server setting.
+const DRIVER_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+    "options[NAME]",
+];
+
+fn is_driver_parameter(name: &str) -> bool {
+    DRIVER_PARAMETERS.contains(&name)
+        || name
+            .strip_prefix("options[")
+            .is_some_and(|rest| rest.len() > 1 && rest.ends_with(']'))
+}
+
 impl PostgresConfig {
     /// Settings for the server at `url`. The URL may carry storekit's own query parameters
-    /// `schema=`, `prefix=` and `id=uuid|int`, which are taken out before connecting.
+    /// `schema=`, `prefix=` and `id=uuid|int`, which are taken out before connecting, and the
+    /// driver's own (`sslmode=`, `application_name=`, `options[NAME]=`…); any other parameter
+    /// is [`Error::InvalidInput`], so that a misspelt one is not silently ignored.
     pub fn from_url(url: &str) -> Result<Self> {
         let mut parsed = url::Url::parse(url).map_err(|e| Error::invalid("url", format!("{e}")))?;
         let mut config = Self::default();
@@ -121,7 +154,21 @@ impl PostgresConfig {
                 ("schema", schema) => config.schema = Some(schema.to_owned()),
                 ("prefix", prefix) => config.table_prefix = prefix.to_owned(),
                 ("id", kind) => config.id_kind = IdKind::parse(kind)?,
-                _ => kept.push((name.into_owned(), value.into_owned())),
+                (driver, _) if is_driver_parameter(driver) => {
+                    kept.push((name.into_owned(), value.into_owned()));
+                }
+                // The driver would only log and ignore it: a typo in `schema=` would go
+                // unnoticed and the tables land in the default schema. Only the name is
+                // repeated, since a value may be a password.
+                (other, _) => {
+                    return Err(Error::invalid(
+                        "url",
+                        format!(
+                            "unknown parameter {other:?} (known: schema, prefix, id, {})",
+                            DRIVER_PARAMETERS.join(", ")
+                        ),
+                    ));
+                }
             }
         }
         if kept.is_empty() {
@@ -344,13 +391,36 @@ mod tests {
         for url in [
             "postgres://app:hunter2@db.internal:5433/shop",
             "postgres://db.internal/shop?user=app&password=hunter2",
-            "postgres:///shop?host=/run/pg&sslpassword=hunter2",
+            "postgres:///shop?host=/run/pg&password=hunter2&application_name=app",
         ] {
             let debug = format!("{:?}", PostgresConfig::from_url(url)?);
             assert!(!debug.contains("hunter2"), "{debug}");
             assert!(!debug.contains("app"), "{debug}");
             assert!(debug.contains("shop"), "{debug}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_parameters_are_refused_without_their_value() -> storekit_core::Result<()> {
+        for url in [
+            "postgres://db/shop?schmea=hunter2",
+            "postgres://db/shop?schema=app&sslpasword=hunter2",
+            "postgres://db/shop?options[]=hunter2",
+        ] {
+            let err = PostgresConfig::from_url(url).expect_err(url);
+            assert!(
+                matches!(err, storekit_core::Error::InvalidInput { what: "url", .. }),
+                "{err:?}"
+            );
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+        let config = PostgresConfig::from_url(
+            "postgres://db/shop?schema=app&sslmode=disable&options[search_path]=x&port=5433",
+        )?;
+        assert_eq!(config.schema.as_deref(), Some("app"));
+        assert!(config.url.contains("sslmode=disable"), "{}", config.url);
+        assert!(config.url.contains("search_path"), "{}", config.url);
         Ok(())
     }
 }
