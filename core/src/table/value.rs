@@ -113,9 +113,10 @@ impl KeyValue {
             (_, None | Some(Value::Null)) => return Ok(None),
             (KeyType::Text, Some(Value::String(text))) => Self::Text(text.clone()),
             (KeyType::Int, Some(Value::Number(n))) => Self::Int(n.as_i64().ok_or_else(wrong)?),
-            (KeyType::Float, Some(Value::Number(n))) => {
-                Self::Float(check_float(n.as_f64().ok_or_else(wrong)?)?)
-            }
+            (KeyType::Float, Some(Value::Number(n))) => Self::Float(check_float(exact_float(
+                field,
+                n,
+            )?)?),
             (KeyType::Bytes, Some(Value::String(text))) => {
                 Self::Bytes(STANDARD.decode(text).map_err(|_| {
                     Error::invalid(
@@ -193,6 +194,36 @@ fn float_json(float: f64) -> Value {
     match crate::validate::normalize_json("key", &mut object) {
         Ok(()) => object.remove("n").unwrap_or(Value::Null),
         Err(_) => Value::from(float),
+    }
+}
+
+/// The float a JSON number stands for, only if it stands for it exactly.
+///
+/// A JSON float (`0.1`, `1e19`) is parsed to the nearest `f64` and written back as that
+/// `f64`, so it always is one. A JSON integer is kept as written by every backend's document
+/// column, but a float key reads it as an `f64`: past 2^53 some integers have no `f64`, and the
+/// key read (2^53 for 2^53 + 1) would not be the value stored. On DynamoDB the stored number
+/// is the written integer, so the key returned would never find its record again. Refusing
+/// them keeps every key reachable; 2^60 or `1e19` (integers an `f64` holds) stay accepted.
+fn exact_float(field: &str, number: &serde_json::Number) -> Result<f64> {
+    let integer = number
+        .as_i64()
+        .map(i128::from)
+        .or_else(|| number.as_u64().map(i128::from));
+    let float = number.as_f64().unwrap_or(f64::NAN);
+    match integer {
+        // `as` from an f64 of at most 2^64 into i128 is exact; a float that is not the
+        // integer converts to another number.
+        #[allow(clippy::cast_possible_truncation)]
+        Some(integer) if float as i128 != integer => Err(Error::invalid(
+            "document",
+            format!(
+                "field {field:?} is a float key, and the integer {integer} has no exact float \
+                 (a float key holds integers up to 2^53 exactly, larger ones only when an f64 \
+                 holds them)"
+            ),
+        )),
+        _ => Ok(float),
     }
 }
 
@@ -389,6 +420,28 @@ mod tests {
             Some(KeyValue::Bytes(vec![0, 1]))
         );
         assert!(read(KeyType::Int, 0.5.into()).is_err());
+        // A float key holds an integer only if an f64 holds it exactly.
+        let refused = |value: Value| match read(KeyType::Float, value) {
+            Err(Error::InvalidInput { what, why }) => what == "document" && why.contains("\"f\""),
+            _ => false,
+        };
+        assert!(refused(((1_i64 << 53) + 1).into()));
+        assert!(refused(i64::MAX.into()));
+        assert!(refused((i64::MIN + 1).into()));
+        assert!(refused(u64::MAX.into()));
+        assert!(refused(1_733_500_000_123_456_789_i64.into()));
+        assert_eq!(
+            read(KeyType::Float, (1_i64 << 60).into()).ok().flatten(),
+            Some(KeyValue::Float(2f64.powi(60)))
+        );
+        assert_eq!(
+            read(KeyType::Float, i64::MIN.into()).ok().flatten(),
+            Some(KeyValue::Float(-(2f64.powi(63))))
+        );
+        assert_eq!(
+            read(KeyType::Float, 10_000_000_000_000_000_000_u64.into()).ok().flatten(),
+            Some(KeyValue::Float(1e19))
+        );
         assert!(read(KeyType::Text, 1.into()).is_err());
         assert!(read(KeyType::Text, "".into()).is_err());
         assert!(read(KeyType::Bytes, "not base64!".into()).is_err());
