@@ -57,8 +57,8 @@ use futures::stream::BoxStream;
 
 pub use document::{Document, MAX_DOCUMENT_BYTES, canonicalize, dynamodb_size};
 pub use query::{
-    Consistency, DEFAULT_PAGE, IndexQuery, MAX_PAGE, Order, Position, Query, QueryPage,
-    SortCondition,
+    Consistency, DEFAULT_PAGE, IndexQuery, MAX_PAGE, MIN_CURSOR_KEY_BYTES, Order, Position, Query,
+    QueryPage, SortCondition, set_cursor_key,
 };
 pub use schema::{
     IndexEntry, IndexShape, KeyDef, KeyShape, MAX_INDEXES, MAX_UNIQUE_COMPONENTS,
@@ -68,8 +68,57 @@ pub use schema::{
 };
 pub use typed::{Table, Versioned};
 pub use value::{KeyType, KeyValue, MAX_KEY_BYTES, RecordKey};
+pub use crate::validate::MAX_FIELD_NAME_BYTES;
 
 use crate::Result;
+
+/// The last version a record can reach: versions run from 1 to `i64::MAX` on every backend
+/// (SQL stores a `BIGINT`; DynamoDB and memory keep the same range so that a copy between
+/// them never meets a version it cannot hold).
+pub const MAX_VERSION: u64 = i64::MAX as u64;
+
+/// The version a write over a record at `current` gives it: `current + 1`.
+///
+/// A record at [`MAX_VERSION`] can be read and deleted, but no longer written:
+/// [`Error::InvalidInput`](crate::Error::InvalidInput) (`"version"`), the same on every
+/// backend, and nothing is written. It is not a [`Conflict`](crate::Error::Conflict), which
+/// [`TableStore::update`] would retry: no retry can succeed, and the version must never wrap
+/// to a value an old reader holds. Backends call it wherever a write counts one up.
+pub fn next_version(current: u64) -> Result<u64> {
+    match current.checked_add(1) {
+        Some(next) if next <= MAX_VERSION => Ok(next),
+        _ => Err(crate::Error::invalid(
+            "version",
+            format!(
+                "the record is at version {current}, and versions end at {MAX_VERSION}: it \
+                 can be deleted, not written"
+            ),
+        )),
+    }
+}
+
+/// Checks a version a record is written at as given (an import): 1 to [`MAX_VERSION`].
+pub(crate) fn check_version(version: u64) -> Result<()> {
+    if !(1..=MAX_VERSION).contains(&version) {
+        return Err(crate::Error::invalid(
+            "version",
+            format!("{version} is outside 1 to {MAX_VERSION}, the versions every backend holds"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a version a caller expects a record to be at: 0 (an item another client wrote
+/// into an adopted DynamoDB table) to [`MAX_VERSION`]; above it no record can be.
+pub(crate) fn check_expected_version(version: u64) -> Result<()> {
+    if version > MAX_VERSION {
+        return Err(crate::Error::invalid(
+            "version",
+            format!("{version} is above {MAX_VERSION}, the last version a record can have"),
+        ));
+    }
+    Ok(())
+}
 
 /// One stored record: its key, its version and its document.
 #[derive(Debug, Clone, PartialEq)]
