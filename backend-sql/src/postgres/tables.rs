@@ -318,7 +318,9 @@ impl TableBackend for PostgresStore {
         let layout = self.layout(schema)?;
         let statement = layout.insert(row, true)?;
         let row = self
-            .run(&layout, || query(&statement).fetch_optional(&self.inner.pool))
+            .run(&layout, || {
+                query(&statement).fetch_optional(&self.inner.pool)
+            })
             .await?;
         match row {
             Some(row) => first_number(&row),
@@ -419,7 +421,9 @@ impl TableBackend for PostgresStore {
         let layout = self.layout(schema)?;
         let statement = layout.count();
         let row = self
-            .run(&layout, || query(&statement).fetch_optional(&self.inner.pool))
+            .run(&layout, || {
+                query(&statement).fetch_optional(&self.inner.pool)
+            })
             .await?;
         match row {
             Some(row) => first_number(&row),

@@ -308,8 +308,9 @@ impl TableBackend for SqliteStore {
                 })
                 .map_err(table_error)?;
                 match version {
-                    Some(version) => u64::try_from(version)
-                        .map_err(|_| Error::backend(BACKEND, "an upsert returned a negative version")),
+                    Some(version) => u64::try_from(version).map_err(|_| {
+                        Error::backend(BACKEND, "an upsert returned a negative version")
+                    }),
                     // The upsert leaves a record at the last version alone.
                     None => next_version(MAX_VERSION),
                 }

@@ -140,7 +140,9 @@ mod tests {
         assert!(refused(json!({"": 1})));
         let limit = crate::validate::MAX_FIELD_NAME_BYTES;
         assert!(refused(json!({"a".repeat(limit + 1): 1})));
-        assert!(refused(json!({"a": {"b": [{"é".repeat(limit / 2 + 1): 1}]}})));
+        assert!(refused(
+            json!({"a": {"b": [{"é".repeat(limit / 2 + 1): 1}]}})
+        ));
         assert!(!refused(json!({"a".repeat(limit): 1})));
         assert!(!refused(json!({"a": [{"é".repeat(limit / 2): 1}]})));
         assert!(refused(json!({"a": 1e300})));

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::query::{self, fingerprint};
 use super::Order;
+use super::query::{self, fingerprint};
 use super::{
-    check_expected_version, next_version, Change, Consistency, Document, IndexQuery, KeyValue, Position, Query, QueryPage, Record,
-    RecordKey, Row, TableSchema, TableStatus, TableStore,
+    Change, Consistency, Document, IndexQuery, KeyValue, Position, Query, QueryPage, Record,
+    RecordKey, Row, TableSchema, TableStatus, TableStore, check_expected_version, next_version,
 };
 use crate::backend::TableBackend;
 use crate::trace::{Call, call_span};
@@ -665,12 +665,21 @@ mod tests {
             };
             store.insert(&schema, document).await?;
         }
-        let not_advancing =
-            |e: &Error| matches!(e, Error::Backend { backend: "forgetful", .. });
+        let not_advancing = |e: &Error| {
+            matches!(
+                e,
+                Error::Backend {
+                    backend: "forgetful",
+                    ..
+                }
+            )
+        };
         for query in [Query::table("a"), Query::index("by-g", "g")] {
             let first = store.query(&schema, &query.clone().limit(1)).await?;
             let next = first.next.ok_or(Error::NotFound { what: "cursor" })?;
-            let again = store.query(&schema, &query.clone().limit(1).after(next)).await;
+            let again = store
+                .query(&schema, &query.clone().limit(1).after(next))
+                .await;
             assert!(again.as_ref().is_err_and(not_advancing), "{again:?}");
             let all: Result<Vec<Record>> =
                 query_stream(backend.clone(), schema.clone(), query.limit(1))

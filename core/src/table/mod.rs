@@ -21,6 +21,42 @@
 //! version; a version conflict is the database's answer to the write, never a read made
 //! before it.
 //!
+//! # The rules at the edges
+//!
+//! Written once here and checked before any backend sees a call, so that every backend gives
+//! the same answer; the conformance suite's `edges` cases check each on every backend.
+//!
+//! - **Key types.** Text (UTF-8 byte order, 1 to [`MAX_KEY_BYTES`], no NUL), 64-bit integers,
+//!   bytes (unsigned byte order, 1 to [`MAX_KEY_BYTES`]) and finite floats in DynamoDB's range,
+//!   `-0.0` being `0` ([`KeyType`]). A float key is exact: a JSON integer in a float key field
+//!   (a key or an index key) must be one an `f64` holds exactly, every integer up to 2^53 and
+//!   larger ones such as 2^60; others (2^53 + 1, `i64::MAX`, a timestamp in nanoseconds) are
+//!   [`Error::InvalidInput`](crate::Error::InvalidInput) naming the field, since the key read
+//!   back would differ from the value stored and could never find its record again.
+//! - **Versions** run from 1 to [`MAX_VERSION`] (`i64::MAX`, what SQL's `BIGINT` holds), on
+//!   every backend. An import at a version outside is `InvalidInput { what: "version" }`. A
+//!   record at the last version can be read and deleted, but any write that would count past
+//!   it (`put`, `replace`, `update`) is `InvalidInput { what: "version" }` and writes nothing
+//!   ([`next_version`] says why it is not a conflict); nothing ever wraps to 0, where an old
+//!   version would match again. 0 is only the version of an item another client wrote into an
+//!   adopted DynamoDB table.
+//! - **Field names** in a document are 1 to [`MAX_FIELD_NAME_BYTES`] bytes at any depth
+//!   (DynamoDB Local refuses longer ones after seconds of retries); see [`canonicalize`] for
+//!   the other document rules.
+//! - **Pages always move forward.** Each record of a page comes strictly after the one before
+//!   it, the first after the cursor, in the query's order (a table query by key; an index
+//!   query by the index's sort key, ties in the backend's own order), so [`query_stream`] and
+//!   [`scan_stream`] always end. A backend that answers otherwise fails the page with
+//!   [`Error::Backend`](crate::Error::Backend) instead of handing out a cursor that repeats it.
+//! - **Cursors are bound to their query and tamper-evident.** A cursor is the position where a
+//!   page ended (the last record's key, and its index sort key) with an HMAC-SHA256 tag over
+//!   that position and the query (table, index, partition, condition, order; or the table, for
+//!   a scan), in URL-safe base64. Any edit, a cursor of another query, and a position outside
+//!   the query's partition or sort condition are `InvalidInput { what: "cursor" }` before any
+//!   database sees them. The tag's key is random per process, so nobody outside the process
+//!   can forge a cursor and there is no secret to manage; processes or replicas that continue
+//!   each other's pages share one with [`set_cursor_key`].
+//!
 //! ```
 //! # async fn run() -> storekit_core::Result<()> {
 //! use std::sync::Arc;
@@ -55,6 +91,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
+pub use crate::validate::MAX_FIELD_NAME_BYTES;
 pub use document::{Document, MAX_DOCUMENT_BYTES, canonicalize, dynamodb_size};
 pub use query::{
     Consistency, DEFAULT_PAGE, IndexQuery, MAX_PAGE, MIN_CURSOR_KEY_BYTES, Order, Position, Query,
@@ -68,7 +105,6 @@ pub use schema::{
 };
 pub use typed::{Table, Versioned};
 pub use value::{KeyType, KeyValue, MAX_KEY_BYTES, RecordKey};
-pub use crate::validate::MAX_FIELD_NAME_BYTES;
 
 use crate::Result;
 
@@ -125,8 +161,9 @@ pub(crate) fn check_expected_version(version: u64) -> Result<()> {
 pub struct Record {
     /// The record's key in its table.
     pub key: RecordKey,
-    /// Starts at 1 and grows by one with every write through storekit. An item written by
-    /// another client into an adopted DynamoDB table has no version yet and reads as 0.
+    /// Starts at 1 and grows by one with every write through storekit, up to
+    /// [`MAX_VERSION`]. An item written by another client into an adopted DynamoDB table has no
+    /// version yet and reads as 0.
     pub version: u64,
     /// The document, as stored (canonical, with computed keys).
     pub document: Document,

@@ -113,10 +113,9 @@ impl KeyValue {
             (_, None | Some(Value::Null)) => return Ok(None),
             (KeyType::Text, Some(Value::String(text))) => Self::Text(text.clone()),
             (KeyType::Int, Some(Value::Number(n))) => Self::Int(n.as_i64().ok_or_else(wrong)?),
-            (KeyType::Float, Some(Value::Number(n))) => Self::Float(check_float(exact_float(
-                field,
-                n,
-            )?)?),
+            (KeyType::Float, Some(Value::Number(n))) => {
+                Self::Float(check_float(exact_float(field, n)?)?)
+            }
             (KeyType::Bytes, Some(Value::String(text))) => {
                 Self::Bytes(STANDARD.decode(text).map_err(|_| {
                     Error::invalid(
@@ -439,7 +438,9 @@ mod tests {
             Some(KeyValue::Float(-(2f64.powi(63))))
         );
         assert_eq!(
-            read(KeyType::Float, 10_000_000_000_000_000_000_u64.into()).ok().flatten(),
+            read(KeyType::Float, 10_000_000_000_000_000_000_u64.into())
+                .ok()
+                .flatten(),
             Some(KeyValue::Float(1e19))
         );
         assert!(read(KeyType::Text, 1.into()).is_err());
