@@ -504,7 +504,7 @@ async fn run_query<B: TableBackend>(
 /// returned it.
 fn position(schema: &TableSchema, request: &IndexQuery<'_>, record: &Record) -> Result<Position> {
     let sort = match request.index.and_then(|i| schema.indexes()[i].sort()) {
-        Some(def) => Some(def.read(&record.document)?.ok_or_else(|| {
+        Some(def) => Some(def.read_stored(&record.document)?.ok_or_else(|| {
             Error::invalid(
                 "document",
                 format!("an index hit lacks its sort key {:?}", def.field()),
@@ -537,10 +537,10 @@ async fn still_matching<B: TableBackend>(
     let mut kept = Vec::with_capacity(hits.len());
     for ((_, position), now) in hits.into_iter().zip(current) {
         let Some(now) = now else { continue };
-        let partition = index.partition().read(&now.document)?;
+        let partition = index.partition().read_stored(&now.document)?;
         let sort = index
             .sort()
-            .map(|def| def.read(&now.document))
+            .map(|def| def.read_stored(&now.document))
             .transpose()?
             .flatten();
         let matches = partition.as_ref() == Some(&query.partition)

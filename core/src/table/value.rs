@@ -103,6 +103,28 @@ impl KeyValue {
     /// `null`, [`Error::InvalidInput`] naming `field` when it has another type, is empty text or
     /// bytes, or is too long.
     pub fn from_field(kind: KeyType, field: &str, value: Option<&Value>) -> Result<Option<Self>> {
+        Self::read_field(kind, field, value, true)
+    }
+
+    /// [`KeyValue::from_field`] for a document already stored, which storekit versions
+    /// before the float-exactness rule may have written with an integer no `f64` holds in a
+    /// float key: it reads as the nearest float, as it always did, so that the record stays
+    /// readable and deletable (a page that would repeat it is refused by the layer, never
+    /// looped on).
+    pub(crate) fn from_stored_field(
+        kind: KeyType,
+        field: &str,
+        value: Option<&Value>,
+    ) -> Result<Option<Self>> {
+        Self::read_field(kind, field, value, false)
+    }
+
+    fn read_field(
+        kind: KeyType,
+        field: &str,
+        value: Option<&Value>,
+        exact: bool,
+    ) -> Result<Option<Self>> {
         let wrong = || {
             Error::invalid(
                 "document",
@@ -113,8 +135,11 @@ impl KeyValue {
             (_, None | Some(Value::Null)) => return Ok(None),
             (KeyType::Text, Some(Value::String(text))) => Self::Text(text.clone()),
             (KeyType::Int, Some(Value::Number(n))) => Self::Int(n.as_i64().ok_or_else(wrong)?),
-            (KeyType::Float, Some(Value::Number(n))) => {
+            (KeyType::Float, Some(Value::Number(n))) if exact => {
                 Self::Float(check_float(exact_float(field, n)?)?)
+            }
+            (KeyType::Float, Some(Value::Number(n))) => {
+                Self::Float(check_float(n.as_f64().ok_or_else(wrong)?)?)
             }
             (KeyType::Bytes, Some(Value::String(text))) => {
                 Self::Bytes(STANDARD.decode(text).map_err(|_| {
@@ -424,7 +449,8 @@ mod tests {
             Err(Error::InvalidInput { what, why }) => what == "document" && why.contains("\"f\""),
             _ => false,
         };
-        assert!(refused(((1_i64 << 53) + 1).into()));
+        const PAST: i64 = (1 << 53) + 1;
+        assert!(refused(PAST.into()));
         assert!(refused(i64::MAX.into()));
         assert!(refused((i64::MIN + 1).into()));
         assert!(refused(u64::MAX.into()));
@@ -437,6 +463,9 @@ mod tests {
             read(KeyType::Float, i64::MIN.into()).ok().flatten(),
             Some(KeyValue::Float(-(2f64.powi(63))))
         );
+        // What an older storekit stored still reads, as the nearest float it always read as.
+        let stored = KeyValue::from_stored_field(KeyType::Float, "f", Some(&PAST.into()));
+        assert_eq!(stored.ok().flatten(), Some(KeyValue::Float(2f64.powi(53))));
         assert_eq!(
             read(KeyType::Float, 10_000_000_000_000_000_000_u64.into())
                 .ok()
