@@ -298,8 +298,9 @@ static PROCESS_KEY: OnceLock<Arc<[u8]>> = OnceLock::new();
 /// store) before it serves queries. Setting a key again replaces it: cursors made with the
 /// old key are refused from then on, as they would be after a restart without a shared key.
 ///
-/// ```
-/// // At start-up, from a secret every replica shares (here a fixed one, for the example).
+/// ```no_run
+/// // At start-up, from a secret every replica shares (here a fixed one, for the example;
+/// // not run, so that it changes no key under other tests of this process).
 /// storekit_core::table::set_cursor_key(&[7u8; 32])?;
 /// # Ok::<(), storekit_core::Error>(())
 /// ```
