@@ -208,12 +208,15 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
     /// key (`"record"`) or one of its unique values (`"unique value"`) is taken.
     async fn insert(&self, schema: &TableSchema, document: Document) -> Result<Record>;
 
-    /// Writes the record whether or not it exists (version 1, or one more than before).
+    /// Writes the record whether or not it exists (version 1, or one more than before). Over
+    /// a record at [`MAX_VERSION`]: [`InvalidInput`](crate::Error::InvalidInput) (`"version"`),
+    /// nothing written.
     async fn put(&self, schema: &TableSchema, document: Document) -> Result<Record>;
 
     /// Overwrites the record if it is still at `version`; otherwise
     /// [`Conflict`](crate::Error::Conflict), or [`NotFound`](crate::Error::NotFound) if it is
-    /// gone.
+    /// gone. A `version` of [`MAX_VERSION`] or more is
+    /// [`InvalidInput`](crate::Error::InvalidInput) (`"version"`) before anything is sent.
     async fn replace(
         &self,
         schema: &TableSchema,
@@ -222,7 +225,9 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
     ) -> Result<Record>;
 
     /// Reads the record, changes it with `change`, and writes it at the version read; when
-    /// another write came first, reads and changes again. The change must keep the key.
+    /// another write came first, reads and changes again. The change must keep the key. A
+    /// record at [`MAX_VERSION`] is [`InvalidInput`](crate::Error::InvalidInput) (`"version"`),
+    /// without calling `change`.
     async fn update(
         &self,
         schema: &TableSchema,
@@ -232,7 +237,7 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
 
     /// Deletes the record; `false` if it did not exist. With a `version`, only if the record is
     /// at it ([`Conflict`](crate::Error::Conflict) otherwise, [`NotFound`](crate::Error::NotFound)
-    /// if it is gone).
+    /// if it is gone; above [`MAX_VERSION`], [`InvalidInput`](crate::Error::InvalidInput)).
     async fn delete(
         &self,
         schema: &TableSchema,

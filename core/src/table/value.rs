@@ -238,7 +238,6 @@ fn exact_float(field: &str, number: &serde_json::Number) -> Result<f64> {
     match integer {
         // `as` from an f64 of at most 2^64 into i128 is exact; a float that is not the
         // integer converts to another number.
-        #[allow(clippy::cast_possible_truncation)]
         Some(integer) if float as i128 != integer => Err(Error::invalid(
             "document",
             format!(
