@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::Order;
 use super::query::{self, fingerprint};
 use super::{
-    Change, Consistency, Document, IndexQuery, KeyValue, Position, Query, QueryPage, Record,
+    Change, Consistency, Document, IndexQuery, KeyValue, Order, Position, Query, QueryPage, Record,
     RecordKey, Row, TableSchema, TableStatus, TableStore, check_expected_version, next_version,
 };
 use crate::backend::TableBackend;
