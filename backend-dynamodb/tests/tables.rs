@@ -662,3 +662,76 @@ async fn bytes_keys_are_binary_attributes_and_base64_in_documents() {
     run.await;
     store.drop_tables().await.expect("drop_tables");
 }
+
+/// An item whose float sort key no `f64` holds (`9007199254740993`, 2^53 + 1), as another
+/// client or a storekit before the float-exactness rule wrote it, reads as the nearest float,
+/// 2^53. Paging one record at a time then asks DynamoDB to start after 2^53, which it answers
+/// with that item again: the page that would repeat it is an error, never a loop.
+#[tokio::test]
+async fn an_item_whose_float_key_no_f64_holds_is_read_and_never_paged_in_a_loop() {
+    let Some(store) = store("inexact").await else {
+        return;
+    };
+    let client = store.client().clone();
+    let schema = TableSchema::builder("stamps", KeyDef::text("p"))
+        .sort_key(KeyDef::float("x"))
+        .build()
+        .expect("valid");
+    let table = format!("{}stamps", store.config().table_prefix());
+    let run = async {
+        store.ensure_table(&schema).await.expect("ensure_table");
+        for x in ["9007199254740993", "9007199254740994"] {
+            client
+                .put_item()
+                .table_name(&table)
+                .item("p", AttributeValue::S("f".into()))
+                .item("x", AttributeValue::N(x.into()))
+                .send()
+                .await
+                .expect("put item");
+        }
+        let page = store
+            .query(&schema, &Query::table("f").limit(1))
+            .await
+            .expect("the first page");
+        assert_eq!(
+            page.items.iter().map(|r| r.key.clone()).collect::<Vec<_>>(),
+            vec![RecordKey::with_sort("f", 2f64.powi(53))]
+        );
+        let next = page.next.expect("one more record");
+        let again = store
+            .query(&schema, &Query::table("f").limit(1).after(next))
+            .await;
+        assert!(
+            matches!(
+                &again,
+                Err(Error::Backend {
+                    backend: "aws.dynamodb",
+                    ..
+                })
+            ),
+            "{again:?}"
+        );
+        // A record with an exact key is found and written as ever.
+        let exact = RecordKey::with_sort("f", 2f64.powi(53) + 2.0);
+        assert!(store.get(&schema, &exact).await.expect("get").is_some());
+        let refused = store
+            .insert(
+                &schema,
+                doc(json!({"p": "f", "x": 9_007_199_254_740_995_i64})),
+            )
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(Error::InvalidInput {
+                    what: "document",
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+    };
+    run.await;
+    store.drop_tables().await.expect("drop_tables");
+}

@@ -751,7 +751,12 @@ impl Layout {
                 .quoted(column);
         }
         if write == Write::Upsert {
-            b.sql(" RETURNING version");
+            // A record at the last version is left as it is and returns no row, which the
+            // caller reports as `next_version` does: `version + 1` would be a raw overflow on
+            // PostgreSQL and turn into a REAL on SQLite.
+            b.sql(" WHERE old.version < ")
+                .sql(&MAX_VERSION_SQL)
+                .sql(" RETURNING version");
         }
         b.finish()
     }
@@ -1086,6 +1091,10 @@ fn same_shape(a: &TableSchema, b: &TableSchema) -> bool {
                     .all(|(a, b)| key(a, b))
         })
 }
+
+/// [`storekit_core::table::MAX_VERSION`] as an SQL literal: a constant, never input.
+static MAX_VERSION_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| storekit_core::table::MAX_VERSION.to_string());
 
 /// A version as bound: one past `i64::MAX` matches no row, which is what such a version means.
 fn version_param(version: u64) -> Param {

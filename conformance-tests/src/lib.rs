@@ -1,7 +1,7 @@
 //! The storekit conformance suite: the contract every backend keeps.
 //!
-//! The cases are plain `pub async fn`s in [`users`], [`kv`], [`tables`], [`transfer`],
-//! [`input`], [`load`], [`observe`] and [`model`] that take a [`Fixture`] (fresh, empty
+//! The cases are plain `pub async fn`s in [`users`], [`kv`], [`tables`], [`edges`],
+//! [`transfer`], [`input`], [`load`], [`observe`] and [`model`] that take a [`Fixture`] (fresh, empty
 //! stores) and fail by panicking. A backend runs them in one of two ways:
 //!
 //! - [`run_suite`], one function: every case of a [`Suite`] in turn, then one panic naming
@@ -27,6 +27,7 @@
 //! per test binary ([`containers`]), else the case is skipped, or fails when `CI` is set.
 
 pub mod containers;
+pub mod edges;
 pub mod harness;
 pub mod input;
 pub mod kv;
@@ -154,6 +155,14 @@ macro_rules! __with_cases {
                 typed_tables_read_and_write_serde_records,
                 float_keys_sort_numerically,
                 every_call_on_a_dropped_table_is_not_found,
+            ];
+            edges, Uuid, edges: [
+                float_keys_hold_only_integers_a_float_holds_exactly,
+                paging_one_record_at_a_time_always_ends,
+                edited_cursors_are_invalid_input,
+                versions_run_from_one_to_i64_max,
+                long_field_names_are_refused_at_any_depth,
+                random_cursor_edits_are_refused_and_intact_cursors_continue,
             ];
             transfer_uuid, Uuid, transfer: [
                 kv_export_pages_every_live_item_once_with_its_deadline,

@@ -18,7 +18,8 @@ async fn setup(_ctx: SetupContext) -> Option<Fixture> {
             Box::new(|| async { String::new() }.boxed()),
             Box::new(|| async {}.boxed()),
         )
-        .with_tables(store),
+        .with_tables(store.clone())
+        .with_transfer(store),
     )
 }
 

@@ -347,9 +347,7 @@ impl<B: TransferBackend> TransferStore for B {
                         if !seen.insert(row.key().clone()) {
                             return Err(Error::invalid("records", "one key twice in one batch"));
                         }
-                        if record.version == 0 {
-                            return Err(Error::invalid("version", "must be at least 1"));
-                        }
+                        crate::table::check_version(record.version)?;
                         rows.push((row, record.version));
                     }
                     if rows.is_empty() {

@@ -147,7 +147,7 @@ pub const EXTRA_NUMBER_RANGE: (f64, f64) = (1e-130, 1e126);
 /// identically.
 ///
 /// Refused, as [`Error::InvalidInput`]: nesting deeper than [`MAX_EXTRA_DEPTH`], an empty
-/// object key, NUL in a key or string, and numbers outside [`EXTRA_NUMBER_RANGE`]. Changed: a
+/// object key or one over [`MAX_FIELD_NAME_BYTES`], NUL in a key or string, and numbers outside [`EXTRA_NUMBER_RANGE`]. Changed: a
 /// float with an integral value that fits an `i64` (such as `3.0` or `-0.0`) becomes that
 /// integer, since DynamoDB keeps numbers by value and returns `3.0` as `3`; serde reads it
 /// back into an `f64` field all the same.
@@ -169,9 +169,27 @@ pub fn normalize_json(
     Ok(())
 }
 
+/// Longest field name (object key) at any depth of a table's document or a user's `extra`, in
+/// UTF-8 bytes.
+///
+/// DynamoDB documents 64 KB for an attribute name, but DynamoDB Local refuses a name over
+/// 50,000 bytes (its JSON parser's limit on a name, measured at top level and nested alike),
+/// and the SDK then retries an `InternalFailure` for seconds before a raw error. 32 KiB is
+/// well below both, and far above any real field name; it holds on every backend.
+pub const MAX_FIELD_NAME_BYTES: usize = 32 * 1024;
+
 fn check_json_key(what: &'static str, key: &str) -> Result<()> {
     if key.is_empty() {
         return Err(Error::invalid(what, "an object key is empty"));
+    }
+    if key.len() > MAX_FIELD_NAME_BYTES {
+        return Err(Error::invalid(
+            what,
+            format!(
+                "an object key is {} bytes, over the limit of {MAX_FIELD_NAME_BYTES} bytes",
+                key.len()
+            ),
+        ));
     }
     check_no_nul(what, key)
 }

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
     ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
-use storekit_core::table::{KeyValue, RecordKey, Row, TableSchema};
+use storekit_core::table::{KeyValue, RecordKey, Row, TableSchema, next_version};
 use storekit_core::{Error, Result};
 
 use super::unique::{free_or_held_by, marker_item, marker_key};
@@ -114,7 +114,9 @@ impl DynamoDbStore {
                     (absent(schema), 1)
                 }
                 (Expect::Any, Known::Stored { version, .. }) => {
-                    (at_version(schema, *version), version + 1)
+                    // Checked here, not by a condition: the write is refused before it is
+                    // sent, and DynamoDB's numbers would carry on past i64::MAX.
+                    (at_version(schema, *version), next_version(*version)?)
                 }
                 (Expect::At(at), Known::Guess | Known::Absent) => (absent(schema), at),
                 (Expect::At(at), Known::Stored { version, .. }) => {
@@ -125,9 +127,11 @@ impl DynamoDbStore {
                     let mut p = Placeholders::default();
                     let mut clauses = vec![version_clause(&mut p, schema, expected)];
                     clauses.extend(holding_clauses(&mut p, schema, row.uniques()));
-                    (p.condition(clauses.join(" AND ")), expected + 1)
+                    (p.condition(clauses.join(" AND ")), next_version(expected)?)
                 }
-                (Expect::Version(expected), _) => (at_version(schema, expected), expected + 1),
+                (Expect::Version(expected), _) => {
+                    (at_version(schema, expected), next_version(expected)?)
+                }
             };
             let old = match (&known, expect) {
                 (Known::Stored { uniques, .. }, _) => uniques,

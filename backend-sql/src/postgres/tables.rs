@@ -11,7 +11,8 @@ use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, Postgres, Row as _, SqlSafeStr as _};
 use storekit_core::backend::TableBackend;
 use storekit_core::table::{
-    IndexQuery, KeyType, KeyValue, MissingIndexes, Record, RecordKey, Row, TableSchema, TableShape,
+    IndexQuery, KeyType, KeyValue, MAX_VERSION, MissingIndexes, Record, RecordKey, Row,
+    TableSchema, TableShape, next_version,
 };
 use storekit_core::{Error, Result};
 
@@ -317,9 +318,15 @@ impl TableBackend for PostgresStore {
         let layout = self.layout(schema)?;
         let statement = layout.insert(row, true)?;
         let row = self
-            .run(&layout, || query(&statement).fetch_one(&self.inner.pool))
+            .run(&layout, || {
+                query(&statement).fetch_optional(&self.inner.pool)
+            })
             .await?;
-        first_number(&row)
+        match row {
+            Some(row) => first_number(&row),
+            // The upsert leaves a record at the last version alone.
+            None => next_version(MAX_VERSION),
+        }
     }
 
     async fn replace(&self, schema: &TableSchema, row: &Row, expected: u64) -> Result<()> {
@@ -414,9 +421,15 @@ impl TableBackend for PostgresStore {
         let layout = self.layout(schema)?;
         let statement = layout.count();
         let row = self
-            .run(&layout, || query(&statement).fetch_one(&self.inner.pool))
+            .run(&layout, || {
+                query(&statement).fetch_optional(&self.inner.pool)
+            })
             .await?;
-        first_number(&row)
+        match row {
+            Some(row) => first_number(&row),
+            // The upsert leaves a record at the last version alone.
+            None => next_version(MAX_VERSION),
+        }
     }
 }
 

@@ -10,7 +10,8 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{CachedStatement, Connection, ToSql, TransactionBehavior, params_from_iter};
 use storekit_core::backend::TableBackend;
 use storekit_core::table::{
-    IndexQuery, KeyValue, MissingIndexes, Record, RecordKey, Row, TableSchema, TableShape,
+    IndexQuery, KeyValue, MAX_VERSION, MissingIndexes, Record, RecordKey, Row, TableSchema,
+    TableShape, next_version,
 };
 use storekit_core::{Error, Result};
 
@@ -306,9 +307,13 @@ impl TableBackend for SqliteStore {
                     row.get::<_, i64>(0)
                 })
                 .map_err(table_error)?;
-                version
-                    .and_then(|v| u64::try_from(v).ok())
-                    .ok_or_else(|| Error::backend(BACKEND, "an upsert returned no version"))
+                match version {
+                    Some(version) => u64::try_from(version).map_err(|_| {
+                        Error::backend(BACKEND, "an upsert returned a negative version")
+                    }),
+                    // The upsert leaves a record at the last version alone.
+                    None => next_version(MAX_VERSION),
+                }
             })
             .await
     }

@@ -99,7 +99,7 @@ impl MemoryStore {
                     });
                 }
                 (Expect::At(version), _) => version,
-                (_, current) => current.unwrap_or(0) + 1,
+                (_, current) => crate::table::next_version(current.unwrap_or(0))?,
             };
             let uniques: Vec<(String, Vec<KeyValue>)> = schema
                 .uniques()

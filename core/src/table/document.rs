@@ -19,7 +19,8 @@ pub const MAX_DOCUMENT_BYTES: usize = DYNAMODB_ITEM_BYTES - RESERVED_BYTES;
 /// Checks a document and brings it to the form every backend reads back identically.
 ///
 /// Refused: a top-level field starting with `_storekit` (storekit's own), NUL in a string or
-/// field name, an empty field name, nesting deeper than DynamoDB allows, numbers outside
+/// field name, an empty field name or one over
+/// [`MAX_FIELD_NAME_BYTES`](crate::validate::MAX_FIELD_NAME_BYTES) at any depth, nesting deeper than DynamoDB allows, numbers outside
 /// DynamoDB's range ([`Error::InvalidInput`]), and a document over [`MAX_DOCUMENT_BYTES`] by
 /// DynamoDB's rule ([`Error::ValueTooLarge`]). Changed as DynamoDB would change it: a float
 /// with an integral value becomes that integer (`2.0` → `2`, `-0.0` → `0`, `1e19` →
@@ -137,6 +138,13 @@ mod tests {
         assert!(refused(json!({"_storekit_version": 1})));
         assert!(refused(json!({"a": "nul\u{0}"})));
         assert!(refused(json!({"": 1})));
+        let limit = crate::validate::MAX_FIELD_NAME_BYTES;
+        assert!(refused(json!({"a".repeat(limit + 1): 1})));
+        assert!(refused(
+            json!({"a": {"b": [{"é".repeat(limit / 2 + 1): 1}]}})
+        ));
+        assert!(!refused(json!({"a".repeat(limit): 1})));
+        assert!(!refused(json!({"a": [{"é".repeat(limit / 2): 1}]})));
         assert!(refused(json!({"a": 1e300})));
         assert!(refused(json!({"a": "x".repeat(MAX_DOCUMENT_BYTES)})));
         assert!(!refused(json!({"a": "x".repeat(MAX_DOCUMENT_BYTES - 1)})));

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use super::query::{self, fingerprint};
 use super::{
-    Change, Consistency, Document, IndexQuery, KeyValue, Position, Query, QueryPage, Record,
-    RecordKey, Row, TableSchema, TableStatus, TableStore,
+    Change, Consistency, Document, IndexQuery, KeyValue, Order, Position, Query, QueryPage, Record,
+    RecordKey, Row, TableSchema, TableStatus, TableStore, check_expected_version, next_version,
 };
 use crate::backend::TableBackend;
 use crate::trace::{Call, call_span};
@@ -155,10 +155,14 @@ impl<B: TableBackend> TableStore for B {
             .run(
                 async {
                     let row = schema.row(document)?;
+                    check_expected_version(version)?;
+                    // Refused before anything is sent: no backend then computes a version
+                    // past the range (a raw overflow on SQL, a wrap on the others).
+                    let next = next_version(version)?;
                     TableBackend::replace(self, schema, &row, version)
                         .await
                         .map_err(|e| e.during("replace", || about_key(schema, row.key())))?;
-                    Ok(record(row, version + 1))
+                    Ok(record(row, next))
                 },
                 |_| None,
                 || about_table(schema),
@@ -182,6 +186,7 @@ impl<B: TableBackend> TableStore for B {
                         let current = TableBackend::get(self, schema, key)
                             .await?
                             .ok_or(Error::NotFound { what: "record" })?;
+                        let next = next_version(current.version)?;
                         let row = schema.row(change(current.document)?)?;
                         if row.key() != key {
                             return Err(Error::invalid(
@@ -190,7 +195,7 @@ impl<B: TableBackend> TableStore for B {
                             ));
                         }
                         match TableBackend::replace(self, schema, &row, current.version).await {
-                            Ok(()) => return Ok(record(row, current.version + 1)),
+                            Ok(()) => return Ok(record(row, next)),
                             // Lost to a concurrent write or delete: read again.
                             Err(Error::Conflict { .. } | Error::NotFound { .. })
                                 if attempt < UPDATE_ATTEMPTS =>
@@ -217,6 +222,7 @@ impl<B: TableBackend> TableStore for B {
             .run(
                 async {
                     schema.check_key(key)?;
+                    version.map(check_expected_version).transpose()?;
                     TableBackend::delete(self, schema, key, version).await
                 },
                 |deleted| Some(usize::from(*deleted)),
@@ -339,24 +345,32 @@ impl<B: TableBackend> TableStore for B {
                             format!("must be 1 to {}, not {limit}", query::MAX_PAGE),
                         ));
                     }
-                    let print = scan_fingerprint(schema);
+                    let print = query::scan_fingerprint(schema);
                     let after = cursor
                         .map(|c| query::decode_cursor(&print, c, schema, None))
                         .transpose()?;
                     let mut items =
                         TableBackend::scan(self, schema, after.as_ref().map(|p| &p.key), limit + 1)
                             .await?;
+                    // A scan's order is the backend's own, so only a repeat of the record the
+                    // cursor names can be seen: the least that keeps `scan_stream` from looping.
+                    if let Some(after) = &after
+                        && items.iter().any(|record| record.key == after.key)
+                    {
+                        return Err(not_advancing(self.system()));
+                    }
                     let more = items.len() > limit;
                     items.truncate(limit);
-                    let next = more.then(|| items.last()).flatten().map(|last| {
-                        query::encode_cursor(
+                    let next = match items.last() {
+                        Some(last) if more => Some(query::encode_cursor(
                             &print,
                             &Position {
                                 sort: None,
                                 key: last.key.clone(),
                             },
-                        )
-                    });
+                        )?),
+                        _ => None,
+                    };
                     Ok(QueryPage { items, next })
                 },
                 |page| Some(page.items.len()),
@@ -376,8 +390,36 @@ impl<B: TableBackend> TableStore for B {
     }
 }
 
-fn scan_fingerprint(schema: &TableSchema) -> String {
-    fingerprint(schema, &Query::table("scan").limit(1))
+/// What a page whose records do not move past its cursor is: the database answered out of the
+/// query's order (or repeated a record), and a cursor made from that page would bring the
+/// same records again, so that `query_stream` or `scan_stream` would never end.
+fn not_advancing(backend: &'static str) -> Error {
+    Error::backend(
+        backend,
+        "the database returned a record that does not come after the page's cursor in the \
+         query's order; a cursor from this page would repeat records",
+    )
+}
+
+/// Whether `next` comes strictly after `prev` in the order of a query on the table (`index`
+/// `None`) or on a query index.
+///
+/// A table query orders by the record's key, which every backend orders the same way. An
+/// index query orders by the index's sort key, and records that tie on it come in the
+/// backend's own order (DynamoDB's is internal to the GSI), so a tie only has to be another
+/// record.
+fn advances(index: Option<usize>, order: Order, prev: &Position, next: &Position) -> bool {
+    let forward = |ordering: std::cmp::Ordering| match order {
+        Order::Ascending => ordering.is_gt(),
+        Order::Descending => ordering.is_lt(),
+    };
+    match index {
+        None => forward(next.key.cmp(&prev.key)),
+        Some(_) => match next.sort.cmp(&prev.sort) {
+            std::cmp::Ordering::Equal => next.key != prev.key,
+            ordering => forward(ordering),
+        },
+    }
 }
 
 /// A pause before retrying a lost update, growing with the attempts and jittered so that
@@ -402,7 +444,7 @@ async fn run_query<B: TableBackend>(
     let mut after = query
         .cursor
         .as_deref()
-        .map(|c| query::decode_cursor(&print, c, schema, index))
+        .map(|c| query::decode_cursor(&print, c, schema, Some((query, index))))
         .transpose()?;
     let verify =
         query.verified && index.is_some() && backend.index_consistency() == Consistency::Eventual;
@@ -426,6 +468,16 @@ async fn run_query<B: TableBackend>(
                 Ok((record, position))
             })
             .collect::<Result<Vec<_>>>()?;
+        // Every record strictly after the one before it, the first after the cursor: the next
+        // cursor then always moves forward, so paging a query always ends. A backend that
+        // answers otherwise is refused rather than trusted (see `not_advancing`).
+        let mut prev = after.as_ref();
+        for (_, position) in &batch {
+            if prev.is_some_and(|prev| !advances(index, query.order, prev, position)) {
+                return Err(not_advancing(backend.system()));
+            }
+            prev = Some(position);
+        }
         after = batch.last().map(|(_, position)| position.clone());
         if verify {
             batch = still_matching(backend, schema, query, index, batch).await?;
@@ -437,12 +489,9 @@ async fn run_query<B: TableBackend>(
     }
     let more = found.len() > query.limit;
     found.truncate(query.limit);
-    let next = if more {
-        found
-            .last()
-            .map(|(_, position)| query::encode_cursor(&print, position))
-    } else {
-        None
+    let next = match found.last() {
+        Some((_, position)) if more => Some(query::encode_cursor(&print, position)?),
+        _ => None,
     };
     Ok(QueryPage {
         items: found.into_iter().map(|(record, _)| record).collect(),
@@ -454,7 +503,7 @@ async fn run_query<B: TableBackend>(
 /// returned it.
 fn position(schema: &TableSchema, request: &IndexQuery<'_>, record: &Record) -> Result<Position> {
     let sort = match request.index.and_then(|i| schema.indexes()[i].sort()) {
-        Some(def) => Some(def.read(&record.document)?.ok_or_else(|| {
+        Some(def) => Some(def.read_stored(&record.document)?.ok_or_else(|| {
             Error::invalid(
                 "document",
                 format!("an index hit lacks its sort key {:?}", def.field()),
@@ -487,10 +536,10 @@ async fn still_matching<B: TableBackend>(
     let mut kept = Vec::with_capacity(hits.len());
     for ((_, position), now) in hits.into_iter().zip(current) {
         let Some(now) = now else { continue };
-        let partition = index.partition().read(&now.document)?;
+        let partition = index.partition().read_stored(&now.document)?;
         let sort = index
             .sort()
-            .map(|def| def.read(&now.document))
+            .map(|def| def.read_stored(&now.document))
             .transpose()?
             .flatten();
         let matches = partition.as_ref() == Some(&query.partition)
@@ -504,4 +553,142 @@ async fn still_matching<B: TableBackend>(
         }
     }
     Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::TryStreamExt as _;
+    use serde_json::json;
+
+    use super::*;
+    use crate::MemoryStore;
+    use crate::backend::Backend;
+    use crate::table::{KeyDef, MissingIndexes, TableShape, query_stream};
+
+    /// The memory store, except that its queries and scans forget where the last page ended:
+    /// a backend whose pages never move past their cursor.
+    #[derive(Debug, Default)]
+    struct Forgetful(MemoryStore);
+
+    impl Backend for Forgetful {
+        fn system(&self) -> &'static str {
+            "forgetful"
+        }
+    }
+
+    #[async_trait]
+    impl TableBackend for Forgetful {
+        async fn describe_table(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
+            self.0.describe_table(schema).await
+        }
+        async fn create_table(&self, schema: &TableSchema) -> Result<()> {
+            self.0.create_table(schema).await
+        }
+        async fn add_indexes(&self, schema: &TableSchema, missing: &MissingIndexes) -> Result<()> {
+            self.0.add_indexes(schema, missing).await
+        }
+        async fn drop_table(&self, schema: &TableSchema) -> Result<bool> {
+            TableBackend::drop_table(&self.0, schema).await
+        }
+        async fn insert(&self, schema: &TableSchema, row: &Row) -> Result<()> {
+            TableBackend::insert(&self.0, schema, row).await
+        }
+        async fn put(&self, schema: &TableSchema, row: &Row) -> Result<u64> {
+            TableBackend::put(&self.0, schema, row).await
+        }
+        async fn replace(&self, schema: &TableSchema, row: &Row, expected: u64) -> Result<()> {
+            TableBackend::replace(&self.0, schema, row, expected).await
+        }
+        async fn delete(
+            &self,
+            schema: &TableSchema,
+            key: &RecordKey,
+            expected: Option<u64>,
+        ) -> Result<bool> {
+            TableBackend::delete(&self.0, schema, key, expected).await
+        }
+        async fn get(&self, schema: &TableSchema, key: &RecordKey) -> Result<Option<Record>> {
+            TableBackend::get(&self.0, schema, key).await
+        }
+        async fn get_many(
+            &self,
+            schema: &TableSchema,
+            keys: &[RecordKey],
+        ) -> Result<Vec<Option<Record>>> {
+            TableBackend::get_many(&self.0, schema, keys).await
+        }
+        async fn contains(&self, schema: &TableSchema, key: &RecordKey) -> Result<bool> {
+            TableBackend::contains(&self.0, schema, key).await
+        }
+        async fn get_by_unique(
+            &self,
+            schema: &TableSchema,
+            index: usize,
+            values: &[KeyValue],
+        ) -> Result<Option<Record>> {
+            TableBackend::get_by_unique(&self.0, schema, index, values).await
+        }
+        async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Vec<Record>> {
+            let from_the_start = IndexQuery {
+                after: None,
+                ..*query
+            };
+            TableBackend::query(&self.0, schema, &from_the_start).await
+        }
+        async fn scan(
+            &self,
+            schema: &TableSchema,
+            _after: Option<&RecordKey>,
+            fetch: usize,
+        ) -> Result<Vec<Record>> {
+            TableBackend::scan(&self.0, schema, None, fetch).await
+        }
+        async fn count(&self, schema: &TableSchema) -> Result<u64> {
+            TableBackend::count(&self.0, schema).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_page_that_does_not_move_past_its_cursor_is_an_error_not_a_loop() -> Result<()> {
+        let backend = std::sync::Arc::new(Forgetful::default());
+        let store: &dyn TableStore = backend.as_ref();
+        let schema = TableSchema::builder("things", KeyDef::text("p"))
+            .sort_key(KeyDef::int("s"))
+            .index("by-g", KeyDef::text("g"), Some(KeyDef::int("n")))
+            .build()?;
+        store.ensure_table(&schema).await?;
+        for s in 0..3 {
+            let document = json!({"p": "a", "s": s, "g": "g", "n": 1});
+            let serde_json::Value::Object(document) = document else {
+                unreachable!("an object")
+            };
+            store.insert(&schema, document).await?;
+        }
+        let not_advancing = |e: &Error| {
+            matches!(
+                e,
+                Error::Backend {
+                    backend: "forgetful",
+                    ..
+                }
+            )
+        };
+        for query in [Query::table("a"), Query::index("by-g", "g")] {
+            let first = store.query(&schema, &query.clone().limit(1)).await?;
+            let next = first.next.ok_or(Error::NotFound { what: "cursor" })?;
+            let again = store
+                .query(&schema, &query.clone().limit(1).after(next))
+                .await;
+            assert!(again.as_ref().is_err_and(not_advancing), "{again:?}");
+            let all: Result<Vec<Record>> =
+                query_stream(backend.clone(), schema.clone(), query.limit(1))
+                    .try_collect()
+                    .await;
+            assert!(all.as_ref().is_err_and(not_advancing), "{all:?}");
+        }
+        let first = store.scan(&schema, 1, None).await?;
+        let again = store.scan(&schema, 1, first.next.as_deref()).await;
+        assert!(again.as_ref().is_err_and(not_advancing), "{again:?}");
+        Ok(())
+    }
 }

@@ -21,6 +21,42 @@
 //! version; a version conflict is the database's answer to the write, never a read made
 //! before it.
 //!
+//! # The rules at the edges
+//!
+//! Written once here and checked before any backend sees a call, so that every backend gives
+//! the same answer; the conformance suite's `edges` cases check each on every backend.
+//!
+//! - **Key types.** Text (UTF-8 byte order, 1 to [`MAX_KEY_BYTES`], no NUL), 64-bit integers,
+//!   bytes (unsigned byte order, 1 to [`MAX_KEY_BYTES`]) and finite floats in DynamoDB's range,
+//!   `-0.0` being `0` ([`KeyType`]). A float key is exact: a JSON integer in a float key field
+//!   (a key or an index key) must be one an `f64` holds exactly, every integer up to 2^53 and
+//!   larger ones such as 2^60; others (2^53 + 1, `i64::MAX`, a timestamp in nanoseconds) are
+//!   [`Error::InvalidInput`](crate::Error::InvalidInput) naming the field, since the key read
+//!   back would differ from the value stored and could never find its record again.
+//! - **Versions** run from 1 to [`MAX_VERSION`] (`i64::MAX`, what SQL's `BIGINT` holds), on
+//!   every backend. An import at a version outside is `InvalidInput { what: "version" }`. A
+//!   record at the last version can be read and deleted, but any write that would count past
+//!   it (`put`, `replace`, `update`) is `InvalidInput { what: "version" }` and writes nothing
+//!   ([`next_version`] says why it is not a conflict); nothing ever wraps to 0, where an old
+//!   version would match again. 0 is only the version of an item another client wrote into an
+//!   adopted DynamoDB table.
+//! - **Field names** in a document are 1 to [`MAX_FIELD_NAME_BYTES`] bytes at any depth
+//!   (DynamoDB Local refuses longer ones after seconds of retries); see [`canonicalize`] for
+//!   the other document rules.
+//! - **Pages always move forward.** Each record of a page comes strictly after the one before
+//!   it, the first after the cursor, in the query's order (a table query by key; an index
+//!   query by the index's sort key, ties in the backend's own order), so [`query_stream`] and
+//!   [`scan_stream`] always end. A backend that answers otherwise fails the page with
+//!   [`Error::Backend`](crate::Error::Backend) instead of handing out a cursor that repeats it.
+//! - **Cursors are bound to their query and tamper-evident.** A cursor is the position where a
+//!   page ended (the last record's key, and its index sort key) with an HMAC-SHA256 tag over
+//!   that position and the query (table, index, partition, condition, order; or the table, for
+//!   a scan), in URL-safe base64. Any edit, a cursor of another query, and a position outside
+//!   the query's partition or sort condition are `InvalidInput { what: "cursor" }` before any
+//!   database sees them. The tag's key is random per process, so nobody outside the process
+//!   can forge a cursor and there is no secret to manage; processes or replicas that continue
+//!   each other's pages share one with [`set_cursor_key`].
+//!
 //! ```
 //! # async fn run() -> storekit_core::Result<()> {
 //! use std::sync::Arc;
@@ -55,10 +91,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
+pub use crate::validate::MAX_FIELD_NAME_BYTES;
 pub use document::{Document, MAX_DOCUMENT_BYTES, canonicalize, dynamodb_size};
 pub use query::{
-    Consistency, DEFAULT_PAGE, IndexQuery, MAX_PAGE, Order, Position, Query, QueryPage,
-    SortCondition,
+    Consistency, DEFAULT_PAGE, IndexQuery, MAX_PAGE, MIN_CURSOR_KEY_BYTES, Order, Position, Query,
+    QueryPage, SortCondition, set_cursor_key,
 };
 pub use schema::{
     IndexEntry, IndexShape, KeyDef, KeyShape, MAX_INDEXES, MAX_UNIQUE_COMPONENTS,
@@ -71,13 +108,62 @@ pub use value::{KeyType, KeyValue, MAX_KEY_BYTES, RecordKey};
 
 use crate::Result;
 
+/// The last version a record can reach: versions run from 1 to `i64::MAX` on every backend
+/// (SQL stores a `BIGINT`; DynamoDB and memory keep the same range so that a copy between
+/// them never meets a version it cannot hold).
+pub const MAX_VERSION: u64 = i64::MAX as u64;
+
+/// The version a write over a record at `current` gives it: `current + 1`.
+///
+/// A record at [`MAX_VERSION`] can be read and deleted, but no longer written:
+/// [`Error::InvalidInput`](crate::Error::InvalidInput) (`"version"`), the same on every
+/// backend, and nothing is written. It is not a [`Conflict`](crate::Error::Conflict), which
+/// [`TableStore::update`] would retry: no retry can succeed, and the version must never wrap
+/// to a value an old reader holds. Backends call it wherever a write counts one up.
+pub fn next_version(current: u64) -> Result<u64> {
+    match current.checked_add(1) {
+        Some(next) if next <= MAX_VERSION => Ok(next),
+        _ => Err(crate::Error::invalid(
+            "version",
+            format!(
+                "the record is at version {current}, and versions end at {MAX_VERSION}: it \
+                 can be deleted, not written"
+            ),
+        )),
+    }
+}
+
+/// Checks a version a record is written at as given (an import): 1 to [`MAX_VERSION`].
+pub(crate) fn check_version(version: u64) -> Result<()> {
+    if !(1..=MAX_VERSION).contains(&version) {
+        return Err(crate::Error::invalid(
+            "version",
+            format!("{version} is outside 1 to {MAX_VERSION}, the versions every backend holds"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a version a caller expects a record to be at: 0 (an item another client wrote
+/// into an adopted DynamoDB table) to [`MAX_VERSION`]; above it no record can be.
+pub(crate) fn check_expected_version(version: u64) -> Result<()> {
+    if version > MAX_VERSION {
+        return Err(crate::Error::invalid(
+            "version",
+            format!("{version} is above {MAX_VERSION}, the last version a record can have"),
+        ));
+    }
+    Ok(())
+}
+
 /// One stored record: its key, its version and its document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     /// The record's key in its table.
     pub key: RecordKey,
-    /// Starts at 1 and grows by one with every write through storekit. An item written by
-    /// another client into an adopted DynamoDB table has no version yet and reads as 0.
+    /// Starts at 1 and grows by one with every write through storekit, up to
+    /// [`MAX_VERSION`]. An item written by another client into an adopted DynamoDB table has no
+    /// version yet and reads as 0.
     pub version: u64,
     /// The document, as stored (canonical, with computed keys).
     pub document: Document,
@@ -122,12 +208,15 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
     /// key (`"record"`) or one of its unique values (`"unique value"`) is taken.
     async fn insert(&self, schema: &TableSchema, document: Document) -> Result<Record>;
 
-    /// Writes the record whether or not it exists (version 1, or one more than before).
+    /// Writes the record whether or not it exists (version 1, or one more than before). Over
+    /// a record at [`MAX_VERSION`]: [`InvalidInput`](crate::Error::InvalidInput) (`"version"`),
+    /// nothing written.
     async fn put(&self, schema: &TableSchema, document: Document) -> Result<Record>;
 
     /// Overwrites the record if it is still at `version`; otherwise
     /// [`Conflict`](crate::Error::Conflict), or [`NotFound`](crate::Error::NotFound) if it is
-    /// gone.
+    /// gone. A `version` of [`MAX_VERSION`] or more is
+    /// [`InvalidInput`](crate::Error::InvalidInput) (`"version"`) before anything is sent.
     async fn replace(
         &self,
         schema: &TableSchema,
@@ -136,7 +225,9 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
     ) -> Result<Record>;
 
     /// Reads the record, changes it with `change`, and writes it at the version read; when
-    /// another write came first, reads and changes again. The change must keep the key.
+    /// another write came first, reads and changes again. The change must keep the key. A
+    /// record at [`MAX_VERSION`] is [`InvalidInput`](crate::Error::InvalidInput) (`"version"`),
+    /// without calling `change`.
     async fn update(
         &self,
         schema: &TableSchema,
@@ -146,7 +237,7 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
 
     /// Deletes the record; `false` if it did not exist. With a `version`, only if the record is
     /// at it ([`Conflict`](crate::Error::Conflict) otherwise, [`NotFound`](crate::Error::NotFound)
-    /// if it is gone).
+    /// if it is gone; above [`MAX_VERSION`], [`InvalidInput`](crate::Error::InvalidInput)).
     async fn delete(
         &self,
         schema: &TableSchema,

@@ -1,7 +1,10 @@
 //! Queries on a table or one of its indexes, their pages and their opaque cursors.
 
+use std::sync::{Arc, OnceLock, RwLock};
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac as _};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -207,7 +210,8 @@ pub enum Consistency {
 pub struct QueryPage<T = Record> {
     /// The records, in the query's order; as many as the limit unless this is the last page.
     pub items: Vec<T>,
-    /// Where the next page starts, when there are more records.
+    /// Where the next page starts, when there are more records: an opaque, URL-safe cursor
+    /// for [`Query::after`] of the same query, authenticated (see [`set_cursor_key`]).
     pub next: Option<String>,
 }
 
@@ -269,60 +273,162 @@ impl IndexQuery<'_> {
     }
 }
 
-/// What a cursor holds, before it is encoded.
-#[derive(Serialize, Deserialize)]
-struct CursorBody {
-    /// The query it continues: a hash of table, index, partition, condition and order.
-    q: String,
-    p: Position,
+/// Bytes of a cursor's tag: HMAC-SHA256 cut to its first 128 bits, as RFC 2104 allows, which
+/// keeps cursors short and forging one as hard as guessing a 128-bit key.
+const TAG_BYTES: usize = 16;
+/// Shortest key [`set_cursor_key`] takes: 256 bits, SHA-256's strength.
+pub const MIN_CURSOR_KEY_BYTES: usize = 32;
+
+/// The key set by [`set_cursor_key`], if any.
+static SHARED_KEY: RwLock<Option<Arc<[u8]>>> = RwLock::new(None);
+/// This process's own random key, made at the first cursor.
+static PROCESS_KEY: OnceLock<Arc<[u8]>> = OnceLock::new();
+
+/// Sets the key that authenticates table cursors, for every store in this process.
+///
+/// A cursor ([`QueryPage::next`]) is the position where a page ended, with an HMAC-SHA256 tag
+/// over that position and the query it belongs to, so a cursor that was edited, made up, or
+/// made for another query is [`Error::InvalidInput`] (`"cursor"`) before any database sees it.
+///
+/// By default the key is random and made once per process: nobody outside the process can
+/// forge a cursor, and there is no secret to configure or leak, but a cursor is valid only
+/// in the process that made it. Several processes or replicas of one service, behind one
+/// load balancer, must share a key, so that a page made by one continues on another: give
+/// each the same secret (at least [`MIN_CURSOR_KEY_BYTES`] random bytes, from your secret
+/// store) before it serves queries. Setting a key again replaces it: cursors made with the
+/// old key are refused from then on, as they would be after a restart without a shared key.
+///
+/// ```no_run
+/// // At start-up, from a secret every replica shares (here a fixed one, for the example;
+/// // not run, so that it changes no key under other tests of this process).
+/// storekit_core::table::set_cursor_key(&[7u8; 32])?;
+/// # Ok::<(), storekit_core::Error>(())
+/// ```
+pub fn set_cursor_key(key: &[u8]) -> Result<()> {
+    if key.len() < MIN_CURSOR_KEY_BYTES {
+        return Err(Error::invalid(
+            "cursor key",
+            format!(
+                "is {} bytes; at least {MIN_CURSOR_KEY_BYTES} random bytes",
+                key.len()
+            ),
+        ));
+    }
+    // A poisoned lock held only a key, which the write replaces whole.
+    *SHARED_KEY.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::from(key));
+    Ok(())
+}
+
+fn cursor_key() -> Result<Arc<[u8]>> {
+    if let Some(key) = SHARED_KEY.read().unwrap_or_else(|p| p.into_inner()).clone() {
+        return Ok(key);
+    }
+    if let Some(key) = PROCESS_KEY.get() {
+        return Ok(key.clone());
+    }
+    let mut key = [0u8; MIN_CURSOR_KEY_BYTES];
+    getrandom::fill(&mut key).map_err(|e| Error::backend("random", e.to_string()))?;
+    // Two first cursors racing: both use the key that won.
+    Ok(PROCESS_KEY.get_or_init(|| Arc::from(key)).clone())
+}
+
+/// The MAC of a cursor's position for the query `fingerprint`, ready for its tag.
+fn cursor_mac(fingerprint: &[u8; 32], position: &[u8]) -> Result<Hmac<Sha256>> {
+    let key = cursor_key()?;
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key)
+        .map_err(|e| Error::backend("hmac", e.to_string()))?;
+    // The fingerprint has a fixed length, so where it ends and the position starts is known.
+    mac.update(b"storekit cursor v1\0");
+    mac.update(fingerprint);
+    mac.update(position);
+    Ok(mac)
 }
 
 /// The fingerprint of a query, so a cursor works only for the query that made it.
-pub(crate) fn fingerprint(schema: &TableSchema, query: &Query) -> String {
-    let text = serde_json::json!([
+pub(crate) fn fingerprint(schema: &TableSchema, query: &Query) -> [u8; 32] {
+    digest(&serde_json::json!([
+        "query",
         schema.name(),
         query.index,
         query.partition,
         query.sort,
         query.order
-    ])
-    .to_string();
-    let digest = Sha256::digest(text.as_bytes());
-    URL_SAFE_NO_PAD.encode(&digest[..12])
+    ]))
 }
 
-/// Encodes where a page ended as an opaque cursor.
-pub(crate) fn encode_cursor(fingerprint: &str, position: &Position) -> String {
-    let body = CursorBody {
-        q: fingerprint.to_owned(),
-        p: position.clone(),
-    };
-    let json = serde_json::to_vec(&body).unwrap_or_default();
-    URL_SAFE_NO_PAD.encode(json)
+/// The fingerprint of a scan of the table, never that of a query.
+pub(crate) fn scan_fingerprint(schema: &TableSchema) -> [u8; 32] {
+    digest(&serde_json::json!(["scan", schema.name()]))
 }
 
-/// Decodes a cursor made by [`encode_cursor`] for the same query; anything else, garbled or
-/// made for another query, is [`Error::InvalidInput`].
+fn digest(value: &serde_json::Value) -> [u8; 32] {
+    Sha256::digest(value.to_string().as_bytes()).into()
+}
+
+/// Encodes where a page ended as an opaque cursor: URL-safe base64 of the position's JSON and
+/// its tag.
+pub(crate) fn encode_cursor(fingerprint: &[u8; 32], position: &Position) -> Result<String> {
+    let mut bytes = serde_json::to_vec(position)
+        .map_err(|e| Error::invalid("cursor", format!("a position did not encode: {e}")))?;
+    let tag = cursor_mac(fingerprint, &bytes)?.finalize().into_bytes();
+    bytes.extend_from_slice(&tag[..TAG_BYTES]);
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Decodes a cursor made by [`encode_cursor`] for the same query (`query`, with its `index`;
+/// `None` for a scan); anything else, garbled, edited or made for another query, is
+/// [`Error::InvalidInput`].
+///
+/// The tag already rules out any edit; the position is still checked against the query, so
+/// that a cursor made under a leaked or shared key can reach no record the query itself
+/// could not return, and no backend ever gets a position outside its query.
 pub(crate) fn decode_cursor(
-    fingerprint: &str,
+    fingerprint: &[u8; 32],
     cursor: &str,
     schema: &TableSchema,
-    index: Option<usize>,
+    query: Option<(&Query, Option<usize>)>,
 ) -> Result<Position> {
     let invalid = || Error::invalid("cursor", "not a cursor this query returned");
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let body: CursorBody = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    if body.q != fingerprint {
+    let split = bytes.len().checked_sub(TAG_BYTES).ok_or_else(invalid)?;
+    let (body, tag) = bytes.split_at(split);
+    cursor_mac(fingerprint, body)?
+        .verify_truncated_left(tag)
+        .map_err(|_| invalid())?;
+    let position: Position = serde_json::from_slice(body).map_err(|_| invalid())?;
+    schema.check_key(&position.key).map_err(|_| invalid())?;
+    let Some((query, index)) = query else {
+        return match position.sort {
+            None => Ok(position),
+            Some(_) => Err(invalid()),
+        };
+    };
+    let in_query = match index {
+        // A table query: the key is in the query's partition and meets its sort condition.
+        None => {
+            position.sort.is_none()
+                && position.key.partition == query.partition
+                && match (&query.sort, &position.key.sort) {
+                    (Some(condition), Some(sort)) => condition.matches(sort),
+                    (Some(_), None) => false,
+                    (None, _) => true,
+                }
+        }
+        // An index query: the index sort key has its type and meets the condition. (The
+        // record's own key can be anything; its index partition is not in the position.)
+        Some(i) => match (schema.indexes()[i].sort(), &position.sort) {
+            (Some(def), Some(value)) => {
+                check_value(def, value).is_ok()
+                    && query.sort.as_ref().is_none_or(|c| c.matches(value))
+            }
+            (None, None) => true,
+            _ => false,
+        },
+    };
+    if !in_query {
         return Err(invalid());
     }
-    schema.check_key(&body.p.key).map_err(|_| invalid())?;
-    let sort_def = index.and_then(|i| schema.indexes()[i].sort());
-    match (sort_def, &body.p.sort) {
-        (Some(def), Some(value)) => check_value(def, value).map_err(|_| invalid())?,
-        (None, None) => {}
-        _ => return Err(invalid()),
-    }
-    Ok(body.p)
+    Ok(position)
 }
 
 /// Checks a query against its schema: the index exists, the partition and condition have
@@ -355,4 +461,116 @@ pub(crate) fn check(schema: &TableSchema, query: &Query) -> Result<Option<usize>
         (None, _) => {}
     }
     Ok(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::KeyDef;
+
+    fn schema() -> TableSchema {
+        TableSchema::builder("things", KeyDef::text("p"))
+            .sort_key(KeyDef::int("s"))
+            .index("by-n", KeyDef::text("g"), Some(KeyDef::int("n")))
+            .build()
+            .expect("valid schema")
+    }
+
+    fn at(partition: &str, sort: i64) -> Position {
+        Position {
+            sort: None,
+            key: RecordKey::with_sort(partition, sort),
+        }
+    }
+
+    fn decode(query: &Query, cursor: &str) -> Result<Position> {
+        let schema = schema();
+        let index = check(&schema, query)?;
+        decode_cursor(
+            &fingerprint(&schema, query),
+            cursor,
+            &schema,
+            Some((query, index)),
+        )
+    }
+
+    fn refused(result: &Result<Position>) -> bool {
+        matches!(result, Err(Error::InvalidInput { what: "cursor", .. }))
+    }
+
+    #[test]
+    fn a_cursor_continues_its_own_query_only() -> Result<()> {
+        let schema = schema();
+        let query = Query::table("a").sort(SortCondition::Gt(KeyValue::Int(0)));
+        let cursor = encode_cursor(&fingerprint(&schema, &query), &at("a", 5))?;
+        assert!(
+            cursor
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        assert_eq!(decode(&query, &cursor)?, at("a", 5));
+        assert!(refused(&decode(&query.descending(), &cursor)));
+        assert!(refused(&decode(&Query::table("b"), &cursor)));
+        let scan = decode_cursor(&scan_fingerprint(&schema), &cursor, &schema, None);
+        assert!(refused(&scan));
+        Ok(())
+    }
+
+    #[test]
+    fn every_edit_of_a_cursor_is_refused() -> Result<()> {
+        let schema = schema();
+        let query = Query::table("a");
+        let cursor = encode_cursor(&fingerprint(&schema, &query), &at("a", 5))?;
+        let alphabet = b"AZaz09-_";
+        for i in 0..cursor.len() {
+            for &c in alphabet {
+                let mut edited = cursor.clone().into_bytes();
+                edited[i] = c;
+                let edited = String::from_utf8(edited).unwrap_or_default();
+                if edited != cursor {
+                    assert!(refused(&decode(&query, &edited)), "{edited}");
+                }
+            }
+            let mut deleted = cursor.clone();
+            deleted.remove(i);
+            assert!(refused(&decode(&query, &deleted)));
+        }
+        // The position's JSON edited with its tag kept: another sort key, another partition.
+        let bytes = URL_SAFE_NO_PAD.decode(&cursor).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes).replace("\"v\":5", "\"v\":6");
+        assert!(refused(&decode(&query, &URL_SAFE_NO_PAD.encode(text))));
+        Ok(())
+    }
+
+    #[test]
+    fn a_position_outside_its_query_is_refused_even_with_a_valid_tag() -> Result<()> {
+        let schema = schema();
+        let query =
+            Query::table("a").sort(SortCondition::Between(KeyValue::Int(1), KeyValue::Int(9)));
+        let print = fingerprint(&schema, &query);
+        assert!(decode(&query, &encode_cursor(&print, &at("a", 9))?).is_ok());
+        for outside in [at("b", 5), at("a", 10)] {
+            assert!(refused(&decode(&query, &encode_cursor(&print, &outside)?)));
+        }
+        let index = Query::index("by-n", "g").sort(SortCondition::Lt(KeyValue::Int(3)));
+        let print = fingerprint(&schema, &index);
+        let hit = |n: i64| Position {
+            sort: Some(KeyValue::Int(n)),
+            key: RecordKey::with_sort("z", 1),
+        };
+        assert!(decode(&index, &encode_cursor(&print, &hit(2))?).is_ok());
+        assert!(refused(&decode(&index, &encode_cursor(&print, &hit(3))?)));
+        Ok(())
+    }
+
+    #[test]
+    fn a_short_cursor_key_is_refused() {
+        assert!(matches!(
+            set_cursor_key(&[1; MIN_CURSOR_KEY_BYTES - 1]),
+            Err(Error::InvalidInput {
+                what: "cursor key",
+                ..
+            })
+        ));
+    }
 }

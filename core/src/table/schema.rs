@@ -121,6 +121,11 @@ impl KeyDef {
         KeyValue::from_field(self.kind, &self.field, document.get(&self.field))
     }
 
+    /// Reads the key from a stored document (see [`KeyValue::from_stored_field`]).
+    pub(crate) fn read_stored(&self, document: &Document) -> Result<Option<KeyValue>> {
+        KeyValue::from_stored_field(self.kind, &self.field, document.get(&self.field))
+    }
+
     fn shape(&self) -> KeyShape {
         KeyShape {
             field: self.field.clone(),
@@ -529,7 +534,7 @@ impl TableSchema {
             }
         }
         document::canonicalize(&mut document)?;
-        let key = self.key_of(&document)?;
+        let key = self.key_with(&document, KeyDef::read)?;
         let indexes = self
             .0
             .indexes
@@ -574,17 +579,23 @@ impl TableSchema {
         })
     }
 
-    /// Reads a stored record's key.
+    /// Reads a stored record's key. A float key that an older storekit stored as an integer no
+    /// `f64` holds reads as the nearest float, as it was written (new writes refuse it).
     pub fn key_of(&self, document: &Document) -> Result<RecordKey> {
+        self.key_with(document, KeyDef::read_stored)
+    }
+
+    fn key_with(
+        &self,
+        document: &Document,
+        read: fn(&KeyDef, &Document) -> Result<Option<KeyValue>>,
+    ) -> Result<RecordKey> {
         let missing =
             |field: &str| Error::invalid("document", format!("key field {field:?} is missing"));
-        let partition = self
-            .0
-            .partition
-            .read(document)?
-            .ok_or_else(|| missing(&self.0.partition.field))?;
+        let partition =
+            read(&self.0.partition, document)?.ok_or_else(|| missing(&self.0.partition.field))?;
         let sort = match &self.0.sort {
-            Some(sort) => Some(sort.read(document)?.ok_or_else(|| missing(&sort.field))?),
+            Some(sort) => Some(read(sort, document)?.ok_or_else(|| missing(&sort.field))?),
             None => None,
         };
         Ok(RecordKey { partition, sort })

@@ -103,6 +103,28 @@ impl KeyValue {
     /// `null`, [`Error::InvalidInput`] naming `field` when it has another type, is empty text or
     /// bytes, or is too long.
     pub fn from_field(kind: KeyType, field: &str, value: Option<&Value>) -> Result<Option<Self>> {
+        Self::read_field(kind, field, value, true)
+    }
+
+    /// [`KeyValue::from_field`] for a document already stored, which storekit versions
+    /// before the float-exactness rule may have written with an integer no `f64` holds in a
+    /// float key: it reads as the nearest float, as it always did, so that the record stays
+    /// readable and deletable (a page that would repeat it is refused by the layer, never
+    /// looped on).
+    pub(crate) fn from_stored_field(
+        kind: KeyType,
+        field: &str,
+        value: Option<&Value>,
+    ) -> Result<Option<Self>> {
+        Self::read_field(kind, field, value, false)
+    }
+
+    fn read_field(
+        kind: KeyType,
+        field: &str,
+        value: Option<&Value>,
+        exact: bool,
+    ) -> Result<Option<Self>> {
         let wrong = || {
             Error::invalid(
                 "document",
@@ -113,6 +135,9 @@ impl KeyValue {
             (_, None | Some(Value::Null)) => return Ok(None),
             (KeyType::Text, Some(Value::String(text))) => Self::Text(text.clone()),
             (KeyType::Int, Some(Value::Number(n))) => Self::Int(n.as_i64().ok_or_else(wrong)?),
+            (KeyType::Float, Some(Value::Number(n))) if exact => {
+                Self::Float(check_float(exact_float(field, n)?)?)
+            }
             (KeyType::Float, Some(Value::Number(n))) => {
                 Self::Float(check_float(n.as_f64().ok_or_else(wrong)?)?)
             }
@@ -193,6 +218,35 @@ fn float_json(float: f64) -> Value {
     match crate::validate::normalize_json("key", &mut object) {
         Ok(()) => object.remove("n").unwrap_or(Value::Null),
         Err(_) => Value::from(float),
+    }
+}
+
+/// The float a JSON number stands for, only if it stands for it exactly.
+///
+/// A JSON float (`0.1`, `1e19`) is parsed to the nearest `f64` and written back as that
+/// `f64`, so it always is one. A JSON integer is kept as written by every backend's document
+/// column, but a float key reads it as an `f64`: past 2^53 some integers have no `f64`, and the
+/// key read (2^53 for 2^53 + 1) would not be the value stored. On DynamoDB the stored number
+/// is the written integer, so the key returned would never find its record again. Refusing
+/// them keeps every key reachable; 2^60 or `1e19` (integers an `f64` holds) stay accepted.
+fn exact_float(field: &str, number: &serde_json::Number) -> Result<f64> {
+    let integer = number
+        .as_i64()
+        .map(i128::from)
+        .or_else(|| number.as_u64().map(i128::from));
+    let float = number.as_f64().unwrap_or(f64::NAN);
+    match integer {
+        // `as` from an f64 of at most 2^64 into i128 is exact; a float that is not the
+        // integer converts to another number.
+        Some(integer) if float as i128 != integer => Err(Error::invalid(
+            "document",
+            format!(
+                "field {field:?} is a float key, and the integer {integer} has no exact float \
+                 (a float key holds integers up to 2^53 exactly, larger ones only when an f64 \
+                 holds them)"
+            ),
+        )),
+        _ => Ok(float),
     }
 }
 
@@ -389,6 +443,34 @@ mod tests {
             Some(KeyValue::Bytes(vec![0, 1]))
         );
         assert!(read(KeyType::Int, 0.5.into()).is_err());
+        // A float key holds an integer only if an f64 holds it exactly.
+        let refused = |value: Value| match read(KeyType::Float, value) {
+            Err(Error::InvalidInput { what, why }) => what == "document" && why.contains("\"f\""),
+            _ => false,
+        };
+        const PAST: i64 = (1 << 53) + 1;
+        assert!(refused(PAST.into()));
+        assert!(refused(i64::MAX.into()));
+        assert!(refused((i64::MIN + 1).into()));
+        assert!(refused(u64::MAX.into()));
+        assert!(refused(1_733_500_000_123_456_789_i64.into()));
+        assert_eq!(
+            read(KeyType::Float, (1_i64 << 60).into()).ok().flatten(),
+            Some(KeyValue::Float(2f64.powi(60)))
+        );
+        assert_eq!(
+            read(KeyType::Float, i64::MIN.into()).ok().flatten(),
+            Some(KeyValue::Float(-(2f64.powi(63))))
+        );
+        // What an older storekit stored still reads, as the nearest float it always read as.
+        let stored = KeyValue::from_stored_field(KeyType::Float, "f", Some(&PAST.into()));
+        assert_eq!(stored.ok().flatten(), Some(KeyValue::Float(2f64.powi(53))));
+        assert_eq!(
+            read(KeyType::Float, 10_000_000_000_000_000_000_u64.into())
+                .ok()
+                .flatten(),
+            Some(KeyValue::Float(1e19))
+        );
         assert!(read(KeyType::Text, 1.into()).is_err());
         assert!(read(KeyType::Text, "".into()).is_err());
         assert!(read(KeyType::Bytes, "not base64!".into()).is_err());
