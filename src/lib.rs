@@ -35,6 +35,8 @@ pub use storekit_core::*;
 
 pub mod copy;
 pub mod schema;
+#[cfg(feature = "tower-sessions")]
+pub mod sessions;
 pub mod stats;
 
 /// What a service needs in one `use storekit::prelude::*;`: the store traits (and their typed
