@@ -34,6 +34,8 @@ use std::sync::Arc;
 pub use storekit_core::*;
 
 pub mod copy;
+#[cfg(feature = "axum-login")]
+pub mod login;
 pub mod schema;
 #[cfg(feature = "tower-sessions")]
 pub mod sessions;
