@@ -34,6 +34,8 @@ use std::sync::Arc;
 pub use storekit_core::*;
 
 pub mod copy;
+#[cfg(feature = "http-cache")]
+pub mod http_cache;
 #[cfg(feature = "axum-login")]
 pub mod login;
 pub mod schema;
