@@ -243,7 +243,7 @@ impl AuthnBackend for AuthBackend {
         let user = match self.users.get_user_by_email(&creds.email).await {
             Ok(user) => user,
             // Not an email at all: no such account, as far as the caller is told.
-            Err(Error::InvalidInput { .. }) => None,
+            Err(Error::InvalidInput { .. } | Error::ValueTooLarge { .. }) => None,
             Err(e) => return Err(e),
         };
         let hash = user.as_ref().map(|user| user.hashed_password.clone());
