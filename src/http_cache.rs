@@ -1,4 +1,4 @@
-//! An [`http-cache`](https://docs.rs/http-cache) [`CacheManager`] on any [`KvStore`] (feature
+//! An [`http-cache`](https://docs.rs/http-cache) [`CacheManager`] on any [`KvStore`](crate::KvStore) (feature
 //! `http-cache`): the caching middleware of `reqwest-middleware` (`http-cache-reqwest`) keeps
 //! its responses in SQLite, PostgreSQL or DynamoDB, shared by every instance of a service.
 //!

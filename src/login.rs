@@ -40,7 +40,7 @@ use std::sync::{Arc, OnceLock};
 use axum_login::{AuthUser, AuthnBackend, AuthzBackend};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
-use storekit_core::{DynAuthStore, Error, Result, User, UserId};
+use storekit_core::{DynAuthStore, Error, Result, User, UserId, serde_json};
 
 /// Hashes and checks passwords for [`AuthBackend`]. Both are CPU-heavy by design and are
 /// called on Tokio's blocking pool.
@@ -269,13 +269,12 @@ impl AuthzBackend for AuthBackend {
         let Some(value) = user.user.extra.get(&**field) else {
             return Ok(HashSet::new());
         };
-        let names: Vec<String> =
-            storekit_core::serde_json::from_value(value.clone()).map_err(|e| {
-                Error::invalid(
-                    "extra",
-                    format!("{field:?} is not an array of strings: {e}"),
-                )
-            })?;
+        let names: Vec<String> = serde_json::from_value(value.clone()).map_err(|e| {
+            Error::invalid(
+                "extra",
+                format!("{field:?} is not an array of strings: {e}"),
+            )
+        })?;
         Ok(names.into_iter().collect())
     }
 }
