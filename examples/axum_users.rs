@@ -1,52 +1,60 @@
-//! An HTTP API for accounts on storekit's user store, with axum and argon2: register, log in for
-//! an access token, read your own account with it, log out.
+//! An HTTP API for accounts on storekit, with `axum-login` and `tower-sessions`: register,
+//! log in (a session cookie; the session is kept in storekit's key-value store, so it survives a
+//! restart and is shared by every instance), read your own account, change your password (which
+//! ends your other sessions), log out.
 //!
 //! ```sh
-//! cargo run --example axum_users                     # ./storekit-users.db, http://127.0.0.1:3000
-//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo run --features postgres --example axum_users
+//! cargo run --example axum_users --features axum-login   # ./storekit-users.db, http://127.0.0.1:3000
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
+//!   cargo run --features axum-login,postgres --example axum_users
 //!
 //! curl -i localhost:3000/register -H 'content-type: application/json' \
 //!      -d '{"email": "ada@example.com", "password": "correct horse"}'
-//! curl -s localhost:3000/login -H 'content-type: application/json' \
-//!      -d '{"email": "ADA@example.com", "password": "correct horse"}'    # {"access_token": …}
-//! curl -s localhost:3000/me -H "authorization: Bearer $TOKEN"
-//! curl -i -X POST localhost:3000/logout -H "authorization: Bearer $TOKEN"
+//! curl -c jar -i localhost:3000/login -H 'content-type: application/json' \
+//!      -d '{"email": "ADA@example.com", "password": "correct horse"}'    # Set-Cookie: id=…
+//! curl -b jar localhost:3000/me
+//! curl -b jar -i localhost:3000/password -H 'content-type: application/json' \
+//!      -d '{"password": "battery staple"}'
+//! curl -b jar -i -X POST localhost:3000/logout
 //! ```
 //!
 //! | route | answer |
 //! |---|---|
 //! | `POST /register` `{email, password}` | `201` and the user (never the hash); `409` if the email is taken in any letter case; `422` for a malformed email or a short password |
-//! | `POST /login` `{email, password}` | `{"access_token", "token_type"}`; `401` for a wrong password, an unknown email or an inactive user |
-//! | `GET /me` with `Authorization: Bearer TOKEN` | the user; `401` without a valid, unexpired token |
-//! | `POST /logout` with the token | `204`, and the token no longer works |
+//! | `POST /login` `{email, password}` | the user and a session cookie `id`; `401` for a wrong password, an unknown email or an inactive user |
+//! | `GET /me` with the cookie | the user; `401` without a live session |
+//! | `POST /password` `{password}` with the cookie | `204`; every other session of the user ends, this one stays |
+//! | `POST /logout` with the cookie | `204`, and the session is deleted |
 //!
 //! Environment: `DATABASE_URL` (any storekit URL; default an SQLite file), `PORT` (default 3000,
-//! on 127.0.0.1; `0` picks a free port), `TOKEN_MAX_AGE_SECS` (default one day). The server
-//! migrates the database at start, so the same binary runs on SQLite, PostgreSQL and DynamoDB
-//! by changing only `DATABASE_URL`. With `RUST_LOG=storekit=debug`, every storekit call a
-//! request makes prints its span to stderr.
+//! on 127.0.0.1; `0` picks a free port), `SESSION_MAX_AGE_SECS` (a session ends after this long
+//! without a request; default one day). The server migrates the database at start, so the same
+//! binary runs on SQLite, PostgreSQL and DynamoDB by changing only `DATABASE_URL`. With
+//! `RUST_LOG=storekit=debug`, every storekit call a request makes prints its span to stderr.
 
 use std::net::Ipv4Addr;
-use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use argon2::Argon2;
-use argon2::password_hash::{self, PasswordHasher as _, PasswordVerifier as _};
-use axum::extract::{FromRequestParts, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use axum_login::AuthManagerLayerBuilder;
 use serde::{Deserialize, Serialize};
 use storekit::chrono::{DateTime, Utc};
-use storekit::{DynAuthStore, Error, NewUser, User, UserId};
+use storekit::login::{AuthBackend, Credentials, LoginUser};
+use storekit::sessions::KvSessionStore;
+use storekit::{Error, NewUser, Stores, User, UserId, UserPatch};
+use tower_sessions::cookie::time::Duration as CookieDuration;
+use tower_sessions::{Expiry, SessionManagerLayer};
 
-/// How long a login lasts unless `TOKEN_MAX_AGE_SECS` says otherwise.
-const TOKEN_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long a session lasts without a request unless `SESSION_MAX_AGE_SECS` says otherwise.
+const SESSION_MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 const MIN_PASSWORD_CHARS: usize = 8;
 /// Bounds the hashing work one anonymous request can ask for.
 const MAX_PASSWORD_BYTES: usize = 1024;
+
+type AuthSession = axum_login::AuthSession<AuthBackend>;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -54,8 +62,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url =
         std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://storekit-users.db".to_owned());
     let port: u16 = env_number("PORT")?.unwrap_or(3000);
-    let token_max_age =
-        env_number("TOKEN_MAX_AGE_SECS")?.map_or(TOKEN_MAX_AGE, Duration::from_secs);
+    let session_max_age =
+        env_number("SESSION_MAX_AGE_SECS")?.map_or(SESSION_MAX_AGE, Duration::from_secs);
 
     let stores = storekit::connect(&url).await?;
     stores.migrate().await?;
@@ -66,7 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         stores.backend(),
         listener.local_addr()?
     ));
-    axum::serve(listener, app(stores.auth(), token_max_age))
+    axum::serve(listener, app(&stores, session_max_age)?)
         .with_graceful_shutdown(async {
             // Without a signal handler there is nothing to wait for; stop serving only on Ctrl-C.
             if tokio::signal::ctrl_c().await.is_err() {
@@ -77,39 +85,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The whole API over any user store; tests and other binaries can mount it as they like.
-fn app(users: Arc<DynAuthStore>, token_max_age: Duration) -> Router {
-    Router::new()
+/// The whole API over any backend's stores; tests and other binaries can mount it as they like.
+fn app(stores: &Stores, session_max_age: Duration) -> Result<Router, String> {
+    let max_age = CookieDuration::try_from(session_max_age).map_err(|e| e.to_string())?;
+    let sessions = SessionManagerLayer::new(KvSessionStore::new(stores.kv()))
+        .with_expiry(Expiry::OnInactivity(max_age))
+        // Served on plain HTTP on loopback; behind TLS keep the default, `Secure`.
+        .with_secure(false);
+    let auth = AuthManagerLayerBuilder::new(AuthBackend::new(stores.auth()), sessions).build();
+    Ok(Router::new()
         .route("/register", post(register))
         .route("/login", post(login))
         .route("/me", get(me))
+        .route("/password", post(change_password))
         .route("/logout", post(logout))
-        .with_state(AppState {
-            users,
-            token_max_age,
-        })
-}
-
-#[derive(Debug, Clone)]
-struct AppState {
-    users: Arc<DynAuthStore>,
-    token_max_age: Duration,
-}
-
-#[derive(Deserialize)]
-struct Credentials {
-    email: String,
-    password: String,
-}
-
-// Hand-written so that a password never reaches a log line.
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("email", &self.email)
-            .field("password", &"<redacted>")
-            .finish()
-    }
+        .layer(auth))
 }
 
 /// A user as the API shows it: everything but the password hash.
@@ -136,107 +126,75 @@ impl From<User> for UserOut {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct TokenOut {
-    access_token: String,
-    token_type: &'static str,
-}
-
 async fn register(
-    State(state): State<AppState>,
+    auth: AuthSession,
     Json(body): Json<Credentials>,
 ) -> Result<(StatusCode, Json<UserOut>), ApiError> {
     check_password(&body.password)?;
     // Refuse a malformed email before spending a hash on it; the store checks it again.
     storekit::normalize_email(&body.email)?;
-    let hash = hash_password(body.password).await?;
+    let hash = auth.backend.hash_password(&body.password).await?;
     // Uniqueness is the database's decision, made atomically: no read-then-write race here.
-    let user = state
-        .users
+    let user = auth
+        .backend
+        .users()
         .create_user(NewUser::new(body.email, hash))
         .await?;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
 async fn login(
-    State(state): State<AppState>,
-    Json(body): Json<Credentials>,
-) -> Result<Json<TokenOut>, ApiError> {
-    let user = match state.users.get_user_by_email(&body.email).await {
-        Ok(user) => user,
-        // No account can have a malformed email: answer as for a wrong password.
-        Err(Error::InvalidInput { .. } | Error::ValueTooLarge { .. }) => None,
-        Err(e) => return Err(e.into()),
-    };
-    let hash = user.as_ref().map(|user| user.hashed_password.clone());
-    if !verify_password(body.password, hash).await? {
-        return Err(ApiError::BadCredentials);
-    }
-    match user {
-        Some(user) if user.is_active => {
-            let issued = state.users.create_access_token(user.id).await?;
-            Ok(Json(TokenOut {
-                access_token: issued.token,
-                token_type: "bearer",
-            }))
-        }
-        _ => Err(ApiError::BadCredentials),
+    mut auth: AuthSession,
+    Json(credentials): Json<Credentials>,
+) -> Result<Json<UserOut>, ApiError> {
+    // A wrong password, an unknown email, a malformed one and an inactive user look alike.
+    let user = auth
+        .authenticate(credentials)
+        .await?
+        .ok_or(ApiError::BadCredentials)?;
+    // A new session id at login, so one planted before it cannot be taken over.
+    auth.login(&user).await?;
+    Ok(Json(user.into_user().into()))
+}
+
+async fn me(auth: AuthSession) -> Result<Json<UserOut>, ApiError> {
+    let user = auth.user.ok_or(ApiError::Unauthorized)?;
+    Ok(Json(user.into_user().into()))
+}
+
+#[derive(Deserialize)]
+struct NewPassword {
+    password: String,
+}
+
+// Hand-written so that a password never reaches a log line.
+impl std::fmt::Debug for NewPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NewPassword(<redacted>)")
     }
 }
 
-async fn me(CurrentUser { user, .. }: CurrentUser) -> Json<UserOut> {
-    Json(user.into())
-}
-
-async fn logout(
-    State(state): State<AppState>,
-    CurrentUser { token, .. }: CurrentUser,
+/// A new hash changes the user's session auth hash: every other session of the user ends at
+/// its next request. This one is logged in again with the new hash, so it stays.
+async fn change_password(
+    mut auth: AuthSession,
+    Json(body): Json<NewPassword>,
 ) -> Result<StatusCode, ApiError> {
-    state.users.delete_access_token(&token).await?;
+    let user = auth.user.clone().ok_or(ApiError::Unauthorized)?;
+    check_password(&body.password)?;
+    let hash = auth.backend.hash_password(&body.password).await?;
+    let updated = auth
+        .backend
+        .users()
+        .update_user(user.user().id, UserPatch::new().hashed_password(hash))
+        .await?;
+    auth.login(&LoginUser::from(updated)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The active user that the request's bearer token logs in, and the token itself.
-#[derive(Debug)]
-struct CurrentUser {
-    user: User,
-    token: String,
-}
-
-impl FromRequestParts<AppState> for CurrentUser {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        let record = match state
-            .users
-            .get_access_token(token, Some(state.token_max_age))
-            .await
-        {
-            Ok(Some(record)) => record,
-            // Whatever a client sends as a token, a bad one is a 401, never a 4xx about input.
-            Ok(None) | Err(Error::InvalidInput { .. } | Error::ValueTooLarge { .. }) => {
-                return Err(ApiError::Unauthorized);
-            }
-            Err(e) => return Err(e.into()),
-        };
-        // A deactivated user's old tokens stop working at once.
-        let user = state.users.get_user(record.user_id).await?;
-        match user {
-            Some(user) if user.is_active => Ok(Self {
-                user,
-                token: token.to_owned(),
-            }),
-            _ => Err(ApiError::Unauthorized),
-        }
-    }
-}
-
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+async fn logout(mut auth: AuthSession) -> Result<StatusCode, ApiError> {
+    auth.logout().await?.ok_or(ApiError::Unauthorized)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn check_password(password: &str) -> Result<(), ApiError> {
@@ -251,46 +209,6 @@ fn check_password(password: &str) -> Result<(), ApiError> {
         )));
     }
     Ok(())
-}
-
-/// Hashes with Argon2id and a random salt, as a PHC string (`$argon2id$v=19$…`).
-async fn hash_password(password: String) -> Result<String, ApiError> {
-    // Argon2 spends tens of milliseconds of CPU on purpose: keep it off the async workers so
-    // other requests keep being served meanwhile.
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|hash| hash.to_string())
-    })
-    .await
-    .map_err(|e| ApiError::internal("password hashing task", e))?
-    .map_err(|e| ApiError::internal("password hashing", e))
-}
-
-/// True if `password` matches `hash`. Without a hash (unknown email) a dummy one is checked, so
-/// that the response time does not tell which emails have accounts.
-async fn verify_password(password: String, hash: Option<String>) -> Result<bool, ApiError> {
-    // Hashed once, with the same parameters as real hashes, so it costs the same to check.
-    static DUMMY_HASH: LazyLock<Option<String>> = LazyLock::new(|| {
-        Argon2::default()
-            .hash_password(b"not anyone's password")
-            .map(|hash| hash.to_string())
-            .ok()
-    });
-    tokio::task::spawn_blocking(move || {
-        let (hash, real) = match hash {
-            Some(hash) => (Some(hash), true),
-            None => (DUMMY_HASH.clone(), false),
-        };
-        let Some(hash) = hash else { return Ok(false) };
-        match Argon2::default().verify_password(password.as_bytes(), hash.as_str()) {
-            Ok(()) => Ok(real),
-            Err(password_hash::Error::PasswordInvalid) => Ok(false),
-            Err(e) => Err(ApiError::internal("password verification", e)),
-        }
-    })
-    .await
-    .map_err(|e| ApiError::internal("password verification task", e))?
 }
 
 /// Every way a request can fail, and (in `into_response`, the one place) its status code.
@@ -312,6 +230,15 @@ impl ApiError {
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         Self::Store(error)
+    }
+}
+
+impl From<axum_login::Error<AuthBackend>> for ApiError {
+    fn from(error: axum_login::Error<AuthBackend>) -> Self {
+        match error {
+            axum_login::Error::Backend(error) => Self::Store(error),
+            axum_login::Error::Session(error) => Self::internal("session", error),
+        }
     }
 }
 
@@ -345,16 +272,7 @@ impl IntoResponse for ApiError {
                 format!("invalid password: {why}"),
             ),
             Self::BadCredentials => (StatusCode::UNAUTHORIZED, "bad credentials".to_owned()),
-            Self::Unauthorized => {
-                let body = Json(serde_json::json!({ "detail": "unauthorized" }));
-                // RFC 6750: a 401 for a bearer-protected resource names the scheme.
-                return (
-                    StatusCode::UNAUTHORIZED,
-                    [(header::WWW_AUTHENTICATE, "Bearer")],
-                    body,
-                )
-                    .into_response();
-            }
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized".to_owned()),
             Self::Internal(what) => {
                 log_error(what);
                 (

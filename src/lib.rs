@@ -34,7 +34,13 @@ use std::sync::Arc;
 pub use storekit_core::*;
 
 pub mod copy;
+#[cfg(feature = "http-cache")]
+pub mod http_cache;
+#[cfg(feature = "axum-login")]
+pub mod login;
 pub mod schema;
+#[cfg(feature = "tower-sessions")]
+pub mod sessions;
 pub mod stats;
 
 /// What a service needs in one `use storekit::prelude::*;`: the store traits (and their typed
@@ -123,7 +129,7 @@ impl From<DynamoDbStore> for Stores {
 pub async fn connect(url: &str) -> Result<Stores> {
     let scheme = url.split(':').next().unwrap_or_default();
     let backend = match scheme {
-        "memory" => Backend::Memory(Arc::new(MemoryStore::with_id_kind(memory_id_kind(url)?))),
+        "memory" => Backend::Memory(Arc::new(memory_store(url)?)),
         "sqlite" => sqlite(url).await?,
         "postgres" | "postgresql" => postgres(url).await?,
         "dynamodb" => dynamodb(url).await?,
@@ -271,22 +277,26 @@ impl Stores {
 /// The id kind of a `memory://` URL. It takes the parameters every URL takes, `id=` and
 /// `prefix=`; a prefix is checked like any other but changes nothing, since every
 /// `MemoryStore` is a world of its own.
-fn memory_id_kind(url: &str) -> Result<IdKind> {
+/// The in-memory store a `memory://` URL describes (`id=`, `prefix=`, `keep_expired=`).
+fn memory_store(url: &str) -> Result<MemoryStore> {
     let query = url.split_once('?').map_or("", |(_, query)| query);
-    let mut kind = IdKind::Uuid;
+    let (mut kind, mut keep_expired) = (IdKind::Uuid, std::time::Duration::ZERO);
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         match pair.split_once('=') {
             Some(("id", value)) => kind = IdKind::parse(value)?,
             Some(("prefix", prefix)) => validate::check_identifier("prefix", prefix)?,
+            Some(("keep_expired", secs)) => {
+                keep_expired = time::parse_seconds("keep_expired", secs)?;
+            }
             _ => {
                 return Err(Error::invalid(
                     "url",
-                    format!("unknown parameter {pair:?} (expected id= or prefix=)"),
+                    format!("unknown parameter {pair:?} (expected id=, prefix= or keep_expired=)"),
                 ));
             }
         }
     }
-    Ok(kind)
+    Ok(MemoryStore::with_id_kind(kind).keep_expired(keep_expired))
 }
 
 #[cfg(not(all(feature = "sqlite", feature = "postgres", feature = "dynamodb")))]

@@ -1,7 +1,8 @@
 //! The `axum_users` example binary, unchanged, on SQLite, PostgreSQL and DynamoDB: only
 //! `DATABASE_URL` differs. Each test starts the compiled example on a free loopback port, drives
-//! it over a real socket (register, login, `/me`, logout, and the error cases a client meets),
-//! and kills it.
+//! it over a real socket (register, log in for a session cookie, `/me`, a restart the sessions
+//! survive, a password change that ends the other sessions, logout, and the error cases a
+//! client meets), and kills it.
 //!
 //! The binary is the one `cargo test` builds next to this test (`target/<profile>/examples/`);
 //! a `cargo test --test axum_users_backends` alone does not rebuild examples, so the test refuses
@@ -37,22 +38,22 @@ async fn sqlite() {
 
 #[cfg(feature = "sqlite")]
 #[tokio::test]
-async fn sqlite_tokens_expire_after_their_max_age() {
+async fn sqlite_sessions_end_after_their_max_age_without_requests() {
     let file = TempDb::new();
     let url = format!("sqlite://{}", file.0.display());
-    let server = Server::start(&url, &[("TOKEN_MAX_AGE_SECS", "1")]);
+    let server = Server::start(&url, &[("SESSION_MAX_AGE_SECS", "1")]);
     let api = Api::new(&server);
     let email = "clock@example.com";
     assert_eq!(api.register(email, PASSWORD).await.0, StatusCode::CREATED);
-    let token = api.login_token(email, PASSWORD).await;
-    assert_eq!(api.me(Some(&token)).await.0, StatusCode::OK);
+    let session = api.login_session(email, PASSWORD).await;
+    assert_eq!(api.me(Some(&session)).await.0, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(api.me(Some(&token)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(api.me(Some(&session)).await.0, StatusCode::UNAUTHORIZED);
 }
 
 /// One login request, as an operator sees it with `RUST_LOG=storekit=debug`: one span per store
 /// call it made, in order, with OpenTelemetry's database fields and never the email, password
-/// or token.
+/// or session id.
 #[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn sqlite_login_request_shows_one_span_per_store_call() {
@@ -62,7 +63,7 @@ async fn sqlite_login_request_shows_one_span_per_store_call() {
     let api = Api::new(&server);
     let email = "traced@example.com";
     assert_eq!(api.register(email, PASSWORD).await.0, StatusCode::CREATED);
-    let token = api.login_token(email, PASSWORD).await;
+    let session = api.login_session(email, PASSWORD).await;
     let log = server.stop();
     let spans: Vec<&str> = log
         .lines()
@@ -72,12 +73,20 @@ async fn sqlite_login_request_shows_one_span_per_store_call() {
         .iter()
         .filter_map(|line| line.split("db.operation.name=\"").nth(1)?.split('"').next())
         .collect();
+    // Register, then log in: the user by email; the login cycles the session's id, and
+    // tower-sessions deletes the id it replaces (never stored here) before the new session is
+    // stored if its id is free.
     assert_eq!(
         operations,
-        ["create_user", "get_user_by_email", "create_access_token"],
+        [
+            "create_user",
+            "get_user_by_email",
+            "delete",
+            "set_if_absent"
+        ],
         "register, then login: {log}"
     );
-    for (span, collection) in spans.iter().zip(["users", "users", "access_tokens"]) {
+    for (span, collection) in spans.iter().zip(["users", "users", "sessions", "sessions"]) {
         for field in [
             "db.system.name=\"sqlite\"".to_owned(),
             format!("db.collection.name=\"{collection}\""),
@@ -85,7 +94,7 @@ async fn sqlite_login_request_shows_one_span_per_store_call() {
         ] {
             assert!(span.contains(&field), "{field} in {span}");
         }
-        for secret in [email, PASSWORD, token.as_str()] {
+        for secret in [email, PASSWORD, session.as_str()] {
             assert!(!span.contains(secret), "{secret} in {span}");
         }
     }
@@ -202,26 +211,55 @@ async fn scenario(url: &str) {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{email}: {body}");
     }
 
-    let token = api.login_token("ADA@example.COM", PASSWORD).await;
-    let (status, me) = api.me(Some(&token)).await;
+    let session = api.login_session("ADA@example.COM", PASSWORD).await;
+    let (status, me) = api.me(Some(&session)).await;
     assert_eq!(status, StatusCode::OK, "{me}");
     assert_eq!((&me["id"], &me["email"]), (&ada["id"], &ada["email"]));
     assert_eq!(api.me(None).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        api.me(Some("not-a-token")).await.0,
+        api.me(Some("not-a-session")).await.0,
         StatusCode::UNAUTHORIZED
     );
+    let other_session = api.login_session("ada@example.com", PASSWORD).await;
+    assert_ne!(session, other_session);
 
-    // Logging out ends that login only.
-    let other_login = api.login_token("ada@example.com", PASSWORD).await;
-    assert_eq!(api.logout(Some(&token)).await, StatusCode::NO_CONTENT);
-    assert_eq!(api.me(Some(&token)).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(api.logout(Some(&token)).await, StatusCode::UNAUTHORIZED);
+    // A restart: the sessions are in the database, not in the process.
+    drop(server);
+    let server = Server::start(url, &[]);
+    let api = Api::new(&server);
+    assert_eq!(api.me(Some(&session)).await.0, StatusCode::OK);
+    assert_eq!(api.me(Some(&other_session)).await.0, StatusCode::OK);
+
+    // A password change keeps the session that made it and ends the other.
+    let new_password = "battery staple horse";
+    let (status, body) = api
+        .post(
+            "/password",
+            &json!({ "password": new_password }),
+            Some(&session),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(api.me(Some(&session)).await.0, StatusCode::OK);
+    assert_eq!(
+        api.me(Some(&other_session)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api.login("ada@example.com", PASSWORD).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let third_session = api.login_session("ada@example.com", new_password).await;
+
+    // Logging out ends that session only.
+    assert_eq!(api.logout(Some(&session)).await, StatusCode::NO_CONTENT);
+    assert_eq!(api.me(Some(&session)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(api.logout(Some(&session)).await, StatusCode::UNAUTHORIZED);
     assert_eq!(api.logout(None).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(api.me(Some(&other_login)).await.0, StatusCode::OK);
+    assert_eq!(api.me(Some(&third_session)).await.0, StatusCode::OK);
 
     // Deactivated through the store itself (as an admin tool would, from another process):
-    // the live token stops working and logging in is refused.
+    // the live session ends and logging in is refused.
     let stores = storekit::connect(url).await.expect("the test connects too");
     let users = stores.auth();
     let user = users
@@ -233,9 +271,12 @@ async fn scenario(url: &str) {
         .update_user(user.id, UserPatch::new().active(false))
         .await
         .expect("Ada is deactivated");
-    assert_eq!(api.me(Some(&other_login)).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        api.login("ada@example.com", PASSWORD).await.0,
+        api.me(Some(&third_session)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api.login("ada@example.com", new_password).await.0,
         StatusCode::UNAUTHORIZED
     );
 }
@@ -254,12 +295,21 @@ impl Api {
         }
     }
 
-    async fn post(&self, path: &str, body: &Value, token: Option<&str>) -> (StatusCode, Value) {
-        let mut request = self.http.post(format!("{}{path}", self.base)).json(body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
+    /// A request with the session cookie `id=session`, if given.
+    fn with_session(
+        request: reqwest::RequestBuilder,
+        session: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        match session {
+            Some(session) => request.header("cookie", format!("id={session}")),
+            None => request,
         }
-        read(request.send().await.expect("the server answers")).await
+    }
+
+    async fn post(&self, path: &str, body: &Value, session: Option<&str>) -> (StatusCode, Value) {
+        let request = self.http.post(format!("{}{path}", self.base)).json(body);
+        let response = Self::with_session(request, session).send().await;
+        read(response.expect("the server answers")).await
     }
 
     async fn register(&self, email: &str, password: &str) -> (StatusCode, Value) {
@@ -272,26 +322,48 @@ impl Api {
         self.post("/login", &body, None).await
     }
 
-    async fn login_token(&self, email: &str, password: &str) -> String {
-        let (status, body) = self.login(email, password).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(body["token_type"], "bearer");
-        body["access_token"]
-            .as_str()
-            .expect("login returns a token")
+    /// Logs in and returns the session id from the `Set-Cookie` header.
+    async fn login_session(&self, email: &str, password: &str) -> String {
+        let body = json!({ "email": email, "password": password });
+        let response = self
+            .http
+            .post(format!("{}/login", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("the server answers");
+        let cookie = response
+            .headers()
+            .get("set-cookie")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let (status, user) = read(response).await;
+        assert_eq!(status, StatusCode::OK, "{user}");
+        assert_eq!(
+            user["email"].as_str().map(str::to_lowercase),
+            Some(email.to_lowercase())
+        );
+        let cookie = cookie.expect("login sets the session cookie");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
+        cookie
+            .split(';')
+            .next()
+            .and_then(|pair| pair.strip_prefix("id="))
+            .expect("the cookie is id=…")
             .to_owned()
     }
 
-    async fn me(&self, token: Option<&str>) -> (StatusCode, Value) {
-        let mut request = self.http.get(format!("{}/me", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        read(request.send().await.expect("the server answers")).await
+    async fn me(&self, session: Option<&str>) -> (StatusCode, Value) {
+        let request = self.http.get(format!("{}/me", self.base));
+        let response = Self::with_session(request, session).send().await;
+        read(response.expect("the server answers")).await
     }
 
-    async fn logout(&self, token: Option<&str>) -> StatusCode {
-        self.post("/logout", &Value::Null, token).await.0
+    async fn logout(&self, session: Option<&str>) -> StatusCode {
+        self.post("/logout", &Value::Null, session).await.0
     }
 }
 

@@ -76,3 +76,45 @@ async fn a_backend_without_its_feature_names_the_feature() {
         .expect_err("off");
     assert!(err.to_string().contains("`dynamodb` feature"), "{err}");
 }
+
+#[tokio::test]
+async fn keep_expired_in_a_url_reaches_the_store() -> storekit::Result<()> {
+    for url in [
+        "memory://?keep_expired=90",
+        "sqlite::memory:?keep_expired=90",
+    ] {
+        let stores = storekit::connect(url).await?;
+        assert_eq!(
+            stores.kv().keep_expired(),
+            std::time::Duration::from_secs(90),
+            "{url}"
+        );
+    }
+    for url in [
+        "memory://?keep_expired=soon",
+        "sqlite::memory:?keep_expired=-1",
+    ] {
+        let err = storekit::connect(url).await.expect_err(url);
+        assert!(
+            matches!(
+                err,
+                Error::InvalidInput {
+                    what: "keep_expired",
+                    ..
+                }
+            ),
+            "{url}: {err:?}"
+        );
+    }
+    #[cfg(feature = "postgres")]
+    {
+        let config = storekit::PostgresConfig::from_url("postgres://h/db?keep_expired=5")?;
+        assert_eq!(config.keep_expired, std::time::Duration::from_secs(5));
+    }
+    #[cfg(feature = "dynamodb")]
+    {
+        let config = storekit::DynamoDbConfig::from_url("dynamodb://?keep_expired=7")?;
+        assert_eq!(config.keep_expired(), std::time::Duration::from_secs(7));
+    }
+    Ok(())
+}

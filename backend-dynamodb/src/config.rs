@@ -26,6 +26,7 @@ pub struct DynamoDbConfig {
     operation_timeout: Duration,
     id_kind: IdKind,
     shard_count: u16,
+    keep_expired: Duration,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -45,6 +46,7 @@ impl Default for DynamoDbConfig {
             operation_timeout: DynamoDbConfig::DEFAULT_OPERATION_TIMEOUT,
             id_kind: IdKind::Uuid,
             shard_count: DynamoDbConfig::DEFAULT_SHARDS,
+            keep_expired: Duration::ZERO,
         }
     }
 }
@@ -63,6 +65,7 @@ impl fmt::Debug for DynamoDbConfig {
             .field("operation_timeout", &self.operation_timeout)
             .field("id_kind", &self.id_kind)
             .field("shard_count", &self.shard_count)
+            .field("keep_expired", &self.keep_expired)
             .finish_non_exhaustive()
     }
 }
@@ -146,12 +149,14 @@ impl DynamoDbConfig {
                     })?),
                     "attempt_timeout_ms" => builder.attempt_timeout(millis(&name, &value)?),
                     "operation_timeout_ms" => builder.operation_timeout(millis(&name, &value)?),
+                    "keep_expired" => builder
+                        .keep_expired(storekit_core::time::parse_seconds("keep_expired", &value)?),
                     other => {
                         return Err(Error::invalid(
                             "url",
                             format!(
                                 "unknown parameter {other:?} (known: endpoint, region, prefix, id, \
-                             shards, attempt_timeout_ms, operation_timeout_ms)"
+                             shards, attempt_timeout_ms, operation_timeout_ms, keep_expired)"
                             ),
                         ));
                     }
@@ -203,6 +208,14 @@ impl DynamoDbConfig {
     #[must_use]
     pub fn shard_count(&self) -> u16 {
         self.shard_count
+    }
+
+    /// How long expired key-value items are kept after their deadline (default 0): the
+    /// native TTL attribute of an item is its deadline plus this, so DynamoDB deletes it no
+    /// sooner, and `KvStore::get_stale` may read it until then.
+    #[must_use]
+    pub fn keep_expired(&self) -> Duration {
+        self.keep_expired
     }
 
     /// The static credentials, if set: (access key id, secret access key).
@@ -308,6 +321,14 @@ impl DynamoDbConfigBuilder {
     #[must_use]
     pub fn shard_count(mut self, shards: u16) -> Self {
         self.config.shard_count = shards;
+        self
+    }
+
+    /// Sets how long expired key-value items are kept after their deadline (URL:
+    /// `keep_expired=SECONDS`); see [`DynamoDbConfig::keep_expired`].
+    #[must_use]
+    pub fn keep_expired(mut self, keep: Duration) -> Self {
+        self.config.keep_expired = keep;
         self
     }
 

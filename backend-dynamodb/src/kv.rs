@@ -3,7 +3,8 @@
 //!
 //! An item is `{pk: "{namespace}#{shard}", sk: key}` with either `v` (the value's bytes) or `n`
 //! (a counter), and with a TTL also `exp` (deadline, Unix ms) and `ttl` (Unix s, for native
-//! TTL). Counters read back as their decimal digits, so they look like any other value; a value
+//! TTL: the deadline plus the config's `keep_expired`, so that DynamoDB keeps an expired item
+//! for as long as `get_stale` may read it). Counters read back as their decimal digits, so they look like any other value; a value
 //! written as digits becomes a counter on its first increment, by a conditional write.
 //!
 //! # Exactly once under the SDK's retries
@@ -154,11 +155,18 @@ impl DynamoDbStore {
         }
         if let Some(ms) = expires {
             item.insert(EXPIRES.to_owned(), item::n(ms));
-            item.insert(TTL.to_owned(), item::n(ms.div_euclid(1000) + 1));
+            item.insert(TTL.to_owned(), item::n(self.native_ttl(ms)));
         }
         item.extend(mark);
         item::check_size(&item)?;
         Ok(item)
+    }
+
+    /// The native TTL (Unix s) of an item with deadline `ms`: never before the deadline plus
+    /// what the store keeps expired items for.
+    fn native_ttl(&self, ms: i64) -> i64 {
+        let keep = i64::try_from(self.config.keep_expired().as_secs()).unwrap_or(i64::MAX);
+        ms.div_euclid(1000).saturating_add(1).saturating_add(keep)
     }
 
     pub(crate) fn expires(&self, item: &Item) -> Result<Option<i64>> {
@@ -170,9 +178,16 @@ impl DynamoDbStore {
         if !is_live(self.expires(item)?, now) {
             return Ok(None);
         }
+        self.stored_value(item).map(Some)
+    }
+
+    /// The value an item holds, counters as their digits, whatever its deadline.
+    fn stored_value(&self, item: &Item) -> Result<Vec<u8>> {
         match (item.get(VALUE), item.get(COUNTER)) {
-            (Some(AttributeValue::B(bytes)), _) => Ok(Some(bytes.clone().into_inner())),
-            (_, Some(_)) => Ok(item::get_i64(item, &self.kv_table, COUNTER)?.map(counter::encode)),
+            (Some(AttributeValue::B(bytes)), _) => Ok(bytes.clone().into_inner()),
+            (_, Some(_)) => item::get_i64(item, &self.kv_table, COUNTER)?
+                .map(counter::encode)
+                .ok_or_else(|| error::bad_item(&self.kv_table, "n is not a number")),
             _ => Err(error::bad_item(
                 &self.kv_table,
                 "item holds neither v nor n",
@@ -640,6 +655,62 @@ impl KvBackend for DynamoDbStore {
     async fn purge_expired(&self) -> Result<u64> {
         // Native TTL deletes expired items; reads already ignore them (see the crate docs).
         Ok(0)
+    }
+
+    async fn set_expiry(
+        &self,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
+        expiry: Expiry,
+    ) -> Result<bool> {
+        // One UpdateItem, conditioned on a live item: the value is not sent again, and an
+        // item that expired (or was deleted) meanwhile is left alone, never brought back.
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.kv_table)
+            .set_key(Some(self.kv_key(&namespace, &key)))
+            .condition_expression(
+                "attribute_exists(#pk) AND (attribute_not_exists(#exp) OR #exp > :now)",
+            )
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#exp", EXPIRES)
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_values(":now", item::n(now_millis()));
+        request = match expiry.millis() {
+            Some(ms) => request
+                .update_expression("SET #exp = :exp, #ttl = :ttl")
+                .expression_attribute_values(":exp", item::n(ms))
+                .expression_attribute_values(":ttl", item::n(self.native_ttl(ms))),
+            None => request.update_expression("REMOVE #exp, #ttl"),
+        };
+        match request.send_counted().await {
+            Ok(_) => Ok(true),
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(error::sdk(err)),
+        }
+    }
+
+    async fn get_stored(
+        &self,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
+    ) -> Result<Option<(Vec<u8>, Option<i64>)>> {
+        match self.read_kv(&namespace, &key, false).await? {
+            Some(item) => Ok(Some((self.stored_value(&item)?, self.expires(&item)?))),
+            None => Ok(None),
+        }
+    }
+
+    fn keep_expired(&self) -> std::time::Duration {
+        self.config.keep_expired()
     }
 }
 

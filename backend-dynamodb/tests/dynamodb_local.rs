@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
@@ -23,8 +24,8 @@ use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use futures::{FutureExt as _, TryStreamExt as _};
 use storekit_core::{
-    AccessTokenStore, Error, KvStore, LIMITS, NewOAuthAccount, NewUser, OAuthAccountStore, User,
-    UserId, UserStore,
+    AccessTokenStore, Error, KvStore, KvStoreExt as _, LIMITS, NewOAuthAccount, NewUser,
+    OAuthAccountStore, Ttl, User, UserId, UserStore,
 };
 use storekit_dynamodb::{DynamoDbConfig, DynamoDbStore};
 
@@ -148,6 +149,15 @@ where
     F: FnOnce(DynamoDbStore, Requests) -> Fut,
     Fut: Future<Output = ()>,
 {
+    with_store_keeping(shards, Duration::ZERO, test).await;
+}
+
+/// [`with_store`], on a store that keeps expired kv items for `keep_expired`.
+async fn with_store_keeping<F, Fut>(shards: u16, keep_expired: Duration, test: F)
+where
+    F: FnOnce(DynamoDbStore, Requests) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let Some(endpoint) = common::endpoint() else {
         return;
     };
@@ -155,6 +165,7 @@ where
     let config = DynamoDbConfig::builder()
         .table_prefix(unique_prefix())
         .shard_count(shards)
+        .keep_expired(keep_expired)
         .build()
         .expect("config");
     let store = DynamoDbStore::from_client(client(&endpoint, Some(requests.clone())), &config);
@@ -380,6 +391,108 @@ async fn migrate_is_idempotent_and_enables_ttl() {
             Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
         ));
         assert_eq!(store.purge_expired().await.expect("purge"), 0);
+    })
+    .await;
+}
+
+/// The raw item of `key` in namespace `ns` of a one-shard store.
+async fn raw_kv_item(
+    store: &DynamoDbStore,
+    ns: &str,
+    key: &str,
+) -> HashMap<String, AttributeValue> {
+    store
+        .client()
+        .get_item()
+        .table_name(format!("{}kv", store.config().table_prefix()))
+        .key("pk", AttributeValue::S(format!("{ns}#0")))
+        .key("sk", AttributeValue::S(key.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("raw get")
+        .item
+        .expect("the item is stored")
+}
+
+fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+    match item.get(name) {
+        Some(AttributeValue::N(n)) => n.parse().ok(),
+        _ => None,
+    }
+}
+
+/// `expire` and `persist` are one conditional UpdateItem each, refused or not, and leave the
+/// value as it was; `get_with_ttl` and `get_stale` are one consistent GetItem, and a
+/// `max_stale` longer than the store keeps is refused before any request. The native TTL
+/// attribute is the deadline plus `keep_expired`, so DynamoDB keeps what `get_stale` may read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_changes_and_stale_reads_are_one_request_each() {
+    let keep = Duration::from_secs(120);
+    with_store_keeping(1, keep, |store, requests| async move {
+        let value = vec![7u8; 1000];
+        store.set("t", "k", &value, None).await.expect("set");
+        requests.reset();
+        let hour = Duration::from_secs(3600);
+        assert!(store.expire("t", "k", hour).await.expect("expire"));
+        assert_eq!(requests.of("UpdateItem"), 1, "{:?}", requests.counts());
+        assert_eq!(requests.total(), 1, "{:?}", requests.counts());
+        let item = raw_kv_item(&store, "t", "k").await;
+        let exp = number(&item, "exp").expect("exp");
+        let ttl = number(&item, "ttl").expect("ttl");
+        assert_eq!(ttl, exp / 1000 + 1 + 120, "deadline (s) + 1 + keep_expired");
+        assert_eq!(
+            item.get("v"),
+            Some(&AttributeValue::B(value.clone().into()))
+        );
+
+        requests.reset();
+        assert!(store.persist("t", "k").await.expect("persist"));
+        assert!(
+            !store
+                .expire("t", "missing", hour)
+                .await
+                .expect("expire missing")
+        );
+        assert_eq!(requests.of("UpdateItem"), 2, "{:?}", requests.counts());
+        assert_eq!(requests.total(), 2, "{:?}", requests.counts());
+        let item = raw_kv_item(&store, "t", "k").await;
+        assert!(
+            !item.contains_key("exp") && !item.contains_key("ttl"),
+            "{item:?}"
+        );
+
+        requests.reset();
+        let read = store
+            .get_with_ttl("t", "k")
+            .await
+            .expect("read")
+            .expect("live");
+        assert_eq!((read.value.len(), read.ttl), (1000, Ttl::Never));
+        let stale = store.get_stale("t", "k", keep).await.expect("stale read");
+        assert!(stale.is_some());
+        assert_eq!(requests.of("GetItem"), 2, "{:?}", requests.counts());
+        assert_eq!(requests.total(), 2, "{:?}", requests.counts());
+
+        requests.reset();
+        let err = store
+            .get_stale("t", "k", keep + Duration::from_secs(1))
+            .await
+            .expect_err("longer than kept");
+        assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+        assert_eq!(requests.total(), 0, "{:?}", requests.counts());
+
+        // A new item with a TTL carries the kept time in its native TTL too.
+        store
+            .set("t", "short", b"s", Some(hour))
+            .await
+            .expect("set");
+        let item = raw_kv_item(&store, "t", "short").await;
+        let (exp, ttl) = (
+            number(&item, "exp").expect("exp"),
+            number(&item, "ttl").expect("ttl"),
+        );
+        assert_eq!(ttl, exp / 1000 + 1 + 120);
     })
     .await;
 }
@@ -730,7 +843,7 @@ async fn tokens_created_while_their_user_is_deleted_never_survive_it() {
                 })
                 .collect();
             // Let the creators start, so that the delete races them rather than precedes them.
-            tokio::time::sleep(std::time::Duration::from_millis((round % 4) * 5)).await;
+            tokio::time::sleep(Duration::from_millis((round % 4) * 5)).await;
             store.delete_user(user.id).await.expect("delete_user");
             for creator in creators {
                 secrets.extend(creator.await.expect("creator"));
@@ -781,7 +894,7 @@ async fn links_and_tokens_added_during_a_delete_are_removed_too() {
                 })
             })
             .collect();
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         store.delete_user(user.id).await.expect("delete_user");
         let mut secrets = Vec::new();
         for writer in writers {

@@ -21,6 +21,10 @@ pub type DumpFn = Box<dyn Fn() -> BoxFuture<'static, String> + Send + Sync>;
 /// Drops everything the fixture created.
 pub type CleanupFn = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 
+/// How long the suite's fixtures keep expired kv items (their config's `keep_expired`), so
+/// that the `get_stale` case can read them; a store that keeps none passes a shorter form.
+pub const KEEP_EXPIRED: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What the suite needs from a backend for one case: fresh, empty stores.
 #[non_exhaustive]
 pub struct Fixture {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt as _;
 use serde::{Deserialize, Serialize};
-use storekit_core::{Error, KvStore, KvStoreExt as _, LIMITS};
+use storekit_core::{Error, KvStore, KvStoreExt as _, LIMITS, Ttl};
 
 use crate::Fixture;
 
@@ -118,6 +118,9 @@ pub async fn kv_ttl_expired_items_are_never_returned(f: &Fixture) {
         "restarts at 0"
     );
 
+    // Expired items are kept for the store's `keep_expired` (for `get_stale`); past it, a
+    // purge may delete them.
+    tokio::time::sleep(kv.keep_expired()).await;
     let purged = kv.purge_expired().await.expect("purge");
     // Only 'gone' was still expired (the others were written again or deleted).
     let expected = u64::from(f.capabilities.purge_on_demand);
@@ -714,4 +717,234 @@ pub async fn kv_overlapping_batches_in_any_order(f: &Fixture) {
         let value = String::from_utf8(value).expect("utf-8");
         assert!(value.starts_with('t') && value.contains('r'), "{value}");
     }
+}
+
+/// Sleeps until `at`.
+async fn sleep_until(at: std::time::Instant) {
+    tokio::time::sleep(at.saturating_duration_since(std::time::Instant::now())).await;
+}
+
+/// `expire` and `persist` change only the deadline of a live item, and `get_with_ttl` reads
+/// it back; an absent or expired item is left alone (false), never brought back.
+pub async fn kv_expire_and_persist_change_only_the_ttl(f: &Fixture) {
+    let kv = &*f.kv;
+    let hour = Duration::from_secs(3600);
+    let binary: Vec<u8> = (0..=255u8).rev().collect();
+    kv.set("exp", "k", &binary, None).await.expect("set");
+    let read = kv
+        .get_with_ttl("exp", "k")
+        .await
+        .expect("read")
+        .expect("live");
+    assert_eq!(
+        (read.value.as_slice(), read.ttl),
+        (binary.as_slice(), Ttl::Never)
+    );
+
+    assert!(kv.expire("exp", "k", hour).await.expect("expire"));
+    let read = kv
+        .get_with_ttl("exp", "k")
+        .await
+        .expect("read")
+        .expect("live");
+    assert_eq!(read.value, binary, "the value is untouched");
+    match read.ttl {
+        Ttl::Remaining(left) => assert!(
+            left <= hour && left > hour - Duration::from_secs(60),
+            "{left:?} left of an hour"
+        ),
+        other => panic!("expected an hour left, got {other:?}"),
+    }
+    assert!(kv.persist("exp", "k").await.expect("persist"));
+    let read = kv
+        .get_with_ttl("exp", "k")
+        .await
+        .expect("read")
+        .expect("live");
+    assert_eq!(
+        (read.value.as_slice(), read.ttl),
+        (binary.as_slice(), Ttl::Never)
+    );
+    assert!(
+        kv.persist("exp", "k").await.expect("persist twice"),
+        "still live"
+    );
+
+    for missing in ["missing", "never"] {
+        assert!(!kv.expire("exp", missing, hour).await.expect("expire"));
+        assert!(!kv.persist("exp", missing).await.expect("persist"));
+        assert_eq!(kv.get_with_ttl("exp", missing).await.expect("read"), None);
+        assert!(
+            !kv.contains("exp", missing).await.expect("contains"),
+            "nothing created"
+        );
+    }
+
+    // A counter keeps counting under its new deadline, and reads back as its digits.
+    assert_eq!(kv.increment("exp", "n", 5, None).await.expect("incr"), 5);
+    assert!(kv.expire("exp", "n", hour).await.expect("expire counter"));
+    assert_eq!(kv.increment("exp", "n", 1, None).await.expect("incr"), 6);
+    let read = kv
+        .get_with_ttl("exp", "n")
+        .await
+        .expect("read")
+        .expect("live");
+    assert_eq!(read.value, b"6");
+    assert!(matches!(read.ttl, Ttl::Remaining(_)), "{:?}", read.ttl);
+
+    // Shortened, an item expires at its new deadline, and then stays gone.
+    kv.set("exp", "short", b"s", Some(hour)).await.expect("set");
+    kv.set("exp", "kept", b"k", Some(Duration::from_millis(400)))
+        .await
+        .expect("set");
+    let started = std::time::Instant::now();
+    assert!(
+        kv.expire("exp", "short", Duration::from_millis(400))
+            .await
+            .expect("expire")
+    );
+    assert!(
+        kv.persist("exp", "kept")
+            .await
+            .expect("persist before its deadline")
+    );
+    sleep_until(started + Duration::from_millis(900)).await;
+    assert_eq!(kv.get("exp", "short").await.expect("get"), None);
+    assert_eq!(kv.get_with_ttl("exp", "short").await.expect("read"), None);
+    assert!(
+        !kv.expire("exp", "short", hour)
+            .await
+            .expect("expire expired")
+    );
+    assert!(!kv.persist("exp", "short").await.expect("persist expired"));
+    assert_eq!(
+        kv.get("exp", "short").await.expect("get"),
+        None,
+        "never brought back"
+    );
+    assert_eq!(
+        kv.get("exp", "kept").await.expect("get").as_deref(),
+        Some(&b"k"[..])
+    );
+
+    let err = kv
+        .expire("exp", "k", Duration::ZERO)
+        .await
+        .expect_err("zero ttl");
+    assert!(
+        matches!(err, Error::InvalidInput { what: "ttl", .. }),
+        "{err:?}"
+    );
+    let err = kv.persist("exp", "").await.expect_err("empty key");
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+    let read = kv
+        .get_with_ttl("exp", "k")
+        .await
+        .expect("read")
+        .expect("live");
+    assert_eq!(read.ttl, Ttl::Never, "a refused call changes nothing");
+}
+
+/// `get_stale` reads an item that expired less than `max_stale` ago, within what the store
+/// keeps (`keep_expired`), which no other read returns and no purge deletes; a longer
+/// `max_stale` is refused rather than answered by chance.
+pub async fn kv_get_stale_reads_expired_items_for_the_kept_time(f: &Fixture) {
+    let kv = &*f.kv;
+    let keep = kv.keep_expired();
+    let ttl = Duration::from_millis(300);
+    kv.set("stale", "forever", b"f", None).await.expect("set");
+    kv.set("stale", "k", b"v", Some(ttl)).await.expect("set");
+    let started = std::time::Instant::now();
+    let live = kv
+        .get_stale("stale", "forever", keep)
+        .await
+        .expect("stale read");
+    assert_eq!(live.map(|v| v.ttl), Some(Ttl::Never));
+    assert_eq!(
+        kv.get_stale("stale", "missing", keep).await.expect("read"),
+        None
+    );
+    let err = kv
+        .get_stale("stale", "k", keep + Duration::from_secs(1))
+        .await
+        .expect_err("longer than kept");
+    assert!(
+        matches!(
+            err,
+            Error::InvalidInput {
+                what: "max_stale",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let expired_at = started + ttl + Duration::from_millis(400);
+    sleep_until(expired_at).await;
+    assert_eq!(kv.get("stale", "k").await.expect("get"), None);
+    assert_eq!(kv.get_with_ttl("stale", "k").await.expect("read"), None);
+    assert_eq!(
+        kv.get_stale("stale", "k", Duration::ZERO)
+            .await
+            .expect("read"),
+        None
+    );
+    if keep.is_zero() {
+        // Nothing is kept past its deadline, so no stale read can be promised.
+        return;
+    }
+    assert!(
+        keep >= Duration::from_secs(1),
+        "the suite's fixtures keep expired items long enough to read them ({keep:?})"
+    );
+    assert!(!kv.contains("stale", "k").await.expect("contains"));
+    assert_eq!(
+        kv.get_many("stale", &["k"]).await.expect("get_many"),
+        vec![None]
+    );
+    assert_eq!(
+        keys_of(kv, "stale", "").await,
+        HashSet::from(["forever".to_owned()])
+    );
+
+    let stale = kv
+        .get_stale("stale", "k", keep)
+        .await
+        .expect("stale read")
+        .expect("kept");
+    assert_eq!(stale.value, b"v");
+    match stale.ttl {
+        Ttl::Expired(ago) => assert!(ago >= Duration::from_millis(300) && ago < keep, "{ago:?}"),
+        other => panic!("expected an expired value, got {other:?}"),
+    }
+    assert_eq!(
+        kv.get_stale("stale", "k", Duration::from_millis(100))
+            .await
+            .expect("read"),
+        None,
+        "it expired more than 100 ms ago"
+    );
+    assert_eq!(
+        kv.purge_expired().await.expect("purge"),
+        0,
+        "kept items are not purged"
+    );
+    assert!(
+        kv.get_stale("stale", "k", keep)
+            .await
+            .expect("read")
+            .is_some()
+    );
+
+    sleep_until(expired_at + keep).await;
+    assert_eq!(kv.get_stale("stale", "k", keep).await.expect("read"), None);
+    let purged = kv.purge_expired().await.expect("purge");
+    assert_eq!(
+        purged,
+        u64::from(f.capabilities.purge_on_demand),
+        "purged {purged}"
+    );
+    assert_eq!(
+        kv.get("stale", "forever").await.expect("get").as_deref(),
+        Some(&b"f"[..])
+    );
 }

@@ -38,7 +38,7 @@ pub mod tables;
 pub mod transfer;
 pub mod users;
 
-pub use harness::{Capabilities, Fixture, SetupContext, run_case, server_url};
+pub use harness::{Capabilities, Fixture, KEEP_EXPIRED, SetupContext, run_case, server_url};
 pub use suite::{Case, Suite, cases, run_suite};
 
 mod suite;
@@ -100,6 +100,8 @@ macro_rules! __with_cases {
                 kv_overlapping_batches_in_any_order,
                 kv_limits_are_enforced,
                 kv_typed_json,
+                kv_expire_and_persist_change_only_the_ttl,
+                kv_get_stale_reads_expired_items_for_the_kept_time,
             ];
             input, Uuid, input: [
                 nul_characters_are_refused,

@@ -18,7 +18,8 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
         .endpoint(endpoint)
         .region(std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()))
         .table_prefix(&ctx.prefix)
-        .id_kind(ctx.id_kind);
+        .id_kind(ctx.id_kind)
+        .keep_expired(storekit_conformance::KEEP_EXPIRED);
     if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
         config = config.credentials("storekit", "storekit");
     }

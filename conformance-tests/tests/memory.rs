@@ -6,9 +6,9 @@ use storekit_conformance::{Fixture, SetupContext};
 use storekit_core::MemoryStore;
 
 async fn setup(ctx: SetupContext) -> Option<Fixture> {
-    Some(Fixture::memory(Arc::new(MemoryStore::with_id_kind(
-        ctx.id_kind,
-    ))))
+    let store =
+        MemoryStore::with_id_kind(ctx.id_kind).keep_expired(storekit_conformance::KEEP_EXPIRED);
+    Some(Fixture::memory(Arc::new(store)))
 }
 
 storekit_conformance::conformance_suite!(setup);

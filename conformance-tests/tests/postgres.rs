@@ -16,6 +16,7 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
         .schema(schema.clone())
         .table_prefix("t_")
         .id_kind(ctx.id_kind)
+        .keep_expired(storekit_conformance::KEEP_EXPIRED)
         .max_connections(16);
     let store = PostgresStore::connect(&config)
         .await

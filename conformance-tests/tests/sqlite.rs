@@ -9,7 +9,8 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
     // The prefix is used too, so table names with a prefix are what the suite exercises.
     let config = SqliteConfig::file(&path)
         .table_prefix(ctx.prefix.clone())
-        .id_kind(ctx.id_kind);
+        .id_kind(ctx.id_kind)
+        .keep_expired(storekit_conformance::KEEP_EXPIRED);
     let store = SqliteStore::connect(&config).await.expect("open sqlite");
     store.migrate().await.expect("migrate");
     store.migrate().await.expect("migrate is idempotent");

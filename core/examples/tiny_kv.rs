@@ -168,6 +168,25 @@ impl KvBackend for TinyKv {
         map.retain(|_, (_, expires)| is_live(*expires, now));
         Ok((before - map.len()) as u64)
     }
+
+    async fn set_expiry(&self, ns: Namespace<'_>, key: Key<'_>, expiry: Expiry) -> Result<bool> {
+        let mut map = self.map();
+        match map.get_mut(&slot(&ns, &key)) {
+            Some((_, expires)) if is_live(*expires, now_millis()) => {
+                *expires = expiry.millis();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn get_stored(
+        &self,
+        ns: Namespace<'_>,
+        key: Key<'_>,
+    ) -> Result<Option<(Vec<u8>, Option<i64>)>> {
+        Ok(self.map().get(&slot(&ns, &key)).cloned())
+    }
 }
 
 async fn setup(_ctx: SetupContext) -> Option<Fixture> {

@@ -300,8 +300,35 @@ pub trait KvBackend: Backend {
         expiry: Expiry,
     ) -> Result<i64>;
 
-    /// See [`crate::KvStore::purge_expired`].
+    /// See [`crate::KvStore::purge_expired`]: deletes items whose deadline is at least
+    /// [`KvBackend::keep_expired`] in the past.
     async fn purge_expired(&self) -> Result<u64>;
+
+    /// See [`crate::KvStore::set_ttl`]: sets the deadline of the live item under `key`
+    /// (`expiry` never expires: removes it), leaving its value; false, writing nothing, if no
+    /// live item is there.
+    async fn set_expiry(
+        &self,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
+        expiry: Expiry,
+    ) -> Result<bool>;
+
+    /// The item under `key` as stored, with its deadline in Unix milliseconds, whether or not
+    /// it has expired (the layer decides what to return): serves
+    /// [`crate::KvStore::get_with_ttl`] and [`crate::KvStore::get_stale`]. One read, as
+    /// consistent as `get`.
+    async fn get_stored(
+        &self,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
+    ) -> Result<Option<(Vec<u8>, Option<i64>)>>;
+
+    /// See [`crate::KvStore::keep_expired`]; a backend that keeps it must not delete an item
+    /// before its deadline plus this.
+    fn keep_expired(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// Users as a backend implements them; callers get [`crate::UserStore`] from it.

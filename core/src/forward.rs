@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use futures::stream::BoxStream;
 
+use crate::kv::TimedValue;
+
 use crate::{
     AccessToken, AccessTokenStore, IdKind, IssuedToken, KvStore, NewOAuthAccount, NewUser,
     OAuthAccount, OAuthAccountPatch, OAuthAccountStore, Page, PageRequest, Result, User, UserId,
@@ -182,6 +184,32 @@ macro_rules! forward {
             }
             async fn purge_expired(&self) -> Result<u64> {
                 (**self).purge_expired().await
+            }
+            async fn set_ttl(
+                &self,
+                namespace: &str,
+                key: &str,
+                ttl: Option<Duration>,
+            ) -> Result<bool> {
+                (**self).set_ttl(namespace, key, ttl).await
+            }
+            async fn get_with_ttl(
+                &self,
+                namespace: &str,
+                key: &str,
+            ) -> Result<Option<TimedValue>> {
+                (**self).get_with_ttl(namespace, key).await
+            }
+            async fn get_stale(
+                &self,
+                namespace: &str,
+                key: &str,
+                max_stale: Duration,
+            ) -> Result<Option<TimedValue>> {
+                (**self).get_stale(namespace, key, max_stale).await
+            }
+            fn keep_expired(&self) -> Duration {
+                (**self).keep_expired()
             }
         }
     )*};

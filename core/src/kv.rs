@@ -118,9 +118,99 @@ pub trait KvStore: Debug + Send + Sync + 'static {
         ttl: Option<Duration>,
     ) -> Result<i64>;
 
-    /// Physically deletes expired items; returns how many (backends whose database expires
-    /// items on its own, like DynamoDB's native TTL, may return 0).
+    /// Physically deletes items that expired more than [`KvStore::keep_expired`] ago; returns
+    /// how many (backends whose database expires items on its own, like DynamoDB's native TTL,
+    /// may return 0).
     async fn purge_expired(&self) -> Result<u64>;
+
+    /// Gives the live item under `key` a new TTL (`Some`) or none at all (`None`), without
+    /// rewriting its value; true if it did. An absent or expired item is left as it is and
+    /// the answer is false: an expired item is never brought back. A zero TTL is refused as
+    /// for [`KvStore::set`]. The helpers [`KvStoreExt::expire`] and [`KvStoreExt::persist`]
+    /// name the two cases. Atomic with every other write of the key.
+    async fn set_ttl(&self, namespace: &str, key: &str, ttl: Option<Duration>) -> Result<bool>;
+
+    /// The live value under `key` with its remaining time to live (never
+    /// [`Ttl::Expired`]), unless absent or expired: one read, as for [`KvStore::get`].
+    async fn get_with_ttl(&self, namespace: &str, key: &str) -> Result<Option<TimedValue>>;
+
+    /// The value under `key` even if it expired, as long as it expired less than `max_stale`
+    /// ago, with its time to live ([`Ttl::Expired`] for a stale one): what a cache serves when
+    /// its origin fails (`stale-if-error`) or while it revalidates. Plain reads
+    /// ([`KvStore::get`] and the others) never return such an item.
+    ///
+    /// A store keeps expired items for [`KvStore::keep_expired`] (its purge, and on DynamoDB
+    /// the native TTL, delete them only after that), so `max_stale` longer than that is refused
+    /// with [`Error::InvalidInput`] rather than answered by chance.
+    async fn get_stale(
+        &self,
+        namespace: &str,
+        key: &str,
+        max_stale: Duration,
+    ) -> Result<Option<TimedValue>>;
+
+    /// How long after its deadline an expired item is still kept, and so readable by
+    /// [`KvStore::get_stale`]: set on the backend's config (`keep_expired`), zero by default,
+    /// where expired items may be deleted as soon as they expire.
+    fn keep_expired(&self) -> Duration;
+}
+
+/// How long a value has to live, as [`KvStore::get_with_ttl`] and [`KvStore::get_stale`] say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+    /// It never expires.
+    Never,
+    /// It expires after this long (more than zero).
+    Remaining(Duration),
+    /// It expired this long ago; only [`KvStore::get_stale`] returns such a value.
+    Expired(Duration),
+}
+
+impl Ttl {
+    /// The TTL of an item with deadline `expires_at` (Unix ms) at `now` (Unix ms).
+    #[must_use]
+    pub fn at(expires_at: Option<i64>, now: i64) -> Self {
+        let millis = |ms: i64| Duration::from_millis(ms.unsigned_abs());
+        match expires_at {
+            None => Self::Never,
+            Some(at) if at > now => Self::Remaining(millis(at - now)),
+            Some(at) => Self::Expired(millis(now - at)),
+        }
+    }
+
+    /// True unless the value has expired.
+    #[must_use]
+    pub fn is_live(self) -> bool {
+        !matches!(self, Self::Expired(_))
+    }
+}
+
+/// A value with its time to live.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TimedValue {
+    /// The stored bytes.
+    pub value: Vec<u8>,
+    /// How long it has to live, or how long ago it expired.
+    pub ttl: Ttl,
+}
+
+impl TimedValue {
+    /// A value with its TTL.
+    #[must_use]
+    pub fn new(value: Vec<u8>, ttl: Ttl) -> Self {
+        Self { value, ttl }
+    }
+}
+
+/// Never the value: stored values stay out of logs.
+impl Debug for TimedValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimedValue")
+            .field("bytes", &self.value.len())
+            .field("ttl", &self.ttl)
+            .finish()
+    }
 }
 
 /// The trait object users pass around: `Arc<DynKvStore>`.
@@ -150,6 +240,18 @@ pub trait KvStoreExt: KvStore {
         let bytes =
             serde_json::to_vec(value).map_err(|e| Error::invalid("value", e.to_string()))?;
         self.set(namespace, key, &bytes, ttl).await
+    }
+
+    /// Gives the live item under `key` a new TTL without rewriting it; false if it is absent
+    /// or expired (see [`KvStore::set_ttl`]).
+    async fn expire(&self, namespace: &str, key: &str, ttl: Duration) -> Result<bool> {
+        self.set_ttl(namespace, key, Some(ttl)).await
+    }
+
+    /// Makes the live item under `key` never expire, without rewriting it; false if it is
+    /// absent or expired (see [`KvStore::set_ttl`]).
+    async fn persist(&self, namespace: &str, key: &str) -> Result<bool> {
+        self.set_ttl(namespace, key, None).await
     }
 }
 

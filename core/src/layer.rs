@@ -11,6 +11,7 @@ use crate::backend::{
     EmailKey, Expiry, Items, Key, Keys, KvBackend, Namespace, OAuthBackend, OAuthKey, TokenBackend,
     UserBackend, UserPageRequest,
 };
+use crate::kv::{TimedValue, Ttl};
 use crate::trace::{Call, call_span};
 use crate::{
     AccessToken, AccessTokenStore, Error, IdKind, IssuedToken, KvStore, NewOAuthAccount, NewUser,
@@ -254,6 +255,77 @@ impl<B: KvBackend> KvStore for B {
                 String::new,
             )
             .await
+    }
+
+    async fn set_ttl(&self, namespace: &str, key: &str, ttl: Option<Duration>) -> Result<bool> {
+        call!(self, "set_ttl", namespace)
+            .run(
+                async {
+                    let (ns, k) = (Namespace::checked(namespace)?, Key::checked(key)?);
+                    KvBackend::set_expiry(self, ns, k, Expiry::from_ttl(ttl)?).await
+                },
+                |changed| Some(one(*changed)),
+                || about_key(namespace, key),
+            )
+            .await
+    }
+
+    async fn get_with_ttl(&self, namespace: &str, key: &str) -> Result<Option<TimedValue>> {
+        call!(self, "get_with_ttl", namespace)
+            .run(
+                async {
+                    let (ns, k) = (Namespace::checked(namespace)?, Key::checked(key)?);
+                    let stored = KvBackend::get_stored(self, ns, k).await?;
+                    Ok(timed(stored, Duration::ZERO))
+                },
+                |found| Some(one(found.is_some())),
+                || about_key(namespace, key),
+            )
+            .await
+    }
+
+    async fn get_stale(
+        &self,
+        namespace: &str,
+        key: &str,
+        max_stale: Duration,
+    ) -> Result<Option<TimedValue>> {
+        call!(self, "get_stale", namespace)
+            .run(
+                async {
+                    let (ns, k) = (Namespace::checked(namespace)?, Key::checked(key)?);
+                    let kept = KvBackend::keep_expired(self);
+                    if max_stale > kept {
+                        return Err(Error::invalid(
+                            "max_stale",
+                            format!(
+                                "{max_stale:?} is longer than this store keeps expired items \
+                                 ({kept:?}, its config's keep_expired)"
+                            ),
+                        ));
+                    }
+                    let stored = KvBackend::get_stored(self, ns, k).await?;
+                    Ok(timed(stored, max_stale))
+                },
+                |found| Some(one(found.is_some())),
+                || about_key(namespace, key),
+            )
+            .await
+    }
+
+    fn keep_expired(&self) -> Duration {
+        KvBackend::keep_expired(self)
+    }
+}
+
+/// A stored item as [`KvStore::get_stale`] returns it: live, or expired less than
+/// `max_stale` ago (zero: live only).
+fn timed(stored: Option<(Vec<u8>, Option<i64>)>, max_stale: Duration) -> Option<TimedValue> {
+    let (value, expires_at) = stored?;
+    let ttl = Ttl::at(expires_at, crate::time::now_millis());
+    match ttl {
+        Ttl::Expired(ago) if ago >= max_stale => None,
+        _ => Some(TimedValue::new(value, ttl)),
     }
 }
 

@@ -25,7 +25,7 @@ pub mod validate;
 
 pub use async_trait::async_trait;
 pub use error::{BoxError, Context, Error, Result};
-pub use kv::{DynKvStore, KvStore, KvStoreExt};
+pub use kv::{DynKvStore, KvStore, KvStoreExt, TimedValue, Ttl};
 pub use memory::MemoryStore;
 pub use table::{DynTableStore, Table, TableSchema, TableStore};
 pub use time::{now, truncate};

@@ -12,7 +12,7 @@ use crate::backend::{
     TokenBackend, TokenHash, UserBackend, UserPageRequest,
 };
 use crate::kv::counter;
-use crate::time::{is_live, now_millis};
+use crate::time::{is_live, now_millis, purge_horizon};
 use crate::{
     AccessToken, Error, IdKind, OAuthAccount, OAuthAccountPatch, Page, Result, User, UserDraft,
     UserId, UserPatch,
@@ -29,6 +29,8 @@ pub struct MemoryStore {
     tables: Mutex<tables::Tables>,
     /// How long a write takes to reach query indexes (zero: at once).
     index_lag: std::time::Duration,
+    /// How long expired kv items are kept (see [`MemoryStore::keep_expired`]).
+    keep_expired: std::time::Duration,
 }
 
 mod tables;
@@ -93,6 +95,14 @@ impl MemoryStore {
             index_lag: lag,
             ..Self::default()
         }
+    }
+
+    /// Keeps expired kv items for `keep` after their deadline: `purge_expired` leaves them,
+    /// and [`crate::KvStore::get_stale`] may read them for that long.
+    #[must_use]
+    pub fn keep_expired(mut self, keep: std::time::Duration) -> Self {
+        self.keep_expired = keep;
+        self
     }
 
     /// Everything the store holds, rendered as text, for tests that check what is stored (the
@@ -494,14 +504,49 @@ impl KvBackend for MemoryStore {
     }
 
     async fn purge_expired(&self) -> Result<u64> {
-        let now = now_millis();
+        let horizon = purge_horizon(now_millis(), self.keep_expired);
         let mut purged = 0;
         for items in self.state().kv.values_mut() {
             let before = items.len();
-            items.retain(|_, entry| is_live(entry.expires_at, now));
+            items.retain(|_, entry| is_live(entry.expires_at, horizon));
             purged += (before - items.len()) as u64;
         }
         Ok(purged)
+    }
+
+    async fn set_expiry(
+        &self,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
+        expiry: Expiry,
+    ) -> Result<bool> {
+        let mut state = self.state();
+        let now = now_millis();
+        let live = state
+            .kv
+            .get_mut(namespace.as_str())
+            .and_then(|items| items.get_mut(key.as_str()))
+            .filter(|entry| is_live(entry.expires_at, now));
+        Ok(live
+            .map(|entry| entry.expires_at = expiry.millis())
+            .is_some())
+    }
+
+    async fn get_stored(
+        &self,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
+    ) -> Result<Option<(Vec<u8>, Option<i64>)>> {
+        let state = self.state();
+        let entry = state
+            .kv
+            .get(namespace.as_str())
+            .and_then(|items| items.get(key.as_str()));
+        Ok(entry.map(|entry| (entry.value.clone(), entry.expires_at)))
+    }
+
+    fn keep_expired(&self) -> std::time::Duration {
+        self.keep_expired
     }
 }
 

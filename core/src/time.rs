@@ -54,6 +54,21 @@ pub fn expiry_millis(ttl: Option<Duration>) -> Result<Option<i64>> {
     Ok(Some(millis))
 }
 
+/// The deadline (Unix ms) at or before which a purge at `now` may delete an item, when the
+/// store keeps expired items for `keep_expired`.
+#[must_use]
+pub fn purge_horizon(now: i64, keep_expired: Duration) -> i64 {
+    let keep = i64::try_from(keep_expired.as_millis()).unwrap_or(i64::MAX);
+    now.saturating_sub(keep)
+}
+
+/// Parses a whole number of seconds given as a URL parameter (`keep_expired=3600`).
+pub fn parse_seconds(what: &'static str, text: &str) -> Result<Duration> {
+    text.parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| Error::invalid(what, format!("{text:?} is not a whole number of seconds")))
+}
+
 /// True if an item with this deadline is still alive at `now` (milliseconds).
 #[must_use]
 pub fn is_live(expires_at: Option<i64>, now: i64) -> bool {

@@ -9,7 +9,7 @@ use sqlx::Row as _;
 use storekit_core::Result;
 use storekit_core::backend::{Expiry, Items, Key, Keys, KvBackend, Namespace};
 use storekit_core::kv::{KeyPage, PageSizes, counter, ordered_key_pages};
-use storekit_core::time::{is_live, now_millis};
+use storekit_core::time::{is_live, now_millis, purge_horizon};
 use storekit_core::transfer::{KvEntry, KvPosition};
 
 use super::PostgresStore;
@@ -36,7 +36,7 @@ impl PostgresStore {
         let mut purged = 0;
         loop {
             let deleted = sqlx::query(self.inner.sql.kv_purge_some.clone())
-                .bind(now_millis())
+                .bind(purge_horizon(now_millis(), self.inner.keep_expired))
                 .bind(purge::BATCH)
                 .execute(&self.inner.pool)
                 .await
@@ -359,6 +359,49 @@ impl KvBackend for PostgresStore {
 
     async fn purge_expired(&self) -> Result<u64> {
         self.purge_all_expired().await
+    }
+
+    async fn set_expiry(
+        &self,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
+        expiry: Expiry,
+    ) -> Result<bool> {
+        let (namespace, key) = (namespace.as_str(), key.as_str());
+        self.within_deadline(async {
+            self.start_purger();
+            let changed = sqlx::query(self.inner.sql.kv_set_expiry.clone())
+                .bind(namespace)
+                .bind(key)
+                .bind(expiry.millis())
+                .bind(now_millis())
+                .execute(&self.inner.pool)
+                .await
+                .map_err(pg_error)?;
+            Ok(changed.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn get_stored(
+        &self,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
+    ) -> Result<Option<(Vec<u8>, Option<i64>)>> {
+        let (namespace, key) = (namespace.as_str(), key.as_str());
+        self.within_deadline(async {
+            sqlx::query_as(self.inner.sql.kv_get_stored.clone())
+                .bind(namespace)
+                .bind(key)
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(pg_error)
+        })
+        .await
+    }
+
+    fn keep_expired(&self) -> std::time::Duration {
+        self.inner.keep_expired
     }
 }
 

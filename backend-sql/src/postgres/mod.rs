@@ -41,6 +41,10 @@ pub struct PostgresConfig {
     /// How often a background task deletes expired key-value items; `None` never does (then
     /// call `purge_expired` yourself). Default 60 s.
     pub purge_interval: Option<std::time::Duration>,
+    /// How long expired key-value items are kept after their deadline: the purge leaves them
+    /// that long, and `KvStore::get_stale` may read them. Default 0 (URL: `keep_expired=S`,
+    /// in seconds).
+    pub keep_expired: std::time::Duration,
     /// How long `connect` and each operation wait for a connection (connecting included)
     /// before failing with [`Error::Unavailable`]. Default 5 s.
     pub connect_timeout: std::time::Duration,
@@ -65,6 +69,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("id_kind", &self.id_kind)
             .field("max_connections", &self.max_connections)
             .field("purge_interval", &self.purge_interval)
+            .field("keep_expired", &self.keep_expired)
             .field("connect_timeout", &self.connect_timeout)
             .field("statement_timeout", &self.statement_timeout)
             .field("operation_timeout", &self.operation_timeout)
@@ -83,6 +88,7 @@ impl Default for PostgresConfig {
             id_kind: IdKind::Uuid,
             max_connections: 16,
             purge_interval: Some(crate::purge::DEFAULT_INTERVAL),
+            keep_expired: std::time::Duration::ZERO,
             connect_timeout: std::time::Duration::from_secs(5),
             statement_timeout: Some(std::time::Duration::from_secs(30)),
             operation_timeout: Some(std::time::Duration::from_secs(10)),
@@ -142,9 +148,10 @@ fn is_driver_parameter(name: &str) -> bool {
 
 impl PostgresConfig {
     /// Settings for the server at `url`. The URL may carry storekit's own query parameters
-    /// `schema=`, `prefix=` and `id=uuid|int`, which are taken out before connecting, and the
-    /// driver's own (`sslmode=`, `application_name=`, `options[NAME]=`…); any other parameter
-    /// is [`Error::InvalidInput`], so that a misspelt one is not silently ignored.
+    /// `schema=`, `prefix=`, `id=uuid|int` and `keep_expired=SECONDS`, which are taken out
+    /// before connecting, and the driver's own (`sslmode=`, `application_name=`,
+    /// `options[NAME]=`…); any other parameter is [`Error::InvalidInput`], so that a misspelt
+    /// one is not silently ignored.
     pub fn from_url(url: &str) -> Result<Self> {
         let mut parsed = url::Url::parse(url).map_err(|e| Error::invalid("url", format!("{e}")))?;
         let mut config = Self::default();
@@ -154,6 +161,9 @@ impl PostgresConfig {
                 ("schema", schema) => config.schema = Some(schema.to_owned()),
                 ("prefix", prefix) => config.table_prefix = prefix.to_owned(),
                 ("id", kind) => config.id_kind = IdKind::parse(kind)?,
+                ("keep_expired", secs) => {
+                    config.keep_expired = storekit_core::time::parse_seconds("keep_expired", secs)?;
+                }
                 (driver, _) if is_driver_parameter(driver) => {
                     kept.push((name.into_owned(), value.into_owned()));
                 }
@@ -164,7 +174,7 @@ impl PostgresConfig {
                     return Err(Error::invalid(
                         "url",
                         format!(
-                            "unknown parameter {other:?} (known: schema, prefix, id, {})",
+                            "unknown parameter {other:?} (known: schema, prefix, id, keep_expired, {})",
                             DRIVER_PARAMETERS.join(", ")
                         ),
                     ));
@@ -220,6 +230,13 @@ impl PostgresConfig {
         self
     }
 
+    /// Sets how long expired key-value items are kept after their deadline.
+    #[must_use]
+    pub fn keep_expired(mut self, keep: std::time::Duration) -> Self {
+        self.keep_expired = keep;
+        self
+    }
+
     /// Sets how long to wait for a connection before failing with `Unavailable`.
     #[must_use]
     pub fn connect_timeout(mut self, timeout: std::time::Duration) -> Self {
@@ -258,6 +275,7 @@ struct Inner {
     layouts: Layouts,
     schema: Option<String>,
     purger: crate::purge::Purger,
+    keep_expired: std::time::Duration,
     operation_timeout: Option<std::time::Duration>,
 }
 
@@ -310,6 +328,7 @@ impl PostgresStore {
                 layouts: Layouts::new(Dialect::Postgres),
                 schema: config.schema.clone(),
                 purger: crate::purge::Purger::new(config.purge_interval),
+                keep_expired: config.keep_expired,
                 operation_timeout: config.operation_timeout,
             }),
         })

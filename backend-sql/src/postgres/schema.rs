@@ -274,6 +274,8 @@ pub(super) struct Statements {
     pub(super) kv_upsert_many: SqlStr,
     pub(super) kv_insert_if_absent: SqlStr,
     pub(super) kv_swap: SqlStr,
+    pub(super) kv_set_expiry: SqlStr,
+    pub(super) kv_get_stored: SqlStr,
     pub(super) kv_delete: SqlStr,
     pub(super) kv_delete_many: SqlStr,
     pub(super) kv_keys_first: SqlStr,
@@ -387,6 +389,13 @@ impl Statements {
             kv_swap: r("UPDATE {kv} SET value = $3, expires_at = $4 \
                  WHERE namespace = $1 AND key = $2 AND value = $5 \
                  AND (expires_at IS NULL OR expires_at > $6)"),
+            kv_set_expiry: r(
+                "UPDATE {kv} SET expires_at = $3 WHERE namespace = $1 AND key = $2 \
+                 AND (expires_at IS NULL OR expires_at > $4)",
+            ),
+            kv_get_stored: r(
+                "SELECT value, expires_at FROM {kv} WHERE namespace = $1 AND key = $2",
+            ),
             kv_delete: r("DELETE FROM {kv} WHERE namespace = $1 AND key = $2 RETURNING expires_at"),
             // Rows are locked in key order, as `kv_upsert_many` writes them, whatever plan
             // finds them (a scan of a small table visits them in storage order): concurrent

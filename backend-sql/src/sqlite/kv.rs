@@ -7,7 +7,7 @@ use futures::stream::BoxStream;
 use rusqlite::{Connection, ToSql, TransactionBehavior, named_params};
 use storekit_core::backend::{Expiry, Items, Key, Keys, KvBackend, Namespace};
 use storekit_core::kv::{KeyPage, PageSizes, counter, ordered_key_pages};
-use storekit_core::time::{is_live, now_millis};
+use storekit_core::time::{is_live, now_millis, purge_horizon};
 use storekit_core::transfer::{KvEntry, KvPosition};
 use storekit_core::{Error, Result};
 
@@ -62,7 +62,8 @@ impl SqliteStore {
                     let mut stmt = conn
                         .prepare_cached(&inner.sql.kv_purge_some)
                         .map_err(sqlite_error)?;
-                    stmt.execute(named_params! { ":now": now_millis(), ":limit": purge::BATCH })
+                    let horizon = purge_horizon(now_millis(), inner.keep_expired);
+                    stmt.execute(named_params! { ":now": horizon, ":limit": purge::BATCH })
                         .map_err(sqlite_error)
                 })
                 .await?;
@@ -552,6 +553,57 @@ impl KvBackend for SqliteStore {
 
     async fn purge_expired(&self) -> Result<u64> {
         self.purge_all_expired().await
+    }
+
+    async fn set_expiry(
+        &self,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
+        expiry: Expiry,
+    ) -> Result<bool> {
+        let expires_at = expiry.millis();
+        self.start_purger();
+        let (inner, namespace, key) = (self.inner.clone(), namespace.to_string(), key.to_string());
+        let changed = self
+            .inner
+            .conns
+            .write_grouped(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(&inner.sql.kv_set_expiry)
+                    .map_err(sqlite_error)?;
+                stmt.execute(named_params! {
+                    ":ns": namespace, ":key": key, ":exp": expires_at, ":now": now_millis(),
+                })
+                .map_err(sqlite_error)
+            })
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn get_stored(
+        &self,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
+    ) -> Result<Option<(Vec<u8>, Option<i64>)>> {
+        let (namespace, key) = (namespace.as_str(), key.as_str());
+        self.inner
+            .conns
+            .read(|conn| {
+                let mut stmt = conn
+                    .prepare_cached(&self.inner.sql.kv_get_any)
+                    .map_err(sqlite_error)?;
+                first_row(
+                    &mut stmt,
+                    named_params! { ":ns": namespace, ":key": key },
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .map_err(sqlite_error)
+            })
+            .await
+    }
+
+    fn keep_expired(&self) -> std::time::Duration {
+        self.inner.keep_expired
     }
 }
 

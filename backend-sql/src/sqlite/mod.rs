@@ -55,6 +55,10 @@ pub struct SqliteConfig {
     /// How often a background task deletes expired key-value items; `None` never does (then
     /// call `purge_expired` yourself). Default 60 s.
     pub purge_interval: Option<Duration>,
+    /// How long expired key-value items are kept after their deadline: the purge leaves them
+    /// that long, and `KvStore::get_stale` may read them. Default 0 (URL: `keep_expired=S`,
+    /// in seconds).
+    pub keep_expired: Duration,
     /// How much of the database file connections read through memory-mapped I/O (SQLite's
     /// `mmap_size`; 0 turns it off). Reads then come from the operating system's page cache
     /// without a system call or a copy per page, shared by all connections, which is what
@@ -82,12 +86,13 @@ impl SqliteConfig {
             readers: 4,
             busy_timeout: Duration::from_secs(5),
             purge_interval: Some(crate::purge::DEFAULT_INTERVAL),
+            keep_expired: Duration::ZERO,
             mmap_size: 2 << 30,
         }
     }
 
     /// Parses `sqlite://PATH`, `sqlite:PATH` or `sqlite::memory:`, with optional query
-    /// parameters `prefix=` and `id=uuid|int`.
+    /// parameters `prefix=`, `id=uuid|int` and `keep_expired=SECONDS`.
     pub fn from_url(url: &str) -> Result<Self> {
         let rest = url
             .strip_prefix("sqlite://")
@@ -110,10 +115,16 @@ impl SqliteConfig {
             match pair.split_once('=') {
                 Some(("prefix", prefix)) => config.table_prefix = prefix.to_owned(),
                 Some(("id", kind)) => config.id_kind = IdKind::parse(kind)?,
+                Some(("keep_expired", secs)) => {
+                    config.keep_expired = storekit_core::time::parse_seconds("keep_expired", secs)?;
+                }
                 _ => {
                     return Err(storekit_core::Error::invalid(
                         "url",
-                        format!("unknown parameter {pair:?} (expected prefix= or id=uuid|int)"),
+                        format!(
+                            "unknown parameter {pair:?} (expected prefix=, id=uuid|int or \
+                             keep_expired=SECONDS)"
+                        ),
                     ));
                 }
             }
@@ -167,6 +178,13 @@ impl SqliteConfig {
         self.purge_interval = interval;
         self
     }
+
+    /// Sets how long expired key-value items are kept after their deadline.
+    #[must_use]
+    pub fn keep_expired(mut self, keep: Duration) -> Self {
+        self.keep_expired = keep;
+        self
+    }
 }
 
 /// A storekit store on SQLite. Cheap to clone; clones share connections.
@@ -184,6 +202,7 @@ struct Inner {
     catalog: Catalog,
     layouts: Layouts,
     purger: Purger,
+    keep_expired: Duration,
 }
 
 impl storekit_core::backend::Backend for SqliteStore {
@@ -216,6 +235,7 @@ impl SqliteStore {
                 catalog,
                 layouts: Layouts::new(Dialect::Sqlite),
                 purger: Purger::new(config.purge_interval),
+                keep_expired: config.keep_expired,
             }),
         })
     }

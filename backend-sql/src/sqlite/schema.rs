@@ -276,6 +276,7 @@ pub(super) struct Statements {
     pub(super) kv_upsert: String,
     pub(super) kv_insert_if_absent: String,
     pub(super) kv_swap: String,
+    pub(super) kv_set_expiry: String,
     pub(super) kv_delete_live: String,
     pub(super) kv_delete_expired: String,
     pub(super) kv_delete_any: String,
@@ -365,6 +366,8 @@ impl Statements {
                  WHERE expires_at IS NOT NULL AND expires_at <= :now"),
             kv_swap: r("UPDATE {kv} SET value = :value, expires_at = :exp \
                  WHERE namespace = :ns AND key = :key AND value = :expected AND {live}"),
+            kv_set_expiry: r("UPDATE {kv} SET expires_at = :exp \
+                 WHERE namespace = :ns AND key = :key AND {live}"),
             kv_delete_live: r("DELETE FROM {kv} WHERE namespace = :ns AND key = :key AND {live}"),
             kv_delete_expired: r("DELETE FROM {kv} WHERE namespace = :ns AND key = :key \
                  AND expires_at IS NOT NULL AND expires_at <= :now"),
