@@ -28,6 +28,7 @@
 
 pub mod containers;
 pub mod edges;
+pub mod expressions;
 pub mod harness;
 pub mod input;
 pub mod kv;
@@ -118,6 +119,12 @@ macro_rules! __with_cases {
             ];
             model_int, Int, model: [
                 random_sequences_agree_with_a_plain_model,
+            ];
+            expressions, Uuid, expressions: [
+                filtered_pages_are_full_and_exact,
+                every_operator_on_every_type,
+                bad_conditions_are_invalid_input,
+                random_filters_agree_with_the_reference,
             ];
             tables, Uuid, tables: [
                 round_trip_and_versions,

@@ -39,6 +39,7 @@
 //! (left by another client's write) is removed when a write meets it, in a transaction
 //! conditioned on that record as it was read.
 
+mod filter;
 mod item;
 mod read;
 mod schema;

@@ -404,7 +404,7 @@ impl TableBackend for PostgresStore {
 
     async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Vec<Record>> {
         let layout = self.layout(schema)?;
-        self.records(&layout, &layout.query(query)).await
+        self.records(&layout, &layout.query(query)?).await
     }
 
     async fn scan(

@@ -404,7 +404,7 @@ impl TableBackend for SqliteStore {
 
     async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Vec<Record>> {
         let layout = self.layout(schema)?;
-        let statement = layout.query(query);
+        let statement = layout.query(query)?;
         self.read_records(layout, statement, query.fetch).await
     }
 

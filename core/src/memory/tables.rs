@@ -398,8 +398,14 @@ impl TableBackend for MemoryStore {
             if query.order == Order::Descending {
                 hits.reverse();
             }
+            let bytes_fields = crate::table::expr::bytes_fields(schema);
             Ok(hits
                 .into_iter()
+                .filter(|(_, record)| {
+                    query
+                        .filter
+                        .is_none_or(|filter| filter.matches(&record.document, &bytes_fields))
+                })
                 .take(query.fetch)
                 .map(|(_, record)| record)
                 .collect())

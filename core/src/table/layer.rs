@@ -458,6 +458,7 @@ async fn run_query<B: TableBackend>(
             order: query.order,
             after: after.as_ref(),
             fetch: want,
+            filter: query.filter.as_ref(),
         };
         let batch = backend.query(schema, &request).await?;
         let exhausted = batch.len() < want;
@@ -531,6 +532,7 @@ async fn still_matching<B: TableBackend>(
     if hits.is_empty() {
         return Ok(hits);
     }
+    let bytes_fields = super::expr::bytes_fields(schema);
     let keys: Vec<RecordKey> = hits.iter().map(|(record, _)| record.key.clone()).collect();
     let current = backend.get_many(schema, &keys).await?;
     let mut kept = Vec::with_capacity(hits.len());
@@ -542,7 +544,12 @@ async fn still_matching<B: TableBackend>(
             .map(|def| def.read_stored(&now.document))
             .transpose()?
             .flatten();
-        let matches = partition.as_ref() == Some(&query.partition)
+        let meets_filter = query
+            .filter
+            .as_ref()
+            .is_none_or(|filter| filter.matches(&now.document, &bytes_fields));
+        let matches = meets_filter
+            && partition.as_ref() == Some(&query.partition)
             && match (&query.sort, index.sort()) {
                 (Some(condition), Some(_)) => sort.as_ref().is_some_and(|s| condition.matches(s)),
                 (None, Some(_)) => sort.is_some(),

@@ -80,6 +80,7 @@
 //! ```
 
 mod document;
+pub mod expr;
 mod layer;
 mod query;
 mod schema;
@@ -93,6 +94,7 @@ use futures::stream::BoxStream;
 
 pub use crate::validate::MAX_FIELD_NAME_BYTES;
 pub use document::{Document, MAX_DOCUMENT_BYTES, canonicalize, dynamodb_size};
+pub use expr::{Comparison, Condition, Operand, Path};
 pub use query::{
     Consistency, DEFAULT_PAGE, IndexQuery, MAX_PAGE, MIN_CURSOR_KEY_BYTES, Order, Position, Query,
     QueryPage, SortCondition, set_cursor_key,
