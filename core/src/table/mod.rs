@@ -17,6 +17,10 @@
 //! `contains` 1 consistent `GetItem`; a page of `query` under 1 MB 1 `Query`; `get_many` of n
 //! keys ⌈n/100⌉ `BatchGetItem`, unprocessed keys retried.
 //!
+//! Queries take a filter ([`Query::filter`]): a [`Condition`] of the expression language in
+//! [`expr`], on any document path, answered by every backend as the memory backend's evaluator
+//! answers it (DynamoDB's rules), with full pages and exact cursors.
+//!
 //! [`TableStore::index_consistency`] says which applies. Every write bumps the record's
 //! version; a version conflict is the database's answer to the write, never a read made
 //! before it.
