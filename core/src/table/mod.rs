@@ -86,6 +86,7 @@
 mod document;
 pub mod expr;
 mod layer;
+pub mod patch;
 mod query;
 mod schema;
 mod typed;
@@ -99,6 +100,7 @@ use futures::stream::BoxStream;
 pub use crate::validate::MAX_FIELD_NAME_BYTES;
 pub use document::{Document, MAX_DOCUMENT_BYTES, canonicalize, dynamodb_size};
 pub use expr::{Comparison, Condition, Operand, Path};
+pub use patch::{Patch, Returning};
 pub use query::{
     Consistency, DEFAULT_PAGE, IndexQuery, MAX_PAGE, MIN_CURSOR_KEY_BYTES, Order, Position, Query,
     QueryPage, SortCondition, set_cursor_key,
