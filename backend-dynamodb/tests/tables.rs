@@ -18,7 +18,8 @@ use aws_sdk_dynamodb::types::{
 use serde_json::{Value, json};
 use storekit_core::Error;
 use storekit_core::table::{
-    Condition, Document, KeyDef, KeyValue, Query, RecordKey, TableSchema, TableStatus, TableStore,
+    Condition, Document, KeyDef, KeyValue, Patch, Query, RecordKey, Returning, TableSchema,
+    TableStatus, TableStore,
 };
 use storekit_dynamodb::{DynamoDbConfig, DynamoDbStore};
 use tracing::field::{Field, Visit};
@@ -156,7 +157,7 @@ fn counted(name: &str) -> TableSchema {
 }
 
 #[tokio::test]
-async fn a_filtered_page_reads_what_its_matches_say_it_needs() {
+async fn a_filtered_page_and_a_patch_send_the_requests_they_need() {
     let Some(store) = store("filt").await else {
         return;
     };
@@ -201,6 +202,44 @@ async fn a_filtered_page_reads_what_its_matches_say_it_needs() {
         assert_eq!(numbers(&rest), [157, 207, 257]);
         assert!(rest.next.is_none());
         assert_eq!(count("query"), [2]);
+
+        // `SET status, last_update` returning the new values, with a condition: one UpdateItem,
+        // also when the condition refuses it.
+        let key = RecordKey::with_sort("a", 7);
+        let shipped = store
+            .patch(
+                &schema,
+                &key,
+                &Patch::new().set("status", "shipped").set("last_update", 17),
+                Some(&Condition::eq("hit", true)),
+                Returning::UpdatedNew,
+            )
+            .await
+            .expect("patch");
+        assert_eq!(
+            Value::Object(shipped.document.expect("updated")),
+            json!({"status": "shipped", "last_update": 17})
+        );
+        let refused = store
+            .patch(
+                &schema,
+                &key,
+                &Patch::new().add("views", 1),
+                Some(&Condition::eq("hit", false)),
+                Returning::None,
+            )
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(Error::Conflict {
+                    what: "condition",
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(count("patch"), [1, 1], "a patch: one UpdateItem");
     };
     run.await;
     store.drop_tables().await.expect("drop_tables");

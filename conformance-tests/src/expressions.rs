@@ -11,10 +11,12 @@ use serde_json::{Value, json};
 use storekit_core::Error;
 use storekit_core::table::expr::bytes_fields;
 use storekit_core::table::{
-    Comparison, Condition, Document, KeyDef, Operand, Query, Record, TableSchema, TableStore,
+    Comparison, Condition, Document, KeyDef, KeyValue, Operand, Patch, Query, Record, RecordKey,
+    Returning, TableSchema, TableStore,
 };
 
 use crate::Fixture;
+use crate::tables::settled;
 
 /// `exprs`: partition `p`, sort `n`; the query index `by-kind` on (`kind`, `n`); and `tag`, a
 /// bytes key field (the index `by-tag`), so that bytes can be compared.
@@ -23,6 +25,7 @@ fn schema() -> TableSchema {
         .sort_key(KeyDef::int("n"))
         .index("by-kind", KeyDef::text("kind"), Some(KeyDef::int("n")))
         .index("by-tag", KeyDef::bytes("tag"), None)
+        .unique("sku", [KeyDef::text("sku")])
         .build()
         .expect("valid schema")
 }
@@ -78,6 +81,9 @@ pub async fn filtered_pages_are_full_and_exact(f: &Fixture) {
         store.insert(&schema, doc(document)).await.expect("insert");
     }
     let expected: Vec<i64> = (0..500).filter(|n| n % 50 == 7).collect();
+    // Where index reads are eventual, wait until the index holds every record.
+    let all = Query::index("by-kind", "k").limit(1000);
+    settled(store, &schema, &all, |page| page.items.len() == 500).await;
     let hit = Condition::eq("hit", true);
     for limit in [1, 7, 100] {
         for (name, query) in [
@@ -345,6 +351,279 @@ pub async fn random_filters_agree_with_the_reference(f: &Fixture) {
         panic!("STOREKIT_EXPR_SEED={seed}: {failure}");
     }
     assert!(ran.load(Ordering::Relaxed) >= 96);
+}
+
+/// Every patch action, its returns, and the patches a record cannot take, which change
+/// nothing; index keys and unique values follow the patched record.
+pub async fn patches_apply_every_action_or_none(f: &Fixture) {
+    let (store, schema) = ensure(f).await;
+    let key = RecordKey::with_sort("pa", 1);
+    let first = json!({"p": "pa", "n": 1, "kind": "old", "sku": "S1", "count": 1, "s": "x",
+        "l": [1], "m": {"k": 1}, "gone": true});
+    store.insert(&schema, doc(first)).await.expect("insert");
+    store
+        .insert(&schema, doc(json!({"p": "pa", "n": 2, "sku": "S2"})))
+        .await
+        .expect("insert");
+    let patch = Patch::new()
+        .set("status", "shipped")
+        .set("m.j", 2)
+        .add("count", 2)
+        .add("fresh", 5)
+        .append("l", [json!("a")])
+        .append("new_list", [1, 2])
+        .set_if_absent("s", "kept?")
+        .set_if_absent("absent", "set")
+        .set("l2", json!([0]))
+        .remove("gone")
+        .set("kind", "new");
+    let patched = store
+        .patch(&schema, &key, &patch, None, Returning::New)
+        .await
+        .expect("patch");
+    assert_eq!(patched.version, 2);
+    let expected = json!({"p": "pa", "n": 1, "kind": "new", "sku": "S1", "count": 3, "s": "x",
+        "l": [1, "a"], "m": {"k": 1, "j": 2}, "status": "shipped", "fresh": 5,
+        "new_list": [1, 2], "absent": "set", "l2": [0]});
+    assert_eq!(
+        Value::Object(patched.document.clone().expect("new")),
+        expected
+    );
+    let stored = store.get(&schema, &key).await.expect("get").expect("found");
+    assert_eq!(
+        (stored.version, Value::Object(stored.document)),
+        (2, expected)
+    );
+    // The record moved in the index it is keyed in.
+    let by_kind = settled(store, &schema, &Query::index("by-kind", "new"), |page| {
+        !page.items.is_empty()
+    })
+    .await;
+    assert_eq!(numbers(&by_kind.items), [1]);
+    // What each `Returning` gives.
+    let old = store
+        .patch(
+            &schema,
+            &key,
+            &Patch::new().add("count", 1),
+            None,
+            Returning::Old,
+        )
+        .await
+        .expect("patch");
+    assert_eq!(old.version, 3);
+    assert_eq!(old.document.expect("old")["count"], json!(3));
+    let updated = store
+        .patch(
+            &schema,
+            &key,
+            &Patch::new().add("count", 1).set("m.k", 9),
+            None,
+            Returning::UpdatedNew,
+        )
+        .await
+        .expect("patch");
+    assert_eq!(
+        Value::Object(updated.document.expect("updated")),
+        json!({"count": 5, "m": {"k": 9, "j": 2}})
+    );
+    let none = store
+        .patch(
+            &schema,
+            &key,
+            &Patch::new().set("s", "y"),
+            None,
+            Returning::None,
+        )
+        .await
+        .expect("patch");
+    assert_eq!((none.version, none.document), (5, None));
+    // Patches this record cannot take: refused, and the record is as it was.
+    for refused in [
+        Patch::new().set("nope.x", 1),
+        Patch::new().add("s", 1),
+        Patch::new().append("s", [1]),
+        Patch::new().set("l.x", 1),
+        Patch::new().set("m[0]", 1),
+        Patch::new().set("count", 1).set("m.k.deep", 1),
+    ] {
+        let result = store
+            .patch(&schema, &key, &refused, None, Returning::New)
+            .await;
+        assert!(
+            matches!(result, Err(Error::InvalidInput { .. })),
+            "{refused:?}: {result:?}"
+        );
+    }
+    for refused in [
+        Patch::new().set("p", "elsewhere"),
+        Patch::new().set("kind", 5),
+        Patch::new().set("a..b", 1),
+        Patch::new(),
+        Patch::new().set("m", 1).set("m.k", 2),
+    ] {
+        let result = store
+            .patch(&schema, &key, &refused, None, Returning::New)
+            .await;
+        assert!(
+            matches!(result, Err(Error::InvalidInput { what: "patch", .. })),
+            "{refused:?}: {result:?}"
+        );
+    }
+    let after = store.get(&schema, &key).await.expect("get").expect("found");
+    assert_eq!(after.version, 5, "nothing refused was written");
+    assert_eq!(after.document["count"], json!(5));
+    // A unique value moves with a patch, and a taken one is refused.
+    let taken = store
+        .patch(
+            &schema,
+            &key,
+            &Patch::new().set("sku", "S2"),
+            None,
+            Returning::New,
+        )
+        .await;
+    assert!(
+        matches!(taken, Err(Error::AlreadyExists { .. })),
+        "{taken:?}"
+    );
+    store
+        .patch(
+            &schema,
+            &key,
+            &Patch::new().set("sku", "S3"),
+            None,
+            Returning::None,
+        )
+        .await
+        .expect("a free value");
+    let holder = store
+        .get_by_unique(&schema, "sku", &[KeyValue::from("S3")])
+        .await
+        .expect("get_by_unique")
+        .expect("found");
+    assert_eq!(holder.key, key);
+    assert!(
+        store
+            .get_by_unique(&schema, "sku", &[KeyValue::from("S1")])
+            .await
+            .expect("get_by_unique")
+            .is_none()
+    );
+    // No such record.
+    let missing = store
+        .patch(
+            &schema,
+            &RecordKey::with_sort("pa", 99),
+            &Patch::new().set("s", "x"),
+            None,
+            Returning::New,
+        )
+        .await;
+    assert!(
+        matches!(missing, Err(Error::NotFound { what: "record" })),
+        "{missing:?}"
+    );
+    assert!(
+        store
+            .get(&schema, &RecordKey::with_sort("pa", 99))
+            .await
+            .expect("get")
+            .is_none(),
+        "a patch never creates a record"
+    );
+}
+
+/// A patch's condition is checked on the record as it is, in the same request: when it does
+/// not hold, the patch is a `Conflict` on `"condition"` and nothing changes.
+pub async fn conditional_patches_change_nothing_when_refused(f: &Fixture) {
+    let (store, schema) = ensure(f).await;
+    let key = RecordKey::with_sort("pc", 1);
+    store
+        .insert(&schema, doc(json!({"p": "pc", "n": 1, "stock": 2})))
+        .await
+        .expect("insert");
+    let take = Patch::new().add("stock", -1);
+    let enough = Condition::ge("stock", 1);
+    for expected in [1, 0] {
+        let done = store
+            .patch(&schema, &key, &take, Some(&enough), Returning::New)
+            .await
+            .expect("stock left");
+        assert_eq!(done.document.expect("new")["stock"], json!(expected));
+    }
+    let refused = store
+        .patch(&schema, &key, &take, Some(&enough), Returning::New)
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::Conflict {
+                what: "condition",
+                actual: 3,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let after = store.get(&schema, &key).await.expect("get").expect("found");
+    assert_eq!(
+        (after.version, after.document["stock"].clone()),
+        (3, json!(0))
+    );
+    let bad = store
+        .patch(
+            &schema,
+            &key,
+            &take,
+            Some(&Condition::lt("stock", json!([1]))),
+            Returning::New,
+        )
+        .await;
+    assert!(
+        matches!(
+            bad,
+            Err(Error::InvalidInput {
+                what: "condition",
+                ..
+            })
+        ),
+        "{bad:?}"
+    );
+}
+
+/// 32 tasks add 1 a hundred times each to one counter: it ends at exactly 3,200 and its
+/// version at 3,201, on every backend.
+pub async fn concurrent_adds_to_one_counter_are_exact(f: &Fixture) {
+    let (store, schema) = ensure(f).await;
+    let key = RecordKey::with_sort("counter", 1);
+    store
+        .insert(&schema, doc(json!({"p": "counter", "n": 1})))
+        .await
+        .expect("insert");
+    let tasks = (0..32).map(|_| {
+        let (store, schema, key) = (f.tables().clone(), schema.clone(), key.clone());
+        tokio::spawn(async move {
+            for _ in 0..100 {
+                store
+                    .patch(
+                        &schema,
+                        &key,
+                        &Patch::new().add("views", 1),
+                        None,
+                        Returning::None,
+                    )
+                    .await
+                    .expect("add");
+            }
+        })
+    });
+    for task in futures::future::join_all(tasks).await {
+        task.expect("task");
+    }
+    let counter = store.get(&schema, &key).await.expect("get").expect("found");
+    assert_eq!(counter.document["views"], json!(3200));
+    assert_eq!(counter.version, 3201);
 }
 
 fn scalar() -> impl Strategy<Value = Value> {

@@ -125,6 +125,9 @@ macro_rules! __with_cases {
                 every_operator_on_every_type,
                 bad_conditions_are_invalid_input,
                 random_filters_agree_with_the_reference,
+                patches_apply_every_action_or_none,
+                conditional_patches_change_nothing_when_refused,
+                concurrent_adds_to_one_counter_are_exact,
             ];
             tables, Uuid, tables: [
                 round_trip_and_versions,

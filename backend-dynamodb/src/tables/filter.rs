@@ -92,7 +92,7 @@ fn join(
     })
 }
 
-fn path(path: &Path, p: &mut Placeholders) -> String {
+pub(super) fn path(path: &Path, p: &mut Placeholders) -> String {
     let mut text = String::new();
     for step in path.steps() {
         match step {

@@ -7,8 +7,9 @@ use async_trait::async_trait;
 
 use super::query::{self, fingerprint};
 use super::{
-    Change, Consistency, Document, IndexQuery, KeyValue, Order, Position, Query, QueryPage, Record,
-    RecordKey, Row, TableSchema, TableStatus, TableStore, check_expected_version, next_version,
+    Change, Condition, Consistency, Document, IndexQuery, KeyValue, Order, Patch, Patched,
+    Position, Query, QueryPage, Record, RecordKey, Returning, Row, TableSchema, TableStatus,
+    TableStore, check_expected_version, next_version,
 };
 use crate::backend::TableBackend;
 use crate::trace::{Call, call_span};
@@ -379,6 +380,36 @@ impl<B: TableBackend> TableStore for B {
             .await
     }
 
+    async fn patch(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        patch: &Patch,
+        condition: Option<&Condition>,
+        returning: Returning,
+    ) -> Result<Patched> {
+        call!(self, "patch", schema)
+            .run(
+                async {
+                    schema.check_key(key)?;
+                    patch.check(schema)?;
+                    if let Some(condition) = condition {
+                        condition.check(schema)?;
+                    }
+                    let (version, document) =
+                        TableBackend::patch(self, schema, key, patch, condition, returning).await?;
+                    Ok(Patched {
+                        key: key.clone(),
+                        version,
+                        document,
+                    })
+                },
+                |_| Some(1),
+                || about_key(schema, key),
+            )
+            .await
+    }
+
     async fn count(&self, schema: &TableSchema) -> Result<u64> {
         call!(self, "count", schema)
             .run(
@@ -652,6 +683,16 @@ mod tests {
         }
         async fn count(&self, schema: &TableSchema) -> Result<u64> {
             TableBackend::count(&self.0, schema).await
+        }
+        async fn patch(
+            &self,
+            schema: &TableSchema,
+            key: &RecordKey,
+            patch: &Patch,
+            condition: Option<&Condition>,
+            returning: Returning,
+        ) -> Result<(u64, Option<Document>)> {
+            TableBackend::patch(&self.0, schema, key, patch, condition, returning).await
         }
     }
 

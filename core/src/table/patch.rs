@@ -25,6 +25,7 @@ use serde_json::Value;
 use super::document::Document;
 use super::expr::{Path, Step};
 use super::schema::TableSchema;
+use super::value::{KeyType, KeyValue};
 use crate::{Error, Result};
 
 /// Most actions in one patch.
@@ -72,6 +73,60 @@ pub enum Returning {
     Old,
     /// The top-level fields the patch touched, as they are after it.
     UpdatedNew,
+}
+
+/// What [`TableStore::patch`](super::TableStore::patch) returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Patched {
+    /// The record's key.
+    pub key: super::RecordKey,
+    /// Its version after the patch.
+    pub version: u64,
+    /// What [`Returning`] asked for (`None` for [`Returning::None`]).
+    pub document: Option<Document>,
+}
+
+/// What `returning` asks for, from the record before and after a patch.
+#[must_use]
+pub fn returned(
+    patch: &Patch,
+    returning: Returning,
+    old: &Document,
+    new: &Document,
+) -> Option<Document> {
+    match returning {
+        Returning::None => None,
+        Returning::New => Some(new.clone()),
+        Returning::Old => Some(old.clone()),
+        Returning::UpdatedNew => Some(patch.updated(new)),
+    }
+}
+
+/// The row a patch makes of the record `current`, for a backend that reads and writes it under
+/// one lock: `condition` checked on it ([`Error::Conflict`], `"condition"`), the patch applied,
+/// the document rules kept and the key unchanged.
+pub fn patch_row(
+    schema: &TableSchema,
+    current: &super::Record,
+    patch: &Patch,
+    condition: Option<&super::Condition>,
+) -> Result<super::Row> {
+    let bytes = super::expr::bytes_fields(schema);
+    if condition.is_some_and(|c| !c.matches(&current.document, &bytes)) {
+        return Err(Error::Conflict {
+            what: "condition",
+            expected: current.version,
+            actual: current.version,
+        });
+    }
+    let row = schema.row(patch.apply(&current.document)?)?;
+    if *row.key() != current.key {
+        return Err(Error::invalid(
+            "patch",
+            "a patch cannot change the record's key",
+        ));
+    }
+    Ok(row)
 }
 
 /// A change to parts of a record; see the module docs.
@@ -179,6 +234,26 @@ impl Patch {
             if keys.contains(&path.field()) {
                 return bad(format!("{path} is part of the record's key"));
             }
+            if let Some(kind) = key_kind(schema, path) {
+                // A key field keeps its type, so every backend refuses the same patches
+                // before anything is sent.
+                let field = path.field();
+                match action {
+                    Action::Set(_, value) | Action::SetIfAbsent(_, value) => {
+                        KeyValue::from_field(kind, field, Some(value)).map_err(|e| match e {
+                            Error::InvalidInput { why, .. } => Error::invalid("patch", why),
+                            other => other,
+                        })?;
+                    }
+                    Action::Add(..) if kind == KeyType::Int => {}
+                    Action::Remove(_) => {}
+                    _ => {
+                        return bad(format!(
+                            "{path} is an index key of type {kind}: it can be set or removed"
+                        ));
+                    }
+                }
+            }
             match action {
                 Action::Set(_, value) | Action::SetIfAbsent(_, value) => check_value(value)?,
                 Action::Append(_, values) => {
@@ -217,6 +292,18 @@ impl Patch {
             .filter_map(|field| new.get(field).map(|v| (field.to_owned(), v.clone())))
             .collect()
     }
+}
+
+/// The type of the index key field `path` is, when it is one.
+fn key_kind(schema: &TableSchema, path: &Path) -> Option<KeyType> {
+    if path.steps().len() != 1 {
+        return None;
+    }
+    schema
+        .key_fields()
+        .into_iter()
+        .find(|(field, _)| *field == path.field())
+        .map(|(_, kind)| kind)
 }
 
 fn check_value(value: &Value) -> Result<()> {
@@ -430,6 +517,7 @@ mod tests {
     #[test]
     fn checks_refuse_overlaps_keys_and_bad_values() {
         let schema = TableSchema::builder("things", KeyDef::text("id"))
+            .index("by-rank", KeyDef::text("group"), Some(KeyDef::int("rank")))
             .build()
             .expect("schema");
         for bad in [
@@ -441,6 +529,9 @@ mod tests {
             Patch::new().set("a..b", 1),
             Patch::new().set("a", 1e200),
             Patch::new().set("_storekit_version", 1),
+            Patch::new().set("rank", "first"),
+            Patch::new().append("group", ["x"]),
+            Patch::new().add("group", 1),
         ] {
             assert!(
                 matches!(
@@ -455,6 +546,8 @@ mod tests {
             .set("m.j", 2)
             .add("n", 1)
             .set("l[0]", 1)
+            .add("rank", 1)
+            .set("group", "g")
             .check(&schema)
             .expect("valid");
     }
