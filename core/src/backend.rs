@@ -462,7 +462,7 @@ pub trait TableBackend: Backend {
     async fn count(&self, schema: &TableSchema) -> Result<u64>;
 
     /// Applies a checked patch to the record at `key` atomically, if `condition` holds on it
-    /// (a failed one is [`Error::Conflict`] with `what` `"condition"`); returns the new version
+    /// (a failed one is [`Error::Conflict`](crate::Error::Conflict) with `what` `"condition"`); returns the new version
     /// and what `returning` asks for ([`crate::table::patch::returned`]).
     async fn patch(
         &self,
