@@ -18,7 +18,8 @@ use aws_sdk_dynamodb::types::{
 use serde_json::{Value, json};
 use storekit_core::Error;
 use storekit_core::table::{
-    Document, KeyDef, KeyValue, Query, RecordKey, TableSchema, TableStatus, TableStore,
+    Condition, Document, KeyDef, KeyValue, Patch, Query, RecordKey, Returning, TableSchema,
+    TableStatus, TableStore,
 };
 use storekit_dynamodb::{DynamoDbConfig, DynamoDbStore};
 use tracing::field::{Field, Visit};
@@ -153,6 +154,95 @@ fn counted(name: &str) -> TableSchema {
         .unique("sku", [KeyDef::text("sku")])
         .build()
         .expect("valid schema")
+}
+
+#[tokio::test]
+async fn a_filtered_page_and_a_patch_send_the_requests_they_need() {
+    let Some(store) = store("filt").await else {
+        return;
+    };
+    let spans = Spans::global();
+    let schema = TableSchema::builder("filtered", KeyDef::text("p"))
+        .sort_key(KeyDef::int("n"))
+        .build()
+        .expect("valid schema");
+    let run = async {
+        store.ensure_table(&schema).await.expect("ensure_table");
+        for n in 0..300 {
+            let document = doc(json!({"p": "a", "n": n, "hit": n % 50 == 7}));
+            store.insert(&schema, document).await.expect("insert");
+        }
+        let count = |op: &str| spans.take(op, "filtered");
+        let hits = Query::table("a").filter(Condition::eq("hit", true));
+        let numbers = |page: &storekit_core::table::QueryPage| -> Vec<i64> {
+            page.items
+                .iter()
+                .map(|r| r.document["n"].as_i64().expect("n"))
+                .collect()
+        };
+        let first = store
+            .query(&schema, &hits.clone().limit(3))
+            .await
+            .expect("query");
+        assert_eq!(numbers(&first), [7, 57, 107]);
+        // The first Query reads 4 items (the page and one more) and matches none; the second
+        // reads up to 1,000, which covers the partition.
+        assert_eq!(
+            count("query"),
+            [2],
+            "a filtered page: the Queries its matches need"
+        );
+        let rest = store
+            .query(
+                &schema,
+                &hits.limit(3).after(first.next.expect("more pages")),
+            )
+            .await
+            .expect("query");
+        assert_eq!(numbers(&rest), [157, 207, 257]);
+        assert!(rest.next.is_none());
+        assert_eq!(count("query"), [2]);
+
+        // `SET status, last_update` returning the new values, with a condition: one UpdateItem,
+        // also when the condition refuses it.
+        let key = RecordKey::with_sort("a", 7);
+        let shipped = store
+            .patch(
+                &schema,
+                &key,
+                &Patch::new().set("status", "shipped").set("last_update", 17),
+                Some(&Condition::eq("hit", true)),
+                Returning::UpdatedNew,
+            )
+            .await
+            .expect("patch");
+        assert_eq!(
+            Value::Object(shipped.document.expect("updated")),
+            json!({"status": "shipped", "last_update": 17})
+        );
+        let refused = store
+            .patch(
+                &schema,
+                &key,
+                &Patch::new().add("views", 1),
+                Some(&Condition::eq("hit", false)),
+                Returning::None,
+            )
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(Error::Conflict {
+                    what: "condition",
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(count("patch"), [1, 1], "a patch: one UpdateItem");
+    };
+    run.await;
+    store.drop_tables().await.expect("drop_tables");
 }
 
 #[tokio::test]

@@ -42,6 +42,8 @@ use storekit_core::{Error, Result};
 
 use crate::tables::Tables;
 
+mod filter;
+
 /// The column of the record's partition key.
 pub(crate) const PARTITION: &str = "partition_key";
 /// The column of the record's sort key.
@@ -892,7 +894,7 @@ impl Layout {
 
     /// One page of a query: the records of the partition meeting the sort condition, strictly
     /// after `query.after` in the query's order, in that order.
-    pub(crate) fn query(&self, query: &IndexQuery<'_>) -> Statement {
+    pub(crate) fn query(&self, query: &IndexQuery<'_>) -> Result<Statement> {
         let (partition, sort): (&str, Option<&str>) = match query.index {
             None => (PARTITION, self.sort.map(|_| SORT)),
             Some(i) => {
@@ -924,12 +926,16 @@ impl Layout {
             descending,
             after: query.after.map(|_| after.len()),
         };
-        let known = self
-            .queries
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&text)
-            .cloned();
+        // A filter makes a text of its own, which is not kept: it would only push out the rest.
+        let known = if query.filter.is_some() {
+            None
+        } else {
+            self.queries
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&text)
+                .cloned()
+        };
         let mut b = self.builder(known.as_ref());
         b.sql("SELECT version, document FROM ")
             .sql(&self.table)
@@ -939,6 +945,13 @@ impl Layout {
             .bind(Param::from(query.partition));
         if let (Some(condition), Some(sort)) = (query.sort, sort) {
             sort_condition(&mut b, sort, condition);
+        }
+        if let Some(condition) = query.filter {
+            filter::and_where(
+                &mut b,
+                condition,
+                &storekit_core::table::expr::bytes_fields(&self.schema),
+            )?;
         }
         if query.after.is_some() {
             if order.is_empty() {
@@ -962,13 +975,19 @@ impl Layout {
         }
         b.sql(" LIMIT ").bind(Param::Int(limit(query.fetch)));
         let statement = b.finish();
+        if query.filter.is_some() {
+            return Ok(Statement {
+                recurs: false,
+                ..statement
+            });
+        }
         if known.is_none() {
             self.queries
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(text, Arc::clone(&statement.sql));
         }
-        statement
+        Ok(statement)
     }
 
     /// Up to `fetch` records after `after`, in key order.
@@ -1379,8 +1398,9 @@ mod tests {
             order: Order::Descending,
             after: Some(&position),
             fetch: 11,
+            filter: None,
         };
-        let statement = layout.query(&query);
+        let statement = layout.query(&query).expect("query");
         assert_eq!(
             &*statement.sql,
             "SELECT version, document FROM \"things\" WHERE \"by-group:partition\" = ?1 \
@@ -1473,10 +1493,12 @@ mod tests {
                                     order,
                                     after,
                                     fetch: 11,
+                                    filter: None,
                                 };
                                 // Twice: the first call builds the text, the second reuses it.
-                                same(cached.query(&query), built.query(&query));
-                                same(cached.query(&query), built.query(&query));
+                                let query = |layout: &Layout| layout.query(&query).expect("query");
+                                same(query(&cached), query(&built));
+                                same(query(&cached), query(&built));
                             }
                         }
                     }

@@ -28,6 +28,7 @@
 
 pub mod containers;
 pub mod edges;
+pub mod expressions;
 pub mod harness;
 pub mod input;
 pub mod kv;
@@ -120,6 +121,15 @@ macro_rules! __with_cases {
             ];
             model_int, Int, model: [
                 random_sequences_agree_with_a_plain_model,
+            ];
+            expressions, Uuid, expressions: [
+                filtered_pages_are_full_and_exact,
+                every_operator_on_every_type,
+                bad_conditions_are_invalid_input,
+                random_filters_agree_with_the_reference,
+                patches_apply_every_action_or_none,
+                conditional_patches_change_nothing_when_refused,
+                concurrent_adds_to_one_counter_are_exact,
             ];
             tables, Uuid, tables: [
                 round_trip_and_versions,

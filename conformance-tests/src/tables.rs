@@ -48,7 +48,7 @@ async fn ensure<'a>(f: &'a Fixture, schema: &TableSchema) -> &'a dyn TableStore 
 
 /// Runs an index query until `done` accepts its page (at once where index reads are
 /// read-after-write; within 10 s where they are eventual).
-async fn settled(
+pub(crate) async fn settled(
     store: &dyn TableStore,
     schema: &TableSchema,
     query: &Query,

@@ -26,8 +26,8 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use crate::table::{
-    Consistency, IndexQuery, KeyValue, MissingIndexes, Record, RecordKey, Row, TableSchema,
-    TableShape,
+    Condition, Consistency, Document, IndexQuery, KeyValue, MissingIndexes, Patch, Record,
+    RecordKey, Returning, Row, TableSchema, TableShape,
 };
 use crate::{
     AccessToken, IdKind, OAuthAccount, OAuthAccountPatch, Page, Result, User, UserDraft, UserId,
@@ -487,4 +487,16 @@ pub trait TableBackend: Backend {
 
     /// How many records the table holds.
     async fn count(&self, schema: &TableSchema) -> Result<u64>;
+
+    /// Applies a checked patch to the record at `key` atomically, if `condition` holds on it
+    /// (a failed one is [`Error::Conflict`](crate::Error::Conflict) with `what` `"condition"`); returns the new version
+    /// and what `returning` asks for ([`crate::table::patch::returned`]).
+    async fn patch(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        patch: &Patch,
+        condition: Option<&Condition>,
+        returning: Returning,
+    ) -> Result<(u64, Option<Document>)>;
 }

@@ -31,10 +31,11 @@ pub enum Error {
         what: &'static str,
     },
 
-    /// The record changed since the caller read it (optimistic concurrency).
-    #[error("{what} was changed concurrently: expected version {expected}, found {actual}")]
+    /// The record changed since the caller read it (optimistic concurrency), or, with `what`
+    /// `"condition"`, a write's condition does not hold on the record at `actual`.
+    #[error("{}", conflict_message(.what, *.expected, *.actual))]
     Conflict {
-        /// What conflicted, e.g. `"user"`.
+        /// What conflicted, e.g. `"user"`; `"condition"` for a condition that does not hold.
         what: &'static str,
         /// The version the caller expected.
         expected: u64,
@@ -266,6 +267,14 @@ impl std::fmt::Display for Context {
             write!(f, " ({})", self.about)?;
         }
         Ok(())
+    }
+}
+
+fn conflict_message(what: &str, expected: u64, actual: u64) -> String {
+    if what == "condition" {
+        format!("the condition does not hold on the record (at version {actual})")
+    } else {
+        format!("{what} was changed concurrently: expected version {expected}, found {actual}")
     }
 }
 

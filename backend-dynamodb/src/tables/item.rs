@@ -81,7 +81,7 @@ pub(crate) fn record_item(schema: &TableSchema, row: &Row, version: u64) -> Resu
 }
 
 /// A JSON value as a native attribute.
-fn attribute(value: &Value) -> AttributeValue {
+pub(super) fn attribute(value: &Value) -> AttributeValue {
     match value {
         Value::Null => AttributeValue::Null(true),
         Value::Bool(b) => AttributeValue::Bool(*b),

@@ -39,7 +39,9 @@
 //! (left by another client's write) is removed when a write meets it, in a transaction
 //! conditioned on that record as it was read.
 
+mod filter;
 mod item;
+mod patch;
 mod read;
 mod schema;
 mod unique;
@@ -52,8 +54,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use storekit_core::Result;
 use storekit_core::backend::TableBackend;
 use storekit_core::table::{
-    Consistency, IndexQuery, KeyValue, MissingIndexes, Record, RecordKey, Row, TableSchema,
-    TableShape,
+    Condition as DocCondition, Consistency, Document, IndexQuery, KeyValue, MissingIndexes, Patch,
+    Record, RecordKey, Returning, Row, TableSchema, TableShape,
 };
 
 use crate::DynamoDbStore;
@@ -237,6 +239,18 @@ impl TableBackend for DynamoDbStore {
 
     async fn count(&self, schema: &TableSchema) -> Result<u64> {
         self.count_records(schema).await
+    }
+
+    async fn patch(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        patch: &Patch,
+        condition: Option<&DocCondition>,
+        returning: Returning,
+    ) -> Result<(u64, Option<Document>)> {
+        self.patch_record(schema, key, patch, condition, returning)
+            .await
     }
 }
 

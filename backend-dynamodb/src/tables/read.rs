@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::Select;
 use storekit_core::Result;
 use storekit_core::table::{IndexQuery, Order, Record, RecordKey, SortCondition, TableSchema};
 
-use super::{Placeholders, item};
+use super::{Placeholders, filter, item};
 use crate::DynamoDbStore;
 use crate::batch;
 use crate::count::Counted as _;
@@ -16,6 +16,10 @@ use crate::error;
 use crate::item::Item;
 
 /// A Query or Scan `Limit` for `fetch` more records.
+/// Most items one filtered request reads when few have matched so far: DynamoDB stops at 1 MB
+/// anyway, and this keeps a request's cost bounded for small items.
+const MAX_FILTERED_READ: usize = 1000;
+
 fn limit(fetch: usize) -> i32 {
     i32::try_from(fetch).unwrap_or(i32::MAX)
 }
@@ -84,7 +88,7 @@ impl DynamoDbStore {
         Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
     }
 
-    /// Up to `query.fetch` records of a query, following 1 MB pages.
+    /// Up to `query.fetch` records of a query that meet its filter, following 1 MB pages.
     pub(super) async fn query_records(
         &self,
         schema: &TableSchema,
@@ -132,24 +136,47 @@ impl DynamoDbStore {
             }
             key
         });
+        let filter = query
+            .filter
+            .map(|condition| filter::render(condition, &mut p))
+            .transpose()?;
         let mut records = Vec::new();
+        // DynamoDB's `Limit` counts the items it reads, before the filter: read about as many
+        // as the matches so far say are needed for the rest of the page.
+        let (mut read, mut matched) = (0usize, 0usize);
         while records.len() < query.fetch {
+            let wanted = query.fetch - records.len();
+            let to_read = if filter.is_some() && matched > 0 {
+                wanted
+                    .saturating_mul(read)
+                    .div_ceil(matched)
+                    .min(MAX_FILTERED_READ)
+            } else if filter.is_some() && read > 0 {
+                MAX_FILTERED_READ
+            } else {
+                wanted
+            };
             let output = self
                 .client
                 .query()
                 .table_name(&table)
                 .set_index_name(index.map(|i| i.name().to_owned()))
                 .key_condition_expression(&expression)
+                .set_filter_expression(filter.clone())
                 .set_expression_attribute_names(p.names())
                 .set_expression_attribute_values(p.values())
                 .scan_index_forward(query.order == Order::Ascending)
                 .consistent_read(index.is_none())
-                .limit(limit(query.fetch - records.len()))
+                .limit(limit(to_read.max(wanted)))
                 .set_exclusive_start_key(start)
                 .send_counted()
                 .await
                 .map_err(error::sdk)?;
-            for stored in output.items() {
+            read += usize::try_from(output.scanned_count).unwrap_or_default();
+            matched += output.items().len();
+            // Past the page's end, the rest of what this read matched is read again by the next
+            // page, which starts after the last record returned.
+            for stored in output.items().iter().take(wanted) {
                 records.push(item::record(schema, &table, stored)?);
             }
             start = output.last_evaluated_key.filter(|key| !key.is_empty());

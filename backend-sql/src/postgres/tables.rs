@@ -10,9 +10,10 @@ use sqlx::postgres::{PgArguments, PgConnection, PgRow};
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, Postgres, Row as _, SqlSafeStr as _};
 use storekit_core::backend::TableBackend;
+use storekit_core::table::patch::{patch_row, returned};
 use storekit_core::table::{
-    IndexQuery, KeyType, KeyValue, MAX_VERSION, MissingIndexes, Record, RecordKey, Row,
-    TableSchema, TableShape, next_version,
+    Condition, Document, IndexQuery, KeyType, KeyValue, MAX_VERSION, MissingIndexes, Patch, Record,
+    RecordKey, Returning, Row, TableSchema, TableShape, next_version,
 };
 use storekit_core::{Error, Result};
 
@@ -358,6 +359,43 @@ impl TableBackend for PostgresStore {
         }
     }
 
+    async fn patch(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        patch: &Patch,
+        condition: Option<&Condition>,
+        returning: Returning,
+    ) -> Result<(u64, Option<Document>)> {
+        let layout = self.layout(schema)?;
+        let mut read = layout.get(key);
+        // The row stays locked until the transaction ends: concurrent patches of one record
+        // queue on it, none retries and none is lost.
+        read.sql = format!("{} FOR UPDATE", read.sql).into();
+        let fail = |err| table_error(err, &layout.primary_key);
+        self.within_deadline(async {
+            let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
+            let found = query(&read).fetch_optional(&mut *tx).await.map_err(fail)?;
+            let current = found
+                .map(|row| record_of(&layout, &row))
+                .transpose()?
+                .ok_or(Error::NotFound { what: "record" })?;
+            let row = patch_row(schema, &current, patch, condition)?;
+            let write = layout.replace(&row, current.version)?;
+            let done = query(&write).execute(&mut *tx).await.map_err(fail)?;
+            if done.rows_affected() == 0 {
+                return Err(Error::backend(BACKEND, "a patch changed no row"));
+            }
+            tx.commit().await.map_err(pg_error)?;
+            let version = next_version(current.version)?;
+            Ok((
+                version,
+                returned(patch, returning, &current.document, row.document()),
+            ))
+        })
+        .await
+    }
+
     async fn get(&self, schema: &TableSchema, key: &RecordKey) -> Result<Option<Record>> {
         let layout = self.layout(schema)?;
         self.one_record(&layout, &layout.get(key)).await
@@ -404,7 +442,7 @@ impl TableBackend for PostgresStore {
 
     async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Vec<Record>> {
         let layout = self.layout(schema)?;
-        self.records(&layout, &layout.query(query)).await
+        self.records(&layout, &layout.query(query)?).await
     }
 
     async fn scan(

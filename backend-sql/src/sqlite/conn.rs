@@ -597,6 +597,7 @@ fn configure(conn: &Connection, config: &SqliteConfig, writer: bool) -> Result<(
         i64::try_from(config.mmap_size).unwrap_or(i64::MAX),
     )
     .map_err(sqlite_error)?;
+    super::functions::register(conn)?;
     // From now on a lock is waited for asynchronously (see the module docs).
     conn.busy_timeout(Duration::ZERO).map_err(sqlite_error)?;
     Ok(())

@@ -15,6 +15,7 @@
 mod checkpoint;
 mod conn;
 mod error;
+mod functions;
 mod kv;
 mod schema;
 mod step;

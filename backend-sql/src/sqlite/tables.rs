@@ -9,9 +9,10 @@ use async_trait::async_trait;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{CachedStatement, Connection, ToSql, TransactionBehavior, params_from_iter};
 use storekit_core::backend::TableBackend;
+use storekit_core::table::patch::{patch_row, returned};
 use storekit_core::table::{
-    IndexQuery, KeyValue, MAX_VERSION, MissingIndexes, Record, RecordKey, Row, TableSchema,
-    TableShape, next_version,
+    Condition, Document, IndexQuery, KeyValue, MAX_VERSION, MissingIndexes, Patch, Record,
+    RecordKey, Returning, Row, TableSchema, TableShape, next_version,
 };
 use storekit_core::{Error, Result};
 
@@ -350,6 +351,37 @@ impl TableBackend for SqliteStore {
             .await
     }
 
+    async fn patch(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        patch: &Patch,
+        condition: Option<&Condition>,
+        returning: Returning,
+    ) -> Result<(u64, Option<Document>)> {
+        let layout = self.layout(schema)?;
+        let read = layout.get(key);
+        let (schema, patch, condition) = (schema.clone(), patch.clone(), condition.cloned());
+        // Read and written on the one writer, in one savepoint: nothing can come between.
+        self.inner
+            .conns
+            .write_grouped(move |conn| {
+                let current =
+                    one_record(conn, &layout, &read)?.ok_or(Error::NotFound { what: "record" })?;
+                let row = patch_row(&schema, &current, &patch, condition.as_ref())?;
+                let write = layout.replace(&row, current.version)?;
+                if execute(conn, &write)? == 0 {
+                    return Err(Error::backend(BACKEND, "a patch changed no row"));
+                }
+                let version = next_version(current.version)?;
+                Ok((
+                    version,
+                    returned(&patch, returning, &current.document, row.document()),
+                ))
+            })
+            .await
+    }
+
     async fn get(&self, schema: &TableSchema, key: &RecordKey) -> Result<Option<Record>> {
         let layout = self.layout(schema)?;
         let statement = layout.get(key);
@@ -404,7 +436,7 @@ impl TableBackend for SqliteStore {
 
     async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Vec<Record>> {
         let layout = self.layout(schema)?;
-        let statement = layout.query(query);
+        let statement = layout.query(query)?;
         self.read_records(layout, statement, query.fetch).await
     }
 

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use super::MemoryStore;
 use crate::backend::TableBackend;
 use crate::table::{
-    Consistency, Document, IndexQuery, KeyValue, MissingIndexes, Order, Position, Record,
-    RecordKey, Row, TableSchema, TableShape,
+    Condition, Consistency, Document, IndexQuery, KeyValue, MissingIndexes, Order, Patch, Position,
+    Record, RecordKey, Returning, Row, TableSchema, TableShape,
 };
 use crate::{Error, Result};
 
@@ -86,7 +86,45 @@ impl MemoryStore {
 
     pub(super) fn write(&self, schema: &TableSchema, row: &Row, expected: Expect) -> Result<u64> {
         let lag = !self.index_lag.is_zero();
+        self.with_table(schema, |table| table.write(schema, row, expected, lag))
+    }
+
+    /// Applies a checked patch under the table's lock: read, check, change and write as one.
+    fn patch_record(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        patch: &Patch,
+        condition: Option<&Condition>,
+        returning: Returning,
+    ) -> Result<(u64, Option<Document>)> {
+        let lag = !self.index_lag.is_zero();
         self.with_table(schema, |table| {
+            let current = table
+                .rows
+                .get(key)
+                .ok_or(Error::NotFound { what: "record" })?
+                .record(key);
+            let row = crate::table::patch::patch_row(schema, &current, patch, condition)?;
+            let version = table.write(schema, &row, Expect::Version(current.version), lag)?;
+            Ok((
+                version,
+                crate::table::patch::returned(patch, returning, &current.document, row.document()),
+            ))
+        })
+    }
+}
+
+impl Table {
+    fn write(
+        &mut self,
+        schema: &TableSchema,
+        row: &Row,
+        expected: Expect,
+        lag: bool,
+    ) -> Result<u64> {
+        let table = self;
+        {
             let current = table.rows.get(row.key()).map(|s| s.version);
             let version = match (expected, current) {
                 (Expect::Absent, Some(_)) => return Err(Error::AlreadyExists { what: "record" }),
@@ -135,7 +173,7 @@ impl MemoryStore {
             }
             table.rows.insert(row.key().clone(), stored);
             Ok(version)
-        })
+        }
     }
 }
 
@@ -398,8 +436,14 @@ impl TableBackend for MemoryStore {
             if query.order == Order::Descending {
                 hits.reverse();
             }
+            let bytes_fields = crate::table::expr::bytes_fields(schema);
             Ok(hits
                 .into_iter()
+                .filter(|(_, record)| {
+                    query
+                        .filter
+                        .is_none_or(|filter| filter.matches(&record.document, &bytes_fields))
+                })
                 .take(query.fetch)
                 .map(|(_, record)| record)
                 .collect())
@@ -422,6 +466,17 @@ impl TableBackend for MemoryStore {
                 .map(|(key, stored)| stored.record(key))
                 .collect())
         })
+    }
+
+    async fn patch(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        patch: &Patch,
+        condition: Option<&Condition>,
+        returning: Returning,
+    ) -> Result<(u64, Option<Document>)> {
+        self.patch_record(schema, key, patch, condition, returning)
     }
 
     async fn count(&self, schema: &TableSchema) -> Result<u64> {

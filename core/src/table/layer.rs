@@ -7,8 +7,9 @@ use async_trait::async_trait;
 
 use super::query::{self, fingerprint};
 use super::{
-    Change, Consistency, Document, IndexQuery, KeyValue, Order, Position, Query, QueryPage, Record,
-    RecordKey, Row, TableSchema, TableStatus, TableStore, check_expected_version, next_version,
+    Change, Condition, Consistency, Document, IndexQuery, KeyValue, Order, Patch, Patched,
+    Position, Query, QueryPage, Record, RecordKey, Returning, Row, TableSchema, TableStatus,
+    TableStore, check_expected_version, next_version,
 };
 use crate::backend::TableBackend;
 use crate::trace::{Call, call_span};
@@ -379,6 +380,36 @@ impl<B: TableBackend> TableStore for B {
             .await
     }
 
+    async fn patch(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        patch: &Patch,
+        condition: Option<&Condition>,
+        returning: Returning,
+    ) -> Result<Patched> {
+        call!(self, "patch", schema)
+            .run(
+                async {
+                    schema.check_key(key)?;
+                    patch.check(schema)?;
+                    if let Some(condition) = condition {
+                        condition.check(schema)?;
+                    }
+                    let (version, document) =
+                        TableBackend::patch(self, schema, key, patch, condition, returning).await?;
+                    Ok(Patched {
+                        key: key.clone(),
+                        version,
+                        document,
+                    })
+                },
+                |_| Some(1),
+                || about_key(schema, key),
+            )
+            .await
+    }
+
     async fn count(&self, schema: &TableSchema) -> Result<u64> {
         call!(self, "count", schema)
             .run(
@@ -458,6 +489,7 @@ async fn run_query<B: TableBackend>(
             order: query.order,
             after: after.as_ref(),
             fetch: want,
+            filter: query.filter.as_ref(),
         };
         let batch = backend.query(schema, &request).await?;
         let exhausted = batch.len() < want;
@@ -531,6 +563,7 @@ async fn still_matching<B: TableBackend>(
     if hits.is_empty() {
         return Ok(hits);
     }
+    let bytes_fields = super::expr::bytes_fields(schema);
     let keys: Vec<RecordKey> = hits.iter().map(|(record, _)| record.key.clone()).collect();
     let current = backend.get_many(schema, &keys).await?;
     let mut kept = Vec::with_capacity(hits.len());
@@ -542,7 +575,12 @@ async fn still_matching<B: TableBackend>(
             .map(|def| def.read_stored(&now.document))
             .transpose()?
             .flatten();
-        let matches = partition.as_ref() == Some(&query.partition)
+        let meets_filter = query
+            .filter
+            .as_ref()
+            .is_none_or(|filter| filter.matches(&now.document, &bytes_fields));
+        let matches = meets_filter
+            && partition.as_ref() == Some(&query.partition)
             && match (&query.sort, index.sort()) {
                 (Some(condition), Some(_)) => sort.as_ref().is_some_and(|s| condition.matches(s)),
                 (None, Some(_)) => sort.is_some(),
@@ -645,6 +683,16 @@ mod tests {
         }
         async fn count(&self, schema: &TableSchema) -> Result<u64> {
             TableBackend::count(&self.0, schema).await
+        }
+        async fn patch(
+            &self,
+            schema: &TableSchema,
+            key: &RecordKey,
+            patch: &Patch,
+            condition: Option<&Condition>,
+            returning: Returning,
+        ) -> Result<(u64, Option<Document>)> {
+            TableBackend::patch(&self.0, schema, key, patch, condition, returning).await
         }
     }
 

@@ -17,6 +17,10 @@
 //! `contains` 1 consistent `GetItem`; a page of `query` under 1 MB 1 `Query`; `get_many` of n
 //! keys ⌈n/100⌉ `BatchGetItem`, unprocessed keys retried.
 //!
+//! Queries take a filter ([`Query::filter`]): a [`Condition`] of the expression language in
+//! [`expr`], on any document path, answered by every backend as the memory backend's evaluator
+//! answers it (DynamoDB's rules), with full pages and exact cursors.
+//!
 //! [`TableStore::index_consistency`] says which applies. Every write bumps the record's
 //! version; a version conflict is the database's answer to the write, never a read made
 //! before it.
@@ -80,7 +84,9 @@
 //! ```
 
 mod document;
+pub mod expr;
 mod layer;
+pub mod patch;
 mod query;
 mod schema;
 mod typed;
@@ -93,6 +99,8 @@ use futures::stream::BoxStream;
 
 pub use crate::validate::MAX_FIELD_NAME_BYTES;
 pub use document::{Document, MAX_DOCUMENT_BYTES, canonicalize, dynamodb_size};
+pub use expr::{Comparison, Condition, Operand, Path};
+pub use patch::{Patch, Patched, Returning};
 pub use query::{
     Consistency, DEFAULT_PAGE, IndexQuery, MAX_PAGE, MIN_CURSOR_KEY_BYTES, Order, Position, Query,
     QueryPage, SortCondition, set_cursor_key,
@@ -279,6 +287,25 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
 
     /// How many records the table holds, exactly.
     async fn count(&self, schema: &TableSchema) -> Result<u64>;
+
+    /// Changes parts of the record at `key` ([`Patch`]: set, remove, add, append,
+    /// set-if-absent) in one request, if `condition` holds on it, bumping its version; returns
+    /// what `returning` asks for. [`NotFound`](crate::Error::NotFound) if there is no such
+    /// record, [`Conflict`](crate::Error::Conflict) (`"condition"`) if the condition does not
+    /// hold, [`InvalidInput`](crate::Error::InvalidInput) (`"patch"`) if the patch cannot be
+    /// made on this record (see [`patch`]); in every failure nothing changes.
+    ///
+    /// On DynamoDB it is one `UpdateItem` (a read and a `TransactWriteItems` when it changes a
+    /// unique-indexed field or the table has computed keys); on SQL one transaction holding the
+    /// row; on memory one lock. Concurrent patches never lose an update.
+    async fn patch(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        patch: &Patch,
+        condition: Option<&Condition>,
+        returning: Returning,
+    ) -> Result<Patched>;
 }
 
 /// A shared table store.

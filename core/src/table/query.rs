@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::Record;
+use super::expr::Condition;
 use super::schema::{IndexEntry, KeyDef, TableSchema, check_value};
 use super::value::{KeyType, KeyValue, RecordKey};
 use crate::{Error, Result};
@@ -118,6 +119,7 @@ pub struct Query {
     pub(crate) limit: usize,
     pub(crate) cursor: Option<String>,
     pub(crate) verified: bool,
+    pub(crate) filter: Option<Condition>,
 }
 
 impl Query {
@@ -131,6 +133,7 @@ impl Query {
             limit: DEFAULT_PAGE,
             cursor: None,
             verified: false,
+            filter: None,
         }
     }
 
@@ -175,6 +178,19 @@ impl Query {
     #[must_use]
     pub fn after(mut self, cursor: impl Into<String>) -> Self {
         self.cursor = Some(cursor.into());
+        self
+    }
+
+    /// Only records meeting `condition`, checked by the database after the key condition
+    /// (a DynamoDB `FilterExpression`, a SQL `WHERE`). Pages stay full: [`Query::limit`]
+    /// counts the records returned, and the store reads on until it has them or the
+    /// partition ends. A second call adds to the first with `and`.
+    #[must_use]
+    pub fn filter(mut self, condition: Condition) -> Self {
+        self.filter = Some(match self.filter.take() {
+            Some(first) => first.and(condition),
+            None => condition,
+        });
         self
     }
 
@@ -245,6 +261,9 @@ pub struct IndexQuery<'a> {
     pub after: Option<&'a Position>,
     /// How many records to return at most.
     pub fetch: usize,
+    /// Only records meeting this condition, already checked against the schema; `fetch`
+    /// counts the records that meet it.
+    pub filter: Option<&'a Condition>,
 }
 
 impl IndexQuery<'_> {
@@ -352,7 +371,8 @@ pub(crate) fn fingerprint(schema: &TableSchema, query: &Query) -> [u8; 32] {
         query.index,
         query.partition,
         query.sort,
-        query.order
+        query.order,
+        query.filter
     ]))
 }
 
@@ -450,6 +470,9 @@ pub(crate) fn check(schema: &TableSchema, query: &Query) -> Result<Option<usize>
         None => (schema.partition(), schema.sort()),
     };
     check_value(partition, &query.partition)?;
+    if let Some(filter) = &query.filter {
+        filter.check(schema)?;
+    }
     match (&query.sort, sort) {
         (Some(condition), Some(def)) => condition.check(def)?,
         (Some(_), None) => {

@@ -504,6 +504,13 @@ impl TableSchema {
             .collect()
     }
 
+    /// Whether some key is computed from the record ([`KeyDef::computed`]): a change to any
+    /// field may then change a key, which only a read of the whole record can tell.
+    #[must_use]
+    pub fn has_computed_keys(&self) -> bool {
+        !self.0.computed.is_empty()
+    }
+
     /// Checks a record and brings it to the form every backend stores and reads back alike
     /// (see [`document::canonicalize`]), with its computed keys written, then reads its keys.
     pub fn row(&self, mut document: Document) -> Result<Row> {

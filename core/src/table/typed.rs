@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    Document, KeyValue, Query, QueryPage, Record, RecordKey, TableSchema, TableStatus, TableStore,
-    query_stream, scan_stream,
+    Condition, Document, KeyValue, Patch, Query, QueryPage, Record, RecordKey, Returning,
+    TableSchema, TableStatus, TableStore, query_stream, scan_stream,
 };
 use crate::{Error, Result};
 
@@ -157,6 +157,49 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
         self.store
             .delete(&self.schema, &key.into(), Some(version))
             .await
+    }
+
+    /// Changes parts of the record in one request ([`Patch`]) and returns it as it is after;
+    /// see [`TableStore::patch`].
+    ///
+    /// ```
+    /// # async fn run(orders: storekit_core::table::Table<serde_json::Value>) -> storekit_core::Result<()> {
+    /// use storekit_core::table::{Patch, RecordKey};
+    ///
+    /// let key = RecordKey::with_sort("ada", "o-1");
+    /// let shipped = orders
+    ///     .patch(key, Patch::new().set("status", "shipped").set("last_update", 1_700_000_000))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn patch(&self, key: impl Into<RecordKey>, patch: Patch) -> Result<Versioned<T>> {
+        self.patch_if(key, patch, None).await
+    }
+
+    /// [`Table::patch`], only if `condition` holds on the record as it is
+    /// ([`Error::Conflict`](crate::Error::Conflict) with `what` `"condition"` otherwise, and
+    /// nothing changes).
+    pub async fn patch_if(
+        &self,
+        key: impl Into<RecordKey>,
+        patch: Patch,
+        condition: impl Into<Option<Condition>>,
+    ) -> Result<Versioned<T>> {
+        let condition = condition.into();
+        let patched = self
+            .store
+            .patch(
+                &self.schema,
+                &key.into(),
+                &patch,
+                condition.as_ref(),
+                Returning::New,
+            )
+            .await?;
+        Ok(Versioned {
+            version: patched.version,
+            record: from_document(patched.document.unwrap_or_default())?,
+        })
     }
 
     /// Reads one record.

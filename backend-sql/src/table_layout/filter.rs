@@ -1,0 +1,320 @@
+//! Conditions of the expression language in SQL, for both dialects, values always bound.
+//!
+//! SQLite asks storekit's own evaluator, the memory backend's reference, registered on each
+//! connection as the function `storekit_match(document, spec)`: SQLite's JSON functions turn
+//! integers past 2^63 into floats and respell numbers inside lists, so rendering the language
+//! into them would give other answers than the reference on exactly the values the rules are
+//! about. The condition is bound as JSON and parsed once per statement.
+//!
+//! PostgreSQL renders each condition into `jsonb` operators. A path is `document -> field`
+//! for a top-level field and a bound strict SQL/JSON path below it, NULL when a step does not
+//! exist. Every test is
+//! wrapped in `COALESCE(…, false)`, so that a missing path makes a test false, never NULL, and
+//! `NOT` then makes it true, as in DynamoDB. Types are checked with `jsonb_typeof` before an
+//! ordering, so a comparison across types is false; text compares under `COLLATE "C"`, in
+//! byte order; numbers compare as `numeric`, exactly. Bytes key fields are base64 text in the
+//! document and are decoded to `bytea` before they are compared.
+
+use storekit_core::table::expr::Step;
+use storekit_core::table::{Comparison, Condition, Operand, Path};
+use storekit_core::{Error, Result};
+
+use super::{Builder, Dialect, Param};
+
+/// What `storekit_match` receives: the condition and the table's bytes key fields.
+#[derive(serde::Serialize)]
+struct Spec<'a> {
+    c: &'a Condition,
+    b: &'a [&'a str],
+}
+
+/// Appends ` AND (condition)` to a statement's `WHERE`.
+pub(super) fn and_where(
+    b: &mut Builder,
+    condition: &Condition,
+    bytes_fields: &[&str],
+) -> Result<()> {
+    b.sql(" AND ");
+    match b.dialect {
+        Dialect::Sqlite => {
+            let spec = serde_json::to_string(&Spec {
+                c: condition,
+                b: bytes_fields,
+            })
+            .map_err(|e| Error::invalid("condition", e.to_string()))?;
+            b.sql("storekit_match(document, ")
+                .bind(Param::Text(spec))
+                .sql(")");
+            Ok(())
+        }
+        Dialect::Postgres => Postgres { bytes_fields }.condition(b, condition),
+    }
+}
+
+struct Postgres<'a> {
+    bytes_fields: &'a [&'a str],
+}
+
+impl Postgres<'_> {
+    fn condition(&self, b: &mut Builder, condition: &Condition) -> Result<()> {
+        match condition {
+            Condition::And(all) => return self.join(b, all, " AND "),
+            Condition::Or(any) => return self.join(b, any, " OR "),
+            Condition::Not(inner) => {
+                b.sql("(NOT ");
+                self.condition(b, inner)?;
+                b.sql(")");
+                return Ok(());
+            }
+            _ => {}
+        }
+        b.sql("COALESCE(");
+        self.test(b, condition)?;
+        b.sql(", false)");
+        Ok(())
+    }
+
+    fn join(&self, b: &mut Builder, conditions: &[Condition], separator: &str) -> Result<()> {
+        b.sql("(");
+        for (i, condition) in conditions.iter().enumerate() {
+            if i > 0 {
+                b.sql(separator);
+            }
+            self.condition(b, condition)?;
+        }
+        b.sql(")");
+        Ok(())
+    }
+
+    fn is_bytes(&self, path: &Path) -> bool {
+        path.steps().len() == 1 && self.bytes_fields.contains(&path.field())
+    }
+
+    /// One test, which may be NULL when its path is missing.
+    fn test(&self, b: &mut Builder, condition: &Condition) -> Result<()> {
+        match condition {
+            Condition::Compare { path, op, value } => match (op, value) {
+                (Comparison::Eq | Comparison::Ne, _) => {
+                    if *op == Comparison::Ne {
+                        // `<>` is true when the path is missing: the negation of `=`.
+                        b.sql("NOT COALESCE(");
+                    }
+                    self.equal(b, path, value);
+                    if *op == Comparison::Ne {
+                        b.sql(", false)");
+                    }
+                }
+                (op, value) => self.ordered(b, path, op.symbol(), value)?,
+            },
+            Condition::Between { path, low, high } => {
+                b.sql("(");
+                self.ordered(b, path, ">=", low)?;
+                b.sql(" AND ");
+                self.ordered(b, path, "<=", high)?;
+                b.sql(")");
+            }
+            Condition::BeginsWith { path, prefix } => match prefix {
+                Operand::Bytes(bytes) => {
+                    b.sql("position(")
+                        .bind(Param::Bytes(bytes.clone()))
+                        .sql("::bytea in ");
+                    self.bytes_value(b, path);
+                    b.sql(") = 1");
+                }
+                Operand::Json(json) => {
+                    b.sql("(jsonb_typeof(");
+                    self.value(b, path);
+                    b.sql(") = 'string' AND starts_with((");
+                    self.value(b, path);
+                    b.sql(" #>> '{}') COLLATE \"C\", ")
+                        .bind(Param::Text(json.as_str().unwrap_or_default().to_owned()))
+                        .sql("::text))");
+                }
+            },
+            Condition::Contains { path, value } => match value {
+                Operand::Bytes(bytes) => {
+                    b.sql("position(")
+                        .bind(Param::Bytes(bytes.clone()))
+                        .sql("::bytea in ");
+                    self.bytes_value(b, path);
+                    b.sql(") > 0");
+                }
+                Operand::Json(json) => {
+                    b.sql("CASE jsonb_typeof(");
+                    self.value(b, path);
+                    b.sql(") WHEN 'array' THEN EXISTS (SELECT 1 FROM jsonb_array_elements(");
+                    self.value(b, path);
+                    b.sql(") AS e WHERE e = ")
+                        .bind(Param::Document(json.to_string()))
+                        .sql(")");
+                    if let Some(text) = json.as_str() {
+                        b.sql(" WHEN 'string' THEN strpos(");
+                        self.value(b, path);
+                        b.sql(" #>> '{}', ")
+                            .bind(Param::Text(text.to_owned()))
+                            .sql("::text) > 0");
+                    }
+                    b.sql(" ELSE false END");
+                }
+            },
+            Condition::Exists(path) => {
+                self.value(b, path);
+                b.sql(" IS NOT NULL");
+            }
+            Condition::NotExists(path) => {
+                self.value(b, path);
+                b.sql(" IS NULL");
+            }
+            Condition::In { path, values } => {
+                b.sql("(");
+                for (i, value) in values.iter().enumerate() {
+                    if i > 0 {
+                        b.sql(" OR ");
+                    }
+                    b.sql("COALESCE(");
+                    self.equal(b, path, value);
+                    b.sql(", false)");
+                }
+                b.sql(")");
+            }
+            Condition::Size { path, op, size } => {
+                // `<>` is the negation of `=`: true where there is no size.
+                let negate = *op == Comparison::Ne;
+                if negate {
+                    b.sql("NOT COALESCE(");
+                }
+                let op = if negate { Comparison::Eq } else { *op };
+                if self.is_bytes(path) {
+                    b.sql("length(");
+                    self.bytes_value(b, path);
+                    b.sql(")");
+                } else {
+                    // Text is measured in UTF-16 code units, as DynamoDB does: a character
+                    // past U+FFFF counts twice.
+                    b.sql("CASE jsonb_typeof(");
+                    self.value(b, path);
+                    b.sql(") WHEN 'string' THEN char_length(");
+                    self.value(b, path);
+                    b.sql(" #>> '{}') + char_length(regexp_replace(");
+                    self.value(b, path);
+                    b.sql(" #>> '{}', '[^\\U00010000-\\U0010FFFF]', '', 'g')) WHEN 'array' THEN jsonb_array_length(");
+                    self.value(b, path);
+                    b.sql(") WHEN 'object' THEN (SELECT count(*) FROM jsonb_object_keys(");
+                    self.value(b, path);
+                    b.sql(")) END");
+                }
+                b.sql(" ")
+                    .sql(op.symbol())
+                    .sql(" ")
+                    .bind(Param::Int(i64::try_from(*size).unwrap_or(i64::MAX)));
+                if negate {
+                    b.sql(", false)");
+                }
+            }
+            other => {
+                return Err(Error::invalid(
+                    "condition",
+                    format!("not supported on SQL: {other:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `path = value`, NULL when the path is missing.
+    fn equal(&self, b: &mut Builder, path: &Path, value: &Operand) {
+        match value {
+            Operand::Bytes(bytes) => {
+                self.bytes_value(b, path);
+                b.sql(" = ")
+                    .bind(Param::Bytes(bytes.clone()))
+                    .sql("::bytea");
+            }
+            // jsonb equality: numbers by value, lists in order, maps by their fields.
+            Operand::Json(json) => {
+                self.value(b, path);
+                b.sql(" = ").bind(Param::Document(json.to_string()));
+            }
+        }
+    }
+
+    /// `path op value` for a number, text or bytes, false across types.
+    fn ordered(&self, b: &mut Builder, path: &Path, op: &str, value: &Operand) -> Result<()> {
+        match value {
+            Operand::Bytes(bytes) => {
+                self.bytes_value(b, path);
+                b.sql(" ")
+                    .sql(op)
+                    .sql(" ")
+                    .bind(Param::Bytes(bytes.clone()))
+                    .sql("::bytea");
+            }
+            Operand::Json(json @ serde_json::Value::Number(_)) => {
+                b.sql("(jsonb_typeof(");
+                self.value(b, path);
+                b.sql(") = 'number' AND ");
+                self.value(b, path);
+                b.sql(" ")
+                    .sql(op)
+                    .sql(" ")
+                    .bind(Param::Document(json.to_string()))
+                    .sql(")");
+            }
+            Operand::Json(serde_json::Value::String(text)) => {
+                b.sql("(jsonb_typeof(");
+                self.value(b, path);
+                b.sql(") = 'string' AND (");
+                self.value(b, path);
+                b.sql(" #>> '{}') COLLATE \"C\" ")
+                    .sql(op)
+                    .sql(" ")
+                    .bind(Param::Text(text.clone()))
+                    .sql("::text)");
+            }
+            Operand::Json(_) => {
+                return Err(Error::invalid(
+                    "condition",
+                    "an ordering compares numbers, text or bytes",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `jsonb` at `path`, NULL when it is missing.
+    ///
+    /// A top-level field is `document -> name`. A deeper path is a bound SQL/JSON path in
+    /// strict mode, with errors silenced: `->` would read element 0 of a scalar as the scalar
+    /// itself, and lax paths would unwrap lists, where DynamoDB finds nothing.
+    fn value(&self, b: &mut Builder, path: &Path) {
+        if let [Step::Field(name)] = path.steps() {
+            b.sql("(document -> ")
+                .bind(Param::Text(name.clone()))
+                .sql("::text)");
+            return;
+        }
+        let mut text = String::from("strict $");
+        for step in path.steps() {
+            match step {
+                // A JSON string literal is a SQL/JSON path string literal.
+                Step::Field(name) => {
+                    text.push('.');
+                    text.push_str(&serde_json::Value::from(name.as_str()).to_string());
+                }
+                Step::Index(index) => text.push_str(&format!("[{index}]")),
+            }
+        }
+        b.sql("jsonb_path_query_first(document, ")
+            .bind(Param::Text(text))
+            .sql("::jsonpath, '{}', true)");
+    }
+
+    /// A bytes key field's value as `bytea`, NULL when it is missing or not text.
+    fn bytes_value(&self, b: &mut Builder, path: &Path) {
+        b.sql("decode(CASE jsonb_typeof(");
+        self.value(b, path);
+        b.sql(") WHEN 'string' THEN ");
+        self.value(b, path);
+        b.sql(" #>> '{}' END, 'base64')");
+    }
+}
