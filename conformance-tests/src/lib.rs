@@ -1,6 +1,6 @@
 //! The storekit conformance suite: the contract every backend keeps.
 //!
-//! The cases are plain `pub async fn`s in [`users`], [`kv`], [`tables`], [`transfer`],
+//! The cases are plain `pub async fn`s in [`users`], [`kv`], [`tables`], [`schema_edges`], [`transfer`],
 //! [`input`], [`load`], [`observe`] and [`model`] that take a [`Fixture`] (fresh, empty
 //! stores) and fail by panicking. A backend runs them in one of two ways:
 //!
@@ -33,6 +33,7 @@ pub mod kv;
 pub mod load;
 pub mod model;
 pub mod observe;
+pub mod schema_edges;
 pub mod tables;
 pub mod transfer;
 pub mod users;
@@ -153,6 +154,11 @@ macro_rules! __with_cases {
                 query_streams_follow_every_page,
                 typed_tables_read_and_write_serde_records,
                 float_keys_sort_numerically,
+            ];
+            schema_edges, Uuid, schema_edges: [
+                table_names_that_differ_only_in_case_are_one_name,
+                adding_an_index_over_records_that_do_not_fit_it,
+                a_refused_unique_index_leaves_nothing_behind,
             ];
             transfer_uuid, Uuid, transfer: [
                 kv_export_pages_every_live_item_once_with_its_deadline,

@@ -16,7 +16,8 @@ use crate::{Fixture, SetupContext, run_case};
 #[derive(Debug, Clone, Copy)]
 pub struct Case {
     /// Its group: `users_uuid`, `users_int`, `kv`, `input`, `load`, `observe`, `model_uuid`,
-    /// `model_int` or `tables` (the module of the tests [`crate::conformance_suite!`] writes).
+    /// `model_int`, `tables` or `schema_edges` (the module of the tests
+    /// [`crate::conformance_suite!`] writes).
     pub group: &'static str,
     /// Its name, the name of its function.
     pub name: &'static str,
@@ -42,8 +43,8 @@ pub enum Suite {
     /// The user, OAuth account and access token cases, with both id kinds: for a store that
     /// implements only the user traits (the fixture's `kv` is not used).
     Users,
-    /// The tables cases: for a store that implements only `TableStore` (give the fixture
-    /// one with `Fixture::with_tables`).
+    /// The tables cases (groups `tables` and `schema_edges`): for a store that implements
+    /// only `TableStore` (give the fixture one with `Fixture::with_tables`).
     Tables,
     /// Every case: every store, bad input, load, spans and the model-based sequences.
     All,
@@ -54,7 +55,7 @@ impl Suite {
         match self {
             Self::Kv => case.group == "kv",
             Self::Users => case.group.starts_with("users_"),
-            Self::Tables => case.group == "tables",
+            Self::Tables => matches!(case.group, "tables" | "schema_edges"),
             Self::All => true,
         }
     }

@@ -61,10 +61,10 @@ pub use query::{
     SortCondition,
 };
 pub use schema::{
-    IndexEntry, IndexShape, KeyDef, KeyShape, MAX_INDEXES, MAX_UNIQUE_COMPONENTS,
-    MAX_UNIQUE_INDEXES, MissingIndexes, NAME_LENGTH, QueryIndex, RESERVED_FIELD_PREFIX,
-    RESERVED_TABLE_NAMES, Row, TableSchema, TableSchemaBuilder, TableShape, UniqueIndex,
-    UniqueShape,
+    IndexEntry, IndexShape, KeyDef, KeyShape, MAX_INDEXES, MAX_PREFIXED_NAME,
+    MAX_UNIQUE_COMPONENTS, MAX_UNIQUE_INDEXES, MissingIndexes, NAME_LENGTH, QueryIndex,
+    RESERVED_FIELD_PREFIX, RESERVED_TABLE_NAMES, RESERVED_TABLE_PREFIXES, Row, TableSchema,
+    TableSchemaBuilder, TableShape, UniqueIndex, UniqueShape, check_prefixed_name, same_table_name,
 };
 pub use typed::{Table, Versioned};
 pub use value::{KeyType, KeyValue, MAX_KEY_BYTES, RecordKey};
