@@ -124,14 +124,26 @@ fn refused_write(conn: &Connection, layout: &Layout, key: &RecordKey, expected: 
 
 /// The shape the catalog holds for `name`; `None` when it holds none, or does not exist.
 fn read_shape(conn: &Connection, catalog: &Catalog, name: &str) -> Result<Option<TableShape>> {
-    let mut stmt = match conn.prepare_cached(&catalog.read) {
-        Ok(stmt) => stmt,
-        Err(err) if is_missing_table(&err) => return Ok(None),
-        Err(err) => return Err(sqlite_error(err)),
-    };
-    let found =
-        first_row(&mut stmt, [name], |row| Ok((row.get(0)?, row.get(1)?))).map_err(sqlite_error)?;
+    let found = read_catalog(conn, catalog, name, |row| Ok((row.get(0)?, row.get(1)?)))?;
     checked_shape(name, found, BACKEND)
+}
+
+/// The catalog's row for `name`, as `read` reads it; `None` when it has none, or does not
+/// exist (which a statement cached while it existed finds only when it runs).
+fn read_catalog<T>(
+    conn: &Connection,
+    catalog: &Catalog,
+    name: &str,
+    read: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Option<T>> {
+    let found = conn
+        .prepare_cached(&catalog.read)
+        .and_then(|mut stmt| first_row(&mut stmt, [name], read));
+    match found {
+        Ok(found) => Ok(found),
+        Err(err) if is_missing_table(&err) => Ok(None),
+        Err(err) => Err(sqlite_error(err)),
+    }
 }
 
 /// The shape of table `name` as the database holds it: the catalog's, less the indexes whose
@@ -161,12 +173,7 @@ fn names(conn: &Connection, sql: &str, arg: &str) -> Result<HashSet<String>> {
 /// The name the catalog records for table `name`, compared without case as SQLite compares
 /// table names; `None` when it records none, or does not exist.
 fn cataloged_name(conn: &Connection, catalog: &Catalog, name: &str) -> Result<Option<String>> {
-    let mut stmt = match conn.prepare_cached(&catalog.read) {
-        Ok(stmt) => stmt,
-        Err(err) if is_missing_table(&err) => return Ok(None),
-        Err(err) => return Err(sqlite_error(err)),
-    };
-    first_row(&mut stmt, [name], |row| row.get(0)).map_err(sqlite_error)
+    read_catalog(conn, catalog, name, |row| row.get(0))
 }
 
 fn create_table(
