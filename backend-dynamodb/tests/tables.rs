@@ -514,6 +514,36 @@ async fn a_refused_unique_index_leaves_no_marker_behind() {
     store.drop_tables().await.expect("drop_tables");
 }
 
+#[tokio::test]
+async fn a_name_too_long_with_its_prefix_is_refused_as_on_postgres() {
+    // A prefix of 29 bytes and a name of 40: 69, over the 63 every backend allows.
+    let Some(store) = store(&"p".repeat(20)).await else {
+        return;
+    };
+    let longest = TableSchema::builder("t".repeat(40), KeyDef::text("id"))
+        .build()
+        .expect("valid schema");
+    let refused = store.ensure_table(&longest).await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::InvalidInput {
+                what: "table name",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let fits = TableSchema::builder("t".repeat(34), KeyDef::text("id"))
+        .build()
+        .expect("valid schema");
+    assert_eq!(
+        store.ensure_table(&fits).await.expect("63 bytes fit"),
+        TableStatus::Created
+    );
+    store.drop_tables().await.expect("drop_tables");
+}
+
 fn key(name: &str, kind: DynamoKeyType) -> KeySchemaElement {
     KeySchemaElement::builder()
         .attribute_name(name)

@@ -44,6 +44,10 @@ pub const MAX_PREFIXED_NAME: usize = 63;
 /// Document fields starting with this are storekit's own (a record's version on DynamoDB).
 pub const RESERVED_FIELD_PREFIX: &str = "_storekit";
 
+// The longest column an index gets on SQL, `{index}:partition`, fits PostgreSQL's identifiers
+// whatever the index's name: known when the schema is built, not when the table is made.
+const _: () = assert!(NAME_LENGTH.1 + ":partition".len() <= MAX_PREFIXED_NAME);
+
 /// Whether two table names name one table: they are equal but for ASCII letter case, which
 /// SQLite (and DynamoDB Local) do not tell apart. The rule is the same on every backend, so a
 /// schema valid on one is valid on all: a store holds at most one of them, and
