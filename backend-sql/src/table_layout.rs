@@ -352,6 +352,12 @@ impl Layout {
         // The same limit for both dialects (and DynamoDB): PostgreSQL's identifiers.
         storekit_core::table::check_prefixed_name(&tables.prefix, schema.name())?;
         let bare = format!("{}{}", tables.prefix, schema.name());
+        if Tables::is_sqlite_reserved(&bare) {
+            return Err(Error::invalid(
+                "table name",
+                format!("{bare:?} (prefix and name) starts with sqlite_, which SQLite reserves"),
+            ));
+        }
         let indexes = schema
             .indexes()
             .iter()
@@ -1394,6 +1400,12 @@ mod tests {
         let long = TableSchema::builder("t".repeat(40), KeyDef::text("id"))
             .build()
             .expect("valid");
+        let sqlite = Tables::new(None, "sqlite").expect("valid prefix");
+        let underscored = TableSchema::builder("_x1", KeyDef::text("id"))
+            .build()
+            .expect("valid");
+        assert!(Layout::new(Dialect::Postgres, &sqlite, &underscored).is_err());
+        assert!(Tables::new(None, "SQLite_app").is_err());
         // One limit on both dialects, so a prefix that fits one fits the other.
         assert!(Layout::new(Dialect::Postgres, &tables, &long).is_err());
         assert!(Layout::new(Dialect::Sqlite, &tables, &long).is_err());

@@ -136,9 +136,11 @@ pub type Change<'a> = &'a mut (dyn FnMut(Document) -> Result<Document> + Send);
 pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
     /// Creates the table with its indexes if it does not exist, and waits until it is usable.
     /// Safe to call concurrently and on every start-up. A table that exists and lacks an index
-    /// the schema declares gets it, filled from its records; a table whose keys or indexes
-    /// differ is refused with [`Error::SchemaMismatch`](crate::Error::SchemaMismatch) listing
-    /// the differences.
+    /// the schema declares gets it, filled from its records (see the module docs for records
+    /// that do not fit it); a table whose keys or indexes differ is refused with
+    /// [`Error::SchemaMismatch`](crate::Error::SchemaMismatch) listing the differences. A name
+    /// that differs from an existing table's only in case is refused (see
+    /// [`same_table_name`]).
     async fn ensure_table(&self, schema: &TableSchema) -> Result<TableStatus>;
 
     /// Drops the table and everything in it; `false` if it did not exist.
