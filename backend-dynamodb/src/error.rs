@@ -61,6 +61,9 @@ pub(crate) enum DynamoError {
     /// A table did not reach the wanted state in time.
     #[error("table {table} did not become {state} in time")]
     TableWait { table: String, state: &'static str },
+    /// A global secondary index being added did not become active in time.
+    #[error("index {index} of table {table} did not become active in time")]
+    IndexWait { table: String, index: String },
 }
 
 impl From<DynamoError> for Error {
@@ -68,7 +71,8 @@ impl From<DynamoError> for Error {
         match err {
             DynamoError::Unprocessed { .. }
             | DynamoError::Contention { .. }
-            | DynamoError::TableWait { .. } => Error::unavailable(BACKEND, err),
+            | DynamoError::TableWait { .. }
+            | DynamoError::IndexWait { .. } => Error::unavailable(BACKEND, err),
             DynamoError::BadItem { .. } | DynamoError::Schema { .. } => {
                 Error::backend(BACKEND, err)
             }

@@ -511,6 +511,129 @@ async fn markers_are_claimed_moved_and_released_with_their_records() {
     store.drop_tables().await.expect("drop_tables");
 }
 
+/// Every marker of table `table`'s unique index `index`, by a scan of the marker table.
+async fn markers_of(store: &DynamoDbStore, table: &str, index: &str) -> Vec<String> {
+    let markers = format!("{}storekit_unique", store.config().table_prefix());
+    let prefix = format!("{table}#{index}#");
+    let mut found = Vec::new();
+    let mut start = None;
+    loop {
+        let output = store
+            .client()
+            .scan()
+            .table_name(&markers)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan markers");
+        for item in output.items() {
+            if let Some(AttributeValue::S(pk)) = item.get("pk")
+                && pk.starts_with(&prefix)
+            {
+                found.push(pk.clone());
+            }
+        }
+        match output.last_evaluated_key {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => return found,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_refused_unique_index_leaves_no_marker_behind() {
+    let Some(store) = store("left").await else {
+        return;
+    };
+    let before = TableSchema::builder("grown", KeyDef::text("id"))
+        .build()
+        .expect("valid schema");
+    let after = TableSchema::builder("grown", KeyDef::text("id"))
+        .unique("sku", [KeyDef::text("sku")])
+        .build()
+        .expect("valid schema");
+    let run = async {
+        store.ensure_table(&before).await.expect("ensure_table");
+        // Many distinct values and one taken twice: markers are claimed for the distinct ones
+        // before the duplicate is met, whatever the scan's order.
+        for i in 0..40 {
+            store
+                .insert(
+                    &before,
+                    doc(json!({"id": format!("r{i:02}"), "sku": format!("s{i}")})),
+                )
+                .await
+                .expect("insert");
+        }
+        store
+            .insert(&before, doc(json!({"id": "dup", "sku": "s7"})))
+            .await
+            .expect("insert");
+        let refused = store.ensure_table(&after).await;
+        assert!(
+            matches!(
+                refused,
+                Err(Error::AlreadyExists {
+                    what: "unique value"
+                })
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(
+            markers_of(&store, "grown", "sku").await,
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            store.ensure_table(&before).await.expect("as it was"),
+            TableStatus::Unchanged
+        );
+        assert!(
+            store
+                .delete(&before, &"dup".into(), None)
+                .await
+                .expect("delete")
+        );
+        assert_eq!(
+            store.ensure_table(&after).await.expect("now unique"),
+            TableStatus::IndexesAdded(vec!["sku".to_owned()])
+        );
+        assert_eq!(markers_of(&store, "grown", "sku").await.len(), 40);
+    };
+    run.await;
+    store.drop_tables().await.expect("drop_tables");
+}
+
+#[tokio::test]
+async fn a_name_too_long_with_its_prefix_is_refused_as_on_postgres() {
+    // A prefix of 29 bytes and a name of 40: 69, over the 63 every backend allows.
+    let Some(store) = store(&"p".repeat(20)).await else {
+        return;
+    };
+    let longest = TableSchema::builder("t".repeat(40), KeyDef::text("id"))
+        .build()
+        .expect("valid schema");
+    let refused = store.ensure_table(&longest).await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::InvalidInput {
+                what: "table name",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let fits = TableSchema::builder("t".repeat(34), KeyDef::text("id"))
+        .build()
+        .expect("valid schema");
+    assert_eq!(
+        store.ensure_table(&fits).await.expect("63 bytes fit"),
+        TableStatus::Created
+    );
+    store.drop_tables().await.expect("drop_tables");
+}
+
 fn key(name: &str, kind: DynamoKeyType) -> KeySchemaElement {
     KeySchemaElement::builder()
         .attribute_name(name)

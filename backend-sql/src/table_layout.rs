@@ -30,7 +30,7 @@
 //! statements built once, so a call on a table builds no names and no SQL: it only binds
 //! values.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -324,7 +324,9 @@ pub(crate) struct Layout {
     dialect: Dialect,
     schema: TableSchema,
     /// The table's quoted, qualified name.
-    table: String,
+    pub(crate) table: String,
+    /// The table's name with the prefix, unquoted: what the database's catalog calls it.
+    pub(crate) bare: String,
     /// The primary key constraint's name, by which PostgreSQL reports a taken key.
     pub(crate) primary_key: String,
     partition: KeyType,
@@ -349,14 +351,13 @@ impl Layout {
                 ),
             ));
         }
+        // The same limit for both dialects (and DynamoDB): PostgreSQL's identifiers.
+        storekit_core::table::check_prefixed_name(&tables.prefix, schema.name())?;
         let bare = format!("{}{}", tables.prefix, schema.name());
-        if dialect == Dialect::Postgres && bare.len() > POSTGRES_IDENTIFIER {
+        if Tables::is_sqlite_reserved(&bare) {
             return Err(Error::invalid(
                 "table name",
-                format!(
-                    "{bare:?} (prefix and name) is {} bytes, over PostgreSQL's {POSTGRES_IDENTIFIER}",
-                    bare.len()
-                ),
+                format!("{bare:?} (prefix and name) starts with sqlite_, which SQLite reserves"),
             ));
         }
         let indexes = schema
@@ -386,12 +387,14 @@ impl Layout {
                     .collect(),
             })
             .collect();
+        // Index names are at least 3 characters, so `pk` is never one of theirs.
+        let primary_key = derived_name(&bare, "pk");
         let mut layout = Self {
             dialect,
             schema: schema.clone(),
             table: tables.qualify_bare(&bare),
-            // Index names are at least 3 characters, so `pk` is never one of theirs.
-            primary_key: derived_name(&bare, "pk"),
+            bare,
+            primary_key,
             partition: schema.partition().kind(),
             sort: schema.sort().map(|s| s.kind()),
             indexes,
@@ -584,9 +587,14 @@ impl Layout {
         )
     }
 
-    /// The DDL that adds the `missing` indexes to the live table: its columns, then (after
-    /// they are filled) its indexes.
-    pub(crate) fn add(&self, missing: &MissingIndexes) -> (Vec<String>, Vec<String>) {
+    /// The DDL that adds the `missing` indexes to the live table: its columns (those not in
+    /// `existing` already: an index dropped by hand leaves its columns), then (after they are
+    /// filled) its indexes.
+    pub(crate) fn add(
+        &self,
+        missing: &MissingIndexes,
+        existing: &HashSet<String>,
+    ) -> (Vec<String>, Vec<String>) {
         let d = self.dialect;
         let mut columns: Vec<&(String, KeyType)> = Vec::new();
         for &i in &missing.indexes {
@@ -598,6 +606,7 @@ impl Layout {
         }
         let alter = columns
             .into_iter()
+            .filter(|(column, _)| !existing.contains(column))
             .map(|(column, kind)| {
                 format!(
                     "ALTER TABLE {} ADD COLUMN {} {}",
@@ -1063,14 +1072,8 @@ impl Layouts {
 
     /// The layout of `schema` in the store whose names `tables` holds (see [`Layout::new`]).
     pub(crate) fn get(&self, tables: &Tables, schema: &TableSchema) -> Result<Arc<Layout>> {
-        if let Some(layout) = self
-            .by_name
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(schema.name())
-            .filter(|layout| same_shape(&layout.schema, schema))
-        {
-            return Ok(Arc::clone(layout));
+        if let Some(layout) = self.cached(schema) {
+            return Ok(layout);
         }
         let layout = Arc::new(Layout::new(self.dialect, tables, schema)?);
         self.by_name
@@ -1078,6 +1081,58 @@ impl Layouts {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(schema.name().to_owned(), Arc::clone(&layout));
         Ok(layout)
+    }
+}
+
+impl Layouts {
+    /// The layout of `schema`, if one was built and kept.
+    pub(crate) fn cached(&self, schema: &TableSchema) -> Option<Arc<Layout>> {
+        self.by_name
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(schema.name())
+            .filter(|layout| same_shape(&layout.schema, schema))
+            .cloned()
+    }
+
+    /// Forgets the layout of table `name` (dropped): the next call builds it again.
+    pub(crate) fn forget(&self, name: &str) {
+        self.by_name
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+    }
+}
+
+/// The shape of table `name` as the catalog records it (`recorded`), without the indexes
+/// whose SQL index is not among `live` (the names of the table's SQL indexes): an index
+/// dropped by hand is then missing, so `ensure_table` builds it again and reports it.
+pub(crate) fn live_shape(
+    tables: &Tables,
+    name: &str,
+    mut recorded: TableShape,
+    live: &HashSet<String>,
+) -> TableShape {
+    let bare = format!("{}{name}", tables.prefix);
+    recorded
+        .indexes
+        .retain(|index| live.contains(&derived_name(&bare, &index.name)));
+    recorded
+        .uniques
+        .retain(|unique| live.contains(&derived_name(&bare, &unique.name)));
+    recorded
+}
+
+/// What refuses to adopt the SQL table `bare`, found where table `name` would be created
+/// while the catalog has no row for it: another store's table, or anyone's, whose rows
+/// storekit cannot read or write.
+pub(crate) fn not_ours(name: &str, bare: &str) -> Error {
+    Error::SchemaMismatch {
+        table: name.to_owned(),
+        differences: vec![format!(
+            "the SQL table {bare:?} exists and is not a table of the tables store (its \
+             catalog has no row for it); storekit does not adopt it"
+        )],
     }
 }
 
@@ -1373,8 +1428,19 @@ mod tests {
         let long = TableSchema::builder("t".repeat(40), KeyDef::text("id"))
             .build()
             .expect("valid");
+        let sqlite = Tables::new(None, "sqlite").expect("valid prefix");
+        let underscored = TableSchema::builder("_x1", KeyDef::text("id"))
+            .build()
+            .expect("valid");
+        assert!(Layout::new(Dialect::Postgres, &sqlite, &underscored).is_err());
+        assert!(Tables::new(None, "SQLite_app").is_err());
+        // One limit on both dialects, so a prefix that fits one fits the other.
         assert!(Layout::new(Dialect::Postgres, &tables, &long).is_err());
-        assert!(Layout::new(Dialect::Sqlite, &tables, &long).is_ok());
+        assert!(Layout::new(Dialect::Sqlite, &tables, &long).is_err());
+        let fits = TableSchema::builder("t".repeat(33), KeyDef::text("id"))
+            .build()
+            .expect("valid");
+        assert!(Layout::new(Dialect::Postgres, &tables, &fits).is_ok());
         // Core's builder refuses storekit's own names now, before any layout sees them.
         assert!(
             TableSchema::builder("Users", KeyDef::text("id"))

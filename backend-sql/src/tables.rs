@@ -42,6 +42,12 @@ impl Tables {
         if !prefix.is_empty() {
             check_identifier("table prefix", prefix)?;
         }
+        if starts_reserved(prefix) {
+            return Err(storekit_core::Error::invalid(
+                "table prefix",
+                format!("{prefix:?}: names starting with sqlite_ are reserved by SQLite"),
+            ));
+        }
         let qualify = |name: &str| match schema {
             Some(schema) => format!("\"{schema}\".\"{prefix}{name}\""),
             None => format!("\"{prefix}{name}\""),
@@ -108,6 +114,12 @@ impl Tables {
             .then(|| self.qualify_bare(&format!("{}{name}", self.prefix)))
     }
 
+    /// Whether the table name `bare` (with the prefix) starts with what SQLite keeps for
+    /// its own tables, in any case: a prefix and a declared name may make one together.
+    pub(crate) fn is_sqlite_reserved(bare: &str) -> bool {
+        starts_reserved(bare)
+    }
+
     /// Whether `name`, with the prefix, would be one of storekit's own tables; compared
     /// without case, as SQLite compares identifiers.
     pub(crate) fn is_reserved(name: &str) -> bool {
@@ -123,4 +135,13 @@ impl Tables {
             .replace("{meta}", &self.meta)
             .replace("{prefix}", &self.prefix)
     }
+}
+
+fn starts_reserved(name: &str) -> bool {
+    storekit_core::table::RESERVED_TABLE_PREFIXES
+        .iter()
+        .any(|reserved| {
+            name.get(..reserved.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(reserved))
+        })
 }

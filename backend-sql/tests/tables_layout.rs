@@ -74,9 +74,9 @@ async fn a_duplicate_while_adding_a_unique_index_changes_nothing(store: &dyn Tab
     );
 }
 
-/// Names storekit keeps for itself are refused, as are names that SQLite would not tell
-/// apart from an existing table's.
-async fn own_and_clashing_names_are_refused(store: &dyn TableStore, case_blind: bool) {
+/// Names storekit keeps for itself are refused, as are names that differ from an existing
+/// table's only in case (one name on every backend, since SQLite cannot tell them apart).
+async fn own_and_clashing_names_are_refused(store: &dyn TableStore) {
     // Core's schema builder refuses storekit's own names, before a store sees them.
     let refused = TableSchema::builder("Users", KeyDef::text("id")).build();
     assert!(
@@ -88,24 +88,107 @@ async fn own_and_clashing_names_are_refused(store: &dyn TableStore, case_blind: 
         .build()
         .expect("valid");
     let second = store.ensure_table(&upper).await;
-    if case_blind {
-        assert!(
-            matches!(second, Err(Error::InvalidInput { .. })),
-            "{second:?}"
-        );
-        let dropped = store.drop_table(&upper).await;
-        assert!(
-            matches!(dropped, Err(Error::InvalidInput { .. })),
-            "{dropped:?}"
-        );
-    } else {
-        assert_eq!(second.expect("another table"), TableStatus::Created);
-        assert!(store.drop_table(&upper).await.expect("drop"));
-    }
+    assert!(
+        matches!(
+            second,
+            Err(Error::InvalidInput {
+                what: "table name",
+                ..
+            })
+        ),
+        "{second:?}"
+    );
+    assert!(!store.drop_table(&upper).await.expect("drops nothing"));
     assert_eq!(
         store.ensure_table(&things()).await.expect("still there"),
         TableStatus::Unchanged
     );
+}
+
+/// `xusers` in a store whose prefix is `app_` is the SQL table `app_xusers`: another store's,
+/// of prefix `app_x`, holds its users there.
+fn xusers() -> TableSchema {
+    TableSchema::builder("xusers", KeyDef::text("id"))
+        .build()
+        .expect("valid schema")
+}
+
+/// A table that is not one of the tables store's, under the name a declared table would
+/// take, is neither adopted nor dropped.
+async fn another_stores_table_is_left_alone(store: &dyn TableStore) {
+    let refused = store.ensure_table(&xusers()).await;
+    let Err(Error::SchemaMismatch { differences, .. }) = &refused else {
+        panic!("another store's table is not adopted: {refused:?}");
+    };
+    assert!(
+        differences.iter().any(|d| d.contains("app_xusers")),
+        "{differences:?}"
+    );
+    assert!(!store.drop_table(&xusers()).await.expect("drops nothing"));
+    let insert = store.insert(&xusers(), doc(json!({"id": "u1"}))).await;
+    assert!(insert.is_err(), "{insert:?}");
+}
+
+/// Records that fill every index of `things`, two of them sharing `name`.
+async fn fill_things(store: &dyn TableStore) {
+    for (id, name, a) in [
+        ("t1", "lamp", "x"),
+        ("t2", "lamp", "y"),
+        ("t3", "desk", "z"),
+    ] {
+        store
+            .insert(
+                &things(),
+                doc(json!({"id": id, "group": "g", "rank": 1, "name": name, "a": a, "b": 1.0})),
+            )
+            .await
+            .expect("insert");
+    }
+}
+
+/// After the SQL indexes `by-name` and `pair` were dropped by hand: `ensure_table` builds them
+/// again and says so, and the unique one is enforced again.
+async fn indexes_dropped_by_hand_are_built_again(store: &dyn TableStore) {
+    assert_eq!(
+        store.ensure_table(&things()).await.expect("ensure"),
+        TableStatus::IndexesAdded(vec!["by-name".to_owned(), "pair".to_owned()])
+    );
+    assert_eq!(
+        store.ensure_table(&things()).await.expect("again"),
+        TableStatus::Unchanged
+    );
+    let taken = store
+        .insert(&things(), doc(json!({"id": "t4", "a": "x", "b": 1.0})))
+        .await;
+    assert!(
+        matches!(
+            taken,
+            Err(Error::AlreadyExists {
+                what: "unique value"
+            })
+        ),
+        "{taken:?}"
+    );
+    let page = store
+        .query(
+            &things(),
+            &storekit_core::table::Query::index("by-name", "lamp"),
+        )
+        .await
+        .expect("query");
+    assert_eq!(page.items.len(), 2);
+}
+
+/// What `schema check` reports of the dropped indexes: each by name.
+fn reports_dropped_indexes(differences: &[storekit_core::admin::SchemaDifference]) {
+    let text: Vec<String> = differences.iter().map(ToString::to_string).collect();
+    for index in ["app_things:by-name", "app_things:pair"] {
+        assert!(
+            text.iter()
+                .any(|d| d.contains(index) && d.contains("missing")),
+            "{index}: {text:?}"
+        );
+    }
 }
 
 #[cfg(feature = "sqlite")]
@@ -319,7 +402,40 @@ mod sqlite {
     async fn own_names_and_names_equal_but_for_case_are_refused() {
         let db = TempDb::new("names");
         let store = open(&db).await;
-        own_and_clashing_names_are_refused(&store, true).await;
+        own_and_clashing_names_are_refused(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_table_of_another_store_is_not_adopted_or_dropped() {
+        let db = TempDb::new("adopt");
+        let store = open(&db).await;
+        let config = SqliteConfig::file(&db.0).table_prefix("app_x");
+        let other = SqliteStore::connect(&config).await.expect("open");
+        other.migrate().await.expect("migrate the other store");
+        another_stores_table_is_left_alone(&store).await;
+        let conn = Connection::open(&db.0).expect("open directly");
+        assert_eq!(
+            columns(&conn, "app_xusers")
+                .first()
+                .map(|(n, _)| n.as_str()),
+            Some("id"),
+            "the other store's users table is as it was"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_index_dropped_by_hand_is_reported_and_built_again() {
+        let db = TempDb::new("dropped");
+        let store = open(&db).await;
+        store.ensure_table(&things()).await.expect("ensure");
+        fill_things(&store).await;
+        let conn = Connection::open(&db.0).expect("open directly");
+        conn.execute_batch("DROP INDEX \"app_things:by-name\"; DROP INDEX \"app_things:pair\";")
+            .expect("drop by hand");
+        reports_dropped_indexes(&store.schema_differences().await.expect("check"));
+        indexes_dropped_by_hand_are_built_again(&store).await;
+        let left = store.schema_differences().await.expect("check");
+        assert!(left.is_empty(), "{left:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,7 +606,7 @@ mod postgres {
         let Some((store, schema)) = open("names").await else {
             return;
         };
-        own_and_clashing_names_are_refused(&store, false).await;
+        own_and_clashing_names_are_refused(&store).await;
         let url = common::postgres_url().expect("a server");
         let long_prefix = PostgresConfig::from_url(&url)
             .expect("url")
@@ -509,6 +625,51 @@ mod postgres {
             .ensure_table(&longest)
             .await
             .expect("fits in 63 bytes");
+        close(store, &schema).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_table_of_another_store_is_not_adopted_or_dropped() {
+        let Some((store, schema)) = open("adopt").await else {
+            return;
+        };
+        let url = common::postgres_url().expect("a server");
+        let config = PostgresConfig::from_url(&url)
+            .expect("url")
+            .schema(&schema)
+            .table_prefix("app_x")
+            .max_connections(2);
+        let other = PostgresStore::connect(&config).await.expect("connect");
+        other.migrate().await.expect("migrate the other store");
+        another_stores_table_is_left_alone(&store).await;
+        let kept: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(format!("\"{schema}\".\"app_xusers\""))
+            .fetch_one(store.pool())
+            .await
+            .expect("look");
+        assert!(kept, "the other store's users table is still there");
+        other.drop_tables().await.expect("drop the other store");
+        close(store, &schema).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_index_dropped_by_hand_is_reported_and_built_again() {
+        let Some((store, schema)) = open("dropped").await else {
+            return;
+        };
+        store.ensure_table(&things()).await.expect("ensure");
+        fill_things(&store).await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP INDEX \"{schema}\".\"app_things:by-name\"; \
+             DROP INDEX \"{schema}\".\"app_things:pair\""
+        )))
+        .execute(store.pool())
+        .await
+        .expect("drop by hand");
+        reports_dropped_indexes(&store.schema_differences().await.expect("check"));
+        indexes_dropped_by_hand_are_built_again(&store).await;
+        let left = store.schema_differences().await.expect("check");
+        assert!(left.is_empty(), "{left:?}");
         close(store, &schema).await;
     }
 }

@@ -1,7 +1,8 @@
 //! The storekit conformance suite: the contract every backend keeps.
 //!
 //! The cases are plain `pub async fn`s in [`users`], [`kv`], [`tables`], [`edges`],
-//! [`transfer`], [`input`], [`load`], [`observe`] and [`model`] that take a [`Fixture`] (fresh, empty
+//! [`schema_edges`], [`expressions`], [`transfer`], [`input`], [`load`], [`observe`] and
+//! [`model`] that take a [`Fixture`] (fresh, empty
 //! stores) and fail by panicking. A backend runs them in one of two ways:
 //!
 //! - [`run_suite`], one function: every case of a [`Suite`] in turn, then one panic naming
@@ -35,6 +36,7 @@ pub mod kv;
 pub mod load;
 pub mod model;
 pub mod observe;
+pub mod schema_edges;
 pub mod tables;
 pub mod transfer;
 pub mod users;
@@ -175,6 +177,11 @@ macro_rules! __with_cases {
                 versions_run_from_one_to_i64_max,
                 long_field_names_are_refused_at_any_depth,
                 random_cursor_edits_are_refused_and_intact_cursors_continue,
+            ];
+            schema_edges, Uuid, schema_edges: [
+                table_names_that_differ_only_in_case_are_one_name,
+                adding_an_index_over_records_that_do_not_fit_it,
+                a_refused_unique_index_leaves_nothing_behind,
             ];
             transfer_uuid, Uuid, transfer: [
                 kv_export_pages_every_live_item_once_with_its_deadline,

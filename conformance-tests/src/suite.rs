@@ -16,7 +16,8 @@ use crate::{Fixture, SetupContext, run_case};
 #[derive(Debug, Clone, Copy)]
 pub struct Case {
     /// Its group: `users_uuid`, `users_int`, `kv`, `input`, `load`, `observe`, `model_uuid`,
-    /// `model_int`, `tables`, `edges`, `transfer_uuid` or `transfer_int` (the module of the tests [`crate::conformance_suite!`] writes).
+    /// `model_int`, `tables`, `edges`, `schema_edges`, `expressions`, `transfer_uuid` or
+    /// `transfer_int` (the module of the tests [`crate::conformance_suite!`] writes).
     pub group: &'static str,
     /// Its name, the name of its function.
     pub name: &'static str,
@@ -42,9 +43,10 @@ pub enum Suite {
     /// The user, OAuth account and access token cases, with both id kinds: for a store that
     /// implements only the user traits (the fixture's `kv` is not used).
     Users,
-    /// The tables cases, `tables`, `edges` and `expressions`: for a store that implements `TableStore` (give
-    /// the fixture one with `Fixture::with_tables`, and its transfer store with
-    /// `Fixture::with_transfer`, which the `edges` case on versions imports records through).
+    /// The tables cases, `tables`, `edges`, `schema_edges` and `expressions`: for a store that
+    /// implements `TableStore` (give the fixture one with `Fixture::with_tables`, and its
+    /// transfer store with `Fixture::with_transfer`, which the `edges` case on versions imports
+    /// records through).
     Tables,
     /// Every case: every store, bad input, load, spans and the model-based sequences.
     All,
@@ -55,7 +57,10 @@ impl Suite {
         match self {
             Self::Kv => case.group == "kv",
             Self::Users => case.group.starts_with("users_"),
-            Self::Tables => matches!(case.group, "tables" | "edges" | "expressions"),
+            Self::Tables => matches!(
+                case.group,
+                "tables" | "edges" | "schema_edges" | "expressions"
+            ),
             Self::All => true,
         }
     }

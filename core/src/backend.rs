@@ -423,13 +423,21 @@ pub trait TableBackend: Backend {
     /// The live table's keys and indexes, or `None` if it does not exist.
     async fn describe_table(&self, schema: &TableSchema) -> Result<Option<TableShape>>;
 
+    /// The names of the tables this store holds (as declared, without the store's prefix),
+    /// in any order. Read only when `ensure_table` is about to create a table, to refuse a
+    /// name that differs from an existing one only in letter case.
+    async fn table_names(&self) -> Result<Vec<String>>;
+
     /// Creates the table with every declared index and waits until it is usable; succeeds if
     /// a concurrent call created it first.
     async fn create_table(&self, schema: &TableSchema) -> Result<()>;
 
     /// Adds the `missing` indexes to a live table, fills them from its records, and waits
-    /// until they are usable. A unique index whose values are already taken twice is
-    /// [`Error::AlreadyExists`](crate::Error).
+    /// until they are usable. Every record's values in them have their index's types (the
+    /// layer checked before); one that lacks a value, or holds `null`, is left out. A unique
+    /// index whose values are already taken twice is
+    /// [`Error::AlreadyExists`](crate::Error) (`"unique value"`), and then nothing of the
+    /// missing indexes is left behind: no column, no SQL index, no marker.
     async fn add_indexes(&self, schema: &TableSchema, missing: &MissingIndexes) -> Result<()>;
 
     /// Drops the table; `false` if it did not exist.

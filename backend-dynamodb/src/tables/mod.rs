@@ -159,7 +159,20 @@ impl TableBackend for DynamoDbStore {
     }
 
     async fn describe_table(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
+        // Checked here, which `ensure_table` calls first: the same limit as on PostgreSQL,
+        // so a prefix that fits one backend fits all.
+        storekit_core::table::check_prefixed_name(self.config.table_prefix(), schema.name())?;
         self.describe(schema).await
+    }
+
+    async fn table_names(&self) -> Result<Vec<String>> {
+        let prefix = self.config.table_prefix();
+        Ok(self
+            .tables_under_prefix()
+            .await?
+            .into_iter()
+            .filter_map(|name| name.strip_prefix(prefix).map(str::to_owned))
+            .collect())
     }
 
     async fn create_table(&self, schema: &TableSchema) -> Result<()> {

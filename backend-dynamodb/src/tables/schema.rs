@@ -278,15 +278,27 @@ impl DynamoDbStore {
     /// Waits until the table and every index on it are active (an index just added is
     /// backfilled by DynamoDB first).
     async fn wait_ready(&self, table: &str) -> Result<()> {
+        self.wait_ready_for(table, None).await
+    }
+
+    /// [`Self::wait_ready`], for the index `index` being added: if the wait runs out, the
+    /// error names that index.
+    async fn wait_ready_for(&self, table: &str, index: Option<&str>) -> Result<()> {
         let deadline = tokio::time::Instant::now() + TABLE_WAIT;
         loop {
             if self.description(table).await?.as_ref().is_some_and(ready) {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(DynamoError::TableWait {
-                    table: table.to_owned(),
-                    state: "active with its indexes",
+                return Err(match index {
+                    Some(index) => DynamoError::IndexWait {
+                        table: table.to_owned(),
+                        index: index.to_owned(),
+                    },
+                    None => DynamoError::TableWait {
+                        table: table.to_owned(),
+                        state: "active with its indexes",
+                    },
                 }
                 .into());
             }
@@ -337,8 +349,15 @@ impl DynamoDbStore {
     pub(super) async fn add(&self, schema: &TableSchema, missing: &MissingIndexes) -> Result<()> {
         let table = self.table_name(schema);
         self.ensure_unique_table().await?;
-        if !missing.uniques.is_empty() {
-            self.backfill(schema, &missing.uniques).await?;
+        if !missing.uniques.is_empty()
+            && let Err(err) = self.backfill(schema, &missing.uniques).await
+        {
+            // Nothing half-built stays: a marker left from a refused addition would hold
+            // its value against every later writer once the index is declared.
+            for &u in &missing.uniques {
+                self.delete_markers_of(schema, Some(u)).await?;
+            }
+            return Err(err);
         }
         for &position in &missing.indexes {
             self.add_index(schema, &table, position).await?;
@@ -360,7 +379,7 @@ impl DynamoDbStore {
                 .iter()
                 .any(|i| i.index_name() == Some(index.name()))
             {
-                return self.wait_ready(table).await;
+                return self.wait_ready_for(table, Some(index.name())).await;
             }
             let sent = TableDefinition::declared(table.to_owned(), schema)
                 .add_index_request(&self.client, position)?
@@ -369,7 +388,7 @@ impl DynamoDbStore {
             match sent {
                 Ok(_) => {
                     tracing::info!(table, index = index.name(), "adding a dynamodb index");
-                    return self.wait_ready(table).await;
+                    return self.wait_ready_for(table, Some(index.name())).await;
                 }
                 // Another index is being built, or another caller adds this one: look again.
                 Err(err)
@@ -428,7 +447,7 @@ impl DynamoDbStore {
             .send_counted()
             .await
             .map_err(error::sdk)?;
-        self.delete_markers(schema).await
+        self.delete_markers_of(schema, None).await
     }
 
     /// The names of every table starting with the store's prefix.

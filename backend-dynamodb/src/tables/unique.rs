@@ -15,7 +15,7 @@
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use futures::{StreamExt as _, TryStreamExt as _, stream};
+use futures::{StreamExt as _, stream};
 use storekit_core::table::{KeyDef, KeyType, KeyValue, Record, RecordKey, TableSchema};
 use storekit_core::{Error, Result};
 
@@ -268,8 +268,9 @@ impl DynamoDbStore {
     /// Builds the unique indexes at `positions` from the table's records: each record's
     /// markers are claimed in a transaction conditioned on the record as scanned, so a record
     /// written meanwhile is read again rather than leaving a marker for a value it no longer
-    /// holds. Two records holding one value are [`Error::AlreadyExists`]; the markers claimed so
-    /// far stay, held by their records, and are claimed again by the next attempt.
+    /// holds. Two records holding one value are [`Error::AlreadyExists`], once every claim
+    /// of the page has finished (none is left in flight), so that the caller can delete the
+    /// markers claimed so far and leave nothing behind.
     pub(super) async fn backfill(&self, schema: &TableSchema, positions: &[usize]) -> Result<()> {
         let table = self.table_name(schema);
         let mut start = None;
@@ -283,11 +284,12 @@ impl DynamoDbStore {
                 .send_counted()
                 .await
                 .map_err(error::sdk)?;
-            stream::iter(output.items.unwrap_or_default())
+            let claims: Vec<Result<()>> = stream::iter(output.items.unwrap_or_default())
                 .map(|item| self.claim_markers_of(schema, &table, positions, item))
                 .buffer_unordered(BACKFILL_CONCURRENCY)
-                .try_collect::<Vec<()>>()
-                .await?;
+                .collect()
+                .await;
+            claims.into_iter().collect::<Result<Vec<()>>>()?;
             match output.last_evaluated_key.filter(|k| !k.is_empty()) {
                 Some(key) => start = Some(key),
                 None => return Ok(()),
@@ -353,11 +355,20 @@ impl DynamoDbStore {
         }
     }
 
-    /// Deletes every marker of a table (a Scan of the marker table, then BatchWriteItem).
-    pub(super) async fn delete_markers(&self, schema: &TableSchema) -> Result<()> {
+    /// Deletes every marker of a table, or of its unique index at `index` (a Scan of the
+    /// marker table, then BatchWriteItem).
+    pub(super) async fn delete_markers_of(
+        &self,
+        schema: &TableSchema,
+        index: Option<usize>,
+    ) -> Result<()> {
         let mut p = Placeholders::default();
         let pk = p.name(PK);
-        let prefix = p.value(s(markers_prefix(schema)));
+        let prefix = match index {
+            Some(u) => format!("{}{}#", markers_prefix(schema), schema.uniques()[u].name()),
+            None => markers_prefix(schema),
+        };
+        let prefix = p.value(s(prefix));
         let sk = p.name(SK);
         let marker = p.value(s(MARKER_SK));
         let filter = format!("begins_with({pk}, {prefix}) AND {sk} = {marker}");

@@ -489,7 +489,7 @@ fn kv_export(only: bool, after: bool) -> String {
 
 /// True if the table `qualified` (quoted, as `Tables` names it) exists; asked first, since a
 /// statement on a missing table would abort the transaction it runs in.
-async fn exists(conn: &mut PgConnection, qualified: &str) -> Result<bool> {
+pub(super) async fn exists(conn: &mut PgConnection, qualified: &str) -> Result<bool> {
     sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(qualified)
         .fetch_one(conn)

@@ -20,7 +20,9 @@ use storekit_core::{Error, Result};
 use super::PostgresStore;
 use super::error::{is_missing_table, pg_error, retry_conflicts_with, table_error};
 use super::schema::sql;
-use crate::table_layout::{Layout, Param, Statement, checked_shape, shape_json};
+use crate::table_layout::{
+    Layout, Param, Statement, checked_shape, live_shape, not_ours, shape_json,
+};
 
 const BACKEND: &str = "postgres";
 
@@ -98,6 +100,50 @@ impl PostgresStore {
             .await
             .map_err(pg_error)?;
         checked_shape(name, found, BACKEND)
+    }
+
+    /// The shape of table `name` as the database holds it: the catalog's, less the indexes
+    /// whose SQL index is gone (see [`live_shape`]).
+    async fn read_live_shape(
+        &self,
+        conn: &mut PgConnection,
+        name: &str,
+    ) -> Result<Option<TableShape>> {
+        let Some(recorded) = self.read_shape(&mut *conn, name).await? else {
+            return Ok(None);
+        };
+        let bare = format!("{}{name}", self.inner.tables.prefix);
+        let indexes = self
+            .names(
+                conn,
+                "SELECT indexname::text FROM pg_indexes \
+                 WHERE schemaname = COALESCE($1, current_schema()) AND tablename = $2",
+                &bare,
+            )
+            .await?;
+        Ok(Some(live_shape(
+            &self.inner.tables,
+            name,
+            recorded,
+            &indexes,
+        )))
+    }
+
+    /// The first column of every row of `query`, run with the store's schema (or none, for
+    /// the connection's) and `table`.
+    async fn names(
+        &self,
+        conn: &mut PgConnection,
+        query: &'static str,
+        table: &str,
+    ) -> Result<HashSet<String>> {
+        let rows: Vec<String> = sqlx::query_scalar(query)
+            .bind(self.inner.schema.as_deref())
+            .bind(table)
+            .fetch_all(conn)
+            .await
+            .map_err(pg_error)?;
+        Ok(rows.into_iter().collect())
     }
 
     /// Runs an idempotent statement (again if the server rolled it back to break a deadlock),
@@ -203,17 +249,25 @@ impl PostgresStore {
 impl TableBackend for PostgresStore {
     async fn describe_table(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
         self.within_deadline(async {
-            let found: std::result::Result<Option<(String, String)>, sqlx::Error> =
-                sqlx::query_as(sql(self.inner.catalog.read.clone()))
-                    .bind(schema.name())
-                    .fetch_optional(&self.inner.pool)
-                    .await;
-            match found {
-                Ok(found) => checked_shape(schema.name(), found, BACKEND),
-                // No catalog yet: no table either.
-                Err(err) if is_missing_table(&err) => Ok(None),
-                Err(err) => Err(pg_error(err)),
+            let mut conn = self.inner.pool.acquire().await.map_err(pg_error)?;
+            // No catalog yet: no table either.
+            if !super::schema::exists(&mut conn, &self.inner.tables.catalog).await? {
+                return Ok(None);
             }
+            self.read_live_shape(&mut conn, schema.name()).await
+        })
+        .await
+    }
+
+    async fn table_names(&self) -> Result<Vec<String>> {
+        self.within_deadline(async {
+            let mut conn = self.inner.pool.acquire().await.map_err(pg_error)?;
+            let rows = super::schema::catalog_rows(&mut conn, &self.inner.tables).await?;
+            Ok(rows
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect())
         })
         .await
     }
@@ -230,6 +284,24 @@ impl TableBackend for PostgresStore {
             ddl(&mut tx, self.inner.catalog.create.clone()).await?;
             // Under the lock: a table another call created meanwhile is in the catalog now.
             if self.read_shape(&mut tx, schema.name()).await?.is_none() {
+                // Asked again under the lock, where no other store call can create one.
+                let recorded = super::schema::catalog_rows(&mut tx, &self.inner.tables).await?;
+                if let Some((twin, _)) = recorded.unwrap_or_default().into_iter().find(|(n, _)| {
+                    n != schema.name() && storekit_core::table::same_table_name(n, schema.name())
+                }) {
+                    return Err(Error::invalid(
+                        "table name",
+                        format!(
+                            "{:?} and the existing table {twin:?} differ only in letter case, \
+                             and are one name on every backend",
+                            schema.name()
+                        ),
+                    ));
+                }
+                // `CREATE TABLE IF NOT EXISTS` would take a table that is not ours as it is.
+                if super::schema::exists(&mut tx, &layout.table).await? {
+                    return Err(not_ours(schema.name(), &layout.bare));
+                }
                 for statement in layout.create() {
                     ddl(&mut tx, statement).await?;
                 }
@@ -253,14 +325,22 @@ impl TableBackend for PostgresStore {
         lock_tables(&mut tx, &self.inner.tables.catalog).await?;
         // Compared again under the lock: a concurrent call may have added them already.
         let live = self
-            .read_shape(&mut tx, schema.name())
+            .read_live_shape(&mut tx, schema.name())
             .await?
             .ok_or(Error::NotFound { what: "table" })?;
         let missing = live.compare(schema)?;
         if missing.is_empty() {
             return Ok(());
         }
-        let (columns, indexes) = layout.add(&missing);
+        let existing = self
+            .names(
+                &mut tx,
+                "SELECT column_name::text FROM information_schema.columns \
+                 WHERE table_schema = COALESCE($1, current_schema()) AND table_name = $2",
+                &layout.bare,
+            )
+            .await?;
+        let (columns, indexes) = layout.add(&missing, &existing);
         for statement in columns {
             ddl(&mut tx, statement).await?;
         }
@@ -300,7 +380,10 @@ impl TableBackend for PostgresStore {
                 }
                 Err(err) => return Err(pg_error(err)),
             };
-            ddl(&mut tx, layout.drop_table()).await?;
+            // Only a table the catalog records is dropped, never another store's.
+            if existed {
+                ddl(&mut tx, layout.drop_table()).await?;
+            }
             tx.commit().await.map_err(pg_error)?;
             Ok(existed)
         })

@@ -19,7 +19,10 @@ use storekit_core::{Error, Result};
 use super::SqliteStore;
 use super::error::{is_missing_table, sqlite_error, table_error};
 use super::step::{any_row, first_row};
-use crate::table_layout::{Catalog, Layout, Param, Statement, checked_shape, shape_json};
+use crate::table_layout::{
+    Catalog, Dialect, Layout, Param, Statement, checked_shape, live_shape, not_ours, shape_json,
+};
+use crate::tables::Tables;
 
 const BACKEND: &str = "sqlite";
 
@@ -123,14 +126,56 @@ fn refused_write(conn: &Connection, layout: &Layout, key: &RecordKey, expected: 
 
 /// The shape the catalog holds for `name`; `None` when it holds none, or does not exist.
 fn read_shape(conn: &Connection, catalog: &Catalog, name: &str) -> Result<Option<TableShape>> {
-    let mut stmt = match conn.prepare_cached(&catalog.read) {
-        Ok(stmt) => stmt,
-        Err(err) if is_missing_table(&err) => return Ok(None),
-        Err(err) => return Err(sqlite_error(err)),
-    };
-    let found =
-        first_row(&mut stmt, [name], |row| Ok((row.get(0)?, row.get(1)?))).map_err(sqlite_error)?;
+    let found = read_catalog(conn, catalog, name, |row| Ok((row.get(0)?, row.get(1)?)))?;
     checked_shape(name, found, BACKEND)
+}
+
+/// The catalog's row for `name`, as `read` reads it; `None` when it has none, or does not
+/// exist (which a statement cached while it existed finds only when it runs).
+fn read_catalog<T>(
+    conn: &Connection,
+    catalog: &Catalog,
+    name: &str,
+    read: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Option<T>> {
+    let found = conn
+        .prepare_cached(&catalog.read)
+        .and_then(|mut stmt| first_row(&mut stmt, [name], read));
+    match found {
+        Ok(found) => Ok(found),
+        Err(err) if is_missing_table(&err) => Ok(None),
+        Err(err) => Err(sqlite_error(err)),
+    }
+}
+
+/// The shape of table `name` as the database holds it: the catalog's, less the indexes whose
+/// SQL index is gone (see [`live_shape`]).
+fn read_live_shape(
+    conn: &Connection,
+    catalog: &Catalog,
+    tables: &Tables,
+    name: &str,
+) -> Result<Option<TableShape>> {
+    let Some(recorded) = read_shape(conn, catalog, name)? else {
+        return Ok(None);
+    };
+    let bare = format!("{}{name}", tables.prefix);
+    let indexes = names(conn, "SELECT name FROM pragma_index_list(?1)", &bare)?;
+    Ok(Some(live_shape(tables, name, recorded, &indexes)))
+}
+
+/// The first column of every row of `sql`, run with `arg`.
+fn names(conn: &Connection, sql: &str, arg: &str) -> Result<HashSet<String>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(sqlite_error)?;
+    stmt.query_map([arg], |row| row.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(sqlite_error)
+}
+
+/// The name the catalog records for table `name`, compared without case as SQLite compares
+/// table names; `None` when it records none, or does not exist.
+fn cataloged_name(conn: &Connection, catalog: &Catalog, name: &str) -> Result<Option<String>> {
+    read_catalog(conn, catalog, name, |row| row.get(0))
 }
 
 fn create_table(
@@ -146,6 +191,16 @@ fn create_table(
     tx.execute(&catalog.create, []).map_err(sqlite_error)?;
     // The write lock is held: a table another call created meanwhile is in the catalog now.
     if read_shape(&tx, catalog, name)?.is_none() {
+        // `CREATE TABLE IF NOT EXISTS` would take a table that is not ours as it is.
+        let taken = !names(
+            &tx,
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+            &layout.bare,
+        )?
+        .is_empty();
+        if taken {
+            return Err(not_ours(name, &layout.bare));
+        }
         for ddl in layout.create() {
             tx.execute(&ddl, []).map_err(sqlite_error)?;
         }
@@ -158,6 +213,7 @@ fn create_table(
 fn add_indexes(
     conn: &mut Connection,
     catalog: &Catalog,
+    tables: &Tables,
     layout: &Layout,
     schema: &TableSchema,
 ) -> Result<()> {
@@ -165,12 +221,14 @@ fn add_indexes(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sqlite_error)?;
     // Compared again under the write lock: a concurrent call may have added them already.
-    let live = read_shape(&tx, catalog, schema.name())?.ok_or(Error::NotFound { what: "table" })?;
+    let live = read_live_shape(&tx, catalog, tables, schema.name())?
+        .ok_or(Error::NotFound { what: "table" })?;
     let missing = live.compare(schema)?;
     if missing.is_empty() {
         return Ok(());
     }
-    let (columns, indexes) = layout.add(&missing);
+    let existing = names(&tx, "SELECT name FROM pragma_table_info(?1)", &layout.bare)?;
+    let (columns, indexes) = layout.add(&missing, &existing);
     for ddl in columns {
         tx.execute(&ddl, []).map_err(sqlite_error)?;
     }
@@ -211,21 +269,40 @@ fn drop_table(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sqlite_error)?;
-    // Refuses a name that is another table's but for case, before dropping that one.
-    read_shape(&tx, catalog, name)?;
-    let existed = match tx.execute(&catalog.delete, [name]) {
-        Ok(deleted) => deleted > 0,
-        Err(err) if is_missing_table(&err) => false,
-        Err(err) => return Err(sqlite_error(err)),
-    };
+    // Only a table the catalog records under this very name is dropped: not one whose name
+    // differs only in case (SQLite would drop it for this one), nor another store's.
+    if cataloged_name(&tx, catalog, name)?.as_deref() != Some(name) {
+        return Ok(false);
+    }
+    let existed = tx.execute(&catalog.delete, [name]).map_err(sqlite_error)? > 0;
     tx.execute(&layout.drop_table(), []).map_err(sqlite_error)?;
     tx.commit().map_err(sqlite_error)?;
     Ok(existed)
 }
 
 impl SqliteStore {
-    fn layout(&self, schema: &TableSchema) -> Result<Arc<Layout>> {
-        self.inner.layouts.get(&self.inner.tables, schema)
+    /// The layout of `schema`, built once per shape. Before one is kept, the catalog is asked
+    /// whether it records this very name: SQLite takes `Things` for `things`, and a call
+    /// through a name that differs from a table's only in case would otherwise run on that
+    /// table. It finds no table instead, as on every backend. A layout of a table that does
+    /// not exist yet is not kept, so the next call asks again.
+    async fn layout(&self, schema: &TableSchema) -> Result<Arc<Layout>> {
+        if let Some(layout) = self.inner.layouts.cached(schema) {
+            return Ok(layout);
+        }
+        let catalog = &self.inner.catalog;
+        let found = self
+            .inner
+            .conns
+            .read(|conn| cataloged_name(conn, catalog, schema.name()))
+            .await?;
+        match found {
+            Some(found) if found == schema.name() => {
+                self.inner.layouts.get(&self.inner.tables, schema)
+            }
+            Some(_) => Err(Error::NotFound { what: "table" }),
+            None => Layout::new(Dialect::Sqlite, &self.inner.tables, schema).map(Arc::new),
+        }
     }
 
     /// Runs a `SELECT version, document` statement expected to return up to `rows` records.
@@ -252,15 +329,29 @@ impl SqliteStore {
 #[async_trait]
 impl TableBackend for SqliteStore {
     async fn describe_table(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
-        let catalog = &self.inner.catalog;
+        let (catalog, tables) = (&self.inner.catalog, &self.inner.tables);
         self.inner
             .conns
-            .read(|conn| read_shape(conn, catalog, schema.name()))
+            .read(|conn| read_live_shape(conn, catalog, tables, schema.name()))
             .await
     }
 
+    async fn table_names(&self) -> Result<Vec<String>> {
+        let tables = &self.inner.tables;
+        let rows = self
+            .inner
+            .conns
+            .read(|conn| super::schema::catalog_rows(conn, tables))
+            .await?;
+        Ok(rows
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
+    }
+
     async fn create_table(&self, schema: &TableSchema) -> Result<()> {
-        let layout = self.layout(schema)?;
+        let layout = self.layout(schema).await?;
         let (inner, name, shape) = (
             self.inner.clone(),
             schema.name().to_owned(),
@@ -273,16 +364,23 @@ impl TableBackend for SqliteStore {
     }
 
     async fn add_indexes(&self, schema: &TableSchema, _missing: &MissingIndexes) -> Result<()> {
-        let layout = self.layout(schema)?;
+        let layout = self.layout(schema).await?;
         let (inner, schema) = (self.inner.clone(), schema.clone());
         self.inner
             .conns
-            .write_blocking(move |conn| add_indexes(conn, &inner.catalog, &layout, &schema))
+            .write_blocking(move |conn| {
+                add_indexes(conn, &inner.catalog, &inner.tables, &layout, &schema)
+            })
             .await
     }
 
     async fn drop_table(&self, schema: &TableSchema) -> Result<bool> {
-        let layout = self.layout(schema)?;
+        let layout = match self.layout(schema).await {
+            // A name that differs from a table's only in case: that table is not this one.
+            Err(Error::NotFound { what: "table" }) => return Ok(false),
+            found => found?,
+        };
+        self.inner.layouts.forget(schema.name());
         let (inner, name) = (self.inner.clone(), schema.name().to_owned());
         self.inner
             .conns
@@ -291,7 +389,7 @@ impl TableBackend for SqliteStore {
     }
 
     async fn insert(&self, schema: &TableSchema, row: &Row) -> Result<()> {
-        let statement = self.layout(schema)?.insert(row, false)?;
+        let statement = self.layout(schema).await?.insert(row, false)?;
         self.inner
             .conns
             .write_grouped(move |conn| execute(conn, &statement).map(drop))
@@ -299,7 +397,7 @@ impl TableBackend for SqliteStore {
     }
 
     async fn put(&self, schema: &TableSchema, row: &Row) -> Result<u64> {
-        let statement = self.layout(schema)?.insert(row, true)?;
+        let statement = self.layout(schema).await?.insert(row, true)?;
         self.inner
             .conns
             .write_grouped(move |conn| {
@@ -320,7 +418,7 @@ impl TableBackend for SqliteStore {
     }
 
     async fn replace(&self, schema: &TableSchema, row: &Row, expected: u64) -> Result<()> {
-        let layout = self.layout(schema)?;
+        let layout = self.layout(schema).await?;
         let statement = layout.replace(row, expected)?;
         let key = row.key().clone();
         self.inner
@@ -338,7 +436,7 @@ impl TableBackend for SqliteStore {
         key: &RecordKey,
         expected: Option<u64>,
     ) -> Result<bool> {
-        let layout = self.layout(schema)?;
+        let layout = self.layout(schema).await?;
         let statement = layout.delete(key, expected);
         let key = key.clone();
         self.inner
@@ -359,7 +457,7 @@ impl TableBackend for SqliteStore {
         condition: Option<&Condition>,
         returning: Returning,
     ) -> Result<(u64, Option<Document>)> {
-        let layout = self.layout(schema)?;
+        let layout = self.layout(schema).await?;
         let read = layout.get(key);
         let (schema, patch, condition) = (schema.clone(), patch.clone(), condition.cloned());
         // Read and written on the one writer, in one savepoint: nothing can come between.
@@ -383,7 +481,7 @@ impl TableBackend for SqliteStore {
     }
 
     async fn get(&self, schema: &TableSchema, key: &RecordKey) -> Result<Option<Record>> {
-        let layout = self.layout(schema)?;
+        let layout = self.layout(schema).await?;
         let statement = layout.get(key);
         self.inner
             .conns
@@ -396,7 +494,7 @@ impl TableBackend for SqliteStore {
         schema: &TableSchema,
         keys: &[RecordKey],
     ) -> Result<Vec<Option<Record>>> {
-        let layout = self.layout(schema)?;
+        let layout = self.layout(schema).await?;
         let mut seen = HashSet::new();
         let distinct: Vec<&RecordKey> = keys.iter().filter(|key| seen.insert(*key)).collect();
         let statement = layout.get_many(&distinct);
@@ -410,7 +508,7 @@ impl TableBackend for SqliteStore {
     }
 
     async fn contains(&self, schema: &TableSchema, key: &RecordKey) -> Result<bool> {
-        let statement = self.layout(schema)?.contains(key);
+        let statement = self.layout(schema).await?.contains(key);
         self.inner
             .conns
             .read(|conn| {
@@ -426,7 +524,7 @@ impl TableBackend for SqliteStore {
         index: usize,
         values: &[KeyValue],
     ) -> Result<Option<Record>> {
-        let layout = self.layout(schema)?;
+        let layout = self.layout(schema).await?;
         let statement = layout.by_unique(index, values);
         self.inner
             .conns
@@ -435,7 +533,7 @@ impl TableBackend for SqliteStore {
     }
 
     async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Vec<Record>> {
-        let layout = self.layout(schema)?;
+        let layout = self.layout(schema).await?;
         let statement = layout.query(query)?;
         self.read_records(layout, statement, query.fetch).await
     }
@@ -446,13 +544,13 @@ impl TableBackend for SqliteStore {
         after: Option<&RecordKey>,
         fetch: usize,
     ) -> Result<Vec<Record>> {
-        let layout = self.layout(schema)?;
+        let layout = self.layout(schema).await?;
         let statement = layout.scan(after, fetch);
         self.read_records(layout, statement, fetch).await
     }
 
     async fn count(&self, schema: &TableSchema) -> Result<u64> {
-        let statement = self.layout(schema)?.count();
+        let statement = self.layout(schema).await?.count();
         // Counting reads the whole table.
         self.inner
             .conns
@@ -487,7 +585,7 @@ impl SqliteStore {
         schema: &TableSchema,
         rows: &[(Row, u64)],
     ) -> Result<()> {
-        let layout = self.layout(schema)?;
+        let layout = self.layout(schema).await?;
         let statements = rows
             .iter()
             .map(|(row, version)| layout.import(row, *version))

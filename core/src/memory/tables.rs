@@ -235,6 +235,10 @@ impl TableBackend for MemoryStore {
             .map(|t| t.shape.clone()))
     }
 
+    async fn table_names(&self) -> Result<Vec<String>> {
+        Ok(self.tables().tables.keys().cloned().collect())
+    }
+
     async fn create_table(&self, schema: &TableSchema) -> Result<()> {
         self.tables()
             .tables

@@ -7,9 +7,9 @@ use async_trait::async_trait;
 
 use super::query::{self, fingerprint};
 use super::{
-    Change, Condition, Consistency, Document, IndexQuery, KeyValue, Order, Patch, Patched,
-    Position, Query, QueryPage, Record, RecordKey, Returning, Row, TableSchema, TableStatus,
-    TableStore, check_expected_version, next_version,
+    Change, Condition, Consistency, Document, IndexQuery, KeyDef, KeyValue, MissingIndexes, Order,
+    Patch, Patched, Position, Query, QueryPage, Record, RecordKey, Returning, Row, TableSchema,
+    TableStatus, TableStore, check_expected_version, next_version, same_table_name,
 };
 use crate::backend::TableBackend;
 use crate::trace::{Call, call_span};
@@ -19,6 +19,8 @@ use crate::{Error, Result};
 const UPDATE_ATTEMPTS: u32 = 100;
 /// Most keys in one `get_many`.
 const MAX_GET_MANY: usize = 1000;
+/// Records read per page while checking a table's records against indexes about to be added.
+const CHECK_PAGE: usize = 500;
 
 /// Opens the call's span: `call!(backend, "op", schema)`.
 macro_rules! call {
@@ -62,6 +64,7 @@ impl<B: TableBackend> TableStore for B {
                     let created = match self.describe_table(schema).await? {
                         Some(_) => false,
                         None => {
+                            refuse_case_twin(self, schema).await?;
                             self.create_table(schema).await?;
                             true
                         }
@@ -79,6 +82,10 @@ impl<B: TableBackend> TableStore for B {
                         } else {
                             TableStatus::Unchanged
                         });
+                    }
+                    let nulls = check_new_indexes(self, schema, &missing).await?;
+                    if !nulls.is_empty() {
+                        clear_nulls(self, schema, &live, &missing, nulls).await?;
                     }
                     self.add_indexes(schema, &missing).await?;
                     let names = missing
@@ -453,6 +460,171 @@ fn advances(index: Option<usize>, order: Order, prev: &Position, next: &Position
     }
 }
 
+/// Refuses to create a table whose name differs from an existing one's only in letter case
+/// (see [`same_table_name`]).
+async fn refuse_case_twin<B: TableBackend>(backend: &B, schema: &TableSchema) -> Result<()> {
+    let names = backend.table_names().await?;
+    match names
+        .iter()
+        .find(|name| name.as_str() != schema.name() && same_table_name(name, schema.name()))
+    {
+        Some(twin) => Err(Error::invalid(
+            "table name",
+            format!(
+                "{:?} and the existing table {twin:?} differ only in letter case, and are one \
+                 name on every backend",
+                schema.name()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The key definitions of the indexes about to be added, with each index's name.
+fn new_keys<'s>(
+    schema: &'s TableSchema,
+    missing: &MissingIndexes,
+) -> Vec<(&'s str, Vec<&'s KeyDef>)> {
+    missing
+        .indexes
+        .iter()
+        .map(|&i| {
+            let index = &schema.indexes()[i];
+            let keys = std::iter::once(index.partition())
+                .chain(index.sort())
+                .collect();
+            (index.name(), keys)
+        })
+        .chain(missing.uniques.iter().map(|&u| {
+            let unique = &schema.uniques()[u];
+            (unique.name(), unique.components().iter().collect())
+        }))
+        .collect()
+}
+
+/// Checks, before anything is created, that every record of the table fits the indexes
+/// about to be added: a value of another type (or one no index can hold, such as empty text)
+/// in one of their fields refuses the addition with [`Error::SchemaMismatch`] naming the
+/// index and the first such record. A record that lacks the field is left out of the index,
+/// as a write would leave it out; the keys of those that hold `null` in one are returned, for
+/// [`clear_nulls`].
+///
+/// A record written with another type between this check and the backend's addition still
+/// fails the addition (SQL, memory) or is left out of the index (DynamoDB, which skips what
+/// does not fit a global secondary index's key).
+async fn check_new_indexes<B: TableBackend>(
+    backend: &B,
+    schema: &TableSchema,
+    missing: &MissingIndexes,
+) -> Result<Vec<RecordKey>> {
+    let new = new_keys(schema, missing);
+    let mut nulls = Vec::new();
+    let mut refusals: Vec<Option<String>> = vec![None; new.len()];
+    let mut after: Option<RecordKey> = None;
+    loop {
+        let page = backend.scan(schema, after.as_ref(), CHECK_PAGE).await?;
+        for record in &page {
+            let holds_null = new.iter().flat_map(|(_, keys)| keys).any(|key| {
+                record
+                    .document
+                    .get(key.field())
+                    .is_some_and(serde_json::Value::is_null)
+            });
+            if holds_null {
+                nulls.push(record.key.clone());
+            }
+            for ((name, keys), refusal) in new.iter().zip(&mut refusals) {
+                if refusal.is_some() {
+                    continue;
+                }
+                let Some(why) = keys
+                    .iter()
+                    .find_map(|key| match key.read(&record.document) {
+                        Ok(_) => None,
+                        Err(Error::InvalidInput { why, .. }) => Some(Ok(why)),
+                        Err(other) => Some(Err(other)),
+                    })
+                else {
+                    continue;
+                };
+                *refusal = Some(format!(
+                    "index {name:?} cannot be added: record {} holds a value it cannot index \
+                     ({})",
+                    describe_key(&record.key),
+                    why?
+                ));
+            }
+        }
+        if page.len() < CHECK_PAGE {
+            break;
+        }
+        after = page.last().map(|record| record.key.clone());
+    }
+    let differences: Vec<String> = refusals.into_iter().flatten().collect();
+    if differences.is_empty() {
+        Ok(nulls)
+    } else {
+        Err(Error::SchemaMismatch {
+            table: schema.name().to_owned(),
+            differences,
+        })
+    }
+}
+
+/// Rewrites each record of `keys` without the `null`s it holds in the fields of the indexes
+/// about to be added, at its next version: as a write under the new schema would store it
+/// (a `null` key is an absent key, see [`TableSchema::row`]), and as DynamoDB needs it to
+/// build a global secondary index at all. Written through the table as it is (`live`), whose
+/// layout has no column of the new indexes yet.
+async fn clear_nulls<B: TableBackend>(
+    backend: &B,
+    schema: &TableSchema,
+    live: &super::TableShape,
+    missing: &MissingIndexes,
+    keys: Vec<RecordKey>,
+) -> Result<()> {
+    let current = TableSchema::from_shape(schema.name(), live)?;
+    let fields: Vec<&str> = new_keys(schema, missing)
+        .into_iter()
+        .flat_map(|(_, keys)| keys)
+        .map(KeyDef::field)
+        .collect();
+    for key in keys {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let Some(record) = TableBackend::get(backend, &current, &key).await? else {
+                break;
+            };
+            let mut document = record.document;
+            let before = document.len();
+            document.retain(|field, value| !(value.is_null() && fields.contains(&field.as_str())));
+            if document.len() == before {
+                break;
+            }
+            let row = current.row(document)?;
+            match TableBackend::replace(backend, &current, &row, record.version).await {
+                Ok(()) => break,
+                // Written or deleted meanwhile: read it again.
+                Err(Error::Conflict { .. } | Error::NotFound { .. })
+                    if attempt < UPDATE_ATTEMPTS =>
+                {
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn describe_key(key: &RecordKey) -> String {
+    match &key.sort {
+        Some(sort) => format!("({:?}, {:?})", key.partition, sort),
+        None => format!("{:?}", key.partition),
+    }
+}
+
 /// A pause before retrying a lost update, growing with the attempts and jittered so that
 /// racing writers spread out.
 fn backoff(attempt: u32) -> Duration {
@@ -616,6 +788,9 @@ mod tests {
 
     #[async_trait]
     impl TableBackend for Forgetful {
+        async fn table_names(&self) -> Result<Vec<String>> {
+            self.0.table_names().await
+        }
         async fn describe_table(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
             self.0.describe_table(schema).await
         }

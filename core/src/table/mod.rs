@@ -61,6 +61,35 @@
 //!   can forge a cursor and there is no secret to manage; processes or replicas that continue
 //!   each other's pages share one with [`set_cursor_key`].
 //!
+//! # Names and schema changes, the same on every backend
+//!
+//! - **Table names** are 3 to 40 of `a-z A-Z 0-9 _ - .` ([`NAME_LENGTH`]), none of storekit's
+//!   own ([`RESERVED_TABLE_NAMES`]) nor starting with what a backend keeps for itself
+//!   ([`RESERVED_TABLE_PREFIXES`]), in any case: checked when the schema is built. With the
+//!   store's prefix, a name is at most [`MAX_PREFIXED_NAME`] bytes, checked when the table is
+//!   ensured ([`check_prefixed_name`]).
+//! - **Names that differ only in ASCII letter case are one name** ([`same_table_name`]): a
+//!   store holds one of them, [`TableStore::ensure_table`] refuses the other with
+//!   [`InvalidInput`](crate::Error::InvalidInput) (`"table name"`), and every other call
+//!   through it answers as for a table that does not exist.
+//! - **A table is never adopted unless it is one of the tables store's**: on SQL, an SQL table
+//!   under the derived name that the catalog does not record (another store's `users`, say) is
+//!   [`SchemaMismatch`](crate::Error::SchemaMismatch), and `drop_table` leaves it. On DynamoDB,
+//!   a table made outside storekit is adopted when its keys and indexes are the schema's.
+//! - **The live indexes are what the database holds**: an index dropped by hand is missing,
+//!   and `ensure_table` builds it again and reports it in
+//!   [`TableStatus::IndexesAdded`].
+//! - **Indexes added over existing records** (a declared index the live table lacks): before
+//!   anything is created, every record is read. A record that lacks one of the index's fields
+//!   is left out of it (a sparse index, as for writes); one that holds `null` in it is left out
+//!   and rewritten without the `null`, at its next version, as a write under the new schema
+//!   would store it; one that holds a value the index cannot hold (another type, empty text)
+//!   refuses the whole addition with [`SchemaMismatch`](crate::Error::SchemaMismatch) naming
+//!   the index and the record, and nothing is created or changed. A unique index over a value
+//!   held twice is [`AlreadyExists`](crate::Error::AlreadyExists) (`"unique value"`) and leaves
+//!   nothing behind. Waiting for a new index to be usable (a DynamoDB GSI's backfill) is
+//!   bounded; running out is [`Unavailable`](crate::Error::Unavailable) naming the index.
+//!
 //! ```
 //! # async fn run() -> storekit_core::Result<()> {
 //! use std::sync::Arc;
@@ -106,10 +135,10 @@ pub use query::{
     QueryPage, SortCondition, set_cursor_key,
 };
 pub use schema::{
-    IndexEntry, IndexShape, KeyDef, KeyShape, MAX_INDEXES, MAX_UNIQUE_COMPONENTS,
-    MAX_UNIQUE_INDEXES, MissingIndexes, NAME_LENGTH, QueryIndex, RESERVED_FIELD_PREFIX,
-    RESERVED_TABLE_NAMES, Row, TableSchema, TableSchemaBuilder, TableShape, UniqueIndex,
-    UniqueShape,
+    IndexEntry, IndexShape, KeyDef, KeyShape, MAX_INDEXES, MAX_PREFIXED_NAME,
+    MAX_UNIQUE_COMPONENTS, MAX_UNIQUE_INDEXES, MissingIndexes, NAME_LENGTH, QueryIndex,
+    RESERVED_FIELD_PREFIX, RESERVED_TABLE_NAMES, RESERVED_TABLE_PREFIXES, Row, TableSchema,
+    TableSchemaBuilder, TableShape, UniqueIndex, UniqueShape, check_prefixed_name, same_table_name,
 };
 pub use typed::{Table, Versioned};
 pub use value::{KeyType, KeyValue, MAX_KEY_BYTES, RecordKey};
@@ -201,9 +230,11 @@ pub type Change<'a> = &'a mut (dyn FnMut(Document) -> Result<Document> + Send);
 pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
     /// Creates the table with its indexes if it does not exist, and waits until it is usable.
     /// Safe to call concurrently and on every start-up. A table that exists and lacks an index
-    /// the schema declares gets it, filled from its records; a table whose keys or indexes
-    /// differ is refused with [`Error::SchemaMismatch`](crate::Error::SchemaMismatch) listing
-    /// the differences.
+    /// the schema declares gets it, filled from its records (see the module docs for records
+    /// that do not fit it); a table whose keys or indexes differ is refused with
+    /// [`Error::SchemaMismatch`](crate::Error::SchemaMismatch) listing the differences. A name
+    /// that differs from an existing table's only in case is refused (see
+    /// [`same_table_name`]).
     async fn ensure_table(&self, schema: &TableSchema) -> Result<TableStatus>;
 
     /// Drops the table and everything in it; `false` if it did not exist.

@@ -239,6 +239,11 @@ impl Patch {
                 // before anything is sent.
                 let field = path.field();
                 match action {
+                    Action::Set(_, Value::Null) | Action::SetIfAbsent(_, Value::Null) => {
+                        return bad(format!(
+                            "{path} is an index key: remove it rather than set it to null"
+                        ));
+                    }
                     Action::Set(_, value) | Action::SetIfAbsent(_, value) => {
                         KeyValue::from_field(kind, field, Some(value)).map_err(|e| match e {
                             Error::InvalidInput { why, .. } => Error::invalid("patch", why),
@@ -532,6 +537,7 @@ mod tests {
             Patch::new().set("rank", "first"),
             Patch::new().append("group", ["x"]),
             Patch::new().add("group", 1),
+            Patch::new().set("rank", Value::Null),
         ] {
             assert!(
                 matches!(

@@ -31,8 +31,48 @@ pub const RESERVED_TABLE_NAMES: [&str; 8] = [
     "storekit_tables",
     "storekit_unique",
 ];
+/// Table names starting with one of these (in any case) are refused on every backend:
+/// SQLite keeps them for its own tables and refuses to create one (without a store prefix,
+/// the table's name is the SQL table's).
+pub const RESERVED_TABLE_PREFIXES: [&str; 1] = ["sqlite_"];
+/// Longest table name with its store's prefix, in bytes, on every backend: PostgreSQL's
+/// identifiers (longer ones would be cut, silently). Every identifier derived from it (an
+/// index's, a constraint's) is shortened to fit with a hash, and index columns
+/// (`{index}:partition`) fit because index names are at most 40 bytes. Checked by
+/// [`check_prefixed_name`] when a store ensures the table.
+pub const MAX_PREFIXED_NAME: usize = 63;
 /// Document fields starting with this are storekit's own (a record's version on DynamoDB).
 pub const RESERVED_FIELD_PREFIX: &str = "_storekit";
+
+// The longest column an index gets on SQL, `{index}:partition`, fits PostgreSQL's identifiers
+// whatever the index's name: known when the schema is built, not when the table is made.
+const _: () = assert!(NAME_LENGTH.1 + ":partition".len() <= MAX_PREFIXED_NAME);
+
+/// Whether two table names name one table: they are equal but for ASCII letter case, which
+/// SQLite (and DynamoDB Local) do not tell apart. The rule is the same on every backend, so a
+/// schema valid on one is valid on all: a store holds at most one of them, and
+/// [`TableStore::ensure_table`](super::TableStore::ensure_table) refuses the other with
+/// [`Error::InvalidInput`] (`"table name"`).
+#[must_use]
+pub fn same_table_name(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// Checks that table `name` with the store's `prefix` fits [`MAX_PREFIXED_NAME`]:
+/// [`Error::InvalidInput`] (`"table name"`) otherwise.
+pub fn check_prefixed_name(prefix: &str, name: &str) -> Result<()> {
+    let length = prefix.len() + name.len();
+    if length > MAX_PREFIXED_NAME {
+        return Err(Error::invalid(
+            "table name",
+            format!(
+                "{name:?} with the prefix {prefix:?} is {length} bytes, over the limit of \
+                 {MAX_PREFIXED_NAME} (PostgreSQL's identifiers)"
+            ),
+        ));
+    }
+    Ok(())
+}
 
 type Compute = Arc<dyn Fn(&Document) -> Option<KeyValue> + Send + Sync>;
 
@@ -286,6 +326,16 @@ impl TableSchemaBuilder {
         {
             return Err(bad(format!(
                 "table name {:?} is one of storekit's own tables",
+                self.name
+            )));
+        }
+        if let Some(reserved) = RESERVED_TABLE_PREFIXES.iter().find(|prefix| {
+            self.name
+                .get(..prefix.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+        }) {
+            return Err(bad(format!(
+                "table name {:?} starts with {reserved:?}, which a backend keeps for itself",
                 self.name
             )));
         }
@@ -934,6 +984,15 @@ mod tests {
             KeyDef::text("_storekit_version")
         )));
         assert!(refused(TableSchema::builder("Users", KeyDef::text("id"))));
+        assert!(refused(TableSchema::builder(
+            "SQLite_x",
+            KeyDef::text("id")
+        )));
+        assert!(
+            TableSchema::builder("my_sqlite_x", KeyDef::text("id"))
+                .build()
+                .is_ok()
+        );
         assert!(refused(
             TableSchema::builder("t_1", KeyDef::text("id"))
                 .index("by-a", KeyDef::text("a"), None)

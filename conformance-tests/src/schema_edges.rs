@@ -1,0 +1,248 @@
+//! The tables store at the edges of its schemas: table names that collide, names a backend
+//! reserves, and indexes added to a table whose records do not all fit them. Each rule is
+//! written once in `storekit_core::table` and answered the same on every backend.
+
+use serde_json::{Value, json};
+use storekit_core::Error;
+use storekit_core::table::{
+    Document, KeyDef, KeyValue, Query, RecordKey, TableSchema, TableStatus, TableStore,
+};
+
+use crate::Fixture;
+
+fn doc(value: Value) -> Document {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+fn plain(name: &str) -> TableSchema {
+    TableSchema::builder(name, KeyDef::text("id"))
+        .build()
+        .expect("valid schema")
+}
+
+async fn ensure<'a>(f: &'a Fixture, schema: &TableSchema) -> &'a dyn TableStore {
+    let store = f.tables().as_ref();
+    store.ensure_table(schema).await.expect("ensure_table");
+    store
+}
+
+async fn insert(store: &dyn TableStore, schema: &TableSchema, value: Value) {
+    store.insert(schema, doc(value)).await.expect("insert");
+}
+
+/// Table names that differ only in ASCII letter case are one name on every backend (SQLite
+/// cannot tell them apart): the second is refused when ensured, calls through it find no
+/// table and never reach the first, and names a backend reserves for itself are refused when
+/// the schema is built.
+pub async fn table_names_that_differ_only_in_case_are_one_name(f: &Fixture) {
+    let lower = plain("things");
+    let store = ensure(f, &lower).await;
+    insert(store, &lower, json!({"id": "a"})).await;
+    let upper = plain("Things");
+    let refused = store.ensure_table(&upper).await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::InvalidInput {
+                what: "table name",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let through = store.insert(&upper, doc(json!({"id": "b"}))).await;
+    assert!(
+        matches!(through, Err(Error::NotFound { what: "table" })),
+        "{through:?}"
+    );
+    let read = store.get(&upper, &RecordKey::new("a")).await;
+    assert!(
+        matches!(read, Err(Error::NotFound { what: "table" })),
+        "{read:?}"
+    );
+    assert!(!store.drop_table(&upper).await.expect("drop the other name"));
+    assert_eq!(store.count(&lower).await.expect("count"), 1);
+    assert!(
+        store
+            .get(&lower, &RecordKey::new("a"))
+            .await
+            .expect("get")
+            .is_some()
+    );
+    assert_eq!(
+        store.ensure_table(&lower).await.expect("again"),
+        TableStatus::Unchanged
+    );
+    for reserved in [
+        "sqlite_things",
+        "SQLite_Things",
+        "Storekit_Tables",
+        "Kv_Rowid",
+    ] {
+        let built = TableSchema::builder(reserved, KeyDef::text("id")).build();
+        assert!(
+            matches!(built, Err(Error::InvalidInput { what: "schema", .. })),
+            "{reserved}: {built:?}"
+        );
+    }
+}
+
+/// An index added to a populated table: a record lacking one of its fields is left out of it,
+/// as a write would leave it out; one holding `null` there is left out too, and rewritten
+/// without the `null` (as a write under the new schema stores it); a record holding a value
+/// of another type refuses the whole addition before anything is created or changed, with an
+/// error naming the index and the record.
+pub async fn adding_an_index_over_records_that_do_not_fit_it(f: &Fixture) {
+    let before = plain("grown");
+    let store = ensure(f, &before).await;
+    insert(
+        store,
+        &before,
+        json!({"id": "red1", "color": "red", "code": 1}),
+    )
+    .await;
+    insert(
+        store,
+        &before,
+        json!({"id": "null2", "color": null, "code": null}),
+    )
+    .await;
+    insert(store, &before, json!({"id": "none3"})).await;
+    insert(
+        store,
+        &before,
+        json!({"id": "wrong4", "color": 4, "code": 4}),
+    )
+    .await;
+    let after = TableSchema::builder("grown", KeyDef::text("id"))
+        .index("by-color", KeyDef::text("color"), None)
+        .unique("code", [KeyDef::int("code")])
+        .build()
+        .expect("valid schema");
+    let refused = store.ensure_table(&after).await;
+    let Err(Error::SchemaMismatch { differences, .. }) = &refused else {
+        panic!("a record of another type refuses the index: {refused:?}");
+    };
+    assert!(
+        differences
+            .iter()
+            .any(|d| d.contains("by-color") && d.contains("wrong4")),
+        "{differences:?}"
+    );
+    // Nothing was added: the table is still the one `before` declares.
+    assert_eq!(
+        store.ensure_table(&before).await.expect("as it was"),
+        TableStatus::Unchanged
+    );
+    store
+        .put(
+            &before,
+            doc(json!({"id": "wrong4", "color": "blue", "code": 4})),
+        )
+        .await
+        .expect("mend the record");
+    assert_eq!(
+        store.ensure_table(&after).await.expect("add indexes"),
+        TableStatus::IndexesAdded(vec!["by-color".to_owned(), "code".to_owned()])
+    );
+    for (color, want) in [("red", "red1"), ("blue", "wrong4")] {
+        let query = Query::index("by-color", color);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let page = loop {
+            let page = store.query(&after, &query).await.expect("query");
+            if !page.items.is_empty() || tokio::time::Instant::now() > deadline {
+                break page;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        let ids: Vec<_> = page.items.iter().map(|r| r.key.clone()).collect();
+        assert_eq!(ids, vec![RecordKey::new(want)], "{color}");
+    }
+    let code = store
+        .get_by_unique(&after, "code", &[KeyValue::from(4)])
+        .await
+        .expect("lookup");
+    assert_eq!(code.map(|r| r.key), Some(RecordKey::new("wrong4")));
+    // The record with nulls is in neither index, and reads back as a write under the new
+    // schema stores it: without the nulls of its index fields, one version up.
+    let nulls = store
+        .get(&after, &RecordKey::new("null2"))
+        .await
+        .expect("get")
+        .expect("still there");
+    assert_eq!(nulls.document, doc(json!({"id": "null2"})));
+    assert_eq!(nulls.version, 2);
+    insert(store, &after, json!({"id": "new5", "code": 5})).await;
+}
+
+/// A unique index added over records that already hold one value twice is refused with
+/// `AlreadyExists` and leaves nothing behind: the table is as it was, and once the duplicate
+/// is gone the index is added and every value nobody holds is free.
+pub async fn a_refused_unique_index_leaves_nothing_behind(f: &Fixture) {
+    let before = plain("skus");
+    let store = ensure(f, &before).await;
+    insert(store, &before, json!({"id": "a", "sku": "x"})).await;
+    insert(store, &before, json!({"id": "b", "sku": "x"})).await;
+    insert(store, &before, json!({"id": "c", "sku": "y"})).await;
+    insert(store, &before, json!({"id": "d", "sku": "z"})).await;
+    let after = TableSchema::builder("skus", KeyDef::text("id"))
+        .unique("sku", [KeyDef::text("sku")])
+        .build()
+        .expect("valid schema");
+    let refused = store.ensure_table(&after).await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::AlreadyExists {
+                what: "unique value"
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.ensure_table(&before).await.expect("as it was"),
+        TableStatus::Unchanged
+    );
+    // Through the schema without the index, as the application still runs: values move.
+    assert!(
+        store
+            .delete(&before, &"c".into(), None)
+            .await
+            .expect("delete")
+    );
+    store
+        .put(&before, doc(json!({"id": "b", "sku": "w"})))
+        .await
+        .expect("put");
+    store
+        .put(&before, doc(json!({"id": "d", "sku": "v"})))
+        .await
+        .expect("put");
+    assert_eq!(
+        store.ensure_table(&after).await.expect("add the index"),
+        TableStatus::IndexesAdded(vec!["sku".to_owned()])
+    );
+    for (id, sku) in [("e", "y"), ("f", "z")] {
+        store
+            .insert(&after, doc(json!({"id": id, "sku": sku})))
+            .await
+            .unwrap_or_else(|e| panic!("{sku} is held by nobody: {e}"));
+    }
+    for sku in ["x", "w", "v", "y", "z"] {
+        let taken = store
+            .insert(&after, doc(json!({"id": format!("new-{sku}"), "sku": sku})))
+            .await;
+        assert!(
+            matches!(
+                taken,
+                Err(Error::AlreadyExists {
+                    what: "unique value"
+                })
+            ),
+            "{sku}: {taken:?}"
+        );
+    }
+}
