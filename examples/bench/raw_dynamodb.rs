@@ -526,4 +526,67 @@ impl Products for RawDynamo {
         page.truncate(limit);
         Ok((page, more))
     }
+
+    async fn patch_product(
+        &self,
+        id: &str,
+        price_cents: u64,
+        updated_at: f64,
+    ) -> Result<(), BoxError> {
+        self.client
+            .update_item()
+            .table_name(&self.products_table)
+            .key("id", s(id))
+            .update_expression("SET #price = :price, #at = :at, #version = #version + :one")
+            .condition_expression("attribute_exists(id)")
+            .expression_attribute_names("#price", "price_cents")
+            .expression_attribute_names("#at", "updated_at")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":price", n(&price_cents))
+            .expression_attribute_values(":at", n(&updated_at))
+            .expression_attribute_values(":one", n(&1))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    async fn newest_products_from(
+        &self,
+        name: &str,
+        min_price: u64,
+        limit: usize,
+    ) -> Result<(Vec<Product>, bool), BoxError> {
+        // `Limit` counts items read before the filter: read on until the page (and one more,
+        // to know whether another follows) is full, as a caller of the raw SDK must.
+        let mut page = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.products_table)
+                .index_name(NAME_INDEX)
+                .key_condition_expression("#name = :name")
+                .filter_expression("#price >= :min")
+                .expression_attribute_names("#name", "name")
+                .expression_attribute_names("#price", "price_cents")
+                .expression_attribute_values(":name", s(name))
+                .expression_attribute_values(":min", n(&min_price))
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit + 1)?)
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            for item in output.items() {
+                page.push(product_of(item).map(|(product, _version)| product)?);
+            }
+            start = output.last_evaluated_key.filter(|key| !key.is_empty());
+            if page.len() > limit || start.is_none() {
+                break;
+            }
+        }
+        let more = page.len() > limit;
+        page.truncate(limit);
+        Ok((page, more))
+    }
 }

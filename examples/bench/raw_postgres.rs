@@ -59,6 +59,12 @@ const REPLACE_PRODUCT: &str = "UPDATE products SET version = version + 1, docume
                                name = $3, updated_at = $4 WHERE id = $1 AND version = $5";
 const NEWEST_PRODUCTS: &str = "SELECT version, document FROM products WHERE name = $1 \
                                ORDER BY updated_at DESC, id DESC LIMIT $2";
+const PATCH_PRODUCT: &str = "UPDATE products SET version = version + 1, \
+                             document = document || jsonb_build_object('price_cents', $2::bigint, 'updated_at', $3::float8), \
+                             updated_at = $3 WHERE id = $1";
+const NEWEST_PRODUCTS_FROM: &str = "SELECT version, document FROM products WHERE name = $1 \
+                                    AND (document -> 'price_cents') >= to_jsonb($2::bigint) \
+                                    ORDER BY updated_at DESC, id DESC LIMIT $3";
 
 /// Reads of a product before an update gives up, as storekit's `update` does.
 const UPDATE_ATTEMPTS: usize = 100;
@@ -378,6 +384,43 @@ impl Products for RawPostgres {
         // One more than the page, to know whether another follows, as storekit's query does.
         let rows: Vec<(i64, Json<Product>)> = sqlx::query_as(NEWEST_PRODUCTS)
             .bind(name)
+            .bind(i64::try_from(limit + 1)?)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut page: Vec<Product> = rows.into_iter().map(|(_version, Json(p))| p).collect();
+        let more = page.len() > limit;
+        page.truncate(limit);
+        Ok((page, more))
+    }
+
+    async fn patch_product(
+        &self,
+        id: &str,
+        price_cents: u64,
+        updated_at: f64,
+    ) -> Result<(), BoxError> {
+        let written = sqlx::query(PATCH_PRODUCT)
+            .bind(id)
+            .bind(i64::try_from(price_cents)?)
+            .bind(updated_at)
+            .execute(&self.pool)
+            .await?;
+        if written.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err("no product to patch".into())
+        }
+    }
+
+    async fn newest_products_from(
+        &self,
+        name: &str,
+        min_price: u64,
+        limit: usize,
+    ) -> Result<(Vec<Product>, bool), BoxError> {
+        let rows: Vec<(i64, Json<Product>)> = sqlx::query_as(NEWEST_PRODUCTS_FROM)
+            .bind(name)
+            .bind(i64::try_from(min_price)?)
             .bind(i64::try_from(limit + 1)?)
             .fetch_all(&self.pool)
             .await?;

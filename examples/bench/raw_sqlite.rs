@@ -69,6 +69,12 @@ const REPLACE_PRODUCT: &str = "UPDATE products SET version = version + 1, docume
                                name = ?3, updated_at = ?4 WHERE id = ?1 AND version = ?5";
 const NEWEST_PRODUCTS: &str = "SELECT version, document FROM products WHERE name = ?1 \
                                ORDER BY updated_at DESC, id DESC LIMIT ?2";
+const PATCH_PRODUCT: &str = "UPDATE products SET version = version + 1, \
+                             document = json_set(document, '$.price_cents', ?2, '$.updated_at', ?3), \
+                             updated_at = ?3 WHERE id = ?1";
+const NEWEST_PRODUCTS_FROM: &str = "SELECT version, document FROM products WHERE name = ?1 \
+                                    AND json_extract(document, '$.price_cents') >= ?2 \
+                                    ORDER BY updated_at DESC, id DESC LIMIT ?3";
 
 // Every read checks the expiry, as a cache must.
 const GET: &str = "SELECT value FROM kv WHERE namespace = ?1 AND key = ?2 \
@@ -367,6 +373,45 @@ impl Products for RawSqlite {
         let documents = self.read(|conn| {
             let mut stmt = conn.prepare_cached(NEWEST_PRODUCTS)?;
             let rows = stmt.query_map(params![name, fetch], |row| row.get::<_, String>(1))?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        let mut page = documents
+            .iter()
+            .map(|document| serde_json::from_str(document))
+            .collect::<Result<Vec<Product>, _>>()?;
+        let more = page.len() > limit;
+        page.truncate(limit);
+        Ok((page, more))
+    }
+
+    async fn patch_product(
+        &self,
+        id: &str,
+        price_cents: u64,
+        updated_at: f64,
+    ) -> Result<(), BoxError> {
+        let price = i64::try_from(price_cents)?;
+        let written = self.write(|conn| {
+            conn.prepare_cached(PATCH_PRODUCT)?
+                .execute(params![id, price, updated_at])
+        })?;
+        if written == 1 {
+            Ok(())
+        } else {
+            Err("no product to patch".into())
+        }
+    }
+
+    async fn newest_products_from(
+        &self,
+        name: &str,
+        min_price: u64,
+        limit: usize,
+    ) -> Result<(Vec<Product>, bool), BoxError> {
+        let (min, fetch) = (i64::try_from(min_price)?, i64::try_from(limit + 1)?);
+        let documents = self.read(|conn| {
+            let mut stmt = conn.prepare_cached(NEWEST_PRODUCTS_FROM)?;
+            let rows = stmt.query_map(params![name, min, fetch], |row| row.get::<_, String>(1))?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
         let mut page = documents

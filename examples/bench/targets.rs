@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use storekit::futures::TryStreamExt as _;
-use storekit::table::{KeyDef, Query, Table, TableSchema};
+use storekit::table::{Condition, KeyDef, Patch, Query, Returning, Table, TableSchema};
 use storekit::{BoxError, DynAuthStore, DynKvStore, NewUser, Stores, UserId, async_trait};
 
 /// The key-value operations that are compared with a raw driver.
@@ -86,6 +86,22 @@ pub(crate) trait Products: Send + Sync {
     async fn newest_products(
         &self,
         name: &str,
+        limit: usize,
+    ) -> Result<(Vec<Product>, bool), BoxError>;
+    /// Sets the product's price and time in one request, without reading it first (an update
+    /// expression), and bumps its version.
+    async fn patch_product(
+        &self,
+        id: &str,
+        price_cents: u64,
+        updated_at: f64,
+    ) -> Result<(), BoxError>;
+    /// The first full page of the products named `name` costing at least `min_price`, newest
+    /// first, filtered by the database, and whether a page follows.
+    async fn newest_products_from(
+        &self,
+        name: &str,
+        min_price: u64,
         limit: usize,
     ) -> Result<(Vec<Product>, bool), BoxError>;
 }
@@ -209,6 +225,43 @@ impl Products for Storekit {
             .products
             .query(Query::index(NAME_INDEX, name).descending().limit(limit))
             .await?;
+        let more = page.next.is_some();
+        Ok((page.items.into_iter().map(|p| p.record).collect(), more))
+    }
+
+    async fn patch_product(
+        &self,
+        id: &str,
+        price_cents: u64,
+        updated_at: f64,
+    ) -> Result<(), BoxError> {
+        let patch = Patch::new()
+            .set("price_cents", price_cents)
+            .set("updated_at", updated_at);
+        self.products
+            .store()
+            .patch(
+                self.products.schema(),
+                &id.into(),
+                &patch,
+                None,
+                Returning::None,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn newest_products_from(
+        &self,
+        name: &str,
+        min_price: u64,
+        limit: usize,
+    ) -> Result<(Vec<Product>, bool), BoxError> {
+        let query = Query::index(NAME_INDEX, name)
+            .descending()
+            .limit(limit)
+            .filter(Condition::ge("price_cents", min_price));
+        let page = self.products.query(query).await?;
         let more = page.next.is_some();
         Ok((page.items.into_iter().map(|p| p.record).collect(), more))
     }

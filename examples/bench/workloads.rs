@@ -365,6 +365,9 @@ fn product_name(n: usize) -> String {
 /// A time in seconds, later for a larger `tick`, and never a whole number: storekit stores a
 /// float with an integral value as an integer, as DynamoDB does, and the bench keeps to the
 /// float case the catalogue has.
+/// The price the patch phase gives every other product, which the filtered query leaves out.
+const CHEAP: u64 = 500;
+
 fn stamp(tick: usize) -> f64 {
     1_700_000_000.0 + tick as f64 / 1000.0 + 0.0005
 }
@@ -444,9 +447,53 @@ pub(crate) async fn tables<P: Products + 'static>(
             },
         )
         .await;
+    // One request that sets two fields, without a read: half the products become cheap.
+    let patch = runner
+        .run(
+            point("tables", "patch"),
+            &ctx,
+            all,
+            move |c, i| async move {
+                let id = &c.ids[i % inserted];
+                let price = if i % 2 == 0 { CHEAP } else { 5000 };
+                c.store
+                    .patch_product(id, price, stamp(inserted + all + i))
+                    .await?;
+                Ok(1)
+            },
+        )
+        .await;
+    // A name's newest products that are not cheap: the database filters, the page stays full.
+    let filtered_query = runner
+        .run(
+            point("tables", "filtered_query"),
+            &ctx,
+            all,
+            move |c, i| async move {
+                let name = product_name(i % names);
+                let (page, _more) = c
+                    .store
+                    .newest_products_from(&name, CHEAP + 1, PRODUCT_PAGE)
+                    .await?;
+                expect(
+                    page.iter().all(|p| p.name == name && p.price_cents > CHEAP)
+                        && page.windows(2).all(|w| w[0].updated_at >= w[1].updated_at),
+                    "a filtered page holds products it should have left out, or is out of order",
+                )?;
+                Ok(1)
+            },
+        )
+        .await;
     ctx.store
         .drop_products()
         .await
         .inspect_err(|_| eprintln!("bench: {} tables: dropping the table failed", runner.peer))?;
-    Ok(vec![insert, get, update, index_query])
+    Ok(vec![
+        insert,
+        get,
+        update,
+        index_query,
+        patch,
+        filtered_query,
+    ])
 }

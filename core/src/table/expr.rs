@@ -189,7 +189,7 @@ pub enum Operand {
     /// A JSON value, as a document holds it.
     Json(Value),
     /// Bytes, compared with a bytes key field.
-    Bytes(#[serde(with = "base64_bytes")] Vec<u8>),
+    Bytes(#[serde(with = "super::value::base64_bytes")] Vec<u8>),
 }
 
 impl Operand {
@@ -873,21 +873,6 @@ fn compare_int_float(int: i128, float: f64) -> Ordering {
             .partial_cmp(&(float - whole))
             .unwrap_or(Ordering::Equal),
         other => other,
-    }
-}
-
-mod base64_bytes {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
-    use serde::{Deserialize as _, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&STANDARD.encode(bytes))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let text = String::deserialize(d)?;
-        STANDARD.decode(text).map_err(serde::de::Error::custom)
     }
 }
 
