@@ -1,8 +1,8 @@
 //! [`KvBackend`] on the kv table: namespaces spread over shards, binary values, number counters,
 //! and deadlines checked on every read.
 //!
-//! An item is `{pk: "{namespace}#{shard}", sk: key}` with either `v` (the value's bytes) or `n`
-//! (a counter), and with a TTL also `exp` (deadline, Unix ms) and `ttl` (Unix s, for native
+//! An item is `{pk: "{namespace}#{shard}", sk: key}` with either `v` (the value's bytes, or a
+//! JSON value `set_json` wrote as a native document: see [`native_json`]) or `n` (a counter), and with a TTL also `exp` (deadline, Unix ms) and `ttl` (Unix s, for native
 //! TTL: the deadline plus the config's `keep_expired`, so that DynamoDB keeps an expired item
 //! for as long as `get_stale` may read it). Counters read back as their decimal digits, so they look like any other value; a value
 //! written as digits becomes a counter on its first increment, by a conditional write.
@@ -924,6 +924,31 @@ mod tests {
             assert_eq!(pending_since(other), None, "{other}");
         }
         assert_ne!(call_token(), call_token());
+    }
+
+    #[test]
+    fn json_is_native_only_where_it_reads_back_alike() {
+        let native = |json: &str| native_json(json.as_bytes());
+        assert!(matches!(
+            native(r#"{"b":1,"a":[2.0]}"#),
+            Some(AttributeValue::M(_))
+        ));
+        assert!(matches!(native("[]"), Some(AttributeValue::L(_))));
+        assert_eq!(native("12"), Some(AttributeValue::N("12".into())));
+        assert_eq!(native(r#""x""#), Some(AttributeValue::S("x".into())));
+        assert_eq!(native("null"), Some(AttributeValue::Null(true)));
+        // DynamoDB would hand these back otherwise than written, or not hold them at all.
+        for bytes in [
+            "2.0",
+            "1e300",
+            r#"{"":1}"#,
+            r#"[1e-131]"#,
+            "1 ",
+            r#""\u0041""#,
+            "not json",
+        ] {
+            assert_eq!(native(bytes), None, "{bytes}");
+        }
     }
 
     #[test]

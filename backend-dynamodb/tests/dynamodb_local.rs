@@ -1091,6 +1091,27 @@ async fn json_values_are_native_documents_and_bytes_stay_binary() {
             raw_kv_item(&store, "j", "huge").await.get("v"),
             Some(AttributeValue::B(_))
         ));
+        // 30 levels of nesting are a document (DynamoDB's 32, less the item and one to
+        // spare, as for a user's `extra`); 31 are bytes.
+        let nested = |levels: usize| (1..levels).fold(json!([]), |inner, _| json!([inner]));
+        store
+            .set_json("j", "deep", &nested(30), None)
+            .await
+            .expect("set_json");
+        assert!(matches!(
+            raw_kv_item(&store, "j", "deep").await.get("v"),
+            Some(AttributeValue::L(_))
+        ));
+        store
+            .set_json("j", "deeper", &nested(31), None)
+            .await
+            .expect("set_json");
+        assert!(matches!(
+            raw_kv_item(&store, "j", "deeper").await.get("v"),
+            Some(AttributeValue::B(_))
+        ));
+        let read: Option<serde_json::Value> = store.get_json("j", "deep").await.expect("get_json");
+        assert_eq!(read, Some(nested(30)));
         let bytes = serde_json::to_vec(&doc).expect("to_vec");
         store.set("j", "doc", &bytes, None).await.expect("set");
         assert_eq!(
