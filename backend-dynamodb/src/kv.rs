@@ -2,8 +2,9 @@
 //! and deadlines checked on every read.
 //!
 //! An item is `{pk: "{namespace}#{shard}", sk: key}` with either `v` (the value's bytes, or a
-//! JSON value `set_json` wrote as a native document: see [`native_json`]) or `n` (a counter), and with a TTL also `exp` (deadline, Unix ms) and `ttl` (Unix s, for native
-//! TTL: the deadline plus the config's `keep_expired`, so that DynamoDB keeps an expired item
+//! JSON value `set_json` wrote as a native document: see [`native_json`]) or `n` (a counter),
+//! and with a TTL also `exp` (deadline, Unix ms) and `ttl` (Unix s, for native TTL: the
+//! deadline plus the config's `keep_expired`, so that DynamoDB keeps an expired item
 //! for as long as `get_stale` may read it). Counters read back as their decimal digits, so they look like any other value; a value
 //! written as digits becomes a counter on its first increment, by a conditional write.
 //!
