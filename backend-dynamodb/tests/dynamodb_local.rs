@@ -1112,6 +1112,26 @@ async fn json_values_are_native_documents_and_bytes_stay_binary() {
         ));
         let read: Option<serde_json::Value> = store.get_json("j", "deep").await.expect("get_json");
         assert_eq!(read, Some(nested(30)));
+        // A swap of a document near the value limit sends it twice (as bytes and as a
+        // document) besides the new value: DynamoDB takes that in one request.
+        let big = json!({"text": "x".repeat(LIMITS.max_value_bytes - 20)});
+        let big_json = serde_json::to_vec(&big).expect("to_vec");
+        store
+            .set_json("j", "big", &big, None)
+            .await
+            .expect("set_json");
+        assert!(matches!(
+            raw_kv_item(&store, "j", "big").await.get("v"),
+            Some(AttributeValue::M(_))
+        ));
+        requests.reset();
+        assert!(
+            store
+                .compare_and_swap("j", "big", Some(&big_json), &big_json, None)
+                .await
+                .expect("swap")
+        );
+        assert_eq!(requests.total(), 1, "{:?}", requests.counts());
         let bytes = serde_json::to_vec(&doc).expect("to_vec");
         store.set("j", "doc", &bytes, None).await.expect("set");
         assert_eq!(
