@@ -1,9 +1,10 @@
 //! [`KvBackend`] on the kv table: namespaces spread over shards, binary values, number counters,
 //! and deadlines checked on every read.
 //!
-//! An item is `{pk: "{namespace}#{shard}", sk: key}` with either `v` (the value's bytes) or `n`
-//! (a counter), and with a TTL also `exp` (deadline, Unix ms) and `ttl` (Unix s, for native
-//! TTL: the deadline plus the config's `keep_expired`, so that DynamoDB keeps an expired item
+//! An item is `{pk: "{namespace}#{shard}", sk: key}` with either `v` (the value's bytes, or a
+//! JSON value `set_json` wrote as a native document: see [`native_json`]) or `n` (a counter),
+//! and with a TTL also `exp` (deadline, Unix ms) and `ttl` (Unix s, for native TTL: the
+//! deadline plus the config's `keep_expired`, so that DynamoDB keeps an expired item
 //! for as long as `get_stale` may read it). Counters read back as their decimal digits, so they look like any other value; a value
 //! written as digits becomes a counter on its first increment, by a conditional write.
 //!
@@ -49,14 +50,14 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use storekit_core::backend::{Expiry, Items, Key, Keys, KvBackend, Namespace};
 use storekit_core::kv::counter;
 use storekit_core::time::{is_live, now_millis};
-use storekit_core::{Result, async_trait};
+use storekit_core::{Result, async_trait, validate};
 
 use crate::count::Counted as _;
 use crate::error::{self, DynamoError};
 use crate::item::{self, Item, PK, SK, s};
 use crate::retry::Backoff;
 use crate::txn::Condition;
-use crate::{DynamoDbStore, batch};
+use crate::{DynamoDbStore, batch, tables};
 
 /// The native TTL attribute: the deadline in Unix seconds.
 pub(crate) const TTL: &str = "ttl";
@@ -93,7 +94,28 @@ pub(crate) fn partition(namespace: &str, shard: u16) -> String {
 /// What an item holds.
 pub(crate) enum Stored<'a> {
     Bytes(&'a [u8]),
+    /// A JSON value written by `set_json`, as a native attribute (see [`native_json`]).
+    Document(AttributeValue),
     Counter(i64),
+}
+
+/// The native attribute for the JSON encoding `json`, if DynamoDB can hold it so that every
+/// read decodes to the same value: an object or array that follows the document rules
+/// (numbers in DynamoDB's range, nesting, keys; see
+/// [`validate::normalize_json_value_at_top`]), or a scalar whose JSON DynamoDB returns
+/// unchanged (`5` but not `5.0`, which reads back as `5`: a counter or a compare-and-swap
+/// then sees the same bytes as on other backends). `None`: store the bytes.
+fn native_json(json: &[u8]) -> Option<AttributeValue> {
+    let mut value: serde_json::Value = serde_json::from_slice(json).ok()?;
+    validate::normalize_json_value_at_top("value", &mut value).ok()?;
+    let document = matches!(
+        value,
+        serde_json::Value::Object(_) | serde_json::Value::Array(_)
+    );
+    if !document && serde_json::to_vec(&value).ok()? != json {
+        return None;
+    }
+    Some(tables::item::attribute(&value))
 }
 
 /// A token naming one call: a UUID v7 in hex, whose first 48 bits are its start in Unix ms
@@ -149,6 +171,9 @@ impl DynamoDbStore {
             Stored::Bytes(bytes) => {
                 item.insert(VALUE.to_owned(), AttributeValue::B(Blob::new(*bytes)));
             }
+            Stored::Document(value) => {
+                item.insert(VALUE.to_owned(), value.clone());
+            }
             Stored::Counter(n) => {
                 item.insert(COUNTER.to_owned(), item::n(*n));
             }
@@ -181,10 +206,19 @@ impl DynamoDbStore {
         self.stored_value(item).map(Some)
     }
 
-    /// The value an item holds, counters as their digits, whatever its deadline.
+    /// The value an item holds, counters as their digits and documents as compact JSON,
+    /// whatever its deadline.
     fn stored_value(&self, item: &Item) -> Result<Vec<u8>> {
         match (item.get(VALUE), item.get(COUNTER)) {
             (Some(AttributeValue::B(bytes)), _) => Ok(bytes.clone().into_inner()),
+            // Written by `set_json`, or natively by another client of the table.
+            (Some(document), _) => {
+                let value = tables::item::json(document).map_err(|why| {
+                    error::bad_item(&self.kv_table, format!("v is not a JSON value: {why}"))
+                })?;
+                serde_json::to_vec(&value)
+                    .map_err(|e| error::bad_item(&self.kv_table, format!("v: {e}")))
+            }
             (_, Some(_)) => item::get_i64(item, &self.kv_table, COUNTER)?
                 .map(counter::encode)
                 .ok_or_else(|| error::bad_item(&self.kv_table, "n is not a number")),
@@ -470,6 +504,27 @@ impl KvBackend for DynamoDbStore {
         self.put_kv(item, None).await.map(drop)
     }
 
+    async fn set_json(
+        &self,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
+        json: &[u8],
+        expiry: Expiry,
+    ) -> Result<()> {
+        let expires = expiry.millis();
+        let native = native_json(json).and_then(|document| {
+            // Laid out as a document, a value can outgrow the item (`[0,0,...]` takes three
+            // bytes an element, not two): it is then stored as the bytes, which always fit.
+            self.kv_item(&namespace, &key, &Stored::Document(document), expires, None)
+                .ok()
+        });
+        let item = match native {
+            Some(item) => item,
+            None => self.kv_item(&namespace, &key, &Stored::Bytes(json), expires, None)?,
+        };
+        self.put_kv(item, None).await.map(drop)
+    }
+
     async fn delete(&self, namespace: Namespace<'_>, key: Key<'_>) -> Result<bool> {
         let old = self
             .client
@@ -614,10 +669,14 @@ impl KvBackend for DynamoDbStore {
         let as_counter = counter::parse(expected)
             .ok()
             .filter(|n| counter::encode(*n) == expected);
-        let holds = if as_counter.is_some() {
-            "(#v = :expected OR #n = :expected_n)"
-        } else {
-            "#v = :expected"
+        // A value `set_json` stored as a document matches the JSON of an equal value, as
+        // written or as read back (DynamoDB compares maps and lists by value).
+        let as_document = native_json(expected);
+        let holds = match (as_counter.is_some(), as_document.is_some()) {
+            (true, true) => "(#v = :expected OR #v = :expected_doc OR #n = :expected_n)",
+            (true, false) => "(#v = :expected OR #n = :expected_n)",
+            (false, true) => "(#v = :expected OR #v = :expected_doc)",
+            (false, false) => "#v = :expected",
         };
         let mut condition = Condition::new(format!(
             "{holds} AND (attribute_not_exists(#exp) OR #exp > :now)"
@@ -630,6 +689,9 @@ impl KvBackend for DynamoDbStore {
             condition = condition
                 .name("#n", COUNTER)
                 .value(":expected_n", item::n(n));
+        }
+        if let Some(document) = as_document {
+            condition = condition.value(":expected_doc", document);
         }
         self.put_once(item, &condition, &token).await
     }
@@ -790,8 +852,7 @@ impl DynamoDbStore {
                     let current = self.live_value(&item, now)?;
                     let value = counter::add(current.as_deref(), delta)?;
                     let expires = self.expires(&item)?;
-                    let unchanged =
-                        unchanged_value(current.as_deref().unwrap_or_default(), expires, now);
+                    let unchanged = unchanged_value(item.get(VALUE), expires, now);
                     let item = self.kv_item(
                         namespace,
                         key,
@@ -816,15 +877,21 @@ impl DynamoDbStore {
     }
 }
 
-/// The item still holds `value` with deadline `expires`, and is live.
-fn unchanged_value(value: &[u8], expires: Option<i64>, now: i64) -> Condition {
+/// The item still holds `value` (its stored attribute: bytes, or a number `set_json` wrote)
+/// with deadline `expires`, and is live.
+fn unchanged_value(value: Option<&AttributeValue>, expires: Option<i64>, now: i64) -> Condition {
     let condition = Condition::new(match expires {
         Some(_) => "#v = :old AND #exp = :exp AND #exp > :now",
         None => "#v = :old AND attribute_not_exists(#exp)",
     })
     .name("#v", VALUE)
     .name("#exp", EXPIRES)
-    .value(":old", AttributeValue::B(Blob::new(value)));
+    .value(
+        ":old",
+        value
+            .cloned()
+            .unwrap_or_else(|| AttributeValue::B(Blob::new(Vec::new()))),
+    );
     match expires {
         Some(ms) => condition
             .value(":exp", item::n(ms))
@@ -858,6 +925,31 @@ mod tests {
             assert_eq!(pending_since(other), None, "{other}");
         }
         assert_ne!(call_token(), call_token());
+    }
+
+    #[test]
+    fn json_is_native_only_where_it_reads_back_alike() {
+        let native = |json: &str| native_json(json.as_bytes());
+        assert!(matches!(
+            native(r#"{"b":1,"a":[2.0]}"#),
+            Some(AttributeValue::M(_))
+        ));
+        assert!(matches!(native("[]"), Some(AttributeValue::L(_))));
+        assert_eq!(native("12"), Some(AttributeValue::N("12".into())));
+        assert_eq!(native(r#""x""#), Some(AttributeValue::S("x".into())));
+        assert_eq!(native("null"), Some(AttributeValue::Null(true)));
+        // DynamoDB would hand these back otherwise than written, or not hold them at all.
+        for bytes in [
+            "2.0",
+            "1e300",
+            r#"{"":1}"#,
+            r#"[1e-131]"#,
+            "1 ",
+            r#""\u0041""#,
+            "not json",
+        ] {
+            assert_eq!(native(bytes), None, "{bytes}");
+        }
     }
 
     #[test]

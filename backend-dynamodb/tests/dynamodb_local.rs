@@ -1029,3 +1029,173 @@ async fn an_orphaned_oauth_claim_does_not_block_its_account() {
     })
     .await;
 }
+
+/// `set_json` lays a document out as native attributes (what the AWS console and
+/// `dynamodb-admin` show as a document) in one PutItem, while bytes stay `B`; a value no
+/// document can hold stays its bytes; and a native map another client wrote reads back
+/// through `get_json` and `get`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_values_are_native_documents_and_bytes_stay_binary() {
+    use serde_json::json;
+    with_store(1, |store, requests| async move {
+        let doc = json!({"name": "ada", "age": 36, "score": 0.5, "admin": true,
+                         "boss": null, "tags": ["a", 1], "address": {"city": "Paris"}});
+        requests.reset();
+        store
+            .set_json("j", "doc", &doc, None)
+            .await
+            .expect("set_json");
+        assert_eq!(requests.of("PutItem"), 1, "{:?}", requests.counts());
+        assert_eq!(requests.total(), 1, "{:?}", requests.counts());
+        let item = raw_kv_item(&store, "j", "doc").await;
+        let Some(AttributeValue::M(fields)) = item.get("v") else {
+            panic!("not a native map: {item:?}");
+        };
+        let s = |text: &str| AttributeValue::S(text.to_owned());
+        let n = |text: &str| AttributeValue::N(text.to_owned());
+        let expected = HashMap::from([
+            ("name".to_owned(), s("ada")),
+            ("age".to_owned(), n("36")),
+            ("score".to_owned(), n("0.5")),
+            ("admin".to_owned(), AttributeValue::Bool(true)),
+            ("boss".to_owned(), AttributeValue::Null(true)),
+            ("tags".to_owned(), AttributeValue::L(vec![s("a"), n("1")])),
+            (
+                "address".to_owned(),
+                AttributeValue::M(HashMap::from([("city".to_owned(), s("Paris"))])),
+            ),
+        ]);
+        assert_eq!(fields, &expected);
+
+        store.set_json("j", "n", &12, None).await.expect("set_json");
+        assert_eq!(raw_kv_item(&store, "j", "n").await.get("v"), Some(&n("12")));
+        store
+            .set_json("j", "s", &"hi", None)
+            .await
+            .expect("set_json");
+        assert_eq!(raw_kv_item(&store, "j", "s").await.get("v"), Some(&s("hi")));
+        // DynamoDB would return `2.0` as `2`: kept as its bytes, it reads back as written.
+        store
+            .set_json("j", "two", &2.0, None)
+            .await
+            .expect("set_json");
+        assert_eq!(
+            raw_kv_item(&store, "j", "two").await.get("v"),
+            Some(&AttributeValue::B(b"2.0".to_vec().into()))
+        );
+        store
+            .set_json("j", "huge", &json!({"x": 1e300}), None)
+            .await
+            .expect("set_json");
+        assert!(matches!(
+            raw_kv_item(&store, "j", "huge").await.get("v"),
+            Some(AttributeValue::B(_))
+        ));
+        // 30 levels of nesting are a document (DynamoDB's 32, less the item and one to
+        // spare, as for a user's `extra`); 31 are bytes.
+        let nested = |levels: usize| (1..levels).fold(json!([]), |inner, _| json!([inner]));
+        store
+            .set_json("j", "deep", &nested(30), None)
+            .await
+            .expect("set_json");
+        assert!(matches!(
+            raw_kv_item(&store, "j", "deep").await.get("v"),
+            Some(AttributeValue::L(_))
+        ));
+        store
+            .set_json("j", "deeper", &nested(31), None)
+            .await
+            .expect("set_json");
+        assert!(matches!(
+            raw_kv_item(&store, "j", "deeper").await.get("v"),
+            Some(AttributeValue::B(_))
+        ));
+        let read: Option<serde_json::Value> = store.get_json("j", "deep").await.expect("get_json");
+        assert_eq!(read, Some(nested(30)));
+        // A swap of a document near the value limit sends it twice (as bytes and as a
+        // document) besides the new value: DynamoDB takes that in one request.
+        let big = json!({"text": "x".repeat(LIMITS.max_value_bytes - 20)});
+        let big_json = serde_json::to_vec(&big).expect("to_vec");
+        store
+            .set_json("j", "big", &big, None)
+            .await
+            .expect("set_json");
+        assert!(matches!(
+            raw_kv_item(&store, "j", "big").await.get("v"),
+            Some(AttributeValue::M(_))
+        ));
+        requests.reset();
+        assert!(
+            store
+                .compare_and_swap("j", "big", Some(&big_json), &big_json, None)
+                .await
+                .expect("swap")
+        );
+        assert_eq!(requests.total(), 1, "{:?}", requests.counts());
+        let bytes = serde_json::to_vec(&doc).expect("to_vec");
+        store.set("j", "doc", &bytes, None).await.expect("set");
+        assert_eq!(
+            raw_kv_item(&store, "j", "doc").await.get("v"),
+            Some(&AttributeValue::B(bytes.clone().into()))
+        );
+
+        // Another client's item: a native map with a float written as `5.0` and a string set.
+        store
+            .client()
+            .put_item()
+            .table_name(format!("{}kv", store.config().table_prefix()))
+            .item("pk", s("j#0"))
+            .item("sk", s("theirs"))
+            .item(
+                "v",
+                AttributeValue::M(HashMap::from([
+                    ("id".to_owned(), s("x1")),
+                    ("weight".to_owned(), n("5.0")),
+                    ("tags".to_owned(), AttributeValue::Ss(vec!["b".to_owned()])),
+                    (
+                        "nested".to_owned(),
+                        AttributeValue::L(vec![AttributeValue::Null(true)]),
+                    ),
+                ])),
+            )
+            .send()
+            .await
+            .expect("raw put");
+        #[derive(Debug, PartialEq, serde::Deserialize)]
+        struct Theirs {
+            id: String,
+            weight: f64,
+            tags: Vec<String>,
+            nested: Vec<Option<u8>>,
+        }
+        let theirs: Option<Theirs> = store.get_json("j", "theirs").await.expect("get_json");
+        assert_eq!(
+            theirs,
+            Some(Theirs {
+                id: "x1".into(),
+                weight: 5.0,
+                tags: vec!["b".into()],
+                nested: vec![None],
+            })
+        );
+        assert_eq!(
+            store.get("j", "theirs").await.expect("get").as_deref(),
+            Some(&br#"{"id":"x1","nested":[null],"tags":["b"],"weight":5}"#[..])
+        );
+        assert!(
+            store
+                .compare_and_swap(
+                    "j",
+                    "theirs",
+                    Some(br#"{"weight":5.0,"id":"x1","nested":[null],"tags":["b"]}"#),
+                    b"mine",
+                    None
+                )
+                .await
+                .map(|swapped| !swapped)
+                .expect("swap"),
+            "a string set is not a list"
+        );
+    })
+    .await;
+}

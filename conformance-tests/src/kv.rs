@@ -671,6 +671,271 @@ pub async fn kv_typed_json(f: &Fixture) {
     );
 }
 
+/// Stores `value` with `set_json` and checks every read gives it back: `get_json` equal, and
+/// `get` JSON that decodes to it. Returns what `get` read.
+async fn json_round_trip<T>(kv: &dyn KvStore, key: &str, value: &T) -> Vec<u8>
+where
+    T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug + Sync,
+{
+    kv.set_json("json", key, value, None)
+        .await
+        .unwrap_or_else(|e| panic!("set_json {key}: {e:?}"));
+    let read: Option<T> = kv.get_json("json", key).await.expect("get_json");
+    assert_eq!(read.as_ref(), Some(value), "get_json {key}");
+    let bytes = kv.get("json", key).await.expect("get").expect("stored");
+    let decoded: T = serde_json::from_slice(&bytes).expect("get returns JSON");
+    assert_eq!(&decoded, value, "get {key}");
+    let many = kv.get_many("json", &[key]).await.expect("get_many");
+    assert_eq!(many, [Some(bytes.clone())], "get_many {key}");
+    bytes
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Reading {
+    // Not in sorted order, and a float with an integral value: both may read back otherwise
+    // than `serde_json` wrote them (DynamoDB keeps a document, not its text).
+    zone: String,
+    celsius: f64,
+    at: Option<u64>,
+    flags: Vec<bool>,
+}
+
+/// JSON values of every type written with `set_json` read back equal with `get_json`, and
+/// `get` (and `get_many`) returns their JSON. A JSON value whose object keys are in sorted
+/// order and which holds no float with an integral value (what `serde_json::Value` writes)
+/// reads back byte for byte as `serde_json::to_vec` wrote it, on every backend.
+pub async fn kv_json_values_of_every_type_round_trip(f: &Fixture) {
+    use serde_json::{Value, json};
+    let kv = &*f.kv;
+    let values: Vec<(&str, Value)> = vec![
+        (
+            "object",
+            json!({"name": "Café crème", "n": -3, "big": u64::MAX, "small": i64::MIN,
+                   "f": 0.1, "e": 1.5e-7, "huge": 1e20, "yes": true, "no": false, "none": null,
+                   "list": [1, "two", [3.25], {"four": [null]}], "empty": {}, "nothing": [],
+                   "text": "quote \" backslash \\ tab \t nul-free \u{1F511}"}),
+        ),
+        ("array", json!([{"a": 1}, [], "x", 2.5, null, true])),
+        ("string", json!("just text, ключ")),
+        ("empty-string", json!("")),
+        ("integer", json!(42)),
+        ("negative", json!(-7)),
+        ("float", json!(-0.5)),
+        ("true", json!(true)),
+        ("null", Value::Null),
+        ("empty-object", json!({})),
+        ("empty-array", json!([])),
+        ("deep", json!({"a": {"b": {"c": {"d": [[[{"e": "f"}]]]}}}})),
+    ];
+    for (key, value) in &values {
+        let bytes = json_round_trip(kv, key, value).await;
+        let written = serde_json::to_vec(value).expect("to_vec");
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            String::from_utf8_lossy(&written),
+            "{key} reads back as written"
+        );
+    }
+
+    let reading = Reading {
+        zone: "north".into(),
+        celsius: 21.0,
+        at: None,
+        flags: vec![true, false],
+    };
+    json_round_trip(kv, "struct", &reading).await;
+    json_round_trip(kv, "integral-float", &2.0f64).await;
+    json_round_trip(kv, "unit-list", &vec![(); 3]).await;
+    json_round_trip(
+        kv,
+        "map",
+        &std::collections::BTreeMap::from([("k".to_owned(), 1u8), ("j".to_owned(), 2)]),
+    )
+    .await;
+    json_round_trip(kv, "option", &None::<String>).await;
+}
+
+/// Values DynamoDB cannot keep as a document (numbers outside its range, nesting past its
+/// limit, empty or NUL-holding keys and strings, a document larger laid out than as text)
+/// are still accepted by `set_json` and read back unchanged, byte for byte, on every backend;
+/// the value limit counts the JSON text everywhere.
+pub async fn kv_json_values_no_document_can_hold_round_trip(f: &Fixture) {
+    use serde_json::{Value, json};
+    let kv = &*f.kv;
+    let mut deep = json!("bottom");
+    for _ in 0..40 {
+        deep = json!([deep]);
+    }
+    let cases: Vec<(&str, Value)> = vec![
+        ("huge", json!(1e300)),
+        ("tiny", json!(-1e-200)),
+        ("subnormal", json!(5e-324)),
+        ("max", json!(f64::MAX)),
+        ("nested-huge", json!({"ok": 1, "big": [1e200]})),
+        ("nested-tiny", json!([{"x": 1e-131}])),
+        ("deep", deep),
+        ("empty-key", json!({"": 1})),
+        ("nul", json!({"a": "x\u{0}y"})),
+        ("nul-key", json!({"a\u{0}": true})),
+    ];
+    for (key, value) in &cases {
+        let bytes = json_round_trip(kv, key, value).await;
+        assert_eq!(bytes, serde_json::to_vec(value).expect("to_vec"), "{key}");
+    }
+    // A top-level float with an integral value reads back as written, and can be swapped.
+    let bytes = json_round_trip(kv, "two", &2.0f64).await;
+    assert_eq!(bytes, b"2.0");
+    assert!(
+        kv.compare_and_swap("json", "two", Some(b"2.0"), b"3", None)
+            .await
+            .expect("swap")
+    );
+
+    // 199,999 zeros: 399,999 bytes of JSON, within the limit; as a DynamoDB list, more than
+    // an item holds. One more than 200,000 is over the limit on every backend.
+    let limit = LIMITS.max_value_bytes;
+    let zeros = vec![0u8; (limit - 1) / 2];
+    assert!(serde_json::to_vec(&zeros).expect("to_vec").len() <= limit);
+    json_round_trip(kv, "zeros", &zeros).await;
+    let over = vec![0u8; limit / 2 + 1];
+    let err = kv
+        .set_json("json", "over", &over, None)
+        .await
+        .expect_err("over the limit");
+    assert!(matches!(err, Error::ValueTooLarge { .. }), "{err:?}");
+    assert_eq!(kv.get("json", "over").await.expect("get"), None);
+}
+
+/// One key written as JSON, then as bytes, then as JSON again reads back each time as last
+/// written; swaps match a JSON value by its JSON as written or as read, counters and TTLs
+/// work on JSON values as on bytes.
+pub async fn kv_json_and_bytes_take_turns_at_one_key(f: &Fixture) {
+    use serde_json::json;
+    let kv = &*f.kv;
+    let first = json!({"step": 1, "tags": ["a"]});
+    let second = json!({"step": 2, "tags": []});
+    kv.set_json("turns", "k", &first, None)
+        .await
+        .expect("set_json");
+    kv.set("turns", "k", b"raw \xff bytes", None)
+        .await
+        .expect("set");
+    assert_eq!(
+        kv.get("turns", "k").await.expect("get").as_deref(),
+        Some(&b"raw \xff bytes"[..])
+    );
+    let err = kv
+        .get_json::<serde_json::Value>("turns", "k")
+        .await
+        .expect_err("bytes are not JSON");
+    assert!(
+        matches!(err, Error::InvalidInput { what: "value", .. }),
+        "{err:?}"
+    );
+    kv.set_json("turns", "k", &second, None)
+        .await
+        .expect("set_json again");
+    assert_eq!(
+        kv.get_json::<serde_json::Value>("turns", "k")
+            .await
+            .expect("get_json"),
+        Some(second.clone())
+    );
+
+    // A swap against the JSON of another value fails and changes nothing; against the JSON
+    // `serde_json` writes for the stored value, it succeeds.
+    let other = serde_json::to_vec(&first).expect("to_vec");
+    assert!(
+        !kv.compare_and_swap("turns", "k", Some(&other), b"no", None)
+            .await
+            .expect("swap")
+    );
+    let written = serde_json::to_vec(&second).expect("to_vec");
+    assert!(
+        kv.compare_and_swap("turns", "k", Some(&written), b"swapped", None)
+            .await
+            .expect("swap")
+    );
+    assert_eq!(
+        kv.get("turns", "k").await.expect("get").as_deref(),
+        Some(&b"swapped"[..])
+    );
+    // A struct's fields in declaration order, swapped against what `get` read.
+    let reading = Reading {
+        zone: "z".into(),
+        celsius: 1.5,
+        at: Some(7),
+        flags: vec![],
+    };
+    kv.set_json("turns", "k", &reading, None)
+        .await
+        .expect("set_json struct");
+    let read = kv.get("turns", "k").await.expect("get").expect("stored");
+    assert!(
+        kv.compare_and_swap("turns", "k", Some(&read), b"again", None)
+            .await
+            .expect("swap against the read")
+    );
+    assert!(
+        !kv.set_if_absent("turns", "k", b"x", None)
+            .await
+            .expect("set_if_absent")
+    );
+
+    // A JSON integer is a counter, as its digits are.
+    kv.set_json("turns", "n", &41, None)
+        .await
+        .expect("set_json");
+    assert_eq!(kv.increment("turns", "n", 1, None).await.expect("incr"), 42);
+    assert_eq!(
+        kv.get_json::<i64>("turns", "n").await.expect("get_json"),
+        Some(42)
+    );
+    kv.set_json("turns", "n", &second, None)
+        .await
+        .expect("set_json");
+    let err = kv
+        .increment("turns", "n", 1, None)
+        .await
+        .expect_err("a document is no counter");
+    assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+
+    // TTLs: set with one, changed and dropped without rewriting the value.
+    let hour = Duration::from_secs(3600);
+    kv.set_json("turns", "t", &first, Some(hour))
+        .await
+        .expect("set_json with ttl");
+    let timed = kv
+        .get_with_ttl("turns", "t")
+        .await
+        .expect("get_with_ttl")
+        .expect("live");
+    assert!(
+        matches!(timed.ttl, Ttl::Remaining(left) if left <= hour),
+        "{timed:?}"
+    );
+    let value: serde_json::Value = serde_json::from_slice(&timed.value).expect("JSON");
+    assert_eq!(value, first);
+    assert!(kv.persist("turns", "t").await.expect("persist"));
+    assert_eq!(
+        kv.get_json::<serde_json::Value>("turns", "t")
+            .await
+            .expect("get_json"),
+        Some(first.clone())
+    );
+    kv.set_json("turns", "t", &first, Some(Duration::from_millis(1)))
+        .await
+        .expect("set_json short ttl");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        kv.get_json::<serde_json::Value>("turns", "t")
+            .await
+            .expect("get_json"),
+        None,
+        "expired"
+    );
+}
+
 /// 8 tasks writing the same 200 keys in batches, each in its own order, with deletes of half
 /// of them between: every call succeeds (no deadlock surfaces, none waits for a deadlock
 /// detector), and every key left holds a value one of the tasks wrote.

@@ -103,6 +103,9 @@ macro_rules! __with_cases {
                 kv_overlapping_batches_in_any_order,
                 kv_limits_are_enforced,
                 kv_typed_json,
+                kv_json_values_of_every_type_round_trip,
+                kv_json_values_no_document_can_hold_round_trip,
+                kv_json_and_bytes_take_turns_at_one_key,
                 kv_expire_and_persist_change_only_the_ttl,
                 kv_get_stale_reads_expired_items_for_the_kept_time,
             ];
@@ -186,6 +189,7 @@ macro_rules! __with_cases {
             transfer_uuid, Uuid, transfer: [
                 kv_export_pages_every_live_item_once_with_its_deadline,
                 kv_import_keeps_values_and_deadlines_and_replaces,
+                kv_json_items_export_and_copy_as_their_json,
                 users_copy_out_and_back_unchanged,
                 users_import_into_a_store_that_never_saw_them,
                 records_copy_with_their_versions_and_tables,

@@ -173,6 +173,48 @@ pub async fn kv_import_keeps_values_and_deadlines_and_replaces(f: &Fixture) {
     assert!(export_all(store, Some("x"), 10).await.is_empty());
 }
 
+/// A value written with `set_json` exports as its JSON with its deadline (on DynamoDB, where
+/// it is a native document, as compact JSON with sorted keys) and copies into the reference
+/// store and back reading equal through `get_json`.
+pub async fn kv_json_items_export_and_copy_as_their_json(f: &Fixture) {
+    use storekit_core::KvStoreExt as _;
+    let store = f.transfer().as_ref();
+    let doc = json!({"user": "ada", "roles": ["admin"], "n": 7, "f": 0.25, "none": null});
+    let hour = Duration::from_secs(3600);
+    f.kv.set_json("docs", "d", &doc, Some(hour))
+        .await
+        .expect("set_json");
+    f.kv.set_json("docs", "s", &"text", None)
+        .await
+        .expect("set_json");
+    let all = export_all(store, Some("docs"), 10).await;
+    assert_eq!(all.len(), 2);
+    let d = &all[&("docs".to_owned(), "d".to_owned())];
+    assert_eq!(d.value, serde_json::to_vec(&doc).expect("to_vec"));
+    assert!(d.expires_at.is_some(), "{d:?}");
+    let s = &all[&("docs".to_owned(), "s".to_owned())];
+    assert_eq!(s.value, b"\"text\"");
+
+    let reference = MemoryStore::new();
+    let entries: Vec<KvEntry> = all.values().cloned().collect();
+    assert_eq!(reference.import_kv(&entries).await.expect("import"), 2);
+    let copied: Option<serde_json::Value> =
+        reference.get_json("docs", "d").await.expect("get_json");
+    assert_eq!(copied, Some(doc.clone()));
+    f.kv.clear("docs").await.expect("clear");
+    let back = export_all(&reference, Some("docs"), 10).await;
+    let back: Vec<KvEntry> = back.into_values().collect();
+    assert_eq!(store.import_kv(&back).await.expect("import back"), 2);
+    let read: Option<serde_json::Value> = f.kv.get_json("docs", "d").await.expect("get_json");
+    assert_eq!(read, Some(doc));
+    assert_eq!(
+        f.kv.get_json::<String>("docs", "s")
+            .await
+            .expect("get_json"),
+        Some("text".to_owned())
+    );
+}
+
 /// A user with two OAuth accounts, two tokens and a second version, made through the stores.
 async fn rich_user(f: &Fixture, email: &str) -> (UserId, Vec<String>) {
     let auth = &f.auth;

@@ -241,6 +241,23 @@ pub trait KvBackend: Backend {
         expiry: Expiry,
     ) -> Result<()>;
 
+    /// See [`crate::KvStore::set_json_encoded`]: `json` is checked as a value, and is what
+    /// `serde_json` made of the caller's value (or any bytes, through the public method).
+    ///
+    /// The default stores the bytes as [`KvBackend::set`] does. A backend with a native
+    /// document type may store a JSON document as one instead, as long as every read returns
+    /// JSON that decodes to the same value and the write never fails where `set` of the same
+    /// bytes would succeed (a value it cannot hold natively is stored as bytes).
+    async fn set_json(
+        &self,
+        namespace: Namespace<'_>,
+        key: Key<'_>,
+        json: &[u8],
+        expiry: Expiry,
+    ) -> Result<()> {
+        self.set(namespace, key, json, expiry).await
+    }
+
     /// See [`crate::KvStore::delete`].
     async fn delete(&self, namespace: Namespace<'_>, key: Key<'_>) -> Result<bool>;
 

@@ -124,6 +124,15 @@ macro_rules! forward {
             ) -> Result<()> {
                 (**self).set(namespace, key, value, ttl).await
             }
+            async fn set_json_encoded(
+                &self,
+                namespace: &str,
+                key: &str,
+                json: &[u8],
+                ttl: Option<Duration>,
+            ) -> Result<()> {
+                (**self).set_json_encoded(namespace, key, json, ttl).await
+            }
             async fn delete(&self, namespace: &str, key: &str) -> Result<bool> {
                 (**self).delete(namespace, key).await
             }

@@ -43,6 +43,34 @@ pub trait KvStore: Debug + Send + Sync + 'static {
         ttl: Option<Duration>,
     ) -> Result<()>;
 
+    /// Stores `json`, the JSON encoding of a value, under `key` as [`KvStore::set`] does: what
+    /// [`KvStoreExt::set_json`] calls. The size limit and every rule of `set` apply to these
+    /// bytes, so a value is accepted or refused alike on every backend.
+    ///
+    /// Reads return JSON that decodes to the same value. On SQL and in memory they are these
+    /// bytes. On DynamoDB, a JSON object or array is stored as a native document (`M` or `L`,
+    /// fields as `S`, `N`, `BOOL`, `NULL`, `M`, `L`, as table records are), which the AWS
+    /// console and other clients show as such; it reads back as compact JSON with object keys
+    /// in sorted order and a float with an integral value as that integer (`2.0` → `2`), so
+    /// not always byte for byte what was written. A document DynamoDB cannot hold natively
+    /// (a number outside its range, nesting deeper than 30 levels, an empty or NUL-holding
+    /// key or string, too large once laid out as a document), a top-level scalar whose JSON
+    /// DynamoDB would not return unchanged, and anything that is not JSON are stored as bytes,
+    /// as `set` stores them: the call never fails on one backend only.
+    /// [`KvStore::compare_and_swap`] matches such a document against the JSON encoding of an
+    /// equal value, as written or as read.
+    ///
+    /// The default calls [`KvStore::set`].
+    async fn set_json_encoded(
+        &self,
+        namespace: &str,
+        key: &str,
+        json: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        self.set(namespace, key, json, ttl).await
+    }
+
     /// Deletes `key`; true if a live item was there.
     async fn delete(&self, namespace: &str, key: &str) -> Result<bool>;
 
@@ -229,7 +257,8 @@ pub trait KvStoreExt: KvStore {
         }
     }
 
-    /// Stores `value` as JSON.
+    /// Stores `value` as JSON, through [`KvStore::set_json_encoded`]: on DynamoDB, a struct,
+    /// map or sequence becomes a native document.
     async fn set_json<T: Serialize + Sync>(
         &self,
         namespace: &str,
@@ -239,7 +268,7 @@ pub trait KvStoreExt: KvStore {
     ) -> Result<()> {
         let bytes =
             serde_json::to_vec(value).map_err(|e| Error::invalid("value", e.to_string()))?;
-        self.set(namespace, key, &bytes, ttl).await
+        self.set_json_encoded(namespace, key, &bytes, ttl).await
     }
 
     /// Gives the live item under `key` a new TTL without rewriting it; false if it is absent

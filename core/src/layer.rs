@@ -86,6 +86,26 @@ impl<B: KvBackend> KvStore for B {
             .await
     }
 
+    async fn set_json_encoded(
+        &self,
+        namespace: &str,
+        key: &str,
+        json: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<()> {
+        call!(self, "set_json", namespace)
+            .run(
+                async {
+                    let (ns, k) = (Namespace::checked(namespace)?, Key::checked(key)?);
+                    validate::check_value(json)?;
+                    KvBackend::set_json(self, ns, k, json, Expiry::from_ttl(ttl)?).await
+                },
+                |()| None,
+                || about_key(namespace, key),
+            )
+            .await
+    }
+
     async fn delete(&self, namespace: &str, key: &str) -> Result<bool> {
         call!(self, "delete", namespace)
             .run(

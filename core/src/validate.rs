@@ -169,6 +169,15 @@ pub fn normalize_json(
     Ok(())
 }
 
+/// The rules of [`normalize_json`] for any JSON value stored as one DynamoDB attribute (a kv
+/// value written as JSON): an object or array counts as the first level of nesting.
+pub fn normalize_json_value_at_top(
+    what: &'static str,
+    value: &mut serde_json::Value,
+) -> Result<()> {
+    normalize_json_value(what, value, 1)
+}
+
 /// Longest field name (object key) at any depth of a table's document or a user's `extra`, in
 /// UTF-8 bytes.
 ///

@@ -81,7 +81,7 @@ pub(crate) fn record_item(schema: &TableSchema, row: &Row, version: u64) -> Resu
 }
 
 /// A JSON value as a native attribute.
-pub(super) fn attribute(value: &Value) -> AttributeValue {
+pub(crate) fn attribute(value: &Value) -> AttributeValue {
     match value {
         Value::Null => AttributeValue::Null(true),
         Value::Bool(b) => AttributeValue::Bool(*b),
@@ -98,7 +98,7 @@ pub(super) fn attribute(value: &Value) -> AttributeValue {
 }
 
 /// A stored attribute as JSON; `Err` says what could not be read.
-fn json(value: &AttributeValue) -> std::result::Result<Value, String> {
+pub(crate) fn json(value: &AttributeValue) -> std::result::Result<Value, String> {
     Ok(match value {
         AttributeValue::Null(_) => Value::Null,
         AttributeValue::Bool(b) => Value::Bool(*b),

@@ -40,7 +40,7 @@
 //! conditioned on that record as it was read.
 
 mod filter;
-mod item;
+pub(crate) mod item;
 mod patch;
 mod read;
 mod schema;
