@@ -137,6 +137,8 @@ macro_rules! __with_cases {
                 pages_stay_full_around_expired_records,
                 expired_records_free_their_key_and_unique_values,
                 records_expire_while_the_store_runs,
+                put_many_and_delete_many_round_trip,
+                a_failing_batch_is_all_or_nothing_where_atomic,
             ];
             tables, Uuid, tables: [
                 round_trip_and_versions,

@@ -352,3 +352,156 @@ pub async fn records_expire_while_the_store_runs(f: &Fixture) {
             .is_err()
     );
 }
+
+/// `batched`: partition `id`, no unique index (so DynamoDB sends `BatchWriteItem`).
+fn plain() -> TableSchema {
+    TableSchema::builder("batched", KeyDef::text("id"))
+        .build()
+        .expect("valid schema")
+}
+
+/// `put_many` writes every record at version 1, then at version 2, in the order given;
+/// `delete_many` deletes every one it names and skips missing keys; empty batches do
+/// nothing; over 1,000 items or a key named twice is `InvalidInput` with nothing written.
+pub async fn put_many_and_delete_many_round_trip(f: &Fixture) {
+    use storekit_core::Error;
+    use storekit_core::table::MAX_BATCH;
+    let schema = plain();
+    let store = f.tables().as_ref();
+    store.ensure_table(&schema).await.expect("ensure_table");
+    let documents = |round: i64| -> Vec<Document> {
+        (0..60)
+            .map(|i| doc(json!({"id": format!("r{i:02}"), "round": round})))
+            .collect()
+    };
+    let written = store
+        .put_many(&schema, documents(1))
+        .await
+        .expect("put_many");
+    assert_eq!(written.len(), 60);
+    assert!(written.iter().all(|r| r.version == 1));
+    assert_eq!(written[7].key, RecordKey::new("r07"));
+    let written = store
+        .put_many(&schema, documents(2))
+        .await
+        .expect("put_many");
+    assert!(
+        written.iter().all(|r| r.version == 2),
+        "versions are bumped"
+    );
+    let keys: Vec<RecordKey> = (0..60)
+        .map(|i| RecordKey::new(format!("r{i:02}")))
+        .collect();
+    let read = store.get_many(&schema, &keys).await.expect("get_many");
+    assert!(read.iter().all(|r| {
+        r.as_ref()
+            .is_some_and(|r| r.version == 2 && r.document["round"] == 2)
+    }));
+
+    let mut doomed: Vec<RecordKey> = keys[..30].to_vec();
+    doomed.push(RecordKey::new("never-written"));
+    store
+        .delete_many(&schema, &doomed)
+        .await
+        .expect("delete_many");
+    assert_eq!(store.count(&schema).await.expect("count"), 30);
+    assert_eq!(store.get(&schema, &keys[0]).await.expect("get"), None);
+    assert!(store.get(&schema, &keys[30]).await.expect("get").is_some());
+
+    assert!(
+        store
+            .put_many(&schema, Vec::new())
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+    store.delete_many(&schema, &[]).await.expect("empty");
+
+    let too_many: Vec<Document> = (0..=MAX_BATCH)
+        .map(|i| doc(json!({"id": format!("x{i}")})))
+        .collect();
+    assert!(matches!(
+        store.put_many(&schema, too_many).await,
+        Err(Error::InvalidInput {
+            what: "documents",
+            ..
+        })
+    ));
+    let twice = vec![doc(json!({"id": "d"})), doc(json!({"id": "d"}))];
+    assert!(matches!(
+        store.put_many(&schema, twice).await,
+        Err(Error::InvalidInput {
+            what: "documents",
+            ..
+        })
+    ));
+    let too_many_keys: Vec<RecordKey> = (0..=MAX_BATCH)
+        .map(|i| RecordKey::new(format!("x{i}")))
+        .collect();
+    assert!(matches!(
+        store.delete_many(&schema, &too_many_keys).await,
+        Err(Error::InvalidInput { what: "keys", .. })
+    ));
+    let bad_key = [RecordKey::new(7)];
+    assert!(matches!(
+        store.delete_many(&schema, &bad_key).await,
+        Err(Error::InvalidInput { what: "key", .. })
+    ));
+    assert_eq!(
+        store.count(&schema).await.expect("count"),
+        30,
+        "refused batches wrote nothing"
+    );
+}
+
+/// A batch whose last record takes a unique value another record holds fails with
+/// `AlreadyExists`: on SQL and memory nothing of it is written; on DynamoDB (one write per
+/// record on a table with unique indexes) the records before it are. A batch with an invalid
+/// document is refused before anything is written, everywhere. A batch may take the unique
+/// values of expired records.
+pub async fn a_failing_batch_is_all_or_nothing_where_atomic(f: &Fixture) {
+    use storekit_core::Error;
+    let (store, schema) = ensure(f).await;
+    let holder = json!({"user": "h", "n": 0, "token": "taken"});
+    store.insert(&schema, doc(holder)).await.expect("insert");
+    let batch = vec![
+        doc(json!({"user": "b", "n": 1, "token": "t1"})),
+        doc(json!({"user": "b", "n": 2, "token": "t2"})),
+        doc(json!({"user": "b", "n": 3, "token": "taken"})),
+    ];
+    assert!(matches!(
+        store.put_many(&schema, batch).await,
+        Err(Error::AlreadyExists {
+            what: "unique value"
+        })
+    ));
+    let written = store
+        .get_many(&schema, &[key("b", 1), key("b", 2), key("b", 3)])
+        .await
+        .expect("get_many");
+    let present: Vec<bool> = written.iter().map(Option::is_some).collect();
+    if f.capabilities.atomic_record_batches {
+        assert_eq!(present, [false, false, false], "all or nothing");
+    } else {
+        assert_eq!(present, [true, true, false], "in order, up to the failure");
+    }
+
+    let invalid = vec![
+        doc(json!({"user": "c", "n": 1})),
+        doc(json!({"user": "c", "n": "not an int"})),
+    ];
+    assert!(matches!(
+        store.put_many(&schema, invalid).await,
+        Err(Error::InvalidInput { .. })
+    ));
+    assert_eq!(store.get(&schema, &key("c", 1)).await.expect("get"), None);
+
+    let expired = json!({"user": "e", "n": 1, "token": "old", "expires_at": now() - 5.0});
+    store.insert(&schema, doc(expired)).await.expect("insert");
+    let batch = vec![doc(json!({"user": "e", "n": 2, "token": "old"}))];
+    let written = store
+        .put_many(&schema, batch)
+        .await
+        .expect("takes an expired value");
+    assert_eq!(written[0].version, 1);
+}

@@ -330,6 +330,52 @@ impl TableBackend for PostgresStore {
         }
     }
 
+    // Batches (issue 21, item 6).
+
+    async fn put_many(&self, schema: &TableSchema, rows: &[Row]) -> Result<Vec<u64>> {
+        let layout = self.layout(schema)?;
+        let statements = rows
+            .iter()
+            .map(|row| layout.insert(row, true))
+            .collect::<Result<Vec<_>>>()?;
+        let fail = |err| table_error(err, &layout.primary_key);
+        // One transaction: every upsert or none.
+        self.within_deadline(async {
+            let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
+            let mut versions = Vec::with_capacity(statements.len());
+            for statement in &statements {
+                let row = query(statement)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(fail)?;
+                versions.push(match row {
+                    Some(row) => first_number(&row)?,
+                    None => next_version(MAX_VERSION)?,
+                });
+            }
+            tx.commit().await.map_err(pg_error)?;
+            Ok(versions)
+        })
+        .await
+    }
+
+    async fn delete_many(&self, schema: &TableSchema, keys: &[RecordKey]) -> Result<()> {
+        let layout = self.layout(schema)?;
+        let fail = |err| table_error(err, &layout.primary_key);
+        self.within_deadline(async {
+            let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
+            for key in keys {
+                query(&layout.delete(key, None))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(fail)?;
+            }
+            tx.commit().await.map_err(pg_error)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn replace(&self, schema: &TableSchema, row: &Row, expected: u64) -> Result<()> {
         let layout = self.layout(schema)?;
         let statement = layout.replace(row, expected)?;

@@ -319,6 +319,61 @@ impl TableBackend for SqliteStore {
             .await
     }
 
+    // Batches (issue 21, item 6).
+
+    async fn put_many(&self, schema: &TableSchema, rows: &[Row]) -> Result<Vec<u64>> {
+        let layout = self.layout(schema)?;
+        let statements = rows
+            .iter()
+            .map(|row| layout.insert(row, true))
+            .collect::<Result<Vec<_>>>()?;
+        // One transaction, on the blocking pool (up to 1,000 statements): every upsert or none.
+        self.inner
+            .conns
+            .write_blocking(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sqlite_error)?;
+                let versions = statements
+                    .iter()
+                    .map(|statement| {
+                        let mut stmt = prepare(&tx, statement)?;
+                        let version =
+                            first_row(&mut stmt, params_from_iter(&statement.params), |row| {
+                                row.get::<_, i64>(0)
+                            })
+                            .map_err(table_error)?;
+                        match version {
+                            Some(version) => u64::try_from(version).map_err(|_| {
+                                Error::backend(BACKEND, "an upsert returned a negative version")
+                            }),
+                            None => next_version(MAX_VERSION),
+                        }
+                    })
+                    .collect::<Result<Vec<u64>>>()?;
+                tx.commit().map_err(sqlite_error)?;
+                Ok(versions)
+            })
+            .await
+    }
+
+    async fn delete_many(&self, schema: &TableSchema, keys: &[RecordKey]) -> Result<()> {
+        let layout = self.layout(schema)?;
+        let statements: Vec<_> = keys.iter().map(|key| layout.delete(key, None)).collect();
+        self.inner
+            .conns
+            .write_blocking(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sqlite_error)?;
+                for statement in &statements {
+                    execute(&tx, statement)?;
+                }
+                tx.commit().map_err(sqlite_error)
+            })
+            .await
+    }
+
     async fn replace(&self, schema: &TableSchema, row: &Row, expected: u64) -> Result<()> {
         let layout = self.layout(schema)?;
         let statement = layout.replace(row, expected)?;

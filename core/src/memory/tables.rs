@@ -513,4 +513,43 @@ impl TableBackend for MemoryStore {
     async fn count(&self, schema: &TableSchema) -> Result<u64> {
         self.with_table(schema, |table| Ok(table.rows.len() as u64))
     }
+
+    // Batches (issue 21, item 6).
+
+    async fn put_many(&self, schema: &TableSchema, rows: &[Row]) -> Result<Vec<u64>> {
+        let lag = !self.index_lag.is_zero();
+        self.with_table(schema, |table| {
+            // All or nothing under the one lock: on a refusal, the table as it was comes back.
+            let before = (
+                table.rows.clone(),
+                table.uniques.clone(),
+                table.pending.len(),
+            );
+            let written = rows
+                .iter()
+                .map(|row| table.write(schema, row, Expect::Any, lag))
+                .collect::<Result<Vec<_>>>();
+            if written.is_err() {
+                (table.rows, table.uniques) = (before.0, before.1);
+                table.pending.truncate(before.2);
+            }
+            written
+        })
+    }
+
+    async fn delete_many(&self, schema: &TableSchema, keys: &[RecordKey]) -> Result<()> {
+        let lag = !self.index_lag.is_zero();
+        self.with_table(schema, |table| {
+            for key in keys {
+                if table.rows.contains_key(key) {
+                    table.release(key);
+                    table.rows.remove(key);
+                    if lag {
+                        table.pending.push_back((Instant::now(), key.clone(), None));
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
 }

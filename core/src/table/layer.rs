@@ -7,9 +7,9 @@ use async_trait::async_trait;
 
 use super::query::{self, fingerprint};
 use super::{
-    Change, Condition, Consistency, Document, IndexQuery, KeyValue, Order, Patch, Patched,
-    Position, Query, QueryPage, Record, RecordKey, Returning, Row, TableSchema, TableStatus,
-    TableStore, check_expected_version, next_version,
+    Change, Condition, Consistency, Document, IndexQuery, KeyValue, MAX_BATCH, Order, Patch,
+    Patched, Position, Query, QueryPage, Record, RecordKey, Returning, Row, TableSchema,
+    TableStatus, TableStore, check_expected_version, next_version,
 };
 use crate::backend::TableBackend;
 use crate::trace::{Call, call_span};
@@ -523,6 +523,83 @@ impl<B: TableBackend> TableStore for B {
             .await
     }
 
+    // Batches (issue 21, item 6).
+
+    async fn put_many(
+        &self,
+        schema: &TableSchema,
+        documents: Vec<Document>,
+    ) -> Result<Vec<Record>> {
+        call!(self, "put_many", schema)
+            .batch(documents.len())
+            .run(
+                async {
+                    check_batch("documents", documents.len())?;
+                    let rows = documents
+                        .into_iter()
+                        .map(|document| schema.row(document))
+                        .collect::<Result<Vec<_>>>()?;
+                    distinct_keys("documents", rows.iter().map(Row::key))?;
+                    if rows.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let mut attempt = 0;
+                    let versions = loop {
+                        match TableBackend::put_many(self, schema, &rows).await {
+                            // An expired record holding one of the batch's unique values: as
+                            // for `put`, deleted and the batch tried again.
+                            Err(refused @ Error::AlreadyExists { .. })
+                                if schema.ttl().is_some() && attempt < EXPIRED_RETRIES =>
+                            {
+                                attempt += 1;
+                                let mut cleared = false;
+                                for row in &rows {
+                                    cleared |= clear_expired(self, schema, row, false).await?;
+                                }
+                                if !cleared {
+                                    return Err(refused);
+                                }
+                            }
+                            result => break result?,
+                        }
+                    };
+                    if versions.len() != rows.len() {
+                        return Err(Error::backend(
+                            self.system(),
+                            "a batch returned another number of versions than it wrote",
+                        ));
+                    }
+                    Ok(rows
+                        .into_iter()
+                        .zip(versions)
+                        .map(|(row, v)| record(row, v))
+                        .collect())
+                },
+                |written| Some(written.len()),
+                || about_table(schema),
+            )
+            .await
+    }
+
+    async fn delete_many(&self, schema: &TableSchema, keys: &[RecordKey]) -> Result<()> {
+        call!(self, "delete_many", schema)
+            .batch(keys.len())
+            .run(
+                async {
+                    check_batch("keys", keys.len())?;
+                    keys.iter().try_for_each(|key| schema.check_key(key))?;
+                    distinct_keys("keys", keys.iter())?;
+                    if keys.is_empty() {
+                        return Ok(());
+                    }
+                    TableBackend::delete_many(self, schema, keys).await
+                },
+                |()| None,
+                || about_table(schema),
+            )
+            .await
+    }
+
     async fn count(&self, schema: &TableSchema) -> Result<u64> {
         call!(self, "count", schema)
             .run(
@@ -554,6 +631,32 @@ impl<B: TableBackend> TableStore for B {
             )
             .await
     }
+}
+
+/// At most [`MAX_BATCH`] items in one batch.
+fn check_batch(what: &'static str, len: usize) -> Result<()> {
+    if len > MAX_BATCH {
+        return Err(Error::invalid(
+            what,
+            format!("{len} in one batch, over the limit of {MAX_BATCH}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A key named twice in one batch has no one answer (DynamoDB refuses such a batch): refused
+/// on every backend.
+fn distinct_keys<'a>(what: &'static str, keys: impl Iterator<Item = &'a RecordKey>) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for key in keys {
+        if !seen.insert(key) {
+            return Err(Error::invalid(
+                what,
+                format!("the key {key:?} comes twice in one batch"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What a page whose records do not move past its cursor is: the database answered out of the
@@ -836,6 +939,12 @@ mod tests {
             returning: Returning,
         ) -> Result<(u64, Option<Document>)> {
             TableBackend::patch(&self.0, schema, key, patch, condition, returning).await
+        }
+        async fn put_many(&self, schema: &TableSchema, rows: &[Row]) -> Result<Vec<u64>> {
+            TableBackend::put_many(&self.0, schema, rows).await
+        }
+        async fn delete_many(&self, schema: &TableSchema, keys: &[RecordKey]) -> Result<()> {
+            TableBackend::delete_many(&self.0, schema, keys).await
         }
     }
 

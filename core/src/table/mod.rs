@@ -306,7 +306,32 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
         condition: Option<&Condition>,
         returning: Returning,
     ) -> Result<Patched>;
+
+    // Batches (issue 21, item 6).
+
+    /// Writes up to [`MAX_BATCH`] records whether or not they exist, each at version 1 or one
+    /// more than before, as [`TableStore::put`] would; returns them in the order given. Two
+    /// documents with one key are [`InvalidInput`](crate::Error::InvalidInput) (`"documents"`),
+    /// as are more than [`MAX_BATCH`].
+    ///
+    /// Atomicity differs (the README's "What differs between backends"): on SQL and memory
+    /// the batch is one transaction, all or nothing. On DynamoDB it is one `BatchGetItem` per
+    /// 100 records (their versions) and one `BatchWriteItem` per 25, unprocessed items resent:
+    /// a failure can leave some records written, and a write to one of the records between
+    /// the read and the write is overwritten. A table with unique indexes cannot go through
+    /// `BatchWriteItem` (its markers need transactions): there each record is one
+    /// [`TableStore::put`], in order, and a failure stops the batch there.
+    async fn put_many(&self, schema: &TableSchema, documents: Vec<Document>)
+    -> Result<Vec<Record>>;
+
+    /// Deletes up to [`MAX_BATCH`] records by key; keys without a record are skipped. The same
+    /// atomicity as [`TableStore::put_many`]: one transaction on SQL and memory, `BatchWriteItem`
+    /// of 25 on DynamoDB (one delete per record on a table with unique indexes).
+    async fn delete_many(&self, schema: &TableSchema, keys: &[RecordKey]) -> Result<()>;
 }
+
+/// Most records one [`TableStore::put_many`] or [`TableStore::delete_many`] takes.
+pub const MAX_BATCH: usize = 1000;
 
 /// A shared table store.
 pub type DynTableStore = Arc<dyn TableStore>;
