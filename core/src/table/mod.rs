@@ -21,6 +21,40 @@
 //! [`expr`], on any document path, answered by every backend as the memory backend's evaluator
 //! answers it (DynamoDB's rules), with full pages and exact cursors.
 //!
+//! Records can expire ([`TableSchemaBuilder::ttl`]): an expired record is never returned by
+//! any read, counted, or held against a write of its key or unique values, on every backend,
+//! before the database deletes it (DynamoDB's native TTL, enabled by `ensure_table`). Several
+//! records are written or deleted at once with [`TableStore::put_many`] and
+//! [`TableStore::delete_many`]: one transaction on SQL and memory, `BatchWriteItem` of 25 on
+//! DynamoDB (not atomic past one call).
+//!
+//! ```
+//! # async fn run() -> storekit_core::Result<()> {
+//! use std::sync::Arc;
+//! use serde_json::json;
+//! use storekit_core::MemoryStore;
+//! use storekit_core::table::{KeyDef, RecordKey, TableSchema, TableStore};
+//!
+//! let store = MemoryStore::new();
+//! let sessions = TableSchema::builder("sessions", KeyDef::text("id"))
+//!     .ttl("expires_at")
+//!     .build()?;
+//! store.ensure_table(&sessions).await?;
+//! let doc = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
+//! store
+//!     .put_many(&sessions, vec![
+//!         doc(json!({"id": "old", "expires_at": 1})), // 1970: expired
+//!         doc(json!({"id": "new", "expires_at": 4_102_444_800_u64})), // 2100
+//!     ])
+//!     .await?;
+//! assert_eq!(store.get(&sessions, &RecordKey::new("old")).await?, None);
+//! assert_eq!(store.count(&sessions).await?, 1);
+//! store.delete_many(&sessions, &[RecordKey::new("new")]).await?;
+//! assert_eq!(store.count(&sessions).await?, 0);
+//! # Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(run()).unwrap();
+//! ```
+//!
 //! [`TableStore::index_consistency`] says which applies. Every write bumps the record's
 //! version; a version conflict is the database's answer to the write, never a read made
 //! before it.

@@ -1045,6 +1045,58 @@ mod tests {
     }
 
     #[test]
+    fn a_ttl_is_a_top_level_field_that_expires_records_at_or_before_now() {
+        let schema = TableSchema::builder("sessions", KeyDef::text("id"))
+            .ttl("expires_at")
+            .build()
+            .expect("valid");
+        let at = |value: serde_json::Value| doc(json!({"id": "a", "expires_at": value}));
+        assert!(schema.is_expired(&at(json!(100)), 100.0));
+        assert!(schema.is_expired(&at(json!(99.5)), 100.0));
+        assert!(!schema.is_expired(&at(json!(100.5)), 100.0));
+        assert!(
+            !schema.is_expired(&at(json!("100")), 1e12),
+            "not a number: never"
+        );
+        assert!(
+            !schema.is_expired(&doc(json!({"id": "a"})), 1e12),
+            "absent: never"
+        );
+        let live = schema.live_condition(100.0).expect("a condition");
+        assert!(live.matches(&at(json!(101)), &[]));
+        assert!(!live.matches(&at(json!(100)), &[]));
+        assert!(live.matches(&doc(json!({"id": "a"})), &[]));
+        assert_eq!(products().live_condition(100.0), None);
+        let refused = |b: TableSchemaBuilder| {
+            matches!(b.build(), Err(Error::InvalidInput { what: "schema", .. }))
+        };
+        assert!(refused(
+            TableSchema::builder("t_1", KeyDef::int("id")).ttl("id")
+        ));
+        assert!(refused(
+            TableSchema::builder("t_1", KeyDef::text("id")).ttl("a.b")
+        ));
+        assert!(refused(
+            TableSchema::builder("t_1", KeyDef::text("id")).ttl("")
+        ));
+        let mut live_shape = schema.shape();
+        live_shape.ttl = None;
+        let Err(Error::SchemaMismatch { differences, .. }) = live_shape.compare(&schema) else {
+            panic!("a table without the declared ttl is a mismatch");
+        };
+        assert_eq!(
+            differences,
+            ["records expire by nothing, declared \"expires_at\""]
+        );
+        assert_eq!(
+            TableSchema::from_shape("sessions", &schema.shape())
+                .expect("valid")
+                .ttl(),
+            Some("expires_at")
+        );
+    }
+
+    #[test]
     fn a_live_table_is_compared_with_its_schema() {
         let schema = products();
         let mut live = schema.shape();
