@@ -228,6 +228,51 @@ impl SqliteStore {
         self.inner.layouts.get(&self.inner.tables, schema)
     }
 
+    /// Deletes every expired record of every table whose records expire (the catalog says
+    /// which), a batch per transaction so that writers take turns: the background purge's
+    /// part for tables.
+    pub(super) async fn purge_expired_records(&self) -> Result<u64> {
+        let tables = &self.inner.tables;
+        let rows = self
+            .inner
+            .conns
+            .read(|conn| super::schema::catalog_rows(conn, tables))
+            .await?
+            .unwrap_or_default();
+        let mut purged = 0;
+        for (name, shape) in rows {
+            let shape: TableShape =
+                serde_json::from_str(&shape).map_err(|e| Error::backend(BACKEND, e))?;
+            if shape.ttl.is_none() {
+                continue;
+            }
+            let layout = self.layout(&TableSchema::from_shape(&name, &shape)?)?;
+            loop {
+                let now = storekit_core::time::now_seconds();
+                let Some(statement) = layout.purge_expired(now, crate::purge::BATCH)? else {
+                    break;
+                };
+                let deleted = self
+                    .inner
+                    .conns
+                    .write_grouped(move |conn| execute(conn, &statement))
+                    .await?;
+                purged += deleted as u64;
+                if (deleted as i64) < crate::purge::BATCH {
+                    break;
+                }
+            }
+        }
+        Ok(purged)
+    }
+
+    /// Starts the background purge for a table whose records expire.
+    fn purge_later(&self, schema: &TableSchema) {
+        if schema.ttl().is_some() {
+            self.start_purger();
+        }
+    }
+
     /// Runs a `SELECT version, document` statement expected to return up to `rows` records.
     async fn read_records(
         &self,
@@ -291,6 +336,7 @@ impl TableBackend for SqliteStore {
     }
 
     async fn insert(&self, schema: &TableSchema, row: &Row) -> Result<()> {
+        self.purge_later(schema);
         let statement = self.layout(schema)?.insert(row, false)?;
         self.inner
             .conns
@@ -299,6 +345,7 @@ impl TableBackend for SqliteStore {
     }
 
     async fn put(&self, schema: &TableSchema, row: &Row) -> Result<u64> {
+        self.purge_later(schema);
         let statement = self.layout(schema)?.insert(row, true)?;
         self.inner
             .conns
@@ -322,6 +369,7 @@ impl TableBackend for SqliteStore {
     // Batches (issue 21, item 6).
 
     async fn put_many(&self, schema: &TableSchema, rows: &[Row]) -> Result<Vec<u64>> {
+        self.purge_later(schema);
         let layout = self.layout(schema)?;
         let statements = rows
             .iter()
