@@ -43,7 +43,7 @@ pub(crate) struct TableDefinition {
     /// The global secondary indexes.
     pub(crate) indexes: Vec<IndexDefinition>,
     /// The attribute native TTL is enabled on.
-    pub(crate) ttl: Option<&'static str>,
+    pub(crate) ttl: Option<String>,
 }
 
 /// A global secondary index, projecting `ALL`.
@@ -93,7 +93,7 @@ impl TableDefinition {
             hash: PK.to_owned(),
             range: Some(SK.to_owned()),
             indexes: Vec::new(),
-            ttl,
+            ttl: ttl.map(str::to_owned),
         }
     }
 
@@ -126,7 +126,7 @@ impl TableDefinition {
                     range: index.sort().map(|s| s.field().to_owned()),
                 })
                 .collect(),
-            ttl: None,
+            ttl: schema.ttl().map(str::to_owned),
         }
     }
 

@@ -157,7 +157,7 @@ fn render_terraform(out: &mut String, label: &str, table: &TableDefinition) {
         );
         let _ = writeln!(out, "  }}");
     }
-    if let Some(ttl) = table.ttl {
+    if let Some(ttl) = &table.ttl {
         let _ = writeln!(out, "\n  ttl {{");
         let _ = writeln!(out, "    attribute_name = {}", hcl_string(ttl));
         let _ = writeln!(out, "    enabled        = true");
@@ -246,7 +246,7 @@ fn cloudformation_table(table: &TableDefinition) -> Value {
                 .collect(),
         );
     }
-    if let Some(ttl) = table.ttl {
+    if let Some(ttl) = &table.ttl {
         properties.insert(
             "TimeToLiveSpecification".into(),
             json!({ "AttributeName": ttl, "Enabled": true }),

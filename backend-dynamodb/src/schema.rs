@@ -43,7 +43,7 @@ pub(crate) async fn ensure(client: &Client, tables: &[TableDefinition]) -> Resul
         record(&mut report, created, format!("table {:?}", table.name));
     }
     for table in tables {
-        if let Some(attribute) = table.ttl {
+        if let Some(attribute) = table.ttl.as_deref() {
             let enabled = enable_ttl(client, &table.name, attribute).await?;
             let object = format!("table {:?}: time to live on {attribute:?}", table.name);
             record(&mut report, enabled, object);
@@ -90,7 +90,7 @@ pub(crate) async fn differences(
         .into_iter()
         .map(difference)
         .collect();
-    if let Some(wanted) = table.ttl {
+    if let Some(wanted) = table.ttl.as_deref() {
         let (status, attribute) = ttl_of(client, &table.name).await?;
         if !ttl_on(status.as_ref()) {
             found.push(difference(format!(
@@ -210,7 +210,7 @@ pub(crate) fn check(table: &TableDefinition, description: &TableDescription) -> 
     }
 }
 
-fn ttl_on(status: Option<&TimeToLiveStatus>) -> bool {
+pub(crate) fn ttl_on(status: Option<&TimeToLiveStatus>) -> bool {
     matches!(
         status,
         Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
@@ -218,7 +218,7 @@ fn ttl_on(status: Option<&TimeToLiveStatus>) -> bool {
 }
 
 /// The table's TTL status and attribute.
-async fn ttl_of(
+pub(crate) async fn ttl_of(
     client: &Client,
     table: &str,
 ) -> Result<(Option<TimeToLiveStatus>, Option<String>)> {
@@ -233,7 +233,7 @@ async fn ttl_of(
 }
 
 /// Enables native TTL on `attribute` unless it is; true if this call enabled it.
-async fn enable_ttl(client: &Client, table: &str, attribute: &str) -> Result<bool> {
+pub(crate) async fn enable_ttl(client: &Client, table: &str, attribute: &str) -> Result<bool> {
     let (status, current) = ttl_of(client, table).await?;
     if ttl_on(status.as_ref()) {
         if current.as_deref() == Some(attribute) {

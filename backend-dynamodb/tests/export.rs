@@ -480,3 +480,29 @@ async fn migrate_reports_and_differences_are_found() {
     assert_eq!(second.created, Vec::<String>::new());
     assert_eq!(second.present, first.created);
 }
+
+#[test]
+fn a_table_whose_records_expire_renders_with_its_ttl() {
+    let sessions = TableSchema::builder("sessions", KeyDef::text("id"))
+        .ttl("expires_at")
+        .build()
+        .expect("schema");
+    let options = ExportOptions::default().prefix("app_").tables_only();
+    for format in [Format::CloudFormation, Format::Terraform] {
+        let tables = rendered_tables(format, &options, &[&sessions, &products()]);
+        let ttl_of = |name: &str| {
+            tables
+                .iter()
+                .find(|t| t["TableName"] == name)
+                .expect("rendered")
+                .get("TimeToLiveSpecification")
+                .cloned()
+        };
+        assert_eq!(
+            ttl_of("app_sessions"),
+            Some(json!({"AttributeName": "expires_at", "Enabled": true})),
+            "{format:?}"
+        );
+        assert_eq!(ttl_of("app_products"), None, "{format:?}");
+    }
+}

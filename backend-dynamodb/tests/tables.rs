@@ -13,7 +13,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType as DynamoKeyType, Projection, ProjectionType, ScalarAttributeType,
+    KeyType as DynamoKeyType, Projection, ProjectionType, ScalarAttributeType, TimeToLiveStatus,
 };
 use serde_json::{Value, json};
 use storekit_core::Error;
@@ -240,6 +240,63 @@ async fn a_filtered_page_and_a_patch_send_the_requests_they_need() {
             "{refused:?}"
         );
         assert_eq!(count("patch"), [1, 1], "a patch: one UpdateItem");
+    };
+    run.await;
+    store.drop_tables().await.expect("drop_tables");
+}
+
+#[tokio::test]
+async fn batches_and_expiring_records_send_the_requests_they_need() {
+    let Some(store) = store("batch").await else {
+        return;
+    };
+    let spans = Spans::global();
+    let schema = TableSchema::builder("batched", KeyDef::text("id"))
+        .ttl("expires_at")
+        .build()
+        .expect("valid schema");
+    let run = async {
+        store.ensure_table(&schema).await.expect("ensure_table");
+        let described = store
+            .client()
+            .describe_time_to_live()
+            .table_name(format!("{}batched", store.config().table_prefix()))
+            .send()
+            .await
+            .expect("describe_time_to_live")
+            .time_to_live_description
+            .expect("a description");
+        assert_eq!(described.attribute_name(), Some("expires_at"));
+        assert!(matches!(
+            described.time_to_live_status(),
+            Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+        ));
+        let count = |op: &str| spans.take(op, "batched");
+        spans.take("ensure_table", "batched");
+
+        let documents: Vec<Document> = (0..60)
+            .map(|i| doc(json!({"id": format!("r{i}"), "expires_at": 1})))
+            .collect();
+        let written = store.put_many(&schema, documents).await.expect("put_many");
+        assert!(written.iter().all(|r| r.version == 1));
+        assert_eq!(
+            count("put_many"),
+            [4],
+            "put_many of 60: one BatchGetItem for the versions, three BatchWriteItem of 25"
+        );
+        // Expired (at 1970-01-01T00:00:01) and never returned: a GetItem, checked after.
+        assert_eq!(store.get(&schema, &"r0".into()).await.expect("get"), None);
+        assert_eq!(count("get"), [1], "get: one GetItem");
+        let keys: Vec<RecordKey> = (0..60).map(|i| format!("r{i}").into()).collect();
+        store
+            .delete_many(&schema, &keys)
+            .await
+            .expect("delete_many");
+        assert_eq!(
+            count("delete_many"),
+            [3],
+            "delete_many of 60: three BatchWriteItem"
+        );
     };
     run.await;
     store.drop_tables().await.expect("drop_tables");

@@ -1,4 +1,6 @@
-//! Expired key-value rows are deleted by a background task that each store owns.
+//! Expired key-value rows, and the expired records of tables whose records expire
+//! ([`TableSchemaBuilder::ttl`](storekit_core::table::TableSchemaBuilder::ttl)), are deleted by
+//! a background task that each store owns (started by the first write of either).
 //!
 //! Reads never return an expired row, but without deletion a cache that is only written and
 //! read would grow for ever. A task started by the store's first key-value write wakes every
@@ -72,10 +74,10 @@ where
         };
         match purge(store).await {
             Ok(0) => {}
-            Ok(rows) => tracing::debug!(rows, "purged expired key-value items"),
+            Ok(rows) => tracing::debug!(rows, "purged expired key-value items and records"),
             Err(err) => tracing::warn!(
                 error = &err as &dyn std::error::Error,
-                "purging expired key-value items failed; retrying at the next tick"
+                "purging expired key-value items or records failed; retrying at the next tick"
             ),
         }
     }

@@ -1017,6 +1017,29 @@ impl Layout {
         b.finish()
     }
 
+    /// Deletes up to `batch` records expired at `now` (Unix seconds): what the background
+    /// purge runs until fewer are deleted. `None` for a table whose records do not expire.
+    /// The expiry test is the filter reads use (`expires_at <= now`, rendered for each
+    /// dialect), so that a record the purge leaves is one reads return.
+    pub(crate) fn purge_expired(&self, now: f64, batch: i64) -> Result<Option<Statement>> {
+        let Some(field) = self.schema.ttl() else {
+            return Ok(None);
+        };
+        let expired = storekit_core::table::Condition::le(field, serde_json::json!(now));
+        let columns = self.key_columns();
+        let mut b = self.builder(None);
+        b.sql("DELETE FROM ").sql(&self.table).sql(" WHERE (");
+        b.columns(columns).sql(") IN (SELECT ").columns(columns);
+        b.sql(" FROM ").sql(&self.table).sql(" WHERE 1 = 1");
+        filter::and_where(
+            &mut b,
+            &expired,
+            &storekit_core::table::expr::bytes_fields(&self.schema),
+        )?;
+        b.sql(" LIMIT ").bind(Param::Int(batch)).sql(")");
+        Ok(Some(b.finish()))
+    }
+
     /// How many records the table holds.
     pub(crate) fn count(&self) -> Statement {
         Statement {

@@ -102,3 +102,106 @@ async fn a_background_task_purges_expired_rows_on_postgres() -> storekit_core::R
     common::drop_schema(store.pool(), &schema).await?;
     purged
 }
+
+/// The records of a table whose records expire are purged too, by the same task: the table
+/// keeps only the live ones, whoever reads it.
+#[tokio::test]
+async fn a_background_task_purges_expired_records_on_sqlite() -> storekit_core::Result<()> {
+    use storekit_core::table::{Document, KeyDef, TableSchema, TableStore};
+
+    let config = SqliteConfig::memory().purge_interval(Some(TICK));
+    let store = SqliteStore::connect(&config).await?;
+    store.migrate().await?;
+    let schema = TableSchema::builder("sessions", KeyDef::text("id"))
+        .ttl("expires_at")
+        .build()?;
+    store.ensure_table(&schema).await?;
+    let doc = |id: String, expires_at: f64| -> Document {
+        let mut document = Document::new();
+        document.insert("id".into(), id.into());
+        document.insert("expires_at".into(), expires_at.into());
+        document
+    };
+    let now = storekit_core::time::now_seconds();
+    for chunk in 0..3 {
+        let batch = (0..1000)
+            .map(|i| doc(format!("old-{chunk}-{i}"), now - 10.0))
+            .collect();
+        store.put_many(&schema, batch).await?;
+    }
+    store.put(&schema, doc("live".into(), now + 3600.0)).await?;
+    // The records were written expired, so reads never saw them; the rows themselves go.
+    let rows = || async {
+        let dump = store.dump().await?;
+        Ok(dump.lines().filter(|l| l.contains("old-")).count())
+    };
+    eventually(0, rows).await?;
+    // Without the task, the same rows stay: the dump does list them.
+    let kept = SqliteStore::connect(&SqliteConfig::memory().purge_interval(None)).await?;
+    kept.migrate().await?;
+    kept.ensure_table(&schema).await?;
+    kept.put(&schema, doc("old-kept".into(), now - 10.0))
+        .await?;
+    tokio::time::sleep(TICK * 4).await;
+    assert_eq!(
+        kept.dump()
+            .await?
+            .lines()
+            .filter(|l| l.contains("old-kept"))
+            .count(),
+        1
+    );
+    let dump = store.dump().await?;
+    assert!(
+        dump.lines().any(|l| l.contains("live")),
+        "the dump lists the table's rows, and the live one stays"
+    );
+    assert_eq!(store.count(&schema).await?, 1);
+    Ok(())
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_background_task_purges_expired_records_on_postgres() -> storekit_core::Result<()> {
+    use storekit_core::table::{Document, KeyDef, TableSchema, TableStore};
+    use storekit_sql::{PostgresConfig, PostgresStore};
+
+    let Some(url) = common::postgres_url() else {
+        return Ok(());
+    };
+    let pg_schema = format!("purge_records_{}", std::process::id());
+    let config = PostgresConfig::from_url(&url)?
+        .schema(&pg_schema)
+        .purge_interval(Some(TICK));
+    let store = PostgresStore::connect(&config).await?;
+    store.migrate().await?;
+    let schema = TableSchema::builder("sessions", KeyDef::text("id"))
+        .ttl("expires_at")
+        .build()?;
+    store.ensure_table(&schema).await?;
+    let doc = |id: String, expires_at: f64| -> Document {
+        let mut document = Document::new();
+        document.insert("id".into(), id.into());
+        document.insert("expires_at".into(), expires_at.into());
+        document
+    };
+    let now = storekit_core::time::now_seconds();
+    for chunk in 0..3 {
+        let batch = (0..1000)
+            .map(|i| doc(format!("old-{chunk}-{i}"), now - 10.0))
+            .collect();
+        store.put_many(&schema, batch).await?;
+    }
+    store.put(&schema, doc("live".into(), now + 3600.0)).await?;
+    let purged = eventually(1, || async {
+        let dump = store.dump().await?;
+        Ok(dump
+            .lines()
+            .filter(|l| l.contains("old-") || l.contains("live"))
+            .count())
+    })
+    .await;
+    store.drop_tables().await?;
+    common::drop_schema(store.pool(), &pg_schema).await?;
+    purged
+}

@@ -144,12 +144,17 @@ pub struct Capabilities {
     /// `false` where the database expires items itself and `purge_expired` returns 0
     /// (DynamoDB's native TTL).
     pub purge_on_demand: bool,
+    /// `put_many` and `delete_many` on records are all or nothing (SQL and memory: one
+    /// transaction). `false` on DynamoDB, where they are `BatchWriteItem` calls of 25, or one
+    /// write per record on a table with unique indexes.
+    pub atomic_record_batches: bool,
 }
 
 impl Default for Capabilities {
     fn default() -> Self {
         Self {
             purge_on_demand: true,
+            atomic_record_batches: true,
         }
     }
 }
@@ -159,6 +164,13 @@ impl Capabilities {
     #[must_use]
     pub fn database_expires_items(mut self) -> Self {
         self.purge_on_demand = false;
+        self
+    }
+
+    /// Record batches are not atomic: a failed `put_many` may have written part of it.
+    #[must_use]
+    pub fn record_batches_not_atomic(mut self) -> Self {
+        self.atomic_record_batches = false;
         self
     }
 }

@@ -36,6 +36,7 @@ pub mod kv;
 pub mod load;
 pub mod model;
 pub mod observe;
+pub mod records;
 pub mod schema_edges;
 pub mod tables;
 pub mod transfer;
@@ -135,6 +136,14 @@ macro_rules! __with_cases {
                 patches_apply_every_action_or_none,
                 conditional_patches_change_nothing_when_refused,
                 concurrent_adds_to_one_counter_are_exact,
+            ];
+            records, Uuid, records: [
+                expired_records_are_never_read,
+                pages_stay_full_around_expired_records,
+                expired_records_free_their_key_and_unique_values,
+                records_expire_while_the_store_runs,
+                put_many_and_delete_many_round_trip,
+                a_failing_batch_is_all_or_nothing_where_atomic,
             ];
             tables, Uuid, tables: [
                 round_trip_and_versions,

@@ -41,7 +41,11 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
                 async move { dropped.drop_tables().await.expect("drop_tables") }.boxed()
             }),
         )
-        .with_capabilities(storekit_conformance::Capabilities::default().database_expires_items())
+        .with_capabilities(
+            storekit_conformance::Capabilities::default()
+                .database_expires_items()
+                .record_batches_not_atomic(),
+        )
         .with_tables(store.clone())
         .with_transfer(store),
     )

@@ -524,4 +524,15 @@ pub trait TableBackend: Backend {
         condition: Option<&Condition>,
         returning: Returning,
     ) -> Result<(u64, Option<Document>)>;
+
+    // Batches (issue 21, item 6).
+
+    /// Writes 1 to [`MAX_BATCH`](crate::table::MAX_BATCH) rows with distinct keys, as
+    /// [`TableBackend::put`] each (see [`crate::table::TableStore::put_many`] for the
+    /// atomicity each backend gives); returns their new versions in order.
+    async fn put_many(&self, schema: &TableSchema, rows: &[Row]) -> Result<Vec<u64>>;
+
+    /// Deletes the records at 1 to [`MAX_BATCH`](crate::table::MAX_BATCH) distinct keys;
+    /// missing ones are skipped.
+    async fn delete_many(&self, schema: &TableSchema, keys: &[RecordKey]) -> Result<()>;
 }

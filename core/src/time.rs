@@ -39,6 +39,14 @@ pub fn now_millis() -> i64 {
     Utc::now().timestamp_millis()
 }
 
+/// The current time in Unix seconds with its milliseconds: the clock records' expiries
+/// ([`crate::table::TableSchemaBuilder::ttl`]) are compared with, the same as kv's TTLs.
+#[must_use]
+#[allow(clippy::cast_precision_loss)] // Milliseconds since 1970 stay far below 2^53.
+pub fn now_seconds() -> f64 {
+    now_millis() as f64 / 1000.0
+}
+
 /// The deadline, in Unix milliseconds, of an item written now with `ttl`; `None` never expires.
 ///
 /// A zero TTL is refused: it would store an item that can never be read.

@@ -39,6 +39,7 @@
 //! (left by another client's write) is removed when a write meets it, in a transaction
 //! conditioned on that record as it was read.
 
+mod batch;
 mod filter;
 pub(crate) mod item;
 mod patch;
@@ -195,6 +196,16 @@ impl TableBackend for DynamoDbStore {
 
     async fn put(&self, schema: &TableSchema, row: &Row) -> Result<u64> {
         self.write_row(schema, row, write::Expect::Any).await
+    }
+
+    // Batches (issue 21, item 6).
+
+    async fn put_many(&self, schema: &TableSchema, rows: &[Row]) -> Result<Vec<u64>> {
+        self.put_rows(schema, rows).await
+    }
+
+    async fn delete_many(&self, schema: &TableSchema, keys: &[RecordKey]) -> Result<()> {
+        self.delete_records(schema, keys).await
     }
 
     async fn replace(&self, schema: &TableSchema, row: &Row, expected: u64) -> Result<()> {

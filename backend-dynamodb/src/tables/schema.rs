@@ -129,6 +129,7 @@ fn shape_of(
         sort,
         indexes,
         uniques: catalog.map(|c| c.uniques.clone()).unwrap_or_default(),
+        ttl: None,
     })
 }
 
@@ -258,7 +259,12 @@ impl DynamoDbStore {
             return Ok(None);
         };
         let catalog = self.read_catalog(schema).await?;
-        shape_of(schema, &table, &description, catalog.as_ref()).map(Some)
+        let mut shape = shape_of(schema, &table, &description, catalog.as_ref())?;
+        // DynamoDB's native TTL is the table's own setting: read it, so that a table whose
+        // TTL is off or on another attribute than declared is reported.
+        let (status, attribute) = crate::schema::ttl_of(&self.client, &table).await?;
+        shape.ttl = attribute.filter(|_| crate::schema::ttl_on(status.as_ref()));
+        Ok(Some(shape))
     }
 
     async fn description(&self, table: &str) -> Result<Option<TableDescription>> {
@@ -340,7 +346,12 @@ impl DynamoDbStore {
             Err(err) if err.code() == Some("ResourceInUseException") => {}
             Err(err) => return Err(error::sdk(err)),
         }
-        self.wait_ready(&table).await
+        self.wait_ready(&table).await?;
+        // Native TTL deletes expired records within days; reads leave them out meanwhile.
+        if let Some(ttl) = schema.ttl() {
+            crate::schema::enable_ttl(&self.client, &table, ttl).await?;
+        }
+        Ok(())
     }
 
     /// Builds the missing unique indexes from the records (first, so that a duplicate leaves

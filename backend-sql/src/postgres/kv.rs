@@ -23,11 +23,13 @@ const KEYS_PAGE: i64 = 10_000;
 
 impl PostgresStore {
     /// Starts the background purge of expired items, once (see `crate::purge`).
-    fn start_purger(&self) {
+    pub(super) fn start_purger(&self) {
         self.inner
             .purger
             .ensure_started(Arc::downgrade(&self.inner), |inner| async move {
-                PostgresStore { inner }.purge_all_expired().await
+                let store = PostgresStore { inner };
+                let items = store.purge_all_expired().await?;
+                Ok(items + store.purge_expired_records().await?)
             });
     }
 

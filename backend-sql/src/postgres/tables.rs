@@ -92,6 +92,48 @@ impl PostgresStore {
         self.inner.layouts.get(&self.inner.tables, schema)
     }
 
+    /// Deletes every expired record of every table whose records expire (the catalog says
+    /// which), a batch per statement so that no transaction runs long: the background
+    /// purge's part for tables.
+    pub(super) async fn purge_expired_records(&self) -> Result<u64> {
+        let rows = {
+            let mut conn = self.inner.pool.acquire().await.map_err(pg_error)?;
+            super::schema::catalog_rows(&mut conn, &self.inner.tables)
+                .await?
+                .unwrap_or_default()
+        };
+        let mut purged = 0;
+        for (name, shape) in rows {
+            let shape: TableShape =
+                serde_json::from_str(&shape).map_err(|e| Error::backend(BACKEND, e))?;
+            if shape.ttl.is_none() {
+                continue;
+            }
+            let layout = self.layout(&TableSchema::from_shape(&name, &shape)?)?;
+            loop {
+                let now = storekit_core::time::now_seconds();
+                let Some(statement) = layout.purge_expired(now, crate::purge::BATCH)? else {
+                    break;
+                };
+                let done = self
+                    .run(&layout, || query(&statement).execute(&self.inner.pool))
+                    .await?;
+                purged += done.rows_affected();
+                if done.rows_affected() < crate::purge::BATCH as u64 {
+                    break;
+                }
+            }
+        }
+        Ok(purged)
+    }
+
+    /// Starts the background purge for a table whose records expire.
+    fn purge_later(&self, schema: &TableSchema) {
+        if schema.ttl().is_some() {
+            self.start_purger();
+        }
+    }
+
     /// The shape the catalog holds for `name` (the catalog must exist).
     async fn read_shape(&self, conn: &mut PgConnection, name: &str) -> Result<Option<TableShape>> {
         let found = sqlx::query_as(sql(self.inner.catalog.read.clone()))
@@ -391,6 +433,7 @@ impl TableBackend for PostgresStore {
     }
 
     async fn insert(&self, schema: &TableSchema, row: &Row) -> Result<()> {
+        self.purge_later(schema);
         let layout = self.layout(schema)?;
         let statement = layout.insert(row, false)?;
         self.run(&layout, || query(&statement).execute(&self.inner.pool))
@@ -399,6 +442,7 @@ impl TableBackend for PostgresStore {
     }
 
     async fn put(&self, schema: &TableSchema, row: &Row) -> Result<u64> {
+        self.purge_later(schema);
         let layout = self.layout(schema)?;
         let statement = layout.insert(row, true)?;
         let row = self
@@ -411,6 +455,53 @@ impl TableBackend for PostgresStore {
             // The upsert leaves a record at the last version alone.
             None => next_version(MAX_VERSION),
         }
+    }
+
+    // Batches (issue 21, item 6).
+
+    async fn put_many(&self, schema: &TableSchema, rows: &[Row]) -> Result<Vec<u64>> {
+        self.purge_later(schema);
+        let layout = self.layout(schema)?;
+        let statements = rows
+            .iter()
+            .map(|row| layout.insert(row, true))
+            .collect::<Result<Vec<_>>>()?;
+        let fail = |err| table_error(err, &layout.primary_key);
+        // One transaction: every upsert or none.
+        self.within_deadline(async {
+            let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
+            let mut versions = Vec::with_capacity(statements.len());
+            for statement in &statements {
+                let row = query(statement)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(fail)?;
+                versions.push(match row {
+                    Some(row) => first_number(&row)?,
+                    None => next_version(MAX_VERSION)?,
+                });
+            }
+            tx.commit().await.map_err(pg_error)?;
+            Ok(versions)
+        })
+        .await
+    }
+
+    async fn delete_many(&self, schema: &TableSchema, keys: &[RecordKey]) -> Result<()> {
+        let layout = self.layout(schema)?;
+        let fail = |err| table_error(err, &layout.primary_key);
+        self.within_deadline(async {
+            let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
+            for key in keys {
+                query(&layout.delete(key, None))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(fail)?;
+            }
+            tx.commit().await.map_err(pg_error)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn replace(&self, schema: &TableSchema, row: &Row, expected: u64) -> Result<()> {

@@ -42,11 +42,13 @@ const BLOCKING_BYTES: usize = 1024 * 1024;
 
 impl SqliteStore {
     /// Starts the background purge of expired items, once (see `crate::purge`).
-    fn start_purger(&self) {
+    pub(super) fn start_purger(&self) {
         self.inner
             .purger
             .ensure_started(Arc::downgrade(&self.inner), |inner| async move {
-                SqliteStore { inner }.purge_all_expired().await
+                let store = SqliteStore { inner };
+                let items = store.purge_all_expired().await?;
+                Ok(items + store.purge_expired_records().await?)
             });
     }
 

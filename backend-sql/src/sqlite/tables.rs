@@ -305,6 +305,51 @@ impl SqliteStore {
         }
     }
 
+    /// Deletes every expired record of every table whose records expire (the catalog says
+    /// which), a batch per transaction so that writers take turns: the background purge's
+    /// part for tables.
+    pub(super) async fn purge_expired_records(&self) -> Result<u64> {
+        let tables = &self.inner.tables;
+        let rows = self
+            .inner
+            .conns
+            .read(|conn| super::schema::catalog_rows(conn, tables))
+            .await?
+            .unwrap_or_default();
+        let mut purged = 0;
+        for (name, shape) in rows {
+            let shape: TableShape =
+                serde_json::from_str(&shape).map_err(|e| Error::backend(BACKEND, e))?;
+            if shape.ttl.is_none() {
+                continue;
+            }
+            let layout = self.layout(&TableSchema::from_shape(&name, &shape)?).await?;
+            loop {
+                let now = storekit_core::time::now_seconds();
+                let Some(statement) = layout.purge_expired(now, crate::purge::BATCH)? else {
+                    break;
+                };
+                let deleted = self
+                    .inner
+                    .conns
+                    .write_grouped(move |conn| execute(conn, &statement))
+                    .await?;
+                purged += deleted as u64;
+                if (deleted as i64) < crate::purge::BATCH {
+                    break;
+                }
+            }
+        }
+        Ok(purged)
+    }
+
+    /// Starts the background purge for a table whose records expire.
+    fn purge_later(&self, schema: &TableSchema) {
+        if schema.ttl().is_some() {
+            self.start_purger();
+        }
+    }
+
     /// Runs a `SELECT version, document` statement expected to return up to `rows` records.
     async fn read_records(
         &self,
@@ -389,6 +434,7 @@ impl TableBackend for SqliteStore {
     }
 
     async fn insert(&self, schema: &TableSchema, row: &Row) -> Result<()> {
+        self.purge_later(schema);
         let statement = self.layout(schema).await?.insert(row, false)?;
         self.inner
             .conns
@@ -397,6 +443,7 @@ impl TableBackend for SqliteStore {
     }
 
     async fn put(&self, schema: &TableSchema, row: &Row) -> Result<u64> {
+        self.purge_later(schema);
         let statement = self.layout(schema).await?.insert(row, true)?;
         self.inner
             .conns
@@ -413,6 +460,62 @@ impl TableBackend for SqliteStore {
                     // The upsert leaves a record at the last version alone.
                     None => next_version(MAX_VERSION),
                 }
+            })
+            .await
+    }
+
+    // Batches (issue 21, item 6).
+
+    async fn put_many(&self, schema: &TableSchema, rows: &[Row]) -> Result<Vec<u64>> {
+        self.purge_later(schema);
+        let layout = self.layout(schema).await?;
+        let statements = rows
+            .iter()
+            .map(|row| layout.insert(row, true))
+            .collect::<Result<Vec<_>>>()?;
+        // One transaction, on the blocking pool (up to 1,000 statements): every upsert or none.
+        self.inner
+            .conns
+            .write_blocking(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sqlite_error)?;
+                let versions = statements
+                    .iter()
+                    .map(|statement| {
+                        let mut stmt = prepare(&tx, statement)?;
+                        let version =
+                            first_row(&mut stmt, params_from_iter(&statement.params), |row| {
+                                row.get::<_, i64>(0)
+                            })
+                            .map_err(table_error)?;
+                        match version {
+                            Some(version) => u64::try_from(version).map_err(|_| {
+                                Error::backend(BACKEND, "an upsert returned a negative version")
+                            }),
+                            None => next_version(MAX_VERSION),
+                        }
+                    })
+                    .collect::<Result<Vec<u64>>>()?;
+                tx.commit().map_err(sqlite_error)?;
+                Ok(versions)
+            })
+            .await
+    }
+
+    async fn delete_many(&self, schema: &TableSchema, keys: &[RecordKey]) -> Result<()> {
+        let layout = self.layout(schema).await?;
+        let statements: Vec<_> = keys.iter().map(|key| layout.delete(key, None)).collect();
+        self.inner
+            .conns
+            .write_blocking(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sqlite_error)?;
+                for statement in &statements {
+                    execute(&tx, statement)?;
+                }
+                tx.commit().map_err(sqlite_error)
             })
             .await
     }

@@ -124,6 +124,7 @@ impl Table {
         lag: bool,
     ) -> Result<u64> {
         let table = self;
+        table.purge_expired(schema, row, lag);
         {
             let current = table.rows.get(row.key()).map(|s| s.version);
             let version = match (expected, current) {
@@ -187,6 +188,36 @@ pub(super) enum Expect {
 }
 
 impl Table {
+    /// Deletes the expired records in a write's way: the one at its key and those holding its
+    /// unique values, so that the write sees them as absent (reads skip them in the layer).
+    fn purge_expired(&mut self, schema: &TableSchema, row: &Row, lag: bool) {
+        if schema.ttl().is_none() {
+            return;
+        }
+        let now = crate::time::now_seconds();
+        let mut doomed = vec![row.key().clone()];
+        for (index, values) in schema.uniques().iter().zip(row.uniques()) {
+            if let Some(values) = values
+                && let Some(holder) = self.uniques.get(index.name()).and_then(|h| h.get(values))
+            {
+                doomed.push(holder.clone());
+            }
+        }
+        for key in doomed {
+            if self
+                .rows
+                .get(&key)
+                .is_some_and(|stored| schema.is_expired(&stored.document, now))
+            {
+                self.release(&key);
+                self.rows.remove(&key);
+                if lag {
+                    self.pending.push_back((Instant::now(), key, None));
+                }
+            }
+        }
+    }
+
     /// Frees the unique values `key` holds.
     fn release(&mut self, key: &RecordKey) {
         if let Some(old) = self.rows.get(key) {
@@ -485,5 +516,44 @@ impl TableBackend for MemoryStore {
 
     async fn count(&self, schema: &TableSchema) -> Result<u64> {
         self.with_table(schema, |table| Ok(table.rows.len() as u64))
+    }
+
+    // Batches (issue 21, item 6).
+
+    async fn put_many(&self, schema: &TableSchema, rows: &[Row]) -> Result<Vec<u64>> {
+        let lag = !self.index_lag.is_zero();
+        self.with_table(schema, |table| {
+            // All or nothing under the one lock: on a refusal, the table as it was comes back.
+            let before = (
+                table.rows.clone(),
+                table.uniques.clone(),
+                table.pending.len(),
+            );
+            let written = rows
+                .iter()
+                .map(|row| table.write(schema, row, Expect::Any, lag))
+                .collect::<Result<Vec<_>>>();
+            if written.is_err() {
+                (table.rows, table.uniques) = (before.0, before.1);
+                table.pending.truncate(before.2);
+            }
+            written
+        })
+    }
+
+    async fn delete_many(&self, schema: &TableSchema, keys: &[RecordKey]) -> Result<()> {
+        let lag = !self.index_lag.is_zero();
+        self.with_table(schema, |table| {
+            for key in keys {
+                if table.rows.contains_key(key) {
+                    table.release(key);
+                    table.rows.remove(key);
+                    if lag {
+                        table.pending.push_back((Instant::now(), key.clone(), None));
+                    }
+                }
+            }
+            Ok(())
+        })
     }
 }

@@ -7,9 +7,10 @@ use async_trait::async_trait;
 
 use super::query::{self, fingerprint};
 use super::{
-    Change, Condition, Consistency, Document, IndexQuery, KeyDef, KeyValue, MissingIndexes, Order,
-    Patch, Patched, Position, Query, QueryPage, Record, RecordKey, Returning, Row, TableSchema,
-    TableStatus, TableStore, check_expected_version, next_version, same_table_name,
+    Change, Condition, Consistency, Document, IndexQuery, KeyDef, KeyValue, MAX_BATCH,
+    MissingIndexes, Order, Patch, Patched, Position, Query, QueryPage, Record, RecordKey,
+    Returning, Row, TableSchema, TableStatus, TableStore, check_expected_version, next_version,
+    same_table_name,
 };
 use crate::backend::TableBackend;
 use crate::trace::{Call, call_span};
@@ -44,6 +45,56 @@ fn about_key(schema: &TableSchema, key: &RecordKey) -> String {
         ),
         None => format!("table {:?}, key {:?}", schema.name(), key.partition),
     }
+}
+
+use crate::time::now_seconds as now_secs;
+
+/// `record`, unless it has expired: what every read returns.
+fn alive(schema: &TableSchema, record: Option<Record>, now: f64) -> Option<Record> {
+    record.filter(|record| !schema.is_expired(&record.document, now))
+}
+
+/// Most times a write retries after deleting expired records that stood in its way.
+const EXPIRED_RETRIES: u32 = 3;
+
+/// Deletes the expired records that hold `row`'s key (only when `key_too`: an insert) or one
+/// of its unique values, each at the version read so that a record rewritten meanwhile is
+/// left alone; `true` if any stood in the way. This is how every backend treats an expired
+/// record as absent for a write without a read on the ordinary path: only a write the
+/// database refused pays for it.
+async fn clear_expired<B: TableBackend>(
+    backend: &B,
+    schema: &TableSchema,
+    row: &Row,
+    key_too: bool,
+) -> Result<bool> {
+    let now = now_secs();
+    let mut holders = Vec::new();
+    if key_too && let Some(current) = TableBackend::get(backend, schema, row.key()).await? {
+        holders.push(current);
+    }
+    for (position, values) in row.uniques().iter().enumerate() {
+        if let Some(values) = values
+            && let Some(holder) =
+                TableBackend::get_by_unique(backend, schema, position, values).await?
+            && &holder.key != row.key()
+        {
+            holders.push(holder);
+        }
+    }
+    let mut cleared = false;
+    for holder in holders {
+        if !schema.is_expired(&holder.document, now) {
+            continue;
+        }
+        cleared = true;
+        match TableBackend::delete(backend, schema, &holder.key, Some(holder.version)).await {
+            // Gone already, or rewritten since: the retried write gets the database's answer.
+            Ok(_) | Err(Error::NotFound { .. } | Error::Conflict { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(cleared)
 }
 
 fn record(row: Row, version: u64) -> Record {
@@ -126,9 +177,24 @@ impl<B: TableBackend> TableStore for B {
             .run(
                 async {
                     let row = schema.row(document)?;
-                    TableBackend::insert(self, schema, &row)
-                        .await
-                        .map_err(|e| e.during("insert", || about_key(schema, row.key())))?;
+                    let mut attempt = 0;
+                    loop {
+                        match TableBackend::insert(self, schema, &row).await {
+                            Err(Error::AlreadyExists { .. })
+                                if schema.ttl().is_some()
+                                    && attempt < EXPIRED_RETRIES
+                                    && clear_expired(self, schema, &row, true).await? =>
+                            {
+                                attempt += 1;
+                            }
+                            result => {
+                                result.map_err(|e| {
+                                    e.during("insert", || about_key(schema, row.key()))
+                                })?;
+                                break;
+                            }
+                        }
+                    }
                     Ok(record(row, 1))
                 },
                 |_| None,
@@ -142,9 +208,23 @@ impl<B: TableBackend> TableStore for B {
             .run(
                 async {
                     let row = schema.row(document)?;
-                    let version = TableBackend::put(self, schema, &row)
-                        .await
-                        .map_err(|e| e.during("put", || about_key(schema, row.key())))?;
+                    let mut attempt = 0;
+                    let version = loop {
+                        match TableBackend::put(self, schema, &row).await {
+                            Err(Error::AlreadyExists { .. })
+                                if schema.ttl().is_some()
+                                    && attempt < EXPIRED_RETRIES
+                                    && clear_expired(self, schema, &row, false).await? =>
+                            {
+                                attempt += 1;
+                            }
+                            result => {
+                                break result.map_err(|e| {
+                                    e.during("put", || about_key(schema, row.key()))
+                                })?;
+                            }
+                        }
+                    };
                     Ok(record(row, version))
                 },
                 |_| None,
@@ -191,9 +271,12 @@ impl<B: TableBackend> TableStore for B {
                     let mut attempt = 0;
                     loop {
                         attempt += 1;
-                        let current = TableBackend::get(self, schema, key)
-                            .await?
-                            .ok_or(Error::NotFound { what: "record" })?;
+                        let current = alive(
+                            schema,
+                            TableBackend::get(self, schema, key).await?,
+                            now_secs(),
+                        )
+                        .ok_or(Error::NotFound { what: "record" })?;
                         let next = next_version(current.version)?;
                         let row = schema.row(change(current.document)?)?;
                         if row.key() != key {
@@ -244,7 +327,8 @@ impl<B: TableBackend> TableStore for B {
             .run(
                 async {
                     schema.check_key(key)?;
-                    TableBackend::get(self, schema, key).await
+                    let found = TableBackend::get(self, schema, key).await?;
+                    Ok(alive(schema, found, now_secs()))
                 },
                 |found| Some(usize::from(found.is_some())),
                 || about_key(schema, key),
@@ -271,7 +355,12 @@ impl<B: TableBackend> TableStore for B {
                     if keys.is_empty() {
                         return Ok(Vec::new());
                     }
-                    TableBackend::get_many(self, schema, keys).await
+                    let found = TableBackend::get_many(self, schema, keys).await?;
+                    let now = now_secs();
+                    Ok(found
+                        .into_iter()
+                        .map(|record| alive(schema, record, now))
+                        .collect())
                 },
                 |found| Some(found.iter().flatten().count()),
                 || about_table(schema),
@@ -284,6 +373,11 @@ impl<B: TableBackend> TableStore for B {
             .run(
                 async {
                     schema.check_key(key)?;
+                    if schema.ttl().is_some() {
+                        // Whether the record is alive is in its document: read it.
+                        let found = TableBackend::get(self, schema, key).await?;
+                        return Ok(alive(schema, found, now_secs()).is_some());
+                    }
                     TableBackend::contains(self, schema, key).await
                 },
                 |found| Some(usize::from(*found)),
@@ -317,7 +411,8 @@ impl<B: TableBackend> TableStore for B {
                         .iter()
                         .zip(values)
                         .try_for_each(|(def, value)| super::schema::check_value(def, value))?;
-                    TableBackend::get_by_unique(self, schema, position, values).await
+                    let found = TableBackend::get_by_unique(self, schema, position, values).await?;
+                    Ok(alive(schema, found, now_secs()))
                 },
                 |found| Some(usize::from(found.is_some())),
                 || format!("table {:?}, unique index {index:?}", schema.name()),
@@ -357,15 +452,34 @@ impl<B: TableBackend> TableStore for B {
                     let after = cursor
                         .map(|c| query::decode_cursor(&print, c, schema, None))
                         .transpose()?;
-                    let mut items =
-                        TableBackend::scan(self, schema, after.as_ref().map(|p| &p.key), limit + 1)
-                            .await?;
-                    // A scan's order is the backend's own, so only a repeat of the record the
-                    // cursor names can be seen: the least that keeps `scan_stream` from looping.
-                    if let Some(after) = &after
-                        && items.iter().any(|record| record.key == after.key)
-                    {
-                        return Err(not_advancing(self.system()));
+                    let now = now_secs();
+                    let mut from = after.map(|p| p.key);
+                    let mut items = Vec::new();
+                    // Expired records are skipped and more read in their place, so that a page
+                    // stays full.
+                    loop {
+                        let want = limit + 1 - items.len();
+                        let batch = TableBackend::scan(self, schema, from.as_ref(), want).await?;
+                        // A scan's order is the backend's own, so only a repeat of the record
+                        // the cursor names can be seen: the least that keeps `scan_stream`
+                        // from looping.
+                        if let Some(from) = &from
+                            && batch.iter().any(|record| &record.key == from)
+                        {
+                            return Err(not_advancing(self.system()));
+                        }
+                        let exhausted = batch.len() < want;
+                        if let Some(last) = batch.last() {
+                            from = Some(last.key.clone());
+                        }
+                        items.extend(
+                            batch
+                                .into_iter()
+                                .filter(|record| !schema.is_expired(&record.document, now)),
+                        );
+                        if exhausted || items.len() > limit {
+                            break;
+                        }
                     }
                     let more = items.len() > limit;
                     items.truncate(limit);
@@ -417,15 +531,140 @@ impl<B: TableBackend> TableStore for B {
             .await
     }
 
+    // Batches (issue 21, item 6).
+
+    async fn put_many(
+        &self,
+        schema: &TableSchema,
+        documents: Vec<Document>,
+    ) -> Result<Vec<Record>> {
+        call!(self, "put_many", schema)
+            .batch(documents.len())
+            .run(
+                async {
+                    check_batch("documents", documents.len())?;
+                    let rows = documents
+                        .into_iter()
+                        .map(|document| schema.row(document))
+                        .collect::<Result<Vec<_>>>()?;
+                    distinct_keys("documents", rows.iter().map(Row::key))?;
+                    if rows.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let mut attempt = 0;
+                    let versions = loop {
+                        match TableBackend::put_many(self, schema, &rows).await {
+                            // An expired record holding one of the batch's unique values: as
+                            // for `put`, deleted and the batch tried again.
+                            Err(refused @ Error::AlreadyExists { .. })
+                                if schema.ttl().is_some() && attempt < EXPIRED_RETRIES =>
+                            {
+                                attempt += 1;
+                                let mut cleared = false;
+                                for row in &rows {
+                                    cleared |= clear_expired(self, schema, row, false).await?;
+                                }
+                                if !cleared {
+                                    return Err(refused);
+                                }
+                            }
+                            result => break result?,
+                        }
+                    };
+                    if versions.len() != rows.len() {
+                        return Err(Error::backend(
+                            self.system(),
+                            "a batch returned another number of versions than it wrote",
+                        ));
+                    }
+                    Ok(rows
+                        .into_iter()
+                        .zip(versions)
+                        .map(|(row, v)| record(row, v))
+                        .collect())
+                },
+                |written| Some(written.len()),
+                || about_table(schema),
+            )
+            .await
+    }
+
+    async fn delete_many(&self, schema: &TableSchema, keys: &[RecordKey]) -> Result<()> {
+        call!(self, "delete_many", schema)
+            .batch(keys.len())
+            .run(
+                async {
+                    check_batch("keys", keys.len())?;
+                    keys.iter().try_for_each(|key| schema.check_key(key))?;
+                    distinct_keys("keys", keys.iter())?;
+                    if keys.is_empty() {
+                        return Ok(());
+                    }
+                    TableBackend::delete_many(self, schema, keys).await
+                },
+                |()| None,
+                || about_table(schema),
+            )
+            .await
+    }
+
     async fn count(&self, schema: &TableSchema) -> Result<u64> {
         call!(self, "count", schema)
             .run(
-                TableBackend::count(self, schema),
+                async {
+                    if schema.ttl().is_none() {
+                        return TableBackend::count(self, schema).await;
+                    }
+                    // Whether a record counts depends on its expiry, in its document: count
+                    // the live ones page by page, as a scan would return them.
+                    let now = now_secs();
+                    let (mut live, mut from) = (0u64, None::<RecordKey>);
+                    loop {
+                        let batch =
+                            TableBackend::scan(self, schema, from.as_ref(), query::MAX_PAGE)
+                                .await?;
+                        let exhausted = batch.len() < query::MAX_PAGE;
+                        live += batch
+                            .iter()
+                            .filter(|record| !schema.is_expired(&record.document, now))
+                            .count() as u64;
+                        match batch.last() {
+                            Some(last) if !exhausted => from = Some(last.key.clone()),
+                            _ => return Ok(live),
+                        }
+                    }
+                },
                 |_| None,
                 || about_table(schema),
             )
             .await
     }
+}
+
+/// At most [`MAX_BATCH`] items in one batch.
+fn check_batch(what: &'static str, len: usize) -> Result<()> {
+    if len > MAX_BATCH {
+        return Err(Error::invalid(
+            what,
+            format!("{len} in one batch, over the limit of {MAX_BATCH}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A key named twice in one batch has no one answer (DynamoDB refuses such a batch): refused
+/// on every backend.
+fn distinct_keys<'a>(what: &'static str, keys: impl Iterator<Item = &'a RecordKey>) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for key in keys {
+        if !seen.insert(key) {
+            return Err(Error::invalid(
+                what,
+                format!("the key {key:?} comes twice in one batch"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What a page whose records do not move past its cursor is: the database answered out of the
@@ -651,6 +890,12 @@ async fn run_query<B: TableBackend>(
         .transpose()?;
     let verify =
         query.verified && index.is_some() && backend.index_consistency() == Consistency::Eventual;
+    // Expired records are left out by the database, as a filter: pages stay full.
+    let now = now_secs();
+    let filter = match (schema.live_condition(now), &query.filter) {
+        (Some(live), Some(filter)) => Some(filter.clone().and(live)),
+        (live, filter) => live.or_else(|| filter.clone()),
+    };
     let mut found: Vec<(Record, Position)> = Vec::new();
     loop {
         let want = query.limit + 1 - found.len();
@@ -661,7 +906,7 @@ async fn run_query<B: TableBackend>(
             order: query.order,
             after: after.as_ref(),
             fetch: want,
-            filter: query.filter.as_ref(),
+            filter: filter.as_ref(),
         };
         let batch = backend.query(schema, &request).await?;
         let exhausted = batch.len() < want;
@@ -684,7 +929,7 @@ async fn run_query<B: TableBackend>(
         }
         after = batch.last().map(|(_, position)| position.clone());
         if verify {
-            batch = still_matching(backend, schema, query, index, batch).await?;
+            batch = still_matching(backend, schema, query, index, batch, now).await?;
         }
         found.extend(batch);
         if exhausted || found.len() > query.limit || !verify {
@@ -728,6 +973,7 @@ async fn still_matching<B: TableBackend>(
     query: &Query,
     index: Option<usize>,
     hits: Vec<(Record, Position)>,
+    at: f64,
 ) -> Result<Vec<(Record, Position)>> {
     let Some(index) = index.map(|i| &schema.indexes()[i]) else {
         return Ok(hits);
@@ -752,6 +998,7 @@ async fn still_matching<B: TableBackend>(
             .as_ref()
             .is_none_or(|filter| filter.matches(&now.document, &bytes_fields));
         let matches = meets_filter
+            && !schema.is_expired(&now.document, at)
             && partition.as_ref() == Some(&query.partition)
             && match (&query.sort, index.sort()) {
                 (Some(condition), Some(_)) => sort.as_ref().is_some_and(|s| condition.matches(s)),
@@ -868,6 +1115,12 @@ mod tests {
             returning: Returning,
         ) -> Result<(u64, Option<Document>)> {
             TableBackend::patch(&self.0, schema, key, patch, condition, returning).await
+        }
+        async fn put_many(&self, schema: &TableSchema, rows: &[Row]) -> Result<Vec<u64>> {
+            TableBackend::put_many(&self.0, schema, rows).await
+        }
+        async fn delete_many(&self, schema: &TableSchema, keys: &[RecordKey]) -> Result<()> {
+            TableBackend::delete_many(&self.0, schema, keys).await
         }
     }
 

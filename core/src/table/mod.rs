@@ -21,6 +21,40 @@
 //! [`expr`], on any document path, answered by every backend as the memory backend's evaluator
 //! answers it (DynamoDB's rules), with full pages and exact cursors.
 //!
+//! Records can expire ([`TableSchemaBuilder::ttl`]): an expired record is never returned by
+//! any read, counted, or held against a write of its key or unique values, on every backend,
+//! before the database deletes it (DynamoDB's native TTL, enabled by `ensure_table`). Several
+//! records are written or deleted at once with [`TableStore::put_many`] and
+//! [`TableStore::delete_many`]: one transaction on SQL and memory, `BatchWriteItem` of 25 on
+//! DynamoDB (not atomic past one call).
+//!
+//! ```
+//! # async fn run() -> storekit_core::Result<()> {
+//! use std::sync::Arc;
+//! use serde_json::json;
+//! use storekit_core::MemoryStore;
+//! use storekit_core::table::{KeyDef, RecordKey, TableSchema, TableStore};
+//!
+//! let store = MemoryStore::new();
+//! let sessions = TableSchema::builder("sessions", KeyDef::text("id"))
+//!     .ttl("expires_at")
+//!     .build()?;
+//! store.ensure_table(&sessions).await?;
+//! let doc = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
+//! store
+//!     .put_many(&sessions, vec![
+//!         doc(json!({"id": "old", "expires_at": 1})), // 1970: expired
+//!         doc(json!({"id": "new", "expires_at": 4_102_444_800_u64})), // 2100
+//!     ])
+//!     .await?;
+//! assert_eq!(store.get(&sessions, &RecordKey::new("old")).await?, None);
+//! assert_eq!(store.count(&sessions).await?, 1);
+//! store.delete_many(&sessions, &[RecordKey::new("new")]).await?;
+//! assert_eq!(store.count(&sessions).await?, 0);
+//! # Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(run()).unwrap();
+//! ```
+//!
 //! [`TableStore::index_consistency`] says which applies. Every write bumps the record's
 //! version; a version conflict is the database's answer to the write, never a read made
 //! before it.
@@ -337,7 +371,32 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
         condition: Option<&Condition>,
         returning: Returning,
     ) -> Result<Patched>;
+
+    // Batches (issue 21, item 6).
+
+    /// Writes up to [`MAX_BATCH`] records whether or not they exist, each at version 1 or one
+    /// more than before, as [`TableStore::put`] would; returns them in the order given. Two
+    /// documents with one key are [`InvalidInput`](crate::Error::InvalidInput) (`"documents"`),
+    /// as are more than [`MAX_BATCH`].
+    ///
+    /// Atomicity differs (the README's "What differs between backends"): on SQL and memory
+    /// the batch is one transaction, all or nothing. On DynamoDB it is one `BatchGetItem` per
+    /// 100 records (their versions) and one `BatchWriteItem` per 25, unprocessed items resent:
+    /// a failure can leave some records written, and a write to one of the records between
+    /// the read and the write is overwritten. A table with unique indexes cannot go through
+    /// `BatchWriteItem` (its markers need transactions): there each record is one
+    /// [`TableStore::put`], in order, and a failure stops the batch there.
+    async fn put_many(&self, schema: &TableSchema, documents: Vec<Document>)
+    -> Result<Vec<Record>>;
+
+    /// Deletes up to [`MAX_BATCH`] records by key; keys without a record are skipped. The same
+    /// atomicity as [`TableStore::put_many`]: one transaction on SQL and memory, `BatchWriteItem`
+    /// of 25 on DynamoDB (one delete per record on a table with unique indexes).
+    async fn delete_many(&self, schema: &TableSchema, keys: &[RecordKey]) -> Result<()>;
 }
+
+/// Most records one [`TableStore::put_many`] or [`TableStore::delete_many`] takes.
+pub const MAX_BATCH: usize = 1000;
 
 /// A shared table store.
 pub type DynTableStore = Arc<dyn TableStore>;

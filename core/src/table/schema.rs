@@ -266,6 +266,8 @@ struct Inner {
     computed: Vec<KeyDef>,
     /// Every distinct key field with its type, once, in declaration order.
     key_fields: Vec<(String, KeyType)>,
+    /// The top-level field holding the record's expiry, in Unix seconds.
+    ttl: Option<String>,
 }
 
 /// Builds a [`TableSchema`]; [`TableSchemaBuilder::build`] checks it.
@@ -276,9 +278,32 @@ pub struct TableSchemaBuilder {
     sort: Option<KeyDef>,
     indexes: Vec<QueryIndex>,
     uniques: Vec<UniqueIndex>,
+    ttl: Option<String>,
 }
 
 impl TableSchemaBuilder {
+    /// Makes records expire: `field` is a top-level field holding the time, in Unix seconds
+    /// (a number, fractions allowed), at and after which the record is gone. An expired record
+    /// is never returned by any read, counted, or held against an insert of its key or its
+    /// unique values, on every backend, even before the database deletes it (DynamoDB's
+    /// native TTL, enabled on this attribute, deletes within days; SQL and memory purge it).
+    /// A record without the field, or with a value that is not a number, never expires.
+    ///
+    /// ```
+    /// use storekit_core::table::{KeyDef, TableSchema};
+    ///
+    /// let sessions = TableSchema::builder("sessions", KeyDef::text("id"))
+    ///     .ttl("expires_at")
+    ///     .build()?;
+    /// assert_eq!(sessions.ttl(), Some("expires_at"));
+    /// # Ok::<(), storekit_core::Error>(())
+    /// ```
+    #[must_use]
+    pub fn ttl(mut self, field: impl Into<String>) -> Self {
+        self.ttl = Some(field.into());
+        self
+    }
+
     /// Gives the table a sort key.
     #[must_use]
     pub fn sort_key(mut self, sort: KeyDef) -> Self {
@@ -431,6 +456,22 @@ impl TableSchemaBuilder {
                 computed.push(key.clone());
             }
         }
+        if let Some(ttl) = &self.ttl {
+            check_field(ttl)?;
+            // Conditions name it as a path, and the records' expiry is a top-level field.
+            if ttl.contains(['.', '[', ']', '"']) {
+                return Err(bad(format!(
+                    "the ttl field {ttl:?} must be a top-level name without `.`, `[`, `]` or `\"`"
+                )));
+            }
+            if let Some((_, kind)) = key_fields.iter().find(|(field, _)| field == ttl) {
+                // A key is never removed or changed by a patch the way an expiry is, and a
+                // text key could not hold a number at all.
+                return Err(bad(format!(
+                    "the ttl field {ttl:?} is also a key field ({kind})"
+                )));
+            }
+        }
         Ok(TableSchema(Arc::new(Inner {
             name: self.name,
             partition: self.partition,
@@ -439,6 +480,7 @@ impl TableSchemaBuilder {
             uniques: self.uniques,
             computed,
             key_fields,
+            ttl: self.ttl,
         })))
     }
 }
@@ -482,7 +524,38 @@ impl TableSchema {
             sort: None,
             indexes: Vec::new(),
             uniques: Vec::new(),
+            ttl: None,
         }
+    }
+
+    /// The top-level field holding a record's expiry in Unix seconds, if records expire
+    /// ([`TableSchemaBuilder::ttl`]).
+    #[must_use]
+    pub fn ttl(&self) -> Option<&str> {
+        self.0.ttl.as_deref()
+    }
+
+    /// Whether `document` has expired at `now` (Unix seconds): its ttl field is a number at
+    /// or before `now`. Always `false` for a table without a ttl.
+    #[must_use]
+    pub fn is_expired(&self, document: &Document, now: f64) -> bool {
+        self.ttl()
+            .and_then(|field| document.get(field))
+            .and_then(serde_json::Value::as_f64)
+            .is_some_and(|at| at <= now)
+    }
+
+    /// The condition a record must meet to be alive at `now` (Unix seconds), in the expression
+    /// language every backend renders: not (ttl <= now). A missing field or one of another
+    /// type compares false, so such a record never expires, as in
+    /// [`TableSchema::is_expired`] and DynamoDB. `None` for a table without a ttl.
+    #[must_use]
+    pub fn live_condition(&self, now: f64) -> Option<super::Condition> {
+        let field = self.ttl()?;
+        Some(super::Condition::not(super::Condition::le(
+            super::Path::from(field),
+            serde_json::json!(now),
+        )))
     }
 
     /// The table's name.
@@ -683,6 +756,7 @@ impl TableSchema {
             sort: self.0.sort.as_ref().map(KeyDef::shape),
             indexes: self.0.indexes.iter().map(QueryIndex::shape).collect(),
             uniques: self.0.uniques.iter().map(UniqueIndex::shape).collect(),
+            ttl: self.0.ttl.clone(),
         }
     }
 
@@ -704,6 +778,9 @@ impl TableSchema {
         }
         for unique in &shape.uniques {
             builder = builder.unique(unique.name.clone(), unique.components.iter().map(def));
+        }
+        if let Some(ttl) = &shape.ttl {
+            builder = builder.ttl(ttl.clone());
         }
         builder.build()
     }
@@ -819,6 +896,10 @@ pub struct TableShape {
     pub indexes: Vec<IndexShape>,
     /// The unique indexes.
     pub uniques: Vec<UniqueShape>,
+    /// The field records expire by ([`TableSchemaBuilder::ttl`]), if any. Catalogs written
+    /// before TTLs existed read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
 }
 
 /// The indexes a schema declares that a live table lacks.
@@ -905,6 +986,18 @@ impl TableShape {
             if !declared.uniques.iter().any(|u| u.name == live.name) {
                 differences.push(format!("unique index {:?} is not declared", live.name));
             }
+        }
+        if self.ttl != declared.ttl {
+            differences.push(format!(
+                "records expire by {}, declared {}",
+                self.ttl
+                    .as_deref()
+                    .map_or("nothing".to_owned(), |f| format!("{f:?}")),
+                declared
+                    .ttl
+                    .as_deref()
+                    .map_or("nothing".to_owned(), |f| format!("{f:?}"))
+            ));
         }
         if differences.is_empty() {
             Ok(missing)
@@ -1008,6 +1101,58 @@ mod tests {
             many = many.index(format!("ix{i}"), KeyDef::text("a"), None);
         }
         assert!(refused(many));
+    }
+
+    #[test]
+    fn a_ttl_is_a_top_level_field_that_expires_records_at_or_before_now() {
+        let schema = TableSchema::builder("sessions", KeyDef::text("id"))
+            .ttl("expires_at")
+            .build()
+            .expect("valid");
+        let at = |value: serde_json::Value| doc(json!({"id": "a", "expires_at": value}));
+        assert!(schema.is_expired(&at(json!(100)), 100.0));
+        assert!(schema.is_expired(&at(json!(99.5)), 100.0));
+        assert!(!schema.is_expired(&at(json!(100.5)), 100.0));
+        assert!(
+            !schema.is_expired(&at(json!("100")), 1e12),
+            "not a number: never"
+        );
+        assert!(
+            !schema.is_expired(&doc(json!({"id": "a"})), 1e12),
+            "absent: never"
+        );
+        let live = schema.live_condition(100.0).expect("a condition");
+        assert!(live.matches(&at(json!(101)), &[]));
+        assert!(!live.matches(&at(json!(100)), &[]));
+        assert!(live.matches(&doc(json!({"id": "a"})), &[]));
+        assert_eq!(products().live_condition(100.0), None);
+        let refused = |b: TableSchemaBuilder| {
+            matches!(b.build(), Err(Error::InvalidInput { what: "schema", .. }))
+        };
+        assert!(refused(
+            TableSchema::builder("t_1", KeyDef::int("id")).ttl("id")
+        ));
+        assert!(refused(
+            TableSchema::builder("t_1", KeyDef::text("id")).ttl("a.b")
+        ));
+        assert!(refused(
+            TableSchema::builder("t_1", KeyDef::text("id")).ttl("")
+        ));
+        let mut live_shape = schema.shape();
+        live_shape.ttl = None;
+        let Err(Error::SchemaMismatch { differences, .. }) = live_shape.compare(&schema) else {
+            panic!("a table without the declared ttl is a mismatch");
+        };
+        assert_eq!(
+            differences,
+            ["records expire by nothing, declared \"expires_at\""]
+        );
+        assert_eq!(
+            TableSchema::from_shape("sessions", &schema.shape())
+                .expect("valid")
+                .ttl(),
+            Some("expires_at")
+        );
     }
 
     #[test]

@@ -290,6 +290,46 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
         self.store.count(&self.schema).await
     }
 
+    /// Writes up to [`MAX_BATCH`](super::MAX_BATCH) records whether or not they exist, and
+    /// returns them as stored, in order; see [`TableStore::put_many`] for what is atomic on
+    /// which backend.
+    ///
+    /// ```
+    /// # async fn run(carts: storekit_core::table::Table<serde_json::Value>) -> storekit_core::Result<()> {
+    /// use serde_json::json;
+    /// use storekit_core::table::RecordKey;
+    ///
+    /// let written = carts
+    ///     .put_many(&[json!({"id": "c1", "items": 2}), json!({"id": "c2", "items": 0})])
+    ///     .await?;
+    /// assert_eq!(written.len(), 2);
+    /// carts.delete_many(&[RecordKey::new("c1"), RecordKey::new("c2")]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn put_many(&self, records: &[T]) -> Result<Vec<Versioned<T>>> {
+        let (documents, stored): (Vec<Document>, Vec<T>) = records
+            .iter()
+            .map(|record| self.checked(record))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
+        let written = self.store.put_many(&self.schema, documents).await?;
+        Ok(stored
+            .into_iter()
+            .zip(written)
+            .map(|(record, written)| Versioned {
+                record,
+                version: written.version,
+            })
+            .collect())
+    }
+
+    /// Deletes up to [`MAX_BATCH`](super::MAX_BATCH) records by key; see
+    /// [`TableStore::delete_many`].
+    pub async fn delete_many(&self, keys: &[RecordKey]) -> Result<()> {
+        self.store.delete_many(&self.schema, keys).await
+    }
+
     /// The record as the document to store, and as it will read back once stored; a record
     /// that would not read back as `T` is refused here, before anything is written.
     fn checked(&self, record: &T) -> Result<(Document, T)> {
