@@ -262,6 +262,8 @@ pub async fn bad_conditions_are_invalid_input(f: &Fixture) {
         Condition::eq("_storekit_version", 1),
         Condition::eq("n", 1e200),
         Condition::And(Vec::new()),
+        Condition::gt("n", 1),
+        Condition::eq("p", "t"),
     ] {
         let result = store
             .query(&schema, &Query::table("t").filter(bad.clone()))

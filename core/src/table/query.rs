@@ -472,6 +472,27 @@ pub(crate) fn check(schema: &TableSchema, query: &Query) -> Result<Option<usize>
     check_value(partition, &query.partition)?;
     if let Some(filter) = &query.filter {
         filter.check(schema)?;
+        // DynamoDB filters only what the key condition does not decide: a filter on the
+        // table's key, or on the queried index's, is refused there, so it is refused here.
+        let keys: Vec<&str> = [Some(schema.partition()), schema.sort(), Some(partition), sort]
+            .into_iter()
+            .flatten()
+            .map(KeyDef::field)
+            .collect();
+        let mut on_key = None;
+        filter.visit_paths(&mut |path| {
+            if on_key.is_none() && keys.contains(&path.field()) {
+                on_key = Some(path.field().to_owned());
+            }
+        });
+        if let Some(field) = on_key {
+            return Err(Error::invalid(
+                "condition",
+                format!(
+                    "a filter cannot test the key field {field:?} of the table or the queried                      index: use the partition and sort condition"
+                ),
+            ));
+        }
     }
     match (&query.sort, sort) {
         (Some(condition), Some(def)) => condition.check(def)?,
