@@ -1,6 +1,7 @@
 //! The storekit conformance suite: the contract every backend keeps.
 //!
 //! The cases are plain `pub async fn`s in [`users`], [`kv`], [`tables`], [`edges`],
+//! [`expressions`], [`transactions`],
 //! [`transfer`], [`input`], [`load`], [`observe`] and [`model`] that take a [`Fixture`] (fresh, empty
 //! stores) and fail by panicking. A backend runs them in one of two ways:
 //!
@@ -36,6 +37,7 @@ pub mod load;
 pub mod model;
 pub mod observe;
 pub mod tables;
+pub mod transactions;
 pub mod transfer;
 pub mod users;
 
@@ -130,6 +132,11 @@ macro_rules! __with_cases {
                 patches_apply_every_action_or_none,
                 conditional_patches_change_nothing_when_refused,
                 concurrent_adds_to_one_counter_are_exact,
+            ];
+            transactions, Uuid, transactions: [
+                conditional_puts_write_only_when_the_condition_holds,
+                conditional_deletes_delete_only_when_the_condition_holds,
+                concurrent_conditional_creates_have_one_winner,
             ];
             tables, Uuid, tables: [
                 round_trip_and_versions,

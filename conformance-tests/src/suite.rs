@@ -42,7 +42,7 @@ pub enum Suite {
     /// The user, OAuth account and access token cases, with both id kinds: for a store that
     /// implements only the user traits (the fixture's `kv` is not used).
     Users,
-    /// The tables cases, `tables`, `edges` and `expressions`: for a store that implements `TableStore` (give
+    /// The tables cases, `tables`, `edges`, `expressions` and `transactions`: for a store that implements `TableStore` (give
     /// the fixture one with `Fixture::with_tables`, and its transfer store with
     /// `Fixture::with_transfer`, which the `edges` case on versions imports records through).
     Tables,
@@ -55,7 +55,10 @@ impl Suite {
         match self {
             Self::Kv => case.group == "kv",
             Self::Users => case.group.starts_with("users_"),
-            Self::Tables => matches!(case.group, "tables" | "edges" | "expressions"),
+            Self::Tables => matches!(
+                case.group,
+                "tables" | "edges" | "expressions" | "transactions"
+            ),
             Self::All => true,
         }
     }

@@ -140,6 +140,22 @@ fn at_version(schema: &TableSchema, version: u64) -> Condition {
     p.condition(expression)
 }
 
+/// The record is as a conditional write saw it (absent, or at `version`) and the caller's
+/// condition holds on it: a refusal of this condition with the record still so means the
+/// caller's condition failed.
+fn guarded(schema: &TableSchema, version: Option<u64>, guard: &DocCondition) -> Result<Condition> {
+    let mut p = Placeholders::default();
+    let base = match version {
+        Some(version) => version_clause(&mut p, schema, version),
+        None => format!(
+            "attribute_not_exists({})",
+            p.name(schema.partition().field())
+        ),
+    };
+    let expression = format!("{base} AND ({})", filter::render(guard, &mut p)?);
+    Ok(p.condition(expression))
+}
+
 fn version_clause(p: &mut Placeholders, schema: &TableSchema, version: u64) -> String {
     let v = p.name(item::VERSION);
     if version == 0 {
@@ -250,6 +266,28 @@ impl TableBackend for DynamoDbStore {
         returning: Returning,
     ) -> Result<(u64, Option<Document>)> {
         self.patch_record(schema, key, patch, condition, returning)
+            .await
+    }
+    // Conditional writes (issue 21, item 5).
+
+    async fn put_if(
+        &self,
+        schema: &TableSchema,
+        row: &Row,
+        condition: &DocCondition,
+        existing: bool,
+    ) -> Result<u64> {
+        self.write_row_if(schema, row, write::Expect::Any, Some(condition), existing)
+            .await
+    }
+
+    async fn delete_if(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        condition: &DocCondition,
+    ) -> Result<bool> {
+        self.delete_record_if(schema, key, None, Some(condition))
             .await
     }
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{CachedStatement, Connection, ToSql, TransactionBehavior, params_from_iter};
 use storekit_core::backend::TableBackend;
-use storekit_core::table::patch::{patch_row, returned};
+use storekit_core::table::patch::{condition_holds, patch_row, returned};
 use storekit_core::table::{
     Condition, Document, IndexQuery, KeyValue, MAX_VERSION, MissingIndexes, Patch, Record,
     RecordKey, Returning, Row, TableSchema, TableShape, next_version,
@@ -463,6 +463,65 @@ impl TableBackend for SqliteStore {
                 Ok(count
                     .and_then(|n| u64::try_from(n).ok())
                     .unwrap_or_default())
+            })
+            .await
+    }
+    // Conditional writes (issue 21, item 5): read, checked and written on the one writer in
+    // one savepoint, so nothing can come between the check and the write.
+
+    async fn put_if(
+        &self,
+        schema: &TableSchema,
+        row: &Row,
+        condition: &Condition,
+        existing: bool,
+    ) -> Result<u64> {
+        let layout = self.layout(schema)?;
+        let read = layout.get(row.key());
+        let (schema, row, condition) = (schema.clone(), row.clone(), condition.clone());
+        self.inner
+            .conns
+            .write_grouped(move |conn| {
+                let current = one_record(conn, &layout, &read)?;
+                if existing && current.is_none() {
+                    return Err(Error::NotFound { what: "record" });
+                }
+                condition_holds(&schema, current.as_ref(), &condition)?;
+                let (write, version) = match &current {
+                    None => (layout.insert(&row, false)?, 1),
+                    Some(current) => (
+                        layout.replace(&row, current.version)?,
+                        next_version(current.version)?,
+                    ),
+                };
+                if execute(conn, &write)? == 0 {
+                    return Err(Error::backend(BACKEND, "a conditional write changed no row"));
+                }
+                Ok(version)
+            })
+            .await
+    }
+
+    async fn delete_if(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        condition: &Condition,
+    ) -> Result<bool> {
+        let layout = self.layout(schema)?;
+        let read = layout.get(key);
+        let key = key.clone();
+        let (schema, condition) = (schema.clone(), condition.clone());
+        self.inner
+            .conns
+            .write_grouped(move |conn| {
+                let current = one_record(conn, &layout, &read)?;
+                condition_holds(&schema, current.as_ref(), &condition)?;
+                let Some(current) = current else {
+                    return Ok(false);
+                };
+                let delete = layout.delete(&key, Some(current.version));
+                Ok(execute(conn, &delete)? > 0)
             })
             .await
     }

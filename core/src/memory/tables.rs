@@ -482,4 +482,46 @@ impl TableBackend for MemoryStore {
     async fn count(&self, schema: &TableSchema) -> Result<u64> {
         self.with_table(schema, |table| Ok(table.rows.len() as u64))
     }
+    // Conditional writes (issue 21, item 5): checked and written under the table's lock.
+
+    async fn put_if(
+        &self,
+        schema: &TableSchema,
+        row: &Row,
+        condition: &Condition,
+        existing: bool,
+    ) -> Result<u64> {
+        let lag = !self.index_lag.is_zero();
+        self.with_table(schema, |table| {
+            let current = table.rows.get(row.key()).map(|s| s.record(row.key()));
+            if existing && current.is_none() {
+                return Err(Error::NotFound { what: "record" });
+            }
+            crate::table::patch::condition_holds(schema, current.as_ref(), condition)?;
+            let expected = current.map_or(Expect::Absent, |c| Expect::Version(c.version));
+            table.write(schema, row, expected, lag)
+        })
+    }
+
+    async fn delete_if(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        condition: &Condition,
+    ) -> Result<bool> {
+        let lag = !self.index_lag.is_zero();
+        self.with_table(schema, |table| {
+            let current = table.rows.get(key).map(|s| s.record(key));
+            crate::table::patch::condition_holds(schema, current.as_ref(), condition)?;
+            if current.is_none() {
+                return Ok(false);
+            }
+            table.release(key);
+            table.rows.remove(key);
+            if lag {
+                table.pending.push_back((Instant::now(), key.clone(), None));
+            }
+            Ok(true)
+        })
+    }
 }

@@ -419,6 +419,73 @@ impl<B: TableBackend> TableStore for B {
             )
             .await
     }
+    // Conditional writes (issue 21, item 5).
+
+    async fn put_if(
+        &self,
+        schema: &TableSchema,
+        document: Document,
+        condition: &Condition,
+    ) -> Result<Record> {
+        call!(self, "put_if", schema)
+            .run(
+                put_if(self, schema, document, condition, false),
+                |_| None,
+                || about_table(schema),
+            )
+            .await
+    }
+
+    async fn replace_if(
+        &self,
+        schema: &TableSchema,
+        document: Document,
+        condition: &Condition,
+    ) -> Result<Record> {
+        call!(self, "replace_if", schema)
+            .run(
+                put_if(self, schema, document, condition, true),
+                |_| None,
+                || about_table(schema),
+            )
+            .await
+    }
+
+    async fn delete_if(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        condition: &Condition,
+    ) -> Result<bool> {
+        call!(self, "delete_if", schema)
+            .run(
+                async {
+                    schema.check_key(key)?;
+                    condition.check(schema)?;
+                    TableBackend::delete_if(self, schema, key, condition).await
+                },
+                |deleted| Some(usize::from(*deleted)),
+                || about_key(schema, key),
+            )
+            .await
+    }
+}
+
+/// `put_if` and `replace_if` (`existing`): the checks, then the backend's conditional write.
+async fn put_if<B: TableBackend>(
+    backend: &B,
+    schema: &TableSchema,
+    document: Document,
+    condition: &Condition,
+    existing: bool,
+) -> Result<Record> {
+    let row = schema.row(document)?;
+    condition.check(schema)?;
+    let op = if existing { "replace_if" } else { "put_if" };
+    let version = TableBackend::put_if(backend, schema, &row, condition, existing)
+        .await
+        .map_err(|e| e.during(op, || about_key(schema, row.key())))?;
+    Ok(record(row, version))
 }
 
 /// What a page whose records do not move past its cursor is: the database answered out of the
@@ -693,6 +760,23 @@ mod tests {
             returning: Returning,
         ) -> Result<(u64, Option<Document>)> {
             TableBackend::patch(&self.0, schema, key, patch, condition, returning).await
+        }
+        async fn put_if(
+            &self,
+            schema: &TableSchema,
+            row: &Row,
+            condition: &Condition,
+            existing: bool,
+        ) -> Result<u64> {
+            TableBackend::put_if(&self.0, schema, row, condition, existing).await
+        }
+        async fn delete_if(
+            &self,
+            schema: &TableSchema,
+            key: &RecordKey,
+            condition: &Condition,
+        ) -> Result<bool> {
+            TableBackend::delete_if(&self.0, schema, key, condition).await
         }
     }
 

@@ -306,6 +306,44 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
         condition: Option<&Condition>,
         returning: Returning,
     ) -> Result<Patched>;
+
+    // Conditional writes (issue 21, item 5).
+
+    /// [`put`](TableStore::put), only if `condition` holds on the record as stored; when there
+    /// is no record, the condition is evaluated on an empty document, as DynamoDB does
+    /// (`not_exists` holds, a comparison fails). A failed condition is
+    /// [`Conflict`](crate::Error::Conflict) with `what` `"condition"` (`expected` and
+    /// `actual` the stored version, 0 when there is no record) and nothing is written. The
+    /// database decides it in the write: one conditional `PutItem` (or `TransactWriteItems`)
+    /// on DynamoDB, one transaction holding the row on SQL, one lock on memory.
+    async fn put_if(
+        &self,
+        schema: &TableSchema,
+        document: Document,
+        condition: &Condition,
+    ) -> Result<Record>;
+
+    /// Overwrites the record if it exists ([`NotFound`](crate::Error::NotFound) otherwise) and
+    /// `condition` holds on it ([`Conflict`](crate::Error::Conflict), `"condition"`,
+    /// otherwise); nothing is written when it fails. See [`TableStore::put_if`].
+    async fn replace_if(
+        &self,
+        schema: &TableSchema,
+        document: Document,
+        condition: &Condition,
+    ) -> Result<Record>;
+
+    /// Deletes the record if `condition` holds on it; `false` if there was no record and the
+    /// condition holds on an empty document (`not_exists`), and
+    /// [`Conflict`](crate::Error::Conflict) (`"condition"`) when it does not hold, with
+    /// nothing deleted. One conditional `DeleteItem` on DynamoDB for a table without unique
+    /// indexes.
+    async fn delete_if(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        condition: &Condition,
+    ) -> Result<bool>;
 }
 
 /// A shared table store.
