@@ -26,6 +26,8 @@
 //! | `put` | as `insert`; if the record exists, the refused write returns it and a second write is conditioned on its version, moving the markers whose values change |
 //! | `replace` | PutItem conditioned on the version and, with unique indexes, on still holding the new unique values; otherwise the refused write returns the old item and one TransactWriteItems moves the markers |
 //! | `delete` | DeleteItem (conditioned on the version, if given); with unique indexes, GetItem and then one TransactWriteItems with the markers (DeleteItem if the record holds none) |
+//! | `put_if`, `replace_if` | as `put`, the caller's condition joined to the record's own; a refusal whose returned item fails the condition is the answer, so a refused create-only `put_if` is one PutItem. `replace_if` first reads the record (GetItem), since it must never create one |
+//! | `delete_if` | DeleteItem with the caller's condition; with unique indexes, as `delete`, conditioned on the version read and the caller's condition |
 //! | `get`, `contains` | GetItem, consistent |
 //! | `get_many` | BatchGetItem per 100 distinct keys, consistent |
 //! | `get_by_unique` | GetItem of the marker, GetItem of the record, both consistent |

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{
 };
 use storekit_core::table::patch::condition_holds;
 use storekit_core::table::{
-    Condition as DocCondition, KeyValue, RecordKey, Row, TableSchema, next_version,
+    Condition as DocCondition, KeyValue, Record, RecordKey, Row, TableSchema, next_version,
 };
 use storekit_core::{Error, Result};
 
@@ -216,7 +216,7 @@ impl DynamoDbStore {
                 Outcome::ConditionFailed { index, item } => (index, item),
             };
             let informed = !matches!(known, Known::Guess);
-            if let (Some(_), Some(Role::Record)) = (guard, roles.get(index)) {
+            if let (Some(guard), Some(Role::Record)) = (guard, roles.get(index)) {
                 let now = stored
                     .as_ref()
                     .map(|stored| item::version_of(stored, &table))
@@ -229,6 +229,21 @@ impl DynamoDbStore {
                         expected: version,
                         actual: version,
                     });
+                }
+                // Otherwise the record was not as expected (a first guess, or a race); the
+                // refusal holds it as it was then, and a guard failing on that is the answer,
+                // without a second write.
+                match &stored {
+                    Some(stored) => {
+                        let current = Record {
+                            key: row.key().clone(),
+                            version: now.unwrap_or(0),
+                            document: item::document(stored, &table)?,
+                        };
+                        condition_holds(schema, Some(&current), guard)?;
+                    }
+                    None if !existing => condition_holds(schema, None, guard)?,
+                    None => {}
                 }
             }
             match (roles.get(index).copied(), expect) {
