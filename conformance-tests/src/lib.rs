@@ -137,6 +137,10 @@ macro_rules! __with_cases {
                 conditional_puts_write_only_when_the_condition_holds,
                 conditional_deletes_delete_only_when_the_condition_holds,
                 concurrent_conditional_creates_have_one_winner,
+                a_transaction_across_tables_commits,
+                a_transaction_failing_on_its_last_action_leaves_nothing,
+                transactions_over_the_limit_are_refused,
+                concurrent_transactions_sell_exactly_the_stock,
             ];
             tables, Uuid, tables: [
                 round_trip_and_versions,

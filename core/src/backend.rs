@@ -523,4 +523,10 @@ pub trait TableBackend: Backend {
         key: &RecordKey,
         condition: &Condition,
     ) -> Result<bool>;
+    // Transactions (issue 21, item 7).
+
+    /// Applies checked steps all together or not at all; a failed one is
+    /// [`Error::TransactionFailed`](crate::Error::TransactionFailed) with its index, its own
+    /// error as [`crate::table::transact::Step::resolve`] gives it.
+    async fn transact(&self, steps: &[crate::table::transact::Step]) -> Result<()>;
 }

@@ -46,6 +46,7 @@ mod item;
 mod patch;
 mod read;
 mod schema;
+mod transact;
 mod unique;
 pub(crate) mod write;
 
@@ -291,6 +292,11 @@ impl TableBackend for DynamoDbStore {
     ) -> Result<bool> {
         self.delete_record_if(schema, key, None, Some(condition))
             .await
+    }
+    // Transactions (issue 21, item 7).
+
+    async fn transact(&self, steps: &[storekit_core::table::transact::Step]) -> Result<()> {
+        self.transact_steps(steps).await
     }
 }
 

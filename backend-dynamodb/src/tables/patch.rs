@@ -24,26 +24,14 @@ use crate::error;
 /// Attempts of a patch made by reading and replacing before a lost race is returned.
 const REPLACE_ATTEMPTS: u32 = 100;
 
-impl DynamoDbStore {
-    pub(super) async fn patch_record(
-        &self,
-        schema: &TableSchema,
-        key: &RecordKey,
-        patch: &Patch,
-        condition: Option<&Condition>,
-        returning: Returning,
-    ) -> Result<(u64, Option<Document>)> {
-        let unique_fields: Vec<&str> = schema
-            .uniques()
-            .iter()
-            .flat_map(|u| u.components().iter().map(|c| c.field()))
-            .collect();
-        if schema.has_computed_keys() || patch.fields().iter().any(|f| unique_fields.contains(f)) {
-            return self
-                .patch_by_replace(schema, key, patch, condition, returning)
-                .await;
-        }
-        let table = self.table_name(schema);
+
+/// A patch as one update expression and its condition (the record exists, is below the last
+/// version, and `condition` holds), with their placeholders.
+pub(super) fn update_parts(
+    schema: &TableSchema,
+    patch: &Patch,
+    condition: Option<&Condition>,
+) -> Result<(Placeholders, String, String)> {
         let mut p = Placeholders::default();
         let mut sets = Vec::new();
         let mut removes = Vec::new();
@@ -98,6 +86,30 @@ impl DynamoDbStore {
         if let Some(condition) = condition {
             guard = format!("{guard} AND ({})", filter::render(condition, &mut p)?);
         }
+    Ok((p, expression, guard))
+}
+
+impl DynamoDbStore {
+    pub(super) async fn patch_record(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        patch: &Patch,
+        condition: Option<&Condition>,
+        returning: Returning,
+    ) -> Result<(u64, Option<Document>)> {
+        let unique_fields: Vec<&str> = schema
+            .uniques()
+            .iter()
+            .flat_map(|u| u.components().iter().map(|c| c.field()))
+            .collect();
+        if schema.has_computed_keys() || patch.fields().iter().any(|f| unique_fields.contains(f)) {
+            return self
+                .patch_by_replace(schema, key, patch, condition, returning)
+                .await;
+        }
+        let table = self.table_name(schema);
+        let (p, expression, guard) = update_parts(schema, patch, condition)?;
         let output = self
             .client
             .update_item()

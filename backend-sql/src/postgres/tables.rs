@@ -11,6 +11,7 @@ use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, Postgres, Row as _, SqlSafeStr as _};
 use storekit_core::backend::TableBackend;
 use storekit_core::table::patch::{condition_holds, patch_row, returned};
+use storekit_core::table::transact::{Resolved, Step, failed};
 use storekit_core::table::{
     Condition, Document, IndexQuery, KeyType, KeyValue, MAX_VERSION, MissingIndexes, Patch, Record,
     RecordKey, Returning, Row, TableSchema, TableShape, next_version,
@@ -545,6 +546,40 @@ impl TableBackend for PostgresStore {
         })
         .await
     }
+
+    // Transactions (issue 21, item 7): one database transaction, each record read `FOR
+    // UPDATE` before its step is resolved and written; a failed step rolls it all back.
+
+    async fn transact(&self, steps: &[Step]) -> Result<()> {
+        let planned = steps
+            .iter()
+            .map(|step| Ok((step, self.layout(&step.schema)?)))
+            .collect::<Result<Vec<_>>>()?;
+        for _ in 0..VERSIONED_ATTEMPTS {
+            let done = self
+                .within_deadline(async {
+                    let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
+                    for (index, (step, layout)) in planned.iter().enumerate() {
+                        apply_step(&mut tx, layout, step)
+                            .await
+                            .map_err(|e| failed(index, e))?;
+                    }
+                    tx.commit().await.map_err(pg_error)
+                })
+                .await;
+            match done {
+                // An insert over no record met one another transaction inserted since: there
+                // was no row to lock. Resolve every step again.
+                Err(Error::TransactionFailed { source, .. })
+                    if matches!(*source, Error::AlreadyExists { what: "record" }) => {}
+                other => return other,
+            }
+        }
+        Err(Error::unavailable(
+            BACKEND,
+            "records kept being inserted during a transaction",
+        ))
+    }
 }
 
 /// What `storekit copy` reads and writes of the tables store.
@@ -589,4 +624,26 @@ fn locked_read(layout: &Layout, key: &RecordKey) -> Statement {
     let mut read = layout.get(key);
     read.sql = format!("{} FOR UPDATE", read.sql).into();
     read
+}
+
+/// One step of a transaction: the record read and locked, the step resolved on it, its write
+/// made.
+async fn apply_step(conn: &mut PgConnection, layout: &Layout, step: &Step) -> Result<()> {
+    let fail = |err| table_error(err, &layout.primary_key);
+    let found = query(&locked_read(layout, step.key()))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(fail)?;
+    let current = found.map(|r| record_of(layout, &r)).transpose()?;
+    let write = match step.resolve(current.as_ref())? {
+        Resolved::Insert(row) => layout.insert(&row, false)?,
+        Resolved::Replace(row, version) => layout.replace(&row, version)?,
+        Resolved::Delete(key, version) => layout.delete(&key, Some(version)),
+        _ => return Ok(()),
+    };
+    let done = query(&write).execute(&mut *conn).await.map_err(fail)?;
+    if done.rows_affected() == 0 {
+        return Err(Error::backend(BACKEND, "a transaction's write changed no row"));
+    }
+    Ok(())
 }

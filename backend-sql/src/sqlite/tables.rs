@@ -10,6 +10,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{CachedStatement, Connection, ToSql, TransactionBehavior, params_from_iter};
 use storekit_core::backend::TableBackend;
 use storekit_core::table::patch::{condition_holds, patch_row, returned};
+use storekit_core::table::transact::{Resolved, Step, failed};
 use storekit_core::table::{
     Condition, Document, IndexQuery, KeyValue, MAX_VERSION, MissingIndexes, Patch, Record,
     RecordKey, Returning, Row, TableSchema, TableShape, next_version,
@@ -525,6 +526,52 @@ impl TableBackend for SqliteStore {
             })
             .await
     }
+    // Transactions (issue 21, item 7): every step read, resolved and written on the one
+    // writer in one savepoint, which a failed step rolls back whole.
+
+    async fn transact(&self, steps: &[Step]) -> Result<()> {
+        let planned = steps
+            .iter()
+            .map(|step| Ok((step.clone(), self.layout(&step.schema)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.inner
+            .conns
+            .write_grouped(move |conn| {
+                // A savepoint of its own: the writer may run this inline, outside the group's
+                // savepoint, and a step may fail after others have written.
+                conn.execute_batch("SAVEPOINT storekit_transact")
+                    .map_err(sqlite_error)?;
+                let applied = planned
+                    .iter()
+                    .enumerate()
+                    .try_for_each(|(index, (step, layout))| {
+                        apply_step(conn, layout, step).map_err(|e| failed(index, e))
+                    });
+                let end = match applied {
+                    Ok(()) => "RELEASE storekit_transact",
+                    Err(_) => "ROLLBACK TO storekit_transact; RELEASE storekit_transact",
+                };
+                conn.execute_batch(end).map_err(sqlite_error)?;
+                applied
+            })
+            .await
+    }
+}
+
+/// One step of a transaction, on the writer: the record read, the step resolved on it, its
+/// write made.
+fn apply_step(conn: &Connection, layout: &Layout, step: &Step) -> Result<()> {
+    let current = one_record(conn, layout, &layout.get(step.key()))?;
+    let write = match step.resolve(current.as_ref())? {
+        Resolved::Insert(row) => layout.insert(&row, false)?,
+        Resolved::Replace(row, version) => layout.replace(&row, version)?,
+        Resolved::Delete(key, version) => layout.delete(&key, Some(version)),
+        _ => return Ok(()),
+    };
+    if execute(conn, &write)? == 0 {
+        return Err(Error::backend(BACKEND, "a transaction's write changed no row"));
+    }
+    Ok(())
 }
 
 /// What `storekit copy` reads and writes of the tables store.

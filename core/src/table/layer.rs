@@ -469,6 +469,29 @@ impl<B: TableBackend> TableStore for B {
             )
             .await
     }
+    // Transactions (issue 21, item 7).
+
+    async fn transact(&self, transaction: &super::Transaction) -> Result<()> {
+        let Some((schema, _)) = transaction.actions().first() else {
+            return Ok(());
+        };
+        call!(self, "transact", schema)
+            .run(
+                transact(self, transaction),
+                |()| Some(transaction.actions().len()),
+                || about_table(schema),
+            )
+            .await
+    }
+}
+
+/// The transaction's span is named after the table of its first action.
+async fn transact<B: TableBackend>(backend: &B, transaction: &super::Transaction) -> Result<()> {
+    let steps = transaction.checked()?;
+    if steps.is_empty() {
+        return Ok(());
+    }
+    TableBackend::transact(backend, &steps).await
 }
 
 /// `put_if` and `replace_if` (`existing`): the checks, then the backend's conditional write.
@@ -777,6 +800,9 @@ mod tests {
             condition: &Condition,
         ) -> Result<bool> {
             TableBackend::delete_if(&self.0, schema, key, condition).await
+        }
+        async fn transact(&self, steps: &[crate::table::transact::Step]) -> Result<()> {
+            TableBackend::transact(&self.0, steps).await
         }
     }
 

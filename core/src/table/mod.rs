@@ -89,6 +89,7 @@ mod layer;
 pub mod patch;
 mod query;
 mod schema;
+pub mod transact;
 mod typed;
 mod value;
 
@@ -111,6 +112,7 @@ pub use schema::{
     RESERVED_TABLE_NAMES, Row, TableSchema, TableSchemaBuilder, TableShape, UniqueIndex,
     UniqueShape,
 };
+pub use transact::{MAX_TRANSACTION_ACTIONS, Transaction};
 pub use typed::{Table, Versioned};
 pub use value::{KeyType, KeyValue, MAX_KEY_BYTES, RecordKey};
 
@@ -344,6 +346,13 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
         key: &RecordKey,
         condition: &Condition,
     ) -> Result<bool>;
+    // Transactions (issue 21, item 7).
+
+    /// Applies every action of `transaction` or none ([`transact`]): one `TransactWriteItems`
+    /// on DynamoDB with an idempotency token, one database transaction on SQL, one lock on
+    /// memory. A failed action is [`TransactionFailed`](crate::Error::TransactionFailed) with
+    /// its index, and nothing is written.
+    async fn transact(&self, transaction: &Transaction) -> Result<()>;
 }
 
 /// A shared table store.
