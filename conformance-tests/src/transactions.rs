@@ -55,7 +55,8 @@ pub async fn conditional_puts_write_only_when_the_condition_holds(f: &Fixture) {
         store.ensure_table(&schema).await.expect("ensure_table");
         let name = schema.name().to_owned();
         let key = RecordKey::from("lamp");
-        let lamp = |stock: i64, code: &str| doc(json!({"sku": "lamp", "stock": stock, "code": code}));
+        let lamp =
+            |stock: i64, code: &str| doc(json!({"sku": "lamp", "stock": stock, "code": code}));
 
         // No record: a comparison fails on the empty document, and nothing is written.
         let refused = store
@@ -90,7 +91,11 @@ pub async fn conditional_puts_write_only_when_the_condition_holds(f: &Fixture) {
         let refused = store.replace_if(&schema, lamp(10, "L2"), &low).await;
         assert!(is_condition_conflict(&refused, 1), "{name}: {refused:?}");
         let stored = store.get(&schema, &key).await.expect("get").expect("lamp");
-        assert_eq!((stored.version, &stored.document), (1, &lamp(5, "L1")), "{name}");
+        assert_eq!(
+            (stored.version, &stored.document),
+            (1, &lamp(5, "L1")),
+            "{name}"
+        );
 
         let put = store
             .put_if(&schema, lamp(4, "L2"), &Condition::ge("stock", 5))
@@ -107,7 +112,11 @@ pub async fn conditional_puts_write_only_when_the_condition_holds(f: &Fixture) {
             .expect("replace_if that holds");
         assert_eq!(replaced.version, 3, "{name}");
         let stored = store.get(&schema, &key).await.expect("get").expect("lamp");
-        assert_eq!((stored.version, &stored.document), (3, &lamp(3, "L3")), "{name}");
+        assert_eq!(
+            (stored.version, &stored.document),
+            (3, &lamp(3, "L3")),
+            "{name}"
+        );
 
         if schema.uniques().is_empty() {
             continue;
@@ -151,7 +160,10 @@ pub async fn conditional_deletes_delete_only_when_the_condition_holds(f: &Fixtur
         let name = schema.name().to_owned();
         let key = RecordKey::from("lamp");
         store
-            .insert(&schema, doc(json!({"sku": "lamp", "stock": 2, "code": "L1"})))
+            .insert(
+                &schema,
+                doc(json!({"sku": "lamp", "stock": 2, "code": "L1"})),
+            )
             .await
             .expect("insert");
 
@@ -177,7 +189,10 @@ pub async fn conditional_deletes_delete_only_when_the_condition_holds(f: &Fixtur
         if !schema.uniques().is_empty() {
             // Freed with the record.
             store
-                .insert(&schema, doc(json!({"sku": "desk", "stock": 1, "code": "L1"})))
+                .insert(
+                    &schema,
+                    doc(json!({"sku": "desk", "stock": 1, "code": "L1"})),
+                )
                 .await
                 .expect("L1 is free again");
         }
@@ -302,7 +317,13 @@ pub async fn a_transaction_across_tables_commits(f: &Fixture) {
         .expect("get_by_unique")
         .map(|r| r.key);
     assert_eq!(holder, Some(RecordKey::from("new")));
-    assert!(store.get(&coded, &RecordKey::from("old")).await.expect("get").is_none());
+    assert!(
+        store
+            .get(&coded, &RecordKey::from("old"))
+            .await
+            .expect("get")
+            .is_none()
+    );
     // An empty transaction does nothing.
     store.transact(&Transaction::new()).await.expect("empty");
 }
@@ -331,16 +352,31 @@ pub async fn a_transaction_failing_on_its_last_action_leaves_nothing(f: &Fixture
             .put(&coded, doc(json!({"sku": "new", "code": "C2"})))
     };
     let unchanged = || async {
-        assert!(store.get(&orders, &RecordKey::from("o-1")).await.expect("get").is_none());
+        assert!(
+            store
+                .get(&orders, &RecordKey::from("o-1"))
+                .await
+                .expect("get")
+                .is_none()
+        );
         let lamp = store
             .get(&stock, &RecordKey::from("lamp"))
             .await
             .expect("get")
             .expect("lamp");
         assert_eq!((lamp.version, &lamp.document["stock"]), (1, &json!(2)));
-        let old = store.get(&coded, &RecordKey::from("old")).await.expect("get");
+        let old = store
+            .get(&coded, &RecordKey::from("old"))
+            .await
+            .expect("get");
         assert_eq!(old.map(|r| r.version), Some(1));
-        assert!(store.get(&coded, &RecordKey::from("new")).await.expect("get").is_none());
+        assert!(
+            store
+                .get(&coded, &RecordKey::from("new"))
+                .await
+                .expect("get")
+                .is_none()
+        );
         // No unique value was claimed or released.
         for (code, holder) in [("C1", Some(RecordKey::from("old"))), ("C2", None)] {
             let held = store
@@ -350,11 +386,13 @@ pub async fn a_transaction_failing_on_its_last_action_leaves_nothing(f: &Fixture
                 .map(|r| r.key);
             assert_eq!(held, holder, "{code}");
         }
-        assert!(store
-            .get_by_unique(&orders, "number", &[KeyValue::from(1)])
-            .await
-            .expect("get_by_unique")
-            .is_none());
+        assert!(
+            store
+                .get_by_unique(&orders, "number", &[KeyValue::from(1)])
+                .await
+                .expect("get_by_unique")
+                .is_none()
+        );
     };
 
     let refused = store
@@ -362,7 +400,13 @@ pub async fn a_transaction_failing_on_its_last_action_leaves_nothing(f: &Fixture
         .await;
     let source = failed_at(&refused, 4);
     assert!(
-        matches!(source, Some(Error::Conflict { what: "condition", .. })),
+        matches!(
+            source,
+            Some(Error::Conflict {
+                what: "condition",
+                ..
+            })
+        ),
         "{refused:?}"
     );
     unchanged().await;
@@ -371,7 +415,10 @@ pub async fn a_transaction_failing_on_its_last_action_leaves_nothing(f: &Fixture
         .transact(&first().patch(&stock, "gone", Patch::new().add("stock", 1)))
         .await;
     assert!(
-        matches!(failed_at(&refused, 4), Some(Error::NotFound { what: "record" })),
+        matches!(
+            failed_at(&refused, 4),
+            Some(Error::NotFound { what: "record" })
+        ),
         "{refused:?}"
     );
     unchanged().await;
@@ -380,7 +427,9 @@ pub async fn a_transaction_failing_on_its_last_action_leaves_nothing(f: &Fixture
     assert!(
         matches!(
             failed_at(&refused, 4),
-            Some(Error::AlreadyExists { what: "unique value" })
+            Some(Error::AlreadyExists {
+                what: "unique value"
+            })
         ),
         "{refused:?}"
     );
@@ -390,7 +439,13 @@ pub async fn a_transaction_failing_on_its_last_action_leaves_nothing(f: &Fixture
         .transact(&first().delete_if(&orders, "o-0", Condition::eq("number", 8)))
         .await;
     assert!(
-        matches!(failed_at(&refused, 4), Some(Error::Conflict { what: "condition", .. })),
+        matches!(
+            failed_at(&refused, 4),
+            Some(Error::Conflict {
+                what: "condition",
+                ..
+            })
+        ),
         "{refused:?}"
     );
     unchanged().await;
@@ -402,13 +457,23 @@ pub async fn transactions_over_the_limit_are_refused(f: &Fixture) {
     let (store, [stock, coded, _]) = ensure_all(f).await;
     let checks = |n: usize| {
         (0..n).fold(Transaction::new(), |t, i| {
-            t.check(&stock, format!("s{i}").as_str(), Condition::not_exists("sku"))
+            t.check(
+                &stock,
+                format!("s{i}").as_str(),
+                Condition::not_exists("sku"),
+            )
         })
     };
     store.transact(&checks(100)).await.expect("100 checks");
     let refused = store.transact(&checks(101)).await;
     assert!(
-        matches!(refused, Err(Error::InvalidInput { what: "transaction", .. })),
+        matches!(
+            refused,
+            Err(Error::InvalidInput {
+                what: "transaction",
+                ..
+            })
+        ),
         "{refused:?}"
     );
     // A put on a table with one unique index counts 3: 33 fit, 34 do not.
@@ -422,7 +487,13 @@ pub async fn transactions_over_the_limit_are_refused(f: &Fixture) {
     };
     let refused = store.transact(&puts(34)).await;
     assert!(
-        matches!(refused, Err(Error::InvalidInput { what: "transaction", .. })),
+        matches!(
+            refused,
+            Err(Error::InvalidInput {
+                what: "transaction",
+                ..
+            })
+        ),
         "{refused:?}"
     );
     assert_eq!(store.count(&coded).await.expect("count"), 0);
@@ -436,7 +507,10 @@ pub async fn transactions_over_the_limit_are_refused(f: &Fixture) {
     assert!(
         matches!(
             failed_at(&refused, 1),
-            Some(Error::InvalidInput { what: "transaction", .. })
+            Some(Error::InvalidInput {
+                what: "transaction",
+                ..
+            })
         ),
         "{refused:?}"
     );
@@ -456,7 +530,11 @@ pub async fn concurrent_transactions_sell_exactly_the_stock(f: &Fixture) {
         let (store, stock, orders) = (store.clone(), stock.clone(), orders.clone());
         tokio::spawn(async move {
             let buy = Transaction::new()
-                .put_if(&orders, order(&format!("o-{i}"), i), Condition::not_exists("id"))
+                .put_if(
+                    &orders,
+                    order(&format!("o-{i}"), i),
+                    Condition::not_exists("id"),
+                )
                 .patch_if(
                     &stock,
                     "lamp",
@@ -466,7 +544,13 @@ pub async fn concurrent_transactions_sell_exactly_the_stock(f: &Fixture) {
             match store.transact(&buy).await {
                 Ok(()) => true,
                 Err(Error::TransactionFailed { index: 1, source })
-                    if matches!(*source, Error::Conflict { what: "condition", .. }) =>
+                    if matches!(
+                        *source,
+                        Error::Conflict {
+                            what: "condition",
+                            ..
+                        }
+                    ) =>
                 {
                     false
                 }

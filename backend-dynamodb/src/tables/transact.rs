@@ -101,13 +101,14 @@ impl DynamoDbStore {
         let mut backoff = Backoff::contention();
         for _ in 0..MAX_ROUNDS {
             let mut actions = Vec::new();
-            let mut roles: Vec<(usize, Role)> = Vec::new();
+            let mut roles: Vec<(usize, Role, Option<Item>)> = Vec::new();
             for (index, step) in steps.iter().enumerate() {
                 self.step_actions(step, &known[index], &foreign[index], &mut actions)
                     .map_err(|e| failed(index, e))?
                     .into_iter()
-                    .for_each(|role| roles.push((index, role)));
+                    .for_each(|(role, marker)| roles.push((index, role, marker)));
             }
+            let (actions, roles) = self.merge_moves(steps, actions, roles)?;
             // A new token for each set of actions: DynamoDB refuses a token with other ones.
             let token = uuid::Uuid::now_v7().simple().to_string();
             let (action, stored) =
@@ -118,7 +119,10 @@ impl DynamoDbStore {
             let Some(&(index, role)) = roles.get(action) else {
                 return Err(error::bad_item(
                     "",
-                    format!("a transaction was refused by action {action} of {}", roles.len()),
+                    format!(
+                        "a transaction was refused by action {action} of {}",
+                        roles.len()
+                    ),
                 ));
             };
             let step = &steps[index];
@@ -145,7 +149,12 @@ impl DynamoDbStore {
                 }
                 Role::Claim(u) => {
                     let Op::Put(row, _) = &step.op else {
-                        return Err(failed(index, Error::AlreadyExists { what: "unique value" }));
+                        return Err(failed(
+                            index,
+                            Error::AlreadyExists {
+                                what: "unique value",
+                            },
+                        ));
                     };
                     let values = row.uniques()[u].as_deref().unwrap_or_default();
                     // The refused action's item is the marker, as `write_row` reads it.
@@ -155,7 +164,12 @@ impl DynamoDbStore {
                     {
                         continue;
                     }
-                    return Err(failed(index, Error::AlreadyExists { what: "unique value" }));
+                    return Err(failed(
+                        index,
+                        Error::AlreadyExists {
+                            what: "unique value",
+                        },
+                    ));
                 }
             }
             if !backoff.wait().await {
@@ -166,6 +180,52 @@ impl DynamoDbStore {
             attempts: backoff.failures(),
         }
         .into())
+    }
+
+    /// A unique value released by one step's record and claimed by another's is one marker,
+    /// which a transaction may name only once: the claim alone, conditioned on the marker
+    /// being free or held by the record releasing it (whose own action checks it is as read).
+    fn merge_moves(
+        &self,
+        steps: &[Step],
+        mut actions: Vec<TransactWriteItem>,
+        roles: Vec<(usize, Role, Option<Item>)>,
+    ) -> Result<(Vec<TransactWriteItem>, Vec<(usize, Role)>)> {
+        let mut dropped = vec![false; actions.len()];
+        for (i, (releaser, release, released)) in roles.iter().enumerate() {
+            let (Role::Release(_), Some(released)) = (release, released) else {
+                continue;
+            };
+            for (j, (claimer, claim, claimed)) in roles.iter().enumerate() {
+                let (Role::Claim(u), Some(claimed)) = (claim, claimed) else {
+                    continue;
+                };
+                let Op::Put(row, _) = &steps[*claimer].op else {
+                    continue;
+                };
+                if claimed != released || dropped[i] {
+                    continue;
+                }
+                let Some(values) = &row.uniques()[*u] else {
+                    continue;
+                };
+                dropped[i] = true;
+                actions[j] = txn::put(
+                    &self.unique_table,
+                    marker_item(&steps[*claimer].schema, *u, values, row.key()),
+                    &free_or_held_by(steps[*releaser].key()),
+                )?;
+            }
+        }
+        let kept = actions
+            .into_iter()
+            .zip(roles)
+            .zip(dropped)
+            .filter(|(_, dropped)| !dropped)
+            .map(|(pair, _)| pair)
+            .map(|(action, (step, role, _))| (action, (step, role)))
+            .unzip();
+        Ok(kept)
     }
 
     /// The record of a step that must be read before it is sent.
@@ -188,7 +248,7 @@ impl DynamoDbStore {
         known: &Known,
         foreign: &[bool],
         actions: &mut Vec<TransactWriteItem>,
-    ) -> Result<Vec<Role>> {
+    ) -> Result<Vec<(Role, Option<Item>)>> {
         let schema = &step.schema;
         let table = self.table_name(schema);
         let key = step.key();
@@ -211,7 +271,8 @@ impl DynamoDbStore {
                 self.put_actions(step, &row, known, version, &condition, foreign, actions)
             }
             Op::Patch(_, patch, condition) => {
-                let (p, expression, guard) = patch::update_parts(schema, patch, condition.as_ref())?;
+                let (p, expression, guard) =
+                    patch::update_parts(schema, patch, condition.as_ref())?;
                 let condition = p.condition(guard);
                 let update = Update::builder()
                     .table_name(&table)
@@ -226,7 +287,7 @@ impl DynamoDbStore {
                     .build()
                     .map_err(error::build)?;
                 actions.push(TransactWriteItem::builder().update(update).build());
-                Ok(vec![Role::Record])
+                Ok(vec![(Role::Record, None)])
             }
             Op::Delete(_, condition) if schema.uniques().is_empty() => {
                 let key = item::key_item(schema, key);
@@ -238,7 +299,7 @@ impl DynamoDbStore {
                     }
                     None => txn::delete_any(&table, key)?,
                 });
-                Ok(vec![Role::Record])
+                Ok(vec![(Role::Record, None)])
             }
             Op::Delete(_, condition) => {
                 let Some(current) = known.record() else {
@@ -248,23 +309,28 @@ impl DynamoDbStore {
                         condition_holds(schema, None, condition)?;
                     }
                     actions.push(check(&table, item::key_item(schema, key), &absent(schema))?);
-                    return Ok(vec![Role::Record]);
+                    return Ok(vec![(Role::Record, None)]);
                 };
                 let condition =
                     record_condition(schema, Some(current.version), condition.as_ref())?;
-                actions.push(txn::delete(&table, item::key_item(schema, key), &condition)?);
-                let mut roles = vec![Role::Record];
+                actions.push(txn::delete(
+                    &table,
+                    item::key_item(schema, key),
+                    &condition,
+                )?);
+                let mut roles = vec![(Role::Record, None)];
                 let uniques = item::unique_values(schema, &current.document);
                 for (index, values) in uniques.iter().enumerate() {
                     if let Some(values) = values
                         && !foreign[index]
                     {
+                        let marker = marker_key(schema, index, values);
                         actions.push(txn::delete(
                             &self.unique_table,
-                            marker_key(schema, index, values),
+                            marker.clone(),
                             &free_or_held_by(key),
                         )?);
-                        roles.push(Role::Release(index));
+                        roles.push((Role::Release(index), Some(marker)));
                     }
                 }
                 Ok(roles)
@@ -277,7 +343,7 @@ impl DynamoDbStore {
                     item::key_item(schema, key),
                     &p.condition(expression),
                 )?);
-                Ok(vec![Role::Record])
+                Ok(vec![(Role::Record, None)])
             }
             other => Err(Error::invalid(
                 "transaction",
@@ -297,7 +363,7 @@ impl DynamoDbStore {
         condition: &Condition,
         foreign: &[bool],
         actions: &mut Vec<TransactWriteItem>,
-    ) -> Result<Vec<Role>> {
+    ) -> Result<Vec<(Role, Option<Item>)>> {
         let schema = &step.schema;
         let table = self.table_name(schema);
         let old: Vec<Option<Vec<KeyValue>>> = match known.record() {
@@ -309,7 +375,7 @@ impl DynamoDbStore {
             item::record_item(schema, row, version)?,
             condition,
         )?);
-        let mut roles = vec![Role::Record];
+        let mut roles = vec![(Role::Record, None)];
         for (index, (old, new)) in old.iter().zip(row.uniques()).enumerate() {
             if old == new {
                 continue;
@@ -317,15 +383,16 @@ impl DynamoDbStore {
             if let Some(values) = old
                 && !foreign[index]
             {
-                roles.push(Role::Release(index));
+                let marker = marker_key(schema, index, values);
+                roles.push((Role::Release(index), Some(marker.clone())));
                 actions.push(txn::delete(
                     &self.unique_table,
-                    marker_key(schema, index, values),
+                    marker,
                     &free_or_held_by(row.key()),
                 )?);
             }
             if let Some(values) = new {
-                roles.push(Role::Claim(index));
+                roles.push((Role::Claim(index), Some(marker_key(schema, index, values))));
                 actions.push(txn::put(
                     &self.unique_table,
                     marker_item(schema, index, values, row.key()),

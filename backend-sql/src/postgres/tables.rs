@@ -503,7 +503,10 @@ impl TableBackend for PostgresStore {
                     };
                     let done = query(&write).execute(&mut *tx).await.map_err(fail)?;
                     if done.rows_affected() == 0 {
-                        return Err(Error::backend(BACKEND, "a conditional write changed no row"));
+                        return Err(Error::backend(
+                            BACKEND,
+                            "a conditional write changed no row",
+                        ));
                     }
                     tx.commit().await.map_err(pg_error)?;
                     Ok(version)
@@ -643,7 +646,10 @@ async fn apply_step(conn: &mut PgConnection, layout: &Layout, step: &Step) -> Re
     };
     let done = query(&write).execute(&mut *conn).await.map_err(fail)?;
     if done.rows_affected() == 0 {
-        return Err(Error::backend(BACKEND, "a transaction's write changed no row"));
+        return Err(Error::backend(
+            BACKEND,
+            "a transaction's write changed no row",
+        ));
     }
     Ok(())
 }

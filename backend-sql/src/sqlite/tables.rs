@@ -496,7 +496,10 @@ impl TableBackend for SqliteStore {
                     ),
                 };
                 if execute(conn, &write)? == 0 {
-                    return Err(Error::backend(BACKEND, "a conditional write changed no row"));
+                    return Err(Error::backend(
+                        BACKEND,
+                        "a conditional write changed no row",
+                    ));
                 }
                 Ok(version)
             })
@@ -569,7 +572,10 @@ fn apply_step(conn: &Connection, layout: &Layout, step: &Step) -> Result<()> {
         _ => return Ok(()),
     };
     if execute(conn, &write)? == 0 {
-        return Err(Error::backend(BACKEND, "a transaction's write changed no row"));
+        return Err(Error::backend(
+            BACKEND,
+            "a transaction's write changed no row",
+        ));
     }
     Ok(())
 }

@@ -9,11 +9,11 @@ use async_trait::async_trait;
 
 use super::MemoryStore;
 use crate::backend::TableBackend;
+use crate::table::transact::{Resolved, Step, failed};
 use crate::table::{
     Condition, Consistency, Document, IndexQuery, KeyValue, MissingIndexes, Order, Patch, Position,
     Record, RecordKey, Returning, Row, TableSchema, TableShape,
 };
-use crate::table::transact::{Resolved, Step, failed};
 use crate::{Error, Result};
 
 #[derive(Default)]
@@ -563,7 +563,9 @@ impl Table {
     fn apply(&mut self, step: &Step, lag: bool) -> Result<()> {
         let current = self.rows.get(step.key()).map(|s| s.record(step.key()));
         match step.resolve(current.as_ref())? {
-            Resolved::Insert(row) => self.write(&step.schema, &row, Expect::Absent, lag).map(drop),
+            Resolved::Insert(row) => self
+                .write(&step.schema, &row, Expect::Absent, lag)
+                .map(drop),
             Resolved::Replace(row, version) => self
                 .write(&step.schema, &row, Expect::Version(version), lag)
                 .map(drop),

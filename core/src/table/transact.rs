@@ -118,21 +118,40 @@ impl Transaction {
     #[must_use]
     pub fn put(self, schema: &TableSchema, document: Document) -> Self {
         let condition = None;
-        self.action(schema, Action::Put { document, condition })
+        self.action(
+            schema,
+            Action::Put {
+                document,
+                condition,
+            },
+        )
     }
 
     /// Puts a record if `condition` holds on the stored one (or on an empty document).
     #[must_use]
     pub fn put_if(self, schema: &TableSchema, document: Document, condition: Condition) -> Self {
         let condition = Some(condition);
-        self.action(schema, Action::Put { document, condition })
+        self.action(
+            schema,
+            Action::Put {
+                document,
+                condition,
+            },
+        )
     }
 
     /// Patches a record.
     #[must_use]
     pub fn patch(self, schema: &TableSchema, key: impl Into<RecordKey>, patch: Patch) -> Self {
         let (key, condition) = (key.into(), None);
-        self.action(schema, Action::Patch { key, patch, condition })
+        self.action(
+            schema,
+            Action::Patch {
+                key,
+                patch,
+                condition,
+            },
+        )
     }
 
     /// Patches a record if `condition` holds on it.
@@ -145,7 +164,14 @@ impl Transaction {
         condition: Condition,
     ) -> Self {
         let (key, condition) = (key.into(), Some(condition));
-        self.action(schema, Action::Patch { key, patch, condition })
+        self.action(
+            schema,
+            Action::Patch {
+                key,
+                patch,
+                condition,
+            },
+        )
     }
 
     /// Deletes a record.
