@@ -63,6 +63,9 @@ impl Known {
     }
 }
 
+/// A transaction's actions, each with its step's index and its role.
+type Planned = (Vec<TransactWriteItem>, Vec<(usize, Role)>);
+
 /// What an action of the transaction is, to read which one a refusal names.
 #[derive(Debug, Clone, Copy)]
 enum Role {
@@ -190,7 +193,7 @@ impl DynamoDbStore {
         steps: &[Step],
         mut actions: Vec<TransactWriteItem>,
         roles: Vec<(usize, Role, Option<Item>)>,
-    ) -> Result<(Vec<TransactWriteItem>, Vec<(usize, Role)>)> {
+    ) -> Result<Planned> {
         let mut dropped = vec![false; actions.len()];
         for (i, (releaser, release, released)) in roles.iter().enumerate() {
             let (Role::Release(_), Some(released)) = (release, released) else {

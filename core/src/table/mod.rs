@@ -21,6 +21,12 @@
 //! [`expr`], on any document path, answered by every backend as the memory backend's evaluator
 //! answers it (DynamoDB's rules), with full pages and exact cursors.
 //!
+//! Writes take a condition too ([`TableStore::put_if`], [`TableStore::replace_if`],
+//! [`TableStore::delete_if`], and the same on [`Table`]): a missing record is an empty
+//! document, as on DynamoDB, and a failed condition is
+//! [`Conflict`](crate::Error::Conflict) on `"condition"` with nothing written. Several writes
+//! on any tables go together or not at all in a [`Transaction`] ([`transact`]).
+//!
 //! [`TableStore::index_consistency`] says which applies. Every write bumps the record's
 //! version; a version conflict is the database's answer to the write, never a read made
 //! before it.
