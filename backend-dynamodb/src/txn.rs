@@ -50,11 +50,24 @@ const RETRYABLE_REASONS: &[&str] = &[
 
 /// Runs the actions as one TransactWriteItems call.
 pub(crate) async fn transact(client: &Client, actions: Vec<TransactWriteItem>) -> Result<Outcome> {
+    transact_once(client, actions, None).await
+}
+
+/// Runs the actions as one TransactWriteItems call with `token` as its `ClientRequestToken`,
+/// so that a resend of these very actions (by the SDK's retries, or the retries here after a
+/// conflict) within DynamoDB's ten minutes cannot apply them twice. A token belongs to one set
+/// of actions: DynamoDB refuses it with other ones.
+pub(crate) async fn transact_once(
+    client: &Client,
+    actions: Vec<TransactWriteItem>,
+    token: Option<&str>,
+) -> Result<Outcome> {
     let mut backoff = Backoff::contention();
     loop {
         let Err(err) = client
             .transact_write_items()
             .set_transact_items(Some(actions.clone()))
+            .set_client_request_token(token.map(str::to_owned))
             .send_counted()
             .await
         else {

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use storekit_core::Error;
 use storekit_core::table::{
     Condition, Document, KeyDef, KeyValue, Patch, Query, RecordKey, Returning, TableSchema,
-    TableStatus, TableStore,
+    TableStatus, TableStore, Transaction,
 };
 use storekit_dynamodb::{DynamoDbConfig, DynamoDbStore};
 use tracing::field::{Field, Visit};
@@ -1000,6 +1000,88 @@ async fn an_item_whose_float_key_no_f64_holds_is_read_and_never_paged_in_a_loop(
                 })
             ),
             "{refused:?}"
+        );
+    };
+    run.await;
+    store.drop_tables().await.expect("drop_tables");
+}
+
+#[tokio::test]
+async fn conditional_writes_send_one_request_each() {
+    let Some(store) = store("cond").await else {
+        return;
+    };
+    let spans = Spans::global();
+    let schema = TableSchema::builder("conditional", KeyDef::text("sku"))
+        .build()
+        .expect("valid schema");
+    let run = async {
+        store.ensure_table(&schema).await.expect("ensure_table");
+        let count = |op: &str| spans.take(op, "conditional");
+        let key = RecordKey::from("lamp");
+        let lamp = |stock: i64| doc(json!({"sku": "lamp", "stock": stock}));
+        // Create-only: one PutItem, allowed or refused.
+        let new = Condition::not_exists("sku");
+        store.put_if(&schema, lamp(2), &new).await.expect("put_if");
+        store
+            .put_if(&schema, lamp(3), &new)
+            .await
+            .expect_err("taken");
+        assert_eq!(count("put_if"), [1, 1], "a create-only put: one PutItem");
+        // A conditional delete: one DeleteItem, refused or done.
+        let sold_out = Condition::eq("stock", 0);
+        let refused = store.delete_if(&schema, &key, &sold_out).await;
+        assert!(
+            matches!(
+                refused,
+                Err(Error::Conflict {
+                    what: "condition",
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        let deleted = store
+            .delete_if(&schema, &key, &Condition::eq("stock", 2))
+            .await
+            .expect("delete_if");
+        assert!(deleted);
+        assert_eq!(
+            count("delete_if"),
+            [1, 1],
+            "a conditional delete: one DeleteItem"
+        );
+
+        // An order and its stock decrement: one TransactWriteItems, committed or refused.
+        let orders = TableSchema::builder("conditional_orders", KeyDef::text("id"))
+            .build()
+            .expect("valid schema");
+        store.ensure_table(&orders).await.expect("ensure_table");
+        store.put(&schema, lamp(1)).await.expect("put");
+        let buy = |id: &str| {
+            Transaction::new()
+                .put_if(
+                    &orders,
+                    doc(json!({"id": id, "sku": "lamp"})),
+                    Condition::not_exists("id"),
+                )
+                .patch_if(
+                    &schema,
+                    "lamp",
+                    Patch::new().add("stock", -1),
+                    Condition::ge("stock", 1),
+                )
+        };
+        store.transact(&buy("o-1")).await.expect("transact");
+        let refused = store.transact(&buy("o-2")).await;
+        assert!(
+            matches!(refused, Err(Error::TransactionFailed { index: 1, .. })),
+            "{refused:?}"
+        );
+        assert_eq!(
+            spans.take("transact", "conditional_orders"),
+            [1, 1],
+            "a transaction: one TransactWriteItems"
         );
     };
     run.await;

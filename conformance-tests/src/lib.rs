@@ -1,8 +1,8 @@
 //! The storekit conformance suite: the contract every backend keeps.
 //!
 //! The cases are plain `pub async fn`s in [`users`], [`kv`], [`tables`], [`edges`],
-//! [`schema_edges`], [`expressions`], [`transfer`], [`input`], [`load`], [`observe`] and
-//! [`model`] that take a [`Fixture`] (fresh, empty
+//! [`schema_edges`], [`expressions`], [`records`], [`transactions`], [`transfer`],
+//! [`input`], [`load`], [`observe`] and [`model`] that take a [`Fixture`] (fresh, empty
 //! stores) and fail by panicking. A backend runs them in one of two ways:
 //!
 //! - [`run_suite`], one function: every case of a [`Suite`] in turn, then one panic naming
@@ -39,6 +39,7 @@ pub mod observe;
 pub mod records;
 pub mod schema_edges;
 pub mod tables;
+pub mod transactions;
 pub mod transfer;
 pub mod users;
 
@@ -144,6 +145,15 @@ macro_rules! __with_cases {
                 records_expire_while_the_store_runs,
                 put_many_and_delete_many_round_trip,
                 a_failing_batch_is_all_or_nothing_where_atomic,
+            ];
+            transactions, Uuid, transactions: [
+                conditional_puts_write_only_when_the_condition_holds,
+                conditional_deletes_delete_only_when_the_condition_holds,
+                concurrent_conditional_creates_have_one_winner,
+                a_transaction_across_tables_commits,
+                a_transaction_failing_on_its_last_action_leaves_nothing,
+                transactions_over_the_limit_are_refused,
+                concurrent_transactions_sell_exactly_the_stock,
             ];
             tables, Uuid, tables: [
                 round_trip_and_versions,

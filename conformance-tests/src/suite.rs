@@ -43,10 +43,10 @@ pub enum Suite {
     /// The user, OAuth account and access token cases, with both id kinds: for a store that
     /// implements only the user traits (the fixture's `kv` is not used).
     Users,
-    /// The tables cases, `tables`, `edges`, `schema_edges`, `expressions` and `records`: for a
-    /// store that implements `TableStore` (give the fixture one with `Fixture::with_tables`, and
-    /// its transfer store with `Fixture::with_transfer`, which the `edges` case on versions
-    /// imports records through).
+    /// The tables cases, `tables`, `edges`, `schema_edges`, `expressions`, `records` and
+    /// `transactions`: for a store that implements `TableStore` (give the fixture one with
+    /// `Fixture::with_tables`, and its transfer store with `Fixture::with_transfer`, which the
+    /// `edges` case on versions imports records through).
     Tables,
     /// Every case: every store, bad input, load, spans and the model-based sequences.
     All,
@@ -59,7 +59,7 @@ impl Suite {
             Self::Users => case.group.starts_with("users_"),
             Self::Tables => matches!(
                 case.group,
-                "tables" | "edges" | "schema_edges" | "expressions" | "records"
+                "tables" | "edges" | "schema_edges" | "expressions" | "records" | "transactions"
             ),
             Self::All => true,
         }

@@ -535,4 +535,34 @@ pub trait TableBackend: Backend {
     /// Deletes the records at 1 to [`MAX_BATCH`](crate::table::MAX_BATCH) distinct keys;
     /// missing ones are skipped.
     async fn delete_many(&self, schema: &TableSchema, keys: &[RecordKey]) -> Result<()>;
+
+    // Conditional writes (issue 21, item 5).
+
+    /// Writes `row` if `condition` holds on the record as stored, or on an empty document
+    /// when there is none ([`crate::table::patch::condition_holds`]); with `existing`, a
+    /// missing record is [`Error::NotFound`](crate::Error) (`"record"`) instead. Decided
+    /// atomically with the write (a failed condition is [`Error::Conflict`](crate::Error)
+    /// with `what` `"condition"`, and nothing is written); returns the version written.
+    async fn put_if(
+        &self,
+        schema: &TableSchema,
+        row: &Row,
+        condition: &Condition,
+        existing: bool,
+    ) -> Result<u64>;
+
+    /// Deletes the record if `condition` holds on it as stored (on an empty document when
+    /// there is none, and then nothing is deleted: `false`), atomically with the delete.
+    async fn delete_if(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        condition: &Condition,
+    ) -> Result<bool>;
+    // Transactions (issue 21, item 7).
+
+    /// Applies checked steps all together or not at all; a failed one is
+    /// [`Error::TransactionFailed`](crate::Error::TransactionFailed) with its index, its own
+    /// error as [`crate::table::transact::Step::resolve`] gives it.
+    async fn transact(&self, steps: &[crate::table::transact::Step]) -> Result<()>;
 }

@@ -99,6 +99,20 @@ pub enum Error {
         context: Context,
     },
 
+    /// An action of a transaction ([`crate::table::Transaction`]) failed, so nothing of the
+    /// transaction was written: `index` is the action's position (from 0, in the order they
+    /// were added) and `source` why it failed (a [`Conflict`](Error::Conflict) on
+    /// `"condition"`, [`NotFound`](Error::NotFound), [`AlreadyExists`](Error::AlreadyExists),
+    /// [`InvalidInput`](Error::InvalidInput)...).
+    #[error("action {index} of the transaction failed, and nothing was written: {source}")]
+    TransactionFailed {
+        /// The failed action's index.
+        index: usize,
+        /// What went wrong with it.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// Any other failure reported by the database or its driver.
     #[error("{backend} error{context}")]
     Backend {
@@ -165,7 +179,7 @@ impl Error {
 
     /// The kind of error as one stable word, as spans and metrics label it: `not_found`,
     /// `already_exists`, `conflict`, `invalid_input`, `value_too_large`, `schema_mismatch`, `unavailable`,
-    /// `outcome_unknown` or `backend`.
+    /// `outcome_unknown`, `backend` or `transaction_failed`.
     #[must_use]
     pub fn kind(&self) -> &'static str {
         match self {
@@ -178,6 +192,7 @@ impl Error {
             Self::Unavailable { .. } => "unavailable",
             Self::OutcomeUnknown { .. } => "outcome_unknown",
             Self::Backend { .. } => "backend",
+            Self::TransactionFailed { .. } => "transaction_failed",
         }
     }
 

@@ -26,6 +26,8 @@
 //! | `put` | as `insert`; if the record exists, the refused write returns it and a second write is conditioned on its version, moving the markers whose values change |
 //! | `replace` | PutItem conditioned on the version and, with unique indexes, on still holding the new unique values; otherwise the refused write returns the old item and one TransactWriteItems moves the markers |
 //! | `delete` | DeleteItem (conditioned on the version, if given); with unique indexes, GetItem and then one TransactWriteItems with the markers (DeleteItem if the record holds none) |
+//! | `put_if`, `replace_if` | as `put`, the caller's condition joined to the record's own; a refusal whose returned item fails the condition is the answer, so a refused create-only `put_if` is one PutItem. `replace_if` first reads the record (GetItem), since it must never create one |
+//! | `delete_if` | DeleteItem with the caller's condition; with unique indexes, as `delete`, conditioned on the version read and the caller's condition |
 //! | `get`, `contains` | GetItem, consistent |
 //! | `get_many` | BatchGetItem per 100 distinct keys, consistent |
 //! | `get_by_unique` | GetItem of the marker, GetItem of the record, both consistent |
@@ -45,6 +47,7 @@ pub(crate) mod item;
 mod patch;
 mod read;
 mod schema;
+mod transact;
 mod unique;
 pub(crate) mod write;
 
@@ -139,6 +142,22 @@ fn at_version(schema: &TableSchema, version: u64) -> Condition {
     let mut p = Placeholders::default();
     let expression = version_clause(&mut p, schema, version);
     p.condition(expression)
+}
+
+/// The record is as a conditional write saw it (absent, or at `version`) and the caller's
+/// condition holds on it: a refusal of this condition with the record still so means the
+/// caller's condition failed.
+fn guarded(schema: &TableSchema, version: Option<u64>, guard: &DocCondition) -> Result<Condition> {
+    let mut p = Placeholders::default();
+    let base = match version {
+        Some(version) => version_clause(&mut p, schema, version),
+        None => format!(
+            "attribute_not_exists({})",
+            p.name(schema.partition().field())
+        ),
+    };
+    let expression = format!("{base} AND ({})", filter::render(guard, &mut p)?);
+    Ok(p.condition(expression))
 }
 
 fn version_clause(p: &mut Placeholders, schema: &TableSchema, version: u64) -> String {
@@ -275,6 +294,33 @@ impl TableBackend for DynamoDbStore {
     ) -> Result<(u64, Option<Document>)> {
         self.patch_record(schema, key, patch, condition, returning)
             .await
+    }
+    // Conditional writes (issue 21, item 5).
+
+    async fn put_if(
+        &self,
+        schema: &TableSchema,
+        row: &Row,
+        condition: &DocCondition,
+        existing: bool,
+    ) -> Result<u64> {
+        self.write_row_if(schema, row, write::Expect::Any, Some(condition), existing)
+            .await
+    }
+
+    async fn delete_if(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        condition: &DocCondition,
+    ) -> Result<bool> {
+        self.delete_record_if(schema, key, None, Some(condition))
+            .await
+    }
+    // Transactions (issue 21, item 7).
+
+    async fn transact(&self, steps: &[storekit_core::table::transact::Step]) -> Result<()> {
+        self.transact_steps(steps).await
     }
 }
 

@@ -24,6 +24,70 @@ use crate::error;
 /// Attempts of a patch made by reading and replacing before a lost race is returned.
 const REPLACE_ATTEMPTS: u32 = 100;
 
+/// A patch as one update expression and its condition (the record exists, is below the last
+/// version, and `condition` holds), with their placeholders.
+pub(super) fn update_parts(
+    schema: &TableSchema,
+    patch: &Patch,
+    condition: Option<&Condition>,
+) -> Result<(Placeholders, String, String)> {
+    let mut p = Placeholders::default();
+    let mut sets = Vec::new();
+    let mut removes = Vec::new();
+    for action in patch.actions() {
+        let path = filter::path(action.path(), &mut p);
+        match action {
+            Action::Set(_, value) => {
+                sets.push(format!("{path} = {}", p.value(item::attribute(value))));
+            }
+            Action::SetIfAbsent(_, value) => {
+                let value = p.value(item::attribute(value));
+                sets.push(format!("{path} = if_not_exists({path}, {value})"));
+            }
+            Action::Remove(_) => removes.push(path),
+            Action::Add(_, amount) => {
+                let zero = p.value(AttributeValue::N("0".into()));
+                let amount = p.value(AttributeValue::N(amount.to_string()));
+                sets.push(format!("{path} = if_not_exists({path}, {zero}) + {amount}"));
+            }
+            Action::Append(_, values) => {
+                let empty = p.value(AttributeValue::L(Vec::new()));
+                let values = p.value(item::attribute(&Value::Array(values.clone())));
+                sets.push(format!(
+                    "{path} = list_append(if_not_exists({path}, {empty}), {values})"
+                ));
+            }
+            other => {
+                return Err(Error::invalid(
+                    "patch",
+                    format!("not supported on DynamoDB: {other:?}"),
+                ));
+            }
+        }
+    }
+    let version = p.name(VERSION);
+    let (zero, one) = (
+        p.value(AttributeValue::N("0".into())),
+        p.value(AttributeValue::N("1".into())),
+    );
+    sets.push(format!(
+        "{version} = if_not_exists({version}, {zero}) + {one}"
+    ));
+    let mut expression = format!("SET {}", sets.join(", "));
+    if !removes.is_empty() {
+        expression = format!("{expression} REMOVE {}", removes.join(", "));
+    }
+    let partition = p.name(schema.partition().field());
+    let last = p.value(AttributeValue::N(MAX_VERSION.to_string()));
+    let mut guard = format!(
+        "attribute_exists({partition}) AND (attribute_not_exists({version}) OR {version} < {last})"
+    );
+    if let Some(condition) = condition {
+        guard = format!("{guard} AND ({})", filter::render(condition, &mut p)?);
+    }
+    Ok((p, expression, guard))
+}
+
 impl DynamoDbStore {
     pub(super) async fn patch_record(
         &self,
@@ -44,60 +108,7 @@ impl DynamoDbStore {
                 .await;
         }
         let table = self.table_name(schema);
-        let mut p = Placeholders::default();
-        let mut sets = Vec::new();
-        let mut removes = Vec::new();
-        for action in patch.actions() {
-            let path = filter::path(action.path(), &mut p);
-            match action {
-                Action::Set(_, value) => {
-                    sets.push(format!("{path} = {}", p.value(item::attribute(value))));
-                }
-                Action::SetIfAbsent(_, value) => {
-                    let value = p.value(item::attribute(value));
-                    sets.push(format!("{path} = if_not_exists({path}, {value})"));
-                }
-                Action::Remove(_) => removes.push(path),
-                Action::Add(_, amount) => {
-                    let zero = p.value(AttributeValue::N("0".into()));
-                    let amount = p.value(AttributeValue::N(amount.to_string()));
-                    sets.push(format!("{path} = if_not_exists({path}, {zero}) + {amount}"));
-                }
-                Action::Append(_, values) => {
-                    let empty = p.value(AttributeValue::L(Vec::new()));
-                    let values = p.value(item::attribute(&Value::Array(values.clone())));
-                    sets.push(format!(
-                        "{path} = list_append(if_not_exists({path}, {empty}), {values})"
-                    ));
-                }
-                other => {
-                    return Err(Error::invalid(
-                        "patch",
-                        format!("not supported on DynamoDB: {other:?}"),
-                    ));
-                }
-            }
-        }
-        let version = p.name(VERSION);
-        let (zero, one) = (
-            p.value(AttributeValue::N("0".into())),
-            p.value(AttributeValue::N("1".into())),
-        );
-        sets.push(format!(
-            "{version} = if_not_exists({version}, {zero}) + {one}"
-        ));
-        let mut expression = format!("SET {}", sets.join(", "));
-        if !removes.is_empty() {
-            expression = format!("{expression} REMOVE {}", removes.join(", "));
-        }
-        let partition = p.name(schema.partition().field());
-        let last = p.value(AttributeValue::N(MAX_VERSION.to_string()));
-        let mut guard = format!(
-            "attribute_exists({partition}) AND (attribute_not_exists({version}) OR {version} < {last})"
-        );
-        if let Some(condition) = condition {
-            guard = format!("{guard} AND ({})", filter::render(condition, &mut p)?);
-        }
+        let (p, expression, guard) = update_parts(schema, patch, condition)?;
         let output = self
             .client
             .update_item()

@@ -12,11 +12,14 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
     ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
-use storekit_core::table::{KeyValue, RecordKey, Row, TableSchema, next_version};
+use storekit_core::table::patch::condition_holds;
+use storekit_core::table::{
+    Condition as DocCondition, KeyValue, Record, RecordKey, Row, TableSchema, next_version,
+};
 use storekit_core::{Error, Result};
 
 use super::unique::{free_or_held_by, marker_item, marker_key};
-use super::{Placeholders, absent, at_version, item, version_clause};
+use super::{Placeholders, absent, at_version, filter, guarded, item, version_clause};
 use crate::DynamoDbStore;
 use crate::count::Counted as _;
 use crate::error::{self, DynamoError};
@@ -52,6 +55,17 @@ enum Known {
         version: u64,
         uniques: Vec<Option<Vec<KeyValue>>>,
     },
+}
+
+impl Known {
+    /// The version a write conditioned on: `None` for no record (or a first guess, which
+    /// conditions on none).
+    fn version(&self) -> Option<u64> {
+        match self {
+            Self::Guess | Self::Absent => None,
+            Self::Stored { version, .. } => Some(*version),
+        }
+    }
 }
 
 /// What each action of a write's transaction is, to read which one a refusal names.
@@ -102,13 +116,37 @@ impl DynamoDbStore {
         row: &Row,
         expect: Expect,
     ) -> Result<u64> {
+        self.write_row_if(schema, row, expect, None, false).await
+    }
+
+    /// [`DynamoDbStore::write_row`], and with a `guard`, only if it holds on the record as
+    /// stored (on an empty item when there is none): the guard joins the record's condition,
+    /// so DynamoDB decides it in the write. With `existing`, a missing record is `NotFound`.
+    pub(crate) async fn write_row_if(
+        &self,
+        schema: &TableSchema,
+        row: &Row,
+        expect: Expect,
+        guard: Option<&DocCondition>,
+        existing: bool,
+    ) -> Result<u64> {
         let table = self.table_name(schema);
         let no_values = vec![None; schema.uniques().len()];
-        let mut known = Known::Guess;
+        let mut known = if existing {
+            // Written only over a record: learn its version first, rather than guess that
+            // there is none and create it.
+            let stored = self.get_item(schema, row.key()).await?;
+            self.known(schema, &table, stored.as_ref())?
+        } else {
+            Known::Guess
+        };
         // Indexes whose old marker is held by another record: left alone.
         let mut foreign = vec![false; schema.uniques().len()];
         let mut backoff = Backoff::contention();
         for _ in 0..MAX_ROUNDS {
+            if existing && matches!(known, Known::Absent) {
+                return Err(Error::NotFound { what: "record" });
+            }
             let (condition, version) = match (expect, &known) {
                 (Expect::Absent, _) | (Expect::Any, Known::Guess | Known::Absent) => {
                     (absent(schema), 1)
@@ -132,6 +170,10 @@ impl DynamoDbStore {
                 (Expect::Version(expected), _) => {
                     (at_version(schema, expected), next_version(expected)?)
                 }
+            };
+            let condition = match guard {
+                Some(guard) => guarded(schema, known.version(), guard)?,
+                None => condition,
             };
             let old = match (&known, expect) {
                 (Known::Stored { uniques, .. }, _) => uniques,
@@ -174,6 +216,36 @@ impl DynamoDbStore {
                 Outcome::ConditionFailed { index, item } => (index, item),
             };
             let informed = !matches!(known, Known::Guess);
+            if let (Some(guard), Some(Role::Record)) = (guard, roles.get(index)) {
+                let now = stored
+                    .as_ref()
+                    .map(|stored| item::version_of(stored, &table))
+                    .transpose()?;
+                // The record is as the write expected it: only the guard can have failed.
+                if now == known.version() {
+                    let version = now.unwrap_or(0);
+                    return Err(Error::Conflict {
+                        what: "condition",
+                        expected: version,
+                        actual: version,
+                    });
+                }
+                // Otherwise the record was not as expected (a first guess, or a race); the
+                // refusal holds it as it was then, and a guard failing on that is the answer,
+                // without a second write.
+                match &stored {
+                    Some(stored) => {
+                        let current = Record {
+                            key: row.key().clone(),
+                            version: now.unwrap_or(0),
+                            document: item::document(stored, &table)?,
+                        };
+                        condition_holds(schema, Some(&current), guard)?;
+                    }
+                    None if !existing => condition_holds(schema, None, guard)?,
+                    None => {}
+                }
+            }
             match (roles.get(index).copied(), expect) {
                 (Some(Role::Record), Expect::Absent) => {
                     return Err(Error::AlreadyExists { what: "record" });
@@ -275,15 +347,54 @@ impl DynamoDbStore {
         key: &RecordKey,
         expected: Option<u64>,
     ) -> Result<bool> {
+        self.delete_record_if(schema, key, expected, None).await
+    }
+
+    /// [`DynamoDbStore::delete_record`], and with a `guard`, only if it holds on the record
+    /// as stored (on an empty item when there is none, and then nothing is deleted).
+    pub(super) async fn delete_record_if(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        expected: Option<u64>,
+        guard: Option<&DocCondition>,
+    ) -> Result<bool> {
         let table = self.table_name(schema);
         if schema.uniques().is_empty() {
-            let condition = expected.map(|v| at_version(schema, v));
+            let condition = match guard {
+                // One DeleteItem under the caller's condition, evaluated by DynamoDB on the
+                // item or on an empty one.
+                Some(guard) => {
+                    let mut p = Placeholders::default();
+                    let mut clauses = Vec::new();
+                    if let Some(expected) = expected {
+                        clauses.push(version_clause(&mut p, schema, expected));
+                    }
+                    clauses.push(format!("({})", filter::render(guard, &mut p)?));
+                    Some(p.condition(clauses.join(" AND ")))
+                }
+                None => expected.map(|v| at_version(schema, v)),
+            };
             return match self
                 .delete_one(&table, item::key_item(schema, key), condition.as_ref())
                 .await?
             {
                 DeleteOutcome::Deleted(deleted) => Ok(deleted),
-                DeleteOutcome::Refused(stored) => Err(refusal(&table, expected, stored)?),
+                DeleteOutcome::Refused(stored) => match (guard, expected) {
+                    (Some(_), None) => {
+                        let version = stored
+                            .as_ref()
+                            .map(|stored| item::version_of(stored, &table))
+                            .transpose()?
+                            .unwrap_or(0);
+                        Err(Error::Conflict {
+                            what: "condition",
+                            expected: version,
+                            actual: version,
+                        })
+                    }
+                    _ => Err(refusal(&table, expected, stored)?),
+                },
             };
         }
         // The markers to delete are those of the record as stored, so read it first.
@@ -293,7 +404,11 @@ impl DynamoDbStore {
         for _ in 0..MAX_ROUNDS {
             let Some(current) = &stored else {
                 return match expected {
-                    None => Ok(false),
+                    // No record, as a consistent read or a refusal found: the guard is
+                    // answered on an empty item, as DynamoDB would.
+                    None => guard
+                        .map_or(Ok(()), |guard| condition_holds(schema, None, guard))
+                        .map(|()| false),
                     Some(_) => Err(Error::NotFound { what: "record" }),
                 };
             };
@@ -307,7 +422,10 @@ impl DynamoDbStore {
                     actual: version,
                 });
             }
-            let unchanged = at_version(schema, version);
+            let unchanged = match guard {
+                Some(guard) => guarded(schema, Some(version), guard)?,
+                None => at_version(schema, version),
+            };
             let uniques = item::unique_values(schema, &item::document(current, &table)?);
             let mut actions: Vec<TransactWriteItem> = vec![txn::delete(
                 &table,
@@ -344,6 +462,21 @@ impl DynamoDbStore {
             match released.get(refused.0).copied().flatten() {
                 // Another record holds the value this one held: its marker is not ours.
                 Some(index) => foreign[index] = true,
+                // Still at the version read: the guard does not hold on it.
+                None if guard.is_some()
+                    && refused
+                        .1
+                        .as_ref()
+                        .map(|stored| item::version_of(stored, &table))
+                        .transpose()?
+                        == Some(version) =>
+                {
+                    return Err(Error::Conflict {
+                        what: "condition",
+                        expected: version,
+                        actual: version,
+                    });
+                }
                 // Written or deleted since it was read: the refusal has it as it is now.
                 None => {
                     stored = refused.1;

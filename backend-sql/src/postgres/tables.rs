@@ -10,7 +10,8 @@ use sqlx::postgres::{PgArguments, PgConnection, PgRow};
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, Postgres, Row as _, SqlSafeStr as _};
 use storekit_core::backend::TableBackend;
-use storekit_core::table::patch::{patch_row, returned};
+use storekit_core::table::patch::{condition_holds, patch_row, returned};
+use storekit_core::table::transact::{Resolved, Step, failed};
 use storekit_core::table::{
     Condition, Document, IndexQuery, KeyType, KeyValue, MAX_VERSION, MissingIndexes, Patch, Record,
     RecordKey, Returning, Row, TableSchema, TableShape, next_version,
@@ -643,6 +644,119 @@ impl TableBackend for PostgresStore {
             None => next_version(MAX_VERSION),
         }
     }
+
+    // Conditional writes (issue 21, item 5): the record read `FOR UPDATE` in the write's
+    // transaction, so nothing can change it between the check and the write.
+
+    async fn put_if(
+        &self,
+        schema: &TableSchema,
+        row: &Row,
+        condition: &Condition,
+        existing: bool,
+    ) -> Result<u64> {
+        let layout = self.layout(schema)?;
+        let read = locked_read(&layout, row.key());
+        let fail = |err| table_error(err, &layout.primary_key);
+        for _ in 0..VERSIONED_ATTEMPTS {
+            let written = self
+                .within_deadline(async {
+                    let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
+                    let found = query(&read).fetch_optional(&mut *tx).await.map_err(fail)?;
+                    let current = found.map(|r| record_of(&layout, &r)).transpose()?;
+                    if existing && current.is_none() {
+                        return Err(Error::NotFound { what: "record" });
+                    }
+                    condition_holds(schema, current.as_ref(), condition)?;
+                    let (write, version) = match &current {
+                        None => (layout.insert(row, false)?, 1),
+                        Some(current) => (
+                            layout.replace(row, current.version)?,
+                            next_version(current.version)?,
+                        ),
+                    };
+                    let done = query(&write).execute(&mut *tx).await.map_err(fail)?;
+                    if done.rows_affected() == 0 {
+                        return Err(Error::backend(
+                            BACKEND,
+                            "a conditional write changed no row",
+                        ));
+                    }
+                    tx.commit().await.map_err(pg_error)?;
+                    Ok(version)
+                })
+                .await;
+            match written {
+                // Only the insert over no record can meet this: there was no row to lock,
+                // and another transaction inserted one first. Check the condition on it.
+                Err(Error::AlreadyExists { what: "record" }) => {}
+                other => return other,
+            }
+        }
+        Err(Error::unavailable(
+            BACKEND,
+            "the record kept being inserted and deleted during a conditional write",
+        ))
+    }
+
+    async fn delete_if(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        condition: &Condition,
+    ) -> Result<bool> {
+        let layout = self.layout(schema)?;
+        let read = locked_read(&layout, key);
+        let fail = |err| table_error(err, &layout.primary_key);
+        self.within_deadline(async {
+            let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
+            let found = query(&read).fetch_optional(&mut *tx).await.map_err(fail)?;
+            let current = found.map(|r| record_of(&layout, &r)).transpose()?;
+            condition_holds(schema, current.as_ref(), condition)?;
+            let Some(current) = current else {
+                return Ok(false);
+            };
+            let delete = layout.delete(key, Some(current.version));
+            let done = query(&delete).execute(&mut *tx).await.map_err(fail)?;
+            tx.commit().await.map_err(pg_error)?;
+            Ok(done.rows_affected() > 0)
+        })
+        .await
+    }
+
+    // Transactions (issue 21, item 7): one database transaction, each record read `FOR
+    // UPDATE` before its step is resolved and written; a failed step rolls it all back.
+
+    async fn transact(&self, steps: &[Step]) -> Result<()> {
+        let planned = steps
+            .iter()
+            .map(|step| Ok((step, self.layout(&step.schema)?)))
+            .collect::<Result<Vec<_>>>()?;
+        for _ in 0..VERSIONED_ATTEMPTS {
+            let done = self
+                .within_deadline(async {
+                    let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
+                    for (index, (step, layout)) in planned.iter().enumerate() {
+                        apply_step(&mut tx, layout, step)
+                            .await
+                            .map_err(|e| failed(index, e))?;
+                    }
+                    tx.commit().await.map_err(pg_error)
+                })
+                .await;
+            match done {
+                // An insert over no record met one another transaction inserted since: there
+                // was no row to lock. Resolve every step again.
+                Err(Error::TransactionFailed { source, .. })
+                    if matches!(*source, Error::AlreadyExists { what: "record" }) => {}
+                other => return other,
+            }
+        }
+        Err(Error::unavailable(
+            BACKEND,
+            "records kept being inserted during a transaction",
+        ))
+    }
 }
 
 /// What `storekit copy` reads and writes of the tables store.
@@ -680,4 +794,36 @@ impl PostgresStore {
         })
         .await
     }
+}
+
+/// The read of the record at `key` that locks its row until the transaction ends.
+fn locked_read(layout: &Layout, key: &RecordKey) -> Statement {
+    let mut read = layout.get(key);
+    read.sql = format!("{} FOR UPDATE", read.sql).into();
+    read
+}
+
+/// One step of a transaction: the record read and locked, the step resolved on it, its write
+/// made.
+async fn apply_step(conn: &mut PgConnection, layout: &Layout, step: &Step) -> Result<()> {
+    let fail = |err| table_error(err, &layout.primary_key);
+    let found = query(&locked_read(layout, step.key()))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(fail)?;
+    let current = found.map(|r| record_of(layout, &r)).transpose()?;
+    let write = match step.resolve(current.as_ref())? {
+        Resolved::Insert(row) => layout.insert(&row, false)?,
+        Resolved::Replace(row, version) => layout.replace(&row, version)?,
+        Resolved::Delete(key, version) => layout.delete(&key, Some(version)),
+        _ => return Ok(()),
+    };
+    let done = query(&write).execute(&mut *conn).await.map_err(fail)?;
+    if done.rows_affected() == 0 {
+        return Err(Error::backend(
+            BACKEND,
+            "a transaction's write changed no row",
+        ));
+    }
+    Ok(())
 }

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{CachedStatement, Connection, ToSql, TransactionBehavior, params_from_iter};
 use storekit_core::backend::TableBackend;
-use storekit_core::table::patch::{patch_row, returned};
+use storekit_core::table::patch::{condition_holds, patch_row, returned};
+use storekit_core::table::transact::{Resolved, Step, failed};
 use storekit_core::table::{
     Condition, Document, IndexQuery, KeyValue, MAX_VERSION, MissingIndexes, Patch, Record,
     RecordKey, Returning, Row, TableSchema, TableShape, next_version,
@@ -323,7 +324,9 @@ impl SqliteStore {
             if shape.ttl.is_none() {
                 continue;
             }
-            let layout = self.layout(&TableSchema::from_shape(&name, &shape)?).await?;
+            let layout = self
+                .layout(&TableSchema::from_shape(&name, &shape)?)
+                .await?;
             loop {
                 let now = storekit_core::time::now_seconds();
                 let Some(statement) = layout.purge_expired(now, crate::purge::BATCH)? else {
@@ -667,6 +670,117 @@ impl TableBackend for SqliteStore {
             })
             .await
     }
+    // Conditional writes (issue 21, item 5): read, checked and written on the one writer in
+    // one savepoint, so nothing can come between the check and the write.
+
+    async fn put_if(
+        &self,
+        schema: &TableSchema,
+        row: &Row,
+        condition: &Condition,
+        existing: bool,
+    ) -> Result<u64> {
+        let layout = self.layout(schema).await?;
+        let read = layout.get(row.key());
+        let (schema, row, condition) = (schema.clone(), row.clone(), condition.clone());
+        self.inner
+            .conns
+            .write_grouped(move |conn| {
+                let current = one_record(conn, &layout, &read)?;
+                if existing && current.is_none() {
+                    return Err(Error::NotFound { what: "record" });
+                }
+                condition_holds(&schema, current.as_ref(), &condition)?;
+                let (write, version) = match &current {
+                    None => (layout.insert(&row, false)?, 1),
+                    Some(current) => (
+                        layout.replace(&row, current.version)?,
+                        next_version(current.version)?,
+                    ),
+                };
+                if execute(conn, &write)? == 0 {
+                    return Err(Error::backend(
+                        BACKEND,
+                        "a conditional write changed no row",
+                    ));
+                }
+                Ok(version)
+            })
+            .await
+    }
+
+    async fn delete_if(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        condition: &Condition,
+    ) -> Result<bool> {
+        let layout = self.layout(schema).await?;
+        let read = layout.get(key);
+        let key = key.clone();
+        let (schema, condition) = (schema.clone(), condition.clone());
+        self.inner
+            .conns
+            .write_grouped(move |conn| {
+                let current = one_record(conn, &layout, &read)?;
+                condition_holds(&schema, current.as_ref(), &condition)?;
+                let Some(current) = current else {
+                    return Ok(false);
+                };
+                let delete = layout.delete(&key, Some(current.version));
+                Ok(execute(conn, &delete)? > 0)
+            })
+            .await
+    }
+    // Transactions (issue 21, item 7): every step read, resolved and written on the one
+    // writer in one savepoint, which a failed step rolls back whole.
+
+    async fn transact(&self, steps: &[Step]) -> Result<()> {
+        let mut planned = Vec::with_capacity(steps.len());
+        for step in steps {
+            planned.push((step.clone(), self.layout(&step.schema).await?));
+        }
+        self.inner
+            .conns
+            .write_grouped(move |conn| {
+                // A savepoint of its own: the writer may run this inline, outside the group's
+                // savepoint, and a step may fail after others have written.
+                conn.execute_batch("SAVEPOINT storekit_transact")
+                    .map_err(sqlite_error)?;
+                let applied = planned
+                    .iter()
+                    .enumerate()
+                    .try_for_each(|(index, (step, layout))| {
+                        apply_step(conn, layout, step).map_err(|e| failed(index, e))
+                    });
+                let end = match applied {
+                    Ok(()) => "RELEASE storekit_transact",
+                    Err(_) => "ROLLBACK TO storekit_transact; RELEASE storekit_transact",
+                };
+                conn.execute_batch(end).map_err(sqlite_error)?;
+                applied
+            })
+            .await
+    }
+}
+
+/// One step of a transaction, on the writer: the record read, the step resolved on it, its
+/// write made.
+fn apply_step(conn: &Connection, layout: &Layout, step: &Step) -> Result<()> {
+    let current = one_record(conn, layout, &layout.get(step.key()))?;
+    let write = match step.resolve(current.as_ref())? {
+        Resolved::Insert(row) => layout.insert(&row, false)?,
+        Resolved::Replace(row, version) => layout.replace(&row, version)?,
+        Resolved::Delete(key, version) => layout.delete(&key, Some(version)),
+        _ => return Ok(()),
+    };
+    if execute(conn, &write)? == 0 {
+        return Err(Error::backend(
+            BACKEND,
+            "a transaction's write changed no row",
+        ));
+    }
+    Ok(())
 }
 
 /// What `storekit copy` reads and writes of the tables store.

@@ -639,6 +639,96 @@ impl<B: TableBackend> TableStore for B {
             )
             .await
     }
+    // Conditional writes (issue 21, item 5).
+
+    async fn put_if(
+        &self,
+        schema: &TableSchema,
+        document: Document,
+        condition: &Condition,
+    ) -> Result<Record> {
+        call!(self, "put_if", schema)
+            .run(
+                put_if(self, schema, document, condition, false),
+                |_| None,
+                || about_table(schema),
+            )
+            .await
+    }
+
+    async fn replace_if(
+        &self,
+        schema: &TableSchema,
+        document: Document,
+        condition: &Condition,
+    ) -> Result<Record> {
+        call!(self, "replace_if", schema)
+            .run(
+                put_if(self, schema, document, condition, true),
+                |_| None,
+                || about_table(schema),
+            )
+            .await
+    }
+
+    async fn delete_if(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        condition: &Condition,
+    ) -> Result<bool> {
+        call!(self, "delete_if", schema)
+            .run(
+                async {
+                    schema.check_key(key)?;
+                    condition.check(schema)?;
+                    TableBackend::delete_if(self, schema, key, condition).await
+                },
+                |deleted| Some(usize::from(*deleted)),
+                || about_key(schema, key),
+            )
+            .await
+    }
+    // Transactions (issue 21, item 7).
+
+    async fn transact(&self, transaction: &super::Transaction) -> Result<()> {
+        let Some((schema, _)) = transaction.actions().first() else {
+            return Ok(());
+        };
+        call!(self, "transact", schema)
+            .run(
+                transact(self, transaction),
+                |()| Some(transaction.actions().len()),
+                || about_table(schema),
+            )
+            .await
+    }
+}
+
+/// The transaction's span is named after the table of its first action.
+async fn transact<B: TableBackend>(backend: &B, transaction: &super::Transaction) -> Result<()> {
+    let steps = transaction.checked()?;
+    if steps.is_empty() {
+        return Ok(());
+    }
+    TableBackend::transact(backend, &steps).await
+}
+
+/// `put_if` and `replace_if` (`existing`): the checks, then the backend's conditional write.
+async fn put_if<B: TableBackend>(
+    backend: &B,
+    schema: &TableSchema,
+    document: Document,
+    condition: &Condition,
+    existing: bool,
+) -> Result<Record> {
+    let row = schema.row(document)?;
+    condition.check(schema)?;
+    let op = if existing { "replace_if" } else { "put_if" };
+    let version = TableBackend::put_if(backend, schema, &row, condition, existing)
+        .await
+        .map_err(|e| e.during(op, || about_key(schema, row.key())))?;
+    Ok(record(row, version))
 }
 
 /// At most [`MAX_BATCH`] items in one batch.
@@ -1121,6 +1211,26 @@ mod tests {
         }
         async fn delete_many(&self, schema: &TableSchema, keys: &[RecordKey]) -> Result<()> {
             TableBackend::delete_many(&self.0, schema, keys).await
+        }
+        async fn put_if(
+            &self,
+            schema: &TableSchema,
+            row: &Row,
+            condition: &Condition,
+            existing: bool,
+        ) -> Result<u64> {
+            TableBackend::put_if(&self.0, schema, row, condition, existing).await
+        }
+        async fn delete_if(
+            &self,
+            schema: &TableSchema,
+            key: &RecordKey,
+            condition: &Condition,
+        ) -> Result<bool> {
+            TableBackend::delete_if(&self.0, schema, key, condition).await
+        }
+        async fn transact(&self, steps: &[crate::table::transact::Step]) -> Result<()> {
+            TableBackend::transact(&self.0, steps).await
         }
     }
 

@@ -55,6 +55,12 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(run()).unwrap();
 //! ```
 //!
+//! Writes take a condition too ([`TableStore::put_if`], [`TableStore::replace_if`],
+//! [`TableStore::delete_if`], and the same on [`Table`]): a missing record is an empty
+//! document, as on DynamoDB, and a failed condition is
+//! [`Conflict`](crate::Error::Conflict) on `"condition"` with nothing written. Several writes
+//! on any tables go together or not at all in a [`Transaction`] ([`transact`]).
+//!
 //! [`TableStore::index_consistency`] says which applies. Every write bumps the record's
 //! version; a version conflict is the database's answer to the write, never a read made
 //! before it.
@@ -152,6 +158,7 @@ mod layer;
 pub mod patch;
 mod query;
 mod schema;
+pub mod transact;
 mod typed;
 mod value;
 
@@ -174,6 +181,7 @@ pub use schema::{
     RESERVED_FIELD_PREFIX, RESERVED_TABLE_NAMES, RESERVED_TABLE_PREFIXES, Row, TableSchema,
     TableSchemaBuilder, TableShape, UniqueIndex, UniqueShape, check_prefixed_name, same_table_name,
 };
+pub use transact::{MAX_TRANSACTION_ACTIONS, Transaction};
 pub use typed::{Table, Versioned};
 pub use value::{KeyType, KeyValue, MAX_KEY_BYTES, RecordKey};
 
@@ -393,6 +401,51 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
     /// atomicity as [`TableStore::put_many`]: one transaction on SQL and memory, `BatchWriteItem`
     /// of 25 on DynamoDB (one delete per record on a table with unique indexes).
     async fn delete_many(&self, schema: &TableSchema, keys: &[RecordKey]) -> Result<()>;
+
+    // Conditional writes (issue 21, item 5).
+
+    /// [`put`](TableStore::put), only if `condition` holds on the record as stored; when there
+    /// is no record, the condition is evaluated on an empty document, as DynamoDB does
+    /// (`not_exists` holds, a comparison fails). A failed condition is
+    /// [`Conflict`](crate::Error::Conflict) with `what` `"condition"` (`expected` and
+    /// `actual` the stored version, 0 when there is no record) and nothing is written. The
+    /// database decides it in the write: one conditional `PutItem` (or `TransactWriteItems`)
+    /// on DynamoDB, one transaction holding the row on SQL, one lock on memory.
+    async fn put_if(
+        &self,
+        schema: &TableSchema,
+        document: Document,
+        condition: &Condition,
+    ) -> Result<Record>;
+
+    /// Overwrites the record if it exists ([`NotFound`](crate::Error::NotFound) otherwise) and
+    /// `condition` holds on it ([`Conflict`](crate::Error::Conflict), `"condition"`,
+    /// otherwise); nothing is written when it fails. See [`TableStore::put_if`].
+    async fn replace_if(
+        &self,
+        schema: &TableSchema,
+        document: Document,
+        condition: &Condition,
+    ) -> Result<Record>;
+
+    /// Deletes the record if `condition` holds on it; `false` if there was no record and the
+    /// condition holds on an empty document (`not_exists`), and
+    /// [`Conflict`](crate::Error::Conflict) (`"condition"`) when it does not hold, with
+    /// nothing deleted. One conditional `DeleteItem` on DynamoDB for a table without unique
+    /// indexes.
+    async fn delete_if(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        condition: &Condition,
+    ) -> Result<bool>;
+    // Transactions (issue 21, item 7).
+
+    /// Applies every action of `transaction` or none ([`transact`]): one `TransactWriteItems`
+    /// on DynamoDB with an idempotency token, one database transaction on SQL, one lock on
+    /// memory. A failed action is [`TransactionFailed`](crate::Error::TransactionFailed) with
+    /// its index, and nothing is written.
+    async fn transact(&self, transaction: &Transaction) -> Result<()>;
 }
 
 /// Most records one [`TableStore::put_many`] or [`TableStore::delete_many`] takes.

@@ -454,6 +454,30 @@ fn add(n: &serde_json::Number, amount: i64) -> Result<Value> {
     }
 }
 
+/// Whether a conditional write (`put_if`, `replace_if`, `delete_if`) may go ahead over
+/// `current`, the record as stored under the backend's lock: `condition` must hold on its
+/// document, or, when there is no record, on an empty document (DynamoDB's rule: `not_exists`
+/// holds there and a comparison fails). A failed condition is [`Error::Conflict`] with `what`
+/// `"condition"` and the stored version in both fields (0 when there is no record).
+pub fn condition_holds(
+    schema: &TableSchema,
+    current: Option<&super::Record>,
+    condition: &super::Condition,
+) -> Result<()> {
+    let bytes = super::expr::bytes_fields(schema);
+    let empty = Document::new();
+    let (document, version) = current.map_or((&empty, 0), |r| (&r.document, r.version));
+    if condition.matches(document, &bytes) {
+        Ok(())
+    } else {
+        Err(Error::Conflict {
+            what: "condition",
+            expected: version,
+            actual: version,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -474,11 +474,16 @@ pub(crate) fn check(schema: &TableSchema, query: &Query) -> Result<Option<usize>
         filter.check(schema)?;
         // DynamoDB filters only what the key condition does not decide: a filter on the
         // table's key, or on the queried index's, is refused there, so it is refused here.
-        let keys: Vec<&str> = [Some(schema.partition()), schema.sort(), Some(partition), sort]
-            .into_iter()
-            .flatten()
-            .map(KeyDef::field)
-            .collect();
+        let keys: Vec<&str> = [
+            Some(schema.partition()),
+            schema.sort(),
+            Some(partition),
+            sort,
+        ]
+        .into_iter()
+        .flatten()
+        .map(KeyDef::field)
+        .collect();
         let mut on_key = None;
         filter.visit_paths(&mut |path| {
             if on_key.is_none() && keys.contains(&path.field()) {

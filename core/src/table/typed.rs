@@ -346,6 +346,71 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
     fn typed(&self, record: Record) -> Result<Versioned<T>> {
         typed(record)
     }
+
+    // Conditional writes (issue 21, item 5).
+
+    /// Writes a record only if `condition` holds on the one stored under its key (on an
+    /// empty document when there is none); see [`TableStore::put_if`].
+    ///
+    /// ```
+    /// # async fn run() -> storekit_core::Result<()> {
+    /// use std::sync::Arc;
+    /// use serde::{Deserialize, Serialize};
+    /// use storekit_core::{Error, MemoryStore};
+    /// use storekit_core::table::{Condition, KeyDef, Table, TableSchema};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Item { sku: String, stock: i64 }
+    ///
+    /// let schema = TableSchema::builder("items", KeyDef::text("sku")).build()?;
+    /// let items: Table<Item> = Table::new(Arc::new(MemoryStore::new()), schema);
+    /// items.ensure().await?;
+    /// // Only if no record holds the key yet (an absent record has no `sku`).
+    /// let new = Condition::not_exists("sku");
+    /// items.put_if(&Item { sku: "lamp".into(), stock: 3 }, new.clone()).await?;
+    /// let again = items.put_if(&Item { sku: "lamp".into(), stock: 9 }, new).await;
+    /// assert!(matches!(again, Err(Error::Conflict { what: "condition", .. })));
+    /// // Restock only while the stock is low.
+    /// items.replace_if(&Item { sku: "lamp".into(), stock: 10 }, Condition::lt("stock", 5)).await?;
+    /// // Delete only when sold out: it is not, so nothing is deleted.
+    /// let gone = items.delete_if("lamp", Condition::eq("stock", 0)).await;
+    /// assert!(matches!(gone, Err(Error::Conflict { what: "condition", .. })));
+    /// assert_eq!(items.get("lamp").await?.map(|v| v.record.stock), Some(10));
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(run()).unwrap();
+    /// ```
+    pub async fn put_if(&self, record: &T, condition: Condition) -> Result<Versioned<T>> {
+        let (document, stored) = self.checked(record)?;
+        let written = self
+            .store
+            .put_if(&self.schema, document, &condition)
+            .await?;
+        Ok(Versioned {
+            record: stored,
+            version: written.version,
+        })
+    }
+
+    /// Overwrites a record that exists, only if `condition` holds on it; see
+    /// [`TableStore::replace_if`].
+    pub async fn replace_if(&self, record: &T, condition: Condition) -> Result<Versioned<T>> {
+        let (document, stored) = self.checked(record)?;
+        let written = self
+            .store
+            .replace_if(&self.schema, document, &condition)
+            .await?;
+        Ok(Versioned {
+            record: stored,
+            version: written.version,
+        })
+    }
+
+    /// Deletes the record only if `condition` holds on it; see [`TableStore::delete_if`].
+    pub async fn delete_if(&self, key: impl Into<RecordKey>, condition: Condition) -> Result<bool> {
+        self.store
+            .delete_if(&self.schema, &key.into(), &condition)
+            .await
+    }
 }
 
 fn typed<T: DeserializeOwned>(record: Record) -> Result<Versioned<T>> {
