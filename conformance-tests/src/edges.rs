@@ -15,22 +15,16 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 use serde_json::{Value, json};
 use storekit_core::table::{
-    Consistency, Document, KeyDef, KeyValue, MAX_FIELD_NAME_BYTES, MAX_PAGE, MAX_VERSION, Order,
-    Query, Record, RecordKey, SortCondition, TableSchema, TableStore, query_stream,
+    Consistency, KeyDef, KeyValue, MAX_FIELD_NAME_BYTES, MAX_PAGE, MAX_VERSION, Order, Query,
+    Record, RecordKey, SortCondition, TableSchema, TableStore, query_stream,
 };
 use storekit_core::{Error, MemoryStore};
 
 use crate::Fixture;
+use crate::tables::doc;
 
 /// Random queries per backend in the property test.
 pub const CURSOR_CASES: u32 = 64;
-
-fn doc(value: Value) -> Document {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("not an object: {other}"),
-    }
-}
 
 async fn ensure<'a>(f: &'a Fixture, schema: &TableSchema) -> &'a dyn TableStore {
     let store = f.tables().as_ref();

@@ -16,6 +16,7 @@ use storekit_core::table::{
 };
 
 use crate::Fixture;
+use crate::tables::doc;
 use crate::tables::settled;
 
 /// `exprs`: partition `p`, sort `n`; the query index `by-kind` on (`kind`, `n`); and `tag`, a
@@ -30,13 +31,6 @@ fn schema() -> TableSchema {
         .expect("valid schema")
 }
 
-fn doc(value: Value) -> Document {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("not an object: {other}"),
-    }
-}
-
 async fn ensure(f: &Fixture) -> (&dyn TableStore, TableSchema) {
     let schema = schema();
     let store = f.tables().as_ref();
@@ -45,7 +39,7 @@ async fn ensure(f: &Fixture) -> (&dyn TableStore, TableSchema) {
 }
 
 /// Every page of `query`, with the number of records of each page.
-async fn all_pages(
+pub(crate) async fn all_pages(
     store: &dyn TableStore,
     schema: &TableSchema,
     query: &Query,
@@ -64,7 +58,8 @@ async fn all_pages(
     }
 }
 
-fn numbers(records: &[Record]) -> Vec<i64> {
+/// The `n` field of each record.
+pub(crate) fn numbers(records: &[Record]) -> Vec<i64> {
     records
         .iter()
         .map(|r| r.document["n"].as_i64().expect("n"))

@@ -4,12 +4,14 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use storekit_core::table::{
     Condition, Document, KeyDef, KeyValue, Query, Record, RecordKey, TableSchema, TableStore,
 };
 
 use crate::Fixture;
+use crate::expressions::{all_pages, numbers};
+use crate::tables::doc;
 use crate::tables::settled;
 
 /// `sessions`: partition `user`, sort `n`, the query index `by-kind` on (`kind`, `n`), the
@@ -22,13 +24,6 @@ fn schema() -> TableSchema {
         .ttl("expires_at")
         .build()
         .expect("valid schema")
-}
-
-fn doc(value: Value) -> Document {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("not an object: {other}"),
-    }
 }
 
 fn now() -> f64 {
@@ -47,33 +42,6 @@ async fn ensure(f: &Fixture) -> (&dyn TableStore, TableSchema) {
     let store = f.tables().as_ref();
     store.ensure_table(&schema).await.expect("ensure_table");
     (store, schema)
-}
-
-fn numbers(records: &[Record]) -> Vec<i64> {
-    records
-        .iter()
-        .map(|r| r.document["n"].as_i64().expect("n"))
-        .collect()
-}
-
-/// Every page of `query` and the size of each.
-async fn all_pages(
-    store: &dyn TableStore,
-    schema: &TableSchema,
-    query: &Query,
-) -> (Vec<Record>, Vec<usize>) {
-    let (mut records, mut sizes) = (Vec::new(), Vec::new());
-    let mut query = query.clone();
-    loop {
-        let page = store.query(schema, &query).await.expect("query");
-        sizes.push(page.items.len());
-        records.extend(page.items);
-        match page.next {
-            Some(next) => query = query.after(next),
-            None => return (records, sizes),
-        }
-        assert!(sizes.len() < 1000, "the pages do not end");
-    }
 }
 
 /// Every page of a scan and the size of each.

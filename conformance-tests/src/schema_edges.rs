@@ -5,17 +5,11 @@
 use serde_json::{Value, json};
 use storekit_core::Error;
 use storekit_core::table::{
-    Document, KeyDef, KeyValue, Query, RecordKey, TableSchema, TableStatus, TableStore,
+    KeyDef, KeyValue, Query, RecordKey, TableSchema, TableStatus, TableStore,
 };
 
 use crate::Fixture;
-
-fn doc(value: Value) -> Document {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("not an object: {other}"),
-    }
-}
+use crate::tables::doc;
 
 fn plain(name: &str) -> TableSchema {
     TableSchema::builder(name, KeyDef::text("id"))

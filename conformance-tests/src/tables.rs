@@ -21,7 +21,8 @@ use storekit_core::table::{
 use crate::Fixture;
 
 /// A JSON object as a document.
-fn doc(value: Value) -> Document {
+/// A JSON object literal as a document.
+pub(crate) fn doc(value: Value) -> Document {
     match value {
         Value::Object(map) => map,
         other => panic!("not an object: {other}"),

@@ -7,13 +7,14 @@
 //! tables, all applied or none, the failed action named by its index, within DynamoDB's
 //! limit of 100 actions with unique markers counted.
 
-use serde_json::{Value, json};
+use serde_json::json;
 use storekit_core::Error;
 use storekit_core::table::{
     Condition, Document, KeyDef, KeyValue, Patch, RecordKey, TableSchema, Transaction,
 };
 
 use crate::Fixture;
+use crate::tables::doc;
 
 /// `stock`: one record per `sku`, without unique indexes (so that DynamoDB can decide each
 /// conditional write in one request).
@@ -29,13 +30,6 @@ fn coded() -> TableSchema {
         .unique("code", [KeyDef::text("code")])
         .build()
         .expect("valid schema")
-}
-
-fn doc(value: Value) -> Document {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("not an object: {other}"),
-    }
 }
 
 fn is_condition_conflict(result: &Result<impl std::fmt::Debug, Error>, version: u64) -> bool {
