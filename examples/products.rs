@@ -243,7 +243,7 @@ async fn update_product(
         // Otherwise the store re-reads and re-applies until the update lands.
         None => {
             products
-                .update(id, |p| {
+                .update::<Error>(id, |p| {
                     apply(p);
                     Ok(())
                 })

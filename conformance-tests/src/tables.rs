@@ -1970,7 +1970,7 @@ pub async fn typed_tables_read_and_write_serde_records(f: &Fixture) {
         .expect("lookup");
     assert_eq!(found.map(|v| v.record), Some(lamp.clone()));
     let updated = table
-        .update("p1", |p| {
+        .update::<Error>("p1", |p| {
             p.status = "sold".into();
             p.updated_at = 2.0;
             Ok(())
@@ -1986,7 +1986,7 @@ pub async fn typed_tables_read_and_write_serde_records(f: &Fixture) {
         ("sold", 2.0, 2)
     );
     let bad = table
-        .update("p1", |p| {
+        .update::<Error>("p1", |p| {
             p.updated_at = f64::NAN;
             Ok(())
         })
@@ -1999,6 +1999,36 @@ pub async fn typed_tables_read_and_write_serde_records(f: &Fixture) {
         table.get("p1").await.expect("get").map(|v| v.version),
         Some(2),
         "nothing written"
+    );
+    // The closure fails with the caller's own error type: it comes back as it was, and
+    // nothing is written.
+    #[derive(Debug, PartialEq)]
+    enum Refusal {
+        AlreadySold,
+        Store(String),
+    }
+    impl From<Error> for Refusal {
+        fn from(e: Error) -> Self {
+            Self::Store(e.to_string())
+        }
+    }
+    let refused = table
+        .update("p1", |p| {
+            if p.status == "sold" {
+                return Err(Refusal::AlreadySold);
+            }
+            p.status = "resold".into();
+            Ok(())
+        })
+        .await;
+    assert_eq!(refused.map(|v| v.version), Err(Refusal::AlreadySold));
+    let missing = table
+        .update("p-none", |_| Err(Refusal::AlreadySold))
+        .await
+        .map(|v| v.version);
+    assert!(
+        matches!(&missing, Err(Refusal::Store(e)) if e.contains("not found")),
+        "a storekit error converts into the caller's: {missing:?}"
     );
     let stale = table.replace(&lamp, 1).await;
     assert!(matches!(stale, Err(Error::Conflict { .. })), "{stale:?}");

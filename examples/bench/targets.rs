@@ -207,7 +207,7 @@ impl Products for Storekit {
         updated_at: f64,
     ) -> Result<(), BoxError> {
         self.products
-            .update(id, |product| {
+            .update::<storekit::Error>(id, |product| {
                 product.price_cents = price_cents;
                 product.updated_at = updated_at;
                 Ok(())

@@ -117,18 +117,62 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
 
     /// Reads the record, changes it with `change`, and writes it at the version read, reading
     /// and changing again if another write came first (so `change` may run more than once).
-    /// An error from `change` ends the update with nothing written.
-    pub async fn update(
+    /// An error from `change` ends the update with nothing written, and is returned as it
+    /// was: `change` fails with the caller's own error type `E`, which storekit's errors
+    /// convert into. Where nothing else names `E`, say which it is, as with any closure
+    /// generic over its error (`Ok::<_, storekit_core::Error>(())`, or `update::<MyError>`).
+    ///
+    /// Prefer [`Table::patch`] when the change can be said as a [`Patch`] (one request, no
+    /// retries); `update` is for changes that need the record's current value in Rust.
+    ///
+    /// ```
+    /// # use storekit_core::table::Table;
+    /// # #[derive(serde::Serialize, serde::Deserialize)]
+    /// # struct Order { id: String, status: String, total_cents: u64 }
+    /// #[derive(Debug)]
+    /// enum ShipError {
+    ///     AlreadyShipped,
+    ///     Store(storekit_core::Error),
+    /// }
+    /// impl From<storekit_core::Error> for ShipError {
+    ///     fn from(e: storekit_core::Error) -> Self {
+    ///         Self::Store(e)
+    ///     }
+    /// }
+    ///
+    /// async fn ship(orders: &Table<Order>, id: &str) -> Result<(), ShipError> {
+    ///     orders
+    ///         .update(id, |order| {
+    ///             if order.status == "shipped" {
+    ///                 return Err(ShipError::AlreadyShipped);
+    ///             }
+    ///             order.status = "shipped".to_owned();
+    ///             Ok(())
+    ///         })
+    ///         .await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn update<E>(
         &self,
         key: impl Into<RecordKey>,
-        mut change: impl FnMut(&mut T) -> Result<()> + Send,
-    ) -> Result<Versioned<T>> {
+        mut change: impl FnMut(&mut T) -> std::result::Result<(), E> + Send,
+    ) -> std::result::Result<Versioned<T>, E>
+    where
+        E: From<Error> + Send,
+    {
         // The record as the last change made it, read back as stored: what the write that
         // lands (the one after the last change) holds.
         let mut stored = None;
+        // The caller's error, kept aside while the store unwinds with a stand-in of its own:
+        // the store's update speaks only storekit's error type.
+        let mut refused = None;
         let mut change_document = |document: Document| -> Result<Document> {
             let mut record = from_document::<T>(document)?;
-            change(&mut record)?;
+            if let Err(e) = change(&mut record) {
+                refused = Some(e);
+                return Err(Error::invalid("update", "the change refused the record"));
+            }
             let (document, back) = self.checked(&record)?;
             stored = Some(back);
             Ok(document)
@@ -137,13 +181,17 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
         let written = self
             .store
             .update(&self.schema, &key, &mut change_document)
-            .await?;
+            .await;
+        let written = match (written, refused) {
+            (Err(_), Some(caller)) => return Err(caller),
+            (written, _) => written?,
+        };
         match stored {
             Some(record) => Ok(Versioned {
                 record,
                 version: written.version,
             }),
-            None => self.typed(written),
+            None => Ok(self.typed(written)?),
         }
     }
 
@@ -199,6 +247,55 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
         Ok(Versioned {
             version: patched.version,
             record: from_document(patched.document.unwrap_or_default())?,
+        })
+    }
+
+    /// [`Table::patch_if`], returning what `returning` asks for read as `P`, which may be a
+    /// type of a few fields: [`Returning::UpdatedNew`] gives the top-level fields the patch
+    /// touched, as DynamoDB's `ReturnValues=UPDATED_NEW` does; [`Returning::None`] gives
+    /// `None` (and reads nothing back). The version is the record's after the patch.
+    ///
+    /// ```
+    /// # async fn run(orders: storekit_core::table::Table<serde_json::Value>) -> storekit_core::Result<()> {
+    /// use storekit_core::table::{Patch, RecordKey, Returning};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct StatusChange {
+    ///     status: String,
+    ///     last_update: i64,
+    /// }
+    /// // `SET status = :s, last_update = :t` with `ReturnValues=UPDATED_NEW`: one request.
+    /// let patched = orders
+    ///     .patch_returning::<StatusChange>(
+    ///         RecordKey::with_sort("ada", "o-1"),
+    ///         Patch::new().set("status", "shipped").set("last_update", 1_700_000_000),
+    ///         None,
+    ///         Returning::UpdatedNew,
+    ///     )
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn patch_returning<P: DeserializeOwned>(
+        &self,
+        key: impl Into<RecordKey>,
+        patch: Patch,
+        condition: impl Into<Option<Condition>>,
+        returning: Returning,
+    ) -> Result<Versioned<Option<P>>> {
+        let condition = condition.into();
+        let patched = self
+            .store
+            .patch(
+                &self.schema,
+                &key.into(),
+                &patch,
+                condition.as_ref(),
+                returning,
+            )
+            .await?;
+        Ok(Versioned {
+            version: patched.version,
+            record: patched.document.map(from_document).transpose()?,
         })
     }
 
