@@ -14,7 +14,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use storekit_core::{Error, Result};
@@ -230,6 +231,21 @@ pub(crate) fn delete_any(table: &str, key: Item) -> Result<TransactWriteItem> {
         .build()
         .map_err(error::build)?;
     Ok(TransactWriteItem::builder().delete(delete).build())
+}
+
+/// A transaction action that checks, without writing, that `condition` holds on `key`; the
+/// stored item comes back in the cancellation reason if it does not.
+pub(crate) fn check(table: &str, key: Item, condition: &Condition) -> Result<TransactWriteItem> {
+    let check = ConditionCheck::builder()
+        .table_name(table)
+        .set_key(Some(key))
+        .condition_expression(condition.expression())
+        .set_expression_attribute_names(condition.names())
+        .set_expression_attribute_values(condition.values())
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .map_err(error::build)?;
+    Ok(TransactWriteItem::builder().condition_check(check).build())
 }
 
 /// A transactional update of `key` by `expression` under `condition`; the placeholders of both

@@ -15,9 +15,7 @@
 //! caller's condition failed on it, or the record was not as the attempt assumed and the
 //! transaction is built again from what was learnt.
 
-use aws_sdk_dynamodb::types::{
-    ConditionCheck, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 use storekit_core::table::patch::{condition_holds, patch_row};
 use storekit_core::table::transact::{Op, Step, failed};
 use storekit_core::table::{
@@ -311,7 +309,11 @@ impl DynamoDbStore {
                     if let Some(condition) = condition {
                         condition_holds(schema, None, condition)?;
                     }
-                    actions.push(check(&table, item::key_item(schema, key), &absent(schema))?);
+                    actions.push(txn::check(
+                        &table,
+                        item::key_item(schema, key),
+                        &absent(schema),
+                    )?);
                     return Ok(vec![(Role::Record, None)]);
                 };
                 let condition =
@@ -341,7 +343,7 @@ impl DynamoDbStore {
             Op::Check(_, condition) => {
                 let mut p = Placeholders::default();
                 let expression = filter::render(condition, &mut p)?;
-                actions.push(check(
+                actions.push(txn::check(
                     &table,
                     item::key_item(schema, key),
                     &p.condition(expression),
@@ -461,20 +463,6 @@ fn refused(step: &Step, known: &Known, stored: Option<&Record>) -> Result<Known>
         Op::Delete(..) | Op::Check(..) => Err(conflict(stored)),
         _ => Err(conflict(stored)),
     }
-}
-
-/// A `ConditionCheck` of `key` under `condition`, returning the item when refused.
-fn check(table: &str, key: Item, condition: &Condition) -> Result<TransactWriteItem> {
-    let check = ConditionCheck::builder()
-        .table_name(table)
-        .set_key(Some(key))
-        .condition_expression(condition.expression())
-        .set_expression_attribute_names(condition.names())
-        .set_expression_attribute_values(condition.values())
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-        .build()
-        .map_err(error::build)?;
-    Ok(TransactWriteItem::builder().condition_check(check).build())
 }
 
 /// The record is as known (absent, or at `version`) and `condition`, if any, holds on it.

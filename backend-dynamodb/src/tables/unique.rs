@@ -12,7 +12,7 @@
 //! come from another client writing the table; [`DynamoDbStore::clear_stale_marker`] removes it
 //! when a write meets it.
 
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem};
+use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use futures::{StreamExt as _, stream};
@@ -135,19 +135,6 @@ pub(super) fn holder_of(marker: &Item) -> Option<RecordKey> {
     }
 }
 
-/// A transaction action that checks, without writing, that `condition` holds on `key`.
-fn check(table: &str, key: Item, condition: &Condition) -> Result<TransactWriteItem> {
-    let check = ConditionCheck::builder()
-        .table_name(table)
-        .set_key(Some(key))
-        .condition_expression(condition.expression())
-        .set_expression_attribute_names(condition.names())
-        .set_expression_attribute_values(condition.values())
-        .build()
-        .map_err(error::build)?;
-    Ok(TransactWriteItem::builder().condition_check(check).build())
-}
-
 impl DynamoDbStore {
     /// The record holding `values` in unique index `index`: the marker, then its holder, both
     /// read consistently; the holder is returned only if it still holds the values.
@@ -250,7 +237,7 @@ impl DynamoDbStore {
             "removing a unique marker whose record no longer holds its value"
         );
         let actions = vec![
-            check(&table, item::key_item(schema, &holder), &record_unchanged)?,
+            txn::check(&table, item::key_item(schema, &holder), &record_unchanged)?,
             txn::delete(
                 &self.unique_table,
                 marker_key(schema, index, values),
@@ -308,7 +295,7 @@ impl DynamoDbStore {
         loop {
             let record = item::record(schema, table, &stored)?;
             let values = item::unique_values(schema, &record.document);
-            let mut actions = vec![check(
+            let mut actions = vec![txn::check(
                 table,
                 item::key_item(schema, &record.key),
                 &at_version(schema, record.version),
