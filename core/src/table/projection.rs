@@ -22,7 +22,7 @@
 //!   `a[0]`) conflict: both are [`Error::InvalidInput`] (`"projection"`), as DynamoDB refuses
 //!   them, checked before any backend runs. So are an empty selection, more than
 //!   [`MAX_SELECTED_PATHS`] paths, a field name over
-//!   [`MAX_FIELD_NAME_BYTES`](crate::validate::MAX_FIELD_NAME_BYTES) bytes and a selection
+//!   [`MAX_FIELD_NAME_BYTES`](super::MAX_FIELD_NAME_BYTES) bytes and a selection
 //!   longer than a DynamoDB expression can be.
 //!
 //! DynamoDB projects in the database (`ProjectionExpression`); SQL and memory read the whole
@@ -83,7 +83,7 @@ impl Projection {
     }
 
     /// Checks the selection: 1 to [`MAX_SELECTED_PATHS`] valid paths, field names of at most
-    /// [`MAX_FIELD_NAME_BYTES`](crate::validate::MAX_FIELD_NAME_BYTES) bytes, no two that
+    /// [`MAX_FIELD_NAME_BYTES`](super::MAX_FIELD_NAME_BYTES) bytes, no two that
     /// overlap or conflict, and a length DynamoDB accepts. [`Error::InvalidInput`]
     /// (`"projection"`) says what is wrong.
     pub fn check(&self, _schema: &TableSchema) -> Result<()> {
