@@ -84,10 +84,7 @@ impl Intercept for Reads {
         } else {
             return Ok(());
         };
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(sent);
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(sent);
         Ok(())
     }
 }

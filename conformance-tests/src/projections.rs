@@ -60,11 +60,19 @@ async fn check_selections(
             .expect("found");
         assert_eq!(got.key, full.key, "{paths:?}");
         assert_eq!(got.version, full.version, "{paths:?}: the version is kept");
-        assert_eq!(got.document, select.apply(schema, &full.document), "{paths:?}");
+        assert_eq!(
+            got.document,
+            select.apply(schema, &full.document),
+            "{paths:?}"
+        );
         let mut with_keys = expected.as_object().cloned().unwrap_or_default();
         with_keys.insert("p".into(), full.document["p"].clone());
         with_keys.insert("n".into(), full.document["n"].clone());
-        assert_eq!(Value::Object(got.document), Value::Object(with_keys), "{paths:?}");
+        assert_eq!(
+            Value::Object(got.document),
+            Value::Object(with_keys),
+            "{paths:?}"
+        );
     }
 }
 
@@ -234,7 +242,10 @@ pub async fn select_on_an_index_query_pages_through_cursors(f: &Fixture) {
         .iter()
         .map(|r| r.document["extra"].clone())
         .collect();
-    assert_eq!(extras, (0..6_i64).rev().map(|n| json!([n])).collect::<Vec<_>>());
+    assert_eq!(
+        extras,
+        (0..6_i64).rev().map(|n| json!([n])).collect::<Vec<_>>()
+    );
 }
 
 /// A projected get of a record that does not exist is `None`, not an error; a projected
@@ -444,7 +455,10 @@ pub async fn typed_partial_records_read_as_a_second_type(f: &Fixture) {
         ]
     );
     let skus = table
-        .get_as::<Skus>(RecordKey::with_sort("c", 3), &Projection::new(["lines[0].sku"]))
+        .get_as::<Skus>(
+            RecordKey::with_sort("c", 3),
+            &Projection::new(["lines[0].sku"]),
+        )
         .await
         .expect("get_as")
         .expect("found");

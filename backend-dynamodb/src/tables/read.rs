@@ -142,7 +142,9 @@ impl DynamoDbStore {
             &table,
             requests,
             expression.as_deref().map(|e| (e, &names)),
-        ).await? {
+        )
+        .await?
+        {
             let record = item::record(schema, &table, &stored)?;
             found.insert(record.key.clone(), record);
         }

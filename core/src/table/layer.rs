@@ -9,8 +9,8 @@ use super::query::{self, fingerprint};
 use super::{
     Change, Condition, Consistency, Document, IndexQuery, KeyDef, KeyValue, MAX_BATCH,
     MissingIndexes, Order, Patch, Patched, Position, Projection, Query, QueryPage, Record,
-    RecordKey, Returning, Row, TableSchema, TableStatus, TableStore, check_expected_version, next_version,
-    same_table_name,
+    RecordKey, Returning, Row, TableSchema, TableStatus, TableStore, check_expected_version,
+    next_version, same_table_name,
 };
 use crate::backend::TableBackend;
 use crate::trace::{Call, call_span};
@@ -414,8 +414,7 @@ impl<B: TableBackend> TableStore for B {
                     }
                     let fields = fetched_whole(schema, None);
                     let fetch = select.fetching(&fields);
-                    let found =
-                        TableBackend::get_many_selected(self, schema, keys, &fetch).await?;
+                    let found = TableBackend::get_many_selected(self, schema, keys, &fetch).await?;
                     let now = now_secs();
                     Ok(found
                         .into_iter()

@@ -21,6 +21,10 @@
 //! [`expr`], on any document path, answered by every backend as the memory backend's evaluator
 //! answers it (DynamoDB's rules), with full pages and exact cursors.
 //!
+//! Reads can be projected ([`Query::select`], [`TableStore::get_selected`],
+//! [`Table::query_as`]): only the selected document paths, plus the table's key fields, by
+//! DynamoDB's `ProjectionExpression` rule on every backend ([`projection`]).
+//!
 //! Records can expire ([`TableSchemaBuilder::ttl`]): an expired record is never returned by
 //! any read, counted, or held against a write of its key or unique values, on every backend,
 //! before the database deletes it (DynamoDB's native TTL, enabled by `ensure_table`). Several

@@ -293,11 +293,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
     ) -> Result<QueryPage<Versioned<P>>> {
         let page = self.store.query(&self.schema, &query).await?;
         Ok(QueryPage {
-            items: page
-                .items
-                .into_iter()
-                .map(partial)
-                .collect::<Result<_>>()?,
+            items: page.items.into_iter().map(partial).collect::<Result<_>>()?,
             next: page.next,
         })
     }
