@@ -118,12 +118,18 @@ async fn walk(stores: &Stores) -> Result<Walk> {
     say(format!("query ada, total >= 1000: {big_orders_of_ada:?}"));
 
     // On the GSI, newest first. Verified: on DynamoDB a GSI is eventually consistent, so each
-    // hit is re-read and dropped if it no longer matches.
+    // hit is re-read and dropped if it no longer matches. Only the ids are wanted: a
+    // projection (`ProjectionExpression` on DynamoDB), read as a type of its own.
+    #[derive(Deserialize)]
+    struct OrderId {
+        order_id: String,
+    }
     let shipped: Vec<String> = orders
-        .query(
+        .query_as::<OrderId>(
             Query::index("status-index", "shipped")
                 .descending()
-                .verified(),
+                .verified()
+                .select(["order_id"]),
         )
         .await?
         .items

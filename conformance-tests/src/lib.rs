@@ -1,7 +1,7 @@
 //! The storekit conformance suite: the contract every backend keeps.
 //!
 //! The cases are plain `pub async fn`s in [`users`], [`kv`], [`tables`], [`edges`],
-//! [`schema_edges`], [`expressions`], [`records`], [`transactions`], [`transfer`],
+//! [`schema_edges`], [`expressions`], [`projections`], [`records`], [`transactions`], [`transfer`],
 //! [`input`], [`load`], [`observe`] and [`model`] that take a [`Fixture`] (fresh, empty
 //! stores) and fail by panicking. A backend runs them in one of two ways:
 //!
@@ -36,6 +36,7 @@ pub mod kv;
 pub mod load;
 pub mod model;
 pub mod observe;
+pub mod projections;
 pub mod records;
 pub mod schema_edges;
 pub mod tables;
@@ -137,6 +138,17 @@ macro_rules! __with_cases {
                 patches_apply_every_action_or_none,
                 conditional_patches_change_nothing_when_refused,
                 concurrent_adds_to_one_counter_are_exact,
+            ];
+            projections, Uuid, projections: [
+                top_level_and_nested_paths_follow_the_reference,
+                list_elements_keep_their_order_not_their_positions,
+                missing_paths_are_left_out_without_error,
+                select_with_a_filter_tests_the_whole_record,
+                select_on_an_index_query_pages_through_cursors,
+                a_projected_get_of_a_missing_record_is_none,
+                bad_selections_are_invalid_input,
+                expired_records_are_not_read_through_a_projection,
+                typed_partial_records_read_as_a_second_type,
             ];
             records, Uuid, records: [
                 expired_records_are_never_read,

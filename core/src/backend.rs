@@ -26,8 +26,8 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use crate::table::{
-    Condition, Consistency, Document, IndexQuery, KeyValue, MissingIndexes, Patch, Record,
-    RecordKey, Returning, Row, TableSchema, TableShape,
+    Condition, Consistency, Document, IndexQuery, KeyValue, MissingIndexes, Patch, Projection,
+    Record, RecordKey, Returning, Row, TableSchema, TableShape,
 };
 use crate::{
     AccessToken, IdKind, OAuthAccount, OAuthAccountPatch, Page, Result, User, UserDraft, UserId,
@@ -501,6 +501,56 @@ pub trait TableBackend: Backend {
 
     /// Up to `query.fetch` records of a query, in its order, after `query.after`.
     async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Vec<Record>>;
+
+    // Projections (issue 21, item 3). `fetch` is a checked selection that already holds
+    // whatever the layer needs whole (the table's keys, the queried index's keys, the ttl
+    // field); the layer trims the answer to what the caller selected. By default the backend
+    // reads whole records and projects them in storekit ([`Projection::project_record`]);
+    // a backend that can project in the database overrides these, with the same answer.
+
+    /// [`TableBackend::get`], the document projected to `fetch`.
+    async fn get_selected(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        fetch: &Projection,
+    ) -> Result<Option<Record>> {
+        Ok(self
+            .get(schema, key)
+            .await?
+            .map(|record| fetch.project_record(record)))
+    }
+
+    /// [`TableBackend::get_many`], the documents projected to `fetch`.
+    async fn get_many_selected(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+        fetch: &Projection,
+    ) -> Result<Vec<Option<Record>>> {
+        Ok(self
+            .get_many(schema, keys)
+            .await?
+            .into_iter()
+            .map(|found| found.map(|record| fetch.project_record(record)))
+            .collect())
+    }
+
+    /// [`TableBackend::query`], the documents projected to `fetch` after the filter tested
+    /// the whole records.
+    async fn query_selected(
+        &self,
+        schema: &TableSchema,
+        query: &IndexQuery<'_>,
+        fetch: &Projection,
+    ) -> Result<Vec<Record>> {
+        Ok(self
+            .query(schema, query)
+            .await?
+            .into_iter()
+            .map(|record| fetch.project_record(record))
+            .collect())
+    }
 
     /// Up to `fetch` records after the record `after`, in the backend's own stable order.
     async fn scan(

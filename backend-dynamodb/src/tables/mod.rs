@@ -59,7 +59,7 @@ use storekit_core::Result;
 use storekit_core::backend::TableBackend;
 use storekit_core::table::{
     Condition as DocCondition, Consistency, Document, IndexQuery, KeyValue, MissingIndexes, Patch,
-    Record, RecordKey, Returning, Row, TableSchema, TableShape,
+    Projection, Record, RecordKey, Returning, Row, TableSchema, TableShape,
 };
 
 use crate::DynamoDbStore;
@@ -254,6 +254,33 @@ impl TableBackend for DynamoDbStore {
         self.get_records(schema, keys).await
     }
 
+    async fn get_selected(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        fetch: &Projection,
+    ) -> Result<Option<Record>> {
+        self.get_record_selected(schema, key, fetch).await
+    }
+
+    async fn get_many_selected(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+        fetch: &Projection,
+    ) -> Result<Vec<Option<Record>>> {
+        self.get_records_selected(schema, keys, Some(fetch)).await
+    }
+
+    async fn query_selected(
+        &self,
+        schema: &TableSchema,
+        query: &IndexQuery<'_>,
+        fetch: &Projection,
+    ) -> Result<Vec<Record>> {
+        self.query_records(schema, query, Some(fetch)).await
+    }
+
     async fn contains(&self, schema: &TableSchema, key: &RecordKey) -> Result<bool> {
         self.contains_record(schema, key).await
     }
@@ -268,7 +295,7 @@ impl TableBackend for DynamoDbStore {
     }
 
     async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Vec<Record>> {
-        self.query_records(schema, query).await
+        self.query_records(schema, query, None).await
     }
 
     async fn scan(

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::Select;
 use storekit_core::Result;
-use storekit_core::table::{IndexQuery, Order, Record, RecordKey, SortCondition, TableSchema};
+use storekit_core::table::{
+    IndexQuery, Order, Projection, Record, RecordKey, SortCondition, TableSchema,
+};
 
 use super::{Placeholders, filter, item};
 use crate::DynamoDbStore;
@@ -24,6 +26,19 @@ fn limit(fetch: usize) -> i32 {
     i32::try_from(fetch).unwrap_or(i32::MAX)
 }
 
+/// The `ProjectionExpression` of a checked selection, naming its attributes in `p`: the
+/// paths the layer asks for (which hold the keys it needs) and the version, so that a
+/// projected record keeps it.
+fn projection(fetch: &Projection, p: &mut Placeholders) -> String {
+    let mut paths: Vec<String> = fetch
+        .paths()
+        .iter()
+        .map(|path| filter::path(path, p))
+        .collect();
+    paths.push(p.name(item::VERSION));
+    paths.join(", ")
+}
+
 impl DynamoDbStore {
     /// One record, read consistently.
     pub(super) async fn get_record(
@@ -34,6 +49,33 @@ impl DynamoDbStore {
         let table = self.table_name(schema);
         self.get_item(schema, key)
             .await?
+            .map(|stored| item::record(schema, &table, &stored))
+            .transpose()
+    }
+
+    /// One record's paths in `fetch`, read consistently: one GetItem with a
+    /// `ProjectionExpression`.
+    pub(super) async fn get_record_selected(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        fetch: &Projection,
+    ) -> Result<Option<Record>> {
+        let table = self.table_name(schema);
+        let mut p = Placeholders::default();
+        let expression = projection(fetch, &mut p);
+        self.client
+            .get_item()
+            .table_name(&table)
+            .set_key(Some(item::key_item(schema, key)))
+            .consistent_read(true)
+            .projection_expression(expression)
+            .set_expression_attribute_names(p.names())
+            .send_counted()
+            .await
+            .map_err(error::sdk)?
+            .item
+            .filter(|stored| !stored.is_empty())
             .map(|stored| item::record(schema, &table, &stored))
             .transpose()
     }
@@ -68,7 +110,21 @@ impl DynamoDbStore {
         schema: &TableSchema,
         keys: &[RecordKey],
     ) -> Result<Vec<Option<Record>>> {
+        self.get_records_selected(schema, keys, None).await
+    }
+
+    /// Records by key as [`Self::get_records`] reads them, each projected to `fetch` by the
+    /// `BatchGetItem`'s `ProjectionExpression`.
+    pub(super) async fn get_records_selected(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+        fetch: Option<&Projection>,
+    ) -> Result<Vec<Option<Record>>> {
         let table = self.table_name(schema);
+        let mut p = Placeholders::default();
+        let expression = fetch.map(|fetch| projection(fetch, &mut p));
+        let names = p.names().unwrap_or_default();
         let mut distinct: Vec<&RecordKey> = Vec::with_capacity(keys.len());
         let mut seen = std::collections::HashSet::with_capacity(keys.len());
         for key in keys {
@@ -81,7 +137,14 @@ impl DynamoDbStore {
             .map(|key| item::key_item(schema, key))
             .collect();
         let mut found: HashMap<RecordKey, Record> = HashMap::with_capacity(keys.len());
-        for stored in batch::get_all(&self.client, &table, requests, None).await? {
+        for stored in batch::get_all(
+            &self.client,
+            &table,
+            requests,
+            expression.as_deref().map(|e| (e, &names)),
+        )
+        .await?
+        {
             let record = item::record(schema, &table, &stored)?;
             found.insert(record.key.clone(), record);
         }
@@ -93,6 +156,7 @@ impl DynamoDbStore {
         &self,
         schema: &TableSchema,
         query: &IndexQuery<'_>,
+        fetch: Option<&Projection>,
     ) -> Result<Vec<Record>> {
         let table = self.table_name(schema);
         let index = query.index.map(|i| &schema.indexes()[i]);
@@ -140,6 +204,8 @@ impl DynamoDbStore {
             .filter
             .map(|condition| filter::render(condition, &mut p))
             .transpose()?;
+        // DynamoDB filters the whole item, then projects what matched.
+        let projection = fetch.map(|fetch| projection(fetch, &mut p));
         let mut records = Vec::new();
         // DynamoDB's `Limit` counts the items it reads, before the filter: read about as many
         // as the matches so far say are needed for the rest of the page.
@@ -163,6 +229,7 @@ impl DynamoDbStore {
                 .set_index_name(index.map(|i| i.name().to_owned()))
                 .key_condition_expression(&expression)
                 .set_filter_expression(filter.clone())
+                .set_projection_expression(projection.clone())
                 .set_expression_attribute_names(p.names())
                 .set_expression_attribute_values(p.values())
                 .scan_index_forward(query.order == Order::Ascending)

@@ -100,6 +100,19 @@ impl Path {
         }
     }
 
+    /// A path of one field, whatever its name holds.
+    pub(crate) fn from_field(name: &str) -> Self {
+        Self {
+            steps: vec![Step::Field(name.to_owned())],
+            invalid: None,
+        }
+    }
+
+    /// Why the text did not parse, if it did not.
+    pub(crate) fn invalid_reason(&self) -> Option<&str> {
+        self.invalid.as_deref()
+    }
+
     fn check(&self) -> Result<()> {
         if let Some(why) = &self.invalid {
             return Err(Error::invalid("condition", why.clone()));

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use super::query::{self, fingerprint};
 use super::{
     Change, Condition, Consistency, Document, IndexQuery, KeyDef, KeyValue, MAX_BATCH,
-    MissingIndexes, Order, Patch, Patched, Position, Query, QueryPage, Record, RecordKey,
-    Returning, Row, TableSchema, TableStatus, TableStore, check_expected_version, next_version,
-    same_table_name,
+    MissingIndexes, Order, Patch, Patched, Position, Projection, Query, QueryPage, Record,
+    RecordKey, Returning, Row, TableSchema, TableStatus, TableStore, check_expected_version,
+    next_version, same_table_name,
 };
 use crate::backend::TableBackend;
 use crate::trace::{Call, call_span};
@@ -360,6 +360,68 @@ impl<B: TableBackend> TableStore for B {
                     Ok(found
                         .into_iter()
                         .map(|record| alive(schema, record, now))
+                        .collect())
+                },
+                |found| Some(found.iter().flatten().count()),
+                || about_table(schema),
+            )
+            .await
+    }
+
+    async fn get_selected(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        select: &Projection,
+    ) -> Result<Option<Record>> {
+        call!(self, "get", schema)
+            .run(
+                async {
+                    schema.check_key(key)?;
+                    select.check(schema)?;
+                    let fields = fetched_whole(schema, None);
+                    let fetch = select.fetching(&fields);
+                    let found = TableBackend::get_selected(self, schema, key, &fetch).await?;
+                    Ok(alive(schema, found, now_secs())
+                        .map(|record| trimmed(schema, select, &fields, record, false)))
+                },
+                |found| Some(usize::from(found.is_some())),
+                || about_key(schema, key),
+            )
+            .await
+    }
+
+    async fn get_many_selected(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+        select: &Projection,
+    ) -> Result<Vec<Option<Record>>> {
+        call!(self, "get_many", schema)
+            .batch(keys.len())
+            .run(
+                async {
+                    if keys.len() > MAX_GET_MANY {
+                        return Err(Error::invalid(
+                            "keys",
+                            format!("{} keys, over the limit of {MAX_GET_MANY}", keys.len()),
+                        ));
+                    }
+                    keys.iter().try_for_each(|key| schema.check_key(key))?;
+                    select.check(schema)?;
+                    if keys.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let fields = fetched_whole(schema, None);
+                    let fetch = select.fetching(&fields);
+                    let found = TableBackend::get_many_selected(self, schema, keys, &fetch).await?;
+                    let now = now_secs();
+                    Ok(found
+                        .into_iter()
+                        .map(|record| {
+                            alive(schema, record, now)
+                                .map(|record| trimmed(schema, select, &fields, record, false))
+                        })
                         .collect())
                 },
                 |found| Some(found.iter().flatten().count()),
@@ -963,6 +1025,37 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_micros(base * 500 + u64::from(jitter[0]) * 8)
 }
 
+/// The fields a projected read fetches whole besides what the caller selected: the table's
+/// keys (every record's key), the queried index's keys (a page's position), and the ttl field
+/// (whether a record read by key is alive).
+fn fetched_whole(schema: &TableSchema, index: Option<usize>) -> Vec<&str> {
+    let index = index.map(|i| &schema.indexes()[i]);
+    [
+        Some(schema.partition()),
+        schema.sort(),
+        index.map(|i| i.partition()),
+        index.and_then(|i| i.sort()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(KeyDef::field)
+    .chain(schema.ttl())
+    .collect()
+}
+
+/// A record read through `select.fetching(fields)`, trimmed to what the caller selected
+/// (`whole`: its document was read whole, not projected).
+fn trimmed(
+    schema: &TableSchema,
+    select: &Projection,
+    fields: &[&str],
+    mut record: Record,
+    whole: bool,
+) -> Record {
+    record.document = select.trim(schema, fields, record.document, whole);
+    record
+}
+
 /// One page of a query: fetches one record more than the limit to know whether another page
 /// follows, and, for a verified query on eventual indexes, re-reads the hits and fetches on
 /// until the page is full again.
@@ -972,6 +1065,11 @@ async fn run_query<B: TableBackend>(
     query: &Query,
 ) -> Result<QueryPage> {
     let index = query::check(schema, query)?;
+    if let Some(select) = &query.select {
+        select.check(schema)?;
+    }
+    let fields = fetched_whole(schema, index);
+    let fetch = query.select.as_ref().map(|select| select.fetching(&fields));
     let print = fingerprint(schema, query);
     let mut after = query
         .cursor
@@ -998,7 +1096,10 @@ async fn run_query<B: TableBackend>(
             fetch: want,
             filter: filter.as_ref(),
         };
-        let batch = backend.query(schema, &request).await?;
+        let batch = match &fetch {
+            Some(fetch) => backend.query_selected(schema, &request, fetch).await?,
+            None => backend.query(schema, &request).await?,
+        };
         let exhausted = batch.len() < want;
         let mut batch = batch
             .into_iter()
@@ -1033,7 +1134,14 @@ async fn run_query<B: TableBackend>(
         _ => None,
     };
     Ok(QueryPage {
-        items: found.into_iter().map(|(record, _)| record).collect(),
+        items: found
+            .into_iter()
+            .map(|(record, _)| match &query.select {
+                // A verified page holds the records as re-read whole.
+                Some(select) => trimmed(schema, select, &fields, record, verify),
+                None => record,
+            })
+            .collect(),
         next,
     })
 }

@@ -21,6 +21,10 @@
 //! [`expr`], on any document path, answered by every backend as the memory backend's evaluator
 //! answers it (DynamoDB's rules), with full pages and exact cursors.
 //!
+//! Reads can be projected ([`Query::select`], [`TableStore::get_selected`],
+//! [`Table::query_as`]): only the selected document paths, plus the table's key fields, by
+//! DynamoDB's `ProjectionExpression` rule on every backend ([`projection`]).
+//!
 //! Records can expire ([`TableSchemaBuilder::ttl`]): an expired record is never returned by
 //! any read, counted, or held against a write of its key or unique values, on every backend,
 //! before the database deletes it (DynamoDB's native TTL, enabled by `ensure_table`). Several
@@ -156,6 +160,7 @@ mod document;
 pub mod expr;
 mod layer;
 pub mod patch;
+pub mod projection;
 mod query;
 mod schema;
 pub mod transact;
@@ -171,6 +176,7 @@ pub use crate::validate::MAX_FIELD_NAME_BYTES;
 pub use document::{Document, MAX_DOCUMENT_BYTES, canonicalize, dynamodb_size};
 pub use expr::{Comparison, Condition, Operand, Path};
 pub use patch::{Patch, Patched, Returning};
+pub use projection::{MAX_SELECTED_PATHS, Projection};
 pub use query::{
     Consistency, DEFAULT_PAGE, IndexQuery, MAX_PAGE, MIN_CURSOR_KEY_BYTES, Order, Position, Query,
     QueryPage, SortCondition, set_cursor_key,
@@ -334,6 +340,47 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
         &self,
         schema: &TableSchema,
         keys: &[RecordKey],
+    ) -> Result<Vec<Option<Record>>>;
+
+    /// Reads only the `select`ed paths of one record, plus the table's key fields, with its
+    /// version: a partial document ([`projection`] has the rule, the same on every backend).
+    /// A path the record lacks is left out; a selection that overlaps, conflicts or is too
+    /// long is [`InvalidInput`](crate::Error::InvalidInput) (`"projection"`). One consistent
+    /// `GetItem` with a `ProjectionExpression` on DynamoDB; SQL and memory read the record
+    /// and project it in storekit.
+    ///
+    /// ```
+    /// # async fn run() -> storekit_core::Result<()> {
+    /// use serde_json::json;
+    /// use storekit_core::MemoryStore;
+    /// use storekit_core::table::{KeyDef, Projection, RecordKey, TableSchema, TableStore};
+    ///
+    /// let store = MemoryStore::new();
+    /// let orders = TableSchema::builder("orders", KeyDef::text("id")).build()?;
+    /// store.ensure_table(&orders).await?;
+    /// let order = json!({"id": "o1", "status": "open", "lines": [{"sku": "a"}, {"sku": "b"}]});
+    /// store.put(&orders, order.as_object().cloned().unwrap_or_default()).await?;
+    /// let select = Projection::new(["status", "lines[1].sku"]);
+    /// let found = store.get_selected(&orders, &RecordKey::new("o1"), &select).await?;
+    /// let found = found.map(|r| serde_json::Value::Object(r.document));
+    /// assert_eq!(found, Some(json!({"id": "o1", "status": "open", "lines": [{"sku": "b"}]})));
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(run()).unwrap();
+    /// ```
+    async fn get_selected(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        select: &Projection,
+    ) -> Result<Option<Record>>;
+
+    /// [`TableStore::get_many`], each record read as [`TableStore::get_selected`] reads it:
+    /// `BatchGetItem` with a `ProjectionExpression` on DynamoDB.
+    async fn get_many_selected(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+        select: &Projection,
     ) -> Result<Vec<Option<Record>>>;
 
     /// Whether the record exists.

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::Record;
-use super::expr::Condition;
+use super::expr::{Condition, Path};
+use super::projection::Projection;
 use super::schema::{IndexEntry, KeyDef, TableSchema, check_value};
 use super::value::{KeyType, KeyValue, RecordKey};
 use crate::{Error, Result};
@@ -120,6 +121,7 @@ pub struct Query {
     pub(crate) cursor: Option<String>,
     pub(crate) verified: bool,
     pub(crate) filter: Option<Condition>,
+    pub(crate) select: Option<Projection>,
 }
 
 impl Query {
@@ -134,6 +136,7 @@ impl Query {
             cursor: None,
             verified: false,
             filter: None,
+            select: None,
         }
     }
 
@@ -191,6 +194,27 @@ impl Query {
             Some(first) => first.and(condition),
             None => condition,
         });
+        self
+    }
+
+    /// Returns only these document paths of each record (`status`, `address.city`,
+    /// `lines[2].sku`), plus the table's key fields, as partial documents: a DynamoDB
+    /// `ProjectionExpression` (see [`projection`](super::projection) for the rule, the same on
+    /// every backend). The filter still tests the whole record, and pages and cursors are
+    /// those of the same query without a selection: a cursor holds a position in the
+    /// query's order, which a selection does not change, so the selection is not part of
+    /// what a cursor is bound to, and a page may continue with another selection or none.
+    /// A second call replaces the first. Paths that overlap or conflict (`a` and `a.b`;
+    /// `a.b` and `a[0]`) are [`Error::InvalidInput`] (`"projection"`) when the query runs.
+    ///
+    /// ```
+    /// use storekit_core::table::Query;
+    ///
+    /// let summaries = Query::index("product-name-index", "lamp").select(["name", "price.amount"]);
+    /// ```
+    #[must_use]
+    pub fn select<P: Into<Path>>(mut self, paths: impl IntoIterator<Item = P>) -> Self {
+        self.select = Some(Projection::new(paths));
         self
     }
 

@@ -9,8 +9,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    Condition, Document, KeyValue, Patch, Query, QueryPage, Record, RecordKey, Returning,
-    TableSchema, TableStatus, TableStore, query_stream, scan_stream,
+    Condition, Document, KeyValue, Patch, Projection, Query, QueryPage, Record, RecordKey,
+    Returning, TableSchema, TableStatus, TableStore, query_stream, scan_stream,
 };
 use crate::{Error, Result};
 
@@ -349,6 +349,81 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
         })
     }
 
+    /// One page of a query whose records read as `P`, another serde type than the table's:
+    /// with [`Query::select`], a type of the selected fields, reading the partial documents
+    /// (the selected paths and the table's key fields). A record that does not read as `P`
+    /// is [`InvalidInput`](crate::Error::InvalidInput) (`"projection"`) naming `P`.
+    ///
+    /// ```
+    /// # async fn run() -> storekit_core::Result<()> {
+    /// use std::sync::Arc;
+    /// use serde::{Deserialize, Serialize};
+    /// use storekit_core::MemoryStore;
+    /// use storekit_core::table::{KeyDef, Projection, Query, RecordKey, Table, TableSchema};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Order { customer: String, id: String, status: String, total: i64, notes: String }
+    /// #[derive(Deserialize)]
+    /// struct Status { id: String, status: String }
+    ///
+    /// let schema = TableSchema::builder("orders", KeyDef::text("customer"))
+    ///     .sort_key(KeyDef::text("id"))
+    ///     .build()?;
+    /// let orders: Table<Order> = Table::new(Arc::new(MemoryStore::new()), schema);
+    /// orders.ensure().await?;
+    /// let order = |id: &str, status: &str| Order {
+    ///     customer: "c1".into(), id: id.into(), status: status.into(), total: 5, notes: "…".into(),
+    /// };
+    /// orders.insert(&order("o1", "open")).await?;
+    /// orders.insert(&order("o2", "shipped")).await?;
+    /// let page = orders.query_as::<Status>(Query::table("c1").select(["status"])).await?;
+    /// let statuses: Vec<_> = page.items.iter().map(|s| (&*s.record.id, &*s.record.status)).collect();
+    /// assert_eq!(statuses, [("o1", "open"), ("o2", "shipped")]);
+    /// let one = orders.get_as::<Status>(RecordKey::with_sort("c1", "o2"), &Projection::new(["status"])).await?;
+    /// assert_eq!(one.map(|s| s.record.status), Some("shipped".to_owned()));
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(run()).unwrap();
+    /// ```
+    pub async fn query_as<P: DeserializeOwned>(
+        &self,
+        query: Query,
+    ) -> Result<QueryPage<Versioned<P>>> {
+        let page = self.store.query(&self.schema, &query).await?;
+        Ok(QueryPage {
+            items: page.items.into_iter().map(partial).collect::<Result<_>>()?,
+            next: page.next,
+        })
+    }
+
+    /// Reads the `select`ed paths of one record as `P`; see [`TableStore::get_selected`] and
+    /// [`Table::query_as`].
+    pub async fn get_as<P: DeserializeOwned>(
+        &self,
+        key: impl Into<RecordKey>,
+        select: &Projection,
+    ) -> Result<Option<Versioned<P>>> {
+        self.store
+            .get_selected(&self.schema, &key.into(), select)
+            .await?
+            .map(partial)
+            .transpose()
+    }
+
+    /// Reads the `select`ed paths of records by key as `P`, in the order of `keys`; see
+    /// [`TableStore::get_many_selected`].
+    pub async fn get_many_as<P: DeserializeOwned>(
+        &self,
+        keys: &[RecordKey],
+        select: &Projection,
+    ) -> Result<Vec<Option<Versioned<P>>>> {
+        self.store
+            .get_many_selected(&self.schema, keys, select)
+            .await?
+            .into_iter()
+            .map(|r| r.map(partial).transpose())
+            .collect()
+    }
+
     /// Every record the query matches, page after page as the stream is read.
     #[must_use]
     pub fn query_all(&self, query: Query) -> BoxStream<'static, Result<Versioned<T>>> {
@@ -514,6 +589,24 @@ fn typed<T: DeserializeOwned>(record: Record) -> Result<Versioned<T>> {
     Ok(Versioned {
         version: record.version,
         record: from_document(record.document)?,
+    })
+}
+
+/// A projected record as `P`.
+fn partial<P: DeserializeOwned>(record: Record) -> Result<Versioned<P>> {
+    Ok(Versioned {
+        version: record.version,
+        record: serde_json::from_value(serde_json::Value::Object(record.document)).map_err(
+            |e| {
+                Error::invalid(
+                    "projection",
+                    format!(
+                        "the record does not read as {}: {e}",
+                        std::any::type_name::<P>()
+                    ),
+                )
+            },
+        )?,
     })
 }
 
