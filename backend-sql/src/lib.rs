@@ -38,6 +38,8 @@ mod migrations;
 mod postgres;
 mod purge;
 mod rows;
+#[cfg(test)]
+mod snapshots;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod table_layout;

@@ -24,6 +24,13 @@ use crate::table_layout::{Catalog, Dialect, Layouts};
 use crate::tables::Tables;
 use error::pg_error;
 
+/// Every statement text of the users, OAuth, tokens and kv stores, for the snapshot test
+/// (`crate::snapshots`).
+#[cfg(test)]
+pub(crate) fn statement_texts(tables: &Tables, kind: IdKind) -> Vec<(&'static str, String)> {
+    schema::Statements::new(tables, kind).texts()
+}
+
 /// How to connect a [`PostgresStore`].
 #[derive(Clone)]
 #[non_exhaustive]

@@ -469,6 +469,87 @@ impl Statements {
     pub(super) fn kv_export(&self, only: bool, after: bool) -> &SqlStr {
         &self.kv_export[usize::from(only) * 2 + usize::from(after)]
     }
+
+    /// Every text, named, for the snapshot test (`crate::snapshots`).
+    #[cfg(test)]
+    pub(crate) fn texts(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("insert_user", self.insert_user.as_str().to_owned()),
+            ("user_by_id", self.user_by_id.as_str().to_owned()),
+            ("user_by_email", self.user_by_email.as_str().to_owned()),
+            ("update_user", self.update_user.as_str().to_owned()),
+            ("delete_user", self.delete_user.as_str().to_owned()),
+            (
+                "list_users_first",
+                self.list_users_first.as_str().to_owned(),
+            ),
+            (
+                "list_users_after",
+                self.list_users_after.as_str().to_owned(),
+            ),
+            ("insert_oauth", self.insert_oauth.as_str().to_owned()),
+            (
+                "oauth_one_for_update",
+                self.oauth_one_for_update.as_str().to_owned(),
+            ),
+            ("update_oauth", self.update_oauth.as_str().to_owned()),
+            ("delete_oauth", self.delete_oauth.as_str().to_owned()),
+            ("oauth_of_user", self.oauth_of_user.as_str().to_owned()),
+            ("user_by_oauth", self.user_by_oauth.as_str().to_owned()),
+            ("insert_token", self.insert_token.as_str().to_owned()),
+            ("token_by_hash", self.token_by_hash.as_str().to_owned()),
+            ("delete_token", self.delete_token.as_str().to_owned()),
+            (
+                "delete_user_tokens",
+                self.delete_user_tokens.as_str().to_owned(),
+            ),
+            ("kv_get", self.kv_get.as_str().to_owned()),
+            ("kv_get_many", self.kv_get_many.as_str().to_owned()),
+            ("kv_contains", self.kv_contains.as_str().to_owned()),
+            ("kv_upsert", self.kv_upsert.as_str().to_owned()),
+            ("kv_upsert_many", self.kv_upsert_many.as_str().to_owned()),
+            (
+                "kv_insert_if_absent",
+                self.kv_insert_if_absent.as_str().to_owned(),
+            ),
+            ("kv_swap", self.kv_swap.as_str().to_owned()),
+            ("kv_set_expiry", self.kv_set_expiry.as_str().to_owned()),
+            ("kv_get_stored", self.kv_get_stored.as_str().to_owned()),
+            ("kv_delete", self.kv_delete.as_str().to_owned()),
+            ("kv_delete_many", self.kv_delete_many.as_str().to_owned()),
+            ("kv_keys_first", self.kv_keys_first.as_str().to_owned()),
+            ("kv_keys_after", self.kv_keys_after.as_str().to_owned()),
+            ("kv_clear", self.kv_clear.as_str().to_owned()),
+            ("kv_purge_some", self.kv_purge_some.as_str().to_owned()),
+            ("kv_lock_counter", self.kv_lock_counter.as_str().to_owned()),
+            ("kv_set_value", self.kv_set_value.as_str().to_owned()),
+            ("kv_import", self.kv_import.as_str().to_owned()),
+            ("import_user", self.import_user.as_str().to_owned()),
+            (
+                "delete_user_oauth",
+                self.delete_user_oauth.as_str().to_owned(),
+            ),
+            ("import_token", self.import_token.as_str().to_owned()),
+            ("tokens_of_user", self.tokens_of_user.as_str().to_owned()),
+            ("raise_ids", self.raise_ids.as_str().to_owned()),
+            (
+                "kv_export(false, false)",
+                self.kv_export(false, false).as_str().to_owned(),
+            ),
+            (
+                "kv_export(false, true)",
+                self.kv_export(false, true).as_str().to_owned(),
+            ),
+            (
+                "kv_export(true, false)",
+                self.kv_export(true, false).as_str().to_owned(),
+            ),
+            (
+                "kv_export(true, true)",
+                self.kv_export(true, true).as_str().to_owned(),
+            ),
+        ]
+    }
 }
 
 fn kv_export(only: bool, after: bool) -> String {

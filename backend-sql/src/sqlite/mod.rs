@@ -37,6 +37,13 @@ use crate::table_layout::{Catalog, Dialect, Layouts};
 use crate::tables::Tables;
 use conn::Connections;
 
+/// Every statement text of the users, OAuth, tokens and kv stores (SQLite's ids are the same
+/// columns for either kind), for the snapshot test (`crate::snapshots`).
+#[cfg(test)]
+pub(crate) fn statement_texts(tables: &Tables, _kind: IdKind) -> Vec<(&'static str, String)> {
+    schema::Statements::new(tables).texts()
+}
+
 /// How to open a [`SqliteStore`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -411,6 +411,64 @@ impl Statements {
     pub(super) fn kv_export(&self, only: bool, after: bool) -> &str {
         &self.kv_export[usize::from(only) * 2 + usize::from(after)]
     }
+
+    /// Every text, named, for the snapshot test (`crate::snapshots`).
+    #[cfg(test)]
+    pub(crate) fn texts(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("insert_user", self.insert_user.clone()),
+            ("user_by_id", self.user_by_id.clone()),
+            ("user_by_email", self.user_by_email.clone()),
+            ("update_user", self.update_user.clone()),
+            ("delete_user", self.delete_user.clone()),
+            ("list_users_first", self.list_users_first.clone()),
+            ("list_users_after", self.list_users_after.clone()),
+            ("insert_oauth", self.insert_oauth.clone()),
+            ("oauth_one", self.oauth_one.clone()),
+            ("update_oauth", self.update_oauth.clone()),
+            ("delete_oauth", self.delete_oauth.clone()),
+            ("oauth_of_user", self.oauth_of_user.clone()),
+            ("user_by_oauth", self.user_by_oauth.clone()),
+            ("insert_token", self.insert_token.clone()),
+            ("token_by_hash", self.token_by_hash.clone()),
+            ("delete_token", self.delete_token.clone()),
+            ("delete_user_tokens", self.delete_user_tokens.clone()),
+            ("kv_get", self.kv_get.clone()),
+            ("kv_get_any", self.kv_get_any.clone()),
+            ("kv_contains", self.kv_contains.clone()),
+            ("kv_upsert", self.kv_upsert.clone()),
+            ("kv_insert_if_absent", self.kv_insert_if_absent.clone()),
+            ("kv_swap", self.kv_swap.clone()),
+            ("kv_set_expiry", self.kv_set_expiry.clone()),
+            ("kv_delete_live", self.kv_delete_live.clone()),
+            ("kv_delete_expired", self.kv_delete_expired.clone()),
+            ("kv_delete_any", self.kv_delete_any.clone()),
+            ("kv_keys_first", self.kv_keys_first.clone()),
+            ("kv_keys_after", self.kv_keys_after.clone()),
+            ("kv_clear", self.kv_clear.clone()),
+            ("kv_purge_some", self.kv_purge_some.clone()),
+            ("import_user", self.import_user.clone()),
+            ("delete_user_oauth", self.delete_user_oauth.clone()),
+            ("import_token", self.import_token.clone()),
+            ("tokens_of_user", self.tokens_of_user.clone()),
+            (
+                "kv_export(false, false)",
+                self.kv_export(false, false).to_owned(),
+            ),
+            (
+                "kv_export(false, true)",
+                self.kv_export(false, true).to_owned(),
+            ),
+            (
+                "kv_export(true, false)",
+                self.kv_export(true, false).to_owned(),
+            ),
+            (
+                "kv_export(true, true)",
+                self.kv_export(true, true).to_owned(),
+            ),
+        ]
+    }
 }
 
 fn kv_export(only: bool, after: bool) -> String {
