@@ -12,8 +12,9 @@ use storekit_core::Result;
 use storekit_core::admin::ExportOptions;
 use storekit_core::table::TableSchema;
 
+use crate::dialect::Dialect;
 use crate::migrations::Migrations;
-use crate::table_layout::{Catalog, Dialect, Layout};
+use crate::table_layout::{Catalog, Layout};
 use crate::tables::Tables;
 
 /// The SQLite script that creates what [`SqliteStore`](crate::SqliteStore)'s `migrate()`
@@ -57,10 +58,7 @@ fn render(
         parts,
         schemas,
     )?;
-    let name = match dialect {
-        Dialect::Sqlite => "SQLite",
-        Dialect::Postgres => "PostgreSQL",
-    };
+    let name = dialect.title();
     let mut script = format!(
         "-- storekit schema for {name} (prefix {:?}, {} user ids): what migrate() and \
          ensure_table create.\n",

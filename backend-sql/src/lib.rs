@@ -32,6 +32,7 @@
 //! cache does not grow without bound; `purge_expired` deletes all of them at once.
 
 mod check;
+mod dialect;
 pub mod export;
 mod migrations;
 #[cfg(feature = "postgres")]

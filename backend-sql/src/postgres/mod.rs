@@ -20,7 +20,8 @@ use storekit_core::{Error, IdKind, Result};
 
 pub(crate) use schema::MIGRATIONS;
 
-use crate::table_layout::{Catalog, Dialect, Layouts};
+use crate::dialect::Dialect;
+use crate::table_layout::{Catalog, Layouts};
 use crate::tables::Tables;
 use error::pg_error;
 
@@ -288,7 +289,7 @@ struct Inner {
 
 impl storekit_core::backend::Backend for PostgresStore {
     fn system(&self) -> &'static str {
-        "postgresql"
+        Dialect::Postgres.system()
     }
 }
 

@@ -12,9 +12,10 @@ use storekit_core::{IdKind, Result};
 
 use super::error::{is_missing_table, pg_error};
 use crate::check::{self, Snapshot};
+use crate::dialect::Dialect;
 use crate::export::{self, Parts};
 use crate::migrations::{self, IdColumns, Migrations};
-use crate::table_layout::{Catalog, Dialect};
+use crate::table_layout::Catalog;
 use crate::tables::Tables;
 
 /// PostgreSQL's meta table and migrations.

@@ -32,8 +32,9 @@ use storekit_core::{IdKind, Result};
 
 pub(crate) use schema::MIGRATIONS;
 
+use crate::dialect::Dialect;
 use crate::purge::Purger;
-use crate::table_layout::{Catalog, Dialect, Layouts};
+use crate::table_layout::{Catalog, Layouts};
 use crate::tables::Tables;
 use conn::Connections;
 
@@ -215,7 +216,7 @@ struct Inner {
 
 impl storekit_core::backend::Backend for SqliteStore {
     fn system(&self) -> &'static str {
-        "sqlite"
+        Dialect::Sqlite.system()
     }
 }
 
