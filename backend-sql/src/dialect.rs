@@ -68,6 +68,44 @@ impl Dialect {
         }
     }
 
+    /// `text`, written with SQLite's placeholders (`?N`, and `:name` where SQLite binds by
+    /// name), in this dialect's. SQLite's are left as they are; PostgreSQL numbers every
+    /// placeholder: `?N` is `$N`, and `:name` is `$i`, `i` the name's place (from 1) in
+    /// `names`. Only the statements' own texts are given, before table names are spliced in,
+    /// so a `?` or `:` is never part of a name or a literal.
+    pub(crate) fn placeholders(self, text: &str, names: &[&str]) -> String {
+        if self == Self::Sqlite {
+            return text.to_owned();
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(at) = rest.find(['?', ':']) {
+            out.push_str(&rest[..at]);
+            let after = &rest[at + 1..];
+            let name_len = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            let name = &after[..name_len];
+            let numbered = rest.as_bytes()[at] == b'?' && name.bytes().all(|b| b.is_ascii_digit());
+            match names.iter().position(|known| *known == name) {
+                _ if numbered && !name.is_empty() => {
+                    let _ = write!(out, "${name}");
+                }
+                Some(place) if rest.as_bytes()[at] == b':' => {
+                    let _ = write!(out, "${}", place + 1);
+                }
+                // Not a placeholder (a `::` cast, say): kept as it is.
+                _ => {
+                    out.push_str(&rest[at..=at]);
+                    out.push_str(name);
+                }
+            }
+            rest = &after[name_len..];
+        }
+        out.push_str(rest);
+        out
+    }
+
     pub(crate) fn placeholder(self) -> char {
         match self {
             Self::Sqlite => '?',
@@ -209,5 +247,20 @@ impl Builder {
             params: self.params,
             recurs: true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Dialect;
+
+    #[test]
+    fn postgres_numbers_every_placeholder() {
+        let text = "a = ?2 AND b = :ns AND c > :now AND d = ?1 AND e = :ns AND f = x::text";
+        assert_eq!(Dialect::Sqlite.placeholders(text, &["now", "ns"]), text);
+        assert_eq!(
+            Dialect::Postgres.placeholders(text, &["now", "ns"]),
+            "a = $2 AND b = $2 AND c > $1 AND d = $1 AND e = $2 AND f = x::text"
+        );
     }
 }

@@ -43,6 +43,7 @@ mod rows;
 mod snapshots;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod statements;
 mod table_layout;
 mod tables;
 

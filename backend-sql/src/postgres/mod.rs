@@ -14,6 +14,7 @@ mod users;
 
 use std::sync::Arc;
 
+use sqlx::SqlStr;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use storekit_core::admin::{MigrationReport, SchemaDifference};
 use storekit_core::{Error, IdKind, Result};
@@ -21,6 +22,7 @@ use storekit_core::{Error, IdKind, Result};
 pub(crate) use schema::MIGRATIONS;
 
 use crate::dialect::Dialect;
+use crate::statements::{Renderer, Statements};
 use crate::table_layout::{Catalog, Layouts};
 use crate::tables::Tables;
 use error::pg_error;
@@ -29,7 +31,14 @@ use error::pg_error;
 /// (`crate::snapshots`).
 #[cfg(test)]
 pub(crate) fn statement_texts(tables: &Tables, kind: IdKind) -> Vec<(&'static str, String)> {
-    schema::Statements::new(tables, kind).texts()
+    let r = Renderer {
+        dialect: Dialect::Postgres,
+        tables,
+        convert: std::convert::identity,
+    };
+    let mut texts = Statements::new(&r, kind).texts();
+    texts.extend(schema::PostgresOnly::new(&r).texts());
+    texts
 }
 
 /// How to connect a [`PostgresStore`].
@@ -276,7 +285,8 @@ pub struct PostgresStore {
 #[derive(Debug)]
 struct Inner {
     pool: PgPool,
-    sql: schema::Statements,
+    sql: Statements<SqlStr>,
+    own: schema::PostgresOnly<SqlStr>,
     id_kind: IdKind,
     tables: Tables,
     catalog: Catalog,
@@ -324,12 +334,21 @@ impl PostgresStore {
     /// own apply.
     pub fn from_pool(pool: PgPool, config: &PostgresConfig) -> Result<Self> {
         let tables = Tables::new(config.schema.as_deref(), &config.table_prefix)?;
-        let sql = schema::Statements::new(&tables, config.id_kind);
+        let r = Renderer {
+            dialect: Dialect::Postgres,
+            tables: &tables,
+            convert: schema::sql,
+        };
+        let (sql, own) = (
+            Statements::new(&r, config.id_kind),
+            schema::PostgresOnly::new(&r),
+        );
         let catalog = Catalog::new(Dialect::Postgres, &tables);
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
                 sql,
+                own,
                 id_kind: config.id_kind,
                 tables,
                 catalog,

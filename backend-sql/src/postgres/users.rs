@@ -276,7 +276,7 @@ impl OAuthBackend for PostgresStore {
         let (provider, account_id) = (key.provider(), key.account_id());
         self.within_deadline(async {
             let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
-            let select = sqlx::query(self.inner.sql.oauth_one_for_update.clone())
+            let select = sqlx::query(self.inner.sql.oauth_one.clone())
                 .bind(provider)
                 .bind(account_id);
             let row = bind_id(select, user)
@@ -486,7 +486,7 @@ impl PostgresStore {
                     .map_err(pg_error)?;
             }
             if let UserId::Int(id) = user.id {
-                sqlx::query(sql.raise_ids.clone())
+                sqlx::query(self.inner.own.raise_ids.clone())
                     .bind(id)
                     .bind(&self.inner.tables.users)
                     .execute(&mut *tx)

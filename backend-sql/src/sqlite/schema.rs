@@ -15,6 +15,7 @@ use crate::check::{self, Snapshot};
 use crate::dialect::Dialect;
 use crate::export::{self, Parts};
 use crate::migrations::{self, IdColumns, Migrations};
+use crate::statements::Renderer;
 use crate::table_layout::Catalog;
 use crate::tables::Tables;
 
@@ -251,238 +252,45 @@ pub(super) fn dump(conn: &Connection, tables: &Tables) -> Result<String> {
     Ok(out)
 }
 
-/// Every statement, with this store's table names spliced in once.
+/// The statements only SQLite runs (the rest are `crate::statements`'s).
+///
+/// Deleting an item is two plain statements, the live item first and an expired row only
+/// when none was there: a `DELETE … RETURNING`, PostgreSQL's one round trip, costs SQLite
+/// an extra pass. A batch deletes key by key, inline in chunks (see `kv`), which is cheaper
+/// on SQLite than PostgreSQL's one statement over an array, as no round trip is saved.
 #[derive(Debug)]
-pub(super) struct Statements {
-    pub(super) insert_user: String,
-    pub(super) user_by_id: String,
-    pub(super) user_by_email: String,
-    pub(super) update_user: String,
-    pub(super) delete_user: String,
-    pub(super) list_users_first: String,
-    pub(super) list_users_after: String,
-    pub(super) insert_oauth: String,
-    pub(super) oauth_one: String,
-    pub(super) update_oauth: String,
-    pub(super) delete_oauth: String,
-    pub(super) oauth_of_user: String,
-    pub(super) user_by_oauth: String,
-    pub(super) insert_token: String,
-    pub(super) token_by_hash: String,
-    pub(super) delete_token: String,
-    pub(super) delete_user_tokens: String,
-    pub(super) kv_get: String,
-    pub(super) kv_get_any: String,
-    pub(super) kv_contains: String,
-    pub(super) kv_upsert: String,
-    pub(super) kv_insert_if_absent: String,
-    pub(super) kv_swap: String,
-    pub(super) kv_set_expiry: String,
+pub(super) struct SqliteOnly {
     pub(super) kv_delete_live: String,
     pub(super) kv_delete_expired: String,
     pub(super) kv_delete_any: String,
-    pub(super) kv_keys_first: String,
-    pub(super) kv_keys_after: String,
-    pub(super) kv_clear: String,
-    pub(super) kv_purge_some: String,
-    /// [`Statements::kv_export`]'s four texts.
-    kv_export: [String; 4],
-    pub(super) import_user: String,
-    pub(super) delete_user_oauth: String,
-    pub(super) import_token: String,
-    pub(super) tokens_of_user: String,
 }
 
-const USER_COLUMNS: &str = "id, email, hashed_password, is_active, is_superuser, is_verified, \
-                            created_at, updated_at, version, extra";
-
-const OAUTH_COLUMNS: &str = "user_id, provider, account_id, account_email, access_token, \
-                             expires_at, refresh_token, created_at, updated_at";
-
-/// A live item: no deadline, or a deadline after `?now`.
-const LIVE: &str = "(expires_at IS NULL OR expires_at > :now)";
-
-impl Statements {
-    pub(super) fn new(t: &Tables) -> Self {
-        let r = |sql: &str| {
-            t.render(sql)
-                .replace("{user_columns}", USER_COLUMNS)
-                .replace("{oauth_columns}", OAUTH_COLUMNS)
-                .replace("{live}", LIVE)
-        };
+impl SqliteOnly {
+    pub(super) fn new(r: &Renderer<'_, String>) -> Self {
+        let ns_key_now = &["ns", "key", "now"];
         Self {
-            insert_user: r(
-                "INSERT INTO {users} (id, email, email_key, hashed_password, is_active, \
-                 is_superuser, is_verified, created_at, updated_at, version, extra) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1, ?9)",
+            kv_delete_live: r.named(
+                "DELETE FROM {kv} WHERE namespace = :ns AND key = :key AND {live}",
+                ns_key_now,
             ),
-            user_by_id: r("SELECT {user_columns} FROM {users} WHERE id = ?1"),
-            user_by_email: r("SELECT {user_columns} FROM {users} WHERE email_key = ?1"),
-            update_user: r(
-                "UPDATE {users} SET email = ?3, email_key = ?4, hashed_password = ?5, \
-                 is_active = ?6, is_superuser = ?7, is_verified = ?8, updated_at = ?9, \
-                 version = ?10, extra = ?11 WHERE id = ?1 AND version = ?2",
+            kv_delete_expired: r.named(
+                "DELETE FROM {kv} WHERE namespace = :ns AND key = :key \
+                 AND expires_at IS NOT NULL AND expires_at <= :now",
+                ns_key_now,
             ),
-            delete_user: r("DELETE FROM {users} WHERE id = ?1"),
-            list_users_first: r("SELECT {user_columns} FROM {users} ORDER BY id LIMIT ?1"),
-            list_users_after: r(
-                "SELECT {user_columns} FROM {users} WHERE id > ?2 ORDER BY id LIMIT ?1",
-            ),
-            insert_oauth: r("INSERT INTO {oauth} ({oauth_columns}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
-            oauth_one: r("SELECT {oauth_columns} FROM {oauth} \
-                 WHERE provider = ?1 AND account_id = ?2 AND user_id = ?3"),
-            update_oauth: r("UPDATE {oauth} SET account_email = ?4, access_token = ?5, \
-                 expires_at = ?6, refresh_token = ?7, updated_at = ?8 \
-                 WHERE provider = ?1 AND account_id = ?2 AND user_id = ?3"),
-            delete_oauth: r(
-                "DELETE FROM {oauth} WHERE provider = ?1 AND account_id = ?2 AND user_id = ?3",
-            ),
-            oauth_of_user: r("SELECT {oauth_columns} FROM {oauth} WHERE user_id = ?1 \
-                 ORDER BY provider, account_id"),
-            user_by_oauth: r("SELECT {user_columns} FROM {users} WHERE id = \
-                 (SELECT user_id FROM {oauth} WHERE provider = ?1 AND account_id = ?2)"),
-            insert_token: r(
-                "INSERT INTO {tokens} (token_hash, user_id, created_at) VALUES (?1, ?2, ?3)",
-            ),
-            token_by_hash: r("SELECT user_id, created_at FROM {tokens} WHERE token_hash = ?1"),
-            delete_token: r("DELETE FROM {tokens} WHERE token_hash = ?1"),
-            delete_user_tokens: r("DELETE FROM {tokens} WHERE user_id = ?1"),
-            kv_get: r("SELECT value FROM {kv} WHERE namespace = :ns AND key = :key AND {live}"),
-            // Existence only: a large value is not read to answer yes or no.
-            kv_contains: r("SELECT 1 FROM {kv} WHERE namespace = :ns AND key = :key AND {live}"),
-            kv_get_any: r(
-                "SELECT value, expires_at FROM {kv} WHERE namespace = :ns AND key = :key",
-            ),
-            kv_upsert: r("INSERT INTO {kv} (namespace, key, value, expires_at) \
-                 VALUES (:ns, :key, :value, :exp) \
-                 ON CONFLICT (namespace, key) DO UPDATE \
-                 SET value = excluded.value, expires_at = excluded.expires_at"),
-            // Replaces a row only if it has expired, so the insert succeeds exactly when no
-            // live item is there, in one atomic statement.
-            kv_insert_if_absent: r("INSERT INTO {kv} (namespace, key, value, expires_at) \
-                 VALUES (:ns, :key, :value, :exp) \
-                 ON CONFLICT (namespace, key) DO UPDATE \
-                 SET value = excluded.value, expires_at = excluded.expires_at \
-                 WHERE expires_at IS NOT NULL AND expires_at <= :now"),
-            kv_swap: r("UPDATE {kv} SET value = :value, expires_at = :exp \
-                 WHERE namespace = :ns AND key = :key AND value = :expected AND {live}"),
-            kv_set_expiry: r("UPDATE {kv} SET expires_at = :exp \
-                 WHERE namespace = :ns AND key = :key AND {live}"),
-            kv_delete_live: r("DELETE FROM {kv} WHERE namespace = :ns AND key = :key AND {live}"),
-            kv_delete_expired: r("DELETE FROM {kv} WHERE namespace = :ns AND key = :key \
-                 AND expires_at IS NOT NULL AND expires_at <= :now"),
-            kv_delete_any: r("DELETE FROM {kv} WHERE namespace = :ns AND key = :key"),
-            // Keys come in pages, each continuing after the last; `key >= :prefix` on the first
-            // and `key > :after` on the next let the primary key index find the start.
-            kv_keys_first: r(
-                "SELECT key FROM {kv} WHERE namespace = :ns AND key >= :from \
-                 AND {live} ORDER BY key LIMIT :limit",
-            ),
-            kv_keys_after: r(
-                "SELECT key FROM {kv} WHERE namespace = :ns AND key > :from \
-                 AND {live} ORDER BY key LIMIT :limit",
-            ),
-            kv_clear: r("DELETE FROM {kv} WHERE namespace = :ns"),
-            kv_purge_some: r("DELETE FROM {kv} WHERE id IN (SELECT id FROM {kv} \
-                 WHERE expires_at IS NOT NULL AND expires_at <= :now LIMIT :limit)"),
-            kv_export: [(false, false), (false, true), (true, false), (true, true)]
-                .map(|(only, after)| r(&kv_export(only, after))),
-            import_user: r(
-                "INSERT INTO {users} (id, email, email_key, hashed_password, is_active, \
-                 is_superuser, is_verified, created_at, updated_at, version, extra) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
-                 ON CONFLICT (id) DO UPDATE SET email = excluded.email, \
-                 email_key = excluded.email_key, hashed_password = excluded.hashed_password, \
-                 is_active = excluded.is_active, is_superuser = excluded.is_superuser, \
-                 is_verified = excluded.is_verified, created_at = excluded.created_at, \
-                 updated_at = excluded.updated_at, version = excluded.version, \
-                 extra = excluded.extra",
-            ),
-            delete_user_oauth: r("DELETE FROM {oauth} WHERE user_id = ?1"),
-            import_token: r("INSERT INTO {tokens} (token_hash, user_id, created_at) \
-                 VALUES (?1, ?2, ?3) ON CONFLICT (token_hash) DO NOTHING"),
-            tokens_of_user: r("SELECT token_hash, created_at FROM {tokens} WHERE user_id = ?1"),
+            kv_delete_any: r.named("DELETE FROM {kv} WHERE namespace = :ns AND key = :key", &[]),
         }
-    }
-
-    /// The text of one page of live kv items after (`:ns`, `:key`) when `after`, of
-    /// namespace `:only` when `only`, in (namespace, key) order: the unique index on
-    /// (namespace, key) finds the start and yields the order.
-    pub(super) fn kv_export(&self, only: bool, after: bool) -> &str {
-        &self.kv_export[usize::from(only) * 2 + usize::from(after)]
     }
 
     /// Every text, named, for the snapshot test (`crate::snapshots`).
     #[cfg(test)]
-    pub(crate) fn texts(&self) -> Vec<(&'static str, String)> {
+    pub(super) fn texts(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("insert_user", self.insert_user.clone()),
-            ("user_by_id", self.user_by_id.clone()),
-            ("user_by_email", self.user_by_email.clone()),
-            ("update_user", self.update_user.clone()),
-            ("delete_user", self.delete_user.clone()),
-            ("list_users_first", self.list_users_first.clone()),
-            ("list_users_after", self.list_users_after.clone()),
-            ("insert_oauth", self.insert_oauth.clone()),
-            ("oauth_one", self.oauth_one.clone()),
-            ("update_oauth", self.update_oauth.clone()),
-            ("delete_oauth", self.delete_oauth.clone()),
-            ("oauth_of_user", self.oauth_of_user.clone()),
-            ("user_by_oauth", self.user_by_oauth.clone()),
-            ("insert_token", self.insert_token.clone()),
-            ("token_by_hash", self.token_by_hash.clone()),
-            ("delete_token", self.delete_token.clone()),
-            ("delete_user_tokens", self.delete_user_tokens.clone()),
-            ("kv_get", self.kv_get.clone()),
-            ("kv_get_any", self.kv_get_any.clone()),
-            ("kv_contains", self.kv_contains.clone()),
-            ("kv_upsert", self.kv_upsert.clone()),
-            ("kv_insert_if_absent", self.kv_insert_if_absent.clone()),
-            ("kv_swap", self.kv_swap.clone()),
-            ("kv_set_expiry", self.kv_set_expiry.clone()),
             ("kv_delete_live", self.kv_delete_live.clone()),
             ("kv_delete_expired", self.kv_delete_expired.clone()),
             ("kv_delete_any", self.kv_delete_any.clone()),
-            ("kv_keys_first", self.kv_keys_first.clone()),
-            ("kv_keys_after", self.kv_keys_after.clone()),
-            ("kv_clear", self.kv_clear.clone()),
-            ("kv_purge_some", self.kv_purge_some.clone()),
-            ("import_user", self.import_user.clone()),
-            ("delete_user_oauth", self.delete_user_oauth.clone()),
-            ("import_token", self.import_token.clone()),
-            ("tokens_of_user", self.tokens_of_user.clone()),
-            (
-                "kv_export(false, false)",
-                self.kv_export(false, false).to_owned(),
-            ),
-            (
-                "kv_export(false, true)",
-                self.kv_export(false, true).to_owned(),
-            ),
-            (
-                "kv_export(true, false)",
-                self.kv_export(true, false).to_owned(),
-            ),
-            (
-                "kv_export(true, true)",
-                self.kv_export(true, true).to_owned(),
-            ),
         ]
     }
-}
-
-fn kv_export(only: bool, after: bool) -> String {
-    let only = if only { " AND namespace = :only" } else { "" };
-    let after = if after {
-        " AND (namespace, key) > (:ns, :key)"
-    } else {
-        ""
-    };
-    format!(
-        "SELECT namespace, key, value, expires_at FROM {{kv}} WHERE {{live}}{only}{after} \
-         ORDER BY namespace, key LIMIT :limit"
-    )
 }
 
 /// The catalog's rows (name, shape JSON); `None` when there is no catalog.
