@@ -32,6 +32,7 @@
 //! cache does not grow without bound; `purge_expired` deletes all of them at once.
 
 mod check;
+mod ddl;
 mod dialect;
 pub mod export;
 mod migrations;
@@ -46,6 +47,8 @@ mod sqlite;
 mod statements;
 mod table_layout;
 mod tables;
+mod transfer;
+mod violation;
 
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresConfig, PostgresStore};

@@ -9,7 +9,6 @@ mod error;
 mod kv;
 mod schema;
 mod tables;
-mod transfer;
 mod users;
 
 use std::sync::Arc;
@@ -18,8 +17,6 @@ use sqlx::SqlStr;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use storekit_core::admin::{MigrationReport, SchemaDifference};
 use storekit_core::{Error, IdKind, Result};
-
-pub(crate) use schema::MIGRATIONS;
 
 use crate::dialect::Dialect;
 use crate::statements::{Renderer, Statements};
@@ -296,6 +293,8 @@ struct Inner {
     keep_expired: std::time::Duration,
     operation_timeout: Option<std::time::Duration>,
 }
+
+crate::transfer::transfer_backend!(PostgresStore);
 
 impl storekit_core::backend::Backend for PostgresStore {
     fn system(&self) -> &'static str {

@@ -12,79 +12,16 @@ use storekit_core::{IdKind, Result};
 
 use super::error::{is_missing_table, pg_error};
 use crate::check::{self, Snapshot};
+use crate::ddl;
 use crate::dialect::Dialect;
 use crate::export::{self, Parts};
-use crate::migrations::{self, IdColumns, Migrations};
+use crate::migrations::{self, Migrations};
 use crate::statements::Renderer;
 use crate::table_layout::Catalog;
 use crate::tables::Tables;
 
-/// PostgreSQL's meta table and migrations.
-pub(crate) const MIGRATIONS: Migrations = Migrations {
-    meta: "CREATE TABLE IF NOT EXISTS {meta} (name text PRIMARY KEY, value text NOT NULL)",
-    steps: STEPS,
-    id_columns,
-};
-
-fn id_columns(kind: IdKind) -> IdColumns {
-    match kind {
-        IdKind::Uuid => IdColumns {
-            id: "uuid PRIMARY KEY",
-            user_ref: "uuid",
-        },
-        IdKind::Int => IdColumns {
-            id: "bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
-            user_ref: "bigint",
-        },
-    }
-}
-
-/// Migrations in order; each runs once, inside the migration transaction. `{id}` is the users
-/// id column's definition and `{user_ref}` the type of columns that refer to it.
-const STEPS: &[&str] = &[r#"
-CREATE TABLE {users} (
-    id {id},
-    email text NOT NULL,
-    email_key text NOT NULL,
-    hashed_password text NOT NULL,
-    is_active boolean NOT NULL,
-    is_superuser boolean NOT NULL,
-    is_verified boolean NOT NULL,
-    created_at timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL,
-    version bigint NOT NULL,
-    extra jsonb NOT NULL,
-    CONSTRAINT "{prefix}users_email_key" UNIQUE (email_key)
-);
-CREATE TABLE {oauth} (
-    provider text NOT NULL,
-    account_id text NOT NULL,
-    user_id {user_ref} NOT NULL REFERENCES {users} (id) ON DELETE CASCADE,
-    account_email text NOT NULL,
-    access_token text NOT NULL,
-    expires_at timestamptz,
-    refresh_token text,
-    created_at timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL,
-    PRIMARY KEY (provider, account_id)
-);
-CREATE INDEX "{prefix}oauth_accounts_user" ON {oauth} (user_id);
-CREATE TABLE {tokens} (
-    token_hash text PRIMARY KEY,
-    user_id {user_ref} NOT NULL REFERENCES {users} (id) ON DELETE CASCADE,
-    created_at timestamptz NOT NULL
-);
-CREATE INDEX "{prefix}access_tokens_user" ON {tokens} (user_id);
--- COLLATE "C" orders keys by their bytes, so prefix ranges match Rust's starts_with.
-CREATE TABLE {kv} (
-    namespace text COLLATE "C" NOT NULL,
-    key text COLLATE "C" NOT NULL,
-    value bytea NOT NULL,
-    expires_at bigint,
-    PRIMARY KEY (namespace, key)
-);
-CREATE INDEX "{prefix}kv_expiry" ON {kv} (expires_at) WHERE expires_at IS NOT NULL;
-"#];
+/// PostgreSQL's migrations, on the shared floor (`crate::ddl`).
+const MIGRATIONS: &Migrations = &ddl::POSTGRES;
 
 pub(super) fn sql(text: String) -> SqlStr {
     // Safe: the only spliced parts are table names, validated by `Tables::new`; values are
@@ -395,14 +332,7 @@ pub(super) async fn differences(
     };
     // Unqualified names, created in the scratch schema by the search path.
     let plain = Tables::new(None, &tables.prefix)?;
-    let expected = export::statements(
-        Dialect::Postgres,
-        &MIGRATIONS,
-        &plain,
-        kind,
-        parts,
-        &schemas,
-    )?;
+    let expected = export::statements(Dialect::Postgres, &plain, kind, parts, &schemas)?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |now| now.subsec_nanos());

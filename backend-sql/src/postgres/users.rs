@@ -15,8 +15,9 @@ use storekit_core::{
 use uuid::Uuid;
 
 use super::PostgresStore;
-use super::error::{Violation, is_deadlock, on_violation, pg_error, violation};
+use super::error::{is_deadlock, pg_error};
 use crate::rows::{OAuthRow, UserRow};
+use crate::violation::{Violation, account_insert_error, on_violation};
 
 const BACKEND: &str = "postgres";
 
@@ -255,13 +256,7 @@ impl OAuthBackend for PostgresStore {
             query
                 .execute(&self.inner.pool)
                 .await
-                .map_err(|err| match violation(&err) {
-                    Some(Violation::Unique) => Error::AlreadyExists {
-                        what: "oauth account",
-                    },
-                    Some(Violation::ForeignKey) => Error::NotFound { what: "user" },
-                    None => pg_error(err),
-                })?;
+                .map_err(account_insert_error)?;
             Ok(account)
         })
         .await

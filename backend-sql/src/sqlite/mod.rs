@@ -20,7 +20,6 @@ mod kv;
 mod schema;
 mod step;
 mod tables;
-mod transfer;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -29,8 +28,6 @@ use std::time::Duration;
 
 use storekit_core::admin::{MigrationReport, SchemaDifference};
 use storekit_core::{IdKind, Result};
-
-pub(crate) use schema::MIGRATIONS;
 
 use crate::dialect::Dialect;
 use crate::purge::Purger;
@@ -227,6 +224,8 @@ struct Inner {
     purger: Purger,
     keep_expired: Duration,
 }
+
+crate::transfer::transfer_backend!(SqliteStore);
 
 impl storekit_core::backend::Backend for SqliteStore {
     fn system(&self) -> &'static str {

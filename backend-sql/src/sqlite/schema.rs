@@ -12,101 +12,16 @@ use storekit_core::{IdKind, Result};
 use super::error::{is_missing_table, sqlite_error};
 use super::step::first_row;
 use crate::check::{self, Snapshot};
+use crate::ddl;
 use crate::dialect::Dialect;
 use crate::export::{self, Parts};
-use crate::migrations::{self, IdColumns, Migrations};
+use crate::migrations::{self, Migrations};
 use crate::statements::Renderer;
 use crate::table_layout::Catalog;
 use crate::tables::Tables;
 
-/// SQLite's meta table and migrations.
-pub(crate) const MIGRATIONS: Migrations = Migrations {
-    meta: "CREATE TABLE IF NOT EXISTS {meta} (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL)",
-    steps: STEPS,
-    id_columns,
-};
-
-fn id_columns(kind: IdKind) -> IdColumns {
-    match kind {
-        IdKind::Uuid => IdColumns {
-            id: "BLOB PRIMARY KEY NOT NULL",
-            user_ref: "BLOB",
-        },
-        // AUTOINCREMENT records the highest id ever used in sqlite_sequence, which an insert
-        // with an explicit larger id (a copied user) raises too: ids are never reused.
-        IdKind::Int => IdColumns {
-            id: "INTEGER PRIMARY KEY AUTOINCREMENT",
-            user_ref: "INTEGER",
-        },
-    }
-}
-
-/// Migrations in order; each runs once, inside the migration transaction. `{id}` is the users
-/// id column's type and `{user_ref}` the type of columns that refer to it.
-const STEPS: &[&str] = &[
-    r#"
-CREATE TABLE {users} (
-    id {id},
-    email TEXT NOT NULL,
-    email_key TEXT NOT NULL,
-    hashed_password TEXT NOT NULL,
-    is_active INTEGER NOT NULL,
-    is_superuser INTEGER NOT NULL,
-    is_verified INTEGER NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    version INTEGER NOT NULL,
-    extra TEXT NOT NULL,
-    CONSTRAINT "{prefix}users_email_key" UNIQUE (email_key)
-);
-CREATE TABLE {oauth} (
-    provider TEXT NOT NULL,
-    account_id TEXT NOT NULL,
-    user_id {user_ref} NOT NULL REFERENCES {users} (id) ON DELETE CASCADE,
-    account_email TEXT NOT NULL,
-    access_token TEXT NOT NULL,
-    expires_at INTEGER,
-    refresh_token TEXT,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    PRIMARY KEY (provider, account_id)
-);
-CREATE INDEX "{prefix}oauth_accounts_user" ON "{prefix}oauth_accounts" (user_id);
-CREATE TABLE {tokens} (
-    token_hash TEXT PRIMARY KEY NOT NULL,
-    user_id {user_ref} NOT NULL REFERENCES {users} (id) ON DELETE CASCADE,
-    created_at INTEGER NOT NULL
-);
-CREATE INDEX "{prefix}access_tokens_user" ON "{prefix}access_tokens" (user_id);
-CREATE TABLE {kv} (
-    namespace TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value BLOB NOT NULL,
-    expires_at INTEGER,
-    PRIMARY KEY (namespace, key)
-) WITHOUT ROWID;
-CREATE INDEX "{prefix}kv_expiry" ON "{prefix}kv" (expires_at) WHERE expires_at IS NOT NULL;
-"#,
-    // The kv table moves from WITHOUT ROWID to a rowid table with a unique index: with values of
-    // a kilobyte or more, a WITHOUT ROWID row overflows its leaf page (about 4.7 KB of file per
-    // 1 KiB item), while a rowid table keeps values up to ~4 KB inline; measured here, reads and
-    // upserts ran 2-2.6x faster (see docs/benchmarks.md). Every row is copied, TTL included.
-    r#"
-CREATE TABLE "{prefix}kv_rowid" (
-    id INTEGER PRIMARY KEY,
-    namespace TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value BLOB NOT NULL,
-    expires_at INTEGER
-);
-INSERT INTO "{prefix}kv_rowid" (namespace, key, value, expires_at)
-    SELECT namespace, key, value, expires_at FROM {kv} ORDER BY namespace, key;
-DROP TABLE {kv};
-ALTER TABLE "{prefix}kv_rowid" RENAME TO "{prefix}kv";
-CREATE UNIQUE INDEX "{prefix}kv_key" ON "{prefix}kv" (namespace, key);
-CREATE INDEX "{prefix}kv_expiry" ON "{prefix}kv" (expires_at) WHERE expires_at IS NOT NULL;
-"#,
-];
+/// SQLite's migrations, on the shared floor (`crate::ddl`).
+const MIGRATIONS: &Migrations = &ddl::SQLITE;
 
 pub(super) fn migrate(
     conn: &mut Connection,
@@ -329,7 +244,7 @@ pub(super) fn differences(
         stores: true,
         catalog: recorded.is_some(),
     };
-    let expected = export::statements(Dialect::Sqlite, &MIGRATIONS, tables, kind, parts, &schemas)?;
+    let expected = export::statements(Dialect::Sqlite, tables, kind, parts, &schemas)?;
     let scratch = Connection::open_in_memory().map_err(sqlite_error)?;
     scratch
         .execute_batch(&export::join(&expected))
