@@ -80,27 +80,24 @@ impl Dialect {
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         while let Some(at) = rest.find(['?', ':']) {
+            let (sigil, after) = (rest.as_bytes()[at], &rest[at + 1..]);
             out.push_str(&rest[..at]);
-            let after = &rest[at + 1..];
-            let name_len = after
+            let end = after
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .unwrap_or(after.len());
-            let name = &after[..name_len];
-            let numbered = rest.as_bytes()[at] == b'?' && name.bytes().all(|b| b.is_ascii_digit());
-            match names.iter().position(|known| *known == name) {
-                _ if numbered && !name.is_empty() => {
+            let name = &after[..end];
+            let place = names.iter().position(|known| *known == name);
+            match (sigil, place) {
+                (b'?', _) if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) => {
                     let _ = write!(out, "${name}");
                 }
-                Some(place) if rest.as_bytes()[at] == b':' => {
+                (b':', Some(place)) => {
                     let _ = write!(out, "${}", place + 1);
                 }
                 // Not a placeholder (a `::` cast, say): kept as it is.
-                _ => {
-                    out.push_str(&rest[at..=at]);
-                    out.push_str(name);
-                }
+                _ => out.push_str(&rest[at..=at + end]),
             }
-            rest = &after[name_len..];
+            rest = &after[end..];
         }
         out.push_str(rest);
         out

@@ -7,53 +7,52 @@
 /// `import_rows`.
 macro_rules! transfer_backend {
     ($store:ty) => {
-        #[async_trait::async_trait]
-        impl storekit_core::transfer::TransferBackend for $store {
-            async fn export_kv(
-                &self,
-                namespace: Option<storekit_core::backend::Namespace<'_>>,
-                after: Option<&storekit_core::transfer::KvPosition>,
-                limit: usize,
-            ) -> storekit_core::Result<Vec<storekit_core::transfer::KvEntry>> {
-                self.export_kv_page(namespace.map(|n| n.as_str()), after, limit)
-                    .await
-            }
+        // A block of its own, so that the imports stay out of the driver's module.
+        const _: () = {
+            use storekit_core::backend::Namespace;
+            use storekit_core::table::{Row, TableSchema, TableShape};
+            use storekit_core::transfer::{
+                KvEntry, KvPosition, StoredToken, TransferBackend, UserBundle,
+            };
+            use storekit_core::{Result, UserId};
 
-            async fn import_kv(
-                &self,
-                items: &[storekit_core::transfer::KvEntry],
-            ) -> storekit_core::Result<()> {
-                self.import_kv_items(items).await
-            }
+            #[async_trait::async_trait]
+            impl TransferBackend for $store {
+                async fn export_kv(
+                    &self,
+                    namespace: Option<Namespace<'_>>,
+                    after: Option<&KvPosition>,
+                    limit: usize,
+                ) -> Result<Vec<KvEntry>> {
+                    self.export_kv_page(namespace.map(|n| n.as_str()), after, limit)
+                        .await
+                }
 
-            async fn access_tokens_of(
-                &self,
-                user: storekit_core::UserId,
-            ) -> storekit_core::Result<Vec<storekit_core::transfer::StoredToken>> {
-                self.tokens_of(user).await
-            }
+                async fn import_kv(&self, items: &[KvEntry]) -> Result<()> {
+                    self.import_kv_items(items).await
+                }
 
-            async fn import_user(
-                &self,
-                bundle: &storekit_core::transfer::UserBundle,
-            ) -> storekit_core::Result<()> {
-                self.import_bundle(bundle).await
-            }
+                async fn access_tokens_of(&self, user: UserId) -> Result<Vec<StoredToken>> {
+                    self.tokens_of(user).await
+                }
 
-            async fn list_tables(
-                &self,
-            ) -> storekit_core::Result<Vec<(String, storekit_core::table::TableShape)>> {
-                self.catalog_shapes().await
-            }
+                async fn import_user(&self, bundle: &UserBundle) -> Result<()> {
+                    self.import_bundle(bundle).await
+                }
 
-            async fn import_records(
-                &self,
-                schema: &storekit_core::table::TableSchema,
-                rows: &[(storekit_core::table::Row, u64)],
-            ) -> storekit_core::Result<()> {
-                self.import_rows(schema, rows).await
+                async fn list_tables(&self) -> Result<Vec<(String, TableShape)>> {
+                    self.catalog_shapes().await
+                }
+
+                async fn import_records(
+                    &self,
+                    schema: &TableSchema,
+                    rows: &[(Row, u64)],
+                ) -> Result<()> {
+                    self.import_rows(schema, rows).await
+                }
             }
-        }
+        };
     };
 }
 
