@@ -93,8 +93,9 @@ pub(crate) struct Statements<S> {
 impl<S> Statements<S> {
     pub(crate) fn new(r: &Renderer<'_, S>, kind: IdKind) -> Self {
         let dialect = r.dialect;
-        // Integer ids come from PostgreSQL's identity column; SQLite's AUTOINCREMENT column
-        // takes whatever id it is given, like a UUID column.
+        // Integer ids are made by the database. PostgreSQL's identity column refuses an id
+        // unless told otherwise, so none is given and the one made is returned; SQLite's
+        // AUTOINCREMENT column makes one when the id bound is NULL.
         let insert_user = match (dialect, kind) {
             (Dialect::Postgres, IdKind::Int) => r.numbered(
                 "INSERT INTO {users} (email, email_key, hashed_password, \
