@@ -12,8 +12,9 @@ use storekit_core::Result;
 use storekit_core::admin::ExportOptions;
 use storekit_core::table::TableSchema;
 
+use crate::dialect::Dialect;
 use crate::migrations::Migrations;
-use crate::table_layout::{Catalog, Dialect, Layout};
+use crate::table_layout::{Catalog, Layout};
 use crate::tables::Tables;
 
 /// The SQLite script that creates what [`SqliteStore`](crate::SqliteStore)'s `migrate()`
@@ -21,7 +22,7 @@ use crate::tables::Tables;
 /// prefix and id kind. Fails on a prefix or table name the store would refuse.
 #[cfg(feature = "sqlite")]
 pub fn sqlite(options: &ExportOptions, tables: &[&TableSchema]) -> Result<String> {
-    render(Dialect::Sqlite, &crate::sqlite::MIGRATIONS, options, tables)
+    render(Dialect::Sqlite, options, tables)
 }
 
 /// The PostgreSQL script that creates what [`PostgresStore`](crate::PostgresStore)'s
@@ -30,37 +31,17 @@ pub fn sqlite(options: &ExportOptions, tables: &[&TableSchema]) -> Result<String
 /// table name the store would refuse.
 #[cfg(feature = "postgres")]
 pub fn postgres(options: &ExportOptions, tables: &[&TableSchema]) -> Result<String> {
-    render(
-        Dialect::Postgres,
-        &crate::postgres::MIGRATIONS,
-        options,
-        tables,
-    )
+    render(Dialect::Postgres, options, tables)
 }
 
-fn render(
-    dialect: Dialect,
-    migrations: &Migrations,
-    options: &ExportOptions,
-    schemas: &[&TableSchema],
-) -> Result<String> {
+fn render(dialect: Dialect, options: &ExportOptions, schemas: &[&TableSchema]) -> Result<String> {
     let tables = Tables::new(None, &options.prefix)?;
     let parts = Parts {
         stores: options.stores,
         catalog: true,
     };
-    let statements = statements(
-        dialect,
-        migrations,
-        &tables,
-        options.id_kind,
-        parts,
-        schemas,
-    )?;
-    let name = match dialect {
-        Dialect::Sqlite => "SQLite",
-        Dialect::Postgres => "PostgreSQL",
-    };
+    let statements = statements(dialect, &tables, options.id_kind, parts, schemas)?;
+    let name = dialect.title();
     let mut script = format!(
         "-- storekit schema for {name} (prefix {:?}, {} user ids): what migrate() and \
          ensure_table create.\n",
@@ -84,7 +65,6 @@ pub(crate) struct Parts {
 /// order the stores run them.
 pub(crate) fn statements(
     dialect: Dialect,
-    migrations: &Migrations,
     tables: &Tables,
     kind: storekit_core::IdKind,
     parts: Parts,
@@ -92,7 +72,7 @@ pub(crate) fn statements(
 ) -> Result<Vec<String>> {
     let mut statements = Vec::new();
     if parts.stores {
-        statements.extend(migrations.script(tables, kind)?);
+        statements.extend(Migrations::of(dialect).script(tables, kind)?);
     }
     if parts.catalog || !schemas.is_empty() {
         statements.push(Catalog::new(dialect, tables).create);

@@ -32,16 +32,23 @@
 //! cache does not grow without bound; `purge_expired` deletes all of them at once.
 
 mod check;
+mod ddl;
+mod dialect;
 pub mod export;
 mod migrations;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod purge;
 mod rows;
+#[cfg(test)]
+mod snapshots;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod statements;
 mod table_layout;
 mod tables;
+mod transfer;
+mod violation;
 
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresConfig, PostgresStore};

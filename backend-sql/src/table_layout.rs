@@ -31,7 +31,6 @@
 //! values.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use storekit_core::table::{
@@ -40,6 +39,7 @@ use storekit_core::table::{
 };
 use storekit_core::{Error, Result};
 
+use crate::dialect::{Builder, Dialect, Param, Statement};
 use crate::tables::Tables;
 
 mod filter;
@@ -50,193 +50,6 @@ pub(crate) const PARTITION: &str = "partition_key";
 pub(crate) const SORT: &str = "sort_key";
 /// PostgreSQL's longest identifier, in bytes (longer ones are cut, silently).
 const POSTGRES_IDENTIFIER: usize = 63;
-
-/// The two SQL dialects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
-    Sqlite,
-    Postgres,
-}
-
-impl Dialect {
-    fn key_type(self, kind: KeyType) -> &'static str {
-        match (self, kind) {
-            (Self::Sqlite, KeyType::Text) => "TEXT",
-            (Self::Sqlite, KeyType::Int) => "INTEGER",
-            (Self::Sqlite, KeyType::Bytes) => "BLOB",
-            (Self::Sqlite, KeyType::Float) => "REAL",
-            (Self::Postgres, KeyType::Text) => "text COLLATE \"C\"",
-            (Self::Postgres, KeyType::Int) => "bigint",
-            (Self::Postgres, KeyType::Bytes) => "bytea",
-            (Self::Postgres, KeyType::Float) => "double precision",
-        }
-    }
-
-    fn document_type(self) -> &'static str {
-        match self {
-            Self::Sqlite => "TEXT",
-            Self::Postgres => "jsonb",
-        }
-    }
-
-    fn integer_type(self) -> &'static str {
-        match self {
-            Self::Sqlite => "INTEGER",
-            Self::Postgres => "bigint",
-        }
-    }
-
-    /// The name errors give the database.
-    fn backend(self) -> &'static str {
-        match self {
-            Self::Sqlite => "sqlite",
-            Self::Postgres => "postgres",
-        }
-    }
-
-    fn placeholder(self) -> char {
-        match self {
-            Self::Sqlite => '?',
-            Self::Postgres => '$',
-        }
-    }
-}
-
-/// A value bound to a statement.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Param {
-    Text(String),
-    Int(i64),
-    Bytes(Vec<u8>),
-    Float(f64),
-    /// A NULL in a column of this type.
-    Null(KeyType),
-    /// A document, as JSON text.
-    Document(String),
-}
-
-impl From<&KeyValue> for Param {
-    fn from(value: &KeyValue) -> Self {
-        match value {
-            KeyValue::Text(text) => Self::Text(text.clone()),
-            KeyValue::Int(int) => Self::Int(*int),
-            KeyValue::Bytes(bytes) => Self::Bytes(bytes.clone()),
-            KeyValue::Float(float) => Self::Float(*float),
-        }
-    }
-}
-
-/// A statement and its parameters, in the order of their placeholders.
-#[derive(Debug, Clone)]
-pub(crate) struct Statement {
-    /// Shared with the layout's cache of texts, so a recurring text is never built again.
-    pub(crate) sql: Arc<str>,
-    pub(crate) params: Vec<Param>,
-    /// Whether the text recurs, so that a driver's statement cache should keep it (false for
-    /// a text that changes with the number of values, which would only push out the rest).
-    pub(crate) recurs: bool,
-}
-
-/// Builds a [`Statement`], numbering placeholders as values are bound.
-///
-/// Given the statement's text already (from the layout's cache), it only collects the
-/// values: the same code then yields the text once and the values on every call, so the two
-/// cannot disagree.
-struct Builder {
-    dialect: Dialect,
-    /// The text being built, or the known one.
-    sql: Text,
-    params: Vec<Param>,
-}
-
-#[derive(Debug)]
-enum Text {
-    Building(String),
-    Known(Arc<str>),
-}
-
-impl Builder {
-    fn new(dialect: Dialect, known: Option<&Arc<str>>) -> Self {
-        Self {
-            dialect,
-            sql: match known {
-                Some(text) => Text::Known(Arc::clone(text)),
-                None => Text::Building(String::with_capacity(256)),
-            },
-            params: Vec::new(),
-        }
-    }
-
-    fn sql(&mut self, text: &str) -> &mut Self {
-        if let Text::Building(sql) = &mut self.sql {
-            sql.push_str(text);
-        }
-        self
-    }
-
-    /// `columns`, unquoted, separated by commas.
-    fn columns(&mut self, columns: &[&str]) -> &mut Self {
-        for (i, column) in columns.iter().enumerate() {
-            if i > 0 {
-                self.sql(", ");
-            }
-            self.sql(column);
-        }
-        self
-    }
-
-    /// `identifier`, quoted.
-    fn quoted(&mut self, identifier: &str) -> &mut Self {
-        self.sql("\"").sql(identifier).sql("\"")
-    }
-
-    fn bind(&mut self, param: Param) -> &mut Self {
-        let cast = matches!(
-            (self.dialect, &param),
-            (Dialect::Postgres, Param::Document(_))
-        );
-        self.params.push(param);
-        if let Text::Building(sql) = &mut self.sql {
-            let _ = write!(sql, "{}{}", self.dialect.placeholder(), self.params.len());
-            if cast {
-                sql.push_str("::jsonb");
-            }
-        }
-        self
-    }
-
-    /// `(a, b) op (?, ?)`, or `a op ?` for one column.
-    fn compare(&mut self, columns: &[&str], op: &str, values: Vec<Param>) -> &mut Self {
-        let one = columns.len() == 1;
-        self.sql(if one { "" } else { "(" });
-        for (i, column) in columns.iter().enumerate() {
-            if i > 0 {
-                self.sql(", ");
-            }
-            self.quoted(column);
-        }
-        self.sql(if one { " " } else { ") " }).sql(op);
-        self.sql(if one { " " } else { " (" });
-        for (i, value) in values.into_iter().enumerate() {
-            if i > 0 {
-                self.sql(", ");
-            }
-            self.bind(value);
-        }
-        self.sql(if one { "" } else { ")" })
-    }
-
-    fn finish(self) -> Statement {
-        Statement {
-            sql: match self.sql {
-                Text::Building(sql) => Arc::from(sql),
-                Text::Known(sql) => sql,
-            },
-            params: self.params,
-            recurs: true,
-        }
-    }
-}
 
 fn quote(identifier: &str) -> String {
     format!("\"{identifier}\"")
@@ -1055,7 +868,7 @@ impl Layout {
     /// A stored record from its version and document.
     /// A stored record from its version and document, its key read from the document.
     pub(crate) fn record(&self, version: i64, document: serde_json::Value) -> Result<Record> {
-        let backend = self.dialect.backend();
+        let backend = self.dialect.name();
         let serde_json::Value::Object(document) = document else {
             return Err(Error::backend(
                 backend,

@@ -2,26 +2,27 @@
 
 use storekit_core::Error;
 
+use crate::violation::{DriverError, Violation};
+
 const BACKEND: &str = "postgres";
 
-/// Which constraint a failed statement violated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Violation {
-    Unique,
-    ForeignKey,
-}
+impl DriverError for sqlx::Error {
+    /// From the server's error code.
+    fn violation(&self) -> Option<Violation> {
+        let sqlx::Error::Database(db) = self else {
+            return None;
+        };
+        if db.is_unique_violation() {
+            Some(Violation::Unique)
+        } else if db.is_foreign_key_violation() {
+            Some(Violation::ForeignKey)
+        } else {
+            None
+        }
+    }
 
-/// The constraint `err` reports, from the server's error code.
-pub(super) fn violation(err: &sqlx::Error) -> Option<Violation> {
-    let sqlx::Error::Database(db) = err else {
-        return None;
-    };
-    if db.is_unique_violation() {
-        Some(Violation::Unique)
-    } else if db.is_foreign_key_violation() {
-        Some(Violation::ForeignKey)
-    } else {
-        None
+    fn into_error(self) -> Error {
+        pg_error(self)
     }
 }
 
@@ -131,17 +132,6 @@ where
         }
     }
     statement().await.map_err(convert)
-}
-
-/// Maps a violation of `kind` to `then`, anything else through [`pg_error`].
-pub(super) fn on_violation(kind: Violation, then: Error) -> impl FnOnce(sqlx::Error) -> Error {
-    move |err| {
-        if violation(&err) == Some(kind) {
-            then
-        } else {
-            pg_error(err)
-        }
-    }
 }
 
 /// An error of a statement on a table of the tables store: a violation of its primary key

@@ -156,7 +156,7 @@ impl KvBackend for PostgresStore {
     async fn delete(&self, namespace: Namespace<'_>, key: Key<'_>) -> Result<bool> {
         let (namespace, key) = (namespace.as_str(), key.as_str());
         self.within_deadline(async {
-            let removed: Option<Option<i64>> = sqlx::query_scalar(self.inner.sql.kv_delete.clone())
+            let removed: Option<Option<i64>> = sqlx::query_scalar(self.inner.own.kv_delete.clone())
                 .bind(namespace)
                 .bind(key)
                 .fetch_optional(&self.inner.pool)
@@ -191,7 +191,7 @@ impl KvBackend for PostgresStore {
             if keys.is_empty() {
                 return Ok(Vec::new());
             }
-            let rows = sqlx::query(self.inner.sql.kv_get_many.clone())
+            let rows = sqlx::query(self.inner.own.kv_get_many.clone())
                 .bind(namespace)
                 .bind(keys)
                 .bind(now_millis())
@@ -231,7 +231,7 @@ impl KvBackend for PostgresStore {
             }
             let (keys, values): (Vec<&str>, Vec<&[u8]>) = last.into_iter().unzip();
             retry_conflicts(|| {
-                sqlx::query(self.inner.sql.kv_upsert_many.clone())
+                sqlx::query(self.inner.own.kv_upsert_many.clone())
                     .bind(namespace)
                     .bind(&keys)
                     .bind(&values)
@@ -248,7 +248,7 @@ impl KvBackend for PostgresStore {
         let (namespace, keys) = (namespace.as_str(), keys.as_slice());
         self.within_deadline(async {
             retry_conflicts(|| {
-                sqlx::query(self.inner.sql.kv_delete_many.clone())
+                sqlx::query(self.inner.own.kv_delete_many.clone())
                     .bind(namespace)
                     .bind(keys)
                     .execute(&self.inner.pool)
@@ -334,7 +334,7 @@ impl KvBackend for PostgresStore {
             self.start_purger();
             let new_expiry = expiry.millis();
             let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
-            let row = sqlx::query(self.inner.sql.kv_lock_counter.clone())
+            let row = sqlx::query(self.inner.own.kv_lock_counter.clone())
                 .bind(namespace)
                 .bind(key)
                 .bind(new_expiry)
@@ -346,7 +346,7 @@ impl KvBackend for PostgresStore {
             // On a non-counter value or an overflow the transaction is dropped, which rolls back
             // and leaves the stored value as it was.
             let value = counter::add(Some(&current), delta)?;
-            sqlx::query(self.inner.sql.kv_set_value.clone())
+            sqlx::query(self.inner.own.kv_set_value.clone())
                 .bind(namespace)
                 .bind(key)
                 .bind(counter::encode(value))
@@ -392,7 +392,7 @@ impl KvBackend for PostgresStore {
     ) -> Result<Option<(Vec<u8>, Option<i64>)>> {
         let (namespace, key) = (namespace.as_str(), key.as_str());
         self.within_deadline(async {
-            sqlx::query_as(self.inner.sql.kv_get_stored.clone())
+            sqlx::query_as(self.inner.sql.kv_get_any.clone())
                 .bind(namespace)
                 .bind(key)
                 .fetch_optional(&self.inner.pool)
@@ -467,7 +467,7 @@ impl PostgresStore {
             let values: Vec<&[u8]> = sorted.iter().map(|e| e.value.as_slice()).collect();
             let deadlines: Vec<Option<i64>> = sorted.iter().map(|e| e.expires_at).collect();
             retry_conflicts(|| {
-                sqlx::query(self.inner.sql.kv_import.clone())
+                sqlx::query(self.inner.own.kv_import.clone())
                     .bind(&namespaces)
                     .bind(&keys)
                     .bind(&values)

@@ -9,20 +9,34 @@ mod error;
 mod kv;
 mod schema;
 mod tables;
-mod transfer;
 mod users;
 
 use std::sync::Arc;
 
+use sqlx::SqlStr;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use storekit_core::admin::{MigrationReport, SchemaDifference};
 use storekit_core::{Error, IdKind, Result};
 
-pub(crate) use schema::MIGRATIONS;
-
-use crate::table_layout::{Catalog, Dialect, Layouts};
+use crate::dialect::Dialect;
+use crate::statements::{Renderer, Statements};
+use crate::table_layout::{Catalog, Layouts};
 use crate::tables::Tables;
 use error::pg_error;
+
+/// Every statement text of the users, OAuth, tokens and kv stores, for the snapshot test
+/// (`crate::snapshots`).
+#[cfg(test)]
+pub(crate) fn statement_texts(tables: &Tables, kind: IdKind) -> Vec<(&'static str, String)> {
+    let r = Renderer {
+        dialect: Dialect::Postgres,
+        tables,
+        convert: std::convert::identity,
+    };
+    let mut texts = Statements::new(&r, kind).texts();
+    texts.extend(schema::PostgresOnly::new(&r).texts());
+    texts
+}
 
 /// How to connect a [`PostgresStore`].
 #[derive(Clone)]
@@ -268,7 +282,8 @@ pub struct PostgresStore {
 #[derive(Debug)]
 struct Inner {
     pool: PgPool,
-    sql: schema::Statements,
+    sql: Statements<SqlStr>,
+    own: schema::PostgresOnly<SqlStr>,
     id_kind: IdKind,
     tables: Tables,
     catalog: Catalog,
@@ -279,9 +294,11 @@ struct Inner {
     operation_timeout: Option<std::time::Duration>,
 }
 
+crate::transfer::transfer_backend!(PostgresStore);
+
 impl storekit_core::backend::Backend for PostgresStore {
     fn system(&self) -> &'static str {
-        "postgresql"
+        Dialect::Postgres.system()
     }
 }
 
@@ -316,12 +333,21 @@ impl PostgresStore {
     /// own apply.
     pub fn from_pool(pool: PgPool, config: &PostgresConfig) -> Result<Self> {
         let tables = Tables::new(config.schema.as_deref(), &config.table_prefix)?;
-        let sql = schema::Statements::new(&tables, config.id_kind);
+        let r = Renderer {
+            dialect: Dialect::Postgres,
+            tables: &tables,
+            convert: schema::sql,
+        };
+        let (sql, own) = (
+            Statements::new(&r, config.id_kind),
+            schema::PostgresOnly::new(&r),
+        );
         let catalog = Catalog::new(Dialect::Postgres, &tables);
         Ok(Self {
             inner: Arc::new(Inner {
                 pool,
                 sql,
+                own,
                 id_kind: config.id_kind,
                 tables,
                 catalog,

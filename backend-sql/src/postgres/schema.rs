@@ -12,77 +12,16 @@ use storekit_core::{IdKind, Result};
 
 use super::error::{is_missing_table, pg_error};
 use crate::check::{self, Snapshot};
+use crate::ddl;
+use crate::dialect::Dialect;
 use crate::export::{self, Parts};
-use crate::migrations::{self, IdColumns, Migrations};
-use crate::table_layout::{Catalog, Dialect};
+use crate::migrations::{self, Migrations};
+use crate::statements::Renderer;
+use crate::table_layout::Catalog;
 use crate::tables::Tables;
 
-/// PostgreSQL's meta table and migrations.
-pub(crate) const MIGRATIONS: Migrations = Migrations {
-    meta: "CREATE TABLE IF NOT EXISTS {meta} (name text PRIMARY KEY, value text NOT NULL)",
-    steps: STEPS,
-    id_columns,
-};
-
-fn id_columns(kind: IdKind) -> IdColumns {
-    match kind {
-        IdKind::Uuid => IdColumns {
-            id: "uuid PRIMARY KEY",
-            user_ref: "uuid",
-        },
-        IdKind::Int => IdColumns {
-            id: "bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
-            user_ref: "bigint",
-        },
-    }
-}
-
-/// Migrations in order; each runs once, inside the migration transaction. `{id}` is the users
-/// id column's definition and `{user_ref}` the type of columns that refer to it.
-const STEPS: &[&str] = &[r#"
-CREATE TABLE {users} (
-    id {id},
-    email text NOT NULL,
-    email_key text NOT NULL,
-    hashed_password text NOT NULL,
-    is_active boolean NOT NULL,
-    is_superuser boolean NOT NULL,
-    is_verified boolean NOT NULL,
-    created_at timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL,
-    version bigint NOT NULL,
-    extra jsonb NOT NULL,
-    CONSTRAINT "{prefix}users_email_key" UNIQUE (email_key)
-);
-CREATE TABLE {oauth} (
-    provider text NOT NULL,
-    account_id text NOT NULL,
-    user_id {user_ref} NOT NULL REFERENCES {users} (id) ON DELETE CASCADE,
-    account_email text NOT NULL,
-    access_token text NOT NULL,
-    expires_at timestamptz,
-    refresh_token text,
-    created_at timestamptz NOT NULL,
-    updated_at timestamptz NOT NULL,
-    PRIMARY KEY (provider, account_id)
-);
-CREATE INDEX "{prefix}oauth_accounts_user" ON {oauth} (user_id);
-CREATE TABLE {tokens} (
-    token_hash text PRIMARY KEY,
-    user_id {user_ref} NOT NULL REFERENCES {users} (id) ON DELETE CASCADE,
-    created_at timestamptz NOT NULL
-);
-CREATE INDEX "{prefix}access_tokens_user" ON {tokens} (user_id);
--- COLLATE "C" orders keys by their bytes, so prefix ranges match Rust's starts_with.
-CREATE TABLE {kv} (
-    namespace text COLLATE "C" NOT NULL,
-    key text COLLATE "C" NOT NULL,
-    value bytea NOT NULL,
-    expires_at bigint,
-    PRIMARY KEY (namespace, key)
-);
-CREATE INDEX "{prefix}kv_expiry" ON {kv} (expires_at) WHERE expires_at IS NOT NULL;
-"#];
+/// PostgreSQL's migrations, on the shared floor (`crate::ddl`).
+const MIGRATIONS: &Migrations = &ddl::POSTGRES;
 
 pub(super) fn sql(text: String) -> SqlStr {
     // Safe: the only spliced parts are table names, validated by `Tables::new`; values are
@@ -247,177 +186,56 @@ pub(super) async fn dump(pool: &PgPool, tables: &Tables) -> Result<String> {
     Ok(out)
 }
 
-/// Every statement, with this store's table names spliced in once.
+/// The statements only PostgreSQL runs (the rest are `crate::statements`'s), written in its
+/// own placeholders.
+///
+/// Batches are one statement over arrays (`ANY`, `UNNEST`): one round trip, all or nothing.
+/// SQLite has no arrays and no round trip to save; it runs the same batches inline, a chunk
+/// of single-row statements at a time, which measured faster there than any one statement
+/// (see `sqlite::kv`), so each dialect keeps its own algorithm. A delete answers with
+/// `RETURNING` in the same round trip; a counter is locked, read and written back in one
+/// transaction among concurrent writers (SQLite's writer is alone already); an imported
+/// integer id moves the identity's sequence, which SQLite's AUTOINCREMENT does by itself.
 #[derive(Debug)]
-pub(super) struct Statements {
-    pub(super) insert_user: SqlStr,
-    pub(super) user_by_id: SqlStr,
-    pub(super) user_by_email: SqlStr,
-    pub(super) update_user: SqlStr,
-    pub(super) delete_user: SqlStr,
-    pub(super) list_users_first: SqlStr,
-    pub(super) list_users_after: SqlStr,
-    pub(super) insert_oauth: SqlStr,
-    pub(super) oauth_one_for_update: SqlStr,
-    pub(super) update_oauth: SqlStr,
-    pub(super) delete_oauth: SqlStr,
-    pub(super) oauth_of_user: SqlStr,
-    pub(super) user_by_oauth: SqlStr,
-    pub(super) insert_token: SqlStr,
-    pub(super) token_by_hash: SqlStr,
-    pub(super) delete_token: SqlStr,
-    pub(super) delete_user_tokens: SqlStr,
-    pub(super) kv_get: SqlStr,
-    pub(super) kv_get_many: SqlStr,
-    pub(super) kv_contains: SqlStr,
-    pub(super) kv_upsert: SqlStr,
-    pub(super) kv_upsert_many: SqlStr,
-    pub(super) kv_insert_if_absent: SqlStr,
-    pub(super) kv_swap: SqlStr,
-    pub(super) kv_set_expiry: SqlStr,
-    pub(super) kv_get_stored: SqlStr,
-    pub(super) kv_delete: SqlStr,
-    pub(super) kv_delete_many: SqlStr,
-    pub(super) kv_keys_first: SqlStr,
-    pub(super) kv_keys_after: SqlStr,
-    pub(super) kv_clear: SqlStr,
-    pub(super) kv_purge_some: SqlStr,
-    pub(super) kv_lock_counter: SqlStr,
-    pub(super) kv_set_value: SqlStr,
-    /// [`Statements::kv_export`]'s four texts.
-    kv_export: [SqlStr; 4],
-    pub(super) kv_import: SqlStr,
-    pub(super) import_user: SqlStr,
-    pub(super) delete_user_oauth: SqlStr,
-    pub(super) import_token: SqlStr,
-    pub(super) tokens_of_user: SqlStr,
-    pub(super) raise_ids: SqlStr,
+pub(super) struct PostgresOnly<S> {
+    pub(super) kv_get_many: S,
+    pub(super) kv_upsert_many: S,
+    pub(super) kv_delete: S,
+    pub(super) kv_delete_many: S,
+    pub(super) kv_lock_counter: S,
+    pub(super) kv_set_value: S,
+    pub(super) kv_import: S,
+    pub(super) raise_ids: S,
 }
 
-const USER_COLUMNS: &str = "id, email, hashed_password, is_active, is_superuser, is_verified, \
-                            created_at, updated_at, version, extra";
-
-const OAUTH_COLUMNS: &str = "user_id, provider, account_id, account_email, access_token, \
-                             expires_at, refresh_token, created_at, updated_at";
-
-impl Statements {
-    pub(super) fn new(t: &Tables, kind: IdKind) -> Self {
-        let r = |text: &str| {
-            sql(t
-                .render(text)
-                .replace("{user_columns}", USER_COLUMNS)
-                .replace("{oauth_columns}", OAUTH_COLUMNS))
-        };
-        // Integer ids come from the identity column; UUIDs are made by storekit.
-        let insert_user = match kind {
-            IdKind::Uuid => r(
-                "INSERT INTO {users} (id, email, email_key, hashed_password, \
-                 is_active, is_superuser, is_verified, created_at, updated_at, version, extra) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1, $9) RETURNING id",
-            ),
-            IdKind::Int => r("INSERT INTO {users} (email, email_key, hashed_password, \
-                 is_active, is_superuser, is_verified, created_at, updated_at, version, extra) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 1, $8) RETURNING id"),
-        };
+impl<S> PostgresOnly<S> {
+    pub(super) fn new(r: &Renderer<'_, S>) -> Self {
         Self {
-            insert_user,
-            user_by_id: r("SELECT {user_columns} FROM {users} WHERE id = $1"),
-            user_by_email: r("SELECT {user_columns} FROM {users} WHERE email_key = $1"),
-            // An email held by another user in the statement's snapshot is refused before
-            // the row is touched. Inserting the key into the unique index instead would wait
-            // for that user's transaction, and two users swapping emails would each wait for
-            // the other: a deadlock, broken only after the server's deadlock_timeout (1 s).
-            update_user: r(
-                "WITH taken AS (SELECT 1 FROM {users} WHERE email_key = $4 AND id <> $1), \
-                 updated AS (UPDATE {users} SET email = $3, email_key = $4, \
-                 hashed_password = $5, is_active = $6, is_superuser = $7, is_verified = $8, \
-                 updated_at = $9, version = $10, extra = $11 \
-                 WHERE id = $1 AND version = $2 AND NOT EXISTS (SELECT 1 FROM taken) \
-                 RETURNING 1) \
-                 SELECT EXISTS (SELECT 1 FROM taken), EXISTS (SELECT 1 FROM updated)",
+            kv_get_many: r.numbered(
+                "SELECT key, value FROM {kv} WHERE namespace = $1 \
+                 AND key = ANY($2) AND (expires_at IS NULL OR expires_at > $3)",
             ),
-            delete_user: r("DELETE FROM {users} WHERE id = $1"),
-            list_users_first: r("SELECT {user_columns} FROM {users} ORDER BY id LIMIT $1"),
-            list_users_after: r(
-                "SELECT {user_columns} FROM {users} WHERE id > $2 ORDER BY id LIMIT $1",
-            ),
-            insert_oauth: r("INSERT INTO {oauth} ({oauth_columns}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
-            oauth_one_for_update: r("SELECT {oauth_columns} FROM {oauth} \
-                 WHERE provider = $1 AND account_id = $2 AND user_id = $3 FOR UPDATE"),
-            update_oauth: r("UPDATE {oauth} SET account_email = $4, access_token = $5, \
-                 expires_at = $6, refresh_token = $7, updated_at = $8 \
-                 WHERE provider = $1 AND account_id = $2 AND user_id = $3"),
-            delete_oauth: r(
-                "DELETE FROM {oauth} WHERE provider = $1 AND account_id = $2 AND user_id = $3",
-            ),
-            oauth_of_user: r("SELECT {oauth_columns} FROM {oauth} WHERE user_id = $1 \
-                 ORDER BY provider COLLATE \"C\", account_id COLLATE \"C\""),
-            user_by_oauth: r("SELECT {user_columns} FROM {users} WHERE id = \
-                 (SELECT user_id FROM {oauth} WHERE provider = $1 AND account_id = $2)"),
-            insert_token: r(
-                "INSERT INTO {tokens} (token_hash, user_id, created_at) VALUES ($1, $2, $3)",
-            ),
-            token_by_hash: r("SELECT user_id, created_at FROM {tokens} WHERE token_hash = $1"),
-            delete_token: r("DELETE FROM {tokens} WHERE token_hash = $1"),
-            delete_user_tokens: r("DELETE FROM {tokens} WHERE user_id = $1"),
-            kv_get: r("SELECT value FROM {kv} WHERE namespace = $1 AND key = $2 \
-                 AND (expires_at IS NULL OR expires_at > $3)"),
-            // Existence only: a large value is not sent to answer yes or no.
-            kv_contains: r(
-                "SELECT EXISTS (SELECT 1 FROM {kv} WHERE namespace = $1 AND key = $2 \
-                 AND (expires_at IS NULL OR expires_at > $3))",
-            ),
-            kv_get_many: r("SELECT key, value FROM {kv} WHERE namespace = $1 \
-                 AND key = ANY($2) AND (expires_at IS NULL OR expires_at > $3)"),
-            kv_upsert: r("INSERT INTO {kv} (namespace, key, value, expires_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (namespace, key) DO UPDATE \
-                 SET value = excluded.value, expires_at = excluded.expires_at"),
             // One statement for the whole batch: all of it is written, or none.
-            kv_upsert_many: r("INSERT INTO {kv} (namespace, key, value, expires_at) \
+            kv_upsert_many: r.numbered(
+                "INSERT INTO {kv} (namespace, key, value, expires_at) \
                  SELECT $1, k, v, $4 FROM UNNEST($2::text[], $3::bytea[]) AS t (k, v) \
                  ON CONFLICT (namespace, key) DO UPDATE \
-                 SET value = excluded.value, expires_at = excluded.expires_at"),
-            // Replaces a row only if it has expired, so the insert succeeds exactly when no
-            // live item is there, in one atomic statement.
-            kv_insert_if_absent: r(
-                "INSERT INTO {kv} AS old (namespace, key, value, expires_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (namespace, key) DO UPDATE \
-                 SET value = excluded.value, expires_at = excluded.expires_at \
-                 WHERE old.expires_at IS NOT NULL AND old.expires_at <= $5",
+                 SET value = excluded.value, expires_at = excluded.expires_at",
             ),
-            kv_swap: r("UPDATE {kv} SET value = $3, expires_at = $4 \
-                 WHERE namespace = $1 AND key = $2 AND value = $5 \
-                 AND (expires_at IS NULL OR expires_at > $6)"),
-            kv_set_expiry: r(
-                "UPDATE {kv} SET expires_at = $3 WHERE namespace = $1 AND key = $2 \
-                 AND (expires_at IS NULL OR expires_at > $4)",
+            kv_delete: r.numbered(
+                "DELETE FROM {kv} WHERE namespace = $1 AND key = $2 RETURNING expires_at",
             ),
-            kv_get_stored: r(
-                "SELECT value, expires_at FROM {kv} WHERE namespace = $1 AND key = $2",
-            ),
-            kv_delete: r("DELETE FROM {kv} WHERE namespace = $1 AND key = $2 RETURNING expires_at"),
             // Rows are locked in key order, as `kv_upsert_many` writes them, whatever plan
             // finds them (a scan of a small table visits them in storage order): concurrent
             // batches over overlapping keys then wait for each other instead of deadlocking.
-            kv_delete_many: r(
+            kv_delete_many: r.numbered(
                 "DELETE FROM {kv} WHERE (namespace, key) IN (SELECT namespace, key \
                  FROM {kv} WHERE namespace = $1 AND key = ANY($2) ORDER BY key FOR UPDATE)",
             ),
-            kv_keys_first: r("SELECT key FROM {kv} WHERE namespace = $1 AND key >= $2 \
-                 AND (expires_at IS NULL OR expires_at > $3) ORDER BY key LIMIT $4"),
-            kv_keys_after: r("SELECT key FROM {kv} WHERE namespace = $1 AND key > $2 \
-                 AND (expires_at IS NULL OR expires_at > $3) ORDER BY key LIMIT $4"),
-            kv_clear: r("DELETE FROM {kv} WHERE namespace = $1"),
-            // SKIP LOCKED: rows another transaction is writing are left for the next purge
-            // rather than waited for.
-            kv_purge_some: r("DELETE FROM {kv} WHERE (namespace, key) IN \
-                 (SELECT namespace, key FROM {kv} WHERE expires_at IS NOT NULL \
-                 AND expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)"),
             // Locks the counter's row, creating it at 0 (or resetting it if expired), and
             // returns what it holds; the caller adds in Rust and writes back in the same
             // transaction, so the arithmetic and its errors are the same as on every backend.
-            kv_lock_counter: r(
+            kv_lock_counter: r.numbered(
                 "INSERT INTO {kv} AS old (namespace, key, value, expires_at) \
                  VALUES ($1, $2, '0', $3) ON CONFLICT (namespace, key) DO UPDATE \
                  SET value = CASE WHEN old.expires_at <= $4 THEN excluded.value ELSE old.value END, \
@@ -425,66 +243,42 @@ impl Statements {
                  ELSE old.expires_at END \
                  RETURNING value, expires_at",
             ),
-            kv_set_value: r("UPDATE {kv} SET value = $3 WHERE namespace = $1 AND key = $2"),
-            kv_export: [(false, false), (false, true), (true, false), (true, true)]
-                .map(|(only, after)| r(&kv_export(only, after))),
+            kv_set_value: r
+                .numbered("UPDATE {kv} SET value = $3 WHERE namespace = $1 AND key = $2"),
             // One statement for the whole batch, whatever its size: four arrays, never
             // near the limit of 65,535 parameters.
-            kv_import: r("INSERT INTO {kv} (namespace, key, value, expires_at) \
+            kv_import: r.numbered(
+                "INSERT INTO {kv} (namespace, key, value, expires_at) \
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::bigint[]) \
                  ON CONFLICT (namespace, key) DO UPDATE \
-                 SET value = excluded.value, expires_at = excluded.expires_at"),
-            // An integer id is given as it was: the identity column must be told to take it.
-            import_user: r(&format!(
-                "INSERT INTO {{users}} (id, email, email_key, hashed_password, is_active, \
-                 is_superuser, is_verified, created_at, updated_at, version, extra) {} \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-                 ON CONFLICT (id) DO UPDATE SET email = excluded.email, \
-                 email_key = excluded.email_key, hashed_password = excluded.hashed_password, \
-                 is_active = excluded.is_active, is_superuser = excluded.is_superuser, \
-                 is_verified = excluded.is_verified, created_at = excluded.created_at, \
-                 updated_at = excluded.updated_at, version = excluded.version, \
-                 extra = excluded.extra",
-                match kind {
-                    IdKind::Uuid => "",
-                    IdKind::Int => "OVERRIDING SYSTEM VALUE",
-                }
-            )),
-            delete_user_oauth: r("DELETE FROM {oauth} WHERE user_id = $1"),
-            import_token: r("INSERT INTO {tokens} (token_hash, user_id, created_at) \
-                 VALUES ($1, $2, $3) ON CONFLICT (token_hash) DO NOTHING"),
-            tokens_of_user: r("SELECT token_hash, created_at FROM {tokens} WHERE user_id = $1"),
+                 SET value = excluded.value, expires_at = excluded.expires_at",
+            ),
             // Moves the identity's sequence past an imported id (never back), so that
             // `create_user` never hands it out again.
-            raise_ids: r(
+            raise_ids: r.numbered(
                 "SELECT setval(s, GREATEST($1, COALESCE(pg_sequence_last_value(s), 1))) \
                  FROM (SELECT pg_get_serial_sequence($2, 'id')::regclass AS s) AS identity",
             ),
         }
     }
-
-    /// The text of one page of live kv items (`$1` now, `$2` the limit) of namespace `$3`
-    /// when `only`, after (namespace, key) in the next two parameters when `after`, in
-    /// (namespace, key) order: the primary key's index finds the start and yields the order.
-    pub(super) fn kv_export(&self, only: bool, after: bool) -> &SqlStr {
-        &self.kv_export[usize::from(only) * 2 + usize::from(after)]
-    }
 }
 
-fn kv_export(only: bool, after: bool) -> String {
-    let mut text = "SELECT namespace, key, value, expires_at FROM {kv} \
-                    WHERE (expires_at IS NULL OR expires_at > $1)"
-        .to_owned();
-    let mut next = 3;
-    if only {
-        text.push_str(" AND namespace = $3");
-        next += 1;
+#[cfg(test)]
+impl PostgresOnly<String> {
+    /// Every text, named, for the snapshot test (`crate::snapshots`).
+    pub(super) fn texts(&self) -> Vec<(&'static str, String)> {
+        let texts = [
+            ("kv_get_many", &self.kv_get_many),
+            ("kv_upsert_many", &self.kv_upsert_many),
+            ("kv_delete", &self.kv_delete),
+            ("kv_delete_many", &self.kv_delete_many),
+            ("kv_lock_counter", &self.kv_lock_counter),
+            ("kv_set_value", &self.kv_set_value),
+            ("kv_import", &self.kv_import),
+            ("raise_ids", &self.raise_ids),
+        ];
+        texts.map(|(name, text)| (name, text.clone())).to_vec()
     }
-    if after {
-        let _ = write!(text, " AND (namespace, key) > (${next}, ${})", next + 1);
-    }
-    text.push_str(" ORDER BY namespace, key LIMIT $2");
-    text
 }
 
 /// True if the table `qualified` (quoted, as `Tables` names it) exists; asked first, since a
@@ -538,14 +332,7 @@ pub(super) async fn differences(
     };
     // Unqualified names, created in the scratch schema by the search path.
     let plain = Tables::new(None, &tables.prefix)?;
-    let expected = export::statements(
-        Dialect::Postgres,
-        &MIGRATIONS,
-        &plain,
-        kind,
-        parts,
-        &schemas,
-    )?;
+    let expected = export::statements(Dialect::Postgres, &plain, kind, parts, &schemas)?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |now| now.subsec_nanos());

@@ -21,9 +21,8 @@ use storekit_core::{Error, Result};
 use super::PostgresStore;
 use super::error::{is_missing_table, pg_error, retry_conflicts_with, table_error};
 use super::schema::sql;
-use crate::table_layout::{
-    Layout, Param, Statement, checked_shape, live_shape, not_ours, shape_json,
-};
+use crate::dialect::{Param, Statement};
+use crate::table_layout::{Layout, checked_shape, live_shape, not_ours, shape_json};
 
 const BACKEND: &str = "postgres";
 

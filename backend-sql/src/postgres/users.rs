@@ -15,8 +15,9 @@ use storekit_core::{
 use uuid::Uuid;
 
 use super::PostgresStore;
-use super::error::{Violation, is_deadlock, on_violation, pg_error, violation};
+use super::error::{is_deadlock, pg_error};
 use crate::rows::{OAuthRow, UserRow};
+use crate::violation::{Violation, account_insert_error, on_violation};
 
 const BACKEND: &str = "postgres";
 
@@ -255,13 +256,7 @@ impl OAuthBackend for PostgresStore {
             query
                 .execute(&self.inner.pool)
                 .await
-                .map_err(|err| match violation(&err) {
-                    Some(Violation::Unique) => Error::AlreadyExists {
-                        what: "oauth account",
-                    },
-                    Some(Violation::ForeignKey) => Error::NotFound { what: "user" },
-                    None => pg_error(err),
-                })?;
+                .map_err(account_insert_error)?;
             Ok(account)
         })
         .await
@@ -276,7 +271,7 @@ impl OAuthBackend for PostgresStore {
         let (provider, account_id) = (key.provider(), key.account_id());
         self.within_deadline(async {
             let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
-            let select = sqlx::query(self.inner.sql.oauth_one_for_update.clone())
+            let select = sqlx::query(self.inner.sql.oauth_one.clone())
                 .bind(provider)
                 .bind(account_id);
             let row = bind_id(select, user)
@@ -486,7 +481,7 @@ impl PostgresStore {
                     .map_err(pg_error)?;
             }
             if let UserId::Int(id) = user.id {
-                sqlx::query(sql.raise_ids.clone())
+                sqlx::query(self.inner.own.raise_ids.clone())
                     .bind(id)
                     .bind(&self.inner.tables.users)
                     .execute(&mut *tx)

@@ -3,23 +3,23 @@
 use rusqlite::ffi;
 use storekit_core::Error;
 
+use crate::violation::{DriverError, Violation};
+
 const BACKEND: &str = "sqlite";
 
-/// Which constraint a failed statement violated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Violation {
-    Unique,
-    ForeignKey,
-}
-
-/// The constraint `err` reports, if it is a constraint violation.
-pub(super) fn violation(err: &rusqlite::Error) -> Option<Violation> {
-    match err.sqlite_error()?.extended_code {
-        ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
-            Some(Violation::Unique)
+impl DriverError for rusqlite::Error {
+    fn violation(&self) -> Option<Violation> {
+        match self.sqlite_error()?.extended_code {
+            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                Some(Violation::Unique)
+            }
+            ffi::SQLITE_CONSTRAINT_FOREIGNKEY => Some(Violation::ForeignKey),
+            _ => None,
         }
-        ffi::SQLITE_CONSTRAINT_FOREIGNKEY => Some(Violation::ForeignKey),
-        _ => None,
+    }
+
+    fn into_error(self) -> Error {
+        sqlite_error(self)
     }
 }
 
@@ -48,17 +48,6 @@ pub(super) fn sqlite_error(err: rusqlite::Error) -> Error {
             Error::unavailable(BACKEND, err)
         }
         _ => Error::backend(BACKEND, err),
-    }
-}
-
-/// Maps a violation of `kind` to `then`, anything else through [`sqlite_error`].
-pub(super) fn on_violation(kind: Violation, then: Error) -> impl FnOnce(rusqlite::Error) -> Error {
-    move |err| {
-        if violation(&err) == Some(kind) {
-            then
-        } else {
-            sqlite_error(err)
-        }
     }
 }
 

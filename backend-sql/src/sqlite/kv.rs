@@ -178,7 +178,7 @@ fn delete_each(
     keys: &[&str],
 ) -> Result<Vec<()>> {
     let mut stmt = conn
-        .prepare_cached(&inner.sql.kv_delete_any)
+        .prepare_cached(&inner.own.kv_delete_any)
         .map_err(sqlite_error)?;
     for key in keys {
         stmt.execute(named_params! { ":ns": namespace, ":key": key })
@@ -293,13 +293,13 @@ impl KvBackend for SqliteStore {
                 // extra pass); only when none was there is an expired row removed as well.
                 let params = named_params! { ":ns": namespace, ":key": key, ":now": now_millis() };
                 let mut live = conn
-                    .prepare_cached(&inner.sql.kv_delete_live)
+                    .prepare_cached(&inner.own.kv_delete_live)
                     .map_err(sqlite_error)?;
                 if live.execute(params).map_err(sqlite_error)? == 1 {
                     return Ok(true);
                 }
                 let mut expired = conn
-                    .prepare_cached(&inner.sql.kv_delete_expired)
+                    .prepare_cached(&inner.own.kv_delete_expired)
                     .map_err(sqlite_error)?;
                 expired.execute(params).map_err(sqlite_error)?;
                 Ok(false)

@@ -20,7 +20,6 @@ mod kv;
 mod schema;
 mod step;
 mod tables;
-mod transfer;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -30,12 +29,31 @@ use std::time::Duration;
 use storekit_core::admin::{MigrationReport, SchemaDifference};
 use storekit_core::{IdKind, Result};
 
-pub(crate) use schema::MIGRATIONS;
-
+use crate::dialect::Dialect;
 use crate::purge::Purger;
-use crate::table_layout::{Catalog, Dialect, Layouts};
+use crate::statements::{Renderer, Statements};
+use crate::table_layout::{Catalog, Layouts};
 use crate::tables::Tables;
 use conn::Connections;
+
+/// Every statement text of the users, OAuth, tokens and kv stores, for the snapshot test
+/// (`crate::snapshots`).
+#[cfg(test)]
+pub(crate) fn statement_texts(tables: &Tables, kind: IdKind) -> Vec<(&'static str, String)> {
+    let r = renderer(tables);
+    let mut texts = Statements::new(&r, kind).texts();
+    texts.extend(schema::SqliteOnly::new(&r).texts());
+    texts
+}
+
+/// Renders SQLite's statements for `tables`, as rusqlite takes them.
+fn renderer(tables: &Tables) -> Renderer<'_, String> {
+    Renderer {
+        dialect: Dialect::Sqlite,
+        tables,
+        convert: std::convert::identity,
+    }
+}
 
 /// How to open a [`SqliteStore`].
 #[derive(Debug, Clone)]
@@ -197,7 +215,8 @@ pub struct SqliteStore {
 #[derive(Debug)]
 struct Inner {
     conns: Connections,
-    sql: schema::Statements,
+    sql: Statements<String>,
+    own: schema::SqliteOnly,
     id_kind: IdKind,
     tables: Tables,
     catalog: Catalog,
@@ -206,9 +225,11 @@ struct Inner {
     keep_expired: Duration,
 }
 
+crate::transfer::transfer_backend!(SqliteStore);
+
 impl storekit_core::backend::Backend for SqliteStore {
     fn system(&self) -> &'static str {
-        "sqlite"
+        Dialect::Sqlite.system()
     }
 }
 
@@ -225,12 +246,17 @@ impl SqliteStore {
     fn open(config: &SqliteConfig) -> Result<Self> {
         let tables = Tables::new(None, &config.table_prefix)?;
         let conns = Connections::open(config)?;
-        let sql = schema::Statements::new(&tables);
+        let r = renderer(&tables);
+        let (sql, own) = (
+            Statements::new(&r, config.id_kind),
+            schema::SqliteOnly::new(&r),
+        );
         let catalog = Catalog::new(Dialect::Sqlite, &tables);
         Ok(Self {
             inner: Arc::new(Inner {
                 conns,
                 sql,
+                own,
                 id_kind: config.id_kind,
                 tables,
                 catalog,

@@ -20,9 +20,8 @@ use storekit_core::{Error, Result};
 use super::SqliteStore;
 use super::error::{is_missing_table, sqlite_error, table_error};
 use super::step::{any_row, first_row};
-use crate::table_layout::{
-    Catalog, Dialect, Layout, Param, Statement, checked_shape, live_shape, not_ours, shape_json,
-};
+use crate::dialect::{Dialect, Param, Statement};
+use crate::table_layout::{Catalog, Layout, checked_shape, live_shape, not_ours, shape_json};
 use crate::tables::Tables;
 
 const BACKEND: &str = "sqlite";

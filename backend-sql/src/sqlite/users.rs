@@ -14,9 +14,10 @@ use storekit_core::{
 use uuid::Uuid;
 
 use super::SqliteStore;
-use super::error::{Violation, on_violation, sqlite_error};
+use super::error::sqlite_error;
 use super::step::first_row;
 use crate::rows::{OAuthRow, UserRow};
+use crate::violation::{Violation, account_insert_error, on_violation};
 
 const BACKEND: &str = "sqlite";
 
@@ -369,13 +370,7 @@ impl OAuthBackend for SqliteStore {
                             micros(account.updated_at),
                         ])
                     })
-                    .map_err(|err| match super::error::violation(&err) {
-                        Some(Violation::Unique) => Error::AlreadyExists {
-                            what: "oauth account",
-                        },
-                        Some(Violation::ForeignKey) => Error::NotFound { what: "user" },
-                        None => sqlite_error(err),
-                    })
+                    .map_err(account_insert_error)
             })
             .await?;
         Ok(account)
