@@ -103,11 +103,7 @@ async fn walk(stores: &Stores) -> Result<Walk> {
     // On the GSI, newest first. Verified: on DynamoDB a GSI is eventually consistent, so each
     // hit is re-read and dropped if it no longer matches.
     let shipped: Vec<String> = orders
-        .query(
-            Order::query_status_index("shipped")
-                .descending()
-                .verified(),
-        )
+        .query(Order::query_status_index("shipped").descending().verified())
         .await?
         .items
         .into_iter()
@@ -203,18 +199,12 @@ mod tests {
                 again, 4,
                 "on {url}: put is an upsert, so a second walk adds nothing"
             );
-            Order::table(stores.tables())
-                .drop()
-                .await
-                .expect("drops");
+            Order::table(stores.tables()).drop().await.expect("drops");
         }
     }
 
     async fn walk_again(stores: &Stores) -> u64 {
         walk(stores).await.expect("a second walk works");
-        Order::table(stores.tables())
-            .count()
-            .await
-            .expect("count")
+        Order::table(stores.tables()).count().await.expect("count")
     }
 }

@@ -209,7 +209,10 @@ async fn get_product(
     State(products): Products,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Shown>, ApiError> {
-    let found = products.get(Product::key(id)).await?.ok_or(ApiError::NotFound)?;
+    let found = products
+        .get(Product::key(id))
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(Json(found.into()))
 }
 
@@ -234,7 +237,11 @@ async fn update_product(
     let updated = match update.version {
         // The client names the version it read: one write at that version, or 409.
         Some(version) => {
-            let mut product = products.get(Product::key(id)).await?.ok_or(ApiError::NotFound)?.record;
+            let mut product = products
+                .get(Product::key(id))
+                .await?
+                .ok_or(ApiError::NotFound)?
+                .record;
             apply(&mut product);
             products.replace(&product, version).await?
         }

@@ -260,10 +260,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
         let index_partition = index.partition.as_ref().ok_or_else(|| {
             syn::Error::new(
                 index.name.span(),
-                format!(
-                    "index {:?} has no `partition = field`",
-                    index.name.value()
-                ),
+                format!("index {:?} has no `partition = field`", index.name.value()),
             )
         })?;
         let index_partition = find(index_partition)?;
@@ -271,10 +268,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
         if index_sort.is_some_and(|s| s.stored == index_partition.stored) {
             return Err(syn::Error::new(
                 index.sort.span(),
-                format!(
-                    "index {:?} sorts by its partition key",
-                    index.name.value()
-                ),
+                format!("index {:?} sorts by its partition key", index.name.value()),
             ));
         }
         indexes.push((index, index_partition, index_sort));
@@ -582,7 +576,8 @@ fn read_item(decl: &mut Decl, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
                 ))
             }
         })?;
-        let name: LitStr = name.ok_or_else(|| meta.error("`index(...)` has no `name = \"...\"`"))?;
+        let name: LitStr =
+            name.ok_or_else(|| meta.error("`index(...)` has no `name = \"...\"`"))?;
         decl.indexes.push(IndexDecl {
             name,
             partition,
@@ -906,7 +901,9 @@ fn check_table_name(name: &LitStr) -> syn::Result<()> {
     }) {
         return Err(syn::Error::new(
             name.span(),
-            format!("table name {text:?} starts with {reserved:?}, which a backend keeps for itself"),
+            format!(
+                "table name {text:?} starts with {reserved:?}, which a backend keeps for itself"
+            ),
         ));
     }
     Ok(())

@@ -107,15 +107,29 @@ fn key_types_and_names_follow_the_fields() {
         &TableSchema::builder("events", KeyDef::text("streamId"))
             .sort_key(KeyDef::int("sequence"))
             .index("by-digest", KeyDef::bytes("digest"), None)
-            .index("by.score", KeyDef::text("type"), Some(KeyDef::float("score")))
-            .index("by-owner", KeyDef::text("owner"), Some(KeyDef::int("small")))
-            .unique("event-ref", [KeyDef::text("type"), KeyDef::text("reference")])
+            .index(
+                "by.score",
+                KeyDef::text("type"),
+                Some(KeyDef::float("score")),
+            )
+            .index(
+                "by-owner",
+                KeyDef::text("owner"),
+                Some(KeyDef::int("small")),
+            )
+            .unique(
+                "event-ref",
+                [KeyDef::text("type"), KeyDef::text("reference")],
+            )
             .ttl("expiresAt")
             .build()
             .expect("valid"),
     );
     let shape: TableShape = Event::schema().shape();
-    assert_eq!(shape.indexes[1].sort.as_ref().map(|k| k.kind), Some(KeyType::Float));
+    assert_eq!(
+        shape.indexes[1].sort.as_ref().map(|k| k.kind),
+        Some(KeyType::Float)
+    );
     assert_eq!(
         Event::key("s", 7),
         RecordKey::with_sort("s", 7_i64),
@@ -153,7 +167,7 @@ fn the_derive_checks_the_rules_core_has() {
     );
 }
 
-fn run(test: impl std::future::Future<Output = storekit::Result<()>>) {
+fn run(test: impl Future<Output = storekit::Result<()>>) {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -175,7 +189,11 @@ fn a_derived_table_round_trips_on_the_memory_store() {
             total_cents: 100,
             last_update: at,
         };
-        for o in [order("o-1", "placed", 1), order("o-2", "shipped", 2), order("o-3", "shipped", 3)] {
+        for o in [
+            order("o-1", "placed", 1),
+            order("o-2", "shipped", 2),
+            order("o-3", "shipped", 3),
+        ] {
             orders.insert(&o).await?;
         }
         let got = orders.get(Order::key("ada", "o-2")).await?;
@@ -183,12 +201,20 @@ fn a_derived_table_round_trips_on_the_memory_store() {
         let page = orders
             .query(Order::query("ada").sort(SortCondition::Gt("o-1".into())))
             .await?;
-        let ids: Vec<_> = page.items.iter().map(|v| v.record.order_id.as_str()).collect();
+        let ids: Vec<_> = page
+            .items
+            .iter()
+            .map(|v| v.record.order_id.as_str())
+            .collect();
         assert_eq!(ids, ["o-2", "o-3"]);
         let page = orders
             .query(Order::query_status_index("shipped").descending())
             .await?;
-        let ids: Vec<_> = page.items.iter().map(|v| v.record.order_id.as_str()).collect();
+        let ids: Vec<_> = page
+            .items
+            .iter()
+            .map(|v| v.record.order_id.as_str())
+            .collect();
         assert_eq!(ids, ["o-3", "o-2"]);
 
         let products = Product::table(store.clone());
@@ -231,9 +257,7 @@ fn a_derived_table_round_trips_on_the_memory_store() {
             .expect("stored");
         assert_eq!(stored.document["type"], "click", "stored by its serde name");
         assert_eq!(stored.document["digest"], "AAECAQ==", "bytes as base64");
-        let by_digest = events
-            .query(Event::query_by_digest(&[0, 1, 2, 2]))
-            .await?;
+        let by_digest = events.query(Event::query_by_digest(&[0, 1, 2, 2])).await?;
         assert_eq!(by_digest.items.len(), 1);
         assert_eq!(by_digest.items[0].record.sequence, 2);
         let by_score = events
@@ -243,7 +267,11 @@ fn a_derived_table_round_trips_on_the_memory_store() {
             .await?;
         assert_eq!(by_score.items.len(), 2, "the f32 key is found by its value");
         let owned = events.query(Event::query_by_owner(owner)).await?;
-        assert_eq!(owned.items.len(), 1, "a record without an owner is not in the index");
+        assert_eq!(
+            owned.items.len(),
+            1,
+            "a record without an owner is not in the index"
+        );
         let duplicate = events.insert(&event(3, None, "r-1")).await;
         assert!(
             matches!(duplicate, Err(storekit::Error::AlreadyExists { .. })),

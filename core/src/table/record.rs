@@ -269,7 +269,9 @@ mod tests {
     fn a_key_value_is_what_the_field_serialises_to() {
         fn stored<T: Serialize>(value: T, kind: KeyType) -> Option<KeyValue> {
             let json = serde_json::to_value(value).ok();
-            KeyValue::from_field(kind, "f", json.as_ref()).ok().flatten()
+            KeyValue::from_field(kind, "f", json.as_ref())
+                .ok()
+                .flatten()
         }
         let id = uuid::Uuid::now_v7();
         assert_eq!(
