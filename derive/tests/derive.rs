@@ -68,6 +68,15 @@ struct Event {
     expires_at: Option<i64>,
 }
 
+/// A borrowed record (written, never read back as itself), and an explicit path to storekit.
+#[derive(Serialize, Record)]
+#[storekit(crate = "::storekit", table = "borrowed", partition = id, sort = at)]
+struct Borrowed<'a> {
+    id: &'a str,
+    at: u32,
+    note: &'a str,
+}
+
 fn same(derived: &TableSchema, built: &TableSchema) {
     assert_eq!(derived.name(), built.name());
     assert_eq!(derived.shape(), built.shape());
@@ -130,6 +139,23 @@ fn key_types_and_names_follow_the_fields() {
         shape.indexes[1].sort.as_ref().map(|k| k.kind),
         Some(KeyType::Float)
     );
+    same(
+        &Borrowed::schema(),
+        &TableSchema::builder("borrowed", KeyDef::text("id"))
+            .sort_key(KeyDef::int("at"))
+            .build()
+            .expect("valid"),
+    );
+    let borrowed = Borrowed {
+        id: "b",
+        at: 4,
+        note: "",
+    };
+    assert_eq!(
+        Borrowed::key(borrowed.id, borrowed.at),
+        RecordKey::with_sort("b", 4_i64)
+    );
+    assert!(borrowed.note.is_empty());
     assert_eq!(
         Event::key("s", 7),
         RecordKey::with_sort("s", 7_i64),
