@@ -70,7 +70,10 @@ const VERSION_ATTRIBUTE: &str = "_storekit_version";
 /// // `Order::query_stauts_index("shipped")` would not compile.
 /// let key = Order::key("ada", "o-1");
 /// let shipped = Order::query_status_index("shipped").descending();
-/// # let _ = (key, shipped);
+/// // The name and values of a lookup in a unique index: `table.get_by_unique(index, &values)`.
+/// let (index, values) = Order::unique_order_reference("r-1");
+/// assert_eq!(index, "order-reference");
+/// # let _ = (key, shipped, values);
 /// ```
 ///
 /// Then `Order::table(store)` (from `storekit::table::RecordType`) is the `Table<Order>` of a store.
@@ -109,7 +112,9 @@ const VERSION_ATTRIBUTE: &str = "_storekit_version";
 /// - `query(partition) -> Query`, a query of one partition of the table, and for each index
 ///   `query_<index>(partition) -> Query`, `<index>` being the index's name with every character
 ///   other than a letter or digit made `_`, in lower case (`product-name-index` gives
-///   `query_product_name_index`).
+///   `query_product_name_index`);
+/// - for each unique index, `unique_<index>(values..) -> (&'static str, [KeyValue; N])`, the
+///   index's name and the values of a lookup: `table.get_by_unique(index, &values)`.
 ///
 /// The functions are as visible as the struct.
 #[proc_macro_derive(Record, attributes(storekit))]
@@ -489,6 +494,40 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
             #[must_use]
             #vis fn #method(#param) -> #krate::table::Query {
                 #krate::table::Query::index(#name, #v)
+            }
+        });
+    }
+    for (unique, components) in &uniques {
+        let unique_name = unique.name.value();
+        let method = format!("unique_{}", snake(&unique_name));
+        if let Some((_, first)) = methods.iter().find(|(m, _)| *m == method) {
+            let mut error = syn::Error::new(
+                unique.name.span(),
+                format!("two unique indexes would both be looked up by `{method}`: rename one"),
+            );
+            error.combine(syn::Error::new(*first, "the other index"));
+            return Err(error);
+        }
+        methods.push((method.clone(), unique.name.span()));
+        let method = format_ident!("{method}", span = unique.name.span());
+        let params = components.iter().map(|c| param(c));
+        let values = components.iter().map(|c| value(c));
+        let n = components.len();
+        let fields = components
+            .iter()
+            .map(|c| format!("`{}`", c.ident))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let doc = format!(
+            "The name and values of a lookup in unique index `{unique_name}` of table \
+             `{table_name}` (on {fields}): `table.get_by_unique(index, &values)`."
+        );
+        let name = &unique.name;
+        index_fns.push(quote! {
+            #[doc = #doc]
+            #[must_use]
+            #vis fn #method(#(#params),*) -> (&'static str, [#krate::table::KeyValue; #n]) {
+                (#name, [#(#values),*])
             }
         });
     }

@@ -298,6 +298,9 @@ fn a_derived_table_round_trips_on_the_memory_store() {
             1,
             "a record without an owner is not in the index"
         );
+        let (index, values) = Event::unique_event_ref("click", "r-2");
+        let found = events.get_by_unique(index, &values).await?;
+        assert_eq!(found.map(|v| v.record.sequence), Some(2));
         let duplicate = events.insert(&event(3, None, "r-1")).await;
         assert!(
             matches!(duplicate, Err(storekit::Error::AlreadyExists { .. })),
