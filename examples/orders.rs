@@ -12,25 +12,19 @@
 
 use serde::{Deserialize, Serialize};
 use storekit::futures::TryStreamExt as _;
-use storekit::table::{
-    Condition, KeyDef, Patch, Query, RecordKey, Returning, SortCondition, Table, TableSchema,
-};
-use storekit::{Result, Stores};
+use storekit::table::{Condition, Patch, RecordType as _, Returning, SortCondition, Table};
+use storekit::{Record, Result, Stores};
 
-/// `orders`: hash key `customer_id`, range key `order_id`, and the GSI `status-index` on
-/// (`status`, `last_update`).
-fn schema() -> Result<TableSchema> {
-    TableSchema::builder("orders", KeyDef::text("customer_id"))
-        .sort_key(KeyDef::text("order_id"))
-        .index(
-            "status-index",
-            KeyDef::text("status"),
-            Some(KeyDef::int("last_update")),
-        )
-        .build()
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An order, and its table `orders`: hash key `customer_id`, range key `order_id`, and the GSI
+/// `status-index` on (`status`, `last_update`). The derive gives `Order::schema()`,
+/// `Order::key(customer, order)`, `Order::query(customer)` and `Order::query_status_index(status)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Record)]
+#[storekit(
+    table = "orders",
+    partition = customer_id,
+    sort = order_id,
+    index(name = "status-index", partition = status, sort = last_update),
+)]
 struct Order {
     customer_id: String,
     order_id: String,
@@ -67,7 +61,7 @@ struct Walk {
 
 /// Runs every operation once on `stores`, printing what each did.
 async fn walk(stores: &Stores) -> Result<Walk> {
-    let orders: Table<Order> = Table::new(stores.tables(), schema()?);
+    let orders: Table<Order> = Order::table(stores.tables());
     // Creates the table with its GSI and waits until both are active; a no-op next time.
     say(format!("ensure_table: {:?}", orders.ensure().await?));
 
@@ -79,13 +73,13 @@ async fn walk(stores: &Stores) -> Result<Walk> {
     ] {
         orders.put(&o).await?;
     }
-    let key = RecordKey::with_sort("ada", "o-1");
+    let key = Order::key("ada", "o-1");
     let got = orders.get(key.clone()).await?;
     say(format!("get: {got:?}"));
     say(format!(
         "exists o-1: {}, o-9: {}",
         orders.contains(key.clone()).await?,
-        { orders.contains(RecordKey::with_sort("ada", "o-9")).await? }
+        { orders.contains(Order::key("ada", "o-9")).await? }
     ));
 
     // `SET status = :s, last_update = :t` with `ReturnValues=UPDATED_NEW`: one request
@@ -108,7 +102,7 @@ async fn walk(stores: &Stores) -> Result<Walk> {
     // page is still full.
     let big_orders_of_ada: Vec<String> = orders
         .query_all(
-            Query::table("ada")
+            Order::query("ada")
                 .sort(SortCondition::BeginsWith("o-".into()))
                 .filter(Condition::ge("total_cents", 1_000)),
         )
@@ -126,7 +120,7 @@ async fn walk(stores: &Stores) -> Result<Walk> {
     }
     let shipped: Vec<String> = orders
         .query_as::<OrderId>(
-            Query::index("status-index", "shipped")
+            Order::query_status_index("shipped")
                 .descending()
                 .verified()
                 .select(["order_id"]),
@@ -225,18 +219,12 @@ mod tests {
                 again, 4,
                 "on {url}: put is an upsert, so a second walk adds nothing"
             );
-            Table::<Order>::new(stores.tables(), schema().expect("valid"))
-                .drop()
-                .await
-                .expect("drops");
+            Order::table(stores.tables()).drop().await.expect("drops");
         }
     }
 
     async fn walk_again(stores: &Stores) -> u64 {
         walk(stores).await.expect("a second walk works");
-        Table::<Order>::new(stores.tables(), schema().expect("valid"))
-            .count()
-            .await
-            .expect("count")
+        Order::table(stores.tables()).count().await.expect("count")
     }
 }

@@ -34,9 +34,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use storekit::table::{self, KeyDef, Table, TableSchema, Versioned};
+use storekit::table::{self, RecordType as _, Table, Versioned};
 use storekit::uuid::Uuid;
-use storekit::{Error, Stores};
+use storekit::{Error, Record, Stores};
 
 const MAX_NAME_BYTES: usize = 200;
 const MAX_DESCRIPTION_BYTES: usize = 10_000;
@@ -44,19 +44,16 @@ const DEFAULT_LIMIT: usize = 50;
 /// The header that carries the cursor of the next page of a listing.
 const NEXT_CURSOR: &str = "next-cursor";
 
-/// The catalogue's table, as its Terraform declares it.
-fn schema() -> TableSchema {
-    TableSchema::builder("products", KeyDef::text("id"))
-        .index(
-            "product-name-index",
-            KeyDef::text("name"),
-            Some(KeyDef::float("updated_at")),
-        )
-        .build()
-        .expect("the products schema is valid")
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A product, and the catalogue's table as its Terraform declares it: hash key `id` (a UUID:
+/// text), and the GSI `product-name-index` on `name` (text) and `updated_at` (a float). The
+/// derive checks the fields and picks the key types from theirs, and gives `Product::key(id)`
+/// and `Product::query_product_name_index(name)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Record)]
+#[storekit(
+    table = "products",
+    partition = id,
+    index(name = "product-name-index", partition = name, sort = updated_at),
+)]
 struct Product {
     id: Uuid,
     name: String,
@@ -140,11 +137,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Writes the catalogue table's Terraform (`products.tf`) and CloudFormation template
-/// (`products.cfn.json`) into `dir`, rendered from [`schema`], with the marker table storekit
+/// (`products.cfn.json`) into `dir`, rendered from [`Product`]'s schema, with the marker table
+/// storekit
 /// keeps catalog items in.
 #[cfg(feature = "dynamodb")]
 fn export(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, Box<dyn std::error::Error>> {
-    let schema = schema();
+    let schema = Product::schema();
     std::fs::create_dir_all(dir)?;
     let files = [
         (
@@ -169,7 +167,7 @@ fn export(_dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, Box<dyn std
 
 /// The products table, created (or checked against the schema) on the way.
 async fn open(stores: &Stores) -> storekit::Result<Table<Product>> {
-    let products = Table::new(stores.tables(), schema());
+    let products = Product::table(stores.tables());
     products.ensure().await?;
     Ok(products)
 }
@@ -211,7 +209,10 @@ async fn get_product(
     State(products): Products,
     Path(id): Path<Uuid>,
 ) -> Result<Json<Shown>, ApiError> {
-    let found = products.get(id).await?.ok_or(ApiError::NotFound)?;
+    let found = products
+        .get(Product::key(id))
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(Json(found.into()))
 }
 
@@ -236,14 +237,18 @@ async fn update_product(
     let updated = match update.version {
         // The client names the version it read: one write at that version, or 409.
         Some(version) => {
-            let mut product = products.get(id).await?.ok_or(ApiError::NotFound)?.record;
+            let mut product = products
+                .get(Product::key(id))
+                .await?
+                .ok_or(ApiError::NotFound)?
+                .record;
             apply(&mut product);
             products.replace(&product, version).await?
         }
         // Otherwise the store re-reads and re-applies until the update lands.
         None => {
             products
-                .update::<Error>(id, |p| {
+                .update::<Error>(Product::key(id), |p| {
                     apply(p);
                     Ok(())
                 })
@@ -257,7 +262,7 @@ async fn delete_product(
     State(products): Products,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    if products.delete(id).await? {
+    if products.delete(Product::key(id)).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound)
@@ -276,7 +281,7 @@ async fn list_products(
         Some(name) => {
             // Verified: on DynamoDB the index is eventually consistent, so a product renamed a
             // moment ago is re-read and left out rather than listed under its old name.
-            let mut query = table::Query::index("product-name-index", name.trim())
+            let mut query = Product::query_product_name_index(name.trim())
                 .descending()
                 .limit(limit)
                 .verified();

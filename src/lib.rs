@@ -32,6 +32,9 @@
 use std::sync::Arc;
 
 pub use storekit_core::*;
+/// `#[derive(Record)]`: a table declared on its record type (feature `derive`, on by default).
+#[cfg(feature = "derive")]
+pub use storekit_derive::Record;
 
 pub mod copy;
 #[cfg(feature = "http-cache")]
@@ -46,7 +49,11 @@ pub mod stats;
 /// What a service needs in one `use storekit::prelude::*;`: the store traits (and their typed
 /// helpers), the types their calls take and return, the error, [`connect`] and [`Stores`].
 pub mod prelude {
-    pub use crate::table::{KeyDef, KeyValue, Query, RecordKey, SortCondition, Versioned};
+    #[cfg(feature = "derive")]
+    pub use crate::Record;
+    pub use crate::table::{
+        KeyDef, KeyValue, Query, RecordKey, RecordType, SortCondition, Versioned,
+    };
     pub use crate::{
         AccessToken, AccessTokenStore, AuthStore, DynAuthStore, DynKvStore, Error, IdKind,
         IssuedToken, KvStore, KvStoreExt, NewOAuthAccount, NewUser, OAuthAccount,

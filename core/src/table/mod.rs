@@ -162,6 +162,7 @@ mod layer;
 pub mod patch;
 pub mod projection;
 mod query;
+pub mod record;
 mod schema;
 pub mod transact;
 mod typed;
@@ -181,6 +182,7 @@ pub use query::{
     Consistency, DEFAULT_PAGE, IndexQuery, MAX_PAGE, MIN_CURSOR_KEY_BYTES, Order, Position, Query,
     QueryPage, SortCondition, set_cursor_key,
 };
+pub use record::{KeyField, RecordType, TtlField};
 pub use schema::{
     IndexEntry, IndexShape, KeyDef, KeyShape, MAX_INDEXES, MAX_PREFIXED_NAME,
     MAX_UNIQUE_COMPONENTS, MAX_UNIQUE_INDEXES, MissingIndexes, NAME_LENGTH, QueryIndex,

@@ -1,0 +1,15 @@
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, storekit::Record)]
+#[storekit(
+    table = "products",
+    partition = id,
+    index(name = "product-name-index", partition = nmae, sort = updated_at),
+)]
+struct Product {
+    id: String,
+    name: String,
+    updated_at: f64,
+}
+
+fn main() {}
