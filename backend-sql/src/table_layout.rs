@@ -798,10 +798,11 @@ impl Layout {
         b.sql(" LIMIT ").bind(Param::Int(limit(query.fetch)));
         let statement = b.finish();
         if query.filter.is_some() {
-            return Ok(Statement {
-                recurs: false,
-                ..statement
-            });
+            // Not kept here, but left to the driver's own bounded statement cache: a service's
+            // filters come from its code, a few shapes whose values are bound, so the text
+            // recurs (on SQLite it is always the same text), and preparing it again on every
+            // page cost PostgreSQL a planning round each time.
+            return Ok(statement);
         }
         if known.is_none() {
             self.queries
