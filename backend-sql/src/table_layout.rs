@@ -43,6 +43,7 @@ use crate::dialect::{Builder, Dialect, Param, Statement};
 use crate::tables::Tables;
 
 mod filter;
+mod patch;
 
 /// The column of the record's partition key.
 pub(crate) const PARTITION: &str = "partition_key";
