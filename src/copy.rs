@@ -12,7 +12,6 @@
 //! ([`CopySummary::mismatches`]).
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use storekit_core::futures::{StreamExt as _, TryStreamExt as _, stream, try_join};
 use storekit_core::table::TableSchema;
@@ -20,52 +19,8 @@ use storekit_core::transfer::{Imported, KvPosition, MAX_IMPORT_BATCH};
 use storekit_core::{Error, PageRequest, Result, UserId};
 
 use crate::Stores;
+pub use crate::stats::Kind;
 use crate::stats::{self, Stats};
-
-/// One kind of thing a store holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    /// Users with their OAuth accounts and access tokens.
-    Users,
-    /// Key-value items.
-    Kv,
-    /// Records of the tables store.
-    Tables,
-}
-
-impl Kind {
-    /// Every kind, in the order `copy` copies them.
-    pub const ALL: [Kind; 3] = [Kind::Users, Kind::Kv, Kind::Tables];
-
-    /// Its name on the command line: `users`, `kv` or `tables`.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Users => "users",
-            Kind::Kv => "kv",
-            Kind::Tables => "tables",
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Kind {
-    type Err = Error;
-
-    fn from_str(name: &str) -> Result<Self> {
-        Kind::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == name)
-            .ok_or_else(|| {
-                Error::invalid("kind", format!("{name:?}: expected users, kv or tables"))
-            })
-    }
-}
 
 /// What [`copy`] copies and how.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -171,6 +171,7 @@ mod definition;
 mod error;
 pub mod export;
 mod item;
+mod keys;
 mod kv;
 mod oauth;
 mod retry;

@@ -13,40 +13,14 @@ use storekit_core::{Error, OAuthAccount, OAuthAccountPatch, Result, User, UserId
 
 use crate::count::Counted as _;
 use crate::error::{self, DynamoError};
-use crate::item::{self, Item, PK, SK, key, s};
+use crate::item::{self, Item, PK, SK, s};
+use crate::keys::{OAUTH_PREFIX, USER_ID, claim_key, claim_of, link_key, reference, user_pk};
 use crate::retry::Backoff;
 use crate::txn::{self, Condition, Outcome};
-use crate::users::{USER_ID, user_pk};
 use crate::{DynamoDbStore, batch};
 
-/// The sort key prefix of links in a user's partition, and the key prefix of claims.
-pub(crate) const OAUTH_PREFIX: &str = "OAUTH#";
-const CLAIM_SK: &str = "OAUTH";
 /// A link's revision, bumped by every update so concurrent updates cannot overwrite each other.
 const REV: &str = "rev";
-
-/// The pair as one key part; the provider's length makes it unambiguous whatever `#`s the
-/// provider or account id contain.
-pub(crate) fn reference(provider: &str, account_id: &str) -> String {
-    format!("{}#{provider}#{account_id}", provider.len())
-}
-
-/// The key of the claim for a reference.
-pub(crate) fn claim_key(reference: &str) -> Item {
-    key(format!("{OAUTH_PREFIX}{reference}"), CLAIM_SK)
-}
-
-pub(crate) fn link_key(user: UserId, reference: &str) -> Item {
-    key(user_pk(user), format!("{OAUTH_PREFIX}{reference}"))
-}
-
-/// The claim is absent (already swept) or still names this user.
-pub(crate) fn claim_of(user: UserId) -> Condition {
-    Condition::new("attribute_not_exists(#pk) OR #user_id = :user_id")
-        .name("#pk", PK)
-        .name("#user_id", USER_ID)
-        .value(":user_id", s(user.to_string()))
-}
 
 impl DynamoDbStore {
     pub(crate) fn link_item(&self, account: &OAuthAccount, rev: i64) -> Result<Item> {

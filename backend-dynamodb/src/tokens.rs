@@ -11,22 +11,9 @@ use storekit_core::{AccessToken, Error, Result, UserId, async_trait};
 use crate::DynamoDbStore;
 use crate::count::Counted as _;
 use crate::error;
-use crate::item::{self, Item, key};
+use crate::item;
+use crate::keys::{TOKEN_PREFIX, reference_key, token_key};
 use crate::txn::{self, Condition, Outcome};
-use crate::users::user_pk;
-
-/// The key prefix of token items, and the sort key prefix of their references.
-pub(crate) const TOKEN_PREFIX: &str = "TOKEN#";
-const TOKEN_SK: &str = "TOKEN";
-
-/// The key of the token item for a token hash.
-pub(crate) fn token_key(hash: &str) -> Item {
-    key(format!("{TOKEN_PREFIX}{hash}"), TOKEN_SK)
-}
-
-pub(crate) fn reference_key(user: UserId, hash: &str) -> Item {
-    key(user_pk(user), format!("{TOKEN_PREFIX}{hash}"))
-}
 
 impl DynamoDbStore {
     async fn read_token(&self, hash: &str) -> Result<Option<AccessToken>> {

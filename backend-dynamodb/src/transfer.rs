@@ -44,13 +44,15 @@ use storekit_core::{AccessToken, Error, Result, UserId, async_trait};
 use crate::count::Counted as _;
 use crate::error::{self, DynamoError};
 use crate::item::{self, Item, PK, SK, key, s};
+use crate::keys::{
+    EMAIL_SK, OAUTH_PREFIX, SEQ_PK, SEQ_SK, TOKEN_PREFIX, USER_ID, claim_key, claim_of, email_pk,
+    link_key, reference, reference_key, token_key,
+};
 use crate::kv::Stored;
-use crate::oauth::{OAUTH_PREFIX, claim_key, claim_of, link_key, reference};
 use crate::retry::Backoff;
 use crate::tables::write::Expect;
-use crate::tokens::{TOKEN_PREFIX, reference_key, token_key};
 use crate::txn::{self, Condition, MAX_ACTIONS, Outcome};
-use crate::users::{CHILDREN, SEQ_PK, SEQ_SK, USER_ID, UserHead, email_pk};
+use crate::users::{CHILDREN, UserHead};
 use crate::{DynamoDbStore, batch};
 
 /// Records written at once by `import_records`, each its own transaction.
@@ -237,7 +239,7 @@ impl DynamoDbStore {
         {
             first.push(txn::delete(
                 table,
-                key(email_pk(&head.email_key), crate::users::EMAIL_SK),
+                key(email_pk(&head.email_key), EMAIL_SK),
                 &claim_of(id),
             )?);
             roles.push(Role::OldEmail);

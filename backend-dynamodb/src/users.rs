@@ -21,15 +21,14 @@ use storekit_core::{Error, IdKind, Page, Result, User, UserDraft, UserId, UserPa
 use crate::count::Counted as _;
 use crate::error::{self, DynamoError};
 use crate::item::{self, Item, PK, SK, key, s};
+use crate::keys::{
+    EMAIL_SK, OAUTH_PREFIX, SEQ_PK, SEQ_SK, TOKEN_PREFIX, USER_ID, USER_SK, claim_key, claim_of,
+    email_pk, token_key, user_pk,
+};
 use crate::retry::Backoff;
 use crate::txn::{self, Condition, Outcome};
 use crate::{DynamoDbStore, batch};
 
-/// The sort key of a user item.
-pub(crate) const USER_SK: &str = "USER";
-/// The attribute of claims and tokens that names their user.
-pub(crate) const USER_ID: &str = "user_id";
-pub(crate) const EMAIL_SK: &str = "EMAIL";
 pub(crate) const VERSION: &str = "version";
 const EMAIL: &str = "email";
 /// How many links and tokens were ever added to a user: a number on the user item that every
@@ -38,19 +37,8 @@ const EMAIL: &str = "email";
 /// drops it; that is safe because the put also bumps the version, on which the delete conditions
 /// too.
 pub(crate) const CHILDREN: &str = "children";
-pub(crate) const SEQ_PK: &str = "#SEQ";
-pub(crate) const SEQ_SK: &str = "USER_ID";
 /// Scan page size for listing: a user owns at least two items (itself and its email claim).
 const ITEMS_PER_USER: usize = 3;
-
-/// The partition of a user: its item, links and token references.
-pub(crate) fn user_pk(id: UserId) -> String {
-    format!("USER#{id}")
-}
-
-pub(crate) fn email_pk(email_key: &str) -> String {
-    format!("EMAIL#{email_key}")
-}
 
 impl DynamoDbStore {
     pub(crate) fn user_key(&self, id: UserId) -> Item {
@@ -341,7 +329,7 @@ impl UserBackend for DynamoDbStore {
                         if foreign_claims.contains(&claim_pk) {
                             None
                         } else {
-                            let action = txn::delete(table, claim, &crate::oauth::claim_of(id))?;
+                            let action = txn::delete(table, claim, &claim_of(id))?;
                             Some((action, Some(claim_pk)))
                         }
                     }
@@ -449,10 +437,10 @@ impl PartitionItem {
     fn of(sort_key: &str) -> Self {
         if sort_key == USER_SK {
             Self::User
-        } else if let Some(hash) = sort_key.strip_prefix(crate::tokens::TOKEN_PREFIX) {
-            Self::Token(crate::tokens::token_key(hash))
-        } else if let Some(reference) = sort_key.strip_prefix(crate::oauth::OAUTH_PREFIX) {
-            Self::OAuthLink(crate::oauth::claim_key(reference))
+        } else if let Some(hash) = sort_key.strip_prefix(TOKEN_PREFIX) {
+            Self::Token(token_key(hash))
+        } else if let Some(reference) = sort_key.strip_prefix(OAUTH_PREFIX) {
+            Self::OAuthLink(claim_key(reference))
         } else {
             Self::Other
         }
