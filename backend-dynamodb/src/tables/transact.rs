@@ -63,6 +63,26 @@ impl Known {
     }
 }
 
+/// The first step that claims a unique value a later step's record releases: the actions
+/// apply in order (as on every other backend), so the value is still held when it is claimed.
+/// Only a release before the claim is one marker move ([`DynamoDbStore::merge_moves`]).
+fn claimed_before_released(roles: &[(usize, Role, Option<Item>)]) -> Option<usize> {
+    roles
+        .iter()
+        .filter_map(|(claimer, role, claimed)| match (role, claimed) {
+            (Role::Claim(_), Some(claimed)) => Some((*claimer, claimed)),
+            _ => None,
+        })
+        .find(|(claimer, claimed)| {
+            roles.iter().any(|(releaser, role, released)| {
+                matches!(role, Role::Release(_))
+                    && released.as_ref() == Some(*claimed)
+                    && releaser > claimer
+            })
+        })
+        .map(|(claimer, _)| claimer)
+}
+
 /// A transaction's actions, each with its step's index and its role.
 type Planned = (Vec<TransactWriteItem>, Vec<(usize, Role)>);
 
@@ -106,18 +126,37 @@ impl DynamoDbStore {
             let mut actions = Vec::new();
             let mut roles: Vec<(usize, Role, Option<Item>)> = Vec::new();
             for (index, step) in steps.iter().enumerate() {
-                self.step_actions(step, &known[index], &foreign[index], &mut actions)
-                    .map_err(|e| failed(index, e))?
-                    .into_iter()
-                    .for_each(|(role, marker)| roles.push((index, role, marker)));
+                match self.step_actions(step, &known[index], &foreign[index], &mut actions) {
+                    Ok(built) => built
+                        .into_iter()
+                        .for_each(|(role, marker)| roles.push((index, role, marker))),
+                    Err(e) => {
+                        return Err(self.first_failure(&steps[..index], failed(index, e)).await);
+                    }
+                }
+            }
+            if let Some(claimer) = claimed_before_released(&roles) {
+                let taken = Error::AlreadyExists {
+                    what: "unique value",
+                };
+                let error = failed(claimer, taken);
+                return Err(self.first_failure(&steps[..=claimer], error).await);
             }
             let (actions, roles) = self.merge_moves(steps, actions, roles)?;
             // A new token for each set of actions: DynamoDB refuses a token with other ones.
             let token = uuid::Uuid::now_v7().simple().to_string();
             let (action, stored) =
-                match txn::transact_once(&self.client, actions, Some(&token)).await? {
-                    Outcome::Done => return Ok(()),
-                    Outcome::ConditionFailed { index, item } => (index, item),
+                match txn::transact_once(&self.client, actions, Some(&token)).await {
+                    Ok(Outcome::Done) => return Ok(()),
+                    Ok(Outcome::ConditionFailed { index, item }) => (index, item),
+                    // DynamoDB refuses a whole transaction with a `ValidationException` when
+                    // an update cannot be made on its record (a path whose parent is missing
+                    // or of another type), without saying which: the step that cannot be
+                    // made is found as the reference finds it.
+                    Err(e @ Error::Backend { .. }) => {
+                        return Err(self.first_failure(steps, e).await);
+                    }
+                    Err(e) => return Err(e),
                 };
             let Some(&(index, role)) = roles.get(action) else {
                 return Err(error::bad_item(
@@ -183,6 +222,25 @@ impl DynamoDbStore {
             attempts: backoff.failures(),
         }
         .into())
+    }
+
+    /// The error of a transaction that failed without the database naming the step: the
+    /// first of `steps` that fails on its record as read now, as the database (which reports
+    /// every action's reason) and the memory reference answer; `error` if none does. Used
+    /// when a step failed before anything was sent (its condition answered on the record read
+    /// first: `steps` are the ones before it) and when DynamoDB refused the whole
+    /// transaction. Nothing was written either way.
+    async fn first_failure(&self, steps: &[Step], error: Error) -> Error {
+        for (index, step) in steps.iter().enumerate() {
+            let current = match self.read_known(step).await {
+                Ok(current) => current,
+                Err(e) => return e,
+            };
+            if let Err(e) = step.resolve(current.record()) {
+                return failed(index, e);
+            }
+        }
+        error
     }
 
     /// A unique value released by one step's record and claimed by another's is one marker,
