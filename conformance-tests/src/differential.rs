@@ -594,6 +594,30 @@ pub async fn a_transaction_names_its_first_failing_action(f: &Fixture) {
                 .patch(&schema, key(2), Patch::new().set("sku", "first-1")),
             "TransactionFailed(0, AlreadyExists(unique value))",
         ),
+        (
+            // Two new records claiming one unique value: the second finds it taken.
+            Transaction::new()
+                .put(
+                    &schema,
+                    doc_of(json!({"p": "first", "n": 5, "sku": "first-2"})),
+                )
+                .put(
+                    &schema,
+                    doc_of(json!({"p": "first", "n": 6, "sku": "first-2"})),
+                ),
+            "TransactionFailed(1, AlreadyExists(unique value))",
+        ),
+        (
+            // A put claiming a unique value another record holds, then a patch of a missing
+            // record, which DynamoDB finds before it sends anything.
+            Transaction::new()
+                .put(
+                    &schema,
+                    doc_of(json!({"p": "first", "n": 5, "sku": "first-0"})),
+                )
+                .patch(&schema, key(1), Patch::new().set("sku", "first-3")),
+            "TransactionFailed(0, AlreadyExists(unique value))",
+        ),
     ];
     for (transaction, expected) in cases {
         let answer = store.transact(&transaction).await;
@@ -601,13 +625,17 @@ pub async fn a_transaction_names_its_first_failing_action(f: &Fixture) {
         assert_eq!(got.as_deref(), Some(expected), "{transaction:?}");
     }
     let left: Vec<Option<u64>> = store
-        .get_many(&schema, &[key(0), key(1), key(2), key(3)])
+        .get_many(
+            &schema,
+            &[key(0), key(1), key(2), key(3), key(4), key(5), key(6)],
+        )
         .await
         .expect("get_many")
         .into_iter()
         .map(|r| r.map(|r| r.version))
         .collect();
-    assert_eq!(left, [None, None, Some(1), None], "nothing was written");
+    let untouched = [None, None, Some(1), None, None, None, None];
+    assert_eq!(left, untouched, "nothing was written");
     // Released, then claimed: it moves.
     let moved = Transaction::new()
         .patch(&schema, key(2), Patch::new().set("sku", "first-1"))
