@@ -724,7 +724,7 @@ fn leaf() -> impl Strategy<Value = Condition> {
     ]
 }
 
-fn random_condition() -> impl Strategy<Value = Condition> {
+pub(crate) fn random_condition() -> impl Strategy<Value = Condition> {
     leaf().prop_recursive(3, 12, 3, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 1..3).prop_map(Condition::And),

@@ -1,8 +1,9 @@
 //! The storekit conformance suite: the contract every backend keeps.
 //!
 //! The cases are plain `pub async fn`s in [`users`], [`kv`], [`tables`], [`edges`],
-//! [`schema_edges`], [`expressions`], [`projections`], [`records`], [`transactions`], [`transfer`],
-//! [`input`], [`load`], [`observe`] and [`model`] that take a [`Fixture`] (fresh, empty
+//! [`schema_edges`], [`expressions`], [`projections`], [`records`], [`transactions`],
+//! [`differential`], [`races`], [`transfer`], [`input`], [`load`], [`observe`] and [`model`]
+//! that take a [`Fixture`] (fresh, empty
 //! stores) and fail by panicking. A backend runs them in one of two ways:
 //!
 //! - [`run_suite`], one function: every case of a [`Suite`] in turn, then one panic naming
@@ -28,6 +29,7 @@
 //! per test binary ([`containers`]), else the case is skipped, or fails when `CI` is set.
 
 pub mod containers;
+pub mod differential;
 pub mod edges;
 pub mod expressions;
 pub mod harness;
@@ -37,6 +39,7 @@ pub mod load;
 pub mod model;
 pub mod observe;
 pub mod projections;
+pub mod races;
 pub mod records;
 pub mod schema_edges;
 pub mod tables;
@@ -166,6 +169,17 @@ macro_rules! __with_cases {
                 a_transaction_failing_on_its_last_action_leaves_nothing,
                 transactions_over_the_limit_are_refused,
                 concurrent_transactions_sell_exactly_the_stock,
+            ];
+            differential, Uuid, differential: [
+                random_writes_agree_with_the_reference,
+                a_transaction_names_its_first_failing_action,
+            ];
+            races, Uuid, races: [
+                overlapping_batches_leave_whole_records,
+                inserts_over_an_expired_record_have_one_winner,
+            ];
+            kv_races, Uuid, races: [
+                kv_ttl_changes_on_one_key_race_cleanly,
             ];
             tables, Uuid, tables: [
                 round_trip_and_versions,

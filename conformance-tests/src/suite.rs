@@ -15,9 +15,9 @@ use crate::{Fixture, SetupContext, run_case};
 /// One conformance case.
 #[derive(Debug, Clone, Copy)]
 pub struct Case {
-    /// Its group: `users_uuid`, `users_int`, `kv`, `input`, `load`, `observe`, `model_uuid`,
-    /// `model_int`, `tables`, `edges`, `schema_edges`, `expressions`, `projections`,
-    /// `transfer_uuid` or
+    /// Its group: `users_uuid`, `users_int`, `kv`, `kv_races`, `input`, `load`, `observe`,
+    /// `model_uuid`, `model_int`, `tables`, `edges`, `schema_edges`, `expressions`,
+    /// `projections`, `records`, `transactions`, `differential`, `races`, `transfer_uuid` or
     /// `transfer_int` (the module of the tests [`crate::conformance_suite!`] writes).
     pub group: &'static str,
     /// Its name, the name of its function.
@@ -38,14 +38,15 @@ pub fn cases() -> Vec<Case> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Suite {
-    /// The key-value cases: for a store that implements only `KvStore` (the fixture's `auth`
+    /// The key-value cases (`kv` and `kv_races`): for a store that implements only `KvStore` (the fixture's `auth`
     /// is not used).
     Kv,
     /// The user, OAuth account and access token cases, with both id kinds: for a store that
     /// implements only the user traits (the fixture's `kv` is not used).
     Users,
     /// The tables cases, `tables`, `edges`, `schema_edges`, `expressions`, `projections`,
-    /// `records` and `transactions`: for a store that implements `TableStore` (give the fixture one with
+    /// `records`, `transactions`, `differential` and `races`: for a store that implements
+    /// `TableStore` (give the fixture one with
     /// `Fixture::with_tables`, and its transfer store with `Fixture::with_transfer`, which the
     /// `edges` case on versions imports records through).
     Tables,
@@ -56,7 +57,7 @@ pub enum Suite {
 impl Suite {
     fn includes(self, case: &Case) -> bool {
         match self {
-            Self::Kv => case.group == "kv",
+            Self::Kv => matches!(case.group, "kv" | "kv_races"),
             Self::Users => case.group.starts_with("users_"),
             Self::Tables => matches!(
                 case.group,
@@ -67,6 +68,8 @@ impl Suite {
                     | "projections"
                     | "records"
                     | "transactions"
+                    | "differential"
+                    | "races"
             ),
             Self::All => true,
         }

@@ -17,10 +17,11 @@
 
 use aws_sdk_dynamodb::types::{ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 use storekit_core::table::patch::{condition_holds, patch_row};
-use storekit_core::table::transact::{Op, Step, failed};
+use storekit_core::table::transact::{Op, Resolved, Step, failed};
 use storekit_core::table::{
     Condition as DocCondition, KeyValue, Record, Row, TableSchema, next_version,
 };
+use storekit_core::time::now_seconds;
 use storekit_core::{Error, Result};
 
 use super::unique::{free_or_held_by, marker_item, marker_key};
@@ -59,6 +60,35 @@ impl Known {
             _ => None,
         }
     }
+}
+
+/// The first step that claims a unique value another step holds at that point: one a later
+/// step's record releases, or one an earlier step claimed. The actions apply in order (as on
+/// every other backend), so such a claim fails; only a release before the claim is one marker
+/// move ([`DynamoDbStore::merge_moves`]). DynamoDB itself would refuse two actions on the one
+/// marker item, and a transaction naming it twice was retried until it gave up as contended.
+fn claimed_while_held(roles: &[(usize, Role, Option<Item>)]) -> Option<usize> {
+    let claims = roles
+        .iter()
+        .filter_map(|(claimer, role, claimed)| match (role, claimed) {
+            (Role::Claim(_), Some(claimed)) => Some((*claimer, claimed)),
+            _ => None,
+        });
+    claims
+        .clone()
+        .filter(|(claimer, claimed)| {
+            let released_later = roles.iter().any(|(releaser, role, released)| {
+                matches!(role, Role::Release(_))
+                    && released.as_ref() == Some(*claimed)
+                    && releaser > claimer
+            });
+            let claimed_before = claims
+                .clone()
+                .any(|(other, marker)| other < *claimer && marker == *claimed);
+            released_later || claimed_before
+        })
+        .map(|(claimer, _)| claimer)
+        .min()
 }
 
 /// A transaction's actions, each with its step's index and its role.
@@ -104,18 +134,37 @@ impl DynamoDbStore {
             let mut actions = Vec::new();
             let mut roles: Vec<(usize, Role, Option<Item>)> = Vec::new();
             for (index, step) in steps.iter().enumerate() {
-                self.step_actions(step, &known[index], &foreign[index], &mut actions)
-                    .map_err(|e| failed(index, e))?
-                    .into_iter()
-                    .for_each(|(role, marker)| roles.push((index, role, marker)));
+                match self.step_actions(step, &known[index], &foreign[index], &mut actions) {
+                    Ok(built) => built
+                        .into_iter()
+                        .for_each(|(role, marker)| roles.push((index, role, marker))),
+                    Err(e) => {
+                        return Err(self.first_failure(&steps[..index], failed(index, e)).await);
+                    }
+                }
+            }
+            if let Some(claimer) = claimed_while_held(&roles) {
+                let taken = Error::AlreadyExists {
+                    what: "unique value",
+                };
+                let error = failed(claimer, taken);
+                return Err(self.first_failure(&steps[..=claimer], error).await);
             }
             let (actions, roles) = self.merge_moves(steps, actions, roles)?;
             // A new token for each set of actions: DynamoDB refuses a token with other ones.
             let token = uuid::Uuid::now_v7().simple().to_string();
             let (action, stored) =
-                match txn::transact_once(&self.client, actions, Some(&token)).await? {
-                    Outcome::Done => return Ok(()),
-                    Outcome::ConditionFailed { index, item } => (index, item),
+                match txn::transact_once(&self.client, actions, Some(&token)).await {
+                    Ok(Outcome::Done) => return Ok(()),
+                    Ok(Outcome::ConditionFailed { index, item }) => (index, item),
+                    // DynamoDB refuses a whole transaction with a `ValidationException` when
+                    // an update cannot be made on its record (a path whose parent is missing
+                    // or of another type), without saying which: the step that cannot be
+                    // made is found as the reference finds it.
+                    Err(e @ Error::Backend { .. }) => {
+                        return Err(self.first_failure(steps, e).await);
+                    }
+                    Err(e) => return Err(e),
                 };
             let Some(&(index, role)) = roles.get(action) else {
                 return Err(error::bad_item(
@@ -181,6 +230,70 @@ impl DynamoDbStore {
             attempts: backoff.failures(),
         }
         .into())
+    }
+
+    /// The error of a transaction that failed without the database naming the step: the
+    /// first of `steps` that fails on its record as read now, as the database (which reports
+    /// every action's reason) and the memory reference answer; `error` if none does. Used
+    /// when a step failed before anything was sent (its condition answered on the record read
+    /// first: `steps` are the ones before it) and when DynamoDB refused the whole
+    /// transaction. Each step's unique values are checked as the reference checks them, in
+    /// order, counting the values the steps before it claim and release. Nothing was written
+    /// either way.
+    async fn first_failure(&self, steps: &[Step], error: Error) -> Error {
+        type Value = (String, usize, Vec<KeyValue>);
+        let (mut claimed, mut released): (Vec<Value>, Vec<Value>) = (Vec::new(), Vec::new());
+        for (index, step) in steps.iter().enumerate() {
+            let schema = &step.schema;
+            let current = match self.read_known(step).await {
+                Ok(current) => current,
+                Err(e) => return e,
+            };
+            let none = vec![None; schema.uniques().len()];
+            let new = match step.resolve(current.record()) {
+                Err(e) => return failed(index, e),
+                Ok(Resolved::Insert(row) | Resolved::Replace(row, _)) => row.uniques().to_vec(),
+                Ok(Resolved::Delete(..)) => none.clone(),
+                Ok(_) => continue,
+            };
+            let old = current
+                .record()
+                .map_or(none, |r| item::unique_values(schema, &r.document));
+            for (u, (old, new)) in old.into_iter().zip(new).enumerate() {
+                if old == new {
+                    continue;
+                }
+                if let Some(values) = new {
+                    let value = (schema.name().to_owned(), u, values);
+                    let taken = if claimed.contains(&value) {
+                        true
+                    } else if released.contains(&value) {
+                        false
+                    } else {
+                        match self.get_by_marker(schema, u, &value.2).await {
+                            Ok(holder) => holder.is_some_and(|h| {
+                                &h.key != step.key()
+                                    && !schema.is_expired(&h.document, now_seconds())
+                            }),
+                            Err(e) => return e,
+                        }
+                    };
+                    if taken {
+                        let taken = Error::AlreadyExists {
+                            what: "unique value",
+                        };
+                        return failed(index, taken);
+                    }
+                    claimed.push(value);
+                }
+                if let Some(values) = old {
+                    let value = (schema.name().to_owned(), u, values);
+                    claimed.retain(|c| c != &value);
+                    released.push(value);
+                }
+            }
+        }
+        error
     }
 
     /// A unique value released by one step's record and claimed by another's is one marker,

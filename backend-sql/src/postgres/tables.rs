@@ -467,19 +467,24 @@ impl TableBackend for PostgresStore {
             .map(|row| layout.insert(row, true))
             .collect::<Result<Vec<_>>>()?;
         let fail = |err| table_error(err, &layout.primary_key);
+        // Rows are locked in key order, whatever the caller's order: two batches over
+        // overlapping keys then queue on the first key they share instead of deadlocking
+        // (32 such batches at once waited on each other past the operation timeout).
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by(|&a, &b| rows[a].key().cmp(rows[b].key()));
         // One transaction: every upsert or none.
         self.within_deadline(async {
             let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
-            let mut versions = Vec::with_capacity(statements.len());
-            for statement in &statements {
-                let row = query(statement)
+            let mut versions = vec![0; statements.len()];
+            for &i in &order {
+                let row = query(&statements[i])
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(fail)?;
-                versions.push(match row {
+                versions[i] = match row {
                     Some(row) => first_number(&row)?,
                     None => next_version(MAX_VERSION)?,
-                });
+                };
             }
             tx.commit().await.map_err(pg_error)?;
             Ok(versions)
@@ -490,9 +495,12 @@ impl TableBackend for PostgresStore {
     async fn delete_many(&self, schema: &TableSchema, keys: &[RecordKey]) -> Result<()> {
         let layout = self.layout(schema)?;
         let fail = |err| table_error(err, &layout.primary_key);
+        // In key order, as `put_many` locks them, so that batches never deadlock.
+        let mut sorted: Vec<&RecordKey> = keys.iter().collect();
+        sorted.sort();
         self.within_deadline(async {
             let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
-            for key in keys {
+            for key in sorted {
                 query(&layout.delete(key, None))
                     .execute(&mut *tx)
                     .await

@@ -58,10 +58,16 @@ fn alive(schema: &TableSchema, record: Option<Record>, now: f64) -> Option<Recor
 const EXPIRED_RETRIES: u32 = 3;
 
 /// Deletes the expired records that hold `row`'s key (only when `key_too`: an insert) or one
-/// of its unique values, each at the version read so that a record rewritten meanwhile is
-/// left alone; `true` if any stood in the way. This is how every backend treats an expired
-/// record as absent for a write without a read on the ordinary path: only a write the
-/// database refused pays for it.
+/// of its unique values, each only if it is still expired when the database deletes it, so
+/// that a record written meanwhile is left alone; `true` if any stood in the way. This is how
+/// every backend treats an expired record as absent for a write without a read on the
+/// ordinary path: only a write the database refused pays for it.
+///
+/// The delete is conditioned on the expiry, not on the version read: a racing writer may
+/// have deleted the expired record and created a live one under the same key, which starts
+/// again at version 1, the version an expired record created once holds too. A delete at
+/// that version would remove the new record (32 racing inserts over one expired record then
+/// all "won" on DynamoDB, each deleting the one before).
 async fn clear_expired<B: TableBackend>(
     backend: &B,
     schema: &TableSchema,
@@ -88,8 +94,12 @@ async fn clear_expired<B: TableBackend>(
             continue;
         }
         cleared = true;
-        match TableBackend::delete(backend, schema, &holder.key, Some(holder.version)).await {
-            // Gone already, or rewritten since: the retried write gets the database's answer.
+        let Some(field) = schema.ttl() else {
+            continue;
+        };
+        let still_expired = Condition::le(super::Path::from(field), serde_json::json!(now));
+        match TableBackend::delete_if(backend, schema, &holder.key, &still_expired).await {
+            // Gone already, or written since: the retried write gets the database's answer.
             Ok(_) | Err(Error::NotFound { .. } | Error::Conflict { .. }) => {}
             Err(e) => return Err(e),
         }
