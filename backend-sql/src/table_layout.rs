@@ -35,8 +35,8 @@ use std::fmt::Write as _;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use storekit_core::table::{
-    IndexEntry, IndexQuery, KeyDef, KeyType, KeyValue, MissingIndexes, Order, Record, RecordKey,
-    Row, SortCondition, TableSchema, TableShape,
+    Fetched, IndexEntry, IndexQuery, KeyDef, KeyType, KeyValue, MissingIndexes, Order, Record,
+    RecordKey, Row, SortCondition, TableScan, TableSchema, TableShape,
 };
 use storekit_core::{Error, Result};
 
@@ -902,8 +902,9 @@ impl Layout {
     }
 
     /// One page of a query: the records of the partition meeting the sort condition, strictly
-    /// after `query.after` in the query's order, in that order.
-    pub(crate) fn query(&self, query: &IndexQuery<'_>) -> Result<Statement> {
+    /// after `query.after` in the query's order, in that order; with a filter or a read
+    /// budget, a windowed read (see [`Layout::windowed`]).
+    pub(crate) fn query(&self, query: &IndexQuery<'_>) -> Result<Read> {
         let (partition, sort): (&str, Option<&str>) = match query.index {
             None => (PARTITION, self.sort.map(|_| SORT)),
             Some(i) => {
@@ -929,74 +930,160 @@ impl Layout {
             after.extend(position.key.sort.as_ref().map(Param::from));
         }
         let descending = query.order == Order::Descending;
+        let after_count = after.len();
+        // The records of the range, from the cursor on: ` WHERE …`.
+        let range = |b: &mut Builder| {
+            b.sql(" WHERE ")
+                .quoted(partition)
+                .sql(" = ")
+                .bind(Param::from(query.partition));
+            if let (Some(condition), Some(sort)) = (query.sort, sort) {
+                sort_condition(b, sort, condition);
+            }
+            if query.after.is_some() {
+                if order.is_empty() {
+                    // A table without a sort key has one record per partition: the page that
+                    // ended on it was the last.
+                    b.sql(" AND 1 = 0");
+                } else {
+                    b.sql(" AND ");
+                    b.compare(&order, if descending { "<" } else { ">" }, after);
+                }
+            }
+        };
+        if query.filter.is_some() || query.budget.is_some() {
+            // A table without a sort key orders its one record per partition by that key.
+            let order: &[&str] = if order.is_empty() {
+                &[PARTITION]
+            } else {
+                &order
+            };
+            let window = Window {
+                fetch: query.fetch,
+                budget: query.budget,
+            };
+            let statement = self.windowed(order, descending, query.filter, window, range)?;
+            return Ok(Read::Windowed(statement, window));
+        }
         let text = QueryText {
             index: query.index,
             condition: query.sort.map(condition_text),
             descending,
-            after: query.after.map(|_| after.len()),
+            after: query.after.map(|_| after_count),
         };
-        // A filter makes a text of its own, which is not kept: it would only push out the rest.
-        let known = if query.filter.is_some() {
-            None
-        } else {
-            self.queries
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(&text)
-                .cloned()
-        };
+        let known = self
+            .queries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&text)
+            .cloned();
         let mut b = self.builder(known.as_ref());
-        b.sql("SELECT version, document FROM ")
-            .sql(&self.table)
-            .sql(" WHERE ")
-            .quoted(partition)
-            .sql(" = ")
-            .bind(Param::from(query.partition));
-        if let (Some(condition), Some(sort)) = (query.sort, sort) {
-            sort_condition(&mut b, sort, condition);
-        }
-        if let Some(condition) = query.filter {
-            filter::and_where(
-                &mut b,
-                condition,
-                &storekit_core::table::expr::bytes_fields(&self.schema),
-            )?;
-        }
-        if query.after.is_some() {
-            if order.is_empty() {
-                // A table without a sort key has one record per partition: the page that
-                // ended on it was the last.
-                b.sql(" AND 1 = 0");
-            } else {
-                b.sql(" AND ");
-                b.compare(&order, if descending { "<" } else { ">" }, after);
-            }
-        }
+        b.sql("SELECT version, document FROM ").sql(&self.table);
+        range(&mut b);
         if !order.is_empty() {
-            let direction = if descending { " DESC" } else { "" };
-            b.sql(" ORDER BY ");
-            for (i, column) in order.iter().enumerate() {
-                if i > 0 {
-                    b.sql(", ");
-                }
-                b.quoted(column).sql(direction);
-            }
+            order_by(&mut b, &order, descending);
         }
         b.sql(" LIMIT ").bind(Param::Int(limit(query.fetch)));
         let statement = b.finish();
-        if query.filter.is_some() {
-            return Ok(Statement {
-                recurs: false,
-                ..statement
-            });
-        }
         if known.is_none() {
             self.queries
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(text, Arc::clone(&statement.sql));
         }
-        Ok(statement)
+        Ok(Read::Plain(statement))
+    }
+
+    /// A read that counts what it reads: the rows of the range (` WHERE …`, from `range`) in
+    /// `order`, at most `window.budget` of them, numbered (`n`) and each marked as meeting the
+    /// filter or not (`hit`) and as the range's last (`last`); of these, the hits and the row
+    /// where reading stopped (the last, or the budget's last), at most `window.fetch` rows.
+    /// Both windows stream in the range's order (`lead` looks one row ahead), so the read
+    /// stops where the page does, as the plain read's `LIMIT` does.
+    ///
+    /// ```sql
+    /// SELECT version, document, hit, n, last FROM (
+    ///   SELECT version, document, CAST(CASE WHEN <filter> THEN 1 ELSE 0 END AS BIGINT) AS hit,
+    ///     row_number() OVER (ORDER BY <order>) AS n,
+    ///     CAST(CASE WHEN lead(version) OVER (ORDER BY <order>) IS NULL THEN 1 ELSE 0 END
+    ///       AS BIGINT) AS last
+    ///   FROM <table> WHERE <range> ORDER BY <order> LIMIT <budget>
+    /// ) AS r WHERE hit = 1 OR last = 1 OR n = <budget> ORDER BY n LIMIT <fetch>
+    /// ```
+    fn windowed(
+        &self,
+        order: &[&str],
+        descending: bool,
+        filter: Option<&storekit_core::table::Condition>,
+        window: Window,
+        range: impl FnOnce(&mut Builder),
+    ) -> Result<Statement> {
+        let mut b = self.builder(None);
+        b.sql("SELECT version, document, hit, n, last FROM (SELECT version, document, ");
+        match filter {
+            Some(condition) => {
+                b.sql("CAST(CASE WHEN ");
+                filter::condition(
+                    &mut b,
+                    condition,
+                    &storekit_core::table::expr::bytes_fields(&self.schema),
+                )?;
+                b.sql(" THEN 1 ELSE 0 END AS BIGINT)");
+            }
+            None => {
+                b.sql("CAST(1 AS BIGINT)");
+            }
+        }
+        b.sql(" AS hit, row_number() OVER (");
+        order_by(&mut b, order, descending);
+        b.sql(") AS n, CAST(CASE WHEN lead(version) OVER (");
+        order_by(&mut b, order, descending);
+        b.sql(") IS NULL THEN 1 ELSE 0 END AS BIGINT) AS last FROM ")
+            .sql(&self.table);
+        range(&mut b);
+        order_by(&mut b, order, descending);
+        if let Some(budget) = window.budget {
+            b.sql(" LIMIT ").bind(Param::Int(budget_param(budget)));
+        }
+        b.sql(") AS r WHERE hit = 1 OR last = 1");
+        if let Some(budget) = window.budget {
+            b.sql(" OR n = ").bind(Param::Int(budget_param(budget)));
+        }
+        b.sql(" ORDER BY n LIMIT ")
+            .bind(Param::Int(limit(window.fetch)));
+        Ok(Statement {
+            // Its text changes with the filter: not worth a driver's statement cache.
+            recurs: false,
+            ..b.finish()
+        })
+    }
+
+    /// What a windowed read found, from its rows (a record, and its `hit`, `n` and `last`).
+    pub(crate) fn fetched(window: Window, rows: Vec<(Record, [i64; 3])>) -> Fetched {
+        let mut fetched = Fetched {
+            read_through: Some(Vec::new()),
+            ..Fetched::default()
+        };
+        for (record, [hit, n, last]) in rows {
+            let n = u64::try_from(n).unwrap_or_default();
+            fetched.read = n;
+            let stop_here = last == 1 || window.budget == Some(n);
+            let document = (stop_here && last != 1).then(|| record.document.clone());
+            if hit == 1 && fetched.records.len() < window.fetch {
+                fetched.records.push(record);
+                if let Some(through) = &mut fetched.read_through {
+                    through.push(n);
+                }
+                if fetched.records.len() == window.fetch {
+                    break;
+                }
+            }
+            if stop_here {
+                fetched.cut = document;
+                break;
+            }
+        }
+        fetched
     }
 
     /// Up to `fetch` records after `after`, in key order.
@@ -1015,6 +1102,27 @@ impl Layout {
         b.sql(" ORDER BY ").columns(columns);
         b.sql(" LIMIT ").bind(Param::Int(limit(fetch)));
         b.finish()
+    }
+
+    /// One page of a scan, in key order: the plain [`Layout::scan`], or with a filter or a read
+    /// budget a windowed read (see [`Layout::windowed`]).
+    pub(crate) fn scan_read(&self, scan: &TableScan<'_>) -> Result<Read> {
+        if scan.filter.is_none() && scan.budget.is_none() {
+            return Ok(Read::Plain(self.scan(scan.after, scan.fetch)));
+        }
+        let columns = self.key_columns();
+        let window = Window {
+            fetch: scan.fetch,
+            budget: scan.budget,
+        };
+        let range = |b: &mut Builder| {
+            if let Some(after) = scan.after {
+                b.sql(" WHERE ");
+                b.compare(columns, ">", Self::key_params(after));
+            }
+        };
+        let statement = self.windowed(columns, false, scan.filter, window, range)?;
+        Ok(Read::Windowed(statement, window))
     }
 
     /// Deletes up to `batch` records expired at `now` (Unix seconds): what the background
@@ -1244,6 +1352,51 @@ fn sort_condition(b: &mut Builder, column: &str, condition: &SortCondition) {
             }
         }
     }
+}
+
+/// A read statement, and how its rows are read.
+#[derive(Debug)]
+pub(crate) enum Read {
+    /// Rows of `version, document`, each a record returned: what a read without a filter or a
+    /// budget is.
+    Plain(Statement),
+    /// Rows of `version, document, hit, n, last` (see [`Layout::windowed`]), for
+    /// [`Layout::fetched`].
+    Windowed(Statement, Window),
+}
+
+impl Read {
+    /// The read budget of a windowed read.
+    pub(crate) fn budget(&self) -> Option<u64> {
+        match self {
+            Self::Plain(_) => None,
+            Self::Windowed(_, window) => window.budget,
+        }
+    }
+}
+
+/// How many records a windowed read returns and reads at most.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    fetch: usize,
+    budget: Option<u64>,
+}
+
+/// ` ORDER BY a, b` (each `DESC` when descending).
+fn order_by(b: &mut Builder, order: &[&str], descending: bool) {
+    let direction = if descending { " DESC" } else { "" };
+    b.sql(" ORDER BY ");
+    for (i, column) in order.iter().enumerate() {
+        if i > 0 {
+            b.sql(", ");
+        }
+        b.quoted(column).sql(direction);
+    }
+}
+
+/// A read budget as bound (the layer keeps it within `i64`).
+fn budget_param(budget: u64) -> i64 {
+    i64::try_from(budget).unwrap_or(i64::MAX)
 }
 
 /// The smallest value above every value that starts with `prefix` (`None`: there is none).
@@ -1488,8 +1641,11 @@ mod tests {
             after: Some(&position),
             fetch: 11,
             filter: None,
+            budget: None,
         };
-        let statement = layout.query(&query).expect("query");
+        let Read::Plain(statement) = layout.query(&query).expect("query") else {
+            panic!("a plain read")
+        };
         assert_eq!(
             &*statement.sql,
             "SELECT version, document FROM \"things\" WHERE \"by-group:partition\" = ?1 \
@@ -1583,9 +1739,13 @@ mod tests {
                                     after,
                                     fetch: 11,
                                     filter: None,
+                                    budget: None,
                                 };
                                 // Twice: the first call builds the text, the second reuses it.
-                                let query = |layout: &Layout| layout.query(&query).expect("query");
+                                let query = |layout: &Layout| match layout.query(&query) {
+                                    Ok(Read::Plain(statement)) => statement,
+                                    other => panic!("not a plain read: {other:?}"),
+                                };
                                 same(query(&cached), query(&built));
                                 same(query(&cached), query(&built));
                             }

@@ -13,8 +13,8 @@ use storekit_core::backend::TableBackend;
 use storekit_core::table::patch::{condition_holds, patch_row, returned};
 use storekit_core::table::transact::{Resolved, Step, failed};
 use storekit_core::table::{
-    Condition, Document, IndexQuery, KeyType, KeyValue, MAX_VERSION, MissingIndexes, Patch, Record,
-    RecordKey, Returning, Row, TableSchema, TableShape, next_version,
+    Condition, Document, Fetched, IndexQuery, KeyType, KeyValue, MAX_VERSION, MissingIndexes,
+    Patch, Record, RecordKey, Returning, Row, TableScan, TableSchema, TableShape, next_version,
 };
 use storekit_core::{Error, Result};
 
@@ -22,7 +22,7 @@ use super::PostgresStore;
 use super::error::{is_missing_table, pg_error, retry_conflicts_with, table_error};
 use super::schema::sql;
 use crate::table_layout::{
-    Layout, Param, Statement, checked_shape, live_shape, not_ours, shape_json,
+    Layout, Param, Read, Statement, checked_shape, live_shape, not_ours, shape_json,
 };
 
 const BACKEND: &str = "postgres";
@@ -207,6 +207,31 @@ impl PostgresStore {
             .run(layout, || query(statement).fetch_all(&self.inner.pool))
             .await?;
         rows.iter().map(|row| record_of(layout, row)).collect()
+    }
+
+    /// What a read found: each row a record for a plain read, or a record and its counts for
+    /// a windowed one (see [`Layout::windowed`]).
+    async fn fetched(&self, layout: &Layout, read: &Read) -> Result<Fetched> {
+        let (statement, window) = match read {
+            Read::Plain(statement) => {
+                return Ok(Fetched::unfiltered(self.records(layout, statement).await?));
+            }
+            Read::Windowed(statement, window) => (statement, *window),
+        };
+        let rows = self
+            .run(layout, || query(statement).fetch_all(&self.inner.pool))
+            .await?;
+        let found = rows
+            .iter()
+            .map(|row| {
+                let mut counts = [0i64; 3];
+                for (i, count) in counts.iter_mut().enumerate() {
+                    *count = row.try_get(i + 2).map_err(pg_error)?;
+                }
+                Ok((record_of(layout, row)?, counts))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Layout::fetched(window, found))
     }
 
     async fn one_record(&self, layout: &Layout, statement: &Statement) -> Result<Option<Record>> {
@@ -615,19 +640,16 @@ impl TableBackend for PostgresStore {
             .await
     }
 
-    async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Vec<Record>> {
+    async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Fetched> {
         let layout = self.layout(schema)?;
-        self.records(&layout, &layout.query(query)?).await
+        let read = layout.query(query)?;
+        self.fetched(&layout, &read).await
     }
 
-    async fn scan(
-        &self,
-        schema: &TableSchema,
-        after: Option<&RecordKey>,
-        fetch: usize,
-    ) -> Result<Vec<Record>> {
+    async fn scan(&self, schema: &TableSchema, scan: &TableScan<'_>) -> Result<Fetched> {
         let layout = self.layout(schema)?;
-        self.records(&layout, &layout.scan(after, fetch)).await
+        let read = layout.scan_read(scan)?;
+        self.fetched(&layout, &read).await
     }
 
     async fn count(&self, schema: &TableSchema) -> Result<u64> {

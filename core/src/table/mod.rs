@@ -157,6 +157,7 @@ pub mod expr;
 mod layer;
 pub mod patch;
 mod query;
+mod scan;
 mod schema;
 pub mod transact;
 mod typed;
@@ -172,9 +173,10 @@ pub use document::{Document, MAX_DOCUMENT_BYTES, canonicalize, dynamodb_size};
 pub use expr::{Comparison, Condition, Operand, Path};
 pub use patch::{Patch, Patched, Returning};
 pub use query::{
-    Consistency, DEFAULT_PAGE, IndexQuery, MAX_PAGE, MIN_CURSOR_KEY_BYTES, Order, Position, Query,
-    QueryPage, SortCondition, set_cursor_key,
+    Consistency, DEFAULT_PAGE, Fetched, IndexQuery, MAX_PAGE, MAX_READ_BUDGET,
+    MIN_CURSOR_KEY_BYTES, Order, Position, Query, QueryPage, SortCondition, set_cursor_key,
 };
+pub use scan::{Scan, TableScan};
 pub use schema::{
     IndexEntry, IndexShape, KeyDef, KeyShape, MAX_INDEXES, MAX_PREFIXED_NAME,
     MAX_UNIQUE_COMPONENTS, MAX_UNIQUE_INDEXES, MissingIndexes, NAME_LENGTH, QueryIndex,
@@ -350,13 +352,9 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
     /// One page of a query on the table or one of its query indexes.
     async fn query(&self, schema: &TableSchema, query: &Query) -> Result<QueryPage>;
 
-    /// One page of every record of the table, in an order of the backend's choosing.
-    async fn scan(
-        &self,
-        schema: &TableSchema,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<QueryPage>;
+    /// One page of a scan of the whole table ([`Scan`]: limit, cursor, filter, read budget),
+    /// in an order of the backend's choosing.
+    async fn scan(&self, schema: &TableSchema, scan: &Scan) -> Result<QueryPage>;
 
     /// How many records the table holds, exactly.
     async fn count(&self, schema: &TableSchema) -> Result<u64>;
@@ -473,20 +471,23 @@ pub fn query_stream(
     )
 }
 
-/// Every record of a table, page after page, fetched as the stream is read.
+/// Every record a scan returns (every record of the table, for [`Scan::new`]), page after
+/// page, fetched as the stream is read. A read budget bounds each page, not the stream.
 pub fn scan_stream(
     store: Arc<dyn TableStore>,
     schema: TableSchema,
+    scan: Scan,
 ) -> BoxStream<'static, Result<Record>> {
     pages(
-        move |cursor: Option<String>| {
+        move |scan: Scan| {
             let (store, schema) = (store.clone(), schema.clone());
             async move {
-                let page = store.scan(&schema, DEFAULT_PAGE, cursor.as_deref()).await?;
-                Ok((page.items, page.next.map(Some)))
+                let page = store.scan(&schema, &scan).await?;
+                let next = scan.continued(page.next);
+                Ok((page.items, next))
             }
         },
-        None,
+        scan,
     )
 }
 
