@@ -1,7 +1,7 @@
 //! The storekit conformance suite: the contract every backend keeps.
 //!
 //! The cases are plain `pub async fn`s in [`users`], [`kv`], [`tables`], [`edges`],
-//! [`schema_edges`], [`expressions`], [`records`], [`transactions`], [`transfer`],
+//! [`schema_edges`], [`expressions`], [`scans`], [`records`], [`transactions`], [`transfer`],
 //! [`input`], [`load`], [`observe`] and [`model`] that take a [`Fixture`] (fresh, empty
 //! stores) and fail by panicking. A backend runs them in one of two ways:
 //!
@@ -37,6 +37,7 @@ pub mod load;
 pub mod model;
 pub mod observe;
 pub mod records;
+pub mod scans;
 pub mod schema_edges;
 pub mod tables;
 pub mod transactions;
@@ -137,6 +138,17 @@ macro_rules! __with_cases {
                 patches_apply_every_action_or_none,
                 conditional_patches_change_nothing_when_refused,
                 concurrent_adds_to_one_counter_are_exact,
+            ];
+            scans, Uuid, scans: [
+                filtered_scans_are_full_and_exact,
+                unfiltered_pages_read_what_they_return,
+                filtered_query_pages_count_their_reads,
+                scan_cursors_are_bound_to_their_filter,
+                scan_filters_may_test_key_fields,
+                read_budgets_cut_pages_and_continue_exactly,
+                a_budget_under_the_limit_bounds_an_unfiltered_page,
+                bad_read_budgets_and_scans_are_invalid_input,
+                typed_scans_and_streams_filter,
             ];
             records, Uuid, records: [
                 expired_records_are_never_read,

@@ -16,7 +16,7 @@ use crate::{Fixture, SetupContext, run_case};
 #[derive(Debug, Clone, Copy)]
 pub struct Case {
     /// Its group: `users_uuid`, `users_int`, `kv`, `input`, `load`, `observe`, `model_uuid`,
-    /// `model_int`, `tables`, `edges`, `schema_edges`, `expressions`, `transfer_uuid` or
+    /// `model_int`, `tables`, `edges`, `schema_edges`, `expressions`, `scans`, `transfer_uuid` or
     /// `transfer_int` (the module of the tests [`crate::conformance_suite!`] writes).
     pub group: &'static str,
     /// Its name, the name of its function.
@@ -43,7 +43,7 @@ pub enum Suite {
     /// The user, OAuth account and access token cases, with both id kinds: for a store that
     /// implements only the user traits (the fixture's `kv` is not used).
     Users,
-    /// The tables cases, `tables`, `edges`, `schema_edges`, `expressions`, `records` and
+    /// The tables cases, `tables`, `edges`, `schema_edges`, `expressions`, `scans`, `records` and
     /// `transactions`: for a store that implements `TableStore` (give the fixture one with
     /// `Fixture::with_tables`, and its transfer store with `Fixture::with_transfer`, which the
     /// `edges` case on versions imports records through).
@@ -59,7 +59,13 @@ impl Suite {
             Self::Users => case.group.starts_with("users_"),
             Self::Tables => matches!(
                 case.group,
-                "tables" | "edges" | "schema_edges" | "expressions" | "records" | "transactions"
+                "tables"
+                    | "edges"
+                    | "schema_edges"
+                    | "expressions"
+                    | "scans"
+                    | "records"
+                    | "transactions"
             ),
             Self::All => true,
         }

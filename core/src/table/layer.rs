@@ -1057,11 +1057,13 @@ async fn run_query<B: TableBackend>(
         let mut batch = found_in(fetched, read, |record| position(schema, &request, record))?;
         read += answer_read;
         // Every record strictly after the one before it, the first after the cursor, and a
-        // cut after them all: the next cursor then always moves forward, so paging a query
-        // always ends. A backend that answers otherwise is refused rather than trusted (see
-        // `not_advancing`).
+        // cut after them all (or on the last, when the last record read was returned): the
+        // next cursor then always moves forward, so paging a query always ends. A backend
+        // that answers otherwise is refused rather than trusted (see `not_advancing`).
         let mut prev = after.as_ref();
-        for position in batch.iter().map(|f| &f.position).chain(&cut_at) {
+        let last = batch.last().map(|f| &f.position);
+        let cut_beyond = cut_at.as_ref().filter(|&cut| Some(cut) != last);
+        for position in batch.iter().map(|f| &f.position).chain(cut_beyond) {
             if prev.is_some_and(|prev| !advances(index, query.order, prev, position)) {
                 return Err(not_advancing(backend.system()));
             }
