@@ -17,9 +17,39 @@
 //! `contains` 1 consistent `GetItem`; a page of `query` under 1 MB 1 `Query`; `get_many` of n
 //! keys ⌈n/100⌉ `BatchGetItem`, unprocessed keys retried.
 //!
-//! Queries take a filter ([`Query::filter`]): a [`Condition`] of the expression language in
-//! [`expr`], on any document path, answered by every backend as the memory backend's evaluator
-//! answers it (DynamoDB's rules), with full pages and exact cursors.
+//! Queries and scans take a filter ([`Query::filter`], [`Scan::filter`]): a [`Condition`] of the
+//! expression language in [`expr`], on any document path, answered by every backend as the
+//! memory backend's evaluator answers it (DynamoDB's rules), with full pages and exact cursors.
+//! Every page says how many records it read to fill itself ([`QueryPage::read`]), and a read
+//! budget ([`Query::read_budget`], [`Scan::read_budget`]) bounds what a selective filter may
+//! cost: the page then ends early, possibly short, with a cursor that continues exactly.
+//!
+//! ```
+//! # async fn run() -> storekit_core::Result<()> {
+//! use serde_json::json;
+//! use storekit_core::MemoryStore;
+//! use storekit_core::table::{Condition, KeyDef, Query, TableSchema, TableStore};
+//!
+//! let store = MemoryStore::new();
+//! let orders = TableSchema::builder("orders", KeyDef::text("customer"))
+//!     .sort_key(KeyDef::int("n"))
+//!     .build()?;
+//! store.ensure_table(&orders).await?;
+//! for n in 0..100 {
+//!     let order = json!({"customer": "ann", "n": n, "open": n % 25 == 0});
+//!     store.put(&orders, order.as_object().cloned().unwrap_or_default()).await?;
+//! }
+//! let open = Query::table("ann").filter(Condition::eq("open", true)).limit(2);
+//! let page = store.query(&orders, &open).await?;
+//! assert_eq!(page.items.len(), 2); // orders 0 and 25: full
+//! assert_eq!(page.read, 26); // read from the start through order 25
+//! // At most 10 records read: orders 0 to 9, of which one is open; the cursor goes on at 10.
+//! let cheap = store.query(&orders, &open.read_budget(10)).await?;
+//! assert_eq!((cheap.items.len(), cheap.read), (1, 10));
+//! assert!(cheap.next.is_some());
+//! # Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(run()).unwrap();
+//! ```
 //!
 //! Records can expire ([`TableSchemaBuilder::ttl`]): an expired record is never returned by
 //! any read, counted, or held against a write of its key or unique values, on every backend,
@@ -94,8 +124,8 @@
 //!   [`Error::Backend`](crate::Error::Backend) instead of handing out a cursor that repeats it.
 //! - **Cursors are bound to their query and tamper-evident.** A cursor is the position where a
 //!   page ended (the last record's key, and its index sort key) with an HMAC-SHA256 tag over
-//!   that position and the query (table, index, partition, condition, order; or the table, for
-//!   a scan), in URL-safe base64. Any edit, a cursor of another query, and a position outside
+//!   that position and the query (table, index, partition, condition, filter, order; or the
+//!   table and filter, for a scan), in URL-safe base64. Any edit, a cursor of another query, and a position outside
 //!   the query's partition or sort condition are `InvalidInput { what: "cursor" }` before any
 //!   database sees them. The tag's key is random per process, so nobody outside the process
 //!   can forge a cursor and there is no secret to manage; processes or replicas that continue
