@@ -947,7 +947,7 @@ impl Layout {
                     b.sql(" AND 1 = 0");
                 } else {
                     b.sql(" AND ");
-                    b.compare(&order, if descending { "<" } else { ">" }, after);
+                    b.compare(&order, if descending { "<" } else { ">" }, after.clone());
                 }
             }
         };
@@ -996,19 +996,25 @@ impl Layout {
 
     /// A read that counts what it reads: the rows of the range (` WHERE …`, from `range`) in
     /// `order`, at most `window.budget` of them, numbered (`n`) and each marked as meeting the
-    /// filter or not (`hit`) and as the range's last (`last`); of these, the hits and the row
-    /// where reading stopped (the last, or the budget's last), at most `window.fetch` rows.
-    /// Both windows stream in the range's order (`lead` looks one row ahead), so the read
-    /// stops where the page does, as the plain read's `LIMIT` does.
+    /// filter or not (`hit`); of these the hits, and the row where the budget ran out; then
+    /// one row with no record that counts the rows of the range (within the budget); at most
+    /// `window.fetch` rows in all.
+    ///
+    /// Both databases stream this: `row_number` needs no row ahead (where `lead` or a count
+    /// over the whole window would make SQLite buffer the range), the outer query keeps the
+    /// subquery's order (no `ORDER BY` of its own, which would sort the whole range), and the
+    /// `LIMIT` stops the read at the page's last hit, so the count runs only when the range
+    /// ended first, on a last page that has read it all already.
     ///
     /// ```sql
-    /// SELECT version, document, hit, n, last FROM (
+    /// SELECT version, document, hit, n FROM (
     ///   SELECT version, document, CAST(CASE WHEN <filter> THEN 1 ELSE 0 END AS BIGINT) AS hit,
-    ///     row_number() OVER (ORDER BY <order>) AS n,
-    ///     CAST(CASE WHEN lead(version) OVER (ORDER BY <order>) IS NULL THEN 1 ELSE 0 END
-    ///       AS BIGINT) AS last
+    ///     row_number() OVER (ORDER BY <order>) AS n
     ///   FROM <table> WHERE <range> ORDER BY <order> LIMIT <budget>
-    /// ) AS r WHERE hit = 1 OR last = 1 OR n = <budget> ORDER BY n LIMIT <fetch>
+    /// ) AS r WHERE hit = 1 OR n = <budget>
+    /// UNION ALL SELECT NULL, NULL, CAST(0 AS BIGINT), count(*)
+    ///   FROM (SELECT 1 FROM <table> WHERE <range> LIMIT <budget>) AS c
+    /// LIMIT <fetch>
     /// ```
     fn windowed(
         &self,
@@ -1016,10 +1022,10 @@ impl Layout {
         descending: bool,
         filter: Option<&storekit_core::table::Condition>,
         window: Window,
-        range: impl FnOnce(&mut Builder),
+        range: impl Fn(&mut Builder),
     ) -> Result<Statement> {
         let mut b = self.builder(None);
-        b.sql("SELECT version, document, hit, n, last FROM (SELECT version, document, ");
+        b.sql("SELECT version, document, hit, n FROM (SELECT version, document, ");
         match filter {
             Some(condition) => {
                 b.sql("CAST(CASE WHEN ");
@@ -1036,21 +1042,23 @@ impl Layout {
         }
         b.sql(" AS hit, row_number() OVER (");
         order_by(&mut b, order, descending);
-        b.sql(") AS n, CAST(CASE WHEN lead(version) OVER (");
-        order_by(&mut b, order, descending);
-        b.sql(") IS NULL THEN 1 ELSE 0 END AS BIGINT) AS last FROM ")
-            .sql(&self.table);
+        b.sql(") AS n FROM ").sql(&self.table);
         range(&mut b);
         order_by(&mut b, order, descending);
         if let Some(budget) = window.budget {
             b.sql(" LIMIT ").bind(Param::Int(budget_param(budget)));
         }
-        b.sql(") AS r WHERE hit = 1 OR last = 1");
+        b.sql(") AS r WHERE hit = 1");
         if let Some(budget) = window.budget {
             b.sql(" OR n = ").bind(Param::Int(budget_param(budget)));
         }
-        b.sql(" ORDER BY n LIMIT ")
-            .bind(Param::Int(limit(window.fetch)));
+        b.sql(" UNION ALL SELECT NULL, NULL, CAST(0 AS BIGINT), count(*) FROM (SELECT 1 FROM ")
+            .sql(&self.table);
+        range(&mut b);
+        if let Some(budget) = window.budget {
+            b.sql(" LIMIT ").bind(Param::Int(budget_param(budget)));
+        }
+        b.sql(") AS c LIMIT ").bind(Param::Int(limit(window.fetch)));
         Ok(Statement {
             // Its text changes with the filter: not worth a driver's statement cache.
             recurs: false,
@@ -1058,18 +1066,20 @@ impl Layout {
         })
     }
 
-    /// What a windowed read found, from its rows (a record, and its `hit`, `n` and `last`).
-    pub(crate) fn fetched(window: Window, rows: Vec<(Record, [i64; 3])>) -> Fetched {
+    /// What a windowed read found, from its rows: a record (`None` for the count row) and its
+    /// `hit` and `n`.
+    pub(crate) fn fetched(window: Window, rows: Vec<(Option<Record>, [i64; 2])>) -> Fetched {
         let mut fetched = Fetched {
             read_through: Some(Vec::new()),
             ..Fetched::default()
         };
-        for (record, [hit, n, last]) in rows {
+        for (record, [hit, n]) in rows {
             let n = u64::try_from(n).unwrap_or_default();
             fetched.read = n;
-            let stop_here = last == 1 || window.budget == Some(n);
-            let document = (stop_here && last != 1).then(|| record.document.clone());
-            if hit == 1 && fetched.records.len() < window.fetch {
+            // The count row: the range ended, after `n` rows.
+            let Some(record) = record else { break };
+            let cut = (window.budget == Some(n)).then(|| record.document.clone());
+            if hit == 1 {
                 fetched.records.push(record);
                 if let Some(through) = &mut fetched.read_through {
                     through.push(n);
@@ -1078,8 +1088,8 @@ impl Layout {
                     break;
                 }
             }
-            if stop_here {
-                fetched.cut = document;
+            if cut.is_some() {
+                fetched.cut = cut;
                 break;
             }
         }
@@ -1360,8 +1370,8 @@ pub(crate) enum Read {
     /// Rows of `version, document`, each a record returned: what a read without a filter or a
     /// budget is.
     Plain(Statement),
-    /// Rows of `version, document, hit, n, last` (see [`Layout::windowed`]), for
-    /// [`Layout::fetched`].
+    /// Rows of `version, document, hit, n` (see [`Layout::windowed`]), the last one maybe a
+    /// count with no record, for [`Layout::fetched`].
     Windowed(Statement, Window),
 }
 
@@ -1656,6 +1666,32 @@ mod tests {
     }
 
     /// `things` with a sort key, for statements on a two-column key.
+    /// A filtered or budgeted read numbers the rows it reads, streams (no `lead`, no sort of
+    /// its own) and counts the range only after its hits.
+    #[test]
+    fn a_windowed_read_streams_in_the_range_order() {
+        let layout = layout(Dialect::Sqlite, "");
+        let key = RecordKey::new("k");
+        let scan = TableScan {
+            after: Some(&key),
+            fetch: 11,
+            filter: None,
+            budget: Some(50),
+        };
+        let Ok(Read::Windowed(statement, _)) = layout.scan_read(&scan) else {
+            panic!("a windowed read")
+        };
+        assert_eq!(
+            &*statement.sql,
+            "SELECT version, document, hit, n FROM (SELECT version, document, CAST(1 AS BIGINT) \
+             AS hit, row_number() OVER ( ORDER BY \"partition_key\") AS n FROM \"things\" WHERE \
+             \"partition_key\" > ?1 ORDER BY \"partition_key\" LIMIT ?2) AS r WHERE hit = 1 OR \
+             n = ?3 UNION ALL SELECT NULL, NULL, CAST(0 AS BIGINT), count(*) FROM (SELECT 1 FROM \
+             \"things\" WHERE \"partition_key\" > ?4 LIMIT ?5) AS c LIMIT ?6"
+        );
+        assert_eq!(statement.params.len(), 6);
+    }
+
     fn sorted_things() -> TableSchema {
         TableSchema::builder("sorted", KeyDef::text("id"))
             .sort_key(KeyDef::int("at"))

@@ -224,11 +224,14 @@ impl PostgresStore {
         let found = rows
             .iter()
             .map(|row| {
-                let mut counts = [0i64; 3];
-                for (i, count) in counts.iter_mut().enumerate() {
-                    *count = row.try_get(i + 2).map_err(pg_error)?;
-                }
-                Ok((record_of(layout, row)?, counts))
+                let counts = [
+                    row.try_get(2).map_err(pg_error)?,
+                    row.try_get(3).map_err(pg_error)?,
+                ];
+                // The count row holds no record.
+                let version: Option<i64> = row.try_get(0).map_err(pg_error)?;
+                let record = version.map(|_| record_of(layout, row)).transpose()?;
+                Ok((record, counts))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Layout::fetched(window, found))

@@ -94,11 +94,14 @@ fn fetched(conn: &Connection, layout: &Layout, read: &Read) -> Result<Fetched> {
         .map_err(table_error)?;
     let mut found = Vec::new();
     while let Some(row) = rows.next().map_err(sqlite_error)? {
-        let mut counts = [0i64; 3];
-        for (i, count) in counts.iter_mut().enumerate() {
-            *count = row.get(i + 2).map_err(sqlite_error)?;
-        }
-        found.push((record_of(layout, row)?, counts));
+        let counts = [
+            row.get(2).map_err(sqlite_error)?,
+            row.get(3).map_err(sqlite_error)?,
+        ];
+        // The count row holds no record.
+        let version: Option<i64> = row.get(0).map_err(sqlite_error)?;
+        let record = version.map(|_| record_of(layout, row)).transpose()?;
+        found.push((record, counts));
     }
     Ok(Layout::fetched(window, found))
 }
