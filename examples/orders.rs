@@ -1,7 +1,7 @@
 //! Every operation of a generic DynamoDB table helper, on any backend: declare a table with a
 //! hash key, a range key and a GSI; create it and wait until it is active; put, get, check
 //! existence; update two fields (`SET status, last_update`) and get the new values back; query
-//! by hash key with a filter; and query the GSI.
+//! by hash key with a filter; scan the table with a filter; and query the GSI.
 //!
 //! ```sh
 //! cargo run --example orders                                   # in memory
@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 use storekit::futures::TryStreamExt as _;
-use storekit::table::{Condition, Patch, RecordType as _, Returning, SortCondition, Table};
+use storekit::table::{Condition, Patch, RecordType as _, Returning, Scan, SortCondition, Table};
 use storekit::{Record, Result, Stores};
 
 /// An order, and its table `orders`: hash key `customer_id`, range key `order_id`, and the GSI
@@ -56,6 +56,7 @@ struct StatusChange {
 struct Walk {
     updated: Option<StatusChange>,
     big_orders_of_ada: Vec<String>,
+    small_orders: Vec<String>,
     shipped: Vec<String>,
 }
 
@@ -111,6 +112,21 @@ async fn walk(stores: &Stores) -> Result<Walk> {
         .await?;
     say(format!("query ada, total >= 1000: {big_orders_of_ada:?}"));
 
+    // Every customer's orders, with a filter (`Scan` with `FilterExpression="total_cents <
+    // :max"` on DynamoDB): pages stay full, each says how many records it read to fill itself,
+    // and a read budget would bound that. The order is the backend's own, so sort.
+    let page = orders
+        .scan(
+            Scan::new()
+                .filter(Condition::lt("total_cents", 1_000))
+                .limit(10),
+        )
+        .await?;
+    say(format!("scan total < 1000: {} records read", page.read));
+    let mut small_orders: Vec<String> = page.items.into_iter().map(|o| o.record.order_id).collect();
+    small_orders.sort();
+    say(format!("scan total < 1000: {small_orders:?}"));
+
     // On the GSI, newest first. Verified: on DynamoDB a GSI is eventually consistent, so each
     // hit is re-read and dropped if it no longer matches. Only the ids are wanted: a
     // projection (`ProjectionExpression` on DynamoDB), read as a type of its own.
@@ -135,6 +151,7 @@ async fn walk(stores: &Stores) -> Result<Walk> {
     Ok(Walk {
         updated: updated.record,
         big_orders_of_ada,
+        small_orders,
         shipped,
     })
 }
@@ -202,6 +219,7 @@ mod tests {
                         last_update: 200,
                     }),
                     big_orders_of_ada: vec!["o-1".to_owned(), "o-3".to_owned()],
+                    small_orders: vec!["o-2".to_owned(), "o-4".to_owned()],
                     // The GSI may lag on DynamoDB: there, o-1 may not be listed yet.
                     shipped: match stores.tables().index_consistency() {
                         Consistency::ReadAfterWrite => vec!["o-1".to_owned()],

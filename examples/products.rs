@@ -290,7 +290,13 @@ async fn list_products(
             }
             products.query(query).await?
         }
-        None => products.scan(limit, list.after.as_deref()).await?,
+        None => {
+            let mut scan = table::Scan::new().limit(limit);
+            if let Some(after) = list.after {
+                scan = scan.after(after);
+            }
+            products.scan(scan).await?
+        }
     };
     let mut headers = HeaderMap::new();
     if let Some(next) = page.next.and_then(|n| HeaderValue::from_str(&n).ok()) {

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use storekit_core::futures::{StreamExt as _, TryStreamExt as _, stream, try_join};
-use storekit_core::table::TableSchema;
+use storekit_core::table::{Scan, TableSchema};
 use storekit_core::transfer::{Imported, KvPosition, MAX_IMPORT_BATCH};
 use storekit_core::{Error, PageRequest, Result, UserId};
 
@@ -306,7 +306,11 @@ async fn copy_table(
             let Some(cursor) = cursor else {
                 return Ok(None);
             };
-            let page = tables.scan(schema, batch, cursor.as_deref()).await?;
+            let mut scan = Scan::new().limit(batch);
+            if let Some(cursor) = cursor {
+                scan = scan.after(cursor);
+            }
+            let page = tables.scan(schema, &scan).await?;
             Ok(Some((page.items, page.next.map(Some))))
         }
     });

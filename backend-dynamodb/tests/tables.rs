@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::{
 use serde_json::{Value, json};
 use storekit_core::Error;
 use storekit_core::table::{
-    Condition, Document, KeyDef, KeyValue, Patch, Query, RecordKey, Returning, TableSchema,
+    Condition, Document, KeyDef, KeyValue, Patch, Query, RecordKey, Returning, Scan, TableSchema,
     TableStatus, TableStore, Transaction,
 };
 use storekit_dynamodb::{DynamoDbConfig, DynamoDbStore};
@@ -28,17 +28,20 @@ use tracing::{Subscriber, subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
 
-/// The request count and table of a closed storekit span.
+/// The request count, records read and table of a closed storekit span.
 #[derive(Debug, Default, Clone)]
 struct Counted {
     table: String,
     requests: u64,
+    read: Option<u64>,
 }
 
 impl Visit for Counted {
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if field.name() == "aws.dynamodb.request_count" {
-            self.requests = value;
+        match field.name() {
+            "aws.dynamodb.request_count" => self.requests = value,
+            "storekit.records_read" => self.read = Some(value),
+            _ => {}
         }
     }
 
@@ -74,12 +77,20 @@ impl Spans {
     /// The request counts of the `operation` calls on `table` closed so far, which are
     /// forgotten; the other tests' spans stay.
     fn take(&self, operation: &str, table: &str) -> Vec<u64> {
+        self.take_counted(operation, table)
+            .into_iter()
+            .map(|counted| counted.requests)
+            .collect()
+    }
+
+    /// What the `operation` calls on `table` closed so far counted, which are forgotten.
+    fn take_counted(&self, operation: &str, table: &str) -> Vec<Counted> {
         let mut spans = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let mut counts = Vec::new();
         spans.retain(|(name, counted)| {
             let ours = *name == operation && counted.table == table;
             if ours {
-                counts.push(counted.requests);
+                counts.push(counted.clone());
             }
             !ours
         });
@@ -240,6 +251,82 @@ async fn a_filtered_page_and_a_patch_send_the_requests_they_need() {
             "{refused:?}"
         );
         assert_eq!(count("patch"), [1, 1], "a patch: one UpdateItem");
+    };
+    run.await;
+    store.drop_tables().await.expect("drop_tables");
+}
+
+/// A filtered page over a partition where 1 record in 50 matches: the Queries (or Scans) it
+/// needed and the items they read (the sum of `ScannedCount`) are on its span and in
+/// `QueryPage::read`; a read budget bounds both, and the next page continues exactly.
+#[tokio::test]
+async fn a_filtered_page_reports_its_requests_and_reads() {
+    let Some(store) = store("reads").await else {
+        return;
+    };
+    let spans = Spans::global();
+    let schema = TableSchema::builder("reads", KeyDef::text("p"))
+        .sort_key(KeyDef::int("n"))
+        .build()
+        .expect("valid schema");
+    let run = async {
+        store.ensure_table(&schema).await.expect("ensure_table");
+        for chunk in (0..500).collect::<Vec<i64>>().chunks(25) {
+            let documents = chunk
+                .iter()
+                .map(|&n| doc(json!({"p": "a", "n": n, "hit": n % 50 == 7})))
+                .collect();
+            store.put_many(&schema, documents).await.expect("put_many");
+        }
+        let numbers = |page: &storekit_core::table::QueryPage| -> Vec<i64> {
+            page.items
+                .iter()
+                .map(|r| r.document["n"].as_i64().expect("n"))
+                .collect()
+        };
+        let one = |op: &str| -> (u64, Option<u64>) {
+            let counted = spans.take_counted(op, "reads");
+            assert_eq!(counted.len(), 1, "{op}: {counted:?}");
+            (counted[0].requests, counted[0].read)
+        };
+        let hits = Condition::eq("hit", true);
+
+        // The first Query reads 4 items (the page and one more) and matches none; the second
+        // reads up to 1,000, which covers the partition: 2 Queries, 500 items read.
+        let page = store
+            .query(&schema, &Query::table("a").filter(hits.clone()).limit(3))
+            .await
+            .expect("query");
+        assert_eq!(numbers(&page), [7, 57, 107]);
+        assert_eq!(page.read, 500);
+        assert_eq!(one("query"), (2, Some(500)));
+
+        // The same over a Scan of the table.
+        let page = store
+            .scan(&schema, &Scan::new().filter(hits.clone()).limit(3))
+            .await
+            .expect("scan");
+        assert_eq!(numbers(&page), [7, 57, 107]);
+        assert_eq!(page.read, 500);
+        assert_eq!(one("scan"), (2, Some(500)));
+
+        // A budget of 100 items: 4 read, then the 96 left; the page ends on the 100th item,
+        // short, and the next starts after it.
+        let budgeted = Query::table("a")
+            .filter(hits.clone())
+            .limit(3)
+            .read_budget(100);
+        let first = store.query(&schema, &budgeted).await.expect("query");
+        assert_eq!(numbers(&first), [7, 57]);
+        assert_eq!(first.read, 100);
+        assert_eq!(one("query"), (2, Some(100)));
+        let second = store
+            .query(&schema, &budgeted.after(first.next.expect("cut short")))
+            .await
+            .expect("query");
+        assert_eq!(numbers(&second), [107, 157]);
+        assert_eq!(second.read, 100);
+        assert_eq!(one("query"), (2, Some(100)));
     };
     run.await;
     store.drop_tables().await.expect("drop_tables");

@@ -16,7 +16,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRu
 use serde_json::{Value, json};
 use storekit_core::table::{
     Consistency, KeyDef, KeyValue, MAX_FIELD_NAME_BYTES, MAX_PAGE, MAX_VERSION, Order, Query,
-    Record, RecordKey, SortCondition, TableSchema, TableStore, query_stream,
+    Record, RecordKey, Scan, SortCondition, TableSchema, TableStore, query_stream,
 };
 use storekit_core::{Error, MemoryStore};
 
@@ -290,7 +290,10 @@ pub async fn edited_cursors_are_invalid_input(f: &Fixture) {
         assert_eq!(next.items.len(), 2);
     }
     // A scan's cursor moved to another record.
-    let page = store.scan(&schema, 3, None).await.expect("scan");
+    let page = store
+        .scan(&schema, &Scan::new().limit(3))
+        .await
+        .expect("scan");
     let cursor = page.next.expect("more");
     let last = &page.items[2].key;
     let (Some(KeyValue::Int(s)), KeyValue::Text(p)) = (&last.sort, &last.partition) else {
@@ -303,14 +306,18 @@ pub async fn edited_cursors_are_invalid_input(f: &Fixture) {
         &format!("\"v\":\"{other}\""),
     )
     .expect("a JSON position");
-    let result = store.scan(&schema, 3, Some(&edited)).await;
+    let result = store
+        .scan(&schema, &Scan::new().limit(3).after(edited.as_str()))
+        .await;
     assert!(refused(&result, "cursor"), "{result:?}");
     let edited = reencoded(
         &cursor,
         &format!("\"v\":{s}"),
         &format!("\"v\":{}", (s + 1) % 6),
     );
-    let result = store.scan(&schema, 3, edited.as_deref()).await;
+    let result = store
+        .scan(&schema, &crate::tables::scan_page(3, edited.as_deref()))
+        .await;
     assert!(refused(&result, "cursor"), "{result:?}");
 }
 

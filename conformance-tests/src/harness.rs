@@ -148,6 +148,10 @@ pub struct Capabilities {
     /// transaction). `false` on DynamoDB, where they are `BatchWriteItem` calls of 25, or one
     /// write per record on a table with unique indexes.
     pub atomic_record_batches: bool,
+    /// A page's [`QueryPage::read`](storekit_core::table::QueryPage::read) is exact: the
+    /// records from its cursor to its end (memory and SQL). `false` on DynamoDB, where it is
+    /// the `ScannedCount` of the page's requests, which may read past the page's end.
+    pub exact_read_counts: bool,
 }
 
 impl Default for Capabilities {
@@ -155,6 +159,7 @@ impl Default for Capabilities {
         Self {
             purge_on_demand: true,
             atomic_record_batches: true,
+            exact_read_counts: true,
         }
     }
 }
@@ -171,6 +176,13 @@ impl Capabilities {
     #[must_use]
     pub fn record_batches_not_atomic(mut self) -> Self {
         self.atomic_record_batches = false;
+        self
+    }
+
+    /// A page's read count may include records past its end that the database read ahead.
+    #[must_use]
+    pub fn read_counts_include_read_ahead(mut self) -> Self {
+        self.exact_read_counts = false;
         self
     }
 }

@@ -1,9 +1,9 @@
 //! The storekit conformance suite: the contract every backend keeps.
 //!
 //! The cases are plain `pub async fn`s in [`users`], [`kv`], [`tables`], [`edges`],
-//! [`schema_edges`], [`expressions`], [`projections`], [`records`], [`transactions`],
-//! [`differential`], [`races`], [`transfer`], [`input`], [`load`], [`observe`] and [`model`]
-//! that take a [`Fixture`] (fresh, empty
+//! [`schema_edges`], [`expressions`], [`scans`], [`projections`], [`records`],
+//! [`transactions`], [`differential`], [`races`], [`transfer`], [`input`], [`load`],
+//! [`observe`] and [`model`] that take a [`Fixture`] (fresh, empty
 //! stores) and fail by panicking. A backend runs them in one of two ways:
 //!
 //! - [`run_suite`], one function: every case of a [`Suite`] in turn, then one panic naming
@@ -41,6 +41,7 @@ pub mod observe;
 pub mod projections;
 pub mod races;
 pub mod records;
+pub mod scans;
 pub mod schema_edges;
 pub mod tables;
 pub mod transactions;
@@ -152,6 +153,17 @@ macro_rules! __with_cases {
                 bad_selections_are_invalid_input,
                 expired_records_are_not_read_through_a_projection,
                 typed_partial_records_read_as_a_second_type,
+            ];
+            scans, Uuid, scans: [
+                filtered_scans_are_full_and_exact,
+                unfiltered_pages_read_what_they_return,
+                filtered_query_pages_count_their_reads,
+                scan_cursors_are_bound_to_their_filter,
+                scan_filters_may_test_key_fields,
+                read_budgets_cut_pages_and_continue_exactly,
+                a_budget_under_the_limit_bounds_an_unfiltered_page,
+                bad_read_budgets_and_scans_are_invalid_input,
+                typed_scans_and_streams_filter,
             ];
             records, Uuid, records: [
                 expired_records_are_never_read,

@@ -53,7 +53,7 @@ async fn all_scanned(
     let (mut records, mut sizes, mut cursor) = (Vec::new(), Vec::new(), None::<String>);
     loop {
         let page = store
-            .scan(schema, limit, cursor.as_deref())
+            .scan(schema, &crate::tables::scan_page(limit, cursor.as_deref()))
             .await
             .expect("scan");
         sizes.push(page.items.len());

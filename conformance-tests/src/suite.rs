@@ -16,7 +16,7 @@ use crate::{Fixture, SetupContext, run_case};
 #[derive(Debug, Clone, Copy)]
 pub struct Case {
     /// Its group: `users_uuid`, `users_int`, `kv`, `kv_races`, `input`, `load`, `observe`,
-    /// `model_uuid`, `model_int`, `tables`, `edges`, `schema_edges`, `expressions`,
+    /// `model_uuid`, `model_int`, `tables`, `edges`, `schema_edges`, `expressions`, `scans`,
     /// `projections`, `records`, `transactions`, `differential`, `races`, `transfer_uuid` or
     /// `transfer_int` (the module of the tests [`crate::conformance_suite!`] writes).
     pub group: &'static str,
@@ -44,9 +44,9 @@ pub enum Suite {
     /// The user, OAuth account and access token cases, with both id kinds: for a store that
     /// implements only the user traits (the fixture's `kv` is not used).
     Users,
-    /// The tables cases, `tables`, `edges`, `schema_edges`, `expressions`, `projections`,
-    /// `records`, `transactions`, `differential` and `races`: for a store that implements
-    /// `TableStore` (give the fixture one with
+    /// The tables cases, `tables`, `edges`, `schema_edges`, `expressions`, `scans`,
+    /// `projections`, `records`, `transactions`, `differential` and `races`: for a store that
+    /// implements `TableStore` (give the fixture one with
     /// `Fixture::with_tables`, and its transfer store with `Fixture::with_transfer`, which the
     /// `edges` case on versions imports records through).
     Tables,
@@ -65,6 +65,7 @@ impl Suite {
                     | "edges"
                     | "schema_edges"
                     | "expressions"
+                    | "scans"
                     | "projections"
                     | "records"
                     | "transactions"

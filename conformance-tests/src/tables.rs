@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use storekit_core::Error;
 use storekit_core::table::{
     Consistency, Document, KeyDef, KeyValue, MAX_DOCUMENT_BYTES, MAX_KEY_BYTES, MAX_PAGE, Query,
-    QueryPage, Record, RecordKey, SortCondition, Table, TableSchema, TableStatus, TableStore,
+    QueryPage, Record, RecordKey, Scan, SortCondition, Table, TableSchema, TableStatus, TableStore,
     dynamodb_size, query_stream, scan_stream,
 };
 
@@ -1333,7 +1333,10 @@ pub async fn numbers_read_back_equal_everywhere(f: &Fixture) {
         .expect("get")
         .expect("stored");
     assert_eq!(read.document, written.document);
-    let scanned = store.scan(&schema, 10, None).await.expect("scan");
+    let scanned = store
+        .scan(&schema, &Scan::new().limit(10))
+        .await
+        .expect("scan");
     assert_eq!(scanned.items[0].document, written.document);
 }
 
@@ -1445,7 +1448,7 @@ pub async fn reads_after_writes_see_them_except_index_queries(f: &Fixture) {
         assert_eq!(store.count(&schema).await.expect("count"), round as u64 + 1);
         assert_eq!(
             store
-                .scan(&schema, 100, None)
+                .scan(&schema, &Scan::new().limit(100))
                 .await
                 .expect("scan")
                 .items
@@ -1471,6 +1474,15 @@ pub async fn reads_after_writes_see_them_except_index_queries(f: &Fixture) {
     }
 }
 
+/// A scan of `limit` records a page, continuing from `cursor` if there is one.
+pub(crate) fn scan_page(limit: usize, cursor: Option<&str>) -> Scan {
+    let scan = Scan::new().limit(limit);
+    match cursor {
+        Some(cursor) => scan.after(cursor),
+        None => scan,
+    }
+}
+
 /// A cursor works only for the query that returned it: garbled, edited or another query's
 /// cursors are `InvalidInput`.
 pub async fn garbled_and_foreign_cursors_are_invalid_input(f: &Fixture) {
@@ -1486,7 +1498,7 @@ pub async fn garbled_and_foreign_cursors_are_invalid_input(f: &Fixture) {
         .expect("query");
     let cursor = page.next.expect("more");
     let scanned = store
-        .scan(&schema, 2, None)
+        .scan(&schema, &Scan::new().limit(2))
         .await
         .expect("scan")
         .next
@@ -1527,7 +1539,9 @@ pub async fn garbled_and_foreign_cursors_are_invalid_input(f: &Fixture) {
             "{what}: {result:?}"
         );
     }
-    let scan = store.scan(&schema, 2, Some(&cursor)).await;
+    let scan = store
+        .scan(&schema, &Scan::new().limit(2).after(cursor.as_str()))
+        .await;
     assert!(
         matches!(scan, Err(Error::InvalidInput { what: "cursor", .. })),
         "{scan:?}"
@@ -1728,7 +1742,7 @@ pub async fn scan_and_count_see_every_record_once(f: &Fixture) {
     let (mut seen, mut cursor, mut pages) = (Vec::new(), None::<String>, 0);
     loop {
         let page = store
-            .scan(&schema, 10, cursor.as_deref())
+            .scan(&schema, &scan_page(10, cursor.as_deref()))
             .await
             .expect("scan");
         pages += 1;
@@ -1748,7 +1762,7 @@ pub async fn scan_and_count_see_every_record_once(f: &Fixture) {
     seen.sort_unstable();
     assert_eq!(seen, (0..57).collect::<Vec<i64>>());
     assert_eq!(pages, 6);
-    let streamed: Vec<Record> = scan_stream(self::store(f), schema.clone())
+    let streamed: Vec<Record> = scan_stream(self::store(f), schema.clone(), Scan::new())
         .try_collect()
         .await
         .expect("stream");
@@ -1811,7 +1825,10 @@ pub async fn every_call_on_a_dropped_table_is_not_found(f: &Fixture) {
             .await
             .map(drop),
     );
-    not_found("scan", store.scan(&schema, 10, None).await.map(drop));
+    not_found(
+        "scan",
+        store.scan(&schema, &Scan::new().limit(10)).await.map(drop),
+    );
     not_found("count", store.count(&schema).await.map(drop));
     not_found(
         "insert",

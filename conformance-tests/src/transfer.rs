@@ -459,7 +459,7 @@ async fn records_of(store: &dyn TableStore, schema: &TableSchema) -> Vec<Record>
     let mut cursor: Option<String> = None;
     loop {
         let page = store
-            .scan(schema, 100, cursor.as_deref())
+            .scan(schema, &crate::tables::scan_page(100, cursor.as_deref()))
             .await
             .expect("scan");
         all.extend(page.items);

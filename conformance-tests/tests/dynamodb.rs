@@ -44,7 +44,8 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
         .with_capabilities(
             storekit_conformance::Capabilities::default()
                 .database_expires_items()
-                .record_batches_not_atomic(),
+                .record_batches_not_atomic()
+                .read_counts_include_read_ahead(),
         )
         .with_tables(store.clone())
         .with_transfer(store),

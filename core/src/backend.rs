@@ -26,8 +26,8 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use crate::table::{
-    Condition, Consistency, Document, IndexQuery, KeyValue, MissingIndexes, Patch, Projection,
-    Record, RecordKey, Returning, Row, TableSchema, TableShape,
+    Condition, Consistency, Document, Fetched, IndexQuery, KeyValue, MissingIndexes, Patch,
+    Projection, Record, RecordKey, Returning, Row, TableScan, TableSchema, TableShape,
 };
 use crate::{
     AccessToken, IdKind, OAuthAccount, OAuthAccountPatch, Page, Result, User, UserDraft, UserId,
@@ -499,8 +499,10 @@ pub trait TableBackend: Backend {
         values: &[KeyValue],
     ) -> Result<Option<Record>>;
 
-    /// Up to `query.fetch` records of a query, in its order, after `query.after`.
-    async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Vec<Record>>;
+    /// Up to `query.fetch` records of a query that meet its filter, in its order, after
+    /// `query.after`, reading at most `query.budget` records; with what it read
+    /// ([`Fetched`]).
+    async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Fetched>;
 
     // Projections (issue 21, item 3). `fetch` is a checked selection that already holds
     // whatever the layer needs whole (the table's keys, the queried index's keys, the ttl
@@ -543,22 +545,19 @@ pub trait TableBackend: Backend {
         schema: &TableSchema,
         query: &IndexQuery<'_>,
         fetch: &Projection,
-    ) -> Result<Vec<Record>> {
-        Ok(self
-            .query(schema, query)
-            .await?
+    ) -> Result<Fetched> {
+        let mut fetched = self.query(schema, query).await?;
+        fetched.records = std::mem::take(&mut fetched.records)
             .into_iter()
             .map(|record| fetch.project_record(record))
-            .collect())
+            .collect();
+        Ok(fetched)
     }
 
-    /// Up to `fetch` records after the record `after`, in the backend's own stable order.
-    async fn scan(
-        &self,
-        schema: &TableSchema,
-        after: Option<&RecordKey>,
-        fetch: usize,
-    ) -> Result<Vec<Record>>;
+    /// Up to `scan.fetch` records that meet its filter after the record `scan.after`, in the
+    /// backend's own stable order, reading at most `scan.budget` records; with what it read
+    /// ([`Fetched`]).
+    async fn scan(&self, schema: &TableSchema, scan: &TableScan<'_>) -> Result<Fetched>;
 
     /// How many records the table holds.
     async fn count(&self, schema: &TableSchema) -> Result<u64>;

@@ -11,6 +11,7 @@
 //! | `db.collection.name` | the namespace, or `users`, `oauth_accounts`, `access_tokens` |
 //! | `db.operation.batch.size` | the number of items of a batch call |
 //! | `db.response.returned_rows` | items returned (listed keys, values found, users on a page) |
+//! | `storekit.records_read` | records a table query or scan read to fill its page (see [`crate::table::QueryPage::read`]) |
 //! | `storekit.outcome` | `ok`, or the kind of error (see [`crate::Error::kind`]) |
 //! | `error.type` | the kind of error, on failure only |
 //! | `aws.dynamodb.request_count` | DynamoDB requests the call made (retries included) |
@@ -87,6 +88,7 @@ macro_rules! call_span {
             db.collection.name = $collection,
             db.operation.batch.size = tracing::field::Empty,
             db.response.returned_rows = tracing::field::Empty,
+            storekit.records_read = tracing::field::Empty,
             storekit.outcome = tracing::field::Empty,
             error.type = tracing::field::Empty,
             aws.dynamodb.request_count = tracing::field::Empty,

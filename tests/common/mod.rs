@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::json;
-use storekit::table::{KeyDef, Record, TableSchema};
+use storekit::table::{KeyDef, Record, Scan, TableSchema};
 use storekit::transfer::{KvPosition, UserBundle};
 use storekit::{NewOAuthAccount, NewUser, PageRequest, Stores, UserPatch};
 
@@ -180,10 +180,11 @@ pub(crate) async fn snapshot(stores: &Stores) -> Snapshot {
         let mut all = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let page = tables
-                .scan(&schema, 1_000, cursor.as_deref())
-                .await
-                .expect("scan");
+            let mut scan = Scan::new().limit(1_000);
+            if let Some(cursor) = cursor.take() {
+                scan = scan.after(cursor);
+            }
+            let page = tables.scan(&schema, &scan).await.expect("scan");
             all.extend(page.items);
             match page.next {
                 Some(next) => cursor = Some(next),

@@ -58,8 +58,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use storekit_core::Result;
 use storekit_core::backend::TableBackend;
 use storekit_core::table::{
-    Condition as DocCondition, Consistency, Document, IndexQuery, KeyValue, MissingIndexes, Patch,
-    Projection, Record, RecordKey, Returning, Row, TableSchema, TableShape,
+    Condition as DocCondition, Consistency, Document, Fetched, IndexQuery, KeyValue,
+    MissingIndexes, Patch, Projection, Record, RecordKey, Returning, Row, TableScan, TableSchema,
+    TableShape,
 };
 
 use crate::DynamoDbStore;
@@ -277,7 +278,7 @@ impl TableBackend for DynamoDbStore {
         schema: &TableSchema,
         query: &IndexQuery<'_>,
         fetch: &Projection,
-    ) -> Result<Vec<Record>> {
+    ) -> Result<Fetched> {
         self.query_records(schema, query, Some(fetch)).await
     }
 
@@ -294,17 +295,12 @@ impl TableBackend for DynamoDbStore {
         self.get_by_marker(schema, index, values).await
     }
 
-    async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Vec<Record>> {
+    async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Fetched> {
         self.query_records(schema, query, None).await
     }
 
-    async fn scan(
-        &self,
-        schema: &TableSchema,
-        after: Option<&RecordKey>,
-        fetch: usize,
-    ) -> Result<Vec<Record>> {
-        self.scan_records(schema, after, fetch).await
+    async fn scan(&self, schema: &TableSchema, scan: &TableScan<'_>) -> Result<Fetched> {
+        self.scan_records(schema, scan).await
     }
 
     async fn count(&self, schema: &TableSchema) -> Result<u64> {

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::Select;
 use storekit_core::Result;
 use storekit_core::table::{
-    IndexQuery, Order, Projection, Record, RecordKey, SortCondition, TableSchema,
+    Fetched, IndexQuery, Order, Projection, Record, RecordKey, SortCondition, TableScan,
+    TableSchema,
 };
 
 use super::{Placeholders, filter, item};
@@ -17,7 +18,6 @@ use crate::count::Counted as _;
 use crate::error;
 use crate::item::Item;
 
-/// A Query or Scan `Limit` for `fetch` more records.
 /// Most items one filtered request reads when few have matched so far: DynamoDB stops at 1 MB
 /// anyway, and this keeps a request's cost bounded for small items.
 const MAX_FILTERED_READ: usize = 1000;
@@ -37,6 +37,88 @@ fn projection(fetch: &Projection, p: &mut Placeholders) -> String {
         .collect();
     paths.push(p.name(item::VERSION));
     paths.join(", ")
+}
+
+/// One Query or Scan answer.
+struct Answer {
+    /// `ScannedCount`: the items it read, before the filter.
+    scanned: i32,
+    items: Vec<Item>,
+    last: Option<Item>,
+}
+
+/// How the requests of one page read: the records it wants, whether a filter may drop what
+/// is read, and how many items it may read at most.
+struct Reads {
+    fetch: usize,
+    filtered: bool,
+    budget: Option<u64>,
+}
+
+impl Reads {
+    /// Sends requests (`send(limit, start)`) from `start` on until `fetch` records have
+    /// matched, the range ends, or the budget is read. DynamoDB's `Limit` counts the items a
+    /// request reads, before the filter: each request reads about as many as the matches so
+    /// far say are needed for the rest of the page, and never more than the budget left, so
+    /// that a page cut by its budget ends exactly on the `LastEvaluatedKey` of its last
+    /// request.
+    async fn run_from<F, Fut>(
+        &self,
+        schema: &TableSchema,
+        table: &str,
+        mut start: Option<Item>,
+        mut send: F,
+    ) -> Result<Fetched>
+    where
+        F: FnMut(i32, Option<Item>) -> Fut,
+        Fut: Future<Output = Result<Answer>>,
+    {
+        let mut fetched = Fetched::default();
+        let (mut read, mut matched) = (0usize, 0usize);
+        while fetched.records.len() < self.fetch {
+            let wanted = self.fetch - fetched.records.len();
+            let mut to_read = if self.filtered && matched > 0 {
+                wanted
+                    .saturating_mul(read)
+                    .div_ceil(matched)
+                    .min(MAX_FILTERED_READ)
+            } else if self.filtered && read > 0 {
+                MAX_FILTERED_READ
+            } else {
+                wanted
+            }
+            .max(wanted);
+            let left = self
+                .budget
+                .map(|budget| budget.saturating_sub(fetched.read));
+            if let Some(left) = left {
+                to_read = to_read.min(usize::try_from(left).unwrap_or(usize::MAX));
+            }
+            let answer = send(limit(to_read), start).await?;
+            let scanned = u64::try_from(answer.scanned).unwrap_or_default();
+            fetched.read += scanned;
+            read += usize::try_from(scanned).unwrap_or(usize::MAX);
+            matched += answer.items.len();
+            // Past the page's end, the rest of what this read matched is read again by the next
+            // page, which starts after the last record returned.
+            for stored in answer.items.iter().take(wanted) {
+                fetched.records.push(item::record(schema, table, stored)?);
+            }
+            start = answer.last.filter(|key| !key.is_empty());
+            let Some(last) = &start else { break };
+            if fetched.records.len() < self.fetch
+                && self.budget.is_some_and(|budget| fetched.read >= budget)
+            {
+                fetched.cut = Some(item::document(last, table)?);
+                break;
+            }
+        }
+        // Without a filter, each item read was returned: the counts are exact.
+        if !self.filtered && fetched.read == fetched.records.len() as u64 {
+            fetched.read_through = Some((1..=fetched.read).collect());
+        }
+        Ok(fetched)
+    }
 }
 
 impl DynamoDbStore {
@@ -151,13 +233,14 @@ impl DynamoDbStore {
         Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
     }
 
-    /// Up to `query.fetch` records of a query that meet its filter, following 1 MB pages.
+    /// Up to `query.fetch` records of a query that meet its filter, following 1 MB pages,
+    /// within its read budget.
     pub(super) async fn query_records(
         &self,
         schema: &TableSchema,
         query: &IndexQuery<'_>,
         fetch: Option<&Projection>,
-    ) -> Result<Vec<Record>> {
+    ) -> Result<Fetched> {
         let table = self.table_name(schema);
         let index = query.index.map(|i| &schema.indexes()[i]);
         let (partition, sort) = match index {
@@ -187,7 +270,7 @@ impl DynamoDbStore {
             expression = format!("{expression} AND {clause}");
         }
         // Where the previous page ended: the record's table key, plus its key in the index.
-        let mut start: Option<Item> = query.after.map(|after| {
+        let start: Option<Item> = query.after.map(|after| {
             let mut key = item::key_item(schema, &after.key);
             if index.is_some() {
                 key.insert(
@@ -206,84 +289,82 @@ impl DynamoDbStore {
             .transpose()?;
         // DynamoDB filters the whole item, then projects what matched.
         let projection = fetch.map(|fetch| projection(fetch, &mut p));
-        let mut records = Vec::new();
-        // DynamoDB's `Limit` counts the items it reads, before the filter: read about as many
-        // as the matches so far say are needed for the rest of the page.
-        let (mut read, mut matched) = (0usize, 0usize);
-        while records.len() < query.fetch {
-            let wanted = query.fetch - records.len();
-            let to_read = if filter.is_some() && matched > 0 {
-                wanted
-                    .saturating_mul(read)
-                    .div_ceil(matched)
-                    .min(MAX_FILTERED_READ)
-            } else if filter.is_some() && read > 0 {
-                MAX_FILTERED_READ
-            } else {
-                wanted
-            };
-            let output = self
-                .client
-                .query()
-                .table_name(&table)
-                .set_index_name(index.map(|i| i.name().to_owned()))
-                .key_condition_expression(&expression)
-                .set_filter_expression(filter.clone())
-                .set_projection_expression(projection.clone())
-                .set_expression_attribute_names(p.names())
-                .set_expression_attribute_values(p.values())
-                .scan_index_forward(query.order == Order::Ascending)
-                .consistent_read(index.is_none())
-                .limit(limit(to_read.max(wanted)))
-                .set_exclusive_start_key(start)
-                .send_counted()
-                .await
-                .map_err(error::sdk)?;
-            read += usize::try_from(output.scanned_count).unwrap_or_default();
-            matched += output.items().len();
-            // Past the page's end, the rest of what this read matched is read again by the next
-            // page, which starts after the last record returned.
-            for stored in output.items().iter().take(wanted) {
-                records.push(item::record(schema, &table, stored)?);
-            }
-            start = output.last_evaluated_key.filter(|key| !key.is_empty());
-            if start.is_none() {
-                break;
-            }
-        }
-        Ok(records)
+        let (names, values) = (p.names(), p.values());
+        let reads = Reads {
+            fetch: query.fetch,
+            filtered: filter.is_some(),
+            budget: query.budget,
+        };
+        reads
+            .run_from(schema, &table, start, |limit, start| {
+                let request = self
+                    .client
+                    .query()
+                    .table_name(&table)
+                    .set_index_name(index.map(|i| i.name().to_owned()))
+                    .key_condition_expression(&expression)
+                    .set_filter_expression(filter.clone())
+                    .set_projection_expression(projection.clone())
+                    .set_expression_attribute_names(names.clone())
+                    .set_expression_attribute_values(values.clone())
+                    .scan_index_forward(query.order == Order::Ascending)
+                    .consistent_read(index.is_none())
+                    .limit(limit)
+                    .set_exclusive_start_key(start);
+                async move {
+                    let output = request.send_counted().await.map_err(error::sdk)?;
+                    Ok(Answer {
+                        scanned: output.scanned_count,
+                        items: output.items.unwrap_or_default(),
+                        last: output.last_evaluated_key,
+                    })
+                }
+            })
+            .await
     }
 
-    /// Up to `fetch` records after `after`, in DynamoDB's scan order, following 1 MB pages.
+    /// Up to `scan.fetch` records meeting its filter after `scan.after`, in DynamoDB's scan
+    /// order, following 1 MB pages, within its read budget.
     pub(super) async fn scan_records(
         &self,
         schema: &TableSchema,
-        after: Option<&RecordKey>,
-        fetch: usize,
-    ) -> Result<Vec<Record>> {
+        scan: &TableScan<'_>,
+    ) -> Result<Fetched> {
         let table = self.table_name(schema);
-        let mut start = after.map(|key| item::key_item(schema, key));
-        let mut records = Vec::new();
-        while records.len() < fetch {
-            let output = self
-                .client
-                .scan()
-                .table_name(&table)
-                .consistent_read(true)
-                .limit(limit(fetch - records.len()))
-                .set_exclusive_start_key(start)
-                .send_counted()
-                .await
-                .map_err(error::sdk)?;
-            for stored in output.items() {
-                records.push(item::record(schema, &table, stored)?);
-            }
-            start = output.last_evaluated_key.filter(|key| !key.is_empty());
-            if start.is_none() {
-                break;
-            }
-        }
-        Ok(records)
+        let mut p = Placeholders::default();
+        let filter = scan
+            .filter
+            .map(|condition| filter::render(condition, &mut p))
+            .transpose()?;
+        let (names, values) = (p.names(), p.values());
+        let reads = Reads {
+            fetch: scan.fetch,
+            filtered: filter.is_some(),
+            budget: scan.budget,
+        };
+        let start = scan.after.map(|key| item::key_item(schema, key));
+        reads
+            .run_from(schema, &table, start, |limit, start| {
+                let request = self
+                    .client
+                    .scan()
+                    .table_name(&table)
+                    .set_filter_expression(filter.clone())
+                    .set_expression_attribute_names(names.clone())
+                    .set_expression_attribute_values(values.clone())
+                    .consistent_read(true)
+                    .limit(limit)
+                    .set_exclusive_start_key(start);
+                async move {
+                    let output = request.send_counted().await.map_err(error::sdk)?;
+                    Ok(Answer {
+                        scanned: output.scanned_count,
+                        items: output.items.unwrap_or_default(),
+                        last: output.last_evaluated_key,
+                    })
+                }
+            })
+            .await
     }
 
     /// The number of records: a consistent `Select=COUNT` Scan over every page.

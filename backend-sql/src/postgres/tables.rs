@@ -13,8 +13,8 @@ use storekit_core::backend::TableBackend;
 use storekit_core::table::patch::{condition_holds, patch_row, returned};
 use storekit_core::table::transact::{Resolved, Step, failed};
 use storekit_core::table::{
-    Condition, Document, IndexQuery, KeyType, KeyValue, MAX_VERSION, MissingIndexes, Patch, Record,
-    RecordKey, Returning, Row, TableSchema, TableShape, next_version,
+    Condition, Document, Fetched, IndexQuery, KeyType, KeyValue, MAX_VERSION, MissingIndexes,
+    Patch, Record, RecordKey, Returning, Row, TableScan, TableSchema, TableShape, next_version,
 };
 use storekit_core::{Error, Result};
 
@@ -22,7 +22,7 @@ use super::PostgresStore;
 use super::error::{is_missing_table, pg_error, retry_conflicts_with, table_error};
 use super::schema::sql;
 use crate::dialect::{Param, Statement};
-use crate::table_layout::{Layout, checked_shape, live_shape, not_ours, shape_json};
+use crate::table_layout::{Layout, Read, checked_shape, live_shape, not_ours, shape_json};
 
 const BACKEND: &str = "postgres";
 
@@ -206,6 +206,34 @@ impl PostgresStore {
             .run(layout, || query(statement).fetch_all(&self.inner.pool))
             .await?;
         rows.iter().map(|row| record_of(layout, row)).collect()
+    }
+
+    /// What a read found: each row a record for a plain read, or a record and its counts for
+    /// a windowed one (see [`Layout::windowed`]).
+    async fn fetched(&self, layout: &Layout, read: &Read) -> Result<Fetched> {
+        let (statement, window) = match read {
+            Read::Plain(statement) => {
+                return Ok(Fetched::unfiltered(self.records(layout, statement).await?));
+            }
+            Read::Windowed(statement, window) => (statement, *window),
+        };
+        let rows = self
+            .run(layout, || query(statement).fetch_all(&self.inner.pool))
+            .await?;
+        let found = rows
+            .iter()
+            .map(|row| {
+                let counts = [
+                    row.try_get(2).map_err(pg_error)?,
+                    row.try_get(3).map_err(pg_error)?,
+                ];
+                // The count row holds no record.
+                let version: Option<i64> = row.try_get(0).map_err(pg_error)?;
+                let record = version.map(|_| record_of(layout, row)).transpose()?;
+                Ok((record, counts))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Layout::fetched(window, found))
     }
 
     async fn one_record(&self, layout: &Layout, statement: &Statement) -> Result<Option<Record>> {
@@ -636,19 +664,16 @@ impl TableBackend for PostgresStore {
             .await
     }
 
-    async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Vec<Record>> {
+    async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Fetched> {
         let layout = self.layout(schema)?;
-        self.records(&layout, &layout.query(query)?).await
+        let read = layout.query(query)?;
+        self.fetched(&layout, &read).await
     }
 
-    async fn scan(
-        &self,
-        schema: &TableSchema,
-        after: Option<&RecordKey>,
-        fetch: usize,
-    ) -> Result<Vec<Record>> {
+    async fn scan(&self, schema: &TableSchema, scan: &TableScan<'_>) -> Result<Fetched> {
         let layout = self.layout(schema)?;
-        self.records(&layout, &layout.scan(after, fetch)).await
+        let read = layout.scan_read(scan)?;
+        self.fetched(&layout, &read).await
     }
 
     async fn count(&self, schema: &TableSchema) -> Result<u64> {

@@ -12,8 +12,8 @@ use storekit_core::backend::TableBackend;
 use storekit_core::table::patch::{condition_holds, patch_row, returned};
 use storekit_core::table::transact::{Resolved, Step, failed};
 use storekit_core::table::{
-    Condition, Document, IndexQuery, KeyValue, MAX_VERSION, MissingIndexes, Patch, Record,
-    RecordKey, Returning, Row, TableSchema, TableShape, next_version,
+    Condition, Document, Fetched, IndexQuery, KeyValue, MAX_VERSION, MissingIndexes, Patch, Record,
+    RecordKey, Returning, Row, TableScan, TableSchema, TableShape, next_version,
 };
 use storekit_core::{Error, Result};
 
@@ -21,7 +21,7 @@ use super::SqliteStore;
 use super::error::{is_missing_table, sqlite_error, table_error};
 use super::step::{any_row, first_row};
 use crate::dialect::{Dialect, Param, Statement};
-use crate::table_layout::{Catalog, Layout, checked_shape, live_shape, not_ours, shape_json};
+use crate::table_layout::{Catalog, Layout, Read, checked_shape, live_shape, not_ours, shape_json};
 use crate::tables::Tables;
 
 const BACKEND: &str = "sqlite";
@@ -75,6 +75,33 @@ fn records(conn: &Connection, layout: &Layout, statement: &Statement) -> Result<
         found.push(record_of(layout, row)?);
     }
     Ok(found)
+}
+
+/// What a read found: each row a record for a plain read, or a record and its counts for a
+/// windowed one (see [`Layout::windowed`]).
+fn fetched(conn: &Connection, layout: &Layout, read: &Read) -> Result<Fetched> {
+    let (statement, window) = match read {
+        Read::Plain(statement) => {
+            return Ok(Fetched::unfiltered(records(conn, layout, statement)?));
+        }
+        Read::Windowed(statement, window) => (statement, *window),
+    };
+    let mut stmt = conn.prepare(&statement.sql).map_err(table_error)?;
+    let mut rows = stmt
+        .query(params_from_iter(&statement.params))
+        .map_err(table_error)?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next().map_err(sqlite_error)? {
+        let counts = [
+            row.get(2).map_err(sqlite_error)?,
+            row.get(3).map_err(sqlite_error)?,
+        ];
+        // The count row holds no record.
+        let version: Option<i64> = row.get(0).map_err(sqlite_error)?;
+        let record = version.map(|_| record_of(layout, row)).transpose()?;
+        found.push((record, counts));
+    }
+    Ok(Layout::fetched(window, found))
 }
 
 fn record_of(layout: &Layout, row: &rusqlite::Row<'_>) -> Result<Record> {
@@ -353,6 +380,27 @@ impl SqliteStore {
     }
 
     /// Runs a `SELECT version, document` statement expected to return up to `rows` records.
+    /// Runs a read of a query or a scan: inline when it returns and reads few records, on the
+    /// blocking pool otherwise (a filter may read far more records than it returns).
+    async fn read_fetched(&self, layout: Arc<Layout>, read: Read, fetch: usize) -> Result<Fetched> {
+        let small = fetch <= INLINE_RECORDS
+            && match &read {
+                Read::Plain(_) => true,
+                Read::Windowed(..) => read.budget().is_some_and(|b| b <= INLINE_RECORDS as u64),
+            };
+        if small {
+            return self
+                .inner
+                .conns
+                .read(|conn| fetched(conn, &layout, &read))
+                .await;
+        }
+        self.inner
+            .conns
+            .read_blocking(move |conn| fetched(conn, &layout, &read))
+            .await
+    }
+
     async fn read_records(
         &self,
         layout: Arc<Layout>,
@@ -637,21 +685,16 @@ impl TableBackend for SqliteStore {
             .await
     }
 
-    async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Vec<Record>> {
+    async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Fetched> {
         let layout = self.layout(schema).await?;
-        let statement = layout.query(query)?;
-        self.read_records(layout, statement, query.fetch).await
+        let read = layout.query(query)?;
+        self.read_fetched(layout, read, query.fetch).await
     }
 
-    async fn scan(
-        &self,
-        schema: &TableSchema,
-        after: Option<&RecordKey>,
-        fetch: usize,
-    ) -> Result<Vec<Record>> {
+    async fn scan(&self, schema: &TableSchema, scan: &TableScan<'_>) -> Result<Fetched> {
         let layout = self.layout(schema).await?;
-        let statement = layout.scan(after, fetch);
-        self.read_records(layout, statement, fetch).await
+        let read = layout.scan_read(scan)?;
+        self.read_fetched(layout, read, scan.fetch).await
     }
 
     async fn count(&self, schema: &TableSchema) -> Result<u64> {

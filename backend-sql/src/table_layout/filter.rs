@@ -35,6 +35,16 @@ pub(super) fn and_where(
     bytes_fields: &[&str],
 ) -> Result<()> {
     b.sql(" AND ");
+    self::condition(b, condition, bytes_fields)
+}
+
+/// Appends `condition` as a boolean expression, never NULL on PostgreSQL (see the module
+/// docs) and an integer on SQLite.
+pub(super) fn condition(
+    b: &mut Builder,
+    condition: &Condition,
+    bytes_fields: &[&str],
+) -> Result<()> {
     match b.dialect {
         Dialect::Sqlite => {
             let spec = serde_json::to_string(&Spec {

@@ -11,8 +11,8 @@ use super::MemoryStore;
 use crate::backend::TableBackend;
 use crate::table::transact::{Resolved, Step, failed};
 use crate::table::{
-    Condition, Consistency, Document, IndexQuery, KeyValue, MissingIndexes, Order, Patch, Position,
-    Record, RecordKey, Returning, Row, TableSchema, TableShape,
+    Condition, Consistency, Document, Fetched, IndexQuery, KeyValue, MissingIndexes, Order, Patch,
+    Position, Record, RecordKey, Returning, Row, TableScan, TableSchema, TableShape,
 };
 use crate::{Error, Result};
 
@@ -250,6 +250,44 @@ impl Table {
     }
 }
 
+/// Reads `records` in order, as a database reads a key range: keeps up to `fetch` that meet
+/// `filter`, and stops there, at the end, or when `budget` records have been read (then
+/// leaving where it stopped as the cut, if any record follows). Every record is counted as
+/// read, met or not: the reference for what [`Fetched::read`] counts.
+fn read_range(
+    schema: &TableSchema,
+    records: impl Iterator<Item = Record>,
+    fetch: usize,
+    filter: Option<&Condition>,
+    budget: Option<u64>,
+) -> Fetched {
+    let bytes_fields = crate::table::expr::bytes_fields(schema);
+    let mut fetched = Fetched {
+        read_through: Some(Vec::new()),
+        ..Fetched::default()
+    };
+    let mut records = records.peekable();
+    while fetched.records.len() < fetch {
+        let Some(record) = records.next() else { break };
+        fetched.read += 1;
+        let at_budget = budget == Some(fetched.read);
+        let cut = (at_budget && records.peek().is_some()).then(|| record.document.clone());
+        if filter.is_none_or(|filter| filter.matches(&record.document, &bytes_fields)) {
+            fetched.records.push(record);
+            if let Some(through) = &mut fetched.read_through {
+                through.push(fetched.read);
+            }
+        }
+        if at_budget {
+            if fetched.records.len() < fetch {
+                fetched.cut = cut;
+            }
+            break;
+        }
+    }
+    fetched
+}
+
 #[async_trait]
 impl TableBackend for MemoryStore {
     fn index_consistency(&self) -> Consistency {
@@ -411,7 +449,7 @@ impl TableBackend for MemoryStore {
         })
     }
 
-    async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Vec<Record>> {
+    async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Fetched> {
         let lag = self.index_lag;
         self.with_table(schema, |table| {
             let mut hits: Vec<(Position, Record)> = Vec::new();
@@ -473,35 +511,31 @@ impl TableBackend for MemoryStore {
             if query.order == Order::Descending {
                 hits.reverse();
             }
-            let bytes_fields = crate::table::expr::bytes_fields(schema);
-            Ok(hits
-                .into_iter()
-                .filter(|(_, record)| {
-                    query
-                        .filter
-                        .is_none_or(|filter| filter.matches(&record.document, &bytes_fields))
-                })
-                .take(query.fetch)
-                .map(|(_, record)| record)
-                .collect())
+            Ok(read_range(
+                schema,
+                hits.into_iter().map(|(_, record)| record),
+                query.fetch,
+                query.filter,
+                query.budget,
+            ))
         })
     }
 
-    async fn scan(
-        &self,
-        schema: &TableSchema,
-        after: Option<&RecordKey>,
-        fetch: usize,
-    ) -> Result<Vec<Record>> {
+    async fn scan(&self, schema: &TableSchema, scan: &TableScan<'_>) -> Result<Fetched> {
         use std::ops::Bound;
         self.with_table(schema, |table| {
-            let start = after.map_or(Bound::Unbounded, Bound::Excluded);
-            Ok(table
+            let start = scan.after.map_or(Bound::Unbounded, Bound::Excluded);
+            let records = table
                 .rows
                 .range((start, Bound::Unbounded))
-                .take(fetch)
-                .map(|(key, stored)| stored.record(key))
-                .collect())
+                .map(|(key, stored)| stored.record(key));
+            Ok(read_range(
+                schema,
+                records,
+                scan.fetch,
+                scan.filter,
+                scan.budget,
+            ))
         })
     }
 

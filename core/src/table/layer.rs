@@ -7,10 +7,10 @@ use async_trait::async_trait;
 
 use super::query::{self, fingerprint};
 use super::{
-    Change, Condition, Consistency, Document, IndexQuery, KeyDef, KeyValue, MAX_BATCH,
+    Change, Condition, Consistency, Document, Fetched, IndexQuery, KeyDef, KeyValue, MAX_BATCH,
     MissingIndexes, Order, Patch, Patched, Position, Projection, Query, QueryPage, Record,
-    RecordKey, Returning, Row, TableSchema, TableStatus, TableStore, check_expected_version,
-    next_version, same_table_name,
+    RecordKey, Returning, Row, Scan, TableScan, TableSchema, TableStatus, TableStore,
+    check_expected_version, next_version, same_table_name,
 };
 use crate::backend::TableBackend;
 use crate::trace::{Call, call_span};
@@ -505,68 +505,10 @@ impl<B: TableBackend> TableStore for B {
             .await
     }
 
-    async fn scan(
-        &self,
-        schema: &TableSchema,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<QueryPage> {
+    async fn scan(&self, schema: &TableSchema, scan: &Scan) -> Result<QueryPage> {
         call!(self, "scan", schema)
             .run(
-                async {
-                    if !(1..=query::MAX_PAGE).contains(&limit) {
-                        return Err(Error::invalid(
-                            "limit",
-                            format!("must be 1 to {}, not {limit}", query::MAX_PAGE),
-                        ));
-                    }
-                    let print = query::scan_fingerprint(schema);
-                    let after = cursor
-                        .map(|c| query::decode_cursor(&print, c, schema, None))
-                        .transpose()?;
-                    let now = now_secs();
-                    let mut from = after.map(|p| p.key);
-                    let mut items = Vec::new();
-                    // Expired records are skipped and more read in their place, so that a page
-                    // stays full.
-                    loop {
-                        let want = limit + 1 - items.len();
-                        let batch = TableBackend::scan(self, schema, from.as_ref(), want).await?;
-                        // A scan's order is the backend's own, so only a repeat of the record
-                        // the cursor names can be seen: the least that keeps `scan_stream`
-                        // from looping.
-                        if let Some(from) = &from
-                            && batch.iter().any(|record| &record.key == from)
-                        {
-                            return Err(not_advancing(self.system()));
-                        }
-                        let exhausted = batch.len() < want;
-                        if let Some(last) = batch.last() {
-                            from = Some(last.key.clone());
-                        }
-                        items.extend(
-                            batch
-                                .into_iter()
-                                .filter(|record| !schema.is_expired(&record.document, now)),
-                        );
-                        if exhausted || items.len() > limit {
-                            break;
-                        }
-                    }
-                    let more = items.len() > limit;
-                    items.truncate(limit);
-                    let next = match items.last() {
-                        Some(last) if more => Some(query::encode_cursor(
-                            &print,
-                            &Position {
-                                sort: None,
-                                key: last.key.clone(),
-                            },
-                        )?),
-                        _ => None,
-                    };
-                    Ok(QueryPage { items, next })
-                },
+                run_scan(self, schema, scan),
                 |page| Some(page.items.len()),
                 || about_table(schema),
             )
@@ -692,9 +634,8 @@ impl<B: TableBackend> TableStore for B {
                     let now = now_secs();
                     let (mut live, mut from) = (0u64, None::<RecordKey>);
                     loop {
-                        let batch =
-                            TableBackend::scan(self, schema, from.as_ref(), query::MAX_PAGE)
-                                .await?;
+                        let all = TableScan::all(from.as_ref(), query::MAX_PAGE);
+                        let batch = TableBackend::scan(self, schema, &all).await?.records;
                         let exhausted = batch.len() < query::MAX_PAGE;
                         live += batch
                             .iter()
@@ -923,7 +864,10 @@ async fn check_new_indexes<B: TableBackend>(
     let mut refusals: Vec<Option<String>> = vec![None; new.len()];
     let mut after: Option<RecordKey> = None;
     loop {
-        let page = backend.scan(schema, after.as_ref(), CHECK_PAGE).await?;
+        let page = backend
+            .scan(schema, &TableScan::all(after.as_ref(), CHECK_PAGE))
+            .await?
+            .records;
         for record in &page {
             let holds_null = new.iter().flat_map(|(_, keys)| keys).any(|key| {
                 record
@@ -1035,6 +979,105 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_micros(base * 500 + u64::from(jitter[0]) * 8)
 }
 
+/// A record found for a page: where it sits in the order, and how many records had been read
+/// from the page's cursor up to and including it, where the backend says.
+struct Found {
+    record: Record,
+    position: Position,
+    through: Option<u64>,
+}
+
+/// Refuses a backend's answer that breaks [`Fetched`]'s contract (more records than asked, a
+/// read over the budget, a cut on a full answer), rather than paging on it.
+fn check_fetched(
+    system: &'static str,
+    fetched: &Fetched,
+    want: usize,
+    budget: Option<u64>,
+) -> Result<()> {
+    let broken = if fetched.records.len() > want {
+        Some("more records than asked")
+    } else if budget.is_some_and(|budget| fetched.read > budget) {
+        Some("more records read than the read budget allows")
+    } else if fetched.cut.is_some() && fetched.records.len() == want {
+        Some("a cut read that had found every record asked")
+    } else if fetched
+        .read_through
+        .as_ref()
+        .is_some_and(|through| through.len() != fetched.records.len())
+    {
+        Some("a read count per record for another number of records")
+    } else {
+        None
+    };
+    match broken {
+        Some(why) => Err(Error::backend(
+            system,
+            format!("the database returned {why}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The records of one answer, each with its position and its read count from the page's
+/// cursor (`read_before` read by the page's earlier answers).
+fn found_in(
+    fetched: Fetched,
+    read_before: u64,
+    mut position: impl FnMut(&Record) -> Result<Position>,
+) -> Result<Vec<Found>> {
+    let through = fetched.read_through;
+    fetched
+        .records
+        .into_iter()
+        .enumerate()
+        .map(|(i, record)| {
+            Ok(Found {
+                position: position(&record)?,
+                through: through.as_ref().map(|t| read_before + t[i]),
+                record,
+            })
+        })
+        .collect()
+}
+
+/// Cuts the page found to `limit` (one more was fetched to know whether another page
+/// follows) and makes its cursor: after its last record when more follow, or after the last
+/// record read where the read budget ran out (`cut`). `read` is what the page's answers read
+/// in all; a page that had more counts only up to its last record, where the database says.
+fn finish_page(
+    mut found: Vec<Found>,
+    limit: usize,
+    cut: Option<Position>,
+    read: u64,
+    print: &[u8; 32],
+) -> Result<QueryPage> {
+    let (end, read) = if found.len() > limit {
+        found.truncate(limit);
+        let last = found.last().ok_or(Error::NotFound { what: "record" })?;
+        (Some(last.position.clone()), last.through.unwrap_or(read))
+    } else {
+        (cut, read)
+    };
+    tracing::Span::current().record("storekit.records_read", read);
+    Ok(QueryPage {
+        items: found.into_iter().map(|found| found.record).collect(),
+        next: end
+            .map(|position| query::encode_cursor(print, &position))
+            .transpose()?,
+        read,
+    })
+}
+
+/// The filter a read runs: the caller's, and that the record has not expired, so that
+/// expired records are left out by the database and pages stay full.
+fn read_filter(schema: &TableSchema, filter: Option<&Condition>, now: f64) -> Option<Condition> {
+    match (schema.live_condition(now), filter) {
+        (Some(live), Some(filter)) => Some(filter.clone().and(live)),
+        (live, filter) => live.or_else(|| filter.cloned()),
+    }
+}
+
 /// The fields a projected read fetches whole besides what the caller selected: the table's
 /// keys (every record's key), the queried index's keys (a page's position), and the ttl field
 /// (whether a record read by key is alive).
@@ -1068,7 +1111,7 @@ fn trimmed(
 
 /// One page of a query: fetches one record more than the limit to know whether another page
 /// follows, and, for a verified query on eventual indexes, re-reads the hits and fetches on
-/// until the page is full again.
+/// until the page is full again, within the read budget.
 async fn run_query<B: TableBackend>(
     backend: &B,
     schema: &TableSchema,
@@ -1088,15 +1131,18 @@ async fn run_query<B: TableBackend>(
         .transpose()?;
     let verify =
         query.verified && index.is_some() && backend.index_consistency() == Consistency::Eventual;
-    // Expired records are left out by the database, as a filter: pages stay full.
     let now = now_secs();
-    let filter = match (schema.live_condition(now), &query.filter) {
-        (Some(live), Some(filter)) => Some(filter.clone().and(live)),
-        (live, filter) => live.or_else(|| filter.clone()),
-    };
-    let mut found: Vec<(Record, Position)> = Vec::new();
+    let filter = read_filter(schema, query.filter.as_ref(), now);
+    let mut found: Vec<Found> = Vec::new();
+    let (mut read, mut cut) = (0u64, None);
     loop {
         let want = query.limit + 1 - found.len();
+        let budget = query.read_budget.map(|budget| budget.saturating_sub(read));
+        if budget == Some(0) {
+            // Spent by answers whose hits verification dropped: the page ends where they did.
+            cut = after.clone();
+            break;
+        }
         let request = IndexQuery {
             index,
             partition: &query.partition,
@@ -1105,55 +1151,127 @@ async fn run_query<B: TableBackend>(
             after: after.as_ref(),
             fetch: want,
             filter: filter.as_ref(),
+            budget,
         };
-        let batch = match &fetch {
+        let fetched = match &fetch {
             Some(fetch) => backend.query_selected(schema, &request, fetch).await?,
             None => backend.query(schema, &request).await?,
         };
-        let exhausted = batch.len() < want;
-        let mut batch = batch
-            .into_iter()
-            .map(|record| {
-                let position = position(schema, &request, &record)?;
-                Ok((record, position))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // Every record strictly after the one before it, the first after the cursor: the next
-        // cursor then always moves forward, so paging a query always ends. A backend that
-        // answers otherwise is refused rather than trusted (see `not_advancing`).
+        check_fetched(backend.system(), &fetched, want, budget)?;
+        let exhausted = fetched.records.len() < want && fetched.cut.is_none();
+        let answer_read = fetched.read;
+        let cut_at = fetched
+            .cut
+            .as_ref()
+            .map(|document| position_of_document(schema, &request, document))
+            .transpose()?;
+        let mut batch = found_in(fetched, read, |record| position(schema, &request, record))?;
+        read += answer_read;
+        // Every record strictly after the one before it, the first after the cursor, and a
+        // cut after them all (or on the last, when the last record read was returned): the
+        // next cursor then always moves forward, so paging a query always ends. A backend
+        // that answers otherwise is refused rather than trusted (see `not_advancing`).
         let mut prev = after.as_ref();
-        for (_, position) in &batch {
+        let last = batch.last().map(|f| &f.position);
+        let cut_beyond = cut_at.as_ref().filter(|&cut| Some(cut) != last);
+        for position in batch.iter().map(|f| &f.position).chain(cut_beyond) {
             if prev.is_some_and(|prev| !advances(index, query.order, prev, position)) {
                 return Err(not_advancing(backend.system()));
             }
             prev = Some(position);
         }
-        after = batch.last().map(|(_, position)| position.clone());
+        after = prev.cloned();
         if verify {
             batch = still_matching(backend, schema, query, index, batch, now).await?;
         }
         found.extend(batch);
+        if cut_at.is_some() {
+            cut = cut_at;
+            break;
+        }
         if exhausted || found.len() > query.limit || !verify {
             break;
         }
     }
-    let more = found.len() > query.limit;
-    found.truncate(query.limit);
-    let next = match found.last() {
-        Some((_, position)) if more => Some(query::encode_cursor(&print, position)?),
-        _ => None,
-    };
-    Ok(QueryPage {
-        items: found
+    if let Some(select) = &query.select {
+        found = found
             .into_iter()
-            .map(|(record, _)| match &query.select {
+            .map(|f| Found {
                 // A verified page holds the records as re-read whole.
-                Some(select) => trimmed(schema, select, &fields, record, verify),
-                None => record,
+                record: trimmed(schema, select, &fields, f.record, verify),
+                ..f
             })
-            .collect(),
-        next,
-    })
+            .collect();
+    }
+    finish_page(found, query.limit, cut, read, &print)
+}
+
+/// One page of a scan, as [`run_query`] makes one of a query (without verification: a scan
+/// reads the table, consistently).
+async fn run_scan<B: TableBackend>(
+    backend: &B,
+    schema: &TableSchema,
+    scan: &Scan,
+) -> Result<QueryPage> {
+    scan.check(schema)?;
+    let print = query::scan_fingerprint(schema, scan.filter.as_ref());
+    let after = scan
+        .cursor
+        .as_deref()
+        .map(|c| query::decode_cursor(&print, c, schema, None))
+        .transpose()?
+        .map(|position| position.key);
+    let filter = read_filter(schema, scan.filter.as_ref(), now_secs());
+    let want = scan.limit + 1;
+    let request = TableScan {
+        after: after.as_ref(),
+        fetch: want,
+        filter: filter.as_ref(),
+        budget: scan.read_budget,
+    };
+    let fetched = TableBackend::scan(backend, schema, &request).await?;
+    check_fetched(backend.system(), &fetched, want, scan.read_budget)?;
+    let cut = fetched
+        .cut
+        .as_ref()
+        .map(|document| {
+            Ok::<_, Error>(Position {
+                sort: None,
+                key: schema.key_of(document)?,
+            })
+        })
+        .transpose()?;
+    let read = fetched.read;
+    let found = found_in(fetched, 0, |record| {
+        Ok(Position {
+            sort: None,
+            key: record.key.clone(),
+        })
+    })?;
+    // A scan's order is the backend's own, so only a repeat of the record the cursor names can
+    // be seen: the least that keeps `scan_stream` from looping.
+    if let Some(after) = &after
+        && (found.iter().any(|f| &f.position.key == after)
+            || cut.as_ref().is_some_and(|cut| &cut.key == after))
+    {
+        return Err(not_advancing(backend.system()));
+    }
+    finish_page(found, scan.limit, cut, read, &print)
+}
+
+/// Where the last record read (its document, or the key fields a DynamoDB
+/// `LastEvaluatedKey` holds) sits in the query's order.
+fn position_of_document(
+    schema: &TableSchema,
+    request: &IndexQuery<'_>,
+    document: &Document,
+) -> Result<Position> {
+    let record = Record {
+        key: schema.key_of(document)?,
+        version: 0,
+        document: document.clone(),
+    };
+    position(schema, request, &record)
 }
 
 /// Where a returned record sits in the query's order, read from the record as the index
@@ -1180,9 +1298,9 @@ async fn still_matching<B: TableBackend>(
     schema: &TableSchema,
     query: &Query,
     index: Option<usize>,
-    hits: Vec<(Record, Position)>,
+    hits: Vec<Found>,
     at: f64,
-) -> Result<Vec<(Record, Position)>> {
+) -> Result<Vec<Found>> {
     let Some(index) = index.map(|i| &schema.indexes()[i]) else {
         return Ok(hits);
     };
@@ -1190,10 +1308,10 @@ async fn still_matching<B: TableBackend>(
         return Ok(hits);
     }
     let bytes_fields = super::expr::bytes_fields(schema);
-    let keys: Vec<RecordKey> = hits.iter().map(|(record, _)| record.key.clone()).collect();
+    let keys: Vec<RecordKey> = hits.iter().map(|hit| hit.record.key.clone()).collect();
     let current = backend.get_many(schema, &keys).await?;
     let mut kept = Vec::with_capacity(hits.len());
-    for ((_, position), now) in hits.into_iter().zip(current) {
+    for (hit, now) in hits.into_iter().zip(current) {
         let Some(now) = now else { continue };
         let partition = index.partition().read_stored(&now.document)?;
         let sort = index
@@ -1214,7 +1332,7 @@ async fn still_matching<B: TableBackend>(
                 (_, None) => true,
             };
         if matches {
-            kept.push((now, position));
+            kept.push(Found { record: now, ..hit });
         }
     }
     Ok(kept)
@@ -1296,20 +1414,19 @@ mod tests {
         ) -> Result<Option<Record>> {
             TableBackend::get_by_unique(&self.0, schema, index, values).await
         }
-        async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Vec<Record>> {
+        async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Fetched> {
             let from_the_start = IndexQuery {
                 after: None,
                 ..*query
             };
             TableBackend::query(&self.0, schema, &from_the_start).await
         }
-        async fn scan(
-            &self,
-            schema: &TableSchema,
-            _after: Option<&RecordKey>,
-            fetch: usize,
-        ) -> Result<Vec<Record>> {
-            TableBackend::scan(&self.0, schema, None, fetch).await
+        async fn scan(&self, schema: &TableSchema, scan: &TableScan<'_>) -> Result<Fetched> {
+            let from_the_start = TableScan {
+                after: None,
+                ..*scan
+            };
+            TableBackend::scan(&self.0, schema, &from_the_start).await
         }
         async fn count(&self, schema: &TableSchema) -> Result<u64> {
             TableBackend::count(&self.0, schema).await
@@ -1390,8 +1507,9 @@ mod tests {
                     .await;
             assert!(all.as_ref().is_err_and(not_advancing), "{all:?}");
         }
-        let first = store.scan(&schema, 1, None).await?;
-        let again = store.scan(&schema, 1, first.next.as_deref()).await;
+        let first = store.scan(&schema, &Scan::new().limit(1)).await?;
+        let next = first.next.ok_or(Error::NotFound { what: "cursor" })?;
+        let again = store.scan(&schema, &Scan::new().limit(1).after(next)).await;
         assert!(again.as_ref().is_err_and(not_advancing), "{again:?}");
         Ok(())
     }

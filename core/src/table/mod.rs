@@ -17,9 +17,39 @@
 //! `contains` 1 consistent `GetItem`; a page of `query` under 1 MB 1 `Query`; `get_many` of n
 //! keys ⌈n/100⌉ `BatchGetItem`, unprocessed keys retried.
 //!
-//! Queries take a filter ([`Query::filter`]): a [`Condition`] of the expression language in
-//! [`expr`], on any document path, answered by every backend as the memory backend's evaluator
-//! answers it (DynamoDB's rules), with full pages and exact cursors.
+//! Queries and scans take a filter ([`Query::filter`], [`Scan::filter`]): a [`Condition`] of the
+//! expression language in [`expr`], on any document path, answered by every backend as the
+//! memory backend's evaluator answers it (DynamoDB's rules), with full pages and exact cursors.
+//! Every page says how many records it read to fill itself ([`QueryPage::read`]), and a read
+//! budget ([`Query::read_budget`], [`Scan::read_budget`]) bounds what a selective filter may
+//! cost: the page then ends early, possibly short, with a cursor that continues exactly.
+//!
+//! ```
+//! # async fn run() -> storekit_core::Result<()> {
+//! use serde_json::json;
+//! use storekit_core::MemoryStore;
+//! use storekit_core::table::{Condition, KeyDef, Query, TableSchema, TableStore};
+//!
+//! let store = MemoryStore::new();
+//! let orders = TableSchema::builder("orders", KeyDef::text("customer"))
+//!     .sort_key(KeyDef::int("n"))
+//!     .build()?;
+//! store.ensure_table(&orders).await?;
+//! for n in 0..100 {
+//!     let order = json!({"customer": "ann", "n": n, "open": n % 25 == 0});
+//!     store.put(&orders, order.as_object().cloned().unwrap_or_default()).await?;
+//! }
+//! let open = Query::table("ann").filter(Condition::eq("open", true)).limit(2);
+//! let page = store.query(&orders, &open).await?;
+//! assert_eq!(page.items.len(), 2); // orders 0 and 25: full
+//! assert_eq!(page.read, 26); // read from the start through order 25
+//! // At most 10 records read: orders 0 to 9, of which one is open; the cursor goes on at 10.
+//! let cheap = store.query(&orders, &open.read_budget(10)).await?;
+//! assert_eq!((cheap.items.len(), cheap.read), (1, 10));
+//! assert!(cheap.next.is_some());
+//! # Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(run()).unwrap();
+//! ```
 //!
 //! Reads can be projected ([`Query::select`], [`TableStore::get_selected`],
 //! [`Table::query_as`]): only the selected document paths, plus the table's key fields, by
@@ -98,8 +128,8 @@
 //!   [`Error::Backend`](crate::Error::Backend) instead of handing out a cursor that repeats it.
 //! - **Cursors are bound to their query and tamper-evident.** A cursor is the position where a
 //!   page ended (the last record's key, and its index sort key) with an HMAC-SHA256 tag over
-//!   that position and the query (table, index, partition, condition, order; or the table, for
-//!   a scan), in URL-safe base64. Any edit, a cursor of another query, and a position outside
+//!   that position and the query (table, index, partition, condition, filter, order; or the
+//!   table and filter, for a scan), in URL-safe base64. Any edit, a cursor of another query, and a position outside
 //!   the query's partition or sort condition are `InvalidInput { what: "cursor" }` before any
 //!   database sees them. The tag's key is random per process, so nobody outside the process
 //!   can forge a cursor and there is no secret to manage; processes or replicas that continue
@@ -163,6 +193,7 @@ pub mod patch;
 pub mod projection;
 mod query;
 pub mod record;
+mod scan;
 mod schema;
 pub mod transact;
 mod typed;
@@ -179,10 +210,11 @@ pub use expr::{Comparison, Condition, Operand, Path};
 pub use patch::{Patch, Patched, Returning};
 pub use projection::{MAX_SELECTED_PATHS, Projection};
 pub use query::{
-    Consistency, DEFAULT_PAGE, IndexQuery, MAX_PAGE, MIN_CURSOR_KEY_BYTES, Order, Position, Query,
-    QueryPage, SortCondition, set_cursor_key,
+    Consistency, DEFAULT_PAGE, Fetched, IndexQuery, MAX_PAGE, MAX_READ_BUDGET,
+    MIN_CURSOR_KEY_BYTES, Order, Position, Query, QueryPage, SortCondition, set_cursor_key,
 };
 pub use record::{KeyField, RecordType, TtlField};
+pub use scan::{Scan, TableScan};
 pub use schema::{
     IndexEntry, IndexShape, KeyDef, KeyShape, MAX_INDEXES, MAX_PREFIXED_NAME,
     MAX_UNIQUE_COMPONENTS, MAX_UNIQUE_INDEXES, MissingIndexes, NAME_LENGTH, QueryIndex,
@@ -399,13 +431,9 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
     /// One page of a query on the table or one of its query indexes.
     async fn query(&self, schema: &TableSchema, query: &Query) -> Result<QueryPage>;
 
-    /// One page of every record of the table, in an order of the backend's choosing.
-    async fn scan(
-        &self,
-        schema: &TableSchema,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<QueryPage>;
+    /// One page of a scan of the whole table ([`Scan`]: limit, cursor, filter, read budget),
+    /// in an order of the backend's choosing.
+    async fn scan(&self, schema: &TableSchema, scan: &Scan) -> Result<QueryPage>;
 
     /// How many records the table holds, exactly.
     async fn count(&self, schema: &TableSchema) -> Result<u64>;
@@ -522,20 +550,23 @@ pub fn query_stream(
     )
 }
 
-/// Every record of a table, page after page, fetched as the stream is read.
+/// Every record a scan returns (every record of the table, for [`Scan::new`]), page after
+/// page, fetched as the stream is read. A read budget bounds each page, not the stream.
 pub fn scan_stream(
     store: Arc<dyn TableStore>,
     schema: TableSchema,
+    scan: Scan,
 ) -> BoxStream<'static, Result<Record>> {
     pages(
-        move |cursor: Option<String>| {
+        move |scan: Scan| {
             let (store, schema) = (store.clone(), schema.clone());
             async move {
-                let page = store.scan(&schema, DEFAULT_PAGE, cursor.as_deref()).await?;
-                Ok((page.items, page.next.map(Some)))
+                let page = store.scan(&schema, &scan).await?;
+                let next = scan.continued(page.next);
+                Ok((page.items, next))
             }
         },
-        None,
+        scan,
     )
 }
 

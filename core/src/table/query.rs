@@ -19,6 +19,10 @@ use crate::{Error, Result};
 pub const MAX_PAGE: usize = 1000;
 /// Records in a page when the query does not say.
 pub const DEFAULT_PAGE: usize = 100;
+/// Largest read budget ([`Query::read_budget`], [`Scan::read_budget`](super::Scan::read_budget)):
+/// a billion records. A larger one is a mistake (a negative number cast to `u64`, say), not a
+/// bound; leave the budget unset to read without one.
+pub const MAX_READ_BUDGET: u64 = 1_000_000_000;
 
 /// A condition on the sort key of a query.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,6 +126,7 @@ pub struct Query {
     pub(crate) verified: bool,
     pub(crate) filter: Option<Condition>,
     pub(crate) select: Option<Projection>,
+    pub(crate) read_budget: Option<u64>,
 }
 
 impl Query {
@@ -137,6 +142,7 @@ impl Query {
             verified: false,
             filter: None,
             select: None,
+            read_budget: None,
         }
     }
 
@@ -218,6 +224,27 @@ impl Query {
         self
     }
 
+    /// Reads at most `records` records for this page (1 to [`MAX_READ_BUDGET`]), to bound the
+    /// cost of a selective [`Query::filter`]: the page ends early when that many have been read
+    /// without filling it, and may then be short or even empty while [`QueryPage::next`] is set;
+    /// the next page continues exactly after the last record read. Records read are counted as
+    /// [`QueryPage::read`] counts them. Without a budget, pages stay full.
+    ///
+    /// ```
+    /// use storekit_core::table::{Condition, Query};
+    ///
+    /// // At most 20 matches, reading at most 500 records of the partition to find them.
+    /// let cheap = Query::table("orders-of-ann")
+    ///     .filter(Condition::eq("status", "open"))
+    ///     .limit(20)
+    ///     .read_budget(500);
+    /// ```
+    #[must_use]
+    pub fn read_budget(mut self, records: u64) -> Self {
+        self.read_budget = Some(records);
+        self
+    }
+
     /// Re-reads each index hit consistently and drops those that no longer match, on a
     /// backend whose index reads are eventual ([`Consistency::Eventual`]); elsewhere a no-op.
     #[must_use]
@@ -248,11 +275,23 @@ pub enum Consistency {
 /// One page of records.
 #[derive(Debug, Clone)]
 pub struct QueryPage<T = Record> {
-    /// The records, in the query's order; as many as the limit unless this is the last page.
+    /// The records, in the query's order; as many as the limit unless this is the last page,
+    /// or a page that its read budget ended early.
     pub items: Vec<T>,
     /// Where the next page starts, when there are more records: an opaque, URL-safe cursor
-    /// for [`Query::after`] of the same query, authenticated (see [`set_cursor_key`]).
+    /// for [`Query::after`] of the same query (or [`Scan::after`](super::Scan::after) of the
+    /// same scan), authenticated (see [`set_cursor_key`]).
     pub next: Option<String>,
+    /// How many records were read to fill this page: those the key condition selected (every
+    /// record, for a scan), from the cursor on, before the filter and the expiry test, up to
+    /// where the page ended (its last record, where its read budget ran out, or the end).
+    ///
+    /// On memory, SQLite and PostgreSQL this is exact: `read >= items.len()`, equal without a
+    /// filter or expired records, and over all pages it adds up to the records of the range.
+    /// On DynamoDB it is the sum of the `ScannedCount` of the page's requests, what DynamoDB
+    /// read and bills: a request may read past the page's last record (what the next page then
+    /// reads again), so it is at least the exact count, and never above the read budget.
+    pub read: u64,
 }
 
 /// Where a page ended: the last record returned, by the key the query ordered it on.
@@ -288,6 +327,42 @@ pub struct IndexQuery<'a> {
     /// Only records meeting this condition, already checked against the schema; `fetch`
     /// counts the records that meet it.
     pub filter: Option<&'a Condition>,
+    /// Read at most this many records (before the filter), 1 or more; `None`: no bound.
+    pub budget: Option<u64>,
+}
+
+/// What a backend returns for one [`IndexQuery`] or [`TableScan`](super::TableScan): the
+/// records that met the filter, and how much it read to find them.
+#[derive(Debug, Clone, Default)]
+pub struct Fetched {
+    /// Up to `fetch` records meeting the filter, in order, after `after`.
+    pub records: Vec<Record>,
+    /// For each record of `records`, how many records (before the filter) were read from
+    /// `after` up to and including it; `None` where the database does not say (DynamoDB).
+    pub read_through: Option<Vec<u64>>,
+    /// How many records were read in all: up to the last record returned when `fetch` were
+    /// found, else up to where reading stopped (the budget, or the end). On DynamoDB, the
+    /// sum of `ScannedCount`.
+    pub read: u64,
+    /// When the budget ran out before `fetch` records were found and the range may go on: the
+    /// last record read (its document, or at least its key fields and the index's, as a
+    /// DynamoDB `LastEvaluatedKey` holds them), where the next read continues.
+    pub cut: Option<super::Document>,
+}
+
+impl Fetched {
+    /// Records that were each the only one read for them: what a read without a filter or a
+    /// budget returns.
+    #[must_use]
+    pub fn unfiltered(records: Vec<Record>) -> Self {
+        let read = records.len() as u64;
+        Self {
+            read_through: Some((1..=read).collect()),
+            read,
+            records,
+            cut: None,
+        }
+    }
 }
 
 impl IndexQuery<'_> {
@@ -400,9 +475,24 @@ pub(crate) fn fingerprint(schema: &TableSchema, query: &Query) -> [u8; 32] {
     ]))
 }
 
-/// The fingerprint of a scan of the table, never that of a query.
-pub(crate) fn scan_fingerprint(schema: &TableSchema) -> [u8; 32] {
-    digest(&serde_json::json!(["scan", schema.name()]))
+/// The fingerprint of a scan of the table with its filter, never that of a query.
+pub(crate) fn scan_fingerprint(schema: &TableSchema, filter: Option<&Condition>) -> [u8; 32] {
+    match filter {
+        // An unfiltered scan keeps the fingerprint it always had, so its cursors stay valid.
+        None => digest(&serde_json::json!(["scan", schema.name()])),
+        Some(filter) => digest(&serde_json::json!(["scan", schema.name(), filter])),
+    }
+}
+
+/// Checks a read budget: 1 to [`MAX_READ_BUDGET`].
+pub(crate) fn check_budget(budget: Option<u64>) -> Result<()> {
+    match budget {
+        Some(n) if !(1..=MAX_READ_BUDGET).contains(&n) => Err(Error::invalid(
+            "read budget",
+            format!("must be 1 to {MAX_READ_BUDGET} records, not {n}"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn digest(value: &serde_json::Value) -> [u8; 32] {
@@ -475,15 +565,22 @@ pub(crate) fn decode_cursor(
     Ok(position)
 }
 
-/// Checks a query against its schema: the index exists, the partition and condition have
-/// the declared types, the limit is in range.
-pub(crate) fn check(schema: &TableSchema, query: &Query) -> Result<Option<usize>> {
-    if !(1..=MAX_PAGE).contains(&query.limit) {
+/// Checks a page's limit: 1 to [`MAX_PAGE`].
+pub(crate) fn check_limit(limit: usize) -> Result<()> {
+    if !(1..=MAX_PAGE).contains(&limit) {
         return Err(Error::invalid(
             "limit",
-            format!("must be 1 to {MAX_PAGE}, not {}", query.limit),
+            format!("must be 1 to {MAX_PAGE}, not {limit}"),
         ));
     }
+    Ok(())
+}
+
+/// Checks a query against its schema: the index exists, the partition and condition have
+/// the declared types, the limit and read budget are in range.
+pub(crate) fn check(schema: &TableSchema, query: &Query) -> Result<Option<usize>> {
+    check_limit(query.limit)?;
+    check_budget(query.read_budget)?;
     let index = query
         .index
         .as_deref()
@@ -518,7 +615,8 @@ pub(crate) fn check(schema: &TableSchema, query: &Query) -> Result<Option<usize>
             return Err(Error::invalid(
                 "condition",
                 format!(
-                    "a filter cannot test the key field {field:?} of the table or the queried                      index: use the partition and sort condition"
+                    "a filter cannot test the key field {field:?} of the table or the queried \
+                     index: use the partition and sort condition"
                 ),
             ));
         }
@@ -584,7 +682,7 @@ mod tests {
         assert_eq!(decode(&query, &cursor)?, at("a", 5));
         assert!(refused(&decode(&query.descending(), &cursor)));
         assert!(refused(&decode(&Query::table("b"), &cursor)));
-        let scan = decode_cursor(&scan_fingerprint(&schema), &cursor, &schema, None);
+        let scan = decode_cursor(&scan_fingerprint(&schema, None), &cursor, &schema, None);
         assert!(refused(&scan));
         Ok(())
     }

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::{
     Condition, Document, KeyValue, Patch, Projection, Query, QueryPage, Record, RecordKey,
-    Returning, TableSchema, TableStatus, TableStore, query_stream, scan_stream,
+    Returning, Scan, TableSchema, TableStatus, TableStore, query_stream, scan_stream,
 };
 use crate::{Error, Result};
 
@@ -346,6 +346,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
                 .map(|r| self.typed(r))
                 .collect::<Result<_>>()?,
             next: page.next,
+            read: page.read,
         })
     }
 
@@ -392,6 +393,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
         Ok(QueryPage {
             items: page.items.into_iter().map(partial).collect::<Result<_>>()?,
             next: page.next,
+            read: page.read,
         })
     }
 
@@ -432,13 +434,10 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
             .boxed()
     }
 
-    /// One page of every record, in the backend's order.
-    pub async fn scan(
-        &self,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<QueryPage<Versioned<T>>> {
-        let page = self.store.scan(&self.schema, limit, cursor).await?;
+    /// One page of a scan of the table, in the backend's order; see [`Scan`] (filter, read
+    /// budget).
+    pub async fn scan(&self, scan: Scan) -> Result<QueryPage<Versioned<T>>> {
+        let page = self.store.scan(&self.schema, &scan).await?;
         Ok(QueryPage {
             items: page
                 .items
@@ -446,13 +445,15 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
                 .map(|r| self.typed(r))
                 .collect::<Result<_>>()?,
             next: page.next,
+            read: page.read,
         })
     }
 
-    /// Every record of the table, page after page as the stream is read.
+    /// Every record the scan returns ([`Scan::new`]: every record of the table), page after
+    /// page as the stream is read.
     #[must_use]
-    pub fn scan_all(&self) -> BoxStream<'static, Result<Versioned<T>>> {
-        scan_stream(self.store.clone(), self.schema.clone())
+    pub fn scan_all(&self, scan: Scan) -> BoxStream<'static, Result<Versioned<T>>> {
+        scan_stream(self.store.clone(), self.schema.clone(), scan)
             .map(|r| r.and_then(typed))
             .boxed()
     }
