@@ -185,6 +185,7 @@ macro_rules! __with_cases {
             differential, Uuid, differential: [
                 random_writes_agree_with_the_reference,
                 a_transaction_names_its_first_failing_action,
+                adds_past_the_64_bit_range_are_refused,
             ];
             races, Uuid, races: [
                 overlapping_batches_leave_whole_records,

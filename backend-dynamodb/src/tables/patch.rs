@@ -34,6 +34,9 @@ pub(super) fn update_parts(
     let mut p = Placeholders::default();
     let mut sets = Vec::new();
     let mut removes = Vec::new();
+    // DynamoDB adds past the 64-bit range the other backends refuse: each `add` holds only
+    // where its sum stays in range, and a refusal is answered by the reference.
+    let mut in_range = Vec::new();
     for action in patch.actions() {
         let path = filter::path(action.path(), &mut p);
         match action {
@@ -47,6 +50,19 @@ pub(super) fn update_parts(
             Action::Remove(_) => removes.push(path),
             Action::Add(_, amount) => {
                 let zero = p.value(AttributeValue::N("0".into()));
+                // The reference's range: `i64::MIN` to `u64::MAX`.
+                let amount_wide = i128::from(*amount);
+                let bound = match amount.signum() {
+                    1 => Some(("<=", i128::from(u64::MAX) - amount_wide)),
+                    -1 => Some((">=", i128::from(i64::MIN) - amount_wide)),
+                    _ => None,
+                };
+                if let Some((op, bound)) = bound {
+                    let bound = p.value(AttributeValue::N(bound.to_string()));
+                    in_range.push(format!(
+                        "(attribute_not_exists({path}) OR {path} {op} {bound})"
+                    ));
+                }
                 let amount = p.value(AttributeValue::N(amount.to_string()));
                 sets.push(format!("{path} = if_not_exists({path}, {zero}) + {amount}"));
             }
@@ -82,6 +98,9 @@ pub(super) fn update_parts(
     let mut guard = format!(
         "attribute_exists({partition}) AND (attribute_not_exists({version}) OR {version} < {last})"
     );
+    for range in in_range {
+        guard = format!("{guard} AND {range}");
+    }
     if let Some(condition) = condition {
         guard = format!("{guard} AND ({})", filter::render(condition, &mut p)?);
     }
@@ -135,11 +154,24 @@ impl DynamoDbStore {
                             None => Error::NotFound { what: "record" },
                             Some(stored) => {
                                 let version = item::version_of(stored, &table)?;
-                                next_version(version).err().unwrap_or(Error::Conflict {
-                                    what: "condition",
-                                    expected: version,
-                                    actual: version,
-                                })
+                                if let Err(last) = next_version(version) {
+                                    return Err(last);
+                                }
+                                // The reference says why, on the record as it was refused:
+                                // the caller's condition, or an `add` it cannot make.
+                                let current = item::record(schema, &table, stored)?;
+                                match patch_row(schema, &current, patch, condition) {
+                                    Err(refused) => refused,
+                                    // Only a range guard refused a sum the reference makes
+                                    // (one added to a fraction, say): made as it makes it.
+                                    Ok(_) => {
+                                        return self
+                                            .patch_by_replace(
+                                                schema, key, patch, condition, returning,
+                                            )
+                                            .await;
+                                    }
+                                }
                             }
                         }
                     }

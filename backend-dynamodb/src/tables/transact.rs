@@ -559,9 +559,16 @@ fn refused(step: &Step, known: &Known, stored: Option<&Record>) -> Result<Known>
             patch_row(schema, stored, patch, condition.as_ref())?;
             Ok(learnt)
         }
-        Op::Patch(..) => {
+        Op::Patch(_, patch, condition) => {
             let stored = stored.ok_or(Error::NotFound { what: "record" })?;
             next_version(stored.version)?;
+            // An `add` past the 64-bit range, refused by its guard, is the reference's
+            // refusal of the patch.
+            if let Err(refused @ Error::InvalidInput { .. }) =
+                patch_row(schema, stored, patch, condition.as_ref())
+            {
+                return Err(refused);
+            }
             Err(conflict(Some(stored)))
         }
         Op::Delete(_, condition) if !schema.uniques().is_empty() => {
