@@ -205,7 +205,9 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 pub use crate::validate::MAX_FIELD_NAME_BYTES;
-pub use document::{Document, MAX_DOCUMENT_BYTES, canonicalize, dynamodb_size};
+pub use document::{
+    Document, MAX_DOCUMENT_BYTES, RESERVED_FIELD_PREFIX, canonicalize, dynamodb_size,
+};
 pub use expr::{Comparison, Condition, Operand, Path};
 pub use patch::{Patch, Patched, Returning};
 pub use projection::{MAX_SELECTED_PATHS, Projection};
@@ -218,7 +220,7 @@ pub use scan::{Scan, TableScan};
 pub use schema::{
     IndexEntry, IndexShape, KeyDef, KeyShape, MAX_INDEXES, MAX_PREFIXED_NAME,
     MAX_UNIQUE_COMPONENTS, MAX_UNIQUE_INDEXES, MissingIndexes, NAME_LENGTH, QueryIndex,
-    RESERVED_FIELD_PREFIX, RESERVED_TABLE_NAMES, RESERVED_TABLE_PREFIXES, Row, TableSchema,
+    RESERVED_TABLE_NAMES, RESERVED_TABLE_PREFIXES, Row, TableSchema,
     TableSchemaBuilder, TableShape, UniqueIndex, UniqueShape, check_prefixed_name, same_table_name,
 };
 pub use transact::{MAX_TRANSACTION_ACTIONS, Transaction};
