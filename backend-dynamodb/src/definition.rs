@@ -2,7 +2,7 @@
 //! their types, keys, global secondary indexes and TTL attribute.
 //!
 //! `migrate` and `ensure_table` send CreateTable (and UpdateTable, to add an index) built from
-//! a [`TableDefinition`]; the Terraform and CloudFormation exports ([`crate::export`]) render
+//! a [`TableDefinition`]; the Terraform and CloudFormation exports (the export module) render
 //! the same value, and `schema_differences` compares a live table with it. So a key name or
 //! type is written down once, and an exported table is the table the backend would have made.
 //! Every table is billed per request and every index projects `ALL` (index queries return

@@ -3,7 +3,7 @@
 //! Callers use the public traits ([`KvStore`](crate::KvStore), [`UserStore`](crate::UserStore),
 //! [`OAuthAccountStore`](crate::OAuthAccountStore), [`AccessTokenStore`](crate::AccessTokenStore)).
 //! A backend implements the narrower traits here instead, and gets the public ones for free from
-//! a blanket implementation (`crate::layer`) that, once for every backend:
+//! a blanket implementation (in the crate's layer modules) that, once for every backend:
 //!
 //! - checks namespaces, keys, values, emails, OAuth keys, page requests and id kinds, and
 //!   computes expiry deadlines and email keys, before the backend sees a call;
