@@ -12,8 +12,8 @@ use storekit_core::Result;
 use storekit_core::admin::ExportOptions;
 use storekit_core::table::TableSchema;
 
-use crate::dialect::Dialect;
 use crate::ddl;
+use crate::dialect::Dialect;
 use crate::table_layout::{Catalog, Layout};
 use crate::tables::Tables;
 
