@@ -220,8 +220,8 @@ pub use scan::{Scan, TableScan};
 pub use schema::{
     IndexEntry, IndexShape, KeyDef, KeyShape, MAX_INDEXES, MAX_PREFIXED_NAME,
     MAX_UNIQUE_COMPONENTS, MAX_UNIQUE_INDEXES, MissingIndexes, NAME_LENGTH, QueryIndex,
-    RESERVED_TABLE_NAMES, RESERVED_TABLE_PREFIXES, Row, TableSchema,
-    TableSchemaBuilder, TableShape, UniqueIndex, UniqueShape, check_prefixed_name, same_table_name,
+    RESERVED_TABLE_NAMES, RESERVED_TABLE_PREFIXES, Row, TableSchema, TableSchemaBuilder,
+    TableShape, UniqueIndex, UniqueShape, check_prefixed_name, same_table_name,
 };
 pub use transact::{MAX_TRANSACTION_ACTIONS, Transaction};
 pub use typed::{Table, Versioned};
