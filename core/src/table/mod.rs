@@ -530,8 +530,9 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
 /// Most records one [`TableStore::put_many`] or [`TableStore::delete_many`] takes.
 pub const MAX_BATCH: usize = 1000;
 
-/// A shared table store.
-pub type DynTableStore = Arc<dyn TableStore>;
+/// The trait object users pass around: `Arc<DynTableStore>`, as with
+/// [`DynKvStore`](crate::DynKvStore).
+pub type DynTableStore = dyn TableStore;
 
 /// Every record a query matches, page after page, fetched as the stream is read.
 pub fn query_stream(
