@@ -205,7 +205,7 @@ impl TableDefinition {
     /// How a live table differs from the definition: its keys, the types of the key
     /// attributes, and each index's keys and projection. Indexes the definition does not have
     /// are left alone (another client may query by them); TTL is checked apart
-    /// ([`crate::schema`]), as DescribeTable does not show it.
+    /// (by the schema module), as DescribeTable does not show it.
     pub(crate) fn differences(&self, live: &TableDescription) -> Vec<String> {
         let mut differences = Vec::new();
         let types = |elements: &[KeySchemaElement]| -> Vec<String> {
