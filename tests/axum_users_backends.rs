@@ -88,6 +88,7 @@ async fn sqlite_login_request_shows_one_span_per_store_call() {
     );
     for (span, collection) in spans.iter().zip(["users", "users", "sessions", "sessions"]) {
         for field in [
+            "storekit.backend=\"sqlite\"".to_owned(),
             "db.system.name=\"sqlite\"".to_owned(),
             format!("db.collection.name=\"{collection}\""),
             "storekit.outcome=\"ok\"".to_owned(),

@@ -6,7 +6,7 @@
 //! count once; a request that failed counts without capacity. Attempts the SDK itself retries
 //! inside one `send` count as one request.
 //!
-//! Schema requests of `migrate` and `drop_tables` ([`crate::schema`]) and
+//! Schema requests of `migrate` and `drop_tables` (the schema module) and
 //! [`crate::DynamoDbStore::dump`] are not store operations and keep the plain `send`; the tables
 //! store's `ensure_table` and `drop_table` are, and count their table requests (with no
 //! capacity) like any other.

@@ -2,7 +2,7 @@
 //! their types, keys, global secondary indexes and TTL attribute.
 //!
 //! `migrate` and `ensure_table` send CreateTable (and UpdateTable, to add an index) built from
-//! a [`TableDefinition`]; the Terraform and CloudFormation exports ([`crate::export`]) render
+//! a [`TableDefinition`]; the Terraform and CloudFormation exports (the export module) render
 //! the same value, and `schema_differences` compares a live table with it. So a key name or
 //! type is written down once, and an exported table is the table the backend would have made.
 //! Every table is billed per request and every index projects `ALL` (index queries return
@@ -205,7 +205,7 @@ impl TableDefinition {
     /// How a live table differs from the definition: its keys, the types of the key
     /// attributes, and each index's keys and projection. Indexes the definition does not have
     /// are left alone (another client may query by them); TTL is checked apart
-    /// ([`crate::schema`]), as DescribeTable does not show it.
+    /// (by the schema module), as DescribeTable does not show it.
     pub(crate) fn differences(&self, live: &TableDescription) -> Vec<String> {
         let mut differences = Vec::new();
         let types = |elements: &[KeySchemaElement]| -> Vec<String> {

@@ -208,6 +208,10 @@ pub struct DynamoDbStore {
 }
 
 impl Backend for DynamoDbStore {
+    fn name(&self) -> &'static str {
+        error::BACKEND
+    }
+
     fn system(&self) -> &'static str {
         "aws.dynamodb"
     }

@@ -171,6 +171,7 @@ async fn spans_count_the_requests_and_capacity_of_each_call() {
             Some("aws.dynamodb"),
             "{name}"
         );
+        assert_eq!(fields.text("storekit.backend"), Some("dynamodb"), "{name}");
         assert_eq!(fields.text("db.operation.name"), Some(name), "{name}");
         assert_eq!(fields.text("storekit.outcome"), Some("ok"), "{name}");
         assert_eq!(

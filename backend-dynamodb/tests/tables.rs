@@ -1063,7 +1063,7 @@ async fn an_item_whose_float_key_no_f64_holds_is_read_and_never_paged_in_a_loop(
             matches!(
                 &again,
                 Err(Error::Backend {
-                    backend: "aws.dynamodb",
+                    backend: "dynamodb",
                     ..
                 })
             ),

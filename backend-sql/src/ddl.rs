@@ -8,7 +8,16 @@
 
 use storekit_core::IdKind;
 
+use crate::dialect::Dialect;
 use crate::migrations::{IdColumns, Migrations};
+
+/// The migrations of `dialect`.
+pub(crate) fn migrations(dialect: Dialect) -> &'static Migrations {
+    match dialect {
+        Dialect::Sqlite => &SQLITE,
+        Dialect::Postgres => &POSTGRES,
+    }
+}
 
 /// SQLite's meta table and migrations.
 pub(crate) const SQLITE: Migrations = Migrations {

@@ -12,8 +12,8 @@ use storekit_core::Result;
 use storekit_core::admin::ExportOptions;
 use storekit_core::table::TableSchema;
 
+use crate::ddl;
 use crate::dialect::Dialect;
-use crate::migrations::Migrations;
 use crate::table_layout::{Catalog, Layout};
 use crate::tables::Tables;
 
@@ -72,7 +72,7 @@ pub(crate) fn statements(
 ) -> Result<Vec<String>> {
     let mut statements = Vec::new();
     if parts.stores {
-        statements.extend(Migrations::of(dialect).script(tables, kind)?);
+        statements.extend(ddl::migrations(dialect).script(tables, kind)?);
     }
     if parts.catalog || !schemas.is_empty() {
         statements.push(Catalog::new(dialect, tables).create);

@@ -9,8 +9,6 @@ use std::collections::BTreeSet;
 use storekit_core::admin::MigrationReport;
 use storekit_core::{Error, IdKind, Result};
 
-use crate::ddl;
-use crate::dialect::Dialect;
 use crate::tables::Tables;
 
 /// The meta row holding the id kind.
@@ -40,14 +38,6 @@ pub(crate) struct Migrations {
 }
 
 impl Migrations {
-    /// The migrations of `dialect`.
-    pub(crate) fn of(dialect: Dialect) -> &'static Self {
-        match dialect {
-            Dialect::Sqlite => &ddl::SQLITE,
-            Dialect::Postgres => &ddl::POSTGRES,
-        }
-    }
-
     /// Plans a run from the meta rows read (see [`plan`]).
     pub(crate) fn plan(
         &self,

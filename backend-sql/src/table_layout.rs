@@ -1315,7 +1315,7 @@ impl Catalog {
         tables: &Tables,
         schema: &TableSchema,
     ) -> Result<String> {
-        let shape = crate::migrations::literal(&shape_json(schema)?);
+        let shape = crate::migrations::literal(&shape_json(dialect, schema)?);
         let shape = match dialect {
             Dialect::Sqlite => shape,
             Dialect::Postgres => format!("{shape}::jsonb"),
@@ -1352,9 +1352,9 @@ pub(crate) fn checked_shape(
         .map_err(|e| Error::backend(backend, e))
 }
 
-/// A table's shape as the catalog holds it.
-pub(crate) fn shape_json(schema: &TableSchema) -> Result<String> {
-    serde_json::to_string(&schema.shape()).map_err(|e| Error::backend("sql", e))
+/// A table's shape as the catalog holds it (a failure names `dialect`'s database).
+pub(crate) fn shape_json(dialect: Dialect, schema: &TableSchema) -> Result<String> {
+    serde_json::to_string(&schema.shape()).map_err(|e| Error::backend(dialect.name(), e))
 }
 
 #[cfg(test)]

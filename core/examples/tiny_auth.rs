@@ -56,6 +56,10 @@ fn link_key(key: OAuthKey<'_>) -> (String, String) {
 }
 
 impl Backend for TinyAuth {
+    fn name(&self) -> &'static str {
+        "tiny"
+    }
+
     fn system(&self) -> &'static str {
         "tiny"
     }

@@ -39,6 +39,10 @@ fn live<'m>(map: &'m Map, namespace: &str, key: &str) -> Option<&'m [u8]> {
 }
 
 impl Backend for TinyKv {
+    fn name(&self) -> &'static str {
+        "tiny"
+    }
+
     fn system(&self) -> &'static str {
         "tiny"
     }

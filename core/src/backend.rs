@@ -3,7 +3,7 @@
 //! Callers use the public traits ([`KvStore`](crate::KvStore), [`UserStore`](crate::UserStore),
 //! [`OAuthAccountStore`](crate::OAuthAccountStore), [`AccessTokenStore`](crate::AccessTokenStore)).
 //! A backend implements the narrower traits here instead, and gets the public ones for free from
-//! a blanket implementation (`crate::layer`) that, once for every backend:
+//! a blanket implementation (in the crate's layer modules) that, once for every backend:
 //!
 //! - checks namespaces, keys, values, emails, OAuth keys, page requests and id kinds, and
 //!   computes expiry deadlines and email keys, before the backend sees a call;
@@ -36,8 +36,15 @@ use crate::{
 
 /// What every backend tells about itself.
 pub trait Backend: Debug + Send + Sync + 'static {
+    /// The backend's one name, which users see: errors give it as their backend, spans carry
+    /// it as `storekit.backend`, and the facade's `Stores::backend()` returns it: `sqlite`,
+    /// `postgres`, `dynamodb`, or `memory` for the in-memory store.
+    fn name(&self) -> &'static str;
+
     /// The database, as OpenTelemetry's `db.system.name` names it: `sqlite`, `postgresql`,
-    /// `aws.dynamodb`, or `memory` for the in-memory store.
+    /// `aws.dynamodb`, or `memory` for the in-memory store. It differs from [`Backend::name`]
+    /// where the OpenTelemetry conventions fix another spelling; spans carry it as
+    /// `db.system.name` and metrics as their `system` label.
     fn system(&self) -> &'static str;
 }
 

@@ -300,11 +300,11 @@ mod tests {
     #[test]
     fn a_driver_failure_names_its_call_and_keeps_its_source() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
-        let error = Error::outcome_unknown("postgresql", io)
+        let error = Error::outcome_unknown("postgres", io)
             .during("set", || "namespace \"sessions\", key \"abc\"".to_owned());
         assert_eq!(
             error.to_string(),
-            "postgresql did not answer: the outcome is unknown in set \
+            "postgres did not answer: the outcome is unknown in set \
              (namespace \"sessions\", key \"abc\")"
         );
         let context = error.context().expect("a context");

@@ -27,7 +27,8 @@ const ACCESS_TOKENS: &str = "access_tokens";
 macro_rules! call {
     ($backend:expr, $op:literal, $collection:expr) => {{
         let system = $backend.system();
-        Call::new(call_span!(system, $op, $collection), system, $op)
+        let span = call_span!($backend.name(), system, $op, $collection);
+        Call::new(span, system, $op)
     }};
 }
 

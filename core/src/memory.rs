@@ -175,6 +175,10 @@ impl State {
 }
 
 impl Backend for MemoryStore {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
     fn system(&self) -> &'static str {
         "memory"
     }

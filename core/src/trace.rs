@@ -6,7 +6,8 @@
 //!
 //! | field | value |
 //! |---|---|
-//! | `db.system.name` | `sqlite`, `postgresql`, `aws.dynamodb` or `memory` |
+//! | `storekit.backend` | the backend's one name, as errors and `Stores::backend()` give it: `sqlite`, `postgres`, `dynamodb` or `memory` |
+//! | `db.system.name` | the database as OpenTelemetry's conventions name it: `sqlite`, `postgresql`, `aws.dynamodb` or `memory` |
 //! | `db.operation.name` | the trait method, e.g. `get`, `create_user` |
 //! | `db.collection.name` | the namespace, or `users`, `oauth_accounts`, `access_tokens` |
 //! | `db.operation.batch.size` | the number of items of a batch call |
@@ -22,7 +23,7 @@
 //!
 //! With the `metrics` feature, every call also counts into `storekit_operations_total` and
 //! records its duration in seconds into `storekit_operation_duration_seconds` (both labelled
-//! with `system`, `operation` and `outcome`) through the `metrics` crate's global recorder.
+//! with `system`, the `db.system.name` value, `operation` and `outcome`) through the `metrics` crate's global recorder.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -79,10 +80,11 @@ pub fn count_request(consumed_capacity: Option<f64>) {
 
 /// Opens the span of one store call (see the module docs for the fields).
 macro_rules! call_span {
-    ($system:expr, $op:literal, $collection:expr) => {
+    ($backend:expr, $system:expr, $op:literal, $collection:expr) => {
         tracing::debug_span!(
             target: $crate::trace::TARGET,
             $op,
+            storekit.backend = $backend,
             db.system.name = $system,
             db.operation.name = $op,
             db.collection.name = $collection,

@@ -181,7 +181,8 @@ pub trait TransferStore: std::fmt::Debug + Send + Sync + 'static {
 macro_rules! call {
     ($backend:expr, $op:literal, $collection:expr) => {{
         let system = $backend.system();
-        Call::new(call_span!(system, $op, $collection), system, $op)
+        let span = call_span!($backend.name(), system, $op, $collection);
+        Call::new(span, system, $op)
     }};
 }
 

@@ -759,28 +759,6 @@ impl fmt::Debug for IssuedToken {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn id_kind_names_round_trip() -> Result<()> {
-        for kind in [IdKind::Uuid, IdKind::Int] {
-            assert_eq!(IdKind::parse(kind.as_str())?, kind);
-        }
-        for bad in ["", "UUID", "integer", "int&prefix=x"] {
-            assert!(
-                matches!(
-                    IdKind::parse(bad),
-                    Err(Error::InvalidInput { what: "id", .. })
-                ),
-                "{bad:?} was accepted"
-            );
-        }
-        Ok(())
-    }
-}
-
 /// What `Debug` shows in place of a secret (a password hash or an OAuth token), so that a
 /// logged value never carries one.
 const REDACTED: &str = "<redacted>";
@@ -877,7 +855,7 @@ impl fmt::Debug for OAuthAccountPatch {
 }
 
 #[cfg(test)]
-mod debug_tests {
+mod tests {
     use super::*;
 
     const SECRET: &str = "s3cr3t-value";
@@ -908,6 +886,23 @@ mod debug_tests {
             .access_token(SECRET, None)
             .refresh_token(Some(SECRET.to_owned()));
         assert_hidden(&format!("{patch:?}"));
+        Ok(())
+    }
+
+    #[test]
+    fn id_kind_names_round_trip() -> Result<()> {
+        for kind in [IdKind::Uuid, IdKind::Int] {
+            assert_eq!(IdKind::parse(kind.as_str())?, kind);
+        }
+        for bad in ["", "UUID", "integer", "int&prefix=x"] {
+            assert!(
+                matches!(
+                    IdKind::parse(bad),
+                    Err(Error::InvalidInput { what: "id", .. })
+                ),
+                "{bad:?} was accepted"
+            );
+        }
         Ok(())
     }
 }

@@ -7,10 +7,10 @@
 //! key is written the same way in `holder`.
 //!
 //! Markers are claimed (`attribute_not_exists(pk) OR holder = :me`) and released in the same
-//! TransactWriteItems as the record's write (see [`super::write`]), so a marker exists exactly
-//! while its record holds the value. A marker whose holder no longer holds the value can only
-//! come from another client writing the table; [`DynamoDbStore::clear_stale_marker`] removes it
-//! when a write meets it.
+//! TransactWriteItems as the record's write (see the tables' write module), so a marker exists
+//! exactly while its record holds the value. A marker whose holder no longer holds the value can
+//! only come from another client writing the table; [`DynamoDbStore::clear_stale_marker`] removes
+//! it when a write meets it.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine as _;

@@ -297,6 +297,10 @@ struct Inner {
 crate::transfer::transfer_backend!(PostgresStore);
 
 impl storekit_core::backend::Backend for PostgresStore {
+    fn name(&self) -> &'static str {
+        Dialect::Postgres.name()
+    }
+
     fn system(&self) -> &'static str {
         Dialect::Postgres.system()
     }

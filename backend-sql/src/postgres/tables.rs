@@ -21,7 +21,7 @@ use storekit_core::{Error, Result};
 use super::PostgresStore;
 use super::error::{is_missing_table, pg_error, retry_conflicts_with, table_error};
 use super::schema::sql;
-use crate::dialect::{Param, Statement};
+use crate::dialect::{Dialect, Param, Statement};
 use crate::table_layout::{Layout, Read, checked_shape, live_shape, not_ours, shape_json};
 
 const BACKEND: &str = "postgres";
@@ -344,7 +344,7 @@ impl TableBackend for PostgresStore {
 
     async fn create_table(&self, schema: &TableSchema) -> Result<()> {
         let layout = self.layout(schema)?;
-        let shape = shape_json(schema)?;
+        let shape = shape_json(Dialect::Postgres, schema)?;
         self.within_deadline(async {
             let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
             lock_tables(&mut tx, &self.inner.tables.catalog).await?;
@@ -424,7 +424,7 @@ impl TableBackend for PostgresStore {
         }
         sqlx::query(sql(self.inner.catalog.update.clone()))
             .bind(schema.name())
-            .bind(shape_json(schema)?)
+            .bind(shape_json(Dialect::Postgres, schema)?)
             .execute(&mut *tx)
             .await
             .map_err(pg_error)?;

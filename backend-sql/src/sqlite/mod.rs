@@ -228,6 +228,10 @@ struct Inner {
 crate::transfer::transfer_backend!(SqliteStore);
 
 impl storekit_core::backend::Backend for SqliteStore {
+    fn name(&self) -> &'static str {
+        Dialect::Sqlite.name()
+    }
+
     fn system(&self) -> &'static str {
         Dialect::Sqlite.system()
     }

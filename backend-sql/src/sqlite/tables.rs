@@ -264,7 +264,7 @@ fn add_indexes(
         // A value taken twice fails the unique index, and the transaction rolls back.
         tx.execute(&ddl, []).map_err(table_error)?;
     }
-    let shape = shape_json(schema)?;
+    let shape = shape_json(Dialect::Sqlite, schema)?;
     tx.execute(&catalog.update, [schema.name(), shape.as_str()])
         .map_err(sqlite_error)?;
     tx.commit().map_err(sqlite_error)
@@ -450,7 +450,7 @@ impl TableBackend for SqliteStore {
         let (inner, name, shape) = (
             self.inner.clone(),
             schema.name().to_owned(),
-            shape_json(schema)?,
+            shape_json(Dialect::Sqlite, schema)?,
         );
         self.inner
             .conns

@@ -2,13 +2,14 @@
 
 use serde_json::Value;
 
-use super::schema::RESERVED_FIELD_PREFIX;
 use super::value::{KeyValue, MAX_KEY_BYTES};
 use crate::{Error, Result};
 
 /// A record as stored: a JSON object whose top-level fields are the record's attributes.
 pub type Document = serde_json::Map<String, Value>;
 
+/// Document fields starting with this are storekit's own (a record's version on DynamoDB).
+pub const RESERVED_FIELD_PREFIX: &str = "_storekit";
 /// DynamoDB's item size limit, 400 KB.
 const DYNAMODB_ITEM_BYTES: usize = 400 * 1024;
 /// What storekit adds to an item of its own (the version attribute), kept free.

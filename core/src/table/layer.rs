@@ -27,7 +27,8 @@ const CHECK_PAGE: usize = 500;
 macro_rules! call {
     ($backend:expr, $op:literal, $schema:expr) => {{
         let system = $backend.system();
-        Call::new(call_span!(system, $op, $schema.name()), system, $op)
+        let span = call_span!($backend.name(), system, $op, $schema.name());
+        Call::new(span, system, $op)
     }};
 }
 
@@ -587,7 +588,7 @@ impl<B: TableBackend> TableStore for B {
                     };
                     if versions.len() != rows.len() {
                         return Err(Error::backend(
-                            self.system(),
+                            self.name(),
                             "a batch returned another number of versions than it wrote",
                         ));
                     }
@@ -990,7 +991,7 @@ struct Found {
 /// Refuses a backend's answer that breaks [`Fetched`]'s contract (more records than asked, a
 /// read over the budget, a cut on a full answer), rather than paging on it.
 fn check_fetched(
-    system: &'static str,
+    backend: &'static str,
     fetched: &Fetched,
     want: usize,
     budget: Option<u64>,
@@ -1012,7 +1013,7 @@ fn check_fetched(
     };
     match broken {
         Some(why) => Err(Error::backend(
-            system,
+            backend,
             format!("the database returned {why}"),
         )),
         None => Ok(()),
@@ -1157,7 +1158,7 @@ async fn run_query<B: TableBackend>(
             Some(fetch) => backend.query_selected(schema, &request, fetch).await?,
             None => backend.query(schema, &request).await?,
         };
-        check_fetched(backend.system(), &fetched, want, budget)?;
+        check_fetched(backend.name(), &fetched, want, budget)?;
         let exhausted = fetched.records.len() < want && fetched.cut.is_none();
         let answer_read = fetched.read;
         let cut_at = fetched
@@ -1176,7 +1177,7 @@ async fn run_query<B: TableBackend>(
         let cut_beyond = cut_at.as_ref().filter(|&cut| Some(cut) != last);
         for position in batch.iter().map(|f| &f.position).chain(cut_beyond) {
             if prev.is_some_and(|prev| !advances(index, query.order, prev, position)) {
-                return Err(not_advancing(backend.system()));
+                return Err(not_advancing(backend.name()));
             }
             prev = Some(position);
         }
@@ -1230,7 +1231,7 @@ async fn run_scan<B: TableBackend>(
         budget: scan.read_budget,
     };
     let fetched = TableBackend::scan(backend, schema, &request).await?;
-    check_fetched(backend.system(), &fetched, want, scan.read_budget)?;
+    check_fetched(backend.name(), &fetched, want, scan.read_budget)?;
     let cut = fetched
         .cut
         .as_ref()
@@ -1254,7 +1255,7 @@ async fn run_scan<B: TableBackend>(
         && (found.iter().any(|f| &f.position.key == after)
             || cut.as_ref().is_some_and(|cut| &cut.key == after))
     {
-        return Err(not_advancing(backend.system()));
+        return Err(not_advancing(backend.name()));
     }
     finish_page(found, scan.limit, cut, read, &print)
 }
@@ -1354,6 +1355,10 @@ mod tests {
     struct Forgetful(MemoryStore);
 
     impl Backend for Forgetful {
+        fn name(&self) -> &'static str {
+            "forgetful"
+        }
+
         fn system(&self) -> &'static str {
             "forgetful"
         }

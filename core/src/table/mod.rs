@@ -205,7 +205,9 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 pub use crate::validate::MAX_FIELD_NAME_BYTES;
-pub use document::{Document, MAX_DOCUMENT_BYTES, canonicalize, dynamodb_size};
+pub use document::{
+    Document, MAX_DOCUMENT_BYTES, RESERVED_FIELD_PREFIX, canonicalize, dynamodb_size,
+};
 pub use expr::{Comparison, Condition, Operand, Path};
 pub use patch::{Patch, Patched, Returning};
 pub use projection::{MAX_SELECTED_PATHS, Projection};
@@ -218,8 +220,8 @@ pub use scan::{Scan, TableScan};
 pub use schema::{
     IndexEntry, IndexShape, KeyDef, KeyShape, MAX_INDEXES, MAX_PREFIXED_NAME,
     MAX_UNIQUE_COMPONENTS, MAX_UNIQUE_INDEXES, MissingIndexes, NAME_LENGTH, QueryIndex,
-    RESERVED_FIELD_PREFIX, RESERVED_TABLE_NAMES, RESERVED_TABLE_PREFIXES, Row, TableSchema,
-    TableSchemaBuilder, TableShape, UniqueIndex, UniqueShape, check_prefixed_name, same_table_name,
+    RESERVED_TABLE_NAMES, RESERVED_TABLE_PREFIXES, Row, TableSchema, TableSchemaBuilder,
+    TableShape, UniqueIndex, UniqueShape, check_prefixed_name, same_table_name,
 };
 pub use transact::{MAX_TRANSACTION_ACTIONS, Transaction};
 pub use typed::{Table, Versioned};
@@ -528,8 +530,9 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
 /// Most records one [`TableStore::put_many`] or [`TableStore::delete_many`] takes.
 pub const MAX_BATCH: usize = 1000;
 
-/// A shared table store.
-pub type DynTableStore = Arc<dyn TableStore>;
+/// The trait object users pass around: `Arc<DynTableStore>`, as with
+/// [`DynKvStore`](crate::DynKvStore).
+pub type DynTableStore = dyn TableStore;
 
 /// Every record a query matches, page after page, fetched as the stream is read.
 pub fn query_stream(

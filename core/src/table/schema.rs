@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::document::{self, Document};
+use super::document::{self, Document, RESERVED_FIELD_PREFIX};
 use super::value::{KeyType, KeyValue, RecordKey};
 use crate::{Error, Result};
 
@@ -41,8 +41,6 @@ pub const RESERVED_TABLE_PREFIXES: [&str; 1] = ["sqlite_"];
 /// (`{index}:partition`) fit because index names are at most 40 bytes. Checked by
 /// [`check_prefixed_name`] when a store ensures the table.
 pub const MAX_PREFIXED_NAME: usize = 63;
-/// Document fields starting with this are storekit's own (a record's version on DynamoDB).
-pub const RESERVED_FIELD_PREFIX: &str = "_storekit";
 
 // The longest column an index gets on SQL, `{index}:partition`, fits PostgreSQL's identifiers
 // whatever the index's name: known when the schema is built, not when the table is made.
