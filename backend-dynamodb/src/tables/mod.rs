@@ -69,10 +69,12 @@ use crate::txn::Condition;
 /// The name, after the store's prefix, of the table of unique-value markers and catalogs.
 pub(crate) const UNIQUE_TABLE: &str = "storekit_unique";
 
-/// The DynamoDB table of a declared table. Core refuses the names of the store's own tables
-/// (`users`, `kv`, [`UNIQUE_TABLE`]) in every schema, so none can land on them.
+/// The DynamoDB table of a declared table: `{prefix}{name}`, or the name alone for an
+/// exact-named table. Core refuses the names of the store's own tables (`users`, `kv`,
+/// [`UNIQUE_TABLE`]) in every schema, so none can land on them (a store's own tables always
+/// carry its prefix, which may not be empty, so an exact name cannot be one of them either).
 pub(crate) fn table_name(prefix: &str, schema: &TableSchema) -> String {
-    format!("{prefix}{}", schema.name())
+    schema.stored_name(prefix)
 }
 
 impl DynamoDbStore {
@@ -182,7 +184,7 @@ impl TableBackend for DynamoDbStore {
     async fn describe_table(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
         // Checked here, which `ensure_table` calls first: the same limit as on PostgreSQL,
         // so a prefix that fits one backend fits all.
-        storekit_core::table::check_prefixed_name(self.config.table_prefix(), schema.name())?;
+        schema.check_stored_name(self.config.table_prefix())?;
         self.describe(schema).await
     }
 

@@ -130,6 +130,7 @@ fn shape_of(
         indexes,
         uniques: catalog.map(|c| c.uniques.clone()).unwrap_or_default(),
         ttl: None,
+        exact_name: schema.is_exact_name(),
     })
 }
 

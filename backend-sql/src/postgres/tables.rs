@@ -154,7 +154,7 @@ impl PostgresStore {
         let Some(recorded) = self.read_shape(&mut *conn, name).await? else {
             return Ok(None);
         };
-        let bare = format!("{}{name}", self.inner.tables.prefix);
+        let bare = crate::table_layout::stored_bare(&self.inner.tables, name, &recorded);
         let indexes = self
             .names(
                 conn,

@@ -186,7 +186,7 @@ fn read_live_shape(
     let Some(recorded) = read_shape(conn, catalog, name)? else {
         return Ok(None);
     };
-    let bare = format!("{}{name}", tables.prefix);
+    let bare = crate::table_layout::stored_bare(tables, name, &recorded);
     let indexes = names(conn, "SELECT name FROM pragma_index_list(?1)", &bare)?;
     Ok(Some(live_shape(tables, name, recorded, &indexes)))
 }
