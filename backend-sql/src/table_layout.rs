@@ -1094,6 +1094,43 @@ pub(crate) fn stored_bare(tables: &Tables, name: &str, shape: &TableShape) -> St
     }
 }
 
+impl Layout {
+    /// The catalog row's shape (JSON) by which a store adopts the existing SQL table of an
+    /// exact-named table that its catalog has no row for: one another store (with another
+    /// prefix) created and shares. `columns` and `indexes` are the SQL table's column and
+    /// index names. The table must have storekit's key, version and document columns; the
+    /// declared indexes whose SQL index it lacks are left out of the shape, so `ensure_table`
+    /// then adds them. Any other table, or a table that is not exact-named, is not adopted
+    /// ([`not_ours`]).
+    pub(crate) fn adopted_shape(
+        &self,
+        tables: &Tables,
+        columns: &HashSet<String>,
+        indexes: &HashSet<String>,
+    ) -> Result<String> {
+        let name = self.schema.name();
+        if !self.schema.is_exact_name() {
+            return Err(not_ours(name, &self.bare));
+        }
+        let required = [PARTITION, "version", "document"]
+            .into_iter()
+            .chain(self.sort.map(|_| SORT));
+        let lacking: Vec<&str> = required.filter(|c| !columns.contains(*c)).collect();
+        if !lacking.is_empty() {
+            return Err(Error::SchemaMismatch {
+                table: name.to_owned(),
+                differences: vec![format!(
+                    "the SQL table {:?} exists without storekit's columns {lacking:?}; \
+                     storekit does not adopt it",
+                    self.bare
+                )],
+            });
+        }
+        let shape = live_shape(tables, name, self.schema.shape(), indexes);
+        serde_json::to_string(&shape).map_err(|e| Error::backend("sql", e))
+    }
+}
+
 /// What refuses to adopt the SQL table `bare`, found where table `name` would be created
 /// while the catalog has no row for it: another store's table, or anyone's, whose rows
 /// storekit cannot read or write.
