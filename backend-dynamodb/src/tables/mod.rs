@@ -190,12 +190,19 @@ impl TableBackend for DynamoDbStore {
 
     async fn table_names(&self) -> Result<Vec<String>> {
         let prefix = self.config.table_prefix();
-        Ok(self
+        let mut names: Vec<String> = self
             .tables_under_prefix()
             .await?
             .into_iter()
             .filter_map(|name| name.strip_prefix(prefix).map(str::to_owned))
-            .collect())
+            .collect();
+        // Exact-named tables carry no prefix: the catalog knows the ones this store made.
+        for (name, shape) in self.catalogs().await? {
+            if shape.exact_name && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        Ok(names)
     }
 
     async fn create_table(&self, schema: &TableSchema) -> Result<()> {
