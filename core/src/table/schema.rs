@@ -1020,6 +1020,15 @@ impl TableShape {
                 describe_opt(&declared.sort)
             ));
         }
+        if self.exact_name != declared.exact_name {
+            // One name is one table in a store: its catalog entry says which.
+            let named = |exact: bool| if exact { "exactly" } else { "with the store's prefix" };
+            differences.push(format!(
+                "the table is named {}, declared {}",
+                named(self.exact_name),
+                named(declared.exact_name)
+            ));
+        }
         let mut missing = MissingIndexes::default();
         for (position, index) in declared.indexes.iter().enumerate() {
             match self.indexes.iter().find(|live| live.name == index.name) {
