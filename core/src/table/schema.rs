@@ -298,7 +298,10 @@ impl TableSchemaBuilder {
     /// sharing cannot break a rule, an exact-named table may have no unique index
     /// ([`Error::InvalidInput`] from [`TableSchemaBuilder::build`]): on DynamoDB a unique
     /// index's markers live in the store's own `{prefix}storekit_unique`, where two stores
-    /// would each enforce it alone. Dropping the table drops it for every store.
+    /// would each enforce it alone. Dropping the table (`drop_table`, or a store's whole
+    /// `drop_tables` when its catalog records it) drops it for every store. A store holds one
+    /// table of a name: declaring it exact in one schema and prefixed in another is
+    /// [`Error::SchemaMismatch`] from `ensure_table`.
     ///
     /// ```
     /// use storekit_core::table::{KeyDef, TableSchema};
