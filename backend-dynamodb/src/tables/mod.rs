@@ -4,7 +4,9 @@
 //!
 //! # Layout
 //!
-//! - **`{prefix}{name}`** per declared table: its key attributes are the record's own fields
+//! - **`{prefix}{name}`** per declared table (**`{name}`** alone for an exact-named one,
+//!   `TableSchemaBuilder::exact_name`, which any store with any prefix opens as that one
+//!   table, each store keeping its own catalog item for it): its key attributes are the record's own fields
 //!   (text `S`, integer and float `N`, bytes `B`), every other document field is a native
 //!   attribute (see [`item`]), and the version is the number `_storekit_version`. One global
 //!   secondary index per query index, named as declared and projecting `ALL`; billed per
