@@ -1215,7 +1215,10 @@ async fn a_table_made_by_terraform_is_opened_by_its_exact_name() {
     getrandom::fill(&mut random).expect("randomness");
     let table = format!(
         "product-table-{}",
-        random.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        random
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     );
     assert!(!table.starts_with(store.config().table_prefix()));
     create_products(&client, &table).await;

@@ -291,7 +291,10 @@ pub async fn an_exact_named_table_is_one_table_for_every_prefix(f: &Fixture) {
         .await
         .expect("get")
         .expect("written by the other store");
-    assert_eq!(Value::Object(read.document), json!({"id": "p1", "name": "Widget"}));
+    assert_eq!(
+        Value::Object(read.document),
+        json!({"id": "p1", "name": "Widget"})
+    );
     insert(two, &schema, json!({"id": "p2", "name": "Gadget"})).await;
     assert_eq!(one.count(&schema).await.expect("count"), 2);
     assert_eq!(two.count(&schema).await.expect("count"), 2);
@@ -315,10 +318,10 @@ pub async fn an_exact_named_table_is_one_table_for_every_prefix(f: &Fixture) {
 
     assert!(one.drop_table(&schema).await.expect("drop"));
     let gone = two.get(&schema, &"p1".into()).await;
-    assert!(
-        matches!(gone, Err(Error::NotFound { .. })),
-        "{gone:?}"
-    );
+    assert!(matches!(gone, Err(Error::NotFound { .. })), "{gone:?}");
     // The other store's catalog still names it; dropping there finds nothing more to drop.
-    let _ = two.drop_table(&schema).await.expect("drop from the other store");
+    let _ = two
+        .drop_table(&schema)
+        .await
+        .expect("drop from the other store");
 }

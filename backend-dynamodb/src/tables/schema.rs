@@ -338,7 +338,13 @@ impl DynamoDbStore {
         if let Some(recorded) = self.read_catalog(schema).await?
             && recorded.exact_name != schema.is_exact_name()
         {
-            let named = |exact: bool| if exact { "exactly" } else { "with the store's prefix" };
+            let named = |exact: bool| {
+                if exact {
+                    "exactly"
+                } else {
+                    "with the store's prefix"
+                }
+            };
             return Err(Error::SchemaMismatch {
                 table: schema.name().to_owned(),
                 differences: vec![format!(

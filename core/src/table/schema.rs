@@ -1025,7 +1025,13 @@ impl TableShape {
         }
         if self.exact_name != declared.exact_name {
             // One name is one table in a store: its catalog entry says which.
-            let named = |exact: bool| if exact { "exactly" } else { "with the store's prefix" };
+            let named = |exact: bool| {
+                if exact {
+                    "exactly"
+                } else {
+                    "with the store's prefix"
+                }
+            };
             differences.push(format!(
                 "the table is named {}, declared {}",
                 named(self.exact_name),
