@@ -154,9 +154,7 @@ impl DynamoDbStore {
                             None => Error::NotFound { what: "record" },
                             Some(stored) => {
                                 let version = item::version_of(stored, &table)?;
-                                if let Err(last) = next_version(version) {
-                                    return Err(last);
-                                }
+                                next_version(version)?;
                                 // The reference says why, on the record as it was refused:
                                 // the caller's condition, or an `add` it cannot make.
                                 let current = item::record(schema, &table, stored)?;
