@@ -1174,3 +1174,147 @@ async fn conditional_writes_send_one_request_each() {
     run.await;
     store.drop_tables().await.expect("drop_tables");
 }
+
+/// The catalogue's table as its Terraform makes it: `id` (S), and a `product-name-index` on
+/// `name` (here projecting everything: partial projections are another part of issue 23).
+async fn create_products(client: &Client, table: &str) {
+    let index = GlobalSecondaryIndex::builder()
+        .index_name("product-name-index")
+        .key_schema(key("name", DynamoKeyType::Hash))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .expect("index");
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("id", ScalarAttributeType::S))
+        .attribute_definitions(attribute("name", ScalarAttributeType::S))
+        .key_schema(key("id", DynamoKeyType::Hash))
+        .global_secondary_indexes(index)
+        .send()
+        .await
+        .expect("create table");
+}
+
+/// A table made outside storekit, under a name that is not `{prefix}{name}`, is opened by
+/// its own name (`exact_name`) from a store whose prefix is something else: it reads what the
+/// raw SDK wrote, writes what the raw SDK reads back, is named exactly in the exports, and a
+/// store's `drop_tables` leaves it (the store did not make it).
+#[tokio::test]
+async fn a_table_made_by_terraform_is_opened_by_its_exact_name() {
+    let Some(store) = store("exact").await else {
+        return;
+    };
+    let client = store.client().clone();
+    let mut random = [0u8; 4];
+    getrandom::fill(&mut random).expect("randomness");
+    let table = format!(
+        "product-table-{}",
+        random
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    assert!(!table.starts_with(store.config().table_prefix()));
+    create_products(&client, &table).await;
+    let run = async {
+        client
+            .put_item()
+            .table_name(&table)
+            .item("id", AttributeValue::S("p-1".into()))
+            .item("name", AttributeValue::S("Lamp".into()))
+            .item("price", AttributeValue::N("12.5".into()))
+            .send()
+            .await
+            .expect("put item");
+
+        let schema = TableSchema::builder(&table, KeyDef::text("id"))
+            .index("product-name-index", KeyDef::text("name"), None)
+            .exact_name()
+            .build()
+            .expect("valid schema");
+        assert_eq!(
+            store.ensure_table(&schema).await.expect("ensure_table"),
+            TableStatus::Unchanged,
+            "adopted as it is, no drift"
+        );
+        let read = store
+            .get(&schema, &"p-1".into())
+            .await
+            .expect("get")
+            .expect("written by the raw SDK");
+        assert_eq!(
+            Value::Object(read.document),
+            json!({"id": "p-1", "name": "Lamp", "price": 12.5})
+        );
+        store
+            .insert(
+                &schema,
+                doc(json!({"id": "p-2", "name": "Desk", "price": 80})),
+            )
+            .await
+            .expect("insert");
+        let raw = client
+            .get_item()
+            .table_name(&table)
+            .key("id", AttributeValue::S("p-2".into()))
+            .send()
+            .await
+            .expect("get item")
+            .item
+            .expect("written by storekit, in the exact table");
+        assert_eq!(raw.get("name"), Some(&AttributeValue::S("Desk".into())));
+        assert_eq!(raw.get("price"), Some(&AttributeValue::N("80".into())));
+        // Nothing was made under the store's prefix for it.
+        let prefixed = client
+            .describe_table()
+            .table_name(format!("{}{table}", store.config().table_prefix()))
+            .send()
+            .await;
+        assert!(prefixed.is_err(), "{prefixed:?}");
+        let desks = store
+            .query(&schema, &Query::index("product-name-index", "Desk"))
+            .await
+            .expect("query");
+        assert!(desks.items.len() <= 1, "an index read may lag, never more");
+
+        // The exports name the exact table, whatever the prefix.
+        let options = storekit_core::admin::ExportOptions::default().prefix("shop_");
+        let terraform =
+            storekit_dynamodb::export::terraform(&options, &[&schema]).expect("terraform");
+        assert!(terraform.contains(&format!("\"{table}\"")), "{terraform}");
+        assert!(!terraform.contains(&format!("shop_{table}")), "{terraform}");
+        let cloudformation = storekit_dynamodb::export::cloudformation(&options, &[&schema])
+            .expect("cloudformation");
+        assert!(
+            cloudformation.contains(&format!("\"{table}\"")),
+            "{cloudformation}"
+        );
+        assert!(!cloudformation.contains(&format!("shop_{table}")));
+
+        // A store's teardown leaves a table it adopted and did not make.
+        store.drop_tables().await.expect("drop_tables");
+        let raw = client
+            .get_item()
+            .table_name(&table)
+            .key("id", AttributeValue::S("p-1".into()))
+            .send()
+            .await
+            .expect("the table is still there")
+            .item;
+        assert!(raw.is_some());
+    };
+    run.await;
+    store.drop_tables().await.expect("drop_tables");
+    client
+        .delete_table()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("delete the test's table");
+}

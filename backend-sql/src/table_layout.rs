@@ -21,6 +21,12 @@
 //! The catalog `{prefix}storekit_tables` holds one row per table: its name and its shape (the
 //! JSON of [`TableShape`]), which is what `describe_table` answers from.
 //!
+//! An exact-named table ([`TableSchemaBuilder::exact_name`]) is the SQL table `{name}`, with
+//! no prefix; its catalog row is the store's own, as for any table, and its shape says
+//! `exact_name`.
+//!
+//! [`TableSchemaBuilder::exact_name`]: storekit_core::table::TableSchemaBuilder::exact_name
+//!
 //! Identifiers cannot be bound, so they are spliced in quoted. Every part of them is checked
 //! before: the prefix and schema when the store is built, table and index names by
 //! [`TableSchema`]'s builder (ASCII letters, digits, `_`, `-`, `.`), and the rest is ours, so
@@ -166,8 +172,8 @@ impl Layout {
             ));
         }
         // The same limit for both dialects (and DynamoDB): PostgreSQL's identifiers.
-        storekit_core::table::check_prefixed_name(&tables.prefix, schema.name())?;
-        let bare = format!("{}{}", tables.prefix, schema.name());
+        schema.check_stored_name(&tables.prefix)?;
+        let bare = schema.stored_name(&tables.prefix);
         if Tables::is_sqlite_reserved(&bare) {
             return Err(Error::invalid(
                 "table name",
@@ -1068,7 +1074,7 @@ pub(crate) fn live_shape(
     mut recorded: TableShape,
     live: &HashSet<String>,
 ) -> TableShape {
-    let bare = format!("{}{name}", tables.prefix);
+    let bare = stored_bare(tables, name, &recorded);
     recorded
         .indexes
         .retain(|index| live.contains(&derived_name(&bare, &index.name)));
@@ -1076,6 +1082,53 @@ pub(crate) fn live_shape(
         .uniques
         .retain(|unique| live.contains(&derived_name(&bare, &unique.name)));
     recorded
+}
+
+/// The SQL table (unquoted) of the table `name` the catalog records as `shape`: with the
+/// store's prefix, or without it for an exact-named table.
+pub(crate) fn stored_bare(tables: &Tables, name: &str, shape: &TableShape) -> String {
+    if shape.exact_name {
+        name.to_owned()
+    } else {
+        format!("{}{name}", tables.prefix)
+    }
+}
+
+impl Layout {
+    /// The catalog row's shape (JSON) by which a store adopts the existing SQL table of an
+    /// exact-named table that its catalog has no row for: one another store (with another
+    /// prefix) created and shares. `columns` and `indexes` are the SQL table's column and
+    /// index names. The table must have storekit's key, version and document columns; the
+    /// declared indexes whose SQL index it lacks are left out of the shape, so `ensure_table`
+    /// then adds them. Any other table, or a table that is not exact-named, is not adopted
+    /// ([`not_ours`]).
+    pub(crate) fn adopted_shape(
+        &self,
+        tables: &Tables,
+        columns: &HashSet<String>,
+        indexes: &HashSet<String>,
+    ) -> Result<String> {
+        let name = self.schema.name();
+        if !self.schema.is_exact_name() {
+            return Err(not_ours(name, &self.bare));
+        }
+        let required = [PARTITION, "version", "document"]
+            .into_iter()
+            .chain(self.sort.map(|_| SORT));
+        let lacking: Vec<&str> = required.filter(|c| !columns.contains(*c)).collect();
+        if !lacking.is_empty() {
+            return Err(Error::SchemaMismatch {
+                table: name.to_owned(),
+                differences: vec![format!(
+                    "the SQL table {:?} exists without storekit's columns {lacking:?}; \
+                     storekit does not adopt it",
+                    self.bare
+                )],
+            });
+        }
+        let shape = live_shape(tables, name, self.schema.shape(), indexes);
+        serde_json::to_string(&shape).map_err(|e| Error::backend("sql", e))
+    }
 }
 
 /// What refuses to adopt the SQL table `bare`, found where table `name` would be created

@@ -107,11 +107,15 @@ impl Tables {
     }
 
     /// The quoted, qualified SQL table of the declared table `name`, as read back from the
-    /// catalog; `None` for a name no schema could declare, which is then never spliced.
-    pub(crate) fn declared(&self, name: &str) -> Option<String> {
+    /// catalog with its `shape` (JSON), which says whether the table is exact-named (no
+    /// prefix); `None` for a name no schema could declare, which is then never spliced.
+    pub(crate) fn declared(&self, name: &str, shape: &str) -> Option<String> {
         let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        let exact = serde_json::from_str::<storekit_core::table::TableShape>(shape)
+            .is_ok_and(|shape| shape.exact_name);
+        let prefix = if exact { "" } else { self.prefix.as_str() };
         (!name.is_empty() && name.chars().all(allowed))
-            .then(|| self.qualify_bare(&format!("{}{name}", self.prefix)))
+            .then(|| self.qualify_bare(&format!("{prefix}{name}")))
     }
 
     /// Whether the table name `bare` (with the prefix) starts with what SQLite keeps for

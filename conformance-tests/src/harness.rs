@@ -35,6 +35,7 @@ pub struct Fixture {
     /// Where backends legitimately differ, what this one does.
     pub capabilities: Capabilities,
     tables: Option<Arc<dyn TableStore>>,
+    neighbour: Option<Arc<dyn TableStore>>,
     transfer: Option<Arc<dyn TransferStore>>,
     dump: DumpFn,
     cleanup: Option<CleanupFn>,
@@ -62,6 +63,7 @@ impl Fixture {
             kv,
             capabilities: Capabilities::default(),
             tables: None,
+            neighbour: None,
             transfer: None,
             dump,
             cleanup: Some(cleanup),
@@ -92,6 +94,26 @@ impl Fixture {
         self.tables
             .as_ref()
             .expect("the tables cases need Fixture::with_tables")
+    }
+
+    /// Adds a second tables store over the same database as [`Fixture::tables`] but with
+    /// another table prefix (its own catalog), which the exact-name case shares a table with.
+    /// Its tables must be dropped by the fixture's cleanup too. A backend without prefixes
+    /// (memory) leaves it out: the neighbour is then the tables store itself.
+    #[must_use]
+    pub fn with_neighbour_tables(mut self, tables: Arc<dyn TableStore>) -> Self {
+        self.neighbour = Some(tables);
+        self
+    }
+
+    /// The neighbour tables store (see [`Fixture::with_neighbour_tables`]), else the tables
+    /// store.
+    ///
+    /// # Panics
+    /// When the fixture has no tables store.
+    #[must_use]
+    pub fn neighbour_tables(&self) -> &Arc<dyn TableStore> {
+        self.neighbour.as_ref().unwrap_or_else(|| self.tables())
     }
 
     /// Adds the backend's transfer store (export and import for `storekit copy`), which the

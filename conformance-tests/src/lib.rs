@@ -243,6 +243,7 @@ macro_rules! __with_cases {
                 table_names_that_differ_only_in_case_are_one_name,
                 adding_an_index_over_records_that_do_not_fit_it,
                 a_refused_unique_index_leaves_nothing_behind,
+                an_exact_named_table_is_one_table_for_every_prefix,
             ];
             transfer_uuid, Uuid, transfer: [
                 kv_export_pages_every_live_item_once_with_its_deadline,

@@ -240,3 +240,88 @@ pub async fn a_refused_unique_index_leaves_nothing_behind(f: &Fixture) {
         );
     }
 }
+
+/// An exact-named table (`TableSchemaBuilder::exact_name`) is the database's table of that
+/// very name in every store: two stores with different prefixes reach one table, each
+/// reading what the other wrote. Its name is still checked (storekit's own names, SQLite's
+/// `sqlite_`, the length), a unique index on it is refused (stores would keep its values
+/// apart), and a store holds one table of a name, exact or prefixed.
+pub async fn an_exact_named_table_is_one_table_for_every_prefix(f: &Fixture) {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).expect("randomness");
+    // Not under either store's prefix, so no store's own tables come near it.
+    let name = format!(
+        "exact-{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let exact = |name: &str| {
+        TableSchema::builder(name, KeyDef::text("id"))
+            .index("by-name", KeyDef::text("name"), None)
+            .exact_name()
+    };
+    let schema = exact(&name).build().expect("valid schema");
+    assert!(schema.is_exact_name());
+
+    for refused in [
+        exact("storekit_unique").build(),
+        exact("KV").build(),
+        exact("sqlite_things").build(),
+        exact(&"t".repeat(41)).build(),
+        exact("ab").build(),
+        exact(&name).unique("by-sku", [KeyDef::text("sku")]).build(),
+    ] {
+        assert!(
+            matches!(refused, Err(Error::InvalidInput { .. })),
+            "{refused:?}"
+        );
+    }
+
+    let (one, two) = (f.tables().as_ref(), f.neighbour_tables().as_ref());
+    assert_eq!(
+        one.ensure_table(&schema).await.expect("ensure_table"),
+        TableStatus::Created
+    );
+    insert(one, &schema, json!({"id": "p1", "name": "Widget"})).await;
+    // The second store finds the table (SQL stores adopt it into their own catalog).
+    two.ensure_table(&schema)
+        .await
+        .expect("ensure_table from the other prefix");
+    let read = two
+        .get(&schema, &"p1".into())
+        .await
+        .expect("get")
+        .expect("written by the other store");
+    assert_eq!(
+        Value::Object(read.document),
+        json!({"id": "p1", "name": "Widget"})
+    );
+    insert(two, &schema, json!({"id": "p2", "name": "Gadget"})).await;
+    assert_eq!(one.count(&schema).await.expect("count"), 2);
+    assert_eq!(two.count(&schema).await.expect("count"), 2);
+    assert_eq!(
+        two.ensure_table(&schema).await.expect("ensure again"),
+        TableStatus::Unchanged
+    );
+
+    // The same name with the prefix is another declaration of one name: refused, and the
+    // exact table keeps its records.
+    let prefixed = TableSchema::builder(&name, KeyDef::text("id"))
+        .index("by-name", KeyDef::text("name"), None)
+        .build()
+        .expect("valid schema");
+    let other = one.ensure_table(&prefixed).await;
+    assert!(
+        matches!(other, Err(Error::SchemaMismatch { .. })),
+        "{other:?}"
+    );
+    assert_eq!(one.count(&schema).await.expect("count"), 2);
+
+    assert!(one.drop_table(&schema).await.expect("drop"));
+    let gone = two.get(&schema, &"p1".into()).await;
+    assert!(matches!(gone, Err(Error::NotFound { .. })), "{gone:?}");
+    // The other store's catalog still names it; dropping there finds nothing more to drop.
+    let _ = two
+        .drop_table(&schema)
+        .await
+        .expect("drop from the other store");
+}

@@ -23,10 +23,22 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
     if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
         config = config.credentials("storekit", "storekit");
     }
+    let neighbour_config = config
+        .clone()
+        .table_prefix(format!("{}n_", ctx.prefix))
+        .build()
+        .expect("config");
     let config = config.build().expect("config");
     let store = Arc::new(DynamoDbStore::connect(&config).await.expect("connect"));
     store.migrate().await.expect("migrate");
     store.migrate().await.expect("migrate is idempotent");
+    // A second store with another prefix, for the exact-name case.
+    let neighbour = Arc::new(
+        DynamoDbStore::connect(&neighbour_config)
+            .await
+            .expect("connect"),
+    );
+    let neighbour_dropped = neighbour.clone();
     let dumped = store.clone();
     let dropped = store.clone();
     Some(
@@ -38,7 +50,14 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
                 async move { store.dump().await.expect("dump") }.boxed()
             }),
             Box::new(move || {
-                async move { dropped.drop_tables().await.expect("drop_tables") }.boxed()
+                async move {
+                    neighbour_dropped
+                        .drop_tables()
+                        .await
+                        .expect("drop the neighbour's tables");
+                    dropped.drop_tables().await.expect("drop_tables");
+                }
+                .boxed()
             }),
         )
         .with_capabilities(
@@ -48,6 +67,7 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
                 .read_counts_include_read_ahead(),
         )
         .with_tables(store.clone())
+        .with_neighbour_tables(neighbour)
         .with_transfer(store),
     )
 }

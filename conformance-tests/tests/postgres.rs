@@ -24,6 +24,18 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
     store.migrate().await.expect("migrate");
     store.migrate().await.expect("migrate is idempotent");
     let (dumped, dropped, tables) = (store.clone(), store.clone(), store.clone());
+    // A second store in the same schema with another prefix, for the exact-name case.
+    let neighbour = PostgresStore::connect(
+        &PostgresConfig::from_url(&url)
+            .expect("postgres url")
+            .schema(schema.clone())
+            .table_prefix("n_")
+            .id_kind(ctx.id_kind)
+            .max_connections(4),
+    )
+    .await
+    .expect("connect to postgres");
+    let neighbour_dropped = neighbour.clone();
     Some(
         Fixture::new(
             Arc::new(store.clone()),
@@ -34,6 +46,11 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
             }),
             Box::new(move || {
                 async move {
+                    neighbour_dropped
+                        .drop_tables()
+                        .await
+                        .expect("drop the neighbour's tables");
+                    neighbour_dropped.pool().close().await;
                     dropped.drop_tables().await.expect("drop tables");
                     // Without CASCADE: the schema drops only if `drop_tables` left nothing in it.
                     let drop = format!("DROP SCHEMA \"{schema}\" RESTRICT");
@@ -47,6 +64,7 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
             }),
         )
         .with_tables(Arc::new(tables.clone()))
+        .with_neighbour_tables(Arc::new(neighbour))
         .with_transfer(Arc::new(tables)),
     )
 }

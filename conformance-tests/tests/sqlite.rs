@@ -15,6 +15,14 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
     store.migrate().await.expect("migrate");
     store.migrate().await.expect("migrate is idempotent");
     let (dumped, tables) = (store.clone(), store.clone());
+    // A second store on the same file with another prefix, for the exact-name case.
+    let neighbour = SqliteStore::connect(
+        &SqliteConfig::file(&path)
+            .table_prefix(format!("{}n_", ctx.prefix))
+            .id_kind(ctx.id_kind),
+    )
+    .await
+    .expect("open sqlite with another prefix");
     Some(
         Fixture::new(
             std::sync::Arc::new(store.clone()),
@@ -35,6 +43,7 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
             }),
         )
         .with_tables(std::sync::Arc::new(tables.clone()))
+        .with_neighbour_tables(std::sync::Arc::new(neighbour))
         .with_transfer(std::sync::Arc::new(tables)),
     )
 }

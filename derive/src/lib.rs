@@ -90,6 +90,7 @@ const VERSION_ATTRIBUTE: &str = "_storekit_version";
 /// | `index(name = "...", partition = field, sort = field)` | a query index (`sort` optional); a record whose field is `None` is not in it |
 /// | `unique(name = "...", fields(a, b))` | a unique index over 1 to 4 fields |
 /// | `ttl = field` | the field records expire by: Unix seconds, an integer or float (or an `Option` of one) |
+/// | `exact_name` | the table is named `table` itself, without the store's prefix (`TableSchemaBuilder::exact_name`); no `unique` then |
 /// | `version = "_storekit_version"` | the attribute versions are kept in: only storekit's own today |
 /// | `crate = "path"` | where storekit is, for a crate that depends on `storekit-core` only (`crate = "storekit_core"`) |
 ///
@@ -156,6 +157,8 @@ struct Decl {
     indexes: Vec<IndexDecl>,
     uniques: Vec<UniqueDecl>,
     ttl: Option<Ident>,
+    /// `exact_name`: the table is named without the store's prefix.
+    exact_name: Option<Span>,
     krate: Option<Path>,
 }
 
@@ -278,6 +281,17 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
         }
         indexes.push((index, index_partition, index_sort));
     }
+    if let (Some(span), Some(unique)) = (decl.exact_name, decl.uniques.first()) {
+        // `TableSchemaBuilder::build`'s rule: stores with different prefixes share the table.
+        return Err(syn::Error::new(
+            span,
+            format!(
+                "an `exact_name` table cannot have a unique index ({:?}): stores with \
+                 different prefixes share it, and would each keep its unique values alone",
+                unique.name.value()
+            ),
+        ));
+    }
     let mut uniques = Vec::new();
     for unique in &decl.uniques {
         check_index_name(&unique.name)?;
@@ -390,6 +404,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
         let defs = components.iter().map(|c| key_def(c));
         quote!(.unique(#name, [#(#defs),*]))
     });
+    let exact_def = decl.exact_name.map(|_| quote!(.exact_name()));
     let ttl_def = ttl.map(|ttl| {
         let (stored, ty) = (&ttl.stored, &ttl.ty);
         let check = quote_spanned!(ty.span()=> __storekit_ttl::<#ty>());
@@ -542,6 +557,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
                     #(#index_defs)*
                     #(#unique_defs)*
                     #ttl_def
+                    #exact_def
                     .build();
                 match built {
                     ::core::result::Result::Ok(schema) => schema,
@@ -582,6 +598,8 @@ fn read_item(decl: &mut Decl, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
         set(&mut decl.sort, meta.value()?.parse()?, meta)
     } else if path.is_ident("ttl") {
         set(&mut decl.ttl, meta.value()?.parse()?, meta)
+    } else if path.is_ident("exact_name") {
+        set(&mut decl.exact_name, path.span(), meta)
     } else if path.is_ident("crate") {
         let text: LitStr = meta.value()?.parse()?;
         set(&mut decl.krate, text.parse()?, meta)
@@ -649,7 +667,7 @@ fn read_item(decl: &mut Decl, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
     } else {
         Err(meta.error(
             "unknown item of #[storekit(...)]; expected `table`, `partition`, `sort`, `index`, \
-             `unique`, `ttl`, `version` or `crate`",
+             `unique`, `ttl`, `exact_name`, `version` or `crate`",
         ))
     }
 }

@@ -77,9 +77,38 @@ struct Borrowed<'a> {
     note: &'a str,
 }
 
+/// The catalogue's table, opened by its own name (no store prefix).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Record)]
+#[storekit(
+    table = "product-table",
+    exact_name,
+    partition = id,
+    index(name = "product-name-index", partition = name)
+)]
+struct CatalogueProduct {
+    id: String,
+    name: String,
+}
+
 fn same(derived: &TableSchema, built: &TableSchema) {
     assert_eq!(derived.name(), built.name());
     assert_eq!(derived.shape(), built.shape());
+}
+
+#[test]
+fn exact_name_is_the_builders() {
+    let derived = CatalogueProduct::schema();
+    assert!(derived.is_exact_name());
+    assert_eq!(derived.stored_name("shop_"), "product-table");
+    same(
+        &derived,
+        &TableSchema::builder("product-table", KeyDef::text("id"))
+            .index("product-name-index", KeyDef::text("name"), None)
+            .exact_name()
+            .build()
+            .expect("valid"),
+    );
+    assert!(!Product::schema().is_exact_name());
 }
 
 #[test]

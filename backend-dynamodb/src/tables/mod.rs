@@ -4,7 +4,9 @@
 //!
 //! # Layout
 //!
-//! - **`{prefix}{name}`** per declared table: its key attributes are the record's own fields
+//! - **`{prefix}{name}`** per declared table (**`{name}`** alone for an exact-named one,
+//!   `TableSchemaBuilder::exact_name`, which any store with any prefix opens as that one
+//!   table, each store keeping its own catalog item for it): its key attributes are the record's own fields
 //!   (text `S`, integer and float `N`, bytes `B`), every other document field is a native
 //!   attribute (see [`item`]), and the version is the number `_storekit_version`. One global
 //!   secondary index per query index, named as declared and projecting `ALL`; billed per
@@ -69,10 +71,12 @@ use crate::txn::Condition;
 /// The name, after the store's prefix, of the table of unique-value markers and catalogs.
 pub(crate) const UNIQUE_TABLE: &str = "storekit_unique";
 
-/// The DynamoDB table of a declared table. Core refuses the names of the store's own tables
-/// (`users`, `kv`, [`UNIQUE_TABLE`]) in every schema, so none can land on them.
+/// The DynamoDB table of a declared table: `{prefix}{name}`, or the name alone for an
+/// exact-named table. Core refuses the names of the store's own tables (`users`, `kv`,
+/// [`UNIQUE_TABLE`]) in every schema, so none can land on them (a store's own tables always
+/// carry its prefix, which may not be empty, so an exact name cannot be one of them either).
 pub(crate) fn table_name(prefix: &str, schema: &TableSchema) -> String {
-    format!("{prefix}{}", schema.name())
+    schema.stored_name(prefix)
 }
 
 impl DynamoDbStore {
@@ -182,18 +186,25 @@ impl TableBackend for DynamoDbStore {
     async fn describe_table(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
         // Checked here, which `ensure_table` calls first: the same limit as on PostgreSQL,
         // so a prefix that fits one backend fits all.
-        storekit_core::table::check_prefixed_name(self.config.table_prefix(), schema.name())?;
+        schema.check_stored_name(self.config.table_prefix())?;
         self.describe(schema).await
     }
 
     async fn table_names(&self) -> Result<Vec<String>> {
         let prefix = self.config.table_prefix();
-        Ok(self
+        let mut names: Vec<String> = self
             .tables_under_prefix()
             .await?
             .into_iter()
             .filter_map(|name| name.strip_prefix(prefix).map(str::to_owned))
-            .collect())
+            .collect();
+        // Exact-named tables carry no prefix: the catalog knows the ones this store made.
+        for (name, shape) in self.catalogs().await? {
+            if shape.exact_name && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        Ok(names)
     }
 
     async fn create_table(&self, schema: &TableSchema) -> Result<()> {

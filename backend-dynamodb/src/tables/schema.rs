@@ -130,6 +130,7 @@ fn shape_of(
         indexes,
         uniques: catalog.map(|c| c.uniques.clone()).unwrap_or_default(),
         ttl: None,
+        exact_name: schema.is_exact_name(),
     })
 }
 
@@ -332,6 +333,27 @@ impl DynamoDbStore {
     pub(super) async fn create(&self, schema: &TableSchema) -> Result<()> {
         let table = self.table_name(schema);
         self.ensure_unique_table().await?;
+        // The catalog item is keyed by the name alone: a store holds one table of a name,
+        // exact or prefixed, never both.
+        if let Some(recorded) = self.read_catalog(schema).await?
+            && recorded.exact_name != schema.is_exact_name()
+        {
+            let named = |exact: bool| {
+                if exact {
+                    "exactly"
+                } else {
+                    "with the store's prefix"
+                }
+            };
+            return Err(Error::SchemaMismatch {
+                table: schema.name().to_owned(),
+                differences: vec![format!(
+                    "the table is named {}, declared {}",
+                    named(recorded.exact_name),
+                    named(schema.is_exact_name())
+                )],
+            });
+        }
         let created = TableDefinition::declared(table.clone(), schema)
             .create_request(&self.client)?
             .send_counted()

@@ -143,16 +143,17 @@ pub(super) async fn drop_all(pool: &PgPool, tables: &Tables) -> Result<()> {
 /// The SQL tables of the tables store's declared tables, from its catalog (none if there is
 /// no catalog).
 async fn declared_tables(pool: &PgPool, tables: &Tables) -> Result<Vec<String>> {
-    let names: std::result::Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(sql(format!(
-        "SELECT name FROM {} ORDER BY name",
-        tables.catalog
-    )))
-    .fetch_all(pool)
-    .await;
-    match names {
-        Ok(names) => Ok(names
+    let rows: std::result::Result<Vec<(String, String)>, sqlx::Error> =
+        sqlx::query_as(sql(format!(
+            "SELECT name, shape::text FROM {} ORDER BY name",
+            tables.catalog
+        )))
+        .fetch_all(pool)
+        .await;
+    match rows {
+        Ok(rows) => Ok(rows
             .iter()
-            .filter_map(|name| tables.declared(name))
+            .filter_map(|(name, shape)| tables.declared(name, shape))
             .collect()),
         Err(err) if is_missing_table(&err) => Ok(Vec::new()),
         Err(err) => Err(pg_error(err)),

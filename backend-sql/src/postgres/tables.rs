@@ -22,7 +22,7 @@ use super::PostgresStore;
 use super::error::{is_missing_table, pg_error, retry_conflicts_with, table_error};
 use super::schema::sql;
 use crate::dialect::{Dialect, Param, Statement};
-use crate::table_layout::{Layout, Read, checked_shape, live_shape, not_ours, shape_json};
+use crate::table_layout::{Layout, Read, checked_shape, live_shape, shape_json};
 
 const BACKEND: &str = "postgres";
 
@@ -154,7 +154,7 @@ impl PostgresStore {
         let Some(recorded) = self.read_shape(&mut *conn, name).await? else {
             return Ok(None);
         };
-        let bare = format!("{}{name}", self.inner.tables.prefix);
+        let bare = crate::table_layout::stored_bare(&self.inner.tables, name, &recorded);
         let indexes = self
             .names(
                 conn,
@@ -370,7 +370,33 @@ impl TableBackend for PostgresStore {
                 }
                 // `CREATE TABLE IF NOT EXISTS` would take a table that is not ours as it is.
                 if super::schema::exists(&mut tx, &layout.table).await? {
-                    return Err(not_ours(schema.name(), &layout.bare));
+                    // Only an exact-named table another store shares is adopted (recorded
+                    // as the database holds it; `ensure_table` then adds what it lacks).
+                    let columns = self
+                        .names(
+                            &mut tx,
+                            "SELECT column_name::text FROM information_schema.columns \
+                             WHERE table_schema = COALESCE($1, current_schema()) \
+                             AND table_name = $2",
+                            &layout.bare,
+                        )
+                        .await?;
+                    let indexes = self
+                        .names(
+                            &mut tx,
+                            "SELECT indexname::text FROM pg_indexes \
+                             WHERE schemaname = COALESCE($1, current_schema()) AND tablename = $2",
+                            &layout.bare,
+                        )
+                        .await?;
+                    let adopted = layout.adopted_shape(&self.inner.tables, &columns, &indexes)?;
+                    sqlx::query(sql(self.inner.catalog.insert.clone()))
+                        .bind(schema.name())
+                        .bind(&adopted)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(pg_error)?;
+                    return tx.commit().await.map_err(pg_error);
                 }
                 for statement in layout.create() {
                     ddl(&mut tx, statement).await?;

@@ -109,22 +109,11 @@ pub(super) fn drop_all(conn: &mut Connection, tables: &Tables) -> Result<()> {
 /// The SQL tables of the tables store's declared tables, from its catalog (none if there is
 /// no catalog).
 fn declared_tables(conn: &Connection, tables: &Tables) -> Result<Vec<String>> {
-    let mut stmt = match conn.prepare(&format!(
-        "SELECT name FROM {} ORDER BY name",
-        tables.catalog
-    )) {
-        Ok(stmt) => stmt,
-        Err(err) if is_missing_table(&err) => return Ok(Vec::new()),
-        Err(err) => return Err(sqlite_error(err)),
-    };
-    let names = stmt
-        .query_map([], |row| row.get::<_, String>(0))
-        .map_err(sqlite_error)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(sqlite_error)?;
-    Ok(names
+    let mut rows = catalog_rows(conn, tables)?.unwrap_or_default();
+    rows.sort();
+    Ok(rows
         .iter()
-        .filter_map(|name| tables.declared(name))
+        .filter_map(|(name, shape)| tables.declared(name, shape))
         .collect())
 }
 

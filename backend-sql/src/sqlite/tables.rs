@@ -21,7 +21,7 @@ use super::SqliteStore;
 use super::error::{is_missing_table, sqlite_error, table_error};
 use super::step::{any_row, first_row};
 use crate::dialect::{Dialect, Param, Statement};
-use crate::table_layout::{Catalog, Layout, Read, checked_shape, live_shape, not_ours, shape_json};
+use crate::table_layout::{Catalog, Layout, Read, checked_shape, live_shape, shape_json};
 use crate::tables::Tables;
 
 const BACKEND: &str = "sqlite";
@@ -186,7 +186,7 @@ fn read_live_shape(
     let Some(recorded) = read_shape(conn, catalog, name)? else {
         return Ok(None);
     };
-    let bare = format!("{}{name}", tables.prefix);
+    let bare = crate::table_layout::stored_bare(tables, name, &recorded);
     let indexes = names(conn, "SELECT name FROM pragma_index_list(?1)", &bare)?;
     Ok(Some(live_shape(tables, name, recorded, &indexes)))
 }
@@ -208,6 +208,7 @@ fn cataloged_name(conn: &Connection, catalog: &Catalog, name: &str) -> Result<Op
 fn create_table(
     conn: &mut Connection,
     catalog: &Catalog,
+    tables: &Tables,
     layout: &Layout,
     name: &str,
     shape: &str,
@@ -226,7 +227,14 @@ fn create_table(
         )?
         .is_empty();
         if taken {
-            return Err(not_ours(name, &layout.bare));
+            // Only an exact-named table another store shares is adopted (recorded as the
+            // database holds it; `ensure_table` then adds what it lacks).
+            let columns = names(&tx, "SELECT name FROM pragma_table_info(?1)", &layout.bare)?;
+            let indexes = names(&tx, "SELECT name FROM pragma_index_list(?1)", &layout.bare)?;
+            let adopted = layout.adopted_shape(tables, &columns, &indexes)?;
+            tx.execute(&catalog.insert, [name, adopted.as_str()])
+                .map_err(sqlite_error)?;
+            return tx.commit().map_err(sqlite_error);
         }
         for ddl in layout.create() {
             tx.execute(&ddl, []).map_err(sqlite_error)?;
@@ -454,7 +462,9 @@ impl TableBackend for SqliteStore {
         );
         self.inner
             .conns
-            .write_blocking(move |conn| create_table(conn, &inner.catalog, &layout, &name, &shape))
+            .write_blocking(move |conn| {
+                create_table(conn, &inner.catalog, &inner.tables, &layout, &name, &shape)
+            })
             .await
     }
 

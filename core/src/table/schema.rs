@@ -266,6 +266,8 @@ struct Inner {
     key_fields: Vec<(String, KeyType)>,
     /// The top-level field holding the record's expiry, in Unix seconds.
     ttl: Option<String>,
+    /// Whether the table is named without the store's prefix.
+    exact_name: bool,
 }
 
 /// Builds a [`TableSchema`]; [`TableSchemaBuilder::build`] checks it.
@@ -277,9 +279,45 @@ pub struct TableSchemaBuilder {
     indexes: Vec<QueryIndex>,
     uniques: Vec<UniqueIndex>,
     ttl: Option<String>,
+    exact_name: bool,
 }
 
 impl TableSchemaBuilder {
+    /// Names the table exactly: the database's table is called by the schema's name, without
+    /// the store's prefix, on every backend, so a table made by someone else (`product-table`,
+    /// from Terraform) can be opened by its own name. The name rules are unchanged: 3 to 40
+    /// characters, none of storekit's own table names ([`RESERVED_TABLE_NAMES`]) nor
+    /// [`RESERVED_TABLE_PREFIXES`], and a store holds at most one of two names equal but for
+    /// case ([`same_table_name`]).
+    ///
+    /// The table is then shared by every store that declares it, whatever their prefixes: each
+    /// store keeps its own catalog entry for it (in `{prefix}storekit_tables` on SQL, in
+    /// `{prefix}storekit_unique` on DynamoDB), and the first `ensure_table` creates it. So that
+    /// sharing cannot break a rule, an exact-named table may have no unique index
+    /// ([`Error::InvalidInput`] from [`TableSchemaBuilder::build`]): on DynamoDB a unique
+    /// index's markers live in the store's own `{prefix}storekit_unique`, where two stores
+    /// would each enforce it alone. Dropping the table (`drop_table`, or a store's whole
+    /// `drop_tables` when its catalog records it) drops it for every store. A store holds one
+    /// table of a name: declaring it exact in one schema and prefixed in another is
+    /// [`Error::SchemaMismatch`] from `ensure_table`.
+    ///
+    /// ```
+    /// use storekit_core::table::{KeyDef, TableSchema};
+    ///
+    /// let products = TableSchema::builder("product-table", KeyDef::text("id"))
+    ///     .index("product-name-index", KeyDef::text("name"), None)
+    ///     .exact_name()
+    ///     .build()?;
+    /// assert!(products.is_exact_name());
+    /// assert_eq!(products.stored_name("shop_"), "product-table");
+    /// # Ok::<(), storekit_core::Error>(())
+    /// ```
+    #[must_use]
+    pub fn exact_name(mut self) -> Self {
+        self.exact_name = true;
+        self
+    }
+
     /// Makes records expire: `field` is a top-level field holding the time, in Unix seconds
     /// (a number, fractions allowed), at and after which the record is gone. An expired record
     /// is never returned by any read, counted, or held against an insert of its key or its
@@ -359,6 +397,13 @@ impl TableSchemaBuilder {
         }) {
             return Err(bad(format!(
                 "table name {:?} starts with {reserved:?}, which a backend keeps for itself",
+                self.name
+            )));
+        }
+        if self.exact_name && !self.uniques.is_empty() {
+            return Err(bad(format!(
+                "table {:?} is exact-named and has a unique index: stores with different \
+                 prefixes share it, and would each keep its unique values alone",
                 self.name
             )));
         }
@@ -479,6 +524,7 @@ impl TableSchemaBuilder {
             computed,
             key_fields,
             ttl: self.ttl,
+            exact_name: self.exact_name,
         })))
     }
 }
@@ -523,7 +569,33 @@ impl TableSchema {
             indexes: Vec::new(),
             uniques: Vec::new(),
             ttl: None,
+            exact_name: false,
         }
+    }
+
+    /// Whether the table is named without the store's prefix
+    /// ([`TableSchemaBuilder::exact_name`]).
+    #[must_use]
+    pub fn is_exact_name(&self) -> bool {
+        self.0.exact_name
+    }
+
+    /// The table's name in a store whose prefix is `prefix`: `{prefix}{name}`, or the name
+    /// alone for an exact-named table.
+    #[must_use]
+    pub fn stored_name(&self, prefix: &str) -> String {
+        if self.0.exact_name {
+            self.0.name.clone()
+        } else {
+            format!("{prefix}{}", self.0.name)
+        }
+    }
+
+    /// Checks that the table's name in a store with `prefix` ([`TableSchema::stored_name`])
+    /// fits [`MAX_PREFIXED_NAME`]: [`Error::InvalidInput`] (`"table name"`) otherwise. An
+    /// exact-named table takes no prefix, so it always fits.
+    pub fn check_stored_name(&self, prefix: &str) -> Result<()> {
+        check_prefixed_name(if self.0.exact_name { "" } else { prefix }, self.name())
     }
 
     /// The top-level field holding a record's expiry in Unix seconds, if records expire
@@ -755,6 +827,7 @@ impl TableSchema {
             indexes: self.0.indexes.iter().map(QueryIndex::shape).collect(),
             uniques: self.0.uniques.iter().map(UniqueIndex::shape).collect(),
             ttl: self.0.ttl.clone(),
+            exact_name: self.0.exact_name,
         }
     }
 
@@ -779,6 +852,9 @@ impl TableSchema {
         }
         if let Some(ttl) = &shape.ttl {
             builder = builder.ttl(ttl.clone());
+        }
+        if shape.exact_name {
+            builder = builder.exact_name();
         }
         builder.build()
     }
@@ -898,6 +974,12 @@ pub struct TableShape {
     /// before TTLs existed read as `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,
+    /// Whether the table is named without the store's prefix
+    /// ([`TableSchemaBuilder::exact_name`]); catalogs written before read as `false`. Not a
+    /// difference [`TableShape::compare`] reports: the name a store found the table by
+    /// already says it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exact_name: bool,
 }
 
 /// The indexes a schema declares that a live table lacks.
@@ -937,6 +1019,21 @@ impl TableShape {
                 "sort key is {}, declared {}",
                 describe_opt(&self.sort),
                 describe_opt(&declared.sort)
+            ));
+        }
+        if self.exact_name != declared.exact_name {
+            // One name is one table in a store: its catalog entry says which.
+            let named = |exact: bool| {
+                if exact {
+                    "exactly"
+                } else {
+                    "with the store's prefix"
+                }
+            };
+            differences.push(format!(
+                "the table is named {}, declared {}",
+                named(self.exact_name),
+                named(declared.exact_name)
             ));
         }
         let mut missing = MissingIndexes::default();
