@@ -184,6 +184,7 @@ macro_rules! __with_cases {
             ];
             differential, Uuid, differential: [
                 random_writes_agree_with_the_reference,
+                random_writes_without_unique_values_agree_with_the_reference,
                 a_transaction_names_its_first_failing_action,
                 adds_past_the_64_bit_range_are_refused,
             ];

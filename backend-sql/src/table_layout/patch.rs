@@ -9,9 +9,11 @@
 //! answer — the typed error, or the patch applied to a record that changed meanwhile.
 //!
 //! Made only for: a table without unique indexes, computed keys or expiry; actions on
-//! top-level fields that are no key of the table or of an index; `add` to an integer (or to
-//! nothing) with an integer result; `append` to a list (or to nothing); `Returning` other
-//! than `Old`. Everything else keeps the locked path, whose cost is three more round trips.
+//! top-level fields that are no key of the table; `add` to an integer (or to nothing) with an
+//! integer result; `append` to a list (or to nothing); `Returning` other than `Old`. A query
+//! index key field may be set or removed: its column is set in the same statement, as a
+//! write of the whole row sets it. Everything else keeps the locked path, whose cost is three
+//! more round trips.
 //!
 //! SQLite keeps its locked path: its transaction runs in-process, with no round trip to save,
 //! and its JSON functions respell numbers (see `filter.rs`).
@@ -19,7 +21,9 @@
 use serde_json::Value;
 use storekit_core::table::expr::Step;
 use storekit_core::table::patch::Action;
-use storekit_core::table::{Condition, Document, Patch, RecordKey, Returning, canonicalize};
+use storekit_core::table::{
+    Condition, Document, KeyValue, Patch, RecordKey, Returning, canonicalize,
+};
 use storekit_core::{Error, Result};
 
 use super::{Builder, Dialect, Layout, MAX_VERSION_SQL, Param, filter};
@@ -54,13 +58,25 @@ impl Layout {
         {
             return Ok(None);
         }
-        let key_fields = schema.key_fields();
+        let table_keys: Vec<&str> = std::iter::once(schema.partition())
+            .chain(schema.sort())
+            .map(|k| k.field())
+            .collect();
+        let index_fields: Vec<&str> = schema
+            .indexes()
+            .iter()
+            .flat_map(|i| std::iter::once(i.partition()).chain(i.sort()))
+            .map(|k| k.field())
+            .collect();
         let mut actions = Vec::with_capacity(patch.actions().len());
         for action in patch.actions() {
             let [Step::Field(field)] = action.path().steps() else {
                 return Ok(None);
             };
-            if key_fields.iter().any(|(k, _)| k == field) {
+            if table_keys.contains(&field.as_str())
+                || (index_fields.contains(&field.as_str())
+                    && !matches!(action, Action::Set(..) | Action::Remove(_)))
+            {
                 return Ok(None);
             }
             let action = match action {
@@ -79,12 +95,21 @@ impl Layout {
             actions.push(action);
         }
 
+        let Some(columns) = self.index_changes(&actions)? else {
+            return Ok(None);
+        };
         let mut b = self.builder(None);
         b.sql("UPDATE ")
             .sql(&self.table)
             .sql(" SET version = version + 1, document = ");
         new_document(&mut b, &actions);
+        for change in &columns {
+            change.set(&mut b);
+        }
         self.where_key(&mut b, key);
+        for change in &columns {
+            change.guard(&mut b);
+        }
         b.sql(" AND version < ").sql(&MAX_VERSION_SQL);
         if let Some(condition) = condition {
             filter::and_where(
@@ -105,6 +130,130 @@ impl Layout {
         let statement = b.finish();
         // Patches are of a few shapes in a service's code, their values bound: the text recurs.
         Ok(Some(statement))
+    }
+}
+
+impl Layout {
+    /// How each query index's columns change under `actions`, as a write of the whole row
+    /// would set them (`index_params`: no partition, no entry, so both columns NULL); `None`
+    /// when a column's new value cannot be said from the columns and the patch alone.
+    fn index_changes(&self, actions: &[Fast<'_>]) -> Result<Option<Vec<ColumnChange>>> {
+        let mut changes = Vec::new();
+        for (index, columns) in self.schema.indexes().iter().zip(&self.indexes) {
+            let partition = touched(actions, index.partition().field(), columns.partition.1)?;
+            let sort = match (index.sort(), &columns.sort) {
+                (Some(def), Some((_, kind))) => touched(actions, def.field(), *kind)?,
+                _ => Touched::No,
+            };
+            if matches!((&partition, &sort), (Touched::No, Touched::No)) {
+                continue;
+            }
+            let pcol = columns.partition.0.clone();
+            let scol = columns.sort.as_ref().map(|(c, _)| c.clone());
+            let (new_partition, new_sort, guard) = match partition {
+                Touched::Removed => (Value3::Null, scol.as_ref().map(|_| Value3::Null), None),
+                Touched::Set(p) => match sort {
+                    Touched::Set(s) => (Value3::Bound(p), Some(Value3::Bound(s)), None),
+                    Touched::Removed => (Value3::Bound(p), Some(Value3::Null), None),
+                    // The sort column holds the document's sort value only while the record
+                    // is in the index: the statement is made only then.
+                    Touched::No => (Value3::Bound(p), None, Some(pcol.clone())),
+                },
+                Touched::No => match sort {
+                    Touched::Set(s) => (Value3::Keep, Some(Value3::IfIn(s)), None),
+                    Touched::Removed => (Value3::Keep, Some(Value3::Null), None),
+                    Touched::No => (Value3::Keep, None, None),
+                },
+            };
+            if new_sort.is_some() && scol.is_none() {
+                return Ok(None);
+            }
+            changes.push(ColumnChange {
+                partition: (pcol, new_partition),
+                sort: scol.zip(new_sort),
+                in_index: guard,
+            });
+        }
+        Ok(Some(changes))
+    }
+}
+
+/// Whether the patch sets or removes one index key field.
+enum Touched {
+    No,
+    Set(Param),
+    Removed,
+}
+
+fn touched(
+    actions: &[Fast<'_>],
+    field: &str,
+    kind: storekit_core::table::KeyType,
+) -> Result<Touched> {
+    for action in actions {
+        match action {
+            Fast::Set(f, value) if *f == field => {
+                return Ok(match KeyValue::from_field(kind, field, Some(value))? {
+                    Some(key) => Touched::Set(Param::from(&key)),
+                    None => Touched::Removed,
+                });
+            }
+            Fast::Remove(f) if *f == field => return Ok(Touched::Removed),
+            _ => {}
+        }
+    }
+    Ok(Touched::No)
+}
+
+/// A column's value after the patch.
+enum Value3 {
+    /// As it is.
+    Keep,
+    /// NULL: the record leaves the index.
+    Null,
+    /// The value bound.
+    Bound(Param),
+    /// The value bound if the record is in the index (its partition column is not NULL).
+    IfIn(Param),
+}
+
+/// The new values of one query index's columns.
+struct ColumnChange {
+    partition: (String, Value3),
+    sort: Option<(String, Value3)>,
+    /// A partition column that must not be NULL for the statement to be exact.
+    in_index: Option<String>,
+}
+
+impl ColumnChange {
+    fn set(&self, b: &mut Builder) {
+        let (pcol, _) = &self.partition;
+        for (column, value) in std::iter::once((&self.partition.0, &self.partition.1))
+            .chain(self.sort.as_ref().map(|(c, v)| (c, v)))
+        {
+            let param = match value {
+                Value3::Keep => continue,
+                Value3::Null => {
+                    b.sql(", ").quoted(column).sql(" = NULL");
+                    continue;
+                }
+                Value3::Bound(p) => {
+                    b.sql(", ").quoted(column).sql(" = ").bind(p.clone());
+                    continue;
+                }
+                Value3::IfIn(p) => p,
+            };
+            b.sql(", ").quoted(column).sql(" = CASE WHEN ").quoted(pcol);
+            b.sql(" IS NULL THEN NULL ELSE ")
+                .bind(param.clone())
+                .sql(" END");
+        }
+    }
+
+    fn guard(&self, b: &mut Builder) {
+        if let Some(column) = &self.in_index {
+            b.sql(" AND ").quoted(column).sql(" IS NOT NULL");
+        }
     }
 }
 
