@@ -48,6 +48,7 @@ use storekit_core::{Error, Result};
 use crate::dialect::{Builder, Dialect, Param, Statement};
 use crate::tables::Tables;
 
+mod claims;
 mod filter;
 mod patch;
 
@@ -542,12 +543,24 @@ impl Layout {
         let keys = self.key_columns();
         let mut params = params.into_iter();
         let mut b = self.builder(known);
-        b.sql("INSERT INTO ").sql(&self.table).sql(" AS old (");
-        b.columns(keys).sql(", version, document");
-        for (column, _) in self.index_columns() {
-            b.sql(", ").quoted(column);
+        let claims = self.claims_unique_values();
+        let columns = |b: &mut Builder| {
+            b.columns(keys).sql(", version, document");
+            for (column, _) in self.index_columns() {
+                b.sql(", ").quoted(column);
+            }
+        };
+        if claims {
+            b.sql("WITH ").sql(claims::NEW_ROW).sql(" (");
+        } else {
+            b.sql("INSERT INTO ").sql(&self.table).sql(" AS old (");
         }
-        b.sql(") VALUES (");
+        columns(&mut b);
+        b.sql(if claims {
+            ") AS (VALUES ("
+        } else {
+            ") VALUES ("
+        });
         // The key's values, the version, then the document's and the index columns'.
         for i in 0..keys.len() {
             if i > 0 {
@@ -565,6 +578,17 @@ impl Layout {
             b.sql(", ").bind(param);
         }
         b.sql(")");
+        if claims {
+            b.sql(")");
+            self.claims(&mut b, |b| {
+                b.sql(" WHERE (").columns(keys).sql(") IN (SELECT ");
+                b.columns(keys).sql(" FROM ").sql(claims::NEW_ROW).sql(")");
+            });
+            b.sql(" INSERT INTO ").sql(&self.table).sql(" AS old (");
+            columns(&mut b);
+            b.sql(") SELECT ").sql(claims::NEW_ROW).sql(".* FROM ");
+            b.sql(claims::NEW_ROW).sql(", claims");
+        }
         let version = match write {
             Write::Insert => return b.finish(),
             Write::Upsert => "old.version + 1",
@@ -610,6 +634,37 @@ impl Layout {
         // The key's values are bound again below, in the condition.
         let mut rest = params.into_iter().skip(self.key_columns().len());
         let mut b = self.builder(known);
+        if self.claims_unique_values() {
+            // The new values are named once, in `new_row`, for the claims and the `SET`.
+            b.sql("WITH ").sql(claims::NEW_ROW).sql(" (document");
+            for (column, _) in self.index_columns() {
+                b.sql(", ").quoted(column);
+            }
+            b.sql(") AS (VALUES (");
+            if let Some(document) = rest.next() {
+                b.bind(document);
+            }
+            for value in rest {
+                b.sql(", ").bind(value);
+            }
+            b.sql("))");
+            self.claims(&mut b, |b| self.where_key(b, key));
+            b.sql(" UPDATE ")
+                .sql(&self.table)
+                .sql(" SET version = version + 1");
+            for column in std::iter::once("document").chain(self.index_columns().map(|(c, _)| c)) {
+                b.sql(", ")
+                    .quoted(column)
+                    .sql(" = ")
+                    .sql(claims::NEW_ROW)
+                    .sql(".");
+                b.quoted(column);
+            }
+            b.sql(" FROM ").sql(claims::NEW_ROW).sql(", claims");
+            self.where_key(&mut b, key);
+            b.sql(" AND version = ").bind(version_param(expected));
+            return b.finish();
+        }
         b.sql("UPDATE ")
             .sql(&self.table)
             .sql(" SET version = version + 1, document = ");
