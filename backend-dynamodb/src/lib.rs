@@ -187,7 +187,7 @@ use std::sync::Arc;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use storekit_core::admin::{MigrationReport, SchemaDifference};
+use storekit_core::admin::{Admin, MigrationReport, SchemaDifference};
 use storekit_core::backend::Backend;
 use storekit_core::{Error, Result};
 
@@ -383,5 +383,26 @@ impl DynamoDbStore {
             }
         }
         Ok(text)
+    }
+}
+
+/// Through the inherent methods of the same names, which stay so that code holding a
+/// `DynamoDbStore` calls them without importing `Admin`.
+#[async_trait::async_trait]
+impl Admin for DynamoDbStore {
+    async fn migrate_report(&self) -> Result<MigrationReport> {
+        DynamoDbStore::migrate_report(self).await
+    }
+
+    async fn schema_differences(&self) -> Result<Vec<SchemaDifference>> {
+        DynamoDbStore::schema_differences(self).await
+    }
+
+    async fn drop_tables(&self) -> Result<()> {
+        DynamoDbStore::drop_tables(self).await
+    }
+
+    async fn dump(&self) -> Result<String> {
+        DynamoDbStore::dump(self).await
     }
 }
