@@ -84,7 +84,8 @@
 //! without changing anything. The store is also a
 //! [`TransferStore`](storekit_core::transfer::TransferStore) (kv items with their deadlines,
 //! users with their ids, accounts and token hashes, records at their versions); its requests
-//! are described in the source of the `transfer` module.
+//! are described in the source beside each store's: the `kv` module, the `tables` module and
+//! the `user_transfer` module.
 //!
 //! # Access patterns
 //!
@@ -178,8 +179,8 @@ mod retry;
 mod schema;
 mod tables;
 mod tokens;
-mod transfer;
 mod txn;
+mod user_transfer;
 mod users;
 
 use std::sync::Arc;

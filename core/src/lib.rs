@@ -32,7 +32,7 @@ pub use memory::MemoryStore;
 pub use store::{DynStore, Store};
 pub use table::{DynTableStore, Table, TableSchema, TableStore};
 pub use time::{now, truncate};
-pub use transfer::{TransferBackend, TransferStore};
+pub use transfer::TransferStore;
 pub use user::{
     AccessToken, Extra, IdKind, IssuedToken, NewOAuthAccount, NewUser, OAuthAccount,
     OAuthAccountPatch, Page, PageRequest, User, UserDraft, UserId, UserPatch, check_oauth_key,

@@ -294,8 +294,6 @@ struct Inner {
     operation_timeout: Option<std::time::Duration>,
 }
 
-crate::transfer::transfer_backend!(PostgresStore);
-
 impl storekit_core::backend::Backend for PostgresStore {
     fn name(&self) -> &'static str {
         Dialect::Postgres.name()

@@ -225,8 +225,6 @@ struct Inner {
     keep_expired: Duration,
 }
 
-crate::transfer::transfer_backend!(SqliteStore);
-
 impl storekit_core::backend::Backend for SqliteStore {
     fn name(&self) -> &'static str {
         Dialect::Sqlite.name()
