@@ -72,28 +72,24 @@ pub use storekit_sql::{SqliteConfig, SqliteStore};
 ///
 /// Made by [`connect`] from a URL, or with `.into()` from a store built with its typed config
 /// ([`SqliteConfig`], `PostgresConfig`, `DynamoDbConfig`), which is how to pass options a URL
-/// cannot carry, such as an existing pool or AWS client.
+/// cannot carry, such as an existing pool or AWS client. It holds the backend as one
+/// [`Store`] object, of which each accessor hands out a part.
 #[derive(Debug, Clone)]
 pub struct Stores {
-    backend: Backend,
+    store: Arc<DynStore>,
 }
 
-#[derive(Debug, Clone)]
-enum Backend {
-    Memory(Arc<MemoryStore>),
-    #[cfg(feature = "sqlite")]
-    Sqlite(SqliteStore),
-    #[cfg(feature = "postgres")]
-    Postgres(PostgresStore),
-    #[cfg(feature = "dynamodb")]
-    // Boxed: the store carries its whole config, several times the size of the others.
-    DynamoDb(Box<DynamoDbStore>),
+impl From<Arc<DynStore>> for Stores {
+    /// Wraps any whole backend, one of this crate's or your own (see [`Store`]).
+    fn from(store: Arc<DynStore>) -> Self {
+        Self { store }
+    }
 }
 
 impl From<MemoryStore> for Stores {
     fn from(store: MemoryStore) -> Self {
         Self {
-            backend: Backend::Memory(Arc::new(store)),
+            store: Arc::new(store),
         }
     }
 }
@@ -104,7 +100,7 @@ impl From<SqliteStore> for Stores {
     /// `SqliteStore::connect(&SqliteConfig::file("app.db").table_prefix("app_")).await?.into()`.
     fn from(store: SqliteStore) -> Self {
         Self {
-            backend: Backend::Sqlite(store),
+            store: Arc::new(store),
         }
     }
 }
@@ -114,7 +110,7 @@ impl From<PostgresStore> for Stores {
     /// Wraps a store built with its typed config or from an existing pool.
     fn from(store: PostgresStore) -> Self {
         Self {
-            backend: Backend::Postgres(store),
+            store: Arc::new(store),
         }
     }
 }
@@ -124,7 +120,7 @@ impl From<DynamoDbStore> for Stores {
     /// Wraps a store built with its typed config or from an existing client.
     fn from(store: DynamoDbStore) -> Self {
         Self {
-            backend: Backend::DynamoDb(Box::new(store)),
+            store: Arc::new(store),
         }
     }
 }
@@ -135,8 +131,8 @@ impl From<DynamoDbStore> for Stores {
 /// A scheme whose Cargo feature is off fails with [`Error::InvalidInput`] naming the feature.
 pub async fn connect(url: &str) -> Result<Stores> {
     let scheme = url.split(':').next().unwrap_or_default();
-    let backend = match scheme {
-        "memory" => Backend::Memory(Arc::new(memory_store(url)?)),
+    let store: Arc<DynStore> = match scheme {
+        "memory" => Arc::new(memory_store(url)?),
         "sqlite" => sqlite(url).await?,
         "postgres" | "postgresql" => postgres(url).await?,
         "dynamodb" => dynamodb(url).await?,
@@ -147,144 +143,87 @@ pub async fn connect(url: &str) -> Result<Stores> {
             ));
         }
     };
-    Ok(Stores { backend })
+    Ok(Stores { store })
 }
 
 impl Stores {
     /// Creates or upgrades the tables this backend needs; idempotent and safe to run at every
     /// start.
     pub async fn migrate(&self) -> Result<()> {
-        match &self.backend {
-            Backend::Memory(_) => Ok(()),
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite(store) => store.migrate().await,
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(store) => store.migrate().await,
-            #[cfg(feature = "dynamodb")]
-            Backend::DynamoDb(store) => store.migrate().await,
-        }
+        self.store.migrate().await
     }
 
     /// What [`Stores::migrate`] does, reporting each object (table, index, TTL setting,
     /// migration step) as created or already present: what `storekit migrate` prints.
     pub async fn migrate_report(&self) -> Result<admin::MigrationReport> {
-        match &self.backend {
-            Backend::Memory(_) => Ok(admin::MigrationReport::default()),
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite(store) => store.migrate_report().await,
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(store) => store.migrate_report().await,
-            #[cfg(feature = "dynamodb")]
-            Backend::DynamoDb(store) => store.migrate_report().await,
-        }
+        self.store.migrate_report().await
     }
 
     /// How the live database differs from what this code expects: storekit's own tables
     /// (keys, columns, indexes, TTL) and every table the tables store's catalog records. Empty
     /// when they agree; what `storekit schema check` prints.
     pub async fn schema_differences(&self) -> Result<Vec<admin::SchemaDifference>> {
-        match &self.backend {
-            Backend::Memory(_) => Ok(Vec::new()),
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite(store) => store.schema_differences().await,
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(store) => store.schema_differences().await,
-            #[cfg(feature = "dynamodb")]
-            Backend::DynamoDb(store) => store.schema_differences().await,
-        }
+        self.store.schema_differences().await
     }
 
     /// Drops every table of this store (its prefix only), the tables store's included, and
     /// everything in them: for tests and teardown. The memory store is left as it is.
     pub async fn drop_tables(&self) -> Result<()> {
-        match &self.backend {
-            Backend::Memory(_) => Ok(()),
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite(store) => store.drop_tables().await,
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(store) => store.drop_tables().await,
-            #[cfg(feature = "dynamodb")]
-            Backend::DynamoDb(store) => store.drop_tables().await,
-        }
+        self.store.drop_tables().await
     }
 
     /// Users, OAuth accounts and access tokens.
     #[must_use]
     pub fn auth(&self) -> Arc<DynAuthStore> {
-        match &self.backend {
-            Backend::Memory(store) => store.clone(),
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite(store) => Arc::new(store.clone()),
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(store) => Arc::new(store.clone()),
-            #[cfg(feature = "dynamodb")]
-            Backend::DynamoDb(store) => Arc::new(DynamoDbStore::clone(store)),
-        }
+        self.store.clone()
     }
 
     /// The key-value store.
     #[must_use]
     pub fn kv(&self) -> Arc<DynKvStore> {
-        match &self.backend {
-            Backend::Memory(store) => store.clone(),
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite(store) => Arc::new(store.clone()),
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(store) => Arc::new(store.clone()),
-            #[cfg(feature = "dynamodb")]
-            Backend::DynamoDb(store) => Arc::new(DynamoDbStore::clone(store)),
-        }
+        self.store.clone()
     }
 
     /// Tables of records with query and unique indexes (see [`table`]); declare each table
     /// with a [`TableSchema`] and use it through a typed [`Table`].
     #[must_use]
     pub fn tables(&self) -> Arc<dyn TableStore> {
-        match &self.backend {
-            Backend::Memory(store) => store.clone(),
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite(store) => Arc::new(store.clone()),
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(store) => Arc::new(store.clone()),
-            #[cfg(feature = "dynamodb")]
-            Backend::DynamoDb(store) => Arc::new(DynamoDbStore::clone(store)),
-        }
+        self.store.clone()
     }
 
     /// Reading the stores out and writing them back exactly (see [`transfer`]): what
     /// [`copy::copy`] and [`stats::stats`] are built on.
     #[must_use]
     pub fn transfer(&self) -> Arc<dyn TransferStore> {
-        match &self.backend {
-            Backend::Memory(store) => store.clone(),
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite(store) => Arc::new(store.clone()),
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(store) => Arc::new(store.clone()),
-            #[cfg(feature = "dynamodb")]
-            Backend::DynamoDb(store) => Arc::new(DynamoDbStore::clone(store)),
-        }
+        self.store.clone()
+    }
+
+    /// The whole backend as one object: every store above, and its administration
+    /// ([`admin::Admin`], e.g. `dump` for a test that checks what is stored).
+    ///
+    /// ```
+    /// # async fn run() -> storekit::Result<()> {
+    /// let stores = storekit::connect("memory://").await?;
+    /// stores.kv().set("sessions", "abc", b"ada", None).await?;
+    /// assert!(stores.store().dump().await?.contains("sessions abc"));
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(run()).unwrap();
+    /// ```
+    #[must_use]
+    pub fn store(&self) -> Arc<DynStore> {
+        self.store.clone()
     }
 
     /// The backend's name: `memory`, `sqlite`, `postgres` or `dynamodb`.
     #[must_use]
     pub fn backend(&self) -> &'static str {
-        match &self.backend {
-            Backend::Memory(_) => "memory",
-            #[cfg(feature = "sqlite")]
-            Backend::Sqlite(_) => "sqlite",
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(_) => "postgres",
-            #[cfg(feature = "dynamodb")]
-            Backend::DynamoDb(_) => "dynamodb",
-        }
+        self.store.name()
     }
 }
 
-/// The id kind of a `memory://` URL. It takes the parameters every URL takes, `id=` and
-/// `prefix=`; a prefix is checked like any other but changes nothing, since every
-/// `MemoryStore` is a world of its own.
-/// The in-memory store a `memory://` URL describes (`id=`, `prefix=`, `keep_expired=`).
+/// The in-memory store a `memory://` URL describes. It takes the parameters every URL takes,
+/// `id=` and `prefix=`, and `keep_expired=`; a prefix is checked like any other but changes
+/// nothing, since every `MemoryStore` is a world of its own.
 fn memory_store(url: &str) -> Result<MemoryStore> {
     let query = url.split_once('?').map_or("", |(_, query)| query);
     let (mut kind, mut keep_expired) = (IdKind::Uuid, std::time::Duration::ZERO);
@@ -315,37 +254,34 @@ fn feature_off(what: &'static str, backend: &str) -> Error {
 }
 
 #[cfg(feature = "sqlite")]
-async fn sqlite(url: &str) -> Result<Backend> {
-    SqliteStore::connect(&SqliteConfig::from_url(url)?)
-        .await
-        .map(Backend::Sqlite)
+async fn sqlite(url: &str) -> Result<Arc<DynStore>> {
+    let store = SqliteStore::connect(&SqliteConfig::from_url(url)?).await?;
+    Ok(Arc::new(store))
 }
 
 #[cfg(not(feature = "sqlite"))]
-async fn sqlite(_url: &str) -> Result<Backend> {
+async fn sqlite(_url: &str) -> Result<Arc<DynStore>> {
     Err(feature_off("url", "sqlite"))
 }
 
 #[cfg(feature = "postgres")]
-async fn postgres(url: &str) -> Result<Backend> {
-    PostgresStore::connect(&PostgresConfig::from_url(url)?)
-        .await
-        .map(Backend::Postgres)
+async fn postgres(url: &str) -> Result<Arc<DynStore>> {
+    let store = PostgresStore::connect(&PostgresConfig::from_url(url)?).await?;
+    Ok(Arc::new(store))
 }
 
 #[cfg(not(feature = "postgres"))]
-async fn postgres(_url: &str) -> Result<Backend> {
+async fn postgres(_url: &str) -> Result<Arc<DynStore>> {
     Err(feature_off("url", "postgres"))
 }
 
 #[cfg(feature = "dynamodb")]
-async fn dynamodb(url: &str) -> Result<Backend> {
-    DynamoDbStore::connect(&DynamoDbConfig::from_url(url)?)
-        .await
-        .map(|store| Backend::DynamoDb(Box::new(store)))
+async fn dynamodb(url: &str) -> Result<Arc<DynStore>> {
+    let store = DynamoDbStore::connect(&DynamoDbConfig::from_url(url)?).await?;
+    Ok(Arc::new(store))
 }
 
 #[cfg(not(feature = "dynamodb"))]
-async fn dynamodb(_url: &str) -> Result<Backend> {
+async fn dynamodb(_url: &str) -> Result<Arc<DynStore>> {
     Err(feature_off("url", "dynamodb"))
 }

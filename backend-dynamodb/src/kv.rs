@@ -50,6 +50,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use storekit_core::backend::{Expiry, Items, Key, Keys, KvBackend, Namespace};
 use storekit_core::kv::counter;
 use storekit_core::time::{is_live, now_millis};
+use storekit_core::transfer::{KvEntry, KvPosition, KvTransferBackend};
 use storekit_core::{Result, async_trait, validate};
 
 use crate::count::Counted as _;
@@ -897,6 +898,144 @@ fn unchanged_value(value: Option<&AttributeValue>, expires: Option<i64>, now: i6
             .value(":exp", item::n(ms))
             .value(":now", item::n(now)),
         None => condition,
+    }
+}
+
+/// Copying kv items out and in, for `storekit copy`:
+///
+/// | call | requests |
+/// |---|---|
+/// | `export_kv` | all namespaces: Scan of the kv table from the position's item key; one namespace: Query per shard, from the position's shard and key. Either reads until `limit` live items or the end |
+/// | `import_kv` | BatchWriteItem puts, 25 per call, a few calls in flight, unprocessed items resent with backoff |
+///
+/// Scan order is fixed for a table, and a Scan started at an item's key continues after it
+/// whether or not that item still exists, so a page's last item is a position the next page
+/// resumes from without repeats. Expired items that native TTL has not deleted yet are
+/// skipped, and each item's deadline is read from `exp`, its exact millisecond.
+#[async_trait]
+impl KvTransferBackend for DynamoDbStore {
+    async fn export_kv(
+        &self,
+        namespace: Option<Namespace<'_>>,
+        after: Option<&KvPosition>,
+        limit: usize,
+    ) -> Result<Vec<KvEntry>> {
+        match namespace {
+            Some(namespace) => self.export_namespace(&namespace, after, limit).await,
+            None => self.export_all(after, limit).await,
+        }
+    }
+
+    async fn import_kv(&self, items: &[KvEntry]) -> Result<()> {
+        let requests = items
+            .iter()
+            .map(|entry| {
+                let item = self.kv_item(
+                    &entry.namespace,
+                    &entry.key,
+                    &Stored::Bytes(&entry.value),
+                    entry.expires_at,
+                    None,
+                )?;
+                batch::put_request(item)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        batch::write_all(&self.client, &self.kv_table, requests).await
+    }
+}
+
+impl DynamoDbStore {
+    /// The entry of a kv item, or `None` if it has expired.
+    fn entry_of(&self, item: &Item, now: i64) -> Result<Option<KvEntry>> {
+        let Some(value) = self.live_value(item, now)? else {
+            return Ok(None);
+        };
+        let partition = item::get_s(item, &self.kv_table, PK)?;
+        // The shard is after the last `#`; the namespace may hold `#`s of its own.
+        let (namespace, _shard) = partition
+            .rsplit_once('#')
+            .ok_or_else(|| error::bad_item(&self.kv_table, "a pk without a shard"))?;
+        Ok(Some(KvEntry {
+            namespace: namespace.to_owned(),
+            key: item::get_s(item, &self.kv_table, SK)?.to_owned(),
+            value,
+            expires_at: self.expires(item)?,
+        }))
+    }
+
+    /// Every namespace: a Scan from the position's item.
+    async fn export_all(&self, after: Option<&KvPosition>, limit: usize) -> Result<Vec<KvEntry>> {
+        let now = now_millis();
+        let mut start = after.map(|p| self.kv_key(&p.namespace, &p.key));
+        let mut entries = Vec::new();
+        loop {
+            let wanted = i32::try_from(limit - entries.len()).unwrap_or(i32::MAX);
+            let output = self
+                .client
+                .scan()
+                .table_name(&self.kv_table)
+                .consistent_read(true)
+                .limit(wanted)
+                .set_exclusive_start_key(start)
+                .send_counted()
+                .await
+                .map_err(error::sdk)?;
+            for item in output.items() {
+                entries.extend(self.entry_of(item, now)?);
+                if entries.len() == limit {
+                    return Ok(entries);
+                }
+            }
+            match output.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(key) => start = Some(key),
+                None => return Ok(entries),
+            }
+        }
+    }
+
+    /// One namespace: its shards in order, each a Query in key order, from the position's
+    /// shard and key.
+    async fn export_namespace(
+        &self,
+        namespace: &str,
+        after: Option<&KvPosition>,
+        limit: usize,
+    ) -> Result<Vec<KvEntry>> {
+        if after.is_some_and(|p| p.namespace != namespace) {
+            return Err(storekit_core::Error::invalid(
+                "after",
+                "the position is in another namespace than the one exported",
+            ));
+        }
+        let now = now_millis();
+        let first = after.map_or(0, |p| self.shard_of(&p.key));
+        let mut start = after.map(|p| self.kv_key(&p.namespace, &p.key));
+        let mut entries = Vec::new();
+        for shard in first..self.config.shard_count() {
+            loop {
+                let wanted = i32::try_from(limit - entries.len()).unwrap_or(i32::MAX);
+                let query = self
+                    .client
+                    .query()
+                    .table_name(&self.kv_table)
+                    .key_condition_expression("#pk = :pk")
+                    .expression_attribute_names("#pk", PK)
+                    .expression_attribute_values(":pk", s(partition(namespace, shard)))
+                    .limit(wanted);
+                let (page, next) = batch::query_page(query, start.take()).await?;
+                for item in &page {
+                    entries.extend(self.entry_of(item, now)?);
+                    if entries.len() == limit {
+                        return Ok(entries);
+                    }
+                }
+                match next {
+                    Some(key) => start = Some(key),
+                    None => break,
+                }
+            }
+        }
+        Ok(entries)
     }
 }
 

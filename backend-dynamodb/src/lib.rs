@@ -84,7 +84,8 @@
 //! without changing anything. The store is also a
 //! [`TransferStore`](storekit_core::transfer::TransferStore) (kv items with their deadlines,
 //! users with their ids, accounts and token hashes, records at their versions); its requests
-//! are described in the source of the `transfer` module.
+//! are described in the source beside each store's: the `kv` module, the `tables` module and
+//! the `user_transfer` module.
 //!
 //! # Access patterns
 //!
@@ -178,8 +179,8 @@ mod retry;
 mod schema;
 mod tables;
 mod tokens;
-mod transfer;
 mod txn;
+mod user_transfer;
 mod users;
 
 use std::sync::Arc;
@@ -187,7 +188,7 @@ use std::sync::Arc;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use storekit_core::admin::{MigrationReport, SchemaDifference};
+use storekit_core::admin::{Admin, MigrationReport, SchemaDifference};
 use storekit_core::backend::Backend;
 use storekit_core::{Error, Result};
 
@@ -383,5 +384,26 @@ impl DynamoDbStore {
             }
         }
         Ok(text)
+    }
+}
+
+/// Through the inherent methods of the same names, which stay so that code holding a
+/// `DynamoDbStore` calls them without importing `Admin`.
+#[async_trait::async_trait]
+impl Admin for DynamoDbStore {
+    async fn migrate_report(&self) -> Result<MigrationReport> {
+        DynamoDbStore::migrate_report(self).await
+    }
+
+    async fn schema_differences(&self) -> Result<Vec<SchemaDifference>> {
+        DynamoDbStore::schema_differences(self).await
+    }
+
+    async fn drop_tables(&self) -> Result<()> {
+        DynamoDbStore::drop_tables(self).await
+    }
+
+    async fn dump(&self) -> Result<String> {
+        DynamoDbStore::dump(self).await
     }
 }

@@ -21,7 +21,7 @@
 //! index; the catalog `{prefix}storekit_tables` holds every table's shape as JSON. Tables are
 //! created by `ensure_table`, not by `migrate()`, and `drop_tables()` drops them too.
 //!
-//! `storekit copy` reads and writes both stores through `TransferBackend` (kv items in
+//! `storekit copy` reads and writes both stores through the transfer traits (kv items in
 //! (namespace, key) byte order with their deadlines, users with their ids and versions,
 //! records at their versions), each import one transaction. `migrate_report()` says what a
 //! migration created, `schema_differences()` compares the live tables with the statements
@@ -47,7 +47,6 @@ mod sqlite;
 mod statements;
 mod table_layout;
 mod tables;
-mod transfer;
 mod violation;
 
 #[cfg(feature = "postgres")]

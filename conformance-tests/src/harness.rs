@@ -8,24 +8,24 @@ use std::sync::{Arc, Mutex};
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
-use storekit_core::table::TableStore;
+use storekit_core::admin::Admin;
+use storekit_core::table::DynTableStore;
 use storekit_core::transfer::TransferStore;
-use storekit_core::{DynAuthStore, DynKvStore, MemoryStore};
+use storekit_core::{DynAuthStore, DynKvStore, DynStore, MemoryStore};
 
 pub use storekit_core::IdKind;
-
-/// Reads everything a backend has stored, as text, so a case can look for what must not be
-/// there (a raw token).
-pub type DumpFn = Box<dyn Fn() -> BoxFuture<'static, String> + Send + Sync>;
-
-/// Drops everything the fixture created.
-pub type CleanupFn = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 
 /// How long the suite's fixtures keep expired kv items (their config's `keep_expired`), so
 /// that the `get_stale` case can read them; a store that keeps none passes a shorter form.
 pub const KEEP_EXPIRED: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// What the suite needs from a backend for one case: fresh, empty stores.
+/// What the suite needs from a backend for one case: fresh, empty stores, made from one
+/// [`Store`](storekit_core::Store) ([`Fixture::new`]).
+///
+/// After the case, whether it passed or not, the harness drops every table of the store and
+/// of its neighbour ([`Admin::drop_tables`], which fails the case if it fails), then runs the
+/// fixture's teardown ([`Fixture::with_teardown`]). A case reads what the store holds
+/// through [`Admin::dump`] ([`Fixture::dump`]).
 #[non_exhaustive]
 pub struct Fixture {
     /// Users, OAuth accounts and tokens, with the id kind the case asked for.
@@ -34,11 +34,11 @@ pub struct Fixture {
     pub kv: Arc<DynKvStore>,
     /// Where backends legitimately differ, what this one does.
     pub capabilities: Capabilities,
-    tables: Option<Arc<dyn TableStore>>,
-    neighbour: Option<Arc<dyn TableStore>>,
+    tables: Option<Arc<DynTableStore>>,
     transfer: Option<Arc<dyn TransferStore>>,
-    dump: DumpFn,
-    cleanup: Option<CleanupFn>,
+    admin: Arc<dyn Admin>,
+    neighbour: Option<(Arc<DynTableStore>, Arc<dyn Admin>)>,
+    teardown: Option<BoxFuture<'static, ()>>,
 }
 
 impl std::fmt::Debug for Fixture {
@@ -51,23 +51,46 @@ impl std::fmt::Debug for Fixture {
 }
 
 impl Fixture {
-    /// Stores to test, how to dump their storage, and how to drop it afterwards.
-    pub fn new(
-        auth: Arc<DynAuthStore>,
-        kv: Arc<DynKvStore>,
-        dump: DumpFn,
-        cleanup: CleanupFn,
-    ) -> Self {
+    /// Every store of one backend, from one object: its users, kv, tables and transfer stores
+    /// are the parts of `store`, which also dumps what it holds and drops its tables after
+    /// the case.
+    #[must_use]
+    pub fn new(store: Arc<DynStore>) -> Self {
+        Self {
+            auth: store.clone(),
+            kv: store.clone(),
+            capabilities: Capabilities::default(),
+            tables: Some(store.clone()),
+            transfer: Some(store.clone()),
+            admin: store,
+            neighbour: None,
+            teardown: None,
+        }
+    }
+
+    /// A store that implements only some of the store traits (a key-value store alone runs
+    /// [`Suite::Kv`](crate::Suite::Kv), a user store alone [`Suite::Users`](crate::Suite::Users)),
+    /// with a stand-in for the others; `admin` dumps what the store under test holds and drops
+    /// it afterwards. It has no tables or transfer store unless given one
+    /// ([`Fixture::with_tables`], [`Fixture::with_transfer`]).
+    #[must_use]
+    pub fn parts(auth: Arc<DynAuthStore>, kv: Arc<DynKvStore>, admin: Arc<dyn Admin>) -> Self {
         Self {
             auth,
             kv,
             capabilities: Capabilities::default(),
             tables: None,
-            neighbour: None,
             transfer: None,
-            dump,
-            cleanup: Some(cleanup),
+            admin,
+            neighbour: None,
+            teardown: None,
         }
+    }
+
+    /// A fixture of every store on one in-memory backend.
+    #[must_use]
+    pub fn memory(store: Arc<MemoryStore>) -> Self {
+        Self::new(store)
     }
 
     /// Declares where this backend differs from the default [`Capabilities`].
@@ -77,11 +100,38 @@ impl Fixture {
         self
     }
 
-    /// Adds the backend's tables store, which the `tables` cases need. Its tables must be
-    /// dropped by the fixture's cleanup (or live in a database the cleanup removes).
+    /// Adds a second store over the same database as the fixture's but with another table
+    /// prefix (its own catalog), whose tables store the exact-name case shares a table with.
+    /// Its tables are dropped after the case, before the fixture's own. A backend without
+    /// prefixes (memory) leaves it out: the neighbour is then the tables store itself.
     #[must_use]
-    pub fn with_tables(mut self, tables: Arc<dyn TableStore>) -> Self {
+    pub fn with_neighbour(mut self, store: Arc<DynStore>) -> Self {
+        self.neighbour = Some((store.clone(), store));
+        self
+    }
+
+    /// Adds a tables store to a fixture made by [`Fixture::parts`] (one made by
+    /// [`Fixture::new`] has its store's), for a backend of tables without users or kv.
+    #[must_use]
+    pub fn with_tables(mut self, tables: Arc<DynTableStore>) -> Self {
         self.tables = Some(tables);
+        self
+    }
+
+    /// Adds a transfer store to a fixture made by [`Fixture::parts`] (one made by
+    /// [`Fixture::new`] has its store's), which the `transfer` cases and the `edges` case on
+    /// versions need.
+    #[must_use]
+    pub fn with_transfer(mut self, transfer: Arc<dyn TransferStore>) -> Self {
+        self.transfer = Some(transfer);
+        self
+    }
+
+    /// What removes the place the stores lived in (a database file, a PostgreSQL schema) once
+    /// their tables are dropped: awaited once after the case, whether it passed or not.
+    #[must_use]
+    pub fn with_teardown(mut self, teardown: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.teardown = Some(teardown.boxed());
         self
     }
 
@@ -90,71 +140,56 @@ impl Fixture {
     /// # Panics
     /// When the fixture has no tables store.
     #[must_use]
-    pub fn tables(&self) -> &Arc<dyn TableStore> {
+    pub fn tables(&self) -> &Arc<DynTableStore> {
         self.tables
             .as_ref()
-            .expect("the tables cases need Fixture::with_tables")
+            .expect("the tables cases need Fixture::new or Fixture::with_tables")
     }
 
-    /// Adds a second tables store over the same database as [`Fixture::tables`] but with
-    /// another table prefix (its own catalog), which the exact-name case shares a table with.
-    /// Its tables must be dropped by the fixture's cleanup too. A backend without prefixes
-    /// (memory) leaves it out: the neighbour is then the tables store itself.
-    #[must_use]
-    pub fn with_neighbour_tables(mut self, tables: Arc<dyn TableStore>) -> Self {
-        self.neighbour = Some(tables);
-        self
-    }
-
-    /// The neighbour tables store (see [`Fixture::with_neighbour_tables`]), else the tables
-    /// store.
+    /// The neighbour's tables store (see [`Fixture::with_neighbour`]), else the tables store.
     ///
     /// # Panics
     /// When the fixture has no tables store.
     #[must_use]
-    pub fn neighbour_tables(&self) -> &Arc<dyn TableStore> {
-        self.neighbour.as_ref().unwrap_or_else(|| self.tables())
+    pub fn neighbour_tables(&self) -> &Arc<DynTableStore> {
+        match &self.neighbour {
+            Some((tables, _)) => tables,
+            None => self.tables(),
+        }
     }
 
-    /// Adds the backend's transfer store (export and import for `storekit copy`), which the
-    /// `transfer` cases need.
-    #[must_use]
-    pub fn with_transfer(mut self, transfer: Arc<dyn TransferStore>) -> Self {
-        self.transfer = Some(transfer);
-        self
-    }
-
-    /// The transfer store; the `transfer` cases panic without one.
+    /// The transfer store (export and import for `storekit copy`); the `transfer` cases panic
+    /// without one (see [`Fixture::with_transfer`]).
     ///
     /// # Panics
-    /// When the fixture has no transfer store (see [`Fixture::with_transfer`]).
+    /// When the fixture has no transfer store.
     #[must_use]
     pub fn transfer(&self) -> &Arc<dyn TransferStore> {
         self.transfer
             .as_ref()
-            .expect("the transfer cases need Fixture::with_transfer")
+            .expect("the transfer cases need Fixture::new or Fixture::with_transfer")
     }
 
-    /// A fixture of every store on one in-memory backend.
-    #[must_use]
-    pub fn memory(store: Arc<MemoryStore>) -> Self {
-        let dumped = store.clone();
-        Self::new(
-            store.clone(),
-            store.clone(),
-            Box::new(move || {
-                let text = dumped.dump();
-                async move { text }.boxed()
-            }),
-            Box::new(|| async {}.boxed()),
-        )
-        .with_tables(store.clone())
-        .with_transfer(store)
-    }
-
-    /// Everything the backend stored, as text.
+    /// Everything the backend stored, as text ([`Admin::dump`]).
+    ///
+    /// # Panics
+    /// When the backend cannot dump.
     pub async fn dump(&self) -> String {
-        (self.dump)().await
+        self.admin.dump().await.expect("dump")
+    }
+
+    /// Drops the neighbour's tables and the store's, then runs the teardown.
+    async fn clean_up(self) {
+        if let Some((_, neighbour)) = &self.neighbour {
+            neighbour
+                .drop_tables()
+                .await
+                .expect("drop the neighbour's tables");
+        }
+        self.admin.drop_tables().await.expect("drop_tables");
+        if let Some(teardown) = self.teardown {
+            teardown.await;
+        }
     }
 }
 
@@ -262,7 +297,8 @@ fn skip_loudly(var: &str, message: &str) {
     }
 }
 
-/// Runs one case: builds the fixture, runs the case, and always cleans up before reporting.
+/// Runs one case: builds the fixture, runs the case, and always cleans up (see [`Fixture`])
+/// before reporting.
 pub async fn run_case<S, SF, C>(name: &'static str, id_kind: IdKind, setup: S, case: C)
 where
     S: FnOnce(SetupContext) -> SF,
@@ -274,13 +310,11 @@ where
         id_kind,
         prefix: unique_prefix(),
     };
-    let Some(mut fixture) = setup(ctx).await else {
+    let Some(fixture) = setup(ctx).await else {
         return;
     };
     let outcome = AssertUnwindSafe(case(&fixture)).catch_unwind().await;
-    if let Some(cleanup) = fixture.cleanup.take() {
-        cleanup().await;
-    }
+    fixture.clean_up().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

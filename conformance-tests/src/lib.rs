@@ -13,17 +13,20 @@
 //!   both the case and the backend and cases run in parallel:
 //!
 //! ```ignore
-//! // tests/mybackend.rs
+//! // tests/mybackend.rs, in the backend's own crate (the suite depends on storekit-core only)
 //! async fn setup(ctx: storekit_conformance::SetupContext) -> Option<storekit_conformance::Fixture> {
-//!     // Connect (or return None when the server is not configured), create the schema under
-//!     // `ctx.prefix`, and return the stores plus how to inspect and drop what they wrote.
-//!     # unimplemented!()
+//!     // Connect (or return None when the server is not configured) and migrate under
+//!     // `ctx.prefix`; the store, as one `Arc<dyn Store>`, gives every part and its admin.
+//!     let store = MyStore::connect(&ctx.prefix).await.expect("connect");
+//!     store.migrate().await.expect("migrate");
+//!     Some(storekit_conformance::Fixture::new(std::sync::Arc::new(store)))
 //! }
 //! storekit_conformance::conformance_suite!(setup);
 //! ```
 //!
 //! User cases run twice, with UUID and with integer ids. Every case gets its own table prefix
-//! (or schema, or file) and the fixture's cleanup runs whether the case passed or not.
+//! (or schema, or file), and after it, whether it passed or not, the harness drops the store's
+//! tables (`Admin::drop_tables`) and runs the fixture's teardown.
 //!
 //! Servers come from [`server_url`]: the URL in the environment, else a container started once
 //! per test binary ([`containers`]), else the case is skipped, or fails when `CI` is set.

@@ -5,22 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt as _;
 use storekit_conformance::{Fixture, SetupContext, Suite, run_suite};
 use storekit_core::MemoryStore;
 
 async fn setup(_ctx: SetupContext) -> Option<Fixture> {
-    let store = Arc::new(MemoryStore::with_index_lag(Duration::from_millis(50)));
-    Some(
-        Fixture::new(
-            store.clone(),
-            store.clone(),
-            Box::new(|| async { String::new() }.boxed()),
-            Box::new(|| async {}.boxed()),
-        )
-        .with_tables(store.clone())
-        .with_transfer(store),
-    )
+    let store = MemoryStore::with_index_lag(Duration::from_millis(50));
+    Some(Fixture::new(Arc::new(store)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use futures::FutureExt as _;
 use storekit_conformance::{Fixture, SetupContext, Suite, run_suite};
+use storekit_core::admin::{Admin, MigrationReport, SchemaDifference};
 use storekit_core::backend::{
     Backend, EmailKey, OAuthBackend, OAuthKey, TokenBackend, TokenHash, UserBackend,
     UserPageRequest,
@@ -225,21 +225,38 @@ impl TokenBackend for TinyAuth {
     }
 }
 
+/// Nothing to migrate or compare: the state lives in this process. `dump` shows what it holds,
+/// for the cases that check what is stored (the conformance fixture reads it).
+#[async_trait]
+impl Admin for TinyAuth {
+    async fn migrate_report(&self) -> Result<MigrationReport> {
+        Ok(MigrationReport::default())
+    }
+
+    async fn schema_differences(&self) -> Result<Vec<SchemaDifference>> {
+        Ok(Vec::new())
+    }
+
+    async fn drop_tables(&self) -> Result<()> {
+        *self.state() = State::default();
+        Ok(())
+    }
+
+    async fn dump(&self) -> Result<String> {
+        Ok(format!("{:?}", self.state()))
+    }
+}
+
 async fn setup(ctx: SetupContext) -> Option<Fixture> {
-    let auth = TinyAuth {
+    let auth = Arc::new(TinyAuth {
         kind: ctx.id_kind,
         state: Arc::default(),
-    };
-    let dumped = auth.clone();
-    Some(Fixture::new(
-        Arc::new(auth),
-        // The user cases use only `auth`; the fixture's key-value store is a stand-in.
+    });
+    // The user cases use only `auth`; the fixture's key-value store is a stand-in.
+    Some(Fixture::parts(
+        auth.clone(),
         Arc::new(MemoryStore::new()),
-        Box::new(move || {
-            let text = format!("{:?}", dumped.state());
-            async move { text }.boxed()
-        }),
-        Box::new(|| async {}.boxed()),
+        auth,
     ))
 }
 

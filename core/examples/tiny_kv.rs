@@ -7,9 +7,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use futures::StreamExt as _;
 use futures::stream::{self, BoxStream};
-use futures::{FutureExt as _, StreamExt as _};
 use storekit_conformance::{Fixture, SetupContext, Suite, run_suite};
+use storekit_core::admin::{Admin, MigrationReport, SchemaDifference};
 use storekit_core::backend::{Backend, Expiry, Items, Key, Keys, KvBackend, Namespace};
 use storekit_core::kv::counter;
 use storekit_core::time::{is_live, now_millis};
@@ -193,19 +194,32 @@ impl KvBackend for TinyKv {
     }
 }
 
+/// Nothing to migrate or compare: the map lives in this process. `dump` shows what it holds,
+/// for the cases that check what is stored (the conformance fixture reads it).
+#[async_trait]
+impl Admin for TinyKv {
+    async fn migrate_report(&self) -> Result<MigrationReport> {
+        Ok(MigrationReport::default())
+    }
+
+    async fn schema_differences(&self) -> Result<Vec<SchemaDifference>> {
+        Ok(Vec::new())
+    }
+
+    async fn drop_tables(&self) -> Result<()> {
+        self.map().clear();
+        Ok(())
+    }
+
+    async fn dump(&self) -> Result<String> {
+        Ok(format!("{:?}", self.map()))
+    }
+}
+
 async fn setup(_ctx: SetupContext) -> Option<Fixture> {
-    let kv = TinyKv::default();
-    let dumped = kv.clone();
-    Some(Fixture::new(
-        // The key-value cases use only `kv`; the fixture's user store is a stand-in.
-        Arc::new(MemoryStore::new()),
-        Arc::new(kv),
-        Box::new(move || {
-            let text = format!("{:?}", dumped.map());
-            async move { text }.boxed()
-        }),
-        Box::new(|| async {}.boxed()),
-    ))
+    let kv = Arc::new(TinyKv::default());
+    // The key-value cases use only `kv`; the fixture's user store is a stand-in.
+    Some(Fixture::parts(Arc::new(MemoryStore::new()), kv.clone(), kv))
 }
 
 #[tokio::main]

@@ -1,8 +1,9 @@
 //! The core of storekit: the store traits, their types, the one error type, the validation
 //! rules every backend shares, and [`MemoryStore`], the in-memory reference backend.
 //!
-//! Applications use [`AuthStore`] (users, OAuth accounts, access tokens) and [`KvStore`]
-//! (namespaced values with TTLs) as `Arc<dyn ...>`, and pick a backend at start-up. Backends
+//! Applications use [`AuthStore`] (users, OAuth accounts, access tokens), [`KvStore`]
+//! (namespaced values with TTLs) and [`TableStore`] (tables of records) as `Arc<dyn ...>`, and
+//! pick a backend at start-up; [`Store`] is all of them at once, with [`admin::Admin`]. Backends
 //! implement the narrower traits of [`backend`], and get the public ones from this crate, which
 //! applies the input rules, email normalisation, expiry and token hashing once for all of them,
 //! and opens one `tracing` span per call (see [`trace`]).
@@ -14,6 +15,7 @@ mod forward;
 pub mod kv;
 mod layer;
 pub mod memory;
+pub mod store;
 pub mod table;
 pub mod time;
 pub mod token;
@@ -27,9 +29,10 @@ pub use async_trait::async_trait;
 pub use error::{BoxError, Context, Error, Result};
 pub use kv::{DynKvStore, KvStore, KvStoreExt, TimedValue, Ttl};
 pub use memory::MemoryStore;
+pub use store::{DynStore, Store};
 pub use table::{DynTableStore, Table, TableSchema, TableStore};
 pub use time::{now, truncate};
-pub use transfer::{TransferBackend, TransferStore};
+pub use transfer::TransferStore;
 pub use user::{
     AccessToken, Extra, IdKind, IssuedToken, NewOAuthAccount, NewUser, OAuthAccount,
     OAuthAccountPatch, Page, PageRequest, User, UserDraft, UserId, UserPatch, check_oauth_key,

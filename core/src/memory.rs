@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
 
+use crate::admin::{Admin, MigrationReport, SchemaDifference};
 use crate::backend::{
     Backend, EmailKey, Expiry, Items, Key, Keys, KvBackend, Namespace, OAuthBackend, OAuthKey,
     TokenBackend, TokenHash, UserBackend, UserPageRequest,
@@ -181,6 +182,27 @@ impl Backend for MemoryStore {
 
     fn system(&self) -> &'static str {
         "memory"
+    }
+}
+
+/// Nothing to create, compare or drop: the store lives in this process and goes with it. A
+/// test that wants a fresh store makes a new one.
+#[async_trait]
+impl Admin for MemoryStore {
+    async fn migrate_report(&self) -> Result<MigrationReport> {
+        Ok(MigrationReport::default())
+    }
+
+    async fn schema_differences(&self) -> Result<Vec<SchemaDifference>> {
+        Ok(Vec::new())
+    }
+
+    async fn drop_tables(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn dump(&self) -> Result<String> {
+        Ok(MemoryStore::dump(self))
     }
 }
 

@@ -1,8 +1,10 @@
 //! Reading a whole store out and writing it into another exactly: what `storekit copy` and
 //! `storekit stats` are built on.
 //!
-//! A backend implements [`TransferBackend`]; callers use [`TransferStore`], implemented once
-//! for every backend, which checks input and opens the usual spans. Every write here is an
+//! A backend implements one transfer trait per store, beside that store's code:
+//! [`KvTransferBackend`], [`UserTransferBackend`] and [`TableTransferBackend`]; callers use
+//! [`TransferStore`], implemented once for every backend that has all three, which checks
+//! input and opens the usual spans. Every write here is an
 //! idempotent upsert keyed by what identifies the thing (a kv key, a user id, a record key), so
 //! a copy that stops half-way and runs again neither loses nor duplicates anything.
 //!
@@ -102,9 +104,10 @@ pub enum Imported {
     Unchanged,
 }
 
-/// What a backend implements to be copied from and to. Every argument has passed the rules.
+/// Copying kv items out and in, as a backend implements it beside its [`KvBackend`]. Every
+/// argument has passed the rules.
 #[async_trait]
-pub trait TransferBackend: KvBackend + OAuthBackend + TokenBackend + TableBackend {
+pub trait KvTransferBackend: KvBackend {
     /// Up to `limit` live (unexpired) kv items after `after`, in the backend's own stable
     /// order, only of `namespace` when given. A page shorter than `limit` is the last one.
     async fn export_kv(
@@ -118,7 +121,12 @@ pub trait TransferBackend: KvBackend + OAuthBackend + TokenBackend + TableBacken
     /// few requests as the database allows. Items are checked, unexpired and have distinct
     /// keys; at most [`MAX_IMPORT_BATCH`].
     async fn import_kv(&self, items: &[KvEntry]) -> Result<()>;
+}
 
+/// Copying users out and in, with their OAuth accounts and token hashes, as a backend
+/// implements it beside its user traits. Every argument has passed the rules.
+#[async_trait]
+pub trait UserTransferBackend: OAuthBackend + TokenBackend {
     /// The hashes and records of `user`'s access tokens, in any order.
     async fn access_tokens_of(&self, user: UserId) -> Result<Vec<StoredToken>>;
 
@@ -130,7 +138,12 @@ pub trait TransferBackend: KvBackend + OAuthBackend + TokenBackend + TableBacken
     /// (`"oauth account"`) if another user holds one of the accounts. With int ids, later
     /// `create_user` calls must never hand out an id at or below an imported one.
     async fn import_user(&self, bundle: &UserBundle) -> Result<()>;
+}
 
+/// Copying tables out and in, as a backend implements it beside its [`TableBackend`]. Every
+/// argument has passed the rules.
+#[async_trait]
+pub trait TableTransferBackend: TableBackend {
     /// Every table the backend's catalog records, with its shape, ordered by name.
     async fn list_tables(&self) -> Result<Vec<(String, TableShape)>>;
 
@@ -148,7 +161,7 @@ pub trait TransferStore: std::fmt::Debug + Send + Sync + 'static {
     /// The kind of user ids this store makes.
     fn id_kind(&self) -> IdKind;
 
-    /// One page of live kv items after `after` (see [`TransferBackend::export_kv`]); `limit`
+    /// One page of live kv items after `after` (see [`KvTransferBackend::export_kv`]); `limit`
     /// is 1 to [`MAX_IMPORT_BATCH`].
     async fn export_kv(
         &self,
@@ -164,7 +177,7 @@ pub trait TransferStore: std::fmt::Debug + Send + Sync + 'static {
     /// The user with its OAuth accounts and token hashes, or `None` if there is no such user.
     async fn export_user(&self, id: UserId) -> Result<Option<UserBundle>>;
 
-    /// Makes the stored user equal `bundle` (see [`TransferBackend::import_user`]); nothing is
+    /// Makes the stored user equal `bundle` (see [`UserTransferBackend::import_user`]); nothing is
     /// written when it already does. A user whose id kind differs from the store's is
     /// [`Error::InvalidInput`].
     async fn import_user(&self, bundle: &UserBundle) -> Result<Imported>;
@@ -173,7 +186,7 @@ pub trait TransferStore: std::fmt::Debug + Send + Sync + 'static {
     /// keys, whose values are already in the records).
     async fn tables(&self) -> Result<Vec<TableSchema>>;
 
-    /// Writes records at their versions (see [`TransferBackend::import_records`]), after the
+    /// Writes records at their versions (see [`TableTransferBackend::import_records`]), after the
     /// same checks as any write; at most [`MAX_IMPORT_BATCH`].
     async fn import_records(&self, schema: &TableSchema, records: &[Record]) -> Result<()>;
 }
@@ -203,7 +216,7 @@ fn check_entry(entry: &KvEntry) -> Result<()> {
 }
 
 #[async_trait]
-impl<B: TransferBackend> TransferStore for B {
+impl<B: KvTransferBackend + UserTransferBackend + TableTransferBackend> TransferStore for B {
     fn id_kind(&self) -> IdKind {
         crate::backend::UserBackend::id_kind(self)
     }
@@ -222,7 +235,7 @@ impl<B: TransferBackend> TransferStore for B {
                     }
                     check_batch("limit", limit)?;
                     let namespace = namespace.map(Namespace::checked).transpose()?;
-                    TransferBackend::export_kv(self, namespace, after, limit).await
+                    KvTransferBackend::export_kv(self, namespace, after, limit).await
                 },
                 |items| Some(items.len()),
                 || format!("namespace {:?}", namespace.unwrap_or("*")),
@@ -254,7 +267,7 @@ impl<B: TransferBackend> TransferStore for B {
                         }
                     }
                     if !live.is_empty() {
-                        TransferBackend::import_kv(self, &live).await?;
+                        KvTransferBackend::import_kv(self, &live).await?;
                     }
                     Ok(live.len())
                 },
@@ -273,7 +286,7 @@ impl<B: TransferBackend> TransferStore for B {
                         return Ok(None);
                     };
                     let oauth_accounts = OAuthBackend::oauth_accounts(self, id).await?;
-                    let access_tokens = TransferBackend::access_tokens_of(self, id).await?;
+                    let access_tokens = UserTransferBackend::access_tokens_of(self, id).await?;
                     Ok(Some(
                         UserBundle {
                             user,
@@ -301,7 +314,7 @@ impl<B: TransferBackend> TransferStore for B {
                     if existing.as_ref() == Some(&wanted) {
                         return Ok(Imported::Unchanged);
                     }
-                    TransferBackend::import_user(self, &wanted).await?;
+                    UserTransferBackend::import_user(self, &wanted).await?;
                     Ok(if existing.is_some() {
                         Imported::Updated
                     } else {
@@ -318,7 +331,7 @@ impl<B: TransferBackend> TransferStore for B {
         call!(self, "list_tables", "*")
             .run(
                 async {
-                    TransferBackend::list_tables(self)
+                    TableTransferBackend::list_tables(self)
                         .await?
                         .iter()
                         .map(|(name, shape)| TableSchema::from_shape(name, shape))
@@ -354,7 +367,7 @@ impl<B: TransferBackend> TransferStore for B {
                     if rows.is_empty() {
                         return Ok(());
                     }
-                    TransferBackend::import_records(self, schema, &rows).await
+                    TableTransferBackend::import_records(self, schema, &rows).await
                 },
                 |()| Some(records.len()),
                 || format!("table {:?}, {} records", schema.name(), records.len()),

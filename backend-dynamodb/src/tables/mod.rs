@@ -57,6 +57,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
+use futures::{StreamExt as _, TryStreamExt as _, stream};
 use storekit_core::Result;
 use storekit_core::backend::TableBackend;
 use storekit_core::table::{
@@ -64,6 +65,7 @@ use storekit_core::table::{
     MissingIndexes, Patch, Projection, Record, RecordKey, Returning, Row, TableScan, TableSchema,
     TableShape,
 };
+use storekit_core::transfer::TableTransferBackend;
 
 use crate::DynamoDbStore;
 use crate::txn::Condition;
@@ -355,6 +357,33 @@ impl TableBackend for DynamoDbStore {
 
     async fn transact(&self, steps: &[storekit_core::table::transact::Step]) -> Result<()> {
         self.transact_steps(steps).await
+    }
+}
+
+/// Records written at once by `import_records`, each its own transaction.
+const RECORD_CONCURRENCY: usize = 8;
+
+/// Copying tables out and in, for `storekit copy`: `list_tables` is a Scan of the marker
+/// table's catalog items and a DescribeTable per table; `import_records` is `put`'s write at
+/// the given version per record, a few records in flight.
+#[async_trait]
+impl TableTransferBackend for DynamoDbStore {
+    async fn list_tables(&self) -> Result<Vec<(String, TableShape)>> {
+        self.list_cataloged().await
+    }
+
+    async fn import_records(&self, schema: &TableSchema, rows: &[(Row, u64)]) -> Result<()> {
+        // Built before the stream: a closure in `StreamExt::map` would make the future of this
+        // `async_trait` method too general to be `Send`.
+        let writes: Vec<_> = rows
+            .iter()
+            .map(|(row, version)| self.write_row(schema, row, write::Expect::At(*version)))
+            .collect();
+        stream::iter(writes)
+            .buffer_unordered(RECORD_CONCURRENCY)
+            .try_collect::<Vec<u64>>()
+            .await
+            .map(drop)
     }
 }
 

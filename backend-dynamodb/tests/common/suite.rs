@@ -32,24 +32,11 @@ pub(crate) fn store(endpoint: &str, prefix: &str, id_kind: IdKind) -> DynamoDbSt
     DynamoDbStore::from_client(client(endpoint), &config)
 }
 
-/// The fixture of a store whose tables exist: every store, transfer included; its cleanup
-/// drops the prefix's tables.
+/// The fixture of a store whose tables exist: every store, transfer included; the harness
+/// drops the prefix's tables after the case.
 pub(crate) fn fixture(store: DynamoDbStore) -> Fixture {
-    let store = Arc::new(store);
-    let dumped = store.clone();
-    let dropped = store.clone();
-    Fixture::new(
-        store.clone(),
-        store.clone(),
-        Box::new(move || {
-            let store = dumped.clone();
-            async move { store.dump().await.expect("dump") }.boxed()
-        }),
-        Box::new(move || async move { dropped.drop_tables().await.expect("drop_tables") }.boxed()),
-    )
-    .with_capabilities(Capabilities::default().database_expires_items())
-    .with_tables(store.clone())
-    .with_transfer(store)
+    Fixture::new(Arc::new(store))
+        .with_capabilities(Capabilities::default().database_expires_items())
 }
 
 /// Runs every case of these groups, `parallel` at a time, each on a fixture from `setup`;

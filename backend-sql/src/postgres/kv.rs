@@ -10,7 +10,7 @@ use storekit_core::Result;
 use storekit_core::backend::{Expiry, Items, Key, Keys, KvBackend, Namespace};
 use storekit_core::kv::{KeyPage, PageSizes, counter, ordered_key_pages};
 use storekit_core::time::{is_live, now_millis, purge_horizon};
-use storekit_core::transfer::{KvEntry, KvPosition};
+use storekit_core::transfer::{KvEntry, KvPosition, KvTransferBackend};
 
 use super::PostgresStore;
 use super::error::{pg_error, retry_conflicts};
@@ -408,14 +408,16 @@ impl KvBackend for PostgresStore {
 }
 
 /// What `storekit copy` reads and writes of the key-value store.
-impl PostgresStore {
+#[async_trait]
+impl KvTransferBackend for PostgresStore {
     /// One page of live items after `after`, in (namespace, key) order.
-    pub(super) async fn export_kv_page(
+    async fn export_kv(
         &self,
-        namespace: Option<&str>,
+        namespace: Option<Namespace<'_>>,
         after: Option<&KvPosition>,
         limit: usize,
     ) -> Result<Vec<KvEntry>> {
+        let namespace = namespace.map(|n| n.as_str());
         self.within_deadline(async {
             let sql = self
                 .inner
@@ -455,7 +457,7 @@ impl PostgresStore {
     }
 
     /// Writes every item with its own deadline in one statement.
-    pub(super) async fn import_kv_items(&self, items: &[KvEntry]) -> Result<()> {
+    async fn import_kv(&self, items: &[KvEntry]) -> Result<()> {
         self.within_deadline(async {
             self.start_purger();
             // In key order, as `set_many` writes, so that concurrent batches over the same

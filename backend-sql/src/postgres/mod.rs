@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use sqlx::SqlStr;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use storekit_core::admin::{MigrationReport, SchemaDifference};
+use storekit_core::admin::{Admin, MigrationReport, SchemaDifference};
 use storekit_core::{Error, IdKind, Result};
 
 use crate::dialect::Dialect;
@@ -294,8 +294,6 @@ struct Inner {
     operation_timeout: Option<std::time::Duration>,
 }
 
-crate::transfer::transfer_backend!(PostgresStore);
-
 impl storekit_core::backend::Backend for PostgresStore {
     fn name(&self) -> &'static str {
         Dialect::Postgres.name()
@@ -428,6 +426,27 @@ impl PostgresStore {
     /// that check what is stored.
     pub async fn dump(&self) -> Result<String> {
         schema::dump(&self.inner.pool, &self.inner.tables).await
+    }
+}
+
+/// Through the inherent methods of the same names, which stay so that code holding a
+/// `PostgresStore` calls them without importing `Admin`.
+#[async_trait::async_trait]
+impl Admin for PostgresStore {
+    async fn migrate_report(&self) -> Result<MigrationReport> {
+        PostgresStore::migrate_report(self).await
+    }
+
+    async fn schema_differences(&self) -> Result<Vec<SchemaDifference>> {
+        PostgresStore::schema_differences(self).await
+    }
+
+    async fn drop_tables(&self) -> Result<()> {
+        PostgresStore::drop_tables(self).await
+    }
+
+    async fn dump(&self) -> Result<String> {
+        PostgresStore::dump(self).await
     }
 }
 

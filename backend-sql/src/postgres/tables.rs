@@ -16,6 +16,7 @@ use storekit_core::table::{
     Condition, Document, Fetched, IndexQuery, KeyType, KeyValue, MAX_VERSION, MissingIndexes,
     Patch, Record, RecordKey, Returning, Row, TableScan, TableSchema, TableShape, next_version,
 };
+use storekit_core::transfer::TableTransferBackend;
 use storekit_core::{Error, Result};
 
 use super::PostgresStore;
@@ -832,9 +833,10 @@ impl TableBackend for PostgresStore {
 }
 
 /// What `storekit copy` reads and writes of the tables store.
-impl PostgresStore {
+#[async_trait]
+impl TableTransferBackend for PostgresStore {
     /// Every table the catalog records, with its shape, ordered by name.
-    pub(super) async fn catalog_shapes(&self) -> Result<Vec<(String, TableShape)>> {
+    async fn list_tables(&self) -> Result<Vec<(String, TableShape)>> {
         self.within_deadline(async {
             let mut conn = self.inner.pool.acquire().await.map_err(pg_error)?;
             let rows = super::schema::catalog_rows(&mut conn, &self.inner.tables).await?;
@@ -844,11 +846,7 @@ impl PostgresStore {
     }
 
     /// Writes each row at its version, all in one transaction.
-    pub(super) async fn import_rows(
-        &self,
-        schema: &TableSchema,
-        rows: &[(Row, u64)],
-    ) -> Result<()> {
+    async fn import_records(&self, schema: &TableSchema, rows: &[(Row, u64)]) -> Result<()> {
         let layout = self.layout(schema)?;
         let statements = rows
             .iter()

@@ -7,7 +7,7 @@ use sqlx::{Postgres, Row as _};
 use storekit_core::backend::{
     EmailKey, OAuthBackend, OAuthKey, TokenBackend, TokenHash, UserBackend, UserPageRequest,
 };
-use storekit_core::transfer::{StoredToken, UserBundle};
+use storekit_core::transfer::{StoredToken, UserBundle, UserTransferBackend};
 use storekit_core::{
     AccessToken, Error, IdKind, OAuthAccount, OAuthAccountPatch, Page, Result, User, UserDraft,
     UserId, UserPatch,
@@ -402,9 +402,10 @@ impl TokenBackend for PostgresStore {
 }
 
 /// What `storekit copy` reads and writes of users.
-impl PostgresStore {
+#[async_trait]
+impl UserTransferBackend for PostgresStore {
     /// The hashes and records of `user`'s access tokens.
-    pub(super) async fn tokens_of(&self, user: UserId) -> Result<Vec<StoredToken>> {
+    async fn access_tokens_of(&self, user: UserId) -> Result<Vec<StoredToken>> {
         self.within_deadline(async {
             let rows = bind_id(sqlx::query(self.inner.sql.tokens_of_user.clone()), user)
                 .fetch_all(&self.inner.pool)
@@ -422,9 +423,8 @@ impl PostgresStore {
         .await
     }
 
-    /// Makes the stored user equal `bundle`, in one transaction (see
-    /// `TransferBackend::import_user`).
-    pub(super) async fn import_bundle(&self, bundle: &UserBundle) -> Result<()> {
+    /// Makes the stored user equal `bundle`, in one transaction.
+    async fn import_user(&self, bundle: &UserBundle) -> Result<()> {
         let user = &bundle.user;
         let email_key = user.email_key()?;
         let sql = &self.inner.sql;

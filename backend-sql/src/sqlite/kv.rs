@@ -8,7 +8,7 @@ use rusqlite::{Connection, ToSql, TransactionBehavior, named_params};
 use storekit_core::backend::{Expiry, Items, Key, Keys, KvBackend, Namespace};
 use storekit_core::kv::{KeyPage, PageSizes, counter, ordered_key_pages};
 use storekit_core::time::{is_live, now_millis, purge_horizon};
-use storekit_core::transfer::{KvEntry, KvPosition};
+use storekit_core::transfer::{KvEntry, KvPosition, KvTransferBackend};
 use storekit_core::{Error, Result};
 
 use super::error::sqlite_error;
@@ -610,17 +610,18 @@ impl KvBackend for SqliteStore {
 }
 
 /// What `storekit copy` reads and writes of the key-value store.
-impl SqliteStore {
+#[async_trait]
+impl KvTransferBackend for SqliteStore {
     /// One page of live items after `after`, in (namespace, key) order (on the blocking pool:
     /// a page of a thousand values may be large).
-    pub(super) async fn export_kv_page(
+    async fn export_kv(
         &self,
-        namespace: Option<&str>,
+        namespace: Option<Namespace<'_>>,
         after: Option<&KvPosition>,
         limit: usize,
     ) -> Result<Vec<KvEntry>> {
         let inner = self.inner.clone();
-        let (namespace, after) = (namespace.map(str::to_owned), after.cloned());
+        let (namespace, after) = (namespace.map(|n| n.as_str().to_owned()), after.cloned());
         let (now, limit) = (now_millis(), i64::try_from(limit).unwrap_or(i64::MAX));
         self.inner
             .conns
@@ -652,7 +653,7 @@ impl SqliteStore {
     }
 
     /// Writes every item with its own deadline in one transaction, as `set_many` writes.
-    pub(super) async fn import_kv_items(&self, items: &[KvEntry]) -> Result<()> {
+    async fn import_kv(&self, items: &[KvEntry]) -> Result<()> {
         self.start_purger();
         let conns = &self.inner.conns;
         let bytes = items.iter().map(entry_bytes).sum();

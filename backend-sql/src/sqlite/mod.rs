@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use storekit_core::admin::{MigrationReport, SchemaDifference};
+use storekit_core::admin::{Admin, MigrationReport, SchemaDifference};
 use storekit_core::{IdKind, Result};
 
 use crate::dialect::Dialect;
@@ -225,8 +225,6 @@ struct Inner {
     keep_expired: Duration,
 }
 
-crate::transfer::transfer_backend!(SqliteStore);
-
 impl storekit_core::backend::Backend for SqliteStore {
     fn name(&self) -> &'static str {
         Dialect::Sqlite.name()
@@ -319,5 +317,26 @@ impl SqliteStore {
             .conns
             .read_blocking(move |conn| schema::dump(conn, &inner.tables))
             .await
+    }
+}
+
+/// Through the inherent methods of the same names, which stay so that code holding a
+/// `SqliteStore` calls them without importing `Admin`.
+#[async_trait::async_trait]
+impl Admin for SqliteStore {
+    async fn migrate_report(&self) -> Result<MigrationReport> {
+        SqliteStore::migrate_report(self).await
+    }
+
+    async fn schema_differences(&self) -> Result<Vec<SchemaDifference>> {
+        SqliteStore::schema_differences(self).await
+    }
+
+    async fn drop_tables(&self) -> Result<()> {
+        SqliteStore::drop_tables(self).await
+    }
+
+    async fn dump(&self) -> Result<String> {
+        SqliteStore::dump(self).await
     }
 }

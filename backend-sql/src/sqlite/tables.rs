@@ -15,6 +15,7 @@ use storekit_core::table::{
     Condition, Document, Fetched, IndexQuery, KeyValue, MAX_VERSION, MissingIndexes, Patch, Record,
     RecordKey, Returning, Row, TableScan, TableSchema, TableShape, next_version,
 };
+use storekit_core::transfer::TableTransferBackend;
 use storekit_core::{Error, Result};
 
 use super::SqliteStore;
@@ -836,9 +837,10 @@ fn apply_step(conn: &Connection, layout: &Layout, step: &Step) -> Result<()> {
 }
 
 /// What `storekit copy` reads and writes of the tables store.
-impl SqliteStore {
+#[async_trait]
+impl TableTransferBackend for SqliteStore {
     /// Every table the catalog records, with its shape, ordered by name.
-    pub(super) async fn catalog_shapes(&self) -> Result<Vec<(String, TableShape)>> {
+    async fn list_tables(&self) -> Result<Vec<(String, TableShape)>> {
         let tables = &self.inner.tables;
         let rows = self
             .inner
@@ -849,11 +851,7 @@ impl SqliteStore {
     }
 
     /// Writes each row at its version in one transaction, a chunk of rows at a time.
-    pub(super) async fn import_rows(
-        &self,
-        schema: &TableSchema,
-        rows: &[(Row, u64)],
-    ) -> Result<()> {
+    async fn import_records(&self, schema: &TableSchema, rows: &[(Row, u64)]) -> Result<()> {
         let layout = self.layout(schema).await?;
         let statements = rows
             .iter()

@@ -6,7 +6,7 @@ use storekit_core::backend::{
     EmailKey, OAuthBackend, OAuthKey, TokenBackend, TokenHash, UserBackend, UserPageRequest,
 };
 use storekit_core::time::from_micros;
-use storekit_core::transfer::{StoredToken, UserBundle};
+use storekit_core::transfer::{StoredToken, UserBundle, UserTransferBackend};
 use storekit_core::{
     AccessToken, Error, IdKind, OAuthAccount, OAuthAccountPatch, Page, Result, User, UserDraft,
     UserId, UserPatch,
@@ -536,9 +536,10 @@ impl TokenBackend for SqliteStore {
 }
 
 /// What `storekit copy` reads and writes of users.
-impl SqliteStore {
+#[async_trait]
+impl UserTransferBackend for SqliteStore {
     /// The hashes and records of `user`'s access tokens.
-    pub(super) async fn tokens_of(&self, user: UserId) -> Result<Vec<StoredToken>> {
+    async fn access_tokens_of(&self, user: UserId) -> Result<Vec<StoredToken>> {
         let id = Self::id(user);
         let rows: Vec<(String, i64)> = self
             .inner
@@ -562,9 +563,8 @@ impl SqliteStore {
             .collect()
     }
 
-    /// Makes the stored user equal `bundle`, in one transaction (see
-    /// `TransferBackend::import_user`).
-    pub(super) async fn import_bundle(&self, bundle: &UserBundle) -> Result<()> {
+    /// Makes the stored user equal `bundle`, in one transaction.
+    async fn import_user(&self, bundle: &UserBundle) -> Result<()> {
         let user = &bundle.user;
         let id = Self::id(user.id);
         let email_key = user.email_key()?;

@@ -14,6 +14,7 @@ use crate::table::{
     Condition, Consistency, Document, Fetched, IndexQuery, KeyValue, MissingIndexes, Order, Patch,
     Position, Record, RecordKey, Returning, Row, TableScan, TableSchema, TableShape,
 };
+use crate::transfer::TableTransferBackend;
 use crate::{Error, Result};
 
 #[derive(Default)]
@@ -56,18 +57,6 @@ fn no_table() -> Error {
 }
 
 impl MemoryStore {
-    /// Every table with its shape, by name.
-    pub(super) fn table_shapes(&self) -> Vec<(String, TableShape)> {
-        let tables = self.tables();
-        let mut shapes: Vec<_> = tables
-            .tables
-            .iter()
-            .map(|(name, table)| (name.clone(), table.shape.clone()))
-            .collect();
-        shapes.sort_by(|a, b| a.0.cmp(&b.0));
-        shapes
-    }
-
     fn tables(&self) -> MutexGuard<'_, Tables> {
         // As with the other maps: a panic under the lock leaves nothing worse than a lost
         // write, so a poisoned lock is reused.
@@ -86,7 +75,7 @@ impl MemoryStore {
         f(table)
     }
 
-    pub(super) fn write(&self, schema: &TableSchema, row: &Row, expected: Expect) -> Result<u64> {
+    fn write(&self, schema: &TableSchema, row: &Row, expected: Expect) -> Result<u64> {
         let lag = !self.index_lag.is_zero();
         self.with_table(schema, |table| table.write(schema, row, expected, lag))
     }
@@ -181,7 +170,7 @@ impl Table {
 }
 
 #[derive(Clone, Copy)]
-pub(super) enum Expect {
+enum Expect {
     Absent,
     Any,
     Version(u64),
@@ -286,6 +275,28 @@ fn read_range(
         }
     }
     fetched
+}
+
+/// Copying tables out and in (see [`crate::transfer`]).
+#[async_trait]
+impl TableTransferBackend for MemoryStore {
+    async fn list_tables(&self) -> Result<Vec<(String, TableShape)>> {
+        let tables = self.tables();
+        let mut shapes: Vec<_> = tables
+            .tables
+            .iter()
+            .map(|(name, table)| (name.clone(), table.shape.clone()))
+            .collect();
+        shapes.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(shapes)
+    }
+
+    async fn import_records(&self, schema: &TableSchema, rows: &[(Row, u64)]) -> Result<()> {
+        for (row, version) in rows {
+            self.write(schema, row, Expect::At(*version))?;
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]

@@ -1,17 +1,18 @@
-//! Copying the memory store out and in (see [`crate::transfer`]).
+//! Copying the memory store's kv items and users out and in (see [`crate::transfer`]), which
+//! share its one state; the tables' transfer is in `tables.rs`, with the tables store.
 
 use async_trait::async_trait;
 
 use super::MemoryStore;
-use super::tables::Expect;
 use crate::backend::Namespace;
-use crate::table::{Row, TableSchema, TableShape};
 use crate::time::{is_live, now_millis};
-use crate::transfer::{KvEntry, KvPosition, StoredToken, TransferBackend, UserBundle};
+use crate::transfer::{
+    KvEntry, KvPosition, KvTransferBackend, StoredToken, UserBundle, UserTransferBackend,
+};
 use crate::{Error, IdKind, Result, UserId};
 
 #[async_trait]
-impl TransferBackend for MemoryStore {
+impl KvTransferBackend for MemoryStore {
     async fn export_kv(
         &self,
         namespace: Option<Namespace<'_>>,
@@ -60,7 +61,10 @@ impl TransferBackend for MemoryStore {
         }
         Ok(())
     }
+}
 
+#[async_trait]
+impl UserTransferBackend for MemoryStore {
     async fn access_tokens_of(&self, user: UserId) -> Result<Vec<StoredToken>> {
         Ok(self
             .state()
@@ -114,17 +118,6 @@ impl TransferBackend for MemoryStore {
         }
         if let (IdKind::Int, UserId::Int(id)) = (self.id_kind, user.id) {
             state.last_int_id = state.last_int_id.max(id);
-        }
-        Ok(())
-    }
-
-    async fn list_tables(&self) -> Result<Vec<(String, TableShape)>> {
-        Ok(self.table_shapes())
-    }
-
-    async fn import_records(&self, schema: &TableSchema, rows: &[(Row, u64)]) -> Result<()> {
-        for (row, version) in rows {
-            self.write(schema, row, Expect::At(*version))?;
         }
         Ok(())
     }

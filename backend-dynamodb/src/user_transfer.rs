@@ -1,19 +1,10 @@
-//! [`TransferBackend`]: reading the store out and writing it into another exactly, for
-//! `storekit copy`.
+//! Copying users out and in ([`UserTransferBackend`]), for `storekit copy`: a user with its
+//! OAuth accounts and the hashes of its access tokens.
 //!
 //! | call | requests |
 //! |---|---|
-//! | `export_kv` | all namespaces: Scan of the kv table from the position's item key; one namespace: Query per shard, from the position's shard and key. Either reads until `limit` live items or the end |
-//! | `import_kv` | BatchWriteItem puts, 25 per call, a few calls in flight, unprocessed items resent with backoff |
 //! | `access_tokens_of` | Query of the user's token references, BatchGetItem of the tokens |
 //! | `import_user` | (int ids: UpdateItem raising the id sequence to the id) + Query of the user's partition + TransactWriteItems (see below) |
-//! | `list_tables` | Scan of the marker table's catalog items; DescribeTable per table |
-//! | `import_records` | per record, `put`'s write at the given version (a few records in flight) |
-//!
-//! Scan order is fixed for a table, and a Scan started at an item's key continues after it
-//! whether or not that item still exists, so a page's last item is a position the next page
-//! resumes from without repeats. Expired items that native TTL has not deleted yet are
-//! skipped, and each item's deadline is read from `exp`, its exact millisecond.
 //!
 //! # Importing a user
 //!
@@ -34,29 +25,22 @@ use std::collections::HashSet;
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
-use futures::{StreamExt as _, TryStreamExt as _, stream};
-use storekit_core::backend::Namespace;
-use storekit_core::table::{Row, TableSchema, TableShape};
 use storekit_core::time::now_millis;
-use storekit_core::transfer::{KvEntry, KvPosition, StoredToken, TransferBackend, UserBundle};
+use storekit_core::transfer::{StoredToken, UserBundle, UserTransferBackend};
 use storekit_core::{AccessToken, Error, Result, UserId, async_trait};
 
 use crate::count::Counted as _;
 use crate::error::{self, DynamoError};
-use crate::item::{self, Item, PK, SK, key, s};
+use crate::item::{self, PK, SK, key, s};
 use crate::keys::{
     EMAIL_SK, OAUTH_PREFIX, SEQ_PK, SEQ_SK, TOKEN_PREFIX, USER_ID, claim_key, claim_of, email_pk,
     link_key, reference, reference_key, token_key,
 };
-use crate::kv::Stored;
 use crate::retry::Backoff;
-use crate::tables::write::Expect;
 use crate::txn::{self, Condition, MAX_ACTIONS, Outcome};
 use crate::users::{CHILDREN, UserHead};
 use crate::{DynamoDbStore, batch};
 
-/// Records written at once by `import_records`, each its own transaction.
-const RECORD_CONCURRENCY: usize = 8;
 /// Tokens per follow-up transaction: two actions each, and the user's `children` bump.
 const TOKENS_PER_FOLLOW_UP: usize = (MAX_ACTIONS - 1) / 2;
 
@@ -84,99 +68,6 @@ struct ImportPlan {
 }
 
 impl DynamoDbStore {
-    /// The entry of a kv item, or `None` if it has expired.
-    fn entry_of(&self, item: &Item, now: i64) -> Result<Option<KvEntry>> {
-        let Some(value) = self.live_value(item, now)? else {
-            return Ok(None);
-        };
-        let partition = item::get_s(item, &self.kv_table, PK)?;
-        // The shard is after the last `#`; the namespace may hold `#`s of its own.
-        let (namespace, _shard) = partition
-            .rsplit_once('#')
-            .ok_or_else(|| error::bad_item(&self.kv_table, "a pk without a shard"))?;
-        Ok(Some(KvEntry {
-            namespace: namespace.to_owned(),
-            key: item::get_s(item, &self.kv_table, SK)?.to_owned(),
-            value,
-            expires_at: self.expires(item)?,
-        }))
-    }
-
-    /// Every namespace: a Scan from the position's item.
-    async fn export_all(&self, after: Option<&KvPosition>, limit: usize) -> Result<Vec<KvEntry>> {
-        let now = now_millis();
-        let mut start = after.map(|p| self.kv_key(&p.namespace, &p.key));
-        let mut entries = Vec::new();
-        loop {
-            let wanted = i32::try_from(limit - entries.len()).unwrap_or(i32::MAX);
-            let output = self
-                .client
-                .scan()
-                .table_name(&self.kv_table)
-                .consistent_read(true)
-                .limit(wanted)
-                .set_exclusive_start_key(start)
-                .send_counted()
-                .await
-                .map_err(error::sdk)?;
-            for item in output.items() {
-                entries.extend(self.entry_of(item, now)?);
-                if entries.len() == limit {
-                    return Ok(entries);
-                }
-            }
-            match output.last_evaluated_key.filter(|k| !k.is_empty()) {
-                Some(key) => start = Some(key),
-                None => return Ok(entries),
-            }
-        }
-    }
-
-    /// One namespace: its shards in order, each a Query in key order, from the position's
-    /// shard and key.
-    async fn export_namespace(
-        &self,
-        namespace: &str,
-        after: Option<&KvPosition>,
-        limit: usize,
-    ) -> Result<Vec<KvEntry>> {
-        if after.is_some_and(|p| p.namespace != namespace) {
-            return Err(Error::invalid(
-                "after",
-                "the position is in another namespace than the one exported",
-            ));
-        }
-        let now = now_millis();
-        let first = after.map_or(0, |p| self.shard_of(&p.key));
-        let mut start = after.map(|p| self.kv_key(&p.namespace, &p.key));
-        let mut entries = Vec::new();
-        for shard in first..self.config.shard_count() {
-            loop {
-                let wanted = i32::try_from(limit - entries.len()).unwrap_or(i32::MAX);
-                let query = self
-                    .client
-                    .query()
-                    .table_name(&self.kv_table)
-                    .key_condition_expression("#pk = :pk")
-                    .expression_attribute_names("#pk", PK)
-                    .expression_attribute_values(":pk", s(crate::kv::partition(namespace, shard)))
-                    .limit(wanted);
-                let (page, next) = batch::query_page(query, start.take()).await?;
-                for item in &page {
-                    entries.extend(self.entry_of(item, now)?);
-                    if entries.len() == limit {
-                        return Ok(entries);
-                    }
-                }
-                match next {
-                    Some(key) => start = Some(key),
-                    None => break,
-                }
-            }
-        }
-        Ok(entries)
-    }
-
     /// Makes the integer id sequence at least `id`, so `create_user` never hands it out.
     async fn raise_id_sequence(&self, id: i64) -> Result<()> {
         let sent = self
@@ -329,36 +220,7 @@ fn children_of(head: &UserHead, table: &str) -> Result<i64> {
 }
 
 #[async_trait]
-impl TransferBackend for DynamoDbStore {
-    async fn export_kv(
-        &self,
-        namespace: Option<Namespace<'_>>,
-        after: Option<&KvPosition>,
-        limit: usize,
-    ) -> Result<Vec<KvEntry>> {
-        match namespace {
-            Some(namespace) => self.export_namespace(&namespace, after, limit).await,
-            None => self.export_all(after, limit).await,
-        }
-    }
-
-    async fn import_kv(&self, items: &[KvEntry]) -> Result<()> {
-        let requests = items
-            .iter()
-            .map(|entry| {
-                let item = self.kv_item(
-                    &entry.namespace,
-                    &entry.key,
-                    &Stored::Bytes(&entry.value),
-                    entry.expires_at,
-                    None,
-                )?;
-                batch::put_request(item)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        batch::write_all(&self.client, &self.kv_table, requests).await
-    }
-
+impl UserTransferBackend for DynamoDbStore {
     async fn access_tokens_of(&self, user: UserId) -> Result<Vec<StoredToken>> {
         let references = batch::query_all(self.partition_query(user, TOKEN_PREFIX)).await?;
         let keys = references
@@ -432,24 +294,6 @@ impl TransferBackend for DynamoDbStore {
                 }
             }
         }
-    }
-
-    async fn list_tables(&self) -> Result<Vec<(String, TableShape)>> {
-        self.list_cataloged().await
-    }
-
-    async fn import_records(&self, schema: &TableSchema, rows: &[(Row, u64)]) -> Result<()> {
-        // Built before the stream: a closure in `StreamExt::map` would make the future of this
-        // `async_trait` method too general to be `Send`.
-        let writes: Vec<_> = rows
-            .iter()
-            .map(|(row, version)| self.write_row(schema, row, Expect::At(*version)))
-            .collect();
-        stream::iter(writes)
-            .buffer_unordered(RECORD_CONCURRENCY)
-            .try_collect::<Vec<u64>>()
-            .await
-            .map(drop)
     }
 }
 

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use futures::FutureExt as _;
 use storekit_conformance::{Fixture, SetupContext, server_url};
 use storekit_sql::{PostgresConfig, PostgresStore};
 
@@ -23,7 +22,6 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
         .expect("connect to postgres");
     store.migrate().await.expect("migrate");
     store.migrate().await.expect("migrate is idempotent");
-    let (dumped, dropped, tables) = (store.clone(), store.clone(), store.clone());
     // A second store in the same schema with another prefix, for the exact-name case.
     let neighbour = PostgresStore::connect(
         &PostgresConfig::from_url(&url)
@@ -35,37 +33,20 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
     )
     .await
     .expect("connect to postgres");
-    let neighbour_dropped = neighbour.clone();
+    let (pool, neighbour_pool) = (store.pool().clone(), neighbour.pool().clone());
     Some(
-        Fixture::new(
-            Arc::new(store.clone()),
-            Arc::new(store),
-            Box::new(move || {
-                let store = dumped.clone();
-                async move { store.dump().await.expect("dump") }.boxed()
+        Fixture::new(Arc::new(store))
+            .with_neighbour(Arc::new(neighbour))
+            .with_teardown(async move {
+                neighbour_pool.close().await;
+                // Without CASCADE: the schema drops only if `drop_tables` left nothing in it.
+                let drop = format!("DROP SCHEMA \"{schema}\" RESTRICT");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+                    .execute(&pool)
+                    .await
+                    .expect("drop_tables left something in the schema");
+                pool.close().await;
             }),
-            Box::new(move || {
-                async move {
-                    neighbour_dropped
-                        .drop_tables()
-                        .await
-                        .expect("drop the neighbour's tables");
-                    neighbour_dropped.pool().close().await;
-                    dropped.drop_tables().await.expect("drop tables");
-                    // Without CASCADE: the schema drops only if `drop_tables` left nothing in it.
-                    let drop = format!("DROP SCHEMA \"{schema}\" RESTRICT");
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
-                        .execute(dropped.pool())
-                        .await
-                        .expect("drop_tables left something in the schema");
-                    dropped.pool().close().await;
-                }
-                .boxed()
-            }),
-        )
-        .with_tables(Arc::new(tables.clone()))
-        .with_neighbour_tables(Arc::new(neighbour))
-        .with_transfer(Arc::new(tables)),
     )
 }
 

@@ -1,6 +1,8 @@
-//! The conformance suite on SQLite: a fresh database file per case, in the system temp dir.
+//! The conformance suite on SQLite: a fresh database file per case, in the system temp dir,
+//! removed after it.
 
-use futures::FutureExt as _;
+use std::sync::Arc;
+
 use storekit_conformance::{Fixture, SetupContext};
 use storekit_sql::{SqliteConfig, SqliteStore};
 
@@ -14,7 +16,6 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
     let store = SqliteStore::connect(&config).await.expect("open sqlite");
     store.migrate().await.expect("migrate");
     store.migrate().await.expect("migrate is idempotent");
-    let (dumped, tables) = (store.clone(), store.clone());
     // A second store on the same file with another prefix, for the exact-name case.
     let neighbour = SqliteStore::connect(
         &SqliteConfig::file(&path)
@@ -24,27 +25,15 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
     .await
     .expect("open sqlite with another prefix");
     Some(
-        Fixture::new(
-            std::sync::Arc::new(store.clone()),
-            std::sync::Arc::new(store),
-            Box::new(move || {
-                let dumped = dumped.clone();
-                async move { dumped.dump().await.expect("dump") }.boxed()
-            }),
-            Box::new(move || {
-                async move {
-                    for suffix in ["", "-wal", "-shm"] {
-                        let mut file = path.clone().into_os_string();
-                        file.push(suffix);
-                        let _ = std::fs::remove_file(file);
-                    }
+        Fixture::new(Arc::new(store))
+            .with_neighbour(Arc::new(neighbour))
+            .with_teardown(async move {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut file = path.clone().into_os_string();
+                    file.push(suffix);
+                    let _ = std::fs::remove_file(file);
                 }
-                .boxed()
             }),
-        )
-        .with_tables(std::sync::Arc::new(tables.clone()))
-        .with_neighbour_tables(std::sync::Arc::new(neighbour))
-        .with_transfer(std::sync::Arc::new(tables)),
     )
 }
 

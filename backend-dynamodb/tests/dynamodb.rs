@@ -1,5 +1,6 @@
 //! The conformance suite on DynamoDB, against the endpoint in `STOREKIT_DYNAMODB_ENDPOINT`
-//! (DynamoDB Local; `eval "$(scripts/services.sh up)"` starts one).
+//! (DynamoDB Local; `eval "$(scripts/services.sh up)"` starts one), else a container this
+//! binary starts and shares between its cases (`STOREKIT_DYNAMODB_IMAGE`).
 //!
 //! Each case gets its own tables (prefix `ctx.prefix`), created before and dropped after it
 //! (`drop_tables` also drops the tables the `tables` cases made under that prefix).
@@ -8,8 +9,7 @@
 
 use std::sync::Arc;
 
-use futures::FutureExt as _;
-use storekit_conformance::{Fixture, SetupContext, server_url};
+use storekit_conformance::{Capabilities, Fixture, SetupContext, server_url};
 use storekit_dynamodb::{DynamoDbConfig, DynamoDbStore};
 
 async fn setup(ctx: SetupContext) -> Option<Fixture> {
@@ -29,46 +29,22 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
         .build()
         .expect("config");
     let config = config.build().expect("config");
-    let store = Arc::new(DynamoDbStore::connect(&config).await.expect("connect"));
+    let store = DynamoDbStore::connect(&config).await.expect("connect");
     store.migrate().await.expect("migrate");
     store.migrate().await.expect("migrate is idempotent");
     // A second store with another prefix, for the exact-name case.
-    let neighbour = Arc::new(
-        DynamoDbStore::connect(&neighbour_config)
-            .await
-            .expect("connect"),
-    );
-    let neighbour_dropped = neighbour.clone();
-    let dumped = store.clone();
-    let dropped = store.clone();
+    let neighbour = DynamoDbStore::connect(&neighbour_config)
+        .await
+        .expect("connect");
     Some(
-        Fixture::new(
-            store.clone(),
-            store.clone(),
-            Box::new(move || {
-                let store = dumped.clone();
-                async move { store.dump().await.expect("dump") }.boxed()
-            }),
-            Box::new(move || {
-                async move {
-                    neighbour_dropped
-                        .drop_tables()
-                        .await
-                        .expect("drop the neighbour's tables");
-                    dropped.drop_tables().await.expect("drop_tables");
-                }
-                .boxed()
-            }),
-        )
-        .with_capabilities(
-            storekit_conformance::Capabilities::default()
-                .database_expires_items()
-                .record_batches_not_atomic()
-                .read_counts_include_read_ahead(),
-        )
-        .with_tables(store.clone())
-        .with_neighbour_tables(neighbour)
-        .with_transfer(store),
+        Fixture::new(Arc::new(store))
+            .with_neighbour(Arc::new(neighbour))
+            .with_capabilities(
+                Capabilities::default()
+                    .database_expires_items()
+                    .record_batches_not_atomic()
+                    .read_counts_include_read_ahead(),
+            ),
     )
 }
 
