@@ -14,9 +14,7 @@ use storekit_core::IdKind;
 use storekit_core::admin::ExportOptions;
 use storekit_core::table::{KeyDef, TableSchema};
 
-use crate::tables::Tables;
-
-const KINDS: [IdKind; 2] = [IdKind::Uuid, IdKind::Int];
+pub(crate) const KINDS: [IdKind; 2] = [IdKind::Uuid, IdKind::Int];
 
 fn path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -67,7 +65,7 @@ fn parse(file: &str) -> Vec<String> {
 }
 
 /// Compares `statements` with the snapshot `name`, naming every text that is new or gone.
-fn check_statements(name: &str, statements: &[(&str, String)]) {
+pub(crate) fn check_statements(name: &str, statements: &[(&str, String)]) {
     let path = path(name);
     if updating() {
         std::fs::write(&path, file_text(statements)).expect("write snapshot");
@@ -127,29 +125,6 @@ fn events() -> TableSchema {
 
 fn options(kind: IdKind) -> ExportOptions {
     ExportOptions::default().prefix("app_").id_kind(kind)
-}
-
-#[cfg(feature = "sqlite")]
-#[test]
-fn sqlite_statements_are_unchanged() {
-    let tables = Tables::new(None, "app_").expect("valid prefix");
-    for kind in KINDS {
-        let texts = crate::sqlite::statement_texts(&tables, kind);
-        check_statements(&format!("statements-sqlite-{}.sql", kind.as_str()), &texts);
-    }
-}
-
-#[cfg(feature = "postgres")]
-#[test]
-fn postgres_statements_are_unchanged() {
-    let tables = Tables::new(Some("shop"), "app_").expect("valid prefix");
-    for kind in KINDS {
-        let texts = crate::postgres::statement_texts(&tables, kind);
-        check_statements(
-            &format!("statements-postgres-{}.sql", kind.as_str()),
-            &texts,
-        );
-    }
 }
 
 #[cfg(feature = "sqlite")]

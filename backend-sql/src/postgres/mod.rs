@@ -24,18 +24,22 @@ use crate::table_layout::{Catalog, Layouts};
 use crate::tables::Tables;
 use error::pg_error;
 
-/// Every statement text of the users, OAuth, tokens and kv stores, for the snapshot test
-/// (`crate::snapshots`).
-#[cfg(test)]
-pub(crate) fn statement_texts(tables: &Tables, kind: IdKind) -> Vec<(&'static str, String)> {
-    let r = Renderer {
-        dialect: Dialect::Postgres,
-        tables,
-        convert: std::convert::identity,
-    };
-    let mut texts = Statements::new(&r, kind).texts();
-    texts.extend(schema::PostgresOnly::new(&r).texts());
-    texts
+/// Every statement the users, OAuth, tokens and kv stores run on PostgreSQL stays the text
+/// committed in `tests/snapshots/` (see `crate::snapshots`).
+#[test]
+fn statements_are_unchanged() {
+    let tables = Tables::new(Some("shop"), "app_").expect("valid prefix");
+    for kind in crate::snapshots::KINDS {
+        let r = Renderer {
+            dialect: Dialect::Postgres,
+            tables: &tables,
+            convert: std::convert::identity,
+        };
+        let mut texts = Statements::new(&r, kind).texts();
+        texts.extend(schema::PostgresOnly::new(&r).texts());
+        let name = format!("statements-postgres-{}.sql", kind.as_str());
+        crate::snapshots::check_statements(&name, &texts);
+    }
 }
 
 /// How to connect a [`PostgresStore`].

@@ -36,14 +36,18 @@ use crate::table_layout::{Catalog, Layouts};
 use crate::tables::Tables;
 use conn::Connections;
 
-/// Every statement text of the users, OAuth, tokens and kv stores, for the snapshot test
-/// (`crate::snapshots`).
-#[cfg(test)]
-pub(crate) fn statement_texts(tables: &Tables, kind: IdKind) -> Vec<(&'static str, String)> {
-    let r = renderer(tables);
-    let mut texts = Statements::new(&r, kind).texts();
-    texts.extend(schema::SqliteOnly::new(&r).texts());
-    texts
+/// Every statement the users, OAuth, tokens and kv stores run on SQLite stays the text
+/// committed in `tests/snapshots/` (see `crate::snapshots`).
+#[test]
+fn statements_are_unchanged() {
+    let tables = Tables::new(None, "app_").expect("valid prefix");
+    for kind in crate::snapshots::KINDS {
+        let r = renderer(&tables);
+        let mut texts = Statements::new(&r, kind).texts();
+        texts.extend(schema::SqliteOnly::new(&r).texts());
+        let name = format!("statements-sqlite-{}.sql", kind.as_str());
+        crate::snapshots::check_statements(&name, &texts);
+    }
 }
 
 /// Renders SQLite's statements for `tables`, as rusqlite takes them.

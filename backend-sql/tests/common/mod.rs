@@ -15,7 +15,10 @@ pub(crate) fn postgres_url() -> Option<String> {
 }
 
 /// Drops a test's schema and everything in it, through `pool`.
-#[allow(dead_code, reason = "a test with a database of its own drops no schema")]
+#[allow(
+    dead_code,
+    reason = "a test with a database of its own drops no schema"
+)]
 pub(crate) async fn drop_schema(pool: &sqlx::PgPool, schema: &str) -> Result<()> {
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP SCHEMA \"{schema}\" CASCADE"
