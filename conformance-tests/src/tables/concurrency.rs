@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use storekit_core::Error;
 use storekit_core::table::Document;
 
-use super::{doc, ensure, insert, store, things};
+use super::{doc, ensure, get, insert, store, things};
 use crate::Fixture;
 
 /// 32 tasks insert one key at once: exactly one wins, the rest are `AlreadyExists`.
@@ -70,38 +70,31 @@ pub async fn concurrent_updates_lose_nothing(f: &Fixture) {
     for task in tasks {
         task.await.expect("task");
     }
-    let end = store
-        .get(&schema, &"counter".into())
+    let end = get(store, &schema, &"counter".into())
         .await
-        .expect("get")
         .expect("stored");
     assert_eq!(end.document["n"], json!(160));
     assert_eq!(end.document["by"].as_array().map(Vec::len), Some(160));
     assert_eq!(end.version, 161);
     let mut refuse = |_: Document| Err(Error::invalid("change", "no"));
     let refused = store.update(&schema, &"counter".into(), &mut refuse).await;
-    assert!(matches!(
-        refused,
-        Err(Error::InvalidInput { what: "change", .. })
-    ));
+    assert_matches!(refused, Err(Error::InvalidInput { what: "change", .. }));
     let mut rekey = |mut d: Document| {
         d.insert("id".into(), json!("other"));
         Ok(d)
     };
-    assert!(matches!(
+    assert_matches!(
         store.update(&schema, &"counter".into(), &mut rekey).await,
         Err(Error::InvalidInput { .. })
-    ));
+    );
     let mut keep = Ok;
-    assert!(matches!(
+    assert_matches!(
         store.update(&schema, &"missing".into(), &mut keep).await,
         Err(Error::NotFound { what: "record" })
-    ));
+    );
     assert_eq!(
-        store
-            .get(&schema, &"counter".into())
+        get(store, &schema, &"counter".into())
             .await
-            .expect("get")
             .map(|r| r.version),
         Some(161)
     );
@@ -129,7 +122,7 @@ pub async fn mixed_writers_on_three_keys_account_for_every_success(f: &Fixture) 
                     let written = if round % 2 == 0 {
                         store.put(&schema, record).await
                     } else {
-                        let read = store.get(&schema, &id.as_str().into()).await.expect("get");
+                        let read = get(&*store, &schema, &id.as_str().into()).await;
                         let version = read.expect("never deleted").version;
                         store.replace(&schema, record, version).await
                     };
@@ -160,10 +153,8 @@ pub async fn mixed_writers_on_three_keys_account_for_every_success(f: &Fixture) 
     }
     let mut holders = Vec::new();
     for (k, writes) in successes.iter().enumerate() {
-        let record = store
-            .get(&schema, &format!("k{k}").as_str().into())
+        let record = get(store, &schema, &format!("k{k}").as_str().into())
             .await
-            .expect("get")
             .expect("stored");
         assert_eq!(
             record.version,

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use storekit_core::Error;
 use storekit_core::table::{MAX_DOCUMENT_BYTES, MAX_KEY_BYTES, RecordKey, Scan, dynamodb_size};
 
-use super::{doc, ensure, insert, series, things};
+use super::{doc, ensure, get, insert, series, things};
 use crate::Fixture;
 
 /// Keys: the declared type, present, not empty, at most 1,024 bytes, no NUL; lookups with a
@@ -34,10 +34,7 @@ pub async fn key_limits_are_enforced(f: &Fixture) {
     ];
     for bad in refused {
         let result = store.insert(&schema, doc(bad.clone())).await;
-        assert!(
-            matches!(result, Err(Error::InvalidInput { .. })),
-            "{bad}: {result:?}"
-        );
+        assert_matches!(result, Err(Error::InvalidInput { .. }), "{bad}");
     }
     for key in [
         RecordKey::new("a"),
@@ -45,10 +42,7 @@ pub async fn key_limits_are_enforced(f: &Fixture) {
         RecordKey::with_sort("", 1),
     ] {
         let result = store.get(&schema, &key).await;
-        assert!(
-            matches!(result, Err(Error::InvalidInput { .. })),
-            "{key:?}: {result:?}"
-        );
+        assert_matches!(result, Err(Error::InvalidInput { .. }), "{key:?}");
     }
     assert_eq!(store.count(&schema).await.expect("count"), 1);
 }
@@ -67,11 +61,7 @@ pub async fn document_limits_are_enforced(f: &Fixture) {
         .expect("the largest document");
     assert_eq!(stored.document, largest);
     assert_eq!(
-        store
-            .get(&schema, &"big".into())
-            .await
-            .expect("get")
-            .map(|r| r.document),
+        get(store, &schema, &"big".into()).await.map(|r| r.document),
         Some(largest)
     );
     let over = store
@@ -80,15 +70,12 @@ pub async fn document_limits_are_enforced(f: &Fixture) {
             doc(json!({"id": "over", "blob": "x".repeat(MAX_DOCUMENT_BYTES)})),
         )
         .await;
-    assert!(
-        matches!(
-            over,
-            Err(Error::ValueTooLarge {
-                what: "document",
-                ..
-            })
-        ),
-        "{over:?}"
+    assert_matches!(
+        over,
+        Err(Error::ValueTooLarge {
+            what: "document",
+            ..
+        })
     );
     let mut deep = json!(1);
     for _ in 0..40 {
@@ -103,10 +90,7 @@ pub async fn document_limits_are_enforced(f: &Fixture) {
         json!({"id": "x", "deep": deep}),
     ] {
         let result = store.insert(&schema, doc(bad.clone())).await;
-        assert!(
-            matches!(result, Err(Error::InvalidInput { .. })),
-            "{result:?}"
-        );
+        assert_matches!(result, Err(Error::InvalidInput { .. }));
     }
     assert_eq!(store.count(&schema).await.expect("count"), 1);
 }
@@ -125,11 +109,7 @@ pub async fn numbers_read_back_equal_everywhere(f: &Fixture) {
     let expected = json!({"id": "n", "v": [2, 0, 0.5, 10_000_000_000_000_000_000_u64, u64::MAX, i64::MIN, null, 1e20, 0.1, 1e125, -1e-129],
                           "m": {"a": {"b": 1, "c": [true, "é"]}, "e": {}}, "l": []});
     assert_eq!(Value::Object(written.document.clone()), expected);
-    let read = store
-        .get(&schema, &"n".into())
-        .await
-        .expect("get")
-        .expect("stored");
+    let read = get(store, &schema, &"n".into()).await.expect("stored");
     assert_eq!(read.document, written.document);
     let scanned = store
         .scan(&schema, &Scan::new().limit(10))

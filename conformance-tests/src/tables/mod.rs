@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use storekit_core::table::{
-    Consistency, Document, KeyDef, Query, QueryPage, Record, Scan, TableSchema, TableStore,
+    Consistency, Document, KeyDef, Query, QueryPage, Record, RecordKey, Scan, TableSchema,
+    TableStore,
 };
 
 use crate::Fixture;
@@ -38,7 +39,6 @@ pub use self::records::*;
 pub use self::schemas::*;
 pub use self::unique::*;
 
-/// A JSON object as a document.
 /// A JSON object literal as a document.
 pub(crate) fn doc(value: Value) -> Document {
     match value {
@@ -59,7 +59,8 @@ fn things() -> TableSchema {
         .expect("valid schema")
 }
 
-async fn ensure<'a>(f: &'a Fixture, schema: &TableSchema) -> &'a dyn TableStore {
+/// The fixture's tables store, with `schema`'s table ensured.
+pub(crate) async fn ensure<'a>(f: &'a Fixture, schema: &TableSchema) -> &'a dyn TableStore {
     let store = f.tables().as_ref();
     store.ensure_table(schema).await.expect("ensure_table");
     store
@@ -88,7 +89,17 @@ fn store(f: &Fixture) -> Arc<dyn TableStore> {
     f.tables().clone()
 }
 
-async fn insert(store: &dyn TableStore, schema: &TableSchema, value: Value) -> Record {
+/// The record at `key`, if there is one.
+pub(crate) async fn get(
+    store: &dyn TableStore,
+    schema: &TableSchema,
+    key: &RecordKey,
+) -> Option<Record> {
+    store.get(schema, key).await.expect("get")
+}
+
+/// Inserts the JSON object `value`, which must be new.
+pub(crate) async fn insert(store: &dyn TableStore, schema: &TableSchema, value: Value) -> Record {
     store.insert(schema, doc(value)).await.expect("insert")
 }
 

@@ -3,10 +3,66 @@
 
 use serde_json::{Value, json};
 use storekit_core::Error;
-use storekit_core::table::{KeyDef, KeyValue, Query, RecordKey, SortCondition, TableSchema};
+use storekit_core::table::{
+    KeyDef, KeyValue, Query, RecordKey, SortCondition, TableSchema, TableStore,
+};
 
-use super::{doc, ensure, insert, series, sorts, words};
+use super::{doc, ensure, get, insert, series, sorts, words};
 use crate::Fixture;
+
+/// The values `keep` keeps, in their order, as JSON.
+fn kept<T: Copy>(values: &[T], keep: impl Fn(T) -> bool) -> Vec<Value>
+where
+    Value: From<T>,
+{
+    values
+        .iter()
+        .copied()
+        .filter(|v| keep(*v))
+        .map(Value::from)
+        .collect()
+}
+
+/// Queries partition `a` with each condition, ascending then descending, and compares the sort
+/// keys (`field`) of the answer with the values the condition keeps, in order and reversed.
+async fn each_condition_both_ways(
+    store: &dyn TableStore,
+    schema: &TableSchema,
+    field: &str,
+    conditions: Vec<(SortCondition, Vec<Value>)>,
+) {
+    for (condition, expected) in conditions {
+        let query = Query::table("a").sort(condition.clone());
+        let up = store.query(schema, &query).await.expect("query");
+        assert_eq!(sorts(&up.items, field), expected, "{condition:?} ascending");
+        let down = store
+            .query(schema, &query.descending())
+            .await
+            .expect("query");
+        let mut reversed = expected;
+        reversed.reverse();
+        assert_eq!(
+            sorts(&down.items, field),
+            reversed,
+            "{condition:?} descending"
+        );
+    }
+}
+
+/// The sort keys (`field`) of the page that `query` answers, each read by `read`.
+async fn read_keys<T>(
+    store: &dyn TableStore,
+    schema: &TableSchema,
+    query: &Query,
+    field: &str,
+    read: fn(&Value) -> Option<T>,
+) -> Vec<T> {
+    let page = store.query(schema, query).await.expect("query");
+    page.items
+        .iter()
+        .map(|r| read(&r.document[field]).expect("a key of the field's type"))
+        .collect()
+}
 
 /// Every sort condition on an integer sort key, both orders, against a plain filter.
 pub async fn every_sort_condition_on_integer_keys(f: &Fixture) {
@@ -17,43 +73,28 @@ pub async fn every_sort_condition_on_integer_keys(f: &Fixture) {
         insert(store, &schema, json!({"p": "a", "n": n})).await;
     }
     insert(store, &schema, json!({"p": "b", "n": 1})).await;
-    let conditions = [
-        (SortCondition::Eq(2.into()), 2, 2),
-        (SortCondition::Lt(1.into()), i64::MIN, 0),
-        (SortCondition::Le(1.into()), i64::MIN, 1),
-        (SortCondition::Gt(3.into()), 4, i64::MAX),
-        (SortCondition::Ge(3.into()), 3, i64::MAX),
-        (SortCondition::Between((-1).into(), 10.into()), -1, 10),
+    let within = |low: i64, high: i64| kept(&values, |n| (low..=high).contains(&n));
+    let conditions = vec![
+        (SortCondition::Eq(2.into()), within(2, 2)),
+        (SortCondition::Lt(1.into()), within(i64::MIN, 0)),
+        (SortCondition::Le(1.into()), within(i64::MIN, 1)),
+        (SortCondition::Gt(3.into()), within(4, i64::MAX)),
+        (SortCondition::Ge(3.into()), within(3, i64::MAX)),
+        (
+            SortCondition::Between((-1).into(), 10.into()),
+            within(-1, 10),
+        ),
     ];
-    for (condition, low, high) in conditions {
-        let expected: Vec<Value> = values
-            .iter()
-            .filter(|n| (low..=high).contains(*n))
-            .map(|n| json!(n))
-            .collect();
-        let query = Query::table("a").sort(condition.clone());
-        let up = store.query(&schema, &query).await.expect("query");
-        assert_eq!(sorts(&up.items, "n"), expected, "{condition:?} ascending");
-        let down = store
-            .query(&schema, &query.descending())
-            .await
-            .expect("query");
-        let mut reversed = expected.clone();
-        reversed.reverse();
-        assert_eq!(
-            sorts(&down.items, "n"),
-            reversed,
-            "{condition:?} descending"
-        );
-    }
+    each_condition_both_ways(store, &schema, "n", conditions).await;
     let begins = store
         .query(
             &schema,
             &Query::table("a").sort(SortCondition::BeginsWith(1.into())),
         )
         .await;
-    assert!(
-        matches!(begins, Err(Error::InvalidInput { .. })),
+    assert_matches!(
+        begins,
+        Err(Error::InvalidInput { .. }),
         "begins_with needs text or bytes"
     );
     let wrong = store
@@ -62,8 +103,9 @@ pub async fn every_sort_condition_on_integer_keys(f: &Fixture) {
             &Query::table("a").sort(SortCondition::Eq("2".into())),
         )
         .await;
-    assert!(
-        matches!(wrong, Err(Error::InvalidInput { .. })),
+    assert_matches!(
+        wrong,
+        Err(Error::InvalidInput { .. }),
         "a text value for an int key"
     );
 }
@@ -76,27 +118,20 @@ pub async fn every_sort_condition_on_text_keys(f: &Fixture) {
     for w in values {
         insert(store, &schema, json!({"p": "a", "w": w})).await;
     }
-    let all: Vec<Value> = values.iter().map(|w| json!(w)).collect();
-    let pick = |keep: &dyn Fn(&str) -> bool| -> Vec<Value> {
-        values
-            .iter()
-            .filter(|w| keep(w))
-            .map(|w| json!(w))
-            .collect()
-    };
-    let conditions: Vec<(SortCondition, Vec<Value>)> = vec![
-        (SortCondition::Eq("ab".into()), pick(&|w| w == "ab")),
-        (SortCondition::Lt("a".into()), pick(&|w| w < "a")),
-        (SortCondition::Le("a".into()), pick(&|w| w <= "a")),
-        (SortCondition::Gt("b".into()), pick(&|w| w > "b")),
-        (SortCondition::Ge("b".into()), pick(&|w| w >= "b")),
+    let pick = |keep: fn(&str) -> bool| kept(&values, keep);
+    let conditions = vec![
+        (SortCondition::Eq("ab".into()), pick(|w| w == "ab")),
+        (SortCondition::Lt("a".into()), pick(|w| w < "a")),
+        (SortCondition::Le("a".into()), pick(|w| w <= "a")),
+        (SortCondition::Gt("b".into()), pick(|w| w > "b")),
+        (SortCondition::Ge("b".into()), pick(|w| w >= "b")),
         (
             SortCondition::Between("B".into(), "abd".into()),
-            pick(&|w| ("B"..="abd").contains(&w)),
+            pick(|w| ("B"..="abd").contains(&w)),
         ),
         (
             SortCondition::BeginsWith("ab".into()),
-            pick(&|w| w.starts_with("ab")),
+            pick(|w| w.starts_with("ab")),
         ),
     ];
     assert_eq!(
@@ -108,24 +143,9 @@ pub async fn every_sort_condition_on_text_keys(f: &Fixture) {
                 .items,
             "w"
         ),
-        all
+        pick(|_| true)
     );
-    for (condition, expected) in conditions {
-        let query = Query::table("a").sort(condition.clone());
-        let up = store.query(&schema, &query).await.expect("query");
-        assert_eq!(sorts(&up.items, "w"), expected, "{condition:?} ascending");
-        let down = store
-            .query(&schema, &query.descending())
-            .await
-            .expect("query");
-        let mut reversed = expected.clone();
-        reversed.reverse();
-        assert_eq!(
-            sorts(&down.items, "w"),
-            reversed,
-            "{condition:?} descending"
-        );
-    }
+    each_condition_both_ways(store, &schema, "w", conditions).await;
 }
 
 /// Integer keys sort numerically from `i64::MIN` to `i64::MAX`, not as text.
@@ -151,31 +171,13 @@ pub async fn integer_order_spans_the_whole_range(f: &Fixture) {
     for n in values.iter().rev() {
         insert(store, &schema, json!({"p": "x", "n": n})).await;
     }
-    let page = store
-        .query(&schema, &Query::table("x"))
-        .await
-        .expect("query");
-    let read: Vec<i64> = page
-        .items
-        .iter()
-        .map(|r| r.document["n"].as_i64().expect("int"))
-        .collect();
+    let read = read_keys(store, &schema, &Query::table("x"), "n", Value::as_i64).await;
     assert_eq!(read, values);
     values.reverse();
-    let page = store
-        .query(&schema, &Query::table("x").descending())
-        .await
-        .expect("query");
-    let read: Vec<i64> = page
-        .items
-        .iter()
-        .map(|r| r.document["n"].as_i64().expect("int"))
-        .collect();
+    let query = Query::table("x").descending();
+    let read = read_keys(store, &schema, &query, "n", Value::as_i64).await;
     assert_eq!(read, values);
-    let got = store
-        .get(&schema, &RecordKey::with_sort("x", i64::MIN))
-        .await
-        .expect("get");
+    let got = get(store, &schema, &RecordKey::with_sort("x", i64::MIN)).await;
     assert!(got.is_some(), "i64::MIN is a key like any other");
 }
 
@@ -258,19 +260,12 @@ pub async fn float_keys_sort_numerically(f: &Fixture) {
     let zero = store
         .insert(&schema, doc(json!({"p": "f", "x": -0.0})))
         .await;
-    assert!(
-        matches!(zero, Err(Error::AlreadyExists { what: "record" })),
-        "-0.0 is 0: {zero:?}"
+    assert_matches!(
+        zero,
+        Err(Error::AlreadyExists { what: "record" }),
+        "-0.0 is 0"
     );
-    let page = store
-        .query(&schema, &Query::table("f"))
-        .await
-        .expect("query");
-    let read: Vec<f64> = page
-        .items
-        .iter()
-        .map(|r| r.document["x"].as_f64().expect("number"))
-        .collect();
+    let read = read_keys(store, &schema, &Query::table("f"), "x", Value::as_f64).await;
     assert_eq!(read, values);
     let between = store
         .query(

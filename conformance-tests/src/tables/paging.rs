@@ -64,10 +64,7 @@ pub async fn pages_are_full_and_each_record_comes_once(f: &Fixture) {
     assert!(empty.items.is_empty() && empty.next.is_none());
     for limit in [0, MAX_PAGE + 1] {
         let refused = store.query(&schema, &Query::table("p").limit(limit)).await;
-        assert!(
-            matches!(refused, Err(Error::InvalidInput { what: "limit", .. })),
-            "{refused:?}"
-        );
+        assert_matches!(refused, Err(Error::InvalidInput { what: "limit", .. }));
     }
 }
 
@@ -148,27 +145,22 @@ pub async fn garbled_and_foreign_cursors_are_invalid_input(f: &Fixture) {
     ];
     for (query, what) in foreign {
         let result = store.query(&schema, &query).await;
-        assert!(
-            matches!(result, Err(Error::InvalidInput { what: "cursor", .. })),
-            "{what}: {result:?}"
+        assert_matches!(
+            result,
+            Err(Error::InvalidInput { what: "cursor", .. }),
+            "{what}"
         );
     }
     let scan = store
         .scan(&schema, &Scan::new().limit(2).after(cursor.as_str()))
         .await;
-    assert!(
-        matches!(scan, Err(Error::InvalidInput { what: "cursor", .. })),
-        "{scan:?}"
-    );
+    assert_matches!(scan, Err(Error::InvalidInput { what: "cursor", .. }));
     let other_table = store
         .query(&words(), &Query::table("a").after(cursor.as_str()))
         .await;
-    assert!(
-        matches!(
-            other_table,
-            Err(Error::InvalidInput { .. }) | Err(Error::NotFound { .. })
-        ),
-        "{other_table:?}"
+    assert_matches!(
+        other_table,
+        Err(Error::InvalidInput { .. }) | Err(Error::NotFound { .. })
     );
     let next = store
         .query(&schema, &Query::table("a").limit(2).after(cursor))
@@ -217,10 +209,7 @@ pub async fn scan_and_count_see_every_record_once(f: &Fixture) {
     assert!(store.drop_table(&schema).await.expect("drop"));
     assert!(!store.drop_table(&schema).await.expect("drop again"));
     let gone = store.get(&schema, &RecordKey::with_sort("p0", 0)).await;
-    assert!(
-        matches!(gone, Err(Error::NotFound { what: "table" })),
-        "{gone:?}"
-    );
+    assert_matches!(gone, Err(Error::NotFound { what: "table" }));
 }
 
 /// The stream over a query follows every cursor.

@@ -9,7 +9,7 @@ use storekit_core::table::{
     Consistency, KeyDef, Query, RecordKey, Scan, Table, TableSchema, TableStatus,
 };
 
-use super::{doc, ensure, insert, things};
+use super::{doc, ensure, get, insert, things};
 use crate::Fixture;
 
 /// Insert, get, put and replace: every write bumps the version and reads back as written.
@@ -25,11 +25,7 @@ pub async fn round_trip_and_versions(f: &Fixture) {
         .expect("insert");
     assert_eq!(inserted.version, 1);
     assert_eq!(inserted.key, RecordKey::new("t1"));
-    let read = store
-        .get(&schema, &"t1".into())
-        .await
-        .expect("get")
-        .expect("stored");
+    let read = get(store, &schema, &"t1".into()).await.expect("stored");
     assert_eq!(read, inserted);
     assert!(
         store
@@ -43,7 +39,7 @@ pub async fn round_trip_and_versions(f: &Fixture) {
             .await
             .expect("contains")
     );
-    assert_eq!(store.get(&schema, &"t2".into()).await.expect("get"), None);
+    assert_eq!(get(store, &schema, &"t2".into()).await, None);
 
     let replaced = store
         .replace(
@@ -59,11 +55,7 @@ pub async fn round_trip_and_versions(f: &Fixture) {
         .await
         .expect("put");
     assert_eq!(put.version, 3);
-    let read = store
-        .get(&schema, &"t1".into())
-        .await
-        .expect("get")
-        .expect("stored");
+    let read = get(store, &schema, &"t1".into()).await.expect("stored");
     assert_eq!(
         Value::Object(read.document),
         json!({"id": "t1", "note": "third"})
@@ -85,15 +77,8 @@ pub async fn insert_is_create_only_and_put_upserts(f: &Fixture) {
     let again = store
         .insert(&schema, doc(json!({"id": "a", "note": 2})))
         .await;
-    assert!(
-        matches!(again, Err(Error::AlreadyExists { what: "record" })),
-        "{again:?}"
-    );
-    let kept = store
-        .get(&schema, &"a".into())
-        .await
-        .expect("get")
-        .expect("kept");
+    assert_matches!(again, Err(Error::AlreadyExists { what: "record" }));
+    let kept = get(store, &schema, &"a".into()).await.expect("kept");
     assert_eq!((kept.document["note"].clone(), kept.version), (json!(1), 1));
     let created = store
         .put(&schema, doc(json!({"id": "b"})))
@@ -121,45 +106,29 @@ pub async fn stale_versions_are_conflicts(f: &Fixture) {
     let stale = store
         .replace(&schema, doc(json!({"id": "a", "n": 3})), 1)
         .await;
-    assert!(
-        matches!(
-            stale,
-            Err(Error::Conflict {
-                what: "record",
-                expected: 1,
-                actual: 2
-            })
-        ),
-        "{stale:?}"
+    assert_matches!(
+        stale,
+        Err(Error::Conflict {
+            what: "record",
+            expected: 1,
+            actual: 2
+        })
     );
     let stale = store.delete(&schema, &"a".into(), Some(1)).await;
-    assert!(
-        matches!(
-            stale,
-            Err(Error::Conflict {
-                what: "record",
-                expected: 1,
-                actual: 2
-            })
-        ),
-        "{stale:?}"
+    assert_matches!(
+        stale,
+        Err(Error::Conflict {
+            what: "record",
+            expected: 1,
+            actual: 2
+        })
     );
-    let kept = store
-        .get(&schema, &"a".into())
-        .await
-        .expect("get")
-        .expect("kept");
+    let kept = get(store, &schema, &"a".into()).await.expect("kept");
     assert_eq!((kept.document["n"].clone(), kept.version), (json!(2), 2));
     let missing = store.replace(&schema, doc(json!({"id": "zz"})), 1).await;
-    assert!(
-        matches!(missing, Err(Error::NotFound { what: "record" })),
-        "{missing:?}"
-    );
+    assert_matches!(missing, Err(Error::NotFound { what: "record" }));
     let missing = store.delete(&schema, &"zz".into(), Some(1)).await;
-    assert!(
-        matches!(missing, Err(Error::NotFound { what: "record" })),
-        "{missing:?}"
-    );
+    assert_matches!(missing, Err(Error::NotFound { what: "record" }));
     assert!(
         !store
             .delete(&schema, &"zz".into(), None)
@@ -188,13 +157,7 @@ pub async fn reads_after_writes_see_them_except_index_queries(f: &Fixture) {
         let id = format!("raw{round}");
         insert(store, &schema, json!({"id": id, "sku": id})).await;
         insert(store, &records, json!({"group": "g", "id": id})).await;
-        assert!(
-            store
-                .get(&schema, &id.as_str().into())
-                .await
-                .expect("get")
-                .is_some()
-        );
+        assert!(get(store, &schema, &id.as_str().into()).await.is_some());
         assert!(
             store
                 .contains(&schema, &id.as_str().into())
@@ -283,10 +246,10 @@ pub async fn get_many_keeps_order_repeats_and_misses(f: &Fixture) {
             .is_empty()
     );
     let too_many: Vec<RecordKey> = (0..1001).map(|i| RecordKey::new(format!("k{i}"))).collect();
-    assert!(matches!(
+    assert_matches!(
         store.get_many(&schema, &too_many).await,
         Err(Error::InvalidInput { .. })
-    ));
+    );
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -333,13 +296,11 @@ pub async fn typed_tables_read_and_write_serde_records(f: &Fixture) {
             ..lamp.clone()
         })
         .await;
-    assert!(
-        matches!(
-            clash,
-            Err(Error::AlreadyExists {
-                what: "unique value"
-            })
-        ),
+    assert_matches!(
+        clash,
+        Err(Error::AlreadyExists {
+            what: "unique value"
+        }),
         "a computed unique key"
     );
     let found = table
@@ -369,9 +330,10 @@ pub async fn typed_tables_read_and_write_serde_records(f: &Fixture) {
             Ok(())
         })
         .await;
-    assert!(
-        matches!(bad, Err(Error::InvalidInput { .. })),
-        "NaN would not read back: {bad:?}"
+    assert_matches!(
+        bad,
+        Err(Error::InvalidInput { .. }),
+        "NaN would not read back"
     );
     assert_eq!(
         table.get("p1").await.expect("get").map(|v| v.version),
@@ -404,12 +366,13 @@ pub async fn typed_tables_read_and_write_serde_records(f: &Fixture) {
         .update("p-none", |_| Err(Refusal::AlreadySold))
         .await
         .map(|v| v.version);
-    assert!(
-        matches!(&missing, Err(Refusal::Store(e)) if e.contains("not found")),
-        "a storekit error converts into the caller's: {missing:?}"
+    assert_matches!(
+        &missing,
+        Err(Refusal::Store(e)) if e.contains("not found"),
+        "a storekit error converts into the caller's"
     );
     let stale = table.replace(&lamp, 1).await;
-    assert!(matches!(stale, Err(Error::Conflict { .. })), "{stale:?}");
+    assert_matches!(stale, Err(Error::Conflict { .. }));
     assert!(table.contains("p1").await.expect("contains"));
     let newest = table.query_all(Query::index("product-name-index", "Lamp").descending());
     let newest: Vec<_> = newest.try_collect().await.expect("query");

@@ -32,42 +32,27 @@ pub async fn schema_rules_are_checked(f: &Fixture) {
             .build(),
     ];
     for schema in refused {
-        assert!(
-            matches!(schema, Err(Error::InvalidInput { what: "schema", .. })),
-            "{schema:?}"
-        );
+        assert_matches!(schema, Err(Error::InvalidInput { what: "schema", .. }));
     }
     let schema = things();
     let store = ensure(f, &schema).await;
     let unknown = store
         .query(&schema, &Query::index("no-such-index", "x"))
         .await;
-    assert!(
-        matches!(unknown, Err(Error::InvalidInput { .. })),
-        "{unknown:?}"
-    );
+    assert_matches!(unknown, Err(Error::InvalidInput { .. }));
     let unknown = store
         .get_by_unique(&schema, "no-such-index", &["x".into()])
         .await;
-    assert!(
-        matches!(unknown, Err(Error::InvalidInput { .. })),
-        "{unknown:?}"
-    );
+    assert_matches!(unknown, Err(Error::InvalidInput { .. }));
     let on_int = store.query(&schema, &Query::index("by-group", 1)).await;
-    assert!(
-        matches!(on_int, Err(Error::InvalidInput { .. })),
-        "{on_int:?}"
-    );
+    assert_matches!(on_int, Err(Error::InvalidInput { .. }));
     let no_sort = store
         .query(
             &schema,
             &Query::index("by-name", "n").sort(SortCondition::Eq("x".into())),
         )
         .await;
-    assert!(
-        matches!(no_sort, Err(Error::InvalidInput { .. })),
-        "{no_sort:?}"
-    );
+    assert_matches!(no_sort, Err(Error::InvalidInput { .. }));
 }
 
 /// Eight tasks ensure one new table at once: all succeed, and it is usable and unchanged.
@@ -81,10 +66,7 @@ pub async fn concurrent_ensure_table_creates_it_once(f: &Fixture) {
         .collect();
     for task in tasks {
         let status = task.await.expect("task").expect("ensure_table");
-        assert!(
-            matches!(status, TableStatus::Created | TableStatus::Unchanged),
-            "{status:?}"
-        );
+        assert_matches!(status, TableStatus::Created | TableStatus::Unchanged);
     }
     let store = f.tables().as_ref();
     assert_eq!(
@@ -127,9 +109,10 @@ pub async fn a_table_that_drifted_is_refused_with_its_differences(f: &Fixture) {
         .build()
         .expect("valid");
     let refused = store.ensure_table(&dropped).await;
-    assert!(
-        matches!(refused, Err(Error::SchemaMismatch { .. })),
-        "an index no longer declared: {refused:?}"
+    assert_matches!(
+        refused,
+        Err(Error::SchemaMismatch { .. }),
+        "an index no longer declared"
     );
     assert_eq!(
         store.ensure_table(&products()).await.expect("as declared"),
@@ -182,14 +165,11 @@ pub async fn adding_indexes_to_a_populated_table_backfills_them(f: &Fixture) {
     let taken = store
         .insert(&after, doc(json!({"id": "new", "code": 321})))
         .await;
-    assert!(
-        matches!(
-            taken,
-            Err(Error::AlreadyExists {
-                what: "unique value"
-            })
-        ),
-        "{taken:?}"
+    assert_matches!(
+        taken,
+        Err(Error::AlreadyExists {
+            what: "unique value"
+        })
     );
     assert_eq!(
         store.ensure_table(&after).await.expect("again"),
@@ -212,10 +192,7 @@ pub async fn every_call_on_a_dropped_table_is_not_found(f: &Fixture) {
     assert!(store.drop_table(&schema).await.expect("drop"));
     let key = RecordKey::new("t1");
     let not_found = |what: &str, result: Result<(), Error>| {
-        assert!(
-            matches!(result, Err(Error::NotFound { what: "table" })),
-            "{what}: {result:?}"
-        );
+        assert_matches!(result, Err(Error::NotFound { what: "table" }), "{what}");
     };
     for sku in ["S1", "S2"] {
         not_found(

@@ -5,7 +5,7 @@ use serde_json::json;
 use storekit_core::Error;
 use storekit_core::table::{KeyValue, RecordKey};
 
-use super::{doc, ensure, insert, store, things};
+use super::{doc, ensure, get, insert, store, things};
 use crate::Fixture;
 
 /// 32 tasks race for one unique value, 20 times: one winner each round, found at once by
@@ -62,14 +62,11 @@ pub async fn unique_values_move_and_free_on_update_and_delete(f: &Fixture) {
     let taken = store
         .insert(&schema, doc(json!({"id": "b", "sku": "X"})))
         .await;
-    assert!(
-        matches!(
-            taken,
-            Err(Error::AlreadyExists {
-                what: "unique value"
-            })
-        ),
-        "{taken:?}"
+    assert_matches!(
+        taken,
+        Err(Error::AlreadyExists {
+            what: "unique value"
+        })
     );
     store
         .replace(&schema, doc(json!({"id": "a", "sku": "Y"})), 1)
@@ -91,14 +88,11 @@ pub async fn unique_values_move_and_free_on_update_and_delete(f: &Fixture) {
     let moved = store
         .put(&schema, doc(json!({"id": "b", "sku": "Y"})))
         .await;
-    assert!(
-        matches!(
-            moved,
-            Err(Error::AlreadyExists {
-                what: "unique value"
-            })
-        ),
-        "{moved:?}"
+    assert_matches!(
+        moved,
+        Err(Error::AlreadyExists {
+            what: "unique value"
+        })
     );
     assert!(
         store
@@ -144,14 +138,11 @@ pub async fn composite_and_multiple_unique_indexes(f: &Fixture) {
     let pair = store
         .insert(&schema, doc(json!({"id": "f", "a": "x", "b": 1})))
         .await;
-    assert!(
-        matches!(
-            pair,
-            Err(Error::AlreadyExists {
-                what: "unique value"
-            })
-        ),
-        "{pair:?}"
+    assert_matches!(
+        pair,
+        Err(Error::AlreadyExists {
+            what: "unique value"
+        })
     );
     let sku = store
         .insert(
@@ -159,17 +150,14 @@ pub async fn composite_and_multiple_unique_indexes(f: &Fixture) {
             doc(json!({"id": "f", "sku": "S", "a": "z", "b": 9})),
         )
         .await;
-    assert!(
-        matches!(
-            sku,
-            Err(Error::AlreadyExists {
-                what: "unique value"
-            })
-        ),
-        "{sku:?}"
+    assert_matches!(
+        sku,
+        Err(Error::AlreadyExists {
+            what: "unique value"
+        })
     );
     assert_eq!(
-        store.get(&schema, &"f".into()).await.expect("get"),
+        get(store, &schema, &"f".into()).await,
         None,
         "nothing half-written"
     );
@@ -179,10 +167,7 @@ pub async fn composite_and_multiple_unique_indexes(f: &Fixture) {
         .expect("lookup");
     assert_eq!(found.map(|r| r.key), Some(RecordKey::new("b")));
     let wrong = store.get_by_unique(&schema, "pair", &["x".into()]).await;
-    assert!(
-        matches!(wrong, Err(Error::InvalidInput { .. })),
-        "{wrong:?}"
-    );
+    assert_matches!(wrong, Err(Error::InvalidInput { .. }));
     insert(
         store,
         &schema,
