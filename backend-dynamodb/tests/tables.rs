@@ -16,6 +16,7 @@ use aws_sdk_dynamodb::types::{
     KeyType as DynamoKeyType, Projection, ProjectionType, ScalarAttributeType, TimeToLiveStatus,
 };
 use serde_json::{Value, json};
+use storekit_conformance::assert_matches;
 use storekit_core::Error;
 use storekit_core::table::{
     Condition, Document, KeyDef, KeyValue, Patch, Query, RecordKey, Returning, Scan, TableSchema,
@@ -150,6 +151,16 @@ async fn store(name: &str) -> Option<DynamoDbStore> {
     Some(DynamoDbStore::connect(&config).await.expect("connect"))
 }
 
+/// Runs `test` on a store on fresh tables (see [`store`]) and drops them after it; without
+/// DynamoDB Local, does nothing.
+async fn on_fresh_tables(name: &str, test: impl AsyncFnOnce(&DynamoDbStore)) {
+    let Some(store) = store(name).await else {
+        return;
+    };
+    test(&store).await;
+    store.drop_tables().await.expect("drop_tables");
+}
+
 fn doc(value: Value) -> Document {
     match value {
         Value::Object(map) => map,
@@ -169,15 +180,12 @@ fn counted(name: &str) -> TableSchema {
 
 #[tokio::test]
 async fn a_filtered_page_and_a_patch_send_the_requests_they_need() {
-    let Some(store) = store("filt").await else {
-        return;
-    };
-    let spans = Spans::global();
-    let schema = TableSchema::builder("filtered", KeyDef::text("p"))
-        .sort_key(KeyDef::int("n"))
-        .build()
-        .expect("valid schema");
-    let run = async {
+    on_fresh_tables("filt", async |store| {
+        let spans = Spans::global();
+        let schema = TableSchema::builder("filtered", KeyDef::text("p"))
+            .sort_key(KeyDef::int("n"))
+            .build()
+            .expect("valid schema");
         store.ensure_table(&schema).await.expect("ensure_table");
         for n in 0..300 {
             let document = doc(json!({"p": "a", "n": n, "hit": n % 50 == 7}));
@@ -240,20 +248,16 @@ async fn a_filtered_page_and_a_patch_send_the_requests_they_need() {
                 Returning::None,
             )
             .await;
-        assert!(
-            matches!(
-                refused,
-                Err(Error::Conflict {
-                    what: "condition",
-                    ..
-                })
-            ),
-            "{refused:?}"
+        assert_matches!(
+            refused,
+            Err(Error::Conflict {
+                what: "condition",
+                ..
+            })
         );
         assert_eq!(count("patch"), [1, 1], "a patch: one UpdateItem");
-    };
-    run.await;
-    store.drop_tables().await.expect("drop_tables");
+    })
+    .await;
 }
 
 /// A filtered page over a partition where 1 record in 50 matches: the Queries (or Scans) it
@@ -261,15 +265,12 @@ async fn a_filtered_page_and_a_patch_send_the_requests_they_need() {
 /// `QueryPage::read`; a read budget bounds both, and the next page continues exactly.
 #[tokio::test]
 async fn a_filtered_page_reports_its_requests_and_reads() {
-    let Some(store) = store("reads").await else {
-        return;
-    };
-    let spans = Spans::global();
-    let schema = TableSchema::builder("reads", KeyDef::text("p"))
-        .sort_key(KeyDef::int("n"))
-        .build()
-        .expect("valid schema");
-    let run = async {
+    on_fresh_tables("reads", async |store| {
+        let spans = Spans::global();
+        let schema = TableSchema::builder("reads", KeyDef::text("p"))
+            .sort_key(KeyDef::int("n"))
+            .build()
+            .expect("valid schema");
         store.ensure_table(&schema).await.expect("ensure_table");
         for chunk in (0..500).collect::<Vec<i64>>().chunks(25) {
             let documents = chunk
@@ -327,22 +328,18 @@ async fn a_filtered_page_reports_its_requests_and_reads() {
         assert_eq!(numbers(&second), [107, 157]);
         assert_eq!(second.read, 100);
         assert_eq!(one("query"), (2, Some(100)));
-    };
-    run.await;
-    store.drop_tables().await.expect("drop_tables");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn batches_and_expiring_records_send_the_requests_they_need() {
-    let Some(store) = store("batch").await else {
-        return;
-    };
-    let spans = Spans::global();
-    let schema = TableSchema::builder("batched", KeyDef::text("id"))
-        .ttl("expires_at")
-        .build()
-        .expect("valid schema");
-    let run = async {
+    on_fresh_tables("batch", async |store| {
+        let spans = Spans::global();
+        let schema = TableSchema::builder("batched", KeyDef::text("id"))
+            .ttl("expires_at")
+            .build()
+            .expect("valid schema");
         store.ensure_table(&schema).await.expect("ensure_table");
         let described = store
             .client()
@@ -354,10 +351,10 @@ async fn batches_and_expiring_records_send_the_requests_they_need() {
             .time_to_live_description
             .expect("a description");
         assert_eq!(described.attribute_name(), Some("expires_at"));
-        assert!(matches!(
+        assert_matches!(
             described.time_to_live_status(),
             Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
-        ));
+        );
         let count = |op: &str| spans.take(op, "batched");
         spans.take("ensure_table", "batched");
 
@@ -384,19 +381,15 @@ async fn batches_and_expiring_records_send_the_requests_they_need() {
             [3],
             "delete_many of 60: three BatchWriteItem"
         );
-    };
-    run.await;
-    store.drop_tables().await.expect("drop_tables");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn each_call_sends_the_fewest_requests_dynamodb_allows() {
-    let Some(store) = store("reqs").await else {
-        return;
-    };
-    let spans = Spans::global();
-    let schema = counted("counted");
-    let run = async {
+    on_fresh_tables("reqs", async |store| {
+        let spans = Spans::global();
+        let schema = counted("counted");
         store.ensure_table(&schema).await.expect("ensure_table");
         let count = |op: &str| spans.take(op, "counted");
 
@@ -417,14 +410,11 @@ async fn each_call_sends_the_fewest_requests_dynamodb_allows() {
         let taken = store
             .insert(&schema, doc(json!({"id": "c", "sku": "S1"})))
             .await;
-        assert!(
-            matches!(
-                taken,
-                Err(Error::AlreadyExists {
-                    what: "unique value"
-                })
-            ),
-            "{taken:?}"
+        assert_matches!(
+            taken,
+            Err(Error::AlreadyExists {
+                what: "unique value"
+            })
         );
         // The refused transaction, and the GetItem showing that the holder holds the value.
         assert_eq!(count("insert"), [2]);
@@ -476,16 +466,13 @@ async fn each_call_sends_the_fewest_requests_dynamodb_allows() {
         let stale = store
             .replace(&schema, doc(json!({"id": "b", "sku": "S2"})), 1)
             .await;
-        assert!(
-            matches!(
-                stale,
-                Err(Error::Conflict {
-                    expected: 1,
-                    actual: 3,
-                    ..
-                })
-            ),
-            "{stale:?}"
+        assert_matches!(
+            stale,
+            Err(Error::Conflict {
+                expected: 1,
+                actual: 3,
+                ..
+            })
         );
         assert_eq!(
             count("replace"),
@@ -546,9 +533,8 @@ async fn each_call_sends_the_fewest_requests_dynamodb_allows() {
             [2],
             "GetItem, then the transaction with the marker"
         );
-    };
-    run.await;
-    store.drop_tables().await.expect("drop_tables");
+    })
+    .await;
 }
 
 /// The marker of `value` in `marked`'s `sku` index, if it exists: its `holder`.
@@ -574,17 +560,14 @@ async fn marker(store: &DynamoDbStore, value: &str) -> Option<String> {
 
 #[tokio::test]
 async fn markers_are_claimed_moved_and_released_with_their_records() {
-    let Some(store) = store("mark").await else {
-        return;
-    };
-    let schema = counted("marked");
-    let run = async {
+    on_fresh_tables("mark", async |store| {
+        let schema = counted("marked");
         store.ensure_table(&schema).await.expect("ensure_table");
         store
             .insert(&schema, doc(json!({"id": "r1", "sku": "X"})))
             .await
             .expect("insert");
-        assert_eq!(marker(&store, "X").await.as_deref(), Some("t2:r1"));
+        assert_eq!(marker(store, "X").await.as_deref(), Some("t2:r1"));
 
         let mut to_y = |mut d: Document| {
             d.insert("sku".into(), json!("Y"));
@@ -594,13 +577,13 @@ async fn markers_are_claimed_moved_and_released_with_their_records() {
             .update(&schema, &"r1".into(), &mut to_y)
             .await
             .expect("update");
-        assert_eq!(marker(&store, "X").await, None, "the old value is released");
-        assert_eq!(marker(&store, "Y").await.as_deref(), Some("t2:r1"));
+        assert_eq!(marker(store, "X").await, None, "the old value is released");
+        assert_eq!(marker(store, "Y").await.as_deref(), Some("t2:r1"));
         store
             .insert(&schema, doc(json!({"id": "r2", "sku": "X"})))
             .await
             .expect("X is free at once");
-        assert_eq!(marker(&store, "X").await.as_deref(), Some("t2:r2"));
+        assert_eq!(marker(store, "X").await.as_deref(), Some("t2:r2"));
 
         assert!(
             store
@@ -609,7 +592,7 @@ async fn markers_are_claimed_moved_and_released_with_their_records() {
                 .expect("delete")
         );
         assert_eq!(
-            marker(&store, "Y").await,
+            marker(store, "Y").await,
             None,
             "a delete releases its values"
         );
@@ -618,7 +601,7 @@ async fn markers_are_claimed_moved_and_released_with_their_records() {
             .await
             .expect("put without a sku");
         assert_eq!(
-            marker(&store, "X").await,
+            marker(store, "X").await,
             None,
             "a value dropped is released"
         );
@@ -630,29 +613,26 @@ async fn markers_are_claimed_moved_and_released_with_their_records() {
             .await
             .expect("insert");
         let table = format!("{}marked", store.config().table_prefix());
-        store
-            .client()
-            .put_item()
-            .table_name(&table)
-            .item("id", AttributeValue::S("r3".into()))
-            .send()
-            .await
-            .expect("a write by another client");
+        put_raw(
+            store.client(),
+            &table,
+            [("id", AttributeValue::S("r3".into()))],
+        )
+        .await;
         store
             .insert(&schema, doc(json!({"id": "r4", "sku": "Z"})))
             .await
             .expect("a stale marker is cleared");
-        assert_eq!(marker(&store, "Z").await.as_deref(), Some("t2:r4"));
+        assert_eq!(marker(store, "Z").await.as_deref(), Some("t2:r4"));
 
         assert!(store.drop_table(&schema).await.expect("drop_table"));
         assert_eq!(
-            marker(&store, "Z").await,
+            marker(store, "Z").await,
             None,
             "dropping a table drops its markers"
         );
-    };
-    run.await;
-    store.drop_tables().await.expect("drop_tables");
+    })
+    .await;
 }
 
 /// Every marker of table `table`'s unique index `index`, by a scan of the marker table.
@@ -687,17 +667,14 @@ async fn markers_of(store: &DynamoDbStore, table: &str, index: &str) -> Vec<Stri
 
 #[tokio::test]
 async fn a_refused_unique_index_leaves_no_marker_behind() {
-    let Some(store) = store("left").await else {
-        return;
-    };
-    let before = TableSchema::builder("grown", KeyDef::text("id"))
-        .build()
-        .expect("valid schema");
-    let after = TableSchema::builder("grown", KeyDef::text("id"))
-        .unique("sku", [KeyDef::text("sku")])
-        .build()
-        .expect("valid schema");
-    let run = async {
+    on_fresh_tables("left", async |store| {
+        let before = TableSchema::builder("grown", KeyDef::text("id"))
+            .build()
+            .expect("valid schema");
+        let after = TableSchema::builder("grown", KeyDef::text("id"))
+            .unique("sku", [KeyDef::text("sku")])
+            .build()
+            .expect("valid schema");
         store.ensure_table(&before).await.expect("ensure_table");
         // Many distinct values and one taken twice: markers are claimed for the distinct ones
         // before the duplicate is met, whatever the scan's order.
@@ -715,17 +692,14 @@ async fn a_refused_unique_index_leaves_no_marker_behind() {
             .await
             .expect("insert");
         let refused = store.ensure_table(&after).await;
-        assert!(
-            matches!(
-                refused,
-                Err(Error::AlreadyExists {
-                    what: "unique value"
-                })
-            ),
-            "{refused:?}"
+        assert_matches!(
+            refused,
+            Err(Error::AlreadyExists {
+                what: "unique value"
+            })
         );
         assert_eq!(
-            markers_of(&store, "grown", "sku").await,
+            markers_of(store, "grown", "sku").await,
             Vec::<String>::new()
         );
         assert_eq!(
@@ -742,10 +716,9 @@ async fn a_refused_unique_index_leaves_no_marker_behind() {
             store.ensure_table(&after).await.expect("now unique"),
             TableStatus::IndexesAdded(vec!["sku".to_owned()])
         );
-        assert_eq!(markers_of(&store, "grown", "sku").await.len(), 40);
-    };
-    run.await;
-    store.drop_tables().await.expect("drop_tables");
+        assert_eq!(markers_of(store, "grown", "sku").await.len(), 40);
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -758,15 +731,12 @@ async fn a_name_too_long_with_its_prefix_is_refused_as_on_postgres() {
         .build()
         .expect("valid schema");
     let refused = store.ensure_table(&longest).await;
-    assert!(
-        matches!(
-            refused,
-            Err(Error::InvalidInput {
-                what: "table name",
-                ..
-            })
-        ),
-        "{refused:?}"
+    assert_matches!(
+        refused,
+        Err(Error::InvalidInput {
+            what: "table name",
+            ..
+        })
     );
     let fits = TableSchema::builder("t".repeat(34), KeyDef::text("id"))
         .build()
@@ -778,49 +748,113 @@ async fn a_name_too_long_with_its_prefix_is_refused_as_on_postgres() {
     store.drop_tables().await.expect("drop_tables");
 }
 
-fn key(name: &str, kind: DynamoKeyType) -> KeySchemaElement {
-    KeySchemaElement::builder()
-        .attribute_name(name)
-        .key_type(kind)
-        .build()
-        .expect("key")
+/// Creates a table with the raw SDK, as Terraform would: on demand, on `keys` (the partition
+/// key, then the sort key if there is one), with a global secondary index on `index`'s keys
+/// projecting everything, if there is one.
+async fn create_raw(
+    client: &Client,
+    table: &str,
+    keys: &[(&str, ScalarAttributeType)],
+    index: Option<(&str, &[(&str, ScalarAttributeType)])>,
+) {
+    fn key_schema(keys: &[(&str, ScalarAttributeType)]) -> Vec<KeySchemaElement> {
+        keys.iter()
+            .zip([DynamoKeyType::Hash, DynamoKeyType::Range])
+            .map(|((name, _), kind)| {
+                KeySchemaElement::builder()
+                    .attribute_name(*name)
+                    .key_type(kind)
+                    .build()
+                    .expect("key")
+            })
+            .collect()
+    }
+    let mut attributes: Vec<&(&str, ScalarAttributeType)> = keys.iter().collect();
+    for key in index.map_or(&[][..], |(_, keys)| keys) {
+        if !attributes.iter().any(|(name, _)| *name == key.0) {
+            attributes.push(key);
+        }
+    }
+    let attributes = attributes
+        .into_iter()
+        .map(|(name, kind)| {
+            AttributeDefinition::builder()
+                .attribute_name(*name)
+                .attribute_type(kind.clone())
+                .build()
+                .expect("attribute")
+        })
+        .collect();
+    let indexes = index.map(|(name, keys)| {
+        vec![
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .set_key_schema(Some(key_schema(keys)))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .expect("index"),
+        ]
+    });
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_attribute_definitions(Some(attributes))
+        .set_key_schema(Some(key_schema(keys)))
+        .set_global_secondary_indexes(indexes)
+        .send()
+        .await
+        .expect("create table");
 }
 
-fn attribute(name: &str, kind: ScalarAttributeType) -> AttributeDefinition {
-    AttributeDefinition::builder()
-        .attribute_name(name)
-        .attribute_type(kind)
-        .build()
-        .expect("attribute")
+/// Writes an item with the raw SDK, as another client would.
+async fn put_raw<'a>(
+    client: &Client,
+    table: &str,
+    item: impl IntoIterator<Item = (&'a str, AttributeValue)>,
+) {
+    let item = item.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .send()
+        .await
+        .expect("put item");
+}
+
+/// Reads the item at `key` with the raw SDK.
+async fn get_raw<'a>(
+    client: &Client,
+    table: &str,
+    key: impl IntoIterator<Item = (&'a str, AttributeValue)>,
+) -> Option<HashMap<String, AttributeValue>> {
+    let key = key.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .send()
+        .await
+        .expect("get item")
+        .item
 }
 
 /// The `orders` table as Terraform would make it: `customer` (S) and `placed` (N), a
 /// `by-status` index on (`status`, `placed`) projecting everything.
 async fn create_orders(client: &Client, table: &str) {
-    let index = GlobalSecondaryIndex::builder()
-        .index_name("by-status")
-        .key_schema(key("status", DynamoKeyType::Hash))
-        .key_schema(key("placed", DynamoKeyType::Range))
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
-        .build()
-        .expect("index");
-    client
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute("customer", ScalarAttributeType::S))
-        .attribute_definitions(attribute("placed", ScalarAttributeType::N))
-        .attribute_definitions(attribute("status", ScalarAttributeType::S))
-        .key_schema(key("customer", DynamoKeyType::Hash))
-        .key_schema(key("placed", DynamoKeyType::Range))
-        .global_secondary_indexes(index)
-        .send()
-        .await
-        .expect("create table");
+    let placed = ("placed", ScalarAttributeType::N);
+    create_raw(
+        client,
+        table,
+        &[("customer", ScalarAttributeType::S), placed.clone()],
+        Some(("by-status", &[("status", ScalarAttributeType::S), placed])),
+    )
+    .await;
 }
 
 fn orders() -> storekit_core::table::TableSchemaBuilder {
@@ -835,31 +869,29 @@ fn orders() -> storekit_core::table::TableSchemaBuilder {
 
 #[tokio::test]
 async fn a_table_made_outside_storekit_is_adopted_as_it_is() {
-    let Some(store) = store("adopt").await else {
-        return;
-    };
-    let client = store.client().clone();
-    let table = format!("{}orders", store.config().table_prefix());
-    let run = async {
+    on_fresh_tables("adopt", async |store| {
+        let client = store.client().clone();
+        let table = format!("{}orders", store.config().table_prefix());
         create_orders(&client, &table).await;
         // An item as a PynamoDB model writes it: native attributes, no storekit version.
         let lines = AttributeValue::L(vec![AttributeValue::M(HashMap::from([
             ("sku".to_owned(), AttributeValue::S("lamp".into())),
             ("qty".to_owned(), AttributeValue::N("2".into())),
         ]))]);
-        client
-            .put_item()
-            .table_name(&table)
-            .item("customer", AttributeValue::S("ada".into()))
-            .item("placed", AttributeValue::N("1700000000".into()))
-            .item("status", AttributeValue::S("open".into()))
-            .item("total", AttributeValue::N("12.50".into()))
-            .item("ref", AttributeValue::S("R-1".into()))
-            .item("lines", lines)
-            .item("receipt", AttributeValue::B(Blob::new(vec![0, 1, 2])))
-            .send()
-            .await
-            .expect("put item");
+        put_raw(
+            &client,
+            &table,
+            [
+                ("customer", AttributeValue::S("ada".into())),
+                ("placed", AttributeValue::N("1700000000".into())),
+                ("status", AttributeValue::S("open".into())),
+                ("total", AttributeValue::N("12.50".into())),
+                ("ref", AttributeValue::S("R-1".into())),
+                ("lines", lines),
+                ("receipt", AttributeValue::B(Blob::new(vec![0, 1, 2]))),
+            ],
+        )
+        .await;
 
         let schema = orders().build().expect("valid");
         assert_eq!(
@@ -888,20 +920,21 @@ async fn a_table_made_outside_storekit_is_adopted_as_it_is() {
             .await
             .expect("replace at version 0");
         assert_eq!(written.version, 1);
-        let raw = client
-            .get_item()
-            .table_name(&table)
-            .key("customer", AttributeValue::S("ada".into()))
-            .key("placed", AttributeValue::N("1700000000".into()))
-            .send()
-            .await
-            .expect("get item")
-            .item
-            .expect("stored");
+        let raw = get_raw(
+            &client,
+            &table,
+            [
+                ("customer", AttributeValue::S("ada".into())),
+                ("placed", AttributeValue::N("1700000000".into())),
+            ],
+        )
+        .await
+        .expect("stored");
         assert_eq!(raw.get("status"), Some(&AttributeValue::S("paid".into())));
         assert_eq!(raw.get("total"), Some(&AttributeValue::N("12.5".into())));
-        assert!(
-            matches!(raw.get("lines"), Some(AttributeValue::L(l)) if matches!(l[0], AttributeValue::M(_)))
+        assert_matches!(
+            raw.get("lines"),
+            Some(AttributeValue::L(l)) if matches!(l[0], AttributeValue::M(_))
         );
         assert_eq!(
             raw.get("_storekit_version"),
@@ -928,14 +961,11 @@ async fn a_table_made_outside_storekit_is_adopted_as_it_is() {
                 doc(json!({"customer": "bob", "placed": 1, "ref": "R-1"})),
             )
             .await;
-        assert!(
-            matches!(
-                taken,
-                Err(Error::AlreadyExists {
-                    what: "unique value"
-                })
-            ),
-            "{taken:?}"
+        assert_matches!(
+            taken,
+            Err(Error::AlreadyExists {
+                what: "unique value"
+            })
         );
         assert_eq!(
             store.ensure_table(&with_ref).await.expect("again"),
@@ -954,40 +984,29 @@ async fn a_table_made_outside_storekit_is_adopted_as_it_is() {
             .build()
             .expect("valid");
         let refused = store.ensure_table(&drifted).await;
-        assert!(
-            matches!(&refused, Err(Error::SchemaMismatch { differences, .. }) if differences.len() == 1),
-            "{refused:?}"
+        assert_matches!(
+            &refused,
+            Err(Error::SchemaMismatch { differences, .. }) if differences.len() == 1
         );
-    };
-    run.await;
-    store.drop_tables().await.expect("drop_tables");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn bytes_keys_are_binary_attributes_and_base64_in_documents() {
-    let Some(store) = store("bytes").await else {
-        return;
-    };
-    let client = store.client().clone();
-    let table = format!("{}blobs", store.config().table_prefix());
-    let run = async {
-        client
-            .create_table()
-            .table_name(&table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attribute("digest", ScalarAttributeType::B))
-            .key_schema(key("digest", DynamoKeyType::Hash))
-            .send()
-            .await
-            .expect("create table");
-        client
-            .put_item()
-            .table_name(&table)
-            .item("digest", AttributeValue::B(Blob::new(vec![0xff, 0])))
-            .item("size", AttributeValue::N("3".into()))
-            .send()
-            .await
-            .expect("put item");
+    on_fresh_tables("bytes", async |store| {
+        let client = store.client().clone();
+        let table = format!("{}blobs", store.config().table_prefix());
+        create_raw(&client, &table, &[("digest", ScalarAttributeType::B)], None).await;
+        put_raw(
+            &client,
+            &table,
+            [
+                ("digest", AttributeValue::B(Blob::new(vec![0xff, 0]))),
+                ("size", AttributeValue::N("3".into())),
+            ],
+        )
+        .await;
         let schema = TableSchema::builder("blobs", KeyDef::bytes("digest"))
             .build()
             .expect("valid");
@@ -1005,19 +1024,16 @@ async fn bytes_keys_are_binary_attributes_and_base64_in_documents() {
             .insert(&schema, doc(json!({"digest": "AAEC", "size": 1})))
             .await
             .expect("insert");
-        let raw = client
-            .get_item()
-            .table_name(&table)
-            .key("digest", AttributeValue::B(Blob::new(vec![0, 1, 2])))
-            .send()
-            .await
-            .expect("get item")
-            .item
-            .expect("stored as binary");
+        let raw = get_raw(
+            &client,
+            &table,
+            [("digest", AttributeValue::B(Blob::new(vec![0, 1, 2])))],
+        )
+        .await
+        .expect("stored as binary");
         assert_eq!(raw.get("size"), Some(&AttributeValue::N("1".into())));
-    };
-    run.await;
-    store.drop_tables().await.expect("drop_tables");
+    })
+    .await;
 }
 
 /// An item whose float sort key no `f64` holds (`9007199254740993`, 2^53 + 1), as another
@@ -1026,26 +1042,24 @@ async fn bytes_keys_are_binary_attributes_and_base64_in_documents() {
 /// with that item again: the page that would repeat it is an error, never a loop.
 #[tokio::test]
 async fn an_item_whose_float_key_no_f64_holds_is_read_and_never_paged_in_a_loop() {
-    let Some(store) = store("inexact").await else {
-        return;
-    };
-    let client = store.client().clone();
-    let schema = TableSchema::builder("stamps", KeyDef::text("p"))
-        .sort_key(KeyDef::float("x"))
-        .build()
-        .expect("valid");
-    let table = format!("{}stamps", store.config().table_prefix());
-    let run = async {
+    on_fresh_tables("inexact", async |store| {
+        let client = store.client().clone();
+        let schema = TableSchema::builder("stamps", KeyDef::text("p"))
+            .sort_key(KeyDef::float("x"))
+            .build()
+            .expect("valid");
+        let table = format!("{}stamps", store.config().table_prefix());
         store.ensure_table(&schema).await.expect("ensure_table");
         for x in ["9007199254740993", "9007199254740994"] {
-            client
-                .put_item()
-                .table_name(&table)
-                .item("p", AttributeValue::S("f".into()))
-                .item("x", AttributeValue::N(x.into()))
-                .send()
-                .await
-                .expect("put item");
+            put_raw(
+                &client,
+                &table,
+                [
+                    ("p", AttributeValue::S("f".into())),
+                    ("x", AttributeValue::N(x.into())),
+                ],
+            )
+            .await;
         }
         let page = store
             .query(&schema, &Query::table("f").limit(1))
@@ -1059,15 +1073,12 @@ async fn an_item_whose_float_key_no_f64_holds_is_read_and_never_paged_in_a_loop(
         let again = store
             .query(&schema, &Query::table("f").limit(1).after(next))
             .await;
-        assert!(
-            matches!(
-                &again,
-                Err(Error::Backend {
-                    backend: "dynamodb",
-                    ..
-                })
-            ),
-            "{again:?}"
+        assert_matches!(
+            &again,
+            Err(Error::Backend {
+                backend: "dynamodb",
+                ..
+            })
         );
         // A record with an exact key is found and written as ever.
         let exact = RecordKey::with_sort("f", 2f64.powi(53) + 2.0);
@@ -1078,31 +1089,24 @@ async fn an_item_whose_float_key_no_f64_holds_is_read_and_never_paged_in_a_loop(
                 doc(json!({"p": "f", "x": 9_007_199_254_740_995_i64})),
             )
             .await;
-        assert!(
-            matches!(
-                refused,
-                Err(Error::InvalidInput {
-                    what: "document",
-                    ..
-                })
-            ),
-            "{refused:?}"
+        assert_matches!(
+            refused,
+            Err(Error::InvalidInput {
+                what: "document",
+                ..
+            })
         );
-    };
-    run.await;
-    store.drop_tables().await.expect("drop_tables");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn conditional_writes_send_one_request_each() {
-    let Some(store) = store("cond").await else {
-        return;
-    };
-    let spans = Spans::global();
-    let schema = TableSchema::builder("conditional", KeyDef::text("sku"))
-        .build()
-        .expect("valid schema");
-    let run = async {
+    on_fresh_tables("cond", async |store| {
+        let spans = Spans::global();
+        let schema = TableSchema::builder("conditional", KeyDef::text("sku"))
+            .build()
+            .expect("valid schema");
         store.ensure_table(&schema).await.expect("ensure_table");
         let count = |op: &str| spans.take(op, "conditional");
         let key = RecordKey::from("lamp");
@@ -1118,15 +1122,12 @@ async fn conditional_writes_send_one_request_each() {
         // A conditional delete: one DeleteItem, refused or done.
         let sold_out = Condition::eq("stock", 0);
         let refused = store.delete_if(&schema, &key, &sold_out).await;
-        assert!(
-            matches!(
-                refused,
-                Err(Error::Conflict {
-                    what: "condition",
-                    ..
-                })
-            ),
-            "{refused:?}"
+        assert_matches!(
+            refused,
+            Err(Error::Conflict {
+                what: "condition",
+                ..
+            })
         );
         let deleted = store
             .delete_if(&schema, &key, &Condition::eq("stock", 2))
@@ -1161,44 +1162,27 @@ async fn conditional_writes_send_one_request_each() {
         };
         store.transact(&buy("o-1")).await.expect("transact");
         let refused = store.transact(&buy("o-2")).await;
-        assert!(
-            matches!(refused, Err(Error::TransactionFailed { index: 1, .. })),
-            "{refused:?}"
-        );
+        assert_matches!(refused, Err(Error::TransactionFailed { index: 1, .. }));
         assert_eq!(
             spans.take("transact", "conditional_orders"),
             [1, 1],
             "a transaction: one TransactWriteItems"
         );
-    };
-    run.await;
-    store.drop_tables().await.expect("drop_tables");
+    })
+    .await;
 }
 
 /// The catalogue's table as its Terraform makes it: `id` (S), and a `product-name-index` on
 /// `name` (here projecting everything: partial projections are another part of issue 23).
 async fn create_products(client: &Client, table: &str) {
-    let index = GlobalSecondaryIndex::builder()
-        .index_name("product-name-index")
-        .key_schema(key("name", DynamoKeyType::Hash))
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
-        .build()
-        .expect("index");
-    client
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute("id", ScalarAttributeType::S))
-        .attribute_definitions(attribute("name", ScalarAttributeType::S))
-        .key_schema(key("id", DynamoKeyType::Hash))
-        .global_secondary_indexes(index)
-        .send()
-        .await
-        .expect("create table");
+    let name = ("name", ScalarAttributeType::S);
+    create_raw(
+        client,
+        table,
+        &[("id", ScalarAttributeType::S)],
+        Some(("product-name-index", &[name])),
+    )
+    .await;
 }
 
 /// A table made outside storekit, under a name that is not `{prefix}{name}`, is opened by
@@ -1223,15 +1207,16 @@ async fn a_table_made_by_terraform_is_opened_by_its_exact_name() {
     assert!(!table.starts_with(store.config().table_prefix()));
     create_products(&client, &table).await;
     let run = async {
-        client
-            .put_item()
-            .table_name(&table)
-            .item("id", AttributeValue::S("p-1".into()))
-            .item("name", AttributeValue::S("Lamp".into()))
-            .item("price", AttributeValue::N("12.5".into()))
-            .send()
-            .await
-            .expect("put item");
+        put_raw(
+            &client,
+            &table,
+            [
+                ("id", AttributeValue::S("p-1".into())),
+                ("name", AttributeValue::S("Lamp".into())),
+                ("price", AttributeValue::N("12.5".into())),
+            ],
+        )
+        .await;
 
         let schema = TableSchema::builder(&table, KeyDef::text("id"))
             .index("product-name-index", KeyDef::text("name"), None)
@@ -1259,14 +1244,8 @@ async fn a_table_made_by_terraform_is_opened_by_its_exact_name() {
             )
             .await
             .expect("insert");
-        let raw = client
-            .get_item()
-            .table_name(&table)
-            .key("id", AttributeValue::S("p-2".into()))
-            .send()
+        let raw = get_raw(&client, &table, [("id", AttributeValue::S("p-2".into()))])
             .await
-            .expect("get item")
-            .item
             .expect("written by storekit, in the exact table");
         assert_eq!(raw.get("name"), Some(&AttributeValue::S("Desk".into())));
         assert_eq!(raw.get("price"), Some(&AttributeValue::N("80".into())));
@@ -1299,15 +1278,8 @@ async fn a_table_made_by_terraform_is_opened_by_its_exact_name() {
 
         // A store's teardown leaves a table it adopted and did not make.
         store.drop_tables().await.expect("drop_tables");
-        let raw = client
-            .get_item()
-            .table_name(&table)
-            .key("id", AttributeValue::S("p-1".into()))
-            .send()
-            .await
-            .expect("the table is still there")
-            .item;
-        assert!(raw.is_some());
+        let raw = get_raw(&client, &table, [("id", AttributeValue::S("p-1".into()))]).await;
+        assert!(raw.is_some(), "the table is still there");
     };
     run.await;
     store.drop_tables().await.expect("drop_tables");

@@ -25,6 +25,7 @@ use storekit_core::{Error, MemoryStore};
 
 use crate::Fixture;
 use crate::expressions::random_condition;
+use crate::tables::get;
 
 /// Sequences per backend unless `STOREKIT_DIFF_CASES` says otherwise: about 6 seconds on
 /// DynamoDB Local (500 took 20 s), less elsewhere.
@@ -745,46 +746,32 @@ pub async fn adds_past_the_64_bit_range_are_refused(f: &Fixture) {
         // A fraction adds in floating point, far past the integers' range.
         (Patch::new().add("a", i64::MAX), false),
     ] {
-        let before = store
-            .get(&schema, &key)
-            .await
-            .expect("get")
-            .expect("stored");
+        let before = get(store, &schema, &key).await.expect("stored");
         let alone = store
             .patch(&schema, &key, &patch, None, Returning::New)
             .await;
-        let after = store
-            .get(&schema, &key)
-            .await
-            .expect("get")
-            .expect("stored");
+        let after = get(store, &schema, &key).await.expect("stored");
         if refused {
-            assert!(
-                matches!(&alone, Err(Error::InvalidInput { what: "patch", .. })),
-                "{patch:?}: {alone:?}"
+            assert_matches!(
+                &alone,
+                Err(Error::InvalidInput { what: "patch", .. }),
+                "{patch:?}"
             );
             assert_eq!(after, before, "{patch:?} changed the record");
             let together = store
                 .transact(&Transaction::new().patch(&schema, key.clone(), patch.clone()))
                 .await;
-            assert!(
-                matches!(
-                    &together,
-                    Err(Error::TransactionFailed { index: 0, source, .. })
-                        if matches!(**source, Error::InvalidInput { what: "patch", .. })
-                ),
-                "{patch:?} in a transaction: {together:?}"
+            assert_matches!(
+                &together,
+                Err(Error::TransactionFailed { index: 0, source, .. }) if matches!(**source, Error::InvalidInput { what: "patch", .. }),
+                "{patch:?} in a transaction"
             );
         } else {
             let patched = alone.unwrap_or_else(|e| panic!("{patch:?}: {e:?}"));
             assert_eq!(patched.version, before.version + 1, "{patch:?}");
         }
     }
-    let last = store
-        .get(&schema, &key)
-        .await
-        .expect("get")
-        .expect("stored");
+    let last = get(store, &schema, &key).await.expect("stored");
     assert_eq!(
         (&last.document["m"]["y"], &last.document["big"]),
         (&json!(i64::MIN), &json!(u64::MAX - 1))

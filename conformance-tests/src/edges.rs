@@ -21,16 +21,10 @@ use storekit_core::table::{
 use storekit_core::{Error, MemoryStore};
 
 use crate::Fixture;
-use crate::tables::doc;
+use crate::tables::{doc, ensure, get};
 
 /// Random queries per backend in the property test.
 pub const CURSOR_CASES: u32 = 64;
-
-async fn ensure<'a>(f: &'a Fixture, schema: &TableSchema) -> &'a dyn TableStore {
-    let store = f.tables().as_ref();
-    store.ensure_table(schema).await.expect("ensure_table");
-    store
-}
 
 fn refused(result: &Result<impl std::fmt::Debug, Error>, what: &str) -> bool {
     matches!(result, Err(Error::InvalidInput { what: w, .. }) if *w == what)
@@ -73,9 +67,10 @@ pub async fn float_keys_hold_only_integers_a_float_holds_exactly(f: &Fixture) {
                 } else {
                     store.insert(&schema, doc(value.clone())).await
                 };
-                assert!(
-                    matches!(&result, Err(Error::InvalidInput { what: "document", why }) if why.contains(field)),
-                    "{value}: {result:?}"
+                assert_matches!(
+                    &result,
+                    Err(Error::InvalidInput { what: "document", why }) if why.contains(field),
+                    "{value}"
                 );
             }
         }
@@ -89,16 +84,13 @@ pub async fn float_keys_hold_only_integers_a_float_holds_exactly(f: &Fixture) {
             .expect("an integer a float holds");
         let key = RecordKey::with_sort("f", x as f64);
         assert_eq!(record.key, key);
-        let read = store.get(&schema, &key).await.expect("get");
+        let read = get(store, &schema, &key).await;
         assert_eq!(read.map(|r| r.key), Some(key.clone()));
         // The same value written as a float is the same key, and it is taken.
         let taken = store
             .insert(&schema, doc(json!({"p": "f", "x": x as f64})))
             .await;
-        assert!(
-            matches!(taken, Err(Error::AlreadyExists { what: "record" })),
-            "{taken:?}"
-        );
+        assert_matches!(taken, Err(Error::AlreadyExists { what: "record" }));
         assert!(store.delete(&schema, &key, None).await.expect("delete"));
     }
     assert_eq!(store.count(&schema).await.expect("count"), 0);
@@ -377,11 +369,7 @@ pub async fn versions_run_from_one_to_i64_max(f: &Fixture) {
         .await
         .expect("put");
     assert_eq!(put.version, MAX_VERSION);
-    let stored = store
-        .get(&schema, &"last".into())
-        .await
-        .expect("get")
-        .expect("stored");
+    let stored = get(store, &schema, &"last".into()).await.expect("stored");
     assert_eq!(stored.version, MAX_VERSION);
 
     let moved = doc(json!({"id": "last", "sku": "S2", "note": "never written"}));
@@ -408,11 +396,7 @@ pub async fn versions_run_from_one_to_i64_max(f: &Fixture) {
     assert!(refused(&deleted, "version"), "delete: {deleted:?}");
 
     // Nothing was written: the record, its version and its unique value are as they were.
-    let after = store
-        .get(&schema, &"last".into())
-        .await
-        .expect("get")
-        .expect("stored");
+    let after = get(store, &schema, &"last".into()).await.expect("stored");
     assert_eq!(after, stored);
     let holder = store
         .get_by_unique(&schema, "sku", &["S1".into()])
@@ -473,11 +457,7 @@ pub async fn long_field_names_are_refused_at_any_depth(f: &Fixture) {
     let nested = "é".repeat(MAX_FIELD_NAME_BYTES / 2);
     let value = json!({"id": "long", at_limit.as_str(): 1, "m": {nested.as_str(): [1]}});
     store.put(&schema, doc(value.clone())).await.expect("put");
-    let read = store
-        .get(&schema, &"long".into())
-        .await
-        .expect("get")
-        .expect("stored");
+    let read = get(store, &schema, &"long".into()).await.expect("stored");
     assert_eq!(Value::Object(read.document), value);
 }
 

@@ -250,23 +250,23 @@ pub async fn one_answer_when_two_rules_apply(f: &Fixture) {
         .add_oauth_account(gone.id, account())
         .await
         .expect_err("deleted user, taken account");
-    assert!(matches!(err, Error::NotFound { what: "user" }), "{err:?}");
+    assert_matches!(err, Error::NotFound { what: "user" });
 
     let foreign = match store.id_kind() {
         storekit_core::IdKind::Uuid => UserId::Int(1),
         storekit_core::IdKind::Int => UserId::Uuid(storekit_core::uuid::Uuid::now_v7()),
     };
     let patch = OAuthAccountPatch::new().account_email("x@example.com");
-    assert!(matches!(
+    assert_matches!(
         store
             .update_oauth_account(foreign, "github", "42", patch)
             .await,
         Err(Error::InvalidInput { .. })
-    ));
-    assert!(matches!(
+    );
+    assert_matches!(
         store.remove_oauth_account(foreign, "github", "42").await,
         Err(Error::InvalidInput { .. })
-    ));
+    );
     assert_invalid(
         store
             .list_users(PageRequest::after(5, "not a cursor"))

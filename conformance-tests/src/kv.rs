@@ -133,10 +133,7 @@ pub async fn kv_ttl_expired_items_are_never_returned(f: &Fixture) {
         .set("ttl", "zero", b"x", Some(Duration::ZERO))
         .await
         .expect_err("zero ttl");
-    assert!(
-        matches!(err, Error::InvalidInput { what: "ttl", .. }),
-        "{err:?}"
-    );
+    assert_matches!(err, Error::InvalidInput { what: "ttl", .. });
 }
 
 /// Batches larger than any backend's single request; duplicates; all-or-nothing validation.
@@ -189,7 +186,7 @@ pub async fn kv_batches(f: &Fixture) {
         .set_many("atomic", &bad, None)
         .await
         .expect_err("one item too big");
-    assert!(matches!(err, Error::ValueTooLarge { .. }), "{err:?}");
+    assert_matches!(err, Error::ValueTooLarge { .. });
     assert!(
         keys_of(kv, "atomic", "").await.is_empty(),
         "nothing of a refused batch is written"
@@ -284,6 +281,22 @@ pub async fn kv_clear_leaves_other_namespaces(f: &Fixture) {
         .expect("clearing an empty namespace is fine");
 }
 
+/// The values of the racing tasks whose write took: each task answers its value and what its
+/// conditional write returned (`what` names the write).
+async fn winners(
+    tasks: Vec<tokio::task::JoinHandle<(String, storekit_core::Result<bool>)>>,
+    what: &str,
+) -> Vec<String> {
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (value, took) = task.await.expect("task");
+        if took.expect(what) {
+            winners.push(value);
+        }
+    }
+    winners
+}
+
 /// Of 32 concurrent set_if_absent calls exactly one stores, and its value is kept.
 pub async fn kv_set_if_absent_race(f: &Fixture) {
     let tasks: Vec<_> = (0..32)
@@ -298,13 +311,7 @@ pub async fn kv_set_if_absent_race(f: &Fixture) {
             })
         })
         .collect();
-    let mut winners = Vec::new();
-    for task in tasks {
-        let (value, stored) = task.await.expect("task");
-        if stored.expect("set_if_absent") {
-            winners.push(value);
-        }
-    }
+    let winners = winners(tasks, "set_if_absent").await;
     assert_eq!(winners.len(), 1);
     let stored = f.kv.get("lock", "job").await.expect("get").expect("stored");
     assert_eq!(stored, winners[0].as_bytes());
@@ -452,13 +459,7 @@ pub async fn kv_compare_and_swap_race(f: &Fixture) {
             })
         })
         .collect();
-    let mut winners = Vec::new();
-    for task in tasks {
-        let (value, swapped) = task.await.expect("task");
-        if swapped.expect("cas") {
-            winners.push(value);
-        }
-    }
+    let winners = winners(tasks, "cas").await;
     assert_eq!(winners.len(), 1);
     let stored = kv.get("cas", "k").await.expect("get").expect("stored");
     assert_eq!(stored, winners[0].as_bytes());
@@ -502,7 +503,7 @@ pub async fn kv_concurrent_increments(f: &Fixture) {
         .increment("c", "text", 1, None)
         .await
         .expect_err("not a number");
-    assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+    assert_matches!(err, Error::InvalidInput { .. });
     assert_eq!(
         kv.get("c", "text").await.expect("get").as_deref(),
         Some(&b"abc"[..])
@@ -514,7 +515,7 @@ pub async fn kv_concurrent_increments(f: &Fixture) {
         .increment("c", "max", 1, None)
         .await
         .expect_err("overflow");
-    assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+    assert_matches!(err, Error::InvalidInput { .. });
 
     let window = Some(Duration::from_millis(300));
     assert_eq!(
@@ -542,54 +543,36 @@ pub async fn kv_concurrent_increments(f: &Fixture) {
 pub async fn kv_limits_are_enforced(f: &Fixture) {
     let kv = &*f.kv;
     let err = kv.set("ns", "", b"v", None).await.expect_err("empty key");
-    assert!(
-        matches!(err, Error::InvalidInput { what: "key", .. }),
-        "{err:?}"
-    );
+    assert_matches!(err, Error::InvalidInput { what: "key", .. });
     let err = kv.get("", "k").await.expect_err("empty namespace");
-    assert!(
-        matches!(
-            err,
-            Error::InvalidInput {
-                what: "namespace",
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_matches!(
+        err,
+        Error::InvalidInput {
+            what: "namespace",
+            ..
+        }
     );
     let long_key = "k".repeat(LIMITS.max_key_bytes + 1);
     let err = kv
         .set("ns", &long_key, b"v", None)
         .await
         .expect_err("long key");
-    assert!(
-        matches!(err, Error::InvalidInput { what: "key", .. }),
-        "{err:?}"
-    );
+    assert_matches!(err, Error::InvalidInput { what: "key", .. });
     let err = kv.get("ns", &long_key).await.expect_err("long key");
-    assert!(
-        matches!(err, Error::InvalidInput { what: "key", .. }),
-        "{err:?}"
-    );
+    assert_matches!(err, Error::InvalidInput { what: "key", .. });
     let err = kv.set("ns", "nul\0key", b"v", None).await.expect_err("NUL");
-    assert!(
-        matches!(err, Error::InvalidInput { what: "key", .. }),
-        "{err:?}"
-    );
+    assert_matches!(err, Error::InvalidInput { what: "key", .. });
     let long_ns = "n".repeat(LIMITS.max_namespace_bytes + 1);
     let err = kv
         .set(&long_ns, "k", b"v", None)
         .await
         .expect_err("long namespace");
-    assert!(
-        matches!(
-            err,
-            Error::InvalidInput {
-                what: "namespace",
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_matches!(
+        err,
+        Error::InvalidInput {
+            what: "namespace",
+            ..
+        }
     );
 
     // Multi-byte characters count in bytes: 128 × 4 bytes is exactly the limit.
@@ -613,20 +596,20 @@ pub async fn kv_limits_are_enforced(f: &Fixture) {
         .await
         .expect_err("too large");
     let expected_size = LIMITS.max_value_bytes + 1;
-    assert!(
-        matches!(err, Error::ValueTooLarge { size, limit, .. } if size == expected_size && limit == LIMITS.max_value_bytes),
-        "{err:?}"
+    assert_matches!(
+        err,
+        Error::ValueTooLarge { size, limit, .. } if size == expected_size && limit == LIMITS.max_value_bytes
     );
     let err = kv
         .set_if_absent("ns", "big", &over, None)
         .await
         .expect_err("too large");
-    assert!(matches!(err, Error::ValueTooLarge { .. }), "{err:?}");
+    assert_matches!(err, Error::ValueTooLarge { .. });
     let err = kv
         .compare_and_swap("ns", "big", None, &over, None)
         .await
         .expect_err("too large");
-    assert!(matches!(err, Error::ValueTooLarge { .. }), "{err:?}");
+    assert_matches!(err, Error::ValueTooLarge { .. });
     assert_eq!(
         kv.get("ns", "big").await.expect("get"),
         None,
@@ -665,10 +648,7 @@ pub async fn kv_typed_json(f: &Fixture) {
         .get_json::<Product>("products", "junk")
         .await
         .expect_err("not json");
-    assert!(
-        matches!(err, Error::InvalidInput { what: "value", .. }),
-        "{err:?}"
-    );
+    assert_matches!(err, Error::InvalidInput { what: "value", .. });
 }
 
 /// Stores `value` with `set_json` and checks every read gives it back: `get_json` equal, and
@@ -802,7 +782,7 @@ pub async fn kv_json_values_no_document_can_hold_round_trip(f: &Fixture) {
         .set_json("json", "over", &over, None)
         .await
         .expect_err("over the limit");
-    assert!(matches!(err, Error::ValueTooLarge { .. }), "{err:?}");
+    assert_matches!(err, Error::ValueTooLarge { .. });
     assert_eq!(kv.get("json", "over").await.expect("get"), None);
 }
 
@@ -828,10 +808,7 @@ pub async fn kv_json_and_bytes_take_turns_at_one_key(f: &Fixture) {
         .get_json::<serde_json::Value>("turns", "k")
         .await
         .expect_err("bytes are not JSON");
-    assert!(
-        matches!(err, Error::InvalidInput { what: "value", .. }),
-        "{err:?}"
-    );
+    assert_matches!(err, Error::InvalidInput { what: "value", .. });
     kv.set_json("turns", "k", &second, None)
         .await
         .expect("set_json again");
@@ -898,7 +875,7 @@ pub async fn kv_json_and_bytes_take_turns_at_one_key(f: &Fixture) {
         .increment("turns", "n", 1, None)
         .await
         .expect_err("a document is no counter");
-    assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+    assert_matches!(err, Error::InvalidInput { .. });
 
     // TTLs: set with one, changed and dropped without rewriting the value.
     let hour = Duration::from_secs(3600);
@@ -910,10 +887,7 @@ pub async fn kv_json_and_bytes_take_turns_at_one_key(f: &Fixture) {
         .await
         .expect("get_with_ttl")
         .expect("live");
-    assert!(
-        matches!(timed.ttl, Ttl::Remaining(left) if left <= hour),
-        "{timed:?}"
-    );
+    assert_matches!(timed.ttl, Ttl::Remaining(left) if left <= hour, "{timed:?}");
     let value: serde_json::Value = serde_json::from_slice(&timed.value).expect("JSON");
     assert_eq!(value, first);
     assert!(kv.persist("turns", "t").await.expect("persist"));
@@ -996,22 +970,18 @@ pub async fn kv_expire_and_persist_change_only_the_ttl(f: &Fixture) {
     let hour = Duration::from_secs(3600);
     let binary: Vec<u8> = (0..=255u8).rev().collect();
     kv.set("exp", "k", &binary, None).await.expect("set");
-    let read = kv
-        .get_with_ttl("exp", "k")
-        .await
-        .expect("read")
-        .expect("live");
+    let live = async || {
+        let read = kv.get_with_ttl("exp", "k").await.expect("read");
+        read.expect("live")
+    };
+    let read = live().await;
     assert_eq!(
         (read.value.as_slice(), read.ttl),
         (binary.as_slice(), Ttl::Never)
     );
 
     assert!(kv.expire("exp", "k", hour).await.expect("expire"));
-    let read = kv
-        .get_with_ttl("exp", "k")
-        .await
-        .expect("read")
-        .expect("live");
+    let read = live().await;
     assert_eq!(read.value, binary, "the value is untouched");
     match read.ttl {
         Ttl::Remaining(left) => assert!(
@@ -1021,11 +991,7 @@ pub async fn kv_expire_and_persist_change_only_the_ttl(f: &Fixture) {
         other => panic!("expected an hour left, got {other:?}"),
     }
     assert!(kv.persist("exp", "k").await.expect("persist"));
-    let read = kv
-        .get_with_ttl("exp", "k")
-        .await
-        .expect("read")
-        .expect("live");
+    let read = live().await;
     assert_eq!(
         (read.value.as_slice(), read.ttl),
         (binary.as_slice(), Ttl::Never)
@@ -1055,7 +1021,7 @@ pub async fn kv_expire_and_persist_change_only_the_ttl(f: &Fixture) {
         .expect("read")
         .expect("live");
     assert_eq!(read.value, b"6");
-    assert!(matches!(read.ttl, Ttl::Remaining(_)), "{:?}", read.ttl);
+    assert_matches!(read.ttl, Ttl::Remaining(_));
 
     // Shortened, an item expires at its new deadline, and then stays gone.
     kv.set("exp", "short", b"s", Some(hour)).await.expect("set");
@@ -1096,17 +1062,10 @@ pub async fn kv_expire_and_persist_change_only_the_ttl(f: &Fixture) {
         .expire("exp", "k", Duration::ZERO)
         .await
         .expect_err("zero ttl");
-    assert!(
-        matches!(err, Error::InvalidInput { what: "ttl", .. }),
-        "{err:?}"
-    );
+    assert_matches!(err, Error::InvalidInput { what: "ttl", .. });
     let err = kv.persist("exp", "").await.expect_err("empty key");
-    assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
-    let read = kv
-        .get_with_ttl("exp", "k")
-        .await
-        .expect("read")
-        .expect("live");
+    assert_matches!(err, Error::InvalidInput { .. });
+    let read = live().await;
     assert_eq!(read.ttl, Ttl::Never, "a refused call changes nothing");
 }
 
@@ -1133,15 +1092,12 @@ pub async fn kv_get_stale_reads_expired_items_for_the_kept_time(f: &Fixture) {
         .get_stale("stale", "k", keep + Duration::from_secs(1))
         .await
         .expect_err("longer than kept");
-    assert!(
-        matches!(
-            err,
-            Error::InvalidInput {
-                what: "max_stale",
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_matches!(
+        err,
+        Error::InvalidInput {
+            what: "max_stale",
+            ..
+        }
     );
     let expired_at = started + ttl + Duration::from_millis(400);
     sleep_until(expired_at).await;

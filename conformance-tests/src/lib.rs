@@ -30,6 +30,42 @@
 //!
 //! Servers come from [`server_url`]: the URL in the environment, else a container started once
 //! per test binary ([`containers`]), else the case is skipped, or fails when `CI` is set.
+//!
+//! Every case is listed once, in the registry at the end of this file, a line per group (the
+//! user cases with both id kinds). A case asserts the shape of an answer with
+//! [`assert_matches!`], which a backend's own tests may use too.
+
+/// Asserts that a value matches a pattern (with an optional guard), as
+/// `assert!(matches!(value, pattern))` does, and shows the value when it does not; a message,
+/// if given, comes first in the panic.
+///
+/// ```
+/// use storekit_conformance::assert_matches;
+/// use storekit_core::Error;
+///
+/// let missing: Result<(), Error> = Err(Error::NotFound { what: "record" });
+/// assert_matches!(missing, Err(Error::NotFound { what: "record" }));
+/// assert_matches!(missing, Err(Error::NotFound { what }) if what.len() == 6, "a {}", "miss");
+/// ```
+#[macro_export]
+macro_rules! assert_matches {
+    ($value:expr, $pattern:pat $(if $guard:expr)? $(,)?) => {
+        match $value {
+            $pattern $(if $guard)? => {}
+            ref other => panic!("{other:?} does not match {}", stringify!($pattern)),
+        }
+    };
+    ($value:expr, $pattern:pat $(if $guard:expr)?, $($message:tt)+) => {
+        match $value {
+            $pattern $(if $guard)? => {}
+            ref other => panic!(
+                "{}: {other:?} does not match {}",
+                format_args!($($message)+),
+                stringify!($pattern)
+            ),
+        }
+    };
+}
 
 pub mod containers;
 pub mod differential;
@@ -56,14 +92,16 @@ pub use suite::{Case, Suite, cases, run_suite};
 
 mod suite;
 
-/// Every case, listed once: calls `$crate::$callback!` with the groups of cases, each as
-/// `group, IdKind variant, module: [case, ...];`, after `($($args)*)`.
+/// Every case, listed once, a line per group: the module that holds its cases, the test module
+/// (the group's name) of each id kind it runs with, and the [`Suite`] that runs it besides
+/// `Suite::All`; then its cases, a case marked `: Uuid` running with that id kind only. Calls
+/// `$crate::$callback!` with the groups after `($($args)*)`.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __with_cases {
     ($callback:ident $($args:tt)*) => {
         $crate::$callback! { ($($args)*)
-            users_uuid, Uuid, users: [
+            users [users_uuid: Uuid, users_int: Int] Users: [
                 user_round_trip,
                 email_lookup_is_unicode_case_insensitive,
                 duplicate_email_in_other_case_is_refused,
@@ -81,25 +119,7 @@ macro_rules! __with_cases {
                 access_tokens,
                 access_tokens_are_stored_hashed,
             ];
-            users_int, Int, users: [
-                user_round_trip,
-                email_lookup_is_unicode_case_insensitive,
-                duplicate_email_in_other_case_is_refused,
-                concurrent_creates_of_one_email_give_one_user,
-                update_patches_and_bumps_version,
-                email_change_keeps_uniqueness,
-                concurrent_email_swaps_are_refused_cleanly,
-                stale_version_is_a_conflict,
-                concurrent_updates_lose_nothing,
-                delete_user_removes_accounts_and_tokens,
-                list_users_pages_through_everyone,
-                missing_and_foreign_ids,
-                oauth_accounts_round_trip,
-                oauth_account_is_unique_across_users_under_race,
-                access_tokens,
-                access_tokens_are_stored_hashed,
-            ];
-            kv, Uuid, kv: [
+            kv [kv: Uuid] Kv: [
                 kv_round_trip,
                 kv_ttl_expired_items_are_never_returned,
                 kv_batches,
@@ -119,25 +139,22 @@ macro_rules! __with_cases {
                 kv_expire_and_persist_change_only_the_ttl,
                 kv_get_stale_reads_expired_items_for_the_kept_time,
             ];
-            input, Uuid, input: [
+            input [input: Uuid] All: [
                 nul_characters_are_refused,
                 extra_reads_back_as_returned,
                 oauth_expiry_at_the_ends_of_time,
                 one_answer_when_two_rules_apply,
             ];
-            load, Uuid, load: [
+            load [load: Uuid] All: [
                 mixed_writers_on_few_keys_account_for_every_success,
             ];
-            observe, Uuid, observe: [
+            observe [observe: Uuid] All: [
                 every_call_opens_one_span_with_database_fields,
             ];
-            model_uuid, Uuid, model: [
+            model [model_uuid: Uuid, model_int: Int] All: [
                 random_sequences_agree_with_a_plain_model,
             ];
-            model_int, Int, model: [
-                random_sequences_agree_with_a_plain_model,
-            ];
-            expressions, Uuid, expressions: [
+            expressions [expressions: Uuid] Tables: [
                 filtered_pages_are_full_and_exact,
                 every_operator_on_every_type,
                 bad_conditions_are_invalid_input,
@@ -146,7 +163,7 @@ macro_rules! __with_cases {
                 conditional_patches_change_nothing_when_refused,
                 concurrent_adds_to_one_counter_are_exact,
             ];
-            projections, Uuid, projections: [
+            projections [projections: Uuid] Tables: [
                 top_level_and_nested_paths_follow_the_reference,
                 list_elements_keep_their_order_not_their_positions,
                 missing_paths_are_left_out_without_error,
@@ -157,7 +174,7 @@ macro_rules! __with_cases {
                 expired_records_are_not_read_through_a_projection,
                 typed_partial_records_read_as_a_second_type,
             ];
-            scans, Uuid, scans: [
+            scans [scans: Uuid] Tables: [
                 filtered_scans_are_full_and_exact,
                 unfiltered_pages_read_what_they_return,
                 filtered_query_pages_count_their_reads,
@@ -168,7 +185,7 @@ macro_rules! __with_cases {
                 bad_read_budgets_and_scans_are_invalid_input,
                 typed_scans_and_streams_filter,
             ];
-            records, Uuid, records: [
+            records [records: Uuid] Tables: [
                 expired_records_are_never_read,
                 pages_stay_full_around_expired_records,
                 expired_records_free_their_key_and_unique_values,
@@ -176,7 +193,7 @@ macro_rules! __with_cases {
                 put_many_and_delete_many_round_trip,
                 a_failing_batch_is_all_or_nothing_where_atomic,
             ];
-            transactions, Uuid, transactions: [
+            transactions [transactions: Uuid] Tables: [
                 conditional_puts_write_only_when_the_condition_holds,
                 conditional_deletes_delete_only_when_the_condition_holds,
                 concurrent_conditional_creates_have_one_winner,
@@ -185,20 +202,20 @@ macro_rules! __with_cases {
                 transactions_over_the_limit_are_refused,
                 concurrent_transactions_sell_exactly_the_stock,
             ];
-            differential, Uuid, differential: [
+            differential [differential: Uuid] Tables: [
                 random_writes_agree_with_the_reference,
                 random_writes_without_unique_values_agree_with_the_reference,
                 a_transaction_names_its_first_failing_action,
                 adds_past_the_64_bit_range_are_refused,
             ];
-            races, Uuid, races: [
+            races [races: Uuid] Tables: [
                 overlapping_batches_leave_whole_records,
                 inserts_over_an_expired_record_have_one_winner,
             ];
-            kv_races, Uuid, races: [
+            races [kv_races: Uuid] Kv: [
                 kv_ttl_changes_on_one_key_race_cleanly,
             ];
-            tables, Uuid, tables: [
+            tables [tables: Uuid] Tables: [
                 round_trip_and_versions,
                 insert_is_create_only_and_put_upserts,
                 concurrent_inserts_of_one_key_have_one_winner,
@@ -235,7 +252,7 @@ macro_rules! __with_cases {
                 float_keys_sort_numerically,
                 every_call_on_a_dropped_table_is_not_found,
             ];
-            edges, Uuid, edges: [
+            edges [edges: Uuid] Tables: [
                 float_keys_hold_only_integers_a_float_holds_exactly,
                 paging_one_record_at_a_time_always_ends,
                 edited_cursors_are_invalid_input,
@@ -243,24 +260,19 @@ macro_rules! __with_cases {
                 long_field_names_are_refused_at_any_depth,
                 random_cursor_edits_are_refused_and_intact_cursors_continue,
             ];
-            schema_edges, Uuid, schema_edges: [
+            schema_edges [schema_edges: Uuid] Tables: [
                 table_names_that_differ_only_in_case_are_one_name,
                 adding_an_index_over_records_that_do_not_fit_it,
                 a_refused_unique_index_leaves_nothing_behind,
                 an_exact_named_table_is_one_table_for_every_prefix,
             ];
-            transfer_uuid, Uuid, transfer: [
-                kv_export_pages_every_live_item_once_with_its_deadline,
-                kv_import_keeps_values_and_deadlines_and_replaces,
-                kv_json_items_export_and_copy_as_their_json,
+            transfer [transfer_uuid: Uuid, transfer_int: Int] All: [
+                kv_export_pages_every_live_item_once_with_its_deadline: Uuid,
+                kv_import_keeps_values_and_deadlines_and_replaces: Uuid,
+                kv_json_items_export_and_copy_as_their_json: Uuid,
                 users_copy_out_and_back_unchanged,
                 users_import_into_a_store_that_never_saw_them,
-                records_copy_with_their_versions_and_tables,
-                racing_imports_leave_one_whole_winner,
-            ];
-            transfer_int, Int, transfer: [
-                users_copy_out_and_back_unchanged,
-                users_import_into_a_store_that_never_saw_them,
+                records_copy_with_their_versions_and_tables: Uuid,
                 racing_imports_leave_one_whole_winner,
             ];
         }
@@ -276,14 +288,25 @@ macro_rules! conformance_suite {
     };
 }
 
-/// The tests [`conformance_suite!`] expands to.
+/// The tests [`conformance_suite!`] expands to: a module per group and id kind.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __tests {
-    (($setup:ident) $($group:ident, $kind:ident, $module:ident: [$($case:ident),* $(,)?];)*) => {
-        $(
-            mod $group {
-                $(
+    (($setup:ident) $($module:ident [$($group:ident: $kind:ident),+] $suite:ident: $cases:tt;)*) => {
+        $($(
+            $crate::__group_tests! { $setup $module $group $kind $cases }
+        )+)*
+    };
+}
+
+/// The tests of one group with one id kind, in a module named by the group.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __group_tests {
+    ($setup:ident $module:ident $group:ident $kind:ident [$($case:ident $(: $only:ident)?),* $(,)?]) => {
+        mod $group {
+            $(
+                $crate::__with_kind! { $kind [$($only)?]
                     #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
                     async fn $case() {
                         $crate::run_case(
@@ -294,24 +317,52 @@ macro_rules! __tests {
                         )
                         .await;
                     }
-                )*
+                }
+            )*
+        }
+    };
+}
+
+/// The cases as [`Case`] values, for [`cases`], in the registry's order.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __case_list {
+    (() $($module:ident [$($group:ident: $kind:ident),+] $suite:ident: $cases:tt;)*) => {{
+        let mut list = ::std::vec::Vec::new();
+        $($(
+            $crate::__group_cases! { list $module $group $kind $suite $cases }
+        )+)*
+        list
+    }};
+}
+
+/// Pushes the [`Case`]s of one group with one id kind onto `$list`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __group_cases {
+    ($list:ident $module:ident $group:ident $kind:ident $suite:ident
+        [$($case:ident $(: $only:ident)?),* $(,)?]) => {
+        $(
+            $crate::__with_kind! { $kind [$($only)?]
+                $list.push($crate::Case {
+                    group: stringify!($group),
+                    name: stringify!($case),
+                    id_kind: $crate::harness::IdKind::$kind,
+                    suite: $crate::Suite::$suite,
+                    run: |fixture| ::std::boxed::Box::pin($crate::$module::$case(fixture)),
+                });
             }
         )*
     };
 }
 
-/// The cases as [`Case`] values, for [`cases`].
+/// Expands to what follows the brackets when a case runs with this id kind: it is not marked
+/// (empty brackets), or marked with this kind.
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __case_list {
-    (() $($group:ident, $kind:ident, $module:ident: [$($case:ident),* $(,)?];)*) => {
-        vec![$($(
-            $crate::Case {
-                group: stringify!($group),
-                name: stringify!($case),
-                id_kind: $crate::harness::IdKind::$kind,
-                run: |fixture| Box::pin($crate::$module::$case(fixture)),
-            },
-        )*)*]
-    };
+macro_rules! __with_kind {
+    ($kind:ident [] $($then:tt)*) => { $($then)* };
+    (Uuid [Uuid] $($then:tt)*) => { $($then)* };
+    (Int [Int] $($then:tt)*) => { $($then)* };
+    ($kind:ident [$only:ident] $($then:tt)*) => {};
 }

@@ -76,6 +76,14 @@ async fn check_selections(
     }
 }
 
+/// Inserts the [`nested`] document and checks each selection on it (see
+/// [`check_selections`]).
+async fn check_nested(f: &Fixture, cases: &[(&[&str], Value)]) {
+    let (store, schema) = ensure(f).await;
+    store.insert(&schema, doc(nested())).await.expect("insert");
+    check_selections(store, &schema, &RecordKey::with_sort("a", 1), cases).await;
+}
+
 /// Top-level fields and paths into nested maps keep their values at their places, with the
 /// table's key fields, and never the fields left out.
 pub async fn top_level_and_nested_paths_follow_the_reference(f: &Fixture) {
@@ -106,13 +114,8 @@ pub async fn top_level_and_nested_paths_follow_the_reference(f: &Fixture) {
 /// Selected list elements keep the list's order but not their positions, as DynamoDB
 /// answers: `a.b[2].c` is `{a: {b: [{c}]}}`, and `l[3]`, `l[1]` is `{l: [l1, l3]}`.
 pub async fn list_elements_keep_their_order_not_their_positions(f: &Fixture) {
-    let (store, schema) = ensure(f).await;
-    store.insert(&schema, doc(nested())).await.expect("insert");
-    let key = RecordKey::with_sort("a", 1);
-    check_selections(
-        store,
-        &schema,
-        &key,
+    check_nested(
+        f,
         &[
             (&["a.b[2].c"], json!({"a": {"b": [{"c": 5}]}})),
             (
@@ -131,13 +134,8 @@ pub async fn list_elements_keep_their_order_not_their_positions(f: &Fixture) {
 /// A path the record does not have is left out without an error: a missing field, an index
 /// past a list's end, a field of a scalar or of a list, an index into a map.
 pub async fn missing_paths_are_left_out_without_error(f: &Fixture) {
-    let (store, schema) = ensure(f).await;
-    store.insert(&schema, doc(nested())).await.expect("insert");
-    let key = RecordKey::with_sort("a", 1);
-    check_selections(
-        store,
-        &schema,
-        &key,
+    check_nested(
+        f,
         &[
             (&["missing"], json!({})),
             (&["l[7]"], json!({})),
@@ -310,15 +308,13 @@ pub async fn bad_selections_are_invalid_input(f: &Fixture) {
     let key = RecordKey::with_sort("a", 1);
     for select in &bad {
         let refused = |result: Result<(), Error>| {
-            assert!(
-                matches!(
-                    result,
-                    Err(Error::InvalidInput {
-                        what: "projection",
-                        ..
-                    })
-                ),
-                "{select:?}: {result:?}"
+            assert_matches!(
+                result,
+                Err(Error::InvalidInput {
+                    what: "projection",
+                    ..
+                }),
+                "{select:?}"
             );
         };
         refused(store.get_selected(&schema, &key, select).await.map(drop));
@@ -491,27 +487,21 @@ pub async fn typed_partial_records_read_as_a_second_type(f: &Fixture) {
     let wrong = table
         .get_as::<Order>(RecordKey::with_sort("c", 1), &Projection::new(["status"]))
         .await;
-    assert!(
-        matches!(
-            wrong,
-            Err(Error::InvalidInput {
-                what: "projection",
-                ..
-            })
-        ),
-        "{wrong:?}"
+    assert_matches!(
+        wrong,
+        Err(Error::InvalidInput {
+            what: "projection",
+            ..
+        })
     );
     let wrong = table
         .query_as::<Summary>(Query::table("c").select(["lines"]))
         .await;
-    assert!(
-        matches!(
-            wrong,
-            Err(Error::InvalidInput {
-                what: "projection",
-                ..
-            })
-        ),
-        "{wrong:?}"
+    assert_matches!(
+        wrong,
+        Err(Error::InvalidInput {
+            what: "projection",
+            ..
+        })
     );
 }

@@ -11,7 +11,7 @@ use storekit_core::table::{Document, KeyDef, KeyValue, RecordKey, TableSchema, T
 use storekit_core::{Error, Ttl};
 
 use crate::Fixture;
-use crate::tables::doc;
+use crate::tables::{doc, get};
 
 const TASKS: usize = 32;
 
@@ -326,10 +326,8 @@ pub async fn inserts_over_an_expired_record_have_one_winner(f: &Fixture) {
         })
         .collect();
     let winner = one_winner(tasks, "record").await;
-    let stored = store
-        .get(&schema, &RecordKey::new("one"))
+    let stored = get(&*store, &schema, &RecordKey::new("one"))
         .await
-        .expect("get")
         .expect("the winner's record");
     assert_eq!(
         (stored.version, stored.document["by"].clone()),
@@ -354,12 +352,12 @@ pub async fn inserts_over_an_expired_record_have_one_winner(f: &Fixture) {
         .await
         .expect("the expired record's value is free");
     let taken = json!({"id": "four", "token": token(winner)});
-    assert!(matches!(
+    assert_matches!(
         store.insert(&schema, doc(taken)).await,
         Err(Error::AlreadyExists {
             what: "unique value"
         })
-    ));
+    );
 
     let tasks = (0..TASKS)
         .map(|task| {
@@ -383,13 +381,7 @@ pub async fn inserts_over_an_expired_record_have_one_winner(f: &Fixture) {
         .filter_map(|(task, r)| r.as_ref().map(|_| task))
         .collect();
     assert_eq!(written, [winner], "no loser's record is written");
-    assert_eq!(
-        store
-            .get(&schema, &RecordKey::new("two"))
-            .await
-            .expect("get"),
-        None
-    );
+    assert_eq!(get(&*store, &schema, &RecordKey::new("two")).await, None);
     assert_eq!(store.count(&schema).await.expect("count"), 3);
 }
 
@@ -463,7 +455,7 @@ pub async fn kv_ttl_changes_on_one_key_race_cleanly(f: &Fixture) {
                 .expect("get_stale")
                 .expect("still kept, as expired");
         assert_eq!(stale.value, b"v");
-        assert!(matches!(stale.ttl, Ttl::Expired(_)), "{:?}", stale.ttl);
+        assert_matches!(stale.ttl, Ttl::Expired(_));
     }
 
     // Expired, and written again by one of 16 while 16 change its TTL.

@@ -11,8 +11,8 @@ use storekit_core::table::{
 
 use crate::Fixture;
 use crate::expressions::{all_pages, numbers};
-use crate::tables::doc;
 use crate::tables::settled;
+use crate::tables::{doc, get};
 
 /// `sessions`: partition `user`, sort `n`, the query index `by-kind` on (`kind`, `n`), the
 /// unique index `token`, and records expiring at `expires_at`.
@@ -92,21 +92,9 @@ pub async fn expired_records_are_never_read(f: &Fixture) {
     }
     let live: Vec<i64> = (0..30).filter(|n| n % 3 != 0).collect();
 
-    assert_eq!(store.get(&schema, &key("u", 0)).await.expect("get"), None);
-    assert!(
-        store
-            .get(&schema, &key("u", 1))
-            .await
-            .expect("get")
-            .is_some()
-    );
-    assert!(
-        store
-            .get(&schema, &key("u", 2))
-            .await
-            .expect("get")
-            .is_some()
-    );
+    assert_eq!(get(store, &schema, &key("u", 0)).await, None);
+    assert!(get(store, &schema, &key("u", 1)).await.is_some());
+    assert!(get(store, &schema, &key("u", 2)).await.is_some());
     assert!(
         !store
             .contains(&schema, &key("u", 3))
@@ -226,7 +214,7 @@ pub async fn expired_records_free_their_key_and_unique_values(f: &Fixture) {
         .await
         .expect("insert over expired");
     assert_eq!(inserted.document["token"], "fresh");
-    let read = store.get(&schema, &key("a", 1)).await.expect("get");
+    let read = get(store, &schema, &key("a", 1)).await;
     assert_eq!(
         read.map(|r| r.document["token"].clone()),
         Some(json!("fresh"))
@@ -252,15 +240,15 @@ pub async fn expired_records_free_their_key_and_unique_values(f: &Fixture) {
 
     // A live record keeps both.
     let live = json!({"user": "a", "n": 1, "token": "other"});
-    assert!(matches!(
+    assert_matches!(
         store.insert(&schema, doc(live)).await,
         Err(storekit_core::Error::AlreadyExists { .. })
-    ));
+    );
     let live = json!({"user": "z", "n": 1, "token": "fresh"});
-    assert!(matches!(
+    assert_matches!(
         store.insert(&schema, doc(live)).await,
         Err(storekit_core::Error::AlreadyExists { .. })
-    ));
+    );
     assert_eq!(store.count(&schema).await.expect("count"), 3);
 }
 
@@ -272,20 +260,11 @@ pub async fn records_expire_while_the_store_runs(f: &Fixture) {
     let record =
         json!({"user": "soon", "n": 1, "kind": "k", "token": "brief", "expires_at": expires});
     store.insert(&schema, doc(record)).await.expect("insert");
-    assert!(
-        store
-            .get(&schema, &key("soon", 1))
-            .await
-            .expect("get")
-            .is_some()
-    );
+    assert!(get(store, &schema, &key("soon", 1)).await.is_some());
     assert_eq!(store.count(&schema).await.expect("count"), 1);
     let wait = (expires - now()).max(0.0) + 0.2;
     tokio::time::sleep(Duration::from_secs_f64(wait)).await;
-    assert_eq!(
-        store.get(&schema, &key("soon", 1)).await.expect("get"),
-        None
-    );
+    assert_eq!(get(store, &schema, &key("soon", 1)).await, None);
     assert!(
         !store
             .contains(&schema, &key("soon", 1))
@@ -373,8 +352,8 @@ pub async fn put_many_and_delete_many_round_trip(f: &Fixture) {
         .await
         .expect("delete_many");
     assert_eq!(store.count(&schema).await.expect("count"), 30);
-    assert_eq!(store.get(&schema, &keys[0]).await.expect("get"), None);
-    assert!(store.get(&schema, &keys[30]).await.expect("get").is_some());
+    assert_eq!(get(store, &schema, &keys[0]).await, None);
+    assert!(get(store, &schema, &keys[30]).await.is_some());
 
     assert!(
         store
@@ -388,33 +367,33 @@ pub async fn put_many_and_delete_many_round_trip(f: &Fixture) {
     let too_many: Vec<Document> = (0..=MAX_BATCH)
         .map(|i| doc(json!({"id": format!("x{i}")})))
         .collect();
-    assert!(matches!(
+    assert_matches!(
         store.put_many(&schema, too_many).await,
         Err(Error::InvalidInput {
             what: "documents",
             ..
         })
-    ));
+    );
     let twice = vec![doc(json!({"id": "d"})), doc(json!({"id": "d"}))];
-    assert!(matches!(
+    assert_matches!(
         store.put_many(&schema, twice).await,
         Err(Error::InvalidInput {
             what: "documents",
             ..
         })
-    ));
+    );
     let too_many_keys: Vec<RecordKey> = (0..=MAX_BATCH)
         .map(|i| RecordKey::new(format!("x{i}")))
         .collect();
-    assert!(matches!(
+    assert_matches!(
         store.delete_many(&schema, &too_many_keys).await,
         Err(Error::InvalidInput { what: "keys", .. })
-    ));
+    );
     let bad_key = [RecordKey::new(7)];
-    assert!(matches!(
+    assert_matches!(
         store.delete_many(&schema, &bad_key).await,
         Err(Error::InvalidInput { what: "key", .. })
-    ));
+    );
     assert_eq!(
         store.count(&schema).await.expect("count"),
         30,
@@ -437,12 +416,12 @@ pub async fn a_failing_batch_is_all_or_nothing_where_atomic(f: &Fixture) {
         doc(json!({"user": "b", "n": 2, "token": "t2"})),
         doc(json!({"user": "b", "n": 3, "token": "taken"})),
     ];
-    assert!(matches!(
+    assert_matches!(
         store.put_many(&schema, batch).await,
         Err(Error::AlreadyExists {
             what: "unique value"
         })
-    ));
+    );
     let written = store
         .get_many(&schema, &[key("b", 1), key("b", 2), key("b", 3)])
         .await
@@ -458,11 +437,11 @@ pub async fn a_failing_batch_is_all_or_nothing_where_atomic(f: &Fixture) {
         doc(json!({"user": "c", "n": 1})),
         doc(json!({"user": "c", "n": "not an int"})),
     ];
-    assert!(matches!(
+    assert_matches!(
         store.put_many(&schema, invalid).await,
         Err(Error::InvalidInput { .. })
-    ));
-    assert_eq!(store.get(&schema, &key("c", 1)).await.expect("get"), None);
+    );
+    assert_eq!(get(store, &schema, &key("c", 1)).await, None);
 
     let expired = json!({"user": "e", "n": 1, "token": "old", "expires_at": now() - 5.0});
     store.insert(&schema, doc(expired)).await.expect("insert");

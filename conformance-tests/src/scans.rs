@@ -65,20 +65,39 @@ fn number(record: &Record) -> i64 {
     record.document["n"].as_i64().expect("n")
 }
 
-/// Every page of `scan`: the records in order, and each page.
-async fn scan_pages(store: &dyn TableStore, schema: &TableSchema, scan: &Scan) -> Vec<QueryPage> {
+/// The `n` of every record of `pages`, in order.
+fn numbers_of(pages: &[QueryPage]) -> Vec<i64> {
+    pages
+        .iter()
+        .flat_map(|p| p.items.iter().map(number))
+        .collect()
+}
+
+/// Every page of a read, `page` answering the page after a cursor (the first without one).
+async fn every_page(mut page: impl AsyncFnMut(Option<String>) -> QueryPage) -> Vec<QueryPage> {
     let mut pages = Vec::new();
-    let mut scan = scan.clone();
+    let mut cursor = None;
     loop {
-        let page = store.scan(schema, &scan).await.expect("scan");
-        let next = page.next.clone();
-        pages.push(page);
-        match next {
-            Some(next) => scan = scan.after(next),
-            None => return pages,
+        let read = page(cursor).await;
+        cursor = read.next.clone();
+        pages.push(read);
+        if cursor.is_none() {
+            return pages;
         }
         assert!(pages.len() < 2000, "the pages do not end");
     }
+}
+
+/// Every page of `scan`.
+async fn scan_pages(store: &dyn TableStore, schema: &TableSchema, scan: &Scan) -> Vec<QueryPage> {
+    every_page(async |cursor: Option<String>| {
+        let scan = match cursor {
+            Some(cursor) => scan.clone().after(cursor),
+            None => scan.clone(),
+        };
+        store.scan(schema, &scan).await.expect("scan")
+    })
+    .await
 }
 
 /// Every page of `query`.
@@ -87,18 +106,14 @@ async fn query_pages(
     schema: &TableSchema,
     query: &Query,
 ) -> Vec<QueryPage> {
-    let mut pages = Vec::new();
-    let mut query = query.clone();
-    loop {
-        let page = store.query(schema, &query).await.expect("query");
-        let next = page.next.clone();
-        pages.push(page);
-        match next {
-            Some(next) => query = query.after(next),
-            None => return pages,
-        }
-        assert!(pages.len() < 2000, "the pages do not end");
-    }
+    every_page(async |cursor: Option<String>| {
+        let query = match cursor {
+            Some(cursor) => query.clone().after(cursor),
+            None => query.clone(),
+        };
+        store.query(schema, &query).await.expect("query")
+    })
+    .await
 }
 
 /// The `n` of every record of `pages`, each exactly once (asserted), sorted.
@@ -203,10 +218,7 @@ pub async fn filtered_query_pages_count_their_reads(f: &Fixture) {
     // Partition p7 holds n = 7, 17, …, 497; 7, 57, 107, … match (every fifth).
     let query = Query::table("p7").filter(hit()).limit(2);
     let pages = query_pages(store, &schema, &query).await;
-    let numbers: Vec<i64> = pages
-        .iter()
-        .flat_map(|p| p.items.iter().map(number))
-        .collect();
+    let numbers = numbers_of(&pages);
     assert_eq!(numbers, (0..10).map(|i| 7 + 50 * i).collect::<Vec<_>>());
     assert_full(&pages, 2, "query");
     for page in &pages {
@@ -325,10 +337,7 @@ pub async fn read_budgets_cut_pages_and_continue_exactly(f: &Fixture) {
     // A query: in order, every match of the partition once.
     let query = Query::table("p7").filter(hit()).limit(3).read_budget(8);
     let pages = query_pages(store, &schema, &query).await;
-    let numbers: Vec<i64> = pages
-        .iter()
-        .flat_map(|p| p.items.iter().map(number))
-        .collect();
+    let numbers = numbers_of(&pages);
     assert_eq!(numbers, (0..10).map(|i| 7 + 50 * i).collect::<Vec<_>>());
     assert!(pages.iter().all(|page| page.read <= 8));
     if f.capabilities.exact_read_counts {
@@ -338,10 +347,7 @@ pub async fn read_budgets_cut_pages_and_continue_exactly(f: &Fixture) {
     }
     // Descending, the same matches backwards.
     let pages = query_pages(store, &schema, &query.descending()).await;
-    let mut backwards: Vec<i64> = pages
-        .iter()
-        .flat_map(|p| p.items.iter().map(number))
-        .collect();
+    let mut backwards = numbers_of(&pages);
     backwards.reverse();
     assert_eq!(backwards, (0..10).map(|i| 7 + 50 * i).collect::<Vec<_>>());
 }
@@ -360,10 +366,7 @@ pub async fn a_budget_under_the_limit_bounds_an_unfiltered_page(f: &Fixture) {
     assert_eq!(once_each(&pages, "scan"), (0..RECORDS).collect::<Vec<_>>());
     let query = Query::table("p1").limit(100).read_budget(20);
     let pages = query_pages(store, &schema, &query).await;
-    let numbers: Vec<i64> = pages
-        .iter()
-        .flat_map(|p| p.items.iter().map(number))
-        .collect();
+    let numbers = numbers_of(&pages);
     assert_eq!(numbers, (0..50).map(|i| 1 + 10 * i).collect::<Vec<_>>());
     assert_eq!(pages[0].items.len(), 20);
     assert_eq!(pages[0].read, 20);

@@ -4,27 +4,15 @@
 
 use serde_json::{Value, json};
 use storekit_core::Error;
-use storekit_core::table::{
-    KeyDef, KeyValue, Query, RecordKey, TableSchema, TableStatus, TableStore,
-};
+use storekit_core::table::{KeyDef, KeyValue, Query, RecordKey, TableSchema, TableStatus};
 
 use crate::Fixture;
-use crate::tables::doc;
+use crate::tables::{doc, ensure, get, insert};
 
 fn plain(name: &str) -> TableSchema {
     TableSchema::builder(name, KeyDef::text("id"))
         .build()
         .expect("valid schema")
-}
-
-async fn ensure<'a>(f: &'a Fixture, schema: &TableSchema) -> &'a dyn TableStore {
-    let store = f.tables().as_ref();
-    store.ensure_table(schema).await.expect("ensure_table");
-    store
-}
-
-async fn insert(store: &dyn TableStore, schema: &TableSchema, value: Value) {
-    store.insert(schema, doc(value)).await.expect("insert");
 }
 
 /// Table names that differ only in ASCII letter case are one name on every backend (SQLite
@@ -37,35 +25,20 @@ pub async fn table_names_that_differ_only_in_case_are_one_name(f: &Fixture) {
     insert(store, &lower, json!({"id": "a"})).await;
     let upper = plain("Things");
     let refused = store.ensure_table(&upper).await;
-    assert!(
-        matches!(
-            refused,
-            Err(Error::InvalidInput {
-                what: "table name",
-                ..
-            })
-        ),
-        "{refused:?}"
+    assert_matches!(
+        refused,
+        Err(Error::InvalidInput {
+            what: "table name",
+            ..
+        })
     );
     let through = store.insert(&upper, doc(json!({"id": "b"}))).await;
-    assert!(
-        matches!(through, Err(Error::NotFound { what: "table" })),
-        "{through:?}"
-    );
+    assert_matches!(through, Err(Error::NotFound { what: "table" }));
     let read = store.get(&upper, &RecordKey::new("a")).await;
-    assert!(
-        matches!(read, Err(Error::NotFound { what: "table" })),
-        "{read:?}"
-    );
+    assert_matches!(read, Err(Error::NotFound { what: "table" }));
     assert!(!store.drop_table(&upper).await.expect("drop the other name"));
     assert_eq!(store.count(&lower).await.expect("count"), 1);
-    assert!(
-        store
-            .get(&lower, &RecordKey::new("a"))
-            .await
-            .expect("get")
-            .is_some()
-    );
+    assert!(get(store, &lower, &RecordKey::new("a")).await.is_some());
     assert_eq!(
         store.ensure_table(&lower).await.expect("again"),
         TableStatus::Unchanged
@@ -77,9 +50,10 @@ pub async fn table_names_that_differ_only_in_case_are_one_name(f: &Fixture) {
         "Kv_Rowid",
     ] {
         let built = TableSchema::builder(reserved, KeyDef::text("id")).build();
-        assert!(
-            matches!(built, Err(Error::InvalidInput { what: "schema", .. })),
-            "{reserved}: {built:?}"
+        assert_matches!(
+            built,
+            Err(Error::InvalidInput { what: "schema", .. }),
+            "{reserved}"
         );
     }
 }
@@ -162,10 +136,8 @@ pub async fn adding_an_index_over_records_that_do_not_fit_it(f: &Fixture) {
     assert_eq!(code.map(|r| r.key), Some(RecordKey::new("wrong4")));
     // The record with nulls is in neither index, and reads back as a write under the new
     // schema stores it: without the nulls of its index fields, one version up.
-    let nulls = store
-        .get(&after, &RecordKey::new("null2"))
+    let nulls = get(store, &after, &RecordKey::new("null2"))
         .await
-        .expect("get")
         .expect("still there");
     assert_eq!(nulls.document, doc(json!({"id": "null2"})));
     assert_eq!(nulls.version, 2);
@@ -187,14 +159,11 @@ pub async fn a_refused_unique_index_leaves_nothing_behind(f: &Fixture) {
         .build()
         .expect("valid schema");
     let refused = store.ensure_table(&after).await;
-    assert!(
-        matches!(
-            refused,
-            Err(Error::AlreadyExists {
-                what: "unique value"
-            })
-        ),
-        "{refused:?}"
+    assert_matches!(
+        refused,
+        Err(Error::AlreadyExists {
+            what: "unique value"
+        })
     );
     assert_eq!(
         store.ensure_table(&before).await.expect("as it was"),
@@ -229,14 +198,12 @@ pub async fn a_refused_unique_index_leaves_nothing_behind(f: &Fixture) {
         let taken = store
             .insert(&after, doc(json!({"id": format!("new-{sku}"), "sku": sku})))
             .await;
-        assert!(
-            matches!(
-                taken,
-                Err(Error::AlreadyExists {
-                    what: "unique value"
-                })
-            ),
-            "{sku}: {taken:?}"
+        assert_matches!(
+            taken,
+            Err(Error::AlreadyExists {
+                what: "unique value"
+            }),
+            "{sku}"
         );
     }
 }
@@ -270,10 +237,7 @@ pub async fn an_exact_named_table_is_one_table_for_every_prefix(f: &Fixture) {
         exact("ab").build(),
         exact(&name).unique("by-sku", [KeyDef::text("sku")]).build(),
     ] {
-        assert!(
-            matches!(refused, Err(Error::InvalidInput { .. })),
-            "{refused:?}"
-        );
+        assert_matches!(refused, Err(Error::InvalidInput { .. }));
     }
 
     let (one, two) = (f.tables().as_ref(), f.neighbour_tables().as_ref());
@@ -310,15 +274,12 @@ pub async fn an_exact_named_table_is_one_table_for_every_prefix(f: &Fixture) {
         .build()
         .expect("valid schema");
     let other = one.ensure_table(&prefixed).await;
-    assert!(
-        matches!(other, Err(Error::SchemaMismatch { .. })),
-        "{other:?}"
-    );
+    assert_matches!(other, Err(Error::SchemaMismatch { .. }));
     assert_eq!(one.count(&schema).await.expect("count"), 2);
 
     assert!(one.drop_table(&schema).await.expect("drop"));
     let gone = two.get(&schema, &"p1".into()).await;
-    assert!(matches!(gone, Err(Error::NotFound { .. })), "{gone:?}");
+    assert_matches!(gone, Err(Error::NotFound { .. }));
     // The other store's catalog still names it; dropping there finds nothing more to drop.
     let _ = two
         .drop_table(&schema)

@@ -10,11 +10,12 @@
 use serde_json::json;
 use storekit_core::Error;
 use storekit_core::table::{
-    Condition, Document, KeyDef, KeyValue, Patch, RecordKey, TableSchema, Transaction,
+    Condition, Document, KeyDef, KeyValue, Patch, Record, RecordKey, TableSchema, TableStore,
+    Transaction,
 };
 
 use crate::Fixture;
-use crate::tables::doc;
+use crate::tables::{doc, get};
 
 /// `stock`: one record per `sku`, without unique indexes (so that DynamoDB can decide each
 /// conditional write in one request).
@@ -57,15 +58,12 @@ pub async fn conditional_puts_write_only_when_the_condition_holds(f: &Fixture) {
             .put_if(&schema, lamp(5, "L1"), &Condition::eq("stock", 1))
             .await;
         assert!(is_condition_conflict(&refused, 0), "{name}: {refused:?}");
-        assert_eq!(store.get(&schema, &key).await.expect("get"), None, "{name}");
+        assert_eq!(get(store, &schema, &key).await, None, "{name}");
         let refused = store
             .replace_if(&schema, lamp(5, "L1"), &Condition::not_exists("stock"))
             .await;
-        assert!(
-            matches!(refused, Err(Error::NotFound { what: "record" })),
-            "{name}: {refused:?}"
-        );
-        assert_eq!(store.get(&schema, &key).await.expect("get"), None, "{name}");
+        assert_matches!(refused, Err(Error::NotFound { what: "record" }), "{name}");
+        assert_eq!(get(store, &schema, &key).await, None, "{name}");
 
         // Create-only, as `not_exists` on the key.
         let created = store
@@ -84,7 +82,7 @@ pub async fn conditional_puts_write_only_when_the_condition_holds(f: &Fixture) {
         assert!(is_condition_conflict(&refused, 1), "{name}: {refused:?}");
         let refused = store.replace_if(&schema, lamp(10, "L2"), &low).await;
         assert!(is_condition_conflict(&refused, 1), "{name}: {refused:?}");
-        let stored = store.get(&schema, &key).await.expect("get").expect("lamp");
+        let stored = get(store, &schema, &key).await.expect("lamp");
         assert_eq!(
             (stored.version, &stored.document),
             (1, &lamp(5, "L1")),
@@ -105,7 +103,7 @@ pub async fn conditional_puts_write_only_when_the_condition_holds(f: &Fixture) {
             .await
             .expect("replace_if that holds");
         assert_eq!(replaced.version, 3, "{name}");
-        let stored = store.get(&schema, &key).await.expect("get").expect("lamp");
+        let stored = get(store, &schema, &key).await.expect("lamp");
         assert_eq!(
             (stored.version, &stored.document),
             (3, &lamp(3, "L3")),
@@ -116,15 +114,9 @@ pub async fn conditional_puts_write_only_when_the_condition_holds(f: &Fixture) {
             continue;
         }
         // The refused writes claimed nothing, and the allowed ones moved the value.
-        let holder = |code: &'static str| {
-            let schema = schema.clone();
-            async move {
-                store
-                    .get_by_unique(&schema, "code", &[KeyValue::from(code)])
-                    .await
-                    .expect("get_by_unique")
-                    .map(|r| r.key)
-            }
+        let holder = async |code: &str| {
+            let held = by_unique(store, &schema, "code", code).await;
+            held.map(|r| r.key)
         };
         assert_eq!(holder("L1").await, None);
         assert_eq!(holder("L2").await, None);
@@ -164,13 +156,10 @@ pub async fn conditional_deletes_delete_only_when_the_condition_holds(f: &Fixtur
         let sold_out = Condition::eq("stock", 0);
         let refused = store.delete_if(&schema, &key, &sold_out).await;
         assert!(is_condition_conflict(&refused, 1), "{name}: {refused:?}");
-        let stored = store.get(&schema, &key).await.expect("get").expect("kept");
+        let stored = get(store, &schema, &key).await.expect("kept");
         assert_eq!(stored.version, 1, "{name}");
         if !schema.uniques().is_empty() {
-            let held = store
-                .get_by_unique(&schema, "code", &[KeyValue::from("L1")])
-                .await
-                .expect("get_by_unique");
+            let held = by_unique(store, &schema, "code", "L1").await;
             assert_eq!(held.map(|r| r.key), Some(key.clone()), "{name}");
         }
 
@@ -179,7 +168,7 @@ pub async fn conditional_deletes_delete_only_when_the_condition_holds(f: &Fixtur
             .await
             .expect("delete_if that holds");
         assert!(deleted, "{name}");
-        assert_eq!(store.get(&schema, &key).await.expect("get"), None, "{name}");
+        assert_eq!(get(store, &schema, &key).await, None, "{name}");
         if !schema.uniques().is_empty() {
             // Freed with the record.
             store
@@ -230,10 +219,8 @@ pub async fn concurrent_conditional_creates_have_one_winner(f: &Fixture) {
         .filter_map(|joined| joined.expect("task"))
         .collect();
     assert_eq!(winners.len(), 1, "{winners:?}");
-    let stored = store
-        .get(&schema, &RecordKey::from("hot"))
+    let stored = get(store.as_ref(), &schema, &"hot".into())
         .await
-        .expect("get")
         .expect("written");
     assert_eq!(stored.version, 1);
     assert_eq!(stored.document["stock"], json!(winners[0].0));
@@ -247,13 +234,43 @@ fn orders() -> TableSchema {
         .expect("valid schema")
 }
 
-async fn ensure_all(f: &Fixture) -> (&dyn storekit_core::table::TableStore, [TableSchema; 3]) {
+async fn ensure_all(f: &Fixture) -> (&dyn TableStore, [TableSchema; 3]) {
     let store = f.tables().as_ref();
     let schemas = [plain(), coded(), orders()];
     for schema in &schemas {
         store.ensure_table(schema).await.expect("ensure_table");
     }
     (store, schemas)
+}
+
+/// The three tables with `lamp` in stock (2) and `old` holding code `C1`: where the
+/// transactions of one order start.
+async fn stocked(f: &Fixture) -> (&dyn TableStore, [TableSchema; 3]) {
+    let (store, schemas) = ensure_all(f).await;
+    let [stock, coded, _] = &schemas;
+    store
+        .insert(stock, doc(json!({"sku": "lamp", "stock": 2})))
+        .await
+        .expect("insert");
+    store
+        .insert(coded, doc(json!({"sku": "old", "code": "C1"})))
+        .await
+        .expect("insert");
+    (store, schemas)
+}
+
+/// The record of `schema` that holds `value` in its unique index `index`, if one does.
+async fn by_unique(
+    store: &dyn TableStore,
+    schema: &TableSchema,
+    index: &str,
+    value: impl Into<KeyValue>,
+) -> Option<Record> {
+    let values = [value.into()];
+    store
+        .get_by_unique(schema, index, &values)
+        .await
+        .expect("get_by_unique")
 }
 
 fn order(id: &str, number: i64) -> Document {
@@ -270,15 +287,7 @@ fn failed_at(result: &Result<(), Error>, at: usize) -> Option<&Error> {
 /// An order and its stock decrement, across two tables, with a check on a third record:
 /// every action applied.
 pub async fn a_transaction_across_tables_commits(f: &Fixture) {
-    let (store, [stock, coded, orders]) = ensure_all(f).await;
-    store
-        .insert(&stock, doc(json!({"sku": "lamp", "stock": 2})))
-        .await
-        .expect("insert");
-    store
-        .insert(&coded, doc(json!({"sku": "old", "code": "C1"})))
-        .await
-        .expect("insert");
+    let (store, [stock, coded, orders]) = stocked(f).await;
     let transaction = Transaction::new()
         .put_if(&orders, order("o-1", 1), Condition::not_exists("id"))
         .patch_if(
@@ -291,33 +300,17 @@ pub async fn a_transaction_across_tables_commits(f: &Fixture) {
         .delete(&coded, "old")
         .put(&coded, doc(json!({"sku": "new", "code": "C1"})));
     store.transact(&transaction).await.expect("transact");
-    let lamp = store
-        .get(&stock, &RecordKey::from("lamp"))
-        .await
-        .expect("get")
-        .expect("lamp");
+    let lamp = get(store, &stock, &"lamp".into()).await.expect("lamp");
     assert_eq!((lamp.version, &lamp.document["stock"]), (2, &json!(1)));
     assert_eq!(lamp.document["last"], json!("o-1"));
-    let written = store
-        .get_by_unique(&orders, "number", &[KeyValue::from(1)])
+    let written = by_unique(store, &orders, "number", 1)
         .await
-        .expect("get_by_unique")
         .expect("the order");
     assert_eq!((written.version, written.document), (1, order("o-1", 1)));
     // The unique value moved from the deleted record to the new one in the same transaction.
-    let holder = store
-        .get_by_unique(&coded, "code", &[KeyValue::from("C1")])
-        .await
-        .expect("get_by_unique")
-        .map(|r| r.key);
+    let holder = by_unique(store, &coded, "code", "C1").await.map(|r| r.key);
     assert_eq!(holder, Some(RecordKey::from("new")));
-    assert!(
-        store
-            .get(&coded, &RecordKey::from("old"))
-            .await
-            .expect("get")
-            .is_none()
-    );
+    assert!(get(store, &coded, &"old".into()).await.is_none());
     // An empty transaction does nothing.
     store.transact(&Transaction::new()).await.expect("empty");
 }
@@ -325,15 +318,7 @@ pub async fn a_transaction_across_tables_commits(f: &Fixture) {
 /// A transaction whose last action fails writes nothing of the others, and its error names
 /// that action: a failed check, a patch of a missing record, a taken unique value.
 pub async fn a_transaction_failing_on_its_last_action_leaves_nothing(f: &Fixture) {
-    let (store, [stock, coded, orders]) = ensure_all(f).await;
-    store
-        .insert(&stock, doc(json!({"sku": "lamp", "stock": 2})))
-        .await
-        .expect("insert");
-    store
-        .insert(&coded, doc(json!({"sku": "old", "code": "C1"})))
-        .await
-        .expect("insert");
+    let (store, [stock, coded, orders]) = stocked(f).await;
     store
         .insert(&orders, order("o-0", 7))
         .await
@@ -346,61 +331,30 @@ pub async fn a_transaction_failing_on_its_last_action_leaves_nothing(f: &Fixture
             .put(&coded, doc(json!({"sku": "new", "code": "C2"})))
     };
     let unchanged = || async {
-        assert!(
-            store
-                .get(&orders, &RecordKey::from("o-1"))
-                .await
-                .expect("get")
-                .is_none()
-        );
-        let lamp = store
-            .get(&stock, &RecordKey::from("lamp"))
-            .await
-            .expect("get")
-            .expect("lamp");
+        assert!(get(store, &orders, &"o-1".into()).await.is_none());
+        let lamp = get(store, &stock, &"lamp".into()).await.expect("lamp");
         assert_eq!((lamp.version, &lamp.document["stock"]), (1, &json!(2)));
-        let old = store
-            .get(&coded, &RecordKey::from("old"))
-            .await
-            .expect("get");
+        let old = get(store, &coded, &"old".into()).await;
         assert_eq!(old.map(|r| r.version), Some(1));
-        assert!(
-            store
-                .get(&coded, &RecordKey::from("new"))
-                .await
-                .expect("get")
-                .is_none()
-        );
+        assert!(get(store, &coded, &"new".into()).await.is_none());
         // No unique value was claimed or released.
         for (code, holder) in [("C1", Some(RecordKey::from("old"))), ("C2", None)] {
-            let held = store
-                .get_by_unique(&coded, "code", &[KeyValue::from(code)])
-                .await
-                .expect("get_by_unique")
-                .map(|r| r.key);
+            let held = by_unique(store, &coded, "code", code).await.map(|r| r.key);
             assert_eq!(held, holder, "{code}");
         }
-        assert!(
-            store
-                .get_by_unique(&orders, "number", &[KeyValue::from(1)])
-                .await
-                .expect("get_by_unique")
-                .is_none()
-        );
+        assert!(by_unique(store, &orders, "number", 1).await.is_none());
     };
 
     let refused = store
         .transact(&first().check(&stock, "other", Condition::exists("sku")))
         .await;
     let source = failed_at(&refused, 4);
-    assert!(
-        matches!(
-            source,
-            Some(Error::Conflict {
-                what: "condition",
-                ..
-            })
-        ),
+    assert_matches!(
+        source,
+        Some(Error::Conflict {
+            what: "condition",
+            ..
+        }),
         "{refused:?}"
     );
     unchanged().await;
@@ -408,23 +362,19 @@ pub async fn a_transaction_failing_on_its_last_action_leaves_nothing(f: &Fixture
     let refused = store
         .transact(&first().patch(&stock, "gone", Patch::new().add("stock", 1)))
         .await;
-    assert!(
-        matches!(
-            failed_at(&refused, 4),
-            Some(Error::NotFound { what: "record" })
-        ),
+    assert_matches!(
+        failed_at(&refused, 4),
+        Some(Error::NotFound { what: "record" }),
         "{refused:?}"
     );
     unchanged().await;
 
     let refused = store.transact(&first().put(&orders, order("o-2", 7))).await;
-    assert!(
-        matches!(
-            failed_at(&refused, 4),
-            Some(Error::AlreadyExists {
-                what: "unique value"
-            })
-        ),
+    assert_matches!(
+        failed_at(&refused, 4),
+        Some(Error::AlreadyExists {
+            what: "unique value"
+        }),
         "{refused:?}"
     );
     unchanged().await;
@@ -432,14 +382,12 @@ pub async fn a_transaction_failing_on_its_last_action_leaves_nothing(f: &Fixture
     let refused = store
         .transact(&first().delete_if(&orders, "o-0", Condition::eq("number", 8)))
         .await;
-    assert!(
-        matches!(
-            failed_at(&refused, 4),
-            Some(Error::Conflict {
-                what: "condition",
-                ..
-            })
-        ),
+    assert_matches!(
+        failed_at(&refused, 4),
+        Some(Error::Conflict {
+            what: "condition",
+            ..
+        }),
         "{refused:?}"
     );
     unchanged().await;
@@ -460,15 +408,12 @@ pub async fn transactions_over_the_limit_are_refused(f: &Fixture) {
     };
     store.transact(&checks(100)).await.expect("100 checks");
     let refused = store.transact(&checks(101)).await;
-    assert!(
-        matches!(
-            refused,
-            Err(Error::InvalidInput {
-                what: "transaction",
-                ..
-            })
-        ),
-        "{refused:?}"
+    assert_matches!(
+        refused,
+        Err(Error::InvalidInput {
+            what: "transaction",
+            ..
+        })
     );
     // A put on a table with one unique index counts 3: 33 fit, 34 do not.
     let puts = |n: usize| {
@@ -480,15 +425,12 @@ pub async fn transactions_over_the_limit_are_refused(f: &Fixture) {
         })
     };
     let refused = store.transact(&puts(34)).await;
-    assert!(
-        matches!(
-            refused,
-            Err(Error::InvalidInput {
-                what: "transaction",
-                ..
-            })
-        ),
-        "{refused:?}"
+    assert_matches!(
+        refused,
+        Err(Error::InvalidInput {
+            what: "transaction",
+            ..
+        })
     );
     assert_eq!(store.count(&coded).await.expect("count"), 0);
     store.transact(&puts(33)).await.expect("33 puts");
@@ -498,14 +440,12 @@ pub async fn transactions_over_the_limit_are_refused(f: &Fixture) {
         .check(&stock, "a", Condition::not_exists("sku"))
         .delete(&stock, "a");
     let refused = store.transact(&twice).await;
-    assert!(
-        matches!(
-            failed_at(&refused, 1),
-            Some(Error::InvalidInput {
-                what: "transaction",
-                ..
-            })
-        ),
+    assert_matches!(
+        failed_at(&refused, 1),
+        Some(Error::InvalidInput {
+            what: "transaction",
+            ..
+        }),
         "{refused:?}"
     );
 }
@@ -558,10 +498,8 @@ pub async fn concurrent_transactions_sell_exactly_the_stock(f: &Fixture) {
         .filter(|done| *done.as_ref().expect("task"))
         .count();
     assert_eq!(sold, 20);
-    let lamp = store
-        .get(&stock, &RecordKey::from("lamp"))
+    let lamp = get(store.as_ref(), &stock, &"lamp".into())
         .await
-        .expect("get")
         .expect("lamp");
     assert_eq!((lamp.version, &lamp.document["stock"]), (21, &json!(0)));
     assert_eq!(store.count(&orders).await.expect("count"), 20);

@@ -104,10 +104,10 @@ pub async fn kv_export_pages_every_live_item_once_with_its_deadline(f: &Fixture)
     assert_eq!(beta.len(), 23);
     assert!(beta.keys().all(|(ns, _)| ns == "beta"));
     assert!(export_all(store, Some("nothing"), 5).await.is_empty());
-    assert!(matches!(
+    assert_matches!(
         store.export_kv(None, None, 0).await,
         Err(Error::InvalidInput { .. })
-    ));
+    );
 }
 
 /// Imported items read back with their values and deadlines to the millisecond, replace
@@ -161,15 +161,12 @@ pub async fn kv_import_keeps_values_and_deadlines_and_replaces(f: &Fixture) {
 
     // Bad input is refused before anything is written.
     let twice = vec![entry("x", "k", b"1", None), entry("x", "k", b"2", None)];
-    assert!(matches!(
+    assert_matches!(
         store.import_kv(&twice).await,
         Err(Error::InvalidInput { .. })
-    ));
+    );
     let nul = vec![entry("x", "ok", b"1", None), entry("x", "a\0b", b"1", None)];
-    assert!(matches!(
-        store.import_kv(&nul).await,
-        Err(Error::InvalidInput { .. })
-    ));
+    assert_matches!(store.import_kv(&nul).await, Err(Error::InvalidInput { .. }));
     assert!(export_all(store, Some("x"), 10).await.is_empty());
 }
 
@@ -366,8 +363,9 @@ pub async fn users_import_into_a_store_that_never_saw_them(f: &Fixture) {
             .create_user(NewUser::new("next@example.com", "h"))
             .await
             .expect("create after import");
-        assert!(
-            matches!(next.id, UserId::Int(n) if n > 500),
+        assert_matches!(
+            next.id,
+            UserId::Int(n) if n > 500,
             "a new user after an imported id 500 got {}",
             next.id
         );
@@ -383,10 +381,10 @@ pub async fn users_import_into_a_store_that_never_saw_them(f: &Fixture) {
     rival.user.email = "ADA@example.com".into();
     rival.oauth_accounts.clear();
     rival.access_tokens.clear();
-    assert!(matches!(
+    assert_matches!(
         store.import_user(&rival).await,
         Err(Error::AlreadyExists { what: "email" })
-    ));
+    );
     assert_eq!(
         store.export_user(rival.user.id).await.expect("export"),
         None
@@ -396,12 +394,12 @@ pub async fn users_import_into_a_store_that_never_saw_them(f: &Fixture) {
     let mut thief = renumber(far.clone(), another_id(kind));
     thief.user.email = "thief@example.com".into();
     thief.access_tokens.clear();
-    assert!(matches!(
+    assert_matches!(
         store.import_user(&thief).await,
         Err(Error::AlreadyExists {
             what: "oauth account"
         })
-    ));
+    );
     assert_eq!(
         store.export_user(thief.user.id).await.expect("export"),
         None
@@ -419,10 +417,10 @@ pub async fn users_import_into_a_store_that_never_saw_them(f: &Fixture) {
         IdKind::Uuid => UserId::Int(7),
         IdKind::Int => UserId::Uuid(storekit_core::uuid::Uuid::now_v7()),
     };
-    assert!(matches!(
+    assert_matches!(
         store.import_user(&renumber(far, other_kind)).await,
         Err(Error::InvalidInput { .. })
-    ));
+    );
 }
 
 /// An id of the store's kind that no case creates.
@@ -541,26 +539,26 @@ pub async fn records_copy_with_their_versions_and_tables(f: &Fixture) {
         .document
         .insert("sku".into(), copied[1].document["sku"].clone());
     thief.key = schema.key_of(&thief.document).expect("key");
-    assert!(matches!(
+    assert_matches!(
         store.import_records(found, &[thief.clone()]).await,
         Err(Error::AlreadyExists {
             what: "unique value"
         })
-    ));
+    );
     assert_eq!(tables.get(&schema, &thief.key).await.expect("get"), None);
     // A record whose key does not match its document, or at version 0, is bad input.
     let mut wrong = copied[0].clone();
     wrong.key = copied[1].key.clone();
-    assert!(matches!(
+    assert_matches!(
         store.import_records(found, &[wrong]).await,
         Err(Error::InvalidInput { .. })
-    ));
+    );
     let mut zero = copied[0].clone();
     zero.version = 0;
-    assert!(matches!(
+    assert_matches!(
         store.import_records(found, &[zero]).await,
         Err(Error::InvalidInput { .. })
-    ));
+    );
     tables.drop_table(&schema).await.expect("drop");
 }
 

@@ -122,18 +122,12 @@ pub async fn email_lookup_is_unicode_case_insensitive(f: &Fixture) {
         .get_user_by_email("not-an-email")
         .await
         .expect_err("malformed");
-    assert!(
-        matches!(err, Error::InvalidInput { what: "email", .. }),
-        "{err:?}"
-    );
+    assert_matches!(err, Error::InvalidInput { what: "email", .. });
     let err = store
         .create_user(NewUser::new("two@@at", "h"))
         .await
         .expect_err("malformed");
-    assert!(
-        matches!(err, Error::InvalidInput { what: "email", .. }),
-        "{err:?}"
-    );
+    assert_matches!(err, Error::InvalidInput { what: "email", .. });
 }
 
 /// A second user with the same email in another case is refused and nothing is written.
@@ -153,10 +147,7 @@ pub async fn duplicate_email_in_other_case_is_refused(f: &Fixture) {
         .create_user(NewUser::new("STRAßE@EXAMPLE.COM", "other"))
         .await
         .expect_err("duplicate");
-    assert!(
-        matches!(err, Error::AlreadyExists { what: "email" }),
-        "{err:?}"
-    );
+    assert_matches!(err, Error::AlreadyExists { what: "email" });
     let found = store
         .get_user_by_email("straße@example.com")
         .await
@@ -231,15 +222,12 @@ pub async fn update_patches_and_bumps_version(f: &Fixture) {
         .update_user(user.id, UserPatch::new().hashed_password("x".repeat(9000)))
         .await
         .expect_err("too large");
-    assert!(matches!(err, Error::ValueTooLarge { .. }), "{err:?}");
+    assert_matches!(err, Error::ValueTooLarge { .. });
     let err = store
         .update_user(user.id, UserPatch::new().email("broken"))
         .await
         .expect_err("bad email");
-    assert!(
-        matches!(err, Error::InvalidInput { what: "email", .. }),
-        "{err:?}"
-    );
+    assert_matches!(err, Error::InvalidInput { what: "email", .. });
     let read = store.get_user(user.id).await.expect("get").expect("exists");
     assert_eq!(read.version, 2, "refused patches write nothing");
 }
@@ -260,10 +248,7 @@ pub async fn email_change_keeps_uniqueness(f: &Fixture) {
         .update_user(b.id, UserPatch::new().email("A@EXAMPLE.COM"))
         .await
         .expect_err("taken");
-    assert!(
-        matches!(err, Error::AlreadyExists { what: "email" }),
-        "{err:?}"
-    );
+    assert_matches!(err, Error::AlreadyExists { what: "email" });
     let found = store
         .get_user_by_email("b@example.com")
         .await
@@ -387,16 +372,13 @@ pub async fn stale_version_is_a_conflict(f: &Fixture) {
         )
         .await
         .expect_err("stale");
-    assert!(
-        matches!(
-            err,
-            Error::Conflict {
-                expected: 1,
-                actual: 2,
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_matches!(
+        err,
+        Error::Conflict {
+            expected: 1,
+            actual: 2,
+            ..
+        }
     );
     let read = store.get_user(user.id).await.expect("get").expect("exists");
     assert_eq!((read.version, read.hashed_password.as_str()), (2, "h"));
@@ -518,7 +500,7 @@ pub async fn delete_user_removes_accounts_and_tokens(f: &Fixture) {
             .is_none()
     );
     let err = store.delete_user(user.id).await.expect_err("already gone");
-    assert!(matches!(err, Error::NotFound { what: "user" }), "{err:?}");
+    assert_matches!(err, Error::NotFound { what: "user" });
 
     assert!(
         store
@@ -577,12 +559,12 @@ pub async fn list_users_pages_through_everyone(f: &Fixture) {
         .list_users(PageRequest::first(0))
         .await
         .expect_err("zero limit");
-    assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+    assert_matches!(err, Error::InvalidInput { .. });
     let err = store
         .list_users(PageRequest::after(5, "not a cursor"))
         .await
         .expect_err("bad cursor");
-    assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+    assert_matches!(err, Error::InvalidInput { .. });
 }
 
 /// Unknown ids read as `None` and fail updates with `NotFound`; ids of the wrong kind are
@@ -596,26 +578,23 @@ pub async fn missing_and_foreign_ids(f: &Fixture) {
         .update_user(absent, UserPatch::new().verified(true))
         .await
         .expect_err("absent");
-    assert!(matches!(err, Error::NotFound { what: "user" }), "{err:?}");
+    assert_matches!(err, Error::NotFound { what: "user" });
     let err = store.delete_user(absent).await.expect_err("absent");
-    assert!(matches!(err, Error::NotFound { what: "user" }), "{err:?}");
+    assert_matches!(err, Error::NotFound { what: "user" });
     let err = store.create_access_token(absent).await.expect_err("absent");
-    assert!(matches!(err, Error::NotFound { what: "user" }), "{err:?}");
+    assert_matches!(err, Error::NotFound { what: "user" });
     let err = store
         .add_oauth_account(absent, NewOAuthAccount::new("gh", "1", "e", "t"))
         .await
         .expect_err("absent");
-    assert!(matches!(err, Error::NotFound { what: "user" }), "{err:?}");
+    assert_matches!(err, Error::NotFound { what: "user" });
     let err = store.get_user(foreign_id(kind)).await.expect_err("foreign");
-    assert!(
-        matches!(
-            err,
-            Error::InvalidInput {
-                what: "user id",
-                ..
-            }
-        ),
-        "{err:?}"
+    assert_matches!(
+        err,
+        Error::InvalidInput {
+            what: "user id",
+            ..
+        }
     );
     assert_eq!(count_users(f).await, 0, "nothing was created");
 }
@@ -690,12 +669,12 @@ pub async fn oauth_accounts_round_trip(f: &Fixture) {
         .remove_oauth_account(user.id, "github", "77")
         .await
         .expect_err("gone");
-    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    assert_matches!(err, Error::NotFound { .. });
     let err = store
         .update_oauth_account(user.id, "github", "77", OAuthAccountPatch::new())
         .await
         .expect_err("gone");
-    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    assert_matches!(err, Error::NotFound { .. });
     assert_eq!(
         store.oauth_accounts(user.id).await.expect("list"),
         vec![updated]
@@ -704,7 +683,7 @@ pub async fn oauth_accounts_round_trip(f: &Fixture) {
         .add_oauth_account(user.id, NewOAuthAccount::new("", "1", "e", "t"))
         .await
         .expect_err("empty provider");
-    assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+    assert_matches!(err, Error::InvalidInput { .. });
 
     // Provider names and account ids share one limit, in bytes, on every backend.
     let longest = "é".repeat(LIMITS.max_oauth_id_bytes / 2);
@@ -726,7 +705,7 @@ pub async fn oauth_accounts_round_trip(f: &Fixture) {
         .add_oauth_account(user.id, NewOAuthAccount::new("gh", &*too_long, "e", "t"))
         .await
         .expect_err("account id too long");
-    assert!(matches!(err, Error::ValueTooLarge { .. }), "{err:?}");
+    assert_matches!(err, Error::ValueTooLarge { .. });
 }
 
 /// A (provider, account id) pair links to one user only, even when 16 tasks for two users race.
