@@ -31,11 +31,13 @@ const BACKEND: &str = "sqlite";
 const INLINE_RECORDS: usize = 32;
 
 /// The most records a filtered read without a read budget reads inline, on the calling
-/// thread: a page that needs more is read again, whole, on the blocking pool. A filter may
-/// read far more records than it returns, and the runtime is never held longer than one short
-/// statement; but most pages of a selective filter are found within this many, and the hop
-/// to the blocking pool costs more than such a page.
-const INLINE_READ: u64 = 256;
+/// thread, as many as an unfiltered read returns inline: a page that needs more is read
+/// again, whole, on the blocking pool. A filter may read far more records than it returns,
+/// and the runtime is never held longer than one short statement (a larger bound, 256, held
+/// both worker threads of a 2-core machine with 32 tasks querying and quartered their rate);
+/// but a page of a filter that most records meet is found within it, and the hop to the
+/// blocking pool costs more than such a page.
+const INLINE_READ: u64 = INLINE_RECORDS as u64;
 
 /// Records read per statement while filling new index columns.
 const FILL_PAGE: usize = 500;
