@@ -580,3 +580,57 @@ impl Postgres<'_> {
         b.sql(" #>> '{}' END, 'base64')");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn sqlite(condition: &Condition) -> String {
+        let mut b = Builder::new(Dialect::Sqlite, None);
+        super::condition(&mut b, condition, &["tag"]).expect("renders");
+        b.finish().sql.to_string()
+    }
+
+    /// The tests SQLite answers with its JSON functions use no evaluator, except for a stored
+    /// float; the rest are the evaluator's alone.
+    #[test]
+    fn sqlite_renders_plain_tests_natively_and_asks_the_evaluator_for_the_rest() {
+        let number = sqlite(&Condition::ge("price_cents", 501));
+        assert!(number.contains("json_type(document, ?1)"), "{number}");
+        assert!(
+            number.contains("WHEN 'integer' THEN json_extract"),
+            "{number}"
+        );
+        assert_eq!(
+            number.matches("storekit_match").count(),
+            1,
+            "a stored float: {number}"
+        );
+        for native in [
+            Condition::eq("status", "shipped").and(Condition::exists("m.x")),
+            Condition::between("name", "a", "b"),
+            Condition::is_in("l[1]", [json!("x"), json!("y")]),
+            Condition::not(Condition::not_exists("a")),
+        ] {
+            let text = sqlite(&native);
+            assert!(!text.contains("storekit_match"), "{native:?}: {text}");
+        }
+        for evaluated in [
+            Condition::eq("flag", true),
+            Condition::ge("big", json!(u64::MAX)),
+            Condition::ge("huge", json!(1e19)),
+            Condition::between("n", 1, "z"),
+            Condition::begins_with("name", "a"),
+            Condition::eq("odd-name", 1),
+            Condition::exists("tag"),
+        ] {
+            let text = sqlite(&evaluated);
+            assert!(
+                text.starts_with("storekit_match(document, ?1)"),
+                "{evaluated:?}: {text}"
+            );
+        }
+    }
+}
