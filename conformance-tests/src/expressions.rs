@@ -7,12 +7,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use storekit_core::Error;
 use storekit_core::table::expr::bytes_fields;
 use storekit_core::table::{
     Comparison, Condition, Document, KeyDef, KeyValue, Operand, Patch, Query, Record, RecordKey,
-    Returning, TableSchema, TableStore,
+    Returning, Table, TableSchema, TableStore,
 };
 
 use crate::Fixture;
@@ -621,6 +622,234 @@ pub async fn concurrent_adds_to_one_counter_are_exact(f: &Fixture) {
     let counter = store.get(&schema, &key).await.expect("get").expect("found");
     assert_eq!(counter.document["views"], json!(3200));
     assert_eq!(counter.version, 3201);
+}
+
+/// `counters`: the key and query index of `exprs`, without its unique index (nor expiry, nor
+/// computed keys): the shape whose patches PostgreSQL makes in one `UPDATE … RETURNING`, where
+/// `exprs`' take the locked read-and-write.
+fn counters_schema() -> TableSchema {
+    TableSchema::builder("counters", KeyDef::text("p"))
+        .sort_key(KeyDef::int("n"))
+        .index("by-kind", KeyDef::text("kind"), Some(KeyDef::int("n")))
+        .build()
+        .expect("valid schema")
+}
+
+/// 32 tasks add 1 a hundred times each to one counter of a table without a unique index,
+/// each asking for the updated value: the counter ends at exactly 3,200 and its version at
+/// 3,201, and the answers are 1 to 3,200 and versions 2 to 3,201, each exactly once (no
+/// add was lost, applied twice, or answered with another's result).
+pub async fn concurrent_adds_without_a_unique_index_are_exact(f: &Fixture) {
+    let schema = counters_schema();
+    let store = f.tables().as_ref();
+    store.ensure_table(&schema).await.expect("ensure_table");
+    let key = RecordKey::with_sort("counter", 1);
+    store
+        .insert(&schema, doc(json!({"p": "counter", "n": 1, "kind": "c"})))
+        .await
+        .expect("insert");
+    let tasks = (0..32).map(|_| {
+        let (store, schema, key) = (f.tables().clone(), schema.clone(), key.clone());
+        tokio::spawn(async move {
+            let mut seen = Vec::with_capacity(100);
+            for _ in 0..100 {
+                let done = store
+                    .patch(
+                        &schema,
+                        &key,
+                        &Patch::new().add("views", 1),
+                        None,
+                        Returning::UpdatedNew,
+                    )
+                    .await
+                    .expect("add");
+                let views = done.document.expect("updated")["views"]
+                    .as_u64()
+                    .expect("views");
+                seen.push((views, done.version));
+            }
+            seen
+        })
+    });
+    let mut answers = Vec::new();
+    for task in futures::future::join_all(tasks).await {
+        answers.extend(task.expect("task"));
+    }
+    answers.sort_unstable();
+    let expected: Vec<(u64, u64)> = (1..=3200).map(|views| (views, views + 1)).collect();
+    assert!(answers == expected, "adds answered out of step");
+    let counter = store.get(&schema, &key).await.expect("get").expect("found");
+    assert_eq!(counter.document["views"], json!(3200));
+    assert_eq!(counter.version, 3201);
+    assert_eq!(
+        counter.document["kind"],
+        json!("c"),
+        "the rest is untouched"
+    );
+}
+
+/// A record of the typed patch case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Order {
+    p: String,
+    n: i64,
+    kind: String,
+    status: String,
+    views: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+/// What a status change touches, read from `Returning::UpdatedNew`.
+#[derive(Debug, PartialEq, Deserialize)]
+struct StatusChange {
+    status: String,
+    views: i64,
+    note: Option<String>,
+}
+
+/// `Table::patch_returning` reads what `Returning` asks for as a second type: the touched
+/// fields as they are after (`UpdatedNew`, a removed one absent), the whole record after
+/// (`New`) or before (`Old`), nothing (`None`); with the version after the patch, on a table
+/// with a unique index and on one without; a refused condition changes nothing, and an
+/// answer that does not read as the type asked for is `InvalidInput`.
+pub async fn typed_patches_return_what_is_asked_as_a_second_type(f: &Fixture) {
+    for schema in [schema(), counters_schema()] {
+        f.tables()
+            .ensure_table(&schema)
+            .await
+            .expect("ensure_table");
+        let table: Table<Order> = Table::new(f.tables().clone(), schema.clone());
+        let key = RecordKey::with_sort("typed", 1);
+        let placed = Order {
+            p: "typed".into(),
+            n: 1,
+            kind: "k".into(),
+            status: "new".into(),
+            views: 0,
+            note: Some("fragile".into()),
+        };
+        table.insert(&placed).await.expect("insert");
+        let name = schema.name();
+
+        let ship = Patch::new()
+            .set("status", "shipped")
+            .add("views", 2)
+            .remove("note");
+        let shipped = table
+            .patch_returning::<StatusChange>(key.clone(), ship, None, Returning::UpdatedNew)
+            .await
+            .expect("UpdatedNew");
+        assert_eq!(shipped.version, 2, "{name}");
+        assert_eq!(
+            shipped.record,
+            Some(StatusChange {
+                status: "shipped".into(),
+                views: 2,
+                note: None,
+            }),
+            "{name}"
+        );
+
+        let viewed = table
+            .patch_returning::<Order>(
+                key.clone(),
+                Patch::new().add("views", 1),
+                None,
+                Returning::New,
+            )
+            .await
+            .expect("New");
+        let after_view = Order {
+            status: "shipped".into(),
+            views: 3,
+            note: None,
+            ..placed.clone()
+        };
+        assert_eq!(
+            (viewed.version, viewed.record),
+            (3, Some(after_view.clone())),
+            "{name}"
+        );
+
+        let delivered = table
+            .patch_returning::<Order>(
+                key.clone(),
+                Patch::new().set("status", "delivered"),
+                Condition::eq("status", "shipped"),
+                Returning::Old,
+            )
+            .await
+            .expect("Old");
+        assert_eq!(
+            (delivered.version, delivered.record),
+            (4, Some(after_view)),
+            "{name}"
+        );
+
+        let refused = table
+            .patch_returning::<StatusChange>(
+                key.clone(),
+                Patch::new().set("status", "lost").add("views", 1),
+                Condition::eq("status", "shipped"),
+                Returning::UpdatedNew,
+            )
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(Error::Conflict {
+                    what: "condition",
+                    actual: 4,
+                    ..
+                })
+            ),
+            "{name}: {refused:?}"
+        );
+
+        let quiet = table
+            .patch_returning::<StatusChange>(
+                key.clone(),
+                Patch::new().add("views", 1),
+                None,
+                Returning::None,
+            )
+            .await
+            .expect("None");
+        assert_eq!((quiet.version, quiet.record), (5, None), "{name}");
+
+        // `UpdatedNew` holds only `views`: not an `Order`. The patch is made all the same.
+        let partial = table
+            .patch_returning::<Order>(
+                key.clone(),
+                Patch::new().add("views", 1),
+                None,
+                Returning::UpdatedNew,
+            )
+            .await;
+        assert!(
+            matches!(partial, Err(Error::InvalidInput { what: "record", .. })),
+            "{name}: {partial:?}"
+        );
+
+        let now = table.get(key.clone()).await.expect("get").expect("found");
+        let expected = Order {
+            status: "delivered".into(),
+            views: 5,
+            note: None,
+            ..placed
+        };
+        assert_eq!((now.version, now.record), (6, expected), "{name}");
+        // `Table::patch` is `Returning::New` read as the table's own type.
+        let patched = table
+            .patch(key, Patch::new().set("status", "returned"))
+            .await
+            .expect("patch");
+        assert_eq!(
+            (patched.version, patched.record.status.as_str()),
+            (7, "returned")
+        );
+    }
 }
 
 fn scalar() -> impl Strategy<Value = Value> {

@@ -162,6 +162,8 @@ macro_rules! __with_cases {
                 patches_apply_every_action_or_none,
                 conditional_patches_change_nothing_when_refused,
                 concurrent_adds_to_one_counter_are_exact,
+                concurrent_adds_without_a_unique_index_are_exact,
+                typed_patches_return_what_is_asked_as_a_second_type,
             ];
             projections [projections: Uuid] Tables: [
                 top_level_and_nested_paths_follow_the_reference,

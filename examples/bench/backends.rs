@@ -16,7 +16,7 @@ use crate::raw_postgres;
 #[cfg(feature = "sqlite")]
 use crate::raw_sqlite;
 use crate::targets::{Kv, Products, Storekit, Users};
-use crate::{Backend, Plan, scale, workloads};
+use crate::{Backend, Plan, Workload, scale, workloads};
 
 /// Every workload on one backend, storekit and (except in memory) the raw driver.
 pub(crate) async fn bench(backend: Backend, plan: &Plan) -> Result<Vec<Sample>, BoxError> {
@@ -55,38 +55,49 @@ async fn compare<R: Kv + Users + Products + 'static>(
         let raw = raw
             .as_ref()
             .map(|(store, requests)| (store, plan.runner("raw", mode, requests.clone())));
-        let (kit_kv, raw_kv) = pair(plan, workloads::kv(&kit, storekit.clone(), plan.n), async {
-            match &raw {
-                Some((store, runner)) => workloads::kv(runner, Arc::clone(store), plan.n).await,
-                None => Vec::new(),
-            }
-        })
-        .await;
-        let (kit_users, raw_users) = pair(
-            plan,
-            workloads::storekit_users(&kit, storekit.clone()),
-            async {
-                match &raw {
-                    Some((store, runner)) => workloads::raw_users(runner, Arc::clone(store)).await,
-                    None => Vec::new(),
-                }
-            },
-        )
-        .await;
-        let (kit_tables, raw_tables) =
-            pair(plan, workloads::tables(&kit, storekit.clone()), async {
-                match &raw {
-                    Some((store, runner)) => workloads::tables(runner, Arc::clone(store)).await,
-                    None => Ok(Vec::new()),
-                }
-            })
+        if plan.runs(Workload::Kv) {
+            let (kit_kv, raw_kv) =
+                pair(plan, workloads::kv(&kit, storekit.clone(), plan.n), async {
+                    match &raw {
+                        Some((store, runner)) => {
+                            workloads::kv(runner, Arc::clone(store), plan.n).await
+                        }
+                        None => Vec::new(),
+                    }
+                })
+                .await;
+            samples.extend(kit_kv);
+            samples.extend(raw_kv);
+        }
+        if plan.runs(Workload::Users) {
+            let (kit_users, raw_users) = pair(
+                plan,
+                workloads::storekit_users(&kit, storekit.clone()),
+                async {
+                    match &raw {
+                        Some((store, runner)) => {
+                            workloads::raw_users(runner, Arc::clone(store)).await
+                        }
+                        None => Vec::new(),
+                    }
+                },
+            )
             .await;
-        samples.extend(kit_kv);
-        samples.extend(raw_kv);
-        samples.extend(kit_users);
-        samples.extend(raw_users);
-        samples.extend(kit_tables?);
-        samples.extend(raw_tables?);
+            samples.extend(kit_users);
+            samples.extend(raw_users);
+        }
+        if plan.runs(Workload::Tables) {
+            let (kit_tables, raw_tables) =
+                pair(plan, workloads::tables(&kit, storekit.clone()), async {
+                    match &raw {
+                        Some((store, runner)) => workloads::tables(runner, Arc::clone(store)).await,
+                        None => Ok(Vec::new()),
+                    }
+                })
+                .await;
+            samples.extend(kit_tables?);
+            samples.extend(raw_tables?);
+        }
     }
     Ok(samples)
 }

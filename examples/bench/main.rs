@@ -17,6 +17,7 @@
 //! `--seconds S`, the most calls and the longest time one measurement may take (20000, 1);
 //! `--rounds R` runs everything R times, storekit first in odd rounds and the raw driver first
 //! in even ones, and keeps each row's median round (1);
+//! `--only kv|users|tables` runs that workload only (`users` includes `tokens`; all by default);
 //! `--json FILE` also writes one JSON object per measurement; `--scale`, after the workloads,
 //! fills 10^6 items and users (`--scale-rows N`) and measures random reads at 10^4 and at that
 //! size, with the SQLite file's size and its WAL's largest size during the fill;
@@ -93,7 +94,8 @@ use backends::{bench, bench_scale};
 use measure::{Limits, Mode, Runner};
 
 const USAGE: &str = "usage: bench --backend memory|sqlite|postgres|dynamodb|all [--n N] \
-                     [--concurrency C] [--ops N] [--seconds S] [--rounds R] [--json FILE] [--scale] \
+                     [--concurrency C] [--ops N] [--seconds S] [--rounds R] [--only kv|users|tables] \
+                     [--json FILE] [--scale] \
                      [--scale-rows N] [--copy] [--copy-rows N] [--no-workloads]";
 
 /// The backends, in the order `all` runs them.
@@ -150,9 +152,36 @@ pub(crate) struct Plan {
     /// Measure the raw baseline before storekit. Rounds alternate, so that a burst of load on
     /// the shared machine does not always fall on the same peer.
     pub(crate) raw_first: bool,
+    /// `--only`: the one workload to run, so that work on one store is measured in minutes.
+    pub(crate) only: Option<Workload>,
+}
+
+/// A workload `--only` can choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Workload {
+    Kv,
+    /// Users and their tokens: the token phases work on the users this workload creates.
+    Users,
+    Tables,
+}
+
+impl Workload {
+    fn parse(text: &str) -> Result<Self, BoxError> {
+        match text {
+            "kv" => Ok(Self::Kv),
+            "users" => Ok(Self::Users),
+            "tables" => Ok(Self::Tables),
+            _ => Err(format!("--only: {text:?} is not kv, users or tables\n{USAGE}").into()),
+        }
+    }
 }
 
 impl Plan {
+    /// Whether `workload` is measured in this run.
+    pub(crate) fn runs(&self, workload: Workload) -> bool {
+        self.only.is_none_or(|only| only == workload)
+    }
+
     pub(crate) fn runner(
         &self,
         peer: &'static str,
@@ -174,6 +203,7 @@ impl Args {
         let mut backends = None;
         let mut plan = Plan {
             raw_first: false,
+            only: None,
             n: 100,
             concurrency: 32,
             limits: Limits {
@@ -200,6 +230,7 @@ impl Args {
                 }
                 "--json" => json = Some(PathBuf::from(value()?)),
                 "--rounds" => rounds = positive(&flag, &value()?)?,
+                "--only" => plan.only = Some(Workload::parse(&value()?)?),
                 "--scale" => scale = true,
                 "--scale-rows" => scale_rows = positive(&flag, &value()?)?,
                 "--copy" => copy = true,
@@ -423,6 +454,7 @@ mod tests {
     fn tiny_plan() -> Plan {
         Plan {
             raw_first: false,
+            only: None,
             n: 10,
             concurrency: 4,
             limits: Limits {
@@ -513,6 +545,12 @@ mod tests {
             (7, 3, 3, true)
         );
         assert_eq!((parsed.copy, parsed.workloads), (None, true));
+        assert_eq!(parsed.plan.only, None);
+        let Some(parsed) = args("--backend memory --only tables")? else {
+            panic!("not a help request");
+        };
+        assert!(parsed.plan.runs(Workload::Tables) && !parsed.plan.runs(Workload::Kv));
+        assert!(args("--backend memory --only tokens").is_err());
         assert!(args("--backend nosuch").is_err());
         assert!(
             args("--backend memory --copy").is_err(),

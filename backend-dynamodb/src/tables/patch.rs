@@ -224,7 +224,7 @@ impl DynamoDbStore {
                 Ok(version) => {
                     return Ok((
                         version,
-                        returned(patch, returning, &current.document, row.document()),
+                        returned(patch, returning, Some(&current.document), row.document()),
                     ));
                 }
                 Err(Error::Conflict { .. } | Error::NotFound { .. })

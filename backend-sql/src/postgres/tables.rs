@@ -615,7 +615,8 @@ impl TableBackend for PostgresStore {
                 .await?;
             if let Some(row) = row {
                 let new = record_of(&layout, &row)?;
-                let document = returned(patch, returning, &Document::new(), &new.document);
+                // Never `Returning::Old`, which takes the locked path: the record before is not read.
+                let document = returned(patch, returning, None, &new.document);
                 return Ok((new.version, document));
             }
         }
@@ -641,7 +642,7 @@ impl TableBackend for PostgresStore {
             let version = next_version(current.version)?;
             Ok((
                 version,
-                returned(patch, returning, &current.document, row.document()),
+                returned(patch, returning, Some(&current.document), row.document()),
             ))
         })
         .await

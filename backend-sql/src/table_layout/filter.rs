@@ -1,10 +1,27 @@
 //! Conditions of the expression language in SQL, for both dialects, values always bound.
 //!
-//! SQLite asks storekit's own evaluator, the memory backend's reference, registered on each
-//! connection as the function `storekit_match(document, spec)`: SQLite's JSON functions turn
-//! integers past 2^63 into floats and respell numbers inside lists, so rendering the language
-//! into them would give other answers than the reference on exactly the values the rules are
-//! about. The condition is bound as JSON and parsed once per statement.
+//! SQLite answers with its JSON functions only the tests where they agree with the reference
+//! by construction, and asks storekit's own evaluator, the memory backend's reference
+//! (registered on each connection as `storekit_match(document, spec)`, the spec bound as JSON
+//! and parsed once per statement), for every other one. SQLite's JSON functions turn integers
+//! past 2^63 into floats, respell numbers inside lists and parse decimal text by their own
+//! rounding, so rendering the whole language into them would answer otherwise on exactly the
+//! values the rules are about; but the evaluator parses the whole document for every row it
+//! tests, several times the cost of a JSON function. So a comparison, `between` or `in` of a
+//! path of plain names and indexes with text, or with a number within ±2^63 (an integer
+//! within `i64`), and `exists` / `not_exists`, are rendered natively:
+//!
+//! - the stored value's type is asked first (`json_type`), so a comparison across types is
+//!   false (`<>` true) as in the reference, and a missing path is NULL there;
+//! - text compares as text under SQLite's BINARY collation, which is the bytes' order;
+//! - a stored integer compares with the bound number exactly (SQLite compares an integer and
+//!   a float exactly, and a stored integer past 2^63, which `json_extract` reads as a float,
+//!   lies beyond every operand rendered natively, so it is ordered right and never equal);
+//! - a stored float (whose decimal text SQLite may round otherwise than Rust) is handed to
+//!   the evaluator, for that row and that test only.
+//!
+//! Bytes key fields (base64 text in the document, compared as bytes), `begins_with`,
+//! `contains`, `size`, and operands of other types always go to the evaluator.
 //!
 //! PostgreSQL renders each condition into `jsonb` operators. A path is `document -> field`
 //! for a top-level field and a bound strict SQL/JSON path below it, NULL when a step does not
@@ -46,18 +63,253 @@ pub(super) fn condition(
     bytes_fields: &[&str],
 ) -> Result<()> {
     match b.dialect {
-        Dialect::Sqlite => {
-            let spec = serde_json::to_string(&Spec {
-                c: condition,
-                b: bytes_fields,
-            })
-            .map_err(|e| Error::invalid("condition", e.to_string()))?;
-            b.sql("storekit_match(document, ")
-                .bind(Param::Text(spec))
-                .sql(")");
-            Ok(())
-        }
+        Dialect::Sqlite => Sqlite { bytes_fields }.condition(b, condition),
         Dialect::Postgres => Postgres { bytes_fields }.condition(b, condition),
+    }
+}
+
+/// SQLite: each test natively where the JSON functions agree with the reference, else by the
+/// evaluator (see the module docs). Every test is 0 or 1, never NULL, so `NOT` negates it.
+struct Sqlite<'a> {
+    bytes_fields: &'a [&'a str],
+}
+
+/// An operand SQLite compares natively, as bound.
+#[derive(Debug, Clone, PartialEq)]
+enum Native {
+    /// Compared with stored integers natively, with stored floats by the evaluator.
+    Number(Param),
+    /// Compared with stored text.
+    Text(String),
+}
+
+impl Native {
+    /// The operand, if SQLite compares it as the reference does (see the module docs).
+    fn of(operand: &Operand) -> Option<Self> {
+        /// 2^63: every float operand below it is rendered natively.
+        const BOUND: f64 = 9_223_372_036_854_775_808.0;
+        match operand {
+            Operand::Json(serde_json::Value::String(text)) => Some(Self::Text(text.clone())),
+            Operand::Json(serde_json::Value::Number(number)) => match number.as_i64() {
+                Some(int) => Some(Self::Number(Param::Int(int))),
+                None if number.is_f64() => number
+                    .as_f64()
+                    .filter(|f| f.is_finite() && f.abs() < BOUND)
+                    .map(|f| Self::Number(Param::Float(f))),
+                // An integer past `i64`.
+                None => None,
+            },
+            _ => None,
+        }
+    }
+
+    fn same_kind(&self, other: &Self) -> bool {
+        matches!(
+            (self, other),
+            (Self::Number(_), Self::Number(_)) | (Self::Text(_), Self::Text(_))
+        )
+    }
+
+    fn param(&self) -> Param {
+        match self {
+            Self::Number(param) => param.clone(),
+            Self::Text(text) => Param::Text(text.clone()),
+        }
+    }
+}
+
+impl Sqlite<'_> {
+    fn condition(&self, b: &mut Builder, condition: &Condition) -> Result<()> {
+        match condition {
+            Condition::And(all) => self.join(b, all, " AND ", "1"),
+            Condition::Or(any) => self.join(b, any, " OR ", "0"),
+            Condition::Not(inner) => {
+                b.sql("(NOT ");
+                self.condition(b, inner)?;
+                b.sql(")");
+                Ok(())
+            }
+            leaf => {
+                if !self.native(b, leaf)? {
+                    self.evaluated(b, leaf)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn join(
+        &self,
+        b: &mut Builder,
+        conditions: &[Condition],
+        separator: &str,
+        empty: &str,
+    ) -> Result<()> {
+        if conditions.is_empty() {
+            b.sql(empty);
+            return Ok(());
+        }
+        b.sql("(");
+        for (i, condition) in conditions.iter().enumerate() {
+            if i > 0 {
+                b.sql(separator);
+            }
+            self.condition(b, condition)?;
+        }
+        b.sql(")");
+        Ok(())
+    }
+
+    /// `storekit_match(document, spec)`: the reference's answer.
+    fn evaluated(&self, b: &mut Builder, condition: &Condition) -> Result<()> {
+        let spec = serde_json::to_string(&Spec {
+            c: condition,
+            b: self.bytes_fields,
+        })
+        .map_err(|e| Error::invalid("condition", e.to_string()))?;
+        b.sql("storekit_match(document, ")
+            .bind(Param::Text(spec))
+            .sql(")");
+        Ok(())
+    }
+
+    /// SQLite's JSON path of `path`, when each of its names is plain (ASCII letters, digits
+    /// and `_`, which a path never needs to quote) and it is no bytes key field.
+    fn json_path(&self, path: &Path) -> Option<String> {
+        if path.steps().len() == 1 && self.bytes_fields.contains(&path.field()) {
+            return None;
+        }
+        let mut text = String::from("$");
+        for step in path.steps() {
+            match step {
+                Step::Field(name)
+                    if !name.is_empty()
+                        && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') =>
+                {
+                    text.push('.');
+                    text.push_str(name);
+                }
+                Step::Field(_) => return None,
+                Step::Index(index) => text.push_str(&format!("[{index}]")),
+            }
+        }
+        Some(text)
+    }
+
+    /// Renders `leaf` natively if it can be (see the module docs); `false` if not, having
+    /// written nothing.
+    fn native(&self, b: &mut Builder, leaf: &Condition) -> Result<bool> {
+        Ok(match leaf {
+            Condition::Exists(path) | Condition::NotExists(path) => {
+                let Some(json_path) = self.json_path(path) else {
+                    return Ok(false);
+                };
+                b.sql("(json_type(document, ")
+                    .bind(Param::Text(json_path))
+                    .sql(")");
+                b.sql(if matches!(leaf, Condition::Exists(_)) {
+                    " IS NOT NULL)"
+                } else {
+                    " IS NULL)"
+                });
+                true
+            }
+            Condition::Compare { path, op, value } => {
+                let (Some(json_path), Some(operand)) = (self.json_path(path), Native::of(value))
+                else {
+                    return Ok(false);
+                };
+                // `<>` is the negation of `=`: true across types and where the path is missing.
+                let otherwise = if *op == Comparison::Ne { "1" } else { "0" };
+                self.typed(b, leaf, &json_path, &operand, otherwise, |b, value| {
+                    value(b);
+                    b.sql(" ").sql(op.symbol()).sql(" ").bind(operand.param());
+                })?;
+                true
+            }
+            Condition::Between { path, low, high } => {
+                let (Some(json_path), Some(low), Some(high)) =
+                    (self.json_path(path), Native::of(low), Native::of(high))
+                else {
+                    return Ok(false);
+                };
+                if !low.same_kind(&high) {
+                    return Ok(false);
+                }
+                self.typed(b, leaf, &json_path, &low, "0", |b, value| {
+                    b.sql("(");
+                    value(b);
+                    b.sql(" >= ").bind(low.param()).sql(" AND ");
+                    value(b);
+                    b.sql(" <= ").bind(high.param()).sql(")");
+                })?;
+                true
+            }
+            Condition::In { path, values } => {
+                let Some(json_path) = self.json_path(path) else {
+                    return Ok(false);
+                };
+                let Some(operands) = values.iter().map(Native::of).collect::<Option<Vec<_>>>()
+                else {
+                    return Ok(false);
+                };
+                let Some(first) = operands.first() else {
+                    return Ok(false);
+                };
+                if !operands.iter().all(|o| o.same_kind(first)) {
+                    return Ok(false);
+                }
+                self.typed(b, leaf, &json_path, first, "0", |b, value| {
+                    value(b);
+                    b.sql(" IN (");
+                    for (i, operand) in operands.iter().enumerate() {
+                        if i > 0 {
+                            b.sql(", ");
+                        }
+                        b.bind(operand.param());
+                    }
+                    b.sql(")");
+                })?;
+                true
+            }
+            _ => false,
+        })
+    }
+
+    /// `CASE json_type(document, path) WHEN <operand's type> THEN <test> … ELSE otherwise END`,
+    /// `test` given the stored value as `json_extract(document, path)`; a stored float, for a
+    /// number operand, goes to the evaluator.
+    fn typed(
+        &self,
+        b: &mut Builder,
+        leaf: &Condition,
+        json_path: &str,
+        operand: &Native,
+        otherwise: &str,
+        test: impl FnOnce(&mut Builder, &dyn Fn(&mut Builder)),
+    ) -> Result<()> {
+        let value = |b: &mut Builder| {
+            b.sql("json_extract(document, ")
+                .bind(Param::Text(json_path.to_owned()))
+                .sql(")");
+        };
+        b.sql("(CASE json_type(document, ")
+            .bind(Param::Text(json_path.to_owned()))
+            .sql(")");
+        match operand {
+            Native::Text(_) => {
+                b.sql(" WHEN 'text' THEN ");
+                test(b, &value);
+            }
+            Native::Number(_) => {
+                b.sql(" WHEN 'integer' THEN ");
+                test(b, &value);
+                b.sql(" WHEN 'real' THEN ");
+                self.evaluated(b, leaf)?;
+            }
+        }
+        b.sql(" ELSE ").sql(otherwise).sql(" END)");
+        Ok(())
     }
 }
 
@@ -326,5 +578,59 @@ impl Postgres<'_> {
         b.sql(") WHEN 'string' THEN ");
         self.value(b, path);
         b.sql(" #>> '{}' END, 'base64')");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn sqlite(condition: &Condition) -> String {
+        let mut b = Builder::new(Dialect::Sqlite, None);
+        super::condition(&mut b, condition, &["tag"]).expect("renders");
+        b.finish().sql.to_string()
+    }
+
+    /// The tests SQLite answers with its JSON functions use no evaluator, except for a stored
+    /// float; the rest are the evaluator's alone.
+    #[test]
+    fn sqlite_renders_plain_tests_natively_and_asks_the_evaluator_for_the_rest() {
+        let number = sqlite(&Condition::ge("price_cents", 501));
+        assert!(number.contains("json_type(document, ?1)"), "{number}");
+        assert!(
+            number.contains("WHEN 'integer' THEN json_extract"),
+            "{number}"
+        );
+        assert_eq!(
+            number.matches("storekit_match").count(),
+            1,
+            "a stored float: {number}"
+        );
+        for native in [
+            Condition::eq("status", "shipped").and(Condition::exists("m.x")),
+            Condition::between("name", "a", "b"),
+            Condition::is_in("l[1]", [json!("x"), json!("y")]),
+            Condition::not(Condition::not_exists("a")),
+        ] {
+            let text = sqlite(&native);
+            assert!(!text.contains("storekit_match"), "{native:?}: {text}");
+        }
+        for evaluated in [
+            Condition::eq("flag", true),
+            Condition::ge("big", json!(u64::MAX)),
+            Condition::ge("huge", json!(1e19)),
+            Condition::between("n", 1, "z"),
+            Condition::begins_with("name", "a"),
+            Condition::eq("odd-name", 1),
+            Condition::exists("tag"),
+        ] {
+            let text = sqlite(&evaluated);
+            assert!(
+                text.starts_with("storekit_match(document, ?1)"),
+                "{evaluated:?}: {text}"
+            );
+        }
     }
 }

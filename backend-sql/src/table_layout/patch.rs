@@ -19,12 +19,10 @@
 //! and its JSON functions respell numbers (see `filter.rs`).
 
 use serde_json::Value;
+use storekit_core::Result;
 use storekit_core::table::expr::Step;
-use storekit_core::table::patch::Action;
-use storekit_core::table::{
-    Condition, Document, KeyValue, Patch, RecordKey, Returning, canonicalize,
-};
-use storekit_core::{Error, Result};
+use storekit_core::table::patch::{Action, canonical_value};
+use storekit_core::table::{Condition, KeyValue, Patch, RecordKey, Returning};
 
 use super::{Builder, Dialect, Layout, MAX_VERSION_SQL, Param, filter};
 use crate::dialect::Statement;
@@ -80,12 +78,12 @@ impl Layout {
                 return Ok(None);
             }
             let action = match action {
-                Action::Set(_, value) => Fast::Set(field, canonical(value)?),
-                Action::SetIfAbsent(_, value) => Fast::SetIfAbsent(field, canonical(value)?),
+                Action::Set(_, value) => Fast::Set(field, canonical_value(value)?),
+                Action::SetIfAbsent(_, value) => Fast::SetIfAbsent(field, canonical_value(value)?),
                 Action::Remove(_) => Fast::Remove(field),
                 Action::Add(_, n) => Fast::Add(field, *n),
                 Action::Append(_, values) => {
-                    Fast::Append(field, canonical(&Value::Array(values.clone()))?)
+                    Fast::Append(field, canonical_value(&Value::Array(values.clone()))?)
                 }
                 _ => return Ok(None),
             };
@@ -383,17 +381,6 @@ fn stored_number(b: &mut Builder, field: &str) {
 
 fn field_param(b: &mut Builder, field: &str) {
     b.bind(Param::Text(field.to_owned())).sql("::text");
-}
-
-/// `value` as a write stores it (`2.0` as `2`, say), or the reference's refusal.
-fn canonical(value: &Value) -> Result<Value> {
-    let mut wrapper = Document::new();
-    wrapper.insert("v".to_owned(), value.clone());
-    canonicalize(&mut wrapper).map_err(|e| match e {
-        Error::InvalidInput { why, .. } => Error::invalid("patch", why),
-        other => other,
-    })?;
-    Ok(wrapper.remove("v").unwrap_or(Value::Null))
 }
 
 /// How deep `value` nests lists and maps (a scalar is 0).

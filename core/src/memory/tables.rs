@@ -100,7 +100,12 @@ impl MemoryStore {
             let version = table.write(schema, &row, Expect::Version(current.version), lag)?;
             Ok((
                 version,
-                crate::table::patch::returned(patch, returning, &current.document, row.document()),
+                crate::table::patch::returned(
+                    patch,
+                    returning,
+                    Some(&current.document),
+                    row.document(),
+                ),
             ))
         })
     }

@@ -86,18 +86,22 @@ pub struct Patched {
     pub document: Option<Document>,
 }
 
-/// What `returning` asks for, from the record before and after a patch.
+/// What `returning` asks for, from the record before (`old`) and after (`new`) a patch.
+///
+/// `old` is `None` where the backend made the patch without reading the record (PostgreSQL's
+/// one-statement patch), which it does only when `returning` is not [`Returning::Old`]; asked
+/// for then, there is nothing to return.
 #[must_use]
 pub fn returned(
     patch: &Patch,
     returning: Returning,
-    old: &Document,
+    old: Option<&Document>,
     new: &Document,
 ) -> Option<Document> {
     match returning {
         Returning::None => None,
         Returning::New => Some(new.clone()),
-        Returning::Old => Some(old.clone()),
+        Returning::Old => old.cloned(),
         Returning::UpdatedNew => Some(patch.updated(new)),
     }
 }
@@ -311,10 +315,19 @@ fn key_kind(schema: &TableSchema, path: &Path) -> Option<KeyType> {
         .map(|(_, kind)| kind)
 }
 
-fn check_value(value: &Value) -> Result<()> {
+/// `value` as a document stores it in a top-level field (`2.0` as `2`, say), or
+/// [`Error::InvalidInput`] (`"patch"`) when it breaks the document rules (a number out of
+/// DynamoDB's range, nesting, a field name): the value a backend writes for a patch's `set`,
+/// `set_if_absent` or `append`, and the check [`Patch::check`] makes of it.
+pub fn canonical_value(value: &Value) -> Result<Value> {
     let mut wrapper = serde_json::Map::new();
     wrapper.insert("v".to_owned(), value.clone());
-    crate::validate::normalize_json("patch", &mut wrapper)
+    crate::validate::normalize_json("patch", &mut wrapper)?;
+    Ok(wrapper.remove("v").unwrap_or(Value::Null))
+}
+
+fn check_value(value: &Value) -> Result<()> {
+    canonical_value(value).map(drop)
 }
 
 /// Why two actions' paths cannot be in one patch, if they cannot.

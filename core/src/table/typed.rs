@@ -233,20 +233,16 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
         patch: Patch,
         condition: impl Into<Option<Condition>>,
     ) -> Result<Versioned<T>> {
-        let condition = condition.into();
         let patched = self
-            .store
-            .patch(
-                &self.schema,
-                &key.into(),
-                &patch,
-                condition.as_ref(),
-                Returning::New,
-            )
+            .patch_returning::<T>(key, patch, condition, Returning::New)
             .await?;
         Ok(Versioned {
             version: patched.version,
-            record: from_document(patched.document.unwrap_or_default())?,
+            // A backend that answered `New` with nothing answers as an empty record would.
+            record: match patched.record {
+                Some(record) => record,
+                None => from_document(Document::new())?,
+            },
         })
     }
 
