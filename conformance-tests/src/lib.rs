@@ -1,7 +1,8 @@
 //! The storekit conformance suite: the contract every backend keeps.
 //!
 //! The cases are plain `pub async fn`s in [`users`], [`kv`], [`tables`], [`edges`],
-//! [`schema_edges`], [`expressions`], [`scans`], [`projections`], [`records`],
+//! [`schema_edges`], [`expressions`], [`scans`], [`projections`], [`index_projections`],
+//! [`records`],
 //! [`transactions`], [`differential`], [`races`], [`transfer`], [`input`], [`load`],
 //! [`observe`] and [`model`] that take a [`Fixture`] (fresh, empty
 //! stores) and fail by panicking. A backend runs them in one of two ways:
@@ -33,6 +34,7 @@ pub mod differential;
 pub mod edges;
 pub mod expressions;
 pub mod harness;
+pub mod index_projections;
 pub mod input;
 pub mod kv;
 pub mod load;
@@ -153,6 +155,15 @@ macro_rules! __with_cases {
                 bad_selections_are_invalid_input,
                 expired_records_are_not_read_through_a_projection,
                 typed_partial_records_read_as_a_second_type,
+            ];
+            index_projections, Uuid, index_projections: [
+                a_partial_index_returns_what_it_holds,
+                whole_records_come_from_the_table,
+                paths_a_partial_index_does_not_hold_are_refused,
+                a_partial_index_reads_as_a_type_of_its_fields,
+                a_projection_declared_otherwise_is_a_mismatch,
+                undeclared_indexes_are_left_alone_and_listed,
+                billing_and_tags_are_accepted_everywhere,
             ];
             scans, Uuid, scans: [
                 filtered_scans_are_full_and_exact,

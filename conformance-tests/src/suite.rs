@@ -17,7 +17,8 @@ use crate::{Fixture, SetupContext, run_case};
 pub struct Case {
     /// Its group: `users_uuid`, `users_int`, `kv`, `kv_races`, `input`, `load`, `observe`,
     /// `model_uuid`, `model_int`, `tables`, `edges`, `schema_edges`, `expressions`, `scans`,
-    /// `projections`, `records`, `transactions`, `differential`, `races`, `transfer_uuid` or
+    /// `projections`, `index_projections`, `records`, `transactions`, `differential`, `races`,
+    /// `transfer_uuid` or
     /// `transfer_int` (the module of the tests [`crate::conformance_suite!`] writes).
     pub group: &'static str,
     /// Its name, the name of its function.
@@ -45,7 +46,7 @@ pub enum Suite {
     /// implements only the user traits (the fixture's `kv` is not used).
     Users,
     /// The tables cases, `tables`, `edges`, `schema_edges`, `expressions`, `scans`,
-    /// `projections`, `records`, `transactions`, `differential` and `races`: for a store that
+    /// `projections`, `index_projections`, `records`, `transactions`, `differential` and `races`: for a store that
     /// implements `TableStore` (give the fixture one with
     /// `Fixture::with_tables`, and its transfer store with `Fixture::with_transfer`, which the
     /// `edges` case on versions imports records through).
@@ -67,6 +68,7 @@ impl Suite {
                     | "expressions"
                     | "scans"
                     | "projections"
+                    | "index_projections"
                     | "records"
                     | "transactions"
                     | "differential"

@@ -64,7 +64,8 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
             storekit_conformance::Capabilities::default()
                 .database_expires_items()
                 .record_batches_not_atomic()
-                .read_counts_include_read_ahead(),
+                .read_counts_include_read_ahead()
+                .undeclared_indexes_stay(),
         )
         .with_tables(store.clone())
         .with_neighbour_tables(neighbour)

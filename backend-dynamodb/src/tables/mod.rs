@@ -187,7 +187,29 @@ impl TableBackend for DynamoDbStore {
         // Checked here, which `ensure_table` calls first: the same limit as on PostgreSQL,
         // so a prefix that fits one backend fits all.
         schema.check_stored_name(self.config.table_prefix())?;
-        self.describe(schema).await
+        let Some((shape, mut differences)) = self.describe_checked(schema).await? else {
+            return Ok(None);
+        };
+        if differences.is_empty() {
+            return Ok(Some(shape));
+        }
+        // Billing and tags are DynamoDB's, compared here; the rest as core compares it, so
+        // that one error lists every difference.
+        if let Err(storekit_core::Error::SchemaMismatch {
+            differences: more, ..
+        }) = shape.compare(schema)
+        {
+            differences.extend(more);
+        }
+        Err(storekit_core::Error::SchemaMismatch {
+            table: schema.name().to_owned(),
+            differences,
+        })
+    }
+
+    fn queries_index_projections(&self) -> bool {
+        // A Query on a global secondary index returns what it projects.
+        true
     }
 
     async fn table_names(&self) -> Result<Vec<String>> {
