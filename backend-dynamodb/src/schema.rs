@@ -149,6 +149,36 @@ pub(crate) async fn tags_of(
     }
 }
 
+/// The live table's global secondary indexes that `table` does not define; none for a
+/// missing table.
+pub(crate) async fn undeclared(
+    client: &Client,
+    table: &TableDefinition,
+) -> Result<Vec<SchemaDifference>> {
+    let description = match client.describe_table().table_name(&table.name).send().await {
+        Ok(output) => output.table,
+        Err(err)
+            if matches!(
+                err.as_service_error(),
+                Some(DescribeTableError::ResourceNotFoundException(_))
+            ) =>
+        {
+            None
+        }
+        Err(err) => return Err(error::sdk(err)),
+    };
+    Ok(description
+        .iter()
+        .flat_map(TableDescription::global_secondary_indexes)
+        .filter_map(|index| index.index_name())
+        .filter(|name| !table.indexes.iter().any(|i| i.name == *name))
+        .map(|name| SchemaDifference {
+            object: format!("table {:?}", table.name),
+            difference: format!("index {name:?} is not declared: left alone"),
+        })
+        .collect())
+}
+
 /// Deletes the tables and waits until they are gone; missing tables are fine.
 pub(crate) async fn drop(client: &Client, tables: &[String]) -> Result<()> {
     for table in tables {

@@ -475,6 +475,20 @@ async fn the_catalogue_s_terraform_table_is_adopted_as_it_is() {
             undeclared,
             "and no drift after"
         );
+        // Recorded in the catalog now (an index was added): `schema check` compares it, billing
+        // and projections included, and lists the other team's index apart.
+        assert_eq!(store.schema_differences().await.expect("check"), []);
+        let listed: Vec<String> = store
+            .undeclared_indexes()
+            .await
+            .expect("undeclared")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            listed,
+            ["table \"product-table\": index \"stock-index\" is not declared: left alone"]
+        );
     };
     // Cleaned up whatever happened: the exact-named table and the store's own.
     let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await;

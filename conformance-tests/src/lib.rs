@@ -157,6 +157,7 @@ macro_rules! __with_cases {
                 typed_partial_records_read_as_a_second_type,
             ];
             index_projections, Uuid, index_projections: [
+                a_drifted_table_is_refused_and_an_undeclared_index_left_alone,
                 a_partial_index_returns_what_it_holds,
                 whole_records_come_from_the_table,
                 paths_a_partial_index_does_not_hold_are_refused,
@@ -233,7 +234,6 @@ macro_rules! __with_cases {
                 reads_after_writes_see_them_except_index_queries,
                 garbled_and_foreign_cursors_are_invalid_input,
                 concurrent_ensure_table_creates_it_once,
-                a_table_that_drifted_is_refused_with_its_differences,
                 adding_indexes_to_a_populated_table_backfills_them,
                 get_many_keeps_order_repeats_and_misses,
                 scan_and_count_see_every_record_once,
