@@ -262,7 +262,8 @@ impl TableDefinition {
                 };
                 let throughput = live_index_throughput(found);
                 if throughput != index.throughput {
-                    let said = |t: Option<Throughput>| t.map_or("none".to_owned(), |t| t.to_string());
+                    let said =
+                        |t: Option<Throughput>| t.map_or("none".to_owned(), |t| t.to_string());
                     differences.push(format!(
                         "index {:?} is provisioned at {}, declared {}",
                         index.name,

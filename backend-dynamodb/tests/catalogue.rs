@@ -146,7 +146,13 @@ async fn wait_active(client: &Client) {
 async fn delete_if_there(client: &Client) {
     if client.delete_table().table_name(TABLE).send().await.is_ok() {
         for _ in 0..400 {
-            if client.describe_table().table_name(TABLE).send().await.is_err() {
+            if client
+                .describe_table()
+                .table_name(TABLE)
+                .send()
+                .await
+                .is_err()
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -169,7 +175,7 @@ async fn put_as_pynamodb_does(client: &Client, n: usize) {
             "updated_at",
             AttributeValue::N(format!("{}.25", 1_700_000_000 + n)),
         )
-        .item("in_stock", AttributeValue::Bool(n % 2 == 0))
+        .item("in_stock", AttributeValue::Bool(n.is_multiple_of(2)))
         .item(
             "dimensions",
             AttributeValue::M(
@@ -182,11 +188,8 @@ async fn put_as_pynamodb_does(client: &Client, n: usize) {
             "images",
             AttributeValue::L(vec![AttributeValue::S(format!("{n}.png"))]),
         );
-    if n % 4 != 0 {
-        put = put.item(
-            "description",
-            AttributeValue::S(format!("a fine {name}")),
-        );
+    if !n.is_multiple_of(4) {
+        put = put.item("description", AttributeValue::S(format!("a fine {name}")));
     }
     put.send().await.expect("put item");
 }
@@ -206,7 +209,12 @@ fn catalogue(index_throughput: Throughput) -> TableSchema {
 }
 
 /// An index query, waited for: DynamoDB's GSIs are eventual.
-async fn settled(store: &DynamoDbStore, schema: &TableSchema, query: &Query, n: usize) -> QueryPage {
+async fn settled(
+    store: &DynamoDbStore,
+    schema: &TableSchema,
+    query: &Query,
+    n: usize,
+) -> QueryPage {
     for _ in 0..100 {
         let page = store.query(schema, query).await.expect("query");
         if page.items.len() == n {
@@ -289,7 +297,7 @@ async fn the_catalogue_s_terraform_table_is_adopted_as_it_is() {
             .expect("the same lamp");
         assert_eq!(record.document["dimensions"], json!({"w": n}));
         assert_eq!(record.document["images"], json!([format!("{n}.png")]));
-        assert_eq!(record.document["in_stock"], json!(n % 2 == 0));
+        assert_eq!(record.document["in_stock"], json!(n.is_multiple_of(2)));
 
         // storekit's writes are the repository's items: a raw GetItem reads them back.
         let written = store
@@ -343,7 +351,10 @@ async fn the_catalogue_s_terraform_table_is_adopted_as_it_is() {
             .item
             .expect("still there");
         assert_eq!(raw.get("price"), Some(&AttributeValue::N("5".into())));
-        assert_eq!(raw.get("images"), Some(&AttributeValue::L(vec![AttributeValue::S("1.png".into())])));
+        assert_eq!(
+            raw.get("images"),
+            Some(&AttributeValue::L(vec![AttributeValue::S("1.png".into())]))
+        );
 
         // Declared otherwise, the same table is drift, every difference listed.
         let on_demand = TableSchema::builder(TABLE, KeyDef::text("id"))
@@ -360,8 +371,10 @@ async fn the_catalogue_s_terraform_table_is_adopted_as_it_is() {
         );
         assert_eq!(
             mismatch(store.ensure_table(&catalogue(Throughput::new(5, 5))).await),
-            ["index \"product-name-index\" is provisioned at 10 read, 10 write units, declared \
-              5 read, 5 write units"]
+            [
+                "index \"product-name-index\" is provisioned at 10 read, 10 write units, declared \
+              5 read, 5 write units"
+            ]
         );
 
         // The exports render the table as Terraform declared it.
@@ -435,8 +448,12 @@ async fn the_catalogue_s_terraform_table_is_adopted_as_it_is() {
                     .throughput(Throughput::new(10, 10)),
             )
             .query_index(
-                QueryIndex::new("product-description-index", KeyDef::text("description"), None)
-                    .projected(IndexProjection::KeysOnly),
+                QueryIndex::new(
+                    "product-description-index",
+                    KeyDef::text("description"),
+                    None,
+                )
+                .projected(IndexProjection::KeysOnly),
             )
             .billing(Billing::Provisioned(Throughput::new(20, 20)))
             .exact_name()
@@ -464,7 +481,10 @@ async fn the_catalogue_s_terraform_table_is_adopted_as_it_is() {
             .expect("the new index");
         let throughput = added.provisioned_throughput().expect("provisioned");
         assert_eq!(
-            (throughput.read_capacity_units(), throughput.write_capacity_units()),
+            (
+                throughput.read_capacity_units(),
+                throughput.write_capacity_units()
+            ),
             (Some(20), Some(20))
         );
         let fine = Query::index("product-description-index", "a fine Desk");

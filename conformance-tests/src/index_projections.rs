@@ -22,7 +22,8 @@ use crate::tables::{doc, settled};
 /// `KEYS_ONLY`, `by-kind-some` including `name` and `price`, and `by-kind-all` projecting
 /// `ALL`.
 fn schema() -> TableSchema {
-    let on_kind = |name: &str| QueryIndex::new(name, KeyDef::text("kind"), Some(KeyDef::int("rank")));
+    let on_kind =
+        |name: &str| QueryIndex::new(name, KeyDef::text("kind"), Some(KeyDef::int("rank")));
     TableSchema::builder("iproj", KeyDef::text("id"))
         .query_index(on_kind("by-kind-keys").keys_only())
         .query_index(on_kind("by-kind-some").include(["price", "name"]))
@@ -76,7 +77,12 @@ pub async fn a_partial_index_returns_what_it_holds(f: &Fixture) {
     );
     assert!(keys.iter().all(|r| r.version == 0), "{keys:?}");
     assert_eq!(keys[0].key, RecordKey::new("a"));
-    let some = lamps(store, &schema, Query::index("by-kind-some", "lamp").descending()).await;
+    let some = lamps(
+        store,
+        &schema,
+        Query::index("by-kind-some", "lamp").descending(),
+    )
+    .await;
     assert_eq!(
         documents(&some),
         [
@@ -95,19 +101,13 @@ pub async fn a_partial_index_returns_what_it_holds(f: &Fixture) {
         .filter(Condition::exists("price"))
         .limit(1);
     let first = settled(store, &schema, &cheap, |page| page.next.is_some()).await;
-    assert_eq!(
-        documents(&first.items),
-        [json!({"id": "a", "price": 10})]
-    );
+    assert_eq!(documents(&first.items), [json!({"id": "a", "price": 10})]);
     let cursor = first.next.clone().expect("a second page");
     let second = store
         .query(&schema, &cheap.clone().after(cursor))
         .await
         .expect("query");
-    assert_eq!(
-        documents(&second.items),
-        [json!({"id": "c", "price": 30})]
-    );
+    assert_eq!(documents(&second.items), [json!({"id": "c", "price": 30})]);
 }
 
 /// `whole_records` returns the whole records from a partial index, at their versions, and
@@ -162,7 +162,10 @@ pub async fn paths_a_partial_index_does_not_hold_are_refused(f: &Fixture) {
     );
     refused(
         store
-            .query(&schema, &Query::index("by-kind-some", "lamp").select(["notes.x"]))
+            .query(
+                &schema,
+                &Query::index("by-kind-some", "lamp").select(["notes.x"]),
+            )
             .await,
         "projection",
     );
@@ -380,12 +383,19 @@ pub async fn undeclared_indexes_are_left_alone_and_listed(f: &Fixture) {
     if f.capabilities.undeclared_indexes_stay {
         assert_eq!(status, TableStatus::Unchanged);
     } else {
-        assert_eq!(status, TableStatus::IndexesAdded(vec!["by-size".to_owned()]));
+        assert_eq!(
+            status,
+            TableStatus::IndexesAdded(vec!["by-size".to_owned()])
+        );
     }
     let medium = Query::index("by-size", "m");
     let page = settled(store, &all, &medium, |page| page.items.len() == 1).await;
     let ids: Vec<&Value> = page.items.iter().map(|r| &r.document["id"]).collect();
-    assert_eq!(ids, [&json!("4")], "the index answers for the records as they are");
+    assert_eq!(
+        ids,
+        [&json!("4")],
+        "the index answers for the records as they are"
+    );
 }
 
 /// Billing, index throughput and tags are part of a schema on every backend: DynamoDB makes

@@ -426,7 +426,11 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
             ));
         }
         projections.push(included.map(|(span, fields)| {
-            (matches!(index.projection, ProjectionDecl::KeysOnly(_)), span, fields)
+            (
+                matches!(index.projection, ProjectionDecl::KeysOnly(_)),
+                span,
+                fields,
+            )
         }));
     }
 

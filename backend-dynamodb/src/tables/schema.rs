@@ -14,8 +14,8 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata as _;
 use aws_sdk_dynamodb::types::{
-    IndexStatus, KeySchemaElement, KeyType as DynamoKeyType, ScalarAttributeType,
-    TableDescription, TableStatus,
+    IndexStatus, KeySchemaElement, KeyType as DynamoKeyType, ScalarAttributeType, TableDescription,
+    TableStatus,
 };
 use storekit_core::table::{KeyShape, KeyType, MissingIndexes, TableSchema, TableShape};
 use storekit_core::{Error, Result};
@@ -246,10 +246,7 @@ impl DynamoDbStore {
 
     /// The live table's shape, or `None` if it does not exist.
     pub(super) async fn describe(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
-        Ok(self
-            .describe_checked(schema)
-            .await?
-            .map(|(shape, _)| shape))
+        Ok(self.describe_checked(schema).await?.map(|(shape, _)| shape))
     }
 
     /// The live table's shape, and how its billing, index throughputs and declared tags

@@ -1231,7 +1231,9 @@ async fn run_query<B: TableBackend>(
         // What the index holds, as DynamoDB answers from it: no version, which it does not
         // hold either.
         for f in &mut found {
-            f.record.document.retain(|field, _| held.contains(&field.as_str()));
+            f.record
+                .document
+                .retain(|field, _| held.contains(&field.as_str()));
             f.record.version = 0;
         }
     }

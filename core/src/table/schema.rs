@@ -753,7 +753,12 @@ impl TableSchemaBuilder {
                 )));
             }
         }
-        check_projections(&self.indexes, &self.partition, self.sort.as_ref(), &self.ttl)?;
+        check_projections(
+            &self.indexes,
+            &self.partition,
+            self.sort.as_ref(),
+            &self.ttl,
+        )?;
         check_billing(&self.billing, &self.indexes)?;
         check_tags(&self.tags)?;
         Ok(TableSchema(Arc::new(Inner {
