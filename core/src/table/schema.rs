@@ -1783,10 +1783,17 @@ mod tests {
         let again = TableSchema::from_shape("t_1", &schema.shape()).expect("valid");
         assert_eq!(again.shape(), schema.shape());
         assert_eq!(again.tags()["team"], "shop");
-        // Catalogs written before projections, billing and tags read as ALL, on demand.
-        let old = r#"{"partition":{"field":"id","kind":"Text"},"sort":null,"indexes":[
-            {"name":"ix","partition":{"field":"a","kind":"Text"},"sort":null}],"uniques":[]}"#;
-        let old: TableShape = serde_json::from_str(old).expect("an old catalog");
+        // A shape with nothing new is written as before projections, billing and tags, so
+        // catalogs stay as they were, and old catalogs read as ALL and on demand.
+        let plain = TableSchema::builder("t_2", KeyDef::text("id"))
+            .index("ix1", KeyDef::text("a"), None)
+            .build()
+            .expect("valid");
+        let text = serde_json::to_string(&plain.shape()).expect("json");
+        for new in ["projection", "throughput", "billing", "tags"] {
+            assert!(!text.contains(new), "{text}");
+        }
+        let old: TableShape = serde_json::from_str(&text).expect("an old catalog");
         assert_eq!(old.indexes[0].projection, IndexProjection::All);
         assert_eq!(old.billing, Billing::OnDemand);
     }
