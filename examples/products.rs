@@ -44,15 +44,22 @@ const DEFAULT_LIMIT: usize = 50;
 /// The header that carries the cursor of the next page of a listing.
 const NEXT_CURSOR: &str = "next-cursor";
 
-/// A product, and the catalogue's table as its Terraform declares it: hash key `id` (a UUID:
-/// text), and the GSI `product-name-index` on `name` (text) and `updated_at` (a float). The
-/// derive checks the fields and picks the key types from theirs, and gives `Product::key(id)`
-/// and `Product::query_product_name_index(name)`.
+/// A product, and the catalogue's table as its Terraform declares it: `product-table`, opened
+/// by that name (`exact_name`: no store prefix), hash key `id` (a UUID: text), and the GSI
+/// `product-name-index` on `name` (text) and `updated_at` (a float), projecting `INCLUDE` of
+/// the price. The derive checks the fields and picks the key types from theirs, and gives
+/// `Product::key(id)` and `Product::query_product_name_index(name)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Record)]
 #[storekit(
-    table = "products",
+    table = "product-table",
+    exact_name,
     partition = id,
-    index(name = "product-name-index", partition = name, sort = updated_at),
+    index(
+        name = "product-name-index",
+        partition = name,
+        sort = updated_at,
+        projection = INCLUDE(price_cents),
+    ),
 )]
 struct Product {
     id: Uuid,
@@ -280,11 +287,14 @@ async fn list_products(
     let page = match list.name {
         Some(name) => {
             // Verified: on DynamoDB the index is eventually consistent, so a product renamed a
-            // moment ago is re-read and left out rather than listed under its old name.
+            // moment ago is re-read and left out rather than listed under its old name. The
+            // index holds only names, prices and times: the listing shows whole products,
+            // which the verified re-read reads anyway.
             let mut query = Product::query_product_name_index(name.trim())
                 .descending()
                 .limit(limit)
-                .verified();
+                .verified()
+                .whole_records();
             if let Some(after) = list.after {
                 query = query.after(after);
             }

@@ -166,6 +166,14 @@ impl Stores {
         self.store.schema_differences().await
     }
 
+    /// The query indexes of the tables store's tables that their catalogs do not declare
+    /// (another client's global secondary indexes on an adopted DynamoDB table): left alone,
+    /// so never a difference, and listed by `storekit schema check`. SQL and memory keep no
+    /// such index (`ensure_table` forgets it, see `TableStatus::UndeclaredIndexes`): empty.
+    pub async fn undeclared_indexes(&self) -> Result<Vec<admin::SchemaDifference>> {
+        self.store.undeclared_indexes().await
+    }
+
     /// Drops every table of this store (its prefix only), the tables store's included, and
     /// everything in them: for tests and teardown. The memory store is left as it is.
     pub async fn drop_tables(&self) -> Result<()> {

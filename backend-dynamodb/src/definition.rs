@@ -1,33 +1,32 @@
 //! The one definition of every DynamoDB table storekit makes: its name, key attributes with
-//! their types, keys, global secondary indexes and TTL attribute.
+//! their types, keys, global secondary indexes with their projections, billing, tags and TTL
+//! attribute.
 //!
 //! `migrate` and `ensure_table` send CreateTable (and UpdateTable, to add an index) built from
 //! a [`TableDefinition`]; the Terraform and CloudFormation exports (the export module) render
 //! the same value, and `schema_differences` compares a live table with it. So a key name or
 //! type is written down once, and an exported table is the table the backend would have made.
-//! Every table is billed per request and every index projects `ALL` (index queries return
-//! whole records).
+//! The store's own tables are billed per request; a declared table as its schema says
+//! (`TableSchemaBuilder::billing`), each index projecting what it declares.
+
+use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
 use aws_sdk_dynamodb::operation::update_table::builders::UpdateTableFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
-    GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType as DynamoKeyType, Projection,
-    ProjectionType, ScalarAttributeType, TableDescription,
+    GlobalSecondaryIndexDescription, GlobalSecondaryIndexUpdate, KeySchemaElement,
+    KeyType as DynamoKeyType, Projection, ProjectionType, ProvisionedThroughput,
+    ScalarAttributeType, TableDescription, Tag,
 };
 use storekit_core::Result;
-use storekit_core::table::{KeyDef, KeyType, TableSchema};
+use storekit_core::table::{Billing, IndexProjection, KeyDef, KeyType, TableSchema, Throughput};
 
 use crate::config::DynamoDbConfig;
 use crate::error;
 use crate::item::{PK, SK};
 use crate::kv::TTL;
-
-/// The billing mode of every table.
-pub(crate) const BILLING: BillingMode = BillingMode::PayPerRequest;
-/// The projection of every global secondary index.
-pub(crate) const PROJECTION: ProjectionType = ProjectionType::All;
 
 /// A table as storekit creates it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,9 +43,13 @@ pub(crate) struct TableDefinition {
     pub(crate) indexes: Vec<IndexDefinition>,
     /// The attribute native TTL is enabled on.
     pub(crate) ttl: Option<String>,
+    /// How the table is billed.
+    pub(crate) billing: Billing,
+    /// Its tags.
+    pub(crate) tags: BTreeMap<String, String>,
 }
 
-/// A global secondary index, projecting `ALL`.
+/// A global secondary index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct IndexDefinition {
     /// Its name.
@@ -55,6 +58,10 @@ pub(crate) struct IndexDefinition {
     pub(crate) hash: String,
     /// Its sort key.
     pub(crate) range: Option<String>,
+    /// What it holds of each item.
+    pub(crate) projection: IndexProjection,
+    /// Its capacity, on a provisioned table (the index's own or the table's).
+    pub(crate) throughput: Option<Throughput>,
 }
 
 /// The attribute type a key type is stored as (`N` holds both ints and floats).
@@ -94,6 +101,8 @@ impl TableDefinition {
             range: Some(SK.to_owned()),
             indexes: Vec::new(),
             ttl: ttl.map(str::to_owned),
+            billing: Billing::OnDemand,
+            tags: BTreeMap::new(),
         }
     }
 
@@ -120,13 +129,18 @@ impl TableDefinition {
             indexes: schema
                 .indexes()
                 .iter()
-                .map(|index| IndexDefinition {
+                .enumerate()
+                .map(|(position, index)| IndexDefinition {
                     name: index.name().to_owned(),
                     hash: index.partition().field().to_owned(),
                     range: index.sort().map(|s| s.field().to_owned()),
+                    projection: index.projection().clone(),
+                    throughput: schema.index_throughput(position),
                 })
                 .collect(),
             ttl: schema.ttl().map(str::to_owned),
+            billing: schema.billing(),
+            tags: schema.tags().clone(),
         }
     }
 
@@ -153,7 +167,7 @@ impl TableDefinition {
             .collect()
     }
 
-    /// The CreateTable request making the table with its indexes; not sent.
+    /// The CreateTable request making the table with its indexes, billing and tags; not sent.
     pub(crate) fn create_request(&self, client: &Client) -> Result<CreateTableFluentBuilder> {
         let names: Vec<&str> = self.attributes.iter().map(|(f, _)| f.as_str()).collect();
         let indexes = self
@@ -163,21 +177,43 @@ impl TableDefinition {
                 GlobalSecondaryIndex::builder()
                     .index_name(&index.name)
                     .set_key_schema(Some(key_schema(&index.hash, index.range.as_deref())?))
-                    .projection(projection())
+                    .projection(projection(&index.projection))
+                    .set_provisioned_throughput(index.throughput.map(provisioned).transpose()?)
                     .build()
                     .map_err(error::build)
             })
             .collect::<Result<Vec<_>>>()?;
+        let tags = self
+            .tags
+            .iter()
+            .map(|(key, value)| {
+                Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build()
+                    .map_err(error::build)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (mode, throughput) = match self.billing {
+            Billing::OnDemand => (BillingMode::PayPerRequest, None),
+            Billing::Provisioned(throughput) => {
+                (BillingMode::Provisioned, Some(provisioned(throughput)?))
+            }
+        };
         Ok(client
             .create_table()
             .table_name(&self.name)
-            .billing_mode(BILLING)
+            .billing_mode(mode)
+            .set_provisioned_throughput(throughput)
             .set_attribute_definitions(Some(self.attribute_definitions(&names)?))
             .set_key_schema(Some(key_schema(&self.hash, self.range.as_deref())?))
-            .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes)))
+            .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
+            .set_tags((!tags.is_empty()).then_some(tags)))
     }
 
-    /// The UpdateTable request adding the index at `position` to the live table; not sent.
+    /// The UpdateTable request adding the index at `position` to the live table, with its
+    /// projection and, on a provisioned table, its throughput (which DynamoDB requires
+    /// there); not sent.
     pub(crate) fn add_index_request(
         &self,
         client: &Client,
@@ -190,7 +226,8 @@ impl TableDefinition {
         let create = CreateGlobalSecondaryIndexAction::builder()
             .index_name(&index.name)
             .set_key_schema(Some(key_schema(&index.hash, index.range.as_deref())?))
-            .projection(projection())
+            .projection(projection(&index.projection))
+            .set_provisioned_throughput(index.throughput.map(provisioned).transpose()?)
             .build()
             .map_err(error::build)?;
         Ok(client
@@ -202,10 +239,66 @@ impl TableDefinition {
             ))
     }
 
+    /// How the live table's billing, the throughput of the declared indexes it has, and its
+    /// tags (when read: `None` leaves them out) differ from the definition. Tags the
+    /// definition does not have are left alone, as indexes are.
+    pub(crate) fn capacity_differences(
+        &self,
+        live: &TableDescription,
+        tags: Option<&BTreeMap<String, String>>,
+    ) -> Vec<String> {
+        let mut differences = Vec::new();
+        let billing = live_billing(live);
+        if billing != self.billing {
+            differences.push(format!("billed {billing}, declared {}", self.billing));
+        } else if let Billing::Provisioned(_) = self.billing {
+            for index in &self.indexes {
+                let Some(found) = live
+                    .global_secondary_indexes()
+                    .iter()
+                    .find(|i| i.index_name() == Some(index.name.as_str()))
+                else {
+                    continue;
+                };
+                let throughput = live_index_throughput(found);
+                if throughput != index.throughput {
+                    let said =
+                        |t: Option<Throughput>| t.map_or("none".to_owned(), |t| t.to_string());
+                    differences.push(format!(
+                        "index {:?} is provisioned at {}, declared {}",
+                        index.name,
+                        said(throughput),
+                        said(index.throughput)
+                    ));
+                }
+            }
+        }
+        if let Some(live_tags) = tags {
+            differences.extend(self.tag_differences(live_tags));
+        }
+        differences
+    }
+
+    /// The declared tags the live table lacks or holds with another value; tags it has
+    /// beyond them are left alone.
+    pub(crate) fn tag_differences(&self, live: &BTreeMap<String, String>) -> Vec<String> {
+        self.tags
+            .iter()
+            .filter_map(|(key, value)| match live.get(key) {
+                None => Some(format!("tag {key:?} is missing, declared {value:?}")),
+                Some(found) if found != value => {
+                    Some(format!("tag {key:?} is {found:?}, declared {value:?}"))
+                }
+                Some(_) => None,
+            })
+            .collect()
+    }
+
     /// How a live table differs from the definition: its keys, the types of the key
-    /// attributes, and each index's keys and projection. Indexes the definition does not have
-    /// are left alone (another client may query by them); TTL is checked apart
-    /// (by the schema module), as DescribeTable does not show it.
+    /// attributes, each index's keys and projection, the billing and each index's
+    /// throughput. Indexes the definition does not have are left alone (another client may
+    /// query by them); TTL and tags are checked apart (by the schema module), as
+    /// DescribeTable does not show them.
     pub(crate) fn differences(&self, live: &TableDescription) -> Vec<String> {
         let mut differences = Vec::new();
         let types = |elements: &[KeySchemaElement]| -> Vec<String> {
@@ -262,22 +355,84 @@ impl TableDefinition {
                     keys.join(", ")
                 ));
             }
-            let projection = found.projection().and_then(Projection::projection_type);
-            if projection != Some(&PROJECTION) {
+            let projection = live_projection(found.projection());
+            if projection != index.projection {
                 differences.push(format!(
-                    "index {:?} projects {}, expected {}",
-                    index.name,
-                    projection.map_or("nothing", ProjectionType::as_str),
-                    PROJECTION.as_str()
+                    "index {:?} projects {projection}, expected {}",
+                    index.name, index.projection
                 ));
             }
         }
+        differences.extend(self.capacity_differences(live, None));
         differences
     }
 }
 
-fn projection() -> Projection {
-    Projection::builder().projection_type(PROJECTION).build()
+/// A projection as DynamoDB takes it.
+fn projection(projection: &IndexProjection) -> Projection {
+    let kind = match projection {
+        IndexProjection::All => ProjectionType::All,
+        IndexProjection::KeysOnly => ProjectionType::KeysOnly,
+        IndexProjection::Include(_) => ProjectionType::Include,
+    };
+    let included = projection.included();
+    Projection::builder()
+        .projection_type(kind)
+        .set_non_key_attributes((!included.is_empty()).then(|| included.to_vec()))
+        .build()
+}
+
+/// A live index's projection (a missing one read as `ALL`, DynamoDB's only default).
+pub(crate) fn live_projection(projection: Option<&Projection>) -> IndexProjection {
+    match projection.and_then(Projection::projection_type) {
+        Some(ProjectionType::KeysOnly) => IndexProjection::KeysOnly,
+        Some(ProjectionType::Include) => IndexProjection::include(
+            projection
+                .map(Projection::non_key_attributes)
+                .unwrap_or_default()
+                .iter()
+                .cloned(),
+        ),
+        _ => IndexProjection::All,
+    }
+}
+
+/// How a live table is billed: on demand when DynamoDB says `PAY_PER_REQUEST`; otherwise
+/// (a table made before on-demand existed says nothing) provisioned at what it reports.
+pub(crate) fn live_billing(live: &TableDescription) -> Billing {
+    let mode = live
+        .billing_mode_summary()
+        .and_then(|summary| summary.billing_mode());
+    if mode == Some(&BillingMode::PayPerRequest) {
+        return Billing::OnDemand;
+    }
+    let units = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok()).unwrap_or_default();
+    let throughput = live.provisioned_throughput();
+    Billing::Provisioned(Throughput::new(
+        units(throughput.and_then(|t| t.read_capacity_units())),
+        units(throughput.and_then(|t| t.write_capacity_units())),
+    ))
+}
+
+/// A live index's provisioned throughput; `None` on an on-demand table, which reports 0.
+pub(crate) fn live_index_throughput(index: &GlobalSecondaryIndexDescription) -> Option<Throughput> {
+    let throughput = index.provisioned_throughput()?;
+    let units = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok()).unwrap_or_default();
+    let found = Throughput::new(
+        units(throughput.read_capacity_units()),
+        units(throughput.write_capacity_units()),
+    );
+    (found != Throughput::new(0, 0)).then_some(found)
+}
+
+fn provisioned(throughput: Throughput) -> Result<ProvisionedThroughput> {
+    // The schema's builder keeps both within i64.
+    let units = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    ProvisionedThroughput::builder()
+        .read_capacity_units(units(throughput.read))
+        .write_capacity_units(units(throughput.write))
+        .build()
+        .map_err(error::build)
 }
 
 fn key_schema(hash: &str, range: Option<&str>) -> Result<Vec<KeySchemaElement>> {

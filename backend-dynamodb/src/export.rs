@@ -31,11 +31,11 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 use storekit_core::admin::ExportOptions;
-use storekit_core::table::TableSchema;
+use storekit_core::table::{Billing, IndexProjection, TableSchema};
 use storekit_core::{Error, Result};
 
 use crate::DynamoDbConfig;
-use crate::definition::{self, BILLING, PROJECTION, TableDefinition};
+use crate::definition::{self, TableDefinition};
 
 /// The tables an export holds: the store's own (or only the marker table), then the declared
 /// tables in the order given.
@@ -90,9 +90,11 @@ fn hcl_string(text: &str) -> String {
         .replace("%{", "%%{")
 }
 
-/// The tables as Terraform `aws_dynamodb_table` resources (billed per request, with their
-/// key attributes, global secondary indexes projecting `ALL`, and TTL on the key-value
-/// table), each resource labelled as its table is named.
+/// The tables as Terraform `aws_dynamodb_table` resources (billed as declared: per request,
+/// or provisioned with `read_capacity`/`write_capacity` on the table and each index; with
+/// their key attributes, global secondary indexes with their projections and
+/// `non_key_attributes`, tags, and TTL where declared), each resource labelled as its table
+/// is named.
 ///
 /// [`Error::InvalidInput`] if the prefix is not one a store accepts, or a table is given twice.
 pub fn terraform(options: &ExportOptions, tables: &[&TableSchema]) -> Result<String> {
@@ -132,7 +134,15 @@ fn render_terraform(out: &mut String, label: &str, table: &TableDefinition) {
         hcl_string(label)
     );
     let _ = writeln!(out, "  name         = {}", hcl_string(&table.name));
-    let _ = writeln!(out, "  billing_mode = {}", hcl_string(BILLING.as_str()));
+    let _ = writeln!(
+        out,
+        "  billing_mode = {}",
+        hcl_string(billing_mode(table.billing))
+    );
+    if let Billing::Provisioned(throughput) = table.billing {
+        let _ = writeln!(out, "  read_capacity  = {}", throughput.read);
+        let _ = writeln!(out, "  write_capacity = {}", throughput.write);
+    }
     let _ = writeln!(out, "  hash_key     = {}", hcl_string(&table.hash));
     if let Some(range) = &table.range {
         let _ = writeln!(out, "  range_key    = {}", hcl_string(range));
@@ -153,8 +163,17 @@ fn render_terraform(out: &mut String, label: &str, table: &TableDefinition) {
         let _ = writeln!(
             out,
             "    projection_type = {}",
-            hcl_string(PROJECTION.as_str())
+            hcl_string(projection_type(&index.projection))
         );
+        let included = index.projection.included();
+        if !included.is_empty() {
+            let names: Vec<String> = included.iter().map(|f| hcl_string(f)).collect();
+            let _ = writeln!(out, "    non_key_attributes = [{}]", names.join(", "));
+        }
+        if let Some(throughput) = index.throughput {
+            let _ = writeln!(out, "    read_capacity   = {}", throughput.read);
+            let _ = writeln!(out, "    write_capacity  = {}", throughput.write);
+        }
         let _ = writeln!(out, "  }}");
     }
     if let Some(ttl) = &table.ttl {
@@ -163,13 +182,41 @@ fn render_terraform(out: &mut String, label: &str, table: &TableDefinition) {
         let _ = writeln!(out, "    enabled        = true");
         let _ = writeln!(out, "  }}");
     }
+    if !table.tags.is_empty() {
+        let _ = writeln!(out, "\n  tags = {{");
+        for (key, value) in &table.tags {
+            let _ = writeln!(out, "    {} = {}", hcl_string(key), hcl_string(value));
+        }
+        let _ = writeln!(out, "  }}");
+    }
     let _ = writeln!(out, "}}");
 }
 
+/// DynamoDB's name of a billing mode.
+fn billing_mode(billing: Billing) -> &'static str {
+    match billing {
+        Billing::OnDemand => "PAY_PER_REQUEST",
+        Billing::Provisioned(_) => "PROVISIONED",
+    }
+}
+
+/// DynamoDB's name of a projection type.
+fn projection_type(projection: &IndexProjection) -> &'static str {
+    match projection {
+        IndexProjection::All => "ALL",
+        IndexProjection::KeysOnly => "KEYS_ONLY",
+        IndexProjection::Include(_) => "INCLUDE",
+    }
+}
+
+fn cloudformation_throughput(throughput: storekit_core::table::Throughput) -> Value {
+    json!({ "ReadCapacityUnits": throughput.read, "WriteCapacityUnits": throughput.write })
+}
+
 /// The tables as a CloudFormation template (JSON) of `AWS::DynamoDB::Table` resources
-/// (`BillingMode` `PAY_PER_REQUEST`, `AttributeDefinitions`, `KeySchema`,
-/// `GlobalSecondaryIndexes` projecting `ALL`, `TimeToLiveSpecification` on the key-value
-/// table). Logical ids are the table names in CamelCase, letters and digits only.
+/// (`BillingMode` and, when provisioned, `ProvisionedThroughput` on the table and each index;
+/// `AttributeDefinitions`, `KeySchema`, `GlobalSecondaryIndexes` with their `Projection`,
+/// `Tags`, and `TimeToLiveSpecification` where declared). Logical ids are the table names in CamelCase, letters and digits only.
 ///
 /// [`Error::InvalidInput`] if the prefix is not one a store accepts, or a table is given twice.
 pub fn cloudformation(options: &ExportOptions, tables: &[&TableSchema]) -> Result<String> {
@@ -217,7 +264,13 @@ fn cloudformation_keys(hash: &str, range: Option<&str>) -> Value {
 fn cloudformation_table(table: &TableDefinition) -> Value {
     let mut properties = serde_json::Map::new();
     properties.insert("TableName".into(), json!(table.name));
-    properties.insert("BillingMode".into(), json!(BILLING.as_str()));
+    properties.insert("BillingMode".into(), json!(billing_mode(table.billing)));
+    if let Billing::Provisioned(throughput) = table.billing {
+        properties.insert(
+            "ProvisionedThroughput".into(),
+            cloudformation_throughput(throughput),
+        );
+    }
     properties.insert(
         "AttributeDefinitions".into(),
         table
@@ -237,11 +290,21 @@ fn cloudformation_table(table: &TableDefinition) -> Value {
                 .indexes
                 .iter()
                 .map(|index| {
-                    json!({
+                    let mut projection =
+                        json!({ "ProjectionType": projection_type(&index.projection) });
+                    let included = index.projection.included();
+                    if !included.is_empty() {
+                        projection["NonKeyAttributes"] = json!(included);
+                    }
+                    let mut gsi = json!({
                         "IndexName": index.name,
                         "KeySchema": cloudformation_keys(&index.hash, index.range.as_deref()),
-                        "Projection": { "ProjectionType": PROJECTION.as_str() },
-                    })
+                        "Projection": projection,
+                    });
+                    if let Some(throughput) = index.throughput {
+                        gsi["ProvisionedThroughput"] = cloudformation_throughput(throughput);
+                    }
+                    gsi
                 })
                 .collect(),
         );
@@ -250,6 +313,16 @@ fn cloudformation_table(table: &TableDefinition) -> Value {
         properties.insert(
             "TimeToLiveSpecification".into(),
             json!({ "AttributeName": ttl, "Enabled": true }),
+        );
+    }
+    if !table.tags.is_empty() {
+        properties.insert(
+            "Tags".into(),
+            table
+                .tags
+                .iter()
+                .map(|(key, value)| json!({ "Key": key, "Value": value }))
+                .collect(),
         );
     }
     json!({ "Type": "AWS::DynamoDB::Table", "Properties": properties })

@@ -65,7 +65,9 @@
 //! Each declared table is the DynamoDB table `{prefix}{name}`, created by `ensure_table` (or
 //! made beforehand, e.g. by Terraform, and adopted as it is): its keys are the record's own
 //! fields, every other field is a native attribute that other clients (a PynamoDB model) read
-//! and write, and each query index is a global secondary index projecting `ALL`. Unique indexes
+//! and write, and each query index is a global secondary index projecting what it declares
+//! (`ALL`, `KEYS_ONLY` or `INCLUDE`), billed as the schema declares (on demand, or provisioned
+//! per table and index) and tagged as it declares. Unique indexes
 //! are marker items in `{prefix}storekit_unique`, claimed with `attribute_not_exists` in the
 //! same `TransactWriteItems` as the record. Queries on a query index are eventually consistent
 //! (GSIs cannot be read consistently); everything else reads consistently. The layout, the
@@ -75,8 +77,8 @@
 //! # Administration: `storekit migrate`, `schema`, `copy`
 //!
 //! Every table storekit makes is written down once, as a definition (name, key attributes
-//! with their types, keys, global secondary indexes projecting `ALL`, TTL attribute, billed
-//! per request), from which [`DynamoDbStore::migrate`] and `ensure_table` build their
+//! with their types, keys, global secondary indexes with their projections, TTL attribute,
+//! billing and throughput, tags; the store's own tables billed per request), from which [`DynamoDbStore::migrate`] and `ensure_table` build their
 //! CreateTable requests and [`export::terraform`] and [`export::cloudformation`] render
 //! their resources, so an exported table is the table the store would make.
 //! [`DynamoDbStore::migrate_report`] says what a migration created and what was there;
@@ -294,9 +296,11 @@ impl DynamoDbStore {
     /// How the live database differs from what this code expects, without changing anything:
     /// the store's own tables (existence, key schema and attribute types, TTL on the right
     /// attribute), then every table the tables store's catalog records (its keys and global
-    /// secondary indexes, with their key schema and projection `ALL`, against the catalog).
+    /// secondary indexes, with their key schema and projection, its billing and each index's
+    /// throughput, and its declared tags where the server tells them, against the catalog).
     /// Empty when there is no difference. Indexes a table has beyond those expected are not
-    /// differences: other clients may query by them.
+    /// differences: other clients may query by them ([`DynamoDbStore::undeclared_indexes`]
+    /// lists them).
     pub async fn schema_differences(&self) -> Result<Vec<SchemaDifference>> {
         let mut differences = Vec::new();
         for table in definition::own_tables(&self.config) {
@@ -306,6 +310,18 @@ impl DynamoDbStore {
             differences.extend(schema::differences(&self.client, &table).await?);
         }
         Ok(differences)
+    }
+
+    /// The global secondary indexes of the tables the tables store's catalog records that
+    /// their schemas do not declare (`index "stock-index" is not declared: left alone`), by
+    /// table: another client's indexes, which `ensure_table` and
+    /// [`DynamoDbStore::schema_differences`] leave alone, listed by `storekit schema check`.
+    pub async fn undeclared_indexes(&self) -> Result<Vec<SchemaDifference>> {
+        let mut found = Vec::new();
+        for table in self.cataloged_definitions().await? {
+            found.extend(schema::undeclared(&self.client, &table).await?);
+        }
+        Ok(found)
     }
 
     /// Deletes the store's tables and everything in them, and waits until they are gone: users,
@@ -397,6 +413,10 @@ impl Admin for DynamoDbStore {
 
     async fn schema_differences(&self) -> Result<Vec<SchemaDifference>> {
         DynamoDbStore::schema_differences(self).await
+    }
+
+    async fn undeclared_indexes(&self) -> Result<Vec<SchemaDifference>> {
+        DynamoDbStore::undeclared_indexes(self).await
     }
 
     async fn drop_tables(&self) -> Result<()> {

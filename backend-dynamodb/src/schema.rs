@@ -7,6 +7,7 @@
 //! reports each table and TTL setting as created or present; [`differences`] compares without
 //! changing anything.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -90,6 +91,11 @@ pub(crate) async fn differences(
         .into_iter()
         .map(difference)
         .collect();
+    if !table.tags.is_empty()
+        && let Some(tags) = tags_of(client, &description).await?
+    {
+        found.extend(table.tag_differences(&tags).into_iter().map(difference));
+    }
     if let Some(wanted) = table.ttl.as_deref() {
         let (status, attribute) = ttl_of(client, &table.name).await?;
         if !ttl_on(status.as_ref()) {
@@ -103,6 +109,74 @@ pub(crate) async fn differences(
         }
     }
     Ok(found)
+}
+
+/// The live table's tags (ListTagsOfResource on its ARN, every page); `None` where the
+/// server cannot say: DynamoDB Local answers every tagging call with
+/// `UnknownOperationException` (it accepts tags on CreateTable and drops them), so there
+/// tags are not compared.
+pub(crate) async fn tags_of(
+    client: &Client,
+    description: &TableDescription,
+) -> Result<Option<BTreeMap<String, String>>> {
+    let mut tags = BTreeMap::new();
+    let Some(arn) = description.table_arn() else {
+        return Ok(Some(tags));
+    };
+    let mut next: Option<String> = None;
+    loop {
+        let sent = client
+            .list_tags_of_resource()
+            .resource_arn(arn)
+            .set_next_token(next)
+            .send()
+            .await;
+        let output = match sent {
+            Ok(output) => output,
+            Err(err) if err.code() == Some("UnknownOperationException") => {
+                tracing::debug!(arn, "the server does not support tags: not compared");
+                return Ok(None);
+            }
+            Err(err) => return Err(error::sdk(err)),
+        };
+        for tag in output.tags() {
+            tags.insert(tag.key().to_owned(), tag.value().to_owned());
+        }
+        match output.next_token {
+            Some(token) => next = Some(token),
+            None => return Ok(Some(tags)),
+        }
+    }
+}
+
+/// The live table's global secondary indexes that `table` does not define; none for a
+/// missing table.
+pub(crate) async fn undeclared(
+    client: &Client,
+    table: &TableDefinition,
+) -> Result<Vec<SchemaDifference>> {
+    let description = match client.describe_table().table_name(&table.name).send().await {
+        Ok(output) => output.table,
+        Err(err)
+            if matches!(
+                err.as_service_error(),
+                Some(DescribeTableError::ResourceNotFoundException(_))
+            ) =>
+        {
+            None
+        }
+        Err(err) => return Err(error::sdk(err)),
+    };
+    Ok(description
+        .iter()
+        .flat_map(TableDescription::global_secondary_indexes)
+        .filter_map(|index| index.index_name())
+        .filter(|name| !table.indexes.iter().any(|i| i.name == *name))
+        .map(|name| SchemaDifference {
+            object: format!("table {:?}", table.name),
+            difference: format!("index {name:?} is not declared: left alone"),
+        })
+        .collect())
 }
 
 /// Deletes the tables and waits until they are gone; missing tables are fine.

@@ -43,7 +43,8 @@ async fn setup(ctx: SetupContext) -> Option<Fixture> {
                 Capabilities::default()
                     .database_expires_items()
                     .record_batches_not_atomic()
-                    .read_counts_include_read_ahead(),
+                    .read_counts_include_read_ahead()
+                    .undeclared_indexes_stay(),
             ),
     )
 }

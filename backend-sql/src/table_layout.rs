@@ -446,6 +446,35 @@ impl Layout {
         (alter, indexes)
     }
 
+    /// The statements that empty the columns of the recorded query indexes `undeclared`,
+    /// which the schema no longer declares, so that writes no longer keep them: emptied, they
+    /// hold nothing stale when the index is declared again and filled from the records. The
+    /// columns and SQL index stay (see `TableStatus::UndeclaredIndexes`).
+    pub(crate) fn clear_index_columns(
+        &self,
+        recorded: &TableShape,
+        undeclared: &[String],
+    ) -> Vec<String> {
+        recorded
+            .indexes
+            .iter()
+            .filter(|index| undeclared.contains(&index.name))
+            .map(|index| {
+                // Index names were checked by the schema that recorded them: no `"`.
+                let partition = quote(&format!("{}:partition", index.name));
+                let mut sets = vec![format!("{partition} = NULL")];
+                if index.sort.is_some() {
+                    sets.push(format!("{} = NULL", quote(&format!("{}:sort", index.name))));
+                }
+                format!(
+                    "UPDATE {} SET {} WHERE {partition} IS NOT NULL",
+                    self.table,
+                    sets.join(", ")
+                )
+            })
+            .collect()
+    }
+
     /// Writes the `missing` indexes' columns of one stored record, read from its document;
     /// `None` when the record is in none of them.
     pub(crate) fn fill(

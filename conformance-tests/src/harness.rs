@@ -209,6 +209,11 @@ pub struct Capabilities {
     /// records from its cursor to its end (memory and SQL). `false` on DynamoDB, where it is
     /// the `ScannedCount` of the page's requests, which may read past the page's end.
     pub exact_read_counts: bool,
+    /// A query index the schema no longer declares stays in the live table and is listed by
+    /// every `ensure_table` (DynamoDB, where the database keeps it). `false` on SQL and
+    /// memory, which keep their indexes themselves: they forget it once listed, and rebuild
+    /// it when it is declared again.
+    pub undeclared_indexes_stay: bool,
 }
 
 impl Default for Capabilities {
@@ -217,6 +222,7 @@ impl Default for Capabilities {
             purge_on_demand: true,
             atomic_record_batches: true,
             exact_read_counts: true,
+            undeclared_indexes_stay: false,
         }
     }
 }
@@ -233,6 +239,14 @@ impl Capabilities {
     #[must_use]
     pub fn record_batches_not_atomic(mut self) -> Self {
         self.atomic_record_batches = false;
+        self
+    }
+
+    /// Query indexes a schema does not declare stay live and listed (the database keeps
+    /// them).
+    #[must_use]
+    pub fn undeclared_indexes_stay(mut self) -> Self {
+        self.undeclared_indexes_stay = true;
         self
     }
 

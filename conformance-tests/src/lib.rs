@@ -1,7 +1,8 @@
 //! The storekit conformance suite: the contract every backend keeps.
 //!
 //! The cases are plain `pub async fn`s in [`users`], [`kv`], [`tables`], [`edges`],
-//! [`schema_edges`], [`expressions`], [`scans`], [`projections`], [`records`],
+//! [`schema_edges`], [`expressions`], [`scans`], [`projections`], [`index_projections`],
+//! [`records`],
 //! [`transactions`], [`differential`], [`races`], [`transfer`], [`input`], [`load`],
 //! [`observe`] and [`model`] that take a [`Fixture`] (fresh, empty
 //! stores) and fail by panicking. A backend runs them in one of two ways:
@@ -72,6 +73,7 @@ pub mod differential;
 pub mod edges;
 pub mod expressions;
 pub mod harness;
+pub mod index_projections;
 pub mod input;
 pub mod kv;
 pub mod load;
@@ -176,6 +178,16 @@ macro_rules! __with_cases {
                 expired_records_are_not_read_through_a_projection,
                 typed_partial_records_read_as_a_second_type,
             ];
+            index_projections [index_projections: Uuid] Tables: [
+                a_drifted_table_is_refused_and_an_undeclared_index_left_alone,
+                a_partial_index_returns_what_it_holds,
+                whole_records_come_from_the_table,
+                paths_a_partial_index_does_not_hold_are_refused,
+                a_partial_index_reads_as_a_type_of_its_fields,
+                a_projection_declared_otherwise_is_a_mismatch,
+                undeclared_indexes_are_left_alone_and_listed,
+                billing_and_tags_are_accepted_everywhere,
+            ];
             scans [scans: Uuid] Tables: [
                 filtered_scans_are_full_and_exact,
                 unfiltered_pages_read_what_they_return,
@@ -244,7 +256,6 @@ macro_rules! __with_cases {
                 reads_after_writes_see_them_except_index_queries,
                 garbled_and_foreign_cursors_are_invalid_input,
                 concurrent_ensure_table_creates_it_once,
-                a_table_that_drifted_is_refused_with_its_differences,
                 adding_indexes_to_a_populated_table_backfills_them,
                 get_many_keeps_order_repeats_and_misses,
                 scan_and_count_see_every_record_once,

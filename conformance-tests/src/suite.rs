@@ -48,7 +48,7 @@ pub enum Suite {
     /// implements only the user traits (the fixture's `kv` is not used).
     Users,
     /// The tables cases, `tables`, `edges`, `schema_edges`, `expressions`, `scans`,
-    /// `projections`, `records`, `transactions`, `differential` and `races`: for a store that
+    /// `projections`, `index_projections`, `records`, `transactions`, `differential` and `races`: for a store that
     /// implements `TableStore` (give the fixture one with
     /// `Fixture::with_tables`, and its transfer store with `Fixture::with_transfer`, which the
     /// `edges` case on versions imports records through).

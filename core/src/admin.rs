@@ -48,6 +48,14 @@ pub trait Admin: std::fmt::Debug + Send + Sync + 'static {
     /// store's catalog records. Empty when they agree; what `storekit schema check` prints.
     async fn schema_differences(&self) -> Result<Vec<SchemaDifference>>;
 
+    /// The query indexes of the catalog's tables that their schemas do not declare (another
+    /// client's global secondary indexes on an adopted DynamoDB table): left alone, so never
+    /// a difference, and listed by `storekit schema check`. Stores that keep no such index
+    /// (SQL and memory forget one in `ensure_table`) list none.
+    async fn undeclared_indexes(&self) -> Result<Vec<SchemaDifference>> {
+        Ok(Vec::new())
+    }
+
     /// Drops every table of this store (its prefix only), the tables store's included, and
     /// everything in them: for tests and teardown. Missing tables are not an error.
     async fn drop_tables(&self) -> Result<()>;

@@ -464,6 +464,23 @@ pub trait TableBackend: Backend {
     /// missing indexes is left behind: no column, no SQL index, no marker.
     async fn add_indexes(&self, schema: &TableSchema, missing: &MissingIndexes) -> Result<()>;
 
+    /// Leaves the live query indexes named `undeclared`, which `schema` does not declare,
+    /// out of what this store maintains: a backend whose writes keep its indexes itself (SQL,
+    /// memory) forgets them, since writes through `schema` no longer keep them, so that
+    /// declaring one again rebuilds it. A backend whose database keeps its indexes (DynamoDB's
+    /// global secondary indexes) has nothing to do: the default.
+    async fn forget_indexes(&self, schema: &TableSchema, undeclared: &[String]) -> Result<()> {
+        let _ = (schema, undeclared);
+        Ok(())
+    }
+
+    /// Whether a query on a partial index ([`crate::table::IndexProjection`]) returns only
+    /// what the index holds, as DynamoDB does; otherwise (the default) the backend returns
+    /// whole records and the layer trims them to the index's fields.
+    fn queries_index_projections(&self) -> bool {
+        false
+    }
+
     /// Drops the table; `false` if it did not exist.
     async fn drop_table(&self, schema: &TableSchema) -> Result<bool>;
 

@@ -7,7 +7,7 @@ use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{format_ident, quote, quote_spanned};
 use syn::meta::ParseNestedMeta;
-use syn::parse::ParseStream;
+use syn::parse::{Parse as _, ParseStream};
 use syn::spanned::Spanned as _;
 use syn::{Data, DeriveInput, Fields, Ident, LitStr, Path, Token, Type};
 
@@ -87,7 +87,7 @@ const VERSION_ATTRIBUTE: &str = "_storekit_version";
 /// | `table = "name"` | the table's name (required): 3 to 40 of `a-z A-Z 0-9 _ - .`, not one of storekit's own tables |
 /// | `partition = field` | the partition key (required); not an `Option` |
 /// | `sort = field` | the sort key, if any; not an `Option` |
-/// | `index(name = "...", partition = field, sort = field)` | a query index (`sort` optional); a record whose field is `None` is not in it |
+/// | `index(name = "...", partition = field, sort = field, projection = ...)` | a query index (`sort` optional); a record whose field is `None` is not in it. `projection` is `ALL` (the default), `KEYS_ONLY` or `INCLUDE(field, ...)` (`storekit::table::IndexProjection`): a query on a partial index reads what it holds, e.g. with `Table::query_as` |
 /// | `unique(name = "...", fields(a, b))` | a unique index over 1 to 4 fields |
 /// | `ttl = field` | the field records expire by: Unix seconds, an integer or float (or an `Option` of one) |
 /// | `exact_name` | the table is named `table` itself, without the store's prefix (`TableSchemaBuilder::exact_name`); no `unique` then |
@@ -100,9 +100,8 @@ const VERSION_ATTRIBUTE: &str = "_storekit_version";
 /// integers, `f64` and `f32` floats, `Vec<u8>` bytes (with
 /// `#[serde(with = "storekit::table::record::base64")]`, as the document holds base64 text).
 ///
-/// An index's `projection = ALL` is accepted (it is what every index projects today); other
-/// projections arrive with issue 23 item 2, and a `version` attribute other than storekit's own
-/// with item 7: until then the derive refuses them with a compile error.
+/// A `version` attribute other than storekit's own arrives with issue 23 item 7: until then
+/// the derive refuses it with a compile error.
 ///
 /// # What it generates
 ///
@@ -142,6 +141,14 @@ struct IndexDecl {
     name: LitStr,
     partition: Option<Ident>,
     sort: Option<Ident>,
+    projection: ProjectionDecl,
+}
+
+/// `projection = ALL | KEYS_ONLY | INCLUDE(field, ...)` of an index.
+enum ProjectionDecl {
+    All,
+    KeysOnly(Span),
+    Include(Span, Vec<Ident>),
 }
 
 struct UniqueDecl {
@@ -368,6 +375,65 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
         }
     }
 
+    // Each partial projection: the struct's fields, none a key (every index holds those), and
+    // the ttl field where records expire (`TableSchemaBuilder::build`'s rules).
+    let mut projections = Vec::new();
+    for (index, index_partition, index_sort) in &indexes {
+        let table_keys = std::iter::once(partition).chain(sort);
+        let index_keys: Vec<&Field> = table_keys
+            .chain(std::iter::once(*index_partition))
+            .chain(*index_sort)
+            .collect();
+        let included = match &index.projection {
+            ProjectionDecl::All => None,
+            ProjectionDecl::KeysOnly(span) => Some((*span, Vec::new())),
+            ProjectionDecl::Include(span, fields) => {
+                if fields.is_empty() {
+                    return Err(syn::Error::new(
+                        *span,
+                        "`INCLUDE()` holds no field: declare the index KEYS_ONLY",
+                    ));
+                }
+                let mut found = Vec::new();
+                for ident in fields {
+                    let field = find(ident)?;
+                    check_stored_name(field)?;
+                    if index_keys.iter().any(|k| k.stored == field.stored) {
+                        return Err(syn::Error::new(
+                            ident.span(),
+                            format!(
+                                "index {:?} includes the key field `{ident}`, which every index holds",
+                                index.name.value()
+                            ),
+                        ));
+                    }
+                    found.push(field.stored.clone());
+                }
+                Some((*span, found))
+            }
+        };
+        if let (Some(ttl), Some((span, fields))) = (ttl, &included)
+            && !fields.contains(&ttl.stored)
+        {
+            return Err(syn::Error::new(
+                *span,
+                format!(
+                    "index {:?} does not hold the ttl field `{}`: include it, so that a query \
+                     on the index can leave expired records out",
+                    index.name.value(),
+                    ttl.ident
+                ),
+            ));
+        }
+        projections.push(included.map(|(span, fields)| {
+            (
+                matches!(index.projection, ProjectionDecl::KeysOnly(_)),
+                span,
+                fields,
+            )
+        }));
+    }
+
     let krate = decl
         .krate
         .clone()
@@ -387,18 +453,29 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
         let def = key_def(s);
         quote!(.sort_key(#def))
     });
-    let index_defs = indexes.iter().map(|(index, p, s)| {
-        let name = &index.name;
-        let p = key_def(p);
-        let s = match s {
-            Some(s) => {
-                let def = key_def(s);
-                quote!(::core::option::Option::Some(#def))
+    let index_defs = indexes
+        .iter()
+        .zip(&projections)
+        .map(|((index, p, s), projection)| {
+            let name = &index.name;
+            let p = key_def(p);
+            let s = match s {
+                Some(s) => {
+                    let def = key_def(s);
+                    quote!(::core::option::Option::Some(#def))
+                }
+                None => quote!(::core::option::Option::None),
+            };
+            match projection {
+                None => quote!(.index(#name, #p, #s)),
+                Some((true, _, _)) => quote!(.query_index(
+                    #krate::table::QueryIndex::new(#name, #p, #s).keys_only()
+                )),
+                Some((false, _, fields)) => quote!(.query_index(
+                    #krate::table::QueryIndex::new(#name, #p, #s).include([#(#fields),*])
+                )),
             }
-            None => quote!(::core::option::Option::None),
-        };
-        quote!(.index(#name, #p, #s))
-    });
+        });
     let unique_defs = uniques.iter().map(|(unique, components)| {
         let name = &unique.name;
         let defs = components.iter().map(|c| key_def(c));
@@ -617,7 +694,7 @@ fn read_item(decl: &mut Decl, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
             ))
         }
     } else if path.is_ident("index") {
-        let (mut name, mut partition, mut sort) = (None, None, None);
+        let (mut name, mut partition, mut sort, mut projection) = (None, None, None, None);
         meta.parse_nested_meta(|inner| {
             if inner.path.is_ident("name") {
                 set(&mut name, inner.value()?.parse()?, &inner)
@@ -626,7 +703,8 @@ fn read_item(decl: &mut Decl, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
             } else if inner.path.is_ident("sort") {
                 set(&mut sort, inner.value()?.parse()?, &inner)
             } else if inner.path.is_ident("projection") {
-                read_projection(inner.value()?)
+                let read = read_projection(inner.value()?)?;
+                set(&mut projection, read, &inner)
             } else {
                 Err(inner.error(
                     "unknown item of `index(...)`; expected `name`, `partition`, `sort` or `projection`",
@@ -639,6 +717,7 @@ fn read_item(decl: &mut Decl, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
             name,
             partition,
             sort,
+            projection: projection.unwrap_or(ProjectionDecl::All),
         });
         Ok(())
     } else if path.is_ident("unique") {
@@ -684,9 +763,9 @@ fn set<T>(slot: &mut Option<T>, value: T, meta: &ParseNestedMeta<'_>) -> syn::Re
     Ok(())
 }
 
-/// `projection = ALL` (or `"ALL"`) is what every index projects today; anything else is
-/// refused until issue 23 item 2 brings projections.
-fn read_projection(input: ParseStream<'_>) -> syn::Result<()> {
+/// `projection = ALL`, `KEYS_ONLY` or `INCLUDE(field, ...)` (the first two also as strings),
+/// DynamoDB's names; the included fields are the struct's, checked when the schema is.
+fn read_projection(input: ParseStream<'_>) -> syn::Result<ProjectionDecl> {
     let (text, span) = if input.peek(LitStr) {
         let lit: LitStr = input.parse()?;
         (lit.value(), lit.span())
@@ -694,20 +773,23 @@ fn read_projection(input: ParseStream<'_>) -> syn::Result<()> {
         let ident: Ident = input.parse()?;
         (ident.to_string(), ident.span())
     };
-    // `INCLUDE(a, b)`: read, to refuse it as a whole.
-    if input.peek(syn::token::Paren) {
-        input.parse::<proc_macro2::Group>()?;
-    }
-    if text == "ALL" {
-        Ok(())
-    } else {
-        Err(syn::Error::new(
+    match text.as_str() {
+        "ALL" => Ok(ProjectionDecl::All),
+        "KEYS_ONLY" => Ok(ProjectionDecl::KeysOnly(span)),
+        "INCLUDE" if input.peek(syn::token::Paren) => {
+            let content;
+            syn::parenthesized!(content in input);
+            let fields = content.parse_terminated(Ident::parse, Token![,])?;
+            Ok(ProjectionDecl::Include(span, fields.into_iter().collect()))
+        }
+        "INCLUDE" => Err(syn::Error::new(
             span,
-            format!(
-                "projection {text}: an index projects ALL today; KEYS_ONLY and INCLUDE arrive \
-                 with issue 23 item 2"
-            ),
-        ))
+            "`INCLUDE` names the fields it holds: `projection = INCLUDE(price, updated_at)`",
+        )),
+        other => Err(syn::Error::new(
+            span,
+            format!("projection {other}: expected ALL, KEYS_ONLY or INCLUDE(field, ...)"),
+        )),
     }
 }
 

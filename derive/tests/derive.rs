@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use storekit::table::{
-    KeyDef, KeyType, RecordKey, RecordType, SortCondition, Table, TableSchema, TableShape,
-    TableStore,
+    KeyDef, KeyType, QueryIndex, RecordKey, RecordType, SortCondition, Table, TableSchema,
+    TableShape, TableStore,
 };
 use storekit::uuid::Uuid;
 use storekit::{MemoryStore, Record};
@@ -77,17 +77,21 @@ struct Borrowed<'a> {
     note: &'a str,
 }
 
-/// The catalogue's table, opened by its own name (no store prefix).
+/// The catalogue's table, opened by its own name (no store prefix), its index projecting
+/// `INCLUDE` as the catalogue's Terraform declares it, and a `KEYS_ONLY` one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Record)]
 #[storekit(
     table = "product-table",
     exact_name,
     partition = id,
-    index(name = "product-name-index", partition = name)
+    index(name = "product-name-index", partition = name, projection = INCLUDE(updated_at, price)),
+    index(name = "name-keys", partition = name, projection = KEYS_ONLY)
 )]
 struct CatalogueProduct {
     id: String,
     name: String,
+    price: f64,
+    updated_at: f64,
 }
 
 fn same(derived: &TableSchema, built: &TableSchema) {
@@ -103,7 +107,11 @@ fn exact_name_is_the_builders() {
     same(
         &derived,
         &TableSchema::builder("product-table", KeyDef::text("id"))
-            .index("product-name-index", KeyDef::text("name"), None)
+            .query_index(
+                QueryIndex::new("product-name-index", KeyDef::text("name"), None)
+                    .include(["price", "updated_at"]),
+            )
+            .query_index(QueryIndex::new("name-keys", KeyDef::text("name"), None).keys_only())
             .exact_name()
             .build()
             .expect("valid"),

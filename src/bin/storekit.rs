@@ -240,6 +240,10 @@ async fn check(url: &str) -> storekit::Result<Outcome> {
     for difference in &differences {
         say(&difference.to_string());
     }
+    // Another client's indexes: listed, never a difference.
+    for index in stores.undeclared_indexes().await? {
+        say(&format!("left alone: {index}"));
+    }
     if differences.is_empty() {
         say(&format!("{}: the schema is as expected", stores.backend()));
         Ok(Outcome::Done)

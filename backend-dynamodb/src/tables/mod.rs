@@ -9,8 +9,9 @@
 //!   table, each store keeping its own catalog item for it): its key attributes are the record's own fields
 //!   (text `S`, integer and float `N`, bytes `B`), every other document field is a native
 //!   attribute (see [`item`]), and the version is the number `_storekit_version`. One global
-//!   secondary index per query index, named as declared and projecting `ALL`; billed per
-//!   request.
+//!   secondary index per query index, named as declared and projecting what it declares
+//!   (`ALL`, `KEYS_ONLY`, `INCLUDE`); billed and tagged as the schema declares. Global
+//!   secondary indexes the schema does not declare are left alone.
 //! - **`{prefix}storekit_unique`**, shared by every table of the store, with the store's usual
 //!   `pk`/`sk` string keys. A *marker* item per value held in a unique index:
 //!   `pk = {table}#{index}#{values}` (each value typed and length-prefixed, see [`unique`]),
@@ -33,7 +34,7 @@
 //! | `get`, `contains` | GetItem, consistent |
 //! | `get_many` | BatchGetItem per 100 distinct keys, consistent |
 //! | `get_by_unique` | GetItem of the marker, GetItem of the record, both consistent |
-//! | `query` | Query per 1 MB page, consistent on the table, eventual on an index |
+//! | `query` | Query per 1 MB page, consistent on the table, eventual on an index; on a partial index (`KEYS_ONLY`, `INCLUDE`) what it projects, or with `whole_records` the page's hits then read by key, one consistent BatchGetItem per 100 |
 //! | `scan`, `count` | Scan per 1 MB page, consistent (`count` with `Select=COUNT`) |
 //! | `import_records` (`storekit copy`) | per record, `put`'s write at the version given rather than the next one |
 //!
@@ -189,7 +190,29 @@ impl TableBackend for DynamoDbStore {
         // Checked here, which `ensure_table` calls first: the same limit as on PostgreSQL,
         // so a prefix that fits one backend fits all.
         schema.check_stored_name(self.config.table_prefix())?;
-        self.describe(schema).await
+        let Some((shape, mut differences)) = self.describe_checked(schema).await? else {
+            return Ok(None);
+        };
+        if differences.is_empty() {
+            return Ok(Some(shape));
+        }
+        // Billing and tags are DynamoDB's, compared here; the rest as core compares it, so
+        // that one error lists every difference.
+        if let Err(storekit_core::Error::SchemaMismatch {
+            differences: more, ..
+        }) = shape.compare(schema)
+        {
+            differences.extend(more);
+        }
+        Err(storekit_core::Error::SchemaMismatch {
+            table: schema.name().to_owned(),
+            differences,
+        })
+    }
+
+    fn queries_index_projections(&self) -> bool {
+        // A Query on a global secondary index returns what it projects.
+        true
     }
 
     async fn table_names(&self) -> Result<Vec<String>> {

@@ -30,12 +30,20 @@ fn limit(fetch: usize) -> i32 {
 /// paths the layer asks for (which hold the keys it needs) and the version, so that a
 /// projected record keeps it.
 fn projection(fetch: &Projection, p: &mut Placeholders) -> String {
+    projection_of(fetch, p, true)
+}
+
+/// [`projection`], with the version only when `version`: a global secondary index that does
+/// not project it refuses a `ProjectionExpression` naming it.
+fn projection_of(fetch: &Projection, p: &mut Placeholders, version: bool) -> String {
     let mut paths: Vec<String> = fetch
         .paths()
         .iter()
         .map(|path| filter::path(path, p))
         .collect();
-    paths.push(p.name(item::VERSION));
+    if version {
+        paths.push(p.name(item::VERSION));
+    }
     paths.join(", ")
 }
 
@@ -287,8 +295,10 @@ impl DynamoDbStore {
             .filter
             .map(|condition| filter::render(condition, &mut p))
             .transpose()?;
-        // DynamoDB filters the whole item, then projects what matched.
-        let projection = fetch.map(|fetch| projection(fetch, &mut p));
+        // DynamoDB filters the whole item, then projects what matched. A partial index holds
+        // no version (the layer reads its records at version 0).
+        let partial = index.is_some_and(|i| !i.projection().is_all());
+        let projection = fetch.map(|fetch| projection_of(fetch, &mut p, !partial));
         let (names, values) = (p.names(), p.values());
         let reads = Reads {
             fetch: query.fetch,

@@ -4,17 +4,18 @@
 //!
 //! A live table is described from DynamoDB's own answer, so a table made by Terraform is
 //! compared with the schema as it is: keys and global secondary indexes with their attribute
-//! types. Two things DynamoDB cannot say come from the catalog item storekit writes: the
-//! unique indexes, and whether an `N` key was declared int or float (without a catalog, it is
-//! taken as declared, or as int). A global secondary index that does not project `ALL` is a
-//! mismatch: index queries return whole records.
+//! types and projections, its billing, each index's throughput and (when the schema declares
+//! any) its tags. Two things DynamoDB cannot say come from the catalog item storekit writes:
+//! the unique indexes, and whether an `N` key was declared int or float (without a catalog,
+//! it is taken as declared, or as int). Global secondary indexes the schema does not declare
+//! are described too, and left alone.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata as _;
 use aws_sdk_dynamodb::types::{
-    IndexStatus, KeySchemaElement, KeyType as DynamoKeyType, Projection, ProjectionType,
-    ScalarAttributeType, TableDescription, TableStatus,
+    IndexStatus, KeySchemaElement, KeyType as DynamoKeyType, ScalarAttributeType, TableDescription,
+    TableStatus,
 };
 use storekit_core::table::{KeyShape, KeyType, MissingIndexes, TableSchema, TableShape};
 use storekit_core::{Error, Result};
@@ -101,27 +102,14 @@ fn shape_of(
     };
     let (partition, sort) = keys(description.key_schema())?;
     let mut indexes = Vec::new();
-    let mut differences = Vec::new();
     for index in description.global_secondary_indexes() {
-        let name = index.index_name().unwrap_or_default().to_owned();
-        let projection = index.projection().and_then(Projection::projection_type);
-        if projection != Some(&ProjectionType::All) {
-            differences.push(format!(
-                "index {name:?} projects {projection:?}, and storekit reads whole records from \
-                 an index: it needs ALL"
-            ));
-        }
         let (index_partition, index_sort) = keys(index.key_schema())?;
         indexes.push(storekit_core::table::IndexShape {
-            name,
+            name: index.index_name().unwrap_or_default().to_owned(),
             partition: index_partition,
             sort: index_sort,
-        });
-    }
-    if !differences.is_empty() {
-        return Err(Error::SchemaMismatch {
-            table: schema.name().to_owned(),
-            differences,
+            projection: crate::definition::live_projection(index.projection()),
+            throughput: crate::definition::live_index_throughput(index),
         });
     }
     Ok(TableShape {
@@ -131,6 +119,9 @@ fn shape_of(
         uniques: catalog.map(|c| c.uniques.clone()).unwrap_or_default(),
         ttl: None,
         exact_name: schema.is_exact_name(),
+        billing: crate::definition::live_billing(description),
+        // Read apart (ListTagsOfResource), when the schema declares tags.
+        tags: std::collections::BTreeMap::new(),
     })
 }
 
@@ -255,17 +246,39 @@ impl DynamoDbStore {
 
     /// The live table's shape, or `None` if it does not exist.
     pub(super) async fn describe(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
+        Ok(self.describe_checked(schema).await?.map(|(shape, _)| shape))
+    }
+
+    /// The live table's shape, and how its billing, index throughputs and declared tags
+    /// differ from the schema's (DynamoDB's own settings, which core's comparison leaves to
+    /// the backend); `None` if it does not exist.
+    pub(super) async fn describe_checked(
+        &self,
+        schema: &TableSchema,
+    ) -> Result<Option<(TableShape, Vec<String>)>> {
         let table = self.table_name(schema);
         let Some(description) = self.description(&table).await? else {
             return Ok(None);
         };
         let catalog = self.read_catalog(schema).await?;
         let mut shape = shape_of(schema, &table, &description, catalog.as_ref())?;
+        // One more request only for a schema that declares tags (and none where the server
+        // cannot tell them).
+        let mut read_tags = false;
+        if !schema.tags().is_empty()
+            && let Some(tags) = crate::schema::tags_of(&self.client, &description).await?
+        {
+            shape.tags = tags;
+            read_tags = true;
+        }
+        let tags = read_tags.then_some(&shape.tags);
+        let differences = TableDefinition::declared(table.clone(), schema)
+            .capacity_differences(&description, tags);
         // DynamoDB's native TTL is the table's own setting: read it, so that a table whose
         // TTL is off or on another attribute than declared is reported.
         let (status, attribute) = crate::schema::ttl_of(&self.client, &table).await?;
         shape.ttl = attribute.filter(|_| crate::schema::ttl_on(status.as_ref()));
-        Ok(Some(shape))
+        Ok(Some((shape, differences)))
     }
 
     async fn description(&self, table: &str) -> Result<Option<TableDescription>> {

@@ -458,6 +458,31 @@ impl TableBackend for PostgresStore {
         tx.commit().await.map_err(pg_error)
     }
 
+    /// Forgets the recorded query indexes `undeclared` (see `Layout::clear_index_columns`).
+    async fn forget_indexes(&self, schema: &TableSchema, undeclared: &[String]) -> Result<()> {
+        let layout = self.layout(schema)?;
+        let mut tx = self.inner.pool.begin().await.map_err(pg_error)?;
+        lock_tables(&mut tx, &self.inner.tables.catalog).await?;
+        let Some(mut recorded) = self.read_shape(&mut tx, schema.name()).await? else {
+            return Ok(());
+        };
+        for statement in layout.clear_index_columns(&recorded, undeclared) {
+            ddl(&mut tx, statement).await?;
+        }
+        recorded
+            .indexes
+            .retain(|index| !undeclared.contains(&index.name));
+        let shape = serde_json::to_string(&recorded)
+            .map_err(|e| Error::backend(Dialect::Postgres.name(), e))?;
+        sqlx::query(sql(self.inner.catalog.update.clone()))
+            .bind(schema.name())
+            .bind(shape)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)
+    }
+
     async fn drop_table(&self, schema: &TableSchema) -> Result<bool> {
         let layout = self.layout(schema)?;
         self.within_deadline(async {

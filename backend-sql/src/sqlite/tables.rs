@@ -296,6 +296,33 @@ fn add_indexes(
     tx.commit().map_err(sqlite_error)
 }
 
+/// Forgets the recorded query indexes `undeclared` (see `Layout::clear_index_columns`).
+fn forget_indexes(
+    conn: &mut Connection,
+    catalog: &Catalog,
+    layout: &Layout,
+    name: &str,
+    undeclared: &[String],
+) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sqlite_error)?;
+    let Some(mut recorded) = read_shape(&tx, catalog, name)? else {
+        return Ok(());
+    };
+    for statement in layout.clear_index_columns(&recorded, undeclared) {
+        tx.execute(&statement, []).map_err(sqlite_error)?;
+    }
+    recorded
+        .indexes
+        .retain(|index| !undeclared.contains(&index.name));
+    let shape =
+        serde_json::to_string(&recorded).map_err(|e| Error::backend(Dialect::Sqlite.name(), e))?;
+    tx.execute(&catalog.update, [name, shape.as_str()])
+        .map_err(sqlite_error)?;
+    tx.commit().map_err(sqlite_error)
+}
+
 /// Writes the new index columns of every record, a page of records at a time.
 fn fill(conn: &Connection, layout: &Layout, missing: &MissingIndexes) -> Result<()> {
     let mut after: Option<RecordKey> = None;
@@ -504,6 +531,21 @@ impl TableBackend for SqliteStore {
             .conns
             .write_blocking(move |conn| {
                 add_indexes(conn, &inner.catalog, &inner.tables, &layout, &schema)
+            })
+            .await
+    }
+
+    async fn forget_indexes(&self, schema: &TableSchema, undeclared: &[String]) -> Result<()> {
+        let layout = self.layout(schema).await?;
+        let (inner, name, undeclared) = (
+            self.inner.clone(),
+            schema.name().to_owned(),
+            undeclared.to_vec(),
+        );
+        self.inner
+            .conns
+            .write_blocking(move |conn| {
+                forget_indexes(conn, &inner.catalog, &layout, &name, &undeclared)
             })
             .await
     }

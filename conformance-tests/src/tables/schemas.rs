@@ -82,44 +82,6 @@ pub async fn concurrent_ensure_table_creates_it_once(f: &Fixture) {
     assert_eq!(store.count(&schema).await.expect("count"), 1);
 }
 
-/// A live table whose keys or indexes differ from the schema is refused, listing every
-/// difference; nothing is changed.
-pub async fn a_table_that_drifted_is_refused_with_its_differences(f: &Fixture) {
-    let store = ensure(f, &products()).await;
-    let drifted = TableSchema::builder("products", KeyDef::int("id"))
-        .index(
-            "product-name-index",
-            KeyDef::text("name"),
-            Some(KeyDef::text("updated_at")),
-        )
-        .build()
-        .expect("valid");
-    let refused = store.ensure_table(&drifted).await;
-    let Err(Error::SchemaMismatch { table, differences }) = refused else {
-        panic!("a drifted table is refused: {refused:?}");
-    };
-    assert_eq!(table, "products");
-    assert_eq!(differences.len(), 2, "{differences:?}");
-    assert!(differences[0].contains("partition key"), "{differences:?}");
-    assert!(
-        differences[1].contains("product-name-index"),
-        "{differences:?}"
-    );
-    let dropped = TableSchema::builder("products", KeyDef::text("id"))
-        .build()
-        .expect("valid");
-    let refused = store.ensure_table(&dropped).await;
-    assert_matches!(
-        refused,
-        Err(Error::SchemaMismatch { .. }),
-        "an index no longer declared"
-    );
-    assert_eq!(
-        store.ensure_table(&products()).await.expect("as declared"),
-        TableStatus::Unchanged
-    );
-}
-
 /// A query index and a unique index declared on a table of 500 records are added and filled
 /// from them.
 pub async fn adding_indexes_to_a_populated_table_backfills_them(f: &Fixture) {

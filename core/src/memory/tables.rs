@@ -384,6 +384,18 @@ impl TableBackend for MemoryStore {
         })
     }
 
+    async fn forget_indexes(&self, schema: &TableSchema, undeclared: &[String]) -> Result<()> {
+        // Index entries are computed from the schema at each query, so nothing else holds
+        // them; forgotten as SQL forgets them, so both answer alike.
+        self.with_table(schema, |table| {
+            table
+                .shape
+                .indexes
+                .retain(|index| !undeclared.contains(&index.name));
+            Ok(())
+        })
+    }
+
     async fn drop_table(&self, schema: &TableSchema) -> Result<bool> {
         Ok(self.tables().tables.remove(schema.name()).is_some())
     }

@@ -138,12 +138,24 @@ impl<B: TableBackend> TableStore for B {
                         .await?
                         .ok_or(Error::NotFound { what: "table" })?;
                     let missing = live.compare(schema)?;
+                    // Another client's indexes (or an earlier schema's): left alone, listed.
+                    let undeclared = live.undeclared_indexes(schema);
+                    if !undeclared.is_empty() {
+                        self.forget_indexes(schema, &undeclared).await?;
+                    }
+                    let status = |added: Vec<String>| match (added.is_empty(), &undeclared) {
+                        (_, undeclared) if !undeclared.is_empty() => {
+                            TableStatus::UndeclaredIndexes {
+                                added,
+                                undeclared: undeclared.clone(),
+                            }
+                        }
+                        (true, _) if created => TableStatus::Created,
+                        (true, _) => TableStatus::Unchanged,
+                        (false, _) => TableStatus::IndexesAdded(added),
+                    };
                     if missing.is_empty() {
-                        return Ok(if created {
-                            TableStatus::Created
-                        } else {
-                            TableStatus::Unchanged
-                        });
+                        return Ok(status(Vec::new()));
                     }
                     let nulls = check_new_indexes(self, schema, &missing).await?;
                     if !nulls.is_empty() {
@@ -161,7 +173,7 @@ impl<B: TableBackend> TableStore for B {
                                 .map(|&u| schema.uniques()[u].name().to_owned()),
                         )
                         .collect();
-                    Ok(TableStatus::IndexesAdded(names))
+                    Ok(status(names))
                 },
                 |_| None,
                 || about_table(schema),
@@ -1122,8 +1134,18 @@ async fn run_query<B: TableBackend>(
     if let Some(select) = &query.select {
         select.check(schema)?;
     }
+    // A partial index: what it holds of each record, unless the query asks for whole records.
+    let held = index.and_then(|i| schema.index_fields(i));
+    let whole = held.is_some() && query.whole;
+    // Whole records from a backend whose index answers hold only the index's fields: read by
+    // key after the page is cut (see `whole_records`), and selected from then.
+    let reread = whole && backend.queries_index_projections();
     let fields = fetched_whole(schema, index);
-    let fetch = query.select.as_ref().map(|select| select.fetching(&fields));
+    let fetch = query
+        .select
+        .as_ref()
+        .filter(|_| !reread)
+        .map(|select| select.fetching(&fields));
     let print = fingerprint(schema, query);
     let mut after = query
         .cursor
@@ -1194,7 +1216,8 @@ async fn run_query<B: TableBackend>(
             break;
         }
     }
-    if let Some(select) = &query.select {
+    let reread_after = reread && !verify;
+    if let Some(select) = query.select.as_ref().filter(|_| !reread_after) {
         found = found
             .into_iter()
             .map(|f| Found {
@@ -1204,7 +1227,49 @@ async fn run_query<B: TableBackend>(
             })
             .collect();
     }
-    finish_page(found, query.limit, cut, read, &print)
+    if let Some(held) = held.as_ref().filter(|_| !whole) {
+        // What the index holds, as DynamoDB answers from it: no version, which it does not
+        // hold either.
+        for f in &mut found {
+            f.record
+                .document
+                .retain(|field, _| held.contains(&field.as_str()));
+            f.record.version = 0;
+        }
+    }
+    let mut page = finish_page(found, query.limit, cut, read, &print)?;
+    if reread_after {
+        page.items = whole_records(backend, schema, page.items, now).await?;
+        if let Some(select) = &query.select {
+            page.items = page
+                .items
+                .into_iter()
+                .map(|record| trimmed(schema, select, &fields, record, true))
+                .collect();
+        }
+    }
+    Ok(page)
+}
+
+/// The whole records of a page's index hits, read by key (consistently, one `BatchGetItem`
+/// per 100 on DynamoDB): a hit whose record was deleted, or expired, since is left out.
+async fn whole_records<B: TableBackend>(
+    backend: &B,
+    schema: &TableSchema,
+    hits: Vec<Record>,
+    at: f64,
+) -> Result<Vec<Record>> {
+    if hits.is_empty() {
+        return Ok(hits);
+    }
+    let keys: Vec<RecordKey> = hits.into_iter().map(|hit| hit.key).collect();
+    Ok(backend
+        .get_many(schema, &keys)
+        .await?
+        .into_iter()
+        .flatten()
+        .filter(|record| !schema.is_expired(&record.document, at))
+        .collect())
 }
 
 /// One page of a scan, as [`run_query`] makes one of a query (without verification: a scan

@@ -218,10 +218,11 @@ pub use query::{
 pub use record::{KeyField, RecordType, TtlField};
 pub use scan::{Scan, TableScan};
 pub use schema::{
-    IndexEntry, IndexShape, KeyDef, KeyShape, MAX_INDEXES, MAX_PREFIXED_NAME,
-    MAX_UNIQUE_COMPONENTS, MAX_UNIQUE_INDEXES, MissingIndexes, NAME_LENGTH, QueryIndex,
-    RESERVED_TABLE_NAMES, RESERVED_TABLE_PREFIXES, Row, TableSchema, TableSchemaBuilder,
-    TableShape, UniqueIndex, UniqueShape, check_prefixed_name, same_table_name,
+    Billing, IndexEntry, IndexProjection, IndexShape, KeyDef, KeyShape, MAX_INCLUDED_FIELDS,
+    MAX_INDEXES, MAX_PREFIXED_NAME, MAX_TAGS, MAX_UNIQUE_COMPONENTS, MAX_UNIQUE_INDEXES,
+    MissingIndexes, NAME_LENGTH, QueryIndex, RESERVED_TABLE_NAMES, RESERVED_TABLE_PREFIXES, Row,
+    TableSchema, TableSchemaBuilder, TableShape, Throughput, UniqueIndex, UniqueShape,
+    check_prefixed_name, same_table_name,
 };
 pub use transact::{MAX_TRANSACTION_ACTIONS, Transaction};
 pub use typed::{Table, Versioned};
@@ -300,6 +301,43 @@ pub enum TableStatus {
     /// The table existed, and these newly declared indexes were added and filled from its
     /// records.
     IndexesAdded(Vec<String>),
+    /// The table existed with query indexes the schema does not declare (another client's
+    /// global secondary indexes on an adopted table, or ones an earlier schema declared):
+    /// they are left alone and listed in `undeclared`; `added` lists the declared indexes
+    /// that were added, as [`TableStatus::IndexesAdded`] does (empty when none were missing).
+    ///
+    /// On DynamoDB such an index is the database's own and stays listed by every
+    /// `ensure_table`. On SQL and memory, storekit maintains indexes itself, and writes
+    /// through a schema that leaves an index out cannot keep it: the store forgets it (its
+    /// SQL index and columns stay, emptied), so it is listed once, and declaring it again
+    /// rebuilds it from the records like any missing index.
+    UndeclaredIndexes {
+        /// The declared indexes added (and filled from the records).
+        added: Vec<String>,
+        /// The live query indexes the schema does not declare, left alone.
+        undeclared: Vec<String>,
+    },
+}
+
+impl TableStatus {
+    /// The live query indexes the schema does not declare, left alone (see
+    /// [`TableStatus::UndeclaredIndexes`]); empty for the other outcomes.
+    #[must_use]
+    pub fn undeclared_indexes(&self) -> &[String] {
+        match self {
+            Self::UndeclaredIndexes { undeclared, .. } => undeclared,
+            _ => &[],
+        }
+    }
+
+    /// The declared indexes this call added.
+    #[must_use]
+    pub fn added_indexes(&self) -> &[String] {
+        match self {
+            Self::IndexesAdded(added) | Self::UndeclaredIndexes { added, .. } => added,
+            Self::Created | Self::Unchanged => &[],
+        }
+    }
 }
 
 /// A change to one record's document, for [`TableStore::update`]: it may run more than once
@@ -315,10 +353,12 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
     /// Creates the table with its indexes if it does not exist, and waits until it is usable.
     /// Safe to call concurrently and on every start-up. A table that exists and lacks an index
     /// the schema declares gets it, filled from its records (see the module docs for records
-    /// that do not fit it); a table whose keys or indexes differ is refused with
-    /// [`Error::SchemaMismatch`](crate::Error::SchemaMismatch) listing the differences. A name
-    /// that differs from an existing table's only in case is refused (see
-    /// [`same_table_name`]).
+    /// that do not fit it); a table whose keys or declared indexes differ (their keys or
+    /// [projection](IndexProjection)) is refused with
+    /// [`Error::SchemaMismatch`](crate::Error::SchemaMismatch) listing the differences. Query
+    /// indexes the schema does not declare are left alone and listed
+    /// ([`TableStatus::UndeclaredIndexes`]), never a mismatch. A name that differs from an
+    /// existing table's only in case is refused (see [`same_table_name`]).
     async fn ensure_table(&self, schema: &TableSchema) -> Result<TableStatus>;
 
     /// Drops the table and everything in it; `false` if it did not exist.

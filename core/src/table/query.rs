@@ -127,6 +127,7 @@ pub struct Query {
     pub(crate) filter: Option<Condition>,
     pub(crate) select: Option<Projection>,
     pub(crate) read_budget: Option<u64>,
+    pub(crate) whole: bool,
 }
 
 impl Query {
@@ -143,6 +144,7 @@ impl Query {
             filter: None,
             select: None,
             read_budget: None,
+            whole: false,
         }
     }
 
@@ -242,6 +244,28 @@ impl Query {
     #[must_use]
     pub fn read_budget(mut self, records: u64) -> Self {
         self.read_budget = Some(records);
+        self
+    }
+
+    /// On an index that holds only some fields of each record ([`IndexProjection::KeysOnly`],
+    /// [`IndexProjection::Include`]), returns the whole records rather than what the index
+    /// holds: on DynamoDB each page's hits are read by key after the index `Query`, with one
+    /// consistent `BatchGetItem` per 100 (a hit whose record was deleted or expired since is
+    /// left out, so such a page may be short); SQL and memory read whole records anyway.
+    /// [`Query::select`] then selects from the whole records; a filter still tests what the
+    /// index holds. On an index that projects `ALL`, and on the table, a no-op.
+    ///
+    /// [`IndexProjection::KeysOnly`]: super::IndexProjection::KeysOnly
+    /// [`IndexProjection::Include`]: super::IndexProjection::Include
+    ///
+    /// ```
+    /// use storekit_core::table::Query;
+    ///
+    /// let full = Query::index("product-name-index", "lamp").whole_records();
+    /// ```
+    #[must_use]
+    pub fn whole_records(mut self) -> Self {
+        self.whole = true;
         self
     }
 
@@ -565,6 +589,46 @@ pub(crate) fn decode_cursor(
     Ok(position)
 }
 
+/// On a partial index, a filter tests what the index holds, and a selection (unless the
+/// query asks for whole records) selects from it: a path outside it would read as missing on
+/// DynamoDB, silently, so it is refused on every backend.
+fn check_held(schema: &TableSchema, query: &Query, index: usize, held: &[&str]) -> Result<()> {
+    let name = schema.indexes()[index].name();
+    let outside = |path: &Path| (!held.contains(&path.field())).then(|| path.field().to_owned());
+    let mut first = None;
+    if let Some(filter) = &query.filter {
+        filter.visit_paths(&mut |path| {
+            if first.is_none() {
+                first = outside(path);
+            }
+        });
+    }
+    if let Some(field) = first {
+        return Err(Error::invalid(
+            "condition",
+            format!(
+                "index {name:?} holds only the fields {held:?}: a filter cannot test {field:?}"
+            ),
+        ));
+    }
+    if !query.whole
+        && let Some(field) = query
+            .select
+            .iter()
+            .flat_map(Projection::paths)
+            .find_map(outside)
+    {
+        return Err(Error::invalid(
+            "projection",
+            format!(
+                "index {name:?} holds only the fields {held:?}: select from those, or ask for \
+                 whole records (`Query::whole_records`) to select {field:?}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a page's limit: 1 to [`MAX_PAGE`].
 pub(crate) fn check_limit(limit: usize) -> Result<()> {
     if !(1..=MAX_PAGE).contains(&limit) {
@@ -591,6 +655,9 @@ pub(crate) fn check(schema: &TableSchema, query: &Query) -> Result<Option<usize>
         None => (schema.partition(), schema.sort()),
     };
     check_value(partition, &query.partition)?;
+    if let Some((i, held)) = index.and_then(|i| Some((i, schema.index_fields(i)?))) {
+        check_held(schema, query, i, &held)?;
+    }
     if let Some(filter) = &query.filter {
         filter.check(schema)?;
         // DynamoDB filters only what the key condition does not decide: a filter on the

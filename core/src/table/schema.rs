@@ -1,7 +1,7 @@
 //! A table's schema, declared in code and checked by the rules of the strictest backend when
 //! it is built.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,11 @@ pub const MAX_INDEXES: usize = 20;
 pub const MAX_UNIQUE_INDEXES: usize = 20;
 /// Most components of one unique index.
 pub const MAX_UNIQUE_COMPONENTS: usize = 4;
+/// Most fields the `INCLUDE` projections of one table's indexes name in all: DynamoDB's limit
+/// on a table's projected non-key attributes.
+pub const MAX_INCLUDED_FIELDS: usize = 100;
+/// Most tags per table: DynamoDB's limit.
+pub const MAX_TAGS: usize = 50;
 /// Shortest and longest table or index name. DynamoDB wants at least 3 characters; 40 leaves
 /// room in PostgreSQL's 63-byte identifiers for a prefix and an index's derived name.
 pub const NAME_LENGTH: (usize, usize) = (3, 40);
@@ -172,16 +177,195 @@ impl KeyDef {
     }
 }
 
+/// What a query index holds of each record besides its keys: DynamoDB's projection of a
+/// global secondary index, and the same contract on every backend.
+///
+/// A query on an index that projects [`IndexProjection::All`] returns whole records. One on a
+/// *partial* index ([`IndexProjection::KeysOnly`], [`IndexProjection::Include`]) returns what
+/// the index holds: the table's key fields, the index's key fields and the included fields
+/// that the record has, at version 0 (the index does not hold the version), on every backend;
+/// [`Query::select`](super::Query::select) and filters may name only those fields. A query
+/// that asks for [`Query::whole_records`](super::Query::whole_records) gets the whole records
+/// instead (on DynamoDB, one `BatchGetItem` per page after the index `Query`).
+///
+/// ```
+/// use storekit_core::table::IndexProjection;
+///
+/// let names = IndexProjection::include(["price", "name", "price"]);
+/// assert_eq!(names.included(), ["name", "price"]);
+/// assert_eq!(names.to_string(), "INCLUDE(name, price)");
+/// assert!(IndexProjection::All.is_all());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum IndexProjection {
+    /// Every field of the record (the default).
+    #[default]
+    All,
+    /// The table's and the index's key fields only.
+    KeysOnly,
+    /// The key fields and these top-level fields (sorted, each once).
+    Include(Vec<String>),
+}
+
+impl IndexProjection {
+    /// The key fields and these top-level `fields`, kept sorted and each once, so that two
+    /// lists of the same fields are one projection.
+    pub fn include<F: Into<String>>(fields: impl IntoIterator<Item = F>) -> Self {
+        let mut fields: Vec<String> = fields.into_iter().map(Into::into).collect();
+        fields.sort_unstable();
+        fields.dedup();
+        Self::Include(fields)
+    }
+
+    /// Whether the index holds whole records.
+    #[must_use]
+    pub fn is_all(&self) -> bool {
+        matches!(self, Self::All)
+    }
+
+    /// The included fields besides the keys (none for `All` and `KeysOnly`).
+    #[must_use]
+    pub fn included(&self) -> &[String] {
+        match self {
+            Self::Include(fields) => fields,
+            Self::All | Self::KeysOnly => &[],
+        }
+    }
+}
+
+impl std::fmt::Display for IndexProjection {
+    /// DynamoDB's spelling: `ALL`, `KEYS_ONLY`, `INCLUDE(a, b)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::All => f.write_str("ALL"),
+            Self::KeysOnly => f.write_str("KEYS_ONLY"),
+            Self::Include(fields) => write!(f, "INCLUDE({})", fields.join(", ")),
+        }
+    }
+}
+
+/// Read and write capacity units of a provisioned DynamoDB table or index, each 1 or more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Throughput {
+    /// Read capacity units.
+    pub read: u64,
+    /// Write capacity units.
+    pub write: u64,
+}
+
+impl Throughput {
+    /// `read` and `write` capacity units.
+    #[must_use]
+    pub const fn new(read: u64, write: u64) -> Self {
+        Self { read, write }
+    }
+}
+
+impl std::fmt::Display for Throughput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} read, {} write units", self.read, self.write)
+    }
+}
+
+/// How a table's reads and writes are paid for ([`TableSchemaBuilder::billing`]). DynamoDB
+/// creates, exports and checks it; SQL and memory accept it and ignore it (they have no
+/// capacity to provision).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Billing {
+    /// Per request (DynamoDB's `PAY_PER_REQUEST`), the default.
+    #[default]
+    OnDemand,
+    /// Provisioned capacity (`PROVISIONED`): the table's; each global secondary index has the
+    /// table's unless it declares its own ([`QueryIndex::throughput`]).
+    Provisioned(Throughput),
+}
+
+impl Billing {
+    /// Whether it is [`Billing::OnDemand`].
+    #[must_use]
+    pub fn is_on_demand(&self) -> bool {
+        matches!(self, Self::OnDemand)
+    }
+}
+
+impl std::fmt::Display for Billing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::OnDemand => f.write_str("on demand"),
+            Self::Provisioned(throughput) => write!(f, "provisioned at {throughput}"),
+        }
+    }
+}
+
 /// A query index: records listed by a partition key and ordered by an optional sort key.
 /// Records without the partition key (or the sort key, if declared) are not in the index.
+///
+/// [`TableSchemaBuilder::index`] declares one that projects whole records; build one with
+/// [`QueryIndex::new`] for a partial projection or its own capacity, and declare it with
+/// [`TableSchemaBuilder::query_index`]:
+///
+/// ```
+/// use storekit_core::table::{Billing, KeyDef, QueryIndex, TableSchema, Throughput};
+///
+/// let products = TableSchema::builder("product-table", KeyDef::text("id"))
+///     .query_index(
+///         QueryIndex::new("product-name-index", KeyDef::text("name"), None)
+///             .include(["price", "updated_at"])
+///             .throughput(Throughput::new(10, 10)),
+///     )
+///     .billing(Billing::Provisioned(Throughput::new(20, 20)))
+///     .build()?;
+/// assert_eq!(products.indexes()[0].projection().to_string(), "INCLUDE(price, updated_at)");
+/// # Ok::<(), storekit_core::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct QueryIndex {
     name: String,
     partition: KeyDef,
     sort: Option<KeyDef>,
+    projection: IndexProjection,
+    throughput: Option<Throughput>,
 }
 
 impl QueryIndex {
+    /// An index `name` on `partition` (and `sort`), projecting whole records.
+    pub fn new(name: impl Into<String>, partition: KeyDef, sort: Option<KeyDef>) -> Self {
+        Self {
+            name: name.into(),
+            partition,
+            sort,
+            projection: IndexProjection::All,
+            throughput: None,
+        }
+    }
+
+    /// What the index holds of each record ([`IndexProjection`]).
+    #[must_use]
+    pub fn projected(mut self, projection: IndexProjection) -> Self {
+        self.projection = projection;
+        self
+    }
+
+    /// Holds the key fields only ([`IndexProjection::KeysOnly`]).
+    #[must_use]
+    pub fn keys_only(self) -> Self {
+        self.projected(IndexProjection::KeysOnly)
+    }
+
+    /// Holds the key fields and these top-level fields ([`IndexProjection::include`]).
+    #[must_use]
+    pub fn include<F: Into<String>>(self, fields: impl IntoIterator<Item = F>) -> Self {
+        self.projected(IndexProjection::include(fields))
+    }
+
+    /// The index's own capacity, on a table with [`Billing::Provisioned`] (by default it has
+    /// the table's); on an on-demand table, [`TableSchemaBuilder::build`] refuses it.
+    #[must_use]
+    pub fn throughput(mut self, throughput: Throughput) -> Self {
+        self.throughput = Some(throughput);
+        self
+    }
+
     /// The index's name (on DynamoDB, its GSI's name).
     #[must_use]
     pub fn name(&self) -> &str {
@@ -200,11 +384,26 @@ impl QueryIndex {
         self.sort.as_ref()
     }
 
+    /// What the index holds of each record.
+    #[must_use]
+    pub fn projection(&self) -> &IndexProjection {
+        &self.projection
+    }
+
+    /// The capacity the index declares, if any (see [`TableSchema::index_throughput`] for
+    /// the one it gets).
+    #[must_use]
+    pub fn declared_throughput(&self) -> Option<Throughput> {
+        self.throughput
+    }
+
     fn shape(&self) -> IndexShape {
         IndexShape {
             name: self.name.clone(),
             partition: self.partition.shape(),
             sort: self.sort.as_ref().map(KeyDef::shape),
+            projection: self.projection.clone(),
+            throughput: self.throughput,
         }
     }
 }
@@ -268,6 +467,10 @@ struct Inner {
     ttl: Option<String>,
     /// Whether the table is named without the store's prefix.
     exact_name: bool,
+    /// How the table's capacity is paid for.
+    billing: Billing,
+    /// The table's tags.
+    tags: BTreeMap<String, String>,
 }
 
 /// Builds a [`TableSchema`]; [`TableSchemaBuilder::build`] checks it.
@@ -280,6 +483,8 @@ pub struct TableSchemaBuilder {
     uniques: Vec<UniqueIndex>,
     ttl: Option<String>,
     exact_name: bool,
+    billing: Billing,
+    tags: BTreeMap<String, String>,
 }
 
 impl TableSchemaBuilder {
@@ -347,19 +552,52 @@ impl TableSchemaBuilder {
         self
     }
 
-    /// Declares a query index.
+    /// Declares a query index that projects whole records, with the table's capacity.
     #[must_use]
-    pub fn index(
-        mut self,
-        name: impl Into<String>,
-        partition: KeyDef,
-        sort: Option<KeyDef>,
-    ) -> Self {
-        self.indexes.push(QueryIndex {
-            name: name.into(),
-            partition,
-            sort,
-        });
+    pub fn index(self, name: impl Into<String>, partition: KeyDef, sort: Option<KeyDef>) -> Self {
+        self.query_index(QueryIndex::new(name, partition, sort))
+    }
+
+    /// Declares a query index built with [`QueryIndex::new`]: a partial projection
+    /// ([`IndexProjection`]) or its own capacity.
+    #[must_use]
+    pub fn query_index(mut self, index: QueryIndex) -> Self {
+        self.indexes.push(index);
+        self
+    }
+
+    /// How the table's capacity is paid for: [`Billing::OnDemand`] (the default) or
+    /// [`Billing::Provisioned`], with each global secondary index at the table's throughput
+    /// unless it declares its own. DynamoDB creates the table so (an index added later gets
+    /// its throughput too), the Terraform and CloudFormation exports render it, and
+    /// `ensure_table` reports a live table billed otherwise as
+    /// [`Error::SchemaMismatch`]. SQL and memory accept it and ignore it.
+    ///
+    /// ```
+    /// use storekit_core::table::{Billing, KeyDef, TableSchema, Throughput};
+    ///
+    /// let products = TableSchema::builder("products", KeyDef::text("id"))
+    ///     .index("by-name", KeyDef::text("name"), None)
+    ///     .billing(Billing::Provisioned(Throughput::new(20, 20)))
+    ///     .build()?;
+    /// assert_eq!(products.index_throughput(0), Some(Throughput::new(20, 20)));
+    /// # Ok::<(), storekit_core::Error>(())
+    /// ```
+    #[must_use]
+    pub fn billing(mut self, billing: Billing) -> Self {
+        self.billing = billing;
+        self
+    }
+
+    /// Tags the table (`key` 1 to 128 characters, not starting with `aws:`; `value` up to
+    /// 256; at most [`MAX_TAGS`]). A second tag with one key replaces the first. DynamoDB
+    /// creates the table with them, the exports render them, and `ensure_table` reports a
+    /// declared tag the live table lacks or holds with another value as
+    /// [`Error::SchemaMismatch`]; tags the schema does not declare are left alone. SQL and
+    /// memory accept them and ignore them.
+    #[must_use]
+    pub fn tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.insert(key.into(), value.into());
         self
     }
 
@@ -515,6 +753,14 @@ impl TableSchemaBuilder {
                 )));
             }
         }
+        check_projections(
+            &self.indexes,
+            &self.partition,
+            self.sort.as_ref(),
+            &self.ttl,
+        )?;
+        check_billing(&self.billing, &self.indexes)?;
+        check_tags(&self.tags)?;
         Ok(TableSchema(Arc::new(Inner {
             name: self.name,
             partition: self.partition,
@@ -525,8 +771,122 @@ impl TableSchemaBuilder {
             key_fields,
             ttl: self.ttl,
             exact_name: self.exact_name,
+            billing: self.billing,
+            tags: self.tags,
         })))
     }
+}
+
+/// Each partial projection names top-level fields that are not keys of the table or the
+/// index (those are always held), in DynamoDB's limits; on a table whose records expire, it
+/// holds the ttl field, so an index read can leave expired records out as every read does.
+fn check_projections(
+    indexes: &[QueryIndex],
+    partition: &KeyDef,
+    sort: Option<&KeyDef>,
+    ttl: &Option<String>,
+) -> Result<()> {
+    let mut included = 0;
+    for index in indexes {
+        let keys: Vec<&str> = [Some(partition), sort, Some(&index.partition)]
+            .into_iter()
+            .chain([index.sort.as_ref()])
+            .flatten()
+            .map(KeyDef::field)
+            .collect();
+        if let IndexProjection::Include(fields) = &index.projection {
+            if fields.is_empty() {
+                return Err(bad(format!(
+                    "index {:?} includes no field: declare it KEYS_ONLY",
+                    index.name
+                )));
+            }
+            for field in fields {
+                check_field(field)?;
+                if keys.contains(&field.as_str()) {
+                    return Err(bad(format!(
+                        "index {:?} includes the key field {field:?}, which every index holds",
+                        index.name
+                    )));
+                }
+            }
+            included += fields.len();
+        }
+        if let Some(ttl) = ttl
+            && !index.projection.is_all()
+            && !index.projection.included().contains(ttl)
+        {
+            return Err(bad(format!(
+                "index {:?} projects {} without the ttl field {ttl:?}: include it, so that a \
+                 query on the index can leave expired records out",
+                index.name, index.projection
+            )));
+        }
+    }
+    if included > MAX_INCLUDED_FIELDS {
+        return Err(bad(format!(
+            "the indexes include {included} fields, over DynamoDB's limit of \
+             {MAX_INCLUDED_FIELDS} per table"
+        )));
+    }
+    Ok(())
+}
+
+/// Capacities are 1 or more (and fit DynamoDB's 64-bit signed integers); an index declares
+/// its own only on a provisioned table.
+fn check_billing(billing: &Billing, indexes: &[QueryIndex]) -> Result<()> {
+    let check = |what: String, t: &Throughput| {
+        if t.read == 0 || t.write == 0 || t.read > i64::MAX as u64 || t.write > i64::MAX as u64 {
+            return Err(bad(format!(
+                "{what} throughput of {t}: each must be 1 to {}",
+                i64::MAX
+            )));
+        }
+        Ok(())
+    };
+    if let Billing::Provisioned(throughput) = billing {
+        check("the table's".to_owned(), throughput)?;
+    }
+    for index in indexes {
+        match (&index.throughput, billing) {
+            (Some(_), Billing::OnDemand) => {
+                return Err(bad(format!(
+                    "index {:?} declares a throughput on a table billed on demand: declare \
+                     the table's billing Provisioned",
+                    index.name
+                )));
+            }
+            (Some(throughput), Billing::Provisioned(_)) => {
+                check(format!("index {:?}'s", index.name), throughput)?;
+            }
+            (None, _) => {}
+        }
+    }
+    Ok(())
+}
+
+/// DynamoDB's rules for tags, on every backend, so a schema valid on one is valid on all.
+fn check_tags(tags: &BTreeMap<String, String>) -> Result<()> {
+    if tags.len() > MAX_TAGS {
+        return Err(bad(format!(
+            "{} tags, over the limit of {MAX_TAGS}",
+            tags.len()
+        )));
+    }
+    for (key, value) in tags {
+        let length = key.chars().count();
+        if !(1..=128).contains(&length) || key.starts_with("aws:") {
+            return Err(bad(format!(
+                "tag key {key:?} must be 1 to 128 characters, not starting with \"aws:\""
+            )));
+        }
+        if value.chars().count() > 256 {
+            return Err(bad(format!(
+                "the value of tag {key:?} is over 256 characters"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn bad(why: String) -> Error {
@@ -570,7 +930,61 @@ impl TableSchema {
             uniques: Vec::new(),
             ttl: None,
             exact_name: false,
+            billing: Billing::OnDemand,
+            tags: BTreeMap::new(),
         }
+    }
+
+    /// How the table's capacity is paid for ([`TableSchemaBuilder::billing`]).
+    #[must_use]
+    pub fn billing(&self) -> Billing {
+        self.0.billing
+    }
+
+    /// The table's tags ([`TableSchemaBuilder::tag`]).
+    #[must_use]
+    pub fn tags(&self) -> &BTreeMap<String, String> {
+        &self.0.tags
+    }
+
+    /// The capacity the query index at `position` gets: its own, or the table's, on a
+    /// provisioned table; `None` on an on-demand one.
+    #[must_use]
+    pub fn index_throughput(&self, position: usize) -> Option<Throughput> {
+        match self.0.billing {
+            Billing::OnDemand => None,
+            Billing::Provisioned(table) => Some(
+                self.0
+                    .indexes
+                    .get(position)
+                    .and_then(|i| i.throughput)
+                    .unwrap_or(table),
+            ),
+        }
+    }
+
+    /// The top-level fields the query index at `position` holds of each record when it is
+    /// partial ([`IndexProjection`]): the table's key fields, the index's and the included
+    /// ones. `None` when it holds whole records (or there is no such index).
+    #[must_use]
+    pub fn index_fields(&self, position: usize) -> Option<Vec<&str>> {
+        let index = self.0.indexes.get(position)?;
+        if index.projection.is_all() {
+            return None;
+        }
+        let mut fields: Vec<&str> = Vec::new();
+        for field in [Some(&self.0.partition), self.0.sort.as_ref()]
+            .into_iter()
+            .chain([Some(&index.partition), index.sort.as_ref()])
+            .flatten()
+            .map(KeyDef::field)
+            .chain(index.projection.included().iter().map(String::as_str))
+        {
+            if !fields.contains(&field) {
+                fields.push(field);
+            }
+        }
+        Some(fields)
     }
 
     /// Whether the table is named without the store's prefix
@@ -828,6 +1242,8 @@ impl TableSchema {
             uniques: self.0.uniques.iter().map(UniqueIndex::shape).collect(),
             ttl: self.0.ttl.clone(),
             exact_name: self.0.exact_name,
+            billing: self.0.billing,
+            tags: self.0.tags.clone(),
         }
     }
 
@@ -841,11 +1257,20 @@ impl TableSchema {
             builder = builder.sort_key(def(sort));
         }
         for index in &shape.indexes {
-            builder = builder.index(
+            let mut declared = QueryIndex::new(
                 index.name.clone(),
                 def(&index.partition),
                 index.sort.as_ref().map(def),
-            );
+            )
+            .projected(index.projection.clone());
+            if let Some(throughput) = index.throughput {
+                declared = declared.throughput(throughput);
+            }
+            builder = builder.query_index(declared);
+        }
+        builder = builder.billing(shape.billing);
+        for (key, value) in &shape.tags {
+            builder = builder.tag(key.clone(), value.clone());
         }
         for unique in &shape.uniques {
             builder = builder.unique(unique.name.clone(), unique.components.iter().map(def));
@@ -947,6 +1372,14 @@ pub struct IndexShape {
     pub partition: KeyShape,
     /// Its sort key.
     pub sort: Option<KeyShape>,
+    /// What it holds of each record; catalogs written before projections read as `All`.
+    #[serde(default, skip_serializing_if = "IndexProjection::is_all")]
+    pub projection: IndexProjection,
+    /// Its own capacity: on a live DynamoDB table, what it is provisioned at; in a schema's
+    /// shape, what the index declares (`None`: the table's, or on demand). Not a difference
+    /// [`TableShape::compare`] reports (see there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<Throughput>,
 }
 
 /// A unique index as a live table or a schema has it.
@@ -980,6 +1413,14 @@ pub struct TableShape {
     /// already says it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub exact_name: bool,
+    /// How the table is billed ([`TableSchemaBuilder::billing`]); catalogs written before
+    /// read as on demand. Not a difference [`TableShape::compare`] reports (see there).
+    #[serde(default, skip_serializing_if = "Billing::is_on_demand")]
+    pub billing: Billing,
+    /// The table's tags ([`TableSchemaBuilder::tag`]). Not a difference
+    /// [`TableShape::compare`] reports.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// The indexes a schema declares that a live table lacks.
@@ -1000,8 +1441,25 @@ impl MissingIndexes {
 }
 
 impl TableShape {
+    /// The query indexes of the live table (`self`) that `schema` does not declare, by name:
+    /// another client's global secondary index on an adopted table, or one an earlier
+    /// version of the schema declared. [`TableStore::ensure_table`](super::TableStore::ensure_table)
+    /// leaves them alone and lists them in its [`TableStatus`](super::TableStatus).
+    #[must_use]
+    pub fn undeclared_indexes(&self, schema: &TableSchema) -> Vec<String> {
+        self.indexes
+            .iter()
+            .filter(|live| !schema.indexes().iter().any(|i| i.name() == live.name))
+            .map(|live| live.name.clone())
+            .collect()
+    }
+
     /// Compares a live table (`self`) with what `schema` declares: the indexes to add, or
-    /// [`Error::SchemaMismatch`] listing every difference that adding indexes cannot mend.
+    /// [`Error::SchemaMismatch`] listing every difference that adding indexes cannot mend:
+    /// keys, the keys and projection of each declared query index, unique indexes, TTL and
+    /// naming. Query indexes the schema does not declare are not differences
+    /// ([`TableShape::undeclared_indexes`]). Billing, throughput and tags are not compared
+    /// here: only DynamoDB has them, and it compares them itself (SQL and memory ignore them).
     pub fn compare(&self, schema: &TableSchema) -> Result<MissingIndexes> {
         let declared = schema.shape();
         let mut differences = Vec::new();
@@ -1040,20 +1498,24 @@ impl TableShape {
         for (position, index) in declared.indexes.iter().enumerate() {
             match self.indexes.iter().find(|live| live.name == index.name) {
                 None => missing.indexes.push(position),
-                Some(live) if live != index => differences.push(format!(
-                    "index {:?} is on ({}, {}), declared ({}, {})",
-                    index.name,
-                    describe(&live.partition),
-                    describe_opt(&live.sort),
-                    describe(&index.partition),
-                    describe_opt(&index.sort)
-                )),
-                Some(_) => {}
-            }
-        }
-        for live in &self.indexes {
-            if !declared.indexes.iter().any(|i| i.name == live.name) {
-                differences.push(format!("index {:?} is not declared", live.name));
+                Some(live) => {
+                    if (&live.partition, &live.sort) != (&index.partition, &index.sort) {
+                        differences.push(format!(
+                            "index {:?} is on ({}, {}), declared ({}, {})",
+                            index.name,
+                            describe(&live.partition),
+                            describe_opt(&live.sort),
+                            describe(&index.partition),
+                            describe_opt(&index.sort)
+                        ));
+                    }
+                    if live.projection != index.projection {
+                        differences.push(format!(
+                            "index {:?} projects {}, declared {}",
+                            index.name, live.projection, index.projection
+                        ));
+                    }
+                }
             }
         }
         for (position, unique) in declared.uniques.iter().enumerate() {
@@ -1247,6 +1709,121 @@ mod tests {
                 .expect("valid")
                 .ttl(),
             Some("expires_at")
+        );
+    }
+
+    #[test]
+    fn projections_billing_and_tags_are_checked_when_built() {
+        let refused = |b: TableSchemaBuilder| {
+            matches!(b.build(), Err(Error::InvalidInput { what: "schema", .. }))
+        };
+        let on_name = || QueryIndex::new("by-name", KeyDef::text("name"), None);
+        let table = || TableSchema::builder("t_1", KeyDef::text("id"));
+        assert!(refused(table().query_index(on_name().include(["id"]))));
+        assert!(refused(table().query_index(on_name().include(["name"]))));
+        assert!(refused(
+            table().query_index(on_name().include(Vec::<String>::new()))
+        ));
+        assert!(refused(
+            table().query_index(on_name().include(["_storekit_version"]))
+        ));
+        assert!(refused(
+            table().ttl("exp").query_index(on_name().keys_only())
+        ));
+        assert!(
+            table()
+                .ttl("exp")
+                .query_index(on_name().include(["exp"]))
+                .build()
+                .is_ok()
+        );
+        assert!(refused(
+            table().query_index(on_name().throughput(Throughput::new(1, 1)))
+        ));
+        assert!(refused(
+            table().billing(Billing::Provisioned(Throughput::new(0, 1)))
+        ));
+        assert!(refused(
+            table()
+                .billing(Billing::Provisioned(Throughput::new(1, 1)))
+                .query_index(on_name().throughput(Throughput::new(1, 0)))
+        ));
+        assert!(refused(table().tag("aws:owner", "x")));
+        assert!(refused(table().tag("", "x")));
+        assert!(refused(table().tag("k", "v".repeat(257))));
+        let mut many = table();
+        for n in 0..=MAX_TAGS {
+            many = many.tag(format!("k{n}"), "v");
+        }
+        assert!(refused(many));
+        let wide: Vec<String> = (0..=MAX_INCLUDED_FIELDS).map(|n| format!("f{n}")).collect();
+        assert!(refused(table().query_index(on_name().include(wide))));
+    }
+
+    #[test]
+    fn a_partial_index_holds_the_keys_and_its_fields() {
+        let schema = TableSchema::builder("t_1", KeyDef::text("id"))
+            .sort_key(KeyDef::int("n"))
+            .query_index(
+                QueryIndex::new("by-name", KeyDef::text("name"), Some(KeyDef::int("at")))
+                    .include(["price", "color"]),
+            )
+            .index("all", KeyDef::text("name"), None)
+            .billing(Billing::Provisioned(Throughput::new(4, 2)))
+            .tag("team", "shop")
+            .build()
+            .expect("valid");
+        assert_eq!(
+            schema.index_fields(0),
+            Some(vec!["id", "n", "name", "at", "color", "price"])
+        );
+        assert_eq!(schema.index_fields(1), None);
+        assert_eq!(schema.index_throughput(1), Some(Throughput::new(4, 2)));
+        // The catalog's shape gives the same schema back.
+        let again = TableSchema::from_shape("t_1", &schema.shape()).expect("valid");
+        assert_eq!(again.shape(), schema.shape());
+        assert_eq!(again.tags()["team"], "shop");
+        // A shape with nothing new is written as before projections, billing and tags, so
+        // catalogs stay as they were, and old catalogs read as ALL and on demand.
+        let plain = TableSchema::builder("t_2", KeyDef::text("id"))
+            .index("ix1", KeyDef::text("a"), None)
+            .build()
+            .expect("valid");
+        let text = serde_json::to_string(&plain.shape()).expect("json");
+        for new in ["projection", "throughput", "billing", "tags"] {
+            assert!(!text.contains(new), "{text}");
+        }
+        let old: TableShape = serde_json::from_str(&text).expect("an old catalog");
+        assert_eq!(old.indexes[0].projection, IndexProjection::All);
+        assert_eq!(old.billing, Billing::OnDemand);
+    }
+
+    #[test]
+    fn undeclared_indexes_are_listed_and_projections_compared() {
+        let schema = products();
+        let mut live = schema.shape();
+        live.indexes.push(IndexShape {
+            name: "another-team-index".to_owned(),
+            partition: KeyShape {
+                field: "color".to_owned(),
+                kind: KeyType::Text,
+            },
+            sort: None,
+            projection: IndexProjection::KeysOnly,
+            throughput: None,
+        });
+        assert_eq!(live.compare(&schema).ok(), Some(MissingIndexes::default()));
+        assert_eq!(live.undeclared_indexes(&schema), ["another-team-index"]);
+        live.indexes[0].projection = IndexProjection::include(["price"]);
+        // Billing and throughput are the backend's to compare.
+        live.billing = Billing::Provisioned(Throughput::new(1, 1));
+        live.indexes[0].throughput = Some(Throughput::new(1, 1));
+        let Err(Error::SchemaMismatch { differences, .. }) = live.compare(&schema) else {
+            panic!("another projection is a mismatch");
+        };
+        assert_eq!(
+            differences,
+            ["index \"product-name-index\" projects INCLUDE(price), declared ALL"]
         );
     }
 
