@@ -131,6 +131,12 @@ fn shape_of(
         uniques: catalog.map(|c| c.uniques.clone()).unwrap_or_default(),
         ttl: None,
         exact_name: schema.is_exact_name(),
+        // DynamoDB cannot say which attribute holds versions: the catalog can, else (a
+        // table adopted as it is) the declared one is taken.
+        version_attribute: match catalog {
+            Some(catalog) => catalog.version_attribute.clone(),
+            None => schema.shape().version_attribute,
+        },
     })
 }
 
@@ -149,7 +155,7 @@ impl DynamoDbStore {
 
     /// The table's catalog item, if storekit wrote one; none either if the marker table does
     /// not exist yet (a table adopted before any `ensure_table` made it).
-    async fn read_catalog(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
+    pub(super) async fn read_catalog(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
         let sent = self
             .client
             .get_item()
@@ -238,7 +244,7 @@ impl DynamoDbStore {
     }
 
     /// Records the declared shape as the table's catalog.
-    async fn write_catalog(&self, schema: &TableSchema) -> Result<()> {
+    pub(super) async fn write_catalog(&self, schema: &TableSchema) -> Result<()> {
         let shape = serde_json::to_string(&schema.shape())
             .map_err(|e| Error::backend(error::BACKEND, e))?;
         let mut item = Self::catalog_key(schema);
@@ -314,7 +320,7 @@ impl DynamoDbStore {
     }
 
     /// Creates the marker table unless it exists, and waits until it is active.
-    async fn ensure_unique_table(&self) -> Result<()> {
+    pub(super) async fn ensure_unique_table(&self) -> Result<()> {
         if self
             .description(&self.unique_table)
             .await?
