@@ -1,7 +1,7 @@
 //! The storekit conformance suite: the contract every backend keeps.
 //!
 //! The cases are plain `pub async fn`s in [`users`], [`kv`], [`tables`], [`edges`],
-//! [`schema_edges`], [`expressions`], [`scans`], [`projections`], [`records`],
+//! [`schema_edges`], [`expressions`], [`scans`], [`projections`], [`read_options`], [`records`],
 //! [`transactions`], [`differential`], [`races`], [`transfer`], [`input`], [`load`],
 //! [`observe`] and [`model`] that take a [`Fixture`] (fresh, empty
 //! stores) and fail by panicking. A backend runs them in one of two ways:
@@ -40,6 +40,7 @@ pub mod model;
 pub mod observe;
 pub mod projections;
 pub mod races;
+pub mod read_options;
 pub mod records;
 pub mod scans;
 pub mod schema_edges;
@@ -164,6 +165,12 @@ macro_rules! __with_cases {
                 a_budget_under_the_limit_bounds_an_unfiltered_page,
                 bad_read_budgets_and_scans_are_invalid_input,
                 typed_scans_and_streams_filter,
+            ];
+            read_options, Uuid, read_options: [
+                eventual_reads_are_fresh_where_the_store_says_so,
+                partition_counts_match_the_records_of_the_range,
+                parallel_scan_segments_cover_the_table_once,
+                a_named_version_attribute_is_the_version_and_no_field,
             ];
             records, Uuid, records: [
                 expired_records_are_never_read,

@@ -66,6 +66,7 @@ impl Suite {
                     | "schema_edges"
                     | "expressions"
                     | "scans"
+                    | "read_options"
                     | "projections"
                     | "records"
                     | "transactions"
