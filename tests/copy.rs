@@ -136,10 +136,10 @@ async fn tables_copy_in_parallel_segments_sized_before_reading() {
         let said = totals.0.lock().expect("totals").clone();
         // The memory store knows its size exactly: the bar's total, with nothing counted.
         assert_eq!(said, [("table catalogue".to_owned(), Some(200))]);
-        assert_same(
-            &snapshot(&source).await,
-            &snapshot(&destination).await,
-            "segmented copy",
+        assert_eq!(
+            snapshot(&source).await.records,
+            snapshot(&destination).await.records,
+            "{segments} segments"
         );
     }
     let refused = copy(
