@@ -184,7 +184,10 @@ impl DynamoDbStore {
     /// (`{prefix}storekit_unique`), unless it is there already: a table made outside
     /// storekit (Terraform, another client) is then listed by `storekit stats`, copied by
     /// `storekit copy`, checked by `schema check` and exported by `schema --from`, as the
-    /// tables storekit created are. The marker table is created first if the store has none.
+    /// tables storekit created are. The item is marked adopted, so that the store's
+    /// `drop_tables` leaves an exact-named one (which the store did not make, and whose data
+    /// is someone else's) where it is. The marker table is created first if the store has
+    /// none.
     async fn record_adopted(&self, schema: &TableSchema) -> Result<()> {
         if self.read_catalog(schema).await?.is_some() {
             return Ok(());
@@ -194,7 +197,7 @@ impl DynamoDbStore {
             table = self.table_name(schema),
             "recorded an adopted dynamodb table in the catalog"
         );
-        self.write_catalog(schema).await
+        self.write_catalog_item(schema, true).await
     }
 }
 
