@@ -485,6 +485,10 @@ async fn an_adopted_table_is_recorded_in_the_store_s_catalog() {
             .await
             .expect("schema_differences");
         assert!(differences.is_empty(), "{differences:?}");
+        // The store's teardown leaves the table it adopted: its data is someone else's.
+        store.drop_tables().await.expect("drop_tables");
+        let still = raw.describe_table().table_name(&table).send().await;
+        assert!(still.is_ok(), "an adopted table was dropped: {still:?}");
     };
     run.await;
     store.drop_tables().await.expect("drop_tables");
