@@ -10,11 +10,18 @@
 //! account) under another id is never overwritten: it is reported in
 //! [`CopySummary::conflicts`]. At the end the counts of both sides are compared
 //! ([`CopySummary::mismatches`]).
+//!
+//! The source is read once: what the copy read of it (users with their accounts and tokens,
+//! live kv items per namespace, records per table) is its side of the comparison, and only
+//! the destination is counted again. Before each table the copy says what reading it will
+//! cost ([`crate::stats::plan`]: the database's own figures, no read), which is the total of
+//! its progress bar. Tables are read in parallel scan segments ([`CopyOptions::segments`]).
 
 use std::collections::BTreeMap;
 
-use storekit_core::futures::{StreamExt as _, TryStreamExt as _, stream, try_join};
-use storekit_core::table::{Scan, TableSchema};
+use storekit_core::futures::stream::TryChunksError;
+use storekit_core::futures::{StreamExt as _, TryStreamExt as _, stream};
+use storekit_core::table::{Scan, TableSchema, scan_stream_parallel};
 use storekit_core::transfer::{Imported, KvPosition, MAX_IMPORT_BATCH};
 use storekit_core::{Error, PageRequest, Result, UserId};
 
@@ -35,6 +42,10 @@ pub struct CopyOptions {
     pub parallel: usize,
     /// Whether to compare the counts of both sides at the end (default true).
     pub verify: bool,
+    /// How many segments of each table are scanned at once ([`Scan::segment`]); `None` (the
+    /// default) is 4 from DynamoDB, where a parallel scan reads several partitions at once,
+    /// and 1 elsewhere, where each segment would read the whole table again.
+    pub segments: Option<u32>,
 }
 
 impl Default for CopyOptions {
@@ -45,6 +56,7 @@ impl Default for CopyOptions {
             batch: 500,
             parallel: 4,
             verify: true,
+            segments: None,
         }
     }
 }
@@ -63,6 +75,17 @@ impl CopyOptions {
         }
         if self.parallel == 0 {
             return Err(Error::invalid("parallel", "must be at least 1"));
+        }
+        if let Some(segments) = self.segments
+            && !(1..=storekit_core::table::MAX_SEGMENTS).contains(&segments)
+        {
+            return Err(Error::invalid(
+                "segments",
+                format!(
+                    "{segments}: must be 1 to {}",
+                    storekit_core::table::MAX_SEGMENTS
+                ),
+            ));
         }
         Ok(())
     }
@@ -144,16 +167,31 @@ pub async fn copy(
         ));
     }
     let mut summary = CopySummary::default();
+    // What the copy read of the source: its side of the final comparison, so the source is
+    // read once.
+    let mut read = Stats::default();
     if options.includes(Kind::Users) {
-        copy_users(from, to, options, progress, &mut summary).await?;
+        copy_users(from, to, options, progress, &mut summary, &mut read).await?;
     }
     if options.includes(Kind::Kv) {
-        summary.kv_items = copy_kv(from, to, options, progress).await?;
+        let (written, per_namespace) = copy_kv(from, to, options, progress).await?;
+        summary.kv_items = written;
+        read.kv = per_namespace;
     }
     if options.includes(Kind::Tables) {
+        let segments = options
+            .segments
+            .unwrap_or(if from.backend() == "dynamodb" { 4 } else { 1 });
+        let plan = stats::plan(from).await?;
         for schema in source.tables().await? {
-            let copied = copy_table(from, to, &schema, options, progress).await?;
+            let size = plan
+                .tables
+                .iter()
+                .find(|t| t.table == schema.name())
+                .and_then(|t| t.size.records);
+            let copied = copy_table(from, to, &schema, options, segments, size, progress).await?;
             summary.records.insert(schema.name().to_owned(), copied);
+            read.tables.insert(schema.name().to_owned(), copied);
         }
     }
     if options.verify {
@@ -161,19 +199,20 @@ pub async fn copy(
             only: options.only,
             namespace: options.namespace.clone(),
         };
-        let (before, after) = try_join!(stats::stats(from, &scope), stats::stats(to, &scope))?;
-        summary.mismatches = mismatches(&before, &after);
+        let after = stats::stats(to, &scope).await?;
+        summary.mismatches = mismatches(&read, &after);
     }
     Ok(summary)
 }
 
-/// Every page of live kv items.
+/// Every page of live kv items; returns how many were written, and how many were read per
+/// namespace.
 async fn copy_kv(
     from: &Stores,
     to: &Stores,
     options: &CopyOptions,
     progress: &dyn Progress,
-) -> Result<u64> {
+) -> Result<(u64, BTreeMap<String, u64>)> {
     let (source, destination) = (from.transfer(), to.transfer());
     progress.begin("kv", None);
     let (namespace, batch) = (options.namespace.as_deref(), options.batch);
@@ -191,13 +230,19 @@ async fn copy_kv(
             Ok(Some((page, next)))
         }
     });
+    let mut counts = BTreeMap::new();
+    let pages = pages.inspect_ok(|page: &Vec<storekit_core::transfer::KvEntry>| {
+        for entry in page {
+            *counts.entry(entry.namespace.clone()).or_insert(0) += 1;
+        }
+    });
     let written = write_pages(pages, options.parallel, progress, |page| {
         let destination = destination.clone();
         async move { Ok(destination.import_kv(&page).await? as u64) }
     })
     .await?;
     progress.end();
-    Ok(written)
+    Ok((written, counts))
 }
 
 /// Writes each page with `write` as it is read, up to `parallel` writes in flight while the
@@ -223,11 +268,11 @@ where
         .await
 }
 
-/// What became of one user.
+/// What became of one user, with its (OAuth accounts, access tokens) as read.
 enum UserOutcome {
-    Imported(Imported),
+    Imported(Imported, (u64, u64)),
     /// Not copied: the destination holds its email or an OAuth account under another id.
-    Conflict(String),
+    Conflict(String, (u64, u64)),
     /// Deleted from the source while the copy ran.
     Gone,
 }
@@ -239,6 +284,7 @@ async fn copy_users(
     options: &CopyOptions,
     progress: &dyn Progress,
     summary: &mut CopySummary,
+    read: &mut Stats,
 ) -> Result<()> {
     let (auth, source, destination) = (from.auth(), from.transfer(), to.transfer());
     progress.begin("users", None);
@@ -254,12 +300,20 @@ async fn copy_users(
                     let Some(bundle) = source.export_user(id).await? else {
                         return Ok(UserOutcome::Gone);
                     };
+                    let held = (
+                        bundle.oauth_accounts.len() as u64,
+                        bundle.access_tokens.len() as u64,
+                    );
                     match destination.import_user(&bundle).await {
-                        Ok(imported) => Ok(UserOutcome::Imported(imported)),
-                        Err(Error::AlreadyExists { what }) => Ok(UserOutcome::Conflict(format!(
-                            "user {id} ({}): the destination holds its {what} under another id",
-                            bundle.user.email
-                        ))),
+                        Ok(imported) => Ok(UserOutcome::Imported(imported, held)),
+                        Err(Error::AlreadyExists { what }) => Ok(UserOutcome::Conflict(
+                            format!(
+                                "user {id} ({}): the destination holds its {what} under \
+                                 another id",
+                                bundle.user.email
+                            ),
+                            held,
+                        )),
                         Err(err) => Err(err),
                     }
                 }
@@ -268,13 +322,24 @@ async fn copy_users(
             .collect()
             .await;
         for outcome in outcomes {
-            match outcome? {
-                UserOutcome::Imported(Imported::Created) => summary.users_created += 1,
-                UserOutcome::Imported(Imported::Updated) => summary.users_updated += 1,
-                UserOutcome::Imported(Imported::Unchanged) => summary.users_unchanged += 1,
-                UserOutcome::Conflict(line) => summary.conflicts.push(line),
-                UserOutcome::Gone => {}
-            }
+            let held = match outcome? {
+                UserOutcome::Imported(imported, held) => {
+                    match imported {
+                        Imported::Created => summary.users_created += 1,
+                        Imported::Updated => summary.users_updated += 1,
+                        Imported::Unchanged => summary.users_unchanged += 1,
+                    }
+                    held
+                }
+                UserOutcome::Conflict(line, held) => {
+                    summary.conflicts.push(line);
+                    held
+                }
+                UserOutcome::Gone => continue,
+            };
+            read.users += 1;
+            read.oauth_accounts += held.0;
+            read.access_tokens += held.1;
         }
         progress.advance(users.items.len() as u64);
         match users.next {
@@ -286,34 +351,26 @@ async fn copy_users(
     Ok(())
 }
 
-/// Every record of one table, into the same table (created if missing) in the destination.
+/// Every record of one table, into the same table (created if missing) in the destination,
+/// read in `segments` parallel scan segments; `size` (the database's estimate, if any) is
+/// the progress bar's total: nothing is counted before.
 async fn copy_table(
     from: &Stores,
     to: &Stores,
     schema: &TableSchema,
     options: &CopyOptions,
+    segments: u32,
+    size: Option<u64>,
     progress: &dyn Progress,
 ) -> Result<u64> {
     let (tables, destination) = (from.tables(), to.transfer());
     to.tables().ensure_table(schema).await?;
-    let total = tables.count(schema).await?;
-    progress.begin(&format!("table {}", schema.name()), Some(total));
+    progress.begin(&format!("table {}", schema.name()), size);
     let batch = options.batch;
-    // The state is the cursor of the next page; `None` after the last page.
-    let pages = stream::try_unfold(Some(None::<String>), |cursor| {
-        let tables = tables.clone();
-        async move {
-            let Some(cursor) = cursor else {
-                return Ok(None);
-            };
-            let mut scan = Scan::new().limit(batch);
-            if let Some(cursor) = cursor {
-                scan = scan.after(cursor);
-            }
-            let page = tables.scan(schema, &scan).await?;
-            Ok(Some((page.items, page.next.map(Some))))
-        }
-    });
+    let scan = Scan::new().limit(batch);
+    let pages = scan_stream_parallel(tables, schema.clone(), scan, segments)
+        .try_chunks(batch)
+        .map_err(|TryChunksError(_, err)| err);
     let written = write_pages(pages, options.parallel, progress, |records| {
         let destination = destination.clone();
         async move {

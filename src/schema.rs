@@ -128,6 +128,49 @@ pub fn render(
     }
 }
 
+/// Renders the definitions of the live store at `url` in `format` (Terraform for DynamoDB
+/// and SQL for SQLite and PostgreSQL when `None`): storekit's own stores with the URL's
+/// `prefix=` and the store's id kind, and every table its catalog records, declared in code
+/// or adopted by `ensure_table`, as the catalog recorded them. What `storekit schema --from
+/// URL` prints: a store's tables exported without writing a binary that declares them.
+///
+/// A `memory://` URL holds nothing to export: [`Error::InvalidInput`].
+pub async fn render_from(url: &str, format: Option<Format>) -> Result<String> {
+    let stores = crate::connect(url).await?;
+    let target: Target = match stores.backend() {
+        "memory" => {
+            return Err(Error::invalid(
+                "url",
+                "a memory store lives in its process: there is no live schema to export",
+            ));
+        }
+        backend => backend.parse()?,
+    };
+    let format = format.unwrap_or(match target {
+        Target::DynamoDb => Format::Terraform,
+        Target::Sqlite | Target::Postgres => Format::Sql,
+    });
+    let transfer = stores.transfer();
+    let options = ExportOptions::default()
+        .prefix(url_prefix(url))
+        .id_kind(transfer.id_kind());
+    let tables = transfer.tables().await?;
+    let tables: Vec<&TableSchema> = tables.iter().collect();
+    render(target, format, &options, &tables)
+}
+
+/// The `prefix=` of a store URL (empty when it has none): prefixes are identifiers, so they
+/// are never percent-encoded.
+fn url_prefix(url: &str) -> String {
+    url.split_once('?')
+        .map(|(_, query)| query)
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("prefix="))
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Terraform for `tables` on DynamoDB, with the marker table their unique indexes and
 /// catalog items live in; no prefix.
 #[cfg(feature = "dynamodb")]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use storekit_core::futures::{StreamExt as _, TryStreamExt as _, stream};
+use storekit_core::table::TableSize;
 use storekit_core::transfer::{KvPosition, MAX_IMPORT_BATCH};
 use storekit_core::{Error, PageRequest, Result};
 
@@ -154,8 +155,95 @@ impl fmt::Display for Stats {
     }
 }
 
+/// What a full read of one table will read, as the database knows without reading it
+/// ([`TableStore::table_size`](storekit_core::table::TableStore::table_size)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRead {
+    /// The table's name.
+    pub table: String,
+    /// Its size, as the database says.
+    pub size: TableSize,
+    /// About how many read requests one full read takes: one per 1 MB page on DynamoDB
+    /// (`None` when the size is unknown), one statement on SQL and memory.
+    pub requests: Option<u64>,
+    /// About how many read units one consistent full read bills on DynamoDB (4 KB each; an
+    /// eventual read bills half); `None` elsewhere, or when the size is unknown.
+    pub read_units: Option<u64>,
+}
+
+/// What [`stats`] (or [`crate::copy::copy`]) will read: each table's size and the requests
+/// and read units one full read of it costs, known before reading anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadPlan {
+    /// The tables of the store's catalog, in its order.
+    pub tables: Vec<TableRead>,
+}
+
+impl fmt::Display for ReadPlan {
+    /// One line per table: `products: about 332 records, 0.1 MB; a full read is about 1
+    /// request and 25 read units`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for table in &self.tables {
+            let about = if table.size.exact { "" } else { "about " };
+            write!(f, "{}: ", table.table)?;
+            match table.size.records {
+                Some(records) => write!(f, "{about}{records} records")?,
+                None => write!(f, "records unknown until counted")?,
+            }
+            if let Some(bytes) = table.size.bytes {
+                #[allow(clippy::cast_precision_loss)] // a size for people to read
+                let mb = bytes as f64 / 1e6;
+                write!(f, ", {mb:.1} MB")?;
+            }
+            match (table.requests, table.read_units) {
+                (Some(requests), Some(units)) => writeln!(
+                    f,
+                    "; a full read is about {requests} requests and {units} read units \
+                     (consistent; half if eventual)"
+                )?,
+                (Some(requests), None) => {
+                    writeln!(f, "; a full read is {requests} statement(s)")?;
+                }
+                _ => writeln!(f)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What reading every table of `stores` in full will read (see [`ReadPlan`]): one
+/// `DescribeTable` per table on DynamoDB, nothing read from the tables themselves.
+pub async fn plan(stores: &Stores) -> Result<ReadPlan> {
+    let tables = stores.tables();
+    let dynamodb = stores.backend() == "dynamodb";
+    let mut plan = ReadPlan::default();
+    for schema in stores.transfer().tables().await? {
+        let size = tables.table_size(&schema).await?;
+        let (requests, read_units) = if dynamodb {
+            const PAGE: u64 = 1 << 20;
+            const UNIT: u64 = 4 << 10;
+            (
+                size.bytes.map(|b| b.div_ceil(PAGE).max(1)),
+                size.bytes.map(|b| b.div_ceil(UNIT).max(1)),
+            )
+        } else {
+            (Some(1), None)
+        };
+        plan.tables.push(TableRead {
+            table: schema.name().to_owned(),
+            size,
+            requests,
+            read_units,
+        });
+    }
+    Ok(plan)
+}
+
 /// Counts what `stores` holds within `scope`. Reads every user (with its accounts and tokens)
-/// and every live kv item, and asks each table for its count.
+/// and every live kv item, and asks each table for its count, which reads the whole table
+/// ([`TableStore::count`](storekit_core::table::TableStore::count): on DynamoDB a
+/// `Select=COUNT` Scan, as many read units as reading every record; [`plan`] says how many
+/// before).
 pub async fn stats(stores: &Stores, scope: &Scope) -> Result<Stats> {
     let includes = |kind| scope.only.is_none_or(|only| only == kind);
     let mut stats = Stats::default();

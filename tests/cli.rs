@@ -232,6 +232,58 @@ async fn stats_counts_every_kind() {
     }
     let only = storekit(&["stats", &url, "--only", "kv", "--namespace", "flags"]);
     assert!(stdout(&only).contains("kv items        10 in 1 namespaces"));
+    // What counting each table will read, said first, on stderr, leaving stdout the answer.
+    let said = stderr(&output);
+    assert!(
+        said.lines()
+            .any(|line| line.starts_with("reading catalogue: ") && line.contains("statement")),
+        "{said}"
+    );
+    assert!(!text.contains("reading "), "{text}");
+    assert!(
+        !stderr(&only).contains("reading "),
+        "kv only reads no table"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_from_a_live_store_exports_its_catalog_without_code() {
+    let url = common::sqlite_url("cli-schema-from");
+    let stores = open(&url).await;
+    seed(
+        &stores,
+        Sizes {
+            users: 1,
+            kv: 1,
+            records: 3,
+        },
+    )
+    .await;
+    let output = storekit(&["schema", "--from", &url]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(text.contains("CREATE TABLE"), "{text}");
+    assert!(text.contains("catalogue"), "the seeded table: {text}");
+    // The SQL re-creates what the live store holds: run into an empty database, it checks
+    // clean.
+    let fresh = common::sqlite_url("cli-schema-from-applied");
+    let path = fresh.trim_start_matches("sqlite://");
+    let conn = rusqlite::Connection::open(path).expect("open");
+    conn.execute_batch(&text).expect("the exported SQL runs");
+    drop(conn);
+    let check = storekit(&["schema", "check", &fresh]);
+    assert!(check.status.success(), "{}", stdout(&check));
+    // A format the backend has no use for, and a memory store, are one-line errors.
+    let wrong = storekit(&["schema", "--from", &url, "--format", "terraform"]);
+    assert_one_line_error(&wrong, "terraform for sqlite");
+    let memory = storekit(&["schema", "--from", "memory://"]);
+    assert_one_line_error(&memory, "memory");
+    let both = storekit(&["schema", "--from", &url, "--backend", "postgres"]);
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "--from names the backend itself"
+    );
 }
 
 /// Runs `storekit copy` to a destination, kills it (SIGKILL) once some users have arrived,

@@ -103,6 +103,67 @@ async fn a_user_whose_email_is_taken_is_reported_not_overwritten() {
     );
 }
 
+/// Records what each stage said it would copy.
+#[derive(Default)]
+struct Totals(std::sync::Mutex<Vec<(String, Option<u64>)>>);
+
+impl Progress for Totals {
+    fn begin(&self, what: &str, total: Option<u64>) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((what.to_owned(), total));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tables_copy_in_parallel_segments_sized_before_reading() {
+    for segments in [1, 3, 8] {
+        let (source, destination) = (memory(), memory());
+        seed(&source, SMALL).await;
+        let options = CopyOptions {
+            only: Some(Kind::Tables),
+            segments: Some(segments),
+            batch: 7,
+            ..CopyOptions::default()
+        };
+        let totals = Totals::default();
+        let summary = copy(&source, &destination, &options, &totals)
+            .await
+            .expect("copy");
+        assert!(summary.is_complete(), "{segments} segments: {summary:?}");
+        assert_eq!(summary.records.get("catalogue"), Some(&200));
+        let said = totals.0.lock().expect("totals").clone();
+        // The memory store knows its size exactly: the bar's total, with nothing counted.
+        assert_eq!(said, [("table catalogue".to_owned(), Some(200))]);
+        assert_eq!(
+            snapshot(&source).await.records,
+            snapshot(&destination).await.records,
+            "{segments} segments"
+        );
+    }
+    let refused = copy(
+        &memory(),
+        &memory(),
+        &CopyOptions {
+            segments: Some(0),
+            ..CopyOptions::default()
+        },
+        &NoProgress,
+    )
+    .await;
+    assert!(
+        matches!(
+            refused,
+            Err(storekit::Error::InvalidInput {
+                what: "segments",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn users_of_another_id_kind_are_refused_before_anything_is_written() {
     let source = memory();

@@ -34,9 +34,20 @@ pub(crate) async fn get_all(
     keys: Vec<Item>,
     projection: Option<(&str, &HashMap<String, String>)>,
 ) -> Result<Vec<Item>> {
+    get_all_at(client, table, keys, projection, true).await
+}
+
+/// [`get_all`], strongly consistent or not (`ConsistentRead`).
+pub(crate) async fn get_all_at(
+    client: &Client,
+    table: &str,
+    keys: Vec<Item>,
+    projection: Option<(&str, &HashMap<String, String>)>,
+    consistent: bool,
+) -> Result<Vec<Item>> {
     let chunks: Vec<Vec<Item>> = keys.chunks(GET_BATCH).map(<[Item]>::to_vec).collect();
     let pages: Vec<Vec<Item>> = stream::iter(chunks)
-        .map(|chunk| get_chunk(client, table, chunk, projection))
+        .map(|chunk| get_chunk(client, table, chunk, projection, consistent))
         .buffer_unordered(CONCURRENCY)
         .try_collect()
         .await?;
@@ -48,6 +59,7 @@ async fn get_chunk(
     table: &str,
     mut keys: Vec<Item>,
     projection: Option<(&str, &HashMap<String, String>)>,
+    consistent: bool,
 ) -> Result<Vec<Item>> {
     let mut found = Vec::with_capacity(keys.len());
     let mut backoff = Backoff::batch();
@@ -55,7 +67,7 @@ async fn get_chunk(
         let sent = keys.len();
         let mut request = KeysAndAttributes::builder()
             .set_keys(Some(keys))
-            .consistent_read(true);
+            .consistent_read(consistent);
         if let Some((expression, names)) = projection {
             request = request
                 .projection_expression(expression)

@@ -327,13 +327,14 @@ impl DynamoDbStore {
     /// Deletes the store's tables and everything in them, and waits until they are gone: users,
     /// key-value, the unique markers, and every table whose name starts with the prefix (the
     /// tables store's tables; so also those of another store whose prefix starts with this
-    /// one), and the exact-named tables its catalog records (those it created, shared with
-    /// any other store that uses them). Meant for tests and teardown; missing tables are not
+    /// one), and the exact-named tables its catalog records as created by it (shared with
+    /// any other store that uses them; an exact-named table it adopted is left). Meant for tests and teardown; missing tables are not
     /// an error. The same act as the SQL stores' `drop_tables`.
     pub async fn drop_tables(&self) -> Result<()> {
         let mut tables = self.tables_under_prefix().await?;
+        let adopted = self.adopted_names().await?;
         for (name, shape) in self.catalogs().await? {
-            if shape.exact_name && !tables.contains(&name) {
+            if shape.exact_name && !tables.contains(&name) && !adopted.contains(&name) {
                 tables.push(name);
             }
         }

@@ -41,7 +41,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use storekit_core::table::{
     Fetched, IndexEntry, IndexQuery, KeyDef, KeyType, KeyValue, MissingIndexes, Order, Record,
-    RecordKey, Row, SortCondition, TableScan, TableSchema, TableShape,
+    RecordKey, Row, Segment, SortCondition, TableScan, TableSchema, TableShape,
 };
 use storekit_core::{Error, Result};
 
@@ -1021,7 +1021,7 @@ impl Layout {
     /// One page of a scan, in key order: the plain [`Layout::scan`], or with a filter or a read
     /// budget a windowed read (see [`Layout::windowed`]).
     pub(crate) fn scan_read(&self, scan: &TableScan<'_>) -> Result<Read> {
-        if scan.filter.is_none() && scan.budget.is_none() {
+        if scan.filter.is_none() && scan.budget.is_none() && scan.segment.is_none() {
             return Ok(Read::Plain(self.scan(scan.after, scan.fetch)));
         }
         let columns = self.key_columns();
@@ -1034,9 +1034,77 @@ impl Layout {
                 b.sql(" WHERE ");
                 b.compare(columns, ">", Self::key_params(after));
             }
+            if let Some(segment) = &scan.segment {
+                b.sql(if scan.after.is_some() {
+                    " AND "
+                } else {
+                    " WHERE "
+                });
+                self.segment_clause(b, segment);
+            }
         };
         let statement = self.windowed(columns, false, scan.filter, window, range)?;
         Ok(Read::Windowed(statement, window))
+    }
+
+    /// That the record is in `segment` of a parallel scan, by a hash of its partition key:
+    /// SQLite's `storekit_segment` (storekit's own hash, registered on every connection),
+    /// PostgreSQL's `hashtextextended` of the key as text (its sign bit cleared, so the
+    /// remainder is never negative). A full read of the table on both: SQL has no segments of
+    /// its own, so a segment bounds what a scan returns, not what the database reads.
+    fn segment_clause(&self, b: &mut Builder, segment: &Segment) {
+        let (index, total) = (i64::from(segment.index), i64::from(segment.total));
+        match self.dialect {
+            Dialect::Sqlite => {
+                b.sql("storekit_segment(")
+                    .quoted(PARTITION)
+                    .sql(", ")
+                    .bind(Param::Int(total))
+                    .sql(") = ")
+                    .bind(Param::Int(index));
+            }
+            Dialect::Postgres => {
+                b.sql("((hashtextextended(CAST(")
+                    .quoted(PARTITION)
+                    .sql(" AS text), 0) & 9223372036854775807) % ")
+                    .bind(Param::Int(total))
+                    .sql(") = ")
+                    .bind(Param::Int(index));
+            }
+        }
+    }
+
+    /// How many records of a query's range meet its filter: `SELECT COUNT(*)` over the range
+    /// of the table's key, or of the index's columns (its B-tree), with the filter's `WHERE`.
+    pub(crate) fn count_query(&self, query: &IndexQuery<'_>) -> Result<Statement> {
+        let (partition, sort): (&str, Option<&str>) = match query.index {
+            None => (PARTITION, self.sort.map(|_| SORT)),
+            Some(i) => {
+                let index = &self.indexes[i];
+                (
+                    &index.partition.0,
+                    index.sort.as_ref().map(|s| s.0.as_str()),
+                )
+            }
+        };
+        let mut b = self.builder(None);
+        b.sql("SELECT COUNT(*) FROM ").sql(&self.table);
+        b.sql(" WHERE ")
+            .quoted(partition)
+            .sql(" = ")
+            .bind(Param::from(query.partition));
+        // A record out of the index has NULL in both its columns: the partition test skips it.
+        if let (Some(condition), Some(sort)) = (query.sort, sort) {
+            sort_condition(&mut b, sort, condition);
+        }
+        if let Some(filter) = query.filter {
+            filter::and_where(
+                &mut b,
+                filter,
+                &storekit_core::table::expr::bytes_fields(&self.schema),
+            )?;
+        }
+        Ok(b.finish())
     }
 
     /// Deletes up to `batch` records expired at `now` (Unix seconds): what the background
@@ -1603,6 +1671,7 @@ mod tests {
             fetch: 11,
             filter: None,
             budget: None,
+            consistency: storekit_core::table::Consistency::ReadAfterWrite,
         };
         let Read::Plain(statement) = layout.query(&query).expect("query") else {
             panic!("a plain read")
@@ -1628,6 +1697,8 @@ mod tests {
             fetch: 11,
             filter: None,
             budget: Some(50),
+            consistency: storekit_core::table::Consistency::ReadAfterWrite,
+            segment: None,
         };
         let Ok(Read::Windowed(statement, _)) = layout.scan_read(&scan) else {
             panic!("a windowed read")
@@ -1727,6 +1798,7 @@ mod tests {
                                     fetch: 11,
                                     filter: None,
                                     budget: None,
+                                    consistency: storekit_core::table::Consistency::ReadAfterWrite,
                                 };
                                 // Twice: the first call builds the text, the second reuses it.
                                 let query = |layout: &Layout| match layout.query(&query) {

@@ -2,7 +2,7 @@
 //!
 //! The cases are plain `pub async fn`s in [`users`], [`kv`], [`tables`], [`edges`],
 //! [`schema_edges`], [`expressions`], [`scans`], [`projections`], [`index_projections`],
-//! [`records`],
+//! [`read_options`], [`records`],
 //! [`transactions`], [`differential`], [`races`], [`transfer`], [`input`], [`load`],
 //! [`observe`] and [`model`] that take a [`Fixture`] (fresh, empty
 //! stores) and fail by panicking. A backend runs them in one of two ways:
@@ -81,6 +81,7 @@ pub mod model;
 pub mod observe;
 pub mod projections;
 pub mod races;
+pub mod read_options;
 pub mod records;
 pub mod scans;
 pub mod schema_edges;
@@ -198,6 +199,12 @@ macro_rules! __with_cases {
                 a_budget_under_the_limit_bounds_an_unfiltered_page,
                 bad_read_budgets_and_scans_are_invalid_input,
                 typed_scans_and_streams_filter,
+            ];
+            read_options [read_options: Uuid] Tables: [
+                eventual_reads_are_fresh_where_the_store_says_so,
+                partition_counts_match_the_records_of_the_range,
+                parallel_scan_segments_cover_the_table_once,
+                a_named_version_attribute_is_the_version_and_no_field,
             ];
             records [records: Uuid] Tables: [
                 expired_records_are_never_read,

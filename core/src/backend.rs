@@ -444,6 +444,57 @@ pub trait TableBackend: Backend {
         Consistency::ReadAfterWrite
     }
 
+    /// What a read asking for [`Consistency::Eventual`] gets
+    /// ([`crate::table::TableStore::eventual_reads`]); read-after-write unless the backend
+    /// overrides the eventual reads below.
+    fn eventual_reads(&self) -> Consistency {
+        Consistency::ReadAfterWrite
+    }
+
+    /// Records in the store's catalog a table that existed before `ensure_table` found it
+    /// matching the schema (one made outside storekit and adopted), so that what lists a
+    /// store's tables (`storekit stats`, `copy`, `schema check`) sees it. Called by
+    /// `ensure_table` whenever the table existed; a table already recorded is left as it is.
+    /// By default nothing: a backend whose tables all come through its catalog (SQL, memory)
+    /// has nothing to add.
+    async fn record_table(&self, schema: &TableSchema) -> Result<()> {
+        let _ = schema;
+        Ok(())
+    }
+
+    /// [`TableBackend::get`] (whole, `fetch` `None`) or [`TableBackend::get_selected`], at
+    /// `consistency`. By default the consistent read, which a backend without replicas gives
+    /// for an eventual one too.
+    async fn get_at(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        fetch: Option<&Projection>,
+        consistency: Consistency,
+    ) -> Result<Option<Record>> {
+        let _ = consistency;
+        match fetch {
+            None => self.get(schema, key).await,
+            Some(fetch) => self.get_selected(schema, key, fetch).await,
+        }
+    }
+
+    /// [`TableBackend::get_many`] or [`TableBackend::get_many_selected`] at `consistency`,
+    /// as [`TableBackend::get_at`].
+    async fn get_many_at(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+        fetch: Option<&Projection>,
+        consistency: Consistency,
+    ) -> Result<Vec<Option<Record>>> {
+        let _ = consistency;
+        match fetch {
+            None => self.get_many(schema, keys).await,
+            Some(fetch) => self.get_many_selected(schema, keys, fetch).await,
+        }
+    }
+
     /// The live table's keys and indexes, or `None` if it does not exist.
     async fn describe_table(&self, schema: &TableSchema) -> Result<Option<TableShape>>;
 
@@ -585,6 +636,48 @@ pub trait TableBackend: Backend {
 
     /// How many records the table holds.
     async fn count(&self, schema: &TableSchema) -> Result<u64>;
+
+    /// How big the table is, as the database knows without reading it
+    /// ([`crate::table::TableStore::table_size`]); by default nothing is known.
+    async fn table_size(&self, schema: &TableSchema) -> Result<crate::table::TableSize> {
+        let _ = schema;
+        Ok(crate::table::TableSize::default())
+    }
+
+    /// How many records of a query meet its filter, over its whole range (`query.after` and
+    /// `query.budget` are `None`; `query.fetch` means nothing). By default the range is read
+    /// page by page through [`TableBackend::query`]; a backend that can count in the
+    /// database overrides it (SQL's `COUNT`, DynamoDB's `Select=COUNT`).
+    async fn count_query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<u64> {
+        const PAGE: usize = 1000;
+        let sort_def = query.index.and_then(|i| schema.indexes()[i].sort());
+        let mut after: Option<crate::table::Position> = None;
+        let mut count = 0u64;
+        loop {
+            let page = IndexQuery {
+                after: after.as_ref(),
+                fetch: PAGE,
+                budget: None,
+                ..*query
+            };
+            let fetched = self.query(schema, &page).await?;
+            count += fetched.records.len() as u64;
+            let Some(last) = fetched.records.last() else {
+                return Ok(count);
+            };
+            if fetched.records.len() < PAGE {
+                return Ok(count);
+            }
+            let sort = match sort_def {
+                Some(def) => def.read_stored(&last.document)?,
+                None => None,
+            };
+            after = Some(crate::table::Position {
+                sort,
+                key: last.key.clone(),
+            });
+        }
+    }
 
     /// Applies a checked patch to the record at `key` atomically, if `condition` holds on it
     /// (a failed one is [`Error::Conflict`](crate::Error::Conflict) with `what` `"condition"`); returns the new version

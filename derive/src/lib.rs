@@ -32,7 +32,7 @@ const MAX_INDEXES: usize = 20;
 const MAX_UNIQUE_INDEXES: usize = 20;
 const MAX_UNIQUE_COMPONENTS: usize = 4;
 const MAX_FIELD_BYTES: usize = 255;
-/// The one version attribute storekit keeps today (issue 23 item 7 makes it configurable).
+/// The attribute storekit keeps versions in unless `version = "..."` names another.
 const VERSION_ATTRIBUTE: &str = "_storekit_version";
 
 /// Derives `storekit::table::RecordType` (the table's schema), a typed `key`, and typed
@@ -91,7 +91,7 @@ const VERSION_ATTRIBUTE: &str = "_storekit_version";
 /// | `unique(name = "...", fields(a, b))` | a unique index over 1 to 4 fields |
 /// | `ttl = field` | the field records expire by: Unix seconds, an integer or float (or an `Option` of one) |
 /// | `exact_name` | the table is named `table` itself, without the store's prefix (`TableSchemaBuilder::exact_name`); no `unique` then |
-/// | `version = "_storekit_version"` | the attribute versions are kept in: only storekit's own today |
+/// | `version = "version"` | the attribute versions are kept in (`TableSchemaBuilder::version_attribute`; `_storekit_version` when unsaid): a PynamoDB model's `VersionAttribute`, say |
 /// | `crate = "path"` | where storekit is, for a crate that depends on `storekit-core` only (`crate = "storekit_core"`) |
 ///
 /// Fields are named as in Rust; the table uses the name serde writes (`#[serde(rename = "...")]`,
@@ -99,9 +99,6 @@ const VERSION_ATTRIBUTE: &str = "_storekit_version";
 /// `storekit::table::KeyField`: `String`, `&str`, `Uuid` are text, `i8` to `i64` and `u8` to `u32`
 /// integers, `f64` and `f32` floats, `Vec<u8>` bytes (with
 /// `#[serde(with = "storekit::table::record::base64")]`, as the document holds base64 text).
-///
-/// A `version` attribute other than storekit's own arrives with issue 23 item 7: until then
-/// the derive refuses it with a compile error.
 ///
 /// # What it generates
 ///
@@ -166,6 +163,8 @@ struct Decl {
     ttl: Option<Ident>,
     /// `exact_name`: the table is named without the store's prefix.
     exact_name: Option<Span>,
+    /// `version = "..."`: the attribute versions are kept in.
+    version: Option<LitStr>,
     krate: Option<Path>,
 }
 
@@ -214,6 +213,19 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
         )
     })?;
     check_table_name(&table)?;
+    if let Some(version) = &decl.version
+        && let Some(field) = fields.iter().find(|f| f.stored == version.value())
+    {
+        // Every write of such a record would be refused: the name is the version's.
+        return Err(syn::Error::new(
+            version.span(),
+            format!(
+                "field `{}` is stored as {:?}, the version attribute: storekit keeps the version \
+                 there, outside the record",
+                field.ident, field.stored
+            ),
+        ));
+    }
 
     let find = |ident: &Ident| find_field(name, &fields, ident);
     let partition = find(&partition)?;
@@ -482,6 +494,10 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
         quote!(.unique(#name, [#(#defs),*]))
     });
     let exact_def = decl.exact_name.map(|_| quote!(.exact_name()));
+    let version_def = decl
+        .version
+        .as_ref()
+        .map(|v| quote!(.version_attribute(#v)));
     let ttl_def = ttl.map(|ttl| {
         let (stored, ty) = (&ttl.stored, &ttl.ty);
         let check = quote_spanned!(ty.span()=> __storekit_ttl::<#ty>());
@@ -635,6 +651,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
                     #(#unique_defs)*
                     #ttl_def
                     #exact_def
+                    #version_def
                     .build();
                 match built {
                     ::core::result::Result::Ok(schema) => schema,
@@ -682,17 +699,22 @@ fn read_item(decl: &mut Decl, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
         set(&mut decl.krate, text.parse()?, meta)
     } else if path.is_ident("version") {
         let version: LitStr = meta.value()?.parse()?;
-        if version.value() == VERSION_ATTRIBUTE {
-            Ok(())
-        } else {
-            Err(syn::Error::new(
+        let text = version.value();
+        let fits = text == VERSION_ATTRIBUTE
+            || !(text.is_empty()
+                || text.len() > 255
+                || text.starts_with("_storekit")
+                || text.contains(['.', '[', ']', '"', '\0']));
+        if !fits {
+            return Err(syn::Error::new(
                 version.span(),
                 format!(
-                    "versions are kept in {VERSION_ATTRIBUTE:?} today; another version attribute \
-                     (PynamoDB's `version`, say) arrives with issue 23 item 7"
+                    "version attribute {text:?}: 1 to 255 bytes, no `.`, `[`, `]`, `\"` or NUL, \
+                     and not starting with \"_storekit\" unless it is {VERSION_ATTRIBUTE:?}"
                 ),
-            ))
+            ));
         }
+        set(&mut decl.version, version, meta)
     } else if path.is_ident("index") {
         let (mut name, mut partition, mut sort, mut projection) = (None, None, None, None);
         meta.parse_nested_meta(|inner| {

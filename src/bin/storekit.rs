@@ -34,8 +34,9 @@ enum Command {
         /// The database, e.g. sqlite://app.db or postgres://postgres@localhost/app.
         url: String,
     },
-    /// Print the definitions storekit's stores need (Terraform, CloudFormation or SQL), or
-    /// `schema check URL` to compare a live database with them.
+    /// Print the definitions storekit's stores need (Terraform, CloudFormation or SQL), with
+    /// `--from URL` those of a live store and every table its catalog records (declared in
+    /// code or adopted), or `schema check URL` to compare a live database with them.
     #[command(args_conflicts_with_subcommands = true)]
     Schema {
         #[command(subcommand)]
@@ -49,6 +50,8 @@ enum Command {
     /// again.
     Copy(CopyArgs),
     /// Count users, OAuth accounts, tokens, kv items per namespace and records per table.
+    /// First says on stderr what counting each table will read (records, requests, read
+    /// units), from the database's own figures.
     Stats {
         /// The database.
         url: String,
@@ -78,6 +81,10 @@ enum SchemaCommand {
 
 #[derive(Debug, Args)]
 struct ExportArgs {
+    /// Export a live store: its backend, prefix and id kind, and every table its catalog
+    /// records, as `migrate` and `ensure_table` made or adopted them (no code needed).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["backend", "prefix", "id"])]
+    from: Option<String>,
     /// The backend to render for.
     #[arg(long, value_parser = ["dynamodb", "sqlite", "postgres"], default_value = "dynamodb")]
     backend: String,
@@ -116,6 +123,10 @@ struct CopyArgs {
     /// Skip comparing the counts of both sides at the end.
     #[arg(long)]
     no_verify: bool,
+    /// Scan segments read at once per table (DynamoDB's parallel scan); default 4 from
+    /// DynamoDB, 1 from SQL and memory.
+    #[arg(long)]
+    segments: Option<u32>,
     /// No progress bars.
     #[arg(long, short)]
     quiet: bool,
@@ -178,6 +189,15 @@ fn say(line: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
+/// What a command is about to do, on stderr, each line marked, so that stdout stays the
+/// command's answer.
+fn note(lines: &str) {
+    let mut err = std::io::stderr().lock();
+    for line in lines.lines() {
+        let _ = writeln!(err, "reading {line}");
+    }
+}
+
 async fn run(command: Command) -> storekit::Result<Outcome> {
     match command {
         Command::Migrate { url } => migrate(&url).await,
@@ -188,7 +208,10 @@ async fn run(command: Command) -> storekit::Result<Outcome> {
         Command::Schema {
             check: None,
             export,
-        } => export_schema(&export),
+        } => match &export.from {
+            Some(url) => export_live(url, export.format.as_deref()).await,
+            None => export_schema(&export),
+        },
         Command::Copy(args) => copy(&args).await,
         Command::Stats {
             url,
@@ -196,6 +219,9 @@ async fn run(command: Command) -> storekit::Result<Outcome> {
             namespace,
         } => {
             let stores = connect(&url).await?;
+            if only.is_none_or(|kind| kind == Kind::Tables) {
+                note(&storekit::stats::plan(&stores).await?.to_string());
+            }
             let stats = storekit::stats::stats(&stores, &Scope { only, namespace }).await?;
             let _ = write!(std::io::stdout().lock(), "{stats}");
             Ok(Outcome::Done)
@@ -268,6 +294,15 @@ fn export_schema(args: &ExportArgs) -> storekit::Result<Outcome> {
     Ok(Outcome::Done)
 }
 
+/// `schema --from URL`: the live store's definitions, in `format` (the backend's default
+/// when not given).
+async fn export_live(url: &str, format: Option<&str>) -> storekit::Result<Outcome> {
+    let format = format.map(str::parse::<Format>).transpose()?;
+    let rendered = storekit::schema::render_from(url, format).await?;
+    let _ = write!(std::io::stdout().lock(), "{rendered}");
+    Ok(Outcome::Done)
+}
+
 async fn copy(args: &CopyArgs) -> storekit::Result<Outcome> {
     let (from, to) = (connect(&args.from).await?, connect(&args.to).await?);
     to.migrate().await?;
@@ -277,7 +312,11 @@ async fn copy(args: &CopyArgs) -> storekit::Result<Outcome> {
         batch: args.batch,
         parallel: args.parallel,
         verify: !args.no_verify,
+        segments: args.segments,
     };
+    if args.only.is_none_or(|kind| kind == Kind::Tables) {
+        note(&storekit::stats::plan(&from).await?.to_string());
+    }
     let started = Instant::now();
     let summary = if args.quiet || !std::io::stderr().is_terminal() {
         storekit::copy::copy(&from, &to, &options, &NoProgress).await?

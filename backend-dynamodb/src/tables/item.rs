@@ -5,7 +5,9 @@
 //! `BOOL`, `null` `NULL`, arrays `L` and objects `M`, nested natively. The one exception is a
 //! bytes key field, base64 text in the document and `B` in the item, since a key attribute of
 //! type `B` is what such a field is on a table made outside storekit. The record's version is the
-//! number attribute [`VERSION`]; an item without it (written by another client) is at version 0.
+//! number attribute the schema names (`TableSchema::version_attribute`, `_storekit_version`
+//! by default, `version` for a table shared with a PynamoDB model's `VersionAttribute`); an
+//! item without it (written by another client) is at version 0.
 //!
 //! Reading is the reverse, and leaves numbers as core's canonical documents have them: an `N`
 //! is an `i64`, else a `u64`, else an `f64`, an integral one becoming that integer, so a record
@@ -25,8 +27,11 @@ use storekit_core::{Error, Result};
 use crate::error;
 use crate::item::{self, Item};
 
-/// The version attribute of every record (the `_storekit` prefix is reserved in documents).
-pub(crate) const VERSION: &str = "_storekit_version";
+/// The attribute a table's records keep their version in (the schema's; documents may not
+/// hold a field of that name, and by default it carries the reserved `_storekit` prefix).
+pub(crate) fn version_attribute(schema: &TableSchema) -> &str {
+    schema.version_attribute()
+}
 
 /// A key value as the attribute of its type.
 pub(crate) fn key_value(value: &KeyValue) -> AttributeValue {
@@ -75,7 +80,7 @@ pub(crate) fn record_item(schema: &TableSchema, row: &Row, version: u64) -> Resu
             item.insert(field.to_owned(), AttributeValue::B(Blob::new(bytes)));
         }
     }
-    item.insert(VERSION.to_owned(), version_value(version));
+    item.insert(version_attribute(schema).to_owned(), version_value(version));
     item::check_size(&item)?;
     Ok(item)
 }
@@ -153,20 +158,25 @@ fn number(text: &str) -> std::result::Result<Number, String> {
 }
 
 /// The version of a stored item: 0 for an item another client wrote without one.
-pub(crate) fn version_of(item: &Item, table: &str) -> Result<u64> {
-    match item.get(VERSION) {
+pub(crate) fn version_of(schema: &TableSchema, item: &Item, table: &str) -> Result<u64> {
+    let attribute = version_attribute(schema);
+    match item.get(attribute) {
         None => Ok(0),
         Some(AttributeValue::N(text)) => text
             .parse()
-            .map_err(|_| error::bad_item(table, format!("{VERSION} = {text} is not a version"))),
-        Some(_) => Err(error::bad_item(table, format!("{VERSION} is not a number"))),
+            .map_err(|_| error::bad_item(table, format!("{attribute} = {text} is not a version"))),
+        Some(_) => Err(error::bad_item(
+            table,
+            format!("{attribute} is not a number"),
+        )),
     }
 }
 
 /// A stored item's document, without the version.
-pub(crate) fn document(item: &Item, table: &str) -> Result<Document> {
+pub(crate) fn document(schema: &TableSchema, item: &Item, table: &str) -> Result<Document> {
+    let attribute = version_attribute(schema);
     item.iter()
-        .filter(|(name, _)| name.as_str() != VERSION)
+        .filter(|(name, _)| name.as_str() != attribute)
         .map(|(name, value)| {
             json(value)
                 .map(|v| (name.clone(), v))
@@ -177,13 +187,13 @@ pub(crate) fn document(item: &Item, table: &str) -> Result<Document> {
 
 /// A stored item as a record.
 pub(crate) fn record(schema: &TableSchema, table: &str, item: &Item) -> Result<Record> {
-    let document = document(item, table)?;
+    let document = document(schema, item, table)?;
     let key = schema
         .key_of(&document)
         .map_err(|e| error::bad_item(table, e))?;
     Ok(Record {
         key,
-        version: version_of(item, table)?,
+        version: version_of(schema, item, table)?,
         document,
     })
 }

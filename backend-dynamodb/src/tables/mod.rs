@@ -8,7 +8,8 @@
 //!   `TableSchemaBuilder::exact_name`, which any store with any prefix opens as that one
 //!   table, each store keeping its own catalog item for it): its key attributes are the record's own fields
 //!   (text `S`, integer and float `N`, bytes `B`), every other document field is a native
-//!   attribute (see [`item`]), and the version is the number `_storekit_version`. One global
+//!   attribute (see [`item`]), and the version is the number `_storekit_version` (or the
+//!   attribute the schema names, `TableSchemaBuilder::version_attribute`). One global
 //!   secondary index per query index, named as declared and projecting what it declares
 //!   (`ALL`, `KEYS_ONLY`, `INCLUDE`); billed and tagged as the schema declares. Global
 //!   secondary indexes the schema does not declare are left alone.
@@ -31,11 +32,12 @@
 //! | `delete` | DeleteItem (conditioned on the version, if given); with unique indexes, GetItem and then one TransactWriteItems with the markers (DeleteItem if the record holds none) |
 //! | `put_if`, `replace_if` | as `put`, the caller's condition joined to the record's own; a refusal whose returned item fails the condition is the answer, so a refused create-only `put_if` is one PutItem. `replace_if` first reads the record (GetItem), since it must never create one |
 //! | `delete_if` | DeleteItem with the caller's condition; with unique indexes, as `delete`, conditioned on the version read and the caller's condition |
-//! | `get`, `contains` | GetItem, consistent |
-//! | `get_many` | BatchGetItem per 100 distinct keys, consistent |
+//! | `get`, `contains` | GetItem, consistent (`get_with` an eventual `ReadOptions`: `ConsistentRead=false`) |
+//! | `get_many` | BatchGetItem per 100 distinct keys, consistent (or not, as `get_many_with` asks) |
 //! | `get_by_unique` | GetItem of the marker, GetItem of the record, both consistent |
-//! | `query` | Query per 1 MB page, consistent on the table, eventual on an index; on a partial index (`KEYS_ONLY`, `INCLUDE`) what it projects, or with `whole_records` the page's hits then read by key, one consistent BatchGetItem per 100 |
-//! | `scan`, `count` | Scan per 1 MB page, consistent (`count` with `Select=COUNT`) |
+//! | `query` | Query per 1 MB page, consistent on the table unless the query asks eventual, eventual on an index; on a partial index (`KEYS_ONLY`, `INCLUDE`) what it projects, or with `whole_records` the page's hits then read by key, one consistent BatchGetItem per 100 |
+//! | `count_query` | Query with `Select=COUNT` per 1 MB page of the range, consistency as for `query` |
+//! | `scan`, `count` | Scan per 1 MB page, consistent unless the scan asks eventual, `Segment`/`TotalSegments` for a segment (`count` with `Select=COUNT`) |
 //! | `import_records` (`storekit copy`) | per record, `put`'s write at the version given rather than the next one |
 //!
 //! Conflicts are read from the database's answer: a refused condition returns the item as it
@@ -69,6 +71,7 @@ use storekit_core::table::{
 use storekit_core::transfer::TableTransferBackend;
 
 use crate::DynamoDbStore;
+use crate::count::Counted as _;
 use crate::txn::Condition;
 
 /// The name, after the store's prefix, of the table of unique-value markers and catalogs.
@@ -169,13 +172,35 @@ fn guarded(schema: &TableSchema, version: Option<u64>, guard: &DocCondition) -> 
 }
 
 fn version_clause(p: &mut Placeholders, schema: &TableSchema, version: u64) -> String {
-    let v = p.name(item::VERSION);
+    let v = p.name(item::version_attribute(schema));
     if version == 0 {
         let pk = p.name(schema.partition().field());
         format!("attribute_exists({pk}) AND attribute_not_exists({v})")
     } else {
         let value = p.value(item::version_value(version));
         format!("{v} = {value}")
+    }
+}
+
+impl DynamoDbStore {
+    /// Records a table `ensure_table` found matching its schema in the store's catalog
+    /// (`{prefix}storekit_unique`), unless it is there already: a table made outside
+    /// storekit (Terraform, another client) is then listed by `storekit stats`, copied by
+    /// `storekit copy`, checked by `schema check` and exported by `schema --from`, as the
+    /// tables storekit created are. The item is marked adopted, so that the store's
+    /// `drop_tables` leaves an exact-named one (which the store did not make, and whose data
+    /// is someone else's) where it is. The marker table is created first if the store has
+    /// none.
+    async fn record_adopted(&self, schema: &TableSchema) -> Result<()> {
+        if self.read_catalog(schema).await?.is_some() {
+            return Ok(());
+        }
+        self.ensure_unique_table().await?;
+        tracing::info!(
+            table = self.table_name(schema),
+            "recorded an adopted dynamodb table in the catalog"
+        );
+        self.write_catalog_item(schema, true).await
     }
 }
 
@@ -306,7 +331,60 @@ impl TableBackend for DynamoDbStore {
         keys: &[RecordKey],
         fetch: &Projection,
     ) -> Result<Vec<Option<Record>>> {
-        self.get_records_selected(schema, keys, Some(fetch)).await
+        self.get_records_selected(schema, keys, Some(fetch), Consistency::ReadAfterWrite)
+            .await
+    }
+
+    fn eventual_reads(&self) -> Consistency {
+        // `ConsistentRead=false` may answer from a replica a second or so behind.
+        Consistency::Eventual
+    }
+
+    async fn get_at(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        fetch: Option<&Projection>,
+        consistency: Consistency,
+    ) -> Result<Option<Record>> {
+        self.get_record_at(schema, key, fetch, consistency).await
+    }
+
+    async fn get_many_at(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+        fetch: Option<&Projection>,
+        consistency: Consistency,
+    ) -> Result<Vec<Option<Record>>> {
+        self.get_records_selected(schema, keys, fetch, consistency)
+            .await
+    }
+
+    async fn count_query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<u64> {
+        self.count_query_records(schema, query).await
+    }
+
+    async fn record_table(&self, schema: &TableSchema) -> Result<()> {
+        self.record_adopted(schema).await
+    }
+
+    async fn table_size(&self, schema: &TableSchema) -> Result<storekit_core::table::TableSize> {
+        let output = self
+            .client
+            .describe_table()
+            .table_name(self.table_name(schema))
+            .send_counted()
+            .await
+            .map_err(crate::error::sdk)?;
+        let table = output
+            .table
+            .unwrap_or_else(|| aws_sdk_dynamodb::types::TableDescription::builder().build());
+        Ok(storekit_core::table::TableSize {
+            records: table.item_count.and_then(|n| u64::try_from(n).ok()),
+            bytes: table.table_size_bytes.and_then(|n| u64::try_from(n).ok()),
+            exact: false,
+        })
     }
 
     async fn query_selected(

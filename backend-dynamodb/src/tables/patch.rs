@@ -14,7 +14,7 @@ use storekit_core::table::{
 };
 use storekit_core::{Error, Result};
 
-use super::item::{self, VERSION};
+use super::item;
 use super::write::Expect;
 use super::{Placeholders, filter};
 use crate::DynamoDbStore;
@@ -81,7 +81,7 @@ pub(super) fn update_parts(
             }
         }
     }
-    let version = p.name(VERSION);
+    let version = p.name(item::version_attribute(schema));
     let (zero, one) = (
         p.value(AttributeValue::N("0".into())),
         p.value(AttributeValue::N("1".into())),
@@ -153,7 +153,7 @@ impl DynamoDbStore {
                         match failed.item().filter(|i| !i.is_empty()) {
                             None => Error::NotFound { what: "record" },
                             Some(stored) => {
-                                let version = item::version_of(stored, &table)?;
+                                let version = item::version_of(schema, stored, &table)?;
                                 next_version(version)?;
                                 // The reference says why, on the record as it was refused:
                                 // the caller's condition, or an `add` it cannot make.
@@ -185,12 +185,14 @@ impl DynamoDbStore {
                 });
             }
         };
-        let stored = item::version_of(&attributes, &table)?;
+        let stored = item::version_of(schema, &attributes, &table)?;
         let document = match returning {
             Returning::None => None,
-            Returning::Old => Some(item::document(&attributes, &table)?),
-            Returning::New => Some(item::document(&attributes, &table)?),
-            Returning::UpdatedNew => Some(patch.updated(&item::document(&attributes, &table)?)),
+            Returning::Old => Some(item::document(schema, &attributes, &table)?),
+            Returning::New => Some(item::document(schema, &attributes, &table)?),
+            Returning::UpdatedNew => {
+                Some(patch.updated(&item::document(schema, &attributes, &table)?))
+            }
         };
         let version = match returning {
             Returning::Old => next_version(stored)?,

@@ -1,14 +1,15 @@
 //! Reads: single records and batches by key, queries on the table or a global secondary
-//! index, scans and counts. All consistent, except queries on an index, which DynamoDB cannot
-//! read consistently.
+//! index, scans and counts. All consistent unless the caller asks for an eventual read
+//! (`ConsistentRead=false`, half the read units), except queries on an index, which DynamoDB
+//! cannot read consistently.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::Select;
 use storekit_core::Result;
 use storekit_core::table::{
-    Fetched, IndexQuery, Order, Projection, Record, RecordKey, SortCondition, TableScan,
-    TableSchema,
+    Consistency, Fetched, IndexQuery, Order, Projection, Record, RecordKey, SortCondition,
+    TableScan, TableSchema,
 };
 
 use super::{Placeholders, filter, item};
@@ -29,20 +30,25 @@ fn limit(fetch: usize) -> i32 {
 /// The `ProjectionExpression` of a checked selection, naming its attributes in `p`: the
 /// paths the layer asks for (which hold the keys it needs) and the version, so that a
 /// projected record keeps it.
-fn projection(fetch: &Projection, p: &mut Placeholders) -> String {
-    projection_of(fetch, p, true)
+fn projection(schema: &TableSchema, fetch: &Projection, p: &mut Placeholders) -> String {
+    projection_of(schema, fetch, p, true)
 }
 
 /// [`projection`], with the version only when `version`: a global secondary index that does
 /// not project it refuses a `ProjectionExpression` naming it.
-fn projection_of(fetch: &Projection, p: &mut Placeholders, version: bool) -> String {
+fn projection_of(
+    schema: &TableSchema,
+    fetch: &Projection,
+    p: &mut Placeholders,
+    version: bool,
+) -> String {
     let mut paths: Vec<String> = fetch
         .paths()
         .iter()
         .map(|path| filter::path(path, p))
         .collect();
     if version {
-        paths.push(p.name(item::VERSION));
+        paths.push(p.name(item::version_attribute(schema)));
     }
     paths.join(", ")
 }
@@ -117,7 +123,7 @@ impl Reads {
             if fetched.records.len() < self.fetch
                 && self.budget.is_some_and(|budget| fetched.read >= budget)
             {
-                fetched.cut = Some(item::document(last, table)?);
+                fetched.cut = Some(item::document(schema, last, table)?);
                 break;
             }
         }
@@ -151,15 +157,27 @@ impl DynamoDbStore {
         key: &RecordKey,
         fetch: &Projection,
     ) -> Result<Option<Record>> {
+        self.get_record_at(schema, key, Some(fetch), Consistency::ReadAfterWrite)
+            .await
+    }
+
+    /// One record (its paths in `fetch`, if given) at `consistency`: one GetItem.
+    pub(super) async fn get_record_at(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        fetch: Option<&Projection>,
+        consistency: Consistency,
+    ) -> Result<Option<Record>> {
         let table = self.table_name(schema);
         let mut p = Placeholders::default();
-        let expression = projection(fetch, &mut p);
+        let expression = fetch.map(|fetch| projection(schema, fetch, &mut p));
         self.client
             .get_item()
             .table_name(&table)
             .set_key(Some(item::key_item(schema, key)))
-            .consistent_read(true)
-            .projection_expression(expression)
+            .consistent_read(consistency == Consistency::ReadAfterWrite)
+            .set_projection_expression(expression)
             .set_expression_attribute_names(p.names())
             .send_counted()
             .await
@@ -200,20 +218,22 @@ impl DynamoDbStore {
         schema: &TableSchema,
         keys: &[RecordKey],
     ) -> Result<Vec<Option<Record>>> {
-        self.get_records_selected(schema, keys, None).await
+        self.get_records_selected(schema, keys, None, Consistency::ReadAfterWrite)
+            .await
     }
 
     /// Records by key as [`Self::get_records`] reads them, each projected to `fetch` by the
-    /// `BatchGetItem`'s `ProjectionExpression`.
+    /// `BatchGetItem`'s `ProjectionExpression`, at `consistency`.
     pub(super) async fn get_records_selected(
         &self,
         schema: &TableSchema,
         keys: &[RecordKey],
         fetch: Option<&Projection>,
+        consistency: Consistency,
     ) -> Result<Vec<Option<Record>>> {
         let table = self.table_name(schema);
         let mut p = Placeholders::default();
-        let expression = fetch.map(|fetch| projection(fetch, &mut p));
+        let expression = fetch.map(|fetch| projection(schema, fetch, &mut p));
         let names = p.names().unwrap_or_default();
         let mut distinct: Vec<&RecordKey> = Vec::with_capacity(keys.len());
         let mut seen = std::collections::HashSet::with_capacity(keys.len());
@@ -227,11 +247,12 @@ impl DynamoDbStore {
             .map(|key| item::key_item(schema, key))
             .collect();
         let mut found: HashMap<RecordKey, Record> = HashMap::with_capacity(keys.len());
-        for stored in batch::get_all(
+        for stored in batch::get_all_at(
             &self.client,
             &table,
             requests,
             expression.as_deref().map(|e| (e, &names)),
+            consistency == Consistency::ReadAfterWrite,
         )
         .await?
         {
@@ -256,27 +277,7 @@ impl DynamoDbStore {
             None => (schema.partition(), schema.sort()),
         };
         let mut p = Placeholders::default();
-        let mut expression = format!(
-            "{} = {}",
-            p.name(partition.field()),
-            p.value(item::key_value(query.partition))
-        );
-        if let (Some(condition), Some(sort)) = (query.sort, sort) {
-            let name = p.name(sort.field());
-            let mut value = |v| p.value(item::key_value(v));
-            let clause = match condition {
-                SortCondition::Eq(x) => format!("{name} = {}", value(x)),
-                SortCondition::Lt(x) => format!("{name} < {}", value(x)),
-                SortCondition::Le(x) => format!("{name} <= {}", value(x)),
-                SortCondition::Gt(x) => format!("{name} > {}", value(x)),
-                SortCondition::Ge(x) => format!("{name} >= {}", value(x)),
-                SortCondition::Between(low, high) => {
-                    format!("{name} BETWEEN {} AND {}", value(low), value(high))
-                }
-                SortCondition::BeginsWith(x) => format!("begins_with({name}, {})", value(x)),
-            };
-            expression = format!("{expression} AND {clause}");
-        }
+        let expression = key_condition(schema, query, &mut p);
         // Where the previous page ended: the record's table key, plus its key in the index.
         let start: Option<Item> = query.after.map(|after| {
             let mut key = item::key_item(schema, &after.key);
@@ -298,7 +299,7 @@ impl DynamoDbStore {
         // DynamoDB filters the whole item, then projects what matched. A partial index holds
         // no version (the layer reads its records at version 0).
         let partial = index.is_some_and(|i| !i.projection().is_all());
-        let projection = fetch.map(|fetch| projection_of(fetch, &mut p, !partial));
+        let projection = fetch.map(|fetch| projection_of(schema, fetch, &mut p, !partial));
         let (names, values) = (p.names(), p.values());
         let reads = Reads {
             fetch: query.fetch,
@@ -318,7 +319,10 @@ impl DynamoDbStore {
                     .set_expression_attribute_names(names.clone())
                     .set_expression_attribute_values(values.clone())
                     .scan_index_forward(query.order == Order::Ascending)
-                    .consistent_read(index.is_none())
+                    // A GSI cannot be read consistently; the table as the caller asks.
+                    .consistent_read(
+                        index.is_none() && query.consistency == Consistency::ReadAfterWrite,
+                    )
                     .limit(limit)
                     .set_exclusive_start_key(start);
                 async move {
@@ -362,7 +366,9 @@ impl DynamoDbStore {
                     .set_filter_expression(filter.clone())
                     .set_expression_attribute_names(names.clone())
                     .set_expression_attribute_values(values.clone())
-                    .consistent_read(true)
+                    .consistent_read(scan.consistency == Consistency::ReadAfterWrite)
+                    .set_segment(scan.segment.map(|s| segment_number(s.index)))
+                    .set_total_segments(scan.segment.map(|s| segment_number(s.total)))
                     .limit(limit)
                     .set_exclusive_start_key(start);
                 async move {
@@ -375,6 +381,51 @@ impl DynamoDbStore {
                 }
             })
             .await
+    }
+
+    /// The number of records of a query's range meeting its filter: `Select=COUNT` Query
+    /// requests over every 1 MB page of the range, consistent on the table unless asked
+    /// otherwise (a GSI is eventual).
+    pub(super) async fn count_query_records(
+        &self,
+        schema: &TableSchema,
+        query: &IndexQuery<'_>,
+    ) -> Result<u64> {
+        let table = self.table_name(schema);
+        let index = query.index.map(|i| &schema.indexes()[i]);
+        let mut p = Placeholders::default();
+        let expression = key_condition(schema, query, &mut p);
+        let filter = query
+            .filter
+            .map(|condition| filter::render(condition, &mut p))
+            .transpose()?;
+        let (names, values) = (p.names(), p.values());
+        let mut start = None;
+        let mut count = 0u64;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&table)
+                .set_index_name(index.map(|i| i.name().to_owned()))
+                .key_condition_expression(&expression)
+                .set_filter_expression(filter.clone())
+                .set_expression_attribute_names(names.clone())
+                .set_expression_attribute_values(values.clone())
+                .consistent_read(
+                    index.is_none() && query.consistency == Consistency::ReadAfterWrite,
+                )
+                .select(Select::Count)
+                .set_exclusive_start_key(start)
+                .send_counted()
+                .await
+                .map_err(error::sdk)?;
+            count += u64::try_from(output.count).unwrap_or_default();
+            start = output.last_evaluated_key.filter(|key| !key.is_empty());
+            if start.is_none() {
+                return Ok(count);
+            }
+        }
     }
 
     /// The number of records: a consistent `Select=COUNT` Scan over every page.
@@ -400,4 +451,40 @@ impl DynamoDbStore {
             }
         }
     }
+}
+
+/// A checked segment number as DynamoDB takes it (core keeps them to 1,000,000).
+fn segment_number(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// The `KeyConditionExpression` of a query: its partition, and its sort condition if any,
+/// naming attributes and values in `p`.
+fn key_condition(schema: &TableSchema, query: &IndexQuery<'_>, p: &mut Placeholders) -> String {
+    let (partition, sort) = match query.index.map(|i| &schema.indexes()[i]) {
+        Some(index) => (index.partition(), index.sort()),
+        None => (schema.partition(), schema.sort()),
+    };
+    let mut expression = format!(
+        "{} = {}",
+        p.name(partition.field()),
+        p.value(item::key_value(query.partition))
+    );
+    if let (Some(condition), Some(sort)) = (query.sort, sort) {
+        let name = p.name(sort.field());
+        let mut value = |v| p.value(item::key_value(v));
+        let clause = match condition {
+            SortCondition::Eq(x) => format!("{name} = {}", value(x)),
+            SortCondition::Lt(x) => format!("{name} < {}", value(x)),
+            SortCondition::Le(x) => format!("{name} <= {}", value(x)),
+            SortCondition::Gt(x) => format!("{name} > {}", value(x)),
+            SortCondition::Ge(x) => format!("{name} >= {}", value(x)),
+            SortCondition::Between(low, high) => {
+                format!("{name} BETWEEN {} AND {}", value(low), value(high))
+            }
+            SortCondition::BeginsWith(x) => format!("begins_with({name}, {})", value(x)),
+        };
+        expression = format!("{expression} AND {clause}");
+    }
+    expression
 }

@@ -31,6 +31,9 @@ use crate::schema::{POLL, TABLE_WAIT};
 const CATALOG_SK: &str = "CATALOG";
 /// The catalog attribute holding the table's shape, as JSON.
 const SHAPE: &str = "shape";
+/// The catalog attribute marking a table `ensure_table` adopted (found, not made): a store's
+/// `drop_tables` leaves such an exact-named table alone.
+pub(crate) const ADOPTED: &str = "adopted";
 
 fn not_found<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(err: &E) -> bool {
     err.code() == Some("ResourceNotFoundException")
@@ -122,6 +125,12 @@ fn shape_of(
         billing: crate::definition::live_billing(description),
         // Read apart (ListTagsOfResource), when the schema declares tags.
         tags: std::collections::BTreeMap::new(),
+        // DynamoDB cannot say which attribute holds versions: the catalog can, else (a
+        // table adopted as it is) the declared one is taken.
+        version_attribute: match catalog {
+            Some(catalog) => catalog.version_attribute.clone(),
+            None => schema.shape().version_attribute,
+        },
     })
 }
 
@@ -140,7 +149,7 @@ impl DynamoDbStore {
 
     /// The table's catalog item, if storekit wrote one; none either if the marker table does
     /// not exist yet (a table adopted before any `ensure_table` made it).
-    async fn read_catalog(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
+    pub(super) async fn read_catalog(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
         let sent = self
             .client
             .get_item()
@@ -203,6 +212,48 @@ impl DynamoDbStore {
         Ok(found)
     }
 
+    /// The names of the tables whose catalog item marks them adopted ([`ADOPTED`]).
+    pub(crate) async fn adopted_names(&self) -> Result<Vec<String>> {
+        let mut p = super::Placeholders::default();
+        let filter = format!(
+            "{} = {} AND attribute_exists({})",
+            p.name(items::SK),
+            p.value(s(CATALOG_SK)),
+            p.name(ADOPTED)
+        );
+        let mut names = Vec::new();
+        let mut start = None;
+        loop {
+            let sent = self
+                .client
+                .scan()
+                .table_name(&self.unique_table)
+                .consistent_read(true)
+                .filter_expression(&filter)
+                .projection_expression("#pk")
+                .set_expression_attribute_names(p.names().map(|mut names| {
+                    names.insert("#pk".to_owned(), items::PK.to_owned());
+                    names
+                }))
+                .set_expression_attribute_values(p.values())
+                .set_exclusive_start_key(start)
+                .send_counted()
+                .await;
+            let output = match sent {
+                Ok(output) => output,
+                Err(err) if not_found(&err) => return Ok(names),
+                Err(err) => return Err(error::sdk(err)),
+            };
+            for item in output.items() {
+                names.push(items::get_s(item, &self.unique_table, items::PK)?.to_owned());
+            }
+            match output.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(key) => start = Some(key),
+                None => return Ok(names),
+            }
+        }
+    }
+
     /// Every cataloged table that exists, with its live shape (as `describe` reads it),
     /// ordered by name.
     pub(crate) async fn list_cataloged(&self) -> Result<Vec<(String, TableShape)>> {
@@ -228,16 +279,34 @@ impl DynamoDbStore {
             .collect()
     }
 
-    /// Records the declared shape as the table's catalog.
-    async fn write_catalog(&self, schema: &TableSchema) -> Result<()> {
+    /// Records the declared shape as the table's catalog (an update of the shape alone, so
+    /// that an adopted table stays marked as such, see [`ADOPTED`]).
+    pub(super) async fn write_catalog(&self, schema: &TableSchema) -> Result<()> {
+        self.write_catalog_item(schema, false).await
+    }
+
+    /// Writes the table's catalog item with the declared shape; `adopted` also marks it as a
+    /// table storekit found rather than made.
+    pub(super) async fn write_catalog_item(
+        &self,
+        schema: &TableSchema,
+        adopted: bool,
+    ) -> Result<()> {
         let shape = serde_json::to_string(&schema.shape())
             .map_err(|e| Error::backend(error::BACKEND, e))?;
-        let mut item = Self::catalog_key(schema);
-        item.insert(SHAPE.to_owned(), s(shape));
+        let mut p = super::Placeholders::default();
+        let mut expression = format!("SET {} = {}", p.name(SHAPE), p.value(s(shape)));
+        if adopted {
+            let flag = p.value(aws_sdk_dynamodb::types::AttributeValue::Bool(true));
+            expression = format!("{expression}, {} = {flag}", p.name(ADOPTED));
+        }
         self.client
-            .put_item()
+            .update_item()
             .table_name(&self.unique_table)
-            .set_item(Some(item))
+            .set_key(Some(Self::catalog_key(schema)))
+            .update_expression(expression)
+            .set_expression_attribute_names(p.names())
+            .set_expression_attribute_values(p.values())
             .send_counted()
             .await
             .map_err(error::sdk)?;
@@ -327,7 +396,7 @@ impl DynamoDbStore {
     }
 
     /// Creates the marker table unless it exists, and waits until it is active.
-    async fn ensure_unique_table(&self) -> Result<()> {
+    pub(super) async fn ensure_unique_table(&self) -> Result<()> {
         if self
             .description(&self.unique_table)
             .await?

@@ -184,8 +184,8 @@ impl DynamoDbStore {
                         .map(|stored| -> Result<Record> {
                             Ok(Record {
                                 key: step.key().clone(),
-                                version: item::version_of(&stored, &table)?,
-                                document: item::document(&stored, &table)?,
+                                version: item::version_of(&step.schema, &stored, &table)?,
+                                document: item::document(&step.schema, &stored, &table)?,
                             })
                         })
                         .transpose()?;
@@ -349,8 +349,8 @@ impl DynamoDbStore {
             None => Known::Absent,
             Some(stored) => Known::Stored(Record {
                 key: step.key().clone(),
-                version: item::version_of(&stored, &table)?,
-                document: item::document(&stored, &table)?,
+                version: item::version_of(&step.schema, &stored, &table)?,
+                document: item::document(&step.schema, &stored, &table)?,
             }),
         })
     }

@@ -219,7 +219,7 @@ impl DynamoDbStore {
             if let (Some(guard), Some(Role::Record)) = (guard, roles.get(index)) {
                 let now = stored
                     .as_ref()
-                    .map(|stored| item::version_of(stored, &table))
+                    .map(|stored| item::version_of(schema, stored, &table))
                     .transpose()?;
                 // The record is as the write expected it: only the guard can have failed.
                 if now == known.version() {
@@ -238,7 +238,7 @@ impl DynamoDbStore {
                         let current = Record {
                             key: row.key().clone(),
                             version: now.unwrap_or(0),
-                            document: item::document(stored, &table)?,
+                            document: item::document(schema, stored, &table)?,
                         };
                         condition_holds(schema, Some(&current), guard)?;
                     }
@@ -252,7 +252,7 @@ impl DynamoDbStore {
                 }
                 (Some(Role::Record), Expect::Version(expected)) => {
                     let stored = stored.ok_or(Error::NotFound { what: "record" })?;
-                    let actual = item::version_of(&stored, &table)?;
+                    let actual = item::version_of(schema, &stored, &table)?;
                     if actual != expected {
                         return Err(Error::Conflict {
                             what: "record",
@@ -304,8 +304,8 @@ impl DynamoDbStore {
         Ok(match stored {
             None => Known::Absent,
             Some(stored) => Known::Stored {
-                version: item::version_of(stored, table)?,
-                uniques: item::unique_values(schema, &item::document(stored, table)?),
+                version: item::version_of(schema, stored, table)?,
+                uniques: item::unique_values(schema, &item::document(schema, stored, table)?),
             },
         })
     }
@@ -384,7 +384,7 @@ impl DynamoDbStore {
                     (Some(_), None) => {
                         let version = stored
                             .as_ref()
-                            .map(|stored| item::version_of(stored, &table))
+                            .map(|stored| item::version_of(schema, stored, &table))
                             .transpose()?
                             .unwrap_or(0);
                         Err(Error::Conflict {
@@ -393,7 +393,7 @@ impl DynamoDbStore {
                             actual: version,
                         })
                     }
-                    _ => Err(refusal(&table, expected, stored)?),
+                    _ => Err(refusal(schema, &table, expected, stored)?),
                 },
             };
         }
@@ -412,7 +412,7 @@ impl DynamoDbStore {
                     Some(_) => Err(Error::NotFound { what: "record" }),
                 };
             };
-            let version = item::version_of(current, &table)?;
+            let version = item::version_of(schema, current, &table)?;
             if let Some(expected) = expected
                 && expected != version
             {
@@ -426,7 +426,7 @@ impl DynamoDbStore {
                 Some(guard) => guarded(schema, Some(version), guard)?,
                 None => at_version(schema, version),
             };
-            let uniques = item::unique_values(schema, &item::document(current, &table)?);
+            let uniques = item::unique_values(schema, &item::document(schema, current, &table)?);
             let mut actions: Vec<TransactWriteItem> = vec![txn::delete(
                 &table,
                 item::key_item(schema, key),
@@ -467,7 +467,7 @@ impl DynamoDbStore {
                     && refused
                         .1
                         .as_ref()
-                        .map(|stored| item::version_of(stored, &table))
+                        .map(|stored| item::version_of(schema, stored, &table))
                         .transpose()?
                         == Some(version) =>
                 {
@@ -542,11 +542,16 @@ enum DeleteOutcome {
 }
 
 /// The error of a versioned write refused with `stored` as the item's state.
-fn refusal(table: &str, expected: Option<u64>, stored: Option<Item>) -> Result<Error> {
+fn refusal(
+    schema: &TableSchema,
+    table: &str,
+    expected: Option<u64>,
+    stored: Option<Item>,
+) -> Result<Error> {
     let Some(stored) = stored else {
         return Ok(Error::NotFound { what: "record" });
     };
-    let actual = item::version_of(&stored, table)?;
+    let actual = item::version_of(schema, &stored, table)?;
     Ok(match expected {
         Some(expected) => Error::Conflict {
             what: "record",

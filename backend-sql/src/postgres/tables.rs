@@ -729,6 +729,17 @@ impl TableBackend for PostgresStore {
         self.fetched(&layout, &read).await
     }
 
+    async fn count_query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<u64> {
+        let layout = self.layout(schema)?;
+        let statement = layout.count_query(query)?;
+        let row = self
+            .run(&layout, || {
+                self::query(&statement).fetch_one(&self.inner.pool)
+            })
+            .await?;
+        first_number(&row)
+    }
+
     async fn count(&self, schema: &TableSchema) -> Result<u64> {
         let layout = self.layout(schema)?;
         let statement = layout.count();

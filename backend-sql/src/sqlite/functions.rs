@@ -18,6 +18,33 @@ struct Spec {
 }
 
 pub(super) fn register(conn: &Connection) -> storekit_core::Result<()> {
+    // `storekit_segment(partition_key, total)`: which of `total` scan segments a record is in
+    // (`Scan::segment`), from a stable hash of its stored key.
+    conn.create_scalar_function(
+        "storekit_segment",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            use rusqlite::types::ValueRef;
+            let total: i64 = ctx.get(1)?;
+            let text;
+            let bytes: &[u8] = match ctx.get_raw(0) {
+                ValueRef::Text(bytes) | ValueRef::Blob(bytes) => bytes,
+                ValueRef::Integer(int) => {
+                    text = int.to_string();
+                    text.as_bytes()
+                }
+                ValueRef::Real(float) => {
+                    text = float.to_string();
+                    text.as_bytes()
+                }
+                ValueRef::Null => b"",
+            };
+            let total = u64::try_from(total.max(1)).unwrap_or(1);
+            Ok(i64::try_from(storekit_core::table::segment_hash(bytes) % total).unwrap_or(0))
+        },
+    )
+    .map_err(sqlite_error)?;
     conn.create_scalar_function(
         "storekit_match",
         2,

@@ -796,6 +796,24 @@ impl TableBackend for SqliteStore {
         self.read_fetched(layout, read, scan.fetch).await
     }
 
+    async fn count_query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<u64> {
+        let statement = self.layout(schema).await?.count_query(query)?;
+        // Counting reads the whole range: off the runtime's threads.
+        self.inner
+            .conns
+            .read_blocking(move |conn| {
+                let mut stmt = prepare(conn, &statement)?;
+                let count = first_row(&mut stmt, params_from_iter(&statement.params), |row| {
+                    row.get::<_, i64>(0)
+                })
+                .map_err(table_error)?;
+                Ok(count
+                    .and_then(|n| u64::try_from(n).ok())
+                    .unwrap_or_default())
+            })
+            .await
+    }
+
     async fn count(&self, schema: &TableSchema) -> Result<u64> {
         let statement = self.layout(schema).await?.count();
         // Counting reads the whole table.

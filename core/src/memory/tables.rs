@@ -225,6 +225,19 @@ impl Table {
         }
     }
 
+    /// The rows a read at `consistency` sees: the latest, or, for an eventual read on a store
+    /// that simulates lag, what the indexes see.
+    fn rows_at(
+        &mut self,
+        consistency: Consistency,
+        lag: std::time::Duration,
+    ) -> &BTreeMap<RecordKey, Stored> {
+        match consistency {
+            Consistency::Eventual => self.indexed(lag),
+            Consistency::ReadAfterWrite => &self.rows,
+        }
+    }
+
     /// The rows query indexes see now.
     fn indexed(&mut self, lag: std::time::Duration) -> &BTreeMap<RecordKey, Stored> {
         if lag.is_zero() {
@@ -312,6 +325,55 @@ impl TableBackend for MemoryStore {
         } else {
             Consistency::Eventual
         }
+    }
+
+    fn eventual_reads(&self) -> Consistency {
+        // Eventual reads lag as the indexes do, so that code assuming otherwise fails here.
+        self.index_consistency()
+    }
+
+    async fn get_at(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        fetch: Option<&crate::table::Projection>,
+        consistency: Consistency,
+    ) -> Result<Option<Record>> {
+        let lag = self.index_lag;
+        let found = self.with_table(schema, |table| {
+            Ok(table
+                .rows_at(consistency, lag)
+                .get(key)
+                .map(|s| s.record(key)))
+        })?;
+        Ok(match fetch {
+            Some(fetch) => found.map(|record| fetch.project_record(record)),
+            None => found,
+        })
+    }
+
+    async fn get_many_at(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+        fetch: Option<&crate::table::Projection>,
+        consistency: Consistency,
+    ) -> Result<Vec<Option<Record>>> {
+        let lag = self.index_lag;
+        let found: Vec<Option<Record>> = self.with_table(schema, |table| {
+            let rows = table.rows_at(consistency, lag);
+            Ok(keys
+                .iter()
+                .map(|key| rows.get(key).map(|s| s.record(key)))
+                .collect())
+        })?;
+        Ok(match fetch {
+            Some(fetch) => found
+                .into_iter()
+                .map(|found| found.map(|record| fetch.project_record(record)))
+                .collect(),
+            None => found,
+        })
     }
 
     async fn describe_table(&self, schema: &TableSchema) -> Result<Option<TableShape>> {
@@ -487,7 +549,7 @@ impl TableBackend for MemoryStore {
                         partition: query.partition.clone(),
                         sort: None,
                     };
-                    for (key, stored) in table.rows.range(start..) {
+                    for (key, stored) in table.rows_at(query.consistency, lag).range(start..) {
                         if key.partition != *query.partition {
                             break;
                         }
@@ -551,11 +613,13 @@ impl TableBackend for MemoryStore {
 
     async fn scan(&self, schema: &TableSchema, scan: &TableScan<'_>) -> Result<Fetched> {
         use std::ops::Bound;
+        let lag = self.index_lag;
         self.with_table(schema, |table| {
             let start = scan.after.map_or(Bound::Unbounded, Bound::Excluded);
             let records = table
-                .rows
+                .rows_at(scan.consistency, lag)
                 .range((start, Bound::Unbounded))
+                .filter(|(key, _)| scan.segment.is_none_or(|segment| segment.holds(key)))
                 .map(|(key, stored)| stored.record(key));
             Ok(read_range(
                 schema,
@@ -580,6 +644,16 @@ impl TableBackend for MemoryStore {
 
     async fn count(&self, schema: &TableSchema) -> Result<u64> {
         self.with_table(schema, |table| Ok(table.rows.len() as u64))
+    }
+
+    async fn table_size(&self, schema: &TableSchema) -> Result<crate::table::TableSize> {
+        self.with_table(schema, |table| {
+            Ok(crate::table::TableSize {
+                records: Some(table.rows.len() as u64),
+                bytes: None,
+                exact: true,
+            })
+        })
     }
 
     // Batches (issue 21, item 6).

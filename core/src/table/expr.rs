@@ -493,6 +493,13 @@ impl Condition {
         let bytes_fields = bytes_fields(schema);
         let mut budget = Budget::default();
         self.check_in(&bytes_fields, &mut budget)?;
+        let mut on_version = Ok(());
+        self.visit_paths(&mut |path| {
+            if on_version.is_ok() {
+                on_version = schema.check_not_version("condition", path.field());
+            }
+        });
+        on_version?;
         if budget.terms > MAX_CONDITION_TERMS {
             return Err(Error::invalid(
                 "condition",

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use super::query::{self, fingerprint};
 use super::{
     Change, Condition, Consistency, Document, Fetched, IndexQuery, KeyDef, KeyValue, MAX_BATCH,
-    MissingIndexes, Order, Patch, Patched, Position, Projection, Query, QueryPage, Record,
-    RecordKey, Returning, Row, Scan, TableScan, TableSchema, TableStatus, TableStore,
+    MissingIndexes, Order, Patch, Patched, Position, Projection, Query, QueryPage, ReadOptions,
+    Record, RecordKey, Returning, Row, Scan, TableScan, TableSchema, TableStatus, TableStore,
     check_expected_version, next_version, same_table_name,
 };
 use crate::backend::TableBackend;
@@ -154,6 +154,10 @@ impl<B: TableBackend> TableStore for B {
                         (true, _) => TableStatus::Unchanged,
                         (false, _) => TableStatus::IndexesAdded(added),
                     };
+                    if !created {
+                        // Found, and it fits: adopted (or already ours), and listed from now on.
+                        self.record_table(schema).await?;
+                    }
                     if missing.is_empty() {
                         return Ok(status(Vec::new()));
                     }
@@ -193,6 +197,10 @@ impl<B: TableBackend> TableStore for B {
 
     fn index_consistency(&self) -> Consistency {
         TableBackend::index_consistency(self)
+    }
+
+    fn eventual_reads(&self) -> Consistency {
+        TableBackend::eventual_reads(self)
     }
 
     async fn insert(&self, schema: &TableSchema, document: Document) -> Result<Record> {
@@ -383,6 +391,82 @@ impl<B: TableBackend> TableStore for B {
                     Ok(found
                         .into_iter()
                         .map(|record| alive(schema, record, now))
+                        .collect())
+                },
+                |found| Some(found.iter().flatten().count()),
+                || about_table(schema),
+            )
+            .await
+    }
+
+    async fn get_with(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        options: &ReadOptions,
+    ) -> Result<Option<Record>> {
+        call!(self, "get", schema)
+            .run(
+                async {
+                    schema.check_key(key)?;
+                    if let Some(select) = &options.select {
+                        select.check(schema)?;
+                    }
+                    let fields = fetched_whole(schema, None);
+                    let fetch = options.select.as_ref().map(|s| s.fetching(&fields));
+                    let found = self
+                        .get_at(schema, key, fetch.as_ref(), options.consistency)
+                        .await?;
+                    Ok(
+                        alive(schema, found, now_secs()).map(|record| match &options.select {
+                            Some(select) => trimmed(schema, select, &fields, record, false),
+                            None => record,
+                        }),
+                    )
+                },
+                |found| Some(usize::from(found.is_some())),
+                || about_key(schema, key),
+            )
+            .await
+    }
+
+    async fn get_many_with(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+        options: &ReadOptions,
+    ) -> Result<Vec<Option<Record>>> {
+        call!(self, "get_many", schema)
+            .batch(keys.len())
+            .run(
+                async {
+                    if keys.len() > MAX_GET_MANY {
+                        return Err(Error::invalid(
+                            "keys",
+                            format!("{} keys, over the limit of {MAX_GET_MANY}", keys.len()),
+                        ));
+                    }
+                    keys.iter().try_for_each(|key| schema.check_key(key))?;
+                    if let Some(select) = &options.select {
+                        select.check(schema)?;
+                    }
+                    if keys.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let fields = fetched_whole(schema, None);
+                    let fetch = options.select.as_ref().map(|s| s.fetching(&fields));
+                    let found = self
+                        .get_many_at(schema, keys, fetch.as_ref(), options.consistency)
+                        .await?;
+                    let now = now_secs();
+                    Ok(found
+                        .into_iter()
+                        .map(|record| {
+                            alive(schema, record, now).map(|record| match &options.select {
+                                Some(select) => trimmed(schema, select, &fields, record, false),
+                                None => record,
+                            })
+                        })
                         .collect())
                 },
                 |found| Some(found.iter().flatten().count()),
@@ -665,6 +749,60 @@ impl<B: TableBackend> TableStore for B {
             )
             .await
     }
+
+    async fn table_size(&self, schema: &TableSchema) -> Result<super::TableSize> {
+        call!(self, "table_size", schema)
+            .run(
+                TableBackend::table_size(self, schema),
+                |_| None,
+                || about_table(schema),
+            )
+            .await
+    }
+
+    async fn count_query(&self, schema: &TableSchema, query: &Query) -> Result<u64> {
+        call!(self, "count", schema)
+            .run(
+                async {
+                    let index = query::check(schema, query)?;
+                    let refuse = |what: &'static str, why: &str| Err(Error::invalid(what, why));
+                    if query.cursor.is_some() {
+                        return refuse("cursor", "a count covers the whole query: no cursor");
+                    }
+                    if query.read_budget.is_some() {
+                        return refuse("read budget", "a count reads its whole range");
+                    }
+                    if query.verified {
+                        return refuse(
+                            "query",
+                            "a count returns no hits to verify: count without verified()",
+                        );
+                    }
+                    let filter = read_filter(schema, query.filter.as_ref(), now_secs());
+                    let request = IndexQuery {
+                        index,
+                        partition: &query.partition,
+                        sort: query.sort.as_ref(),
+                        order: query.order,
+                        after: None,
+                        fetch: query::MAX_PAGE,
+                        filter: filter.as_ref(),
+                        budget: None,
+                        consistency: query.consistency,
+                    };
+                    let count = TableBackend::count_query(self, schema, &request).await?;
+                    tracing::Span::current().record("storekit.records_read", count);
+                    Ok(count)
+                },
+                |_| None,
+                || match &query.index {
+                    Some(index) => format!("table {:?}, index {index:?}", schema.name()),
+                    None => about_table(schema),
+                },
+            )
+            .await
+    }
+
     // Conditional writes (issue 21, item 5).
 
     async fn put_if(
@@ -1175,6 +1313,7 @@ async fn run_query<B: TableBackend>(
             fetch: want,
             filter: filter.as_ref(),
             budget,
+            consistency: query.consistency,
         };
         let fetched = match &fetch {
             Some(fetch) => backend.query_selected(schema, &request, fetch).await?,
@@ -1280,7 +1419,7 @@ async fn run_scan<B: TableBackend>(
     scan: &Scan,
 ) -> Result<QueryPage> {
     scan.check(schema)?;
-    let print = query::scan_fingerprint(schema, scan.filter.as_ref());
+    let print = query::scan_fingerprint(schema, scan.filter.as_ref(), scan.segment.as_ref());
     let after = scan
         .cursor
         .as_deref()
@@ -1294,6 +1433,8 @@ async fn run_scan<B: TableBackend>(
         fetch: want,
         filter: filter.as_ref(),
         budget: scan.read_budget,
+        consistency: scan.consistency,
+        segment: scan.segment,
     };
     let fetched = TableBackend::scan(backend, schema, &request).await?;
     check_fetched(backend.name(), &fetched, want, scan.read_budget)?;

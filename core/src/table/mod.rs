@@ -8,6 +8,7 @@
 //! | | memory | SQLite | PostgreSQL | DynamoDB |
 //! |---|---|---|---|---|
 //! | get, get_many, contains, scan, count, table queries | read-after-write | read-after-write | read-after-write | read-after-write (consistent reads) |
+//! | the same asked [`Consistency::Eventual`] ([`ReadOptions`], [`Query::consistency`], [`Scan::consistency`]) | read-after-write (or lagged, if asked) | read-after-write | read-after-write | **eventual**, half the read units |
 //! | query on a query index | read-after-write (or lagged, if asked) | read-after-write | read-after-write | **eventual** (a GSI); [`Query::verified`] drops stale hits |
 //! | get_by_unique | read-after-write | read-after-write | read-after-write | read-after-write |
 //! | uniqueness | one lock | unique index | unique index | marker items in the record's transaction |
@@ -192,6 +193,7 @@ mod layer;
 pub mod patch;
 pub mod projection;
 mod query;
+mod read;
 pub mod record;
 mod scan;
 mod schema;
@@ -215,14 +217,15 @@ pub use query::{
     Consistency, DEFAULT_PAGE, Fetched, IndexQuery, MAX_PAGE, MAX_READ_BUDGET,
     MIN_CURSOR_KEY_BYTES, Order, Position, Query, QueryPage, SortCondition, set_cursor_key,
 };
+pub use read::ReadOptions;
 pub use record::{KeyField, RecordType, TtlField};
-pub use scan::{Scan, TableScan};
+pub use scan::{MAX_SEGMENTS, Scan, Segment, TableScan, segment_hash};
 pub use schema::{
-    Billing, IndexEntry, IndexProjection, IndexShape, KeyDef, KeyShape, MAX_INCLUDED_FIELDS,
-    MAX_INDEXES, MAX_PREFIXED_NAME, MAX_TAGS, MAX_UNIQUE_COMPONENTS, MAX_UNIQUE_INDEXES,
-    MissingIndexes, NAME_LENGTH, QueryIndex, RESERVED_TABLE_NAMES, RESERVED_TABLE_PREFIXES, Row,
-    TableSchema, TableSchemaBuilder, TableShape, Throughput, UniqueIndex, UniqueShape,
-    check_prefixed_name, same_table_name,
+    Billing, DEFAULT_VERSION_ATTRIBUTE, IndexEntry, IndexProjection, IndexShape, KeyDef, KeyShape,
+    MAX_INCLUDED_FIELDS, MAX_INDEXES, MAX_PREFIXED_NAME, MAX_TAGS, MAX_UNIQUE_COMPONENTS,
+    MAX_UNIQUE_INDEXES, MissingIndexes, NAME_LENGTH, QueryIndex, RESERVED_TABLE_NAMES,
+    RESERVED_TABLE_PREFIXES, Row, TableSchema, TableSchemaBuilder, TableShape, Throughput,
+    UniqueIndex, UniqueShape, check_prefixed_name, same_table_name,
 };
 pub use transact::{MAX_TRANSACTION_ACTIONS, Transaction};
 pub use typed::{Table, Versioned};
@@ -289,6 +292,21 @@ pub struct Record {
     pub version: u64,
     /// The document, as stored (canonical, with computed keys).
     pub document: Document,
+}
+
+/// How big a table is, as the database knows without reading it
+/// ([`TableStore::table_size`]): what a full read (a `count`, a scan, a copy) will read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableSize {
+    /// About how many records it holds, expired ones included; `None` where the database
+    /// cannot say without counting.
+    pub records: Option<u64>,
+    /// About how many bytes they take; `None` where the database does not say.
+    pub bytes: Option<u64>,
+    /// Whether the figures are exact and current (memory), rather than the database's
+    /// periodic estimate (DynamoDB refreshes `ItemCount` and `TableSizeBytes` about every six
+    /// hours).
+    pub exact: bool,
 }
 
 /// What [`TableStore::ensure_table`] did.
@@ -367,6 +385,14 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
     /// How fresh queries on query indexes are on this backend.
     fn index_consistency(&self) -> Consistency;
 
+    /// What a read that asks for [`Consistency::Eventual`] ([`ReadOptions::consistency`],
+    /// [`Query::consistency`], [`Scan::consistency`]) gets on this backend:
+    /// [`Consistency::Eventual`] on DynamoDB (it may be stale), and on a memory store that
+    /// simulates index lag (its eventual reads lag as its indexes do, so tests catch the
+    /// assumption); [`Consistency::ReadAfterWrite`] on SQLite, PostgreSQL and memory, which
+    /// have no replica to read from.
+    fn eventual_reads(&self) -> Consistency;
+
     /// Writes a new record at version 1; [`AlreadyExists`](crate::Error::AlreadyExists) if its
     /// key (`"record"`) or one of its unique values (`"unique value"`) is taken.
     async fn insert(&self, schema: &TableSchema, document: Document) -> Result<Record>;
@@ -416,6 +442,25 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
         &self,
         schema: &TableSchema,
         keys: &[RecordKey],
+    ) -> Result<Vec<Option<Record>>>;
+
+    /// [`TableStore::get`] with [`ReadOptions`]: eventually consistent if asked (one `GetItem`
+    /// with `ConsistentRead=false` on DynamoDB, half the read units), projected if asked (as
+    /// [`TableStore::get_selected`]). `ReadOptions::new()` reads as `get` does.
+    async fn get_with(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+        options: &ReadOptions,
+    ) -> Result<Option<Record>>;
+
+    /// [`TableStore::get_many`] with [`ReadOptions`] (`BatchGetItem` with
+    /// `ConsistentRead=false` on DynamoDB when eventual).
+    async fn get_many_with(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+        options: &ReadOptions,
     ) -> Result<Vec<Option<Record>>>;
 
     /// Reads only the `select`ed paths of one record, plus the table's key fields, with its
@@ -477,8 +522,62 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
     /// in an order of the backend's choosing.
     async fn scan(&self, schema: &TableSchema, scan: &Scan) -> Result<QueryPage>;
 
-    /// How many records the table holds, exactly.
+    /// How many records the table holds, exactly, consistently.
+    ///
+    /// What it costs: it reads the whole table. On DynamoDB it is a consistent `Scan` with
+    /// `Select=COUNT` over every 1 MB page: about (table size / 1 MB) requests and (table
+    /// size / 4 KB) read units, as much as reading every record, however small the answer
+    /// (a 10 GB table: about 10,000 requests and 2.6 million read units). On a table with a
+    /// TTL every backend reads the records, to leave the expired ones out. SQL runs one
+    /// `SELECT COUNT(*)` (a full scan of the table or its primary key index); memory counts
+    /// in memory. Prefer [`TableStore::count_query`] for one partition or index range, which
+    /// reads only that range.
     async fn count(&self, schema: &TableSchema) -> Result<u64>;
+
+    /// How big the table is, from what the database keeps about it, without reading it: on
+    /// DynamoDB one `DescribeTable` (`ItemCount` and `TableSizeBytes`, refreshed about every
+    /// six hours); on memory the exact record count; on SQL nothing (a count is one
+    /// statement there, and costs no read units). What `storekit stats` and `copy` print
+    /// before they read a table.
+    async fn table_size(&self, schema: &TableSchema) -> Result<TableSize>;
+
+    /// How many records a query matches: the records of its partition (of the table or of
+    /// a query index) meeting its sort condition and filter, live ones only, all pages
+    /// together. Its limit and selection do not apply; a cursor, a read budget or
+    /// [`Query::verified`] is [`Error::InvalidInput`](crate::Error::InvalidInput) (a count has no
+    /// pages, reads its whole range, and returns no hits to verify).
+    ///
+    /// It reads only the range: DynamoDB `Query` requests with `Select=COUNT` over each 1 MB
+    /// page of the range (consistent on the table unless the query asks
+    /// [`Consistency::Eventual`]; eventual on an index, a GSI), SQL one `SELECT COUNT(*)`
+    /// over the range of the table's key or the index's B-tree, memory a count in memory.
+    ///
+    /// ```
+    /// # async fn run() -> storekit_core::Result<()> {
+    /// use serde_json::json;
+    /// use storekit_core::MemoryStore;
+    /// use storekit_core::table::{
+    ///     Condition, KeyDef, KeyValue, Query, SortCondition, TableSchema, TableStore,
+    /// };
+    ///
+    /// let store = MemoryStore::new();
+    /// let orders = TableSchema::builder("orders", KeyDef::text("customer"))
+    ///     .sort_key(KeyDef::int("n"))
+    ///     .build()?;
+    /// store.ensure_table(&orders).await?;
+    /// for n in 0..10 {
+    ///     let order = json!({"customer": "ann", "n": n, "open": n < 3});
+    ///     store.put(&orders, order.as_object().cloned().unwrap_or_default()).await?;
+    /// }
+    /// assert_eq!(store.count_query(&orders, &Query::table("ann")).await?, 10);
+    /// let late = Query::table("ann").sort(SortCondition::Ge(KeyValue::Int(5)));
+    /// assert_eq!(store.count_query(&orders, &late).await?, 5);
+    /// let open = Query::table("ann").filter(Condition::eq("open", true));
+    /// assert_eq!(store.count_query(&orders, &open).await?, 3);
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(run()).unwrap();
+    /// ```
+    async fn count_query(&self, schema: &TableSchema, query: &Query) -> Result<u64>;
 
     /// Changes parts of the record at `key` ([`Patch`]: set, remove, add, append,
     /// set-if-absent) in one request, if `condition` holds on it, bumping its version; returns
@@ -611,6 +710,65 @@ pub fn scan_stream(
         },
         scan,
     )
+}
+
+/// Every record a scan returns, reading the `segments` segments of the table
+/// ([`Scan::segment`]) at once, each page after page, the records of each segment as they
+/// come: DynamoDB's parallel scan, for a full read (a copy, an export) that one sequential
+/// scan would make slow. Each record comes once; the order is no order. The scan's own
+/// segment, if set, is replaced. 1 segment is [`scan_stream`]; more than [`MAX_SEGMENTS`] is
+/// [`Error::InvalidInput`](crate::Error::InvalidInput) (`"segment"`), as the first item.
+///
+/// ```
+/// # async fn run() -> storekit_core::Result<()> {
+/// use std::sync::Arc;
+/// use futures::TryStreamExt as _;
+/// use serde_json::json;
+/// use storekit_core::MemoryStore;
+/// use storekit_core::table::{KeyDef, Scan, TableSchema, TableStore, scan_stream_parallel};
+///
+/// let store = Arc::new(MemoryStore::new());
+/// let events = TableSchema::builder("events", KeyDef::int("id")).build()?;
+/// store.ensure_table(&events).await?;
+/// for id in 0..30 {
+///     store.put(&events, json!({"id": id}).as_object().cloned().unwrap_or_default()).await?;
+/// }
+/// let all: Vec<_> = scan_stream_parallel(store, events, Scan::new().limit(7), 4)
+///     .try_collect()
+///     .await?;
+/// assert_eq!(all.len(), 30);
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(run()).unwrap();
+/// ```
+pub fn scan_stream_parallel(
+    store: Arc<dyn TableStore>,
+    schema: TableSchema,
+    scan: Scan,
+    segments: u32,
+) -> BoxStream<'static, Result<Record>> {
+    use futures::StreamExt as _;
+    if segments == 1 {
+        let whole = Scan {
+            segment: None,
+            ..scan
+        };
+        return scan_stream(store, schema, whole);
+    }
+    if segments == 0 || segments > MAX_SEGMENTS {
+        let refused = crate::Error::invalid(
+            "segment",
+            format!("{segments} segments: 1 to {MAX_SEGMENTS}"),
+        );
+        return futures::stream::once(async move { Err(refused) }).boxed();
+    }
+    futures::stream::select_all((0..segments).map(|index| {
+        scan_stream(
+            store.clone(),
+            schema.clone(),
+            scan.clone().segment(index, segments),
+        )
+    }))
+    .boxed()
 }
 
 /// Flattens pages into a stream: `fetch(state)` gives a page and the state of the next one,

@@ -238,6 +238,7 @@ impl Patch {
             if keys.contains(&path.field()) {
                 return bad(format!("{path} is part of the record's key"));
             }
+            schema.check_not_version("patch", path.field())?;
             if let Some(kind) = key_kind(schema, path) {
                 // A key field keeps its type, so every backend refuses the same patches
                 // before anything is sent.

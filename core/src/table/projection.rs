@@ -86,8 +86,11 @@ impl Projection {
     /// [`MAX_FIELD_NAME_BYTES`](super::MAX_FIELD_NAME_BYTES) bytes, no two that
     /// overlap or conflict, and a length DynamoDB accepts. [`Error::InvalidInput`]
     /// (`"projection"`) says what is wrong.
-    pub fn check(&self, _schema: &TableSchema) -> Result<()> {
+    pub fn check(&self, schema: &TableSchema) -> Result<()> {
         let bad = |why: String| Err(Error::invalid("projection", why));
+        for path in &self.paths {
+            schema.check_not_version("projection", path.field())?;
+        }
         if self.paths.is_empty() {
             return bad("select at least one path".to_owned());
         }

@@ -128,6 +128,7 @@ pub struct Query {
     pub(crate) select: Option<Projection>,
     pub(crate) read_budget: Option<u64>,
     pub(crate) whole: bool,
+    pub(crate) consistency: Consistency,
 }
 
 impl Query {
@@ -145,6 +146,7 @@ impl Query {
             select: None,
             read_budget: None,
             whole: false,
+            consistency: Consistency::ReadAfterWrite,
         }
     }
 
@@ -277,6 +279,30 @@ impl Query {
         self
     }
 
+    /// How fresh the records must be: [`Consistency::ReadAfterWrite`] by default, or
+    /// [`Consistency::Eventual`] to let the store answer from a replica that may not have
+    /// the latest writes yet, where that is cheaper.
+    ///
+    /// On DynamoDB an eventual table query is a `Query` with `ConsistentRead=false`, billed
+    /// half the read units of a consistent one, and may miss writes of the last second or
+    /// so. A query on a query index is a GSI query, eventual whatever is asked
+    /// ([`TableStore::index_consistency`](super::TableStore::index_consistency)). Memory,
+    /// SQLite and PostgreSQL have no replicas: an eventual read is read-after-write there
+    /// ([`TableStore::eventual_reads`](super::TableStore::eventual_reads) says which a store
+    /// gives), except on a memory store simulating index lag, whose eventual reads lag too.
+    ///
+    /// ```
+    /// use storekit_core::table::{Consistency, Query};
+    ///
+    /// // A dashboard can live with a second-old answer, for half the read cost on DynamoDB.
+    /// let cheap = Query::table("orders-of-ann").consistency(Consistency::Eventual);
+    /// ```
+    #[must_use]
+    pub fn consistency(mut self, consistency: Consistency) -> Self {
+        self.consistency = consistency;
+        self
+    }
+
     /// The same query continuing from `cursor`, or ending when there is none.
     pub(crate) fn continued(&self, cursor: Option<String>) -> Option<Self> {
         cursor.map(|cursor| Self {
@@ -286,10 +312,18 @@ impl Query {
     }
 }
 
-/// How fresh reads of an index are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How fresh a read is: what a store gives ([`TableStore::index_consistency`],
+/// [`TableStore::eventual_reads`]) and what a caller asks for ([`Query::consistency`],
+/// [`Scan::consistency`](super::Scan::consistency), [`ReadOptions::consistency`]).
+///
+/// [`TableStore::index_consistency`]: super::TableStore::index_consistency
+/// [`TableStore::eventual_reads`]: super::TableStore::eventual_reads
+/// [`ReadOptions::consistency`]: super::ReadOptions::consistency
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum Consistency {
-    /// A query sees every write that finished before it began.
+    /// A read sees every write that finished before it began: the default of every read
+    /// (a consistent read on DynamoDB, billed a full read unit per 4 KB).
+    #[default]
     ReadAfterWrite,
     /// A query may miss recent writes or show records as they were (DynamoDB's global
     /// secondary indexes); [`Query::verified`] drops what no longer matches.
@@ -353,6 +387,9 @@ pub struct IndexQuery<'a> {
     pub filter: Option<&'a Condition>,
     /// Read at most this many records (before the filter), 1 or more; `None`: no bound.
     pub budget: Option<u64>,
+    /// How fresh the records must be ([`Query::consistency`]); a backend without replicas
+    /// reads the same either way.
+    pub consistency: Consistency,
 }
 
 /// What a backend returns for one [`IndexQuery`] or [`TableScan`](super::TableScan): the
@@ -499,12 +536,20 @@ pub(crate) fn fingerprint(schema: &TableSchema, query: &Query) -> [u8; 32] {
     ]))
 }
 
-/// The fingerprint of a scan of the table with its filter, never that of a query.
-pub(crate) fn scan_fingerprint(schema: &TableSchema, filter: Option<&Condition>) -> [u8; 32] {
-    match filter {
+/// The fingerprint of a scan of the table with its filter (and segment), never that of a
+/// query: a cursor of one segment cannot continue another.
+pub(crate) fn scan_fingerprint(
+    schema: &TableSchema,
+    filter: Option<&Condition>,
+    segment: Option<&super::Segment>,
+) -> [u8; 32] {
+    match (filter, segment) {
         // An unfiltered scan keeps the fingerprint it always had, so its cursors stay valid.
-        None => digest(&serde_json::json!(["scan", schema.name()])),
-        Some(filter) => digest(&serde_json::json!(["scan", schema.name(), filter])),
+        (None, None) => digest(&serde_json::json!(["scan", schema.name()])),
+        (Some(filter), None) => digest(&serde_json::json!(["scan", schema.name(), filter])),
+        (filter, Some(segment)) => {
+            digest(&serde_json::json!(["scan", schema.name(), filter, segment]))
+        }
     }
 }
 
@@ -749,7 +794,12 @@ mod tests {
         assert_eq!(decode(&query, &cursor)?, at("a", 5));
         assert!(refused(&decode(&query.descending(), &cursor)));
         assert!(refused(&decode(&Query::table("b"), &cursor)));
-        let scan = decode_cursor(&scan_fingerprint(&schema, None), &cursor, &schema, None);
+        let scan = decode_cursor(
+            &scan_fingerprint(&schema, None, None),
+            &cursor,
+            &schema,
+            None,
+        );
         assert!(refused(&scan));
         Ok(())
     }

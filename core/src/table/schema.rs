@@ -471,7 +471,14 @@ struct Inner {
     billing: Billing,
     /// The table's tags.
     tags: BTreeMap<String, String>,
+    /// The attribute versions are kept in, when not [`DEFAULT_VERSION_ATTRIBUTE`].
+    version_attribute: Option<String>,
 }
+
+/// The attribute a record's version is kept in on DynamoDB unless the schema names another
+/// ([`TableSchemaBuilder::version_attribute`]). The `_storekit` prefix is reserved in
+/// documents, so no document field can collide with it.
+pub const DEFAULT_VERSION_ATTRIBUTE: &str = "_storekit_version";
 
 /// Builds a [`TableSchema`]; [`TableSchemaBuilder::build`] checks it.
 #[derive(Debug)]
@@ -485,9 +492,49 @@ pub struct TableSchemaBuilder {
     exact_name: bool,
     billing: Billing,
     tags: BTreeMap<String, String>,
+    version_attribute: Option<String>,
 }
 
 impl TableSchemaBuilder {
+    /// Keeps records' versions in the top-level attribute `name` rather than
+    /// [`DEFAULT_VERSION_ATTRIBUTE`] (`_storekit_version`), so that storekit and another client
+    /// of the same DynamoDB table check one version: PynamoDB's `VersionAttribute` is a number
+    /// attribute (often called `version`) that its model increments on every save and
+    /// conditions each save on, exactly as storekit does with its own. Naming it here makes
+    /// every storekit read, write and condition on DynamoDB use it, so a write by either
+    /// client makes the other's stale write fail ([`Conflict`](crate::Error::Conflict) for
+    /// storekit). An item without it reads at version 0, as always.
+    ///
+    /// The name follows the field name rules (1 to
+    /// [`MAX_FIELD_NAME_BYTES`](super::MAX_FIELD_NAME_BYTES) bytes, not starting with
+    /// `_storekit` unless it is the default, not a key, index or ttl field). It is then the
+    /// version's, not the document's: on every backend a document holding a top-level field
+    /// of that name is [`Error::InvalidInput`] (`"document"`), and a condition, selection or
+    /// patch on it is refused too, so that all backends keep one contract. On SQLite and
+    /// PostgreSQL the version stays in the table's `version` column and on memory beside the
+    /// document: there the name only reserves the field and is recorded in the catalog, so
+    /// that `storekit copy` to DynamoDB keeps it. A table's version attribute is fixed when it
+    /// is created: declaring another later is a [`SchemaMismatch`](crate::Error::SchemaMismatch)
+    /// (on DynamoDB only where storekit's catalog recorded one; a table adopted without it
+    /// takes the declared one).
+    ///
+    /// ```
+    /// use storekit_core::table::{KeyDef, TableSchema};
+    ///
+    /// // The table a PynamoDB model with `version = VersionAttribute()` also writes.
+    /// let products = TableSchema::builder("product-table", KeyDef::text("id"))
+    ///     .exact_name()
+    ///     .version_attribute("version")
+    ///     .build()?;
+    /// assert_eq!(products.version_attribute(), "version");
+    /// # Ok::<(), storekit_core::Error>(())
+    /// ```
+    #[must_use]
+    pub fn version_attribute(mut self, name: impl Into<String>) -> Self {
+        self.version_attribute = Some(name.into());
+        self
+    }
+
     /// Names the table exactly: the database's table is called by the schema's name, without
     /// the store's prefix, on every backend, so a table made by someone else (`product-table`,
     /// from Terraform) can be opened by its own name. The name rules are unchanged: 3 to 40
@@ -638,6 +685,36 @@ impl TableSchemaBuilder {
                 self.name
             )));
         }
+        if let Some(version) = &self.version_attribute
+            && version != DEFAULT_VERSION_ATTRIBUTE
+        {
+            if version.is_empty()
+                || version.len() > crate::validate::MAX_FIELD_NAME_BYTES
+                || version.starts_with(RESERVED_FIELD_PREFIX)
+                || version.contains(['.', '[', ']', '"', '\0'])
+            {
+                return Err(bad(format!(
+                    "version attribute {version:?}: 1 to {} bytes, no `.`, `[`, `]`, `\"` or \
+                     NUL, and not starting with {RESERVED_FIELD_PREFIX:?}",
+                    crate::validate::MAX_FIELD_NAME_BYTES
+                )));
+            }
+            let taken = std::iter::once(&self.partition)
+                .chain(&self.sort)
+                .chain(
+                    self.indexes
+                        .iter()
+                        .flat_map(|i| std::iter::once(&i.partition).chain(&i.sort)),
+                )
+                .chain(self.uniques.iter().flat_map(|u| &u.components))
+                .any(|key| key.field == *version)
+                || self.ttl.as_deref() == Some(version.as_str());
+            if taken {
+                return Err(bad(format!(
+                    "version attribute {version:?} is also a key, index or ttl field"
+                )));
+            }
+        }
         if self.exact_name && !self.uniques.is_empty() {
             return Err(bad(format!(
                 "table {:?} is exact-named and has a unique index: stores with different \
@@ -773,6 +850,10 @@ impl TableSchemaBuilder {
             exact_name: self.exact_name,
             billing: self.billing,
             tags: self.tags,
+            // The default named explicitly is the default: one shape, one catalog entry.
+            version_attribute: self
+                .version_attribute
+                .filter(|v| v != DEFAULT_VERSION_ATTRIBUTE),
         })))
     }
 }
@@ -932,6 +1013,31 @@ impl TableSchema {
             exact_name: false,
             billing: Billing::OnDemand,
             tags: BTreeMap::new(),
+            version_attribute: None,
+        }
+    }
+
+    /// The attribute a record's version is kept in on DynamoDB
+    /// ([`TableSchemaBuilder::version_attribute`]; [`DEFAULT_VERSION_ATTRIBUTE`] unless
+    /// named), and the document field no record may hold.
+    #[must_use]
+    pub fn version_attribute(&self) -> &str {
+        self.0
+            .version_attribute
+            .as_deref()
+            .unwrap_or(DEFAULT_VERSION_ATTRIBUTE)
+    }
+
+    /// Refuses a path whose top-level field is the schema's own version attribute (a named
+    /// one: the default is refused as storekit's reserved prefix already): `what` names the
+    /// input (`"condition"`, `"projection"`, `"patch"`).
+    pub(crate) fn check_not_version(&self, what: &'static str, field: &str) -> Result<()> {
+        match &self.0.version_attribute {
+            Some(version) if version == field => Err(Error::invalid(
+                what,
+                format!("{field:?} is the table's version attribute, not a document field"),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -1121,6 +1227,17 @@ impl TableSchema {
     /// Checks a record and brings it to the form every backend stores and reads back alike
     /// (see [`document::canonicalize`]), with its computed keys written, then reads its keys.
     pub fn row(&self, mut document: Document) -> Result<Row> {
+        if let Some(version) = &self.0.version_attribute
+            && document.contains_key(version)
+        {
+            return Err(Error::invalid(
+                "document",
+                format!(
+                    "field {version:?} is the table's version attribute: storekit keeps the \
+                     version there itself"
+                ),
+            ));
+        }
         for key in &self.0.computed {
             match (key.compute.as_ref().and_then(|f| f(&document)), key.kind) {
                 (Some(value), kind) if value.key_type() == kind => {
@@ -1244,6 +1361,7 @@ impl TableSchema {
             exact_name: self.0.exact_name,
             billing: self.0.billing,
             tags: self.0.tags.clone(),
+            version_attribute: self.0.version_attribute.clone(),
         }
     }
 
@@ -1280,6 +1398,9 @@ impl TableSchema {
         }
         if shape.exact_name {
             builder = builder.exact_name();
+        }
+        if let Some(version) = &shape.version_attribute {
+            builder = builder.version_attribute(version.clone());
         }
         builder.build()
     }
@@ -1421,6 +1542,10 @@ pub struct TableShape {
     /// [`TableShape::compare`] reports.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// The attribute versions are kept in ([`TableSchemaBuilder::version_attribute`]), when
+    /// not [`DEFAULT_VERSION_ATTRIBUTE`]; catalogs written before read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_attribute: Option<String>,
 }
 
 /// The indexes a schema declares that a live table lacks.
@@ -1554,6 +1679,16 @@ impl TableShape {
                     .ttl
                     .as_deref()
                     .map_or("nothing".to_owned(), |f| format!("{f:?}"))
+            ));
+        }
+        if self.version_attribute != declared.version_attribute {
+            let name = |v: &Option<String>| {
+                format!("{:?}", v.as_deref().unwrap_or(DEFAULT_VERSION_ATTRIBUTE))
+            };
+            differences.push(format!(
+                "versions are kept in {}, declared {}",
+                name(&self.version_attribute),
+                name(&declared.version_attribute)
             ));
         }
         if differences.is_empty() {

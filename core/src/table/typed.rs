@@ -9,8 +9,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    Condition, Document, KeyValue, Patch, Projection, Query, QueryPage, Record, RecordKey,
-    Returning, Scan, TableSchema, TableStatus, TableStore, query_stream, scan_stream,
+    Condition, Document, KeyValue, Patch, Projection, Query, QueryPage, ReadOptions, Record,
+    RecordKey, Returning, Scan, TableSchema, TableStatus, TableStore, query_stream, scan_stream,
+    scan_stream_parallel,
 };
 use crate::{Error, Result};
 
@@ -314,6 +315,36 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
             .collect()
     }
 
+    /// Reads one record with [`ReadOptions`] (eventually consistent, if asked); see
+    /// [`TableStore::get_with`]. With a selection, the partial record must still read as `T`
+    /// ([`Table::get_as`] reads it as another type).
+    pub async fn get_with(
+        &self,
+        key: impl Into<RecordKey>,
+        options: &ReadOptions,
+    ) -> Result<Option<Versioned<T>>> {
+        self.store
+            .get_with(&self.schema, &key.into(), options)
+            .await?
+            .map(|r| self.typed(r))
+            .transpose()
+    }
+
+    /// Reads records by key with [`ReadOptions`], in the order of `keys`; see
+    /// [`TableStore::get_many_with`].
+    pub async fn get_many_with(
+        &self,
+        keys: &[RecordKey],
+        options: &ReadOptions,
+    ) -> Result<Vec<Option<Versioned<T>>>> {
+        self.store
+            .get_many_with(&self.schema, keys, options)
+            .await?
+            .into_iter()
+            .map(|r| r.map(|r| self.typed(r)).transpose())
+            .collect()
+    }
+
     /// Whether the record exists.
     pub async fn contains(&self, key: impl Into<RecordKey>) -> Result<bool> {
         self.store.contains(&self.schema, &key.into()).await
@@ -454,9 +485,29 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
             .boxed()
     }
 
-    /// How many records the table holds.
+    /// Every record the scan returns, reading `segments` segments of the table at once
+    /// ([`scan_stream_parallel`]), in no order.
+    #[must_use]
+    pub fn scan_all_parallel(
+        &self,
+        scan: Scan,
+        segments: u32,
+    ) -> BoxStream<'static, Result<Versioned<T>>> {
+        scan_stream_parallel(self.store.clone(), self.schema.clone(), scan, segments)
+            .map(|r| r.and_then(typed))
+            .boxed()
+    }
+
+    /// How many records the table holds: a read of the whole table (see
+    /// [`TableStore::count`] for the cost).
     pub async fn count(&self) -> Result<u64> {
         self.store.count(&self.schema).await
+    }
+
+    /// How many records `query` matches, reading only its range; see
+    /// [`TableStore::count_query`].
+    pub async fn count_query(&self, query: Query) -> Result<u64> {
+        self.store.count_query(&self.schema, &query).await
     }
 
     /// Writes up to [`MAX_BATCH`](super::MAX_BATCH) records whether or not they exist, and
