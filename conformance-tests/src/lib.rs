@@ -2,7 +2,7 @@
 //!
 //! The cases are plain `pub async fn`s in [`users`], [`kv`], [`tables`], [`edges`],
 //! [`schema_edges`], [`expressions`], [`scans`], [`projections`], [`records`],
-//! [`transactions`], [`differential`], [`races`], [`transfer`], [`input`], [`load`],
+//! [`transactions`], [`differential`], [`races`], [`transfer`], [`input`], [`load`], [`holds`],
 //! [`observe`] and [`model`] that take a [`Fixture`] (fresh, empty
 //! stores) and fail by panicking. A backend runs them in one of two ways:
 //!
@@ -33,6 +33,7 @@ pub mod differential;
 pub mod edges;
 pub mod expressions;
 pub mod harness;
+pub mod holds;
 pub mod input;
 pub mod kv;
 pub mod load;
@@ -115,6 +116,9 @@ macro_rules! __with_cases {
                 kv_json_and_bytes_take_turns_at_one_key,
                 kv_expire_and_persist_change_only_the_ttl,
                 kv_get_stale_reads_expired_items_for_the_kept_time,
+            ];
+            kv_holds, Uuid, holds: [
+                kv_big_batches_never_hold_the_runtime,
             ];
             input, Uuid, input: [
                 nul_characters_are_refused,

@@ -15,8 +15,8 @@ use crate::{Fixture, SetupContext, run_case};
 /// One conformance case.
 #[derive(Debug, Clone, Copy)]
 pub struct Case {
-    /// Its group: `users_uuid`, `users_int`, `kv`, `kv_races`, `input`, `load`, `observe`,
-    /// `model_uuid`, `model_int`, `tables`, `edges`, `schema_edges`, `expressions`, `scans`,
+    /// Its group: `users_uuid`, `users_int`, `kv`, `kv_holds`, `kv_races`, `input`, `load`,
+    /// `observe`, `model_uuid`, `model_int`, `tables`, `edges`, `schema_edges`, `expressions`, `scans`,
     /// `projections`, `records`, `transactions`, `differential`, `races`, `transfer_uuid` or
     /// `transfer_int` (the module of the tests [`crate::conformance_suite!`] writes).
     pub group: &'static str,
@@ -50,7 +50,8 @@ pub enum Suite {
     /// `Fixture::with_tables`, and its transfer store with `Fixture::with_transfer`, which the
     /// `edges` case on versions imports records through).
     Tables,
-    /// Every case: every store, bad input, load, spans and the model-based sequences.
+    /// Every case: every store, bad input, load, how long big batches hold a runtime thread
+    /// (`kv_holds`), spans and the model-based sequences.
     All,
 }
 
