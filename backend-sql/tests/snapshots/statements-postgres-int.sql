@@ -38,7 +38,7 @@ SELECT EXISTS (SELECT 1 FROM "shop"."app_kv" WHERE namespace = $1 AND key = $2 A
 DELETE FROM "shop"."app_kv" WHERE namespace = $1 AND key = $2 RETURNING expires_at
 
 -- kv_delete_many
-DELETE FROM "shop"."app_kv" WHERE (namespace, key) IN (SELECT namespace, key FROM "shop"."app_kv" WHERE namespace = $1 AND key = ANY($2) ORDER BY key FOR UPDATE)
+DELETE FROM "shop"."app_kv" WHERE namespace = $1 AND key = ANY($2)
 
 -- kv_export(false, false)
 SELECT namespace, key, value, expires_at FROM "shop"."app_kv" WHERE (expires_at IS NULL OR expires_at > $1) ORDER BY namespace, key LIMIT $2
@@ -55,11 +55,11 @@ SELECT namespace, key, value, expires_at FROM "shop"."app_kv" WHERE (expires_at 
 -- kv_get
 SELECT value FROM "shop"."app_kv" WHERE namespace = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $3)
 
+-- kv_get_any
+SELECT value, expires_at FROM "shop"."app_kv" WHERE namespace = $1 AND key = $2
+
 -- kv_get_many
 SELECT key, value FROM "shop"."app_kv" WHERE namespace = $1 AND key = ANY($2) AND (expires_at IS NULL OR expires_at > $3)
-
--- kv_get_stored
-SELECT value, expires_at FROM "shop"."app_kv" WHERE namespace = $1 AND key = $2
 
 -- kv_import
 INSERT INTO "shop"."app_kv" (namespace, key, value, expires_at) SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::bigint[]) ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
@@ -103,7 +103,7 @@ SELECT id, email, hashed_password, is_active, is_superuser, is_verified, created
 -- oauth_of_user
 SELECT user_id, provider, account_id, account_email, access_token, expires_at, refresh_token, created_at, updated_at FROM "shop"."app_oauth_accounts" WHERE user_id = $1 ORDER BY provider COLLATE "C", account_id COLLATE "C"
 
--- oauth_one_for_update
+-- oauth_one
 SELECT user_id, provider, account_id, account_email, access_token, expires_at, refresh_token, created_at, updated_at FROM "shop"."app_oauth_accounts" WHERE provider = $1 AND account_id = $2 AND user_id = $3 FOR UPDATE
 
 -- raise_ids
