@@ -45,8 +45,7 @@ pub(crate) async fn get_all_at(
     projection: Option<(&str, &HashMap<String, String>)>,
     consistent: bool,
 ) -> Result<Vec<Item>> {
-    let chunks: Vec<Vec<Item>> = keys.chunks(GET_BATCH).map(<[Item]>::to_vec).collect();
-    let pages: Vec<Vec<Item>> = stream::iter(chunks)
+    let pages: Vec<Vec<Item>> = stream::iter(chunks_of(keys, GET_BATCH))
         .map(|chunk| get_chunk(client, table, chunk, projection, consistent))
         .buffer_unordered(CONCURRENCY)
         .try_collect()
@@ -100,12 +99,13 @@ pub(crate) async fn write_all(
     table: &str,
     requests: Vec<WriteRequest>,
 ) -> Result<()> {
-    let chunks: Vec<Vec<WriteRequest>> = requests
-        .chunks(WRITE_BATCH)
-        .map(<[WriteRequest]>::to_vec)
-        .collect();
-    stream::iter(chunks)
-        .map(|chunk| write_chunk(client, table, chunk))
+    stream::iter(chunks_of(requests, WRITE_BATCH))
+        .map(|chunk| async move {
+            // A call is built, serialised and signed when it is first polled; the stream
+            // starts several at once, so each waits for its own turn of the runtime first.
+            tokio::task::yield_now().await;
+            write_chunk(client, table, chunk).await
+        })
         .buffer_unordered(CONCURRENCY)
         .try_collect::<Vec<()>>()
         .await?;
@@ -131,6 +131,16 @@ async fn write_chunk(client: &Client, table: &str, mut requests: Vec<WriteReques
         }
         retry_unprocessed(&mut backoff, sent, requests.len()).await?;
     }
+}
+
+/// `all`, moved (never copied) into vectors of `size`, one when asked for: a batch of 100,000
+/// items is not cloned whole before its first call, and its calls start at once.
+fn chunks_of<T>(all: Vec<T>, size: usize) -> impl Iterator<Item = Vec<T>> {
+    let mut all = all.into_iter();
+    std::iter::from_fn(move || {
+        let chunk: Vec<T> = all.by_ref().take(size).collect();
+        (!chunk.is_empty()).then_some(chunk)
+    })
 }
 
 /// Waits before resending what came back; only rounds without progress count toward the bound,

@@ -58,7 +58,7 @@ use crate::error::{self, DynamoError};
 use crate::item::{self, Item, PK, SK, s};
 use crate::retry::Backoff;
 use crate::txn::Condition;
-use crate::{DynamoDbStore, batch, tables};
+use crate::{DynamoDbStore, batch, listing, tables};
 
 /// The native TTL attribute: the deadline in Unix seconds.
 pub(crate) const TTL: &str = "ttl";
@@ -422,7 +422,12 @@ impl DynamoDbStore {
     }
 
     /// One page of a shard's items (key and deadline only), and where to continue.
-    fn shard_query(&self, namespace: &str, shard: u16, prefix: &str) -> QueryFluentBuilder {
+    pub(crate) fn shard_query(
+        &self,
+        namespace: &str,
+        shard: u16,
+        prefix: &str,
+    ) -> QueryFluentBuilder {
         let query = self
             .client
             .query()
@@ -463,20 +468,23 @@ impl DynamoDbStore {
     }
 }
 
+/// Items of a batch built between two yields to the runtime: building one (its key, a map, its
+/// size checked) takes microseconds, tens in a debug build, so a batch of 100,000 built at once
+/// would hold the thread that polls it for 100 ms or more.
+const BUILT_PER_YIELD: usize = 250;
+
+/// Lets the runtime run other tasks before every chunk of a batch but the first, so that a
+/// batch of one chunk costs nothing more.
+async fn yield_between(chunk: usize) {
+    if chunk > 0 {
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Keeps the first occurrence of each key, in order.
 fn distinct<'a>(keys: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
     let mut seen = HashSet::new();
     keys.into_iter().filter(|key| seen.insert(*key)).collect()
-}
-
-/// Where a [`KvBackend::keys`] listing is: which shard, and where in it; with what it owns (a
-/// clone of the store, which shares the client and config).
-struct Listing {
-    store: DynamoDbStore,
-    namespace: String,
-    prefix: String,
-    shard: u16,
-    start: Option<Item>,
 }
 
 #[async_trait]
@@ -579,60 +587,40 @@ impl KvBackend for DynamoDbStore {
         expiry: Expiry,
     ) -> Result<()> {
         let expires = expiry.millis();
-        // DynamoDB refuses a batch naming a key twice; the last value of a key wins.
-        let last: HashMap<&str, &[u8]> = items.iter().copied().collect();
-        let requests = distinct(items.iter().map(|(key, _)| *key))
-            .into_iter()
-            .map(|key| {
-                let value = last.get(key).copied().unwrap_or_default();
-                let item = self.kv_item(&namespace, key, &Stored::Bytes(value), expires, None)?;
-                batch::put_request(item)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        // DynamoDB refuses a batch naming a key twice; the last value of a key wins, so the
+        // items are walked from the end and a key is written at the first occurrence seen.
+        // Every item is built (and its size checked) before any is sent.
+        let mut seen = HashSet::with_capacity(items.len());
+        let mut requests = Vec::with_capacity(items.len());
+        for (chunk, part) in items.rchunks(BUILT_PER_YIELD).enumerate() {
+            yield_between(chunk).await;
+            for (key, value) in part.iter().rev() {
+                if seen.insert(*key) {
+                    let item =
+                        self.kv_item(&namespace, key, &Stored::Bytes(value), expires, None)?;
+                    requests.push(batch::put_request(item)?);
+                }
+            }
+        }
         batch::write_all(&self.client, &self.kv_table, requests).await
     }
 
     async fn delete_many(&self, namespace: Namespace<'_>, keys: Keys<'_>) -> Result<()> {
-        let requests = distinct(keys.iter().copied())
-            .into_iter()
-            .map(|key| batch::delete_request(self.kv_key(&namespace, key)))
-            .collect::<Result<Vec<_>>>()?;
+        let mut seen = HashSet::with_capacity(keys.len());
+        let mut requests = Vec::with_capacity(keys.len());
+        for (chunk, part) in keys.chunks(BUILT_PER_YIELD).enumerate() {
+            yield_between(chunk).await;
+            for key in part {
+                if seen.insert(*key) {
+                    requests.push(batch::delete_request(self.kv_key(&namespace, key))?);
+                }
+            }
+        }
         batch::write_all(&self.client, &self.kv_table, requests).await
     }
 
     fn keys(&self, namespace: Namespace<'_>, prefix: &str) -> BoxStream<'static, Result<String>> {
-        let first = Listing {
-            store: self.clone(),
-            namespace: namespace.to_string(),
-            prefix: prefix.to_owned(),
-            shard: 0,
-            start: None,
-        };
-        // One page is fetched each time the stream runs dry, shard after shard.
-        stream::try_unfold(first, |mut listing| async move {
-            let store = &listing.store;
-            if listing.shard >= store.config.shard_count() {
-                return Ok::<_, storekit_core::Error>(None);
-            }
-            let query = store.shard_query(&listing.namespace, listing.shard, &listing.prefix);
-            let (items, next) = batch::query_page(query, listing.start.take()).await?;
-            let now = now_millis();
-            let mut keys = Vec::with_capacity(items.len());
-            for item in &items {
-                if is_live(store.expires(item)?, now) {
-                    keys.push(Ok::<_, storekit_core::Error>(
-                        item::get_s(item, &store.kv_table, SK)?.to_owned(),
-                    ));
-                }
-            }
-            match next {
-                Some(start) => listing.start = Some(start),
-                None => listing.shard += 1,
-            }
-            Ok(Some((stream::iter(keys), listing)))
-        })
-        .try_flatten()
-        .boxed()
+        listing::keys(self, &namespace, prefix)
     }
 
     async fn clear(&self, namespace: Namespace<'_>) -> Result<()> {

@@ -176,6 +176,7 @@ pub mod export;
 mod item;
 mod keys;
 mod kv;
+mod listing;
 mod oauth;
 mod retry;
 mod schema;

@@ -234,8 +234,9 @@ async fn a_namespace_over_1mb_is_listed_and_cleared_across_pages() {
         store.set("small", "kept", b"x", None).await.expect("set");
 
         requests.reset();
-        let listed = all_keys(&store, "big").await;
-        assert_eq!(listed, keys.iter().cloned().collect::<HashSet<_>>());
+        // The shards' pages are merged: every key once, in key order, across page boundaries.
+        let listed: Vec<String> = store.keys("big", "").try_collect().await.expect("keys");
+        assert_eq!(listed, keys, "every key once, in key order");
         let queries = requests.of("Query");
         assert!(queries >= 4, "2 shards x >= 2 pages, got {queries} queries");
 
@@ -251,6 +252,33 @@ async fn a_namespace_over_1mb_is_listed_and_cleared_across_pages() {
             Some(&b"x"[..]),
             "other namespaces are untouched"
         );
+    })
+    .await;
+}
+
+/// A small namespace over 16 shards is listed with one Query per shard, asked for at once, and
+/// its keys come merged in key order, a prefix's too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_queries_every_shard_once_and_merges_in_key_order() {
+    with_store(16, |store, requests| async move {
+        let keys: Vec<String> = (0..200).map(|i| format!("k-{i:03}")).collect();
+        let items: Vec<(&str, &[u8])> = keys.iter().map(|k| (k.as_str(), &b"v"[..])).collect();
+        store
+            .set_many("merged", &items, None)
+            .await
+            .expect("set_many");
+        store.set("merged", "a", b"v", None).await.expect("set");
+        requests.reset();
+        let listed: Vec<String> = store
+            .keys("merged", "k-")
+            .try_collect()
+            .await
+            .expect("keys");
+        assert_eq!(listed, keys, "every key once, in key order");
+        assert_eq!(requests.of("Query"), 16, "one Query per shard");
+        let all: Vec<String> = store.keys("merged", "").try_collect().await.expect("keys");
+        assert_eq!(all.first().map(String::as_str), Some("a"));
+        assert_eq!(all.len(), keys.len() + 1);
     })
     .await;
 }

@@ -32,6 +32,7 @@
 //! cache does not grow without bound; `purge_expired` deletes all of them at once.
 
 mod check;
+mod chunked;
 mod ddl;
 mod dialect;
 pub mod export;

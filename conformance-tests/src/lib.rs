@@ -3,7 +3,7 @@
 //! The cases are plain `pub async fn`s in [`users`], [`kv`], [`tables`], [`edges`],
 //! [`schema_edges`], [`expressions`], [`scans`], [`projections`], [`index_projections`],
 //! [`read_options`], [`records`],
-//! [`transactions`], [`differential`], [`races`], [`transfer`], [`input`], [`load`],
+//! [`transactions`], [`differential`], [`races`], [`transfer`], [`input`], [`load`], [`holds`],
 //! [`observe`] and [`model`] that take a [`Fixture`] (fresh, empty
 //! stores) and fail by panicking. A backend runs them in one of two ways:
 //!
@@ -73,6 +73,7 @@ pub mod differential;
 pub mod edges;
 pub mod expressions;
 pub mod harness;
+pub mod holds;
 pub mod index_projections;
 pub mod input;
 pub mod kv;
@@ -141,6 +142,9 @@ macro_rules! __with_cases {
                 kv_json_and_bytes_take_turns_at_one_key,
                 kv_expire_and_persist_change_only_the_ttl,
                 kv_get_stale_reads_expired_items_for_the_kept_time,
+            ];
+            holds [kv_holds: Uuid] Kv: [
+                kv_big_batches_never_hold_the_runtime,
             ];
             input [input: Uuid] All: [
                 nul_characters_are_refused,

@@ -53,7 +53,8 @@ pub enum Suite {
     /// `Fixture::with_tables`, and its transfer store with `Fixture::with_transfer`, which the
     /// `edges` case on versions imports records through).
     Tables,
-    /// Every case: every store, bad input, load, spans and the model-based sequences.
+    /// Every case: every store, bad input, load, how long big batches hold a runtime thread
+    /// (`kv_holds`), spans and the model-based sequences.
     All,
 }
 

@@ -18,7 +18,8 @@
 //! `--rounds R` runs everything R times, storekit first in odd rounds and the raw driver first
 //! in even ones, and keeps each row's median round (1);
 //! `--only kv|users|tables` runs that workload only (`users` includes `tokens`; all by default);
-//! `--json FILE` also writes one JSON object per measurement; `--scale`, after the workloads,
+//! `--json FILE` also writes one JSON object per measurement (and per backend its peak
+//! memory: see below); `--scale`, after the workloads,
 //! fills 10^6 items and users (`--scale-rows N`) and measures random reads at 10^4 and at that
 //! size, with the SQLite file's size and its WAL's largest size during the fill;
 //! `--copy`, after the workloads, with `--backend postgres` or `all` and both the `sqlite` and
@@ -62,6 +63,10 @@
 //! call, `errors` the calls that failed or answered wrongly (a miss where a hit was due), and
 //! `requests/op` the HTTP requests per call counted by the DynamoDB client, retries included;
 //! where two figures share a cell they are storekit's / raw's.
+//!
+//! Under each backend's tables, the bench prints the process's peak memory (resident set
+//! size, `VmHWM` from `/proc/self/status`, reset before each backend) during that backend's
+//! run: workloads, `--scale` and `--copy`, storekit's and the raw driver's (see `peak.rs`).
 
 // A command-line program: printing its results is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -70,6 +75,7 @@ mod backends;
 #[cfg(all(feature = "sqlite", feature = "postgres"))]
 mod copy;
 mod measure;
+mod peak;
 #[cfg(feature = "dynamodb")]
 mod raw_dynamodb;
 #[cfg(feature = "postgres")]
@@ -335,6 +341,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         None => None,
     };
     for backend in &args.backends {
+        let since_reset = peak::reset();
         if args.workloads {
             workloads(&args, *backend, json.as_mut()).await?;
         }
@@ -349,6 +356,12 @@ async fn run(args: Args) -> Result<(), BoxError> {
         }
         if let (Some(rows), Backend::Postgres) = (args.copy, backend) {
             copy_phase(rows, args.rounds, json.as_mut()).await?;
+        }
+        if let Some(kib) = peak::peak_kib() {
+            println!("{}\n", peak::markdown(backend.name(), kib, since_reset));
+            if let Some(out) = &mut json {
+                writeln!(out, "{}", peak::json_line(backend.name(), kib, since_reset))?;
+            }
         }
     }
     if let Some(mut out) = json {

@@ -187,6 +187,12 @@ pub(super) async fn dump(pool: &PgPool, tables: &Tables) -> Result<String> {
     Ok(out)
 }
 
+/// Begins the transaction `kv_delete_many` runs in: with sequential and bitmap scans off for
+/// it, the delete walks the primary key's index, in key order (see `kv_delete_many`). One
+/// round trip, as `BEGIN` alone would be.
+pub(super) const KV_DELETE_MANY_BEGIN: &str =
+    "BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off";
+
 /// The statements only PostgreSQL runs (the rest are `crate::statements`'s), written in its
 /// own placeholders.
 ///
@@ -226,13 +232,15 @@ impl<S> PostgresOnly<S> {
             kv_delete: r.numbered(
                 "DELETE FROM {kv} WHERE namespace = $1 AND key = $2 RETURNING expires_at",
             ),
-            // Rows are locked in key order, as `kv_upsert_many` writes them, whatever plan
-            // finds them (a scan of a small table visits them in storage order): concurrent
-            // batches over overlapping keys then wait for each other instead of deadlocking.
-            kv_delete_many: r.numbered(
-                "DELETE FROM {kv} WHERE (namespace, key) IN (SELECT namespace, key \
-                 FROM {kv} WHERE namespace = $1 AND key = ANY($2) ORDER BY key FOR UPDATE)",
-            ),
+            // Run after `KV_DELETE_MANY_BEGIN`, which leaves the planner only the primary key's
+            // index: its walk over `= ANY` visits the keys in order (the array is sorted by the
+            // index), so rows are locked in key order, as `kv_upsert_many` writes them, and
+            // concurrent batches over overlapping keys wait for each other instead of
+            // deadlocking. A scan of a small table, or a bitmap scan, would visit them in storage
+            // order. Locking them first with `SELECT ... ORDER BY key FOR UPDATE` in the same
+            // statement gave the same order but read and locked every row twice: 0.5 of the
+            // plain statement's rate.
+            kv_delete_many: r.numbered("DELETE FROM {kv} WHERE namespace = $1 AND key = ANY($2)"),
             // Locks the counter's row, creating it at 0 (or resetting it if expired), and
             // returns what it holds; the caller adds in Rust and writes back in the same
             // transaction, so the arithmetic and its errors are the same as on every backend.

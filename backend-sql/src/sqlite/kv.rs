@@ -225,8 +225,9 @@ fn in_one_transaction<T>(
 }
 
 /// Owned copies of borrowed keys, to hand to the blocking pool.
-fn owned_keys(keys: &[&str]) -> Vec<String> {
-    keys.iter().map(|key| (*key).to_owned()).collect()
+/// The keys, copied a chunk at a time with yields between (see `crate::chunked`).
+async fn owned_keys(keys: &[&str]) -> Vec<String> {
+    crate::chunked::copied(keys, |key| (*key).to_owned()).await
 }
 
 fn borrowed(keys: &[String]) -> Vec<&str> {
@@ -339,8 +340,11 @@ impl KvBackend for SqliteStore {
                 })
                 .await;
         }
-        let (inner, namespace, keys) =
-            (self.inner.clone(), namespace.to_string(), owned_keys(keys));
+        let (inner, namespace, keys) = (
+            self.inner.clone(),
+            namespace.to_string(),
+            owned_keys(keys).await,
+        );
         conns
             .read_blocking(move |conn| {
                 let tx = conn.unchecked_transaction().map_err(sqlite_error)?;
@@ -373,10 +377,8 @@ impl KvBackend for SqliteStore {
         }
         let inner = self.inner.clone();
         let namespace = namespace.to_string();
-        let owned: Vec<(String, Vec<u8>)> = items
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), value.to_vec()))
-            .collect();
+        let owned: Vec<(String, Vec<u8>)> =
+            crate::chunked::copied(items, |(key, value)| ((*key).to_owned(), value.to_vec())).await;
         conns
             .write_blocking(move |conn| {
                 let items: Vec<(&str, &[u8])> = owned
@@ -402,8 +404,11 @@ impl KvBackend for SqliteStore {
                 .await?;
             return Ok(());
         }
-        let (inner, namespace, keys) =
-            (self.inner.clone(), namespace.to_string(), owned_keys(keys));
+        let (inner, namespace, keys) = (
+            self.inner.clone(),
+            namespace.to_string(),
+            owned_keys(keys).await,
+        );
         conns
             .write_blocking(move |conn| {
                 in_one_transaction(conn, TransactionBehavior::Immediate, |tx| {

@@ -38,7 +38,7 @@ SELECT EXISTS (SELECT 1 FROM "shop"."app_kv" WHERE namespace = $1 AND key = $2 A
 DELETE FROM "shop"."app_kv" WHERE namespace = $1 AND key = $2 RETURNING expires_at
 
 -- kv_delete_many
-DELETE FROM "shop"."app_kv" WHERE (namespace, key) IN (SELECT namespace, key FROM "shop"."app_kv" WHERE namespace = $1 AND key = ANY($2) ORDER BY key FOR UPDATE)
+DELETE FROM "shop"."app_kv" WHERE namespace = $1 AND key = ANY($2)
 
 -- kv_export(false, false)
 SELECT namespace, key, value, expires_at FROM "shop"."app_kv" WHERE (expires_at IS NULL OR expires_at > $1) ORDER BY namespace, key LIMIT $2
