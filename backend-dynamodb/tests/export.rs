@@ -14,14 +14,17 @@ mod suite;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    ProjectionType, ProvisionedThroughput, ScalarAttributeType, TableStatus,
+    TimeToLiveSpecification,
 };
 use hcl::{Body, Expression};
 use serde_json::{Value, json};
 use storekit_conformance::SetupContext;
 use storekit_core::IdKind;
 use storekit_core::admin::ExportOptions;
-use storekit_core::table::{KeyDef, TableSchema, TableStatus as Ensured, TableStore};
+use storekit_core::table::{
+    Billing, KeyDef, QueryIndex, TableSchema, TableStatus as Ensured, TableStore, Throughput,
+};
 use storekit_dynamodb::export;
 
 #[derive(Debug, Clone, Copy)]
@@ -69,6 +72,39 @@ fn text(body: &Body, key: &str) -> Option<String> {
         })
 }
 
+fn number(body: &Body, key: &str) -> Option<i64> {
+    body.attributes()
+        .find(|a| a.key() == key)
+        .map(|a| match a.expr() {
+            Expression::Number(n) => n.as_i64().expect("an integer"),
+            other => panic!("{key} is {other:?}, not a number"),
+        })
+}
+
+fn texts(body: &Body, key: &str) -> Option<Vec<String>> {
+    body.attributes()
+        .find(|a| a.key() == key)
+        .map(|a| match a.expr() {
+            Expression::Array(items) => items
+                .iter()
+                .map(|item| match item {
+                    Expression::String(text) => text.clone(),
+                    other => panic!("{key} holds {other:?}, not a string"),
+                })
+                .collect(),
+            other => panic!("{key} is {other:?}, not a list"),
+        })
+}
+
+/// A resource's `read_capacity` and `write_capacity` as CloudFormation's
+/// `ProvisionedThroughput`, if it has them.
+fn throughput(body: &Body) -> Option<Value> {
+    Some(json!({
+        "ReadCapacityUnits": number(body, "read_capacity")?,
+        "WriteCapacityUnits": number(body, "write_capacity")?,
+    }))
+}
+
 fn keys(body: &Body) -> Value {
     let mut keys = vec![json!({"AttributeName": text(body, "hash_key"), "KeyType": "HASH"})];
     if let Some(range) = text(body, "range_key") {
@@ -90,15 +126,25 @@ fn terraform_table(body: &Body) -> Value {
     });
     let indexes: Vec<Value> = blocks("global_secondary_index")
         .map(|b| {
-            json!({
+            let mut index = json!({
                 "IndexName": text(b.body(), "name"),
                 "KeySchema": keys(b.body()),
                 "Projection": {"ProjectionType": text(b.body(), "projection_type")},
-            })
+            });
+            if let Some(included) = texts(b.body(), "non_key_attributes") {
+                index["Projection"]["NonKeyAttributes"] = json!(included);
+            }
+            if let Some(throughput) = throughput(b.body()) {
+                index["ProvisionedThroughput"] = throughput;
+            }
+            index
         })
         .collect();
     if !indexes.is_empty() {
         properties["GlobalSecondaryIndexes"] = Value::Array(indexes);
+    }
+    if let Some(throughput) = throughput(body) {
+        properties["ProvisionedThroughput"] = throughput;
     }
     if let Some(ttl) = blocks("ttl").next() {
         let enabled = ttl
@@ -129,6 +175,18 @@ fn key_schema(keys: &Value) -> Vec<KeySchemaElement> {
                 .expect("key")
         })
         .collect()
+}
+
+/// CloudFormation's `ProvisionedThroughput`, if `throughput` is one.
+fn provisioned(throughput: &Value) -> Option<ProvisionedThroughput> {
+    let units = |key: &str| throughput[key].as_i64();
+    Some(
+        ProvisionedThroughput::builder()
+            .read_capacity_units(units("ReadCapacityUnits")?)
+            .write_capacity_units(units("WriteCapacityUnits")?)
+            .build()
+            .expect("throughput"),
+    )
 }
 
 /// What CloudFormation does with one table's properties: CreateTable, then UpdateTimeToLive
@@ -162,8 +220,17 @@ async fn apply(client: &Client, properties: &Value) {
                                     &i["Projection"],
                                     "ProjectionType",
                                 )))
+                                .set_non_key_attributes(
+                                    i["Projection"]["NonKeyAttributes"].as_array().map(|names| {
+                                        names
+                                            .iter()
+                                            .map(|n| n.as_str().expect("name").to_owned())
+                                            .collect()
+                                    }),
+                                )
                                 .build(),
                         )
+                        .set_provisioned_throughput(provisioned(&i["ProvisionedThroughput"]))
                         .build()
                         .expect("index")
                 })
@@ -176,6 +243,7 @@ async fn apply(client: &Client, properties: &Value) {
         .set_attribute_definitions(Some(attributes))
         .set_key_schema(Some(key_schema(&properties["KeySchema"])))
         .set_global_secondary_indexes(indexes)
+        .set_provisioned_throughput(provisioned(&properties["ProvisionedThroughput"]))
         .send()
         .await
         .unwrap_or_else(|e| panic!("create {name}: {e:?}"));
@@ -505,4 +573,94 @@ fn a_table_whose_records_expire_renders_with_its_ttl() {
         );
         assert_eq!(ttl_of("app_products"), None, "{format:?}");
     }
+}
+
+/// The catalogue's table as its Terraform declares it (exact name, an `INCLUDE` index,
+/// provisioned 20/20 and 10/10), exported in either format and applied as CloudFormation or
+/// Terraform would: storekit adopts what comes back with no drift, and the export of the live
+/// catalog renders the same properties again.
+async fn a_provisioned_table_comes_back_from_its_export(format: Format) {
+    let Some(endpoint) = common::endpoint() else {
+        return;
+    };
+    let name = format!("catalogue-{}-{format:?}", std::process::id()).to_lowercase();
+    let schema = TableSchema::builder(&name, KeyDef::text("id"))
+        .query_index(
+            QueryIndex::new("product-name-index", KeyDef::text("name"), None)
+                .include(["price", "updated_at"])
+                .throughput(Throughput::new(10, 10)),
+        )
+        .billing(Billing::Provisioned(Throughput::new(20, 20)))
+        .exact_name()
+        .build()
+        .expect("valid schema");
+    let client = suite::client(&endpoint);
+    let options = ExportOptions::default().tables_only();
+    // The export holds the unique markers' table too, which this store makes itself.
+    let exported: Vec<Value> = rendered_tables(format, &options, &[&schema])
+        .into_iter()
+        .filter(|table| table["TableName"] == json!(name))
+        .collect();
+    assert_eq!(exported.len(), 1, "{exported:?}");
+    assert_eq!(
+        exported[0]["ProvisionedThroughput"],
+        json!({"ReadCapacityUnits": 20, "WriteCapacityUnits": 20})
+    );
+    apply_all(&client, &exported).await;
+    let prefix = format!("cat{}_", std::process::id());
+    let store = suite::store(&endpoint, &prefix, IdKind::Uuid);
+    let outcome = std::panic::AssertUnwindSafe(async {
+        store.migrate().await.expect("migrate");
+        let described = client
+            .describe_table()
+            .table_name(&name)
+            .send()
+            .await
+            .expect("describe");
+        let table = described.table().expect("table");
+        let units = table.provisioned_throughput().expect("provisioned");
+        assert_eq!(
+            (units.read_capacity_units(), units.write_capacity_units()),
+            (Some(20), Some(20))
+        );
+        let index = &table.global_secondary_indexes()[0];
+        assert_eq!(
+            index.projection().map(|p| p.non_key_attributes()),
+            Some(&["price".to_owned(), "updated_at".to_owned()][..])
+        );
+        assert_eq!(
+            store
+                .ensure_table(&schema)
+                .await
+                .expect("adopted with no drift"),
+            Ensured::Unchanged,
+            "{format:?}"
+        );
+        assert_eq!(
+            store.schema_differences().await.expect("differences"),
+            [],
+            "{format:?}"
+        );
+    });
+    let outcome = futures::FutureExt::catch_unwind(outcome).await;
+    client
+        .delete_table()
+        .table_name(&name)
+        .send()
+        .await
+        .expect("delete the exported table");
+    store.drop_tables().await.expect("drop_tables");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[tokio::test]
+async fn a_provisioned_table_comes_back_from_its_cloudformation() {
+    a_provisioned_table_comes_back_from_its_export(Format::CloudFormation).await;
+}
+
+#[tokio::test]
+async fn a_provisioned_table_comes_back_from_its_terraform() {
+    a_provisioned_table_comes_back_from_its_export(Format::Terraform).await;
 }
