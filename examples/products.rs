@@ -417,6 +417,8 @@ fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use axum::body::Body;
     use axum::http::{Method, Request};
+    use std::sync::Arc;
+
     use serde_json::{Value, json};
     use storekit::futures::future::join_all;
     use tower::ServiceExt as _;
@@ -428,7 +430,13 @@ mod tests {
         app: Router,
         products: Table<Product>,
         backend: String,
+        /// `product-table` is opened by its own name, so every test's store on one server
+        /// shares it: the tests take turns, each on a table of its own making.
+        _turn: Arc<tokio::sync::OwnedMutexGuard<()>>,
     }
+
+    static TURNS: std::sync::LazyLock<Arc<tokio::sync::Mutex<()>>> =
+        std::sync::LazyLock::new(Arc::default);
 
     /// Every backend this build and environment can reach: memory and SQLite always,
     /// PostgreSQL and DynamoDB Local from `STOREKIT_POSTGRES_URL` and
@@ -455,14 +463,23 @@ mod tests {
                 "dynamodb://?endpoint={endpoint}&region=us-east-1&prefix={prefix}"
             ));
         }
+        let turn = Arc::new(Arc::clone(&TURNS).lock_owned().await);
         let mut apps = Vec::new();
         for url in urls {
             let stores = storekit::connect(&url).await.expect("the store connects");
+            // A table an earlier test or run left behind is dropped first: each test starts
+            // on an empty table.
+            open(&stores).await.expect("the table is ensured");
+            Product::table(stores.tables())
+                .drop()
+                .await
+                .expect("a leftover table drops");
             let products = open(&stores).await.expect("the table is ensured");
             apps.push(TestApp {
                 app: app(products.clone()),
                 products,
                 backend: stores.backend().to_owned(),
+                _turn: Arc::clone(&turn),
             });
         }
         apps
@@ -749,12 +766,8 @@ mod tests {
             .as_object()
             .expect("resources")
             .values()
-            // Named with the store's default prefix, as the store names it.
-            .find(|r| {
-                r["Properties"]["TableName"]
-                    .as_str()
-                    .is_some_and(|name| name.ends_with("products"))
-            })
+            // Named by its own name, as the catalogue's Terraform names it.
+            .find(|r| r["Properties"]["TableName"] == "product-table")
             .expect("the products table")["Properties"]
             .clone();
         assert_eq!(table["BillingMode"], "PAY_PER_REQUEST");
@@ -783,7 +796,7 @@ mod tests {
                     {"AttributeName": "name", "KeyType": "HASH"},
                     {"AttributeName": "updated_at", "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["price_cents"]},
             }])
         );
 
@@ -796,7 +809,7 @@ mod tests {
                 b.identifier() == "resource"
                     && b.body()
                         .attributes()
-                        .any(|a| a.key() == "name" && a.expr().to_string().ends_with("products\""))
+                        .any(|a| a.key() == "name" && a.expr().to_string() == "\"product-table\"")
             })
             .expect("the products resource");
         let attribute = |key: &str| {
@@ -837,7 +850,13 @@ mod tests {
         assert_eq!(indexes[0]["name"], "\"product-name-index\"");
         assert_eq!(indexes[0]["hash_key"], "\"name\"");
         assert_eq!(indexes[0]["range_key"], "\"updated_at\"");
-        assert_eq!(indexes[0]["projection_type"], "\"ALL\"");
+        assert_eq!(indexes[0]["projection_type"], "\"INCLUDE\"");
+        assert_eq!(
+            indexes[0]["non_key_attributes"]
+                .split_whitespace()
+                .collect::<String>(),
+            "[\"price_cents\"]"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
