@@ -143,7 +143,7 @@ macro_rules! __with_cases {
                 kv_expire_and_persist_change_only_the_ttl,
                 kv_get_stale_reads_expired_items_for_the_kept_time,
             ];
-            holds [kv_holds: Uuid] Kv: [
+            holds [kv_holds: Uuid] All: [
                 kv_big_batches_never_hold_the_runtime,
             ];
             input [input: Uuid] All: [
