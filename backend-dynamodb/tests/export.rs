@@ -607,7 +607,12 @@ async fn a_provisioned_table_comes_back_from_its_export(format: Format) {
         json!({"ReadCapacityUnits": 20, "WriteCapacityUnits": 20})
     );
     apply_all(&client, &exported).await;
-    let prefix = format!("cat{}_", std::process::id());
+    // A store of its own per format: the two tests run at once, and each store's catalog
+    // must hold its own table only.
+    let prefix = match format {
+        Format::CloudFormation => format!("cat{}_cf_", std::process::id()),
+        Format::Terraform => format!("cat{}_tf_", std::process::id()),
+    };
     let store = suite::store(&endpoint, &prefix, IdKind::Uuid);
     let outcome = std::panic::AssertUnwindSafe(async {
         store.migrate().await.expect("migrate");
