@@ -40,8 +40,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use storekit_core::table::{
-    Fetched, IndexEntry, IndexQuery, KeyDef, KeyType, KeyValue, MissingIndexes, Order, Record,
-    RecordKey, Row, Segment, SortCondition, TableScan, TableSchema, TableShape,
+    Body, Fetched, IndexEntry, IndexQuery, KeyDef, KeyType, KeyValue, MissingIndexes, Order,
+    Record, RecordKey, Row, Segment, SortCondition, StoredRecord, TableScan, TableSchema,
+    TableShape,
 };
 use storekit_core::{Error, Result};
 
@@ -747,11 +748,13 @@ impl Layout {
         b.finish()
     }
 
-    /// The version and document of every record of `keys` that exists, in no order; `keys`
-    /// must not be empty.
+    /// The version, document and key columns of every record of `keys` that exists, in no
+    /// order (the key columns say which key each row answers); `keys` must not be empty.
     pub(crate) fn get_many(&self, keys: &[&RecordKey]) -> Statement {
         let mut b = self.builder(None);
-        b.sql("SELECT version, document FROM ").sql(&self.table);
+        b.sql("SELECT version, document, ")
+            .columns(self.key_columns());
+        b.sql(" FROM ").sql(&self.table);
         match self.sort {
             None => {
                 b.sql(" WHERE ").sql(PARTITION).sql(" IN (");
@@ -1142,7 +1145,32 @@ impl Layout {
         }
     }
 
-    /// A stored record from its version and document.
+    /// The types of the key columns: the partition key's, then the sort key's if any.
+    pub(crate) fn key_types(&self) -> (KeyType, Option<KeyType>) {
+        (self.partition, self.sort)
+    }
+
+    /// A stored record from its key, version and document text, which is left unparsed
+    /// (see [`StoredRecord`]).
+    pub(crate) fn stored(
+        &self,
+        key: RecordKey,
+        version: i64,
+        text: String,
+    ) -> Result<StoredRecord> {
+        let version = u64::try_from(version).map_err(|_| {
+            Error::backend(
+                self.dialect.name(),
+                "a stored record has a negative version",
+            )
+        })?;
+        Ok(StoredRecord {
+            key,
+            version,
+            body: Body::Text(text),
+        })
+    }
+
     /// A stored record from its version and document, its key read from the document.
     pub(crate) fn record(&self, version: i64, document: serde_json::Value) -> Result<Record> {
         let backend = self.dialect.name();

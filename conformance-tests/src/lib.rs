@@ -269,6 +269,7 @@ macro_rules! __with_cases {
                 concurrent_ensure_table_creates_it_once,
                 adding_indexes_to_a_populated_table_backfills_them,
                 get_many_keeps_order_repeats_and_misses,
+                typed_reads_find_what_untyped_reads_find,
                 scan_and_count_see_every_record_once,
                 verified_queries_drop_stale_hits,
                 query_streams_follow_every_page,

@@ -27,7 +27,8 @@ use futures::stream::BoxStream;
 
 use crate::table::{
     Condition, Consistency, Document, Fetched, IndexQuery, KeyValue, MissingIndexes, Patch,
-    Projection, Record, RecordKey, Returning, Row, TableScan, TableSchema, TableShape,
+    Projection, Record, RecordKey, Returning, Row, StoredRecord, TableScan, TableSchema,
+    TableShape,
 };
 use crate::{
     AccessToken, IdKind, OAuthAccount, OAuthAccountPatch, Page, Result, User, UserDraft, UserId,
@@ -493,6 +494,31 @@ pub trait TableBackend: Backend {
             None => self.get_many(schema, keys).await,
             Some(fetch) => self.get_many_selected(schema, keys, fetch).await,
         }
+    }
+
+    /// [`TableBackend::get`] with the document as the database holds it: a backend that
+    /// keeps JSON text returns [`Body::Text`](crate::table::Body::Text), which a typed read
+    /// parses once, straight into its type. By default the parsed record.
+    async fn get_stored(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+    ) -> Result<Option<StoredRecord>> {
+        Ok(self.get(schema, key).await?.map(StoredRecord::from))
+    }
+
+    /// [`TableBackend::get_many`] as [`TableBackend::get_stored`] reads: in the order of `keys`
+    /// (repeats included).
+    async fn get_many_stored(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+    ) -> Result<Vec<Option<StoredRecord>>> {
+        let found = self.get_many(schema, keys).await?;
+        Ok(found
+            .into_iter()
+            .map(|record| record.map(StoredRecord::from))
+            .collect())
     }
 
     /// The live table's keys and indexes, or `None` if it does not exist.

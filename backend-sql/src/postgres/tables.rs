@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgArguments, PgConnection, PgRow};
+use sqlx::postgres::{PgArguments, PgConnection, PgRow, PgValueFormat};
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, Postgres, Row as _, SqlSafeStr as _};
 use storekit_core::backend::TableBackend;
@@ -14,7 +14,8 @@ use storekit_core::table::patch::{condition_holds, patch_row, returned};
 use storekit_core::table::transact::{Resolved, Step, failed};
 use storekit_core::table::{
     Condition, Document, Fetched, IndexQuery, KeyType, KeyValue, MAX_VERSION, MissingIndexes,
-    Patch, Record, RecordKey, Returning, Row, TableScan, TableSchema, TableShape, next_version,
+    Patch, Record, RecordKey, Returning, Row, StoredRecord, TableScan, TableSchema, TableShape,
+    next_version,
 };
 use storekit_core::transfer::TableTransferBackend;
 use storekit_core::{Error, Result};
@@ -54,6 +55,56 @@ fn query(statement: &Statement) -> PgQuery {
             Param::Null(KeyType::Float) => query.bind(None::<f64>),
         },
     )
+}
+
+/// The record of a `SELECT version, document` row, its document left as the text it is
+/// sent as; the key given (a read by key) or read from the key columns that follow
+/// (`Layout::get_many`).
+fn stored_of(layout: &Layout, row: &PgRow, key: Option<&RecordKey>) -> Result<StoredRecord> {
+    let version: i64 = row.try_get(0).map_err(pg_error)?;
+    let key = match key {
+        Some(key) => key.clone(),
+        None => {
+            let (partition, sort) = layout.key_types();
+            RecordKey {
+                partition: key_value(row, 2, partition)?,
+                sort: sort.map(|sort| key_value(row, 3, sort)).transpose()?,
+            }
+        }
+    };
+    layout.stored(key, version, document_text(row, 1)?)
+}
+
+/// A `jsonb` column as JSON text. Sent in binary, `jsonb` is a version byte (1) and then the
+/// text, which a typed read parses straight into its type; decoding it as a
+/// `serde_json::Value` would build a map of every field first.
+fn document_text(row: &PgRow, column: usize) -> Result<String> {
+    let value = row.try_get_raw(column).map_err(pg_error)?;
+    let mut bytes = value
+        .as_bytes()
+        .map_err(|e| Error::backend(BACKEND, e.to_string()))?;
+    if value.format() == PgValueFormat::Binary {
+        match bytes.split_first() {
+            Some((1, text)) => bytes = text,
+            _ => {
+                return Err(Error::backend(
+                    BACKEND,
+                    "a jsonb value of an unknown format",
+                ));
+            }
+        }
+    }
+    String::from_utf8(bytes.to_vec()).map_err(|e| Error::backend(BACKEND, e))
+}
+
+fn key_value(row: &PgRow, column: usize, kind: KeyType) -> Result<KeyValue> {
+    let value = match kind {
+        KeyType::Text => row.try_get(column).map(KeyValue::Text),
+        KeyType::Int => row.try_get(column).map(KeyValue::Int),
+        KeyType::Bytes => row.try_get(column).map(KeyValue::Bytes),
+        KeyType::Float => row.try_get(column).map(KeyValue::Float),
+    };
+    value.map_err(pg_error)
 }
 
 fn record_of(layout: &Layout, row: &PgRow) -> Result<Record> {
@@ -674,8 +725,8 @@ impl TableBackend for PostgresStore {
     }
 
     async fn get(&self, schema: &TableSchema, key: &RecordKey) -> Result<Option<Record>> {
-        let layout = self.layout(schema)?;
-        self.one_record(&layout, &layout.get(key)).await
+        let found = self.get_stored(schema, key).await?;
+        found.map(|stored| stored.into_record(BACKEND)).transpose()
     }
 
     async fn get_many(
@@ -683,15 +734,45 @@ impl TableBackend for PostgresStore {
         schema: &TableSchema,
         keys: &[RecordKey],
     ) -> Result<Vec<Option<Record>>> {
+        let found = self.get_many_stored(schema, keys).await?;
+        found
+            .into_iter()
+            .map(|found| found.map(|stored| stored.into_record(BACKEND)).transpose())
+            .collect()
+    }
+
+    async fn get_stored(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+    ) -> Result<Option<StoredRecord>> {
+        let layout = self.layout(schema)?;
+        let statement = layout.get(key);
+        let row = self
+            .run(&layout, || {
+                query(&statement).fetch_optional(&self.inner.pool)
+            })
+            .await?;
+        row.map(|row| stored_of(&layout, &row, Some(key)))
+            .transpose()
+    }
+
+    async fn get_many_stored(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+    ) -> Result<Vec<Option<StoredRecord>>> {
         let layout = self.layout(schema)?;
         let mut seen = HashSet::new();
         let distinct: Vec<&RecordKey> = keys.iter().filter(|key| seen.insert(*key)).collect();
-        let found: HashMap<RecordKey, Record> = self
-            .records(&layout, &layout.get_many(&distinct))
-            .await?
-            .into_iter()
-            .map(|record| (record.key.clone(), record))
-            .collect();
+        let statement = layout.get_many(&distinct);
+        let rows = self
+            .run(&layout, || query(&statement).fetch_all(&self.inner.pool))
+            .await?;
+        let found: HashMap<RecordKey, StoredRecord> = rows
+            .iter()
+            .map(|row| stored_of(&layout, row, None).map(|record| (record.key.clone(), record)))
+            .collect::<Result<_>>()?;
         Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
     }
 

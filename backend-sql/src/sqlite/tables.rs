@@ -12,8 +12,9 @@ use storekit_core::backend::TableBackend;
 use storekit_core::table::patch::{condition_holds, patch_row, returned};
 use storekit_core::table::transact::{Resolved, Step, failed};
 use storekit_core::table::{
-    Condition, Document, Fetched, IndexQuery, KeyValue, MAX_VERSION, MissingIndexes, Patch, Record,
-    RecordKey, Returning, Row, TableScan, TableSchema, TableShape, next_version,
+    Condition, Document, Fetched, IndexQuery, KeyType, KeyValue, MAX_VERSION, MissingIndexes,
+    Patch, Record, RecordKey, Returning, Row, StoredRecord, TableScan, TableSchema, TableShape,
+    next_version,
 };
 use storekit_core::transfer::TableTransferBackend;
 use storekit_core::{Error, Result};
@@ -146,6 +147,57 @@ fn one_record(conn: &Connection, layout: &Layout, statement: &Statement) -> Resu
             layout.record(version, document)
         })
         .transpose()
+}
+
+/// The one record a `SELECT version, document` by `key` returns, its document left as text.
+fn one_stored(
+    conn: &Connection,
+    layout: &Layout,
+    statement: &Statement,
+    key: &RecordKey,
+) -> Result<Option<StoredRecord>> {
+    let mut stmt = prepare(conn, statement)?;
+    let found = first_row(&mut stmt, params_from_iter(&statement.params), |row| {
+        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+    })
+    .map_err(table_error)?;
+    found
+        .map(|(version, text)| layout.stored(key.clone(), version, text))
+        .transpose()
+}
+
+/// The records [`Layout::get_many`] returns, each keyed by its key columns, their documents
+/// left as text.
+fn keyed_stored(
+    conn: &Connection,
+    layout: &Layout,
+    statement: &Statement,
+) -> Result<Vec<StoredRecord>> {
+    let (partition, sort) = layout.key_types();
+    let mut stmt = conn.prepare(&statement.sql).map_err(table_error)?;
+    let mut rows = stmt
+        .query(params_from_iter(&statement.params))
+        .map_err(table_error)?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next().map_err(sqlite_error)? {
+        let key = RecordKey {
+            partition: key_value(row, 2, partition)?,
+            sort: sort.map(|sort| key_value(row, 3, sort)).transpose()?,
+        };
+        let version: i64 = row.get(0).map_err(sqlite_error)?;
+        found.push(layout.stored(key, version, row.get(1).map_err(sqlite_error)?)?);
+    }
+    Ok(found)
+}
+
+fn key_value(row: &rusqlite::Row<'_>, column: usize, kind: KeyType) -> Result<KeyValue> {
+    let value = match kind {
+        KeyType::Text => row.get(column).map(KeyValue::Text),
+        KeyType::Int => row.get(column).map(KeyValue::Int),
+        KeyType::Bytes => row.get(column).map(KeyValue::Bytes),
+        KeyType::Float => row.get(column).map(KeyValue::Float),
+    };
+    value.map_err(sqlite_error)
 }
 
 /// The version of the record `key`, after a conditional write changed nothing: the writer is
@@ -465,22 +517,24 @@ impl SqliteStore {
             .await
     }
 
-    async fn read_records(
+    /// The records of a [`Layout::get_many`] statement for `rows` keys: inline for a few,
+    /// on the blocking pool for more.
+    async fn read_keyed(
         &self,
         layout: Arc<Layout>,
         statement: Statement,
         rows: usize,
-    ) -> Result<Vec<Record>> {
+    ) -> Result<Vec<StoredRecord>> {
         if rows <= INLINE_RECORDS {
             return self
                 .inner
                 .conns
-                .read(|conn| records(conn, &layout, &statement))
+                .read(|conn| keyed_stored(conn, &layout, &statement))
                 .await;
         }
         self.inner
             .conns
-            .read_blocking(move |conn| records(conn, &layout, &statement))
+            .read_blocking(move |conn| keyed_stored(conn, &layout, &statement))
             .await
     }
 }
@@ -715,12 +769,8 @@ impl TableBackend for SqliteStore {
     }
 
     async fn get(&self, schema: &TableSchema, key: &RecordKey) -> Result<Option<Record>> {
-        let layout = self.layout(schema).await?;
-        let statement = layout.get(key);
-        self.inner
-            .conns
-            .read(|conn| one_record(conn, &layout, &statement))
-            .await
+        let found = self.get_stored(schema, key).await?;
+        found.map(|stored| stored.into_record(BACKEND)).transpose()
     }
 
     async fn get_many(
@@ -728,12 +778,37 @@ impl TableBackend for SqliteStore {
         schema: &TableSchema,
         keys: &[RecordKey],
     ) -> Result<Vec<Option<Record>>> {
+        let found = self.get_many_stored(schema, keys).await?;
+        found
+            .into_iter()
+            .map(|found| found.map(|stored| stored.into_record(BACKEND)).transpose())
+            .collect()
+    }
+
+    async fn get_stored(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+    ) -> Result<Option<StoredRecord>> {
+        let layout = self.layout(schema).await?;
+        let statement = layout.get(key);
+        self.inner
+            .conns
+            .read(|conn| one_stored(conn, &layout, &statement, key))
+            .await
+    }
+
+    async fn get_many_stored(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+    ) -> Result<Vec<Option<StoredRecord>>> {
         let layout = self.layout(schema).await?;
         let mut seen = HashSet::new();
         let distinct: Vec<&RecordKey> = keys.iter().filter(|key| seen.insert(*key)).collect();
         let statement = layout.get_many(&distinct);
-        let found: HashMap<RecordKey, Record> = self
-            .read_records(layout, statement, distinct.len())
+        let found: HashMap<RecordKey, StoredRecord> = self
+            .read_keyed(layout, statement, distinct.len())
             .await?
             .into_iter()
             .map(|record| (record.key.clone(), record))

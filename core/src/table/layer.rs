@@ -9,8 +9,8 @@ use super::query::{self, fingerprint};
 use super::{
     Change, Condition, Consistency, Document, Fetched, IndexQuery, KeyDef, KeyValue, MAX_BATCH,
     MissingIndexes, Order, Patch, Patched, Position, Projection, Query, QueryPage, ReadOptions,
-    Record, RecordKey, Returning, Row, Scan, TableScan, TableSchema, TableStatus, TableStore,
-    check_expected_version, next_version, same_table_name,
+    Record, RecordKey, Returning, Row, Scan, StoredRecord, TableScan, TableSchema, TableStatus,
+    TableStore, check_expected_version, next_version, same_table_name,
 };
 use crate::backend::TableBackend;
 use crate::trace::{Call, call_span};
@@ -53,6 +53,33 @@ use crate::time::now_seconds as now_secs;
 /// `record`, unless it has expired: what every read returns.
 fn alive(schema: &TableSchema, record: Option<Record>, now: f64) -> Option<Record> {
     record.filter(|record| !schema.is_expired(&record.document, now))
+}
+
+/// [`alive`] for a stored record: one of a table without a ttl is alive as it is, unparsed.
+fn alive_stored(
+    backend: &'static str,
+    schema: &TableSchema,
+    stored: Option<StoredRecord>,
+    now: f64,
+) -> Result<Option<StoredRecord>> {
+    match stored {
+        Some(stored) if schema.ttl().is_some() => {
+            let record = stored.into_record(backend)?;
+            Ok(alive(schema, Some(record), now).map(StoredRecord::from))
+        }
+        stored => Ok(stored),
+    }
+}
+
+/// The keys of a `get_many`: at most [`MAX_GET_MANY`], each one of the table's.
+fn check_get_many(schema: &TableSchema, keys: &[RecordKey]) -> Result<()> {
+    if keys.len() > MAX_GET_MANY {
+        return Err(Error::invalid(
+            "keys",
+            format!("{} keys, over the limit of {MAX_GET_MANY}", keys.len()),
+        ));
+    }
+    keys.iter().try_for_each(|key| schema.check_key(key))
 }
 
 /// Most times a write retries after deleting expired records that stood in its way.
@@ -354,17 +381,10 @@ impl<B: TableBackend> TableStore for B {
     }
 
     async fn get(&self, schema: &TableSchema, key: &RecordKey) -> Result<Option<Record>> {
-        call!(self, "get", schema)
-            .run(
-                async {
-                    schema.check_key(key)?;
-                    let found = TableBackend::get(self, schema, key).await?;
-                    Ok(alive(schema, found, now_secs()))
-                },
-                |found| Some(usize::from(found.is_some())),
-                || about_key(schema, key),
-            )
-            .await
+        TableStore::get_stored(self, schema, key)
+            .await?
+            .map(|stored| stored.into_record(self.name()))
+            .transpose()
     }
 
     async fn get_many(
@@ -372,26 +392,54 @@ impl<B: TableBackend> TableStore for B {
         schema: &TableSchema,
         keys: &[RecordKey],
     ) -> Result<Vec<Option<Record>>> {
+        TableStore::get_many_stored(self, schema, keys)
+            .await?
+            .into_iter()
+            .map(|found| {
+                found
+                    .map(|stored| stored.into_record(self.name()))
+                    .transpose()
+            })
+            .collect()
+    }
+
+    async fn get_stored(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+    ) -> Result<Option<StoredRecord>> {
+        call!(self, "get", schema)
+            .run(
+                async {
+                    schema.check_key(key)?;
+                    let found = TableBackend::get_stored(self, schema, key).await?;
+                    alive_stored(self.name(), schema, found, now_secs())
+                },
+                |found| Some(usize::from(found.is_some())),
+                || about_key(schema, key),
+            )
+            .await
+    }
+
+    async fn get_many_stored(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+    ) -> Result<Vec<Option<StoredRecord>>> {
         call!(self, "get_many", schema)
             .batch(keys.len())
             .run(
                 async {
-                    if keys.len() > MAX_GET_MANY {
-                        return Err(Error::invalid(
-                            "keys",
-                            format!("{} keys, over the limit of {MAX_GET_MANY}", keys.len()),
-                        ));
-                    }
-                    keys.iter().try_for_each(|key| schema.check_key(key))?;
+                    check_get_many(schema, keys)?;
                     if keys.is_empty() {
                         return Ok(Vec::new());
                     }
-                    let found = TableBackend::get_many(self, schema, keys).await?;
+                    let found = TableBackend::get_many_stored(self, schema, keys).await?;
                     let now = now_secs();
-                    Ok(found
+                    found
                         .into_iter()
-                        .map(|record| alive(schema, record, now))
-                        .collect())
+                        .map(|stored| alive_stored(self.name(), schema, stored, now))
+                        .collect()
                 },
                 |found| Some(found.iter().flatten().count()),
                 || about_table(schema),
@@ -440,13 +488,7 @@ impl<B: TableBackend> TableStore for B {
             .batch(keys.len())
             .run(
                 async {
-                    if keys.len() > MAX_GET_MANY {
-                        return Err(Error::invalid(
-                            "keys",
-                            format!("{} keys, over the limit of {MAX_GET_MANY}", keys.len()),
-                        ));
-                    }
-                    keys.iter().try_for_each(|key| schema.check_key(key))?;
+                    check_get_many(schema, keys)?;
                     if let Some(select) = &options.select {
                         select.check(schema)?;
                     }
@@ -481,21 +523,7 @@ impl<B: TableBackend> TableStore for B {
         key: &RecordKey,
         select: &Projection,
     ) -> Result<Option<Record>> {
-        call!(self, "get", schema)
-            .run(
-                async {
-                    schema.check_key(key)?;
-                    select.check(schema)?;
-                    let fields = fetched_whole(schema, None);
-                    let fetch = select.fetching(&fields);
-                    let found = TableBackend::get_selected(self, schema, key, &fetch).await?;
-                    Ok(alive(schema, found, now_secs())
-                        .map(|record| trimmed(schema, select, &fields, record, false)))
-                },
-                |found| Some(usize::from(found.is_some())),
-                || about_key(schema, key),
-            )
-            .await
+        TableStore::get_with(self, schema, key, &ReadOptions::selecting(select)).await
     }
 
     async fn get_many_selected(
@@ -504,37 +532,7 @@ impl<B: TableBackend> TableStore for B {
         keys: &[RecordKey],
         select: &Projection,
     ) -> Result<Vec<Option<Record>>> {
-        call!(self, "get_many", schema)
-            .batch(keys.len())
-            .run(
-                async {
-                    if keys.len() > MAX_GET_MANY {
-                        return Err(Error::invalid(
-                            "keys",
-                            format!("{} keys, over the limit of {MAX_GET_MANY}", keys.len()),
-                        ));
-                    }
-                    keys.iter().try_for_each(|key| schema.check_key(key))?;
-                    select.check(schema)?;
-                    if keys.is_empty() {
-                        return Ok(Vec::new());
-                    }
-                    let fields = fetched_whole(schema, None);
-                    let fetch = select.fetching(&fields);
-                    let found = TableBackend::get_many_selected(self, schema, keys, &fetch).await?;
-                    let now = now_secs();
-                    Ok(found
-                        .into_iter()
-                        .map(|record| {
-                            alive(schema, record, now)
-                                .map(|record| trimmed(schema, select, &fields, record, false))
-                        })
-                        .collect())
-                },
-                |found| Some(found.iter().flatten().count()),
-                || about_table(schema),
-            )
-            .await
+        TableStore::get_many_with(self, schema, keys, &ReadOptions::selecting(select)).await
     }
 
     async fn contains(&self, schema: &TableSchema, key: &RecordKey) -> Result<bool> {

@@ -197,6 +197,7 @@ mod read;
 pub mod record;
 mod scan;
 mod schema;
+mod stored;
 pub mod transact;
 mod typed;
 mod value;
@@ -227,6 +228,7 @@ pub use schema::{
     RESERVED_TABLE_PREFIXES, Row, TableSchema, TableSchemaBuilder, TableShape, Throughput,
     UniqueIndex, UniqueShape, check_prefixed_name, same_table_name,
 };
+pub use stored::{Body, StoredRecord};
 pub use transact::{MAX_TRANSACTION_ACTIONS, Transaction};
 pub use typed::{Table, Versioned};
 pub use value::{KeyType, KeyValue, MAX_KEY_BYTES, RecordKey};
@@ -503,6 +505,22 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
         keys: &[RecordKey],
         select: &Projection,
     ) -> Result<Vec<Option<Record>>>;
+
+    /// [`TableStore::get`] for a typed read: the record with its document as the backend
+    /// holds it (JSON text on SQL), which [`Table::get`] reads straight into its type
+    /// ([`StoredRecord::read`]) without building a [`Document`] first.
+    async fn get_stored(
+        &self,
+        schema: &TableSchema,
+        key: &RecordKey,
+    ) -> Result<Option<StoredRecord>>;
+
+    /// [`TableStore::get_many`] for a typed read, as [`TableStore::get_stored`].
+    async fn get_many_stored(
+        &self,
+        schema: &TableSchema,
+        keys: &[RecordKey],
+    ) -> Result<Vec<Option<StoredRecord>>>;
 
     /// Whether the record exists.
     async fn contains(&self, schema: &TableSchema, key: &RecordKey) -> Result<bool>;

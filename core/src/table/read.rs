@@ -60,6 +60,14 @@ impl ReadOptions {
         self
     }
 
+    /// A consistent read of `select`: what `get_selected` asks for.
+    pub(crate) fn selecting(select: &Projection) -> Self {
+        Self {
+            consistency: Consistency::ReadAfterWrite,
+            select: Some(select.clone()),
+        }
+    }
+
     /// The consistency asked for.
     #[must_use]
     pub fn read_consistency(&self) -> Consistency {

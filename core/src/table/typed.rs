@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 
 use super::{
     Condition, Document, KeyValue, Patch, Projection, Query, QueryPage, ReadOptions, Record,
-    RecordKey, Returning, Scan, TableSchema, TableStatus, TableStore, query_stream, scan_stream,
-    scan_stream_parallel,
+    RecordKey, Returning, Scan, StoredRecord, TableSchema, TableStatus, TableStore, query_stream,
+    scan_stream, scan_stream_parallel,
 };
 use crate::{Error, Result};
 
@@ -299,19 +299,19 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
     /// Reads one record.
     pub async fn get(&self, key: impl Into<RecordKey>) -> Result<Option<Versioned<T>>> {
         self.store
-            .get(&self.schema, &key.into())
+            .get_stored(&self.schema, &key.into())
             .await?
-            .map(|r| self.typed(r))
+            .map(versioned)
             .transpose()
     }
 
     /// Reads records by key, in the order of `keys`.
     pub async fn get_many(&self, keys: &[RecordKey]) -> Result<Vec<Option<Versioned<T>>>> {
         self.store
-            .get_many(&self.schema, keys)
+            .get_many_stored(&self.schema, keys)
             .await?
             .into_iter()
-            .map(|r| r.map(|r| self.typed(r)).transpose())
+            .map(|r| r.map(versioned).transpose())
             .collect()
     }
 
@@ -631,6 +631,14 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
             .delete_if(&self.schema, &key.into(), &condition)
             .await
     }
+}
+
+/// A stored record read as `T`, its text (if the backend kept one) parsed straight into it.
+fn versioned<T: DeserializeOwned>(stored: StoredRecord) -> Result<Versioned<T>> {
+    Ok(Versioned {
+        version: stored.version,
+        record: stored.read()?,
+    })
 }
 
 fn typed<T: DeserializeOwned>(record: Record) -> Result<Versioned<T>> {
