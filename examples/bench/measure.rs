@@ -114,8 +114,11 @@ impl Runner {
             tasks.spawn(async move {
                 let mut tally = Tally::default();
                 // The clock is read before an index is taken, so every index taken is run and
-                // the calls made are exactly `0..calls`, which later phases rely on.
-                while Instant::now() < deadline {
+                // the calls made are exactly `0..calls`, which later phases rely on. Each task
+                // makes one call even if it starts after the window (a loaded machine may
+                // run it late), so that no row is empty and later phases have keys to read.
+                let mut first = true;
+                while std::mem::take(&mut first) || Instant::now() < deadline {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= count {
                         break;
