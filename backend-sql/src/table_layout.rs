@@ -42,7 +42,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use storekit_core::table::{
     Body, Fetched, IndexEntry, IndexQuery, KeyDef, KeyType, KeyValue, MissingIndexes, Order,
     Record, RecordKey, Row, Segment, SortCondition, StoredRecord, TableScan, TableSchema,
-    TableShape,
+    TableShape, fields_of,
 };
 use storekit_core::{Error, Result};
 
@@ -975,7 +975,11 @@ impl Layout {
 
     /// What a windowed read found, from its rows: a record (`None` for the count row) and its
     /// `hit` and `n`.
-    pub(crate) fn fetched(window: Window, rows: Vec<(Option<Record>, [i64; 2])>) -> Fetched {
+    pub(crate) fn fetched(
+        &self,
+        window: Window,
+        rows: Vec<(Option<StoredRecord>, [i64; 2])>,
+    ) -> Result<Fetched<StoredRecord>> {
         let mut fetched = Fetched {
             read_through: Some(Vec::new()),
             ..Fetched::default()
@@ -985,7 +989,11 @@ impl Layout {
             fetched.read = n;
             // The count row: the range ended, after `n` rows.
             let Some(record) = record else { break };
-            let cut = (window.budget == Some(n)).then(|| record.document.clone());
+            // The cut is rare (a read budget spent): its record is parsed whole.
+            let cut = (window.budget == Some(n))
+                .then(|| record.clone().into_record(self.dialect.name()))
+                .transpose()?
+                .map(|record| record.document);
             if hit == 1 {
                 fetched.records.push(record);
                 if let Some(through) = &mut fetched.read_through {
@@ -1000,7 +1008,7 @@ impl Layout {
                 break;
             }
         }
-        fetched
+        Ok(fetched)
     }
 
     /// Up to `fetch` records after `after`, in key order.
@@ -1169,6 +1177,17 @@ impl Layout {
             version,
             body: Body::Text(text),
         })
+    }
+
+    /// A stored record from its version and document text, its key read from the text's key
+    /// fields (and only those: the rest is parsed once, by whoever reads the record).
+    pub(crate) fn stored_row(&self, version: i64, text: String) -> Result<StoredRecord> {
+        let backend = self.dialect.name();
+        let mut names = vec![self.schema.partition().field()];
+        names.extend(self.schema.sort().map(KeyDef::field));
+        let fields = fields_of(&text, &names).map_err(|e| Error::backend(backend, e))?;
+        let key = self.schema.key_of(&fields)?;
+        self.stored(key, version, text)
     }
 
     /// A stored record from its version and document, its key read from the document.

@@ -605,6 +605,19 @@ pub trait TableBackend: Backend {
     /// ([`Fetched`]).
     async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Fetched>;
 
+    /// [`TableBackend::query`] with the documents as the database holds them, as
+    /// [`TableBackend::get_stored`] reads: what a typed query reads straight into its type.
+    /// By default the parsed records.
+    async fn query_stored(
+        &self,
+        schema: &TableSchema,
+        query: &IndexQuery<'_>,
+    ) -> Result<Fetched<StoredRecord>> {
+        self.query(schema, query)
+            .await?
+            .try_map(|record| Ok(StoredRecord::from(record)))
+    }
+
     // Projections (issue 21, item 3). `fetch` is a checked selection that already holds
     // whatever the layer needs whole (the table's keys, the queried index's keys, the ttl
     // field); the layer trims the answer to what the caller selected. By default the backend

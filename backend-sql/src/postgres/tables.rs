@@ -253,21 +253,12 @@ impl PostgresStore {
         .await
     }
 
-    async fn records(&self, layout: &Layout, statement: &Statement) -> Result<Vec<Record>> {
-        let rows = self
-            .run(layout, || query(statement).fetch_all(&self.inner.pool))
-            .await?;
-        rows.iter().map(|row| record_of(layout, row)).collect()
-    }
-
-    /// What a read found: each row a record for a plain read, or a record and its counts for
-    /// a windowed one (see [`Layout::windowed`]).
-    async fn fetched(&self, layout: &Layout, read: &Read) -> Result<Fetched> {
+    /// What a read found, the documents left as text: each row a record for a plain read, or
+    /// a record and its counts for a windowed one (see [`Layout::windowed`]).
+    async fn fetched(&self, layout: &Layout, read: &Read) -> Result<Fetched<StoredRecord>> {
         let (statement, window) = match read {
-            Read::Plain(statement) => {
-                return Ok(Fetched::unfiltered(self.records(layout, statement).await?));
-            }
-            Read::Windowed(statement, window) => (statement, *window),
+            Read::Plain(statement) => (statement, None),
+            Read::Windowed(statement, window) => (statement, Some(*window)),
         };
         let rows = self
             .run(layout, || query(statement).fetch_all(&self.inner.pool))
@@ -275,17 +266,27 @@ impl PostgresStore {
         let found = rows
             .iter()
             .map(|row| {
-                let counts = [
-                    row.try_get(2).map_err(pg_error)?,
-                    row.try_get(3).map_err(pg_error)?,
-                ];
-                // The count row holds no record.
+                // A windowed read's count row holds no record.
                 let version: Option<i64> = row.try_get(0).map_err(pg_error)?;
-                let record = version.map(|_| record_of(layout, row)).transpose()?;
+                let record = version
+                    .map(|version| layout.stored_row(version, document_text(row, 1)?))
+                    .transpose()?;
+                let counts = match window {
+                    Some(_) => [
+                        row.try_get(2).map_err(pg_error)?,
+                        row.try_get(3).map_err(pg_error)?,
+                    ],
+                    None => [0, 0],
+                };
                 Ok((record, counts))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Layout::fetched(window, found))
+        match window {
+            Some(window) => layout.fetched(window, found),
+            None => Ok(Fetched::unfiltered(
+                found.into_iter().filter_map(|(record, _)| record).collect(),
+            )),
+        }
     }
 
     async fn one_record(&self, layout: &Layout, statement: &Statement) -> Result<Option<Record>> {
@@ -799,6 +800,15 @@ impl TableBackend for PostgresStore {
     }
 
     async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Fetched> {
+        let fetched = self.query_stored(schema, query).await?;
+        fetched.try_map(|record| record.into_record(BACKEND))
+    }
+
+    async fn query_stored(
+        &self,
+        schema: &TableSchema,
+        query: &IndexQuery<'_>,
+    ) -> Result<Fetched<StoredRecord>> {
         let layout = self.layout(schema)?;
         let read = layout.query(query)?;
         self.fetched(&layout, &read).await
@@ -807,7 +817,8 @@ impl TableBackend for PostgresStore {
     async fn scan(&self, schema: &TableSchema, scan: &TableScan<'_>) -> Result<Fetched> {
         let layout = self.layout(schema)?;
         let read = layout.scan_read(scan)?;
-        self.fetched(&layout, &read).await
+        let fetched = self.fetched(&layout, &read).await?;
+        fetched.try_map(|record| record.into_record(BACKEND))
     }
 
     async fn count_query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<u64> {

@@ -88,33 +88,50 @@ fn records(conn: &Connection, layout: &Layout, statement: &Statement) -> Result<
     Ok(found)
 }
 
-/// What a read found: each row a record for a plain read, or a record and its counts for a
-/// windowed one (see [`Layout::windowed`]).
-fn fetched(conn: &Connection, layout: &Layout, read: &Read) -> Result<Fetched> {
+/// What a read found, the documents left as text: each row a record for a plain read, or a
+/// record and its counts for a windowed one (see [`Layout::windowed`]).
+fn fetched(conn: &Connection, layout: &Layout, read: &Read) -> Result<Fetched<StoredRecord>> {
     let (statement, window) = match read {
-        Read::Plain(statement) => {
-            return Ok(Fetched::unfiltered(records(conn, layout, statement)?));
-        }
-        Read::Windowed(statement, window) => (statement, *window),
+        Read::Plain(statement) => (statement, None),
+        Read::Windowed(statement, window) => (statement, Some(*window)),
     };
     // A filter's text recurs (its shape is the service's code, its values are bound), so it
     // is kept with the connection's prepared statements.
-    let mut stmt = prepare(conn, statement)?;
+    let mut uncached;
+    let mut cached;
+    let stmt: &mut rusqlite::Statement<'_> = if statement.recurs {
+        cached = prepare(conn, statement)?;
+        &mut cached
+    } else {
+        uncached = conn.prepare(&statement.sql).map_err(table_error)?;
+        &mut uncached
+    };
     let mut rows = stmt
         .query(params_from_iter(&statement.params))
         .map_err(table_error)?;
     let mut found = Vec::new();
     while let Some(row) = rows.next().map_err(sqlite_error)? {
-        let counts = [
-            row.get(2).map_err(sqlite_error)?,
-            row.get(3).map_err(sqlite_error)?,
-        ];
-        // The count row holds no record.
+        // A windowed read's count row holds no record.
         let version: Option<i64> = row.get(0).map_err(sqlite_error)?;
-        let record = version.map(|_| record_of(layout, row)).transpose()?;
+        let record = match version {
+            Some(version) => Some(layout.stored_row(version, row.get(1).map_err(sqlite_error)?)?),
+            None => None,
+        };
+        let counts = match window {
+            Some(_) => [
+                row.get(2).map_err(sqlite_error)?,
+                row.get(3).map_err(sqlite_error)?,
+            ],
+            None => [0, 0],
+        };
         found.push((record, counts));
     }
-    Ok(Layout::fetched(window, found))
+    match window {
+        Some(window) => layout.fetched(window, found),
+        None => Ok(Fetched::unfiltered(
+            found.into_iter().filter_map(|(record, _)| record).collect(),
+        )),
+    }
 }
 
 /// The bound of a first, inline attempt at a filtered read without a read budget that
@@ -484,10 +501,34 @@ impl SqliteStore {
         }
     }
 
+    /// A scan's page, the documents left as text.
+    async fn scan_stored(
+        &self,
+        schema: &TableSchema,
+        scan: &TableScan<'_>,
+    ) -> Result<Fetched<StoredRecord>> {
+        let layout = self.layout(schema).await?;
+        if let Some(bounded) = inline_first(scan.filter, scan.budget, scan.fetch) {
+            let read = layout.scan_read(&TableScan {
+                budget: Some(bounded),
+                ..*scan
+            })?;
+            if let Some(fetched) = self.read_inline(&layout, &read).await? {
+                return Ok(fetched);
+            }
+        }
+        let read = layout.scan_read(scan)?;
+        self.read_fetched(layout, read, scan.fetch).await
+    }
+
     /// Runs a filtered read bounded by [`INLINE_READ`] inline: its answer when that answer is
     /// the unbounded read's (it found every record asked, or the range ended within the bound:
     /// no cut), else `None`.
-    async fn read_inline(&self, layout: &Layout, read: &Read) -> Result<Option<Fetched>> {
+    async fn read_inline(
+        &self,
+        layout: &Layout,
+        read: &Read,
+    ) -> Result<Option<Fetched<StoredRecord>>> {
         let fetched = self
             .inner
             .conns
@@ -498,7 +539,12 @@ impl SqliteStore {
 
     /// Runs a read of a query or a scan: inline when it returns and reads few records, on the
     /// blocking pool otherwise (a filter may read far more records than it returns).
-    async fn read_fetched(&self, layout: Arc<Layout>, read: Read, fetch: usize) -> Result<Fetched> {
+    async fn read_fetched(
+        &self,
+        layout: Arc<Layout>,
+        read: Read,
+        fetch: usize,
+    ) -> Result<Fetched<StoredRecord>> {
         let small = fetch <= INLINE_RECORDS
             && match &read {
                 Read::Plain(_) => true,
@@ -842,6 +888,15 @@ impl TableBackend for SqliteStore {
     }
 
     async fn query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<Fetched> {
+        let fetched = self.query_stored(schema, query).await?;
+        fetched.try_map(|record| record.into_record(BACKEND))
+    }
+
+    async fn query_stored(
+        &self,
+        schema: &TableSchema,
+        query: &IndexQuery<'_>,
+    ) -> Result<Fetched<StoredRecord>> {
         let layout = self.layout(schema).await?;
         if let Some(bounded) = inline_first(query.filter, query.budget, query.fetch) {
             let read = layout.query(&IndexQuery {
@@ -857,18 +912,8 @@ impl TableBackend for SqliteStore {
     }
 
     async fn scan(&self, schema: &TableSchema, scan: &TableScan<'_>) -> Result<Fetched> {
-        let layout = self.layout(schema).await?;
-        if let Some(bounded) = inline_first(scan.filter, scan.budget, scan.fetch) {
-            let read = layout.scan_read(&TableScan {
-                budget: Some(bounded),
-                ..*scan
-            })?;
-            if let Some(fetched) = self.read_inline(&layout, &read).await? {
-                return Ok(fetched);
-            }
-        }
-        let read = layout.scan_read(scan)?;
-        self.read_fetched(layout, read, scan.fetch).await
+        let fetched = self.scan_stored(schema, scan).await?;
+        fetched.try_map(|record| record.into_record(BACKEND))
     }
 
     async fn count_query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<u64> {

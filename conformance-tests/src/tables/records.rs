@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use storekit_core::Error;
 use storekit_core::table::{
-    Consistency, KeyDef, KeyValue, Query, RecordKey, Scan, Table, TableSchema, TableStatus,
+    Condition, Consistency, KeyDef, KeyValue, Query, RecordKey, Scan, Table, TableSchema,
+    TableStatus,
 };
 
 use super::{doc, ensure, get, insert, things};
@@ -482,6 +483,83 @@ pub async fn typed_reads_find_what_untyped_reads_find(f: &Fixture) {
         assert!(
             table.get(missing_key).await.expect("typed get").is_none(),
             "{name}"
+        );
+    }
+}
+
+/// Typed queries (`Table::query`, which SQL answers with the documents as stored text) page
+/// exactly as untyped ones: the same records, versions and cursors, on the table and on an
+/// index with a float sort key, forwards and backwards, with and without a filter or a read
+/// budget.
+pub async fn typed_queries_page_as_untyped_queries_do(f: &Fixture) {
+    let schema = TableSchema::builder("typed_pages", KeyDef::text("p"))
+        .sort_key(KeyDef::int("n"))
+        .index("by-shelf", KeyDef::text("shelf"), Some(KeyDef::float("at")))
+        .build()
+        .expect("valid schema");
+    let store = ensure(f, &schema).await;
+    for n in 0..40_i64 {
+        let at = (n % 13) as f64 * 0.5 - 2.0;
+        let document = json!({"p": "p", "n": n, "shelf": "s", "at": at, "odd": n % 2 == 1,
+            "name": format!("item \"{n}\" é")});
+        insert(store, &schema, document).await;
+    }
+    let table: Table<Any> = Table::new(f.tables().clone(), schema.clone());
+    let queries = [
+        Query::table("p").limit(7),
+        Query::table("p").limit(6).descending(),
+        Query::index("by-shelf", "s").limit(5),
+        Query::index("by-shelf", "s").limit(9).descending(),
+        Query::index("by-shelf", "s")
+            .limit(4)
+            .filter(Condition::eq("odd", true)),
+        Query::table("p")
+            .limit(3)
+            .filter(Condition::eq("odd", false))
+            .read_budget(5),
+    ];
+    for query in queries {
+        let (mut typed_cursor, mut untyped_cursor) = (None::<String>, None::<String>);
+        let mut pages = 0;
+        loop {
+            let typed_query = match &typed_cursor {
+                Some(cursor) => query.clone().after(cursor.as_str()),
+                None => query.clone(),
+            };
+            let untyped_query = match &untyped_cursor {
+                Some(cursor) => query.clone().after(cursor.as_str()),
+                None => query.clone(),
+            };
+            let typed = table.query(typed_query).await.expect("typed query");
+            let untyped = store.query(&schema, &untyped_query).await.expect("query");
+            assert_eq!(
+                typed
+                    .items
+                    .iter()
+                    .map(|v| (v.version, Value::Object(v.record.0.clone())))
+                    .collect::<Vec<_>>(),
+                untyped
+                    .items
+                    .iter()
+                    .map(|r| (r.version, Value::Object(r.document.clone())))
+                    .collect::<Vec<_>>(),
+                "{query:?}, page {pages}"
+            );
+            assert_eq!(
+                (&typed.next, typed.read),
+                (&untyped.next, untyped.read),
+                "{query:?}, page {pages}"
+            );
+            pages += 1;
+            assert!(pages < 60, "{query:?} never ends");
+            match (typed.next, untyped.next) {
+                (Some(a), Some(b)) => (typed_cursor, untyped_cursor) = (Some(a), Some(b)),
+                _ => break,
+            }
+        }
+        assert!(
+            pages > 1,
+            "{query:?} fits one page: the case proves nothing"
         );
     }
 }

@@ -7,10 +7,10 @@ use async_trait::async_trait;
 
 use super::query::{self, fingerprint};
 use super::{
-    Change, Condition, Consistency, Document, Fetched, IndexQuery, KeyDef, KeyValue, MAX_BATCH,
-    MissingIndexes, Order, Patch, Patched, Position, Projection, Query, QueryPage, ReadOptions,
-    Record, RecordKey, Returning, Row, Scan, StoredRecord, TableScan, TableSchema, TableStatus,
-    TableStore, check_expected_version, next_version, same_table_name,
+    Body, Change, Condition, Consistency, Document, Fetched, IndexQuery, KeyDef, KeyValue,
+    MAX_BATCH, MissingIndexes, Order, Patch, Patched, Position, Projection, Query, QueryPage,
+    ReadOptions, Record, RecordKey, Returning, Row, Scan, StoredRecord, TableScan, TableSchema,
+    TableStatus, TableStore, check_expected_version, next_version, same_table_name,
 };
 use crate::backend::TableBackend;
 use crate::trace::{Call, call_span};
@@ -588,16 +588,20 @@ impl<B: TableBackend> TableStore for B {
     }
 
     async fn query(&self, schema: &TableSchema, query: &Query) -> Result<QueryPage> {
-        call!(self, "query", schema)
-            .run(
-                run_query(self, schema, query),
-                |page| Some(page.items.len()),
-                || match &query.index {
-                    Some(index) => format!("table {:?}, index {index:?}", schema.name()),
-                    None => about_table(schema),
-                },
-            )
-            .await
+        let page = query_page(self, schema, query, false).await?;
+        Ok(QueryPage {
+            items: into_records(self.name(), page.items)?,
+            next: page.next,
+            read: page.read,
+        })
+    }
+
+    async fn query_stored(
+        &self,
+        schema: &TableSchema,
+        query: &Query,
+    ) -> Result<QueryPage<StoredRecord>> {
+        query_page(self, schema, query, true).await
     }
 
     async fn scan(&self, schema: &TableSchema, scan: &Scan) -> Result<QueryPage> {
@@ -1130,17 +1134,17 @@ fn backoff(attempt: u32) -> Duration {
 
 /// A record found for a page: where it sits in the order, and how many records had been read
 /// from the page's cursor up to and including it, where the backend says.
-struct Found {
-    record: Record,
+struct Found<R = Record> {
+    record: R,
     position: Position,
     through: Option<u64>,
 }
 
 /// Refuses a backend's answer that breaks [`Fetched`]'s contract (more records than asked, a
 /// read over the budget, a cut on a full answer), rather than paging on it.
-fn check_fetched(
+fn check_fetched<R>(
     backend: &'static str,
-    fetched: &Fetched,
+    fetched: &Fetched<R>,
     want: usize,
     budget: Option<u64>,
 ) -> Result<()> {
@@ -1170,11 +1174,11 @@ fn check_fetched(
 
 /// The records of one answer, each with its position and its read count from the page's
 /// cursor (`read_before` read by the page's earlier answers).
-fn found_in(
-    fetched: Fetched,
+fn found_in<R>(
+    fetched: Fetched<R>,
     read_before: u64,
-    mut position: impl FnMut(&Record) -> Result<Position>,
-) -> Result<Vec<Found>> {
+    mut position: impl FnMut(&R) -> Result<Position>,
+) -> Result<Vec<Found<R>>> {
     let through = fetched.read_through;
     fetched
         .records
@@ -1194,13 +1198,13 @@ fn found_in(
 /// follows) and makes its cursor: after its last record when more follow, or after the last
 /// record read where the read budget ran out (`cut`). `read` is what the page's answers read
 /// in all; a page that had more counts only up to its last record, where the database says.
-fn finish_page(
-    mut found: Vec<Found>,
+fn finish_page<R>(
+    mut found: Vec<Found<R>>,
     limit: usize,
     cut: Option<Position>,
     read: u64,
     print: &[u8; 32],
-) -> Result<QueryPage> {
+) -> Result<QueryPage<R>> {
     let (end, read) = if found.len() > limit {
         found.truncate(limit);
         let last = found.last().ok_or(Error::NotFound { what: "record" })?;
@@ -1261,11 +1265,47 @@ fn trimmed(
 /// One page of a query: fetches one record more than the limit to know whether another page
 /// follows, and, for a verified query on eventual indexes, re-reads the hits and fetches on
 /// until the page is full again, within the read budget.
+/// [`run_query`] in the query's span.
+async fn query_page<B: TableBackend>(
+    backend: &B,
+    schema: &TableSchema,
+    query: &Query,
+    typed: bool,
+) -> Result<QueryPage<StoredRecord>> {
+    call!(backend, "query", schema)
+        .run(
+            run_query(backend, schema, query, typed),
+            |page| Some(page.items.len()),
+            || match &query.index {
+                Some(index) => format!("table {:?}, index {index:?}", schema.name()),
+                None => about_table(schema),
+            },
+        )
+        .await
+}
+
+/// A backend's answer of parsed records, as the query loop pages through them.
+fn stored(fetched: Fetched) -> Result<Fetched<StoredRecord>> {
+    fetched.try_map(|record| Ok(StoredRecord::from(record)))
+}
+
+/// Stored records with their documents parsed.
+fn into_records(backend: &'static str, stored: Vec<StoredRecord>) -> Result<Vec<Record>> {
+    stored
+        .into_iter()
+        .map(|record| record.into_record(backend))
+        .collect()
+}
+
+/// One page of `query`. `typed`: for a typed read, which takes the documents as the backend
+/// holds them ([`TableBackend::query_stored`]) wherever the page needs no whole document
+/// here (no selection, no verification).
 async fn run_query<B: TableBackend>(
     backend: &B,
     schema: &TableSchema,
     query: &Query,
-) -> Result<QueryPage> {
+    typed: bool,
+) -> Result<QueryPage<StoredRecord>> {
     let index = query::check(schema, query)?;
     if let Some(select) = &query.select {
         select.check(schema)?;
@@ -1292,7 +1332,7 @@ async fn run_query<B: TableBackend>(
         query.verified && index.is_some() && backend.index_consistency() == Consistency::Eventual;
     let now = now_secs();
     let filter = read_filter(schema, query.filter.as_ref(), now);
-    let mut found: Vec<Found> = Vec::new();
+    let mut found: Vec<Found<StoredRecord>> = Vec::new();
     let (mut read, mut cut) = (0u64, None);
     loop {
         let want = query.limit + 1 - found.len();
@@ -1314,8 +1354,9 @@ async fn run_query<B: TableBackend>(
             consistency: query.consistency,
         };
         let fetched = match &fetch {
-            Some(fetch) => backend.query_selected(schema, &request, fetch).await?,
-            None => backend.query(schema, &request).await?,
+            Some(fetch) => stored(backend.query_selected(schema, &request, fetch).await?)?,
+            None if typed && !verify => backend.query_stored(schema, &request).await?,
+            None => stored(backend.query(schema, &request).await?)?,
         };
         check_fetched(backend.name(), &fetched, want, budget)?;
         let exhausted = fetched.records.len() < want && fetched.cut.is_none();
@@ -1323,9 +1364,11 @@ async fn run_query<B: TableBackend>(
         let cut_at = fetched
             .cut
             .as_ref()
-            .map(|document| position_of_document(schema, &request, document))
+            .map(|document| position_of_document(backend.name(), schema, &request, document))
             .transpose()?;
-        let mut batch = found_in(fetched, read, |record| position(schema, &request, record))?;
+        let mut batch = found_in(fetched, read, |record| {
+            position(backend.name(), schema, &request, record)
+        })?;
         read += answer_read;
         // Every record strictly after the one before it, the first after the cursor, and a
         // cut after them all (or on the last, when the last record read was returned): the
@@ -1354,36 +1397,43 @@ async fn run_query<B: TableBackend>(
         }
     }
     let reread_after = reread && !verify;
-    if let Some(select) = query.select.as_ref().filter(|_| !reread_after) {
+    let select = query.select.as_ref().filter(|_| !reread_after);
+    let held = held.as_ref().filter(|_| !whole);
+    if select.is_some() || held.is_some() {
         found = found
             .into_iter()
-            .map(|f| Found {
-                // A verified page holds the records as re-read whole.
-                record: trimmed(schema, select, &fields, f.record, verify),
-                ..f
+            .map(|f| {
+                let mut record = f.record.into_record(backend.name())?;
+                if let Some(select) = select {
+                    // A verified page holds the records as re-read whole.
+                    record = trimmed(schema, select, &fields, record, verify);
+                }
+                if let Some(held) = held {
+                    // What the index holds, as DynamoDB answers from it: no version, which it
+                    // does not hold either.
+                    record
+                        .document
+                        .retain(|field, _| held.contains(&field.as_str()));
+                    record.version = 0;
+                }
+                Ok(Found {
+                    record: StoredRecord::from(record),
+                    ..f
+                })
             })
-            .collect();
-    }
-    if let Some(held) = held.as_ref().filter(|_| !whole) {
-        // What the index holds, as DynamoDB answers from it: no version, which it does not
-        // hold either.
-        for f in &mut found {
-            f.record
-                .document
-                .retain(|field, _| held.contains(&field.as_str()));
-            f.record.version = 0;
-        }
+            .collect::<Result<_>>()?;
     }
     let mut page = finish_page(found, query.limit, cut, read, &print)?;
     if reread_after {
-        page.items = whole_records(backend, schema, page.items, now).await?;
+        let hits = into_records(backend.name(), std::mem::take(&mut page.items))?;
+        let mut records = whole_records(backend, schema, hits, now).await?;
         if let Some(select) = &query.select {
-            page.items = page
-                .items
+            records = records
                 .into_iter()
                 .map(|record| trimmed(schema, select, &fields, record, true))
                 .collect();
         }
+        page.items = records.into_iter().map(StoredRecord::from).collect();
     }
     Ok(page)
 }
@@ -1467,23 +1517,29 @@ async fn run_scan<B: TableBackend>(
 /// Where the last record read (its document, or the key fields a DynamoDB
 /// `LastEvaluatedKey` holds) sits in the query's order.
 fn position_of_document(
+    backend: &'static str,
     schema: &TableSchema,
     request: &IndexQuery<'_>,
     document: &Document,
 ) -> Result<Position> {
-    let record = Record {
+    let record = StoredRecord {
         key: schema.key_of(document)?,
         version: 0,
-        document: document.clone(),
+        body: Body::Document(document.clone()),
     };
-    position(schema, request, &record)
+    position(backend, schema, request, &record)
 }
 
 /// Where a returned record sits in the query's order, read from the record as the index
 /// returned it.
-fn position(schema: &TableSchema, request: &IndexQuery<'_>, record: &Record) -> Result<Position> {
+fn position(
+    backend: &'static str,
+    schema: &TableSchema,
+    request: &IndexQuery<'_>,
+    record: &StoredRecord,
+) -> Result<Position> {
     let sort = match request.index.and_then(|i| schema.indexes()[i].sort()) {
-        Some(def) => Some(def.read_stored(&record.document)?.ok_or_else(|| {
+        Some(def) => Some(record.read_key(def, backend)?.ok_or_else(|| {
             Error::invalid(
                 "document",
                 format!("an index hit lacks its sort key {:?}", def.field()),
@@ -1503,9 +1559,9 @@ async fn still_matching<B: TableBackend>(
     schema: &TableSchema,
     query: &Query,
     index: Option<usize>,
-    hits: Vec<Found>,
+    hits: Vec<Found<StoredRecord>>,
     at: f64,
-) -> Result<Vec<Found>> {
+) -> Result<Vec<Found<StoredRecord>>> {
     let Some(index) = index.map(|i| &schema.indexes()[i]) else {
         return Ok(hits);
     };
@@ -1537,7 +1593,10 @@ async fn still_matching<B: TableBackend>(
                 (_, None) => true,
             };
         if matches {
-            kept.push(Found { record: now, ..hit });
+            kept.push(Found {
+                record: StoredRecord::from(now),
+                ..hit
+            });
         }
     }
     Ok(kept)

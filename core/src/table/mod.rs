@@ -228,7 +228,7 @@ pub use schema::{
     RESERVED_TABLE_PREFIXES, Row, TableSchema, TableSchemaBuilder, TableShape, Throughput,
     UniqueIndex, UniqueShape, check_prefixed_name, same_table_name,
 };
-pub use stored::{Body, StoredRecord};
+pub use stored::{Body, StoredRecord, fields_of};
 pub use transact::{MAX_TRANSACTION_ACTIONS, Transaction};
 pub use typed::{Table, Versioned};
 pub use value::{KeyType, KeyValue, MAX_KEY_BYTES, RecordKey};
@@ -535,6 +535,15 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
 
     /// One page of a query on the table or one of its query indexes.
     async fn query(&self, schema: &TableSchema, query: &Query) -> Result<QueryPage>;
+
+    /// [`TableStore::query`] for a typed read: each record with its document as the backend
+    /// holds it (JSON text on SQL), which [`Table::query`] reads straight into its type, as
+    /// [`TableStore::get_stored`].
+    async fn query_stored(
+        &self,
+        schema: &TableSchema,
+        query: &Query,
+    ) -> Result<QueryPage<StoredRecord>>;
 
     /// One page of a scan of the whole table ([`Scan`]: limit, cursor, filter, read budget),
     /// in an order of the backend's choosing.

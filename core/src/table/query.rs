@@ -394,10 +394,12 @@ pub struct IndexQuery<'a> {
 
 /// What a backend returns for one [`IndexQuery`] or [`TableScan`](super::TableScan): the
 /// records that met the filter, and how much it read to find them.
-#[derive(Debug, Clone, Default)]
-pub struct Fetched {
+/// The records are [`Record`]s, or [`StoredRecord`](super::StoredRecord)s for a typed read
+/// ([`TableBackend::query_stored`](crate::backend::TableBackend::query_stored)).
+#[derive(Debug, Clone)]
+pub struct Fetched<R = Record> {
     /// Up to `fetch` records meeting the filter, in order, after `after`.
-    pub records: Vec<Record>,
+    pub records: Vec<R>,
     /// For each record of `records`, how many records (before the filter) were read from
     /// `after` up to and including it; `None` where the database does not say (DynamoDB).
     pub read_through: Option<Vec<u64>>,
@@ -411,11 +413,22 @@ pub struct Fetched {
     pub cut: Option<super::Document>,
 }
 
-impl Fetched {
+impl<R> Default for Fetched<R> {
+    fn default() -> Self {
+        Self {
+            records: Vec::new(),
+            read_through: None,
+            read: 0,
+            cut: None,
+        }
+    }
+}
+
+impl<R> Fetched<R> {
     /// Records that were each the only one read for them: what a read without a filter or a
     /// budget returns.
     #[must_use]
-    pub fn unfiltered(records: Vec<Record>) -> Self {
+    pub fn unfiltered(records: Vec<R>) -> Self {
         let read = records.len() as u64;
         Self {
             read_through: Some((1..=read).collect()),
@@ -423,6 +436,19 @@ impl Fetched {
             records,
             cut: None,
         }
+    }
+
+    /// The same read, each record changed by `f`.
+    ///
+    /// # Errors
+    /// The first error of `f`.
+    pub fn try_map<S>(self, f: impl FnMut(R) -> Result<S>) -> Result<Fetched<S>> {
+        Ok(Fetched {
+            records: self.records.into_iter().map(f).collect::<Result<_>>()?,
+            read_through: self.read_through,
+            read: self.read,
+            cut: self.cut,
+        })
     }
 }
 

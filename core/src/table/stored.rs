@@ -1,9 +1,11 @@
 //! A record as its backend read it, for typed reads: the document still in the form the
 //! database holds it, so that [`Table`](super::Table) reads it straight into its type.
 
-use serde::de::DeserializeOwned;
+use std::fmt;
 
-use super::{Document, Record, RecordKey};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+use super::{Document, KeyDef, Record, RecordKey};
 use crate::{Error, Result};
 
 /// One record as a backend read it: its key, its version and its [`Body`].
@@ -76,6 +78,88 @@ impl StoredRecord {
     }
 }
 
+/// The top-level fields `names` of the JSON object `text`, the others skipped without being
+/// built: what a key or a query position needs of a document that is read as text.
+///
+/// # Errors
+/// `text` is not the JSON of an object.
+pub fn fields_of(text: &str, names: &[&str]) -> serde_json::Result<Document> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let fields = de::Deserializer::deserialize_map(&mut deserializer, Fields(names))?;
+    deserializer.end()?;
+    Ok(fields)
+}
+
+/// Visits an object, keeping the fields it names.
+struct Fields<'n>(&'n [&'n str]);
+
+impl<'de> Visitor<'de> for Fields<'_> {
+    type Value = Document;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Document, A::Error> {
+        let mut fields = Document::new();
+        while let Some(wanted) = map.next_key_seed(Named(self.0))? {
+            match wanted {
+                Some(name) => {
+                    fields.insert(name.to_owned(), map.next_value()?);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(fields)
+    }
+}
+
+/// A key, compared with the wanted names without being copied: the name it matches, if any.
+struct Named<'n>(&'n [&'n str]);
+
+impl<'de, 'n> DeserializeSeed<'de> for Named<'n> {
+    type Value = Option<&'n str>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'n> Visitor<'_> for Named<'n> {
+    type Value = Option<&'n str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> std::result::Result<Self::Value, E> {
+        Ok(self.0.iter().copied().find(|name| *name == key))
+    }
+}
+
+impl StoredRecord {
+    /// The key `def` reads from the document: from its text, only that field is parsed.
+    pub(crate) fn read_key(
+        &self,
+        def: &KeyDef,
+        backend: &'static str,
+    ) -> Result<Option<super::KeyValue>> {
+        match &self.body {
+            Body::Document(document) => def.read_stored(document),
+            Body::Text(text) => {
+                let fields =
+                    fields_of(text, &[def.field()]).map_err(|e| Error::backend(backend, e))?;
+                def.read_stored(&fields)
+            }
+        }
+    }
+}
+
 impl From<Record> for StoredRecord {
     fn from(record: Record) -> Self {
         Self {
@@ -124,6 +208,17 @@ mod tests {
             parsed.clone().into_record("test").ok()
         );
         assert!(parsed.into_record("test").is_ok());
+    }
+
+    #[test]
+    fn fields_of_keeps_the_named_fields_only() {
+        let text = r#"{"a": 1, "b": {"a": 2}, "c\u0041": "x", "e": [1, {"a": 3}], "d": null}"#;
+        let fields = fields_of(text, &["a", "cA", "d", "zz"]).ok();
+        let want = json!({"a": 1, "cA": "x", "d": null});
+        assert_eq!(fields.map(serde_json::Value::Object), Some(want));
+        assert!(fields_of("[1]", &["a"]).is_err());
+        assert!(fields_of(r#"{"a": 1} 2"#, &["a"]).is_err());
+        assert!(fields_of(r#"{"a": "#, &["a"]).is_err());
     }
 
     #[test]

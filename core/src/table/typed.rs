@@ -365,12 +365,12 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
 
     /// One page of a query; see [`Query`].
     pub async fn query(&self, query: Query) -> Result<QueryPage<Versioned<T>>> {
-        let page = self.store.query(&self.schema, &query).await?;
+        let page = self.store.query_stored(&self.schema, &query).await?;
         Ok(QueryPage {
             items: page
                 .items
                 .into_iter()
-                .map(|r| self.typed(r))
+                .map(versioned)
                 .collect::<Result<_>>()?,
             next: page.next,
             read: page.read,
