@@ -270,7 +270,7 @@ macro_rules! __with_cases {
                 adding_indexes_to_a_populated_table_backfills_them,
                 get_many_keeps_order_repeats_and_misses,
                 typed_reads_find_what_untyped_reads_find,
-                typed_queries_page_as_untyped_queries_do,
+                typed_queries_and_scans_page_as_untyped_ones_do,
                 scan_and_count_see_every_record_once,
                 verified_queries_drop_stale_hits,
                 query_streams_follow_every_page,

@@ -673,6 +673,18 @@ pub trait TableBackend: Backend {
     /// ([`Fetched`]).
     async fn scan(&self, schema: &TableSchema, scan: &TableScan<'_>) -> Result<Fetched>;
 
+    /// [`TableBackend::scan`] with the documents as the database holds them, as
+    /// [`TableBackend::query_stored`]. By default the parsed records.
+    async fn scan_stored(
+        &self,
+        schema: &TableSchema,
+        scan: &TableScan<'_>,
+    ) -> Result<Fetched<StoredRecord>> {
+        self.scan(schema, scan)
+            .await?
+            .try_map(|record| Ok(StoredRecord::from(record)))
+    }
+
     /// How many records the table holds.
     async fn count(&self, schema: &TableSchema) -> Result<u64>;
 

@@ -815,10 +815,18 @@ impl TableBackend for PostgresStore {
     }
 
     async fn scan(&self, schema: &TableSchema, scan: &TableScan<'_>) -> Result<Fetched> {
+        let fetched = self.scan_stored(schema, scan).await?;
+        fetched.try_map(|record| record.into_record(BACKEND))
+    }
+
+    async fn scan_stored(
+        &self,
+        schema: &TableSchema,
+        scan: &TableScan<'_>,
+    ) -> Result<Fetched<StoredRecord>> {
         let layout = self.layout(schema)?;
         let read = layout.scan_read(scan)?;
-        let fetched = self.fetched(&layout, &read).await?;
-        fetched.try_map(|record| record.into_record(BACKEND))
+        self.fetched(&layout, &read).await
     }
 
     async fn count_query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<u64> {

@@ -501,26 +501,6 @@ impl SqliteStore {
         }
     }
 
-    /// A scan's page, the documents left as text.
-    async fn scan_stored(
-        &self,
-        schema: &TableSchema,
-        scan: &TableScan<'_>,
-    ) -> Result<Fetched<StoredRecord>> {
-        let layout = self.layout(schema).await?;
-        if let Some(bounded) = inline_first(scan.filter, scan.budget, scan.fetch) {
-            let read = layout.scan_read(&TableScan {
-                budget: Some(bounded),
-                ..*scan
-            })?;
-            if let Some(fetched) = self.read_inline(&layout, &read).await? {
-                return Ok(fetched);
-            }
-        }
-        let read = layout.scan_read(scan)?;
-        self.read_fetched(layout, read, scan.fetch).await
-    }
-
     /// Runs a filtered read bounded by [`INLINE_READ`] inline: its answer when that answer is
     /// the unbounded read's (it found every record asked, or the range ended within the bound:
     /// no cut), else `None`.
@@ -914,6 +894,25 @@ impl TableBackend for SqliteStore {
     async fn scan(&self, schema: &TableSchema, scan: &TableScan<'_>) -> Result<Fetched> {
         let fetched = self.scan_stored(schema, scan).await?;
         fetched.try_map(|record| record.into_record(BACKEND))
+    }
+
+    async fn scan_stored(
+        &self,
+        schema: &TableSchema,
+        scan: &TableScan<'_>,
+    ) -> Result<Fetched<StoredRecord>> {
+        let layout = self.layout(schema).await?;
+        if let Some(bounded) = inline_first(scan.filter, scan.budget, scan.fetch) {
+            let read = layout.scan_read(&TableScan {
+                budget: Some(bounded),
+                ..*scan
+            })?;
+            if let Some(fetched) = self.read_inline(&layout, &read).await? {
+                return Ok(fetched);
+            }
+        }
+        let read = layout.scan_read(scan)?;
+        self.read_fetched(layout, read, scan.fetch).await
     }
 
     async fn count_query(&self, schema: &TableSchema, query: &IndexQuery<'_>) -> Result<u64> {

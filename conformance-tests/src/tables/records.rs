@@ -487,11 +487,11 @@ pub async fn typed_reads_find_what_untyped_reads_find(f: &Fixture) {
     }
 }
 
-/// Typed queries (`Table::query`, which SQL answers with the documents as stored text) page
-/// exactly as untyped ones: the same records, versions and cursors, on the table and on an
-/// index with a float sort key, forwards and backwards, with and without a filter or a read
-/// budget.
-pub async fn typed_queries_page_as_untyped_queries_do(f: &Fixture) {
+/// Typed queries and scans (`Table::query`, `Table::scan`, which SQL answers with the
+/// documents as stored text) page exactly as untyped ones: the same records, versions,
+/// cursors and read counts, on the table and on an index with a float sort key, forwards and
+/// backwards, with and without a filter or a read budget.
+pub async fn typed_queries_and_scans_page_as_untyped_ones_do(f: &Fixture) {
     let schema = TableSchema::builder("typed_pages", KeyDef::text("p"))
         .sort_key(KeyDef::int("n"))
         .index("by-shelf", KeyDef::text("shelf"), Some(KeyDef::float("at")))
@@ -561,5 +561,49 @@ pub async fn typed_queries_page_as_untyped_queries_do(f: &Fixture) {
             pages > 1,
             "{query:?} fits one page: the case proves nothing"
         );
+    }
+    for scan in [
+        Scan::new().limit(9),
+        Scan::new().limit(4).filter(Condition::eq("odd", true)),
+    ] {
+        let (mut typed_cursor, mut untyped_cursor) = (None::<String>, None::<String>);
+        let mut pages = 0;
+        loop {
+            let typed_scan = match &typed_cursor {
+                Some(cursor) => scan.clone().after(cursor.as_str()),
+                None => scan.clone(),
+            };
+            let untyped_scan = match &untyped_cursor {
+                Some(cursor) => scan.clone().after(cursor.as_str()),
+                None => scan.clone(),
+            };
+            let typed = table.scan(typed_scan).await.expect("typed scan");
+            let untyped = store.scan(&schema, &untyped_scan).await.expect("scan");
+            assert_eq!(
+                typed
+                    .items
+                    .iter()
+                    .map(|v| (v.version, Value::Object(v.record.0.clone())))
+                    .collect::<Vec<_>>(),
+                untyped
+                    .items
+                    .iter()
+                    .map(|r| (r.version, Value::Object(r.document.clone())))
+                    .collect::<Vec<_>>(),
+                "{scan:?}, page {pages}"
+            );
+            assert_eq!(
+                (&typed.next, typed.read),
+                (&untyped.next, untyped.read),
+                "{scan:?}, page {pages}"
+            );
+            pages += 1;
+            assert!(pages < 60, "{scan:?} never ends");
+            match (typed.next, untyped.next) {
+                (Some(a), Some(b)) => (typed_cursor, untyped_cursor) = (Some(a), Some(b)),
+                _ => break,
+            }
+        }
+        assert!(pages > 1, "{scan:?} fits one page: the case proves nothing");
     }
 }

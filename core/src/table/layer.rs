@@ -605,13 +605,20 @@ impl<B: TableBackend> TableStore for B {
     }
 
     async fn scan(&self, schema: &TableSchema, scan: &Scan) -> Result<QueryPage> {
-        call!(self, "scan", schema)
-            .run(
-                run_scan(self, schema, scan),
-                |page| Some(page.items.len()),
-                || about_table(schema),
-            )
-            .await
+        let page = scan_page(self, schema, scan, false).await?;
+        Ok(QueryPage {
+            items: into_records(self.name(), page.items)?,
+            next: page.next,
+            read: page.read,
+        })
+    }
+
+    async fn scan_stored(
+        &self,
+        schema: &TableSchema,
+        scan: &Scan,
+    ) -> Result<QueryPage<StoredRecord>> {
+        scan_page(self, schema, scan, true).await
     }
 
     async fn patch(
@@ -1461,11 +1468,29 @@ async fn whole_records<B: TableBackend>(
 
 /// One page of a scan, as [`run_query`] makes one of a query (without verification: a scan
 /// reads the table, consistently).
+/// [`run_scan`] in the scan's span.
+async fn scan_page<B: TableBackend>(
+    backend: &B,
+    schema: &TableSchema,
+    scan: &Scan,
+    typed: bool,
+) -> Result<QueryPage<StoredRecord>> {
+    call!(backend, "scan", schema)
+        .run(
+            run_scan(backend, schema, scan, typed),
+            |page| Some(page.items.len()),
+            || about_table(schema),
+        )
+        .await
+}
+
+/// One page of `scan`; `typed` as for [`run_query`].
 async fn run_scan<B: TableBackend>(
     backend: &B,
     schema: &TableSchema,
     scan: &Scan,
-) -> Result<QueryPage> {
+    typed: bool,
+) -> Result<QueryPage<StoredRecord>> {
     scan.check(schema)?;
     let print = query::scan_fingerprint(schema, scan.filter.as_ref(), scan.segment.as_ref());
     let after = scan
@@ -1484,7 +1509,11 @@ async fn run_scan<B: TableBackend>(
         consistency: scan.consistency,
         segment: scan.segment,
     };
-    let fetched = TableBackend::scan(backend, schema, &request).await?;
+    let fetched = if typed {
+        backend.scan_stored(schema, &request).await?
+    } else {
+        stored(TableBackend::scan(backend, schema, &request).await?)?
+    };
     check_fetched(backend.name(), &fetched, want, scan.read_budget)?;
     let cut = fetched
         .cut

@@ -549,6 +549,13 @@ pub trait TableStore: std::fmt::Debug + Send + Sync + 'static {
     /// in an order of the backend's choosing.
     async fn scan(&self, schema: &TableSchema, scan: &Scan) -> Result<QueryPage>;
 
+    /// [`TableStore::scan`] for a typed read, as [`TableStore::query_stored`].
+    async fn scan_stored(
+        &self,
+        schema: &TableSchema,
+        scan: &Scan,
+    ) -> Result<QueryPage<StoredRecord>>;
+
     /// How many records the table holds, exactly, consistently.
     ///
     /// What it costs: it reads the whole table. On DynamoDB it is a consistent `Scan` with

@@ -464,12 +464,12 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Table<T> {
     /// One page of a scan of the table, in the backend's order; see [`Scan`] (filter, read
     /// budget).
     pub async fn scan(&self, scan: Scan) -> Result<QueryPage<Versioned<T>>> {
-        let page = self.store.scan(&self.schema, &scan).await?;
+        let page = self.store.scan_stored(&self.schema, &scan).await?;
         Ok(QueryPage {
             items: page
                 .items
                 .into_iter()
-                .map(|r| self.typed(r))
+                .map(versioned)
                 .collect::<Result<_>>()?,
             next: page.next,
             read: page.read,
