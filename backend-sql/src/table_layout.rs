@@ -1166,6 +1166,35 @@ impl Layout {
         version: i64,
         text: String,
     ) -> Result<StoredRecord> {
+        self.stored_read(key, version, text, storekit_core::table::Document::new())
+    }
+
+    /// A stored record from its version and document text, with its key and its index keys
+    /// read from the text in one pass that builds nothing else: a query needs them to page,
+    /// and the rest is parsed once, by whoever reads the record.
+    pub(crate) fn stored_row(&self, version: i64, text: String) -> Result<StoredRecord> {
+        let schema = &self.schema;
+        let mut names = vec![schema.partition().field()];
+        names.extend(schema.sort().map(KeyDef::field));
+        names.extend(
+            schema
+                .indexes()
+                .iter()
+                .filter_map(|i| i.sort())
+                .map(KeyDef::field),
+        );
+        let read = fields_of(&text, &names).map_err(|e| Error::backend(self.dialect.name(), e))?;
+        let key = schema.key_of(&read)?;
+        self.stored_read(key, version, text, read)
+    }
+
+    fn stored_read(
+        &self,
+        key: RecordKey,
+        version: i64,
+        text: String,
+        read: storekit_core::table::Document,
+    ) -> Result<StoredRecord> {
         let version = u64::try_from(version).map_err(|_| {
             Error::backend(
                 self.dialect.name(),
@@ -1175,19 +1204,8 @@ impl Layout {
         Ok(StoredRecord {
             key,
             version,
-            body: Body::Text(text),
+            body: Body::Text { text, read },
         })
-    }
-
-    /// A stored record from its version and document text, its key read from the text's key
-    /// fields (and only those: the rest is parsed once, by whoever reads the record).
-    pub(crate) fn stored_row(&self, version: i64, text: String) -> Result<StoredRecord> {
-        let backend = self.dialect.name();
-        let mut names = vec![self.schema.partition().field()];
-        names.extend(self.schema.sort().map(KeyDef::field));
-        let fields = fields_of(&text, &names).map_err(|e| Error::backend(backend, e))?;
-        let key = self.schema.key_of(&fields)?;
-        self.stored(key, version, text)
     }
 
     /// A stored record from its version and document, its key read from the document.

@@ -497,7 +497,7 @@ pub trait TableBackend: Backend {
     }
 
     /// [`TableBackend::get`] with the document as the database holds it: a backend that
-    /// keeps JSON text returns [`Body::Text`](crate::table::Body::Text), which a typed read
+    /// keeps JSON text returns [`Body::Text`](crate::table::Body), which a typed read
     /// parses once, straight into its type. By default the parsed record.
     async fn get_stored(
         &self,

@@ -30,7 +30,13 @@ pub enum Body {
     /// Already parsed.
     Document(Document),
     /// The JSON text of an object, as the database holds it.
-    Text(String),
+    Text {
+        /// The text.
+        text: String,
+        /// Top-level fields already read from the text, for what pages through records
+        /// without reading them whole (keys, index keys); empty if none were read.
+        read: Document,
+    },
 }
 
 impl StoredRecord {
@@ -41,7 +47,7 @@ impl StoredRecord {
     pub fn read<T: DeserializeOwned>(self) -> Result<T> {
         let read = match self.body {
             Body::Document(document) => serde_json::from_value(serde_json::Value::Object(document)),
-            Body::Text(text) => serde_json::from_str(&text),
+            Body::Text { text, .. } => serde_json::from_str(&text),
         };
         read.map_err(|e| {
             Error::invalid(
@@ -59,7 +65,7 @@ impl StoredRecord {
     pub fn into_record(self, backend: &'static str) -> Result<Record> {
         let document = match self.body {
             Body::Document(document) => document,
-            Body::Text(text) => match serde_json::from_str(&text) {
+            Body::Text { text, .. } => match serde_json::from_str(&text) {
                 Ok(serde_json::Value::Object(document)) => document,
                 Ok(_) => {
                     return Err(Error::backend(
@@ -143,7 +149,8 @@ impl<'n> Visitor<'_> for Named<'n> {
 }
 
 impl StoredRecord {
-    /// The key `def` reads from the document: from its text, only that field is parsed.
+    /// The key `def` reads from the document: from its text, only that field is parsed,
+    /// unless it was read already.
     pub(crate) fn read_key(
         &self,
         def: &KeyDef,
@@ -151,7 +158,8 @@ impl StoredRecord {
     ) -> Result<Option<super::KeyValue>> {
         match &self.body {
             Body::Document(document) => def.read_stored(document),
-            Body::Text(text) => {
+            Body::Text { read, .. } if read.contains_key(def.field()) => def.read_stored(read),
+            Body::Text { text, .. } => {
                 let fields =
                     fields_of(text, &[def.field()]).map_err(|e| Error::backend(backend, e))?;
                 def.read_stored(&fields)
@@ -183,6 +191,13 @@ mod tests {
         n: i64,
     }
 
+    fn text(text: &str) -> Body {
+        Body::Text {
+            text: text.to_owned(),
+            read: Document::new(),
+        }
+    }
+
     fn stored(body: Body) -> StoredRecord {
         StoredRecord {
             key: RecordKey::new("a"),
@@ -194,7 +209,7 @@ mod tests {
     #[test]
     fn text_and_document_read_alike() {
         let document = json!({"id": "a", "n": 3});
-        let text = stored(Body::Text(document.to_string()));
+        let text = stored(text(&document.to_string()));
         let parsed = stored(Body::Document(
             document.as_object().cloned().unwrap_or_default(),
         ));
@@ -223,19 +238,19 @@ mod tests {
 
     #[test]
     fn what_does_not_read_is_an_error_naming_the_type() {
-        let wrong = stored(Body::Text(r#"{"id": "a", "n": "three"}"#.into()));
+        let wrong = stored(text(r#"{"id": "a", "n": "three"}"#));
         let message = wrong
             .read::<Item>()
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(message.contains("Item"), "{message}");
-        let not_object = stored(Body::Text("[1]".into()));
+        let not_object = stored(text("[1]"));
         assert!(matches!(
             not_object.into_record("test"),
             Err(Error::Backend { .. })
         ));
-        let not_json = stored(Body::Text("{".into()));
+        let not_json = stored(text("{"));
         assert!(matches!(
             not_json.into_record("test"),
             Err(Error::Backend { .. })
