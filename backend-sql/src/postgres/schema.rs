@@ -213,6 +213,8 @@ pub(super) struct PostgresOnly<S> {
     pub(super) kv_set_value: S,
     pub(super) kv_import: S,
     pub(super) raise_ids: S,
+    pub(super) kv_keys_unordered: S,
+    pub(super) kv_keys_unordered_below: S,
 }
 
 impl<S> PostgresOnly<S> {
@@ -268,6 +270,18 @@ impl<S> PostgresOnly<S> {
                 "SELECT setval(s, GREATEST($1, COALESCE(pg_sequence_last_value(s), 1))) \
                  FROM (SELECT pg_get_serial_sequence($2, 'id')::regclass AS s) AS identity",
             ),
+            // A whole listing in one statement, in no order: the planner takes its cheapest
+            // scan, and the caller sorts. An ORDER BY would make it walk the primary key's
+            // index (1.5-2x the time of a scan) or sort (2x), see `kv::KEYS_WHOLE`. `$5` bounds
+            // a prefix's range from above, so that a narrow prefix reads only its own keys.
+            kv_keys_unordered: r.numbered(
+                "SELECT key FROM {kv} WHERE namespace = $1 AND key >= $2 \
+                 AND (expires_at IS NULL OR expires_at > $3) LIMIT $4",
+            ),
+            kv_keys_unordered_below: r.numbered(
+                "SELECT key FROM {kv} WHERE namespace = $1 AND key >= $2 AND key < $5 \
+                 AND (expires_at IS NULL OR expires_at > $3) LIMIT $4",
+            ),
         }
     }
 }
@@ -285,6 +299,8 @@ impl PostgresOnly<String> {
             ("kv_set_value", &self.kv_set_value),
             ("kv_import", &self.kv_import),
             ("raise_ids", &self.raise_ids),
+            ("kv_keys_unordered", &self.kv_keys_unordered),
+            ("kv_keys_unordered_below", &self.kv_keys_unordered_below),
         ];
         texts.map(|(name, text)| (name, text.clone())).to_vec()
     }
