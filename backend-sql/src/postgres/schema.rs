@@ -7,14 +7,13 @@ use std::sync::Arc;
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{AssertSqlSafe, Row as _, SqlSafeStr as _, SqlStr};
 use storekit_core::admin::{MigrationReport, SchemaDifference};
-use storekit_core::table::TableSchema;
 use storekit_core::{IdKind, Result};
 
 use super::error::{is_missing_table, pg_error};
 use crate::check::{self, Snapshot};
 use crate::ddl;
 use crate::dialect::Dialect;
-use crate::export::{self, Parts};
+use crate::export;
 use crate::migrations::{self, Migrations};
 use crate::statements::Renderer;
 use crate::table_layout::Catalog;
@@ -163,18 +162,7 @@ async fn declared_tables(pool: &PgPool, tables: &Tables) -> Result<Vec<String>> 
 pub(super) async fn dump(pool: &PgPool, tables: &Tables) -> Result<String> {
     let mut out = String::new();
     let declared = declared_tables(pool, tables).await?;
-    let catalog = (!declared.is_empty()).then_some(&tables.catalog);
-    for table in [
-        &tables.users,
-        &tables.oauth,
-        &tables.tokens,
-        &tables.kv,
-        &tables.meta,
-    ]
-    .into_iter()
-    .chain(catalog)
-    .chain(&declared)
-    {
+    for table in migrations::dumped(tables, &declared) {
         let rows = sqlx::query(sql(format!("SELECT t::text FROM {table} t")))
             .fetch_all(pool)
             .await
@@ -344,20 +332,17 @@ pub(super) async fn differences(
     let live = live_schema(&mut tx, schema).await?;
     let mut found = Vec::new();
     let recorded = catalog_rows(&mut tx, tables).await?;
-    let (meta, catalog) = tables.bare_meta_and_catalog();
-    let schemas = check::recorded_schemas(
-        &catalog,
-        recorded.as_deref().unwrap_or_default(),
-        &mut found,
-    );
-    let schemas: Vec<&TableSchema> = schemas.iter().collect();
-    let parts = Parts {
-        stores: true,
-        catalog: recorded.is_some(),
-    };
+    let (meta, _) = tables.bare_meta_and_catalog();
     // Unqualified names, created in the scratch schema by the search path.
     let plain = Tables::new(None, &tables.prefix)?;
-    let expected = export::statements(Dialect::Postgres, &plain, kind, parts, &schemas)?;
+    let expected = check::expected_statements(
+        Dialect::Postgres,
+        tables,
+        &plain,
+        kind,
+        recorded.as_deref(),
+        &mut found,
+    )?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |now| now.subsec_nanos());
