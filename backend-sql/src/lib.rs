@@ -36,6 +36,7 @@ mod chunked;
 mod ddl;
 mod dialect;
 pub mod export;
+mod kv;
 mod migrations;
 #[cfg(feature = "postgres")]
 mod postgres;

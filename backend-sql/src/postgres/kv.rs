@@ -10,7 +10,7 @@ use futures::stream::{self, BoxStream};
 use sqlx::Row as _;
 use storekit_core::Result;
 use storekit_core::backend::{Expiry, Items, Key, Keys, KvBackend, Namespace};
-use storekit_core::kv::{KeyPage, PageSizes, counter, ordered_key_pages};
+use storekit_core::kv::{KeyPage, PageSizes, counter};
 use storekit_core::table::KeyValue;
 use storekit_core::time::{is_live, now_millis, purge_horizon};
 use storekit_core::transfer::{KvEntry, KvPosition, KvTransferBackend};
@@ -23,7 +23,7 @@ use crate::purge;
 /// Keys fetched per query while listing more than [`KEYS_WHOLE`] keys. Each page is one index
 /// walk from the last key, in a transaction of its own (three round trips), so small pages
 /// only add round trips; ten thousand keys of at most 512 bytes keep one page under 5 MB.
-const KEYS_PAGE: i64 = 10_000;
+const KEYS_PAGE: usize = 10_000;
 
 /// The most keys a listing reads in one unordered statement and sorts itself (see
 /// [`PostgresStore::whole_listing`]); a larger one is read again in ordered pages.
@@ -57,20 +57,16 @@ impl PostgresStore {
 
     /// Deletes every expired item, a batch per statement so that no transaction runs long.
     async fn purge_all_expired(&self) -> Result<u64> {
-        let mut purged = 0;
-        loop {
+        crate::kv::purge_in_batches(|| async {
             let deleted = sqlx::query(self.inner.sql.kv_purge_some.clone())
                 .bind(purge_horizon(now_millis(), self.inner.keep_expired))
                 .bind(purge::BATCH)
                 .execute(&self.inner.pool)
                 .await
-                .map_err(pg_error)?
-                .rows_affected();
-            purged += deleted;
-            if deleted < purge::BATCH as u64 {
-                return Ok(purged);
-            }
-        }
+                .map_err(pg_error)?;
+            Ok(deleted.rows_affected())
+        })
+        .await
     }
 
     async fn keys_page(
@@ -78,7 +74,7 @@ impl PostgresStore {
         namespace: &str,
         from: &str,
         first: bool,
-        page: i64,
+        page: usize,
     ) -> Result<KeyPage> {
         let sql = &self.inner.sql;
         let sql = if first {
@@ -101,7 +97,7 @@ impl PostgresStore {
             .bind(namespace)
             .bind(from)
             .bind(now_millis())
-            .bind(page)
+            .bind(i64::try_from(page).unwrap_or(i64::MAX))
             .fetch_all(&mut *tx)
             .await
             .map_err(pg_error)?;
@@ -164,7 +160,7 @@ impl PostgresStore {
         namespace: &str,
         prefix: &str,
         most: usize,
-        page: i64,
+        page: usize,
     ) -> BoxStream<'static, Result<String>> {
         let (store, namespace, prefix) = (self.clone(), namespace.to_owned(), prefix.to_owned());
         stream::once(async move {
@@ -183,23 +179,15 @@ impl PostgresStore {
         &self,
         namespace: &str,
         prefix: &str,
-        page: i64,
+        page: usize,
     ) -> BoxStream<'static, Result<String>> {
-        let size = usize::try_from(page).unwrap_or(usize::MAX);
-        // Owned once per listing and shared by its pages: a page costs a reference count.
-        let listing = Arc::new((self.clone(), namespace.to_owned(), prefix.to_owned()));
-        ordered_key_pages(
-            prefix.to_owned(),
-            PageSizes::fixed(size),
-            move |after, _| {
-                let listing = listing.clone();
-                async move {
-                    let (store, namespace, prefix) = &*listing;
-                    match after {
-                        None => store.keys_page(namespace, prefix, true, page).await,
-                        Some(after) => store.keys_page(namespace, &after, false, page).await,
-                    }
-                }
+        crate::kv::key_pages(
+            self.clone(),
+            namespace,
+            prefix,
+            PageSizes::fixed(page),
+            |store, namespace, from, first, limit| {
+                Box::pin(store.keys_page(namespace, from, first, limit))
             },
         )
     }
