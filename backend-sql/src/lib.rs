@@ -33,6 +33,7 @@
 
 mod check;
 mod chunked;
+mod config;
 mod ddl;
 mod dialect;
 pub mod export;
