@@ -13,7 +13,10 @@ use storekit_core::admin::SchemaDifference;
 use storekit_core::table::{TableSchema, TableShape};
 use storekit_core::{Error, IdKind, Result};
 
+use crate::dialect::Dialect;
+use crate::export::{self, Parts};
 use crate::migrations;
+use crate::tables::Tables;
 
 /// What a database's catalog says about some tables, by table name.
 #[derive(Debug, Default)]
@@ -93,6 +96,27 @@ fn compare(
     for name in live.keys().filter(|name| !expected.contains_key(*name)) {
         differ(format!("{what} {name:?} is not expected"));
     }
+}
+
+/// What the database should hold: `dialect`'s statements for what `migrate()` creates for
+/// `kind` and for the tables the catalog's `recorded` rows (`None`: no catalog) describe,
+/// named as `names` names them; a recorded table that cannot be read is added to `found`.
+pub(crate) fn expected_statements(
+    dialect: Dialect,
+    tables: &Tables,
+    names: &Tables,
+    kind: IdKind,
+    recorded: Option<&[(String, String)]>,
+    found: &mut Vec<SchemaDifference>,
+) -> Result<Vec<String>> {
+    let (_, catalog) = tables.bare_meta_and_catalog();
+    let schemas = recorded_schemas(&catalog, recorded.unwrap_or_default(), found);
+    let schemas: Vec<&TableSchema> = schemas.iter().collect();
+    let parts = Parts {
+        stores: true,
+        catalog: recorded.is_some(),
+    };
+    export::statements(dialect, names, kind, parts, &schemas)
 }
 
 /// The schemas of the tables the catalog `catalog` records (`rows` of name and shape JSON),

@@ -33,9 +33,11 @@
 
 mod check;
 mod chunked;
+mod config;
 mod ddl;
 mod dialect;
 pub mod export;
+mod kv;
 mod migrations;
 #[cfg(feature = "postgres")]
 mod postgres;

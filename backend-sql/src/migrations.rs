@@ -96,6 +96,25 @@ pub(crate) fn report(
     report
 }
 
+/// The tables a dump reads, in order: storekit's own, then, when the tables store has
+/// `declared` tables, its catalog and those.
+pub(crate) fn dumped<'a>(
+    tables: &'a Tables,
+    declared: &'a [String],
+) -> impl Iterator<Item = &'a String> {
+    let catalog = (!declared.is_empty()).then_some(&tables.catalog);
+    [
+        &tables.users,
+        &tables.oauth,
+        &tables.tokens,
+        &tables.kv,
+        &tables.meta,
+    ]
+    .into_iter()
+    .chain(catalog)
+    .chain(declared)
+}
+
 /// The statement that records meta row `name` with `value` (placeholders or literals).
 pub(crate) fn upsert_meta(tables: &Tables, name: &str, value: &str) -> String {
     format!(

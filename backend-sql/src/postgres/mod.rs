@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use sqlx::SqlStr;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use storekit_core::admin::{Admin, MigrationReport, SchemaDifference};
+use storekit_core::admin::{MigrationReport, SchemaDifference};
 use storekit_core::{Error, IdKind, Result};
 
 use crate::dialect::Dialect;
@@ -220,38 +220,12 @@ impl PostgresConfig {
         self
     }
 
-    /// Sets the table prefix.
-    #[must_use]
-    pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.table_prefix = prefix.into();
-        self
-    }
-
-    /// Sets the kind of user ids.
-    #[must_use]
-    pub fn id_kind(mut self, kind: IdKind) -> Self {
-        self.id_kind = kind;
-        self
-    }
+    crate::config::shared_setters!();
 
     /// Sets the pool size.
     #[must_use]
     pub fn max_connections(mut self, max: u32) -> Self {
         self.max_connections = max;
-        self
-    }
-
-    /// Sets how often expired key-value items are deleted in the background (`None`: never).
-    #[must_use]
-    pub fn purge_interval(mut self, interval: Option<std::time::Duration>) -> Self {
-        self.purge_interval = interval;
-        self
-    }
-
-    /// Sets how long expired key-value items are kept after their deadline.
-    #[must_use]
-    pub fn keep_expired(mut self, keep: std::time::Duration) -> Self {
-        self.keep_expired = keep;
         self
     }
 
@@ -433,26 +407,7 @@ impl PostgresStore {
     }
 }
 
-/// Through the inherent methods of the same names, which stay so that code holding a
-/// `PostgresStore` calls them without importing `Admin`.
-#[async_trait::async_trait]
-impl Admin for PostgresStore {
-    async fn migrate_report(&self) -> Result<MigrationReport> {
-        PostgresStore::migrate_report(self).await
-    }
-
-    async fn schema_differences(&self) -> Result<Vec<SchemaDifference>> {
-        PostgresStore::schema_differences(self).await
-    }
-
-    async fn drop_tables(&self) -> Result<()> {
-        PostgresStore::drop_tables(self).await
-    }
-
-    async fn dump(&self) -> Result<String> {
-        PostgresStore::dump(self).await
-    }
-}
+crate::config::admin_through_inherent!(PostgresStore);
 
 #[cfg(test)]
 mod tests {

@@ -7,14 +7,13 @@ use std::sync::Arc;
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{AssertSqlSafe, Row as _, SqlSafeStr as _, SqlStr};
 use storekit_core::admin::{MigrationReport, SchemaDifference};
-use storekit_core::table::TableSchema;
 use storekit_core::{IdKind, Result};
 
 use super::error::{is_missing_table, pg_error};
 use crate::check::{self, Snapshot};
 use crate::ddl;
 use crate::dialect::Dialect;
-use crate::export::{self, Parts};
+use crate::export;
 use crate::migrations::{self, Migrations};
 use crate::statements::Renderer;
 use crate::table_layout::Catalog;
@@ -163,18 +162,7 @@ async fn declared_tables(pool: &PgPool, tables: &Tables) -> Result<Vec<String>> 
 pub(super) async fn dump(pool: &PgPool, tables: &Tables) -> Result<String> {
     let mut out = String::new();
     let declared = declared_tables(pool, tables).await?;
-    let catalog = (!declared.is_empty()).then_some(&tables.catalog);
-    for table in [
-        &tables.users,
-        &tables.oauth,
-        &tables.tokens,
-        &tables.kv,
-        &tables.meta,
-    ]
-    .into_iter()
-    .chain(catalog)
-    .chain(&declared)
-    {
+    for table in migrations::dumped(tables, &declared) {
         let rows = sqlx::query(sql(format!("SELECT t::text FROM {table} t")))
             .fetch_all(pool)
             .await
@@ -213,6 +201,8 @@ pub(super) struct PostgresOnly<S> {
     pub(super) kv_set_value: S,
     pub(super) kv_import: S,
     pub(super) raise_ids: S,
+    pub(super) kv_keys_unordered: S,
+    pub(super) kv_keys_unordered_below: S,
 }
 
 impl<S> PostgresOnly<S> {
@@ -268,6 +258,18 @@ impl<S> PostgresOnly<S> {
                 "SELECT setval(s, GREATEST($1, COALESCE(pg_sequence_last_value(s), 1))) \
                  FROM (SELECT pg_get_serial_sequence($2, 'id')::regclass AS s) AS identity",
             ),
+            // A whole listing in one statement, in no order: the planner takes its cheapest
+            // scan, and the caller sorts. An ORDER BY would make it walk the primary key's
+            // index (1.5-2x the time of a scan) or sort (2x), see `kv::KEYS_WHOLE`. `$5` bounds
+            // a prefix's range from above, so that a narrow prefix reads only its own keys.
+            kv_keys_unordered: r.numbered(
+                "SELECT key FROM {kv} WHERE namespace = $1 AND key >= $2 \
+                 AND (expires_at IS NULL OR expires_at > $3) LIMIT $4",
+            ),
+            kv_keys_unordered_below: r.numbered(
+                "SELECT key FROM {kv} WHERE namespace = $1 AND key >= $2 AND key < $5 \
+                 AND (expires_at IS NULL OR expires_at > $3) LIMIT $4",
+            ),
         }
     }
 }
@@ -285,6 +287,8 @@ impl PostgresOnly<String> {
             ("kv_set_value", &self.kv_set_value),
             ("kv_import", &self.kv_import),
             ("raise_ids", &self.raise_ids),
+            ("kv_keys_unordered", &self.kv_keys_unordered),
+            ("kv_keys_unordered_below", &self.kv_keys_unordered_below),
         ];
         texts.map(|(name, text)| (name, text.clone())).to_vec()
     }
@@ -328,20 +332,17 @@ pub(super) async fn differences(
     let live = live_schema(&mut tx, schema).await?;
     let mut found = Vec::new();
     let recorded = catalog_rows(&mut tx, tables).await?;
-    let (meta, catalog) = tables.bare_meta_and_catalog();
-    let schemas = check::recorded_schemas(
-        &catalog,
-        recorded.as_deref().unwrap_or_default(),
-        &mut found,
-    );
-    let schemas: Vec<&TableSchema> = schemas.iter().collect();
-    let parts = Parts {
-        stores: true,
-        catalog: recorded.is_some(),
-    };
+    let (meta, _) = tables.bare_meta_and_catalog();
     // Unqualified names, created in the scratch schema by the search path.
     let plain = Tables::new(None, &tables.prefix)?;
-    let expected = export::statements(Dialect::Postgres, &plain, kind, parts, &schemas)?;
+    let expected = check::expected_statements(
+        Dialect::Postgres,
+        tables,
+        &plain,
+        kind,
+        recorded.as_deref(),
+        &mut found,
+    )?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |now| now.subsec_nanos());

@@ -58,12 +58,12 @@ impl PostgresStore {
             version: row.try_get(8).map_err(get)?,
             extra: row.try_get(9).map_err(get)?,
         }
-        .into_user(BACKEND)
+        .decode(BACKEND, Ok, Ok)
     }
 
     fn oauth_from(&self, row: &PgRow) -> Result<OAuthAccount> {
         let get = |e| pg_error(e);
-        Ok(OAuthRow {
+        OAuthRow {
             user_id: self.read_id(row, 0)?,
             provider: row.try_get(1).map_err(get)?,
             account_id: row.try_get(2).map_err(get)?,
@@ -74,7 +74,7 @@ impl PostgresStore {
             created_at: row.try_get(7).map_err(get)?,
             updated_at: row.try_get(8).map_err(get)?,
         }
-        .into_account())
+        .decode(Ok)
     }
 
     async fn fetch_user(&self, query: PgQuery<'_>) -> Result<Option<User>> {

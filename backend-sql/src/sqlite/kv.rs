@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use rusqlite::{Connection, ToSql, TransactionBehavior, named_params};
 use storekit_core::backend::{Expiry, Items, Key, Keys, KvBackend, Namespace};
-use storekit_core::kv::{KeyPage, PageSizes, counter, ordered_key_pages};
+use storekit_core::kv::{KeyPage, PageSizes, counter};
 use storekit_core::time::{is_live, now_millis, purge_horizon};
 use storekit_core::transfer::{KvEntry, KvPosition, KvTransferBackend};
 use storekit_core::{Error, Result};
@@ -54,26 +54,19 @@ impl SqliteStore {
 
     /// Deletes every expired item, a batch per transaction so that writers take turns.
     async fn purge_all_expired(&self) -> Result<u64> {
-        let mut purged = 0;
-        loop {
+        crate::kv::purge_in_batches(|| {
             let inner = self.inner.clone();
-            let deleted = self
-                .inner
-                .conns
-                .write_blocking(move |conn| {
-                    let mut stmt = conn
-                        .prepare_cached(&inner.sql.kv_purge_some)
-                        .map_err(sqlite_error)?;
-                    let horizon = purge_horizon(now_millis(), inner.keep_expired);
-                    stmt.execute(named_params! { ":now": horizon, ":limit": purge::BATCH })
-                        .map_err(sqlite_error)
-                })
-                .await?;
-            purged += deleted as u64;
-            if (deleted as i64) < purge::BATCH {
-                return Ok(purged);
-            }
-        }
+            self.inner.conns.write_blocking(move |conn| {
+                let mut stmt = conn
+                    .prepare_cached(&inner.sql.kv_purge_some)
+                    .map_err(sqlite_error)?;
+                let horizon = purge_horizon(now_millis(), inner.keep_expired);
+                stmt.execute(named_params! { ":now": horizon, ":limit": purge::BATCH })
+                    .map(|deleted| deleted as u64)
+                    .map_err(sqlite_error)
+            })
+        })
+        .await
     }
 
     async fn keys_page(
@@ -420,18 +413,15 @@ impl KvBackend for SqliteStore {
     }
 
     fn keys(&self, namespace: Namespace<'_>, prefix: &str) -> BoxStream<'static, Result<String>> {
-        // Owned once per listing and shared by its pages: a page costs a reference count.
-        let listing = Arc::new((self.clone(), namespace.to_string(), prefix.to_owned()));
-        ordered_key_pages(prefix.to_owned(), KEYS_PAGES, move |after, limit| {
-            let listing = listing.clone();
-            async move {
-                let (store, namespace, prefix) = &*listing;
-                match after {
-                    None => store.keys_page(namespace, prefix, true, limit).await,
-                    Some(after) => store.keys_page(namespace, &after, false, limit).await,
-                }
-            }
-        })
+        crate::kv::key_pages(
+            self.clone(),
+            &namespace,
+            prefix,
+            KEYS_PAGES,
+            |store, namespace, from, first, limit| {
+                Box::pin(store.keys_page(namespace, from, first, limit))
+            },
+        )
     }
 
     async fn clear(&self, namespace: Namespace<'_>) -> Result<()> {

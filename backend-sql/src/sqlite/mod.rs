@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use storekit_core::admin::{Admin, MigrationReport, SchemaDifference};
+use storekit_core::admin::{MigrationReport, SchemaDifference};
 use storekit_core::{IdKind, Result};
 
 use crate::dialect::Dialect;
@@ -160,19 +160,7 @@ impl SqliteConfig {
         Self::from_url(&storekit_core::database_url_from_env()?)
     }
 
-    /// Sets the table prefix.
-    #[must_use]
-    pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.table_prefix = prefix.into();
-        self
-    }
-
-    /// Sets the kind of user ids.
-    #[must_use]
-    pub fn id_kind(mut self, kind: IdKind) -> Self {
-        self.id_kind = kind;
-        self
-    }
+    crate::config::shared_setters!();
 
     /// Sets the number of reader connections.
     #[must_use]
@@ -192,20 +180,6 @@ impl SqliteConfig {
     #[must_use]
     pub fn mmap_size(mut self, bytes: u64) -> Self {
         self.mmap_size = bytes;
-        self
-    }
-
-    /// Sets how often expired key-value items are deleted in the background (`None`: never).
-    #[must_use]
-    pub fn purge_interval(mut self, interval: Option<Duration>) -> Self {
-        self.purge_interval = interval;
-        self
-    }
-
-    /// Sets how long expired key-value items are kept after their deadline.
-    #[must_use]
-    pub fn keep_expired(mut self, keep: Duration) -> Self {
-        self.keep_expired = keep;
         self
     }
 }
@@ -324,23 +298,4 @@ impl SqliteStore {
     }
 }
 
-/// Through the inherent methods of the same names, which stay so that code holding a
-/// `SqliteStore` calls them without importing `Admin`.
-#[async_trait::async_trait]
-impl Admin for SqliteStore {
-    async fn migrate_report(&self) -> Result<MigrationReport> {
-        SqliteStore::migrate_report(self).await
-    }
-
-    async fn schema_differences(&self) -> Result<Vec<SchemaDifference>> {
-        SqliteStore::schema_differences(self).await
-    }
-
-    async fn drop_tables(&self) -> Result<()> {
-        SqliteStore::drop_tables(self).await
-    }
-
-    async fn dump(&self) -> Result<String> {
-        SqliteStore::dump(self).await
-    }
-}
+crate::config::admin_through_inherent!(SqliteStore);

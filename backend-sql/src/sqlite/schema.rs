@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use storekit_core::admin::{MigrationReport, SchemaDifference};
-use storekit_core::table::TableSchema;
 use storekit_core::{IdKind, Result};
 
 use super::error::{is_missing_table, sqlite_error};
@@ -14,7 +13,7 @@ use super::step::first_row;
 use crate::check::{self, Snapshot};
 use crate::ddl;
 use crate::dialect::Dialect;
-use crate::export::{self, Parts};
+use crate::export;
 use crate::migrations::{self, Migrations};
 use crate::statements::Renderer;
 use crate::table_layout::Catalog;
@@ -120,18 +119,7 @@ fn declared_tables(conn: &Connection, tables: &Tables) -> Result<Vec<String>> {
 pub(super) fn dump(conn: &Connection, tables: &Tables) -> Result<String> {
     let mut out = String::new();
     let declared = declared_tables(conn, tables)?;
-    let catalog = (!declared.is_empty()).then_some(&tables.catalog);
-    for table in [
-        &tables.users,
-        &tables.oauth,
-        &tables.tokens,
-        &tables.kv,
-        &tables.meta,
-    ]
-    .into_iter()
-    .chain(catalog)
-    .chain(&declared)
-    {
+    for table in migrations::dumped(tables, &declared) {
         let mut stmt = conn
             .prepare(&format!("SELECT * FROM {table}"))
             .map_err(sqlite_error)?;
@@ -222,18 +210,15 @@ pub(super) fn differences(
 ) -> Result<Vec<SchemaDifference>> {
     let mut found = Vec::new();
     let recorded = catalog_rows(conn, tables)?;
-    let (meta, catalog) = tables.bare_meta_and_catalog();
-    let schemas = check::recorded_schemas(
-        &catalog,
-        recorded.as_deref().unwrap_or_default(),
+    let (meta, _) = tables.bare_meta_and_catalog();
+    let expected = check::expected_statements(
+        Dialect::Sqlite,
+        tables,
+        tables,
+        kind,
+        recorded.as_deref(),
         &mut found,
-    );
-    let schemas: Vec<&TableSchema> = schemas.iter().collect();
-    let parts = Parts {
-        stores: true,
-        catalog: recorded.is_some(),
-    };
-    let expected = export::statements(Dialect::Sqlite, tables, kind, parts, &schemas)?;
+    )?;
     let scratch = Connection::open_in_memory().map_err(sqlite_error)?;
     scratch
         .execute_batch(&export::join(&expected))

@@ -60,11 +60,11 @@ impl SqliteStore {
     ) -> Result<Option<User>> {
         let mut stmt = conn.prepare_cached(sql).map_err(sqlite_error)?;
         let found = first_row(&mut stmt, params, |row| self.raw_user(row)).map_err(sqlite_error)?;
-        found.map(RawUser::into_user).transpose()
+        found.map(into_user).transpose()
     }
 
     fn raw_user(&self, row: &Row<'_>) -> rusqlite::Result<RawUser> {
-        Ok(RawUser {
+        Ok(UserRow {
             id: self.read_id(row, 0)?,
             email: row.get(1)?,
             hashed_password: row.get(2)?,
@@ -79,7 +79,7 @@ impl SqliteStore {
     }
 
     fn raw_oauth(&self, row: &Row<'_>) -> rusqlite::Result<RawOAuth> {
-        Ok(RawOAuth {
+        Ok(OAuthRow {
             user_id: self.read_id(row, 0)?,
             provider: row.get(1)?,
             account_id: row.get(2)?,
@@ -106,70 +106,24 @@ impl SqliteStore {
             self.raw_oauth(row)
         })
         .map_err(sqlite_error)?;
-        found.map(RawOAuth::into_account).transpose()
+        found.map(into_account).transpose()
     }
 }
 
-/// A users row with timestamps and JSON still in their stored form.
-struct RawUser {
-    id: UserId,
-    email: String,
-    hashed_password: String,
-    is_active: bool,
-    is_superuser: bool,
-    is_verified: bool,
-    created_at: i64,
-    updated_at: i64,
-    version: i64,
-    extra: String,
-}
-
-impl RawUser {
-    fn into_user(self) -> Result<User> {
-        UserRow {
-            id: self.id,
-            email: self.email,
-            hashed_password: self.hashed_password,
-            is_active: self.is_active,
-            is_superuser: self.is_superuser,
-            is_verified: self.is_verified,
-            created_at: from_micros(self.created_at)?,
-            updated_at: from_micros(self.updated_at)?,
-            version: self.version,
-            extra: extra_from_text(&self.extra)?,
-        }
-        .into_user(BACKEND)
-    }
-}
+/// A users row with timestamps (microseconds) and JSON (text) in their stored form.
+type RawUser = UserRow<i64, String>;
 
 /// An oauth_accounts row with timestamps in their stored form.
-struct RawOAuth {
-    user_id: UserId,
-    provider: String,
-    account_id: String,
-    account_email: String,
-    access_token: String,
-    expires_at: Option<i64>,
-    refresh_token: Option<String>,
-    created_at: i64,
-    updated_at: i64,
+type RawOAuth = OAuthRow<i64>;
+
+/// A stored user, decoded.
+fn into_user(raw: RawUser) -> Result<User> {
+    raw.decode(BACKEND, from_micros, |extra| extra_from_text(&extra))
 }
 
-impl RawOAuth {
-    fn into_account(self) -> Result<OAuthAccount> {
-        Ok(OAuthRow {
-            user_id: self.user_id,
-            provider: self.provider,
-            account_id: self.account_id,
-            account_email: self.account_email,
-            access_token: self.access_token,
-            expires_at: self.expires_at.map(from_micros).transpose()?,
-            refresh_token: self.refresh_token,
-            created_at: from_micros(self.created_at)?,
-            updated_at: from_micros(self.updated_at)?,
-        }
-        .into_account())
-    }
+/// A stored OAuth account, decoded.
+fn into_account(raw: RawOAuth) -> Result<OAuthAccount> {
+    raw.decode(from_micros)
 }
 
 /// SQLite keeps `extra` as JSON text.
@@ -341,7 +295,7 @@ impl UserBackend for SqliteStore {
             })
             .await?
             .into_iter()
-            .map(RawUser::into_user)
+            .map(into_user)
             .collect::<Result<Vec<_>>>()?;
         Ok(Page::from_overfetch(users, page.limit, |u| {
             u.id.to_string()
@@ -450,7 +404,7 @@ impl OAuthBackend for SqliteStore {
                     .map_err(sqlite_error)
             })
             .await?;
-        rows.into_iter().map(RawOAuth::into_account).collect()
+        rows.into_iter().map(into_account).collect()
     }
 
     async fn get_user_by_oauth_account(&self, key: OAuthKey<'_>) -> Result<Option<User>> {

@@ -73,6 +73,12 @@ SELECT key FROM "shop"."app_kv" WHERE namespace = $1 AND key > $2 AND (expires_a
 -- kv_keys_first
 SELECT key FROM "shop"."app_kv" WHERE namespace = $1 AND key >= $2 AND (expires_at IS NULL OR expires_at > $3) ORDER BY key LIMIT $4
 
+-- kv_keys_unordered
+SELECT key FROM "shop"."app_kv" WHERE namespace = $1 AND key >= $2 AND (expires_at IS NULL OR expires_at > $3) LIMIT $4
+
+-- kv_keys_unordered_below
+SELECT key FROM "shop"."app_kv" WHERE namespace = $1 AND key >= $2 AND key < $5 AND (expires_at IS NULL OR expires_at > $3) LIMIT $4
+
 -- kv_lock_counter
 INSERT INTO "shop"."app_kv" AS old (namespace, key, value, expires_at) VALUES ($1, $2, '0', $3) ON CONFLICT (namespace, key) DO UPDATE SET value = CASE WHEN old.expires_at <= $4 THEN excluded.value ELSE old.value END, expires_at = CASE WHEN old.expires_at <= $4 THEN excluded.expires_at ELSE old.expires_at END RETURNING value, expires_at
 
