@@ -7,14 +7,16 @@
 //! index added with its throughput.
 
 mod common;
+#[path = "common/raw.rs"]
+mod raw;
 
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
-    GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType as DynamoKeyType,
-    Projection, ProjectionType, ProvisionedThroughput, ScalarAttributeType,
+    AttributeValue, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, Projection, ProjectionType, ProvisionedThroughput,
+    ScalarAttributeType,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -26,39 +28,22 @@ use storekit_core::table::{
 };
 use storekit_dynamodb::{DynamoDbConfig, DynamoDbStore};
 
+use raw::{attribute, delete_raw, get_raw, key_schema, put_raw, s, suffix, wait_active};
+
 /// The catalogue's table name: the one its Terraform gives, opened exactly.
 const TABLE: &str = "product-table";
 const INDEX: &str = "product-name-index";
 
 async fn store() -> Option<DynamoDbStore> {
     let endpoint = common::endpoint()?;
-    let mut random = [0u8; 4];
-    getrandom::fill(&mut random).expect("randomness");
-    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
     let config = DynamoDbConfig::builder()
         .endpoint(endpoint)
         .region("us-east-1")
         .credentials("storekit", "storekit")
-        .table_prefix(format!("catalogue{suffix}_"))
+        .table_prefix(format!("catalogue{}_", suffix()))
         .build()
         .expect("config");
     Some(DynamoDbStore::connect(&config).await.expect("connect"))
-}
-
-fn attribute(name: &str, kind: ScalarAttributeType) -> AttributeDefinition {
-    AttributeDefinition::builder()
-        .attribute_name(name)
-        .attribute_type(kind)
-        .build()
-        .expect("attribute")
-}
-
-fn hash(name: &str) -> KeySchemaElement {
-    KeySchemaElement::builder()
-        .attribute_name(name)
-        .key_type(DynamoKeyType::Hash)
-        .build()
-        .expect("key")
 }
 
 fn units(read: i64, write: i64) -> ProvisionedThroughput {
@@ -94,7 +79,7 @@ fn units(read: i64, write: i64) -> ProvisionedThroughput {
 async fn create_as_terraform_does(client: &Client) {
     let index = GlobalSecondaryIndex::builder()
         .index_name(INDEX)
-        .key_schema(hash("name"))
+        .set_key_schema(Some(key_schema(&["name"])))
         .projection(
             Projection::builder()
                 .projection_type(ProjectionType::Include)
@@ -110,7 +95,7 @@ async fn create_as_terraform_does(client: &Client) {
         .table_name(TABLE)
         .attribute_definitions(attribute("id", ScalarAttributeType::S))
         .attribute_definitions(attribute("name", ScalarAttributeType::S))
-        .key_schema(hash("id"))
+        .set_key_schema(Some(key_schema(&["id"])))
         .provisioned_throughput(units(20, 20))
         .global_secondary_indexes(index)
         .send()
@@ -119,79 +104,37 @@ async fn create_as_terraform_does(client: &Client) {
     // A disabled TTL block sends nothing: the table's TTL stays off.
 }
 
-/// Waits until the table and its indexes are active.
-async fn wait_active(client: &Client) {
-    for _ in 0..400 {
-        let table = client
-            .describe_table()
-            .table_name(TABLE)
-            .send()
-            .await
-            .expect("describe")
-            .table
-            .expect("a table");
-        let ready = table.table_status().is_some_and(|s| s.as_str() == "ACTIVE")
-            && table
-                .global_secondary_indexes()
-                .iter()
-                .all(|i| i.index_status() == Some(&IndexStatus::Active));
-        if ready {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("product-table never became active");
-}
-
-async fn delete_if_there(client: &Client) {
-    if client.delete_table().table_name(TABLE).send().await.is_ok() {
-        for _ in 0..400 {
-            if client
-                .describe_table()
-                .table_name(TABLE)
-                .send()
-                .await
-                .is_err()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
 /// One product as the catalogue's PynamoDB model writes it: `id`, `name`, `price` and
 /// `updated_at` numbers (`time.time()`), an optional `description`, a `MapAttribute` of
 /// dimensions, a `ListAttribute` of image names and a `BooleanAttribute`.
 async fn put_as_pynamodb_does(client: &Client, n: usize) {
     let name = ["Lamp", "Desk", "Chair"][n % 3];
-    let mut put = client
-        .put_item()
-        .table_name(TABLE)
-        .item("id", AttributeValue::S(format!("p-{n:02}")))
-        .item("name", AttributeValue::S(name.to_owned()))
-        .item("price", AttributeValue::N(format!("{}.5", 10 + n)))
-        .item(
+    let mut item = vec![
+        ("id", s(&format!("p-{n:02}"))),
+        ("name", s(name)),
+        ("price", AttributeValue::N(format!("{}.5", 10 + n))),
+        (
             "updated_at",
             AttributeValue::N(format!("{}.25", 1_700_000_000 + n)),
-        )
-        .item("in_stock", AttributeValue::Bool(n.is_multiple_of(2)))
-        .item(
+        ),
+        ("in_stock", AttributeValue::Bool(n.is_multiple_of(2))),
+        (
             "dimensions",
             AttributeValue::M(
                 [("w".to_owned(), AttributeValue::N(n.to_string()))]
                     .into_iter()
                     .collect(),
             ),
-        )
-        .item(
+        ),
+        (
             "images",
             AttributeValue::L(vec![AttributeValue::S(format!("{n}.png"))]),
-        );
+        ),
+    ];
     if !n.is_multiple_of(4) {
-        put = put.item("description", AttributeValue::S(format!("a fine {name}")));
+        item.push(("description", s(&format!("a fine {name}"))));
     }
-    put.send().await.expect("put item");
+    put_raw(client, TABLE, item).await;
 }
 
 /// The schema that declares the table as Terraform made it.
@@ -246,9 +189,9 @@ async fn the_catalogue_s_terraform_table_is_adopted_as_it_is() {
         return;
     };
     let client = store.client().clone();
-    delete_if_there(&client).await;
+    delete_raw(&client, TABLE).await;
     create_as_terraform_does(&client).await;
-    wait_active(&client).await;
+    wait_active(&client, TABLE).await;
     for n in 0..30 {
         put_as_pynamodb_does(&client, n).await;
     }
@@ -312,15 +255,8 @@ async fn the_catalogue_s_terraform_table_is_adopted_as_it_is() {
             .await
             .expect("put");
         assert_eq!(written.version, 1);
-        let raw = client
-            .get_item()
-            .table_name(TABLE)
-            .key("id", AttributeValue::S("p-99".into()))
-            .consistent_read(true)
-            .send()
+        let raw = get_raw(&client, TABLE, [("id", s("p-99"))])
             .await
-            .expect("get item")
-            .item
             .expect("written");
         assert_eq!(raw.get("name"), Some(&AttributeValue::S("Lamp".into())));
         assert_eq!(raw.get("price"), Some(&AttributeValue::N("99.5".into())));
@@ -340,15 +276,8 @@ async fn the_catalogue_s_terraform_table_is_adopted_as_it_is() {
             .replace(&schema, old.document, 0)
             .await
             .expect("replace at 0");
-        let raw = client
-            .get_item()
-            .table_name(TABLE)
-            .key("id", AttributeValue::S("p-01".into()))
-            .consistent_read(true)
-            .send()
+        let raw = get_raw(&client, TABLE, [("id", s("p-01"))])
             .await
-            .expect("get item")
-            .item
             .expect("still there");
         assert_eq!(raw.get("price"), Some(&AttributeValue::N("5".into())));
         assert_eq!(
@@ -414,7 +343,7 @@ async fn the_catalogue_s_terraform_table_is_adopted_as_it_is() {
                     .create(
                         CreateGlobalSecondaryIndexAction::builder()
                             .index_name("stock-index")
-                            .key_schema(hash("in_stock_s"))
+                            .set_key_schema(Some(key_schema(&["in_stock_s"])))
                             .projection(
                                 Projection::builder()
                                     .projection_type(ProjectionType::KeysOnly)
@@ -429,7 +358,7 @@ async fn the_catalogue_s_terraform_table_is_adopted_as_it_is() {
             .send()
             .await
             .expect("another team's index");
-        wait_active(&client).await;
+        wait_active(&client, TABLE).await;
         let undeclared = TableStatus::UndeclaredIndexes {
             added: Vec::new(),
             undeclared: vec!["stock-index".to_owned()],
@@ -512,7 +441,7 @@ async fn the_catalogue_s_terraform_table_is_adopted_as_it_is() {
     };
     // Cleaned up whatever happened: the exact-named table and the store's own.
     let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await;
-    delete_if_there(&client).await;
+    delete_raw(&client, TABLE).await;
     store.drop_tables().await.expect("drop_tables");
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);

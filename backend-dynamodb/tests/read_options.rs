@@ -7,6 +7,8 @@
 //! they fail.
 
 mod common;
+#[path = "common/raw.rs"]
+mod raw;
 
 use std::sync::{Arc, Mutex};
 
@@ -17,19 +19,18 @@ use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemInput;
 use aws_sdk_dynamodb::operation::get_item::GetItemInput;
 use aws_sdk_dynamodb::operation::query::QueryInput;
 use aws_sdk_dynamodb::operation::scan::ScanInput;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType as DynamoKeyType,
-    ScalarAttributeType, Select,
-};
+use aws_sdk_dynamodb::types::{ScalarAttributeType, Select};
 use aws_smithy_runtime_api::box_error::BoxError;
-use serde_json::{Value, json};
+use serde_json::json;
 use storekit_core::Error;
 use storekit_core::admin::ExportOptions;
 use storekit_core::table::{
-    Consistency, Document, KeyDef, Query, ReadOptions, RecordKey, Scan, TableSchema, TableStore,
+    Consistency, KeyDef, Query, ReadOptions, RecordKey, Scan, TableSchema, TableStore,
 };
 use storekit_core::transfer::TransferStore;
 use storekit_dynamodb::{DynamoDbConfig, DynamoDbStore};
+
+use raw::{create_raw, delete_raw, doc, get_raw, n, put_raw, s, suffix};
 
 /// One read request as sent.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,52 +107,6 @@ fn client(endpoint: &str, reads: Option<Reads>) -> Client {
         config = config.interceptor(reads);
     }
     Client::from_conf(config.build())
-}
-
-fn doc(value: Value) -> Document {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("not an object: {other}"),
-    }
-}
-
-fn suffix() -> String {
-    let mut random = [0u8; 4];
-    getrandom::fill(&mut random).expect("randomness");
-    random.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn s(text: &str) -> AttributeValue {
-    AttributeValue::S(text.to_owned())
-}
-
-fn n(number: u64) -> AttributeValue {
-    AttributeValue::N(number.to_string())
-}
-
-/// A table as Terraform would make it for a PynamoDB model: hash key `id` (S), on demand.
-async fn create_plain_table(client: &Client, table: &str) {
-    client
-        .create_table()
-        .table_name(table)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attribute"),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(DynamoKeyType::Hash)
-                .build()
-                .expect("key"),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("create the table");
 }
 
 #[tokio::test]
@@ -296,7 +251,7 @@ async fn a_pynamodb_version_attribute_is_checked_by_both_clients() {
     };
     let raw = client(&endpoint, None);
     let table = format!("product-table-{}", suffix());
-    create_plain_table(&raw, &table).await;
+    create_raw(&raw, &table, &[("id", ScalarAttributeType::S)], None).await;
     let config = DynamoDbConfig::builder()
         .table_prefix(format!("ver{}_", suffix()))
         .build()
@@ -315,20 +270,10 @@ async fn a_pynamodb_version_attribute_is_checked_by_both_clients() {
             .await
             .expect("insert");
         assert_eq!(lamp.version, 1);
-        let item = |id: &'static str| {
-            let raw = raw.clone();
-            let table = table.clone();
-            async move {
-                raw.get_item()
-                    .table_name(table)
-                    .key("id", s(id))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .expect("GetItem")
-                    .item
-                    .expect("the item")
-            }
+        let item = async |id: &str| {
+            get_raw(&raw, &table, [("id", s(id))])
+                .await
+                .expect("the item")
         };
         let stored = item("p1").await;
         assert_eq!(stored.get("version"), Some(&n(1)));
@@ -399,13 +344,7 @@ async fn a_pynamodb_version_attribute_is_checked_by_both_clients() {
         );
 
         // An item the other client wrote without a version reads at 0 and is written at 1.
-        raw.put_item()
-            .table_name(&table)
-            .item("id", s("p2"))
-            .item("name", s("stool"))
-            .send()
-            .await
-            .expect("PutItem");
+        put_raw(&raw, &table, [("id", s("p2")), ("name", s("stool"))]).await;
         let stool = store
             .get(&schema, &RecordKey::new("p2"))
             .await
@@ -420,7 +359,7 @@ async fn a_pynamodb_version_attribute_is_checked_by_both_clients() {
     };
     run.await;
     store.drop_tables().await.expect("drop_tables");
-    let _ = raw.delete_table().table_name(&table).send().await;
+    delete_raw(&raw, &table).await;
 }
 
 #[tokio::test]
@@ -430,15 +369,14 @@ async fn an_adopted_table_is_recorded_in_the_store_s_catalog() {
     };
     let raw = client(&endpoint, None);
     let table = format!("adopted-{}", suffix());
-    create_plain_table(&raw, &table).await;
+    create_raw(&raw, &table, &[("id", ScalarAttributeType::S)], None).await;
     for id in 0..5 {
-        raw.put_item()
-            .table_name(&table)
-            .item("id", s(&format!("a{id}")))
-            .item("version", n(1))
-            .send()
-            .await
-            .expect("PutItem");
+        put_raw(
+            &raw,
+            &table,
+            [("id", s(&format!("a{id}"))), ("version", n(1))],
+        )
+        .await;
     }
     let prefix = format!("cat{}_", suffix());
     let config = DynamoDbConfig::builder()
@@ -492,5 +430,5 @@ async fn an_adopted_table_is_recorded_in_the_store_s_catalog() {
     };
     run.await;
     store.drop_tables().await.expect("drop_tables");
-    let _ = raw.delete_table().table_name(&table).send().await;
+    delete_raw(&raw, &table).await;
 }

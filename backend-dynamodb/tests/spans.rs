@@ -6,12 +6,20 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
+use aws_sdk_dynamodb::config::{BehaviorVersion, ConfigBag, Credentials, Intercept, Region};
+use aws_sdk_dynamodb::operation::put_item::PutItemInput;
+use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
+use aws_smithy_runtime_api::box_error::BoxError;
 use storekit_core::KvStore;
 use storekit_dynamodb::{DynamoDbConfig, DynamoDbStore};
 use tracing::field::{Field, Visit};
+use tracing::instrument::WithSubscriber as _;
 use tracing::span::{Attributes, Id, Record};
+use tracing::subscriber::NoSubscriber;
 use tracing::{Subscriber, subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
@@ -184,4 +192,69 @@ async fn spans_count_the_requests_and_capacity_of_each_call() {
             .unwrap_or_default();
         assert!(capacity > 0.0, "{name}: {fields:?}");
     }
+}
+
+/// The `ReturnConsumedCapacity` of every PutItem, as sent.
+#[derive(Debug, Clone, Default)]
+struct AskedCapacity(Arc<Mutex<Vec<Option<ReturnConsumedCapacity>>>>);
+
+impl Intercept for AskedCapacity {
+    fn name(&self) -> &'static str {
+        "storekit-test-capacity-recorder"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(put) = context.input().downcast_ref::<PutItemInput>() {
+            self.0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(put.return_consumed_capacity().cloned());
+        }
+        Ok(())
+    }
+}
+
+/// A call whose span nobody records does not ask DynamoDB for the capacity it consumes (the
+/// span is the only place the figure goes); one whose span is recorded does.
+#[tokio::test]
+async fn only_a_traced_call_asks_for_its_consumed_capacity() {
+    let Some(endpoint) = common::endpoint() else {
+        return;
+    };
+    let asked = AskedCapacity::default();
+    let client_config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("storekit", "storekit", None, None, "test"))
+        .interceptor(asked.clone())
+        .build();
+    let mut prefix = [0u8; 5];
+    getrandom::fill(&mut prefix).expect("randomness");
+    let prefix: String = prefix.iter().map(|b| format!("{b:02x}")).collect();
+    let config = DynamoDbConfig::builder()
+        .table_prefix(format!("capacity{prefix}_"))
+        .build()
+        .expect("config");
+    let store = DynamoDbStore::from_client(Client::from_conf(client_config), &config);
+    store.migrate().await.expect("migrate");
+    let untraced = store
+        .set("capacity", "a", b"1", None)
+        .with_subscriber(NoSubscriber::default())
+        .await;
+    let traced = store
+        .set("capacity", "b", b"2", None)
+        .with_subscriber(tracing_subscriber::registry().with(Closed::default()))
+        .await;
+    store.drop_tables().await.expect("drop_tables");
+    untraced.expect("untraced set");
+    traced.expect("traced set");
+    assert_eq!(
+        *asked.0.lock().unwrap_or_else(PoisonError::into_inner),
+        [None, Some(ReturnConsumedCapacity::Total)]
+    );
 }

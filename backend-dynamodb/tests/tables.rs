@@ -5,16 +5,15 @@
 //! test binary, because it installs the global subscriber.
 
 mod common;
+#[path = "common/raw.rs"]
+mod raw;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType as DynamoKeyType, Projection, ProjectionType, ScalarAttributeType, TimeToLiveStatus,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ScalarAttributeType, TimeToLiveStatus};
 use serde_json::{Value, json};
 use storekit_conformance::assert_matches;
 use storekit_core::Error;
@@ -28,6 +27,8 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::{Subscriber, subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
+
+use raw::{create_raw, doc, get_raw, put_raw, suffix};
 
 /// The request count, records read and table of a closed storekit span.
 #[derive(Debug, Default, Clone)]
@@ -138,14 +139,11 @@ where
 async fn store(name: &str) -> Option<DynamoDbStore> {
     let endpoint = common::endpoint()?;
     Spans::global();
-    let mut random = [0u8; 4];
-    getrandom::fill(&mut random).expect("randomness");
-    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
     let config = DynamoDbConfig::builder()
         .endpoint(endpoint)
         .region("us-east-1")
         .credentials("storekit", "storekit")
-        .table_prefix(format!("{name}{suffix}_"))
+        .table_prefix(format!("{name}{}_", suffix()))
         .build()
         .expect("config");
     Some(DynamoDbStore::connect(&config).await.expect("connect"))
@@ -159,13 +157,6 @@ async fn on_fresh_tables(name: &str, test: impl AsyncFnOnce(&DynamoDbStore)) {
     };
     test(&store).await;
     store.drop_tables().await.expect("drop_tables");
-}
-
-fn doc(value: Value) -> Document {
-    match value {
-        Value::Object(map) => map,
-        other => panic!("not an object: {other}"),
-    }
 }
 
 /// A table of this name (each test its own, so that spans tell them apart): a text id, a query
@@ -748,102 +739,6 @@ async fn a_name_too_long_with_its_prefix_is_refused_as_on_postgres() {
     store.drop_tables().await.expect("drop_tables");
 }
 
-/// Creates a table with the raw SDK, as Terraform would: on demand, on `keys` (the partition
-/// key, then the sort key if there is one), with a global secondary index on `index`'s keys
-/// projecting everything, if there is one.
-async fn create_raw(
-    client: &Client,
-    table: &str,
-    keys: &[(&str, ScalarAttributeType)],
-    index: Option<(&str, &[(&str, ScalarAttributeType)])>,
-) {
-    fn key_schema(keys: &[(&str, ScalarAttributeType)]) -> Vec<KeySchemaElement> {
-        keys.iter()
-            .zip([DynamoKeyType::Hash, DynamoKeyType::Range])
-            .map(|((name, _), kind)| {
-                KeySchemaElement::builder()
-                    .attribute_name(*name)
-                    .key_type(kind)
-                    .build()
-                    .expect("key")
-            })
-            .collect()
-    }
-    let mut attributes: Vec<&(&str, ScalarAttributeType)> = keys.iter().collect();
-    for key in index.map_or(&[][..], |(_, keys)| keys) {
-        if !attributes.iter().any(|(name, _)| *name == key.0) {
-            attributes.push(key);
-        }
-    }
-    let attributes = attributes
-        .into_iter()
-        .map(|(name, kind)| {
-            AttributeDefinition::builder()
-                .attribute_name(*name)
-                .attribute_type(kind.clone())
-                .build()
-                .expect("attribute")
-        })
-        .collect();
-    let indexes = index.map(|(name, keys)| {
-        vec![
-            GlobalSecondaryIndex::builder()
-                .index_name(name)
-                .set_key_schema(Some(key_schema(keys)))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::All)
-                        .build(),
-                )
-                .build()
-                .expect("index"),
-        ]
-    });
-    client
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .set_attribute_definitions(Some(attributes))
-        .set_key_schema(Some(key_schema(keys)))
-        .set_global_secondary_indexes(indexes)
-        .send()
-        .await
-        .expect("create table");
-}
-
-/// Writes an item with the raw SDK, as another client would.
-async fn put_raw<'a>(
-    client: &Client,
-    table: &str,
-    item: impl IntoIterator<Item = (&'a str, AttributeValue)>,
-) {
-    let item = item.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    client
-        .put_item()
-        .table_name(table)
-        .set_item(Some(item))
-        .send()
-        .await
-        .expect("put item");
-}
-
-/// Reads the item at `key` with the raw SDK.
-async fn get_raw<'a>(
-    client: &Client,
-    table: &str,
-    key: impl IntoIterator<Item = (&'a str, AttributeValue)>,
-) -> Option<HashMap<String, AttributeValue>> {
-    let key = key.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    client
-        .get_item()
-        .table_name(table)
-        .set_key(Some(key))
-        .send()
-        .await
-        .expect("get item")
-        .item
-}
-
 /// The `orders` table as Terraform would make it: `customer` (S) and `placed` (N), a
 /// `by-status` index on (`status`, `placed`) projecting everything.
 async fn create_orders(client: &Client, table: &str) {
@@ -1195,15 +1090,7 @@ async fn a_table_made_by_terraform_is_opened_by_its_exact_name() {
         return;
     };
     let client = store.client().clone();
-    let mut random = [0u8; 4];
-    getrandom::fill(&mut random).expect("randomness");
-    let table = format!(
-        "product-table-{}",
-        random
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
+    let table = format!("product-table-{}", suffix());
     assert!(!table.starts_with(store.config().table_prefix()));
     create_products(&client, &table).await;
     let run = async {

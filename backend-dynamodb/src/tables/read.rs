@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::Select;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use storekit_core::Result;
 use storekit_core::table::{
     Consistency, Fetched, IndexQuery, Order, Projection, Record, RecordKey, SortCondition,
@@ -132,6 +134,68 @@ impl Reads {
             fetched.read_through = Some((1..=fetched.read).collect());
         }
         Ok(fetched)
+    }
+}
+
+/// What every Query request of one query repeats, page after page: the table or index, the
+/// key condition, the filter and projection with their placeholders, and the consistency.
+/// Reading records and counting them (`Select=COUNT`) page through the same requests.
+struct QueryRequest<'a> {
+    table: &'a str,
+    index: Option<&'a str>,
+    key_condition: String,
+    filter: Option<String>,
+    projection: Option<String>,
+    names: Option<HashMap<String, String>>,
+    values: Option<HashMap<String, AttributeValue>>,
+    consistent: bool,
+}
+
+impl<'a> QueryRequest<'a> {
+    /// The request of `query` on `table`, projected to `fetch` if given.
+    fn new(
+        schema: &'a TableSchema,
+        table: &'a str,
+        query: &IndexQuery<'_>,
+        fetch: Option<&Projection>,
+    ) -> Result<Self> {
+        let index = query.index.map(|i| &schema.indexes()[i]);
+        let mut p = Placeholders::default();
+        let key_condition = key_condition(schema, query, &mut p);
+        let filter = query
+            .filter
+            .map(|condition| filter::render(condition, &mut p))
+            .transpose()?;
+        // DynamoDB filters the whole item, then projects what matched. A partial index holds
+        // no version (the layer reads its records at version 0).
+        let partial = index.is_some_and(|i| !i.projection().is_all());
+        let projection = fetch.map(|fetch| projection_of(schema, fetch, &mut p, !partial));
+        Ok(Self {
+            table,
+            index: index.map(|i| i.name()),
+            key_condition,
+            filter,
+            projection,
+            names: p.names(),
+            values: p.values(),
+            // A GSI cannot be read consistently; the table as the caller asks.
+            consistent: index.is_none() && query.consistency == Consistency::ReadAfterWrite,
+        })
+    }
+
+    /// The request of the page that starts after `start` (the first if none).
+    fn page(&self, client: &Client, start: Option<Item>) -> QueryFluentBuilder {
+        client
+            .query()
+            .table_name(self.table)
+            .set_index_name(self.index.map(str::to_owned))
+            .key_condition_expression(&self.key_condition)
+            .set_filter_expression(self.filter.clone())
+            .set_projection_expression(self.projection.clone())
+            .set_expression_attribute_names(self.names.clone())
+            .set_expression_attribute_values(self.values.clone())
+            .consistent_read(self.consistent)
+            .set_exclusive_start_key(start)
     }
 }
 
@@ -276,8 +340,6 @@ impl DynamoDbStore {
             Some(index) => (index.partition(), index.sort()),
             None => (schema.partition(), schema.sort()),
         };
-        let mut p = Placeholders::default();
-        let expression = key_condition(schema, query, &mut p);
         // Where the previous page ended: the record's table key, plus its key in the index.
         let start: Option<Item> = query.after.map(|after| {
             let mut key = item::key_item(schema, &after.key);
@@ -292,39 +354,18 @@ impl DynamoDbStore {
             }
             key
         });
-        let filter = query
-            .filter
-            .map(|condition| filter::render(condition, &mut p))
-            .transpose()?;
-        // DynamoDB filters the whole item, then projects what matched. A partial index holds
-        // no version (the layer reads its records at version 0).
-        let partial = index.is_some_and(|i| !i.projection().is_all());
-        let projection = fetch.map(|fetch| projection_of(schema, fetch, &mut p, !partial));
-        let (names, values) = (p.names(), p.values());
+        let request = QueryRequest::new(schema, &table, query, fetch)?;
         let reads = Reads {
             fetch: query.fetch,
-            filtered: filter.is_some(),
+            filtered: request.filter.is_some(),
             budget: query.budget,
         };
         reads
             .run_from(schema, &table, start, |limit, start| {
-                let request = self
-                    .client
-                    .query()
-                    .table_name(&table)
-                    .set_index_name(index.map(|i| i.name().to_owned()))
-                    .key_condition_expression(&expression)
-                    .set_filter_expression(filter.clone())
-                    .set_projection_expression(projection.clone())
-                    .set_expression_attribute_names(names.clone())
-                    .set_expression_attribute_values(values.clone())
+                let request = request
+                    .page(&self.client, start)
                     .scan_index_forward(query.order == Order::Ascending)
-                    // A GSI cannot be read consistently; the table as the caller asks.
-                    .consistent_read(
-                        index.is_none() && query.consistency == Consistency::ReadAfterWrite,
-                    )
-                    .limit(limit)
-                    .set_exclusive_start_key(start);
+                    .limit(limit);
                 async move {
                     let output = request.send_counted().await.map_err(error::sdk)?;
                     Ok(Answer {
@@ -392,31 +433,13 @@ impl DynamoDbStore {
         query: &IndexQuery<'_>,
     ) -> Result<u64> {
         let table = self.table_name(schema);
-        let index = query.index.map(|i| &schema.indexes()[i]);
-        let mut p = Placeholders::default();
-        let expression = key_condition(schema, query, &mut p);
-        let filter = query
-            .filter
-            .map(|condition| filter::render(condition, &mut p))
-            .transpose()?;
-        let (names, values) = (p.names(), p.values());
+        let request = QueryRequest::new(schema, &table, query, None)?;
         let mut start = None;
         let mut count = 0u64;
         loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&table)
-                .set_index_name(index.map(|i| i.name().to_owned()))
-                .key_condition_expression(&expression)
-                .set_filter_expression(filter.clone())
-                .set_expression_attribute_names(names.clone())
-                .set_expression_attribute_values(values.clone())
-                .consistent_read(
-                    index.is_none() && query.consistency == Consistency::ReadAfterWrite,
-                )
+            let output = request
+                .page(&self.client, start)
                 .select(Select::Count)
-                .set_exclusive_start_key(start)
                 .send_counted()
                 .await
                 .map_err(error::sdk)?;

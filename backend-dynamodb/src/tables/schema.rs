@@ -173,10 +173,38 @@ impl DynamoDbStore {
     /// Every catalog item: each table storekit made or adopted, with the shape it recorded,
     /// ordered by name. None if the marker table does not exist.
     pub(crate) async fn catalogs(&self) -> Result<Vec<(String, TableShape)>> {
+        let mut found = Vec::new();
+        for item in self.catalog_items(false).await? {
+            let name = items::get_s(&item, &self.unique_table, items::PK)?.to_owned();
+            let text = items::get_s(&item, &self.unique_table, SHAPE)?;
+            let shape =
+                serde_json::from_str(text).map_err(|e| error::bad_item(&self.unique_table, e))?;
+            found.push((name, shape));
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(found)
+    }
+
+    /// The names of the tables whose catalog item marks them adopted ([`ADOPTED`]).
+    pub(crate) async fn adopted_names(&self) -> Result<Vec<String>> {
+        self.catalog_items(true)
+            .await?
+            .iter()
+            .map(|item| Ok(items::get_s(item, &self.unique_table, items::PK)?.to_owned()))
+            .collect()
+    }
+
+    /// The catalog items of the marker table, read consistently over every page: all of them,
+    /// or only the names of those marked [`ADOPTED`]. None if the marker table does not exist.
+    async fn catalog_items(&self, adopted_only: bool) -> Result<Vec<Item>> {
         let mut p = super::Placeholders::default();
-        let sk = p.name(items::SK);
-        let catalog = p.value(s(CATALOG_SK));
-        let filter = format!("{sk} = {catalog}");
+        let mut filter = format!("{} = {}", p.name(items::SK), p.value(s(CATALOG_SK)));
+        let mut projection = None;
+        if adopted_only {
+            filter = format!("{filter} AND attribute_exists({})", p.name(ADOPTED));
+            projection = Some(p.name(items::PK));
+        }
+        let (names, values) = (p.names(), p.values());
         let mut found = Vec::new();
         let mut start = None;
         loop {
@@ -186,70 +214,21 @@ impl DynamoDbStore {
                 .table_name(&self.unique_table)
                 .consistent_read(true)
                 .filter_expression(&filter)
-                .set_expression_attribute_names(p.names())
-                .set_expression_attribute_values(p.values())
+                .set_projection_expression(projection.clone())
+                .set_expression_attribute_names(names.clone())
+                .set_expression_attribute_values(values.clone())
                 .set_exclusive_start_key(start)
                 .send_counted()
                 .await;
             let output = match sent {
                 Ok(output) => output,
-                Err(err) if not_found(&err) => return Ok(Vec::new()),
+                Err(err) if not_found(&err) => return Ok(found),
                 Err(err) => return Err(error::sdk(err)),
             };
-            for item in output.items() {
-                let name = items::get_s(item, &self.unique_table, items::PK)?.to_owned();
-                let text = items::get_s(item, &self.unique_table, SHAPE)?;
-                let shape = serde_json::from_str(text)
-                    .map_err(|e| error::bad_item(&self.unique_table, e))?;
-                found.push((name, shape));
-            }
+            found.extend(output.items.unwrap_or_default());
             match output.last_evaluated_key.filter(|k| !k.is_empty()) {
                 Some(key) => start = Some(key),
-                None => break,
-            }
-        }
-        found.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(found)
-    }
-
-    /// The names of the tables whose catalog item marks them adopted ([`ADOPTED`]).
-    pub(crate) async fn adopted_names(&self) -> Result<Vec<String>> {
-        let mut p = super::Placeholders::default();
-        let filter = format!(
-            "{} = {} AND attribute_exists({})",
-            p.name(items::SK),
-            p.value(s(CATALOG_SK)),
-            p.name(ADOPTED)
-        );
-        let mut names = Vec::new();
-        let mut start = None;
-        loop {
-            let sent = self
-                .client
-                .scan()
-                .table_name(&self.unique_table)
-                .consistent_read(true)
-                .filter_expression(&filter)
-                .projection_expression("#pk")
-                .set_expression_attribute_names(p.names().map(|mut names| {
-                    names.insert("#pk".to_owned(), items::PK.to_owned());
-                    names
-                }))
-                .set_expression_attribute_values(p.values())
-                .set_exclusive_start_key(start)
-                .send_counted()
-                .await;
-            let output = match sent {
-                Ok(output) => output,
-                Err(err) if not_found(&err) => return Ok(names),
-                Err(err) => return Err(error::sdk(err)),
-            };
-            for item in output.items() {
-                names.push(items::get_s(item, &self.unique_table, items::PK)?.to_owned());
-            }
-            match output.last_evaluated_key.filter(|k| !k.is_empty()) {
-                Some(key) => start = Some(key),
-                None => return Ok(names),
+                None => return Ok(found),
             }
         }
     }
