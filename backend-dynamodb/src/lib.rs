@@ -7,7 +7,8 @@
 //! (see [Tables store](#tables-store)); it passes the
 //! storekit conformance suite against DynamoDB Local. Each call's span also counts the
 //! DynamoDB requests it sent and the capacity units they consumed
-//! (`aws.dynamodb.request_count`, `aws.dynamodb.consumed_capacity`).
+//! (`aws.dynamodb.request_count`, `aws.dynamodb.consumed_capacity`); the capacity is asked for
+//! only while the span is recorded, as it costs the server time to size.
 //!
 //! ```no_run
 //! # async fn demo() -> storekit_core::Result<()> {

@@ -42,7 +42,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use storekit_core::table::{
     Body, Fetched, IndexEntry, IndexQuery, KeyDef, KeyType, KeyValue, MissingIndexes, Order,
     Record, RecordKey, Row, Segment, SortCondition, StoredRecord, TableScan, TableSchema,
-    TableShape, fields_of,
+    TableShape,
 };
 use storekit_core::{Error, Result};
 
@@ -869,8 +869,9 @@ impl Layout {
                 fetch: query.fetch,
                 budget: query.budget,
             };
-            let statement = self.windowed(order, descending, query.filter, window, range)?;
-            return Ok(Read::Windowed(statement, window));
+            let statement =
+                self.windowed(order, descending, query.filter, window, query.index, range)?;
+            return Ok(Read::Windowed(statement, window, query.index));
         }
         let text = QueryText {
             index: query.index,
@@ -885,7 +886,9 @@ impl Layout {
             .get(&text)
             .cloned();
         let mut b = self.builder(known.as_ref());
-        b.sql("SELECT version, document FROM ").sql(&self.table);
+        b.sql("SELECT version, document");
+        self.paged_columns(&mut b, query.index);
+        b.sql(" FROM ").sql(&self.table);
         range(&mut b);
         if !order.is_empty() {
             order_by(&mut b, &order, descending);
@@ -898,7 +901,53 @@ impl Layout {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(text, Arc::clone(&statement.sql));
         }
-        Ok(Read::Plain(statement))
+        Ok(Read::Plain(statement, query.index))
+    }
+
+    /// `, partition_key[, sort_key][, <the index's sort column>]`: the columns after a read's
+    /// own from which each row's key, and for a query on `index` its sort key, are read
+    /// ([`Layout::paged_row`]), so that no document is parsed to page.
+    fn paged_columns(&self, b: &mut Builder, index: Option<usize>) {
+        b.sql(", ").columns(self.key_columns());
+        if let Some(sort) = index.and_then(|i| self.indexes[i].sort.as_ref()) {
+            b.sql(", ").quoted(&sort.0);
+        }
+    }
+
+    /// How many columns [`Layout::paged_columns`] adds.
+    fn paged_count(&self, index: Option<usize>) -> usize {
+        self.key_columns().len()
+            + usize::from(index.is_some_and(|i| self.indexes[i].sort.is_some()))
+    }
+
+    /// A record of a query or scan row: its key from the key columns at `at` and after, and
+    /// the queried index's sort key from the column after them (see
+    /// [`Layout::paged_columns`]), kept with the text for paging; `column` reads a column of
+    /// the row as a key of a type, `None` for NULL.
+    pub(crate) fn paged_row(
+        &self,
+        index: Option<usize>,
+        version: i64,
+        text: String,
+        at: usize,
+        column: impl Fn(usize, KeyType) -> Result<Option<KeyValue>>,
+    ) -> Result<StoredRecord> {
+        let missing = || Error::backend(self.dialect.name(), "a stored record has no key");
+        let partition = column(at, self.partition)?.ok_or_else(missing)?;
+        let sort = match self.sort {
+            Some(kind) => Some(column(at + 1, kind)?.ok_or_else(missing)?),
+            None => None,
+        };
+        let mut read = storekit_core::table::Document::new();
+        let index_sort =
+            index.and_then(|i| Some((self.schema.indexes()[i].sort()?, &self.indexes[i])));
+        if let Some((def, columns)) = index_sort
+            && let Some((_, kind)) = &columns.sort
+            && let Some(value) = column(at + self.key_columns().len(), *kind)?
+        {
+            read.insert(def.field().to_owned(), value.to_json());
+        }
+        self.stored_read(RecordKey { partition, sort }, version, text, read)
     }
 
     /// A read that counts what it reads: the rows of the range (` WHERE …`, from `range`) in
@@ -923,16 +972,22 @@ impl Layout {
     ///   FROM (SELECT 1 FROM <table> WHERE <range> LIMIT <budget>) AS c
     /// LIMIT <fetch>
     /// ```
+    #[allow(clippy::too_many_arguments)]
     fn windowed(
         &self,
         order: &[&str],
         descending: bool,
         filter: Option<&storekit_core::table::Condition>,
         window: Window,
+        index: Option<usize>,
         range: impl Fn(&mut Builder),
     ) -> Result<Statement> {
         let mut b = self.builder(None);
-        b.sql("SELECT version, document, hit, n FROM (SELECT version, document, ");
+        b.sql("SELECT version, document, hit, n");
+        self.paged_columns(&mut b, index);
+        b.sql(" FROM (SELECT version, document");
+        self.paged_columns(&mut b, index);
+        b.sql(", ");
         match filter {
             Some(condition) => {
                 b.sql("CAST(CASE WHEN ");
@@ -959,8 +1014,11 @@ impl Layout {
         if let Some(budget) = window.budget {
             b.sql(" OR n = ").bind(Param::Int(budget_param(budget)));
         }
-        b.sql(" UNION ALL SELECT NULL, NULL, CAST(0 AS BIGINT), count(*) FROM (SELECT 1 FROM ")
-            .sql(&self.table);
+        b.sql(" UNION ALL SELECT NULL, NULL, CAST(0 AS BIGINT), count(*)");
+        for _ in 0..self.paged_count(index) {
+            b.sql(", NULL");
+        }
+        b.sql(" FROM (SELECT 1 FROM ").sql(&self.table);
         range(&mut b);
         if let Some(budget) = window.budget {
             b.sql(" LIMIT ").bind(Param::Int(budget_param(budget)));
@@ -1019,7 +1077,9 @@ impl Layout {
             Some(after) => self.keyed(&self.texts.scan_after, after),
         };
         let mut b = self.builder(known);
-        b.sql("SELECT version, document FROM ").sql(&self.table);
+        b.sql("SELECT version, document");
+        self.paged_columns(&mut b, None);
+        b.sql(" FROM ").sql(&self.table);
         if let Some(after) = after {
             b.sql(" WHERE ");
             b.compare(columns, ">", Self::key_params(after));
@@ -1033,7 +1093,7 @@ impl Layout {
     /// budget a windowed read (see [`Layout::windowed`]).
     pub(crate) fn scan_read(&self, scan: &TableScan<'_>) -> Result<Read> {
         if scan.filter.is_none() && scan.budget.is_none() && scan.segment.is_none() {
-            return Ok(Read::Plain(self.scan(scan.after, scan.fetch)));
+            return Ok(Read::Plain(self.scan(scan.after, scan.fetch), None));
         }
         let columns = self.key_columns();
         let window = Window {
@@ -1054,8 +1114,8 @@ impl Layout {
                 self.segment_clause(b, segment);
             }
         };
-        let statement = self.windowed(columns, false, scan.filter, window, range)?;
-        Ok(Read::Windowed(statement, window))
+        let statement = self.windowed(columns, false, scan.filter, window, None, range)?;
+        Ok(Read::Windowed(statement, window, None))
     }
 
     /// That the record is in `segment` of a parallel scan, by a hash of its partition key:
@@ -1167,25 +1227,6 @@ impl Layout {
         text: String,
     ) -> Result<StoredRecord> {
         self.stored_read(key, version, text, storekit_core::table::Document::new())
-    }
-
-    /// A stored record from its version and document text, with its key and its index keys
-    /// read from the text in one pass that builds nothing else: a query needs them to page,
-    /// and the rest is parsed once, by whoever reads the record.
-    pub(crate) fn stored_row(&self, version: i64, text: String) -> Result<StoredRecord> {
-        let schema = &self.schema;
-        let mut names = vec![schema.partition().field()];
-        names.extend(schema.sort().map(KeyDef::field));
-        names.extend(
-            schema
-                .indexes()
-                .iter()
-                .filter_map(|i| i.sort())
-                .map(KeyDef::field),
-        );
-        let read = fields_of(&text, &names).map_err(|e| Error::backend(self.dialect.name(), e))?;
-        let key = schema.key_of(&read)?;
-        self.stored_read(key, version, text, read)
     }
 
     fn stored_read(
@@ -1451,20 +1492,21 @@ fn sort_condition(b: &mut Builder, column: &str, condition: &SortCondition) {
 /// A read statement, and how its rows are read.
 #[derive(Debug)]
 pub(crate) enum Read {
-    /// Rows of `version, document`, each a record returned: what a read without a filter or a
-    /// budget is.
-    Plain(Statement),
-    /// Rows of `version, document, hit, n` (see [`Layout::windowed`]), the last one maybe a
-    /// count with no record, for [`Layout::fetched`].
-    Windowed(Statement, Window),
+    /// Rows of `version, document` and the paged columns of the queried index (`None` for
+    /// the table; see [`Layout::paged_row`]), each a record returned: what a read without a
+    /// filter or a budget is.
+    Plain(Statement, Option<usize>),
+    /// Rows of `version, document, hit, n` and the paged columns (see [`Layout::windowed`]),
+    /// the last one maybe a count with no record, for [`Layout::fetched`].
+    Windowed(Statement, Window, Option<usize>),
 }
 
 impl Read {
     /// The read budget of a windowed read.
     pub(crate) fn budget(&self) -> Option<u64> {
         match self {
-            Self::Plain(_) => None,
-            Self::Windowed(_, window) => window.budget,
+            Self::Plain(..) => None,
+            Self::Windowed(_, window, _) => window.budget,
         }
     }
 }
@@ -1738,13 +1780,13 @@ mod tests {
             budget: None,
             consistency: storekit_core::table::Consistency::ReadAfterWrite,
         };
-        let Read::Plain(statement) = layout.query(&query).expect("query") else {
+        let Read::Plain(statement, _) = layout.query(&query).expect("query") else {
             panic!("a plain read")
         };
         assert_eq!(
             &*statement.sql,
-            "SELECT version, document FROM \"things\" WHERE \"by-group:partition\" = ?1 \
-             AND \"by-group:sort\" >= ?2 AND (\"by-group:sort\", \"partition_key\") < (?3, ?4) \
+            "SELECT version, document, partition_key, \"by-group:sort\" FROM \"things\" \
+             WHERE \"by-group:partition\" = ?1 AND \"by-group:sort\" >= ?2 AND (\"by-group:sort\", \"partition_key\") < (?3, ?4) \
              ORDER BY \"by-group:sort\" DESC, \"partition_key\" DESC LIMIT ?5"
         );
         assert_eq!(statement.params.len(), 5);
@@ -1765,16 +1807,17 @@ mod tests {
             consistency: storekit_core::table::Consistency::ReadAfterWrite,
             segment: None,
         };
-        let Ok(Read::Windowed(statement, _)) = layout.scan_read(&scan) else {
+        let Ok(Read::Windowed(statement, ..)) = layout.scan_read(&scan) else {
             panic!("a windowed read")
         };
         assert_eq!(
             &*statement.sql,
-            "SELECT version, document, hit, n FROM (SELECT version, document, CAST(1 AS BIGINT) \
-             AS hit, row_number() OVER ( ORDER BY \"partition_key\") AS n FROM \"things\" WHERE \
-             \"partition_key\" > ?1 ORDER BY \"partition_key\" LIMIT ?2) AS r WHERE hit = 1 OR \
-             n = ?3 UNION ALL SELECT NULL, NULL, CAST(0 AS BIGINT), count(*) FROM (SELECT 1 FROM \
-             \"things\" WHERE \"partition_key\" > ?4 LIMIT ?5) AS c LIMIT ?6"
+            "SELECT version, document, hit, n, partition_key FROM (SELECT version, document, \
+             partition_key, CAST(1 AS BIGINT) AS hit, row_number() OVER ( ORDER BY \
+             \"partition_key\") AS n FROM \"things\" WHERE \"partition_key\" > ?1 ORDER BY \
+             \"partition_key\" LIMIT ?2) AS r WHERE hit = 1 OR n = ?3 UNION ALL SELECT NULL, \
+             NULL, CAST(0 AS BIGINT), count(*), NULL FROM (SELECT 1 FROM \"things\" WHERE \
+             \"partition_key\" > ?4 LIMIT ?5) AS c LIMIT ?6"
         );
         assert_eq!(statement.params.len(), 6);
     }
@@ -1867,7 +1910,7 @@ mod tests {
                                 };
                                 // Twice: the first call builds the text, the second reuses it.
                                 let query = |layout: &Layout| match layout.query(&query) {
-                                    Ok(Read::Plain(statement)) => statement,
+                                    Ok(Read::Plain(statement, _)) => statement,
                                     other => panic!("not a plain read: {other:?}"),
                                 };
                                 same(query(&cached), query(&built));

@@ -97,6 +97,25 @@ fn document_text(row: &PgRow, column: usize) -> Result<String> {
     String::from_utf8(bytes.to_vec()).map_err(|e| Error::backend(BACKEND, e))
 }
 
+/// A key column that may be NULL (an index's sort column).
+fn nullable_key(row: &PgRow, column: usize, kind: KeyType) -> Result<Option<KeyValue>> {
+    let value = match kind {
+        KeyType::Text => row
+            .try_get::<Option<String>, _>(column)
+            .map(|v| v.map(KeyValue::Text)),
+        KeyType::Int => row
+            .try_get::<Option<i64>, _>(column)
+            .map(|v| v.map(KeyValue::Int)),
+        KeyType::Bytes => row
+            .try_get::<Option<Vec<u8>>, _>(column)
+            .map(|v| v.map(KeyValue::Bytes)),
+        KeyType::Float => row
+            .try_get::<Option<f64>, _>(column)
+            .map(|v| v.map(KeyValue::Float)),
+    };
+    value.map_err(pg_error)
+}
+
 fn key_value(row: &PgRow, column: usize, kind: KeyType) -> Result<KeyValue> {
     let value = match kind {
         KeyType::Text => row.try_get(column).map(KeyValue::Text),
@@ -256,9 +275,9 @@ impl PostgresStore {
     /// What a read found, the documents left as text: each row a record for a plain read, or
     /// a record and its counts for a windowed one (see [`Layout::windowed`]).
     async fn fetched(&self, layout: &Layout, read: &Read) -> Result<Fetched<StoredRecord>> {
-        let (statement, window) = match read {
-            Read::Plain(statement) => (statement, None),
-            Read::Windowed(statement, window) => (statement, Some(*window)),
+        let (statement, window, index) = match read {
+            Read::Plain(statement, index) => (statement, None, *index),
+            Read::Windowed(statement, window, index) => (statement, Some(*window), *index),
         };
         let rows = self
             .run(layout, || query(statement).fetch_all(&self.inner.pool))
@@ -269,7 +288,11 @@ impl PostgresStore {
                 // A windowed read's count row holds no record.
                 let version: Option<i64> = row.try_get(0).map_err(pg_error)?;
                 let record = version
-                    .map(|version| layout.stored_row(version, document_text(row, 1)?))
+                    .map(|version| {
+                        let at = if window.is_some() { 4 } else { 2 };
+                        let column = |i, kind| nullable_key(row, i, kind);
+                        layout.paged_row(index, version, document_text(row, 1)?, at, column)
+                    })
                     .transpose()?;
                 let counts = match window {
                     Some(_) => [

@@ -91,9 +91,9 @@ fn records(conn: &Connection, layout: &Layout, statement: &Statement) -> Result<
 /// What a read found, the documents left as text: each row a record for a plain read, or a
 /// record and its counts for a windowed one (see [`Layout::windowed`]).
 fn fetched(conn: &Connection, layout: &Layout, read: &Read) -> Result<Fetched<StoredRecord>> {
-    let (statement, window) = match read {
-        Read::Plain(statement) => (statement, None),
-        Read::Windowed(statement, window) => (statement, Some(*window)),
+    let (statement, window, index) = match read {
+        Read::Plain(statement, index) => (statement, None, *index),
+        Read::Windowed(statement, window, index) => (statement, Some(*window), *index),
     };
     // A filter's text recurs (its shape is the service's code, its values are bound), so it
     // is kept with the connection's prepared statements.
@@ -114,7 +114,12 @@ fn fetched(conn: &Connection, layout: &Layout, read: &Read) -> Result<Fetched<St
         // A windowed read's count row holds no record.
         let version: Option<i64> = row.get(0).map_err(sqlite_error)?;
         let record = match version {
-            Some(version) => Some(layout.stored_row(version, row.get(1).map_err(sqlite_error)?)?),
+            Some(version) => {
+                let text = row.get(1).map_err(sqlite_error)?;
+                let at = if window.is_some() { 4 } else { 2 };
+                let column = |i, kind| nullable_key(row, i, kind);
+                Some(layout.paged_row(index, version, text, at, column)?)
+            }
             None => None,
         };
         let counts = match window {
@@ -205,6 +210,14 @@ fn keyed_stored(
         found.push(layout.stored(key, version, row.get(1).map_err(sqlite_error)?)?);
     }
     Ok(found)
+}
+
+/// A key column that may be NULL (an index's sort column).
+fn nullable_key(row: &rusqlite::Row<'_>, column: usize, kind: KeyType) -> Result<Option<KeyValue>> {
+    if row.get_ref(column).map_err(sqlite_error)? == ValueRef::Null {
+        return Ok(None);
+    }
+    key_value(row, column, kind).map(Some)
 }
 
 fn key_value(row: &rusqlite::Row<'_>, column: usize, kind: KeyType) -> Result<KeyValue> {
@@ -527,7 +540,7 @@ impl SqliteStore {
     ) -> Result<Fetched<StoredRecord>> {
         let small = fetch <= INLINE_RECORDS
             && match &read {
-                Read::Plain(_) => true,
+                Read::Plain(..) => true,
                 Read::Windowed(..) => read.budget().is_some_and(|b| b <= INLINE_RECORDS as u64),
             };
         if small {
