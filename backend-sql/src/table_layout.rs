@@ -972,7 +972,6 @@ impl Layout {
     ///   FROM (SELECT 1 FROM <table> WHERE <range> LIMIT <budget>) AS c
     /// LIMIT <fetch>
     /// ```
-    #[allow(clippy::too_many_arguments)]
     fn windowed(
         &self,
         order: &[&str],
