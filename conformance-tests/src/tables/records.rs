@@ -10,7 +10,7 @@ use storekit_core::table::{
     TableStatus,
 };
 
-use super::{doc, ensure, get, insert, things};
+use super::{doc, ensure, get, insert, settled, things};
 use crate::Fixture;
 
 /// Insert, get, put and replace: every write bumps the version and reads back as written.
@@ -504,6 +504,9 @@ pub async fn typed_queries_and_scans_page_as_untyped_ones_do(f: &Fixture) {
             "name": format!("item \"{n}\" é")});
         insert(store, &schema, document).await;
     }
+    // Index reads may lag (DynamoDB, memory with lag): wait until the index holds them all.
+    let all = Query::index("by-shelf", "s").limit(100);
+    settled(store, &schema, &all, |page| page.items.len() == 40).await;
     let table: Table<Any> = Table::new(f.tables().clone(), schema.clone());
     let queries = [
         Query::table("p").limit(7),
