@@ -2,7 +2,7 @@
 //! operation one statement where the server decides it (a taken key or unique value, an
 //! upsert's version, a versioned write), and DDL in a transaction under an advisory lock.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,7 +15,7 @@ use storekit_core::table::transact::{Resolved, Step, failed};
 use storekit_core::table::{
     Condition, Document, Fetched, IndexQuery, KeyType, KeyValue, MAX_VERSION, MissingIndexes,
     Patch, Record, RecordKey, Returning, Row, StoredRecord, TableScan, TableSchema, TableShape,
-    next_version,
+    distinct_keys, in_key_order, next_version, parse_all,
 };
 use storekit_core::transfer::TableTransferBackend;
 use storekit_core::{Error, Result};
@@ -758,11 +758,7 @@ impl TableBackend for PostgresStore {
         schema: &TableSchema,
         keys: &[RecordKey],
     ) -> Result<Vec<Option<Record>>> {
-        let found = self.get_many_stored(schema, keys).await?;
-        found
-            .into_iter()
-            .map(|found| found.map(|stored| stored.into_record(BACKEND)).transpose())
-            .collect()
+        parse_all(self.get_many_stored(schema, keys).await?, BACKEND)
     }
 
     async fn get_stored(
@@ -787,17 +783,15 @@ impl TableBackend for PostgresStore {
         keys: &[RecordKey],
     ) -> Result<Vec<Option<StoredRecord>>> {
         let layout = self.layout(schema)?;
-        let mut seen = HashSet::new();
-        let distinct: Vec<&RecordKey> = keys.iter().filter(|key| seen.insert(*key)).collect();
-        let statement = layout.get_many(&distinct);
+        let statement = layout.get_many(&distinct_keys(keys));
         let rows = self
             .run(&layout, || query(&statement).fetch_all(&self.inner.pool))
             .await?;
-        let found: HashMap<RecordKey, StoredRecord> = rows
+        let found = rows
             .iter()
-            .map(|row| stored_of(&layout, row, None).map(|record| (record.key.clone(), record)))
+            .map(|row| stored_of(&layout, row, None))
             .collect::<Result<_>>()?;
-        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
+        Ok(in_key_order(keys, found))
     }
 
     async fn contains(&self, schema: &TableSchema, key: &RecordKey) -> Result<bool> {

@@ -2,7 +2,7 @@
 //! way the rest of the store runs its statements (see `conn`): point reads and writes inline,
 //! writes grouped, and long work (big pages, counts, DDL) on the blocking pool.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -14,7 +14,7 @@ use storekit_core::table::transact::{Resolved, Step, failed};
 use storekit_core::table::{
     Condition, Document, Fetched, IndexQuery, KeyType, KeyValue, MAX_VERSION, MissingIndexes,
     Patch, Record, RecordKey, Returning, Row, StoredRecord, TableScan, TableSchema, TableShape,
-    next_version,
+    distinct_keys, in_key_order, next_version, parse_all,
 };
 use storekit_core::transfer::TableTransferBackend;
 use storekit_core::{Error, Result};
@@ -817,11 +817,7 @@ impl TableBackend for SqliteStore {
         schema: &TableSchema,
         keys: &[RecordKey],
     ) -> Result<Vec<Option<Record>>> {
-        let found = self.get_many_stored(schema, keys).await?;
-        found
-            .into_iter()
-            .map(|found| found.map(|stored| stored.into_record(BACKEND)).transpose())
-            .collect()
+        parse_all(self.get_many_stored(schema, keys).await?, BACKEND)
     }
 
     async fn get_stored(
@@ -843,16 +839,10 @@ impl TableBackend for SqliteStore {
         keys: &[RecordKey],
     ) -> Result<Vec<Option<StoredRecord>>> {
         let layout = self.layout(schema).await?;
-        let mut seen = HashSet::new();
-        let distinct: Vec<&RecordKey> = keys.iter().filter(|key| seen.insert(*key)).collect();
+        let distinct = distinct_keys(keys);
         let statement = layout.get_many(&distinct);
-        let found: HashMap<RecordKey, StoredRecord> = self
-            .read_keyed(layout, statement, distinct.len())
-            .await?
-            .into_iter()
-            .map(|record| (record.key.clone(), record))
-            .collect();
-        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
+        let found = self.read_keyed(layout, statement, distinct.len()).await?;
+        Ok(in_key_order(keys, found))
     }
 
     async fn contains(&self, schema: &TableSchema, key: &RecordKey) -> Result<bool> {

@@ -522,46 +522,23 @@ pub async fn typed_queries_and_scans_page_as_untyped_ones_do(f: &Fixture) {
             .read_budget(5),
     ];
     for query in queries {
-        let (mut typed_cursor, mut untyped_cursor) = (None::<String>, None::<String>);
-        let mut pages = 0;
-        loop {
-            let typed_query = match &typed_cursor {
-                Some(cursor) => query.clone().after(cursor.as_str()),
-                None => query.clone(),
-            };
-            let untyped_query = match &untyped_cursor {
-                Some(cursor) => query.clone().after(cursor.as_str()),
-                None => query.clone(),
-            };
-            let typed = table.query(typed_query).await.expect("typed query");
-            let untyped = store.query(&schema, &untyped_query).await.expect("query");
-            assert_eq!(
-                typed
-                    .items
-                    .iter()
-                    .map(|v| (v.version, Value::Object(v.record.0.clone())))
-                    .collect::<Vec<_>>(),
-                untyped
-                    .items
-                    .iter()
-                    .map(|r| (r.version, Value::Object(r.document.clone())))
-                    .collect::<Vec<_>>(),
-                "{query:?}, page {pages}"
-            );
-            assert_eq!(
-                (&typed.next, typed.read),
-                (&untyped.next, untyped.read),
-                "{query:?}, page {pages}"
-            );
-            pages += 1;
-            assert!(pages < 60, "{query:?} never ends");
-            match (typed.next, untyped.next) {
-                (Some(a), Some(b)) => (typed_cursor, untyped_cursor) = (Some(a), Some(b)),
-                _ => break,
-            }
-        }
+        let at = |cursor: Option<String>| match cursor {
+            Some(cursor) => query.clone().after(cursor),
+            None => query.clone(),
+        };
+        let typed = every_page(async |cursor| {
+            let page = table.query(at(cursor)).await.expect("typed query");
+            (typed_items(&page.items), page.next, page.read)
+        })
+        .await;
+        let untyped = every_page(async |cursor| {
+            let page = store.query(&schema, &at(cursor)).await.expect("query");
+            (untyped_items(&page.items), page.next, page.read)
+        })
+        .await;
+        assert_eq!(typed, untyped, "{query:?}");
         assert!(
-            pages > 1,
+            typed.len() > 1,
             "{query:?} fits one page: the case proves nothing"
         );
     }
@@ -569,44 +546,55 @@ pub async fn typed_queries_and_scans_page_as_untyped_ones_do(f: &Fixture) {
         Scan::new().limit(9),
         Scan::new().limit(4).filter(Condition::eq("odd", true)),
     ] {
-        let (mut typed_cursor, mut untyped_cursor) = (None::<String>, None::<String>);
-        let mut pages = 0;
-        loop {
-            let typed_scan = match &typed_cursor {
-                Some(cursor) => scan.clone().after(cursor.as_str()),
-                None => scan.clone(),
-            };
-            let untyped_scan = match &untyped_cursor {
-                Some(cursor) => scan.clone().after(cursor.as_str()),
-                None => scan.clone(),
-            };
-            let typed = table.scan(typed_scan).await.expect("typed scan");
-            let untyped = store.scan(&schema, &untyped_scan).await.expect("scan");
-            assert_eq!(
-                typed
-                    .items
-                    .iter()
-                    .map(|v| (v.version, Value::Object(v.record.0.clone())))
-                    .collect::<Vec<_>>(),
-                untyped
-                    .items
-                    .iter()
-                    .map(|r| (r.version, Value::Object(r.document.clone())))
-                    .collect::<Vec<_>>(),
-                "{scan:?}, page {pages}"
-            );
-            assert_eq!(
-                (&typed.next, typed.read),
-                (&untyped.next, untyped.read),
-                "{scan:?}, page {pages}"
-            );
-            pages += 1;
-            assert!(pages < 60, "{scan:?} never ends");
-            match (typed.next, untyped.next) {
-                (Some(a), Some(b)) => (typed_cursor, untyped_cursor) = (Some(a), Some(b)),
-                _ => break,
-            }
-        }
-        assert!(pages > 1, "{scan:?} fits one page: the case proves nothing");
+        let at = |cursor: Option<String>| match cursor {
+            Some(cursor) => scan.clone().after(cursor),
+            None => scan.clone(),
+        };
+        let typed = every_page(async |cursor| {
+            let page = table.scan(at(cursor)).await.expect("typed scan");
+            (typed_items(&page.items), page.next, page.read)
+        })
+        .await;
+        let untyped = every_page(async |cursor| {
+            let page = store.scan(&schema, &at(cursor)).await.expect("scan");
+            (untyped_items(&page.items), page.next, page.read)
+        })
+        .await;
+        assert_eq!(typed, untyped, "{scan:?}");
+        assert!(
+            typed.len() > 1,
+            "{scan:?} fits one page: the case proves nothing"
+        );
     }
+}
+
+/// A page as the paging case compares them: versions and documents, cursor, records read.
+type Page = (Vec<(u64, Value)>, Option<String>, u64);
+
+/// Every page `page` returns, from the first (no cursor) to the last (no next cursor).
+async fn every_page(mut page: impl AsyncFnMut(Option<String>) -> Page) -> Vec<Page> {
+    let (mut pages, mut cursor) = (Vec::new(), None);
+    loop {
+        let found = page(cursor).await;
+        cursor = found.1.clone();
+        pages.push(found);
+        assert!(pages.len() < 60, "paging never ends");
+        if cursor.is_none() {
+            return pages;
+        }
+    }
+}
+
+fn typed_items(items: &[storekit_core::table::Versioned<Any>]) -> Vec<(u64, Value)> {
+    items
+        .iter()
+        .map(|v| (v.version, Value::Object(v.record.0.clone())))
+        .collect()
+}
+
+fn untyped_items(items: &[storekit_core::table::Record]) -> Vec<(u64, Value)> {
+    items
+        .iter()
+        .map(|r| (r.version, Value::Object(r.document.clone())))
+        .collect()
 }

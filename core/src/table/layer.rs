@@ -392,15 +392,8 @@ impl<B: TableBackend> TableStore for B {
         schema: &TableSchema,
         keys: &[RecordKey],
     ) -> Result<Vec<Option<Record>>> {
-        TableStore::get_many_stored(self, schema, keys)
-            .await?
-            .into_iter()
-            .map(|found| {
-                found
-                    .map(|stored| stored.into_record(self.name()))
-                    .transpose()
-            })
-            .collect()
+        let found = TableStore::get_many_stored(self, schema, keys).await?;
+        super::parse_all(found, self.name())
     }
 
     async fn get_stored(

@@ -228,7 +228,7 @@ pub use schema::{
     RESERVED_TABLE_PREFIXES, Row, TableSchema, TableSchemaBuilder, TableShape, Throughput,
     UniqueIndex, UniqueShape, check_prefixed_name, same_table_name,
 };
-pub use stored::{Body, StoredRecord, fields_of};
+pub use stored::{Body, StoredRecord, distinct_keys, fields_of, in_key_order, parse_all};
 pub use transact::{MAX_TRANSACTION_ACTIONS, Transaction};
 pub use typed::{Table, Versioned};
 pub use value::{KeyType, KeyValue, MAX_KEY_BYTES, RecordKey};

@@ -84,6 +84,39 @@ impl StoredRecord {
     }
 }
 
+/// Each key of `keys` once, in the order they first come: what a backend reads for a
+/// `get_many` ([`in_key_order`] puts the answer back in the order asked).
+#[must_use]
+pub fn distinct_keys(keys: &[RecordKey]) -> Vec<&RecordKey> {
+    let mut seen = std::collections::HashSet::new();
+    keys.iter().filter(|key| seen.insert(*key)).collect()
+}
+
+/// The records a backend found for a `get_many` of `keys`, in any order, put in the order of
+/// `keys`, repeats included, `None` where none was found.
+#[must_use]
+pub fn in_key_order(keys: &[RecordKey], found: Vec<StoredRecord>) -> Vec<Option<StoredRecord>> {
+    let found: std::collections::HashMap<RecordKey, StoredRecord> = found
+        .into_iter()
+        .map(|record| (record.key.clone(), record))
+        .collect();
+    keys.iter().map(|key| found.get(key).cloned()).collect()
+}
+
+/// Records of a `get_many` with their documents parsed ([`StoredRecord::into_record`]).
+///
+/// # Errors
+/// The first document that is not the JSON of an object.
+pub fn parse_all(
+    found: Vec<Option<StoredRecord>>,
+    backend: &'static str,
+) -> Result<Vec<Option<Record>>> {
+    found
+        .into_iter()
+        .map(|found| found.map(|stored| stored.into_record(backend)).transpose())
+        .collect()
+}
+
 /// The top-level fields `names` of the JSON object `text`, the others skipped without being
 /// built: what a key or a query position needs of a document that is read as text.
 ///
