@@ -920,8 +920,8 @@ impl Layout {
             + usize::from(index.is_some_and(|i| self.indexes[i].sort.is_some()))
     }
 
-    /// A record of a query or scan row: its key from the key columns at `at` and after, and
-    /// the queried index's sort key from the column after them (see
+    /// A record of a query, scan or `get_many` row: its key from the key columns at `at` and
+    /// after, and the queried index's sort key from the column after them (see
     /// [`Layout::paged_columns`]), kept with the text for paging; `column` reads a column of
     /// the row as a key of a type, `None` for NULL.
     pub(crate) fn paged_row(
@@ -1210,11 +1210,6 @@ impl Layout {
             params: Vec::new(),
             recurs: true,
         }
-    }
-
-    /// The types of the key columns: the partition key's, then the sort key's if any.
-    pub(crate) fn key_types(&self) -> (KeyType, Option<KeyType>) {
-        (self.partition, self.sort)
     }
 
     /// A stored record from its key, version and document text, which is left unparsed

@@ -62,17 +62,11 @@ fn query(statement: &Statement) -> PgQuery {
 /// (`Layout::get_many`).
 fn stored_of(layout: &Layout, row: &PgRow, key: Option<&RecordKey>) -> Result<StoredRecord> {
     let version: i64 = row.try_get(0).map_err(pg_error)?;
-    let key = match key {
-        Some(key) => key.clone(),
-        None => {
-            let (partition, sort) = layout.key_types();
-            RecordKey {
-                partition: key_value(row, 2, partition)?,
-                sort: sort.map(|sort| key_value(row, 3, sort)).transpose()?,
-            }
-        }
-    };
-    layout.stored(key, version, document_text(row, 1)?)
+    let text = document_text(row, 1)?;
+    match key {
+        Some(key) => layout.stored(key.clone(), version, text),
+        None => layout.paged_row(None, version, text, 2, |i, kind| nullable_key(row, i, kind)),
+    }
 }
 
 /// A `jsonb` column as JSON text. Sent in binary, `jsonb` is a version byte (1) and then the
@@ -112,16 +106,6 @@ fn nullable_key(row: &PgRow, column: usize, kind: KeyType) -> Result<Option<KeyV
         KeyType::Float => row
             .try_get::<Option<f64>, _>(column)
             .map(|v| v.map(KeyValue::Float)),
-    };
-    value.map_err(pg_error)
-}
-
-fn key_value(row: &PgRow, column: usize, kind: KeyType) -> Result<KeyValue> {
-    let value = match kind {
-        KeyType::Text => row.try_get(column).map(KeyValue::Text),
-        KeyType::Int => row.try_get(column).map(KeyValue::Int),
-        KeyType::Bytes => row.try_get(column).map(KeyValue::Bytes),
-        KeyType::Float => row.try_get(column).map(KeyValue::Float),
     };
     value.map_err(pg_error)
 }

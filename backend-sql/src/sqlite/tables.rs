@@ -195,19 +195,16 @@ fn keyed_stored(
     layout: &Layout,
     statement: &Statement,
 ) -> Result<Vec<StoredRecord>> {
-    let (partition, sort) = layout.key_types();
     let mut stmt = conn.prepare(&statement.sql).map_err(table_error)?;
     let mut rows = stmt
         .query(params_from_iter(&statement.params))
         .map_err(table_error)?;
     let mut found = Vec::new();
     while let Some(row) = rows.next().map_err(sqlite_error)? {
-        let key = RecordKey {
-            partition: key_value(row, 2, partition)?,
-            sort: sort.map(|sort| key_value(row, 3, sort)).transpose()?,
-        };
         let version: i64 = row.get(0).map_err(sqlite_error)?;
-        found.push(layout.stored(key, version, row.get(1).map_err(sqlite_error)?)?);
+        let text = row.get(1).map_err(sqlite_error)?;
+        let column = |i, kind| nullable_key(row, i, kind);
+        found.push(layout.paged_row(None, version, text, 2, column)?);
     }
     Ok(found)
 }
