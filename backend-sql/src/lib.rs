@@ -34,6 +34,7 @@
 mod check;
 mod chunked;
 mod config;
+mod continued;
 mod ddl;
 mod dialect;
 pub mod export;

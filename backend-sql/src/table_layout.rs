@@ -869,9 +869,7 @@ impl Layout {
                 fetch: query.fetch,
                 budget: query.budget,
             };
-            let statement =
-                self.windowed(order, descending, query.filter, window, query.index, range)?;
-            return Ok(Read::Windowed(statement, window, query.index));
+            return self.counted(order, descending, query.filter, window, query.index, range);
         }
         let text = QueryText {
             index: query.index,
@@ -987,20 +985,7 @@ impl Layout {
         b.sql(" FROM (SELECT version, document");
         self.paged_columns(&mut b, index);
         b.sql(", ");
-        match filter {
-            Some(condition) => {
-                b.sql("CAST(CASE WHEN ");
-                filter::condition(
-                    &mut b,
-                    condition,
-                    &storekit_core::table::expr::bytes_fields(&self.schema),
-                )?;
-                b.sql(" THEN 1 ELSE 0 END AS BIGINT)");
-            }
-            None => {
-                b.sql("CAST(1 AS BIGINT)");
-            }
-        }
+        self.hit(&mut b, filter)?;
         b.sql(" AS hit, row_number() OVER (");
         order_by(&mut b, order, descending);
         b.sql(") AS n FROM ").sql(&self.table);
@@ -1030,42 +1015,100 @@ impl Layout {
         Ok(b.finish())
     }
 
-    /// What a windowed read found, from its rows: a record (`None` for the count row) and its
-    /// `hit` and `n`.
-    pub(crate) fn fetched(
+    /// A read that counts what it reads (see [`Tally`]), as each database does it best:
+    /// SQLite runs in this process, so its rows are stepped one at a time and the read stops
+    /// at the page's last hit ([`Layout::stepped`]); PostgreSQL sends rows over the wire, so
+    /// the statement itself must end where the page ends and say how many it read
+    /// ([`Layout::windowed`]).
+    fn counted(
         &self,
+        order: &[&str],
+        descending: bool,
+        filter: Option<&storekit_core::table::Condition>,
         window: Window,
-        rows: Vec<(Option<StoredRecord>, [i64; 2])>,
-    ) -> Result<Fetched<StoredRecord>> {
-        let mut fetched = Fetched {
-            read_through: Some(Vec::new()),
-            ..Fetched::default()
-        };
-        for (record, [hit, n]) in rows {
-            let n = u64::try_from(n).unwrap_or_default();
-            fetched.read = n;
-            // The count row: the range ended, after `n` rows.
-            let Some(record) = record else { break };
-            // The cut is rare (a read budget spent): its record is parsed whole.
-            let cut = (window.budget == Some(n))
-                .then(|| record.clone().into_record(self.dialect.name()))
-                .transpose()?
-                .map(|record| record.document);
-            if hit == 1 {
-                fetched.records.push(record);
-                if let Some(through) = &mut fetched.read_through {
-                    through.push(n);
-                }
-                if fetched.records.len() == window.fetch {
-                    break;
-                }
+        index: Option<usize>,
+        range: impl Fn(&mut Builder),
+    ) -> Result<Read> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => Read::Stepped(
+                self.stepped(order, descending, filter, window, index, range)?,
+                window,
+                index,
+            ),
+            Dialect::Postgres => Read::Windowed(
+                self.windowed(order, descending, filter, window, index, range)?,
+                window,
+                index,
+            ),
+        })
+    }
+
+    /// The rows of the range (` WHERE …`, from `range`) in `order`, at most `window.budget` of
+    /// them, each marked as meeting the filter or not (`hit`), for the driver to count as it
+    /// steps them (see [`Tally`]).
+    ///
+    /// The statement reads no row further than the driver steps: where the window function
+    /// and the count of [`Layout::windowed`] cost SQLite two to three times the plain filtered
+    /// read, this costs what that read costs, plus a row handed back per miss.
+    ///
+    /// ```sql
+    /// SELECT version, document, CAST(CASE WHEN <filter> THEN 1 ELSE 0 END AS BIGINT) AS hit
+    /// FROM <table> WHERE <range> ORDER BY <order> LIMIT <budget>
+    /// ```
+    fn stepped(
+        &self,
+        order: &[&str],
+        descending: bool,
+        filter: Option<&storekit_core::table::Condition>,
+        window: Window,
+        index: Option<usize>,
+        range: impl Fn(&mut Builder),
+    ) -> Result<Statement> {
+        let mut b = self.builder(None);
+        b.sql("SELECT version, document, ");
+        self.hit(&mut b, filter)?;
+        b.sql(" AS hit");
+        self.paged_columns(&mut b, index);
+        b.sql(" FROM ").sql(&self.table);
+        range(&mut b);
+        order_by(&mut b, order, descending);
+        if let Some(budget) = window.budget {
+            b.sql(" LIMIT ").bind(Param::Int(budget_param(budget)));
+        }
+        // Left to the driver's statement cache, as a windowed read is (see there).
+        Ok(b.finish())
+    }
+
+    /// `CAST(CASE WHEN <filter> THEN 1 ELSE 0 END AS BIGINT)`, or `CAST(1 AS BIGINT)` without
+    /// a filter: whether a row of a counted read meets the filter.
+    fn hit(&self, b: &mut Builder, filter: Option<&storekit_core::table::Condition>) -> Result<()> {
+        match filter {
+            Some(condition) => {
+                b.sql("CAST(CASE WHEN ");
+                filter::condition(
+                    b,
+                    condition,
+                    &storekit_core::table::expr::bytes_fields(&self.schema),
+                )?;
+                b.sql(" THEN 1 ELSE 0 END AS BIGINT)");
             }
-            if cut.is_some() {
-                fetched.cut = cut;
-                break;
+            None => {
+                b.sql("CAST(1 AS BIGINT)");
             }
         }
-        Ok(fetched)
+        Ok(())
+    }
+
+    /// Counts the rows of a counted read (see [`Layout::counted`]) as they come.
+    pub(crate) fn tally(&self, window: Window) -> Tally {
+        Tally {
+            backend: self.dialect.name(),
+            window,
+            fetched: Fetched {
+                read_through: Some(Vec::new()),
+                ..Fetched::default()
+            },
+        }
     }
 
     /// Up to `fetch` records after `after`, in key order.
@@ -1113,8 +1156,7 @@ impl Layout {
                 self.segment_clause(b, segment);
             }
         };
-        let statement = self.windowed(columns, false, scan.filter, window, None, range)?;
-        Ok(Read::Windowed(statement, window, None))
+        self.counted(columns, false, scan.filter, window, None, range)
     }
 
     /// That the record is in `segment` of a parallel scan, by a hash of its partition key:
@@ -1491,8 +1533,11 @@ pub(crate) enum Read {
     /// filter or a budget is.
     Plain(Statement, Option<usize>),
     /// Rows of `version, document, hit, n` and the paged columns (see [`Layout::windowed`]),
-    /// the last one maybe a count with no record, for [`Layout::fetched`].
+    /// the last one maybe a count with no record, for a [`Tally`].
     Windowed(Statement, Window, Option<usize>),
+    /// Rows of `version, document, hit` and the paged columns (see [`Layout::stepped`]),
+    /// one per record read, for a [`Tally`] to count until it is done.
+    Stepped(Statement, Window, Option<usize>),
 }
 
 impl Read {
@@ -1500,7 +1545,7 @@ impl Read {
     pub(crate) fn budget(&self) -> Option<u64> {
         match self {
             Self::Plain(..) => None,
-            Self::Windowed(_, window, _) => window.budget,
+            Self::Windowed(_, window, _) | Self::Stepped(_, window, _) => window.budget,
         }
     }
 }
@@ -1510,6 +1555,60 @@ impl Read {
 pub(crate) struct Window {
     fetch: usize,
     budget: Option<u64>,
+}
+
+/// What a counted read found, tallied from its rows as they come: each record returned, how
+/// many records had been read through it, and where the read stopped.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    backend: &'static str,
+    window: Window,
+    fetched: Fetched<StoredRecord>,
+}
+
+impl Tally {
+    /// One row of the read: the `n`th record read (counting from 1), which met the filter or
+    /// not (`hit`) and which `record` reads. Returns whether the read is done: the page is full
+    /// or the budget spent on this row (then the next read continues after it).
+    pub(crate) fn row(
+        &mut self,
+        n: u64,
+        hit: bool,
+        record: impl FnOnce() -> Result<StoredRecord>,
+    ) -> Result<bool> {
+        self.fetched.read = n;
+        let cut = self.window.budget == Some(n);
+        if !hit && !cut {
+            return Ok(false);
+        }
+        let record = record()?;
+        // The cut is rare (a read budget spent): its record is parsed whole.
+        let cut = cut
+            .then(|| record.clone().into_record(self.backend))
+            .transpose()?
+            .map(|record| record.document);
+        if hit {
+            self.fetched.records.push(record);
+            if let Some(through) = &mut self.fetched.read_through {
+                through.push(n);
+            }
+            if self.fetched.records.len() == self.window.fetch {
+                return Ok(true);
+            }
+        }
+        self.fetched.cut = cut;
+        Ok(self.fetched.cut.is_some())
+    }
+
+    /// The range ended after `n` records read.
+    pub(crate) fn ended(&mut self, n: u64) {
+        self.fetched.read = n;
+    }
+
+    /// What the read found.
+    pub(crate) fn finish(self) -> Fetched<StoredRecord> {
+        self.fetched
+    }
 }
 
 /// ` ORDER BY a, b` (each `DESC` when descending).
@@ -1787,33 +1886,54 @@ mod tests {
     }
 
     /// `things` with a sort key, for statements on a two-column key.
-    /// A filtered or budgeted read numbers the rows it reads, streams (no `lead`, no sort of
-    /// its own) and counts the range only after its hits.
+    /// A filtered or budgeted read on PostgreSQL numbers the rows it reads, streams (no
+    /// `lead`, no sort of its own) and counts the range only after its hits.
     #[test]
     fn a_windowed_read_streams_in_the_range_order() {
-        let layout = layout(Dialect::Sqlite, "");
-        let key = RecordKey::new("k");
-        let scan = TableScan {
-            after: Some(&key),
-            fetch: 11,
-            filter: None,
-            budget: Some(50),
-            consistency: storekit_core::table::Consistency::ReadAfterWrite,
-            segment: None,
-        };
-        let Ok(Read::Windowed(statement, ..)) = layout.scan_read(&scan) else {
+        let layout = layout(Dialect::Postgres, "");
+        let Ok(Read::Windowed(statement, ..)) = layout.scan_read(&budgeted_scan()) else {
             panic!("a windowed read")
         };
         assert_eq!(
             &*statement.sql,
             "SELECT version, document, hit, n, partition_key FROM (SELECT version, document, \
              partition_key, CAST(1 AS BIGINT) AS hit, row_number() OVER ( ORDER BY \
-             \"partition_key\") AS n FROM \"things\" WHERE \"partition_key\" > ?1 ORDER BY \
-             \"partition_key\" LIMIT ?2) AS r WHERE hit = 1 OR n = ?3 UNION ALL SELECT NULL, \
+             \"partition_key\") AS n FROM \"things\" WHERE \"partition_key\" > $1 ORDER BY \
+             \"partition_key\" LIMIT $2) AS r WHERE hit = 1 OR n = $3 UNION ALL SELECT NULL, \
              NULL, CAST(0 AS BIGINT), count(*), NULL FROM (SELECT 1 FROM \"things\" WHERE \
-             \"partition_key\" > ?4 LIMIT ?5) AS c LIMIT ?6"
+             \"partition_key\" > $4 LIMIT $5) AS c LIMIT $6"
         );
         assert_eq!(statement.params.len(), 6);
+    }
+
+    /// On SQLite the same read is the range, each row marked as a hit or not, stepped and
+    /// counted by the driver.
+    #[test]
+    fn a_stepped_read_is_the_range_in_its_order() {
+        let layout = layout(Dialect::Sqlite, "");
+        let Ok(Read::Stepped(statement, ..)) = layout.scan_read(&budgeted_scan()) else {
+            panic!("a stepped read")
+        };
+        assert_eq!(
+            &*statement.sql,
+            "SELECT version, document, CAST(1 AS BIGINT) AS hit, partition_key FROM \"things\" \
+             WHERE \"partition_key\" > ?1 ORDER BY \"partition_key\" LIMIT ?2"
+        );
+        assert_eq!(statement.params.len(), 2);
+    }
+
+    /// A scan after `k` that reads at most 50 records.
+    fn budgeted_scan() -> TableScan<'static> {
+        static KEY: std::sync::LazyLock<RecordKey> =
+            std::sync::LazyLock::new(|| RecordKey::new("k"));
+        TableScan {
+            after: Some(&KEY),
+            fetch: 11,
+            filter: None,
+            budget: Some(50),
+            consistency: storekit_core::table::Consistency::ReadAfterWrite,
+            segment: None,
+        }
     }
 
     fn sorted_things() -> TableSchema {

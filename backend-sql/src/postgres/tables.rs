@@ -14,8 +14,8 @@ use storekit_core::table::patch::{condition_holds, patch_row, returned};
 use storekit_core::table::transact::{Resolved, Step, failed};
 use storekit_core::table::{
     Condition, Document, Fetched, IndexQuery, KeyType, KeyValue, MAX_VERSION, MissingIndexes,
-    Patch, Record, RecordKey, Returning, Row, StoredRecord, TableScan, TableSchema, TableShape,
-    distinct_keys, in_key_order, next_version, parse_all,
+    Patch, Position, Record, RecordKey, Returning, Row, StoredRecord, TableScan, TableSchema,
+    TableShape, distinct_keys, in_key_order, next_version, parse_all,
 };
 use storekit_core::transfer::TableTransferBackend;
 use storekit_core::{Error, Result};
@@ -23,10 +23,19 @@ use storekit_core::{Error, Result};
 use super::PostgresStore;
 use super::error::{is_missing_table, pg_error, retry_conflicts_with, table_error};
 use super::schema::sql;
+use crate::continued::read_in_chunks;
 use crate::dialect::{Dialect, Param, Statement};
 use crate::table_layout::{Layout, Read, checked_shape, live_shape, shape_json};
 
 const BACKEND: &str = "postgres";
+
+/// The records the first chunk of a filtered read without a read budget reads at most, for a
+/// page of `fetch` (see [`read_in_chunks`]): enough for a page of a filter that one record in
+/// four meets, and for a short page at least 256 (one round trip more is dearer than reading a
+/// few more records in order).
+fn first_chunk(fetch: usize) -> u64 {
+    u64::try_from(fetch).map_or(u64::MAX, |fetch| fetch.saturating_mul(4).max(256))
+}
 
 /// Records read per statement while filling new index columns.
 const FILL_PAGE: usize = 500;
@@ -257,43 +266,49 @@ impl PostgresStore {
     }
 
     /// What a read found, the documents left as text: each row a record for a plain read, or
-    /// a record and its counts for a windowed one (see [`Layout::windowed`]).
+    /// for a windowed one its hits, its cut and its count, tallied (see [`Layout::windowed`]).
     async fn fetched(&self, layout: &Layout, read: &Read) -> Result<Fetched<StoredRecord>> {
         let (statement, window, index) = match read {
             Read::Plain(statement, index) => (statement, None, *index),
             Read::Windowed(statement, window, index) => (statement, Some(*window), *index),
+            // Layout::counted gives PostgreSQL windowed reads only.
+            Read::Stepped(..) => {
+                return Err(Error::backend(BACKEND, "a stepped read on PostgreSQL"));
+            }
         };
         let rows = self
             .run(layout, || query(statement).fetch_all(&self.inner.pool))
             .await?;
-        let found = rows
-            .iter()
-            .map(|row| {
-                // A windowed read's count row holds no record.
-                let version: Option<i64> = row.try_get(0).map_err(pg_error)?;
-                let record = version
-                    .map(|version| {
-                        let at = if window.is_some() { 4 } else { 2 };
-                        let column = |i, kind| nullable_key(row, i, kind);
-                        layout.paged_row(index, version, document_text(row, 1)?, at, column)
-                    })
-                    .transpose()?;
-                let counts = match window {
-                    Some(_) => [
-                        row.try_get(2).map_err(pg_error)?,
-                        row.try_get(3).map_err(pg_error)?,
-                    ],
-                    None => [0, 0],
-                };
-                Ok((record, counts))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        match window {
-            Some(window) => layout.fetched(window, found),
-            None => Ok(Fetched::unfiltered(
-                found.into_iter().filter_map(|(record, _)| record).collect(),
-            )),
+        let record = |row: &PgRow, at| {
+            let version = row.try_get(0).map_err(pg_error)?;
+            let column = |i, kind| nullable_key(row, i, kind);
+            layout.paged_row(index, version, document_text(row, 1)?, at, column)
+        };
+        let Some(window) = window else {
+            let records = rows.iter().map(|row| record(row, 2));
+            return Ok(Fetched::unfiltered(records.collect::<Result<_>>()?));
+        };
+        let mut tally = layout.tally(window);
+        for row in &rows {
+            let [hit, n]: [i64; 2] = [
+                row.try_get(2).map_err(pg_error)?,
+                row.try_get(3).map_err(pg_error)?,
+            ];
+            let n = u64::try_from(n).unwrap_or_default();
+            // The count row, which holds no record: the range ended.
+            if row
+                .try_get::<Option<i64>, _>(0)
+                .map_err(pg_error)?
+                .is_none()
+            {
+                tally.ended(n);
+                break;
+            }
+            if tally.row(n, hit == 1, || record(row, 4))? {
+                break;
+            }
         }
+        Ok(tally.finish())
     }
 
     async fn one_record(&self, layout: &Layout, statement: &Statement) -> Result<Option<Record>> {
@@ -811,6 +826,21 @@ impl TableBackend for PostgresStore {
         query: &IndexQuery<'_>,
     ) -> Result<Fetched<StoredRecord>> {
         let layout = self.layout(schema)?;
+        if query.filter.is_some() && query.budget.is_none() {
+            let read = |after: Option<&Position>, fetch, budget| {
+                layout.query(&IndexQuery {
+                    after,
+                    fetch,
+                    budget,
+                    ..*query
+                })
+            };
+            let position = |cut: &Document| query.position_of_document(schema, cut, BACKEND);
+            let (start, first) = (query.after.cloned(), [first_chunk(query.fetch)]);
+            let layout = &layout;
+            let run = move |read| async move { self.fetched(layout, &read).await };
+            return read_in_chunks(start, query.fetch, &first, read, run, position).await;
+        }
         let read = layout.query(query)?;
         self.fetched(&layout, &read).await
     }
@@ -826,6 +856,21 @@ impl TableBackend for PostgresStore {
         scan: &TableScan<'_>,
     ) -> Result<Fetched<StoredRecord>> {
         let layout = self.layout(schema)?;
+        if scan.filter.is_some() && scan.budget.is_none() {
+            let read = |after: Option<&RecordKey>, fetch, budget| {
+                layout.scan_read(&TableScan {
+                    after,
+                    fetch,
+                    budget,
+                    ..*scan
+                })
+            };
+            let position = |cut: &Document| schema.key_of(cut);
+            let (start, first) = (scan.after.cloned(), [first_chunk(scan.fetch)]);
+            let layout = &layout;
+            let run = move |read| async move { self.fetched(layout, &read).await };
+            return read_in_chunks(start, scan.fetch, &first, read, run, position).await;
+        }
         let read = layout.scan_read(scan)?;
         self.fetched(&layout, &read).await
     }

@@ -13,8 +13,8 @@ use storekit_core::table::patch::{condition_holds, patch_row, returned};
 use storekit_core::table::transact::{Resolved, Step, failed};
 use storekit_core::table::{
     Condition, Document, Fetched, IndexQuery, KeyType, KeyValue, MAX_VERSION, MissingIndexes,
-    Patch, Record, RecordKey, Returning, Row, StoredRecord, TableScan, TableSchema, TableShape,
-    distinct_keys, in_key_order, next_version, parse_all,
+    Patch, Position, Record, RecordKey, Returning, Row, StoredRecord, TableScan, TableSchema,
+    TableShape, distinct_keys, in_key_order, next_version, parse_all,
 };
 use storekit_core::transfer::TableTransferBackend;
 use storekit_core::{Error, Result};
@@ -22,6 +22,7 @@ use storekit_core::{Error, Result};
 use super::SqliteStore;
 use super::error::{is_missing_table, sqlite_error, table_error};
 use super::step::{any_row, first_row};
+use crate::continued::read_in_chunks;
 use crate::dialect::{Dialect, Param, Statement};
 use crate::table_layout::{Catalog, Layout, Read, checked_shape, live_shape, shape_json};
 use crate::tables::Tables;
@@ -32,14 +33,16 @@ const BACKEND: &str = "sqlite";
 /// many megabytes to parse, on the blocking pool.
 const INLINE_RECORDS: usize = 32;
 
-/// The most records a filtered read without a read budget reads inline, on the calling
-/// thread, as many as an unfiltered read returns inline: a page that needs more is read
-/// again, whole, on the blocking pool. A filter may read far more records than it returns,
-/// and the runtime is never held longer than one short statement (a larger bound, 256, held
-/// both worker threads of a 2-core machine with 32 tasks querying and quartered their rate);
-/// but a page of a filter that most records meet is found within it, and the hop to the
-/// blocking pool costs more than such a page.
-const INLINE_READ: u64 = INLINE_RECORDS as u64;
+/// The chunks a filtered read without a read budget reads inline, one statement each, the
+/// runtime yielded between them, before the rest of its page goes to the blocking pool (see
+/// [`read_in_chunks`]). A filter may read far more records than it returns, and the runtime
+/// is never held longer than one short statement: a chunk reads as many records as an
+/// unfiltered read returns inline (one inline read of up to 256 held both worker threads of a
+/// 2-core machine with 32 tasks querying and quartered their rate). A page of a filter that a
+/// fair share of records meet is found within them, for which the hop to the pool would cost
+/// more than the page; a selective filter, which may read the whole range, reads the rest in
+/// one statement there.
+const INLINE_CHUNKS: [u64; 4] = [INLINE_RECORDS as u64; 4];
 
 /// Records read per statement while filling new index columns.
 const FILL_PAGE: usize = 500;
@@ -88,12 +91,13 @@ fn records(conn: &Connection, layout: &Layout, statement: &Statement) -> Result<
     Ok(found)
 }
 
-/// What a read found, the documents left as text: each row a record for a plain read, or a
-/// record and its counts for a windowed one (see [`Layout::windowed`]).
+/// What a read found, the documents left as text: each row a record for a plain read; for a
+/// counted one, rows tallied until the page is full (see [`Layout::counted`]).
 fn fetched(conn: &Connection, layout: &Layout, read: &Read) -> Result<Fetched<StoredRecord>> {
-    let (statement, window, index) = match read {
-        Read::Plain(statement, index) => (statement, None, *index),
-        Read::Windowed(statement, window, index) => (statement, Some(*window), *index),
+    let (statement, index) = match read {
+        Read::Plain(statement, index)
+        | Read::Windowed(statement, _, index)
+        | Read::Stepped(statement, _, index) => (statement, *index),
     };
     // A filter's text recurs (its shape is the service's code, its values are bound), so it
     // is kept with the connection's prepared statements.
@@ -109,40 +113,43 @@ fn fetched(conn: &Connection, layout: &Layout, read: &Read) -> Result<Fetched<St
     let mut rows = stmt
         .query(params_from_iter(&statement.params))
         .map_err(table_error)?;
-    let mut found = Vec::new();
-    while let Some(row) = rows.next().map_err(sqlite_error)? {
-        // A windowed read's count row holds no record.
-        let version: Option<i64> = row.get(0).map_err(sqlite_error)?;
-        let record = match version {
-            Some(version) => {
-                let text = row.get(1).map_err(sqlite_error)?;
-                let at = if window.is_some() { 4 } else { 2 };
-                let column = |i, kind| nullable_key(row, i, kind);
-                Some(layout.paged_row(index, version, text, at, column)?)
+    // The record of a row whose key columns start at `at`.
+    let record = |row: &rusqlite::Row<'_>, at| {
+        let version = row.get(0).map_err(sqlite_error)?;
+        let text = row.get(1).map_err(sqlite_error)?;
+        let column = |i, kind| nullable_key(row, i, kind);
+        layout.paged_row(index, version, text, at, column)
+    };
+    let counted = |row: &rusqlite::Row<'_>, i| -> Result<i64> { row.get(i).map_err(sqlite_error) };
+    match read {
+        Read::Plain(..) => {
+            let mut found = Vec::new();
+            while let Some(row) = rows.next().map_err(sqlite_error)? {
+                found.push(record(row, 2)?);
             }
-            None => None,
-        };
-        let counts = match window {
-            Some(_) => [
-                row.get(2).map_err(sqlite_error)?,
-                row.get(3).map_err(sqlite_error)?,
-            ],
-            None => [0, 0],
-        };
-        found.push((record, counts));
-    }
-    match window {
-        Some(window) => layout.fetched(window, found),
-        None => Ok(Fetched::unfiltered(
-            found.into_iter().filter_map(|(record, _)| record).collect(),
-        )),
+            Ok(Fetched::unfiltered(found))
+        }
+        Read::Stepped(_, window, _) => {
+            let mut tally = layout.tally(*window);
+            let mut n = 0;
+            while let Some(row) = rows.next().map_err(sqlite_error)? {
+                n += 1;
+                if tally.row(n, counted(row, 2)? == 1, || record(row, 3))? {
+                    return Ok(tally.finish());
+                }
+            }
+            tally.ended(n);
+            Ok(tally.finish())
+        }
+        // Layout::counted gives SQLite stepped reads only.
+        Read::Windowed(..) => Err(Error::backend(BACKEND, "a windowed read on SQLite")),
     }
 }
 
-/// The bound of a first, inline attempt at a filtered read without a read budget that
-/// returns few records (see [`INLINE_READ`]); `None` when the read goes as it is.
-fn inline_first(filter: Option<&Condition>, budget: Option<u64>, fetch: usize) -> Option<u64> {
-    (filter.is_some() && budget.is_none() && fetch <= INLINE_RECORDS).then_some(INLINE_READ)
+/// Whether a read is read in chunks (see [`INLINE_CHUNKS`]): a filtered one without a read
+/// budget, for a page that an unfiltered read would read inline.
+fn in_chunks(filter: Option<&Condition>, budget: Option<u64>, fetch: usize) -> bool {
+    filter.is_some() && budget.is_none() && fetch <= INLINE_RECORDS
 }
 
 fn record_of(layout: &Layout, row: &rusqlite::Row<'_>) -> Result<Record> {
@@ -511,20 +518,22 @@ impl SqliteStore {
         }
     }
 
-    /// Runs a filtered read bounded by [`INLINE_READ`] inline: its answer when that answer is
-    /// the unbounded read's (it found every record asked, or the range ended within the bound:
-    /// no cut), else `None`.
-    async fn read_inline(
-        &self,
-        layout: &Layout,
-        read: &Read,
-    ) -> Result<Option<Fetched<StoredRecord>>> {
+    /// Runs a chunk of a read in chunks (see [`INLINE_CHUNKS`]): inline, then yielding, when
+    /// bounded; the rest on the blocking pool.
+    async fn read_chunk(&self, layout: &Arc<Layout>, read: Read) -> Result<Fetched<StoredRecord>> {
+        if read.budget().is_none() {
+            let layout = Arc::clone(layout);
+            return (self.inner.conns)
+                .read_blocking(move |conn| fetched(conn, &layout, &read))
+                .await;
+        }
         let fetched = self
             .inner
             .conns
-            .read(|conn| fetched(conn, layout, read))
-            .await?;
-        Ok(fetched.cut.is_none().then_some(fetched))
+            .read(|conn| fetched(conn, layout, &read))
+            .await;
+        tokio::task::yield_now().await;
+        fetched
     }
 
     /// Runs a read of a query or a scan: inline when it returns and reads few records, on the
@@ -538,7 +547,9 @@ impl SqliteStore {
         let small = fetch <= INLINE_RECORDS
             && match &read {
                 Read::Plain(..) => true,
-                Read::Windowed(..) => read.budget().is_some_and(|b| b <= INLINE_RECORDS as u64),
+                Read::Windowed(..) | Read::Stepped(..) => {
+                    read.budget().is_some_and(|b| b <= INLINE_RECORDS as u64)
+                }
             };
         if small {
             return self
@@ -878,14 +889,19 @@ impl TableBackend for SqliteStore {
         query: &IndexQuery<'_>,
     ) -> Result<Fetched<StoredRecord>> {
         let layout = self.layout(schema).await?;
-        if let Some(bounded) = inline_first(query.filter, query.budget, query.fetch) {
-            let read = layout.query(&IndexQuery {
-                budget: Some(bounded),
-                ..*query
-            })?;
-            if let Some(fetched) = self.read_inline(&layout, &read).await? {
-                return Ok(fetched);
-            }
+        if in_chunks(query.filter, query.budget, query.fetch) {
+            let read = |after: Option<&Position>, fetch, budget| {
+                layout.query(&IndexQuery {
+                    after,
+                    fetch,
+                    budget,
+                    ..*query
+                })
+            };
+            let position = |cut: &Document| query.position_of_document(schema, cut, BACKEND);
+            let start = query.after.cloned();
+            let run = |read| self.read_chunk(&layout, read);
+            return read_in_chunks(start, query.fetch, &INLINE_CHUNKS, read, run, position).await;
         }
         let read = layout.query(query)?;
         self.read_fetched(layout, read, query.fetch).await
@@ -902,14 +918,19 @@ impl TableBackend for SqliteStore {
         scan: &TableScan<'_>,
     ) -> Result<Fetched<StoredRecord>> {
         let layout = self.layout(schema).await?;
-        if let Some(bounded) = inline_first(scan.filter, scan.budget, scan.fetch) {
-            let read = layout.scan_read(&TableScan {
-                budget: Some(bounded),
-                ..*scan
-            })?;
-            if let Some(fetched) = self.read_inline(&layout, &read).await? {
-                return Ok(fetched);
-            }
+        if in_chunks(scan.filter, scan.budget, scan.fetch) {
+            let read = |after: Option<&RecordKey>, fetch, budget| {
+                layout.scan_read(&TableScan {
+                    after,
+                    fetch,
+                    budget,
+                    ..*scan
+                })
+            };
+            let position = |cut: &Document| schema.key_of(cut);
+            let start = scan.after.cloned();
+            let run = |read| self.read_chunk(&layout, read);
+            return read_in_chunks(start, scan.fetch, &INLINE_CHUNKS, read, run, position).await;
         }
         let read = layout.scan_read(scan)?;
         self.read_fetched(layout, read, scan.fetch).await

@@ -7,10 +7,10 @@ use async_trait::async_trait;
 
 use super::query::{self, fingerprint};
 use super::{
-    Body, Change, Condition, Consistency, Document, Fetched, IndexQuery, KeyDef, KeyValue,
-    MAX_BATCH, MissingIndexes, Order, Patch, Patched, Position, Projection, Query, QueryPage,
-    ReadOptions, Record, RecordKey, Returning, Row, Scan, StoredRecord, TableScan, TableSchema,
-    TableStatus, TableStore, check_expected_version, next_version, same_table_name,
+    Change, Condition, Consistency, Document, Fetched, IndexQuery, KeyDef, KeyValue, MAX_BATCH,
+    MissingIndexes, Order, Patch, Patched, Position, Projection, Query, QueryPage, ReadOptions,
+    Record, RecordKey, Returning, Row, Scan, StoredRecord, TableScan, TableSchema, TableStatus,
+    TableStore, check_expected_version, next_version, same_table_name,
 };
 use crate::backend::TableBackend;
 use crate::trace::{Call, call_span};
@@ -1364,10 +1364,10 @@ async fn run_query<B: TableBackend>(
         let cut_at = fetched
             .cut
             .as_ref()
-            .map(|document| position_of_document(backend.name(), schema, &request, document))
+            .map(|document| request.position_of_document(schema, document, backend.name()))
             .transpose()?;
         let mut batch = found_in(fetched, read, |record| {
-            position(backend.name(), schema, &request, record)
+            request.position_of_record(schema, record, backend.name())
         })?;
         read += answer_read;
         // Every record strictly after the one before it, the first after the cursor, and a
@@ -1534,45 +1534,6 @@ async fn run_scan<B: TableBackend>(
         return Err(not_advancing(backend.name()));
     }
     finish_page(found, scan.limit, cut, read, &print)
-}
-
-/// Where the last record read (its document, or the key fields a DynamoDB
-/// `LastEvaluatedKey` holds) sits in the query's order.
-fn position_of_document(
-    backend: &'static str,
-    schema: &TableSchema,
-    request: &IndexQuery<'_>,
-    document: &Document,
-) -> Result<Position> {
-    let record = StoredRecord {
-        key: schema.key_of(document)?,
-        version: 0,
-        body: Body::Document(document.clone()),
-    };
-    position(backend, schema, request, &record)
-}
-
-/// Where a returned record sits in the query's order, read from the record as the index
-/// returned it.
-fn position(
-    backend: &'static str,
-    schema: &TableSchema,
-    request: &IndexQuery<'_>,
-    record: &StoredRecord,
-) -> Result<Position> {
-    let sort = match request.index.and_then(|i| schema.indexes()[i].sort()) {
-        Some(def) => Some(record.read_key(def, backend)?.ok_or_else(|| {
-            Error::invalid(
-                "document",
-                format!("an index hit lacks its sort key {:?}", def.field()),
-            )
-        })?),
-        None => None,
-    };
-    Ok(Position {
-        sort,
-        key: record.key.clone(),
-    })
 }
 
 /// The hits whose current record still matches the query, as they are now.

@@ -8,11 +8,12 @@ use hmac::{Hmac, KeyInit, Mac as _};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::Record;
 use super::expr::{Condition, Path};
 use super::projection::Projection;
 use super::schema::{IndexEntry, KeyDef, TableSchema, check_value};
+use super::stored::Body;
 use super::value::{KeyType, KeyValue, RecordKey};
+use super::{Document, Record, StoredRecord};
 use crate::{Error, Result};
 
 /// Most records in one page.
@@ -394,7 +395,7 @@ pub struct IndexQuery<'a> {
 
 /// What a backend returns for one [`IndexQuery`] or [`TableScan`](super::TableScan): the
 /// records that met the filter, and how much it read to find them.
-/// The records are [`Record`]s, or [`StoredRecord`](super::StoredRecord)s for a typed read
+/// The records are [`Record`]s, or [`StoredRecord`]s for a typed read
 /// ([`TableBackend::query_stored`](crate::backend::TableBackend::query_stored)).
 #[derive(Debug, Clone)]
 pub struct Fetched<R = Record> {
@@ -410,7 +411,7 @@ pub struct Fetched<R = Record> {
     /// When the budget ran out before `fetch` records were found and the range may go on: the
     /// last record read (its document, or at least its key fields and the index's, as a
     /// DynamoDB `LastEvaluatedKey` holds them), where the next read continues.
-    pub cut: Option<super::Document>,
+    pub cut: Option<Document>,
 }
 
 impl<R> Default for Fetched<R> {
@@ -425,6 +426,23 @@ impl<R> Default for Fetched<R> {
 }
 
 impl<R> Fetched<R> {
+    /// This read and `next`, the read that continued after this one's cut, as one read: its
+    /// records, then `next`'s, each counted from where this one began.
+    #[must_use]
+    pub fn followed_by(mut self, next: Self) -> Self {
+        self.read_through = match (self.read_through, next.read_through) {
+            (Some(mut through), Some(next)) => {
+                through.extend(next.into_iter().map(|n| n + self.read));
+                Some(through)
+            }
+            _ => None,
+        };
+        self.records.extend(next.records);
+        self.read += next.read;
+        self.cut = next.cut;
+        self
+    }
+
     /// Records that were each the only one read for them: what a read without a filter or a
     /// budget returns.
     #[must_use]
@@ -464,6 +482,54 @@ impl IndexQuery<'_> {
             },
             key: key.clone(),
         }
+    }
+
+    /// Where a record read by this query sits in its order, read from the record as the
+    /// index returned it (its key, and the index's sort key from its fields).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when an index hit lacks the index's sort key; a backend error
+    /// (of `backend`) when that key's stored value is not of its type.
+    pub fn position_of_record(
+        &self,
+        schema: &TableSchema,
+        record: &StoredRecord,
+        backend: &'static str,
+    ) -> Result<Position> {
+        let sort = match self.index.and_then(|i| schema.indexes()[i].sort()) {
+            Some(def) => Some(record.read_key(def, backend)?.ok_or_else(|| {
+                Error::invalid(
+                    "document",
+                    format!("an index hit lacks its sort key {:?}", def.field()),
+                )
+            })?),
+            None => None,
+        };
+        Ok(Position {
+            sort,
+            key: record.key.clone(),
+        })
+    }
+
+    /// Where the last record read sits in this query's order, from its document (or the key
+    /// fields a DynamoDB `LastEvaluatedKey` holds): a [`Fetched::cut`], where the next read
+    /// continues.
+    ///
+    /// # Errors
+    /// As [`IndexQuery::position_of_record`], and [`Error::InvalidInput`] when the document
+    /// lacks the table's key.
+    pub fn position_of_document(
+        &self,
+        schema: &TableSchema,
+        document: &Document,
+        backend: &'static str,
+    ) -> Result<Position> {
+        let record = StoredRecord {
+            key: schema.key_of(document)?,
+            version: 0,
+            body: Body::Document(document.clone()),
+        };
+        self.position_of_record(schema, &record, backend)
     }
 
     /// Whether a record at `position` comes after `self.after` in this query's order.
