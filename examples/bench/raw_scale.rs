@@ -61,7 +61,9 @@ impl Sqlite {
     ) -> Result<u64, BoxError> {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            f(&conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+            f(&conn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner))
         })
         .await?
     }
@@ -156,11 +158,10 @@ impl RawListings for Postgres {
             "SELECT version, document FROM \"{table}\" WHERE partition_key = $1 \
              ORDER BY sort_key"
         );
-        let mut rows = sqlx::query_as::<_, (i64, sqlx::types::Json<Event>)>(
-            sqlx::AssertSqlSafe(sql),
-        )
-        .bind(partition)
-        .fetch(&self.pool);
+        let mut rows =
+            sqlx::query_as::<_, (i64, sqlx::types::Json<Event>)>(sqlx::AssertSqlSafe(sql))
+                .bind(partition)
+                .fetch(&self.pool);
         let mut ascending = Ascending::default();
         while let Some(row) = rows.next().await {
             let (version, event) = row?;

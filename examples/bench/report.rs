@@ -150,7 +150,8 @@ fn listings_markdown(report: &ScaleReport) -> String {
          | storekit/raw | peak RSS growth MiB | errors |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    let mib = |kib: Option<u64>| kib.map_or("n/a".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0));
+    let mib =
+        |kib: Option<u64>| kib.map_or("n/a".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0));
     for listing in &report.listings {
         let kit = &listing.storekit;
         let raw = listing.raw.as_ref();
