@@ -13,6 +13,8 @@ use crate::measure::{Mode, Sample};
 use crate::raw_dynamodb;
 #[cfg(feature = "postgres")]
 use crate::raw_postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "dynamodb"))]
+use crate::raw_scale;
 #[cfg(feature = "sqlite")]
 use crate::raw_sqlite;
 use crate::targets::{Kv, Products, Storekit, Users};
@@ -255,7 +257,8 @@ async fn dynamodb(_plan: &Plan) -> Result<Vec<Sample>, BoxError> {
     Err("the dynamodb backend is not compiled in: build with --features dynamodb".into())
 }
 
-/// `--scale` on one backend, on fresh tables of its own.
+/// `--scale` on one backend, on fresh tables of its own, with the backend's raw driver for
+/// the listings (reading those tables).
 pub(crate) async fn bench_scale(
     backend: Backend,
     plan: &Plan,
@@ -265,14 +268,15 @@ pub(crate) async fn bench_scale(
     match backend {
         Backend::Memory => {
             let stores = storekit::connect("memory://").await?;
-            scale::run(backend.name(), &stores, None, rows, plan).await
+            scale::run(backend.name(), &stores, None, None, rows, plan).await
         }
         #[cfg(feature = "sqlite")]
         Backend::Sqlite => {
             let dir = TempDir::new()?;
             let path = dir.0.join("scale.db");
             let stores = sqlite_stores(&path).await?;
-            scale::run(backend.name(), &stores, Some(&path), rows, plan).await
+            let raw = raw_scale::Sqlite::open(&path, &format!("{}_", run_tag()))?;
+            scale::run(backend.name(), &stores, Some(&raw), Some(&path), rows, plan).await
         }
         #[cfg(feature = "postgres")]
         Backend::Postgres => {
@@ -280,16 +284,23 @@ pub(crate) async fn bench_scale(
             let schema = format!("{}_scale", run_tag());
             let stores = storekit::connect(&with_param(&url, &format!("schema={schema}"))).await?;
             stores.migrate().await?;
-            let report = scale::run(backend.name(), &stores, None, rows, plan).await;
+            let report = async {
+                let raw = raw_scale::Postgres::connect(&url, &schema).await?;
+                scale::run(backend.name(), &stores, Some(&raw), None, rows, plan).await
+            }
+            .await;
             raw_postgres::drop_storekit_schema(&url, &schema).await?;
             report
         }
         #[cfg(feature = "dynamodb")]
         Backend::DynamoDb => {
-            let store = dynamodb_store(&dynamodb_endpoint()?, Arc::new(AtomicU64::new(0))).await?;
+            let endpoint = dynamodb_endpoint()?;
+            let store = dynamodb_store(&endpoint, Arc::new(AtomicU64::new(0))).await?;
             let stores = Stores::from(store.clone());
             stores.migrate().await?;
-            let report = scale::run(backend.name(), &stores, None, rows, plan).await;
+            let client = raw_dynamodb::client(&endpoint, Arc::new(AtomicU64::new(0))).await;
+            let raw = raw_scale::Dynamo::new(client, &format!("{}_", run_tag()));
+            let report = scale::run(backend.name(), &stores, Some(&raw), None, rows, plan).await;
             store.drop_tables().await?;
             report
         }

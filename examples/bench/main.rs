@@ -21,7 +21,12 @@
 //! `--json FILE` also writes one JSON object per measurement (and per backend its peak
 //! memory: see below); `--scale`, after the workloads,
 //! fills 10^6 items and users (`--scale-rows N`) and measures random reads at 10^4 and at that
-//! size, with the SQLite file's size and its WAL's largest size during the fill;
+//! size, with the SQLite file's size and its WAL's largest size during the fill, then two rows
+//! beside the raw driver reading the same rows of the same database (see `listing.rs` and
+//! `raw_scale.rs`): `kv.keys`, every key of the filled namespace listed to the end, and
+//! `Table::query`, a partition of 10^5 records (a tenth of `--scale-rows` if fewer) of a
+//! table by partition and sort key, read page after page; each with its time, items per
+//! second, `storekit/raw` and the peak memory it added;
 //! `--copy`, after the workloads, with `--backend postgres` or `all` and both the `sqlite` and
 //! `postgres` features, times `storekit::copy::copy` of `--copy-rows N` kv items (100000) from
 //! a SQLite store into PostgreSQL beside a hand-written copy with rusqlite and sqlx (see
@@ -74,12 +79,14 @@
 mod backends;
 #[cfg(all(feature = "sqlite", feature = "postgres"))]
 mod copy;
+mod listing;
 mod measure;
 mod peak;
 #[cfg(feature = "dynamodb")]
 mod raw_dynamodb;
 #[cfg(feature = "postgres")]
 mod raw_postgres;
+mod raw_scale;
 #[cfg(feature = "sqlite")]
 mod raw_sqlite;
 mod report;
@@ -537,6 +544,29 @@ mod tests {
                 .all(|p| p.sample.errors == 0 && p.sample.ops_per_sec() > 0.0)
         );
         assert!(found.db_bytes.is_some_and(|bytes| bytes > 0));
+        check_listings(&found, true);
+        Ok(())
+    }
+
+    /// Both listings read everything, by both peers where there is a raw driver.
+    fn check_listings(found: &scale::ScaleReport, raw: bool) {
+        let ops: Vec<_> = found.listings.iter().map(|l| (l.op, l.rows)).collect();
+        assert_eq!(ops, [("kv.keys", 1500), ("Table::query", 150)]);
+        for listing in &found.listings {
+            let reads = std::iter::once(&listing.storekit).chain(&listing.raw);
+            assert_eq!(reads.clone().count(), if raw { 2 } else { 1 });
+            for read in reads {
+                assert_eq!((read.errors, read.items), (0, listing.rows as u64));
+            }
+        }
+        let table = report::scale_markdown(found);
+        assert!(table.contains("| kv.keys | 1500 |") && table.contains("| Table::query | 150 |"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_scale_lists_every_key_and_record() -> Result<(), BoxError> {
+        let found = bench_scale(Backend::Memory, &tiny_plan(), 1500).await?;
+        check_listings(&found, false);
         Ok(())
     }
 

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 #[cfg(all(feature = "sqlite", feature = "postgres"))]
 use crate::copy::CopyReport;
+use crate::listing::Read;
 use crate::measure::Sample;
 use crate::scale::ScaleReport;
 
@@ -138,10 +139,57 @@ pub(crate) fn scale_markdown(report: &ScaleReport) -> String {
         mib(report.wal_max_bytes),
         mib(report.wal_end_bytes),
     );
+    out.push_str(&listings_markdown(report));
     out
 }
 
-/// The JSON lines of a `--scale` run: one per measurement, and one for the file sizes.
+/// The listings of a `--scale` run: one row each, storekit beside the raw driver.
+fn listings_markdown(report: &ScaleReport) -> String {
+    let mut out = String::from(
+        "\n| backend | listing | rows | storekit s | raw s | storekit items/s | raw items/s \
+         | storekit/raw | peak RSS growth MiB | errors |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mib =
+        |kib: Option<u64>| kib.map_or("n/a".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0));
+    for listing in &report.listings {
+        let kit = &listing.storekit;
+        let raw = listing.raw.as_ref();
+        let both = |f: &dyn Fn(&Read) -> String| match raw {
+            Some(raw) => format!("{} / {}", f(kit), f(raw)),
+            None => f(kit),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.3} | {} | {:.0} | {} | {} | {} | {} |",
+            report.backend,
+            listing.op,
+            listing.rows,
+            kit.secs,
+            raw.map_or("–".to_owned(), |raw| format!("{:.3}", raw.secs)),
+            kit.per_sec(),
+            raw.map_or("–".to_owned(), |raw| format!("{:.0}", raw.per_sec())),
+            listing
+                .ratio()
+                .map_or("–".to_owned(), |ratio| format!("{ratio:.2}")),
+            both(&|read| mib(read.peak_growth_kib)),
+            both(&|read| read.errors.to_string()),
+        );
+    }
+    for listing in &report.listings {
+        if let Some(secs) = listing.fill_secs {
+            let _ = writeln!(
+                out,
+                "\n{}: {} records put into one partition in {secs:.2} s",
+                listing.op, listing.rows
+            );
+        }
+    }
+    out
+}
+
+/// The JSON lines of a `--scale` run: one per measurement, one for the file sizes, and one
+/// per peer and listing (storekit's with `storekit_over_raw`).
 pub(crate) fn scale_json(report: &ScaleReport) -> Vec<Value> {
     let mut lines: Vec<Value> = report
         .points
@@ -173,6 +221,35 @@ pub(crate) fn scale_json(report: &ScaleReport) -> Vec<Value> {
         "wal_max_bytes": report.wal_max_bytes,
         "wal_end_bytes": report.wal_end_bytes,
     }));
+    for listing in &report.listings {
+        let peers = std::iter::once(("storekit", &listing.storekit))
+            .chain(listing.raw.as_ref().map(|raw| ("raw", raw)));
+        for (peer, read) in peers {
+            let mut line = json!({
+                "kind": "scale",
+                "peer": peer,
+                "backend": report.backend,
+                "op": listing.op,
+                "rows": listing.rows,
+                "secs": (read.secs * 1000.0).round() / 1000.0,
+                "items_per_sec": tenths(read.per_sec()),
+                "peak_growth_kib": read.peak_growth_kib,
+                "errors": read.errors,
+            });
+            if let (Some(ratio), "storekit", Value::Object(fields)) =
+                (listing.ratio(), peer, &mut line)
+            {
+                fields.insert(
+                    "storekit_over_raw".to_owned(),
+                    json!((ratio * 100.0).round() / 100.0),
+                );
+            }
+            if let (Some(secs), Value::Object(fields)) = (listing.fill_secs, &mut line) {
+                fields.insert("fill_secs".to_owned(), json!(tenths(secs)));
+            }
+            lines.push(line);
+        }
+    }
     lines
 }
 

@@ -5,7 +5,8 @@
 //! measures again. Each size is measured after a discarded warm-up round of reads of other
 //! keys, so that what is timed is reading a table of that size, not the first touches after a
 //! bulk load. On SQLite the database file's size and the largest WAL seen during the whole
-//! run (sampled every 50 ms) are reported too.
+//! run (sampled every 50 ms) are reported too. Then every key is listed, and a table's
+//! partition filled and queried, beside the raw driver (see `listing.rs`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +17,9 @@ use storekit::futures::{StreamExt as _, TryStreamExt as _, stream};
 use storekit::{BoxError, DynAuthStore, DynKvStore, NewUser, Stores};
 
 use crate::Plan;
+use crate::listing::{self, Listing};
 use crate::measure::{Mode, Op, Runner, Sample, expect, scatter};
+use crate::raw_scale::RawListings;
 use crate::targets::PASSWORD_HASH;
 use crate::workloads::VALUE_SIZE;
 
@@ -46,6 +49,8 @@ pub(crate) struct ScaleReport {
     pub(crate) db_bytes: Option<u64>,
     pub(crate) wal_max_bytes: Option<u64>,
     pub(crate) wal_end_bytes: Option<u64>,
+    /// Every key listed, and a table's partition queried, by storekit and the raw driver.
+    pub(crate) listings: Vec<Listing>,
 }
 
 struct Ctx {
@@ -64,11 +69,13 @@ fn email(i: usize) -> String {
     format!("scale-{i}@bench.example")
 }
 
-/// Fills `stores` to `rows` items and users and measures reads on the way; `db` is the SQLite
-/// file, whose sizes are then reported.
+/// Fills `stores` to `rows` items and users and measures reads on the way, then the listings
+/// (beside `raw`, the backend's raw driver on the same database); `db` is the SQLite file,
+/// whose sizes are then reported.
 pub(crate) async fn run(
     backend: &'static str,
     stores: &Stores,
+    raw: Option<&dyn RawListings>,
     db: Option<&Path>,
     rows: usize,
     plan: &Plan,
@@ -112,15 +119,20 @@ pub(crate) async fn run(
     for point in &mut points {
         point.sample.backend = backend;
     }
+    // The file's sizes are those the fill left, before the listings add a table.
     let size = |path: &Path| std::fs::metadata(path).map(|m| m.len()).ok();
+    let (db_bytes, wal_max_bytes) = (db.and_then(size), wal.map(WalWatch::stop));
+    let wal_end_bytes = db.and_then(|db| size(&wal_path(db)));
+    let listings = listing::run(stores, raw, NAMESPACE, rows).await?;
     Ok(ScaleReport {
         backend,
         rows,
         fill_secs,
         points,
-        db_bytes: db.and_then(size),
-        wal_max_bytes: wal.map(WalWatch::stop),
-        wal_end_bytes: db.and_then(|db| size(&wal_path(db))),
+        db_bytes,
+        wal_max_bytes,
+        wal_end_bytes,
+        listings,
     })
 }
 
