@@ -36,13 +36,12 @@ const INLINE_RECORDS: usize = 32;
 /// The chunks a filtered read without a read budget reads inline, one statement each, the
 /// runtime yielded between them, before the rest of its page goes to the blocking pool (see
 /// [`read_in_chunks`]). A filter may read far more records than it returns, and the runtime
-/// is never held longer than one short statement: a chunk reads as many records as an
-/// unfiltered read returns inline (one inline read of up to 256 held both worker threads of a
-/// 2-core machine with 32 tasks querying and quartered their rate). A page of a filter that a
-/// fair share of records meet is found within them, for which the hop to the pool would cost
-/// more than the page; a selective filter, which may read the whole range, reads the rest in
-/// one statement there.
-const INLINE_CHUNKS: [u64; 4] = [INLINE_RECORDS as u64; 4];
+/// is never held longer than one short statement: the first chunks read as many records as
+/// an unfiltered read returns inline, so that a page of a filter most records meet costs one
+/// statement; later ones grow, so that a selective filter's page (a range read to its end)
+/// is not many statements, nor a hop to the pool that costs, on a loaded machine, more than
+/// reading a few hundred records. Only a range longer than all of them goes to the pool.
+const INLINE_CHUNKS: [u64; 5] = [32, 32, 64, 128, 256];
 
 /// Records read per statement while filling new index columns.
 const FILL_PAGE: usize = 500;
