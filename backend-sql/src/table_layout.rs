@@ -51,6 +51,8 @@ use crate::tables::Tables;
 
 mod claims;
 mod filter;
+// PostgreSQL's in-place patches only (see the module).
+#[cfg(feature = "postgres")]
 mod patch;
 
 /// The column of the record's partition key.
@@ -1351,6 +1353,7 @@ impl Layouts {
     }
 
     /// Forgets the layout of table `name` (dropped): the next call builds it again.
+    #[cfg(feature = "sqlite")]
     pub(crate) fn forget(&self, name: &str) {
         self.by_name
             .write()
@@ -1537,11 +1540,13 @@ pub(crate) enum Read {
     Windowed(Statement, Window, Option<usize>),
     /// Rows of `version, document, hit` and the paged columns (see [`Layout::stepped`]),
     /// one per record read, for a [`Tally`] to count until it is done.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     Stepped(Statement, Window, Option<usize>),
 }
 
 impl Read {
-    /// The read budget of a windowed read.
+    /// The read budget of a counted read.
+    #[cfg(feature = "sqlite")]
     pub(crate) fn budget(&self) -> Option<u64> {
         match self {
             Self::Plain(..) => None,
