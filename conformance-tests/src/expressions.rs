@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use storekit_core::Error;
 use storekit_core::table::expr::bytes_fields;
 use storekit_core::table::{
-    Comparison, Condition, Document, KeyDef, KeyValue, Operand, Patch, Query, Record, RecordKey,
-    Returning, Table, TableSchema, TableStore,
+    Comparison, Condition, Document, KeyDef, KeyValue, Operand, Patch, Query, QueryPage, Record,
+    RecordKey, Returning, Table, TableSchema, TableStore,
 };
 
 use crate::Fixture;
@@ -65,6 +65,66 @@ pub(crate) fn numbers(records: &[Record]) -> Vec<i64> {
         .iter()
         .map(|r| r.document["n"].as_i64().expect("n"))
         .collect()
+}
+
+/// A page whose matches sit behind many misses is whole and exact: over a partition of 1,200
+/// records where only the last three match, filtered pages of 2 of the table and of an index,
+/// in both orders, hold exactly the matches, and on backends with exact counts each page read
+/// the records from its cursor through its last record (or the range's end), the pages 1,200
+/// in all. SQL reads such a page in bounded chunks, each continuing where the one before
+/// stopped, and what is left in one more read: this crosses every chunk.
+pub async fn a_page_behind_many_misses_is_whole_and_exact(f: &Fixture) {
+    const RECORDS: i64 = 1200;
+    let (store, schema) = ensure(f).await;
+    let documents: Vec<Document> = (0..RECORDS)
+        .map(|n| doc(json!({"p": "far", "n": n, "kind": "far", "hit": n >= RECORDS - 3})))
+        .collect();
+    for batch in documents.chunks(storekit_core::table::MAX_BATCH) {
+        store
+            .put_many(&schema, batch.to_vec())
+            .await
+            .expect("put_many");
+    }
+    // Where index reads are eventual, wait until the index holds every record: 0 to 999 in
+    // one page, 1,000 to 1,199 in another (a page holds at most 1,000).
+    let first = Query::index("by-kind", "far").limit(1000);
+    let through = |end: i64| move |page: &QueryPage| numbers(&page.items).last() == Some(&end);
+    settled(store, &schema, &first, through(999)).await;
+    let last = Query::index("by-kind", "far").descending().limit(200);
+    settled(store, &schema, &last, through(1000)).await;
+    let hit = Condition::eq("hit", true);
+    for (name, query) in [
+        ("table", Query::table("far")),
+        ("index", Query::index("by-kind", "far")),
+    ] {
+        for descending in [false, true] {
+            let mut query = query.clone().filter(hit.clone()).limit(2);
+            if descending {
+                query = query.descending();
+            }
+            let what = format!("{name}, descending: {descending}");
+            let (mut pages, mut next) = (Vec::new(), Some(query.clone()));
+            while let Some(query) = next.take() {
+                let page = store.query(&schema, &query).await.expect("query");
+                next = page.next.clone().map(|cursor| query.clone().after(cursor));
+                pages.push(page);
+                assert!(pages.len() <= 3, "{what}: the pages do not end");
+            }
+            let found: Vec<Vec<i64>> = pages.iter().map(|page| numbers(&page.items)).collect();
+            let (reads, want): (Vec<u64>, Vec<Vec<i64>>) = if descending {
+                (vec![2, 1198], vec![vec![1199, 1198], vec![1197]])
+            } else {
+                (vec![1199, 1], vec![vec![1197, 1198], vec![1199]])
+            };
+            assert_eq!(found, want, "{what}");
+            let read: Vec<u64> = pages.iter().map(|page| page.read).collect();
+            if f.capabilities.exact_read_counts {
+                assert_eq!(read, reads, "{what}");
+            } else {
+                assert!(read.iter().sum::<u64>() >= 1200, "{what}: read {read:?}");
+            }
+        }
+    }
 }
 
 /// Over a partition of 500 records where 1 in 50 matches, a filtered query's pages are full

@@ -163,6 +163,7 @@ macro_rules! __with_cases {
             ];
             expressions [expressions: Uuid] Tables: [
                 filtered_pages_are_full_and_exact,
+                a_page_behind_many_misses_is_whole_and_exact,
                 every_operator_on_every_type,
                 bad_conditions_are_invalid_input,
                 random_filters_agree_with_the_reference,
