@@ -16,16 +16,83 @@
 use std::future::Future;
 
 use storekit_core::Result;
-use storekit_core::table::{Document, Fetched, StoredRecord};
+use storekit_core::table::{
+    Document, Fetched, IndexQuery, Position, RecordKey, StoredRecord, TableScan, TableSchema,
+};
 
-use crate::table_layout::Read;
+use crate::table_layout::{Layout, Read};
+
+/// A page of `query` on `schema` (laid out by `layout`) read in chunks of `budgets` records,
+/// then the rest (see [`read_in_chunks`]), each chunk run by `run`; `backend` names the
+/// store in errors.
+pub(crate) async fn query_in_chunks<Fut>(
+    layout: &Layout,
+    schema: &TableSchema,
+    backend: &'static str,
+    query: &IndexQuery<'_>,
+    budgets: &[u64],
+    run: impl Fn(Read) -> Fut,
+) -> Result<Fetched<StoredRecord>>
+where
+    Fut: Future<Output = Result<Fetched<StoredRecord>>>,
+{
+    let read = |after: Option<&Position>, fetch, budget| {
+        layout.query(&IndexQuery {
+            after,
+            fetch,
+            budget,
+            ..*query
+        })
+    };
+    let position = |cut: &Document| query.position_of_document(schema, cut, backend);
+    read_in_chunks(
+        query.after.cloned(),
+        query.fetch,
+        budgets,
+        read,
+        run,
+        position,
+    )
+    .await
+}
+
+/// A page of `scan` on `schema`, as [`query_in_chunks`] reads a query's.
+pub(crate) async fn scan_in_chunks<Fut>(
+    layout: &Layout,
+    schema: &TableSchema,
+    scan: &TableScan<'_>,
+    budgets: &[u64],
+    run: impl Fn(Read) -> Fut,
+) -> Result<Fetched<StoredRecord>>
+where
+    Fut: Future<Output = Result<Fetched<StoredRecord>>>,
+{
+    let read = |after: Option<&RecordKey>, fetch, budget| {
+        layout.scan_read(&TableScan {
+            after,
+            fetch,
+            budget,
+            ..*scan
+        })
+    };
+    let position = |cut: &Document| schema.key_of(cut);
+    read_in_chunks(
+        scan.after.cloned(),
+        scan.fetch,
+        budgets,
+        read,
+        run,
+        position,
+    )
+    .await
+}
 
 /// Reads a page of up to `fetch` records after `start`: a chunk for each of `budgets`, each
 /// reading at most that many records and continuing after the last record the one before it
 /// read (its cut, whose place in the read's order `position` gives), then what is left of the
 /// page in one unbounded read. `read` makes the statement of a chunk from where it starts,
 /// how many records it returns at most and its bound; `run` runs it.
-pub(crate) async fn read_in_chunks<P, Fut>(
+async fn read_in_chunks<P, Fut>(
     start: Option<P>,
     fetch: usize,
     budgets: &[u64],

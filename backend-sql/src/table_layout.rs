@@ -990,12 +990,8 @@ impl Layout {
         self.hit(&mut b, filter)?;
         b.sql(" AS hit, row_number() OVER (");
         order_by(&mut b, order, descending);
-        b.sql(") AS n FROM ").sql(&self.table);
-        range(&mut b);
-        order_by(&mut b, order, descending);
-        if let Some(budget) = window.budget {
-            b.sql(" LIMIT ").bind(Param::Int(budget_param(budget)));
-        }
+        b.sql(") AS n");
+        self.range_in_order(&mut b, order, descending, window.budget, &range);
         b.sql(") AS r WHERE hit = 1");
         if let Some(budget) = window.budget {
             b.sql(" OR n = ").bind(Param::Int(budget_param(budget)));
@@ -1071,14 +1067,27 @@ impl Layout {
         self.hit(&mut b, filter)?;
         b.sql(" AS hit");
         self.paged_columns(&mut b, index);
-        b.sql(" FROM ").sql(&self.table);
-        range(&mut b);
-        order_by(&mut b, order, descending);
-        if let Some(budget) = window.budget {
-            b.sql(" LIMIT ").bind(Param::Int(budget_param(budget)));
-        }
+        self.range_in_order(&mut b, order, descending, window.budget, range);
         // Left to the driver's statement cache, as a windowed read is (see there).
         Ok(b.finish())
+    }
+
+    /// ` FROM <table> WHERE <range> ORDER BY <order> LIMIT <budget>` (the range's ` WHERE …`
+    /// from `range`; no `LIMIT` without a budget): the rows a counted read reads.
+    fn range_in_order(
+        &self,
+        b: &mut Builder,
+        order: &[&str],
+        descending: bool,
+        budget: Option<u64>,
+        range: impl Fn(&mut Builder),
+    ) {
+        b.sql(" FROM ").sql(&self.table);
+        range(b);
+        order_by(b, order, descending);
+        if let Some(budget) = budget {
+            b.sql(" LIMIT ").bind(Param::Int(budget_param(budget)));
+        }
     }
 
     /// `CAST(CASE WHEN <filter> THEN 1 ELSE 0 END AS BIGINT)`, or `CAST(1 AS BIGINT)` without

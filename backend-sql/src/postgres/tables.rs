@@ -14,8 +14,8 @@ use storekit_core::table::patch::{condition_holds, patch_row, returned};
 use storekit_core::table::transact::{Resolved, Step, failed};
 use storekit_core::table::{
     Condition, Document, Fetched, IndexQuery, KeyType, KeyValue, MAX_VERSION, MissingIndexes,
-    Patch, Position, Record, RecordKey, Returning, Row, StoredRecord, TableScan, TableSchema,
-    TableShape, distinct_keys, in_key_order, next_version, parse_all,
+    Patch, Record, RecordKey, Returning, Row, StoredRecord, TableScan, TableSchema, TableShape,
+    distinct_keys, in_key_order, next_version, parse_all,
 };
 use storekit_core::transfer::TableTransferBackend;
 use storekit_core::{Error, Result};
@@ -23,14 +23,14 @@ use storekit_core::{Error, Result};
 use super::PostgresStore;
 use super::error::{is_missing_table, pg_error, retry_conflicts_with, table_error};
 use super::schema::sql;
-use crate::continued::read_in_chunks;
+use crate::continued::{query_in_chunks, scan_in_chunks};
 use crate::dialect::{Dialect, Param, Statement};
 use crate::table_layout::{Layout, Read, checked_shape, live_shape, shape_json};
 
 const BACKEND: &str = "postgres";
 
 /// The records the first chunk of a filtered read without a read budget reads at most, for a
-/// page of `fetch` (see [`read_in_chunks`]): enough for a page of a filter that one record in
+/// page of `fetch` (see [`query_in_chunks`]): enough for a page of a filter that one record in
 /// four meets, and for a short page at least 256 (one round trip more is dearer than reading a
 /// few more records in order).
 fn first_chunk(fetch: usize) -> u64 {
@@ -827,19 +827,9 @@ impl TableBackend for PostgresStore {
     ) -> Result<Fetched<StoredRecord>> {
         let layout = self.layout(schema)?;
         if query.filter.is_some() && query.budget.is_none() {
-            let read = |after: Option<&Position>, fetch, budget| {
-                layout.query(&IndexQuery {
-                    after,
-                    fetch,
-                    budget,
-                    ..*query
-                })
-            };
-            let position = |cut: &Document| query.position_of_document(schema, cut, BACKEND);
-            let (start, first) = (query.after.cloned(), [first_chunk(query.fetch)]);
-            let layout = &layout;
+            let (layout, first) = (&layout, [first_chunk(query.fetch)]);
             let run = move |read| async move { self.fetched(layout, &read).await };
-            return read_in_chunks(start, query.fetch, &first, read, run, position).await;
+            return query_in_chunks(layout, schema, BACKEND, query, &first, run).await;
         }
         let read = layout.query(query)?;
         self.fetched(&layout, &read).await
@@ -857,19 +847,9 @@ impl TableBackend for PostgresStore {
     ) -> Result<Fetched<StoredRecord>> {
         let layout = self.layout(schema)?;
         if scan.filter.is_some() && scan.budget.is_none() {
-            let read = |after: Option<&RecordKey>, fetch, budget| {
-                layout.scan_read(&TableScan {
-                    after,
-                    fetch,
-                    budget,
-                    ..*scan
-                })
-            };
-            let position = |cut: &Document| schema.key_of(cut);
-            let (start, first) = (scan.after.cloned(), [first_chunk(scan.fetch)]);
-            let layout = &layout;
+            let (layout, first) = (&layout, [first_chunk(scan.fetch)]);
             let run = move |read| async move { self.fetched(layout, &read).await };
-            return read_in_chunks(start, scan.fetch, &first, read, run, position).await;
+            return scan_in_chunks(layout, schema, scan, &first, run).await;
         }
         let read = layout.scan_read(scan)?;
         self.fetched(&layout, &read).await

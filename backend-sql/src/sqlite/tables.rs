@@ -13,8 +13,8 @@ use storekit_core::table::patch::{condition_holds, patch_row, returned};
 use storekit_core::table::transact::{Resolved, Step, failed};
 use storekit_core::table::{
     Condition, Document, Fetched, IndexQuery, KeyType, KeyValue, MAX_VERSION, MissingIndexes,
-    Patch, Position, Record, RecordKey, Returning, Row, StoredRecord, TableScan, TableSchema,
-    TableShape, distinct_keys, in_key_order, next_version, parse_all,
+    Patch, Record, RecordKey, Returning, Row, StoredRecord, TableScan, TableSchema, TableShape,
+    distinct_keys, in_key_order, next_version, parse_all,
 };
 use storekit_core::transfer::TableTransferBackend;
 use storekit_core::{Error, Result};
@@ -22,7 +22,7 @@ use storekit_core::{Error, Result};
 use super::SqliteStore;
 use super::error::{is_missing_table, sqlite_error, table_error};
 use super::step::{any_row, first_row};
-use crate::continued::read_in_chunks;
+use crate::continued::{query_in_chunks, scan_in_chunks};
 use crate::dialect::{Dialect, Param, Statement};
 use crate::table_layout::{Catalog, Layout, Read, checked_shape, live_shape, shape_json};
 use crate::tables::Tables;
@@ -35,7 +35,7 @@ const INLINE_RECORDS: usize = 32;
 
 /// The chunks a filtered read without a read budget reads inline, one statement each, the
 /// runtime yielded between them, before the rest of its page goes to the blocking pool (see
-/// [`read_in_chunks`]). A filter may read far more records than it returns, and the runtime
+/// [`query_in_chunks`]). A filter may read far more records than it returns, and the runtime
 /// is never held longer than one short statement: the first chunks read as many records as
 /// an unfiltered read returns inline, so that a page of a filter most records meet costs one
 /// statement; later ones grow, so that a selective filter's page (a range read to its end)
@@ -889,18 +889,8 @@ impl TableBackend for SqliteStore {
     ) -> Result<Fetched<StoredRecord>> {
         let layout = self.layout(schema).await?;
         if in_chunks(query.filter, query.budget, query.fetch) {
-            let read = |after: Option<&Position>, fetch, budget| {
-                layout.query(&IndexQuery {
-                    after,
-                    fetch,
-                    budget,
-                    ..*query
-                })
-            };
-            let position = |cut: &Document| query.position_of_document(schema, cut, BACKEND);
-            let start = query.after.cloned();
             let run = |read| self.read_chunk(&layout, read);
-            return read_in_chunks(start, query.fetch, &INLINE_CHUNKS, read, run, position).await;
+            return query_in_chunks(&layout, schema, BACKEND, query, &INLINE_CHUNKS, run).await;
         }
         let read = layout.query(query)?;
         self.read_fetched(layout, read, query.fetch).await
@@ -918,18 +908,8 @@ impl TableBackend for SqliteStore {
     ) -> Result<Fetched<StoredRecord>> {
         let layout = self.layout(schema).await?;
         if in_chunks(scan.filter, scan.budget, scan.fetch) {
-            let read = |after: Option<&RecordKey>, fetch, budget| {
-                layout.scan_read(&TableScan {
-                    after,
-                    fetch,
-                    budget,
-                    ..*scan
-                })
-            };
-            let position = |cut: &Document| schema.key_of(cut);
-            let start = scan.after.cloned();
             let run = |read| self.read_chunk(&layout, read);
-            return read_in_chunks(start, scan.fetch, &INLINE_CHUNKS, read, run, position).await;
+            return scan_in_chunks(&layout, schema, scan, &INLINE_CHUNKS, run).await;
         }
         let read = layout.scan_read(scan)?;
         self.read_fetched(layout, read, scan.fetch).await
