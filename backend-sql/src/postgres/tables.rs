@@ -279,13 +279,16 @@ impl PostgresStore {
         let rows = self
             .run(layout, || query(statement).fetch_all(&self.inner.pool))
             .await?;
-        let record = |row: &PgRow, at| {
-            let version = row.try_get(0).map_err(pg_error)?;
+        // The record of a row of `version` whose key columns start at `at`.
+        let record = |row: &PgRow, version, at| {
             let column = |i, kind| nullable_key(row, i, kind);
             layout.paged_row(index, version, document_text(row, 1)?, at, column)
         };
         let Some(window) = window else {
-            let records = rows.iter().map(|row| record(row, 2));
+            let records = rows.iter().map(|row| {
+                let version = row.try_get(0).map_err(pg_error)?;
+                record(row, version, 2)
+            });
             return Ok(Fetched::unfiltered(records.collect::<Result<_>>()?));
         };
         let mut tally = layout.tally(window);
@@ -296,15 +299,11 @@ impl PostgresStore {
             ];
             let n = u64::try_from(n).unwrap_or_default();
             // The count row, which holds no record: the range ended.
-            if row
-                .try_get::<Option<i64>, _>(0)
-                .map_err(pg_error)?
-                .is_none()
-            {
+            let Some(version) = row.try_get(0).map_err(pg_error)? else {
                 tally.ended(n);
                 break;
-            }
-            if tally.row(n, hit == 1, || record(row, 4))? {
+            };
+            if tally.row(n, hit == 1, || record(row, version, 4))? {
                 break;
             }
         }
